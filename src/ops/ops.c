@@ -1,0 +1,56 @@
+/* Backend dispatch: one switch per op. Layout ops (patchify) have one implementation. */
+#include "ops/ops_backends.h"
+
+#define HL_DISPATCH(op, ...)                                                   \
+    return ctx->backend == HELIOS_BACKEND_REF ? hl_ref_##op(ctx, __VA_ARGS__) \
+                                              : hl_cpu_##op(ctx, __VA_ARGS__)
+
+hl_status hl_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,
+                    const hl_tensor *b, float *y, int64_t ldy) {
+    HL_DISPATCH(linear, M, x, ldx, W, b, y, ldy);
+}
+
+hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q,
+                       int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                       float scale, hl_dtype compute, float *out, int64_t ldo) {
+    HL_DISPATCH(attention, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, compute, out, ldo);
+}
+
+hl_status hl_layernorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
+                       const float *w, const float *b, float eps, float *y, int64_t ldy) {
+    HL_DISPATCH(layernorm, M, D, x, ldx, w, b, eps, y, ldy);
+}
+
+hl_status hl_layernorm_modulate(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
+                                int64_t ldx, const float *scale, const float *shift, float eps,
+                                float *y, int64_t ldy) {
+    HL_DISPATCH(layernorm_modulate, M, D, x, ldx, scale, shift, eps, y, ldy);
+}
+
+hl_status hl_rmsnorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
+                     const float *w, float eps, float *y, int64_t ldy) {
+    HL_DISPATCH(rmsnorm, M, D, x, ldx, w, eps, y, ldy);
+}
+
+hl_status hl_rope(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,
+                  const float *rope) {
+    HL_DISPATCH(rope, M, H, hd, x, ldx, rope);
+}
+
+hl_status hl_gelu_tanh(const hl_ctx *ctx, int64_t n, const float *x, float *y) {
+    HL_DISPATCH(gelu_tanh, n, x, y);
+}
+
+hl_status hl_silu(const hl_ctx *ctx, int64_t n, const float *x, float *y) {
+    HL_DISPATCH(silu, n, x, y);
+}
+
+hl_status hl_add_gated(const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx,
+                       const float *y, int64_t ldy, const float *gate) {
+    HL_DISPATCH(add_gated, M, D, x, ldx, y, ldy, gate);
+}
+
+hl_status hl_scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,
+                         const float *s) {
+    HL_DISPATCH(scale_heads, M, H, hd, x, ldx, s);
+}

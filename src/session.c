@@ -1,0 +1,28 @@
+#include <stdlib.h>
+
+#include "core/parallel.h"
+#include "session.h"
+
+void helios_session_params_init(helios_session_params *p) {
+    p->backend = HELIOS_BACKEND_CPU;
+    p->n_threads = 0;
+}
+
+helios_status helios_session_new(const helios_session_params *p, helios_session **out) {
+    *out = NULL;
+    if (p->backend != HELIOS_BACKEND_CPU && p->backend != HELIOS_BACKEND_REF)
+        return HELIOS_ERR_INVALID_ARG;
+    if (p->n_threads < 0) return HELIOS_ERR_INVALID_ARG;
+    helios_session *s = calloc(1, sizeof *s);
+    if (!s) return HELIOS_ERR_OOM;
+    s->params = *p;
+    s->ctx.backend = p->backend;
+    s->ctx.err = &s->err;
+    hl_set_threads(p->n_threads);
+    *out = s;
+    return HELIOS_OK;
+}
+
+void helios_session_free(helios_session *s) { free(s); }
+
+const char *helios_session_error(const helios_session *s) { return s ? s->err.msg : ""; }

@@ -1,0 +1,9 @@
+#ifndef HL_COMMANDS_H
+#define HL_COMMANDS_H
+
+/* Each takes argv starting at the command's name; returns the process exit code. */
+int cmd_verify(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,32 @@
+/* helios — command-line entry: dispatches to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/commands.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: helios <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  verify DIR   run every reference-vector file found in DIR and compare\n"
+            "  bench        time the transformer block and the GEMM ceiling on this machine\n"
+            "  info FILE    list the tensors of a .safetensors file (or index)\n"
+            "  help         this text\n"
+            "\n"
+            "Run 'helios <command> --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "verify")) return cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "helios: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}
