@@ -1,8 +1,247 @@
+/* helios bench — times one Helios transformer block at the Wan2.1-1.3B block shape (D 1536,
+ * 12 heads of 128, FFN 8960, 512 text tokens, 2304 current tokens) with random bf16 weights, and a
+ * large oneDNN bf16 GEMM in the same run as the ceiling:
+ *   block bf16: <G> GFLOP/s, <P>% of ceiling <C> GFLOP/s
+ * Figures are medians over --reps runs after one warm-up. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 
+#include "core/parallel.h"
+#include "dit/dit.h"
+#include "ops/cpu/cpu_bench.h"
 #include "tools/commands.h"
 
+typedef struct bench_opts {
+    int threads, reps;
+    int64_t tokens, text, dim, heads, ffn;
+    int64_t gemm_n;
+    hl_dtype dtype;
+} bench_opts;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}
+
+/* splitmix64 uniform in [-a, a). */
+static float uniform(uint64_t *s, float a) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
+}
+
+/* Random weights for one block, Linear-init-like scale 1/sqrt(in) so activations stay O(1). */
+typedef struct bench_block {
+    hl_dit_block blk;
+    void *mem[32];
+    int n_mem;
+} bench_block;
+
+static hl_tensor rand_tensor(bench_block *bb, hl_dtype dt, int64_t rows, int64_t cols, float a, uint64_t *seed) {
+    int64_t shape[2] = {rows, cols};
+    int nd = cols ? 2 : 1;
+    if (!cols) shape[1] = 1;
+    size_t n = (size_t)(rows * shape[1]);
+    void *p = malloc(n * hl_dtype_size(dt));
+    bb->mem[bb->n_mem++] = p;
+    if (!p) return (hl_tensor){0};
+    for (size_t i = 0; i < n; i++) {
+        float v = uniform(seed, a);
+        if (dt == HL_BF16) ((hl_bf16 *)p)[i] = hl_f32_to_bf16(v);
+        else ((float *)p)[i] = v;
+    }
+    return hl_tensor_make(p, dt, nd, shape);
+}
+
+static const float *rand_vec(bench_block *bb, int64_t n, float center, float a, uint64_t *seed) {
+    float *p = malloc((size_t)n * sizeof *p);
+    bb->mem[bb->n_mem++] = p;
+    if (!p) return NULL;
+    for (int64_t i = 0; i < n; i++) p[i] = center + uniform(seed, a);
+    return p;
+}
+
+static void rand_attn(bench_block *bb, hl_dit_attn *at, hl_dtype dt, int64_t D, uint64_t *seed) {
+    float a = 1.0f / sqrtf((float)D);
+    at->to_q_w = rand_tensor(bb, dt, D, D, a, seed);
+    at->to_k_w = rand_tensor(bb, dt, D, D, a, seed);
+    at->to_v_w = rand_tensor(bb, dt, D, D, a, seed);
+    at->to_out_w = rand_tensor(bb, dt, D, D, a, seed);
+    at->to_q_b = rand_tensor(bb, dt, D, 0, 0.1f, seed);
+    at->to_k_b = rand_tensor(bb, dt, D, 0, 0.1f, seed);
+    at->to_v_b = rand_tensor(bb, dt, D, 0, 0.1f, seed);
+    at->to_out_b = rand_tensor(bb, dt, D, 0, 0.1f, seed);
+    at->norm_q = rand_vec(bb, D, 1.0f, 0.2f, seed);
+    at->norm_k = rand_vec(bb, D, 1.0f, 0.2f, seed);
+}
+
+static int bench_block_init(bench_block *bb, const hl_dit_config *c, hl_dtype dt) {
+    memset(bb, 0, sizeof *bb);
+    uint64_t seed = 42;
+    int64_t D = c->dim, F = c->ffn_dim;
+    rand_attn(bb, &bb->blk.attn1, dt, D, &seed);
+    rand_attn(bb, &bb->blk.attn2, dt, D, &seed);
+    bb->blk.ffn0_w = rand_tensor(bb, dt, F, D, 1.0f / sqrtf((float)D), &seed);
+    bb->blk.ffn0_b = rand_tensor(bb, dt, F, 0, 0.1f, &seed);
+    bb->blk.ffn2_w = rand_tensor(bb, dt, D, F, 1.0f / sqrtf((float)F), &seed);
+    bb->blk.ffn2_b = rand_tensor(bb, dt, D, 0, 0.1f, &seed);
+    bb->blk.norm2_w = rand_vec(bb, D, 1.0f, 0.2f, &seed);
+    bb->blk.norm2_b = rand_vec(bb, D, 0.0f, 0.1f, &seed);
+    bb->blk.scale_shift_table = rand_vec(bb, 6 * D, 0.0f, 0.25f, &seed);
+    for (int i = 0; i < bb->n_mem; i++)
+        if (!bb->mem[i]) return -1;
+    return 0;
+}
+
+static void bench_block_free(bench_block *bb) {
+    for (int i = 0; i < bb->n_mem; i++) free(bb->mem[i]);
+}
+
+/* Multiply-adds x2 of one block over S current tokens (no history) and L text tokens. */
+static double block_flops(const hl_dit_config *c, int64_t S, int64_t L) {
+    double D = c->dim, F = c->ffn_dim, s = (double)S, l = (double)L;
+    double self_attn = 4 * 2 * s * D * D + 4 * s * s * D;
+    double cross = 2 * 2 * s * D * D + 2 * 2 * l * D * D + 4 * s * l * D;
+    double ffn = 2 * 2 * s * D * F;
+    return self_attn + cross + ffn;
+}
+
+static int run_block(const bench_opts *o, double ceiling) {
+    hl_dit_config c = {
+        .patch = {1, 2, 2}, .heads = (int)o->heads, .head_dim = (int)(o->dim / o->heads),
+        .dim = (int)o->dim, .ffn_dim = (int)o->ffn, .num_layers = 1, .cross_attn_norm = true,
+        .eps = 1e-6f, .rope_theta = 10000.0, .guidance_cross_attn = true, .zero_history_timestep = true,
+    };
+    int hd = c.head_dim;
+    c.rope_dim[1] = c.rope_dim[2] = (hd / 3) & ~1; /* (44, 42, 42) for hd 128 */
+    c.rope_dim[0] = hd - 2 * c.rope_dim[1];
+    int64_t S = o->tokens, L = o->text, D = c.dim;
+    bench_block bb;
+    hl_arena a = {0};
+    hl_dit_scratch s;
+    float *x = malloc((size_t)(S * D) * sizeof *x), *x0 = malloc((size_t)(S * D) * sizeof *x0);
+    float *enc = malloc((size_t)(L * D) * sizeof *enc), *tproj = malloc((size_t)(12 * D) * sizeof *tproj);
+    float *rope = malloc((size_t)(S * hd) * sizeof *rope);
+    size_t act = (size_t)(5 * S * D + (S < 4096 ? S : 4096) * c.ffn_dim + 2 * L * D + 6 * D) * sizeof(float) + 4096;
+    int rc = 1;
+    if (!x || !x0 || !enc || !tproj || !rope || bench_block_init(&bb, &c, o->dtype) || hl_arena_init(&a, act) ||
+        hl_dit_scratch_alloc(&a, &c, 1, S, L, &s) != HL_OK) {
+        fprintf(stderr, "helios bench: out of memory\n");
+        goto done;
+    }
+    uint64_t seed = 7;
+    for (int64_t i = 0; i < S * D; i++) x0[i] = uniform(&seed, 1.0f);
+    for (int64_t i = 0; i < L * D; i++) enc[i] = uniform(&seed, 1.0f);
+    for (int64_t i = 0; i < 12 * D; i++) tproj[i] = uniform(&seed, 0.1f);
+    /* a 9 x 16 x 16 grid for 2304 tokens; other counts use 1 x 1 x S */
+    int64_t T = S % 256 == 0 ? S / 256 : 1, H = S % 256 == 0 ? 16 : 1;
+    hl_dit_rope_grid(&c, T, NULL, H, S / (T * H), rope);
+
+    hl_error err = {0};
+    hl_ctx ctx = {HELIOS_BACKEND_CPU, &err};
+    double times[64];
+    int reps = o->reps < 64 ? o->reps : 64;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (oneDNN primitive creation) */
+        memcpy(x, x0, (size_t)(S * D) * sizeof *x);
+        double t0 = hl_time();
+        if (hl_dit_block_forward(&ctx, &c, &bb.blk, 1, 0, S, tproj, rope, L, enc, &s, x) != HL_OK) {
+            fprintf(stderr, "helios bench: block failed: %s\n", err.msg);
+            goto done;
+        }
+        if (r >= 0) times[r] = hl_time() - t0;
+    }
+    double t = median(times, reps), flops = block_flops(&c, S, L);
+    double g = flops / t * 1e-9;
+    printf("block %s: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text: %.1f GFLOP in %.3f s (median of %d)\n",
+           o->dtype == HL_BF16 ? "bf16" : "f32", (long long)D, (long long)o->heads, (long long)o->ffn,
+           (long long)S, (long long)L, flops * 1e-9, t, reps);
+    printf("block %s: %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s\n", o->dtype == HL_BF16 ? "bf16" : "f32", g,
+           100.0 * g / ceiling, ceiling);
+    printf("block memory: activations x %.1f MiB, block scratch %.1f MiB, peak RSS %.0f MiB\n",
+           (double)(S * D) * 4 / 1048576.0, (double)a.peak / 1048576.0, peak_rss_mib());
+    rc = 0;
+done:
+    bench_block_free(&bb);
+    hl_arena_free(&a);
+    free(x), free(x0), free(enc), free(tproj), free(rope);
+    return rc;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: helios bench [options]\n"
+            "\n"
+            "Times one transformer block (random weights) and a large oneDNN GEMM, the ceiling.\n"
+            "  --threads N     threads (default: all cores)\n"
+            "  --reps N        timed runs, the median is reported (default 5)\n"
+            "  --f32           f32 weights and GEMMs instead of bf16\n"
+            "  --tokens N      current tokens (default 2304)\n"
+            "  --text N        text tokens (default 512)\n"
+            "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
+            "  --gemm N        ceiling GEMM size N x N x N (default 4096)\n");
+}
+
 int cmd_bench(int argc, char **argv) {
-    fprintf(stderr, "helios bench: not implemented yet\n");
-    return 2;
+    bench_opts o = {0, 5, 2304, 512, 1536, 12, 8960, 4096, HL_BF16};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--f32")) {
+            o.dtype = HL_F32;
+        } else if (has && !strcmp(a, "--threads")) {
+            o.threads = atoi(argv[++i]);
+        } else if (has && !strcmp(a, "--reps")) {
+            o.reps = atoi(argv[++i]);
+        } else if (has && !strcmp(a, "--tokens")) {
+            o.tokens = atoll(argv[++i]);
+        } else if (has && !strcmp(a, "--text")) {
+            o.text = atoll(argv[++i]);
+        } else if (has && !strcmp(a, "--dim")) {
+            o.dim = atoll(argv[++i]);
+        } else if (has && !strcmp(a, "--heads")) {
+            o.heads = atoll(argv[++i]);
+        } else if (has && !strcmp(a, "--ffn")) {
+            o.ffn = atoll(argv[++i]);
+        } else if (has && !strcmp(a, "--gemm")) {
+            o.gemm_n = atoll(argv[++i]);
+        } else {
+            fprintf(stderr, "helios bench: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (o.reps < 1 || o.tokens < 1 || o.text < 1 || o.heads < 1 || o.dim % o.heads || (o.dim / o.heads) % 2 ||
+        o.ffn < 1 || o.gemm_n < 64) {
+        fprintf(stderr, "helios bench: impossible sizes (dim must split into heads of even width)\n");
+        return 2;
+    }
+    hl_set_threads(o.threads);
+    printf("threads: %d\n", hl_get_threads());
+    double ceiling = hl_cpu_gemm_ceiling_gflops(o.gemm_n, o.dtype, o.reps);
+    if (!(ceiling > 0)) {
+        fprintf(stderr, "helios bench: the ceiling GEMM failed\n");
+        return 1;
+    }
+    printf("ceiling: oneDNN %s GEMM %lld^3: %.0f GFLOP/s (median of %d)\n", o.dtype == HL_BF16 ? "bf16" : "f32",
+           (long long)o.gemm_n, ceiling, o.reps);
+    return run_block(&o, ceiling);
 }

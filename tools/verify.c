@@ -1,8 +1,233 @@
+/* helios verify DIR — runs every reference-vector file it recognizes in DIR (layout of
+ * shared/oracle/README.md), one line per case:
+ *   <file> <case> max_abs=<err> tol=<tol> PASS|FAIL
+ * "SKIP <file>: <component> not implemented" for components not built yet, and a closing
+ * "N passed, M failed". Sizes come from the configs and tensors, never from this code. */
+#include <dirent.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "dit/vectors.h"
+#include "session.h"
 #include "tools/commands.h"
 
+typedef struct verify {
+    const char *dir;
+    helios_backend backend;
+    int passed, failed;
+    helios_session *sess;
+} verify;
+
+static void report(verify *v, const char *file, const char *name, double err, double tol) {
+    int ok = err <= tol; /* NaN fails */
+    printf("%s %s max_abs=%.3g tol=%.3g %s\n", file, name, err, tol, ok ? "PASS" : "FAIL");
+    fflush(stdout);
+    if (ok) v->passed++;
+    else v->failed++;
+}
+
+static void report_error(verify *v, const char *file, const char *name, const char *msg) {
+    printf("%s %s FAIL (%s)\n", file, name, msg);
+    fflush(stdout);
+    v->failed++;
+}
+
+/* ---- transformer cases ------------------------------------------------------------------ */
+
+/* bf16 weights on the cpu backend also round the GEMM activations to bf16 (unit roundoff 2^-9),
+ * as a bf16 PyTorch model does; the reference's own bf16-vs-f32 weight gap is ~5e-3 relative
+ * (README §7). Errors of that order are expected (observed on the public set: <= 5.3e-3
+ * relative), so the bound is 2e-2 relative to the output scale. float32 paths (and the ref
+ * backend, which computes in float32 from the exact bf16 weights) get README §7's float32
+ * bound, 1e-4 relative. */
+static double tolerance(double ref_max, int bf16_weights, helios_backend be) {
+    double scale = ref_max > 1.0 ? ref_max : 1.0;
+    return (bf16_weights && be == HELIOS_BACKEND_CPU ? 2e-2 : 1e-4) * scale;
+}
+
+static hl_status open_case(verify *v, const char *file, hl_safetensors **st, hl_dit_case *c,
+                           hl_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", v->dir, file);
+    memset(c, 0, sizeof *c);
+    HL_TRY(hl_st_open(path, st, err));
+    return hl_dit_case_read(*st, c, err);
+}
+
+static void run_dit_case(verify *v, const char *file, helios_transformer *t, const char *weights,
+                         const char *ref_name) {
+    hl_safetensors *st = NULL;
+    hl_error err = {0};
+    hl_dit_case c;
+    float *ref = NULL, *out = NULL;
+    int64_t n = 0;
+    char case_name[128];
+    snprintf(case_name, sizeof case_name, "%s_weights", weights);
+    hl_status s = open_case(v, file, &st, &c, &err);
+    if (s == HL_OK) s = hl_st_read_f32(st, ref_name, n = hl_dit_case_out_numel(&c, t), &ref, &err);
+    if (s == HL_OK && !(out = malloc((size_t)n * sizeof(float))))
+        s = hl_fail(&err, HELIOS_ERR_OOM, "out of memory");
+    if (s == HL_OK && (s = helios_transformer_forward(v->sess, t, &c.in, out)) != HL_OK)
+        snprintf(err.msg, sizeof err.msg, "%s", helios_session_error(v->sess));
+    if (s != HL_OK) {
+        report_error(v, file, case_name, err.msg);
+    } else {
+        double rmax, e = hl_max_abs_diff(out, ref, n, &rmax);
+        report(v, file, case_name, e, tolerance(rmax, !strcmp(weights, "bf16"), v->backend));
+    }
+    free(ref);
+    free(out);
+    hl_dit_case_free(&c);
+    hl_st_close(st);
+}
+
+typedef struct compare_ctx {
+    verify *v;
+    const char *file;
+} compare_ctx;
+
+static void on_intermediate(void *user, const char *name, double max_abs, double ref_max) {
+    compare_ctx *cc = user;
+    report(cc->v, cc->file, name, max_abs, tolerance(ref_max, 0, cc->v->backend));
+}
+
+/* NAME_intermediates.safetensors: activations of case NAME.safetensors, f32 weights. */
+static void run_dit_intermediates(verify *v, const char *file, helios_transformer *t) {
+    char case_file[512];
+    snprintf(case_file, sizeof case_file, "%.*s.safetensors",
+             (int)(strstr(file, "_intermediates") - file), file);
+    hl_safetensors *cs = NULL, *st = NULL;
+    hl_dit_case c;
+    hl_error err = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", v->dir, file);
+    int n = 0;
+    hl_status s = open_case(v, case_file, &cs, &c, &err);
+    if (s == HL_OK) s = hl_st_open(path, &st, &err);
+    compare_ctx cc = {v, file};
+    if (s == HL_OK) s = hl_dit_check_intermediates(&v->sess->ctx, t, &c, st, on_intermediate, &cc, &n);
+    if (s == HL_OK && n == 0) s = hl_fail(&err, HELIOS_ERR_MISSING, "no recognized activation in the file");
+    if (s != HL_OK) report_error(v, file, "intermediates", err.msg[0] ? err.msg : helios_session_error(v->sess));
+    hl_dit_case_free(&c);
+    hl_st_close(cs);
+    hl_st_close(st);
+}
+
+static helios_transformer *load_dit(verify *v, const char *weights_file) {
+    char cfg[4096], w[4096];
+    snprintf(cfg, sizeof cfg, "%s/transformer_config.json", v->dir);
+    snprintf(w, sizeof w, "%s/%s", v->dir, weights_file);
+    helios_model_params mp;
+    helios_model_params_init(&mp);
+    mp.config_path = cfg;
+    mp.weights_path = w;
+    helios_transformer *t = NULL;
+    if (helios_transformer_load(v->sess, &mp, &t) != HELIOS_OK) {
+        printf("%s load FAIL (%s)\n", weights_file, helios_session_error(v->sess));
+        v->failed++;
+        return NULL;
+    }
+    return t;
+}
+
+static void run_transformer_cases(verify *v, char **files, int n) {
+    static const struct {
+        const char *weights, *file, *ref;
+    } variants[] = {{"f32", "transformer_weights_f32.safetensors", "output"},
+                    {"bf16", "transformer_weights_bf16.safetensors", "output_bf16_weights"}};
+    for (size_t k = 0; k < sizeof variants / sizeof *variants; k++) {
+        helios_transformer *t = NULL;
+        for (int i = 0; i < n; i++) {
+            const char *f = files[i];
+            if (strncmp(f, "transformer_case_", 17)) continue;
+            if (!t && !(t = load_dit(v, variants[k].file))) break;
+            if (!strstr(f, "_intermediates")) run_dit_case(v, f, t, variants[k].weights, variants[k].ref);
+            else if (k == 0) run_dit_intermediates(v, f, t);
+        }
+        helios_transformer_free(t);
+    }
+}
+
+/* ---- dispatch by file name ------------------------------------------------------------- */
+
+static const struct {
+    const char *prefix, *component;
+} k_pending[] = {
+    {"scheduler_", "sampling (schedulers)"}, {"pyramid_ops", "sampling (pyramid)"},
+    {"pipeline_", "sampling (pipeline)"},    {"vae_case", "VAE"},
+    {"umt5_case", "UMT5 encoder"},           {"tokenizer_vectors", "tokenizer"},
+    {"grads_", "training (backward)"},
+};
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 int cmd_verify(int argc, char **argv) {
-    fprintf(stderr, "helios verify: not implemented yet\n");
-    return 2;
+    verify v = {.backend = HELIOS_BACKEND_CPU};
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: helios verify [--backend cpu|ref] [--threads N] DIR\n\n"
+                   "Runs every reference-vector file found in DIR (the layout of shared/oracle) and\n"
+                   "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed.\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            const char *b = argv[++i];
+            if (!strcmp(b, "ref")) v.backend = HELIOS_BACKEND_REF;
+            else if (strcmp(b, "cpu")) {
+                fprintf(stderr, "helios verify: unknown backend '%s'\n", b);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "helios verify: unknown option '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else {
+            v.dir = argv[i];
+        }
+    }
+    if (!v.dir) {
+        fprintf(stderr, "usage: helios verify [--backend cpu|ref] DIR\n");
+        return 2;
+    }
+    DIR *d = opendir(v.dir);
+    if (!d) {
+        fprintf(stderr, "helios verify: cannot open '%s'\n", v.dir);
+        return 2;
+    }
+    char **files = NULL;
+    int n = 0, cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 12 || strcmp(e->d_name + len - 12, ".safetensors")) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nf = realloc(files, (size_t)cap * sizeof *nf);
+            if (!nf) break;
+            files = nf;
+        }
+        files[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(files, (size_t)n, sizeof *files, cmp_str);
+
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.backend = v.backend;
+    sp.n_threads = threads;
+    if (helios_session_new(&sp, &v.sess) != HELIOS_OK) return 2;
+    for (int i = 0; i < n; i++)
+        for (size_t k = 0; k < sizeof k_pending / sizeof *k_pending; k++)
+            if (!strncmp(files[i], k_pending[k].prefix, strlen(k_pending[k].prefix))) {
+                printf("SKIP %s: %s not implemented\n", files[i], k_pending[k].component);
+                break;
+            }
+    run_transformer_cases(&v, files, n);
+    printf("%d passed, %d failed\n", v.passed, v.failed);
+    helios_session_free(v.sess);
+    for (int i = 0; i < n; i++) free(files[i]);
+    free(files);
+    return v.failed ? 1 : 0;
 }

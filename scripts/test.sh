@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: install dependencies; build and run every test optimized and under
+# AddressSanitizer + UndefinedBehaviorSanitizer; fuzz the file parsers for a bounded time;
+# run `helios verify` on the repository's vectors and, when present, on ../shared/oracle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+echo "== optimized build"
+scripts/build.sh build
+ctest --test-dir build --output-on-failure -j1
+
+echo "== ASan + UBSan build"
+scripts/build.sh build-asan -DHELIOS_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j1
+
+echo "== fuzz (bounded)"
+scripts/fuzz.sh "${HELIOS_FUZZ_SECONDS:-60}"
+
+echo "== verify"
+./build/helios verify tests/vectors
+if [ -d ../shared/oracle ]; then
+  ./build/helios verify ../shared/oracle
+fi
