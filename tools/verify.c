@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dit/vectors.h"
+#include "text/tokenizer_vectors.h"
 #include "session.h"
 #include "tools/commands.h"
 
@@ -150,6 +151,25 @@ static void run_transformer_cases(verify *v, char **files, int n) {
     }
 }
 
+/* ---- tokenizer -------------------------------------------------------------------------- */
+
+/* Token ids must match exactly: the "error" is the number of strings that differ. */
+static void on_tokenizer_case(void *user, const char *file, const char *case_name, long mismatches,
+                              long total) {
+    verify *v = user;
+    int ok = mismatches == 0;
+    printf("%s %s max_abs=%ld tol=0 %s (%ld of %ld differ)\n", file, case_name, mismatches,
+           ok ? "PASS" : "FAIL", mismatches, total);
+    if (ok) v->passed++;
+    else v->failed++;
+}
+
+static void run_tokenizer(verify *v) {
+    hl_error err = {0};
+    if (hl_tokenizer_verify(v->dir, on_tokenizer_case, v, &err) != HL_OK)
+        report_error(v, "tokenizer_vectors.safetensors", "load", err.msg);
+}
+
 /* ---- dispatch by file name ------------------------------------------------------------- */
 
 static const struct {
@@ -157,7 +177,7 @@ static const struct {
 } k_pending[] = {
     {"scheduler_", "sampling (schedulers)"}, {"pyramid_ops", "sampling (pyramid)"},
     {"pipeline_", "sampling (pipeline)"},    {"vae_case", "VAE"},
-    {"umt5_case", "UMT5 encoder"},           {"tokenizer_vectors", "tokenizer"},
+    {"umt5_case", "UMT5 encoder"},
     {"grads_", "training (backward)"},
 };
 
@@ -225,6 +245,8 @@ int cmd_verify(int argc, char **argv) {
                 break;
             }
     run_transformer_cases(&v, files, n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
     printf("%d passed, %d failed\n", v.passed, v.failed);
     helios_session_free(v.sess);
     for (int i = 0; i < n; i++) free(files[i]);
