@@ -11,6 +11,7 @@
 
 #include "dit/vectors.h"
 #include "text/tokenizer_vectors.h"
+#include "text/umt5_vectors.h"
 #include "session.h"
 #include "tools/commands.h"
 
@@ -170,6 +171,17 @@ static void run_tokenizer(verify *v) {
         report_error(v, "tokenizer_vectors.safetensors", "load", err.msg);
 }
 
+/* ---- text encoder ---------------------------------------------------------------------- */
+
+static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol) {
+    report(user, file, case_name, max_abs, tol);
+}
+
+static void run_umt5(verify *v) {
+    if (hl_umt5_verify(&v->sess->ctx, v->dir, on_case, v) != HL_OK)
+        report_error(v, "umt5_case.safetensors", "load", helios_session_error(v->sess));
+}
+
 /* ---- dispatch by file name ------------------------------------------------------------- */
 
 static const struct {
@@ -177,7 +189,6 @@ static const struct {
 } k_pending[] = {
     {"scheduler_", "sampling (schedulers)"}, {"pyramid_ops", "sampling (pyramid)"},
     {"pipeline_", "sampling (pipeline)"},    {"vae_case", "VAE"},
-    {"umt5_case", "UMT5 encoder"},
     {"grads_", "training (backward)"},
 };
 
@@ -247,6 +258,7 @@ int cmd_verify(int argc, char **argv) {
     run_transformer_cases(&v, files, n);
     for (int i = 0; i < n; i++)
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
+        else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
     printf("%d passed, %d failed\n", v.passed, v.failed);
     helios_session_free(v.sess);
     for (int i = 0; i < n; i++) free(files[i]);

@@ -1,6 +1,7 @@
 /* One Helios transformer block (spec §1.3 step 8), in place on x [B, S, D]. Rows [0, n_hist) of
  * each batch element are history tokens, rows [n_hist, S) the current chunk. */
 #include <math.h>
+#include <string.h>
 
 #include "dit/dit.h"
 
@@ -14,6 +15,7 @@
 hl_status hl_dit_scratch_alloc(hl_arena *a, const hl_dit_config *c, int B, int64_t S, int64_t L,
                                hl_dit_scratch *s) {
     size_t D = (size_t)c->dim, rows = (size_t)B * (size_t)S;
+    memset(s, 0, sizeof *s); /* no probe, layer 0 */
     s->rows_ffn = rows < 4096 ? (int64_t)rows : 4096;
     float **acts[] = {&s->h, &s->q, &s->k, &s->v, &s->a};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
@@ -130,7 +132,7 @@ static hl_status cross_attention(const hl_ctx *ctx, const hl_dit_config *c, cons
         HL_TRY(hl_attention(ctx, n, L, H, hd, s->q, D, s->ck + b * L * D, D, s->cv + b * L * D, D,
                             scale, gemm_dtype(&at->to_q_w), s->a, D));
         HL_TRY(hl_linear(ctx, n, s->a, D, &at->to_out_w, &at->to_out_b, s->q, D));
-        hl_dit_probe_emit(s->probe, s->q, n, D, "blocks.%d.attn2.out0", s->layer);
+        hl_probe_emit(s->probe, s->q, n, D, "blocks.%d.attn2.out0", s->layer);
         HL_TRY(hl_add_gated(ctx, n, D, xc, D, s->q, D, NULL));
     }
     return HL_OK;
@@ -157,15 +159,15 @@ hl_status hl_dit_block_forward(const hl_ctx *ctx, const hl_dit_config *c, const 
     /* 1. self-attention: x += gate · attn1(LN(x) (1 + scale) + shift) */
     HL_TRY(modulated_norm(ctx, c, blk, B, S, n_hist, tproj, 0, x, s->mod, s->h));
     HL_TRY(self_attention(ctx, c, &blk->attn1, B, S, n_hist, rope, s));
-    hl_dit_probe_emit(s->probe, s->h, M, c->dim, "blocks.%d.attn1.out0", s->layer);
+    hl_probe_emit(s->probe, s->h, M, c->dim, "blocks.%d.attn1.out0", s->layer);
     HL_TRY(gated_residual(ctx, c, blk, B, S, n_hist, tproj, MOD_GATE, s->h, s->mod, x));
     /* 2. cross-attention to the text */
     HL_TRY(cross_attention(ctx, c, blk, B, S, n_hist, L, enc, s, x));
     /* 3. feed-forward: x += c_gate · ffn(LN(x) (1 + c_scale) + c_shift) */
     HL_TRY(modulated_norm(ctx, c, blk, B, S, n_hist, tproj, 1, x, s->mod, s->h));
     HL_TRY(feed_forward(ctx, c, blk, M, s));
-    hl_dit_probe_emit(s->probe, s->a, M, c->dim, "blocks.%d.ffn.out0", s->layer);
+    hl_probe_emit(s->probe, s->a, M, c->dim, "blocks.%d.ffn.out0", s->layer);
     HL_TRY(gated_residual(ctx, c, blk, B, S, n_hist, tproj, MOD_C_GATE, s->a, s->mod, x));
-    hl_dit_probe_emit(s->probe, x, M, c->dim, "blocks.%d.out0", s->layer);
+    hl_probe_emit(s->probe, x, M, c->dim, "blocks.%d.out0", s->layer);
     return HL_OK;
 }

@@ -1,7 +1,5 @@
 /* The full transformer forward (spec §1.3): embed the four token segments, build the rotary
  * table, embed time and text, run the blocks, and project the current tokens back to latents. */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +78,7 @@ static hl_status embed_segment(const hl_ctx *ctx, const hl_tensor *w, const hl_t
 
 /* x [B, S, D] <- [long | mid | short | current] tokens. */
 static hl_status embed_tokens(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
-                              const dit_plan *p, const hl_dit_probe *probe, float *rows, float *x) {
+                              const dit_plan *p, const hl_probe *probe, float *rows, float *x) {
     const hl_dit_config *c = &m->cfg;
     int64_t D = c->dim, C = c->in_channels, Hh = in->hist_height, Wh = in->hist_width;
     for (int b = 0; b < p->B; b++) {
@@ -100,10 +98,10 @@ static hl_status embed_tokens(const hl_ctx *ctx, const hl_dit *m, const helios_d
         size_t cur = (size_t)b * C * in->frames * in->height * in->width;
         HL_TRY(embed_segment(ctx, &m->patch_embedding_w, &m->patch_embedding_b, C, in->frames,
                              in->height, in->width, in->hidden_states + cur, rows, xb + p->n_hist * D, D));
-        hl_dit_probe_emit(probe, xb, p->n_long, D, "patch_long.out0");
-        hl_dit_probe_emit(probe, xb + p->n_long * D, p->n_mid, D, "patch_mid.out0");
-        hl_dit_probe_emit(probe, xb + (p->n_long + p->n_mid) * D, p->n_short, D, "patch_short.out0");
-        hl_dit_probe_emit(probe, xb + p->n_hist * D, p->n_cur, D, "patch_embedding.out0");
+        hl_probe_emit(probe, xb, p->n_long, D, "patch_long.out0");
+        hl_probe_emit(probe, xb + p->n_long * D, p->n_mid, D, "patch_mid.out0");
+        hl_probe_emit(probe, xb + (p->n_long + p->n_mid) * D, p->n_short, D, "patch_short.out0");
+        hl_probe_emit(probe, xb + p->n_hist * D, p->n_cur, D, "patch_embedding.out0");
     }
     return HL_OK;
 }
@@ -153,7 +151,7 @@ static hl_status embed_text(const hl_ctx *ctx, const hl_dit *m, const helios_dit
 /* Output head on the current tokens of each batch element, then unpatchify into out. */
 static hl_status output_head(const hl_ctx *ctx, const hl_dit *m, const dit_plan *p, const float *x,
                              const float *temb, float *y, float *proj, float *mod,
-                             const hl_dit_probe *probe, float *out) {
+                             const hl_probe *probe, float *out) {
     const hl_dit_config *c = &m->cfg;
     int64_t D = c->dim, P = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
     int64_t Co = c->out_channels, F = Co * P;
@@ -165,8 +163,8 @@ static hl_status output_head(const hl_ctx *ctx, const hl_dit *m, const dit_plan 
         const float *xc = x + ((size_t)b * p->S + p->n_hist) * D;
         HL_TRY(hl_layernorm_modulate(ctx, p->n_cur, D, xc, D, mod + D, mod, c->eps, y, D));
         HL_TRY(hl_linear(ctx, p->n_cur, y, D, &m->proj_out_w, &m->proj_out_b, proj, F));
-        hl_dit_probe_emit(probe, y, p->n_cur, D, "norm_out.out0");
-        hl_dit_probe_emit(probe, proj, p->n_cur, F, "proj_out.out0");
+        hl_probe_emit(probe, y, p->n_cur, D, "norm_out.out0");
+        hl_probe_emit(probe, proj, p->n_cur, F, "proj_out.out0");
         HL_TRY(hl_unpatchify3d(ctx, Co, p->T, p->Hp, p->Wp, c->patch[0], c->patch[1], c->patch[2],
                                proj, out + (size_t)b * Co * p->T * c->patch[0] * p->Hp * c->patch[1] * p->Wp * c->patch[2]));
     }
@@ -187,19 +185,8 @@ static size_t forward_bytes(const hl_dit_config *c, const dit_plan *p) {
     return n * f + 64 * 32; /* alignment slack */
 }
 
-void hl_dit_probe_emit(const hl_dit_probe *p, const float *x, int64_t rows, int64_t cols,
-                       const char *fmt, ...) {
-    if (!p || !p->fn) return;
-    char name[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    p->fn(p->user, name, x, rows, cols);
-}
-
 hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
-                         const hl_dit_probe *probe, float *out) {
+                         const hl_probe *probe, float *out) {
     const hl_dit_config *c = &m->cfg;
     dit_plan p;
     HL_TRY(plan_forward(c, in, &p, ctx->err));
@@ -232,13 +219,13 @@ hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_in
     }
     if (st == HL_OK) st = embed_text(ctx, m, in, &p, tmp, enc);
     if (st == HL_OK && probe) {
-        hl_dit_probe_emit(probe, x, (int64_t)p.B * p.S, D, "blocks.0.in0");
-        hl_dit_probe_emit(probe, rope, p.S, c->head_dim, "rope");
-        hl_dit_probe_emit(probe, temb, p.B, D, "condition_embedder.call1.out0");
-        hl_dit_probe_emit(probe, tproj + 6 * D, 1, 6 * D, "condition_embedder.call1.out1");
+        hl_probe_emit(probe, x, (int64_t)p.B * p.S, D, "blocks.0.in0");
+        hl_probe_emit(probe, rope, p.S, c->head_dim, "rope");
+        hl_probe_emit(probe, temb, p.B, D, "condition_embedder.call1.out0");
+        hl_probe_emit(probe, tproj + 6 * D, 1, 6 * D, "condition_embedder.call1.out1");
         if (p.n_hist && c->zero_history_timestep)
-            hl_dit_probe_emit(probe, tproj, 1, 6 * D, "condition_embedder.call0.out1");
-        hl_dit_probe_emit(probe, enc, (int64_t)p.B * p.L, D, "condition_embedder.call1.out2");
+            hl_probe_emit(probe, tproj, 1, 6 * D, "condition_embedder.call0.out1");
+        hl_probe_emit(probe, enc, (int64_t)p.B * p.L, D, "condition_embedder.call1.out2");
     }
     for (int i = 0; st == HL_OK && i < c->num_layers; i++) {
         s.layer = i;

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 
 #include "core/arena.h"
+#include "core/probe.h"
 #include "core/tensor.h"
 #include "io/json.h"
 #include "io/weights.h"
@@ -90,27 +91,13 @@ void hl_dit_rope_grid(const hl_dit_config *c, int64_t T, const int64_t *idx, int
 void hl_dit_rope_pooled(const hl_dit_config *c, int64_t T, const int64_t *idx, int64_t H,
                         int64_t W, int k, float *rope);
 
-/* Forward probes, the C analogue of PyTorch forward hooks: fn receives named activations
- * (rows x cols, row-major, token-major) at the points where the reference vectors record them,
- * e.g. "patch_embedding.out0", "blocks.0.attn1.out0", "proj_out.out0". For tests and debugging. */
-typedef void (*hl_dit_probe_fn)(void *user, const char *name, const float *x, int64_t rows,
-                                int64_t cols);
-typedef struct hl_dit_probe {
-    hl_dit_probe_fn fn;
-    void *user;
-} hl_dit_probe;
-
-/* Calls the probe (if any) with name formatted like printf. */
-void hl_dit_probe_emit(const hl_dit_probe *p, const float *x, int64_t rows, int64_t cols,
-                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
 /* The whole forward: out (B, C_out, T, H, W). probe may be NULL. */
 hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
-                         const hl_dit_probe *probe, float *out);
+                         const hl_probe *probe, float *out);
 
 /* Scratch for one block forward over B x S tokens with L text tokens. */
 typedef struct hl_dit_scratch {
-    const hl_dit_probe *probe; /* NULL: none */
+    const hl_probe *probe; /* NULL: none */
     int layer;                 /* index of the block being run, for probe names */
     float *h, *q, *k, *v, *a; /* [B*S, D] each */
     float *f;                 /* [rows_ffn, ffn_dim]: the FFN runs over row tiles of this height */

@@ -186,7 +186,7 @@ hl_status hl_dit_check_intermediates(const hl_ctx *ctx, const hl_dit *m, const h
                                      const hl_safetensors *st, hl_dit_compare_fn fn, void *user,
                                      int *n_compared) {
     probe_state p = {st, fn, user, 0};
-    hl_dit_probe probe = {on_probe, &p};
+    hl_probe probe = {on_probe, &p};
     float *out = malloc((size_t)hl_dit_case_out_numel(c, m) * sizeof *out);
     if (!out) return hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
     hl_status s = hl_dit_forward(ctx, m, &c->in, &probe, out);

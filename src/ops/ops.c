@@ -16,6 +16,14 @@ hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
     HL_DISPATCH(attention, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, compute, out, ldo);
 }
 
+hl_status hl_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                              const float *q, int64_t ldq, const float *k, int64_t ldk,
+                              const float *v, int64_t ldv, float scale, const float *bias,
+                              const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
+    HL_DISPATCH(attention_biased, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, bias, key_bias, compute,
+                out, ldo);
+}
+
 hl_status hl_layernorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
                        const float *w, const float *b, float eps, float *y, int64_t ldy) {
     HL_DISPATCH(layernorm, M, D, x, ldx, w, b, eps, y, ldy);

@@ -50,6 +50,15 @@ hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
                        int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                        float scale, hl_dtype compute, float *out, int64_t ldo);
 
+/* hl_attention with additive terms before the softmax (T5-style relative position bias):
+ *   scores_h[i, j] = scale · q_h[i]·k_h[j] + bias[h, i, j] + key_bias[j]
+ * bias: float32 [H, Sq, Sk] or NULL; key_bias: float32 [Sk] or NULL (a padding mask: 0 for real
+ * keys, -FLT_MAX for masked ones). The softmax is float32 with the row maximum subtracted. */
+hl_status hl_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                              const float *q, int64_t ldq, const float *k, int64_t ldk,
+                              const float *v, int64_t ldv, float scale, const float *bias,
+                              const float *key_bias, hl_dtype compute, float *out, int64_t ldo);
+
 /* ---- normalisation ------------------------------------------------------------------------- */
 
 /* y = (x - mean) / sqrt(var + eps) · w + b over each row of width D (biased variance).

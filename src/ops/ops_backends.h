@@ -12,6 +12,11 @@
                            const float *q, int64_t ldq, const float *k, int64_t ldk,               \
                            const float *v, int64_t ldv, float scale, hl_dtype compute, float *out, \
                            int64_t ldo);                                                           \
+    hl_status P##attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,        \
+                                  const float *q, int64_t ldq, const float *k, int64_t ldk,        \
+                                  const float *v, int64_t ldv, float scale, const float *bias,     \
+                                  const float *key_bias, hl_dtype compute, float *out,             \
+                                  int64_t ldo);                                                    \
     hl_status P##layernorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
                            const float *w, const float *b, float eps, float *y, int64_t ldy);      \
     hl_status P##layernorm_modulate(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,       \

@@ -1,13 +1,14 @@
-/* Reference attention: per head and query, scores, a max-subtracted softmax, weighted sum. */
+/* Reference attention: per head and query, scores (plus optional additive biases), a
+ * max-subtracted softmax, the weighted sum. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "ops/ops_backends.h"
 
-hl_status hl_ref_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
-                           const float *q, int64_t ldq, const float *k, int64_t ldk,
-                           const float *v, int64_t ldv, float scale, hl_dtype compute, float *out,
-                           int64_t ldo) {
+hl_status hl_ref_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                  const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                  const float *v, int64_t ldv, float scale, const float *bias,
+                                  const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
     double *p = malloc((size_t)(Sk ? Sk : 1) * sizeof *p);
     double *acc = malloc((size_t)(hd ? hd : 1) * sizeof *acc);
     if (!p || !acc) {
@@ -24,9 +25,11 @@ hl_status hl_ref_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int
                 double s = 0.0;
                 for (int d = 0; d < hd; d++) s += (double)qi[d] * kj[d];
                 p[j] = s * scale;
+                if (bias) p[j] += bias[((int64_t)h * Sq + i) * Sk + j];
+                if (key_bias) p[j] += key_bias[j];
                 if (p[j] > mx) mx = p[j];
             }
-            double sum = 0.0;
+            double sum = 0.0; /* exp(-FLT_MAX - mx) underflows to an exact 0 for masked keys */
             for (int64_t j = 0; j < Sk; j++) sum += (p[j] = exp(p[j] - mx));
             for (int d = 0; d < hd; d++) acc[d] = 0.0;
             for (int64_t j = 0; j < Sk; j++) {
@@ -40,4 +43,12 @@ hl_status hl_ref_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int
     free(p);
     free(acc);
     return HL_OK;
+}
+
+hl_status hl_ref_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                           const float *q, int64_t ldq, const float *k, int64_t ldk,
+                           const float *v, int64_t ldv, float scale, hl_dtype compute, float *out,
+                           int64_t ldo) {
+    return hl_ref_attention_biased(ctx, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, NULL, NULL,
+                                   compute, out, ldo);
 }
