@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dit/vectors.h"
+#include "sample/sample_vectors.h"
 #include "text/tokenizer_vectors.h"
 #include "text/umt5_vectors.h"
 #include "session.h"
@@ -182,13 +183,21 @@ static void run_umt5(verify *v) {
         report_error(v, "umt5_case.safetensors", "load", helios_session_error(v->sess));
 }
 
+/* ---- sampling: schedules, steps, pyramid ops, the generator's draws ----------------- */
+
+static void run_sampling(verify *v) {
+    hl_error err = {0};
+    if (hl_sample_verify(v->dir, on_case, v, &err) != HL_OK)
+        report_error(v, "scheduler/pyramid/pipeline", "load", err.msg);
+}
+
 /* ---- dispatch by file name ------------------------------------------------------------- */
 
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"scheduler_", "sampling (schedulers)"}, {"pyramid_ops", "sampling (pyramid)"},
-    {"pipeline_", "sampling (pipeline)"},    {"vae_case", "VAE"},
+    {"pipeline_", "the chunk loop (transformer calls, final latents)"},
+    {"vae_case", "VAE"},
     {"grads_", "training (backward)"},
 };
 
@@ -256,6 +265,7 @@ int cmd_verify(int argc, char **argv) {
                 break;
             }
     run_transformer_cases(&v, files, n);
+    run_sampling(&v);
     for (int i = 0; i < n; i++)
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);

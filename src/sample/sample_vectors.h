@@ -1,0 +1,28 @@
+/* Checks of src/sample against a directory of reference vectors in the oracle layout:
+ *
+ *   scheduler_schedules.safetensors  every tag's timesteps/sigmas (and int64(t)), the stage
+ *                                    tables and the metadata constants
+ *   scheduler_steps.safetensors      every tag's step() sequence (UniPC, Euler, DMD)
+ *   pyramid_ops.safetensors          down/up sampling, block noise, Cholesky, renoise alpha/beta
+ *   pipeline_*.safetensors           the pipeline generator's draws replayed with hl_rng (the seed
+ *                                    from the metadata, else searched in [0, 2^22) from the first
+ *                                    draw), block noise, every set_timesteps and step() of the
+ *                                    log, and the inputs of the first call of each stage
+ *
+ * Everything (configs, shapes, mu, seeds) is read from the files; a missing file is skipped.
+ * Each comparison is passed to report(user, file, case, max_abs, tol); it passes when
+ * max_abs <= tol (tol is 0 where the result must be bit-exact). A comparison that could not be
+ * made (a missing tensor, a seed not found) is reported with max_abs = INFINITY.
+ * Returns an error only for unreadable or malformed files. */
+#ifndef HL_SAMPLE_VECTORS_H
+#define HL_SAMPLE_VECTORS_H
+
+#include "core/error.h"
+
+typedef void (*hl_sample_report_fn)(void *user, const char *file, const char *case_name,
+                                    double max_abs, double tol);
+
+hl_status hl_sample_verify(const char *dir, hl_sample_report_fn report, void *user,
+                           hl_error *err);
+
+#endif
