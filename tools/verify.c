@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dit/vectors.h"
+#include "sample/pipeline_vectors.h"
 #include "sample/sample_vectors.h"
 #include "text/tokenizer_vectors.h"
 #include "text/umt5_vectors.h"
@@ -191,12 +192,16 @@ static void run_sampling(verify *v) {
         report_error(v, "scheduler/pyramid/pipeline", "load", err.msg);
 }
 
+static void run_pipelines(verify *v) {
+    if (hl_pipeline_verify(&v->sess->ctx, v->dir, on_case, v) != HL_OK)
+        report_error(v, "pipeline_*", "load", helios_session_error(v->sess));
+}
+
 /* ---- dispatch by file name ------------------------------------------------------------- */
 
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"pipeline_", "the chunk loop (transformer calls, final latents)"},
     {"vae_case", "VAE"},
     {"grads_", "training (backward)"},
 };
@@ -266,6 +271,7 @@ int cmd_verify(int argc, char **argv) {
             }
     run_transformer_cases(&v, files, n);
     run_sampling(&v);
+    run_pipelines(&v);
     for (int i = 0; i < n; i++)
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);

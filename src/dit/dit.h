@@ -71,6 +71,10 @@ struct helios_transformer {
 };
 typedef struct helios_transformer hl_dit;
 
+/* Loads config.json and the weights (a .safetensors file, an index or a folder). */
+hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out, hl_error *err);
+void hl_dit_free(hl_dit *t);
+
 /* Binds the model's tensors from w (config already in t->cfg) and makes the float32 copies. */
 hl_status hl_dit_bind(hl_dit *t, hl_weights *w, hl_error *err);
 void hl_dit_release(hl_dit *t);

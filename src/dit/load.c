@@ -95,40 +95,42 @@ void hl_dit_release(hl_dit *m) {
 
 void helios_model_params_init(helios_model_params *p) { memset(p, 0, sizeof *p); }
 
-helios_status helios_transformer_load(helios_session *s, const helios_model_params *p,
-                                      helios_transformer **out) {
-    hl_error *err = &s->err;
+hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out, hl_error *err) {
     *out = NULL;
-    if (!p->path && !(p->config_path && p->weights_path))
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: no path given");
-    char cfg_path[4096];
-    if (p->config_path) snprintf(cfg_path, sizeof cfg_path, "%s", p->config_path);
-    else snprintf(cfg_path, sizeof cfg_path, "%s/config.json", p->path);
-
     hl_dit *m = calloc(1, sizeof *m);
     if (!m) return hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
     hl_json *j = NULL;
-    hl_status st = hl_json_load_file(cfg_path, &j, err);
-    if (st == HL_OK) {
-        st = hl_dit_config_parse(j, &m->cfg, err);
-        if (st != HL_OK) hl_error_prefix(err, "%s", cfg_path);
-    }
+    hl_status st = hl_json_load_file(config_path, &j, err);
+    if (st == HL_OK && (st = hl_dit_config_parse(j, &m->cfg, err)) != HL_OK) hl_error_prefix(err, "%s", config_path);
     hl_json_free(j);
-    if (st == HL_OK) st = hl_weights_open(p->weights_path ? p->weights_path : p->path, &m->weights, err);
+    if (st == HL_OK) st = hl_weights_open(weights_path, &m->weights, err);
     if (st == HL_OK) st = hl_dit_bind(m, m->weights, err);
     if (st != HL_OK) {
-        helios_transformer_free(m);
+        hl_dit_free(m);
         return st;
     }
-    HL_INFO("transformer: %d layers, D %d (%d heads x %d), ffn %d, weights %s", m->cfg.num_layers,
-            m->cfg.dim, m->cfg.heads, m->cfg.head_dim, m->cfg.ffn_dim,
-            hl_dtype_name(m->blocks && m->cfg.num_layers ? m->blocks[0].attn1.to_q_w.dtype
-                                                         : m->proj_out_w.dtype));
+    HL_DEBUG("transformer: %d layers, D %d (%d heads x %d), ffn %d, weights %s", m->cfg.num_layers, m->cfg.dim,
+             m->cfg.heads, m->cfg.head_dim, m->cfg.ffn_dim,
+             hl_dtype_name(m->cfg.num_layers ? m->blocks[0].attn1.to_q_w.dtype : m->proj_out_w.dtype));
     *out = m;
     return HL_OK;
 }
 
-void helios_transformer_free(helios_transformer *t) {
+helios_status helios_transformer_load(helios_session *s, const helios_model_params *p,
+                                      helios_transformer **out) {
+    hl_error_clear(&s->err);
+    *out = NULL;
+    if (!p->path && !(p->config_path && p->weights_path))
+        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "transformer: no path given");
+    char cfg_path[4096];
+    if (p->config_path) snprintf(cfg_path, sizeof cfg_path, "%s", p->config_path);
+    else snprintf(cfg_path, sizeof cfg_path, "%s/config.json", p->path);
+    return hl_dit_load(cfg_path, p->weights_path ? p->weights_path : p->path, out, &s->err);
+}
+
+void helios_transformer_free(helios_transformer *t) { hl_dit_free(t); }
+
+void hl_dit_free(hl_dit *t) {
     if (!t) return;
     hl_dit_release(t);
     hl_weights_close(t->weights);

@@ -796,42 +796,72 @@ static bool meta_seed(const hl_safetensors *st, uint64_t *seed) {
     return false;
 }
 
+/* The generator seed of a pipeline file: from the metadata, else the smallest seed in
+ * [0, SEED_SEARCH_LIMIT) whose replay reproduces every recorded draw. *found = false if none. */
+static hl_status find_seed(const hl_safetensors *st, const hl_json *log, const plan *p,
+                           const double L[16], uint64_t *seed, bool *found, hl_error *err) {
+    *found = meta_seed(st, seed);
+    if (*found || p->n == 0 || !p->d[0].ref[0]) return HL_OK;
+    float *ref0 = NULL;
+    int64_t m;
+    hl_status r = get_f32(st, p->d[0].ref, &ref0, &m, err);
+    vctx quiet = {0};
+    double worst;
+    for (uint64_t s = 0; r == HL_OK && ref0 &&
+                         hl_rng_find_seed(p->d[0].uniform, p->d[0].numel, ref0, s, SEED_SEARCH_LIMIT, &s);
+         s++) {
+        if ((r = replay(&quiet, st, p, s, L, false, &worst, err)) != HL_OK) break;
+        if (worst == 0.0) {
+            *seed = s;
+            *found = true;
+            break;
+        }
+    }
+    free(ref0);
+    return r;
+}
+
 static hl_status verify_rng(const vctx *v, const hl_safetensors *st, const hl_json *log,
                             double gamma, hl_error *err) {
     plan p = {0};
-    hl_status r = build_plan(st, log, &p, err);
-    float *ref0 = NULL;
-    if (r != HL_OK || p.n == 0 || !p.d[0].ref[0]) goto done;
     double L[16], worst;
-    if ((r = hl_pyramid_block_cholesky(gamma, L, err)) != HL_OK) goto done;
-    int64_t m;
-    if ((r = get_f32(st, p.d[0].ref, &ref0, &m, err)) != HL_OK || !ref0) goto done;
-    uint64_t seed;
-    bool found = meta_seed(st, &seed);
-    if (!found) {
-        uint64_t s = 0;
-        for (; hl_rng_find_seed(p.d[0].uniform, p.d[0].numel, ref0, s, SEED_SEARCH_LIMIT, &s);
-             s++) {
-            if ((r = replay(v, st, &p, s, L, false, &worst, err)) != HL_OK) goto done;
-            if (worst == 0.0) {
-                seed = s;
-                found = true;
-                break;
-            }
+    uint64_t seed = 0;
+    bool found = false;
+    hl_status r = build_plan(st, log, &p, err);
+    if (r == HL_OK && p.n > 0 && p.d[0].ref[0]) {
+        r = hl_pyramid_block_cholesky(gamma, L, err);
+        if (r == HL_OK) r = find_seed(st, log, &p, L, &seed, &found, err);
+        if (r == HL_OK && !found)
+            rep(v, "rng.seed (not in the metadata, none in [0, 2^22) reproduces the draws)", INFINITY, 0.0);
+        if (r == HL_OK && found) {
+            char name[96];
+            snprintf(name, sizeof name, "rng.seed = %llu", (unsigned long long)seed);
+            rep(v, name, 0.0, 0.0);
+            r = replay(v, st, &p, seed, L, true, &worst, err);
         }
     }
-    if (!found) {
-        rep(v, "rng.seed (not in the metadata, none in [0, 2^22) reproduces the draws)", INFINITY,
-            0.0);
-        goto done;
-    }
-    char name[96];
-    snprintf(name, sizeof name, "rng.seed = %llu", (unsigned long long)seed);
-    rep(v, name, 0.0, 0.0);
-    r = replay(v, st, &p, seed, L, true, &worst, err);
-done:
-    free(ref0);
     free(p.d);
+    return r;
+}
+
+hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_error *err) {
+    hl_json *log = NULL, *scj = NULL;
+    plan p = {0};
+    double L[16], gamma = 1.0 / 3.0;
+    bool found = false;
+    hl_status r = meta_json(st, "log", &log, err);
+    if (r == HL_OK) r = meta_json(st, "scheduler_config", &scj, err);
+    if (r == HL_OK && scj) gamma = meta_gamma(scj);
+    if (r == HL_OK && (!log || log->type != HL_JSON_ARRAY))
+        r = hl_fail(err, HELIOS_ERR_MISSING, "%s: no event log in the metadata", st->path);
+    if (r == HL_OK) r = build_plan(st, log, &p, err);
+    if (r == HL_OK) r = hl_pyramid_block_cholesky(gamma, L, err);
+    if (r == HL_OK) r = find_seed(st, log, &p, L, seed, &found, err);
+    if (r == HL_OK && !found)
+        r = hl_fail(err, HELIOS_ERR_MISSING, "%s: no seed in [0, 2^22) reproduces the recorded draws", st->path);
+    free(p.d);
+    hl_json_free(log);
+    hl_json_free(scj);
     return r;
 }
 

@@ -17,10 +17,16 @@
 #ifndef HL_SAMPLE_VECTORS_H
 #define HL_SAMPLE_VECTORS_H
 
+#include <stdint.h>
+
 #include "core/error.h"
+#include "io/safetensors.h"
 
 typedef void (*hl_sample_report_fn)(void *user, const char *file, const char *case_name,
                                     double max_abs, double tol);
+
+/* The generator seed of a pipeline file (metadata, else searched as above). */
+hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_error *err);
 
 hl_status hl_sample_verify(const char *dir, hl_sample_report_fn report, void *user,
                            hl_error *err);
