@@ -45,7 +45,8 @@ hl_status hl_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, c
  *   out[:, h·hd:(h+1)·hd] = softmax(scale · q_h k_hᵀ) v_h
  * q is [Sq, H·hd] with rows ldq apart, k and v [Sk, H·hd] (ldk, ldv), out [Sq, H·hd] (ldo).
  * compute = HL_F32 or HL_BF16: the dtype of the two matrix products (bf16 rounds q, k, v and
- * the probabilities; softmax and accumulation stay float32). ref ignores it (always float32). */
+ * the probabilities; softmax and accumulation stay float32). ref ignores it (always float32).
+ * Sk >= 1 (no keys is HELIOS_ERR_INVALID_ARG). */
 hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q,
                        int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                        float scale, hl_dtype compute, float *out, int64_t ldo);
@@ -117,5 +118,81 @@ hl_status hl_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int6
  *   y[c, t·kt+pt, h·kh+ph, w·kw+pw] = rows[(t·H'+h)·W'+w, ((pt·kh+ph)·kw+pw)·C + c]. */
 hl_status hl_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,
                           int kh, int kw, const float *rows, float *y);
+
+/* ---- convolution / resampling (VAE) ------------------------------------------------------- */
+
+/* Activation layout of the 5D ops below. The VAE runs channels-last: a channel RMS norm is then
+ * a row operation, frames are contiguous (the causal cache is a copy of whole frames), and
+ * oneDNN's AMX convolutions read it directly (NCTHW costs two reorders per conv, see
+ * src/ops/cpu/conv.c). */
+typedef enum hl_layout {
+    HL_NCTHW = 0, /* channels first, (N, C, T, H, W): PyTorch's order */
+    HL_NTHWC = 1, /* channels last, (N, T, H, W, C) */
+} hl_layout;
+
+/* Geometry of one Conv3d call. Padding is zero padding per side, as F.pad then a padding-free
+ * conv: a causal time pad (2 frames in front) or the (0, 1, 0, 1) of a strided downsample are
+ * both expressible. A Conv2d applied per frame is the kt = 1 case (weight [O, C, kh, kw]). */
+typedef struct hl_conv3d_shape {
+    hl_layout layout;        /* of x and y */
+    hl_dtype x_dtype;        /* HL_F32 or HL_BF16 */
+    int64_t N, C, T, H, W;   /* x */
+    int stride[3];           /* (t, h, w), >= 1 */
+    int pad[6];              /* front, back, top, bottom, left, right, >= 0 */
+    int accumulate;          /* 1: y += conv(x) + b (y holds a residual); 0: y = conv(x) + b */
+} hl_conv3d_shape;
+
+/* Output length of one axis: floor((n + lo + hi - k) / stride) + 1 (<= 0: empty). */
+static inline int64_t hl_conv_out_len(int64_t n, int64_t k, int stride, int lo, int hi) {
+    int64_t span = n + lo + hi - k;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+/* A conv weight kept in a backend's preferred layout between calls (the cpu backend reorders a
+ * [O, C, kt, kh, kw] weight into oneDNN's blocked layout: as slow as the conv itself for a
+ * one-frame 32x32 chunk). The model owns one per conv weight, starting NULL, and frees it with
+ * hl_conv_pack_free; it is only valid while that weight's data is unchanged. */
+typedef struct hl_conv_pack hl_conv_pack;
+void hl_conv_pack_free(hl_conv_pack *p);
+
+/* y = Conv3d(x, w) + b, in the precision of w (precision rule above: bf16 weights round x to
+ * bf16 on the cpu backend, f32 weights give an f32 conv; ref always sums exactly in double).
+ *   w: F32 or BF16 [O, C, kt, kh, kw] or [O, C, kh, kw], contiguous (PyTorch's layout);
+ *   b: F32 or BF16 [O] or NULL;
+ *   y: float32 (N, O, To, Ho, Wo) in s->layout, To = hl_conv_out_len(T, kt, ...) etc.;
+ *   pack: NULL (no reuse) or the address of the weight's pack (created on first use).
+ * x and y must not overlap. */
+hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
+                    const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y);
+
+/* Wan RMS norm over the channels (F.normalize then · √C · γ), optionally followed by SiLU:
+ *   y = x / max(‖x‖₂, 1e-12) · √C · gamma[c]      (‖·‖ over the C channels of one position)
+ * x float32 (N, C, S) for HL_NCTHW or (N, S, C) for HL_NTHWC (S = T·H·W positions); gamma
+ * float32 [C]; y in y_dtype (F32 or BF16), same layout. In place allowed when y_dtype is F32. */
+hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
+                             int64_t S, const float *x, const float *gamma, int silu,
+                             hl_dtype y_dtype, void *y);
+
+/* Nearest ×2 upsampling in height and width (nearest-exact: y[2i+a, 2j+b] = x[i, j]) of N
+ * images of C channels:
+ *   HL_NTHWC: x pixel (n, i, j) at x + ((n·H + i)·W + j)·ldx, C values (ldx >= C lets one read
+ *             a channel slice of a wider tensor); y (N, 2H, 2W, C) dense;
+ *   HL_NCTHW: x (N, C, H, W) dense (ldx ignored); y (N, C, 2H, 2W).
+ * y in y_dtype (F32 or BF16). */
+hl_status hl_upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,
+                        int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y);
+
+/* y = x converted to y_dtype (F32: a copy; BF16: round to nearest even), n values. */
+hl_status hl_cast(const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y);
+
+/* Channels-first to channels-last: y[t, s, c] = x[c·x_cstride + t·S + s] for C channels of T
+ * frames of S positions (x_cstride >= T·S: T frames out of a longer clip); y dense in y_dtype. */
+hl_status hl_to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,
+                              int64_t x_cstride, hl_dtype y_dtype, void *y);
+
+/* Channels-last to channels-first with a clamp: y[c·y_cstride + t·S + s] =
+ * min(max(x[(t·S + s)·C + c], lo), hi) (pass -INFINITY, INFINITY for none). */
+hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,
+                               const float *x, float lo, float hi, float *y, int64_t y_cstride);
 
 #endif

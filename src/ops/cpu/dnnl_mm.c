@@ -1,0 +1,279 @@
+/* oneDNN plumbing for the cpu backend: engine, streams, matmul primitive cache, scratch buffers,
+ * and the float32 -> bf16 conversion (see cpu_internal.h for the threading model). */
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "ops/cpu/cpu_internal.h"
+#include "ops/cpu/vec_math.h"
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void hl_cpu_lock(void) { pthread_mutex_lock(&g_lock); }
+void hl_cpu_unlock(void) { pthread_mutex_unlock(&g_lock); }
+
+/* ---- scratch --------------------------------------------------------------------------------- */
+
+static struct {
+    void *p;
+    size_t cap;
+} g_scratch[HL_SLOT_COUNT];
+
+void *hl_cpu_scratch(hl_cpu_slot slot, size_t bytes) {
+    if (bytes == 0) bytes = 64;
+    if (g_scratch[slot].cap >= bytes) return g_scratch[slot].p;
+    free(g_scratch[slot].p);
+    g_scratch[slot].p = NULL;
+    g_scratch[slot].cap = 0;
+    /* Big buffers: 2 MiB aligned and transparent huge pages, to cut TLB misses in the GEMMs. */
+    size_t huge = (size_t)2 << 20;
+    size_t align = bytes >= huge ? huge : 64;
+    size_t cap = (bytes + align - 1) / align * align;
+    void *p = NULL;
+    if (posix_memalign(&p, align, cap) != 0) return NULL;
+    if (align == huge) madvise(p, cap, MADV_HUGEPAGE); /* advice only: failure is harmless */
+    g_scratch[slot].p = p;
+    g_scratch[slot].cap = cap;
+    return p;
+}
+
+/* ---- engine and streams ---------------------------------------------------------------------- */
+
+#define HL_MAX_STREAMS 512
+
+static dnnl_engine_t g_engine;
+static dnnl_stream_t g_streams[HL_MAX_STREAMS];
+
+static hl_status dnnl_fail(hl_error *err, dnnl_status_t st, const char *what) {
+    return hl_fail(err, HELIOS_ERR_INTERNAL, "oneDNN: %s failed: %s", what, dnnl_status2str(st));
+}
+
+hl_status hl_cpu_dnnl_init(int nstreams, hl_error *err) {
+    if (nstreams < 1) nstreams = 1;
+    if (nstreams > HL_MAX_STREAMS)
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "oneDNN: %d threads (at most %d)", nstreams,
+                       HL_MAX_STREAMS);
+    dnnl_status_t st;
+    if (!g_engine && (st = dnnl_engine_create(&g_engine, dnnl_cpu, 0)) != dnnl_success) {
+        g_engine = NULL;
+        return dnnl_fail(err, st, "engine creation");
+    }
+    for (int i = 0; i < nstreams; i++) {
+        if (g_streams[i]) continue;
+        st = dnnl_stream_create(&g_streams[i], g_engine, dnnl_stream_default_flags);
+        if (st != dnnl_success) {
+            g_streams[i] = NULL;
+            return dnnl_fail(err, st, "stream creation");
+        }
+    }
+    return HL_OK;
+}
+
+/* ---- matmul cache ---------------------------------------------------------------------------- */
+
+#define HL_MM_CACHE_SIZE 48
+
+struct hl_mm {
+    hl_mm_key key;
+    uint64_t last_use; /* 0: empty slot */
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md, pad_md;
+    size_t pad_bytes;
+    dnnl_primitive_t reorder; /* blocked layouts: b_plain_md -> b_md */
+    dnnl_memory_desc_t b_plain_md;
+    size_t reorder_pad_bytes;
+    dnnl_memory_desc_t reorder_pad_md;
+};
+
+static hl_mm g_cache[HL_MM_CACHE_SIZE];
+static uint64_t g_tick;
+
+static void mm_destroy(hl_mm *mm) {
+    if (mm->prim) dnnl_primitive_destroy(mm->prim);
+    if (mm->reorder) dnnl_primitive_destroy(mm->reorder);
+    memset(mm, 0, sizeof *mm);
+}
+
+static int key_eq(const hl_mm_key *a, const hl_mm_key *b) {
+    return a->M == b->M && a->N == b->N && a->K == b->K && a->dt == b->dt &&
+           a->blayout == b->blayout && a->bias == b->bias && a->nthr == b->nthr;
+}
+
+/* Creates the primitive (and, for a blocked B, its reorder) from a primitive descriptor. */
+static dnnl_status_t mm_create_from_pd(hl_mm *mm, const_dnnl_primitive_desc_t pd) {
+    mm->b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    mm->pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    mm->pad_bytes = dnnl_memory_desc_get_size(&mm->pad_md);
+    return dnnl_primitive_create(&mm->prim, pd);
+}
+
+static dnnl_status_t mm_create_reorder(hl_mm *mm, const_dnnl_primitive_attr_t attr) {
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&rpd, &mm->b_plain_md, g_engine,
+                                                          &mm->b_md, g_engine, attr);
+    if (st != dnnl_success) return st;
+    mm->reorder_pad_md = *dnnl_primitive_desc_query_md(rpd, dnnl_query_scratchpad_md, 0);
+    mm->reorder_pad_bytes = dnnl_memory_desc_get_size(&mm->reorder_pad_md);
+    st = dnnl_primitive_create(&mm->reorder, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    return st;
+}
+
+static hl_status mm_create(hl_mm *mm, const hl_mm_key *key, hl_error *err) {
+    const dnnl_data_type_t dt = key->dt == HL_BF16 ? dnnl_bf16 : dnnl_f32;
+    const int64_t M = key->M, N = key->N, K = key->K;
+    dnnl_dims_t a_dims = {M, K}, a_str = {K, 1};
+    dnnl_dims_t b_dims = {K, N}, b_nk_str = {1, K}, b_kn_str = {N, 1};
+    dnnl_dims_t c_dims = {M, N}, c_str = {N, 1};
+    dnnl_dims_t bias_dims = {1, N}, bias_str = {N, 1};
+    dnnl_status_t st;
+    memset(mm, 0, sizeof *mm);
+    mm->key = *key;
+    dnnl_memory_desc_init_by_strides(&mm->a_md, 2, a_dims, dt, a_str);
+    dnnl_memory_desc_init_by_strides(&mm->c_md, 2, c_dims, dnnl_f32, c_str);
+    dnnl_memory_desc_init_by_strides(&mm->bias_md, 2, bias_dims, dnnl_f32, bias_str);
+    const int blocked = key->blayout == HL_MM_B_BLOCKED_NK || key->blayout == HL_MM_B_BLOCKED_KN;
+    const int nk = key->blayout == HL_MM_B_NK || key->blayout == HL_MM_B_BLOCKED_NK;
+    dnnl_memory_desc_init_by_strides(&mm->b_plain_md, 2, b_dims, dt, nk ? b_nk_str : b_kn_str);
+    dnnl_memory_desc_t b_req = mm->b_plain_md;
+    if (blocked) dnnl_memory_desc_init_by_tag(&b_req, 2, b_dims, dt, dnnl_format_tag_any);
+
+    dnnl_matmul_desc_t desc;
+    st = dnnl_matmul_desc_init(&desc, &mm->a_md, &b_req, key->bias ? &mm->bias_md : NULL,
+                               &mm->c_md);
+    if (st != dnnl_success) return dnnl_fail(err, st, "matmul descriptor");
+
+    dnnl_primitive_attr_t attr = NULL;
+    if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success)
+        return dnnl_fail(err, st, "attribute creation");
+    /* User scratchpad: each caller thread passes its own, so primitives can run concurrently. */
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+
+    /* oneDNN sizes its thread partitioning from omp_get_max_threads() when the descriptor is
+     * created; set it to the count the primitive will run with. */
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(key->nthr);
+    dnnl_primitive_desc_t pd = NULL;
+    st = dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL);
+    if (st == dnnl_success) {
+        st = mm_create_from_pd(mm, pd);
+        dnnl_primitive_desc_destroy(pd);
+        if (st == dnnl_success && blocked) st = mm_create_reorder(mm, attr);
+    }
+    omp_set_num_threads(saved);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) {
+        hl_status s = hl_fail(err, HELIOS_ERR_INTERNAL,
+                              "oneDNN: matmul %lldx%lldx%lld %s creation failed: %s",
+                              (long long)M, (long long)N, (long long)K, hl_dtype_name(key->dt),
+                              dnnl_status2str(st));
+        mm_destroy(mm);
+        return s;
+    }
+    return HL_OK;
+}
+
+hl_status hl_cpu_mm_get(const hl_mm_key *key, hl_mm **out, hl_error *err) {
+    HL_TRY(hl_cpu_dnnl_init(1, err));
+    hl_mm *victim = &g_cache[0];
+    for (int i = 0; i < HL_MM_CACHE_SIZE; i++) {
+        hl_mm *e = &g_cache[i];
+        if (e->last_use && key_eq(&e->key, key)) {
+            e->last_use = ++g_tick;
+            *out = e;
+            return HL_OK;
+        }
+        if (e->last_use < victim->last_use) victim = e;
+    }
+    mm_destroy(victim);
+    HL_TRY(mm_create(victim, key, err));
+    victim->last_use = ++g_tick;
+    *out = victim;
+    return HL_OK;
+}
+
+size_t hl_cpu_mm_scratchpad_size(const hl_mm *mm) {
+    return mm->pad_bytes > mm->reorder_pad_bytes ? mm->pad_bytes : mm->reorder_pad_bytes;
+}
+
+size_t hl_cpu_mm_packed_b_size(const hl_mm *mm) {
+    return mm->reorder ? dnnl_memory_desc_get_size(&mm->b_md) : 0;
+}
+
+/* Executes prim with (arg, md, handle) triples; memory objects are made per call (cheap) so
+ * that concurrent runs share nothing. */
+typedef struct {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    const void *handle;
+} mm_arg;
+
+static hl_status execute(dnnl_primitive_t prim, int stream, const mm_arg *args, int n,
+                         hl_error *err) {
+    dnnl_exec_arg_t ex[6];
+    int m = 0;
+    dnnl_status_t st = dnnl_success;
+    for (int i = 0; i < n && st == dnnl_success; i++) {
+        if (!args[i].handle) continue;
+        ex[m].arg = args[i].arg;
+        st = dnnl_memory_create(&ex[m].memory, args[i].md, g_engine, (void *)args[i].handle);
+        if (st == dnnl_success) m++;
+    }
+    if (st == dnnl_success) st = dnnl_primitive_execute(prim, g_streams[stream], m, ex);
+    if (st == dnnl_success) st = dnnl_stream_wait(g_streams[stream]);
+    for (int i = 0; i < m; i++) dnnl_memory_destroy(ex[i].memory);
+    return st == dnnl_success ? HL_OK : dnnl_fail(err, st, "matmul execution");
+}
+
+hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, void *packed,
+                           void *scratchpad, hl_error *err) {
+    if (!mm->reorder) return hl_fail(err, HELIOS_ERR_INTERNAL, "matmul: no reorder to run");
+    mm_arg args[3] = {{DNNL_ARG_FROM, &mm->b_plain_md, b_plain},
+                      {DNNL_ARG_TO, &mm->b_md, packed},
+                      {DNNL_ARG_SCRATCHPAD, &mm->reorder_pad_md,
+                       mm->reorder_pad_bytes ? scratchpad : NULL}};
+    return execute(mm->reorder, stream, args, 3, err);
+}
+
+hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
+                        const float *bias, float *c, void *scratchpad, hl_error *err) {
+    mm_arg args[5] = {{DNNL_ARG_SRC, &mm->a_md, a},
+                      {DNNL_ARG_WEIGHTS, &mm->b_md, b},
+                      {DNNL_ARG_BIAS, &mm->bias_md, mm->key.bias ? bias : NULL},
+                      {DNNL_ARG_DST, &mm->c_md, c},
+                      {DNNL_ARG_SCRATCHPAD, &mm->pad_md, mm->pad_bytes ? scratchpad : NULL}};
+    return execute(mm->prim, stream, args, 5, err);
+}
+
+/* ---- conversions and vector math entry points ------------------------------------------------ */
+
+void hl_cpu_f32_to_bf16(const float *src, hl_bf16 *dst, int64_t n) {
+    int64_t i = 0;
+#ifdef HL_CPU_AVX512
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), hl_v_to_bf16(_mm512_loadu_ps(src + i)));
+#endif
+    for (; i < n; i++) dst[i] = hl_f32_to_bf16(src[i]);
+}
+
+void hl_cpu_exp_f32(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+#ifdef HL_CPU_AVX512
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, hl_v_exp(_mm512_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++) y[i] = expf(x[i]);
+}
+
+void hl_cpu_tanh_f32(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+#ifdef HL_CPU_AVX512
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, hl_v_tanh(_mm512_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++) y[i] = tanhf(x[i]);
+}

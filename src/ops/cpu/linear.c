@@ -1,0 +1,150 @@
+/* cpu linear: y[M, N] = x[M, K] · W[N, K]ᵀ + b through a cached oneDNN matmul.
+ *
+ * W BF16: x is rounded to bf16 (RNE) into a dense scratch copy and a bf16 x bf16 -> f32 matmul
+ * runs on the AMX brgemm kernels. W F32: an f32 matmul. W F16: forwarded to ref (no f16 GEMM
+ * here). oneDNN 2.6 only picks its brgemm (AMX) kernels for dense A and C (lda = K, ldc = N;
+ * a strided C falls back to the much slower gemm:jit), so a strided x is packed and a strided y
+ * goes through a dense scratch.
+ *
+ * Weight layout. oneDNN's brgemm runs faster on weights reordered into its blocked layout, but a
+ * reorder per call costs a pass over W. Measured on this 2-core AMX Xeon (oneDNN 2.6.3, bf16,
+ * whole hl_cpu_linear in ms, medians of 8-12 runs of 7 on a shared machine):
+ *      M     N     K   plain [N,K]   blocked (reorder every call)
+ *   2304  1536  1536      6.9          6.2
+ *   2304  8960  1536     42.6         43.5
+ *   2304  1536  8960     48.0         54.5
+ *    512  1536  1536      1.48         1.73
+ * (the bare matmul, 4096^3: 124 ms plain, 104 + 5 blocked.) So the reorder pays only for
+ * square-ish weights (K <= N < 2K) and large M. Keeping reordered copies of the weights would
+ * gain ~10% on those shapes without the per-call pass, but doubles the weight memory: not done. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/cpu/cpu_internal.h"
+#include "ops/ops_backends.h"
+
+enum { LIN_BLOCKED_MIN_M = 1024, LIN_PAR_MIN = 1 << 15 /* elements before threads pay */ };
+
+/* x [M, K] (rows ldx apart) -> dense bf16 [M, K]. */
+static void pack_x_bf16(int64_t M, int64_t K, const float *x, int64_t ldx, hl_bf16 *xb) {
+#pragma omp parallel for schedule(static) if (M * K >= LIN_PAR_MIN)
+    for (int64_t m = 0; m < M; m++) hl_cpu_f32_to_bf16(x + m * ldx, xb + m * K, K);
+}
+
+/* Copies rows [M, W] from ld_src apart to ld_dst apart. */
+static void copy_rows(int64_t M, int64_t W, const float *src, int64_t ld_src, float *dst,
+                      int64_t ld_dst) {
+#pragma omp parallel for schedule(static) if (M * W >= LIN_PAR_MIN)
+    for (int64_t m = 0; m < M; m++) memcpy(dst + m * ld_dst, src + m * ld_src, (size_t)W * 4);
+}
+
+static hl_status check_args(const hl_ctx *ctx, int64_t M, int64_t *N, int64_t *K, const float *x,
+                            int64_t ldx, const hl_tensor *W, const hl_tensor *b, const float *y,
+                            int64_t ldy) {
+    if (!W || W->ndim < 1 || !W->data)
+        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "linear: no weight tensor");
+    if (!hl_tensor_is_contiguous(W))
+        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "linear: weight is not contiguous");
+    *N = W->shape[0];
+    *K = *N ? hl_tensor_numel(W) / *N : 0;
+    if (M < 0 || ldx < *K || ldy < *N || (M > 0 && (!x || !y)))
+        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
+                       "linear: bad sizes M=%lld K=%lld ldx=%lld N=%lld ldy=%lld", (long long)M,
+                       (long long)*K, (long long)ldx, (long long)*N, (long long)ldy);
+    if (b) {
+        if (b->dtype != HL_F32 && b->dtype != HL_BF16 && b->dtype != HL_F16)
+            return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: bias dtype %s",
+                           hl_dtype_name(b->dtype));
+        if (hl_tensor_numel(b) != *N)
+            return hl_fail(ctx->err, HELIOS_ERR_SHAPE, "linear: bias has %lld values, N=%lld",
+                           (long long)hl_tensor_numel(b), (long long)*N);
+    }
+    return HL_OK;
+}
+
+/* The bias as float32 [N]: b's own data when it is F32, else a converted copy in *owned
+ * (exact: bf16 and f16 values are all float32 values). */
+static hl_status bias_f32(const hl_ctx *ctx, const hl_tensor *b, int64_t N, const float **out,
+                          float **owned) {
+    *out = NULL;
+    *owned = NULL;
+    if (!b) return HL_OK;
+    if (b->dtype == HL_F32) {
+        *out = b->data;
+        return HL_OK;
+    }
+    float *f = malloc((size_t)N * sizeof *f);
+    if (!f) return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (bias, N=%lld)", (long long)N);
+    hl_convert_to_f32(b->dtype, b->data, f, (size_t)N);
+    *out = *owned = f;
+    return HL_OK;
+}
+
+/* The matmul proper, with the backend lock held. */
+static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K,
+                               const float *x, int64_t ldx, const hl_tensor *W,
+                               const float *bias, float *y, int64_t ldy) {
+    const int bf16 = W->dtype == HL_BF16;
+    hl_mm_key key = {.M = M, .N = N, .K = K, .dt = W->dtype, .blayout = HL_MM_B_NK,
+                     .bias = bias != NULL, .nthr = omp_get_max_threads()};
+    if (bf16 && M >= LIN_BLOCKED_MIN_M && N >= K && N < 2 * K) key.blayout = HL_MM_B_BLOCKED_NK;
+    hl_mm *mm;
+    HL_TRY(hl_cpu_mm_get(&key, &mm, ctx->err));
+
+    size_t esz = bf16 ? 2 : 4;
+    void *pad = hl_cpu_scratch(HL_SLOT_LIN_PAD, hl_cpu_mm_scratchpad_size(mm));
+    const void *a = x;
+    if (bf16 || ldx != K) {
+        void *xa = hl_cpu_scratch(HL_SLOT_LIN_X, (size_t)(M * K) * esz);
+        if (!xa || !pad) goto oom;
+        if (bf16)
+            pack_x_bf16(M, K, x, ldx, xa);
+        else
+            copy_rows(M, K, x, ldx, xa, K);
+        a = xa;
+    }
+    const void *wb = W->data;
+    if (key.blayout == HL_MM_B_BLOCKED_NK) {
+        void *wp = hl_cpu_scratch(HL_SLOT_LIN_W, hl_cpu_mm_packed_b_size(mm));
+        if (!wp || !pad) goto oom;
+        HL_TRY(hl_cpu_mm_pack_b(mm, 0, W->data, wp, pad, ctx->err));
+        wb = wp;
+    }
+    float *c = y;
+    if (ldy != N && !(c = hl_cpu_scratch(HL_SLOT_LIN_Y, (size_t)(M * N) * 4))) goto oom;
+    if (!pad) goto oom;
+    HL_TRY(hl_cpu_mm_run(mm, 0, a, wb, bias, c, pad, ctx->err));
+    if (c != y) copy_rows(M, N, c, N, y, ldy);
+    return HL_OK;
+oom:
+    return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (M=%lld N=%lld K=%lld)",
+                   (long long)M, (long long)N, (long long)K);
+}
+
+hl_status hl_cpu_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
+                        const hl_tensor *W, const hl_tensor *b, float *y, int64_t ldy) {
+    int64_t N = 0, K = 0;
+    HL_TRY(check_args(ctx, M, &N, &K, x, ldx, W, b, y, ldy));
+    if (W->dtype == HL_F16) return hl_ref_linear(ctx, M, x, ldx, W, b, y, ldy);
+    if (W->dtype != HL_F32 && W->dtype != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: weight dtype %s (F32, BF16 or F16)",
+                       hl_dtype_name(W->dtype));
+    if (M == 0 || N == 0) return HL_OK;
+
+    const float *bias;
+    float *owned;
+    HL_TRY(bias_f32(ctx, b, N, &bias, &owned));
+    hl_status st = HL_OK;
+    if (K == 0) { /* an empty sum: y = b */
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    } else {
+        hl_cpu_lock();
+        st = linear_locked(ctx, M, N, K, x, ldx, W, bias, y, ldy);
+        hl_cpu_unlock();
+        if (st != HL_OK && st != HELIOS_ERR_OOM) hl_error_prefix(ctx->err, "linear"); /* oneDNN */
+    }
+    free(owned);
+    return st;
+}

@@ -1,0 +1,640 @@
+/* Ops: every hl_cpu_<op> against the scalar oracle hl_ref_<op>, on odd shapes (primes), on
+ * non-contiguous views (ld > width, with the columns between checked untouched), in place, and
+ * on moderately realistic shapes; plus the vector math (exp, tanh, bf16 rounding), the argument
+ * checks, and a check that the comparison itself rejects wrong results.
+ *
+ * Tolerances
+ *   float32 paths: |cpu - ref| <= 1e-5 · max|ref| over the output (ref sums in double; a float32
+ *     dot product of length K is typically off by ~sqrt(K)·2^-24 relative, 2.3e-6 at K = 1536).
+ *   bf16 linear: an element-wise bound from the unit roundoffs. bf16 keeps 8 significant bits,
+ *     so rounding to nearest has relative error <= u_bf16 = 2^-8 (half its epsilon 2^-7; 2^-9
+ *     would be too tight: |x| = 0.06813 rounds to 0.06836, 3.3e-3 relative). The cpu rounds x
+ *     to bf16 (W is bf16 for both backends); bf16 x bf16 products are exact in float32; float32
+ *     accumulation of K terms adds <= 2K·2^-24 (AMX sums pairs, so count two roundings per
+ *     term). Hence |cpu - ref| <= (2^-8 + (2K + 4)·2^-24) · Σ_k |x_k w_k| + 2^-23·|ref|, i.e.
+ *     about 0.4% of the sum of magnitudes, whatever K: a relative 1e-2 of max|ref| would be
+ *     looser for random data and not a bound for cancelling sums.
+ *   bf16 attention: per output row i of head h, with vmax = max|v_h| and
+ *     Δ_i = scale·(2^-7 + (hd + 2)·2^-23)·Σ_d |q_id|·max_j |k_jd| bounding the score error from
+ *     rounding q and k (2^-8 each, plus float32 sums), a score error <= Δ changes each softmax
+ *     weight by a factor within e^{±2Δ}, so the output moves <= (e^{2Δ} - 1)·vmax; rounding the
+ *     probabilities (2^-8 relative, the normaliser is the float32 sum of the unrounded ones) and
+ *     v (2^-8), the exp approximation (<= 1e-5 relative, twice) and float32 sums over Sk keys add
+ *     (2·2^-8 + 2e-5 + (2·Sk + 8)·2^-24)·vmax. That bound is worst case (0.1% to 9% of the
+ *     observed errors, printed with -v), so the output must also be within 1e-2·max|ref|: a
+ *     statistical check (independent roundings cancel) that holds with margin >= 1.7 here.
+ *   element-wise functions: |cpu - ref| <= 4e-6·|ref| + 2e-7·|x|: the absolute term covers
+ *     the oracle itself, whose 1 + tanh(u) in double cancels to ~1e-16·|x| for u << 0. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "ops/cpu/cpu_internal.h"
+#include "ops/ops_backends.h"
+#include "test_util.h"
+
+static int g_verbose;
+static hl_error g_err;
+static const hl_ctx g_cpu = {HELIOS_BACKEND_CPU, &g_err};
+static const hl_ctx g_ref = {HELIOS_BACKEND_REF, &g_err};
+
+#define SENTINEL 1234.5f
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static float *falloc(int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "test_ops: out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static float *frand(int64_t n, uint64_t seed, float amp) {
+    float *p = falloc(n);
+    fill_random(p, n, seed);
+    for (int64_t i = 0; i < n; i++) p[i] *= amp;
+    return p;
+}
+
+static float *fconst(int64_t n, float v) {
+    float *p = falloc(n);
+    for (int64_t i = 0; i < n; i++) p[i] = v;
+    return p;
+}
+
+/* Result of comparing got against want over a rows x cols view: worst = max over elements of
+ * |got - want| / allowed (> 1: failure; NaN or inf in got: inf). */
+typedef struct {
+    double worst, max_err, max_ref;
+} cmp_result;
+
+/* allowed_ij = bound[i·ldb + j] when bound is given, else tol · max|want|. */
+static cmp_result compare(const float *got, int64_t ldg, const float *want, int64_t ldw,
+                          int64_t rows, int64_t cols, const float *bound, int64_t ldb, double tol) {
+    cmp_result r = {0, 0, 0};
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (fabs(want[i * ldw + j]) > r.max_ref) r.max_ref = fabs(want[i * ldw + j]);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            double g = got[i * ldg + j], d = fabs(g - want[i * ldw + j]);
+            double allowed = bound ? bound[i * ldb + j] : tol * r.max_ref;
+            if (!isfinite(g) && isfinite(want[i * ldw + j])) d = INFINITY;
+            if (d > r.max_err) r.max_err = d;
+            double q = d == 0 ? 0 : d / (allowed > 0 ? allowed : 1e-300);
+            if (q > r.worst) r.worst = q;
+        }
+    return r;
+}
+
+static int cmp_ok(cmp_result r) { return r.worst <= 1.0; }
+
+static void report(const char *what, cmp_result r) {
+    if (g_verbose || !cmp_ok(r))
+        printf("  %-58s max err %.3g, max|ref| %.3g, err/allowed %.3g\n", what, r.max_err,
+               r.max_ref, r.worst);
+}
+
+/* Columns [cols, ld) of every row still hold SENTINEL. */
+static int pad_intact(const float *buf, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = cols; j < ld; j++)
+            if (buf[i * ld + j] != SENTINEL) return 0;
+    return 1;
+}
+
+/* A weight tensor [N, K] in dt holding the float values f (rounded to dt); *store owns it. */
+static hl_tensor make_tensor(const float *f, int64_t N, int64_t K, hl_dtype dt, void **store) {
+    size_t esz = hl_dtype_size(dt);
+    void *d = malloc((size_t)(N * K > 0 ? N * K : 1) * esz);
+    if (!d) exit(2);
+    for (int64_t i = 0; i < N * K; i++) {
+        if (dt == HL_F32) ((float *)d)[i] = f[i];
+        if (dt == HL_BF16) ((hl_bf16 *)d)[i] = hl_f32_to_bf16(f[i]);
+        if (dt == HL_F16) ((hl_f16 *)d)[i] = hl_f32_to_f16(f[i]);
+    }
+    *store = d;
+    int64_t shape[2] = {N, K};
+    return hl_tensor_make(d, dt, 2, shape);
+}
+
+/* ---- the comparison can fail ----------------------------------------------------------------- */
+
+static void test_compare_rejects(void) {
+    float want[6] = {1, -2, 3, 0.5f, 0, 4}, got[6];
+    memcpy(got, want, sizeof got);
+    CHECK(cmp_ok(compare(got, 3, want, 3, 2, 3, NULL, 0, 1e-5)), "identical accepted");
+    got[4] = 4e-5f * 0.5f; /* 0.5·tol·max|want| */
+    CHECK(cmp_ok(compare(got, 3, want, 3, 2, 3, NULL, 0, 1e-5)), "within tolerance accepted");
+    got[4] = 4e-5f * 1.5f;
+    CHECK(!cmp_ok(compare(got, 3, want, 3, 2, 3, NULL, 0, 1e-5)), "perturbed output rejected");
+    got[4] = NAN;
+    CHECK(!cmp_ok(compare(got, 3, want, 3, 2, 3, NULL, 0, 1e-5)), "NaN rejected");
+    got[4] = INFINITY;
+    CHECK(!cmp_ok(compare(got, 3, want, 3, 2, 3, NULL, 0, 1e-5)), "inf rejected");
+    float bound[6] = {0, 0, 0, 0, 1e-3f, 0};
+    got[4] = 0.9e-3f;
+    CHECK(cmp_ok(compare(got, 3, want, 3, 2, 3, bound, 3, 0)), "element bound accepted");
+    got[4] = 1.1e-3f;
+    CHECK(!cmp_ok(compare(got, 3, want, 3, 2, 3, bound, 3, 0)), "element bound rejected");
+    /* a deliberately wrong op result (one weight changed by 1%) is caught on a real case */
+    int64_t M = 13, K = 61, N = 7;
+    float *x = frand(M * K, 1, 1), *w = frand(N * K, 2, 1), *y0 = falloc(M * N),
+          *y1 = falloc(M * N);
+    void *s0, *s1;
+    hl_tensor W = make_tensor(w, N, K, HL_F32, &s0);
+    w[5] *= 1.01f;
+    hl_tensor W2 = make_tensor(w, N, K, HL_F32, &s1);
+    hl_ref_linear(&g_ref, M, x, K, &W, NULL, y0, N);
+    hl_cpu_linear(&g_cpu, M, x, K, &W2, NULL, y1, N);
+    CHECK(!cmp_ok(compare(y1, N, y0, N, M, N, NULL, 0, 1e-5)), "1%% weight error rejected");
+    free(x), free(w), free(y0), free(y1), free(s0), free(s1);
+}
+
+/* ---- vector math ----------------------------------------------------------------------------- */
+
+static void test_vec_math(void) {
+    /* tanh: relative error against double tanh over a dense sweep of [-12, 12] and a log sweep
+     * down to 1e-30 (the Padé branch near 0 must stay relative). */
+    enum { N = 200003 };
+    float *x = falloc(2 * N), *y = falloc(2 * N);
+    for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1);
+    for (int i = 0; i < N; i++) x[N + i] = (i % 2 ? -1.0f : 1.0f) * powf(10.0f, -30.0f + 31.5f * (float)i / N);
+    hl_cpu_tanh_f32(x, y, 2 * N);
+    double worst = 0;
+    for (int i = 0; i < 2 * N; i++) {
+        double t = tanh((double)x[i]), e = fabs(y[i] - t) / fabs(t);
+        if (t == 0) e = fabs(y[i]);
+        if (!(e <= worst)) worst = e;
+    }
+    if (g_verbose) printf("  tanh: max relative error %.3g\n", worst);
+    CHECK(worst <= 1e-6, "tanh relative error %.3g", worst);
+    float sp[5] = {INFINITY, -INFINITY, 0.0f, -0.0f, 100.0f}, so[5];
+    hl_cpu_tanh_f32(sp, so, 5);
+    float sp16[16], so16[16];
+    for (int i = 0; i < 16; i++) sp16[i] = sp[i % 5];
+    sp16[15] = NAN;
+    hl_cpu_tanh_f32(sp16, so16, 16); /* the vector path */
+    CHECK(so16[0] == 1.0f && so16[1] == -1.0f && so16[2] == 0.0f && signbit(so16[3]) &&
+              so16[4] == 1.0f && isnan(so16[15]) && so[0] == 1.0f,
+          "tanh special values");
+
+    /* exp: relative error over [-87, 88] (normal results). */
+    for (int i = 0; i < N; i++) x[i] = -87.0f + 175.0f * (float)i / (N - 1);
+    hl_cpu_exp_f32(x, y, N);
+    worst = 0;
+    for (int i = 0; i < N; i++) {
+        double t = exp((double)x[i]), e = fabs(y[i] - t) / t;
+        if (!(e <= worst)) worst = e;
+    }
+    if (g_verbose) printf("  exp: max relative error %.3g\n", worst);
+    CHECK(worst <= 1e-6, "exp relative error %.3g", worst);
+    for (int i = 0; i < 16; i++) sp16[i] = i < 8 ? -200.0f : 200.0f;
+    hl_cpu_exp_f32(sp16, so16, 16);
+    CHECK(so16[0] == 0.0f && isinf(so16[15]), "exp underflow to 0, overflow to inf");
+
+    /* bf16 rounding: bit-identical to hl_f32_to_bf16 on random bit patterns (NaNs, infinities,
+     * subnormals, ties included). */
+    uint32_t *bits = malloc(N * sizeof *bits);
+    hl_bf16 *h = malloc(N * sizeof *h);
+    if (!bits || !h) exit(2);
+    uint64_t s = 99;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        bits[i] = (uint32_t)(s >> 32);
+        if (i % 7 == 0) bits[i] = (bits[i] & 0xffff8000u) | 0x8000u; /* exact ties */
+        if (i % 11 == 0) bits[i] &= 0x807fffffu;                       /* subnormals */
+        if (i % 13 == 0) bits[i] |= 0x7f800000u;                       /* inf / NaN */
+    }
+    memcpy(x, bits, N * sizeof *bits);
+    hl_cpu_f32_to_bf16(x, h, N);
+    int same = 1;
+    for (int i = 0; i < N; i++)
+        if (h[i] != hl_f32_to_bf16(x[i])) same = 0;
+    CHECK(same, "f32 -> bf16 bit-identical to hl_f32_to_bf16");
+    free(bits), free(h), free(x), free(y);
+}
+
+/* ---- linear ---------------------------------------------------------------------------------- */
+
+/* Runs cpu and ref on one case and checks it. x: [M, K] rows ldx apart (+ padding), y: [M, N]
+ * rows ldy apart; the padding of y must stay untouched. */
+static void linear_case(int64_t M, int64_t K, int64_t N, hl_dtype wdt, hl_dtype bdt, int has_bias,
+                        int64_t ldx, int64_t ldy, uint64_t seed) {
+    float *x = frand(M * ldx, seed, 1.0f), *w = frand(N * K, seed + 1, 0.5f),
+          *bf = frand(N, seed + 2, 1.0f);
+    float *y_cpu = fconst(M * ldy, SENTINEL), *y_ref = fconst(M * ldy, 0);
+    void *ws, *bs;
+    hl_tensor W = make_tensor(w, N, K, wdt, &ws);
+    hl_tensor B = make_tensor(bf, 1, N, bdt, &bs);
+    B.ndim = 1;
+    B.shape[0] = N;
+    B.stride[0] = 1;
+    const hl_tensor *b = has_bias ? &B : NULL;
+    char what[160];
+    snprintf(what, sizeof what, "linear M=%lld K=%lld N=%lld W %s bias %s ldx=%lld ldy=%lld",
+             (long long)M, (long long)K, (long long)N, hl_dtype_name(wdt),
+             has_bias ? hl_dtype_name(bdt) : "-", (long long)ldx, (long long)ldy);
+    hl_status s1 = hl_ref_linear(&g_ref, M, x, ldx, &W, b, y_ref, ldy);
+    hl_status s2 = hl_cpu_linear(&g_cpu, M, x, ldx, &W, b, y_cpu, ldy);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
+
+    cmp_result r;
+    if (wdt == HL_BF16) {
+        /* element-wise bound (see the top of the file): A = |x|·|W|ᵀ + |b| on the f32 path */
+        float *ax = falloc(M * ldx), *aw = falloc(N * K), *ab = falloc(N), *bound = falloc(M * ldy);
+        for (int64_t i = 0; i < M * ldx; i++) ax[i] = fabsf(x[i]);
+        for (int64_t i = 0; i < N * K; i++) aw[i] = fabsf(hl_bf16_to_f32(hl_f32_to_bf16(w[i])));
+        for (int64_t i = 0; i < N; i++) ab[i] = has_bias ? fabsf(bf[i]) : 0.0f;
+        void *as, *abs_;
+        hl_tensor AW = make_tensor(aw, N, K, HL_F32, &as);
+        hl_tensor AB = make_tensor(ab, 1, N, HL_F32, &abs_);
+        CHECK(hl_cpu_linear(&g_cpu, M, ax, ldx, &AW, &AB, bound, ldy) == HL_OK, "bound");
+        const double rel = ldexp(1, -8) + (double)(2 * K + 4) * ldexp(1, -24);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++)
+                bound[m * ldy + n] = (float)(rel * 1.001 * bound[m * ldy + n] +
+                                             ldexp(1, -23) * fabs(y_ref[m * ldy + n]) + 1e-30);
+        r = compare(y_cpu, ldy, y_ref, ldy, M, N, bound, ldy, 0);
+        free(ax), free(aw), free(ab), free(bound), free(as), free(abs_);
+    } else {
+        r = compare(y_cpu, ldy, y_ref, ldy, M, N, NULL, 0, 1e-5);
+    }
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(pad_intact(y_cpu, M, N, ldy), "%s: wrote outside [M, N]", what);
+    free(x), free(w), free(bf), free(y_cpu), free(y_ref), free(ws), free(bs);
+}
+
+static void test_linear(void) {
+    const int64_t Ms[] = {1, 7, 13, 97}, Ks[] = {1, 3, 61, 131}, Ns[] = {1, 5, 67};
+    uint64_t seed = 10;
+    int i = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 3; c++, i++) {
+                int64_t M = Ms[a], K = Ks[b], N = Ns[c];
+                /* vary the rest along the loop: views, bias dtypes, weight dtypes */
+                int64_t ldx = i % 2 ? K + 3 : K, ldy = i % 3 ? N + 2 : N;
+                hl_dtype bdt = i % 4 == 1 ? HL_BF16 : HL_F32;
+                linear_case(M, K, N, HL_F32, bdt, i % 5 != 0, ldx, ldy, seed++);
+                linear_case(M, K, N, HL_BF16, bdt, i % 5 != 1, ldx, ldy, seed++);
+            }
+    /* f16 weights go to ref; a head slice as x (ldx > K) and y written into a wider buffer */
+    linear_case(7, 61, 5, HL_F16, HL_F16, 1, 64, 9, 200);
+    /* M large enough for the blocked-weight path (M >= 1024, N >= K) and its plain neighbour */
+    linear_case(1031, 61, 67, HL_BF16, HL_F32, 1, 61, 67, 201);
+    linear_case(1031, 131, 67, HL_BF16, HL_BF16, 1, 140, 70, 202);
+    linear_case(1031, 64, 64, HL_F32, HL_F32, 1, 64, 64, 203);
+    /* moderately realistic: a 1536 -> 1536 projection of 512 tokens */
+    linear_case(512, 1536, 1536, HL_BF16, HL_F32, 1, 1536, 1536, 204);
+    linear_case(512, 1536, 1536, HL_F32, HL_F32, 0, 1536, 1536, 205);
+
+    /* repeated calls reuse the cached primitive and give the same bits */
+    float *x = frand(97 * 131, 7, 1), *w = frand(67 * 131, 8, 1), *y1 = falloc(97 * 67),
+          *y2 = falloc(97 * 67);
+    void *ws;
+    hl_tensor W = make_tensor(w, 67, 131, HL_BF16, &ws);
+    hl_cpu_linear(&g_cpu, 97, x, 131, &W, NULL, y1, 67);
+    hl_cpu_linear(&g_cpu, 97, x, 131, &W, NULL, y2, 67);
+    CHECK(memcmp(y1, y2, sizeof(float) * 97 * 67) == 0, "linear: repeatable");
+
+    /* argument errors: a status and a message, no crash */
+    hl_error_clear(&g_err);
+    CHECK(hl_cpu_linear(&g_cpu, 97, x, 100, &W, NULL, y1, 67) == HELIOS_ERR_INVALID_ARG &&
+              g_err.msg[0],
+          "linear: ldx < K rejected");
+    hl_tensor Wi = W;
+    Wi.dtype = HL_I16;
+    CHECK(hl_cpu_linear(&g_cpu, 97, x, 131, &Wi, NULL, y1, 67) == HELIOS_ERR_DTYPE,
+          "linear: I16 weight rejected");
+    int64_t bshape[1] = {66};
+    hl_tensor Bbad = hl_tensor_make(w, HL_F32, 1, bshape);
+    CHECK(hl_cpu_linear(&g_cpu, 97, x, 131, &W, &Bbad, y1, 67) == HELIOS_ERR_SHAPE,
+          "linear: bias of the wrong length rejected");
+    CHECK(hl_cpu_linear(&g_cpu, 0, x, 131, &W, NULL, y1, 67) == HL_OK, "linear: M = 0");
+    free(x), free(w), free(y1), free(y2), free(ws);
+}
+
+/* ---- attention ------------------------------------------------------------------------------- */
+
+/* q: [Sq, ldq], k, v: [Sk, ldk/ldv] (heads side by side, possibly slices of a wider buffer),
+ * out [Sq, ldo]. amp_q scales q: larger scores, peakier softmax. */
+static void attention_case(int64_t Sq, int64_t Sk, int H, int hd, hl_dtype dt, int fused,
+                           int64_t ldo, float amp_q, uint64_t seed) {
+    int64_t w = (int64_t)H * hd;
+    /* fused: q, k, v are column slices of one [S, 3w] buffer (as after a fused projection) */
+    int64_t ld = fused ? 3 * w : w;
+    float *qb = frand(Sq * ld, seed, amp_q), *kb = frand(Sk * ld, seed + 1, 1.0f),
+          *vb = fused ? kb : frand(Sk * ld, seed + 2, 1.0f);
+    const float *q = qb, *k = kb + (fused ? w : 0), *v = vb + (fused ? 2 * w : 0);
+    float *o_cpu = fconst(Sq * ldo, SENTINEL), *o_ref = fconst(Sq * ldo, 0);
+    float scale = 1.0f / sqrtf((float)hd);
+    char what[160];
+    snprintf(what, sizeof what, "attention Sq=%lld Sk=%lld H=%d hd=%d %s%s ldo=%lld amp %g",
+             (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(dt), fused ? " fused" : "",
+             (long long)ldo, amp_q);
+    hl_status s1 = hl_ref_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, dt, o_ref, ldo);
+    hl_status s2 = hl_cpu_attention(&g_cpu, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, dt, o_cpu, ldo);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
+    cmp_result r;
+    if (dt == HL_BF16) {
+        float *bound = falloc(Sq * ldo);
+        for (int h = 0; h < H; h++) {
+            double vmax = 0, kmax[1024] = {0};
+            for (int64_t j = 0; j < Sk; j++)
+                for (int d = 0; d < hd; d++) {
+                    vmax = fmax(vmax, fabs(v[j * ld + h * hd + d]));
+                    kmax[d] = fmax(kmax[d], fabs(k[j * ld + h * hd + d]));
+                }
+            for (int64_t i = 0; i < Sq; i++) {
+                double qk = 0;
+                for (int d = 0; d < hd; d++) qk += fabs(q[i * ld + h * hd + d]) * kmax[d];
+                double delta = scale * (ldexp(1, -7) + (hd + 2) * ldexp(1, -23)) * qk;
+                double tol = (expm1(2 * delta) + 2 * ldexp(1, -8) + 2e-5 +
+                              (2.0 * Sk + 8) * ldexp(1, -24)) * vmax;
+                for (int d = 0; d < hd; d++) bound[i * ldo + h * hd + d] = (float)tol;
+            }
+        }
+        r = compare(o_cpu, ldo, o_ref, ldo, Sq, w, bound, ldo, 0);
+        /* and the statistical check, much tighter than the worst case: the errors are sums of
+         * independent roundings; observed <= 5.7e-3 of max|ref| over these cases */
+        cmp_result rn = compare(o_cpu, ldo, o_ref, ldo, Sq, w, NULL, 0, 1e-2);
+        report("  (the same against 1e-2 max|ref|)", rn);
+        CHECK(cmp_ok(rn), "%s: err/(1e-2 max|ref|) %.3g", what, rn.worst);
+        free(bound);
+    } else {
+        r = compare(o_cpu, ldo, o_ref, ldo, Sq, w, NULL, 0, 1e-5);
+    }
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(pad_intact(o_cpu, Sq, w, ldo), "%s: wrote outside [Sq, H·hd]", what);
+    free(qb), free(kb), free(o_cpu), free(o_ref);
+    if (!fused) free(vb);
+}
+
+static void test_attention(void) {
+    const int64_t Sqs[] = {1, 7, 13, 97}, Sks[] = {1, 3, 61, 131};
+    const int hds[] = {32, 24, 7};
+    uint64_t seed = 300;
+    int i = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++, i++) {
+            int H = i % 2 ? 3 : 1, hd = hds[i % 3];
+            int64_t w = (int64_t)H * hd, ldo = i % 3 == 1 ? w + 5 : w;
+            attention_case(Sqs[a], Sks[b], H, hd, HL_F32, i % 2, ldo, 1.0f, seed++);
+            attention_case(Sqs[a], Sks[b], H, hd, HL_BF16, i % 2, ldo, 1.0f, seed++);
+        }
+    /* the tiny models of the tests: hd 32, Sq 88 */
+    attention_case(88, 88, 2, 32, HL_BF16, 1, 64, 1.0f, 400);
+    attention_case(88, 88, 2, 32, HL_F32, 1, 64, 1.0f, 401);
+    /* peaky softmax (scores ~ ±20) */
+    attention_case(61, 131, 2, 64, HL_BF16, 0, 128, 8.0f, 402);
+    attention_case(61, 131, 2, 64, HL_F32, 0, 128, 8.0f, 403);
+    /* several query blocks with a padded last one; and long keys (small blocks) */
+    attention_case(701, 61, 1, 32, HL_BF16, 0, 32, 1.0f, 404);
+    attention_case(701, 61, 1, 32, HL_F32, 0, 40, 1.0f, 405);
+    attention_case(37, 9001, 1, 32, HL_BF16, 1, 32, 2.0f, 406);
+    /* moderately realistic: 512 tokens, 12 heads of 128; cross-attention to 131 */
+    attention_case(512, 512, 12, 128, HL_BF16, 1, 1536, 1.0f, 407);
+    attention_case(512, 512, 12, 128, HL_F32, 0, 1536, 1.0f, 408);
+    attention_case(512, 131, 12, 128, HL_BF16, 0, 1536, 1.0f, 409);
+
+    /* argument errors */
+    float z[64] = {0};
+    CHECK(hl_cpu_attention(&g_cpu, 1, 1, 1, 8, z, 8, z, 8, z, 8, 1.0f, HL_F16, z + 32, 8) ==
+              HELIOS_ERR_DTYPE,
+          "attention: F16 compute rejected");
+    CHECK(hl_cpu_attention(&g_cpu, 1, 0, 1, 8, z, 8, z, 8, z, 8, 1.0f, HL_F32, z + 32, 8) ==
+              HELIOS_ERR_INVALID_ARG,
+          "attention: no keys rejected");
+    CHECK(hl_cpu_attention(&g_cpu, 1, 1, 2, 8, z, 8, z, 16, z, 16, 1.0f, HL_F32, z + 32, 16) ==
+              HELIOS_ERR_INVALID_ARG,
+          "attention: ldq < H·hd rejected");
+    CHECK(hl_cpu_attention(&g_cpu, 0, 5, 2, 8, z, 16, z, 16, z, 16, 1.0f, HL_BF16, z, 16) == HL_OK,
+          "attention: Sq = 0");
+}
+
+/* ---- normalisations -------------------------------------------------------------------------- */
+
+typedef enum { K_LN, K_LN_AFFINE, K_MOD, K_RMS, K_RMS_W } norm_kind;
+
+static hl_status run_norm(const hl_ctx *c, norm_kind kind, int64_t M, int64_t D, const float *x,
+                          int64_t ldx, const float *w, const float *b, float *y, int64_t ldy) {
+    int cpu = c->backend == HELIOS_BACKEND_CPU;
+    const float eps = 1e-6f;
+    switch (kind) {
+    case K_LN:
+        return (cpu ? hl_cpu_layernorm : hl_ref_layernorm)(c, M, D, x, ldx, NULL, NULL, eps, y, ldy);
+    case K_LN_AFFINE:
+        return (cpu ? hl_cpu_layernorm : hl_ref_layernorm)(c, M, D, x, ldx, w, b, eps, y, ldy);
+    case K_MOD:
+        return (cpu ? hl_cpu_layernorm_modulate : hl_ref_layernorm_modulate)(c, M, D, x, ldx, w, b,
+                                                                             eps, y, ldy);
+    case K_RMS:
+        return (cpu ? hl_cpu_rmsnorm : hl_ref_rmsnorm)(c, M, D, x, ldx, NULL, eps, y, ldy);
+    case K_RMS_W:
+        return (cpu ? hl_cpu_rmsnorm : hl_ref_rmsnorm)(c, M, D, x, ldx, w, eps, y, ldy);
+    }
+    return HL_OK;
+}
+
+static const char *norm_name[] = {"layernorm", "layernorm affine", "layernorm_modulate",
+                                  "rmsnorm", "rmsnorm w"};
+
+static void norm_case(norm_kind kind, int64_t M, int64_t D, int64_t ld, int in_place,
+                      float offset, uint64_t seed) {
+    float *x = frand(M * ld, seed, 1.0f), *w = frand(D, seed + 1, 1.0f), *b = frand(D, seed + 2, 1.0f);
+    for (int64_t i = 0; i < M * ld; i++) x[i] += offset;
+    float *y_ref = fconst(M * ld, 0), *y_cpu = in_place ? x : fconst(M * ld, SENTINEL);
+    if (in_place)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t j = D; j < ld; j++) x[m * ld + j] = SENTINEL;
+    char what[160];
+    snprintf(what, sizeof what, "%s M=%lld D=%lld ld=%lld%s offset %g", norm_name[kind],
+             (long long)M, (long long)D, (long long)ld, in_place ? " in place" : "", offset);
+    hl_status s1 = run_norm(&g_ref, kind, M, D, x, ld, w, b, y_ref, ld);
+    hl_status s2 = run_norm(&g_cpu, kind, M, D, x, ld, w, b, y_cpu, ld);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status", what);
+    cmp_result r = compare(y_cpu, ld, y_ref, ld, M, D, NULL, 0, 1e-5);
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(pad_intact(y_cpu, M, D, ld), "%s: wrote outside [M, D]", what);
+    free(x), free(w), free(b), free(y_ref);
+    if (!in_place) free(y_cpu);
+}
+
+static void test_norms(void) {
+    const int64_t Ms[] = {1, 7, 97}, Ds[] = {1, 3, 61, 131, 1536};
+    uint64_t seed = 500;
+    int i = 0;
+    for (int k = 0; k < 5; k++)
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 5; b++, i++) {
+                int64_t D = Ds[b], ld = i % 2 ? D + 7 : D;
+                norm_case((norm_kind)k, Ms[a], D, ld, i % 3 == 0, 0.0f, seed++);
+            }
+    /* a large mean next to a small spread; realistic rows */
+    norm_case(K_LN, 13, 1536, 1536, 0, 300.0f, seed++);
+    norm_case(K_MOD, 13, 1536, 1600, 1, -50.0f, seed++);
+    norm_case(K_MOD, 2304, 1536, 1536, 1, 0.0f, seed++);
+    norm_case(K_RMS_W, 2304, 128, 1536, 0, 0.0f, seed++); /* q of one head: a slice */
+    float z[4] = {0};
+    CHECK(hl_cpu_layernorm(&g_cpu, 2, 4, z, 2, NULL, NULL, 1e-6f, z, 4) == HELIOS_ERR_INVALID_ARG,
+          "layernorm: ldx < D rejected");
+    CHECK(hl_cpu_layernorm_modulate(&g_cpu, 1, 4, z, 4, NULL, NULL, 1e-6f, z, 4) ==
+              HELIOS_ERR_INVALID_ARG,
+          "layernorm_modulate: NULL scale rejected");
+}
+
+/* ---- rope, scale_heads, add_gated ------------------------------------------------------------ */
+
+static void rope_case(int64_t M, int H, int hd, int64_t ldx, uint64_t seed) {
+    float *x0 = frand(M * ldx, seed, 1.0f), *x_cpu = falloc(M * ldx), *x_ref = falloc(M * ldx);
+    float *rope = falloc(M * (hd > 0 ? hd : 1));
+    for (int64_t m = 0; m < M; m++)
+        for (int j = 0; j < hd / 2; j++) {
+            double th = (double)m * pow(10000.0, -2.0 * j / hd);
+            rope[m * hd + j] = (float)cos(th);
+            rope[m * hd + hd / 2 + j] = (float)sin(th);
+        }
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = (int64_t)H * hd; j < ldx; j++) x0[m * ldx + j] = SENTINEL;
+    memcpy(x_cpu, x0, (size_t)(M * ldx) * sizeof *x0);
+    memcpy(x_ref, x0, (size_t)(M * ldx) * sizeof *x0);
+    char what[128];
+    snprintf(what, sizeof what, "rope M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd, (long long)ldx);
+    CHECK(hl_ref_rope(&g_ref, M, H, hd, x_ref, ldx, rope) == HL_OK &&
+              hl_cpu_rope(&g_cpu, M, H, hd, x_cpu, ldx, rope) == HL_OK,
+          "%s: status", what);
+    cmp_result r = compare(x_cpu, ldx, x_ref, ldx, M, (int64_t)H * hd, NULL, 0, 1e-6);
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(pad_intact(x_cpu, M, (int64_t)H * hd, ldx), "%s: wrote outside", what);
+    free(x0), free(x_cpu), free(x_ref), free(rope);
+}
+
+static void scale_heads_case(int64_t M, int H, int hd, int64_t ldx, uint64_t seed) {
+    float *x0 = frand(M * ldx, seed, 1.0f), *s = frand(H, seed + 1, 2.0f);
+    float *x_cpu = falloc(M * ldx), *x_ref = falloc(M * ldx);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = (int64_t)H * hd; j < ldx; j++) x0[m * ldx + j] = SENTINEL;
+    memcpy(x_cpu, x0, (size_t)(M * ldx) * sizeof *x0);
+    memcpy(x_ref, x0, (size_t)(M * ldx) * sizeof *x0);
+    char what[128];
+    snprintf(what, sizeof what, "scale_heads M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
+             (long long)ldx);
+    CHECK(hl_ref_scale_heads(&g_ref, M, H, hd, x_ref, ldx, s) == HL_OK &&
+              hl_cpu_scale_heads(&g_cpu, M, H, hd, x_cpu, ldx, s) == HL_OK,
+          "%s: status", what);
+    cmp_result r = compare(x_cpu, ldx, x_ref, ldx, M, (int64_t)H * hd, NULL, 0, 1e-6);
+    report(what, r);
+    CHECK(r.max_err == 0, "%s: not exact (%.3g)", what, r.max_err); /* one rounding each */
+    CHECK(pad_intact(x_cpu, M, (int64_t)H * hd, ldx), "%s: wrote outside", what);
+    free(x0), free(s), free(x_cpu), free(x_ref);
+}
+
+static void add_gated_case(int64_t M, int64_t D, int64_t ldx, int64_t ldy, int gated,
+                           uint64_t seed) {
+    float *x0 = frand(M * ldx, seed, 1.0f), *y = frand(M * ldy, seed + 1, 1.0f),
+          *g = frand(D, seed + 2, 1.0f);
+    float *x_cpu = falloc(M * ldx), *x_ref = falloc(M * ldx);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = D; j < ldx; j++) x0[m * ldx + j] = SENTINEL;
+    memcpy(x_cpu, x0, (size_t)(M * ldx) * sizeof *x0);
+    memcpy(x_ref, x0, (size_t)(M * ldx) * sizeof *x0);
+    char what[128];
+    snprintf(what, sizeof what, "add_gated M=%lld D=%lld ldx=%lld ldy=%lld%s", (long long)M,
+             (long long)D, (long long)ldx, (long long)ldy, gated ? " gated" : "");
+    CHECK(hl_ref_add_gated(&g_ref, M, D, x_ref, ldx, y, ldy, gated ? g : NULL) == HL_OK &&
+              hl_cpu_add_gated(&g_cpu, M, D, x_cpu, ldx, y, ldy, gated ? g : NULL) == HL_OK,
+          "%s: status", what);
+    /* the fused multiply-add rounds once where ref rounds twice: within an ulp of the terms */
+    cmp_result r = compare(x_cpu, ldx, x_ref, ldx, M, D, NULL, 0, 1e-6);
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(pad_intact(x_cpu, M, D, ldx), "%s: wrote outside", what);
+    free(x0), free(y), free(g), free(x_cpu), free(x_ref);
+}
+
+static void test_rows(void) {
+    const int64_t Ms[] = {1, 7, 13};
+    const int hds[] = {2, 5, 16, 32, 34, 128};
+    uint64_t seed = 700;
+    int i = 0;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 6; b++, i++) {
+            int H = i % 2 ? 3 : 1, hd = hds[b];
+            int64_t ld = i % 3 ? (int64_t)H * hd + 11 : (int64_t)H * hd;
+            rope_case(Ms[a], H, hd, ld, seed++);
+            scale_heads_case(Ms[a], H, hd, ld, seed++);
+        }
+    rope_case(2304, 12, 128, 1536, seed++);
+    rope_case(97, 12, 128, 3 * 1536, seed++); /* q slice of a fused qkv buffer */
+    scale_heads_case(2304, 12, 128, 1536, seed++);
+    const int64_t Ds[] = {1, 3, 61, 131, 1536};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 5; b++, i++)
+            add_gated_case(Ms[a], Ds[b], Ds[b] + (i % 2) * 3, Ds[b] + (i % 3) * 5, i % 2, seed++);
+    add_gated_case(2304, 1536, 1536, 1536, 1, seed++);
+    add_gated_case(2304, 1536, 1536, 1536, 0, seed++);
+    float z[8] = {0};
+    CHECK(hl_cpu_rope(&g_cpu, 1, 2, 4, z, 4, z) == HELIOS_ERR_INVALID_ARG, "rope: ldx < H·hd rejected");
+    CHECK(hl_cpu_add_gated(&g_cpu, -1, 4, z, 4, z, 4, NULL) == HELIOS_ERR_INVALID_ARG,
+          "add_gated: M < 0 rejected");
+}
+
+/* ---- gelu_tanh, silu ------------------------------------------------------------------------- */
+
+static void flat_case(int gelu, int64_t n, int in_place, float amp, uint64_t seed) {
+    float *x = frand(n + 1, seed, amp), *y_ref = falloc(n + 1), *y_cpu = falloc(n + 1);
+    /* specials at the start when there is room */
+    const float sp[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 30.0f, -30.0f, 100.0f, -100.0f, 5.5f, -5.5f};
+    for (int64_t i = 0; i < n && i < 10; i++) x[i] = sp[i];
+    y_cpu[n] = SENTINEL;
+    float *xin = x;
+    if (in_place) {
+        memcpy(y_cpu, x, (size_t)n * sizeof *x);
+        xin = y_cpu;
+    }
+    hl_status s1 = (gelu ? hl_ref_gelu_tanh : hl_ref_silu)(&g_ref, n, x, y_ref);
+    hl_status s2 = (gelu ? hl_cpu_gelu_tanh : hl_cpu_silu)(&g_cpu, n, xin, y_cpu);
+    char what[96];
+    snprintf(what, sizeof what, "%s n=%lld amp %g%s", gelu ? "gelu_tanh" : "silu", (long long)n,
+             amp, in_place ? " in place" : "");
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status", what);
+    float *bound = falloc(n + 1);
+    for (int64_t i = 0; i < n; i++) bound[i] = 4e-6f * fabsf(y_ref[i]) + 2e-7f * fabsf(x[i]) + 1e-37f;
+    cmp_result r = compare(y_cpu, n, y_ref, n, 1, n, bound, n, 0); /* one row of n */
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(y_cpu[n] == SENTINEL, "%s: wrote past n", what);
+    free(x), free(y_ref), free(y_cpu), free(bound);
+}
+
+static void test_flat(void) {
+    const int64_t ns[] = {1, 15, 16, 17, 97, 1000, 100003};
+    uint64_t seed = 900;
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < 7; i++) {
+            flat_case(g, ns[i], i % 2, 6.0f, seed++);
+            flat_case(g, ns[i], 0, 0.01f, seed++);
+        }
+    CHECK(hl_cpu_gelu_tanh(&g_cpu, 0, NULL, NULL) == HL_OK, "gelu: n = 0");
+    CHECK(hl_cpu_silu(&g_cpu, -1, NULL, NULL) == HELIOS_ERR_INVALID_ARG, "silu: n < 0 rejected");
+}
+
+int main(int argc, char **argv) {
+    g_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    test_compare_rejects();
+    test_vec_math();
+    test_linear();
+    test_attention();
+    test_norms();
+    test_rows();
+    test_flat();
+    return test_done("test_ops");
+}
