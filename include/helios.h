@@ -124,6 +124,69 @@ void helios_dit_input_init(helios_dit_input *in);
 helios_status helios_transformer_forward(helios_session *s, helios_transformer *t,
                                          const helios_dit_input *in, float *out);
 
+/* ---- pipelines: a diffusers model folder and step-wise generation ------------------------ */
+
+/* A model folder in the diffusers layout: model_index.json, scheduler/, transformer/,
+ * text_encoder/ + tokenizer/ (UMT5 + SentencePiece), vae/. model_index.json decides the recipe:
+ * HeliosPipeline = Base (UniPC, 50 steps, CFG 5); HeliosPyramidPipeline with is_cfg_zero_star =
+ * Mid (pyramid 20/20/20, CFG-Zero* 5); with is_distilled = Distilled (DMD 2/2/2, no CFG,
+ * amplified first chunk). */
+typedef struct helios_pipeline helios_pipeline;
+
+typedef struct helios_pipeline_params {
+    const char *model_dir;
+    int low_memory;           /* release the text encoder after each prompt is encoded */
+} helios_pipeline_params;
+
+void helios_pipeline_params_init(helios_pipeline_params *p);
+helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *p, helios_pipeline **out);
+void helios_pipeline_free(helios_pipeline *p);
+
+typedef struct helios_gen_params {
+    const char *prompt;            /* text, encoded by the pipeline's text encoder ... */
+    const char *negative_prompt;   /* (NULL = "" when guidance is on) */
+    const float *prompt_embeds;    /* ... or precomputed embeddings (1, text_len, text_dim) */
+    const float *negative_prompt_embeds;
+    int text_len;                  /* of the embeddings; the encoder pads to max_sequence_length */
+    int max_sequence_length;       /* 512 */
+    int height, width;             /* pixels; the latent is /8, must split into the pyramid */
+    int num_frames;                /* video frames wanted; 0 = num_chunks decides */
+    int num_chunks;                /* 0 = from num_frames; < 0 = no end (stream until stopped) */
+    int latent_frames_per_chunk;   /* 9 (= 33 video frames) */
+    int steps;                     /* Base: steps; 0 = recipe default */
+    int pyramid_steps[3];          /* Mid/Distilled: steps per stage; 0 = recipe default */
+    float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off */
+    uint64_t seed;
+} helios_gen_params;
+
+void helios_gen_params_init(helios_gen_params *p);
+
+/* What one helios_gen_step did. */
+typedef struct helios_gen_progress {
+    int chunk, n_chunks;           /* n_chunks < 0: unbounded */
+    int stage, n_stages, step, n_steps;
+    int chunk_done;                /* this step finished a chunk: latents below */
+    const float *latents;          /* (1, 16, F, H/8, W/8) of the chunk, valid until the next step */
+    int latent_frames, latent_height, latent_width;
+    int finished;                  /* the last chunk is done */
+} helios_gen_progress;
+
+typedef struct helios_gen helios_gen;
+
+helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, helios_gen **out);
+/* One sampler step (one or two transformer calls). Stop calling to cancel. */
+helios_status helios_gen_step(helios_gen *g, helios_gen_progress *progress);
+/* Moves the conditioning to a new prompt, interpolating the embeddings linearly over the next
+ * `chunks` chunks (spec §2.3's interactive mode; 0 or 1 = at once). */
+helios_status helios_gen_set_prompt(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks);
+void helios_gen_end(helios_gen *g);
+
+/* Blocking: runs every step; on_progress (may be NULL) sees each step and each finished chunk
+ * before the next starts; a non-zero return cancels (HELIOS_ERR_CANCELLED). */
+typedef int (*helios_progress_fn)(const helios_gen_progress *p, void *user);
+helios_status helios_generate(helios_pipeline *p, const helios_gen_params *g, helios_progress_fn on_progress,
+                              void *user);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,5 +5,6 @@
 int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

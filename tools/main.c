@@ -9,6 +9,7 @@ static void usage(FILE *f) {
             "usage: helios <command> [options]\n"
             "\n"
             "commands:\n"
+            "  generate     make a video from a prompt with a Helios model folder\n"
             "  verify DIR   run every reference-vector file found in DIR and compare\n"
             "  bench        time the transformer block and the GEMM ceiling on this machine\n"
             "  info FILE    list the tensors of a .safetensors file (or index)\n"
@@ -23,6 +24,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify")) return cmd_verify(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);

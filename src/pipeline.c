@@ -1,0 +1,249 @@
+/* The public pipeline API: a diffusers model folder, prompt encoding, step-wise generation. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "dit/dit.h"
+#include "sample/chunk_loop.h"
+#include "session.h"
+#include "text/encoder.h"
+
+/* The Wan VAE compresses space by 8 and time by 4 (spec §2.2). */
+#define VAE_SPATIAL 8
+#define VAE_TEMPORAL 4
+
+struct helios_pipeline {
+    helios_session *s;
+    hl_dit *dit;
+    hl_sched_config sched;
+    bool pyramid, distilled, cfg_zero_star;
+    hl_text_encoder *te; /* NULL when the folder has no text encoder (embeddings must be given) */
+    int low_memory;
+};
+
+struct helios_gen {
+    helios_pipeline *p;
+    hl_loop *loop;
+    int n_chunks, chunks_done, n_stages;
+    int F, h, w, L, max_len;
+    bool cfg;
+};
+
+void helios_pipeline_params_init(helios_pipeline_params *p) { memset(p, 0, sizeof *p); }
+
+static bool file_exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* model_index.json: the pipeline class and its flags. */
+static hl_status read_model_index(helios_pipeline *p, const char *dir, hl_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model_index.json", dir);
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(path, &j, err));
+    const char *cls = hl_json_get_string(j, "_class_name");
+    p->pyramid = cls && !strcmp(cls, "HeliosPyramidPipeline");
+    hl_json_get_bool(j, "is_distilled", &p->distilled);
+    hl_json_get_bool(j, "is_cfg_zero_star", &p->cfg_zero_star);
+    hl_status st = HL_OK;
+    if (!cls || (strcmp(cls, "HeliosPipeline") && strcmp(cls, "HeliosPyramidPipeline")))
+        st = hl_fail(err, HELIOS_ERR_UNSUPPORTED, "%s: _class_name \"%s\" is not a Helios pipeline", path, cls ? cls : "");
+    hl_json_free(j);
+    return st;
+}
+
+static hl_status read_scheduler(helios_pipeline *p, const char *dir, hl_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(path, &j, err));
+    hl_status st = hl_sched_config_from_json(j, p->distilled ? HL_SCHED_DMD : HL_SCHED_UNIPC, &p->sched, err);
+    if (st != HL_OK) hl_error_prefix(err, "%s", path);
+    hl_json_free(j);
+    return st;
+}
+
+helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *pp, helios_pipeline **out) {
+    hl_error *err = &s->err;
+    hl_error_clear(err);
+    *out = NULL;
+    if (!pp->model_dir) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "pipeline: no model folder given");
+    helios_pipeline *p = calloc(1, sizeof *p);
+    if (!p) return hl_fail(err, HELIOS_ERR_OOM, "pipeline: out of memory");
+    p->s = s;
+    p->low_memory = pp->low_memory;
+    const char *d = pp->model_dir;
+    char cfg[4096], wdir[4096], te_dir[4096], tok_dir[4096], te_cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/transformer/config.json", d);
+    snprintf(wdir, sizeof wdir, "%s/transformer", d);
+    snprintf(te_dir, sizeof te_dir, "%s/text_encoder", d);
+    snprintf(te_cfg, sizeof te_cfg, "%s/text_encoder/config.json", d);
+    snprintf(tok_dir, sizeof tok_dir, "%s/tokenizer", d);
+    hl_status st = read_model_index(p, d, err);
+    if (st == HL_OK) st = read_scheduler(p, d, err);
+    if (st == HL_OK) st = hl_dit_load(cfg, wdir, &p->dit, err);
+    if (st == HL_OK && file_exists(te_cfg)) st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
+    if (st != HL_OK) {
+        helios_pipeline_free(p);
+        return st;
+    }
+    HL_INFO("pipeline: %s (%s), transformer %d layers x D %d", p->pyramid ? "HeliosPyramidPipeline" : "HeliosPipeline",
+            p->distilled ? "Distilled" : p->cfg_zero_star ? "Mid" : p->pyramid ? "pyramid" : "Base",
+            p->dit->cfg.num_layers, p->dit->cfg.dim);
+    *out = p;
+    return HL_OK;
+}
+
+void helios_pipeline_free(helios_pipeline *p) {
+    if (!p) return;
+    hl_dit_free(p->dit);
+    hl_text_encoder_free(p->te);
+    free(p);
+}
+
+void helios_gen_params_init(helios_gen_params *g) {
+    memset(g, 0, sizeof *g);
+    g->max_sequence_length = 512;
+    g->height = 384, g->width = 640;
+    g->num_frames = 132;
+    g->latent_frames_per_chunk = 9;
+    g->guidance_scale = -1.0f;
+}
+
+/* The recipe of the loaded model (spec §2.1) where the caller left a default. */
+static void apply_recipe(const helios_pipeline *p, const helios_gen_params *g, hl_loop_config *c) {
+    hl_loop_config_default(c);
+    c->sched = p->sched;
+    c->pyramid = p->pyramid;
+    c->n_stages = p->pyramid ? p->sched.stages : 1;
+    c->cfg_zero_star = p->cfg_zero_star;
+    c->amplify_first_chunk = p->distilled;
+    c->guidance_scale = g->guidance_scale >= 0 ? g->guidance_scale : p->distilled ? 1.0 : 5.0;
+    c->steps = g->steps > 0 ? g->steps : 50;
+    int def = p->distilled ? 2 : 20;
+    for (int s = 0; s < c->n_stages && s < HL_SCHED_MAX_STAGES; s++)
+        c->stage_steps[s] = s < 3 && g->pyramid_steps[s] > 0 ? g->pyramid_steps[s] : def;
+    c->latent_frames = g->latent_frames_per_chunk > 0 ? g->latent_frames_per_chunk : 9;
+    c->height = g->height / VAE_SPATIAL, c->width = g->width / VAE_SPATIAL;
+    c->seed = g->seed;
+}
+
+/* Embeddings [L, E] of a prompt: given, or encoded (padded to max_len). */
+static hl_status prompt_embeddings(helios_pipeline *p, const char *prompt, const float *given, int given_len,
+                                   int max_len, float **out, int *L) {
+    hl_error *err = &p->s->err;
+    int E = p->dit->cfg.text_dim;
+    if (given) {
+        if (given_len < 1) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: text_len must be set with embeddings");
+        *L = given_len;
+        if (!(*out = malloc((size_t)given_len * E * sizeof(float)))) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
+        memcpy(*out, given, (size_t)given_len * E * sizeof(float));
+        return HL_OK;
+    }
+    if (!p->te) return hl_fail(err, HELIOS_ERR_MISSING, "generate: the model folder has no text_encoder/; pass embeddings");
+    int dim;
+    HL_TRY(hl_text_encoder_dim(p->te, &dim, err));
+    if (dim != E)
+        return hl_fail(err, HELIOS_ERR_SHAPE, "generate: the text encoder's width %d is not the transformer's text_dim %d", dim, E);
+    *L = max_len;
+    if (!(*out = malloc((size_t)max_len * E * sizeof(float)))) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
+    return hl_text_encode(&p->s->ctx, p->te, prompt ? prompt : "", max_len, *out);
+}
+
+helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
+    hl_error *err = &p->s->err;
+    hl_error_clear(err);
+    *out = NULL;
+    if (g->height <= 0 || g->width <= 0 || g->height % 16 || g->width % 16)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: %dx%d: height and width must be positive multiples of 16",
+                       g->width, g->height);
+    hl_loop_config c;
+    apply_recipe(p, g, &c);
+    helios_gen *gen = calloc(1, sizeof *gen);
+    if (!gen) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
+    gen->p = p;
+    gen->F = c.latent_frames, gen->h = c.height, gen->w = c.width;
+    gen->n_stages = c.n_stages;
+    gen->max_len = g->max_sequence_length > 0 ? g->max_sequence_length : 512;
+    int frames_per_chunk = (c.latent_frames - 1) * VAE_TEMPORAL + 1;
+    gen->n_chunks = g->num_chunks != 0 ? g->num_chunks
+                                        : (g->num_frames + frames_per_chunk - 1) / frames_per_chunk;
+    if (gen->n_chunks == 0) gen->n_chunks = 1;
+    gen->cfg = c.guidance_scale > 1.0 && c.sched.kind != HL_SCHED_DMD;
+    float *text = NULL, *neg = NULL;
+    int L = 0, Ln = 0;
+    hl_status st = prompt_embeddings(p, g->prompt, g->prompt_embeds, g->text_len, gen->max_len, &text, &L);
+    if (st == HL_OK && gen->cfg)
+        st = prompt_embeddings(p, g->negative_prompt, g->negative_prompt_embeds, g->text_len, gen->max_len, &neg, &Ln);
+    if (st == HL_OK && gen->cfg && Ln != L) st = hl_fail(err, HELIOS_ERR_SHAPE, "generate: prompt and negative prompt lengths differ");
+    if (p->low_memory && p->te) hl_text_encoder_release(p->te); /* before the transformer runs */
+    gen->L = L;
+    if (st == HL_OK) st = hl_loop_new(&p->s->ctx, p->dit, &c, text, neg, L, NULL, NULL, &gen->loop);
+    free(text), free(neg);
+    if (st != HL_OK) {
+        helios_gen_end(gen);
+        return st;
+    }
+    *out = gen;
+    return HL_OK;
+}
+
+helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
+    memset(pr, 0, sizeof *pr);
+    hl_error_clear(&g->p->s->err);
+    if (g->n_chunks > 0 && g->chunks_done >= g->n_chunks) {
+        pr->finished = 1;
+        return HELIOS_OK;
+    }
+    hl_loop_event ev;
+    HL_TRY(hl_loop_step(g->loop, &ev));
+    pr->chunk = ev.chunk, pr->n_chunks = g->n_chunks;
+    pr->stage = ev.stage, pr->n_stages = g->n_stages, pr->step = ev.step, pr->n_steps = ev.stage_steps;
+    pr->latent_frames = g->F, pr->latent_height = g->h, pr->latent_width = g->w;
+    if (ev.chunk_done) {
+        pr->chunk_done = 1;
+        pr->latents = ev.latents;
+        g->chunks_done++;
+        pr->finished = g->n_chunks > 0 && g->chunks_done >= g->n_chunks;
+    }
+    return HELIOS_OK;
+}
+
+helios_status helios_gen_set_prompt(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks) {
+    helios_pipeline *p = g->p;
+    hl_error_clear(&p->s->err);
+    float *text = NULL, *neg = NULL;
+    int L = 0, Ln = 0;
+    hl_status st = prompt_embeddings(p, prompt, NULL, 0, g->max_len, &text, &L);
+    if (st == HL_OK && g->cfg) st = prompt_embeddings(p, negative_prompt, NULL, 0, g->max_len, &neg, &Ln);
+    if (st == HL_OK && L != g->L)
+        st = hl_fail(&p->s->err, HELIOS_ERR_SHAPE, "set_prompt: %d text tokens, the generation uses %d", L, g->L);
+    if (p->low_memory && p->te) hl_text_encoder_release(p->te);
+    if (st == HL_OK) st = hl_loop_set_prompt(g->loop, text, neg, chunks);
+    free(text), free(neg);
+    return st;
+}
+
+void helios_gen_end(helios_gen *g) {
+    if (!g) return;
+    hl_loop_free(g->loop);
+    free(g);
+}
+
+helios_status helios_generate(helios_pipeline *p, const helios_gen_params *gp, helios_progress_fn on_progress,
+                              void *user) {
+    helios_gen *g;
+    HL_TRY(helios_gen_begin(p, gp, &g));
+    hl_status st = HL_OK;
+    for (helios_gen_progress pr = {0}; st == HL_OK && !pr.finished;) {
+        st = helios_gen_step(g, &pr);
+        if (st == HL_OK && on_progress && on_progress(&pr, user))
+            st = hl_fail(&p->s->err, HELIOS_ERR_CANCELLED, "generate: cancelled");
+    }
+    helios_gen_end(g);
+    return st;
+}

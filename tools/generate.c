@@ -1,0 +1,223 @@
+/* helios generate — text-to-video with a Helios model folder (diffusers layout). Chunks are
+ * handed on as soon as they are denoised; a progress line shows chunk, stage, step and speed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/parallel.h"
+#include "io/safetensors_write.h"
+#include "session.h"
+#include "tools/commands.h"
+
+typedef struct gen_opts {
+    const char *model, *prompt, *negative, *output;
+    const char *switch_prompt; /* "CHUNK:PROMPT" */
+    int switch_chunk, interp_chunks;
+    int width, height, frames, chunks, steps, pyramid[3], threads, low_memory, quiet;
+    double seconds, guidance;
+    uint64_t seed;
+    helios_backend backend;
+} gen_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: helios generate -m MODEL_DIR -p PROMPT [options]\n"
+            "\n"
+            "Generates a video chunk by chunk with a Helios model folder (diffusers layout:\n"
+            "model_index.json, scheduler/, transformer/, text_encoder/, tokenizer/, vae/). The\n"
+            "recipe (Base, Mid or Distilled) comes from the folder's model_index.json.\n"
+            "\n"
+            "  -m, --model DIR          model folder\n"
+            "  -p, --prompt TEXT        what to generate\n"
+            "  -n, --negative-prompt T  negative prompt (with guidance; default \"\")\n"
+            "  -o, --output PATH        out.safetensors (latents) ; 'none' to discard\n"
+            "      --width W --height H video size in pixels, multiples of 16 (default 640x384)\n"
+            "      --frames N           video frames (default 132: 4 chunks of 33)\n"
+            "      --seconds S          video length at 24 fps (instead of --frames)\n"
+            "      --chunks N           exact number of chunks (instead of --frames)\n"
+            "      --steps N            Base: sampling steps (default 50)\n"
+            "      --pyramid-steps A,B,C  Mid/Distilled: steps per stage (default 20,20,20 / 2,2,2)\n"
+            "      --guidance G         guidance scale (default 5, Distilled 1 = off)\n"
+            "      --seed S             random seed (default 0); the same seed gives diffusers' noise\n"
+            "      --switch-prompt C:TEXT  from chunk C on, move to prompt TEXT ...\n"
+            "      --interp N           ... interpolating over N chunks (default 3)\n"
+            "      --threads N          threads (default: all cores)\n"
+            "      --low-memory         release the text encoder before the transformer runs\n"
+            "      --backend cpu|ref    compute backend (default cpu)\n"
+            "  -q, --quiet              no progress line\n");
+}
+
+static int parse(int argc, char **argv, gen_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->width = 640, o->height = 384, o->guidance = -1, o->interp_chunks = 3, o->output = "none";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (ARG("-m", "--model")) o->model = v;
+        else if (ARG("-p", "--prompt")) o->prompt = v;
+        else if (ARG("-n", "--negative-prompt")) o->negative = v;
+        else if (ARG("-o", "--output")) o->output = v;
+        else if (ARG("--width", "--width")) o->width = atoi(v);
+        else if (ARG("--height", "--height")) o->height = atoi(v);
+        else if (ARG("--frames", "--frames")) o->frames = atoi(v);
+        else if (ARG("--seconds", "--seconds")) o->seconds = atof(v);
+        else if (ARG("--chunks", "--chunks")) o->chunks = atoi(v);
+        else if (ARG("--steps", "--steps")) o->steps = atoi(v);
+        else if (ARG("--pyramid-steps", "--pyramid-steps")) {
+            if (sscanf(v, "%d,%d,%d", &o->pyramid[0], &o->pyramid[1], &o->pyramid[2]) != 3) {
+                fprintf(stderr, "helios generate: --pyramid-steps wants A,B,C\n");
+                return 2;
+            }
+        } else if (ARG("--guidance", "--guidance")) o->guidance = atof(v);
+        else if (ARG("--seed", "--seed")) o->seed = strtoull(v, NULL, 10);
+        else if (ARG("--switch-prompt", "--switch-prompt")) o->switch_prompt = v;
+        else if (ARG("--interp", "--interp")) o->interp_chunks = atoi(v);
+        else if (ARG("--threads", "--threads")) o->threads = atoi(v);
+        else if (ARG("--backend", "--backend")) o->backend = !strcmp(v, "ref") ? HELIOS_BACKEND_REF : HELIOS_BACKEND_CPU;
+        else if (!strcmp(a, "--low-memory")) o->low_memory = 1;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
+        else {
+            fprintf(stderr, "helios generate: unknown or incomplete option '%s' (see --help)\n", a);
+            return 2;
+        }
+#undef ARG
+    }
+    if (!o->model || !o->prompt) {
+        fprintf(stderr, "helios generate: -m MODEL_DIR and -p PROMPT are required (see --help)\n");
+        return 2;
+    }
+    if (o->switch_prompt) {
+        const char *colon = strchr(o->switch_prompt, ':');
+        o->switch_chunk = atoi(o->switch_prompt);
+        if (!colon || o->switch_chunk < 1) {
+            fprintf(stderr, "helios generate: --switch-prompt wants CHUNK:TEXT with CHUNK >= 1\n");
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* Collected latents for a .safetensors output (bounded runs only). */
+typedef struct latent_sink {
+    float *data;
+    int chunks, C, F, H, W, got;
+} latent_sink;
+
+typedef struct run_state {
+    const gen_opts *o;
+    helios_gen *gen;
+    latent_sink sink;
+    double t0, t_step;
+    int frames_done;
+} run_state;
+
+static void progress_line(run_state *r, const helios_gen_progress *p) {
+    double now = hl_time(), dt = now - r->t_step;
+    r->t_step = now;
+    if (r->o->quiet || (!isatty(2) && !p->chunk_done)) return; /* a log file gets one line per chunk */
+    char chunks[32];
+    if (p->n_chunks > 0) snprintf(chunks, sizeof chunks, "%d/%d", p->chunk + 1, p->n_chunks);
+    else snprintf(chunks, sizeof chunks, "%d", p->chunk + 1);
+    double el = now - r->t0;
+    fprintf(stderr, "%schunk %s  stage %d/%d  step %d/%d  %.2f s/step  %.1f s  %.2f frames/s   ", isatty(2) ? "\r" : "", chunks, p->stage + 1,
+            p->n_stages, p->step + 1, p->n_steps, dt, el, el > 0 ? r->frames_done / el : 0.0);
+    if (p->chunk_done) fputc('\n', stderr);
+}
+
+static int keep_latents(run_state *r, const helios_gen_progress *p) {
+    latent_sink *s = &r->sink;
+    if (!s->data) return 0;
+    size_t plane = (size_t)p->latent_frames * p->latent_height * p->latent_width;
+    for (int c = 0; c < s->C; c++) /* (1, C, chunks·F, H, W): chunks along time */
+        memcpy(s->data + ((size_t)c * s->chunks + (size_t)s->got) * plane, p->latents + (size_t)c * plane,
+               plane * sizeof(float));
+    s->got++;
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.backend = o.backend;
+    sp.n_threads = o.threads;
+    helios_session *s;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    pp.model_dir = o.model;
+    pp.low_memory = o.low_memory;
+    helios_pipeline *pipe = NULL;
+    run_state r = {.o = &o};
+    rc = 1;
+    if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) goto fail;
+    helios_gen_params gp;
+    helios_gen_params_init(&gp);
+    gp.prompt = o.prompt;
+    gp.negative_prompt = o.negative;
+    gp.width = o.width, gp.height = o.height;
+    if (o.frames > 0) gp.num_frames = o.frames;
+    if (o.seconds > 0) gp.num_frames = (int)(o.seconds * 24.0 + 0.5);
+    gp.num_chunks = o.chunks;
+    gp.steps = o.steps;
+    memcpy(gp.pyramid_steps, o.pyramid, sizeof o.pyramid);
+    if (o.guidance >= 0) gp.guidance_scale = (float)o.guidance;
+    gp.seed = o.seed;
+    if (helios_gen_begin(pipe, &gp, &r.gen) != HELIOS_OK) goto fail;
+
+    bool to_latents = strstr(o.output, ".safetensors") != NULL;
+    if (strcmp(o.output, "none") && !to_latents) {
+        fprintf(stderr, "helios generate: output '%s': only .safetensors latents or 'none' so far "
+                        "(video output comes with the VAE)\n", o.output);
+        rc = 2;
+        goto done;
+    }
+    r.t0 = r.t_step = hl_time();
+    for (helios_gen_progress p = {0}; !p.finished;) {
+        if (helios_gen_step(r.gen, &p) != HELIOS_OK) goto fail;
+        if (to_latents && !r.sink.data && p.n_chunks > 0) {
+            r.sink = (latent_sink){.chunks = p.n_chunks, .C = 16, .F = p.latent_frames, .H = p.latent_height, .W = p.latent_width};
+            r.sink.data = malloc((size_t)r.sink.C * p.n_chunks * p.latent_frames * p.latent_height * p.latent_width * sizeof(float));
+            if (!r.sink.data) {
+                fprintf(stderr, "helios generate: out of memory for the latents\n");
+                goto done;
+            }
+        }
+        if (p.chunk_done) {
+            r.frames_done += (p.latent_frames - 1) * 4 + 1;
+            keep_latents(&r, &p);
+            if (o.switch_prompt && p.chunk + 1 == o.switch_chunk &&
+                helios_gen_set_prompt(r.gen, strchr(o.switch_prompt, ':') + 1, o.negative, o.interp_chunks) != HELIOS_OK)
+                goto fail;
+        }
+        progress_line(&r, &p);
+    }
+    if (to_latents) {
+        latent_sink *k = &r.sink;
+        hl_error err = {0};
+        int64_t shape[5] = {1, k->C, (int64_t)k->chunks * k->F, k->H, k->W};
+        hl_st_entry e = {"latents", hl_tensor_make(k->data, HL_F32, 5, shape)};
+        const char *meta[] = {"prompt", o.prompt, NULL};
+        if (hl_st_write(o.output, &e, 1, meta, &err) != HL_OK) {
+            fprintf(stderr, "helios generate: %s\n", err.msg);
+            goto done;
+        }
+        fprintf(stderr, "wrote %s (latents %d x %d x %d x %d)\n", o.output, k->C, k->chunks * k->F, k->H, k->W);
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "helios generate: %s\n", helios_session_error(s));
+done:
+    free(r.sink.data);
+    helios_gen_end(r.gen);
+    helios_pipeline_free(pipe);
+    helios_session_free(s);
+    return rc;
+}
