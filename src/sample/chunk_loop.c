@@ -177,6 +177,7 @@ static hl_status begin_stage(hl_loop *l, int s) {
     const int *p = l->dit->cfg.patch;
     double mu = hl_sched_calculate_shift((double)hl_sched_image_seq_len(l->F, l->h, l->w, p[0], p[1], p[2]));
     bool amp = c->amplify_first_chunk && l->chunk == 0;
+    hl_schedule_free(&l->sc); /* the previous stage's */
     HL_TRY(hl_sched_set_timesteps(&l->sched, c->stage_steps[s], s, mu, amp, &l->sc, l->ctx->err));
     if (s > 0) { /* up-sample, then re-noise toward this stage's start sigma with block noise */
         int64_t planes = (int64_t)l->C * l->F;
@@ -215,6 +216,7 @@ static hl_status begin_chunk(hl_loop *l) {
         hl_sched_base_sigmas(c->steps, sig);
         const int *p = l->dit->cfg.patch;
         double mu = hl_sched_calculate_shift((double)hl_sched_image_seq_len(l->F, l->H, l->W, p[0], p[1], p[2]));
+        hl_schedule_free(&l->sc);
         hl_status st = hl_sched_set_timesteps_sigmas(&l->sched, c->steps, sig, mu, &l->sc, l->ctx->err);
         free(sig);
         HL_TRY(st);

@@ -183,7 +183,7 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, const hl_saf
     size_t frame = (size_t)cfg.height * cfg.width, T_total = (size_t)n_prefix + (size_t)chunks * cfg.latent_frames;
     if (r == HL_OK && !(final = malloc((size_t)dit->cfg.in_channels * T_total * frame * sizeof *final)))
         r = hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
-    for (int c = 0; r == HL_OK && c < dit->cfg.in_channels; c++)
+    for (int c = 0; r == HL_OK && n_prefix && c < dit->cfg.in_channels; c++)
         memcpy(final + (size_t)c * T_total * frame, prefix + (size_t)c * n_prefix * frame, (size_t)n_prefix * frame * sizeof(float));
     if (r == HL_OK) hl_loop_set_probe(loop, &probe);
     for (int k = 0; r == HL_OK && k < chunks;) {
