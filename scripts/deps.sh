@@ -6,6 +6,10 @@ pkgs=(
   cmake gcc make pkg-config   # build
   libdnnl-dev                 # oneDNN: bf16/f32 GEMM (matmul) on CPU, AMX/AVX-512 kernels
   clang libclang-rt-14-dev    # libFuzzer + sanitizer runtimes for the fuzz targets
+  # FFmpeg libraries: decode input images/videos (PNG/JPEG/WebP/MP4/WebM/MKV...), resize with
+  # swscale, encode MP4 (H.264 via libx264) and PNG frames. The ffmpeg package adds the ffprobe
+  # CLI that test_media uses to check the MP4s it writes (the test skips that check without it).
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,416 @@
+/* Image and video input through libavformat/libavcodec/libswscale (see media.h for the
+ * conventions). A file is demuxed, its best video stream decoded frame by frame; each frame is
+ * converted to RGB24 at its native size, resized with Lanczos to the target size, and kept as
+ * 8-bit until the end, when all frames are expanded into the float (3, F, H, W) result. Any
+ * demuxer or decoder error, truncated packet or frame flagged corrupt fails the whole read. */
+#include "io/media.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
+#include <libavutil/pixdesc.h>
+#include <libswscale/swscale.h>
+
+enum { HL_MEDIA_MAX_SIDE = 16384 };
+
+typedef struct decoder {
+    const char *path;
+    AVFormatContext *fmt;
+    AVCodecContext *dec;
+    int stream;
+    AVPacket *pkt;
+    AVFrame *frame;
+    int max_frames;
+
+    /* decoded format -> RGB24 at the native size */
+    struct SwsContext *to_rgb;
+    uint8_t *native[4];
+    int native_ls[4];
+    int native_w, native_h;
+    int rgb_w, rgb_h, rgb_format, rgb_loc; /* what to_rgb was made for */
+    int cs_format, cs_space, cs_range;     /* colour settings last applied to to_rgb */
+
+    /* RGB24 native -> RGB24 target (Lanczos) */
+    struct SwsContext *resize;
+    uint8_t *scaled[4];
+    int scaled_ls[4];
+
+    int out_w, out_h;     /* 0 until the first frame when keeping the native size */
+    int src_w, src_h;     /* size of the first frame */
+    uint8_t *store;       /* n frames of out_h x out_w x 3 */
+    size_t store_cap;     /* in frames */
+    int n;
+} decoder;
+
+static void decoder_free(decoder *d) {
+    avcodec_free_context(&d->dec);
+    avformat_close_input(&d->fmt);
+    av_packet_free(&d->pkt);
+    av_frame_free(&d->frame);
+    sws_freeContext(d->to_rgb);
+    sws_freeContext(d->resize);
+    av_freep(&d->native[0]);
+    av_freep(&d->scaled[0]);
+    free(d->store);
+}
+
+static hl_status corrupt(decoder *d, const char *what, int rc, hl_error *err) {
+    char msg[128] = "";
+    if (rc < 0) hl_media_averr(rc, msg, sizeof msg);
+    const hl_status st = rc == AVERROR(ENOMEM) ? HELIOS_ERR_OOM : HELIOS_ERR_FORMAT;
+    const char *sep = msg[0] ? ": " : "";
+    if (d->n == 0) /* nothing decoded: as likely a wrong file as a damaged one */
+        return hl_fail(err, st, "%s: corrupt, truncated or not really %s data (%s%s%s)", d->path,
+                       d->dec ? d->dec->codec->name : "image/video", what, sep, msg);
+    return hl_fail(err, st, "%s: corrupt or truncated data after %d frame%s (%s%s%s)", d->path,
+                   d->n, d->n == 1 ? "" : "s", what, sep, msg);
+}
+
+/* A clear message for the usual reasons a path cannot be read, before FFmpeg sees it. */
+static hl_status check_file(const char *path, hl_error *err) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT) return hl_fail(err, HELIOS_ERR_IO, "%s: no such file", path);
+        return hl_fail(err, HELIOS_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(sb.st_mode))
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: is a directory, not an image or video",
+                       path);
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: empty file, not an image or video", path);
+    return HL_OK;
+}
+
+static hl_status open_input(decoder *d, hl_error *err) {
+    HL_TRY(check_file(d->path, err));
+    hl_media_ffmpeg_init();
+    /* "file:" + a whitelist: the path is a local file, never a URL or a protocol such as
+     * concat:; pattern_type=none: a '%' in a file name is not an image-sequence pattern. */
+    size_t n = strlen(d->path) + 6;
+    char *url = malloc(n);
+    if (!url) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", d->path);
+    snprintf(url, n, "file:%s", d->path);
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "protocol_whitelist", "file", 0);
+    av_dict_set(&opts, "pattern_type", "none", 0);
+    int rc = avformat_open_input(&d->fmt, url, NULL, &opts);
+    av_dict_free(&opts);
+    free(url);
+    char msg[128];
+    if (rc < 0) {
+        if (rc == AVERROR(ENOENT) || rc == AVERROR(EACCES) || rc == AVERROR(EIO))
+            return hl_fail(err, HELIOS_ERR_IO, "%s: %s", d->path,
+                           hl_media_averr(rc, msg, sizeof msg));
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: not a recognised image or video (%s)", d->path,
+                       hl_media_averr(rc, msg, sizeof msg));
+    }
+    rc = avformat_find_stream_info(d->fmt, NULL);
+    if (rc < 0)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: cannot read the stream information (%s)",
+                       d->path, hl_media_averr(rc, msg, sizeof msg));
+    const AVCodec *codec = NULL;
+    rc = av_find_best_stream(d->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+    if (rc == AVERROR_DECODER_NOT_FOUND)
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "%s: no decoder for its video codec", d->path);
+    if (rc < 0)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: not an image or video (no video stream)",
+                       d->path);
+    d->stream = rc;
+    return HL_OK;
+}
+
+static hl_status open_decoder(decoder *d, hl_error *err) {
+    const AVStream *st = d->fmt->streams[d->stream];
+    const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
+    if (!codec)
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "%s: no decoder for codec %s", d->path,
+                       avcodec_get_name(st->codecpar->codec_id));
+    d->dec = avcodec_alloc_context3(codec);
+    d->pkt = av_packet_alloc();
+    d->frame = av_frame_alloc();
+    if (!d->dec || !d->pkt || !d->frame)
+        return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", d->path);
+    char msg[128];
+    int rc = avcodec_parameters_to_context(d->dec, st->codecpar);
+    if (rc >= 0) {
+        d->dec->thread_count = d->max_frames == 1 ? 1 : 0; /* one picture: no thread start-up */
+        d->dec->pkt_timebase = st->time_base;
+        rc = avcodec_open2(d->dec, codec, NULL);
+    }
+    if (rc < 0)
+        return hl_fail(err, rc == AVERROR(ENOMEM) ? HELIOS_ERR_OOM : HELIOS_ERR_FORMAT,
+                       "%s: cannot open the %s decoder (%s)", d->path, codec->name,
+                       hl_media_averr(rc, msg, sizeof msg));
+    return HL_OK;
+}
+
+/* YUV sources need the stream's matrix and range; RGB, gray and palette sources do not. */
+static void set_colour(decoder *d, const AVFrame *f) {
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get((enum AVPixelFormat)f->format);
+    if (!desc || (desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) ||
+        desc->nb_components < 3)
+        return;
+    if (d->cs_format == f->format && d->cs_space == (int)f->colorspace &&
+        d->cs_range == (int)f->color_range)
+        return;
+    const bool full = f->color_range == AVCOL_RANGE_JPEG || f->format == AV_PIX_FMT_YUVJ420P ||
+                      f->format == AV_PIX_FMT_YUVJ422P || f->format == AV_PIX_FMT_YUVJ444P ||
+                      f->format == AV_PIX_FMT_YUVJ440P || f->format == AV_PIX_FMT_YUVJ411P;
+    /* sws_getCoefficients falls back to BT.601 for unspecified or unknown spaces. */
+    const int *coefs = sws_getCoefficients((int)f->colorspace);
+    sws_setColorspaceDetails(d->to_rgb, coefs, full, sws_getCoefficients(SWS_CS_DEFAULT), 1, 0,
+                             1 << 16, 1 << 16);
+    d->cs_format = f->format;
+    d->cs_space = (int)f->colorspace;
+    d->cs_range = (int)f->color_range;
+}
+
+/* Where the decoder's chroma samples sit. Unspecified means the codec's convention: centred
+ * for JPEG (JFIF), left (co-sited with the even luma columns) for MPEG-2/H.264/HEVC/VP9/AV1. */
+static enum AVChromaLocation chroma_loc(const decoder *d, const AVFrame *f) {
+    if (f->chroma_location != AVCHROMA_LOC_UNSPECIFIED) return f->chroma_location;
+    return d->dec->codec_id == AV_CODEC_ID_MJPEG ? AVCHROMA_LOC_CENTER : AVCHROMA_LOC_LEFT;
+}
+
+/* A swscale context converting f's format to RGB24 at the same size, told the chroma siting
+ * (sws_getCachedContext cannot: it would assume its own default and shift the colours by up to
+ * half a pixel). */
+static struct SwsContext *make_to_rgb(const AVFrame *f, enum AVChromaLocation loc) {
+    struct SwsContext *c = sws_alloc_context();
+    if (!c) return NULL;
+    av_opt_set_int(c, "srcw", f->width, 0);
+    av_opt_set_int(c, "srch", f->height, 0);
+    av_opt_set_int(c, "src_format", f->format, 0);
+    av_opt_set_int(c, "dstw", f->width, 0);
+    av_opt_set_int(c, "dsth", f->height, 0);
+    av_opt_set_int(c, "dst_format", AV_PIX_FMT_RGB24, 0);
+    av_opt_set_int(c, "sws_flags", SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, 0);
+    /* Only along subsampled axes: the positions are in 1/256 luma pixels and would shift a
+     * full-resolution (4:4:4, or 4:2:2 vertically) chroma plane by half a pixel. */
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get((enum AVPixelFormat)f->format);
+    int x, y;
+    if (desc && !(desc->flags & AV_PIX_FMT_FLAG_RGB) &&
+        avcodec_enum_to_chroma_pos(&x, &y, loc) == 0) {
+        if (desc->log2_chroma_w > 0) av_opt_set_int(c, "src_h_chr_pos", x, 0);
+        if (desc->log2_chroma_h > 0) av_opt_set_int(c, "src_v_chr_pos", y, 0);
+    }
+    if (sws_init_context(c, NULL, NULL) < 0) {
+        sws_freeContext(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Decoded frame -> d->native (RGB24 at the frame's size). */
+static hl_status to_native_rgb(decoder *d, const AVFrame *f, hl_error *err) {
+    if (f->width != d->native_w || f->height != d->native_h) {
+        av_freep(&d->native[0]);
+        if (av_image_alloc(d->native, d->native_ls, f->width, f->height, AV_PIX_FMT_RGB24, 64) < 0)
+            return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", d->path);
+        d->native_w = f->width;
+        d->native_h = f->height;
+    }
+    const enum AVChromaLocation loc = chroma_loc(d, f);
+    if (!d->to_rgb || f->width != d->rgb_w || f->height != d->rgb_h || f->format != d->rgb_format ||
+        (int)loc != d->rgb_loc) {
+        sws_freeContext(d->to_rgb);
+        d->to_rgb = make_to_rgb(f, loc);
+        if (!d->to_rgb)
+            return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s to RGB",
+                           d->path, av_get_pix_fmt_name((enum AVPixelFormat)f->format));
+        d->rgb_w = f->width;
+        d->rgb_h = f->height;
+        d->rgb_format = f->format;
+        d->rgb_loc = (int)loc;
+        d->cs_format = -1; /* a new context: colour settings again */
+    }
+    set_colour(d, f);
+    sws_scale(d->to_rgb, (const uint8_t *const *)f->data, f->linesize, 0, f->height, d->native,
+              d->native_ls);
+    return HL_OK;
+}
+
+/* Room for one more frame in the store; returns its address. */
+static hl_status store_slot(decoder *d, uint8_t **slot, hl_error *err) {
+    const size_t fbytes = (size_t)d->out_w * d->out_h * 3;
+    if ((size_t)d->n == d->store_cap) {
+        size_t cap = d->store_cap ? d->store_cap * 2 : 8;
+        if (d->max_frames > 0 && cap > (size_t)d->max_frames) cap = (size_t)d->max_frames;
+        if (cap > SIZE_MAX / fbytes)
+            return hl_fail(err, HELIOS_ERR_OOM, "%s: video too large", d->path);
+        uint8_t *p = realloc(d->store, cap * fbytes);
+        if (!p) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory (%zu frames)", d->path, cap);
+        d->store = p;
+        d->store_cap = cap;
+    }
+    *slot = d->store + (size_t)d->n * fbytes;
+    return HL_OK;
+}
+
+static void copy_rows(uint8_t *dst, const uint8_t *src, int ls, int w, int h) {
+    for (int i = 0; i < h; i++)
+        memcpy(dst + (size_t)i * w * 3, src + (size_t)i * ls, (size_t)w * 3);
+}
+
+static hl_status store_frame(decoder *d, const AVFrame *f, hl_error *err) {
+    if (f->width <= 0 || f->height <= 0 || f->width > HL_MEDIA_MAX_SIDE ||
+        f->height > HL_MEDIA_MAX_SIDE)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: frame size %dx%d out of range", d->path,
+                       f->width, f->height);
+    if (d->n == 0) {
+        d->src_w = f->width;
+        d->src_h = f->height;
+        if (d->out_w == 0) {
+            d->out_w = f->width;
+            d->out_h = f->height;
+        }
+        if (av_image_alloc(d->scaled, d->scaled_ls, d->out_w, d->out_h, AV_PIX_FMT_RGB24, 64) < 0)
+            return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", d->path);
+    }
+    HL_TRY(to_native_rgb(d, f, err));
+    uint8_t *slot = NULL;
+    HL_TRY(store_slot(d, &slot, err));
+    if (f->width == d->out_w && f->height == d->out_h) {
+        copy_rows(slot, d->native[0], d->native_ls[0], d->out_w, d->out_h);
+    } else {
+        d->resize = sws_getCachedContext(d->resize, f->width, f->height, AV_PIX_FMT_RGB24, d->out_w,
+                                         d->out_h, AV_PIX_FMT_RGB24,
+                                         SWS_LANCZOS | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT,
+                                         NULL, NULL, NULL);
+        if (!d->resize)
+            return hl_fail(err, HELIOS_ERR_INTERNAL, "%s: cannot set up resizing %dx%d -> %dx%d",
+                           d->path, f->width, f->height, d->out_w, d->out_h);
+        sws_scale(d->resize, (const uint8_t *const *)d->native, d->native_ls, 0, f->height,
+                  d->scaled, d->scaled_ls);
+        copy_rows(slot, d->scaled[0], d->scaled_ls[0], d->out_w, d->out_h);
+    }
+    d->n++;
+    return HL_OK;
+}
+
+static bool want_more(const decoder *d) { return d->max_frames <= 0 || d->n < d->max_frames; }
+
+/* Takes every frame the decoder has ready. */
+static hl_status receive_frames(decoder *d, hl_error *err) {
+    while (want_more(d)) {
+        int rc = avcodec_receive_frame(d->dec, d->frame);
+        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return HL_OK;
+        if (rc < 0) return corrupt(d, "decoding failed", rc, err);
+        hl_status st = HL_OK;
+        if ((d->frame->flags & AV_FRAME_FLAG_CORRUPT) || d->frame->decode_error_flags)
+            st = corrupt(d, "the decoder flagged a damaged frame", 0, err);
+        else
+            st = store_frame(d, d->frame, err);
+        av_frame_unref(d->frame);
+        HL_TRY(st);
+    }
+    return HL_OK;
+}
+
+static hl_status decode_all(decoder *d, hl_error *err) {
+    while (want_more(d)) {
+        int rc = av_read_frame(d->fmt, d->pkt);
+        if (rc == AVERROR_EOF) break;
+        if (rc < 0) return corrupt(d, "reading failed", rc, err);
+        if (d->pkt->stream_index != d->stream) {
+            av_packet_unref(d->pkt);
+            continue;
+        }
+        /* The demuxer marks a packet cut short by the end of the file. */
+        if (d->pkt->flags & AV_PKT_FLAG_CORRUPT) {
+            av_packet_unref(d->pkt);
+            return corrupt(d, "a packet is cut short", 0, err);
+        }
+        rc = avcodec_send_packet(d->dec, d->pkt);
+        av_packet_unref(d->pkt);
+        if (rc < 0 && rc != AVERROR(EAGAIN)) return corrupt(d, "decoding failed", rc, err);
+        HL_TRY(receive_frames(d, err));
+    }
+    if (want_more(d)) { /* drain frames the decoder still holds (threads, B-frames) */
+        int rc = avcodec_send_packet(d->dec, NULL);
+        if (rc < 0 && rc != AVERROR_EOF) return corrupt(d, "decoding failed", rc, err);
+        HL_TRY(receive_frames(d, err));
+    }
+    if (d->n == 0)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: contains no decodable frames", d->path);
+    return HL_OK;
+}
+
+/* The 8-bit frames to float (3, F, H, W): v / 255 * 2 - 1 in float32, as diffusers'
+ * VaeImageProcessor (np.float32 / 255.0, then 2x - 1). */
+static hl_status expand(decoder *d, hl_media *out, hl_error *err) {
+    const size_t plane = (size_t)d->out_w * d->out_h, per_c = plane * (size_t)d->n;
+    if (per_c > SIZE_MAX / (3 * sizeof(float)))
+        return hl_fail(err, HELIOS_ERR_OOM, "%s: video too large", d->path);
+    float *x = malloc(3 * per_c * sizeof(float));
+    if (!x) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory (%d frames of %dx%d)", d->path,
+                           d->n, d->out_w, d->out_h);
+    float lut[256];
+    for (int v = 0; v < 256; v++) {
+        float t = (float)v / 255.0f;
+        lut[v] = 2.0f * t - 1.0f;
+    }
+    for (int f = 0; f < d->n; f++) {
+        const uint8_t *src = d->store + (size_t)f * plane * 3;
+        for (int c = 0; c < 3; c++) {
+            float *dst = x + (size_t)c * per_c + (size_t)f * plane;
+            for (size_t i = 0; i < plane; i++) dst[i] = lut[src[3 * i + c]];
+        }
+    }
+    out->data = x;
+    out->frames = d->n;
+    out->height = d->out_h;
+    out->width = d->out_w;
+    out->src_width = d->src_w;
+    out->src_height = d->src_h;
+    const AVStream *st = d->fmt->streams[d->stream];
+    AVRational r = st->avg_frame_rate.num > 0 && st->avg_frame_rate.den > 0 ? st->avg_frame_rate
+                                                                            : st->r_frame_rate;
+    out->fps = r.num > 0 && r.den > 0 ? av_q2d(r) : 0.0;
+    return HL_OK;
+}
+
+static hl_status media_read(const char *path, int width, int height, int max_frames,
+                            hl_media *out, hl_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!path || !*path) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "empty input path");
+    if (width < 0 || height < 0 || (width == 0) != (height == 0) || width > HL_MEDIA_MAX_SIDE ||
+        height > HL_MEDIA_MAX_SIDE)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: target size %dx%d out of range", path,
+                       width, height);
+    decoder d;
+    memset(&d, 0, sizeof d);
+    d.path = path;
+    d.max_frames = max_frames;
+    d.out_w = width;
+    d.out_h = height;
+    d.cs_format = -1;
+    hl_status st = open_input(&d, err);
+    if (st == HL_OK) st = open_decoder(&d, err);
+    if (st == HL_OK) st = decode_all(&d, err);
+    if (st == HL_OK) st = expand(&d, out, err);
+    decoder_free(&d);
+    return st;
+}
+
+hl_status hl_image_read(const char *path, int width, int height, hl_media *out, hl_error *err) {
+    return media_read(path, width, height, 1, out, err);
+}
+
+hl_status hl_video_read(const char *path, int width, int height, int max_frames, hl_media *out,
+                        hl_error *err) {
+    return media_read(path, width, height, max_frames, out, err);
+}
+
+void hl_media_free(hl_media *m) {
+    if (!m) return;
+    free(m->data);
+    memset(m, 0, sizeof *m);
+}
