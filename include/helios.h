@@ -157,6 +157,10 @@ typedef struct helios_gen_params {
     int pyramid_steps[3];          /* Mid/Distilled: steps per stage; 0 = recipe default */
     float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off */
     uint64_t seed;
+    int decode;                    /* 1: decode each chunk to RGB with the VAE; 0: latents only */
+    const float *image;            /* I2V: (3, height, width) in [-1, 1], or NULL */
+    const float *video;            /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL */
+    int video_frames;
 } helios_gen_params;
 
 void helios_gen_params_init(helios_gen_params *p);
@@ -168,6 +172,10 @@ typedef struct helios_gen_progress {
     int chunk_done;                /* this step finished a chunk: latents below */
     const float *latents;          /* (1, 16, F, H/8, W/8) of the chunk, valid until the next step */
     int latent_frames, latent_height, latent_width;
+    const float *frames;           /* with decode: (3, chunk_frames, height, width) in [-1, 1] */
+    int chunk_frames;              /* frames decoded from the chunk (33) */
+    int n_frames;                  /* of which belong to the video: all but on the last chunk of a
+                                    * bounded video, trimmed so the video has 4k + 1 frames */
     int finished;                  /* the last chunk is done */
 } helios_gen_progress;
 

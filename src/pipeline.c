@@ -8,7 +8,10 @@
 #include "dit/dit.h"
 #include "sample/chunk_loop.h"
 #include "session.h"
+#include "sample/condition_encode.h"
+#include "sample/prepare.h"
 #include "text/encoder.h"
+#include "vae/vae.h"
 
 /* The Wan VAE compresses space by 8 and time by 4 (spec §2.2). */
 #define VAE_SPATIAL 8
@@ -20,6 +23,7 @@ struct helios_pipeline {
     hl_sched_config sched;
     bool pyramid, distilled, cfg_zero_star;
     hl_text_encoder *te; /* NULL when the folder has no text encoder (embeddings must be given) */
+    hl_vae *vae;         /* NULL when the folder has no vae/ (latents only) */
     int low_memory;
 };
 
@@ -29,6 +33,9 @@ struct helios_gen {
     int n_chunks, chunks_done, n_stages;
     int F, h, w, L, max_len;
     bool cfg;
+    bool decode;
+    float *frames;       /* (3, (F-1)·4+1, H, W): the decoded chunk */
+    int total_frames;    /* trimmed length of a bounded video */
 };
 
 void helios_pipeline_params_init(helios_pipeline_params *p) { memset(p, 0, sizeof *p); }
@@ -87,6 +94,10 @@ helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_para
     if (st == HL_OK) st = read_scheduler(p, d, err);
     if (st == HL_OK) st = hl_dit_load(cfg, wdir, &p->dit, err);
     if (st == HL_OK && file_exists(te_cfg)) st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
+    char vae_dir[4096], vae_cfg[4096];
+    snprintf(vae_dir, sizeof vae_dir, "%s/vae", d);
+    snprintf(vae_cfg, sizeof vae_cfg, "%s/vae/config.json", d);
+    if (st == HL_OK && file_exists(vae_cfg)) st = hl_vae_load(vae_dir, NULL, NULL, &p->vae, err);
     if (st != HL_OK) {
         helios_pipeline_free(p);
         return st;
@@ -102,6 +113,7 @@ void helios_pipeline_free(helios_pipeline *p) {
     if (!p) return;
     hl_dit_free(p->dit);
     hl_text_encoder_free(p->te);
+    hl_vae_free(p->vae);
     free(p);
 }
 
@@ -112,6 +124,7 @@ void helios_gen_params_init(helios_gen_params *g) {
     g->num_frames = 132;
     g->latent_frames_per_chunk = 9;
     g->guidance_scale = -1.0f;
+    g->decode = 1;
 }
 
 /* The recipe of the loaded model (spec §2.1) where the caller left a default. */
@@ -154,6 +167,32 @@ static hl_status prompt_embeddings(helios_pipeline *p, const char *prompt, const
     return hl_text_encode(&p->s->ctx, p->te, prompt ? prompt : "", max_len, *out);
 }
 
+static hl_cond_config cond_config(const helios_pipeline *p, int h, int w) {
+    hl_cond_config c;
+    hl_cond_config_default(&c);
+    c.C = p->vae->cfg.z_dim, c.H = h, c.W = w;
+    c.latents_mean = p->vae->cfg.latents_mean, c.latents_std = p->vae->cfg.latents_std;
+    return c;
+}
+
+/* I2V / V2V: encode the input as the reference does, then the pipeline's noising; fills hist
+ * and advances g as the reference generator does. */
+static hl_status prepare_input(helios_pipeline *p, const helios_gen_params *gp, const hl_loop_config *c,
+                               hl_rng *g, hl_history *hist) {
+    hl_error *err = &p->s->err;
+    if (!p->vae) return hl_fail(err, HELIOS_ERR_MISSING, "generate: image/video input needs the model's vae/");
+    hl_cond_config cc = cond_config(p, c->height, c->width);
+    hl_cond_moments m;
+    hl_status st = hl_condition_encode(&p->s->ctx, p->vae, gp->image, gp->image ? NULL : gp->video, gp->video_frames,
+                                       gp->height, gp->width, c->latent_frames, &m);
+    if (st != HL_OK) hl_error_prefix(err, "generate");
+    if (st == HL_OK && gp->image) st = hl_prepare_i2v(&cc, g, m.m[0], m.m[1], c->latent_frames, hist, NULL, err);
+    if (st == HL_OK && !gp->image)
+        st = hl_prepare_v2v(&cc, g, m.m[0], (const float *const *)(m.m + 1), m.n - 1, c->latent_frames, hist, NULL, err);
+    hl_cond_moments_free(&m);
+    return st;
+}
+
 helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
     hl_error *err = &p->s->err;
     hl_error_clear(err);
@@ -174,6 +213,13 @@ helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, h
                                         : (g->num_frames + frames_per_chunk - 1) / frames_per_chunk;
     if (gen->n_chunks == 0) gen->n_chunks = 1;
     gen->cfg = c.guidance_scale > 1.0 && c.sched.kind != HL_SCHED_DMD;
+    gen->decode = g->decode && p->vae;
+    int64_t n_out = gen->n_chunks > 0 ? (int64_t)gen->n_chunks * frames_per_chunk : 0;
+    gen->total_frames = n_out > 0 ? (int)(((n_out - 1) / 4) * 4 + 1) : 0; /* trim as the reference */
+    if (gen->decode && !(gen->frames = malloc((size_t)3 * frames_per_chunk * g->height * g->width * sizeof(float)))) {
+        helios_gen_end(gen);
+        return hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a decoded chunk");
+    }
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
     hl_status st = prompt_embeddings(p, g->prompt, g->prompt_embeds, g->text_len, gen->max_len, &text, &L);
@@ -182,13 +228,47 @@ helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, h
     if (st == HL_OK && gen->cfg && Ln != L) st = hl_fail(err, HELIOS_ERR_SHAPE, "generate: prompt and negative prompt lengths differ");
     if (p->low_memory && p->te) hl_text_encoder_release(p->te); /* before the transformer runs */
     gen->L = L;
-    if (st == HL_OK) st = hl_loop_new(&p->s->ctx, p->dit, &c, text, neg, L, NULL, NULL, &gen->loop);
+    hl_rng rng;
+    hl_rng_seed(&rng, c.seed);
+    hl_history hist = {0};
+    bool conditioned = g->image || g->video;
+    if (st == HL_OK && conditioned) st = hl_history_init(&hist, 1, p->dit->cfg.in_channels, c.height, c.width, c.history_sizes, err);
+    if (st == HL_OK && conditioned) st = prepare_input(p, g, &c, &rng, &hist);
+    if (st == HL_OK)
+        st = hl_loop_new(&p->s->ctx, p->dit, &c, text, neg, L, conditioned ? &hist : NULL, &rng, &gen->loop);
+    hl_history_free(&hist);
     free(text), free(neg);
     if (st != HL_OK) {
         helios_gen_end(gen);
         return st;
     }
     *out = gen;
+    return HL_OK;
+}
+
+/* The chunk's latents -> (3, 33, H, W) frames with a fresh VAE cache (spec §2.5 step 7); the
+ * last chunk of a bounded video is trimmed so the video has 4k + 1 frames. */
+static hl_status decode_chunk(helios_gen *g, const float *latents, helios_gen_progress *pr) {
+    helios_pipeline *p = g->p;
+    const hl_vae_config *vc = &p->vae->cfg;
+    size_t n = (size_t)vc->z_dim * g->F * g->h * g->w;
+    float *z = malloc(n * sizeof *z);
+    if (!z) return hl_fail(&p->s->err, HELIOS_ERR_OOM, "out of memory");
+    memcpy(z, latents, n * sizeof *z);
+    hl_status st = hl_vae_denormalize_latents(vc, 1, (int64_t)g->F * g->h * g->w, z, &p->s->err);
+    hl_vae_stream *vs = NULL;
+    if (st == HL_OK) st = hl_vae_decode_begin(&p->s->ctx, p->vae, g->h, g->w, 1, &vs);
+    if (st == HL_OK) st = hl_vae_decode_chunk(vs, g->F, z, g->frames);
+    int64_t per = hl_vae_decoded_frames(vc, g->F);
+    hl_vae_decode_end(vs);
+    free(z);
+    HL_TRY(st);
+    pr->frames = g->frames;
+    pr->chunk_frames = pr->n_frames = (int)per;
+    if (pr->finished && g->total_frames > 0) { /* frames of the last chunk that survive the trim */
+        int64_t before = (int64_t)(g->chunks_done - 1) * per;
+        pr->n_frames = (int)(g->total_frames - before);
+    }
     return HL_OK;
 }
 
@@ -209,6 +289,7 @@ helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
         pr->latents = ev.latents;
         g->chunks_done++;
         pr->finished = g->n_chunks > 0 && g->chunks_done >= g->n_chunks;
+        if (g->decode) HL_TRY(decode_chunk(g, ev.latents, pr));
     }
     return HELIOS_OK;
 }
@@ -231,6 +312,7 @@ helios_status helios_gen_set_prompt(helios_gen *g, const char *prompt, const cha
 void helios_gen_end(helios_gen *g) {
     if (!g) return;
     hl_loop_free(g->loop);
+    free(g->frames);
     free(g);
 }
 

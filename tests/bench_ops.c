@@ -1,15 +1,19 @@
 /* Microbenchmark of the cpu backend (built, not a ctest test): GFLOP/s of hl_cpu_linear and
- * hl_cpu_attention on Helios/Wan2.1-1.3B shapes, as a share of the GEMM ceiling measured in the
- * same run, and one transformer block put together from the ops.
+ * hl_cpu_attention on Helios/Wan2.1-1.3B shapes and hl_cpu_attention_biased on the umT5-XXL shape,
+ * as a share of the GEMM ceiling measured in the same run, and one transformer block put together
+ * from the ops (BENCH_ONLY=linear|attention|biased|block picks some); BENCH_ONLY=umt5 times the
+ * whole umT5-XXL encoder on 512 tokens (not run by default).
  *   bench_ops [reps]        (median of reps timed calls after one warm-up; default 7) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "core/parallel.h"
 #include "ops/cpu/cpu_bench.h"
 #include "ops/ops_backends.h"
 #include "test_util.h"
+#include "text/umt5_bench.h"
 
 
 enum { DIM = 1536, HEADS = 12, HD = 128, FFN = 8960, S = 2304, CTX = 512 };
@@ -99,6 +103,27 @@ static void bench_attention(int64_t Sq, int64_t Sk, hl_dtype dt, double ceiling)
     free(k);
     free(v);
     free(o);
+}
+
+/* hl_cpu_attention_biased on the umT5-XXL encoder's shape (spec §5: 64 heads of 64, no
+ * 1/sqrt(d)): a relative-position bias [H, S, S] and a key padding mask with the last eighth of
+ * the keys masked; and hl_cpu_attention on the same shape, for the cost of the biases. */
+static void bench_attention_biased(int64_t S_, int H, int hd, hl_dtype dt, double ceiling) {
+    int64_t w = (int64_t)H * hd;
+    float *q = alloc_rand(S_ * w, 1), *k = alloc_rand(S_ * w, 2), *v = alloc_rand(S_ * w, 3);
+    float *bias = alloc_rand((int64_t)H * S_ * S_, 4), *kb = alloc_rand(S_, 5);
+    float *o = malloc((size_t)(S_ * w) * sizeof *o);
+    for (int64_t j = 0; j < S_; j++) kb[j] = j >= S_ - S_ / 8 ? -3.402823466e38f : 0.0f;
+    double t, t0;
+    TIME_MEDIAN(t, hl_cpu_attention_biased(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, bias,
+                                           kb, dt, o, w));
+    TIME_MEDIAN(t0, hl_cpu_attention(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, dt, o, w));
+    double fl = 4.0 * S_ * S_ * hd * H * 1e-9;
+    printf("attention_biased %s S=%lld H=%d hd=%d bias+mask: %8.3f ms %7.0f GFLOP/s  %5.1f%% of "
+           "ceiling (no bias: %.3f ms %.0f GFLOP/s)\n",
+           hl_dtype_name(dt), (long long)S_, H, hd, t * 1e3, fl / t, 100 * fl / t / ceiling,
+           t0 * 1e3, fl / t0);
+    free(q), free(k), free(v), free(bias), free(kb), free(o);
 }
 
 /* One Wan2.1-style block (self-attention, cross-attention to CTX text tokens, GELU FFN) from
@@ -194,6 +219,23 @@ static void bench_block(double ceiling) {
            100 * flops / best * 1e-9 / ceiling);
 }
 
+/* The full umT5-XXL encoder (random weights shared by the 24 layers, see umt5_bench.c) on 512
+ * tokens, bf16; opt-in (BENCH_ONLY=umt5): ~40 s with 7 reps on this machine. */
+static void bench_umt5(double ceiling) {
+    double t = 0, gflop = 0;
+    hl_error err = {0};
+    if (hl_umt5_bench(512, HL_BF16, g_reps, &t, &gflop, &err) != HL_OK) {
+        fprintf(stderr, "umt5 bench failed: %s\n", err.msg);
+        exit(1);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("umt5 bf16 512 tokens: %.3f s, %.0f GFLOP/s, %.1f%% of ceiling %.0f GFLOP/s "
+           "(%.0f GFLOP, median of %d), peak RSS %.0f MiB\n",
+           t, gflop / t, 100 * gflop / t / ceiling, ceiling, gflop, g_reps,
+           (double)ru.ru_maxrss / 1024.0);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) g_reps = atoi(argv[1]);
     if (g_reps < 1 || g_reps > 63) g_reps = 7;
@@ -213,6 +255,11 @@ int main(int argc, char **argv) {
         bench_attention(S, CTX, HL_BF16, ceiling);
         bench_attention(S, S, HL_F32, ceiling);
     }
+    if (!only || strstr(only, "biased")) {
+        bench_attention_biased(512, 64, 64, HL_BF16, ceiling);
+        bench_attention_biased(512, 64, 64, HL_F32, ceiling);
+    }
     if (!only || strstr(only, "block")) bench_block(ceiling);
+    if (only && strstr(only, "umt5")) bench_umt5(ceiling);
     return 0;
 }

@@ -25,6 +25,7 @@
  *     statistical check (independent roundings cancel) that holds with margin >= 1.7 here.
  *   element-wise functions: |cpu - ref| <= 4e-6·|ref| + 2e-7·|x|: the absolute term covers
  *     the oracle itself, whose 1 + tanh(u) in double cancels to ~1e-16·|x| for u << 0. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,6 +419,165 @@ static void test_attention(void) {
           "attention: Sq = 0");
 }
 
+/* ---- attention with additive biases ---------------------------------------------------------- */
+
+typedef enum {
+    MASK_NONE,    /* key_bias NULL */
+    MASK_SOME,    /* every third key masked (-FLT_MAX), their v rows 1e20: any weight > 0 shows */
+    MASK_ALL,     /* every key masked (a fully padded sequence): uniform weights, as ref */
+    MASK_GENERAL, /* finite random key biases, plus every fifth key masked */
+} mask_kind;
+
+static const char *mask_name[] = {"", " mask", " all-masked", " key-bias"};
+
+/* hl_cpu_attention_biased against hl_ref_attention_biased. q, k, v are column slices of wider
+ * buffers with distinct row strides when strided; bias_amp 0: bias NULL, else bias uniform in
+ * ±bias_amp; huge: bias -1e38 at masked keys of every other row (-FLT_MAX + -1e38 overflows
+ * float32; with every key masked, such a row is all -inf before the clamp).
+ * bf16 tolerance: the bound of attention_case with vmax over the keys that get weight, plus the
+ * float32 roundings of T = scale·s + bias + key_bias and T - max (four, <= 2^-24·(|T| + |max|)
+ * each) in Δ; and the statistical 1e-2·max|ref|. */
+static void biased_case(int64_t Sq, int64_t Sk, int H, int hd, hl_dtype dt, int strided,
+                        int64_t ldo, float bias_amp, mask_kind mk, int huge, uint64_t seed) {
+    int64_t w = (int64_t)H * hd;
+    int64_t ldq = strided ? w + 3 : w, ldk = strided ? w + 17 : w, ldv = strided ? 2 * w : w;
+    float *q = frand(Sq * ldq, seed, 1.0f), *k = frand(Sk * ldk, seed + 1, 1.0f),
+          *v = frand(Sk * ldv, seed + 2, 1.0f);
+    float *bias = bias_amp > 0 ? frand((int64_t)H * Sq * Sk, seed + 3, bias_amp) : NULL;
+    float *kbias = mk == MASK_NONE ? NULL : frand(Sk, seed + 4, 3.0f);
+    char *masked = calloc((size_t)Sk + 1, 1);
+    if (!masked) exit(2);
+    for (int64_t j = 0; kbias && j < Sk; j++) {
+        masked[j] = mk == MASK_ALL || (mk == MASK_SOME && j % 3 == 1) ||
+                    (mk == MASK_GENERAL && j % 5 == 2);
+        if (mk != MASK_GENERAL) kbias[j] = 0.0f;
+        if (masked[j]) kbias[j] = -FLT_MAX;
+        if (masked[j] && mk != MASK_ALL)
+            for (int d = 0; d < w; d++) v[j * ldv + d] = 1e20f;
+    }
+    if (huge && bias)
+        for (int h = 0; h < H; h++)
+            for (int64_t i = 0; i < Sq; i += 2)
+                for (int64_t j = 0; j < Sk; j++)
+                    if (masked[j]) bias[((int64_t)h * Sq + i) * Sk + j] = -1e38f;
+    float *o_cpu = fconst(Sq * ldo, SENTINEL), *o_ref = fconst(Sq * ldo, 0);
+    float scale = 1.0f / sqrtf((float)hd);
+    char what[160];
+    snprintf(what, sizeof what, "attention_biased Sq=%lld Sk=%lld H=%d hd=%d %s%s bias %g%s%s ldo=%lld",
+             (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(dt), strided ? " strided" : "",
+             bias_amp, mask_name[mk], huge ? " huge" : "", (long long)ldo);
+    hl_status s1 = hl_ref_attention_biased(&g_ref, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale,
+                                           bias, kbias, dt, o_ref, ldo);
+    hl_status s2 = hl_cpu_attention_biased(&g_cpu, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale,
+                                           bias, kbias, dt, o_cpu, ldo);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
+    cmp_result r;
+    if (dt == HL_BF16) {
+        float *bound = falloc(Sq * ldo);
+        for (int h = 0; h < H; h++) {
+            double vmax = 0, kmax[1024] = {0};
+            for (int64_t j = 0; j < Sk; j++) {
+                if (masked[j] && mk != MASK_ALL) continue;
+                for (int d = 0; d < hd; d++) {
+                    vmax = fmax(vmax, fabs(v[j * ldv + h * hd + d]));
+                    kmax[d] = fmax(kmax[d], fabs(k[j * ldk + h * hd + d]));
+                }
+            }
+            double kbmax = 0;
+            for (int64_t j = 0; kbias && j < Sk; j++)
+                if (!masked[j]) kbmax = fmax(kbmax, fabs(kbias[j]));
+            for (int64_t i = 0; i < Sq; i++) {
+                double qk = 0, bmax = 0;
+                for (int d = 0; d < hd; d++) qk += fabs(q[i * ldq + h * hd + d]) * kmax[d];
+                for (int64_t j = 0; bias && j < Sk; j++)
+                    if (!masked[j]) bmax = fmax(bmax, fabs(bias[((int64_t)h * Sq + i) * Sk + j]));
+                double tmax = scale * qk + bmax + kbmax;
+                double delta = scale * (ldexp(1, -7) + (hd + 2) * ldexp(1, -23)) * qk +
+                               8 * ldexp(1, -24) * tmax;
+                double tol = (expm1(2 * delta) + 2 * ldexp(1, -8) + 2e-5 +
+                              (2.0 * Sk + 8) * ldexp(1, -24)) * vmax;
+                for (int d = 0; d < hd; d++) bound[i * ldo + h * hd + d] = (float)tol;
+            }
+        }
+        r = compare(o_cpu, ldo, o_ref, ldo, Sq, w, bound, ldo, 0);
+        cmp_result rn = compare(o_cpu, ldo, o_ref, ldo, Sq, w, NULL, 0, 1e-2);
+        report("  (the same against 1e-2 max|ref|)", rn);
+        CHECK(cmp_ok(rn), "%s: err/(1e-2 max|ref|) %.3g", what, rn.worst);
+        free(bound);
+    } else {
+        r = compare(o_cpu, ldo, o_ref, ldo, Sq, w, NULL, 0, 1e-5);
+    }
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(pad_intact(o_cpu, Sq, w, ldo), "%s: wrote outside [Sq, H·hd]", what);
+    free(q), free(k), free(v), free(bias), free(kbias), free(masked), free(o_cpu), free(o_ref);
+}
+
+static void test_attention_biased(void) {
+    const int64_t Sqs[] = {1, 7, 13, 97}, Sks[] = {1, 3, 61, 131};
+    const int hds[] = {32, 24, 7, 64};
+    uint64_t seed = 1300;
+    int i = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++, i++) {
+            int H = i % 2 ? 3 : 1, hd = hds[i % 4];
+            int64_t w = (int64_t)H * hd, ldo = i % 3 == 1 ? w + 5 : w;
+            float amp = i % 4 == 3 ? 0.0f : 4.0f;
+            mask_kind mk = (mask_kind)(i % 4 == 3 ? MASK_SOME : i % 3);
+            for (int d = 0; d < 2; d++)
+                biased_case(Sqs[a], Sks[b], H, hd, d ? HL_BF16 : HL_F32, (i + d) % 2, ldo, amp, mk,
+                            0, seed++);
+        }
+    for (int d = 0; d < 2; d++) {
+        hl_dtype dt = d ? HL_BF16 : HL_F32;
+        /* every combination of bias / key bias on one odd shape, strided and not */
+        for (int m = 0; m < 4; m++)
+            for (int b = 0; b < 2; b++)
+                biased_case(29, 67, 2, 24, dt, (m + b) % 2, 53, b ? 3.0f : 0.0f, (mask_kind)m,
+                            0, seed++);
+        /* -FLT_MAX + -1e38 overflows to -inf in float32: still exact zeros, no NaN */
+        biased_case(13, 61, 3, 32, dt, 1, 96, 4.0f, MASK_SOME, 1, seed++);
+        biased_case(13, 61, 3, 32, dt, 0, 96, 4.0f, MASK_GENERAL, 1, seed++);
+        biased_case(13, 61, 3, 32, dt, 1, 96, 4.0f, MASK_ALL, 1, seed++); /* rows all -inf */
+        /* peaky: biases of ±30 */
+        biased_case(61, 131, 2, 64, dt, 0, 128, 30.0f, MASK_SOME, 0, seed++);
+        /* several query blocks with a padded last one; long keys (small blocks) */
+        biased_case(701, 61, 1, 32, dt, 1, 32, 4.0f, MASK_SOME, 0, seed++);
+        biased_case(37, 9001, 1, 32, dt, 0, 40, 2.0f, MASK_GENERAL, 0, seed++);
+        /* the T5 shape on fewer heads: 512 tokens, heads of 64, a padded tail */
+        biased_case(512, 512, 4, 64, dt, 0, 256, 2.0f, MASK_SOME, 0, seed++);
+    }
+
+    /* without biases it is hl_cpu_attention, bit for bit */
+    int64_t Sq = 97, Sk = 131, H = 3, hd = 24, w = H * hd;
+    float *q = frand(Sq * w, 1, 1), *k = frand(Sk * w, 2, 1), *v = frand(Sk * w, 3, 1);
+    float *o1 = falloc(Sq * w), *o2 = falloc(Sq * w);
+    for (int d = 0; d < 2; d++) {
+        hl_dtype dt = d ? HL_BF16 : HL_F32;
+        CHECK(hl_cpu_attention(&g_cpu, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) == HL_OK &&
+                  hl_cpu_attention_biased(&g_cpu, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f,
+                                          NULL, NULL, dt, o2, w) == HL_OK &&
+                  memcmp(o1, o2, (size_t)(Sq * w) * sizeof *o1) == 0,
+              "attention_biased without biases == attention (%s)", hl_dtype_name(dt));
+    }
+    free(q), free(k), free(v), free(o1), free(o2);
+
+    /* argument errors */
+    float z[64] = {0};
+    CHECK(hl_cpu_attention_biased(&g_cpu, 1, 1, 1, 8, z, 8, z, 8, z, 8, 1.0f, z, z, HL_F16,
+                                  z + 32, 8) == HELIOS_ERR_DTYPE,
+          "attention_biased: F16 compute rejected");
+    CHECK(hl_cpu_attention_biased(&g_cpu, 1, 0, 1, 8, z, 8, z, 8, z, 8, 1.0f, z, z, HL_F32,
+                                  z + 32, 8) == HELIOS_ERR_INVALID_ARG,
+          "attention_biased: no keys rejected");
+    CHECK(hl_cpu_attention_biased(&g_cpu, 1, 1, 2, 8, z, 16, z, 8, z, 16, 1.0f, NULL, z, HL_F32,
+                                  z + 32, 16) == HELIOS_ERR_INVALID_ARG,
+          "attention_biased: ldk < H·hd rejected");
+    CHECK(hl_cpu_attention_biased(&g_cpu, 0, 5, 2, 8, z, 16, z, 16, z, 16, 1.0f, z, z, HL_BF16,
+                                  z, 16) == HL_OK,
+          "attention_biased: Sq = 0");
+}
+
 /* ---- normalisations -------------------------------------------------------------------------- */
 
 typedef enum { K_LN, K_LN_AFFINE, K_MOD, K_RMS, K_RMS_W } norm_kind;
@@ -627,14 +787,93 @@ static void test_flat(void) {
     CHECK(hl_cpu_silu(&g_cpu, -1, NULL, NULL) == HELIOS_ERR_INVALID_ARG, "silu: n < 0 rejected");
 }
 
+/* ---- umT5 ops: gelu_tanh_mul, relative_bias ------------------------------------------------- */
+
+/* inplace: 0 out of place, 1 y == x, 2 y == g. Bound as for gelu_tanh (flat_case), with |x·g|
+ * for |x|: the product adds one float32 rounding. */
+static void gelu_mul_case(int64_t n, int inplace, float amp, uint64_t seed) {
+    float *x = frand(n + 1, seed, amp), *g = frand(n + 1, seed + 1, 2.0f);
+    float *y_ref = falloc(n + 1), *y_cpu = fconst(n + 1, SENTINEL);
+    const float sp[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 30.0f, -30.0f, 100.0f, -100.0f, 5.5f, -5.5f};
+    for (int64_t i = 0; i < n && i < 10; i++) x[i] = sp[i];
+    float *xin = x, *gin = g;
+    if (inplace == 1) memcpy(y_cpu, x, (size_t)n * sizeof *x), xin = y_cpu;
+    if (inplace == 2) memcpy(y_cpu, g, (size_t)n * sizeof *g), gin = y_cpu;
+    hl_status s1 = hl_ref_gelu_tanh_mul(&g_ref, n, x, g, y_ref);
+    hl_status s2 = hl_cpu_gelu_tanh_mul(&g_cpu, n, xin, gin, y_cpu);
+    char what[96];
+    snprintf(what, sizeof what, "gelu_tanh_mul n=%lld amp %g%s", (long long)n, amp,
+             inplace == 1 ? " in place (x)" : inplace == 2 ? " in place (g)" : "");
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status", what);
+    float *bound = falloc(n + 1);
+    for (int64_t i = 0; i < n; i++)
+        bound[i] = 4e-6f * fabsf(y_ref[i]) + 2e-7f * fabsf(x[i] * g[i]) + 1e-37f;
+    cmp_result r = compare(y_cpu, n, y_ref, n, 1, n, bound, n, 0);
+    report(what, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
+    CHECK(y_cpu[n] == SENTINEL, "%s: wrote past n", what);
+    free(x), free(g), free(y_ref), free(y_cpu), free(bound);
+}
+
+static void relative_bias_case(int H, int64_t Sq, int64_t Sk, uint64_t seed) {
+    int64_t n = (int64_t)H * Sq * Sk;
+    float *rel = frand((int64_t)H * (Sq + Sk - 1), seed, 3.0f);
+    float *b_ref = fconst(n + 1, 0), *b_cpu = fconst(n + 1, SENTINEL);
+    char what[96];
+    snprintf(what, sizeof what, "relative_bias H=%d Sq=%lld Sk=%lld", H, (long long)Sq, (long long)Sk);
+    CHECK(hl_ref_relative_bias(&g_ref, H, Sq, Sk, rel, b_ref) == HL_OK &&
+              hl_cpu_relative_bias(&g_cpu, H, Sq, Sk, rel, b_cpu) == HL_OK,
+          "%s: status", what);
+    CHECK(memcmp(b_ref, b_cpu, (size_t)n * sizeof *b_ref) == 0, "%s: not identical", what);
+    CHECK(b_cpu[n] == SENTINEL, "%s: wrote past H·Sq·Sk", what);
+    /* spot checks of the definition itself */
+    int ok = 1;
+    for (int h = 0; h < H; h++)
+        for (int64_t i = 0; i < Sq; i += 3)
+            for (int64_t j = 0; j < Sk; j += 5)
+                if (b_ref[((int64_t)h * Sq + i) * Sk + j] != rel[h * (Sq + Sk - 1) + (j - i) + Sq - 1])
+                    ok = 0;
+    CHECK(ok, "%s: bias[h, i, j] = rel[h, j - i + Sq - 1]", what);
+    free(rel), free(b_ref), free(b_cpu);
+}
+
+static void test_umt5_ops(void) {
+    const int64_t ns[] = {1, 15, 16, 17, 97, 1000, 100003};
+    uint64_t seed = 1700;
+    for (int i = 0; i < 7; i++) {
+        gelu_mul_case(ns[i], i % 3, 6.0f, seed++);
+        gelu_mul_case(ns[i], (i + 1) % 3, 0.01f, seed++);
+    }
+    CHECK(hl_cpu_gelu_tanh_mul(&g_cpu, 0, NULL, NULL, NULL) == HL_OK, "gelu_tanh_mul: n = 0");
+    CHECK(hl_cpu_gelu_tanh_mul(&g_cpu, -1, NULL, NULL, NULL) == HELIOS_ERR_INVALID_ARG,
+          "gelu_tanh_mul: n < 0 rejected");
+    float z[4] = {0};
+    CHECK(hl_cpu_gelu_tanh_mul(&g_cpu, 4, z, NULL, z) == HELIOS_ERR_INVALID_ARG,
+          "gelu_tanh_mul: NULL gate rejected");
+
+    const int Hs[] = {1, 3};
+    const int64_t Ss[] = {1, 2, 7, 61};
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 4; c++) relative_bias_case(Hs[a], Ss[b], Ss[c], seed++);
+    relative_bias_case(8, 512, 512, seed++);
+    CHECK(hl_cpu_relative_bias(&g_cpu, 2, 0, 5, NULL, NULL) == HL_OK, "relative_bias: Sq = 0");
+    CHECK(hl_cpu_relative_bias(&g_cpu, -1, 2, 5, z, z) == HELIOS_ERR_INVALID_ARG,
+          "relative_bias: H < 0 rejected");
+    CHECK(hl_cpu_relative_bias(&g_cpu, 1, 2, 2, NULL, z) == HELIOS_ERR_INVALID_ARG,
+          "relative_bias: NULL table rejected");
+}
+
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
     test_compare_rejects();
     test_vec_math();
     test_linear();
     test_attention();
+    test_attention_biased();
     test_norms();
     test_rows();
     test_flat();
+    test_umt5_ops();
     return test_done("test_ops");
 }

@@ -13,8 +13,11 @@
 #include "dit/dit.h"
 #include "ops/cpu/cpu_bench.h"
 #include "tools/commands.h"
+#include "vae/vae.h"
 
 typedef struct bench_opts {
+    const char *only; /* "block", "vae" or NULL for all */
+    int vae_sizes;    /* 1: 256x256 only; 2: also 384x640 */
     int threads, reps;
     int64_t tokens, text, dim, heads, ffn;
     int64_t gemm_n;
@@ -183,6 +186,25 @@ done:
     return rc;
 }
 
+/* The Wan 2.1 VAE decoder (full size, random weights) on 33 frames. */
+static int run_vae(const bench_opts *o, double ceiling) {
+    static const int sizes[2][2] = {{256, 256}, {384, 640}};
+    for (int i = 0; i < o->vae_sizes; i++) {
+        int H = sizes[i][0], W = sizes[i][1];
+        double sec, gflop;
+        if (hl_vae_bench(H, W, 33, o->dtype, &sec, &gflop) != HL_OK) {
+            fprintf(stderr, "helios bench: the VAE decode failed\n");
+            return 1;
+        }
+        double g = gflop / sec;
+        printf("vae decode %s %dx%dx33: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f ms per frame, "
+               "%.1f TFLOP)\n", o->dtype == HL_BF16 ? "bf16" : "f32", H, W, sec, g, 100.0 * g / ceiling, ceiling,
+               1000.0 * sec / 33, gflop * 1e-3);
+    }
+    printf("vae memory: peak RSS %.0f MiB\n", peak_rss_mib());
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: helios bench [options]\n"
@@ -194,11 +216,13 @@ static void usage(FILE *f) {
             "  --tokens N      current tokens (default 2304)\n"
             "  --text N        text tokens (default 512)\n"
             "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
-            "  --gemm N        ceiling GEMM size N x N x N (default 4096)\n");
+            "  --gemm N        ceiling GEMM size N x N x N (default 4096)\n"
+            "  --only block|vae  run one part (default: all)\n"
+            "  --vae-full      also decode 384x640 (slow: ~1 min)\n");
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_opts o = {0, 5, 2304, 512, 1536, 12, 8960, 4096, HL_BF16};
+    bench_opts o = {NULL, 1, 0, 5, 2304, 512, 1536, 12, 8960, 4096, HL_BF16};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -207,6 +231,10 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--f32")) {
             o.dtype = HL_F32;
+        } else if (!strcmp(a, "--vae-full")) {
+            o.vae_sizes = 2;
+        } else if (has && !strcmp(a, "--only")) {
+            o.only = argv[++i];
         } else if (has && !strcmp(a, "--threads")) {
             o.threads = atoi(argv[++i]);
         } else if (has && !strcmp(a, "--reps")) {
@@ -243,5 +271,8 @@ int cmd_bench(int argc, char **argv) {
     }
     printf("ceiling: oneDNN %s GEMM %lld^3: %.0f GFLOP/s (median of %d)\n", o.dtype == HL_BF16 ? "bf16" : "f32",
            (long long)o.gemm_n, ceiling, o.reps);
-    return run_block(&o, ceiling);
+    int rc = 0;
+    if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, ceiling);
+    if (!o.only || !strcmp(o.only, "vae")) rc |= run_vae(&o, ceiling);
+    return rc;
 }

@@ -6,12 +6,13 @@
 #include <unistd.h>
 
 #include "core/parallel.h"
+#include "io/media.h"
 #include "io/safetensors_write.h"
 #include "session.h"
 #include "tools/commands.h"
 
 typedef struct gen_opts {
-    const char *model, *prompt, *negative, *output;
+    const char *model, *prompt, *negative, *output, *image, *video;
     const char *switch_prompt; /* "CHUNK:PROMPT" */
     int switch_chunk, interp_chunks;
     int width, height, frames, chunks, steps, pyramid[3], threads, low_memory, quiet;
@@ -31,7 +32,10 @@ static void usage(FILE *f) {
             "  -m, --model DIR          model folder\n"
             "  -p, --prompt TEXT        what to generate\n"
             "  -n, --negative-prompt T  negative prompt (with guidance; default \"\")\n"
-            "  -o, --output PATH        out.safetensors (latents) ; 'none' to discard\n"
+            "  -o, --output PATH        out.mp4 | out.y4m | - (Y4M on stdout) | dir/ (PNG frames) |\n"
+            "                           out.safetensors (latents) | none (default out.mp4)\n"
+            "      --image IMG          image-to-video: start from this image (PNG, JPEG, WebP, ...)\n"
+            "      --video VID          video-to-video: continue this video (MP4, WebM, MKV, ...)\n"
             "      --width W --height H video size in pixels, multiples of 16 (default 640x384)\n"
             "      --frames N           video frames (default 132: 4 chunks of 33)\n"
             "      --seconds S          video length at 24 fps (instead of --frames)\n"
@@ -50,7 +54,7 @@ static void usage(FILE *f) {
 
 static int parse(int argc, char **argv, gen_opts *o) {
     memset(o, 0, sizeof *o);
-    o->width = 640, o->height = 384, o->guidance = -1, o->interp_chunks = 3, o->output = "none";
+    o->width = 640, o->height = 384, o->guidance = -1, o->interp_chunks = 3, o->output = "out.mp4";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
@@ -61,6 +65,8 @@ static int parse(int argc, char **argv, gen_opts *o) {
         else if (ARG("-p", "--prompt")) o->prompt = v;
         else if (ARG("-n", "--negative-prompt")) o->negative = v;
         else if (ARG("-o", "--output")) o->output = v;
+        else if (ARG("--image", "--image")) o->image = v;
+        else if (ARG("--video", "--video")) o->video = v;
         else if (ARG("--width", "--width")) o->width = atoi(v);
         else if (ARG("--height", "--height")) o->height = atoi(v);
         else if (ARG("--frames", "--frames")) o->frames = atoi(v);
@@ -85,6 +91,10 @@ static int parse(int argc, char **argv, gen_opts *o) {
             return 2;
         }
 #undef ARG
+    }
+    if (o->image && o->video) {
+        fprintf(stderr, "helios generate: give --image or --video, not both\n");
+        return 2;
     }
     if (!o->model || !o->prompt) {
         fprintf(stderr, "helios generate: -m MODEL_DIR and -p PROMPT are required (see --help)\n");
@@ -111,6 +121,7 @@ typedef struct run_state {
     const gen_opts *o;
     helios_gen *gen;
     latent_sink sink;
+    hl_video_writer *writer;
     double t0, t_step;
     int frames_done;
 } run_state;
@@ -155,6 +166,7 @@ int cmd_generate(int argc, char **argv) {
     pp.low_memory = o.low_memory;
     helios_pipeline *pipe = NULL;
     run_state r = {.o = &o};
+    hl_media media = {0};
     rc = 1;
     if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) goto fail;
     helios_gen_params gp;
@@ -169,15 +181,26 @@ int cmd_generate(int argc, char **argv) {
     memcpy(gp.pyramid_steps, o.pyramid, sizeof o.pyramid);
     if (o.guidance >= 0) gp.guidance_scale = (float)o.guidance;
     gp.seed = o.seed;
-    if (helios_gen_begin(pipe, &gp, &r.gen) != HELIOS_OK) goto fail;
-
-    bool to_latents = strstr(o.output, ".safetensors") != NULL;
-    if (strcmp(o.output, "none") && !to_latents) {
-        fprintf(stderr, "helios generate: output '%s': only .safetensors latents or 'none' so far "
-                        "(video output comes with the VAE)\n", o.output);
+    bool to_latents = strstr(o.output, ".safetensors") != NULL, to_none = !strcmp(o.output, "none");
+    hl_error werr = {0};
+    hl_video_kind kind;
+    bool to_stdout;
+    gp.decode = !to_latents && !to_none;
+    if (gp.decode && hl_video_kind_of(o.output, &kind, &to_stdout, &werr) != HL_OK) {
+        fprintf(stderr, "helios generate: %s (use .mp4, .y4m, -, a directory/ or .safetensors)\n", werr.msg);
         rc = 2;
         goto done;
     }
+    if (o.image && hl_image_read(o.image, o.width, o.height, &media, &werr) != HL_OK) goto media_fail;
+    if (o.video && hl_video_read(o.video, o.width, o.height, 0, &media, &werr) != HL_OK) goto media_fail;
+    if (o.image) gp.image = media.data;
+    if (o.video) gp.video = media.data, gp.video_frames = media.frames;
+    if (helios_gen_begin(pipe, &gp, &r.gen) != HELIOS_OK) goto fail;
+    if (gp.decode && hl_video_writer_open(o.output, o.width, o.height, NULL, &r.writer, &werr) != HL_OK) {
+        fprintf(stderr, "helios generate: %s\n", werr.msg);
+        goto done;
+    }
+
     r.t0 = r.t_step = hl_time();
     for (helios_gen_progress p = {0}; !p.finished;) {
         if (helios_gen_step(r.gen, &p) != HELIOS_OK) goto fail;
@@ -190,13 +213,26 @@ int cmd_generate(int argc, char **argv) {
             }
         }
         if (p.chunk_done) {
-            r.frames_done += (p.latent_frames - 1) * 4 + 1;
+            r.frames_done += p.n_frames ? p.n_frames : (p.latent_frames - 1) * 4 + 1;
             keep_latents(&r, &p);
+            if (r.writer && hl_video_writer_write(r.writer, p.frames, p.chunk_frames, 0, p.n_frames, &werr) != HL_OK) {
+                fprintf(stderr, "\nhelios generate: %s\n", werr.msg);
+                goto done;
+            }
             if (o.switch_prompt && p.chunk + 1 == o.switch_chunk &&
                 helios_gen_set_prompt(r.gen, strchr(o.switch_prompt, ':') + 1, o.negative, o.interp_chunks) != HELIOS_OK)
                 goto fail;
         }
         progress_line(&r, &p);
+    }
+    if (r.writer) {
+        hl_video_writer *w = r.writer;
+        r.writer = NULL;
+        if (hl_video_writer_close(w, &werr) != HL_OK) {
+            fprintf(stderr, "helios generate: %s\n", werr.msg);
+            goto done;
+        }
+        if (strcmp(o.output, "-")) fprintf(stderr, "wrote %s (%d frames, %dx%d, 24 fps)\n", o.output, r.frames_done, o.width, o.height);
     }
     if (to_latents) {
         latent_sink *k = &r.sink;
@@ -212,9 +248,14 @@ int cmd_generate(int argc, char **argv) {
     }
     rc = 0;
     goto done;
+media_fail:
+    fprintf(stderr, "helios generate: %s\n", werr.msg);
+    goto done;
 fail:
-    fprintf(stderr, "helios generate: %s\n", helios_session_error(s));
+    fprintf(stderr, "%shelios: %s\n", isatty(2) && !o.quiet ? "\n" : "", helios_session_error(s));
 done:
+    hl_video_writer_discard(r.writer); /* an unfinished video keeps nothing under its final name */
+    hl_media_free(&media);
     free(r.sink.data);
     helios_gen_end(r.gen);
     helios_pipeline_free(pipe);

@@ -14,6 +14,7 @@
 #include "sample/sample_vectors.h"
 #include "text/tokenizer_vectors.h"
 #include "text/umt5_vectors.h"
+#include "vae/vae.h"
 #include "session.h"
 #include "tools/commands.h"
 
@@ -197,12 +198,16 @@ static void run_pipelines(verify *v) {
         report_error(v, "pipeline_*", "load", helios_session_error(v->sess));
 }
 
+static void run_vae(verify *v) {
+    hl_error err = {0};
+    if (hl_vae_verify(v->dir, on_case, v, &err) != HL_OK) report_error(v, "vae_case.safetensors", "load", err.msg);
+}
+
 /* ---- dispatch by file name ------------------------------------------------------------- */
 
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"vae_case", "VAE"},
     {"grads_", "training (backward)"},
 };
 
@@ -275,6 +280,7 @@ int cmd_verify(int argc, char **argv) {
     for (int i = 0; i < n; i++)
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
+        else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
     printf("%d passed, %d failed\n", v.passed, v.failed);
     helios_session_free(v.sess);
     for (int i = 0; i < n; i++) free(files[i]);

@@ -62,3 +62,49 @@ hl_status hl_scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, 
                          const float *s) {
     HL_DISPATCH(scale_heads, M, H, hd, x, ldx, s);
 }
+
+/* ---- convolution / resampling (VAE) ------------------------------------------------------- */
+
+hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
+                    const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y) {
+    HL_DISPATCH(conv3d, s, x, w, b, pack, y);
+}
+
+void hl_conv_pack_free(hl_conv_pack *p) { hl_cpu_conv_pack_free(p); }
+
+hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
+                             int64_t S, const float *x, const float *gamma, int silu,
+                             hl_dtype y_dtype, void *y) {
+    HL_DISPATCH(channel_rmsnorm, layout, N, C, S, x, gamma, silu, y_dtype, y);
+}
+
+hl_status hl_upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,
+                        int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y) {
+    HL_DISPATCH(upsample2x, layout, N, C, H, W, x, ldx, y_dtype, y);
+}
+
+hl_status hl_cast(const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y) {
+    HL_DISPATCH(cast, n, x, y_dtype, y);
+}
+
+hl_status hl_to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,
+                              int64_t x_cstride, hl_dtype y_dtype, void *y) {
+    HL_DISPATCH(to_channels_last, C, T, S, x, x_cstride, y_dtype, y);
+}
+
+hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,
+                               const float *x, float lo, float hi, float *y, int64_t y_cstride) {
+    HL_DISPATCH(to_channels_first, C, T, S, x, lo, hi, y, y_cstride);
+}
+
+/* ---- umT5 encoder --------------------------------------------------------------------------- */
+
+hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
+                           float *y) {
+    HL_DISPATCH(gelu_tanh_mul, n, x, g, y);
+}
+
+hl_status hl_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
+                           float *bias) {
+    HL_DISPATCH(relative_bias, H, Sq, Sk, rel, bias);
+}

@@ -195,4 +195,19 @@ hl_status hl_to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S
 hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,
                                const float *x, float lo, float hi, float *y, int64_t y_cstride);
 
+/* ---- umT5 encoder --------------------------------------------------------------------------- */
+
+/* y = gelu_tanh(x) ⊙ g, n elements: the gated-GELU FFN activation (T5: gelu(wi_0·x) ⊙ wi_1·x)
+ * in one pass; in place allowed (y == x or y == g). */
+hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
+                           float *y);
+
+/* Expands a relative-position table into the dense bias of hl_attention_biased:
+ *   bias[h, i, j] = rel[h·(Sq + Sk - 1) + (j - i) + (Sq - 1)]
+ * rel: float32 [H, Sq + Sk - 1], one value per head and key-query offset j - i from -(Sq - 1)
+ * to Sk - 1 (T5's bucketed relative attention bias, looked up once per offset); bias float32
+ * [H, Sq, Sk]. */
+hl_status hl_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
+                           float *bias);
+
 #endif

@@ -31,9 +31,36 @@
     hl_status P##add_gated(const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx,         \
                            const float *y, int64_t ldy, const float *gate);                        \
     hl_status P##scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,   \
-                             const float *s);
+                             const float *s);                                                      \
+    /* ---- convolution / resampling (VAE) ---- */                                                \
+    hl_status P##conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,                \
+                        const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y);    \
+    hl_status P##channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,        \
+                                 int64_t S, const float *x, const float *gamma, int silu,          \
+                                 hl_dtype y_dtype, void *y);                                       \
+    hl_status P##upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,  \
+                            int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y);    \
+    hl_status P##cast(const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y);    \
+    hl_status P##to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,              \
+                                  const float *x, int64_t x_cstride, hl_dtype y_dtype, void *y);   \
+    hl_status P##to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,             \
+                                   const float *x, float lo, float hi, float *y,                   \
+                                   int64_t y_cstride);
 
 HL_OP_DECLS(hl_ref_)
 HL_OP_DECLS(hl_cpu_)
+
+/* The cpu backend's packs (hl_conv3d); ref never makes one. */
+void hl_cpu_conv_pack_free(hl_conv_pack *p);
+
+/* The umT5 encoder's ops (ops.h, end). */
+#define HL_OP_DECLS_UMT5(P)                                                                        \
+    hl_status P##gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,       \
+                               float *y);                                                          \
+    hl_status P##relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, \
+                               float *bias);
+
+HL_OP_DECLS_UMT5(hl_ref_)
+HL_OP_DECLS_UMT5(hl_cpu_)
 
 #endif

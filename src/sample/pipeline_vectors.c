@@ -9,6 +9,7 @@
 #include "dit/vectors.h"
 #include "io/safetensors.h"
 #include "sample/chunk_loop.h"
+#include "sample/condition_encode.h"
 #include "sample/prepare.h"
 #include "sample/sample_vectors.h"
 
@@ -21,7 +22,7 @@ typedef struct kind_err {
 
 typedef struct pipe_check {
     const hl_safetensors *st;
-    kind_err kinds[3];
+    kind_err kinds[4]; /* call, step, chunk records; our VAE encodes of the inputs */
 } pipe_check;
 
 static void on_record(void *user, const char *name, const float *x, int64_t rows, int64_t cols) {
@@ -33,7 +34,7 @@ static void on_record(void *user, const char *name, const float *x, int64_t rows
     double err = INFINITY, ref_max = 0.0;
     if (hl_st_read_f32(pc->st, name, n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(x, ref, n, &ref_max);
     free(ref);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) /* kinds[3] is filled by encode_inputs */
         if (!strncmp(name, pc->kinds[k].kind, strlen(pc->kinds[k].kind))) {
             kind_err *ke = &pc->kinds[k];
             double tol = 1e-4 * fmax(1.0, ref_max); /* README §7: whole pipelines 1e-4 */
@@ -119,8 +120,43 @@ static void meta_ranges(const hl_safetensors *st, hl_cond_config *c) {
 /* I2V / V2V: the history and the prefix of the final latents from the recorded VAE encodes
  * (vae_encodeNN.moments; the encoder itself is checked by vae_case). Returns the prefix length
  * in frames through *n_prefix (0 for T2V). */
-static hl_status prepare_condition(const hl_safetensors *st, const hl_dit *dit, const hl_loop_config *cfg,
-                                   hl_rng *g, hl_history *h, float **prefix, int *n_prefix, hl_error *err) {
+/* Our VAE's encodes of the file's pixel input (as the CLI makes them), each compared with the
+ * recorded one ("vae_encodes": the largest error). */
+static hl_status encode_inputs(const hl_ctx *ctx, hl_vae *vae, const hl_safetensors *st, int F, hl_cond_moments *out,
+                               float *const *rec, int n_rec, pipe_check *pc) {
+    const hl_st_tensor *img = hl_st_find(st, "input.image"), *vid = hl_st_find(st, "input.video");
+    const hl_st_tensor *t = img ? img : vid;
+    float *x = NULL, *video = NULL;
+    hl_status r = hl_st_read_f32(st, t->name, -1, &x, ctx->err);
+    int T = img ? 1 : (int)t->shape[1], H = (int)t->shape[t->ndim - 2], W = (int)t->shape[t->ndim - 1];
+    size_t frame = (size_t)H * W;
+    if (r == HL_OK && vid) { /* (1, T, 3, H, W) -> (3, T, H, W) */
+        video = malloc(3 * (size_t)T * frame * sizeof *video);
+        if (!video) r = hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
+        for (int f = 0; video && f < T; f++)
+            for (int c = 0; c < 3; c++)
+                memcpy(video + ((size_t)c * T + f) * frame, x + ((size_t)f * 3 + c) * frame, frame * sizeof(float));
+    }
+    if (r == HL_OK) r = hl_condition_encode(ctx, vae, img ? x : NULL, video, T, H, W, F, out);
+    if (r == HL_OK && out->n != n_rec)
+        r = hl_fail(ctx->err, HELIOS_ERR_SHAPE, "%s: %d encodes made, %d recorded", st->path, out->n, n_rec);
+    for (int i = 0; r == HL_OK && i < out->n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "vae_encode%02d.moments", i);
+        const hl_st_tensor *rt = hl_st_find(st, name);
+        hl_tensor v = hl_st_view(rt);
+        double ref_max, e = hl_max_abs_diff(out->m[i], rec[i], hl_tensor_numel(&v), &ref_max), tol = 1e-4 * fmax(1.0, ref_max);
+        kind_err *ke = &pc->kinds[3];
+        if (ke->n == 0 || !(e / tol <= ke->err / ke->tol)) ke->err = e, ke->tol = tol;
+        ke->n++;
+    }
+    free(x), free(video);
+    return r;
+}
+
+static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *pc, const hl_safetensors *st,
+                                   const hl_dit *dit, const hl_loop_config *cfg, hl_rng *g, hl_history *h,
+                                   float **prefix, int *n_prefix, hl_error *err) {
     *prefix = NULL, *n_prefix = 0;
     bool i2v = hl_st_find(st, "input.image") != NULL, v2v = hl_st_find(st, "input.video") != NULL;
     if (!i2v && !v2v) return HL_OK;
@@ -132,32 +168,34 @@ static hl_status prepare_condition(const hl_safetensors *st, const hl_dit *dit, 
         return hl_fail(err, HELIOS_ERR_MISSING, "%s: vae_latents_mean/std missing", st->path);
     c.latents_mean = mean, c.latents_std = stdv;
     meta_ranges(st, &c);
-    float *m[64] = {0};
-    int n_enc = 0;
+    hl_cond_moments rec = {0}, ours = {0};
     hl_status r = HL_OK;
-    for (; r == HL_OK && n_enc < 64; n_enc++) {
+    for (; r == HL_OK && rec.n < HL_COND_MAX_ENCODES; rec.n++) { /* the recorded encodes */
         char name[64];
-        snprintf(name, sizeof name, "vae_encode%02d.moments", n_enc);
+        snprintf(name, sizeof name, "vae_encode%02d.moments", rec.n);
         if (!hl_st_find(st, name)) break;
-        r = hl_st_read_f32(st, name, -1, &m[n_enc], err);
+        r = hl_st_read_f32(st, name, -1, &rec.m[rec.n], err);
     }
     int F = cfg->latent_frames;
     size_t plane = (size_t)c.H * c.W;
-    if (r == HL_OK && n_enc < 2) r = hl_fail(err, HELIOS_ERR_MISSING, "%s: VAE encodes missing", st->path);
+    if (r == HL_OK && rec.n < 2) r = hl_fail(err, HELIOS_ERR_MISSING, "%s: VAE encodes missing", st->path);
+    if (r == HL_OK && vae) r = encode_inputs(ctx, vae, st, F, &ours, rec.m, rec.n, pc);
+    const hl_cond_moments *m = vae ? &ours : &rec;
     if (r == HL_OK) {
-        *n_prefix = i2v ? 1 : (n_enc - 1) * F;
+        *n_prefix = i2v ? 1 : (m->n - 1) * F;
         *prefix = malloc((size_t)c.C * (size_t)*n_prefix * plane * sizeof(float));
         if (!*prefix) r = hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     }
-    if (r == HL_OK && i2v) r = hl_prepare_i2v(&c, g, m[0], m[1], F, h, *prefix, err);
-    if (r == HL_OK && v2v) r = hl_prepare_v2v(&c, g, m[0], (const float *const *)(m + 1), n_enc - 1, F, h, *prefix, err);
-    for (int i = 0; i < n_enc; i++) free(m[i]);
+    if (r == HL_OK && i2v) r = hl_prepare_i2v(&c, g, m->m[0], m->m[1], F, h, *prefix, err);
+    if (r == HL_OK && v2v) r = hl_prepare_v2v(&c, g, m->m[0], (const float *const *)(m->m + 1), m->n - 1, F, h, *prefix, err);
+    hl_cond_moments_free(&rec);
+    hl_cond_moments_free(&ours);
     return r;
 }
 
 /* Runs one pipeline file; reports calls, steps, chunk noise and final latents. */
-static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, const hl_safetensors *st, const char *file,
-                         hl_pipeline_report_fn report, void *user) {
+static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae, const hl_safetensors *st,
+                               const char *file, hl_pipeline_report_fn report, void *user) {
     hl_loop_config cfg;
     int chunks = 0;
     float *text = NULL, *neg = NULL, *final = NULL, *ref = NULL;
@@ -171,13 +209,14 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, const hl_saf
     hl_history hist = {0};
     float *prefix = NULL;
     int n_prefix = 0;
+    pipe_check pc = {st, {{"call", 0, 0, 0}, {"step", 0, 0, 0}, {"chunk", 0, 0, 0}, {"vae_encode", 0, 0, 0}}};
+    hl_probe probe = {on_record, &pc};
     hl_status r = hl_history_init(&hist, 1, dit->cfg.in_channels, cfg.height, cfg.width, cfg.history_sizes, ctx->err);
-    if (r == HL_OK) r = prepare_condition(st, dit, &cfg, &g, &hist, &prefix, &n_prefix, ctx->err);
+    if (r == HL_OK) r = prepare_condition(ctx, vae, &pc, st, dit, &cfg, &g, &hist, &prefix, &n_prefix, ctx->err);
     if (r == HL_OK) r = read_opt(st, "prompt_embeds", &text, ctx->err);
     if (r == HL_OK) r = read_opt(st, "negative_prompt_embeds", &neg, ctx->err);
     if (r == HL_OK) r = hl_loop_new(ctx, dit, &cfg, text, neg, (int)pe->shape[1], &hist, &g, &loop);
-    pipe_check pc = {st, {{"call", 0, 0, 0}, {"step", 0, 0, 0}, {"chunk", 0, 0, 0}}};
-    hl_probe probe = {on_record, &pc};
+
     size_t plane = (size_t)cfg.latent_frames * cfg.height * cfg.width;
     /* final (1, C, T_total, H, W): the conditioning prefix, then the chunks along time */
     size_t frame = (size_t)cfg.height * cfg.width, T_total = (size_t)n_prefix + (size_t)chunks * cfg.latent_frames;
@@ -196,7 +235,8 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, const hl_saf
         k++;
     }
     if (r == HL_OK) {
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
+            if (i == 3 && !pc.kinds[3].n) continue; /* T2V, or no VAE beside the file */
             char name[64];
             snprintf(name, sizeof name, "%ss(%d)", pc.kinds[i].kind, pc.kinds[i].n);
             report(user, file, name, pc.kinds[i].n ? pc.kinds[i].err : INFINITY, pc.kinds[i].tol);
@@ -225,18 +265,26 @@ hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_pipeline_rep
     qsort(files, (size_t)n, sizeof *files, cmp_str);
     hl_status r = HL_OK;
     hl_dit *dit = NULL;
+    hl_vae *vae = NULL;
     if (n) { /* the tiny model the pipelines ran */
         char cfg[4096], w[4096];
         snprintf(cfg, sizeof cfg, "%s/transformer_config.json", dir);
         snprintf(w, sizeof w, "%s/transformer_weights_f32.safetensors", dir);
         r = hl_dit_load(cfg, w, &dit, ctx->err);
+        /* the tiny VAE, when present, encodes the I2V/V2V inputs as the CLI does */
+        char vcfg[4096], vw[4096];
+        snprintf(vcfg, sizeof vcfg, "%s/vae_config.json", dir);
+        snprintf(vw, sizeof vw, "%s/vae_weights_f32.safetensors", dir);
+        FILE *probe_file = fopen(vw, "rb");
+        if (probe_file) fclose(probe_file);
+        if (r == HL_OK && probe_file) r = hl_vae_load(NULL, vcfg, vw, &vae, ctx->err);
     }
     for (int i = 0; r == HL_OK && i < n; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         hl_safetensors *st = NULL;
         hl_status s = hl_st_open(path, &st, ctx->err);
-        if (s == HL_OK) s = run_pipeline(ctx, dit, st, files[i], report, user);
+        if (s == HL_OK) s = run_pipeline(ctx, dit, vae, st, files[i], report, user);
         if (s != HL_OK) {
             char msg[160];
             snprintf(msg, sizeof msg, "run (%s)", ctx->err->msg);
@@ -245,6 +293,7 @@ hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_pipeline_rep
         hl_st_close(st);
     }
     hl_dit_free(dit);
+    hl_vae_free(vae);
     for (int i = 0; i < n; i++) free(files[i]);
     return r;
 }

@@ -141,6 +141,7 @@ static hl_dtype gemm_dtype(const hl_tensor *w) { return w->dtype == HL_BF16 ? HL
 /* Scratch of one forward. */
 typedef struct umt5_acts {
     float *h, *n, *q, *k, *v, *a, *f0, *f1, *bias, *key_bias;
+    float *rel;     /* [H, 2L - 1]: one layer's bias per offset n = j - i, indexed n + L - 1 */
     int *bucket_of; /* [2L - 1]: bucket of n = j - i, indexed n + L - 1 */
 } umt5_acts;
 
@@ -152,7 +153,10 @@ static hl_status attention_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_u
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->q, NULL, s->q, I)); /* [B*L, H*dkv] */
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->k, NULL, s->k, I));
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->v, NULL, s->v, I));
-    position_bias(c, l->rel_bias, L, s->bucket_of, s->bias); /* [H, L, L] */
+    for (int h = 0; h < c->num_heads; h++) /* the bias of every offset, then [H, L, L] */
+        for (int64_t n = 0; n < 2 * L - 1; n++)
+            s->rel[h * (2 * L - 1) + n] = l->rel_bias[s->bucket_of[n] * c->num_heads + h];
+    HL_TRY(hl_relative_bias(ctx, c->num_heads, L, L, s->rel, s->bias));
     for (int b = 0; b < B; b++) {
         for (int64_t j = 0; j < L; j++) /* (1 - mask) · finfo(float32).min */
             s->key_bias[j] = mask && !mask[(int64_t)b * L + j] ? -FLT_MAX : 0.0f;
@@ -170,9 +174,8 @@ static hl_status ffn_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_la
     int64_t D = c->d_model, F = c->d_ff;
     HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_ffn, c->eps, s->n, D));
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->wi_0, NULL, s->f0, F)); /* [M, F] */
-    HL_TRY(hl_gelu_tanh(ctx, M * F, s->f0, s->f0));
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->wi_1, NULL, s->f1, F));
-    for (int64_t i = 0; i < M * F; i++) s->f0[i] *= s->f1[i]; /* gate */
+    HL_TRY(hl_gelu_tanh_mul(ctx, M * F, s->f0, s->f1, s->f0)); /* gelu(wi_0·x) ⊙ wi_1·x */
     HL_TRY(hl_linear(ctx, M, s->f0, F, &l->wo, NULL, s->n, D));
     return hl_add_gated(ctx, M, D, s->h, D, s->n, D, NULL);
 }
@@ -203,9 +206,10 @@ hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L,
     s.f0 = malloc((size_t)(M * F) * f), s.f1 = malloc((size_t)(M * F) * f);
     s.bias = malloc((size_t)(c->num_heads * L * L) * f);
     s.key_bias = malloc((size_t)L * f);
+    s.rel = malloc((size_t)((int64_t)c->num_heads * (2 * L - 1)) * f);
     s.bucket_of = malloc((size_t)(2 * L - 1) * sizeof(int));
     hl_status st = HL_OK;
-    if (!s.n || !s.q || !s.k || !s.v || !s.a || !s.f0 || !s.f1 || !s.bias || !s.key_bias || !s.bucket_of) {
+    if (!s.n || !s.q || !s.k || !s.v || !s.a || !s.f0 || !s.f1 || !s.bias || !s.key_bias || !s.rel || !s.bucket_of) {
         st = hl_fail(ctx->err, HELIOS_ERR_OOM, "umt5: out of memory for %lld tokens", (long long)M);
         goto done;
     }
@@ -220,7 +224,7 @@ hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L,
     if (st == HL_OK) hl_probe_emit(probe, s.h, M, D, "hidden_states.%d", c->num_layers);
 done:
     free(s.n), free(s.q), free(s.k), free(s.v), free(s.a), free(s.f0), free(s.f1);
-    free(s.bias), free(s.key_bias), free(s.bucket_of);
+    free(s.bias), free(s.key_bias), free(s.rel), free(s.bucket_of);
     return st;
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "ops/ops.h"
 
 void hl_cpu_lock(void);
 void hl_cpu_unlock(void);
@@ -81,6 +82,15 @@ hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, voi
  * 0). bias is used only when the key had bias. */
 hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
                         const float *bias, float *c, void *scratchpad, hl_error *err);
+
+/* ---- attention ------------------------------------------------------------------------------- */
+
+/* hl_attention_biased on the cpu backend (src/ops/cpu/attention.c); hl_cpu_attention is this with
+ * bias = key_bias = NULL. Takes the backend lock itself. */
+hl_status hl_cpu_attention_run(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                               const float *q, int64_t ldq, const float *k, int64_t ldk,
+                               const float *v, int64_t ldv, float scale, const float *bias,
+                               const float *key_bias, hl_dtype compute, float *out, int64_t ldo);
 
 /* ---- conversions ----------------------------------------------------------------------------- */
 

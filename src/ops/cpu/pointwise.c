@@ -2,6 +2,7 @@
  * scalar loop for the tail and for builds without AVX-512. */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "ops/cpu/vec_math.h"
 #include "ops/ops_backends.h"
@@ -180,5 +181,57 @@ hl_status hl_cpu_scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float 
     if (!x || !s) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "scale_heads: NULL pointer");
 #pragma omp parallel for schedule(static) if (M * H * hd >= PW_PAR_MIN)
     for (int64_t m = 0; m < M; m++) scale_heads_row(x + m * ldx, H, hd, s);
+    return HL_OK;
+}
+
+/* ---- umT5 encoder ---------------------------------------------------------------------------- */
+
+/* y = gelu_tanh(x)·g, the form of gelu_span. */
+static void gelu_mul_span(const float *x, const float *g, float *y, int64_t n) {
+    const float k2 = -2.0f * 0.7978845608028654f, c = 0.044715f;
+    int64_t i = 0;
+#ifdef HL_CPU_AVX512
+    const __m512 vk2 = _mm512_set1_ps(k2), vc = _mm512_set1_ps(c), one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 m2u = _mm512_mul_ps(_mm512_mul_ps(vk2, v), _mm512_fmadd_ps(_mm512_mul_ps(vc, v), v, one));
+        __m512 gv = _mm512_mul_ps(v, _mm512_loadu_ps(g + i));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(gv, _mm512_add_ps(one, hl_v_exp(m2u))));
+    }
+#endif
+    for (; i < n; i++) {
+        float v = x[i];
+        y[i] = v * g[i] / (1.0f + expf(k2 * v * (1.0f + c * v * v)));
+    }
+}
+
+hl_status hl_cpu_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
+                               float *y) {
+    if (n < 0) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "gelu_tanh_mul: n=%lld", (long long)n);
+    if (n == 0) return HL_OK;
+    if (!x || !g || !y) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "gelu_tanh_mul: NULL pointer");
+    int64_t nchunk = (n + PW_CHUNK - 1) / PW_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PW_PAR_MIN)
+    for (int64_t ch = 0; ch < nchunk; ch++) {
+        int64_t i0 = ch * PW_CHUNK, len = n - i0 < PW_CHUNK ? n - i0 : PW_CHUNK;
+        gelu_mul_span(x + i0, g + i0, y + i0, len);
+    }
+    return HL_OK;
+}
+
+/* Row (h, i) of the bias is the contiguous slice rel_h[Sq - 1 - i .. Sq - 1 - i + Sk): a copy. */
+hl_status hl_cpu_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
+                               float *bias) {
+    if (H < 0 || Sq < 0 || Sk < 0)
+        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "relative_bias: H=%d Sq=%lld Sk=%lld", H,
+                       (long long)Sq, (long long)Sk);
+    if (H == 0 || Sq == 0 || Sk == 0) return HL_OK;
+    if (!rel || !bias) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "relative_bias: NULL pointer");
+    const int64_t rows = (int64_t)H * Sq, ld_rel = Sq + Sk - 1;
+#pragma omp parallel for schedule(static) if (rows * Sk >= PW_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t h = r / Sq, i = r % Sq;
+        memcpy(bias + r * Sk, rel + h * ld_rel + Sq - 1 - i, (size_t)Sk * sizeof *bias);
+    }
     return HL_OK;
 }

@@ -48,3 +48,22 @@ hl_status hl_ref_scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float 
             for (int d = 0; d < hd; d++) x[m * ldx + (int64_t)h * hd + d] *= s[h];
     return HL_OK;
 }
+
+hl_status hl_ref_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
+                               float *y) {
+    const double k = 0.7978845608028654; /* sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        y[i] = (float)(0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v))) * g[i]);
+    }
+    return HL_OK;
+}
+
+hl_status hl_ref_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
+                               float *bias) {
+    for (int h = 0; h < H; h++)
+        for (int64_t i = 0; i < Sq; i++)
+            for (int64_t j = 0; j < Sk; j++)
+                bias[((int64_t)h * Sq + i) * Sk + j] = rel[(int64_t)h * (Sq + Sk - 1) + j - i + Sq - 1];
+    return HL_OK;
+}
