@@ -3,10 +3,14 @@
  * rules on hand-built models, and hostile model files (truncated, garbage, mutated). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "io/safetensors.h"
 #include "test_util.h"
+#include "text/encoder.h"
 #include "text/prompt_clean.h"
 #include "text/spm.h"
+#include "text/spm_internal.h"
 #include "text/tokenizer_vectors.h"
 
 /* ---- the reference vectors ----------------------------------------------------------------- */
@@ -499,11 +503,319 @@ static void test_hostile(void) {
     }
 }
 
+
+/* ---- Hugging Face tokenizer.json ---------------------------------------------------------------- */
+
+static void jb_str(hl_spm_buf *b, const char *s) { hl_spm_buf_append(b, s, strlen(s)); }
+
+/* A JSON string literal of s[0..n) (UTF-8 kept as is, controls escaped). */
+static void jb_quoted(hl_spm_buf *b, const char *s, size_t n) {
+    jb_str(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c, esc[2] = '\0';
+            jb_str(b, esc);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            jb_str(b, esc);
+        } else {
+            hl_spm_buf_append(b, &s[i], 1);
+        }
+    }
+    jb_str(b, "\"");
+}
+
+static void jb_base64(hl_spm_buf *b, const unsigned char *p, size_t n) {
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        char q[4] = {a[v >> 18 & 63], a[v >> 12 & 63], i + 1 < n ? a[v >> 6 & 63] : '=',
+                     i + 2 < n ? a[v & 63] : '='};
+        hl_spm_buf_append(b, q, 4);
+    }
+}
+
+/* The tokenizer.json the HF converter writes for model m. normalizer: a replacement for the
+ * normalizer section (NULL: Precompiled of m's charsmap + T5's whitespace rules). */
+static char *make_tokenizer_json(const hl_spm *m, const char *normalizer, size_t *len) {
+    const hl_spm_info *in = hl_spm_get_info(m);
+    hl_spm_buf b = {0};
+    char num[64];
+    jb_str(&b, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
+    int first = 1;
+    for (int i = 0; i < in->n_pieces; i++) {
+        int t = hl_spm_piece_type(m, i);
+        if (t != HL_SPM_CONTROL && t != HL_SPM_UNKNOWN && t != HL_SPM_USER_DEFINED) continue;
+        size_t pl;
+        const char *p = hl_spm_id_to_piece(m, i, &pl);
+        snprintf(num, sizeof num, "%s{\"id\":%d,\"content\":", first ? "" : ",", i);
+        jb_str(&b, num);
+        jb_quoted(&b, p, pl);
+        jb_str(&b, ",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,\"normalized\":false,"
+                   "\"special\":");
+        jb_str(&b, t == HL_SPM_USER_DEFINED ? "false}" : "true}");
+        first = 0;
+    }
+    jb_str(&b, "],\"normalizer\":");
+    if (normalizer) {
+        jb_str(&b, normalizer);
+    } else if (m->charsmap_size) {
+        jb_str(&b, "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\","
+                   "\"precompiled_charsmap\":\"");
+        jb_base64(&b, m->charsmap, m->charsmap_size);
+        jb_str(&b, "\"},{\"type\":\"Strip\",\"strip_left\":false,\"strip_right\":true},"
+                   "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" {2,}\"},\"content\":\""
+                   "\xe2\x96\x81\"}]}");
+    } else {
+        jb_str(&b, "null");
+    }
+    jb_str(&b, ",\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":"
+               "\"WhitespaceSplit\"},{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\","
+               "\"add_prefix_space\":true,\"prepend_scheme\":\"always\",\"split\":true}]},");
+    snprintf(num, sizeof num, "%d", in->eos_id);
+    jb_str(&b, "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":"
+               "{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
+               "\"pair\":[],\"special_tokens\":{\"</s>\":{\"id\":\"</s>\",\"ids\":[");
+    jb_str(&b, num);
+    jb_str(&b, "],\"tokens\":[\"</s>\"]}}},\"decoder\":null,\"model\":{\"type\":\"Unigram\",");
+    snprintf(num, sizeof num, "\"unk_id\":%d,\"vocab\":[", in->unk_id);
+    jb_str(&b, num);
+    for (int i = 0; i < in->n_pieces; i++) {
+        size_t pl;
+        const char *p = hl_spm_id_to_piece(m, i, &pl);
+        jb_str(&b, i ? ",[" : "[");
+        jb_quoted(&b, p, pl);
+        snprintf(num, sizeof num, ",%.9g]", (double)hl_spm_piece_score(m, i));
+        jb_str(&b, num);
+    }
+    jb_str(&b, in->byte_fallback ? "],\"byte_fallback\":true}}" : "],\"byte_fallback\":false}}");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+static int write_file(const char *path, const char *s, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    size_t w = fwrite(s, 1, n, f);
+    return (fclose(f) == 0) & (w == n);
+}
+
+/* Every string of the vectors (raw and cleaned): plain and T5 ids equal between a and b. */
+static void compare_on_vectors(const hl_spm *a, const hl_spm *b) {
+    hl_safetensors *st = NULL;
+    hl_error err;
+    hl_error_clear(&err);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_vectors.safetensors", HELIOS_VECTORS);
+    CHECK(hl_st_open(path, &st, &err) == HL_OK, "open %s: %s", path, err.msg);
+    if (!st) return;
+    const hl_st_tensor *u = hl_st_find(st, "strings.utf8");
+    int64_t *off = NULL;
+    CHECK(u && hl_st_read_i64(st, "strings.offsets", -1, &off, &err) == HL_OK, "strings: %s", err.msg);
+    const hl_st_tensor *o = hl_st_find(st, "strings.offsets");
+    long n_strings = 0, bad = 0;
+    for (int64_t i = 0; u && off && o && i + 1 < o->shape[0]; i++) {
+        if (off[i] < 0 || off[i + 1] < off[i] || (size_t)off[i + 1] > u->nbytes) break;
+        const char *s = (const char *)u->data + off[i];
+        size_t len = (size_t)(off[i + 1] - off[i]);
+        char *clean = NULL;
+        size_t clean_len = 0;
+        if (hl_prompt_clean_n(s, len, &clean, &clean_len) != HL_OK) clean = NULL;
+        for (int pass = 0; pass < 2; pass++) {
+            const char *t = pass ? clean : s;
+            size_t tl = pass ? clean_len : len;
+            if (!t) continue;
+            n_strings++;
+            int32_t *ia = NULL, *ib = NULL;
+            size_t na = 0, nb = 0;
+            hl_status sa = hl_spm_encode(a, t, tl, &ia, &na, NULL);
+            hl_status sb = hl_spm_encode(b, t, tl, &ib, &nb, NULL);
+            int same = sa == HL_OK && sb == HL_OK && na == nb && (na == 0 || !memcmp(ia, ib, na * sizeof *ia));
+            static const int lens[] = {32, 512};
+            for (int k = 0; k < 2 && same; k++) {
+                int32_t ta[512], tb[512], ma[512], mb[512];
+                int ra = 0, rb = 0;
+                same = hl_spm_encode_t5(a, t, tl, lens[k], ta, ma, &ra, NULL) == HL_OK &&
+                       hl_spm_encode_t5(b, t, tl, lens[k], tb, mb, &rb, NULL) == HL_OK && ra == rb &&
+                       !memcmp(ta, tb, (size_t)lens[k] * sizeof *ta) &&
+                       !memcmp(ma, mb, (size_t)lens[k] * sizeof *ma);
+            }
+            if (!same) bad++;
+            free(ia);
+            free(ib);
+        }
+        free(clean);
+    }
+    printf("  tokenizer.json vs spiece.model: %ld/%ld strings identical\n", n_strings - bad, n_strings);
+    CHECK(bad == 0 && n_strings > 10, "tokenizer.json: %ld of %ld strings differ", bad, n_strings);
+    free(off);
+    hl_st_close(st);
+}
+
+/* Loads text as a tokenizer.json; expects status want and, on failure, a message naming the file
+ * and containing `word`. */
+static void expect_json(const char *path, const char *text, size_t n, hl_status want, const char *word) {
+    CHECK(write_file(path, text, n), "write %s", path);
+    hl_spm *m = (hl_spm *)1;
+    hl_error err;
+    hl_error_clear(&err);
+    hl_status st = hl_spm_load_tokenizer_json(path, &m, &err);
+    CHECK(st == want, "%s: status %d, want %d (%s)", word, (int)st, (int)want, err.msg);
+    if (st != HL_OK) {
+        CHECK(m == NULL && strstr(err.msg, path) && strstr(err.msg, word), "%s: message '%s'", word,
+              err.msg);
+    } else {
+        hl_spm_free(m);
+    }
+}
+
+static void test_tokenizer_json(void) {
+    char dir[] = "/tmp/helios_tokjson_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[256], spm_copy[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    snprintf(spm_copy, sizeof spm_copy, "%s/spiece.model", dir);
+    const char *models[] = {"tokenizer_umt5like.model", "tokenizer_identity.model"};
+    for (int k = 0; k < 2; k++) {
+        hl_spm *ref = load(models[k]);
+        if (!ref) continue;
+        size_t n = 0;
+        char *json = make_tokenizer_json(ref, NULL, &n);
+        CHECK(json && write_file(path, json, n), "write %s", path);
+        hl_spm *m = NULL;
+        hl_error err;
+        hl_error_clear(&err);
+        hl_status st = hl_spm_load_tokenizer_json(path, &m, &err);
+        /* the identity model has no charsmap and keeps spaces: its normalizer is null */
+        CHECK(st == HL_OK && m, "load %s from %s: %s", path, models[k], err.msg);
+        if (m) {
+            const hl_spm_info *a = hl_spm_get_info(ref), *b = hl_spm_get_info(m);
+            CHECK(a->n_pieces == b->n_pieces && a->unk_id == b->unk_id && a->eos_id == b->eos_id &&
+                  a->pad_id == b->pad_id && a->bos_id == b->bos_id &&
+                  a->byte_fallback == b->byte_fallback && a->charsmap_size == b->charsmap_size &&
+                  a->add_dummy_prefix == b->add_dummy_prefix &&
+                  a->escape_whitespaces == b->escape_whitespaces,
+                  "%s: info differs (unk %d/%d eos %d/%d pad %d/%d bos %d/%d)", models[k], a->unk_id,
+                  b->unk_id, a->eos_id, b->eos_id, a->pad_id, b->pad_id, a->bos_id, b->bos_id);
+            int types_same = 1;
+            for (int i = 0; i < a->n_pieces; i++) {
+                int ta = hl_spm_piece_type(ref, i), tb = hl_spm_piece_type(m, i);
+                /* tokenizer.json cannot say UNUSED: such pieces come back NORMAL */
+                types_same &= ta == tb || (ta == HL_SPM_UNUSED && tb == HL_SPM_NORMAL);
+                types_same &= hl_spm_piece_score(ref, i) == hl_spm_piece_score(m, i);
+            }
+            CHECK(types_same, "%s: piece types / scores differ", models[k]);
+            CHECK(a->remove_extra_whitespaces == b->remove_extra_whitespaces,
+                  "%s: remove_extra_whitespaces differs", models[k]);
+            printf("  %s:\n", models[k]);
+            compare_on_vectors(ref, m);
+            hl_spm_free(m);
+        }
+        if (k == 0 && json) {
+            /* the text encoder picks tokenizer.json when there is no spiece.model */
+            hl_text_encoder *te = NULL;
+            hl_error_clear(&err);
+            st = hl_text_encoder_open(dir, dir, &te, &err);
+            CHECK(st == HL_OK && te, "text encoder on tokenizer.json: %s", err.msg);
+            hl_text_encoder_free(te);
+
+            /* clean errors */
+            expect_json(path, json, n / 2, HELIOS_ERR_FORMAT, "tokenizer.json");     /* truncated */
+            static const struct {
+                const char *text;
+                hl_status want;
+                const char *word;
+            } docs[] = {
+                {"[1,2", HELIOS_ERR_FORMAT, "tokenizer.json"},
+                {"[]", HELIOS_ERR_FORMAT, "top level"},
+                {"{}", HELIOS_ERR_FORMAT, "model"},
+                {"{\"model\":{\"type\":\"BPE\",\"vocab\":{}}}", HELIOS_ERR_UNSUPPORTED, "BPE"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"a\"]]}}",
+                 HELIOS_ERR_FORMAT, "vocab entry 0"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":5,\"vocab\":[[\"a\",0]]}}",
+                 HELIOS_ERR_FORMAT, "unk_id"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":null,\"vocab\":[[\"a\",0]]}}",
+                 HELIOS_ERR_UNSUPPORTED, "unk_id"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0],"
+                 "[\"<unk>\",0]]}}",
+                 HELIOS_ERR_FORMAT, "already defined"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0]]},"
+                 "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}",
+                 HELIOS_ERR_UNSUPPORTED, "ByteLevel"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0]]},"
+                 "\"post_processor\":{\"type\":\"BertProcessing\"}}",
+                 HELIOS_ERR_UNSUPPORTED, "post_processor"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0]]},"
+                 "\"added_tokens\":[{\"id\":0,\"content\":\"</s>\",\"special\":true}]}",
+                 HELIOS_ERR_FORMAT, "added_tokens"},
+                {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0],"
+                 "[\"a\",-1]]}}",
+                 HL_OK, ""},
+            };
+            for (size_t c = 0; c < sizeof docs / sizeof *docs; c++)
+                expect_json(path, docs[c].text, strlen(docs[c].text), docs[c].want, docs[c].word);
+            static const struct {
+                const char *norm;
+                hl_status want;
+                const char *word;
+            } cases[] = {
+                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJD$EVG\"}", HELIOS_ERR_FORMAT,
+                 "base64"},
+                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJDR\"}", HELIOS_ERR_FORMAT,
+                 "base64"},
+                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJDREVG\"}", HELIOS_ERR_FORMAT,
+                 "tokenizer.json"}, /* valid base64, not a charsmap */
+                {"{\"type\":\"NFKC\"}", HELIOS_ERR_UNSUPPORTED, "NFKC"},
+                {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]}",
+                 HELIOS_ERR_UNSUPPORTED, "Lowercase"},
+                {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Replace\",\"pattern\":"
+                 "{\"String\":\"a\"},\"content\":\"b\"}]}",
+                 HELIOS_ERR_UNSUPPORTED, "normalizer"},
+                {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Strip\",\"strip_left\":true,"
+                 "\"strip_right\":true}]}",
+                 HELIOS_ERR_UNSUPPORTED, "Strip"},
+                {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Replace\",\"pattern\":"
+                 "{\"Regex\":\" {2,}\"},\"content\":\" \"}]}",
+                 HL_OK, ""},
+                {"{\"type\":\"Sequence\",\"normalizers\":[]}", HL_OK, ""},
+                {"42", HELIOS_ERR_FORMAT, "normalizer"},
+            };
+            for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+                size_t bn = 0;
+                char *bj = make_tokenizer_json(ref, cases[c].norm, &bn);
+                CHECK(bj != NULL, "build json");
+                if (bj) expect_json(path, bj, bn, cases[c].want, cases[c].word);
+                free(bj);
+            }
+            /* neither file */
+            remove(path);
+            te = (hl_text_encoder *)1;
+            hl_error_clear(&err);
+            st = hl_text_encoder_open(dir, dir, &te, &err);
+            CHECK(st == HELIOS_ERR_MISSING && te == NULL && strstr(err.msg, dir),
+                  "empty tokenizer dir: %d %s", (int)st, err.msg);
+        }
+        free(json);
+        hl_spm_free(ref);
+    }
+    remove(path);
+    remove(spm_copy);
+    rmdir(dir);
+}
+
 int main(void) {
     test_vectors();
     test_readme_behaviours();
     test_prompt_clean();
     test_built_models();
     test_hostile();
+    test_tokenizer_json();
     return test_done("test_tokenizer");
 }

@@ -13,9 +13,22 @@ hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokeniz
     if (!te) return hl_fail(err, HELIOS_ERR_OOM, "text encoder: out of memory");
     snprintf(te->config_path, sizeof te->config_path, "%s/config.json", text_encoder_dir);
     snprintf(te->weights_path, sizeof te->weights_path, "%s", text_encoder_dir);
-    char spm_path[4096];
+    /* spiece.model when present, else a Hugging Face tokenizer.json */
+    char spm_path[4096], json_path[4096];
     snprintf(spm_path, sizeof spm_path, "%s/spiece.model", tokenizer_dir);
-    hl_status st = hl_spm_load(spm_path, &te->spm, err);
+    snprintf(json_path, sizeof json_path, "%s/tokenizer.json", tokenizer_dir);
+    hl_status st;
+    FILE *f = fopen(spm_path, "rb");
+    if (f) {
+        fclose(f);
+        st = hl_spm_load(spm_path, &te->spm, err);
+    } else if ((f = fopen(json_path, "rb")) != NULL) {
+        fclose(f);
+        st = hl_spm_load_tokenizer_json(json_path, &te->spm, err);
+    } else {
+        st = hl_fail(err, HELIOS_ERR_MISSING,
+                     "%s: no tokenizer (neither spiece.model nor tokenizer.json)", tokenizer_dir);
+    }
     if (st != HL_OK) {
         free(te);
         return st;

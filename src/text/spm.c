@@ -235,8 +235,7 @@ static void fill_info(hl_spm *m) {
 
 /* ---- load / free ----------------------------------------------------------------------------- */
 
-hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm **out,
-                          hl_error *err) {
+hl_status hl_spm_new(const char *name, hl_spm **out, hl_error *err) {
     *out = NULL;
     hl_spm *m = calloc(1, sizeof *m);
     if (!m) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
@@ -245,14 +244,56 @@ hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm
         free(m);
         return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     }
+    *out = m;
+    return HL_OK;
+}
+
+hl_status hl_spm_add_piece(hl_spm *m, const char *s, size_t n, float score, int type,
+                           hl_error *err) {
+    if (m->n_pieces == m->cap_pieces) {
+        size_t cap = m->cap_pieces ? 2 * m->cap_pieces : 1024;
+        if (cap > (size_t)INT32_MAX)
+            return hl_fail(err, HELIOS_ERR_FORMAT, "%s: too many pieces", m->name);
+        hl_spm_piece *p = realloc(m->pieces, cap * sizeof *p);
+        if (!p) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", m->name);
+        m->pieces = p;
+        m->cap_pieces = cap;
+    }
+    if (n > SIZE_MAX / 4 || m->strings_len + n + 1 > m->strings_cap) {
+        if (n > SIZE_MAX / 4) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: piece too long", m->name);
+        size_t cap = m->strings_cap ? m->strings_cap : 4096;
+        while (cap < m->strings_len + n + 1) cap *= 2;
+        char *p = realloc(m->strings, cap);
+        if (!p) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", m->name);
+        m->strings = p;
+        m->strings_cap = cap;
+    }
+    hl_spm_piece pc = {m->strings_len, n, score, type};
+    if (n) memcpy(m->strings + m->strings_len, s, n);
+    m->strings[m->strings_len + n] = '\0';
+    m->strings_len += n + 1;
+    m->pieces[m->n_pieces++] = pc;
+    return HL_OK;
+}
+
+hl_status hl_spm_finish(hl_spm *m, hl_error *err) {
+    HL_TRY(build_tables(m, err));
+    HL_TRY(hl_spm_normalizer_init(m, err));
+    fill_info(m);
+    return HL_OK;
+}
+
+hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm **out,
+                          hl_error *err) {
+    *out = NULL;
+    hl_spm *m;
+    HL_TRY(hl_spm_new(name, &m, err));
     hl_status st = hl_spm_parse_proto(m, buf, size, err);
-    if (st == HL_OK) st = build_tables(m, err);
-    if (st == HL_OK) st = hl_spm_normalizer_init(m, err);
+    if (st == HL_OK) st = hl_spm_finish(m, err);
     if (st != HL_OK) {
         hl_spm_free(m);
         return st;
     }
-    fill_info(m);
     *out = m;
     return HL_OK;
 }

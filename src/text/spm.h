@@ -53,6 +53,20 @@ hl_status hl_spm_load(const char *path, hl_spm **out, hl_error *err);
 /* The same from memory (copied; buf may be freed after). name is used in messages. */
 hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm **out,
                           hl_error *err);
+/* Reads a Hugging Face `tokenizer.json` (tokenizers library) holding a Unigram model, as the T5 /
+ * umT5 conversions write it, into the same model hl_spm_load builds from spiece.model:
+ *   model           {"type": "Unigram", "unk_id", "vocab": [[piece, score], ...], "byte_fallback"}
+ *   normalizer      Precompiled (the base64 charsmap), alone or in a Sequence followed by the
+ *                   whitespace rules Replace(" {2,}" -> " " or "\u2581") and Strip, which map to
+ *                   remove_extra_whitespaces; null = identity
+ *   pre_tokenizer   Metaspace (replacement "\u2581", prefix "always"/"first"/"never"), alone or
+ *                   after WhitespaceSplit -> escape_whitespaces + add_dummy_prefix
+ *   added_tokens    special ones are control pieces (the unk_id one the unknown piece), others
+ *                   user-defined; "<0xXX>" pieces are byte pieces when byte_fallback
+ *   post_processor  TemplateProcessing [A, </s>] (or null): its special token is the eos
+ * Other components are HELIOS_ERR_UNSUPPORTED, malformed files HELIOS_ERR_FORMAT, both naming
+ * the file and the component. */
+hl_status hl_spm_load_tokenizer_json(const char *path, hl_spm **out, hl_error *err);
 void hl_spm_free(hl_spm *spm);
 
 const hl_spm_info *hl_spm_get_info(const hl_spm *spm);

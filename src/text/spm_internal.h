@@ -65,6 +65,15 @@ struct hl_spm {
 /* spm_proto.c: parses a ModelProto into the raw fields above (pieces, specs, charsmap). */
 hl_status hl_spm_parse_proto(hl_spm *m, const unsigned char *buf, size_t size, hl_error *err);
 
+/* spm.c: building a model from another source (spm_json.c): hl_spm_new allocates an empty model
+ * named `name` (all fields zero), hl_spm_add_piece appends a piece, hl_spm_finish validates the
+ * pieces and the charsmap and builds the tables (as hl_spm_load_mem after parsing). On failure
+ * the caller frees the model with hl_spm_free. */
+hl_status hl_spm_new(const char *name, hl_spm **out, hl_error *err);
+hl_status hl_spm_add_piece(hl_spm *m, const char *s, size_t n, float score, int type,
+                           hl_error *err);
+hl_status hl_spm_finish(hl_spm *m, hl_error *err);
+
 /* spm_normalize.c: checks the charsmap layout and sets norm_units / norm_strings. */
 hl_status hl_spm_normalizer_init(hl_spm *m, hl_error *err);
 
