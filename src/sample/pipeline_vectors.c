@@ -242,7 +242,7 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
             report(user, file, name, pc.kinds[i].n ? pc.kinds[i].err : INFINITY, pc.kinds[i].tol);
         }
         int64_t n = (int64_t)dit->cfg.in_channels * (int64_t)(T_total * frame);
-        double ref_max, err = INFINITY;
+        double ref_max = 0.0, err = INFINITY;
         if (hl_st_read_f32(st, "final_latents", n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(final, ref, n, &ref_max);
         report(user, file, "final_latents", err, 1e-4 * fmax(1.0, ref_max));
     }
