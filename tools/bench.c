@@ -12,6 +12,7 @@
 #include "core/parallel.h"
 #include "dit/dit.h"
 #include "ops/cpu/cpu_bench.h"
+#include "text/umt5_bench.h"
 #include "tools/commands.h"
 #include "vae/vae.h"
 
@@ -205,6 +206,21 @@ static int run_vae(const bench_opts *o, double ceiling) {
     return 0;
 }
 
+/* umT5-XXL on a 512-token prompt (random weights, full size). */
+static int run_umt5(const bench_opts *o, double ceiling) {
+    double sec, gflop;
+    hl_error err = {0};
+    int reps = o->reps < 3 ? o->reps : 3; /* ~10 s a run */
+    if (hl_umt5_bench(512, o->dtype, reps, &sec, &gflop, &err) != HL_OK) {
+        fprintf(stderr, "helios bench: umt5: %s\n", err.msg);
+        return 1;
+    }
+    double g = gflop / sec;
+    printf("umt5 %s 512 tokens: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f GFLOP)\n",
+           o->dtype == HL_BF16 ? "bf16" : "f32", sec, g, 100.0 * g / ceiling, ceiling, gflop);
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: helios bench [options]\n"
@@ -217,7 +233,7 @@ static void usage(FILE *f) {
             "  --text N        text tokens (default 512)\n"
             "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
             "  --gemm N        ceiling GEMM size N x N x N (default 4096)\n"
-            "  --only block|vae  run one part (default: all)\n"
+            "  --only block|umt5|vae  run one part (default: all)\n"
             "  --vae-full      also decode 384x640 (slow: ~1 min)\n");
 }
 
@@ -273,6 +289,7 @@ int cmd_bench(int argc, char **argv) {
            (long long)o.gemm_n, ceiling, o.reps);
     int rc = 0;
     if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, ceiling);
+    if (!o.only || !strcmp(o.only, "umt5")) rc |= run_umt5(&o, ceiling);
     if (!o.only || !strcmp(o.only, "vae")) rc |= run_vae(&o, ceiling);
     return rc;
 }
