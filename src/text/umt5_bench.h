@@ -7,9 +7,10 @@
 #include "core/error.h"
 
 /* Builds a full-size umT5-XXL encoder (d_model 4096, 24 layers, 64 heads of 64, d_ff 10240) with
- * random weights in dt (HL_BF16 or HL_F32) and times hl_umt5_forward (current backend threads,
- * cpu backend) on one sequence of `tokens` tokens with an all-ones mask. *seconds: the median of
- * reps timed forwards after one warm-up; *gflop: the GFLOPs of one forward, counted as
+ * random weights in dt (HL_BF16 or HL_F32) and times hl_umt5_forward (cpu backend, all threads
+ * that hl_set_threads allows) on one sequence of `tokens` tokens with an all-ones mask.
+ * *seconds: the median of reps timed forwards after one warm-up; *gflop: the GFLOPs of one
+ * forward, counted as
  *   24 · (4·2·L·D·I (q, k, v, o) + 3·2·L·D·F (wi_0, wi_1, wo) + 4·L²·I (attention))
  * with L = tokens, D = 4096, I = 64·64, F = 10240 (4845 GFLOP at 512 tokens). The 24 layers share
  * one layer's weights and the embedding has a small vocabulary (see umt5_bench.c): the compute
