@@ -142,6 +142,13 @@ void helios_pipeline_params_init(helios_pipeline_params *p);
 helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *p, helios_pipeline **out);
 void helios_pipeline_free(helios_pipeline *p);
 
+typedef enum helios_sampler {
+    HELIOS_SAMPLER_DEFAULT = 0, /* the folder's scheduler_config.json */
+    HELIOS_SAMPLER_UNIPC,       /* UniPC bh2 (Base, Mid) */
+    HELIOS_SAMPLER_EULER,       /* flow-matching Euler */
+    HELIOS_SAMPLER_DMD,         /* few-step DMD (Distilled) */
+} helios_sampler;
+
 typedef struct helios_gen_params {
     const char *prompt;            /* text, encoded by the pipeline's text encoder ... */
     const char *negative_prompt;   /* (NULL = "" when guidance is on) */
@@ -156,6 +163,7 @@ typedef struct helios_gen_params {
     int steps;                     /* Base: steps; 0 = recipe default */
     int pyramid_steps[3];          /* Mid/Distilled: steps per stage; 0 = recipe default */
     float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off */
+    helios_sampler sampler;        /* override of the folder's scheduler type */
     uint64_t seed;
     int decode;                    /* 1: decode each chunk to RGB with the VAE; 0: latents only */
     const float *image;            /* I2V: (3, height, width) in [-1, 1], or NULL */

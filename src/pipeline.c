@@ -131,13 +131,17 @@ void helios_gen_params_init(helios_gen_params *g) {
 static void apply_recipe(const helios_pipeline *p, const helios_gen_params *g, hl_loop_config *c) {
     hl_loop_config_default(c);
     c->sched = p->sched;
+    static const hl_sched_kind kinds[] = {[HELIOS_SAMPLER_UNIPC] = HL_SCHED_UNIPC, [HELIOS_SAMPLER_EULER] = HL_SCHED_EULER,
+                                          [HELIOS_SAMPLER_DMD] = HL_SCHED_DMD};
+    if (g->sampler > HELIOS_SAMPLER_DEFAULT && g->sampler <= HELIOS_SAMPLER_DMD) c->sched.kind = kinds[g->sampler];
     c->pyramid = p->pyramid;
     c->n_stages = p->pyramid ? p->sched.stages : 1;
     c->cfg_zero_star = p->cfg_zero_star;
-    c->amplify_first_chunk = p->distilled;
-    c->guidance_scale = g->guidance_scale >= 0 ? g->guidance_scale : p->distilled ? 1.0 : 5.0;
+    bool dmd = c->sched.kind == HL_SCHED_DMD;
+    c->amplify_first_chunk = dmd;
+    c->guidance_scale = g->guidance_scale >= 0 ? g->guidance_scale : dmd ? 1.0 : 5.0;
     c->steps = g->steps > 0 ? g->steps : 50;
-    int def = p->distilled ? 2 : 20;
+    int def = dmd ? 2 : 20;
     for (int s = 0; s < c->n_stages && s < HL_SCHED_MAX_STAGES; s++)
         c->stage_steps[s] = s < 3 && g->pyramid_steps[s] > 0 ? g->pyramid_steps[s] : def;
     c->latent_frames = g->latent_frames_per_chunk > 0 ? g->latent_frames_per_chunk : 9;
@@ -197,6 +201,8 @@ helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, h
     hl_error *err = &p->s->err;
     hl_error_clear(err);
     *out = NULL;
+    if ((unsigned)g->sampler > HELIOS_SAMPLER_DMD)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: unknown sampler %d", (int)g->sampler);
     if (g->height <= 0 || g->width <= 0 || g->height % 16 || g->width % 16)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: %dx%d: height and width must be positive multiples of 16",
                        g->width, g->height);

@@ -30,6 +30,9 @@ $G -p "a red ball" --chunks 1 -o - 2>/dev/null > "$T/stdout.y4m"
 check "y4m on stdout" "[ \$(grep -c FRAME $T/stdout.y4m) -ge 33 ]"
 $G -p "a red ball" --chunks 1 -o "$T/png/" 2>/dev/null
 check "png frames: 33 files" "[ \$(ls $T/png | wc -l) = 33 ]"
+$G -p "a red ball" --chunks 1 --sampler euler -o "$T/euler.mp4" 2>/dev/null
+check "--sampler euler override: 33 frames" "[ \"\$(frames $T/euler.mp4)\" = 33 ]"
+check "bad sampler fails" "! $G -p x --sampler foo -o $T/x.mp4 2>/dev/null"
 check "bad size fails" "! $G -p x --width 100 -o $T/x.mp4 2>/dev/null"
 check "missing model fails, named" "$H generate -q -m $T/nope -p x -o $T/x.mp4 2>&1 | grep -q nope"
 check "unreadable image fails, named" "echo garbage > $T/bad.png; $G -p x --image $T/bad.png -o $T/x.mp4 2>&1 | grep -q bad.png"

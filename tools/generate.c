@@ -16,6 +16,7 @@ typedef struct gen_opts {
     const char *switch_prompt; /* "CHUNK:PROMPT" */
     int switch_chunk, interp_chunks;
     int width, height, frames, chunks, steps, pyramid[3], threads, low_memory, quiet;
+    helios_sampler sampler;
     double seconds, guidance;
     uint64_t seed;
     helios_backend backend;
@@ -43,6 +44,7 @@ static void usage(FILE *f) {
             "      --steps N            Base: sampling steps (default 50)\n"
             "      --pyramid-steps A,B,C  Mid/Distilled: steps per stage (default 20,20,20 / 2,2,2)\n"
             "      --guidance G         guidance scale (default 5, Distilled 1 = off)\n"
+            "      --sampler S          unipc | euler | dmd (default: the folder's scheduler)\n"
             "      --seed S             random seed (default 0); the same seed gives diffusers' noise\n"
             "      --switch-prompt C:TEXT  from chunk C on, move to prompt TEXT ...\n"
             "      --interp N           ... interpolating over N chunks (default 3)\n"
@@ -79,6 +81,15 @@ static int parse(int argc, char **argv, gen_opts *o) {
                 return 2;
             }
         } else if (ARG("--guidance", "--guidance")) o->guidance = atof(v);
+        else if (ARG("--sampler", "--sampler")) {
+            if (!strcmp(v, "unipc")) o->sampler = HELIOS_SAMPLER_UNIPC;
+            else if (!strcmp(v, "euler")) o->sampler = HELIOS_SAMPLER_EULER;
+            else if (!strcmp(v, "dmd")) o->sampler = HELIOS_SAMPLER_DMD;
+            else {
+                fprintf(stderr, "helios generate: --sampler wants unipc, euler or dmd\n");
+                return 2;
+            }
+        }
         else if (ARG("--seed", "--seed")) o->seed = strtoull(v, NULL, 10);
         else if (ARG("--switch-prompt", "--switch-prompt")) o->switch_prompt = v;
         else if (ARG("--interp", "--interp")) o->interp_chunks = atoi(v);
@@ -180,6 +191,7 @@ int cmd_generate(int argc, char **argv) {
     gp.steps = o.steps;
     memcpy(gp.pyramid_steps, o.pyramid, sizeof o.pyramid);
     if (o.guidance >= 0) gp.guidance_scale = (float)o.guidance;
+    gp.sampler = o.sampler;
     gp.seed = o.seed;
     bool to_latents = strstr(o.output, ".safetensors") != NULL, to_none = !strcmp(o.output, "none");
     hl_error werr = {0};
