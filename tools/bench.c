@@ -142,7 +142,7 @@ static int run_block(const bench_opts *o, double ceiling) {
     float *x = malloc((size_t)(S * D) * sizeof *x), *x0 = malloc((size_t)(S * D) * sizeof *x0);
     float *enc = malloc((size_t)(L * D) * sizeof *enc), *tproj = malloc((size_t)(12 * D) * sizeof *tproj);
     float *rope = malloc((size_t)(S * hd) * sizeof *rope);
-    size_t act = (size_t)(5 * S * D + (S < 4096 ? S : 4096) * c.ffn_dim + 2 * L * D + 6 * D) * sizeof(float) + 4096;
+    size_t act = (size_t)(5 * S * D + (S < 4096 ? S : 4096) * c.ffn_dim + 2 * L * D + 12 * D) * sizeof(float) + 4096;
     int rc = 1;
     if (!x || !x0 || !enc || !tproj || !rope || bench_block_init(&bb, &c, o->dtype) || hl_arena_init(&a, act) ||
         hl_dit_scratch_alloc(&a, &c, 1, S, L, &s) != HL_OK) {

@@ -23,56 +23,54 @@ hl_status hl_dit_scratch_alloc(hl_arena *a, const hl_dit_config *c, int B, int64
     s->f = hl_arena_alloc(a, (size_t)s->rows_ffn * (size_t)c->ffn_dim * sizeof(float));
     s->ck = hl_arena_alloc(a, (size_t)B * (size_t)L * D * sizeof(float));
     s->cv = hl_arena_alloc(a, (size_t)B * (size_t)L * D * sizeof(float));
-    s->mod = hl_arena_alloc(a, 6 * D * sizeof(float));
+    s->mod = hl_arena_alloc(a, (size_t)B * 12 * D * sizeof(float));
     return s->f && s->ck && s->cv && s->mod ? HL_OK : HELIOS_ERR_OOM;
 }
 
-/* mod[6, D] = scale_shift_table + timestep projection of batch element b, segment seg
- * (0 = history, 1 = current). */
-static void modulation(const hl_dit_config *c, const hl_dit_block *blk, const float *tproj, int b,
-                       int seg, float *mod) {
-    const float *tp = tproj + ((size_t)b * 2 + (size_t)seg) * 6 * (size_t)c->dim;
-    for (int64_t i = 0; i < 6 * (int64_t)c->dim; i++) mod[i] = blk->scale_shift_table[i] + tp[i];
+/* mods [B, 2, 6, D] = scale_shift_table + the timestep projection of each batch element and
+ * segment (0 = history, 1 = current), once per block. */
+static void block_modulation(const hl_dit_config *c, const hl_dit_block *blk, int B, const float *tproj,
+                             float *mods) {
+    int64_t n = 6 * (int64_t)c->dim;
+    for (int64_t k = 0; k < (int64_t)B * 2; k++)
+        for (int64_t i = 0; i < n; i++) mods[k * n + i] = blk->scale_shift_table[i] + tproj[k * n + i];
 }
 
-/* The two token segments of batch element b: rows [first, first + n). */
+/* Rows [first, first + n) of x [B*S, D] that batch element b's segment seg covers, and its
+ * modulation [6, D]. */
 typedef struct segment {
     int64_t first, n;
+    const float *mod;
 } segment;
 
-static segment seg_rows(int64_t S, int64_t n_hist, int b, int seg) {
-    segment r = {(int64_t)b * S + (seg ? n_hist : 0), seg ? S - n_hist : n_hist};
+static segment seg_rows(const hl_dit_config *c, int64_t S, int64_t n_hist, const float *mods, int b, int seg) {
+    segment r = {(int64_t)b * S + (seg ? n_hist : 0), seg ? S - n_hist : n_hist,
+                 mods + ((int64_t)b * 2 + seg) * 6 * c->dim};
     return r;
 }
 
-/* y = LN(x) (1 + scale) + shift per segment, with the segment's modulation. */
-static hl_status modulated_norm(const hl_ctx *ctx, const hl_dit_config *c, const hl_dit_block *blk,
-                                int B, int64_t S, int64_t n_hist, const float *tproj, int which,
-                                const float *x, float *mod, float *y) {
+/* y = LN(x) (1 + scale) + shift per segment (MOD_SHIFT/MOD_SCALE or the FFN's c_ pair). */
+static hl_status modulated_norm(const hl_ctx *ctx, const hl_dit_config *c, int B, int64_t S, int64_t n_hist,
+                                const float *mods, int shift, int scale, const float *x, float *y) {
     int64_t D = c->dim;
     for (int b = 0; b < B; b++)
         for (int seg = 0; seg < 2; seg++) {
-            segment r = seg_rows(S, n_hist, b, seg);
-            if (!r.n) continue;
-            modulation(c, blk, tproj, b, seg, mod);
-            int shift = which == 0 ? MOD_SHIFT : MOD_C_SHIFT, scale = which == 0 ? MOD_SCALE : MOD_C_SCALE;
-            HL_TRY(hl_layernorm_modulate(ctx, r.n, D, x + r.first * D, D, mod + scale * D,
-                                         mod + shift * D, c->eps, y + r.first * D, D));
+            segment r = seg_rows(c, S, n_hist, mods, b, seg);
+            if (r.n)
+                HL_TRY(hl_layernorm_modulate(ctx, r.n, D, x + r.first * D, D, r.mod + scale * D, r.mod + shift * D,
+                                             c->eps, y + r.first * D, D));
         }
     return HL_OK;
 }
 
-/* x += gate ⊙ y per segment (gate = MOD_GATE or MOD_C_GATE of the segment's modulation). */
-static hl_status gated_residual(const hl_ctx *ctx, const hl_dit_config *c, const hl_dit_block *blk,
-                                int B, int64_t S, int64_t n_hist, const float *tproj, int gate,
-                                const float *y, float *mod, float *x) {
+/* x += gate ⊙ y per segment (gate = MOD_GATE or MOD_C_GATE). */
+static hl_status gated_residual(const hl_ctx *ctx, const hl_dit_config *c, int B, int64_t S, int64_t n_hist,
+                                const float *mods, int gate, const float *y, float *x) {
     int64_t D = c->dim;
     for (int b = 0; b < B; b++)
         for (int seg = 0; seg < 2; seg++) {
-            segment r = seg_rows(S, n_hist, b, seg);
-            if (!r.n) continue;
-            modulation(c, blk, tproj, b, seg, mod);
-            HL_TRY(hl_add_gated(ctx, r.n, D, x + r.first * D, D, y + r.first * D, D, mod + gate * D));
+            segment r = seg_rows(c, S, n_hist, mods, b, seg);
+            if (r.n) HL_TRY(hl_add_gated(ctx, r.n, D, x + r.first * D, D, y + r.first * D, D, r.mod + gate * D));
         }
     return HL_OK;
 }
@@ -156,18 +154,19 @@ hl_status hl_dit_block_forward(const hl_ctx *ctx, const hl_dit_config *c, const 
                                const float *rope, int64_t L, const float *enc, hl_dit_scratch *s,
                                float *x) {
     int64_t S = n_hist + n_cur, M = (int64_t)B * S;
+    block_modulation(c, blk, B, tproj, s->mod); /* [B, 2, 6, D] */
     /* 1. self-attention: x += gate · attn1(LN(x) (1 + scale) + shift) */
-    HL_TRY(modulated_norm(ctx, c, blk, B, S, n_hist, tproj, 0, x, s->mod, s->h));
+    HL_TRY(modulated_norm(ctx, c, B, S, n_hist, s->mod, MOD_SHIFT, MOD_SCALE, x, s->h));
     HL_TRY(self_attention(ctx, c, &blk->attn1, B, S, n_hist, rope, s));
     hl_probe_emit(s->probe, s->h, M, c->dim, "blocks.%d.attn1.out0", s->layer);
-    HL_TRY(gated_residual(ctx, c, blk, B, S, n_hist, tproj, MOD_GATE, s->h, s->mod, x));
+    HL_TRY(gated_residual(ctx, c, B, S, n_hist, s->mod, MOD_GATE, s->h, x));
     /* 2. cross-attention to the text */
     HL_TRY(cross_attention(ctx, c, blk, B, S, n_hist, L, enc, s, x));
     /* 3. feed-forward: x += c_gate · ffn(LN(x) (1 + c_scale) + c_shift) */
-    HL_TRY(modulated_norm(ctx, c, blk, B, S, n_hist, tproj, 1, x, s->mod, s->h));
+    HL_TRY(modulated_norm(ctx, c, B, S, n_hist, s->mod, MOD_C_SHIFT, MOD_C_SCALE, x, s->h));
     HL_TRY(feed_forward(ctx, c, blk, M, s));
     hl_probe_emit(s->probe, s->a, M, c->dim, "blocks.%d.ffn.out0", s->layer);
-    HL_TRY(gated_residual(ctx, c, blk, B, S, n_hist, tproj, MOD_C_GATE, s->a, s->mod, x));
+    HL_TRY(gated_residual(ctx, c, B, S, n_hist, s->mod, MOD_C_GATE, s->a, x));
     hl_probe_emit(s->probe, x, M, c->dim, "blocks.%d.out0", s->layer);
     return HL_OK;
 }

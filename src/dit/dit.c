@@ -181,7 +181,7 @@ static size_t forward_bytes(const hl_dit_config *c, const dit_plan *p) {
                + 2 * B * L * D                 /* enc, text hidden */
                + p->patch_rows                 /* patchified segment */
                + (size_t)p->n_cur * (size_t)c->out_channels * P /* proj_out */
-               + 5 * rows * D + ffn_rows * (size_t)c->ffn_dim + 2 * B * L * D + 6 * D; /* scratch */
+               + 5 * rows * D + ffn_rows * (size_t)c->ffn_dim + 2 * B * L * D + 12 * B * D; /* scratch */
     return n * f + 64 * 32; /* alignment slack */
 }
 

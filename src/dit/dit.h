@@ -107,7 +107,7 @@ typedef struct hl_dit_scratch {
     float *f;                 /* [rows_ffn, ffn_dim]: the FFN runs over row tiles of this height */
     int64_t rows_ffn;
     float *ck, *cv;           /* [B*L, D] text keys / values */
-    float *mod;               /* [6, D] */
+    float *mod;               /* [B, 2, 6, D] modulation of each batch element and segment */
 } hl_dit_scratch;
 
 hl_status hl_dit_scratch_alloc(hl_arena *a, const hl_dit_config *c, int B, int64_t S, int64_t L,
