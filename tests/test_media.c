@@ -43,18 +43,6 @@ static long file_size(const char *path) {
     return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
-    fclose(f);
-    return b;
-}
-
 static void spit(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return;
@@ -219,7 +207,7 @@ static void test_y4m(const float *x, const float *xq) {
 
     const long frame = 6 + W * H * 3 / 2;
     size_t n = 0;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = read_file(path, &n);
     char hdr[128];
     snprintf(hdr, sizeof hdr, "YUV4MPEG2 W%d H%d F24:1 Ip A1:1 C420jpeg XCOLORRANGE=LIMITED\n", W,
              H);
@@ -246,7 +234,7 @@ static void test_y4m(const float *x, const float *xq) {
 
     /* A Y4M cut inside frame 3: FFmpeg's Y4M demuxer drops the partial frame (raw formats have
      * nothing to tell a cut from the end); what must hold is no crash and only whole frames. */
-    b = slurp(path, &n);
+    b = read_file(path, &n);
     const char *cut = tpath("cut.y4m");
     spit(cut, b, strlen(hdr) + 3 * (size_t)frame + 100);
     free(b);
@@ -260,7 +248,7 @@ static void test_y4m(const float *x, const float *xq) {
     }
     hl_media_free(&m);
     /* Cut inside the header: an error. */
-    b = slurp(path, &n);
+    b = read_file(path, &n);
     spit(cut, b, 20);
     free(b);
     st = hl_video_read(cut, 0, 0, 0, &m, &err);
@@ -422,7 +410,7 @@ static void test_mp4(const float *x, const float *xq) {
 
     /* Hostile copies of it. */
     size_t n = 0;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = read_file(path, &n);
     if (!b) return;
     const char *cut = tpath("cut.mp4");
     spit(cut, b, n * 6 / 10);
@@ -588,7 +576,7 @@ static void test_read_errors(void) {
     expect_read_error(tpath("noise.webm"), HELIOS_ERR_FORMAT, "random bytes");
 
     size_t n = 0;
-    unsigned char *b = slurp(tpath("frames/frame_000000.png"), &n);
+    unsigned char *b = read_file(tpath("frames/frame_000000.png"), &n);
     if (b) {
         spit(tpath("trunc.png"), b, n / 2);
         expect_read_error(tpath("trunc.png"), HELIOS_ERR_FORMAT, "truncated PNG");

@@ -375,18 +375,6 @@ static void test_built_models(void) {
 
 /* ---- hostile files ----------------------------------------------------------------------------- */
 
-static unsigned char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
-    fclose(f);
-    return b;
-}
-
 static uint64_t rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -433,7 +421,7 @@ static void test_hostile(void) {
     uint64_t seed = 12345;
     for (int f = 0; f < 2; f++) {
         size_t n;
-        unsigned char *buf = read_all(vector_path(files[f]), &n);
+        unsigned char *buf = read_file(vector_path(files[f]), &n);
         CHECK(buf && n > 1000, "read %s", files[f]);
         if (!buf) continue;
         /* truncations: every length for the small model, a spread for the large one */

@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 int g_checks, g_failures;
 
@@ -41,4 +42,16 @@ const char *vector_path(const char *name) {
     static char buf[4096];
     snprintf(buf, sizeof buf, "%s/%s", HELIOS_VECTORS, name);
     return buf;
+}
+
+unsigned char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
+    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
+    fclose(f);
+    return b;
 }

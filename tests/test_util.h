@@ -28,6 +28,9 @@ double max_abs(const float *a, int64_t n);
 /* Deterministic pseudo-random floats in [-1, 1) (splitmix64), for op tests. */
 void fill_random(float *x, int64_t n, uint64_t seed);
 
+/* The whole file in a new malloc'ed buffer (*n bytes), or NULL. */
+unsigned char *read_file(const char *path, size_t *n);
+
 /* Path of a vector file: HELIOS_VECTORS "/" name (static buffer). */
 const char *vector_path(const char *name);
 
