@@ -514,6 +514,9 @@ hl_status hl_cpu_attention_run(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H,
     if (!q || !k || !v || !out)
         return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "attention: NULL pointer");
 
+    hl_cpu_lock();
+    if (compute == HL_BF16 && !hl_cpu_bf16_gemm()) compute = HL_F32; /* no bf16 kernels here */
+    hl_cpu_unlock();
     att_plan p = {.Sq = Sq, .Sk = Sk, .H = H, .hd = hd, .dt = compute,
                   .esz = hl_dtype_size(compute), .scale = scale, .bias = bias,
                   .key_bias = key_bias, .nthr = omp_get_max_threads(), .out = out, .ldo = ldo};

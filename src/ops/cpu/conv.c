@@ -84,7 +84,7 @@ static void *scratch(int slot, size_t bytes) {
 typedef struct conv_key {
     int64_t N, C, T, H, W, O, kt, kh, kw;
     int stride[3], pad[6];
-    int layout, x_dt, w_dt, bias, acc, nthr;
+    int layout, x_dt, w_dt, c_dt, bias, acc, nthr; /* c_dt: compute dtype (w_dt, or F32) */
 } conv_key;
 
 typedef struct conv_prim {
@@ -143,12 +143,12 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     dnnl_dims_t pad_l = {k->pad[0], k->pad[2], k->pad[4]}, pad_r = {k->pad[1], k->pad[3], k->pad[5]};
     const dnnl_format_tag_t user_tag = k->layout == HL_NTHWC ? dnnl_ndhwc : dnnl_ncdhw;
     const dnnl_format_tag_t conv_tag = k->layout == HL_NTHWC ? dnnl_ndhwc : dnnl_format_tag_any;
-    const dnnl_data_type_t cdt = dnnl_dt(k->w_dt);
+    const dnnl_data_type_t cdt = dnnl_dt(k->c_dt);
     dnnl_memory_desc_t src_req, wei_req, dst_req;
     dnnl_status_t st;
     if ((st = dnnl_memory_desc_init_by_tag(&p->x_md, 5, xd, dnnl_dt(k->x_dt), user_tag)) ||
         (st = dnnl_memory_desc_init_by_tag(&p->y_md, 5, yd, dnnl_f32, user_tag)) ||
-        (st = dnnl_memory_desc_init_by_tag(&p->w_md, 5, wd, cdt, dnnl_oidhw)) ||
+        (st = dnnl_memory_desc_init_by_tag(&p->w_md, 5, wd, dnnl_dt(k->w_dt), dnnl_oidhw)) ||
         (st = dnnl_memory_desc_init_by_tag(&p->bias_md, 1, bd, dnnl_f32, dnnl_a)) ||
         (st = dnnl_memory_desc_init_by_tag(&src_req, 5, xd, cdt, conv_tag)) ||
         (st = dnnl_memory_desc_init_by_tag(&wei_req, 5, wd, cdt, dnnl_format_tag_any)) ||
@@ -171,7 +171,7 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     HL_DEBUG("conv3d: %lldx%lldx%lldx%lldx%lld -> %lld, k %lldx%lldx%lld, %s: %s", (long long)k->N,
              (long long)k->C, (long long)k->T, (long long)k->H, (long long)k->W, (long long)k->O,
              (long long)k->kt, (long long)k->kh, (long long)k->kw,
-             k->w_dt == HL_BF16 ? "bf16" : "f32", impl);
+             k->c_dt == HL_BF16 ? "bf16" : "f32", impl);
     st = dnnl_primitive_create(&p->conv, pd);
     dnnl_primitive_desc_destroy(pd);
     if (st != dnnl_success) return st;
@@ -354,6 +354,8 @@ static hl_status conv_locked(const hl_ctx *ctx, const hl_conv3d_shape *s, const 
     memcpy(key.stride, s->stride, sizeof key.stride);
     memcpy(key.pad, s->pad, sizeof key.pad);
     key.layout = s->layout, key.x_dt = s->x_dtype, key.w_dt = w->dtype;
+    /* without bf16 kernels the reorders convert x and the weights to f32 */
+    key.c_dt = w->dtype == HL_BF16 && !hl_cpu_bf16_gemm() ? HL_F32 : w->dtype;
     key.bias = bias != NULL, key.acc = s->accumulate != 0, key.nthr = omp_get_max_threads();
     conv_prim *p;
     hl_status st = prim_get(&key, &p, ctx->err);

@@ -44,6 +44,13 @@ void *hl_cpu_scratch(hl_cpu_slot slot, size_t bytes);
 /* Makes sure the engine and streams 0..nstreams-1 exist (stream i is used by OpenMP thread i). */
 hl_status hl_cpu_dnnl_init(int nstreams, hl_error *err);
 
+/* 1 when oneDNN has bf16 matmul and convolution kernels on this CPU (oneDNN 2.6 needs AVX-512
+ * for bf16; an AVX2-only CPU has none), else 0. Probed once by creating a small bf16 matmul; the
+ * environment variable HELIOS_BF16_GEMM=0 forces 0 (to test the f32 path on any machine). Where
+ * it is 0, ops on bf16 weights convert them to float32 and compute in float32 (logged once at
+ * info level). Call with the backend lock held. */
+int hl_cpu_bf16_gemm(void);
+
 /* Layout of the B operand [K, N] of a matmul. */
 typedef enum hl_mm_blayout {
     HL_MM_B_NK,         /* stored as N rows of K (a Linear weight [N, K]: B = Wᵀ) */

@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "core/log.h"
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/vec_math.h"
 
@@ -196,6 +197,29 @@ hl_status hl_cpu_mm_get(const hl_mm_key *key, hl_mm **out, hl_error *err) {
     victim->last_use = ++g_tick;
     *out = victim;
     return HL_OK;
+}
+
+int hl_cpu_bf16_gemm(void) {
+    static int probed = -1;
+    if (probed >= 0) return probed;
+    const char *env = getenv("HELIOS_BF16_GEMM");
+    if (env && env[0] == '0' && env[1] == 0) {
+        probed = 0;
+        HL_INFO("cpu: HELIOS_BF16_GEMM=0: bf16 weights are converted to float32 and computed in f32");
+        return probed;
+    }
+    hl_error err = {0};
+    hl_mm_key key = {.M = 32, .N = 32, .K = 32, .dt = HL_BF16, .blayout = HL_MM_B_NK, .nthr = 1};
+    hl_mm probe;
+    probed = 0;
+    if (hl_cpu_dnnl_init(1, &err) == HL_OK && mm_create(&probe, &key, &err) == HL_OK) {
+        mm_destroy(&probe);
+        probed = 1;
+    }
+    if (!probed)
+        HL_INFO("cpu: oneDNN has no bf16 GEMM on this CPU; bf16 weights are converted to float32 "
+                "and computed in f32");
+    return probed;
 }
 
 size_t hl_cpu_mm_scratchpad_size(const hl_mm *mm) {

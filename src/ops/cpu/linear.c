@@ -85,6 +85,18 @@ static hl_status bias_f32(const hl_ctx *ctx, const hl_tensor *b, int64_t N, cons
 static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K,
                                const float *x, int64_t ldx, const hl_tensor *W,
                                const float *bias, float *y, int64_t ldy) {
+    hl_tensor w32;
+    if (W->dtype == HL_BF16 && !hl_cpu_bf16_gemm()) { /* no bf16 kernels: an f32 GEMM */
+        float *wf = hl_cpu_scratch(HL_SLOT_LIN_W, (size_t)(N * K) * 4);
+        if (!wf) goto oom;
+        const hl_bf16 *wb = W->data;
+#pragma omp parallel for schedule(static) if (N * K >= LIN_PAR_MIN)
+        for (int64_t n = 0; n < N; n++) hl_convert_to_f32(HL_BF16, wb + n * K, wf + n * K, (size_t)K);
+        w32 = *W;
+        w32.dtype = HL_F32;
+        w32.data = wf;
+        W = &w32;
+    }
     const int bf16 = W->dtype == HL_BF16;
     hl_mm_key key = {.M = M, .N = N, .K = K, .dt = W->dtype, .blayout = HL_MM_B_NK,
                      .bias = bias != NULL, .nthr = omp_get_max_threads()};
