@@ -17,8 +17,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)
     exit 2
 }
 command -v dpkg-query >/dev/null || {
-    echo "closure: dpkg not found: this check is for Debian" >&2
-    exit 2
+    echo "closure: SKIP: dpkg not found (the check is for Debian, which scripts/deps.sh targets)"
+    exit 77
 }
 
 tmp=$(mktemp -d)
@@ -35,14 +35,15 @@ for b in "$@"; do
         tr ' \\' '\n\n' | sed -n 's/:$//; /^\//p'
     sed -n 's/^[A-Za-z0-9_]*:FILEPATH=\(\/.*\)$/\1/p' "$b/CMakeCache.txt"
     find "$b" -name link.txt -exec cat {} + | tr ' ' '\n' | sed -n '/^\//p'
-    [ -s "$b/CMakeFiles/helios_tools.txt" ] && cat "$b/CMakeFiles/helios_tools.txt"
 done >"$tmp/raw"
 for tool in ffprobe ffmpeg; do command -v "$tool" >>"$tmp/raw" || true; done
 # Our own sources and build outputs are not packages' files.
-awk -v s="$src/" '{ if (index($0, s) != 1) print }' "$tmp/raw" | while read -r f; do
-    for b in "$@"; do case $f in "$(cd "$b" && pwd)"/*) continue 2 ;; esac; done
+builds=()
+for b in "$@"; do builds+=("$(cd "$b" && pwd)/"); done
+sort -u "$tmp/raw" | awk -v s="$src/" '{ if (index($0, s) != 1) print }' | while read -r f; do
+    for b in "${builds[@]}"; do case $f in "$b"*) continue 2 ;; esac; done
     [ -f "$f" ] && echo "$f"
-done | sort -u >"$tmp/files"
+done >"$tmp/files"
 [ -s "$tmp/files" ] || {
     echo "closure: no resolved files found under $* (not built yet?)" >&2
     exit 2
@@ -51,23 +52,15 @@ done | sort -u >"$tmp/files"
 # ---- which package owns each file ------------------------------------------------------------
 # dpkg knows a file by the path its package ships; on a merged-/usr system the build may see it
 # through /lib or /usr/lib, or through a symlink (cc -> /etc/alternatives/cc -> gcc-12). Each
-# file gets its candidate names in order; the first that a package lists wins.
-candidates() {
-    local p r
-    for p in "$1" "$(readlink -f "$1")"; do
-        r=$(cd "$(dirname "$p")" 2>/dev/null && pwd -P)/$(basename "$p")
-        for q in "$p" "$r"; do
-            echo "$q"
-            case $q in
-            /usr/lib/* | /usr/bin/* | /usr/sbin/*) echo "${q#/usr}" ;;
-            /lib/* | /lib64/* | /bin/* | /sbin/*) echo "/usr$q" ;;
-            esac
-        done
-    done
-}
-while read -r f; do
-    candidates "$f" | awk -v f="$f" '!seen[$0]++ { print f "\t" $0 }'
-done <"$tmp/files" >"$tmp/cands"
+# file gets its candidate names in order (as seen, fully resolved, each with /usr added or
+# removed); the first that a package lists wins.
+xargs -d '\n' readlink -f <"$tmp/files" | paste "$tmp/files" - | awk -F'\t' '
+    function both(f, p) {
+        print f "\t" p
+        if (p ~ /^\/usr\/(lib|bin|sbin)\//) print f "\t" substr(p, 5)
+        else if (p ~ /^\/(lib|lib64|bin|sbin)\//) print f "\t/usr" p
+    }
+    { both($1, $1); both($1, $2) }' >"$tmp/cands"
 # The dpkg database: /var/lib/dpkg/info/PKG[:ARCH].list holds the paths PKG installed.
 awk -F'\t' '
     FILENAME != ARGV[ARGC - 1] {

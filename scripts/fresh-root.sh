@@ -11,6 +11,8 @@
 #      vanish with the namespace) it runs `bash scripts/run.sh` and then `bash scripts/test.sh`
 #      with the fuzz time shortened (HELIOS_FUZZ_SECONDS, default 10 here);
 #   4. the copy is deleted.
+# When ../shared/oracle exists beside the repository it is bind-mounted read-only beside the
+# clone, so test.sh verifies it there too, as it does in CI.
 #
 # The Debian mirror is the one this machine's apt already uses (its sources are copied into the
 # root); HELIOS_DEBIAN_MIRROR overrides it. Needs root (debootstrap, chroot, mount).
@@ -111,6 +113,9 @@ cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 
 mkdir -p "$root/src"
 git clone -q --no-local "$repo" "$root/src/helios"
+# The reference vectors beside the repository (../shared/oracle), read-only, as CI has them.
+shared=""
+[ -d "$repo/../shared/oracle" ] && shared=$(cd "$repo/../shared" && pwd) && mkdir -p "$root/src/shared"
 say "clean clone of $(git -C "$repo" rev-parse --short HEAD) copied in; base ready in $(($(date +%s) - t0)) s"
 
 # Inside: a private mount namespace, then chroot. env -i: only what a fresh login would have.
@@ -120,6 +125,7 @@ mount -t sysfs -o ro sysfs "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs tmpfs "$R/dev/shm"
 mount -t tmpfs tmpfs "$R/tmp"
+if [ -n "$S" ]; then mount --bind "$S" "$R/src/shared" && mount -o remount,bind,ro "$R/src/shared"; fi
 exec chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 CI=true HELIOS_FUZZ_SECONDS="$F" /bin/bash -c "
       set -e; cd /src/helios
@@ -130,7 +136,7 @@ exec chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/
       bash scripts/test.sh
       echo \"fresh-root: test.sh passed in \$((\$(date +%s) - t1)) s\""'
 status=0
-R=$root F=$fuzz_secs unshare --mount --propagation private bash -c "$inner" || status=$?
+R=$root F=$fuzz_secs S=$shared unshare --mount --propagation private bash -c "$inner" || status=$?
 if [ $status -ne 0 ]; then
     say "FAILED (exit $status) after $(($(date +%s) - t0)) s"
     exit $status

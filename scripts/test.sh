@@ -23,6 +23,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== fuzz (bounded)"
 scripts/fuzz.sh "${HELIOS_FUZZ_SECONDS:-60}"
 
+echo "== closure (every resolved header, library and tool comes from scripts/deps.sh)"
+bash scripts/check-closure.sh build build-asan build-fuzz
+
 echo "== verify"
 ./build/helios verify tests/vectors
 if [ -d ../shared/oracle ]; then
