@@ -12,6 +12,7 @@ pkgs=(
   g++                         # the test that compiles include/helios.h as C++
   libdnnl-dev                 # oneDNN: bf16/f32 GEMM (matmul) and convolution on CPU
   clang libclang-rt-14-dev    # libFuzzer + sanitizer runtimes for the fuzz targets
+  libomp-14-dev               # OpenMP for clang (the fuzz build; gcc brings its own libgomp)
   # FFmpeg libraries: decode input images/videos (PNG/JPEG/WebP/MP4/WebM/MKV...), resize with
   # swscale, encode MP4 (H.264 via libx264) and PNG frames. The ffmpeg package adds the ffprobe
   # CLI that test_media uses to check the MP4s it writes (the test skips that check without it).
