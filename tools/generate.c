@@ -8,7 +8,7 @@
 #include "core/parallel.h"
 #include "io/media.h"
 #include "io/safetensors_write.h"
-#include "session.h"
+#include "api/session.h"
 #include "tools/commands.h"
 
 typedef struct gen_opts {

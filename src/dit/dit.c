@@ -5,7 +5,7 @@
 
 #include "core/log.h"
 #include "dit/dit.h"
-#include "session.h"
+#include "api/session.h"
 
 /* Token counts and grids of one forward. */
 typedef struct dit_plan {

@@ -7,7 +7,7 @@
 #include "core/log.h"
 #include "dit/dit.h"
 #include "io/binder.h"
-#include "session.h"
+#include "api/session.h"
 
 #define SHAPE(...) (const int64_t[]){__VA_ARGS__}
 
