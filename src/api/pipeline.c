@@ -10,7 +10,7 @@
 #include "session.h"
 #include "sample/condition_encode.h"
 #include "sample/prepare.h"
-#include "text/encoder.h"
+#include "text/prompt_encode.h"
 #include "vae/vae.h"
 
 /* The Wan VAE compresses space by 8 and time by 4 (spec §2.2). */
