@@ -261,9 +261,9 @@ static hl_status predict(hl_loop *l, double t) {
         if (c->use_zero_init && l->stage == 0 && l->step <= c->zero_steps)
             memset(l->v, 0, n * sizeof(float)); /* zero init: the scheduler then sees x0 = x */
         else
-            hl_cfg_zero_star(1, (int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
+            hl_guidance_cfg_zero_star(1, (int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
     } else {
-        hl_cfg((int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
+        hl_guidance_cfg((int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
     }
     return HL_OK;
 }
