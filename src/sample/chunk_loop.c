@@ -7,14 +7,15 @@
 #include "sample/pyramid.h"
 
 void hl_loop_config_default(hl_loop_config *c) {
+    const helios_recipe_defaults *r = helios_recipe_defaults_get(HELIOS_RECIPE_BASE); /* src/api/recipes.c */
     memset(c, 0, sizeof *c);
     hl_sched_config_default(&c->sched, HL_SCHED_UNIPC);
-    c->steps = 50;
-    c->guidance_scale = 5.0;
+    c->steps = r->steps;
+    c->guidance_scale = r->guidance_scale;
     c->use_zero_init = true;
-    c->zero_steps = 1;
-    c->latent_frames = 9;
-    c->history_sizes[0] = 16, c->history_sizes[1] = 2, c->history_sizes[2] = 1;
+    c->zero_steps = r->zero_init_steps;
+    c->latent_frames = r->latent_frames_per_chunk;
+    for (int i = 0; i < 3; i++) c->history_sizes[i] = r->history_frames[i];
 }
 
 struct hl_loop {
