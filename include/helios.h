@@ -1,24 +1,53 @@
 /*
  * helios.h — the one public header of helios, a C engine for the Helios autoregressive
- * video diffusion model family (arXiv 2603.04379).
+ * video diffusion model family (arXiv 2603.04379). C11 and C++11 compatible.
  *
  * Conventions
  *   - Every call that can fail returns helios_status; HELIOS_OK is 0. The library never exits or
- *     aborts on bad input. The text of the last failure is helios_session_error(session).
+ *     aborts on bad input.
+ *   - Errors: a call made on an object that keeps an error (a generation, a video writer) leaves
+ *     its message there: helios_gen_error(g), helios_video_writer_error(w). Every other call --
+ *     loading, creating an object, reading media -- leaves it in its session:
+ *     helios_session_error(s). So a failing generation never overwrites another generation's
+ *     message, nor the session's.
  *   - Handles are opaque. Parameter structs are filled with defaults by their *_init function,
  *     then changed field by field, so new fields can be added without breaking callers.
- *   - Tensors cross the API as float32, contiguous, PyTorch dim order: latents (B, C, T, H, W).
+ *   - Every *_free accepts NULL.
+ *   - Tensors cross the API as float32, contiguous, PyTorch dim order: latents (B, C, T, H, W);
+ *     video frames (3, T, H, W) with values in [-1, 1] (what the VAE decodes).
+ *   - Names are helios_<object>_<verb> (helios_session_new, helios_gen_step, helios_log_set); a
+ *     call that only returns a property is helios_<object>_<property> (helios_session_error,
+ *     helios_status_str).
+ *
+ * Threads
+ *   - Different sessions, and the objects made from each, may be used from different threads at
+ *     the same time (the optimized backend serialises its oneDNN calls internally).
+ *   - Calls on one session and on everything made from it (transformers, pipelines,
+ *     generations, media objects) must not run at the same time: one thread at a time, or the
+ *     caller's own lock. In particular one generation must never be stepped from two threads.
+ *     Several generations of one pipeline may be interleaved from one thread (each keeps its own
+ *     state and error).
+ *   - helios_log_set and helios_log_level_set change process-wide state: call them before other
+ *     threads use the library. The log sink itself may be called from any thread.
+ *   - helios_session_params.n_threads is applied to the OpenMP thread count of the thread that
+ *     creates the session.
+ *   - helios_version, helios_status_str and helios_recipe_defaults_get may be called anywhere.
  *
  * Typical use
  *   helios_session_params sp;  helios_session_params_init(&sp);
  *   helios_session *s;         helios_session_new(&sp, &s);
- *   helios_model_params mp;    helios_model_params_init(&mp);
- *   mp.path = "Helios-Distilled/transformer";
- *   helios_transformer *t;
- *   if (helios_transformer_load(s, &mp, &t) != HELIOS_OK)
+ *   helios_pipeline_params pp; helios_pipeline_params_init(&pp);
+ *   pp.model_dir = "Helios-Distilled";
+ *   helios_pipeline *p;
+ *   if (helios_pipeline_load(s, &pp, &p) != HELIOS_OK)
  *       fprintf(stderr, "%s\n", helios_session_error(s));
- *   ...
- *   helios_transformer_free(t);
+ *   helios_gen_params gp;      helios_gen_params_init(&gp);
+ *   gp.prompt = "a red ball bouncing";
+ *   helios_gen *g;
+ *   if (helios_gen_new(p, &gp, &g) == HELIOS_OK && helios_gen_run(g, NULL, NULL) != HELIOS_OK)
+ *       fprintf(stderr, "%s\n", helios_gen_error(g));
+ *   helios_gen_free(g);        (see helios_video_writer_* for writing the frames)
+ *   helios_pipeline_free(p);
  *   helios_session_free(s);
  */
 #ifndef HELIOS_H
@@ -30,6 +59,16 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- version -------------------------------------------------------------------------------- */
+
+#define HELIOS_VERSION_MAJOR 0
+#define HELIOS_VERSION_MINOR 1
+#define HELIOS_VERSION_PATCH 0
+#define HELIOS_VERSION_STRING "0.1.0"
+
+/* The version of the library linked in ("0.1.0"; equals HELIOS_VERSION_STRING of its header). */
+const char *helios_version(void);
 
 typedef enum helios_status {
     HELIOS_OK = 0,
@@ -59,9 +98,10 @@ typedef enum helios_log_level {
 
 typedef void (*helios_log_fn)(helios_log_level level, const char *msg, void *user);
 
-/* Process-wide log sink; NULL restores the default (stderr, INFO and above). */
-void helios_set_log(helios_log_fn fn, void *user);
-void helios_set_log_level(helios_log_level max_level);
+/* Process-wide log sink; NULL restores the default (stderr). Messages above max_level (default
+ * HELIOS_LOG_INFO) are dropped. */
+void helios_log_set(helios_log_fn fn, void *user);
+void helios_log_level_set(helios_log_level max_level);
 
 /* ---- sessions ------------------------------------------------------------------------------- */
 
@@ -80,7 +120,8 @@ typedef struct helios_session helios_session;
 void helios_session_params_init(helios_session_params *p);
 helios_status helios_session_new(const helios_session_params *p, helios_session **out);
 void helios_session_free(helios_session *s);
-/* Message of the last failure in this session ("" if none). Valid until the next call. */
+/* Message of the last failure reported to this session ("" if none; see Conventions). Valid
+ * until the next call on the session. */
 const char *helios_session_error(const helios_session *s);
 
 /* ---- the Helios transformer ------------------------------------------------------------------ */
@@ -99,7 +140,8 @@ helios_status helios_transformer_load(helios_session *s, const helios_model_para
 void helios_transformer_free(helios_transformer *t);
 
 /* Inputs of one transformer forward (the diffusers forward() arguments). Shapes in PyTorch order.
- * History parts are optional (NULL data = absent); indices may be NULL (0..T-1). */
+ * indices_hidden_states may be NULL (0..T_c-1). History parts are optional (0 frames = absent);
+ * a part that is present needs both its latents and its indices. */
 typedef struct helios_dit_input {
     int batch;                         /* B */
     int frames, height, width;         /* T_c, h, w of hidden_states (latent grid) */
@@ -124,23 +166,13 @@ void helios_dit_input_init(helios_dit_input *in);
 helios_status helios_transformer_forward(helios_session *s, helios_transformer *t,
                                          const helios_dit_input *in, float *out);
 
-/* ---- pipelines: a diffusers model folder and step-wise generation ------------------------ */
+/* ---- recipes: the defaults of the three Helios models ----------------------------------- */
 
-/* A model folder in the diffusers layout: model_index.json, scheduler/, transformer/,
- * text_encoder/ + tokenizer/ (UMT5 + SentencePiece), vae/. model_index.json decides the recipe:
- * HeliosPipeline = Base (UniPC, 50 steps, CFG 5); HeliosPyramidPipeline with is_cfg_zero_star =
- * Mid (pyramid 20/20/20, CFG-Zero* 5); with is_distilled = Distilled (DMD 2/2/2, no CFG,
- * amplified first chunk). */
-typedef struct helios_pipeline helios_pipeline;
-
-typedef struct helios_pipeline_params {
-    const char *model_dir;
-    int low_memory;           /* release the text encoder after each prompt is encoded */
-} helios_pipeline_params;
-
-void helios_pipeline_params_init(helios_pipeline_params *p);
-helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *p, helios_pipeline **out);
-void helios_pipeline_free(helios_pipeline *p);
+typedef enum helios_recipe {
+    HELIOS_RECIPE_BASE = 0,     /* HeliosPipeline: one resolution, UniPC, CFG */
+    HELIOS_RECIPE_MID,          /* HeliosPyramidPipeline (is_cfg_zero_star): 3 stages, CFG-Zero* */
+    HELIOS_RECIPE_DISTILLED,    /* HeliosPyramidPipeline (is_distilled): 3 stages, DMD, no CFG */
+} helios_recipe;
 
 typedef enum helios_sampler {
     HELIOS_SAMPLER_DEFAULT = 0, /* the folder's scheduler_config.json */
@@ -149,6 +181,44 @@ typedef enum helios_sampler {
     HELIOS_SAMPLER_DMD,         /* few-step DMD (Distilled) */
 } helios_sampler;
 
+/* What a generation uses where helios_gen_params leaves a default. The shift, the timestep
+ * range and the number of stages come from the model folder's scheduler_config.json. */
+typedef struct helios_recipe_defaults {
+    const char *name;            /* "Base", "Mid", "Distilled" */
+    helios_sampler sampler;      /* the scheduler the released folder names */
+    int pyramid;                 /* 1: stages at 1/4, 1/2, 1 of the resolution */
+    int steps;                   /* Base: sampling steps */
+    int pyramid_steps[3];        /* pyramid: steps per stage */
+    float guidance_scale;        /* CFG scale; <= 1 = no CFG */
+    int cfg_zero_star;           /* CFG-Zero* (with the folder's is_cfg_zero_star) ... */
+    int zero_init_steps;         /* ... whose prediction is 0 for steps <= this of stage 0 */
+    int amplify_first_chunk;     /* DMD: more steps on the first chunk */
+    int latent_frames_per_chunk; /* latent frames per chunk (9 = 33 video frames) */
+    int history_frames[3];       /* the history window: long, mid, short latent frames */
+} helios_recipe_defaults;
+
+/* The table row of a recipe; NULL for a value outside helios_recipe. Constant data. */
+const helios_recipe_defaults *helios_recipe_defaults_get(helios_recipe r);
+
+/* ---- pipelines: a diffusers model folder and step-wise generation ------------------------ */
+
+/* A model folder in the diffusers layout: model_index.json, scheduler/, transformer/,
+ * text_encoder/ + tokenizer/ (UMT5 + SentencePiece), vae/. model_index.json decides the recipe
+ * (HeliosPipeline = Base; HeliosPyramidPipeline = Mid, or Distilled with is_distilled). */
+typedef struct helios_pipeline helios_pipeline;
+
+typedef struct helios_pipeline_params {
+    const char *model_dir;
+    int low_memory;           /* release the text encoder after each prompt is encoded */
+} helios_pipeline_params;
+
+void helios_pipeline_params_init(helios_pipeline_params *p);
+/* Errors: the session's. */
+helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *p, helios_pipeline **out);
+void helios_pipeline_free(helios_pipeline *p);
+/* The recipe model_index.json chose. */
+helios_recipe helios_pipeline_recipe(const helios_pipeline *p);
+
 typedef struct helios_gen_params {
     const char *prompt;            /* text, encoded by the pipeline's text encoder ... */
     const char *negative_prompt;   /* (NULL = "" when guidance is on) */
@@ -156,14 +226,15 @@ typedef struct helios_gen_params {
     const float *negative_prompt_embeds;
     int text_len;                  /* of the embeddings; the encoder pads to max_sequence_length */
     int max_sequence_length;       /* 512 */
-    int height, width;             /* pixels; the latent is /8, must split into the pyramid */
-    int num_frames;                /* video frames wanted; 0 = num_chunks decides */
+    int height, width;             /* pixels (384 x 640); the latent is /8, must split into the pyramid */
+    int num_frames;                /* video frames wanted (132); 0 = num_chunks decides */
     int num_chunks;                /* 0 = from num_frames; < 0 = no end (stream until stopped) */
-    int latent_frames_per_chunk;   /* 9 (= 33 video frames) */
+    int latent_frames_per_chunk;   /* 0 = recipe default */
     int steps;                     /* Base: steps; 0 = recipe default */
     int pyramid_steps[3];          /* Mid/Distilled: steps per stage; 0 = recipe default */
     float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off */
-    helios_sampler sampler;        /* override of the folder's scheduler type */
+    helios_sampler sampler;        /* override of the folder's scheduler type; the defaults
+                                    * follow it (DMD: the Distilled recipe's) */
     uint64_t seed;
     int decode;                    /* 1: decode each chunk to RGB with the VAE; 0: latents only */
     const float *image;            /* I2V: (3, height, width) in [-1, 1], or NULL */
@@ -187,21 +258,104 @@ typedef struct helios_gen_progress {
     int finished;                  /* the last chunk is done */
 } helios_gen_progress;
 
+/* One generation: its own sampler state, history and last error. */
 typedef struct helios_gen helios_gen;
 
-helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, helios_gen **out);
+/* Encodes the prompt (and an I2V/V2V input) and prepares the first chunk. Errors: the
+ * session's (no generation exists yet). The pipeline must outlive the generation. */
+helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, helios_gen **out);
 /* One sampler step (one or two transformer calls). Stop calling to cancel. */
 helios_status helios_gen_step(helios_gen *g, helios_gen_progress *progress);
 /* Moves the conditioning to a new prompt, interpolating the embeddings linearly over the next
  * `chunks` chunks (spec §2.3's interactive mode; 0 or 1 = at once). */
-helios_status helios_gen_set_prompt(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks);
-void helios_gen_end(helios_gen *g);
+helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks);
 
-/* Blocking: runs every step; on_progress (may be NULL) sees each step and each finished chunk
- * before the next starts; a non-zero return cancels (HELIOS_ERR_CANCELLED). */
+/* Blocking: runs the remaining steps; on_progress (may be NULL) sees each step and each
+ * finished chunk before the next starts; a non-zero return cancels (HELIOS_ERR_CANCELLED). */
 typedef int (*helios_progress_fn)(const helios_gen_progress *p, void *user);
-helios_status helios_generate(helios_pipeline *p, const helios_gen_params *g, helios_progress_fn on_progress,
-                              void *user);
+helios_status helios_gen_run(helios_gen *g, helios_progress_fn on_progress, void *user);
+
+/* Message of this generation's last failure ("" if none). Valid until its next call. */
+const char *helios_gen_error(const helios_gen *g);
+void helios_gen_free(helios_gen *g);
+
+/* ---- media: images and videos in, videos out ------------------------------------------------ */
+
+/* Decoded input: values in [-1, 1], (3, frames, height, width). */
+typedef struct helios_media {
+    float *data;
+    int frames, height, width;
+    int src_width, src_height;     /* the size in the file, before resizing */
+    double fps;                    /* 0 when unknown (images) */
+} helios_media;
+
+/* Reads anything FFmpeg decodes (PNG, JPEG, WebP, ...; MP4, WebM, MKV, Y4M, ...) as RGB,
+ * resized to width x height with Lanczos (0 x 0 keeps the native size), alpha dropped.
+ * helios_image_read keeps the first frame (frames = 1, data is (3, H, W)); helios_video_read up
+ * to max_frames frames (<= 0: all). Errors: the session's, naming the file. */
+helios_status helios_image_read(helios_session *s, const char *path, int width, int height, helios_media **out);
+helios_status helios_video_read(helios_session *s, const char *path, int width, int height, int max_frames,
+                                helios_media **out);
+void helios_media_free(helios_media *m);
+
+/* A video writer, chosen from the path:
+ *   "*.mp4"   H.264 (libx264) yuv420p BT.601 limited range, fragmented MP4;
+ *   "*.y4m"   YUV4MPEG2 4:2:0; "-" = the same on stdout;
+ *   "dir/" or an existing directory: one PNG per frame (frame_000000.png, ...).
+ * The file is written under "<path>.part" and renamed by helios_video_writer_close, so the final
+ * name never holds a half-written video. After a write (a chunk), "<path>.part" plays. */
+typedef struct helios_video_writer helios_video_writer;
+
+typedef struct helios_video_writer_params {
+    int width, height;             /* frame size in pixels */
+    int fps;                       /* 24 (the Helios models' frame rate) */
+    int crf;                       /* H.264 quality, 0..51 (18) */
+    int truncate;                  /* 8-bit conversion: 0 = round (diffusers numpy_to_pil),
+                                    * 1 = truncate (diffusers export_to_video) */
+} helios_video_writer_params;
+
+void helios_video_writer_params_init(helios_video_writer_params *p);
+/* HELIOS_OK if path names a format above (nothing is created). Errors: the session's. */
+helios_status helios_video_path_check(helios_session *s, const char *path);
+/* Errors: the session's. */
+helios_status helios_video_writer_open(helios_session *s, const char *path, const helios_video_writer_params *p,
+                                       helios_video_writer **out);
+/* Appends frames t0 .. t0+n-1 of x, a (3, T, height, width) block in [-1, 1] (e.g.
+ * helios_gen_progress.frames with T = chunk_frames, n = n_frames), and makes them durable. */
+helios_status helios_video_writer_write(helios_video_writer *w, const float *x, int T, int t0, int n);
+/* Finishes the file and renames it to its final name. */
+helios_status helios_video_writer_close(helios_video_writer *w);
+/* Message of this writer's last failure ("" if none). */
+const char *helios_video_writer_error(const helios_video_writer *w);
+/* Frees w; a writer not closed is discarded with its ".part" file. */
+void helios_video_writer_free(helios_video_writer *w);
+
+/* ---- tensor files ---------------------------------------------------------------------------- */
+
+/* Writes one float32 tensor as a .safetensors file (e.g. the latents of a video), through
+ * "<path>.part". metadata: NULL or {key0, value0, key1, value1, ..., NULL}. Errors: the
+ * session's. */
+helios_status helios_tensor_save(helios_session *s, const char *path, const char *name, const float *data,
+                                 int ndim, const int64_t *shape, const char *const *metadata);
+
+/* One tensor of a checkpoint, as helios_checkpoint_list reports it. */
+typedef struct helios_tensor_info {
+    const char *name;
+    const char *dtype;             /* "F32", "BF16", ... */
+    int ndim;
+    const int64_t *shape;
+    uint64_t nbytes;
+    const char *file;              /* the .safetensors file holding it */
+    int file_index, n_files;       /* its file among the checkpoint's files */
+} helios_tensor_info;
+
+/* Calls fn for every tensor of a .safetensors file, a *.safetensors.index.json or a folder
+ * holding either, in file order (a non-zero return stops: HELIOS_ERR_CANCELLED). The whole
+ * header is validated first. *n_files (may be NULL) receives the number of files. Errors: the
+ * session's. */
+typedef int (*helios_tensor_fn)(const helios_tensor_info *t, void *user);
+helios_status helios_checkpoint_list(helios_session *s, const char *path, helios_tensor_fn fn, void *user,
+                                     int *n_files);
 
 #ifdef __cplusplus
 }

@@ -38,5 +38,6 @@ check "missing model fails, named" "$H generate -q -m $T/nope -p x -o $T/x.mp4 2
 check "unreadable image fails, named" "echo garbage > $T/bad.png; $G -p x --image $T/bad.png -o $T/x.mp4 2>&1 | grep -q bad.png"
 check "video shorter than a chunk fails" "$G -p x --video $T/first.png -o $T/x.mp4 2>&1 | grep -q 'fewer than one chunk'"
 check "no output file after a failure" "[ ! -e $T/x.mp4 ] && [ ! -e $T/x.mp4.part ]"
+check "helios --version" "$H --version | grep -q '^helios [0-9]*\.[0-9]*\.[0-9]*$'"
 echo "$((n - fail)) passed, $fail failed"
 [ $fail -eq 0 ]

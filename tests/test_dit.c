@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "dit/vectors.h"
-#include "session.h"
+#include "api/session.h"
 #include "test_util.h"
 
 static const char *k_cases[] = {

@@ -1,7 +1,11 @@
 /* The public generation API on the tiny random model folder: step-wise progress, chunks handed
- * over before the next chunk starts, cancellation, prompt switching, error paths. */
+ * over before the next chunk starts, cancellation, prompt switching, per-generation errors,
+ * the media writers/readers and tensor files of helios.h, NULL frees, the version. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helios.h"
 #include "test_util.h"
@@ -23,7 +27,7 @@ static helios_gen_params small_params(void) {
 static void test_stepwise(helios_pipeline *p, float *last_chunk, size_t n_last) {
     helios_gen_params g = small_params();
     helios_gen *gen;
-    CHECK(helios_gen_begin(p, &g, &gen) == HELIOS_OK, "begin");
+    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_OK, "new");
     int chunks = 0, steps = 0, prev_chunk = 0;
     for (helios_gen_progress pr = {0}; !pr.finished && steps < 1000;) {
         CHECK(helios_gen_step(gen, &pr) == HELIOS_OK, "step");
@@ -39,7 +43,7 @@ static void test_stepwise(helios_pipeline *p, float *last_chunk, size_t n_last) 
     }
     /* Distilled: 3 stages x 2 steps, x2 on the amplified first chunk */
     CHECK(chunks == 3 && steps == 12 + 6 + 6, "%d chunks in %d steps", chunks, steps);
-    helios_gen_end(gen);
+    helios_gen_free(gen);
 }
 
 static int cancel_after_3(const helios_gen_progress *p, void *user) {
@@ -53,7 +57,107 @@ static int count_chunks(const helios_gen_progress *p, void *user) {
     return 0;
 }
 
+/* Blocking run with a callback; the generation is freed here. */
+static helios_status run(helios_pipeline *p, const helios_gen_params *g, helios_progress_fn fn, void *user,
+                         char *msg, size_t n) {
+    helios_gen *gen;
+    helios_status st = helios_gen_new(p, g, &gen);
+    if (st != HELIOS_OK) return st;
+    st = helios_gen_run(gen, fn, user);
+    snprintf(msg, n, "%s", helios_gen_error(gen));
+    helios_gen_free(gen);
+    return st;
+}
+
+static void test_version_and_null_frees(void) {
+    CHECK(!strcmp(helios_version(), HELIOS_VERSION_STRING), "helios_version %s", helios_version());
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", HELIOS_VERSION_MAJOR, HELIOS_VERSION_MINOR, HELIOS_VERSION_PATCH);
+    CHECK(!strcmp(v, HELIOS_VERSION_STRING), "version macros agree: %s", v);
+    helios_session_free(NULL);
+    helios_transformer_free(NULL);
+    helios_pipeline_free(NULL);
+    helios_gen_free(NULL);
+    helios_media_free(NULL);
+    helios_video_writer_free(NULL);
+    CHECK(!strcmp(helios_gen_error(NULL), "") && !strcmp(helios_session_error(NULL), ""), "errors of NULL");
+    const helios_recipe_defaults *d = helios_recipe_defaults_get(HELIOS_RECIPE_DISTILLED);
+    CHECK(d && d->sampler == HELIOS_SAMPLER_DMD && d->amplify_first_chunk && d->guidance_scale <= 1,
+          "distilled recipe row");
+    CHECK(helios_recipe_defaults_get((helios_recipe)99) == NULL, "no row outside the table");
+}
+
+/* A generated chunk through the public writer and reader, and as a tensor file. */
+static void test_media(helios_session *s, helios_pipeline *p) {
+    char dir[] = "/tmp/helios_test_generate_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char mp4[256], part[256], lat[256];
+    snprintf(mp4, sizeof mp4, "%s/out.mp4", dir);
+    snprintf(part, sizeof part, "%s/out.mp4.part", dir);
+    snprintf(lat, sizeof lat, "%s/latents.safetensors", dir);
+    CHECK(helios_video_path_check(s, mp4) == HELIOS_OK, "mp4 path accepted");
+    CHECK(helios_video_path_check(s, "out.avi") == HELIOS_ERR_UNSUPPORTED && strstr(helios_session_error(s), "out.avi"),
+          "avi refused, named: %s", helios_session_error(s));
+
+    helios_gen_params g = small_params();
+    g.num_chunks = 1;
+    helios_gen *gen;
+    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_OK, "new: %s", helios_session_error(s));
+    helios_video_writer_params wp;
+    helios_video_writer_params_init(&wp);
+    wp.width = g.width, wp.height = g.height;
+    helios_video_writer *w = NULL;
+    CHECK(helios_video_writer_open(s, mp4, &wp, &w) == HELIOS_OK, "writer: %s", helios_session_error(s));
+    int frames = 0;
+    for (helios_gen_progress pr = {0}; gen && w && !pr.finished;) {
+        CHECK(helios_gen_step(gen, &pr) == HELIOS_OK, "step: %s", helios_gen_error(gen));
+        if (!pr.chunk_done) continue;
+        CHECK(pr.frames && pr.n_frames == 9, "decoded chunk: %d frames", pr.n_frames);
+        CHECK(helios_video_writer_write(w, pr.frames, pr.chunk_frames, 0, pr.n_frames) == HELIOS_OK, "write: %s",
+              helios_video_writer_error(w));
+        frames += pr.n_frames;
+        int64_t shape[5] = {1, 16, pr.latent_frames, pr.latent_height, pr.latent_width};
+        const char *meta[] = {"prompt", g.prompt, NULL};
+        CHECK(helios_tensor_save(s, lat, "latents", pr.latents, 5, shape, meta) == HELIOS_OK, "tensor_save: %s",
+              helios_session_error(s));
+    }
+    CHECK(access(part, F_OK) == 0 && access(mp4, F_OK) != 0, "unfinished video only under .part");
+    CHECK(w && helios_video_writer_close(w) == HELIOS_OK, "close: %s", helios_video_writer_error(w));
+    CHECK(w && helios_video_writer_write(w, NULL, 0, 0, 0) == HELIOS_ERR_INVALID_ARG, "write after close refused");
+    helios_video_writer_free(w);
+    helios_gen_free(gen);
+    CHECK(access(mp4, F_OK) == 0 && access(part, F_OK) != 0, "closed video renamed");
+
+    helios_media *m = NULL;
+    CHECK(helios_video_read(s, mp4, 0, 0, 0, &m) == HELIOS_OK && m, "read back: %s", helios_session_error(s));
+    if (m) CHECK(m->frames == frames && m->width == g.width && m->height == g.height && m->data, "read back %d frames %dx%d",
+                 m->frames, m->width, m->height);
+    helios_media_free(m);
+    m = NULL;
+    CHECK(helios_image_read(s, mp4, 32, 16, &m) == HELIOS_OK && m && m->frames == 1 && m->width == 32, "first frame, resized");
+    helios_media_free(m);
+    m = NULL;
+    CHECK(helios_image_read(s, "/nonexistent.png", 0, 0, &m) != HELIOS_OK && !m &&
+          strstr(helios_session_error(s), "/nonexistent.png"), "missing image named: %s", helios_session_error(s));
+
+    /* the open-in-a-folder case: an unclosed writer leaves nothing */
+    char mp4b[256];
+    snprintf(mp4b, sizeof mp4b, "%s/discarded.mp4", dir);
+    CHECK(helios_video_writer_open(s, mp4b, &wp, &w) == HELIOS_OK, "writer 2");
+    helios_video_writer_free(w);
+    snprintf(part, sizeof part, "%s.part", mp4b);
+    CHECK(access(mp4b, F_OK) != 0 && access(part, F_OK) != 0, "discarded writer leaves no file");
+
+    int n_files = 0;
+    CHECK(helios_checkpoint_list(s, lat, NULL, NULL, &n_files) == HELIOS_OK && n_files == 1, "checkpoint_list: %s",
+          helios_session_error(s));
+    remove(lat);
+    remove(mp4);
+    rmdir(dir);
+}
+
 int main(void) {
+    test_version_and_null_frees();
     helios_session_params sp;
     helios_session_params_init(&sp);
     helios_session *s;
@@ -76,30 +180,49 @@ int main(void) {
     /* cancellation from the progress callback */
     helios_gen_params g = small_params();
     int calls = 0;
-    CHECK(helios_generate(p, &g, cancel_after_3, &calls) == HELIOS_ERR_CANCELLED && calls == 3, "cancelled after 3 steps");
+    char msg[1024];
+    CHECK(run(p, &g, cancel_after_3, &calls, msg, sizeof msg) == HELIOS_ERR_CANCELLED && calls == 3 &&
+          strstr(msg, "cancelled"), "cancelled after 3 steps: %s", msg);
     g_chunks_seen = 0;
-    CHECK(helios_generate(p, &g, count_chunks, NULL) == HELIOS_OK && g_chunks_seen == 3, "blocking run streams 3 chunks");
+    CHECK(run(p, &g, count_chunks, NULL, msg, sizeof msg) == HELIOS_OK && g_chunks_seen == 3 && !msg[0],
+          "blocking run streams 3 chunks");
 
     /* prompt switching: the video after the switch differs from the unswitched one */
     helios_gen *gen;
-    CHECK(helios_gen_begin(p, &g, &gen) == HELIOS_OK, "begin");
+    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_OK, "new");
     float c[16 * 3 * 8 * 16];
     for (helios_gen_progress pr = {0}; !pr.finished;) {
         CHECK(helios_gen_step(gen, &pr) == HELIOS_OK, "step");
         if (pr.chunk_done && pr.chunk == 0)
-            CHECK(helios_gen_set_prompt(gen, "a blue cube sliding on ice", NULL, 2) == HELIOS_OK, "set_prompt: %s",
-                  helios_session_error(s));
+            CHECK(helios_gen_prompt_set(gen, "a blue cube sliding on ice", NULL, 2) == HELIOS_OK, "prompt_set: %s",
+                  helios_gen_error(gen));
         if (pr.finished) memcpy(c, pr.latents, sizeof c);
     }
-    helios_gen_end(gen);
+    helios_gen_free(gen);
     float d = 0;
     for (size_t i = 0; i < n; i++) d = fmaxf(d, fabsf(a[i] - c[i]));
     CHECK(d > 1e-3, "switching the prompt changes the video (%g)", d);
 
-    /* errors */
+    /* errors: a failing generation keeps its message; another generation's and the session's
+     * are untouched */
+    helios_gen *ga, *gb;
+    CHECK(helios_gen_new(p, &g, &ga) == HELIOS_OK && helios_gen_new(p, &g, &gb) == HELIOS_OK, "two generations");
+    calls = 0;
+    CHECK(helios_gen_run(ga, cancel_after_3, &calls) == HELIOS_ERR_CANCELLED, "a cancelled");
+    helios_gen_progress pr;
+    CHECK(helios_gen_step(gb, &pr) == HELIOS_OK, "b steps on");
+    CHECK(helios_gen_prompt_set(gb, NULL, NULL, 1) == HELIOS_OK, "b prompt_set");
+    CHECK(strstr(helios_gen_error(ga), "cancelled") && !helios_gen_error(gb)[0] && !helios_session_error(s)[0],
+          "errors stay with their generation: a '%s' b '%s' session '%s'", helios_gen_error(ga), helios_gen_error(gb),
+          helios_session_error(s));
+    helios_gen_free(ga);
+    helios_gen_free(gb);
     g.width = 100;
-    CHECK(helios_gen_begin(p, &g, &gen) == HELIOS_ERR_INVALID_ARG && strstr(helios_session_error(s), "multiples of 16"),
+    gen = NULL;
+    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_INVALID_ARG && !gen && strstr(helios_session_error(s), "multiples of 16"),
           "bad size: %s", helios_session_error(s));
+    g.width = 128;
+    test_media(s, p);
     helios_pipeline *q = NULL;
     pp.model_dir = "/nonexistent/model";
     CHECK(helios_pipeline_load(s, &pp, &q) != HELIOS_OK && strstr(helios_session_error(s), "/nonexistent/model"),

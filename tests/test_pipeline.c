@@ -6,7 +6,7 @@
 
 #include "sample/chunk_loop.h"
 #include "sample/pipeline_vectors.h"
-#include "session.h"
+#include "api/session.h"
 #include "test_util.h"
 
 static int g_cases;

@@ -7,7 +7,7 @@
 
 #include "io/safetensors.h"
 #include "test_util.h"
-#include "text/encoder.h"
+#include "text/prompt_encode.h"
 #include "text/prompt_clean.h"
 #include "text/spm.h"
 #include "text/spm_internal.h"

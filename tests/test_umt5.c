@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "session.h"
+#include "api/session.h"
 #include "test_util.h"
 #include "text/umt5.h"
 #include "text/umt5_vectors.h"

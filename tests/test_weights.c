@@ -429,7 +429,7 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    helios_set_log(capture_log, NULL);
+    helios_log_set(capture_log, NULL);
     build_tree();
     test_single();
     test_sharded();
@@ -439,7 +439,7 @@ int main(void) {
     test_bind_ok();
     test_bind_unused();
     test_bind_errors();
-    helios_set_log(NULL, NULL);
+    helios_log_set(NULL, NULL);
     remove_tree(g_root);
     struct stat sb;
     CHECK(stat(g_root, &sb) != 0, "temporary folder removed");

@@ -1,14 +1,14 @@
 /* helios generate — text-to-video with a Helios model folder (diffusers layout). Chunks are
- * handed on as soon as they are denoised; a progress line shows chunk, stage, step and speed. */
+ * handed on as soon as they are denoised; a progress line shows chunk, stage, step and speed.
+ * A client of helios.h only: it uses no internal header. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "core/parallel.h"
-#include "io/media.h"
-#include "io/safetensors_write.h"
-#include "session.h"
+#include "helios.h"
 #include "tools/commands.h"
 
 typedef struct gen_opts {
@@ -22,7 +22,21 @@ typedef struct gen_opts {
     helios_backend backend;
 } gen_opts;
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void usage(FILE *f) {
+    helios_gen_params g;
+    helios_gen_params_init(&g);
+    helios_video_writer_params v;
+    helios_video_writer_params_init(&v);
+    const helios_recipe_defaults *base = helios_recipe_defaults_get(HELIOS_RECIPE_BASE),
+                                 *mid = helios_recipe_defaults_get(HELIOS_RECIPE_MID),
+                                 *dist = helios_recipe_defaults_get(HELIOS_RECIPE_DISTILLED);
+    int chunk_frames = (base->latent_frames_per_chunk - 1) * 4 + 1;
     fprintf(f,
             "usage: helios generate -m MODEL_DIR -p PROMPT [options]\n"
             "\n"
@@ -37,13 +51,13 @@ static void usage(FILE *f) {
             "                           out.safetensors (latents) | none (default out.mp4)\n"
             "      --image IMG          image-to-video: start from this image (PNG, JPEG, WebP, ...)\n"
             "      --video VID          video-to-video: continue this video (MP4, WebM, MKV, ...)\n"
-            "      --width W --height H video size in pixels, multiples of 16 (default 640x384)\n"
-            "      --frames N           video frames (default 132: 4 chunks of 33)\n"
-            "      --seconds S          video length at 24 fps (instead of --frames)\n"
+            "      --width W --height H video size in pixels, multiples of 16 (default %dx%d)\n"
+            "      --frames N           video frames (default %d: chunks of %d)\n"
+            "      --seconds S          video length at %d fps (instead of --frames)\n"
             "      --chunks N           exact number of chunks (instead of --frames)\n"
-            "      --steps N            Base: sampling steps (default 50)\n"
-            "      --pyramid-steps A,B,C  Mid/Distilled: steps per stage (default 20,20,20 / 2,2,2)\n"
-            "      --guidance G         guidance scale (default 5, Distilled 1 = off)\n"
+            "      --steps N            Base: sampling steps (default %d)\n"
+            "      --pyramid-steps A,B,C  Mid/Distilled: steps per stage (default %d,%d,%d / %d,%d,%d)\n"
+            "      --guidance G         guidance scale (default %g, Distilled %g = off)\n"
             "      --sampler S          unipc | euler | dmd (default: the folder's scheduler)\n"
             "      --seed S             random seed (default 0); the same seed gives diffusers' noise\n"
             "      --switch-prompt C:TEXT  from chunk C on, move to prompt TEXT ...\n"
@@ -51,12 +65,17 @@ static void usage(FILE *f) {
             "      --threads N          threads (default: all cores)\n"
             "      --low-memory         release the text encoder before the transformer runs\n"
             "      --backend cpu|ref    compute backend (default cpu)\n"
-            "  -q, --quiet              no progress line\n");
+            "  -q, --quiet              no progress line\n",
+            g.width, g.height, g.num_frames, chunk_frames, v.fps, base->steps, mid->pyramid_steps[0],
+            mid->pyramid_steps[1], mid->pyramid_steps[2], dist->pyramid_steps[0], dist->pyramid_steps[1],
+            dist->pyramid_steps[2], base->guidance_scale, dist->guidance_scale);
 }
 
 static int parse(int argc, char **argv, gen_opts *o) {
+    helios_gen_params g;
+    helios_gen_params_init(&g);
     memset(o, 0, sizeof *o);
-    o->width = 640, o->height = 384, o->guidance = -1, o->interp_chunks = 3, o->output = "out.mp4";
+    o->width = g.width, o->height = g.height, o->guidance = -1, o->interp_chunks = 3, o->output = "out.mp4";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
@@ -132,13 +151,13 @@ typedef struct run_state {
     const gen_opts *o;
     helios_gen *gen;
     latent_sink sink;
-    hl_video_writer *writer;
+    helios_video_writer *writer;
     double t0, t_step;
     int frames_done;
 } run_state;
 
 static void progress_line(run_state *r, const helios_gen_progress *p) {
-    double now = hl_time(), dt = now - r->t_step;
+    double now = now_s(), dt = now - r->t_step;
     r->t_step = now;
     if (r->o->quiet || (!isatty(2) && !p->chunk_done)) return; /* a log file gets one line per chunk */
     char chunks[32];
@@ -177,7 +196,10 @@ int cmd_generate(int argc, char **argv) {
     pp.low_memory = o.low_memory;
     helios_pipeline *pipe = NULL;
     run_state r = {.o = &o};
-    hl_media media = {0};
+    helios_media *media = NULL;
+    helios_video_writer_params wp;
+    helios_video_writer_params_init(&wp);
+    wp.width = o.width, wp.height = o.height;
     rc = 1;
     if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) goto fail;
     helios_gen_params gp;
@@ -186,7 +208,7 @@ int cmd_generate(int argc, char **argv) {
     gp.negative_prompt = o.negative;
     gp.width = o.width, gp.height = o.height;
     if (o.frames > 0) gp.num_frames = o.frames;
-    if (o.seconds > 0) gp.num_frames = (int)(o.seconds * 24.0 + 0.5);
+    if (o.seconds > 0) gp.num_frames = (int)(o.seconds * wp.fps + 0.5);
     gp.num_chunks = o.chunks;
     gp.steps = o.steps;
     memcpy(gp.pyramid_steps, o.pyramid, sizeof o.pyramid);
@@ -194,28 +216,23 @@ int cmd_generate(int argc, char **argv) {
     gp.sampler = o.sampler;
     gp.seed = o.seed;
     bool to_latents = strstr(o.output, ".safetensors") != NULL, to_none = !strcmp(o.output, "none");
-    hl_error werr = {0};
-    hl_video_kind kind;
-    bool to_stdout;
     gp.decode = !to_latents && !to_none;
-    if (gp.decode && hl_video_kind_of(o.output, &kind, &to_stdout, &werr) != HL_OK) {
-        fprintf(stderr, "helios generate: %s (use .mp4, .y4m, -, a directory/ or .safetensors)\n", werr.msg);
+    if (gp.decode && helios_video_path_check(s, o.output) != HELIOS_OK) {
+        fprintf(stderr, "helios generate: %s (use .mp4, .y4m, -, a directory/ or .safetensors)\n",
+                helios_session_error(s));
         rc = 2;
         goto done;
     }
-    if (o.image && hl_image_read(o.image, o.width, o.height, &media, &werr) != HL_OK) goto media_fail;
-    if (o.video && hl_video_read(o.video, o.width, o.height, 0, &media, &werr) != HL_OK) goto media_fail;
-    if (o.image) gp.image = media.data;
-    if (o.video) gp.video = media.data, gp.video_frames = media.frames;
-    if (helios_gen_begin(pipe, &gp, &r.gen) != HELIOS_OK) goto fail;
-    if (gp.decode && hl_video_writer_open(o.output, o.width, o.height, NULL, &r.writer, &werr) != HL_OK) {
-        fprintf(stderr, "helios generate: %s\n", werr.msg);
-        goto done;
-    }
+    if (o.image && helios_image_read(s, o.image, o.width, o.height, &media) != HELIOS_OK) goto fail;
+    if (o.video && helios_video_read(s, o.video, o.width, o.height, 0, &media) != HELIOS_OK) goto fail;
+    if (o.image) gp.image = media->data;
+    if (o.video) gp.video = media->data, gp.video_frames = media->frames;
+    if (helios_gen_new(pipe, &gp, &r.gen) != HELIOS_OK) goto fail;
+    if (gp.decode && helios_video_writer_open(s, o.output, &wp, &r.writer) != HELIOS_OK) goto fail;
 
-    r.t0 = r.t_step = hl_time();
+    r.t0 = r.t_step = now_s();
     for (helios_gen_progress p = {0}; !p.finished;) {
-        if (helios_gen_step(r.gen, &p) != HELIOS_OK) goto fail;
+        if (helios_gen_step(r.gen, &p) != HELIOS_OK) goto gen_fail;
         if (to_latents && !r.sink.data && p.n_chunks > 0) {
             r.sink = (latent_sink){.chunks = p.n_chunks, .C = 16, .F = p.latent_frames, .H = p.latent_height, .W = p.latent_width};
             r.sink.data = malloc((size_t)r.sink.C * p.n_chunks * p.latent_frames * p.latent_height * p.latent_width * sizeof(float));
@@ -227,49 +244,46 @@ int cmd_generate(int argc, char **argv) {
         if (p.chunk_done) {
             r.frames_done += p.n_frames ? p.n_frames : (p.latent_frames - 1) * 4 + 1;
             keep_latents(&r, &p);
-            if (r.writer && hl_video_writer_write(r.writer, p.frames, p.chunk_frames, 0, p.n_frames, &werr) != HL_OK) {
-                fprintf(stderr, "\nhelios generate: %s\n", werr.msg);
+            if (r.writer && helios_video_writer_write(r.writer, p.frames, p.chunk_frames, 0, p.n_frames) != HELIOS_OK) {
+                fprintf(stderr, "\nhelios generate: %s\n", helios_video_writer_error(r.writer));
                 goto done;
             }
             if (o.switch_prompt && p.chunk + 1 == o.switch_chunk &&
-                helios_gen_set_prompt(r.gen, strchr(o.switch_prompt, ':') + 1, o.negative, o.interp_chunks) != HELIOS_OK)
-                goto fail;
+                helios_gen_prompt_set(r.gen, strchr(o.switch_prompt, ':') + 1, o.negative, o.interp_chunks) != HELIOS_OK)
+                goto gen_fail;
         }
         progress_line(&r, &p);
     }
     if (r.writer) {
-        hl_video_writer *w = r.writer;
-        r.writer = NULL;
-        if (hl_video_writer_close(w, &werr) != HL_OK) {
-            fprintf(stderr, "helios generate: %s\n", werr.msg);
+        if (helios_video_writer_close(r.writer) != HELIOS_OK) {
+            fprintf(stderr, "helios generate: %s\n", helios_video_writer_error(r.writer));
             goto done;
         }
-        if (strcmp(o.output, "-")) fprintf(stderr, "wrote %s (%d frames, %dx%d, 24 fps)\n", o.output, r.frames_done, o.width, o.height);
+        if (strcmp(o.output, "-"))
+            fprintf(stderr, "wrote %s (%d frames, %dx%d, %d fps)\n", o.output, r.frames_done, o.width, o.height, wp.fps);
     }
     if (to_latents) {
         latent_sink *k = &r.sink;
-        hl_error err = {0};
         int64_t shape[5] = {1, k->C, (int64_t)k->chunks * k->F, k->H, k->W};
-        hl_st_entry e = {"latents", hl_tensor_make(k->data, HL_F32, 5, shape)};
         const char *meta[] = {"prompt", o.prompt, NULL};
-        if (hl_st_write(o.output, &e, 1, meta, &err) != HL_OK) {
-            fprintf(stderr, "helios generate: %s\n", err.msg);
+        if (helios_tensor_save(s, o.output, "latents", k->data, 5, shape, meta) != HELIOS_OK) {
+            fprintf(stderr, "helios generate: %s\n", helios_session_error(s));
             goto done;
         }
         fprintf(stderr, "wrote %s (latents %d x %d x %d x %d)\n", o.output, k->C, k->chunks * k->F, k->H, k->W);
     }
     rc = 0;
     goto done;
-media_fail:
-    fprintf(stderr, "helios generate: %s\n", werr.msg);
+gen_fail:
+    fprintf(stderr, "%shelios: %s\n", isatty(2) && !o.quiet ? "\n" : "", helios_gen_error(r.gen));
     goto done;
 fail:
-    fprintf(stderr, "%shelios: %s\n", isatty(2) && !o.quiet ? "\n" : "", helios_session_error(s));
+    fprintf(stderr, "helios: %s\n", helios_session_error(s));
 done:
-    hl_video_writer_discard(r.writer); /* an unfinished video keeps nothing under its final name */
-    hl_media_free(&media);
+    helios_video_writer_free(r.writer); /* an unclosed video keeps nothing under its final name */
+    helios_media_free(media);
     free(r.sink.data);
-    helios_gen_end(r.gen);
+    helios_gen_free(r.gen);
     helios_pipeline_free(pipe);
     helios_session_free(s);
     return rc;

@@ -1,9 +1,9 @@
 /* helios info — lists the tensors of a checkpoint: a .safetensors file, an index, or a folder. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "io/weights.h"
+#include "helios.h"
 #include "tools/commands.h"
 
 static void info_usage(FILE *f) {
@@ -15,6 +15,25 @@ static void info_usage(FILE *f) {
            "holding either. The whole header is validated first; a malformed file is an error.\n");
 }
 
+typedef struct info_totals {
+    size_t count;
+    unsigned long long bytes;
+} info_totals;
+
+/* "[a, b, c]", as hl_shape_str. */
+static int print_tensor(const helios_tensor_info *t, void *user) {
+    info_totals *n = user;
+    char shape[256];
+    int k = snprintf(shape, sizeof shape, "[");
+    for (int d = 0; d < t->ndim && k < (int)sizeof shape; d++)
+        k += snprintf(shape + k, sizeof shape - k, "%s%" PRId64, d ? ", " : "", t->shape[d]);
+    if (k < (int)sizeof shape) snprintf(shape + k, sizeof shape - k, "]");
+    printf("%s %s %s %s\n", t->name, t->dtype, shape, t->file);
+    n->count++;
+    n->bytes += t->nbytes;
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         info_usage(stdout);
@@ -24,29 +43,20 @@ int cmd_info(int argc, char **argv) {
         info_usage(stderr);
         return 2;
     }
-    hl_error err;
-    hl_error_clear(&err);
-    hl_weights *w;
-    if (hl_weights_open(argv[1], &w, &err) != HL_OK) {
-        fprintf(stderr, "helios info: %s\n", err.msg);
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    helios_session *s;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    info_totals n = {0};
+    int n_files = 0;
+    if (helios_checkpoint_list(s, argv[1], print_tensor, &n, &n_files) != HELIOS_OK) {
+        fprintf(stderr, "helios info: %s\n", helios_session_error(s));
+        helios_session_free(s);
         return 1;
     }
-    size_t count = 0;
-    unsigned long long bytes = 0;
-    for (size_t f = 0; f < w->n_files; f++) {
-        const hl_safetensors *st = w->files[f];
-        for (size_t i = 0; i < st->n; i++) {
-            const hl_st_tensor *t = &st->tensors[i];
-            char shape[256];
-            printf("%s %s %s %s\n", t->name, hl_dtype_name(t->dtype),
-                   hl_shape_str(t->ndim, t->shape, shape, sizeof shape), st->path);
-            count++;
-            bytes += t->nbytes;
-        }
-    }
-    printf("%zu tensor%s, %llu bytes, in %zu file%s\n", count, count == 1 ? "" : "s", bytes,
-           w->n_files, w->n_files == 1 ? "" : "s");
-    hl_weights_close(w);
+    helios_session_free(s);
+    printf("%zu tensor%s, %llu bytes, in %d file%s\n", n.count, n.count == 1 ? "" : "s", n.bytes, n_files,
+           n_files == 1 ? "" : "s");
     if (fflush(stdout) != 0) {
         perror("helios info: stdout");
         return 1;

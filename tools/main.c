@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "helios.h"
 #include "tools/commands.h"
 
 static void usage(FILE *f) {
@@ -13,6 +14,7 @@ static void usage(FILE *f) {
             "  verify DIR   run every reference-vector file found in DIR and compare\n"
             "  bench        time the transformer block and the GEMM ceiling on this machine\n"
             "  info FILE    list the tensors of a .safetensors file (or index)\n"
+            "  version      the library version\n"
             "  help         this text\n"
             "\n"
             "Run 'helios <command> --help' for the options of a command.\n");
@@ -24,6 +26,10 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("helios %s\n", helios_version());
+        return 0;
+    }
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify")) return cmd_verify(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);

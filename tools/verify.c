@@ -15,7 +15,7 @@
 #include "text/tokenizer_vectors.h"
 #include "text/umt5_vectors.h"
 #include "vae/vae.h"
-#include "session.h"
+#include "api/session.h"
 #include "tools/commands.h"
 
 typedef struct verify {

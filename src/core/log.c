@@ -7,12 +7,12 @@ static helios_log_fn g_log_fn;
 static void *g_log_user;
 static helios_log_level g_log_max = HELIOS_LOG_INFO;
 
-void helios_set_log(helios_log_fn fn, void *user) {
+void hl_log_set_sink(helios_log_fn fn, void *user) {
     g_log_fn = fn;
     g_log_user = user;
 }
 
-void helios_set_log_level(helios_log_level max_level) { g_log_max = max_level; }
+void hl_log_set_level(helios_log_level max_level) { g_log_max = max_level; }
 
 void hl_log(helios_log_level level, const char *fmt, ...) {
     if (level > g_log_max) return;

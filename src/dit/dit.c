@@ -5,7 +5,6 @@
 
 #include "core/log.h"
 #include "dit/dit.h"
-#include "session.h"
 
 /* Token counts and grids of one forward. */
 typedef struct dit_plan {
@@ -235,13 +234,4 @@ hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_in
     if (st == HL_OK) st = output_head(ctx, m, &p, x, temb, s.h, proj, s.mod, probe, out);
     hl_arena_free(&a);
     return st;
-}
-
-void helios_dit_input_init(helios_dit_input *in) { memset(in, 0, sizeof *in); }
-
-helios_status helios_transformer_forward(helios_session *s, helios_transformer *t,
-                                         const helios_dit_input *in, float *out) {
-    hl_error_clear(&s->err);
-    if (!t || !in || !out) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "transformer_forward: NULL argument");
-    return hl_dit_forward(&s->ctx, t, in, NULL, out);
 }

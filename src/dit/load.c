@@ -7,7 +7,6 @@
 #include "core/log.h"
 #include "dit/dit.h"
 #include "io/binder.h"
-#include "session.h"
 
 #define SHAPE(...) (const int64_t[]){__VA_ARGS__}
 
@@ -93,8 +92,6 @@ void hl_dit_release(hl_dit *m) {
     m->small = NULL;
 }
 
-void helios_model_params_init(helios_model_params *p) { memset(p, 0, sizeof *p); }
-
 hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out, hl_error *err) {
     *out = NULL;
     hl_dit *m = calloc(1, sizeof *m);
@@ -115,20 +112,6 @@ hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit 
     *out = m;
     return HL_OK;
 }
-
-helios_status helios_transformer_load(helios_session *s, const helios_model_params *p,
-                                      helios_transformer **out) {
-    hl_error_clear(&s->err);
-    *out = NULL;
-    if (!p->path && !(p->config_path && p->weights_path))
-        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "transformer: no path given");
-    char cfg_path[4096];
-    if (p->config_path) snprintf(cfg_path, sizeof cfg_path, "%s", p->config_path);
-    else snprintf(cfg_path, sizeof cfg_path, "%s/config.json", p->path);
-    return hl_dit_load(cfg_path, p->weights_path ? p->weights_path : p->path, out, &s->err);
-}
-
-void helios_transformer_free(helios_transformer *t) { hl_dit_free(t); }
 
 void hl_dit_free(hl_dit *t) {
     if (!t) return;

@@ -7,14 +7,15 @@
 #include "sample/pyramid.h"
 
 void hl_loop_config_default(hl_loop_config *c) {
+    const helios_recipe_defaults *r = helios_recipe_defaults_get(HELIOS_RECIPE_BASE); /* src/api/recipes.c */
     memset(c, 0, sizeof *c);
     hl_sched_config_default(&c->sched, HL_SCHED_UNIPC);
-    c->steps = 50;
-    c->guidance_scale = 5.0;
+    c->steps = r->steps;
+    c->guidance_scale = r->guidance_scale;
     c->use_zero_init = true;
-    c->zero_steps = 1;
-    c->latent_frames = 9;
-    c->history_sizes[0] = 16, c->history_sizes[1] = 2, c->history_sizes[2] = 1;
+    c->zero_steps = r->zero_init_steps;
+    c->latent_frames = r->latent_frames_per_chunk;
+    for (int i = 0; i < 3; i++) c->history_sizes[i] = r->history_frames[i];
 }
 
 struct hl_loop {
@@ -261,9 +262,9 @@ static hl_status predict(hl_loop *l, double t) {
         if (c->use_zero_init && l->stage == 0 && l->step <= c->zero_steps)
             memset(l->v, 0, n * sizeof(float)); /* zero init: the scheduler then sees x0 = x */
         else
-            hl_cfg_zero_star(1, (int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
+            hl_guidance_cfg_zero_star(1, (int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
     } else {
-        hl_cfg((int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
+        hl_guidance_cfg((int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
     }
     return HL_OK;
 }

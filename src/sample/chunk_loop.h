@@ -38,8 +38,9 @@ typedef struct hl_loop_config {
     uint64_t seed;
 } hl_loop_config;
 
-/* Defaults of the reference pipelines (spec §2.1): 9 frames per chunk, history [16, 2, 1],
- * guidance 5, zero init with zero_steps 1; the sampler fields must still be set. */
+/* The Base recipe's defaults (helios_recipe_defaults_get, the table in src/api/recipes.c):
+ * frames per chunk, history window, steps, guidance, CFG-Zero* zero init; the sampler fields
+ * must still be set. */
 void hl_loop_config_default(hl_loop_config *c);
 
 /* What one hl_loop_step did. */

@@ -1,16 +1,19 @@
-/* The public pipeline API: a diffusers model folder, prompt encoding, step-wise generation. */
+/* The public pipeline API: a diffusers model folder, prompt encoding, step-wise generation.
+ * Calls that create something (pipeline, generation) report failures to the session; calls on
+ * a generation report to the generation's own error (its hl_ctx points there). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/recipes.h"
+#include "api/session.h"
 #include "core/log.h"
 #include "dit/dit.h"
 #include "sample/chunk_loop.h"
-#include "session.h"
 #include "sample/condition_encode.h"
 #include "sample/prepare.h"
-#include "text/encoder.h"
+#include "text/prompt_encode.h"
 #include "vae/vae.h"
 
 /* The Wan VAE compresses space by 8 and time by 4 (spec §2.2). */
@@ -29,10 +32,12 @@ struct helios_pipeline {
 
 struct helios_gen {
     helios_pipeline *p;
+    hl_error err;        /* this generation's last failure */
+    hl_ctx ctx;          /* the session's, with err = &err (the loop keeps a pointer to it) */
     hl_loop *loop;
     int n_chunks, chunks_done, n_stages;
     int F, h, w, L, max_len;
-    bool cfg;
+    bool guidance;       /* classifier-free guidance: a negative prompt is encoded too */
     bool decode;
     float *frames;       /* (3, (F-1)·4+1, H, W): the decoded chunk */
     int total_frames;    /* trimmed length of a bounded video */
@@ -84,15 +89,15 @@ helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_para
     p->s = s;
     p->low_memory = pp->low_memory;
     const char *d = pp->model_dir;
-    char cfg[4096], wdir[4096], te_dir[4096], tok_dir[4096], te_cfg[4096];
-    snprintf(cfg, sizeof cfg, "%s/transformer/config.json", d);
+    char dit_cfg[4096], wdir[4096], te_dir[4096], tok_dir[4096], te_cfg[4096];
+    snprintf(dit_cfg, sizeof dit_cfg, "%s/transformer/config.json", d);
     snprintf(wdir, sizeof wdir, "%s/transformer", d);
     snprintf(te_dir, sizeof te_dir, "%s/text_encoder", d);
     snprintf(te_cfg, sizeof te_cfg, "%s/text_encoder/config.json", d);
     snprintf(tok_dir, sizeof tok_dir, "%s/tokenizer", d);
     hl_status st = read_model_index(p, d, err);
     if (st == HL_OK) st = read_scheduler(p, d, err);
-    if (st == HL_OK) st = hl_dit_load(cfg, wdir, &p->dit, err);
+    if (st == HL_OK) st = hl_dit_load(dit_cfg, wdir, &p->dit, err);
     if (st == HL_OK && file_exists(te_cfg)) st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
     char vae_dir[4096], vae_cfg[4096];
     snprintf(vae_dir, sizeof vae_dir, "%s/vae", d);
@@ -103,8 +108,7 @@ helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_para
         return st;
     }
     HL_INFO("pipeline: %s (%s), transformer %d layers x D %d", p->pyramid ? "HeliosPyramidPipeline" : "HeliosPipeline",
-            p->distilled ? "Distilled" : p->cfg_zero_star ? "Mid" : p->pyramid ? "pyramid" : "Base",
-            p->dit->cfg.num_layers, p->dit->cfg.dim);
+            helios_recipe_defaults_get(helios_pipeline_recipe(p))->name, p->dit->cfg.num_layers, p->dit->cfg.dim);
     *out = p;
     return HL_OK;
 }
@@ -117,17 +121,20 @@ void helios_pipeline_free(helios_pipeline *p) {
     free(p);
 }
 
+helios_recipe helios_pipeline_recipe(const helios_pipeline *p) {
+    return hl_recipe_for(p->pyramid, p->sched.kind == HL_SCHED_DMD);
+}
+
 void helios_gen_params_init(helios_gen_params *g) {
     memset(g, 0, sizeof *g);
     g->max_sequence_length = 512;
     g->height = 384, g->width = 640;
     g->num_frames = 132;
-    g->latent_frames_per_chunk = 9;
     g->guidance_scale = -1.0f;
     g->decode = 1;
 }
 
-/* The recipe of the loaded model (spec §2.1) where the caller left a default. */
+/* The recipe of the loaded model (src/api/recipes.c) where the caller left a default. */
 static void apply_recipe(const helios_pipeline *p, const helios_gen_params *g, hl_loop_config *c) {
     hl_loop_config_default(c);
     c->sched = p->sched;
@@ -137,22 +144,25 @@ static void apply_recipe(const helios_pipeline *p, const helios_gen_params *g, h
     c->pyramid = p->pyramid;
     c->n_stages = p->pyramid ? p->sched.stages : 1;
     c->cfg_zero_star = p->cfg_zero_star;
-    bool dmd = c->sched.kind == HL_SCHED_DMD;
-    c->amplify_first_chunk = dmd;
-    c->guidance_scale = g->guidance_scale >= 0 ? g->guidance_scale : dmd ? 1.0 : 5.0;
-    c->steps = g->steps > 0 ? g->steps : 50;
-    int def = dmd ? 2 : 20;
-    for (int s = 0; s < c->n_stages && s < HL_SCHED_MAX_STAGES; s++)
-        c->stage_steps[s] = s < 3 && g->pyramid_steps[s] > 0 ? g->pyramid_steps[s] : def;
-    c->latent_frames = g->latent_frames_per_chunk > 0 ? g->latent_frames_per_chunk : 9;
+    const helios_recipe_defaults *r = helios_recipe_defaults_get(hl_recipe_for(p->pyramid, c->sched.kind == HL_SCHED_DMD));
+    c->amplify_first_chunk = r->amplify_first_chunk;
+    c->zero_steps = r->zero_init_steps;
+    c->guidance_scale = g->guidance_scale >= 0 ? g->guidance_scale : r->guidance_scale;
+    c->steps = g->steps > 0 ? g->steps : r->steps;
+    for (int s = 0; s < c->n_stages && s < HL_SCHED_MAX_STAGES; s++) {
+        int k = s < 3 ? s : 2;
+        c->stage_steps[s] = s < 3 && g->pyramid_steps[s] > 0 ? g->pyramid_steps[s] : r->pyramid_steps[k];
+    }
+    c->latent_frames = g->latent_frames_per_chunk > 0 ? g->latent_frames_per_chunk : r->latent_frames_per_chunk;
+    for (int i = 0; i < 3; i++) c->history_sizes[i] = r->history_frames[i];
     c->height = g->height / VAE_SPATIAL, c->width = g->width / VAE_SPATIAL;
     c->seed = g->seed;
 }
 
 /* Embeddings [L, E] of a prompt: given, or encoded (padded to max_len). */
-static hl_status prompt_embeddings(helios_pipeline *p, const char *prompt, const float *given, int given_len,
-                                   int max_len, float **out, int *L) {
-    hl_error *err = &p->s->err;
+static hl_status prompt_embeddings(helios_pipeline *p, const hl_ctx *ctx, const char *prompt, const float *given,
+                                   int given_len, int max_len, float **out, int *L) {
+    hl_error *err = ctx->err;
     int E = p->dit->cfg.text_dim;
     if (given) {
         if (given_len < 1) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: text_len must be set with embeddings");
@@ -168,7 +178,7 @@ static hl_status prompt_embeddings(helios_pipeline *p, const char *prompt, const
         return hl_fail(err, HELIOS_ERR_SHAPE, "generate: the text encoder's width %d is not the transformer's text_dim %d", dim, E);
     *L = max_len;
     if (!(*out = malloc((size_t)max_len * E * sizeof(float)))) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
-    return hl_text_encode(&p->s->ctx, p->te, prompt ? prompt : "", max_len, *out);
+    return hl_text_encode(ctx, p->te, prompt ? prompt : "", max_len, *out);
 }
 
 static hl_cond_config cond_config(const helios_pipeline *p, int h, int w) {
@@ -181,13 +191,13 @@ static hl_cond_config cond_config(const helios_pipeline *p, int h, int w) {
 
 /* I2V / V2V: encode the input as the reference does, then the pipeline's noising; fills hist
  * and advances g as the reference generator does. */
-static hl_status prepare_input(helios_pipeline *p, const helios_gen_params *gp, const hl_loop_config *c,
-                               hl_rng *g, hl_history *hist) {
-    hl_error *err = &p->s->err;
+static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const helios_gen_params *gp,
+                               const hl_loop_config *c, hl_rng *g, hl_history *hist) {
+    hl_error *err = ctx->err;
     if (!p->vae) return hl_fail(err, HELIOS_ERR_MISSING, "generate: image/video input needs the model's vae/");
     hl_cond_config cc = cond_config(p, c->height, c->width);
     hl_cond_moments m;
-    hl_status st = hl_condition_encode(&p->s->ctx, p->vae, gp->image, gp->image ? NULL : gp->video, gp->video_frames,
+    hl_status st = hl_condition_encode(ctx, p->vae, gp->image, gp->image ? NULL : gp->video, gp->video_frames,
                                        gp->height, gp->width, c->latent_frames, &m);
     if (st != HL_OK) hl_error_prefix(err, "generate");
     if (st == HL_OK && gp->image) st = hl_prepare_i2v(&cc, g, m.m[0], m.m[1], c->latent_frames, hist, NULL, err);
@@ -197,8 +207,8 @@ static hl_status prepare_input(helios_pipeline *p, const helios_gen_params *gp, 
     return st;
 }
 
-helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
-    hl_error *err = &p->s->err;
+helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
+    hl_error *err = &p->s->err; /* no generation yet: failures go to the session */
     hl_error_clear(err);
     *out = NULL;
     if ((unsigned)g->sampler > HELIOS_SAMPLER_DMD)
@@ -211,6 +221,7 @@ helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, h
     helios_gen *gen = calloc(1, sizeof *gen);
     if (!gen) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     gen->p = p;
+    gen->ctx = p->s->ctx; /* reports to the session until the generation exists */
     gen->F = c.latent_frames, gen->h = c.height, gen->w = c.width;
     gen->n_stages = c.n_stages;
     gen->max_len = g->max_sequence_length > 0 ? g->max_sequence_length : 512;
@@ -218,20 +229,21 @@ helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, h
     gen->n_chunks = g->num_chunks != 0 ? g->num_chunks
                                         : (g->num_frames + frames_per_chunk - 1) / frames_per_chunk;
     if (gen->n_chunks == 0) gen->n_chunks = 1;
-    gen->cfg = c.guidance_scale > 1.0 && c.sched.kind != HL_SCHED_DMD;
+    gen->guidance = c.guidance_scale > 1.0 && c.sched.kind != HL_SCHED_DMD;
     gen->decode = g->decode && p->vae;
     int64_t n_out = gen->n_chunks > 0 ? (int64_t)gen->n_chunks * frames_per_chunk : 0;
     gen->total_frames = n_out > 0 ? (int)(((n_out - 1) / 4) * 4 + 1) : 0; /* trim as the reference */
     if (gen->decode && !(gen->frames = malloc((size_t)3 * frames_per_chunk * g->height * g->width * sizeof(float)))) {
-        helios_gen_end(gen);
+        helios_gen_free(gen);
         return hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a decoded chunk");
     }
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
-    hl_status st = prompt_embeddings(p, g->prompt, g->prompt_embeds, g->text_len, gen->max_len, &text, &L);
-    if (st == HL_OK && gen->cfg)
-        st = prompt_embeddings(p, g->negative_prompt, g->negative_prompt_embeds, g->text_len, gen->max_len, &neg, &Ln);
-    if (st == HL_OK && gen->cfg && Ln != L) st = hl_fail(err, HELIOS_ERR_SHAPE, "generate: prompt and negative prompt lengths differ");
+    hl_status st = prompt_embeddings(p, &gen->ctx, g->prompt, g->prompt_embeds, g->text_len, gen->max_len, &text, &L);
+    if (st == HL_OK && gen->guidance)
+        st = prompt_embeddings(p, &gen->ctx, g->negative_prompt, g->negative_prompt_embeds, g->text_len, gen->max_len,
+                               &neg, &Ln);
+    if (st == HL_OK && gen->guidance && Ln != L) st = hl_fail(err, HELIOS_ERR_SHAPE, "generate: prompt and negative prompt lengths differ");
     if (p->low_memory && p->te) hl_text_encoder_release(p->te); /* before the transformer runs */
     gen->L = L;
     hl_rng rng;
@@ -239,15 +251,16 @@ helios_status helios_gen_begin(helios_pipeline *p, const helios_gen_params *g, h
     hl_history hist = {0};
     bool conditioned = g->image || g->video;
     if (st == HL_OK && conditioned) st = hl_history_init(&hist, 1, p->dit->cfg.in_channels, c.height, c.width, c.history_sizes, err);
-    if (st == HL_OK && conditioned) st = prepare_input(p, g, &c, &rng, &hist);
+    if (st == HL_OK && conditioned) st = prepare_input(p, &gen->ctx, g, &c, &rng, &hist);
     if (st == HL_OK)
-        st = hl_loop_new(&p->s->ctx, p->dit, &c, text, neg, L, conditioned ? &hist : NULL, &rng, &gen->loop);
+        st = hl_loop_new(&gen->ctx, p->dit, &c, text, neg, L, conditioned ? &hist : NULL, &rng, &gen->loop);
     hl_history_free(&hist);
     free(text), free(neg);
     if (st != HL_OK) {
-        helios_gen_end(gen);
+        helios_gen_free(gen);
         return st;
     }
+    gen->ctx.err = &gen->err; /* from now on the generation keeps its own error */
     *out = gen;
     return HL_OK;
 }
@@ -259,11 +272,11 @@ static hl_status decode_chunk(helios_gen *g, const float *latents, helios_gen_pr
     const hl_vae_config *vc = &p->vae->cfg;
     size_t n = (size_t)vc->z_dim * g->F * g->h * g->w;
     float *z = malloc(n * sizeof *z);
-    if (!z) return hl_fail(&p->s->err, HELIOS_ERR_OOM, "out of memory");
+    if (!z) return hl_fail(&g->err, HELIOS_ERR_OOM, "out of memory");
     memcpy(z, latents, n * sizeof *z);
-    hl_status st = hl_vae_denormalize_latents(vc, 1, (int64_t)g->F * g->h * g->w, z, &p->s->err);
+    hl_status st = hl_vae_denormalize_latents(vc, 1, (int64_t)g->F * g->h * g->w, z, &g->err);
     hl_vae_stream *vs = NULL;
-    if (st == HL_OK) st = hl_vae_decode_begin(&p->s->ctx, p->vae, g->h, g->w, 1, &vs);
+    if (st == HL_OK) st = hl_vae_decode_begin(&g->ctx, p->vae, g->h, g->w, 1, &vs);
     if (st == HL_OK) st = hl_vae_decode_chunk(vs, g->F, z, g->frames);
     int64_t per = hl_vae_decoded_frames(vc, g->F);
     hl_vae_decode_end(vs);
@@ -280,7 +293,7 @@ static hl_status decode_chunk(helios_gen *g, const float *latents, helios_gen_pr
 
 helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
     memset(pr, 0, sizeof *pr);
-    hl_error_clear(&g->p->s->err);
+    hl_error_clear(&g->err);
     if (g->n_chunks > 0 && g->chunks_done >= g->n_chunks) {
         pr->finished = 1;
         return HELIOS_OK;
@@ -300,38 +313,36 @@ helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
     return HELIOS_OK;
 }
 
-helios_status helios_gen_set_prompt(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks) {
+helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks) {
     helios_pipeline *p = g->p;
-    hl_error_clear(&p->s->err);
+    hl_error_clear(&g->err);
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
-    hl_status st = prompt_embeddings(p, prompt, NULL, 0, g->max_len, &text, &L);
-    if (st == HL_OK && g->cfg) st = prompt_embeddings(p, negative_prompt, NULL, 0, g->max_len, &neg, &Ln);
+    hl_status st = prompt_embeddings(p, &g->ctx, prompt, NULL, 0, g->max_len, &text, &L);
+    if (st == HL_OK && g->guidance) st = prompt_embeddings(p, &g->ctx, negative_prompt, NULL, 0, g->max_len, &neg, &Ln);
     if (st == HL_OK && L != g->L)
-        st = hl_fail(&p->s->err, HELIOS_ERR_SHAPE, "set_prompt: %d text tokens, the generation uses %d", L, g->L);
+        st = hl_fail(&g->err, HELIOS_ERR_SHAPE, "set_prompt: %d text tokens, the generation uses %d", L, g->L);
     if (p->low_memory && p->te) hl_text_encoder_release(p->te);
     if (st == HL_OK) st = hl_loop_set_prompt(g->loop, text, neg, chunks);
     free(text), free(neg);
     return st;
 }
 
-void helios_gen_end(helios_gen *g) {
-    if (!g) return;
-    hl_loop_free(g->loop);
-    free(g->frames);
-    free(g);
-}
-
-helios_status helios_generate(helios_pipeline *p, const helios_gen_params *gp, helios_progress_fn on_progress,
-                              void *user) {
-    helios_gen *g;
-    HL_TRY(helios_gen_begin(p, gp, &g));
+helios_status helios_gen_run(helios_gen *g, helios_progress_fn on_progress, void *user) {
     hl_status st = HL_OK;
     for (helios_gen_progress pr = {0}; st == HL_OK && !pr.finished;) {
         st = helios_gen_step(g, &pr);
         if (st == HL_OK && on_progress && on_progress(&pr, user))
-            st = hl_fail(&p->s->err, HELIOS_ERR_CANCELLED, "generate: cancelled");
+            st = hl_fail(&g->err, HELIOS_ERR_CANCELLED, "generate: cancelled");
     }
-    helios_gen_end(g);
     return st;
+}
+
+const char *helios_gen_error(const helios_gen *g) { return g ? g->err.msg : ""; }
+
+void helios_gen_free(helios_gen *g) {
+    if (!g) return;
+    hl_loop_free(g->loop);
+    free(g->frames);
+    free(g);
 }

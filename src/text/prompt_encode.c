@@ -1,4 +1,4 @@
-#include "text/encoder.h"
+#include "text/prompt_encode.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* Prompt -> embeddings, as the pipelines' encode_prompt (spec §5.4): prompt cleaning, the T5
  * tokenizer call padded to max_len, the UMT5 encoder with the attention mask, rows past the mask
  * length zeroed. The encoder weights are mapped on first use and can be released (low memory). */
-#ifndef HL_TEXT_ENCODER_H
-#define HL_TEXT_ENCODER_H
+#ifndef HL_TEXT_PROMPT_ENCODE_H
+#define HL_TEXT_PROMPT_ENCODE_H
 
 #include "text/spm.h"
 #include "text/umt5.h"
