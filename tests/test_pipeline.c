@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "sample/chunk_loop.h"
-#include "sample/pipeline_vectors.h"
 #include "session.h"
 #include "test_util.h"
+#include "verify/pipeline_vectors.h"
 
 static int g_cases;
 

@@ -8,10 +8,10 @@
 #include "io/json.h"
 #include "sample/pyramid.h"
 #include "sample/rng.h"
-#include "sample/sample_vectors.h"
 #include "sample/schedule.h"
 #include "sample/steps.h"
 #include "test_util.h"
+#include "verify/sample_vectors.h"
 
 static bool near(double a, double b, double tol) { return fabs(a - b) <= tol; }
 

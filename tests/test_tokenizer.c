@@ -11,7 +11,7 @@
 #include "text/prompt_clean.h"
 #include "text/spm.h"
 #include "text/spm_internal.h"
-#include "text/tokenizer_vectors.h"
+#include "verify/tokenizer_vectors.h"
 
 /* ---- the reference vectors ----------------------------------------------------------------- */
 

@@ -7,7 +7,7 @@
 #include "session.h"
 #include "test_util.h"
 #include "text/umt5.h"
-#include "text/umt5_vectors.h"
+#include "verify/umt5_vectors.h"
 
 static int g_cases;
 

@@ -9,14 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
-#include "sample/pipeline_vectors.h"
-#include "sample/sample_vectors.h"
-#include "text/tokenizer_vectors.h"
-#include "text/umt5_vectors.h"
-#include "vae/vae.h"
 #include "session.h"
 #include "tools/commands.h"
+#include "vae/vae.h"
+#include "verify/dit_vectors.h"
+#include "verify/pipeline_vectors.h"
+#include "verify/sample_vectors.h"
+#include "verify/tokenizer_vectors.h"
+#include "verify/umt5_vectors.h"
 
 typedef struct verify {
     const char *dir;

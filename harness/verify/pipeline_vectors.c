@@ -1,4 +1,4 @@
-#include "sample/pipeline_vectors.h"
+#include "verify/pipeline_vectors.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
 #include "io/safetensors.h"
 #include "sample/chunk_loop.h"
 #include "sample/condition_encode.h"
 #include "sample/prepare.h"
-#include "sample/sample_vectors.h"
+#include "verify/dit_vectors.h"
+#include "verify/sample_vectors.h"
 
 /* Largest error per kind of record ("call", "step", "chunk"), over all records of a run. */
 typedef struct kind_err {

@@ -13,7 +13,7 @@
  *                                                 order moves L[3][3] by ~1e-12 (observed 8e-13);
  *                                                 vs the float32 factor used: 1e-6
  *   generator draws                      0 */
-#include "sample/sample_vectors.h"
+#include "verify/sample_vectors.h"
 
 #include <dirent.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* The tokenizer checks of `helios verify` (see tokenizer_vectors.h). Model names come from the
  * vector file ("M.ids"), sequence lengths from the tensor names ("M.t5.L<N>.input_ids"). */
-#include "text/tokenizer_vectors.h"
+#include "verify/tokenizer_vectors.h"
 
 #include <stdio.h>
 #include <stdlib.h>

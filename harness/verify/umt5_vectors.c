@@ -1,13 +1,13 @@
-#include "text/umt5_vectors.h"
+#include "verify/umt5_vectors.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
 #include "io/safetensors.h"
 #include "text/umt5.h"
+#include "verify/dit_vectors.h"
 
 #define FILE_NAME "umt5_case.safetensors"
 
