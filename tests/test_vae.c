@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 #include "vae/vae.h"
+#include "verify/vae_vectors.h"
 
 static int g_verbose;
 static hl_error g_err;

@@ -11,6 +11,7 @@
 
 #include "bench/cpu_bench.h"
 #include "bench/umt5_bench.h"
+#include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "dit/dit.h"
 #include "tools/commands.h"

@@ -17,6 +17,7 @@
 #include "verify/sample_vectors.h"
 #include "verify/tokenizer_vectors.h"
 #include "verify/umt5_vectors.h"
+#include "verify/vae_vectors.h"
 
 typedef struct verify {
     const char *dir;

@@ -1,6 +1,8 @@
 /* `helios verify` for the VAE: every check of an oracle directory's vae_case.safetensors (README
  * §5), with the sizes read from vae_config.json and the tensors, on the cpu backend. Decodes
  * start from the reference's own means, so an encoder error does not leak into a decode check. */
+#include "verify/vae_vectors.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
