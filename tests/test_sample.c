@@ -330,7 +330,7 @@ typedef struct tally {
 } tally;
 
 static void report(void *user, const char *file, const char *case_name, double max_abs,
-                   double tol) {
+                   double tol, long total) {
     tally *t = user;
     if (strcmp(t->file, file)) {
         if (t->file[0])

@@ -38,12 +38,12 @@
 
 typedef struct vctx {
     const char *file; /* base name in reports */
-    hl_sample_report_fn report;
+    hl_report_fn report;
     void *user;
 } vctx;
 
 static void rep(const vctx *v, const char *name, double max_abs, double tol) {
-    v->report(v->user, v->file, name, max_abs, tol);
+    v->report(v->user, v->file, name, max_abs, tol, 0);
 }
 
 static double rel_tol(double rel, double ref_max) { return rel * (ref_max > 1.0 ? ref_max : 1.0); }
@@ -363,7 +363,7 @@ static hl_status check_stage_tables(const vctx *v, const hl_safetensors *st, hl_
     return r;
 }
 
-static hl_status verify_schedules(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_schedules(const char *dir, hl_report_fn report, void *user,
                                   hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "scheduler_schedules.safetensors", &st, err));
@@ -460,7 +460,7 @@ done:
     return r;
 }
 
-static hl_status verify_steps(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_steps(const char *dir, hl_report_fn report, void *user,
                               hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "scheduler_steps.safetensors", &st, err));
@@ -598,7 +598,7 @@ static void check_renoise_coeffs(const vctx *v, const hl_json *rc, double gamma)
     hl_sched_free(&sched);
 }
 
-static hl_status verify_pyramid(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_pyramid(const char *dir, hl_report_fn report, void *user,
                                 hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "pyramid_ops.safetensors", &st, err));
@@ -1101,7 +1101,7 @@ static hl_status verify_pipeline_steps(const vctx *v, const hl_safetensors *st,
     return r;
 }
 
-static hl_status verify_pipeline_file(const char *path, hl_sample_report_fn report, void *user,
+static hl_status verify_pipeline_file(const char *path, hl_report_fn report, void *user,
                                       hl_error *err) {
     hl_safetensors *st;
     HL_TRY(hl_st_open(path, &st, err));
@@ -1138,7 +1138,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Every pipeline_*.safetensors of dir, in name order. */
-static hl_status verify_pipelines(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_pipelines(const char *dir, hl_report_fn report, void *user,
                                   hl_error *err) {
     DIR *d = opendir(dir);
     if (!d) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open the directory", dir);
@@ -1175,7 +1175,7 @@ static hl_status verify_pipelines(const char *dir, hl_sample_report_fn report, v
     return r;
 }
 
-hl_status hl_sample_verify(const char *dir, hl_sample_report_fn report, void *user,
+hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user,
                            hl_error *err) {
     if (!dir || !report) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "hl_sample_verify: NULL");
     HL_TRY(verify_schedules(dir, report, user, err));

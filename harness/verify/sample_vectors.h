@@ -10,7 +10,7 @@
  *                                    log, and the inputs of the first call of each stage
  *
  * Everything (configs, shapes, mu, seeds) is read from the files; a missing file is skipped.
- * Each comparison is passed to report(user, file, case, max_abs, tol); it passes when
+ * Each comparison is passed to report (verify/report.h); it passes when
  * max_abs <= tol (tol is 0 where the result must be bit-exact). A comparison that could not be
  * made (a missing tensor, a seed not found) is reported with max_abs = INFINITY.
  * Returns an error only for unreadable or malformed files. */
@@ -21,14 +21,12 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
-
-typedef void (*hl_sample_report_fn)(void *user, const char *file, const char *case_name,
-                                    double max_abs, double tol);
+#include "verify/report.h"
 
 /* The generator seed of a pipeline file (metadata, else searched as above). */
 hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_error *err);
 
-hl_status hl_sample_verify(const char *dir, hl_sample_report_fn report, void *user,
+hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user,
                            hl_error *err);
 
 #endif

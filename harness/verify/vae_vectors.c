@@ -16,7 +16,7 @@ typedef struct verifier {
     hl_vae *vae;
     const hl_safetensors *st;
     const char *file; /* base name, for the report */
-    void (*report)(void *user, const char *file, const char *case_name, double max_abs, double tol);
+    hl_report_fn report;
     void *user;
 } verifier;
 
@@ -45,7 +45,7 @@ static hl_status compare(const verifier *vf, const char *ref, const char *case_n
         if (fabs(want[i]) > r) r = fabs(want[i]);
     }
     free(want);
-    vf->report(vf->user, vf->file, case_name ? case_name : ref, m, 1e-4 * (r > 1.0 ? r : 1.0));
+    vf->report(vf->user, vf->file, case_name ? case_name : ref, m, 1e-4 * (r > 1.0 ? r : 1.0), 0);
     return HL_OK;
 }
 
@@ -250,10 +250,7 @@ static hl_status check_pipeline(verifier *vf, const char *dir) {
     return s;
 }
 
-hl_status hl_vae_verify(const char *dir,
-                        void (*report)(void *user, const char *file, const char *case_name,
-                                       double max_abs, double tol),
-                        void *user, hl_error *err) {
+hl_status hl_vae_verify(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     char cfg[4096], weights[4096], cases[4096];
     snprintf(cfg, sizeof cfg, "%s/vae_config.json", dir);
     snprintf(weights, sizeof weights, "%s/vae_weights_f32.safetensors", dir);
