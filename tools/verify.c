@@ -2,8 +2,10 @@
  * shared/oracle/README.md), one line per case:
  *   <file> <case> max_abs=<err> tol=<tol> PASS|FAIL
  * "SKIP <file>: <component> not implemented" for components not built yet, and a closing
- * "N passed, M failed". Sizes come from the configs and tensors, never from this code. */
+ * "N passed, M failed". Exit status 1 when a case fails or no case ran (an empty or mistyped
+ * directory), 2 for bad usage or a directory that cannot be opened. Sizes come from the configs and tensors, never from this code. */
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,7 +226,8 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: helios verify [--backend cpu|ref] [--threads N] DIR\n\n"
                    "Runs every reference-vector file found in DIR (the layout of shared/oracle) and\n"
-                   "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed.\n");
+                   "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed\n"
+                   "or none ran.\n");
             return 0;
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             const char *b = argv[++i];
@@ -248,7 +251,7 @@ int cmd_verify(int argc, char **argv) {
     }
     DIR *d = opendir(v.dir);
     if (!d) {
-        fprintf(stderr, "helios verify: cannot open '%s'\n", v.dir);
+        fprintf(stderr, "helios verify: %s: %s\n", v.dir, strerror(errno));
         return 2;
     }
     char **files = NULL;
@@ -285,9 +288,11 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
-    printf("%d passed, %d failed\n", v.passed, v.failed);
+    int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
+    if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
+    else printf("%d passed, %d failed\n", v.passed, v.failed);
     helios_session_free(v.sess);
     for (int i = 0; i < n; i++) free(files[i]);
     free(files);
-    return v.failed ? 1 : 0;
+    return v.failed || none ? 1 : 0;
 }
