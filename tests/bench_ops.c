@@ -9,11 +9,11 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench/cpu_bench.h"
+#include "bench/umt5_bench.h"
 #include "core/parallel.h"
-#include "ops/cpu/cpu_bench.h"
 #include "ops/ops_backends.h"
 #include "test_util.h"
-#include "text/umt5_bench.h"
 
 
 enum { DIM = 1536, HEADS = 12, HD = 128, FFN = 8960, S = 2304, CTX = 512 };

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
 #include "api/session.h"
 #include "test_util.h"
+#include "verify/dit_vectors.h"
 
 static const char *k_cases[] = {
     "transformer_case_i_nohist.safetensors",

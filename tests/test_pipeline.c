@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "sample/chunk_loop.h"
-#include "sample/pipeline_vectors.h"
 #include "api/session.h"
 #include "test_util.h"
+#include "verify/pipeline_vectors.h"
 
 static int g_cases;
 
-static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol) {
+static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol,
+                    long total) {
     printf("  %-4s %-36s %-16s max_abs %.3g (tol %.3g)\n", (const char *)user, file, case_name, max_abs, tol);
     CHECK(max_abs <= tol, "%s %s: max_abs %.3g > %.3g", file, case_name, max_abs, tol);
     g_cases++;

@@ -4,14 +4,16 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "sample/pyramid.h"
 #include "sample/rng.h"
-#include "sample/sample_vectors.h"
 #include "sample/schedule.h"
 #include "sample/steps.h"
 #include "test_util.h"
+#include "verify/sample_vectors.h"
 
 static bool near(double a, double b, double tol) { return fabs(a - b) <= tol; }
 
@@ -330,7 +332,7 @@ typedef struct tally {
 } tally;
 
 static void report(void *user, const char *file, const char *case_name, double max_abs,
-                   double tol) {
+                   double tol, long total) {
     tally *t = user;
     if (strcmp(t->file, file)) {
         if (t->file[0])
@@ -358,6 +360,57 @@ static void test_vectors(void) {
           "missing directory");
 }
 
+/* The pipeline generator seed from manifest.json (oracle README §6 item 17): links to two vector
+ * files in a temp dir beside a manifest; a right seed gives the recorded generators, a wrong one
+ * fails clearly instead of falling back to the search, and the formula reaches past 2^22. */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(text, f) >= 0, "write %s", path);
+    if (f) fclose(f);
+}
+
+static hl_status seed_of(const char *path, uint64_t *seed, hl_error *err) {
+    hl_safetensors *st = NULL;
+    hl_status r = hl_st_open(path, &st, err);
+    if (r == HL_OK) r = hl_sample_pipeline_seed(st, seed, err);
+    hl_st_close(st);
+    return r;
+}
+
+static void test_manifest_seed(void) {
+    char dir[] = "/tmp/helios_seed_XXXXXX", base[512], i2v[512], man[512];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(base, sizeof base, "%s/pipeline_base.safetensors", dir);
+    snprintf(i2v, sizeof i2v, "%s/pipeline_i2v_base.safetensors", dir);
+    snprintf(man, sizeof man, "%s/manifest.json", dir);
+    CHECK(symlink(HELIOS_VECTORS "/pipeline_base.safetensors", base) == 0, "link %s", base);
+    CHECK(symlink(HELIOS_VECTORS "/pipeline_i2v_base.safetensors", i2v) == 0, "link %s", i2v);
+    hl_error err;
+    hl_error_clear(&err);
+    uint64_t seed = 0;
+    bool found = true;
+    CHECK(hl_sample_manifest_seed(base, &seed, &found, &err) == HL_OK && !found, "no manifest: not found");
+
+    write_text(man, "{\"seed\": 0, \"variant\": \"A\"}");
+    CHECK(seed_of(base, &seed, &err) == HL_OK && seed == 72, "T2V seed 0 -> 72: %llu %s", (unsigned long long)seed, err.msg);
+    CHECK(seed_of(i2v, &seed, &err) == HL_OK && seed == 91, "I2V seed 0 -> 91: %llu %s", (unsigned long long)seed, err.msg);
+
+    write_text(man, "{\"seed\": 5}"); /* a held-out set's seed: generators above 2^22 */
+    CHECK(hl_sample_manifest_seed(base, &seed, &found, &err) == HL_OK && found && seed == 5000087 &&
+              seed > (UINT64_C(1) << 22), "seed 5 -> 5000087: %llu", (unsigned long long)seed);
+    hl_error_clear(&err);
+    CHECK(seed_of(base, &seed, &err) == HELIOS_ERR_FORMAT && strstr(err.msg, "5000087 (from manifest.json) does not reproduce"),
+          "a wrong manifest seed fails clearly: %s", err.msg);
+
+    write_text(man, "{\"seed\": \"zero\"}");
+    hl_error_clear(&err);
+    CHECK(seed_of(base, &seed, &err) == HELIOS_ERR_FORMAT && strstr(err.msg, "manifest.json"), "bad seed: %s", err.msg);
+    write_text(man, "{\"variant\": \"A\"}"); /* no seed: the search */
+    CHECK(seed_of(base, &seed, &err) == HL_OK && seed == 72, "searched: %llu %s", (unsigned long long)seed, err.msg);
+
+    unlink(base), unlink(i2v), unlink(man), rmdir(dir);
+}
+
 int main(void) {
     test_rng_known_values();
     test_rng_stream();
@@ -368,5 +421,6 @@ int main(void) {
     test_steps_small();
     test_pyramid_small();
     test_vectors();
+    test_manifest_seed();
     return test_done("test_sample");
 }

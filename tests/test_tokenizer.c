@@ -11,7 +11,7 @@
 #include "text/prompt_clean.h"
 #include "text/spm.h"
 #include "text/spm_internal.h"
-#include "text/tokenizer_vectors.h"
+#include "verify/tokenizer_vectors.h"
 
 /* ---- the reference vectors ----------------------------------------------------------------- */
 
@@ -20,8 +20,10 @@ typedef struct seen {
     char names[64][96];
 } seen;
 
-static void on_case(void *user, const char *file, const char *name, long bad, long total) {
+static void on_case(void *user, const char *file, const char *name, double max_abs, double tol,
+                    long total) {
     seen *s = user;
+    long bad = (long)max_abs;
     if (s->n_cases < 64) snprintf(s->names[s->n_cases++], sizeof s->names[0], "%s", name);
     printf("  %s %-26s %ld/%ld exact\n", file, name, total - bad, total);
     CHECK(bad == 0 && total > 0, "%s: %ld of %ld differ", name, bad, total);

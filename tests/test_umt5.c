@@ -7,11 +7,12 @@
 #include "api/session.h"
 #include "test_util.h"
 #include "text/umt5.h"
-#include "text/umt5_vectors.h"
+#include "verify/umt5_vectors.h"
 
 static int g_cases;
 
-static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol) {
+static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol,
+                    long total) {
     printf("  %-8s %-34s max_abs %.3g (tol %.3g)\n", (const char *)user, case_name, max_abs, tol);
     CHECK(max_abs <= tol, "%s %s: max_abs %.3g > %.3g", file, case_name, max_abs, tol);
     g_cases++;

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "io/safetensors.h"
 #include "test_util.h"
 #include "vae/vae.h"
+#include "verify/vae_vectors.h"
 
 static int g_verbose;
 static hl_error g_err;
@@ -41,7 +43,8 @@ static double tol_of(const float *ref, int64_t n) {
 
 static int g_cases;
 
-static void on_case(void *user, const char *file, const char *name, double max_abs_err, double tol) {
+static void on_case(void *user, const char *file, const char *name, double max_abs_err, double tol,
+                    long total) {
     g_cases++;
     if (g_verbose || !(max_abs_err <= tol))
         printf("  %-26s %-56s max err %.3g (tol %.3g)\n", file, name, max_abs_err, tol);

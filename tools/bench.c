@@ -9,10 +9,11 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench/cpu_bench.h"
+#include "bench/umt5_bench.h"
+#include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "dit/dit.h"
-#include "ops/cpu/cpu_bench.h"
-#include "text/umt5_bench.h"
 #include "tools/commands.h"
 #include "vae/vae.h"
 

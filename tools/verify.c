@@ -2,21 +2,24 @@
  * shared/oracle/README.md), one line per case:
  *   <file> <case> max_abs=<err> tol=<tol> PASS|FAIL
  * "SKIP <file>: <component> not implemented" for components not built yet, and a closing
- * "N passed, M failed". Sizes come from the configs and tensors, never from this code. */
+ * "N passed, M failed". Exit status 1 when a case fails or no case ran (an empty or mistyped
+ * directory), 2 for bad usage or a directory that cannot be opened. Sizes come from the configs and tensors, never from this code. */
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
-#include "sample/pipeline_vectors.h"
-#include "sample/sample_vectors.h"
-#include "text/tokenizer_vectors.h"
-#include "text/umt5_vectors.h"
-#include "vae/vae.h"
 #include "api/session.h"
 #include "tools/commands.h"
+#include "vae/vae.h"
+#include "verify/dit_vectors.h"
+#include "verify/pipeline_vectors.h"
+#include "verify/sample_vectors.h"
+#include "verify/tokenizer_vectors.h"
+#include "verify/umt5_vectors.h"
+#include "verify/vae_vectors.h"
 
 typedef struct verify {
     const char *dir;
@@ -37,6 +40,24 @@ static void report_error(verify *v, const char *file, const char *name, const ch
     printf("%s %s FAIL (%s)\n", file, name, msg);
     fflush(stdout);
     v->failed++;
+}
+
+/* The report of every replay (verify/report.h). A count check (token ids must match exactly)
+ * prints the number of items that differ as its error. */
+static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol,
+                    long total) {
+    verify *v = user;
+    if (total <= 0) {
+        report(v, file, case_name, max_abs, tol);
+        return;
+    }
+    long mismatches = (long)max_abs;
+    int ok = mismatches == 0;
+    printf("%s %s max_abs=%ld tol=0 %s (%ld of %ld differ)\n", file, case_name, mismatches,
+           ok ? "PASS" : "FAIL", mismatches, total);
+    fflush(stdout);
+    if (ok) v->passed++;
+    else v->failed++;
 }
 
 /* ---- transformer cases ------------------------------------------------------------------ */
@@ -157,28 +178,13 @@ static void run_transformer_cases(verify *v, char **files, int n) {
 
 /* ---- tokenizer -------------------------------------------------------------------------- */
 
-/* Token ids must match exactly: the "error" is the number of strings that differ. */
-static void on_tokenizer_case(void *user, const char *file, const char *case_name, long mismatches,
-                              long total) {
-    verify *v = user;
-    int ok = mismatches == 0;
-    printf("%s %s max_abs=%ld tol=0 %s (%ld of %ld differ)\n", file, case_name, mismatches,
-           ok ? "PASS" : "FAIL", mismatches, total);
-    if (ok) v->passed++;
-    else v->failed++;
-}
-
 static void run_tokenizer(verify *v) {
     hl_error err = {0};
-    if (hl_tokenizer_verify(v->dir, on_tokenizer_case, v, &err) != HL_OK)
+    if (hl_tokenizer_verify(v->dir, on_case, v, &err) != HL_OK)
         report_error(v, "tokenizer_vectors.safetensors", "load", err.msg);
 }
 
 /* ---- text encoder ---------------------------------------------------------------------- */
-
-static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol) {
-    report(user, file, case_name, max_abs, tol);
-}
 
 static void run_umt5(verify *v) {
     if (hl_umt5_verify(&v->sess->ctx, v->dir, on_case, v) != HL_OK)
@@ -220,7 +226,8 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: helios verify [--backend cpu|ref] [--threads N] DIR\n\n"
                    "Runs every reference-vector file found in DIR (the layout of shared/oracle) and\n"
-                   "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed.\n");
+                   "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed\n"
+                   "or none ran.\n");
             return 0;
         } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             const char *b = argv[++i];
@@ -244,7 +251,7 @@ int cmd_verify(int argc, char **argv) {
     }
     DIR *d = opendir(v.dir);
     if (!d) {
-        fprintf(stderr, "helios verify: cannot open '%s'\n", v.dir);
+        fprintf(stderr, "helios verify: %s: %s\n", v.dir, strerror(errno));
         return 2;
     }
     char **files = NULL;
@@ -281,9 +288,11 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
-    printf("%d passed, %d failed\n", v.passed, v.failed);
+    int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
+    if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
+    else printf("%d passed, %d failed\n", v.passed, v.failed);
     helios_session_free(v.sess);
     for (int i = 0; i < n; i++) free(files[i]);
     free(files);
-    return v.failed ? 1 : 0;
+    return v.failed || none ? 1 : 0;
 }

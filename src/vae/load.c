@@ -1,8 +1,7 @@
 /* Building the VAE: the module tree from the config (diffusers' constructor loops), an explicit
  * name -> field table with the checkpoint's tensor names, then either binding a checkpoint
- * (io/weights.h) or filling random weights (benchmarks). Cache slots are numbered while the tree
+ * (io/weights.h) or filling synthetic weights (hl_vae_create_filled). Cache slots are numbered while the tree
  * is built, in forward order. */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,63 +427,46 @@ hl_status hl_vae_load(const char *path, const char *config_path, const char *wei
     return HL_OK;
 }
 
-/* ---- random weights ---------------------------------------------------------------------------- */
+/* ---- synthetic weights ------------------------------------------------------------------------- */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(uint64_t *s) { /* [-1, 1) */
-    return (float)((double)(splitmix(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-/* Allocates and fills one row's tensor: weights U(-a, a) with a = sqrt(3 / fan_in) (unit
- * variance through the conv), biases small, gains near 1 (always float32). */
-static hl_status fill_row(hl_vae *v, const hl_bind *r, bool gain, hl_dtype dt, uint64_t *seed,
-                          hl_error *err) {
+/* Allocates one row's tensor in memory the model owns (dt, or float32 for a gain) and has fill
+ * write its values. */
+static hl_status fill_row(hl_vae *v, const hl_bind *r, bool gain, hl_dtype dt, hl_vae_fill_fn fill,
+                          void *user, hl_error *err) {
     hl_dtype t = gain ? HL_F32 : dt;
     hl_tensor *dst = r->dst;
     *dst = hl_tensor_make(NULL, t, r->ndim, r->shape);
-    int64_t n = hl_tensor_numel(dst), fan_in = r->ndim > 1 ? n / r->shape[0] : 0;
+    int64_t n = hl_tensor_numel(dst);
     void *data = malloc((size_t)(n ? n : 1) * hl_dtype_size(t));
     void **owned = realloc(v->owned, (v->n_owned + 1) * sizeof *owned);
     if (!data || !owned) {
         free(data);
         if (owned) v->owned = owned;
-        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for random weight '%s'", r->name);
+        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for synthetic weight '%s'", r->name);
     }
     v->owned = owned;
     v->owned[v->n_owned++] = data;
-    float a = gain ? 0.1f : fan_in ? sqrtf(3.0f / (float)fan_in) : 0.02f;
-    for (int64_t i = 0; i < n; i++) {
-        float x = (gain ? 1.0f : 0.0f) + a * uniform(seed);
-        if (t == HL_BF16) ((hl_bf16 *)data)[i] = hl_f32_to_bf16(x);
-        else ((float *)data)[i] = x;
-    }
     dst->data = data;
+    fill(user, r->name, gain, dst);
     return HL_OK;
 }
 
-hl_status hl_vae_create_random(const hl_vae_config *cfg, hl_dtype dt, uint64_t seed,
-                               bool with_encoder, hl_vae **out, hl_error *err) {
+hl_status hl_vae_create_filled(const hl_vae_config *cfg, hl_dtype dt, bool with_encoder,
+                               hl_vae_fill_fn fill, void *user, hl_vae **out, hl_error *err) {
     *out = NULL;
     if (dt != HL_F32 && dt != HL_BF16)
-        return hl_fail(err, HELIOS_ERR_DTYPE, "VAE: random weights in %s (F32 or BF16)", hl_dtype_name(dt));
+        return hl_fail(err, HELIOS_ERR_DTYPE, "VAE: synthetic weights in %s (F32 or BF16)", hl_dtype_name(dt));
     hl_vae *v = calloc(1, sizeof *v);
     if (!v) return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory");
     v->cfg = *cfg;
     binder b = {0};
     hl_status st = binder_init(&b, &v->cfg, err);
     if (st == HL_OK) st = build(v, &b, with_encoder, err);
-    uint64_t s = seed;
     for (size_t i = 0; st == HL_OK && i < b.n; i++) {
         bool gain = false;
         for (size_t k = 0; k < b.n_small; k++)
             if (b.rows[i].dst == &b.small[k].view) gain = true;
-        st = fill_row(v, &b.rows[i], gain, dt, &s, err);
+        st = fill_row(v, &b.rows[i], gain, dt, fill, user, err);
     }
     if (st == HL_OK) st = copy_small(v, &b, err);
     binder_free(&b);

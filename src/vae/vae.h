@@ -143,10 +143,15 @@ typedef struct hl_vae {
  * (path may then be NULL). Every tensor is checked for presence, shape and dtype (F32 or BF16). */
 hl_status hl_vae_load(const char *path, const char *config_path, const char *weights_path,
                       hl_vae **out, hl_error *err);
-/* A model with random weights in dt (F32 or BF16), for benchmarks: the decoder (and the encoder
- * when with_encoder), N(0, 1/fan_in)-like weights, small biases, gains near 1. */
-hl_status hl_vae_create_random(const hl_vae_config *cfg, hl_dtype dt, uint64_t seed,
-                               bool with_encoder, hl_vae **out, hl_error *err);
+/* Writes the values of one weight t (allocated, shape and dtype set) of a synthetic model; gain:
+ * a norm gain (always float32, copied to the model's float32 gains afterwards). */
+typedef void (*hl_vae_fill_fn)(void *user, const char *name, bool gain, hl_tensor *t);
+/* A model whose weights come from fill instead of a checkpoint (benchmarks, tests): the module
+ * tree of cfg (the decoder, and the encoder when with_encoder), every weight allocated in dt
+ * (F32 or BF16; gains float32) in memory the model owns and filled by one fill call per tensor,
+ * in the order of the weight table. */
+hl_status hl_vae_create_filled(const hl_vae_config *cfg, hl_dtype dt, bool with_encoder,
+                               hl_vae_fill_fn fill, void *user, hl_vae **out, hl_error *err);
 void hl_vae_free(hl_vae *v);
 /* Converts every conv and attention weight to dt (F32 or BF16) in memory the model owns; biases
  * and norm gains stay as they are. Running the f32 Wan checkpoint in bf16 takes the AMX convs
@@ -228,23 +233,5 @@ hl_status hl_vae_normalize_latents(const hl_vae_config *c, int64_t B, int64_t n,
 /* z <- z / (1 / std_c) + mean_c, in place (the input of decode). */
 hl_status hl_vae_denormalize_latents(const hl_vae_config *c, int64_t B, int64_t n, float *z,
                                      hl_error *err);
-
-/* ---- reference vectors and benchmark --------------------------------------------------------- */
-
-/* Runs every check of vae_case.safetensors in dir (oracle layout: vae_config.json,
- * vae_weights_f32.safetensors, vae_case.safetensors; plus pipeline_base.safetensors's chunk0 VAE
- * decode when present). report gets each comparison with its tolerance
- * 1e-4 · max(1, max|ref|); a comparison fails when max_abs > tol (or is NaN). Returns HL_OK when
- * every file could be run (the caller judges the numbers). */
-hl_status hl_vae_verify(const char *dir,
-                        void (*report)(void *user, const char *file, const char *case_name,
-                                       double max_abs, double tol),
-                        void *user, hl_error *err);
-
-/* Decodes `frames` output frames (1 + 4k) of height x width with a full-size Wan 2.1 decoder of
- * random weights in dt on the cpu backend; *seconds (decode only, weights ready, packs made on
- * the fly as in a first real decode) and *gflop (the convs' 2·MACs / 1e9). */
-hl_status hl_vae_bench(int height, int width, int frames, hl_dtype dt, double *seconds,
-                       double *gflop);
 
 #endif

@@ -7,12 +7,10 @@
 #define HL_PIPELINE_VECTORS_H
 
 #include "ops/ops.h"
-
-typedef void (*hl_pipeline_report_fn)(void *user, const char *file, const char *case_name,
-                                      double max_abs, double tol);
+#include "verify/report.h"
 
 /* Runs every pipeline file in dir. Fails only when the model cannot be loaded; a file that
  * cannot be run is reported as a failed case. */
-hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_pipeline_report_fn report, void *user);
+hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_report_fn report, void *user);
 
 #endif

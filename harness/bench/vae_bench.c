@@ -1,9 +1,46 @@
 /* The decoder benchmark: a full-size Wan 2.1 VAE decoder with random weights decodes one clip on
- * the cpu backend (the streaming path, one latent frame per pass as the reference). */
+ * the cpu backend (the streaming path, one latent frame per pass as the reference). The random
+ * weights are filled through hl_vae_create_filled. */
+#include "bench/vae_bench.h"
+
+#include <math.h>
 #include <stdlib.h>
 
 #include "core/parallel.h"
-#include "vae/vae.h"
+
+/* ---- random weights ---------------------------------------------------------------------------- */
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float uniform(uint64_t *s) { /* [-1, 1) */
+    return (float)((double)(splitmix(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* Weights U(-a, a) with a = sqrt(3 / fan_in) (unit variance through the conv), biases small,
+ * gains near 1 (always float32); one splitmix stream over the tensors in table order. */
+static void fill_random(void *user, const char *name, bool gain, hl_tensor *t) {
+    uint64_t *seed = user;
+    int64_t n = hl_tensor_numel(t), fan_in = t->ndim > 1 ? n / t->shape[0] : 0;
+    float a = gain ? 0.1f : fan_in ? sqrtf(3.0f / (float)fan_in) : 0.02f;
+    for (int64_t i = 0; i < n; i++) {
+        float x = (gain ? 1.0f : 0.0f) + a * uniform(seed);
+        if (t->dtype == HL_BF16) ((hl_bf16 *)t->data)[i] = hl_f32_to_bf16(x);
+        else ((float *)t->data)[i] = x;
+    }
+}
+
+hl_status hl_vae_create_random(const hl_vae_config *cfg, hl_dtype dt, uint64_t seed,
+                               bool with_encoder, hl_vae **out, hl_error *err) {
+    uint64_t s = seed;
+    return hl_vae_create_filled(cfg, dt, with_encoder, fill_random, &s, out, err);
+}
+
+/* ---- the decoder benchmark ---------------------------------------------------------------------- */
 
 hl_status hl_vae_bench(int height, int width, int frames, hl_dtype dt, double *seconds,
                        double *gflop) {

@@ -1,4 +1,4 @@
-#include "sample/pipeline_vectors.h"
+#include "verify/pipeline_vectors.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
 #include "io/safetensors.h"
 #include "sample/chunk_loop.h"
 #include "sample/condition_encode.h"
 #include "sample/prepare.h"
-#include "sample/sample_vectors.h"
+#include "verify/dit_vectors.h"
+#include "verify/sample_vectors.h"
 
 /* Largest error per kind of record ("call", "step", "chunk"), over all records of a run. */
 typedef struct kind_err {
@@ -195,7 +195,7 @@ static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *p
 
 /* Runs one pipeline file; reports calls, steps, chunk noise and final latents. */
 static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae, const hl_safetensors *st,
-                               const char *file, hl_pipeline_report_fn report, void *user) {
+                               const char *file, hl_report_fn report, void *user) {
     hl_loop_config cfg;
     int chunks = 0;
     float *text = NULL, *neg = NULL, *final = NULL, *ref = NULL;
@@ -239,12 +239,12 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
             if (i == 3 && !pc.kinds[3].n) continue; /* T2V, or no VAE beside the file */
             char name[64];
             snprintf(name, sizeof name, "%ss(%d)", pc.kinds[i].kind, pc.kinds[i].n);
-            report(user, file, name, pc.kinds[i].n ? pc.kinds[i].err : INFINITY, pc.kinds[i].tol);
+            report(user, file, name, pc.kinds[i].n ? pc.kinds[i].err : INFINITY, pc.kinds[i].tol, 0);
         }
         int64_t n = (int64_t)dit->cfg.in_channels * (int64_t)(T_total * frame);
         double ref_max = 0.0, err = INFINITY;
         if (hl_st_read_f32(st, "final_latents", n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(final, ref, n, &ref_max);
-        report(user, file, "final_latents", err, 1e-4 * fmax(1.0, ref_max));
+        report(user, file, "final_latents", err, 1e-4 * fmax(1.0, ref_max), 0);
     }
     hl_loop_free(loop);
     hl_history_free(&hist);
@@ -254,7 +254,7 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_pipeline_report_fn report, void *user) {
+hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_report_fn report, void *user) {
     DIR *d = opendir(dir);
     if (!d) return hl_fail(ctx->err, HELIOS_ERR_IO, "%s: cannot open", dir);
     char *files[256];
@@ -288,7 +288,7 @@ hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_pipeline_rep
         if (s != HL_OK) {
             char msg[160];
             snprintf(msg, sizeof msg, "run (%s)", ctx->err->msg);
-            report(user, files[i], msg, INFINITY, 0.0);
+            report(user, files[i], msg, INFINITY, 0.0, 0);
         }
         hl_st_close(st);
     }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/parallel.h"
-#include "ops/cpu/cpu_bench.h"
+#include "bench/cpu_bench.h"
 #include "ops/cpu/cpu_internal.h"
 
 static int cmp_double(const void *a, const void *b) {

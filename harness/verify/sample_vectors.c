@@ -13,7 +13,7 @@
  *                                                 order moves L[3][3] by ~1e-12 (observed 8e-13);
  *                                                 vs the float32 factor used: 1e-6
  *   generator draws                      0 */
-#include "sample/sample_vectors.h"
+#include "verify/sample_vectors.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -38,12 +38,12 @@
 
 typedef struct vctx {
     const char *file; /* base name in reports */
-    hl_sample_report_fn report;
+    hl_report_fn report;
     void *user;
 } vctx;
 
 static void rep(const vctx *v, const char *name, double max_abs, double tol) {
-    v->report(v->user, v->file, name, max_abs, tol);
+    v->report(v->user, v->file, name, max_abs, tol, 0);
 }
 
 static double rel_tol(double rel, double ref_max) { return rel * (ref_max > 1.0 ? ref_max : 1.0); }
@@ -363,7 +363,7 @@ static hl_status check_stage_tables(const vctx *v, const hl_safetensors *st, hl_
     return r;
 }
 
-static hl_status verify_schedules(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_schedules(const char *dir, hl_report_fn report, void *user,
                                   hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "scheduler_schedules.safetensors", &st, err));
@@ -460,7 +460,7 @@ done:
     return r;
 }
 
-static hl_status verify_steps(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_steps(const char *dir, hl_report_fn report, void *user,
                               hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "scheduler_steps.safetensors", &st, err));
@@ -598,7 +598,7 @@ static void check_renoise_coeffs(const vctx *v, const hl_json *rc, double gamma)
     hl_sched_free(&sched);
 }
 
-static hl_status verify_pyramid(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_pyramid(const char *dir, hl_report_fn report, void *user,
                                 hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "pyramid_ops.safetensors", &st, err));
@@ -796,12 +796,47 @@ static bool meta_seed(const hl_safetensors *st, uint64_t *seed) {
     return false;
 }
 
-/* The generator seed of a pipeline file: from the metadata, else the smallest seed in
+hl_status hl_sample_manifest_seed(const char *path, uint64_t *seed, bool *found, hl_error *err) {
+    *found = false;
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    char mp[4096];
+    snprintf(mp, sizeof mp, "%.*s%s", (int)(base - path), path, "manifest.json");
+    FILE *f = fopen(mp, "rb");
+    if (!f) return HL_OK;
+    fclose(f);
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(mp, &j, err));
+    int64_t s = -1;
+    bool has = hl_json_get(j, "seed") != NULL;
+    int ok = hl_json_get_int(j, "seed", &s) == 0 && s >= 0 &&
+             (uint64_t)s <= (UINT64_MAX - 96) / 1000003u;
+    hl_json_free(j);
+    if (!has) return HL_OK;
+    if (!ok) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: \"seed\" is not a non-negative integer", mp);
+    uint64_t k = !strncmp(base, "pipeline_i2v_", 13) ? 91 : !strncmp(base, "pipeline_v2v_", 13) ? 96 : 72;
+    *seed = (uint64_t)s * 1000003u + k;
+    *found = true;
+    return HL_OK;
+}
+
+/* The generator seed of a pipeline file: from the metadata, else from manifest.json (*given
+ * names the source; the caller checks the draws), else the smallest seed in
  * [0, SEED_SEARCH_LIMIT) whose replay reproduces every recorded draw. *found = false if none. */
 static hl_status find_seed(const hl_safetensors *st, const hl_json *log, const plan *p,
-                           const double L[16], uint64_t *seed, bool *found, hl_error *err) {
+                           const double L[16], uint64_t *seed, bool *found, const char **given,
+                           hl_error *err) {
+    *given = NULL;
     *found = meta_seed(st, seed);
-    if (*found || p->n == 0 || !p->d[0].ref[0]) return HL_OK;
+    if (*found) {
+        *given = "the metadata";
+        return HL_OK;
+    }
+    HL_TRY(hl_sample_manifest_seed(st->path, seed, found, err));
+    if (*found) {
+        *given = "manifest.json";
+        return HL_OK;
+    }
+    if (p->n == 0 || !p->d[0].ref[0]) return HL_OK;
     float *ref0 = NULL;
     int64_t m;
     hl_status r = get_f32(st, p->d[0].ref, &ref0, &m, err);
@@ -827,16 +862,22 @@ static hl_status verify_rng(const vctx *v, const hl_safetensors *st, const hl_js
     double L[16], worst;
     uint64_t seed = 0;
     bool found = false;
+    const char *given = NULL;
     hl_status r = build_plan(st, log, &p, err);
     if (r == HL_OK && p.n > 0 && p.d[0].ref[0]) {
         r = hl_pyramid_block_cholesky(gamma, L, err);
-        if (r == HL_OK) r = find_seed(st, log, &p, L, &seed, &found, err);
+        if (r == HL_OK) r = find_seed(st, log, &p, L, &seed, &found, &given, err);
         if (r == HL_OK && !found)
-            rep(v, "rng.seed (not in the metadata, none in [0, 2^22) reproduces the draws)", INFINITY, 0.0);
+            rep(v, "rng.seed (not in the metadata or manifest.json, none in [0, 2^22) reproduces the draws)",
+                INFINITY, 0.0);
+        worst = 0.0;
+        if (r == HL_OK && found && given) r = replay(&(vctx){0}, st, &p, seed, L, false, &worst, err);
         if (r == HL_OK && found) {
-            char name[96];
-            snprintf(name, sizeof name, "rng.seed = %llu", (unsigned long long)seed);
-            rep(v, name, 0.0, 0.0);
+            char name[160];
+            if (worst == 0.0) snprintf(name, sizeof name, "rng.seed = %llu", (unsigned long long)seed);
+            else snprintf(name, sizeof name, "rng.seed = %llu (from %s) does not reproduce the draws",
+                          (unsigned long long)seed, given);
+            rep(v, name, worst, 0.0);
             r = replay(v, st, &p, seed, L, true, &worst, err);
         }
     }
@@ -849,6 +890,7 @@ hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_e
     plan p = {0};
     double L[16], gamma = 1.0 / 3.0;
     bool found = false;
+    const char *given = NULL;
     hl_status r = meta_json(st, "log", &log, err);
     if (r == HL_OK) r = meta_json(st, "scheduler_config", &scj, err);
     if (r == HL_OK && scj) gamma = meta_gamma(scj);
@@ -856,9 +898,17 @@ hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_e
         r = hl_fail(err, HELIOS_ERR_MISSING, "%s: no event log in the metadata", st->path);
     if (r == HL_OK) r = build_plan(st, log, &p, err);
     if (r == HL_OK) r = hl_pyramid_block_cholesky(gamma, L, err);
-    if (r == HL_OK) r = find_seed(st, log, &p, L, seed, &found, err);
+    if (r == HL_OK) r = find_seed(st, log, &p, L, seed, &found, &given, err);
     if (r == HL_OK && !found)
-        r = hl_fail(err, HELIOS_ERR_MISSING, "%s: no seed in [0, 2^22) reproduces the recorded draws", st->path);
+        r = hl_fail(err, HELIOS_ERR_MISSING,
+                    "%s: no seed in the metadata or manifest.json, and none in [0, 2^22) reproduces "
+                    "the recorded draws", st->path);
+    double worst = 0.0;
+    if (r == HL_OK && given) r = replay(&(vctx){0}, st, &p, *seed, L, false, &worst, err);
+    if (r == HL_OK && worst > 0.0)
+        r = hl_fail(err, HELIOS_ERR_FORMAT,
+                    "%s: generator seed %llu (from %s) does not reproduce the recorded draws",
+                    st->path, (unsigned long long)*seed, given);
     free(p.d);
     hl_json_free(log);
     hl_json_free(scj);
@@ -1101,7 +1151,7 @@ static hl_status verify_pipeline_steps(const vctx *v, const hl_safetensors *st,
     return r;
 }
 
-static hl_status verify_pipeline_file(const char *path, hl_sample_report_fn report, void *user,
+static hl_status verify_pipeline_file(const char *path, hl_report_fn report, void *user,
                                       hl_error *err) {
     hl_safetensors *st;
     HL_TRY(hl_st_open(path, &st, err));
@@ -1138,7 +1188,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Every pipeline_*.safetensors of dir, in name order. */
-static hl_status verify_pipelines(const char *dir, hl_sample_report_fn report, void *user,
+static hl_status verify_pipelines(const char *dir, hl_report_fn report, void *user,
                                   hl_error *err) {
     DIR *d = opendir(dir);
     if (!d) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open the directory", dir);
@@ -1175,7 +1225,7 @@ static hl_status verify_pipelines(const char *dir, hl_sample_report_fn report, v
     return r;
 }
 
-hl_status hl_sample_verify(const char *dir, hl_sample_report_fn report, void *user,
+hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user,
                            hl_error *err) {
     if (!dir || !report) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "hl_sample_verify: NULL");
     HL_TRY(verify_schedules(dir, report, user, err));

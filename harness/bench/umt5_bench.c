@@ -13,7 +13,7 @@
  * Weights are uniform in ±1/sqrt(fan_in) (activations stay O(1) through the 24 layers), the
  * norms' weights 1 ± 0.2, the relative position bias table ±2; deterministic (a hash of the
  * element index) and filled in parallel. */
-#include "text/umt5_bench.h"
+#include "bench/umt5_bench.h"
 
 #include <math.h>
 #include <stdlib.h>

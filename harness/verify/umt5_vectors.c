@@ -1,13 +1,13 @@
-#include "text/umt5_vectors.h"
+#include "verify/umt5_vectors.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dit/vectors.h"
 #include "io/safetensors.h"
 #include "text/umt5.h"
+#include "verify/dit_vectors.h"
 
 #define FILE_NAME "umt5_case.safetensors"
 
@@ -15,7 +15,7 @@ typedef struct umt5_check {
     const hl_ctx *ctx;
     const hl_umt5 *m;
     const hl_safetensors *st;
-    hl_umt5_report_fn report;
+    hl_report_fn report;
     void *user;
     char prefix[16]; /* "A." */
 } umt5_check;
@@ -27,7 +27,7 @@ static void compare(umt5_check *c, const char *name, const float *x, int64_t n) 
     float *ref = NULL;
     double err = INFINITY, ref_max = 0.0;
     if (hl_st_read_f32(c->st, full, n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(x, ref, n, &ref_max);
-    c->report(c->user, FILE_NAME, full, err, 1e-4 * fmax(1.0, ref_max));
+    c->report(c->user, FILE_NAME, full, err, 1e-4 * fmax(1.0, ref_max), 0);
     free(ref);
 }
 
@@ -65,7 +65,7 @@ static void check_buckets(umt5_check *c, int64_t L) {
             for (int64_t j = 0; j < L; j++)
                 wrong += hl_umt5_bucket(j - i, c->m->cfg.num_buckets, c->m->cfg.max_distance) != ref[i * L + j];
     }
-    c->report(c->user, FILE_NAME, full, wrong, 0.0);
+    c->report(c->user, FILE_NAME, full, wrong, 0.0, 0);
     free(ref);
 }
 
@@ -86,7 +86,7 @@ static void check_case(umt5_check *c) {
     if (s == HL_OK && hl_st_find(c->st, mask_name)) s = hl_st_read_i64(c->st, mask_name, B * L, &mask, &err);
     if (s == HL_OK) s = hl_umt5_forward(c->ctx, c->m, B, L, ids, mask, &probe, out);
     if (s != HL_OK) {
-        c->report(c->user, FILE_NAME, ids_name, INFINITY, 0.0);
+        c->report(c->user, FILE_NAME, ids_name, INFINITY, 0.0, 0);
     } else {
         compare(c, "last_hidden_state", out, B * L * D);
         if (mask) {
@@ -99,7 +99,7 @@ static void check_case(umt5_check *c) {
     free(ids), free(mask), free(out);
 }
 
-hl_status hl_umt5_verify(const hl_ctx *ctx, const char *dir, hl_umt5_report_fn report, void *user) {
+hl_status hl_umt5_verify(const hl_ctx *ctx, const char *dir, hl_report_fn report, void *user) {
     char cfg[4096], w[4096], vec[4096];
     snprintf(cfg, sizeof cfg, "%s/umt5_config.json", dir);
     snprintf(w, sizeof w, "%s/umt5_weights_f32.safetensors", dir);

@@ -1,6 +1,8 @@
 /* `helios verify` for the VAE: every check of an oracle directory's vae_case.safetensors (README
  * §5), with the sizes read from vae_config.json and the tensors, on the cpu backend. Decodes
  * start from the reference's own means, so an encoder error does not leak into a decode check. */
+#include "verify/vae_vectors.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@ typedef struct verifier {
     hl_vae *vae;
     const hl_safetensors *st;
     const char *file; /* base name, for the report */
-    void (*report)(void *user, const char *file, const char *case_name, double max_abs, double tol);
+    hl_report_fn report;
     void *user;
 } verifier;
 
@@ -43,7 +45,7 @@ static hl_status compare(const verifier *vf, const char *ref, const char *case_n
         if (fabs(want[i]) > r) r = fabs(want[i]);
     }
     free(want);
-    vf->report(vf->user, vf->file, case_name ? case_name : ref, m, 1e-4 * (r > 1.0 ? r : 1.0));
+    vf->report(vf->user, vf->file, case_name ? case_name : ref, m, 1e-4 * (r > 1.0 ? r : 1.0), 0);
     return HL_OK;
 }
 
@@ -248,10 +250,7 @@ static hl_status check_pipeline(verifier *vf, const char *dir) {
     return s;
 }
 
-hl_status hl_vae_verify(const char *dir,
-                        void (*report)(void *user, const char *file, const char *case_name,
-                                       double max_abs, double tol),
-                        void *user, hl_error *err) {
+hl_status hl_vae_verify(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     char cfg[4096], weights[4096], cases[4096];
     snprintf(cfg, sizeof cfg, "%s/vae_config.json", dir);
     snprintf(weights, sizeof weights, "%s/vae_weights_f32.safetensors", dir);

@@ -1,6 +1,6 @@
 /* The tokenizer checks of `helios verify` (see tokenizer_vectors.h). Model names come from the
  * vector file ("M.ids"), sequence lengths from the tensor names ("M.t5.L<N>.input_ids"). */
-#include "text/tokenizer_vectors.h"
+#include "verify/tokenizer_vectors.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@ typedef struct texts {
 
 typedef struct run {
     const hl_safetensors *st;
-    hl_tokenizer_report_fn report;
+    hl_report_fn report;
     void *user;
 } run;
 
@@ -107,7 +107,7 @@ static hl_status clean_texts(const texts *in, texts *out, hl_error *err) {
 /* ---- cases ----------------------------------------------------------------------------------- */
 
 static void report_case(const run *r, const char *name, long bad, long total) {
-    if (r->report) r->report(r->user, VECTOR_FILE, name, bad, total);
+    if (r->report) r->report(r->user, VECTOR_FILE, name, (double)bad, 0.0, total);
 }
 
 static hl_status case_clean(const run *r, const texts *raw, const texts *cleaned, hl_error *err) {
@@ -269,7 +269,7 @@ static hl_status run_model(const run *r, const char *dir, const char *m, const t
     return s;
 }
 
-hl_status hl_tokenizer_verify(const char *dir, hl_tokenizer_report_fn report, void *user,
+hl_status hl_tokenizer_verify(const char *dir, hl_report_fn report, void *user,
                               hl_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, VECTOR_FILE);

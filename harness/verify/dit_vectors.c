@@ -1,4 +1,4 @@
-#include "dit/vectors.h"
+#include "verify/dit_vectors.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,13 +5,11 @@
 #define HL_UMT5_VECTORS_H
 
 #include "ops/ops.h"
-
-typedef void (*hl_umt5_report_fn)(void *user, const char *file, const char *case_name, double max_abs,
-                                  double tol);
+#include "verify/report.h"
 
 /* Runs every recorded check: per case X (A, B, ...): X.last_hidden_state, X.hidden_states.i,
  * X.prompt_embeds_pipeline, X.blockN.position_bias, X.relative_position_bucket. Fails only when
  * the files cannot be read. */
-hl_status hl_umt5_verify(const hl_ctx *ctx, const char *dir, hl_umt5_report_fn report, void *user);
+hl_status hl_umt5_verify(const hl_ctx *ctx, const char *dir, hl_report_fn report, void *user);
 
 #endif
