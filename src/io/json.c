@@ -10,13 +10,14 @@
  * function that fails returns, and whoever owns the top of the tree frees it. */
 #include "io/json.h"
 
-#include <errno.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/file.h"
 
 typedef struct json_parser {
     const unsigned char *start, *pos, *end;
@@ -496,50 +497,22 @@ hl_status hl_json_parse(const char *text, size_t len, hl_json **out, hl_error *e
     return HL_OK;
 }
 
-/* Reads all of f; a loop rather than a size from fstat, so pipes and /proc files work too. */
-static hl_status read_all(FILE *f, const char *path, char **out, size_t *out_len, hl_error *err) {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", path);
-    for (;;) {
-        if (len == cap) {
-            char *nbuf = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!nbuf) {
-                free(buf);
-                return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", path);
-            }
-            buf = nbuf;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        free(buf);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: read failed: %s", path, strerror(e));
-    }
-    *out = buf;
-    *out_len = len;
-    return HL_OK;
-}
-
-hl_status hl_json_load_file(const char *path, hl_json **out, hl_error *err) {
-    if (!path || !out)
+hl_status hl_json_load_file_max(const char *path, size_t max_bytes, const char *kind, hl_json **out,
+                                hl_error *err) {
+    if (!path || !out || !kind)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "hl_json_load_file: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     char *text = NULL;
     size_t len = 0;
-    hl_status st = read_all(f, path, &text, &len, err);
-    fclose(f);
-    if (st != HL_OK) return st;
-    st = hl_json_parse(text, len, out, err);
+    HL_TRY(hl_file_read_all(path, max_bytes, kind, &text, &len, err));
+    hl_status st = hl_json_parse(text, len, out, err);
     free(text);
     if (st != HL_OK) hl_error_prefix(err, "%s", path);
     return st;
+}
+
+hl_status hl_json_load_file(const char *path, hl_json **out, hl_error *err) {
+    return hl_json_load_file_max(path, HL_FILE_MAX_CONFIG, "JSON config", out, err);
 }
 
 /* ---- access --------------------------------------------------------------------------------- */

@@ -38,8 +38,12 @@ struct hl_json {
 /* Parses text[0..len). On failure returns HELIOS_ERR_FORMAT with "line L, column C: what" in
  * err (the caller prefixes the file name) or HELIOS_ERR_OOM. */
 hl_status hl_json_parse(const char *text, size_t len, hl_json **out, hl_error *err);
-/* Reads and parses a file; errors name the file. */
+/* Reads and parses a file; errors name the file. The file must be a regular one of at most
+ * HL_FILE_MAX_CONFIG bytes (core/file.h). */
 hl_status hl_json_load_file(const char *path, hl_json **out, hl_error *err);
+/* The same with another size cap; kind names the file in the message when it is over the cap. */
+hl_status hl_json_load_file_max(const char *path, size_t max_bytes, const char *kind, hl_json **out,
+                                hl_error *err);
 void hl_json_free(hl_json *j);
 
 /* Member of an object (last one wins on duplicates), or NULL if j is not an object or lacks it. */

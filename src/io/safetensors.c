@@ -7,12 +7,12 @@
 #include "io/safetensors.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/file.h"
 
 /* A header larger than this is not a real header but an attempt to make us parse garbage; the
  * reference implementation uses the same bound. */
@@ -281,23 +281,9 @@ hl_status hl_st_parse(const void *buf, size_t size, const char *name, hl_safeten
 hl_status hl_st_open(const char *path, hl_safetensors **out, hl_error *err) {
     if (!path || !out) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "hl_st_open: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        close(fd);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: too large to map", path);
-    }
-    size_t size = (size_t)sb.st_size;
+    int fd;
+    size_t size;
+    HL_TRY(hl_file_open_regular(path, SIZE_MAX, "safetensors file", &fd, &size, err));
     if (size == 0) { /* mmap refuses length 0; the parser reports the file as too short */
         close(fd);
         return hl_st_parse("", 0, path, out, err);

@@ -18,6 +18,8 @@
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 
+#include "core/file.h"
+
 enum { HL_MEDIA_MAX_SIDE = 16384 };
 
 typedef struct decoder {
@@ -83,7 +85,9 @@ static hl_status check_file(const char *path, hl_error *err) {
     if (S_ISDIR(sb.st_mode))
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: is a directory, not an image or video",
                        path);
-    if (S_ISREG(sb.st_mode) && sb.st_size == 0)
+    /* a FIFO or device would make FFmpeg block or read forever */
+    if (!S_ISREG(sb.st_mode)) return hl_file_check_regular(path, err);
+    if (sb.st_size == 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "%s: empty file, not an image or video", path);
     return HL_OK;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "core/log.h"
 
 static const char k_index_suffix[] = ".safetensors.index.json";
@@ -159,7 +160,7 @@ static hl_status index_open_shard(hl_weights *w, size_t first, strlist *shards, 
  * in order of first mention, and every entry is checked against its shard. */
 static hl_status weights_open_index(hl_weights *w, const char *index, hl_error *err) {
     hl_json *j;
-    HL_TRY(hl_json_load_file(index, &j, err));
+    HL_TRY(hl_json_load_file_max(index, HL_FILE_MAX_INDEX, "safetensors index", &j, err));
     const hl_json *wm = hl_json_get(j, "weight_map");
     hl_status st = HL_OK;
     strlist shards = {0};

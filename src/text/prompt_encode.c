@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "text/prompt_clean.h"
 
@@ -17,13 +18,12 @@ hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokeniz
     char spm_path[4096], json_path[4096];
     snprintf(spm_path, sizeof spm_path, "%s/spiece.model", tokenizer_dir);
     snprintf(json_path, sizeof json_path, "%s/tokenizer.json", tokenizer_dir);
+    /* probed with stat, not fopen: opening a FIFO would wait for a writer. Anything there that is
+     * not a regular file goes to the loader, which says what is wrong with it. */
     hl_status st;
-    FILE *f = fopen(spm_path, "rb");
-    if (f) {
-        fclose(f);
+    if (access(spm_path, F_OK) == 0) {
         st = hl_spm_load(spm_path, &te->spm, err);
-    } else if ((f = fopen(json_path, "rb")) != NULL) {
-        fclose(f);
+    } else if (access(json_path, F_OK) == 0) {
         st = hl_spm_load_tokenizer_json(json_path, &te->spm, err);
     } else {
         st = hl_fail(err, HELIOS_ERR_MISSING,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "text/spm_internal.h"
 
 /* unigram_model.h: an unknown character costs this much below the worst normal piece. */
@@ -300,31 +301,9 @@ hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm
 
 hl_status hl_spm_load(const char *path, hl_spm **out, hl_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open", path);
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 1 << 20;
-            unsigned char *p = realloc(buf, cap);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", path);
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: read error", path);
-    }
+    char *buf = NULL;
+    size_t len = 0;
+    HL_TRY(hl_file_read_all(path, HL_FILE_MAX_SPM, "spiece.model", &buf, &len, err));
     hl_status st = hl_spm_load_mem(buf, len, path, out, err);
     free(buf);
     return st;

@@ -67,6 +67,9 @@ hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm
  * Other components are HELIOS_ERR_UNSUPPORTED, malformed files HELIOS_ERR_FORMAT, both naming
  * the file and the component. */
 hl_status hl_spm_load_tokenizer_json(const char *path, hl_spm **out, hl_error *err);
+/* The same from the JSON text buf[0..size); name is used in messages. */
+hl_status hl_spm_load_tokenizer_json_mem(const void *buf, size_t size, const char *name,
+                                         hl_spm **out, hl_error *err);
 void hl_spm_free(hl_spm *spm);
 
 const hl_spm_info *hl_spm_get_info(const hl_spm *spm);

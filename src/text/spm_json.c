@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "io/json.h"
 #include "text/spm_internal.h"
 
@@ -385,22 +386,41 @@ static hl_status build(jctx *c, const hl_json *root) {
     return hl_spm_finish(m, c->err);
 }
 
-hl_status hl_spm_load_tokenizer_json(const char *path, hl_spm **out, hl_error *err) {
-    *out = NULL;
-    hl_json *root = NULL;
-    hl_status st = hl_json_load_file(path, &root, err);
-    if (st != HL_OK) return st;
+/* The model from a parsed tokenizer.json; name is used in messages. */
+static hl_status load_tree(const hl_json *root, const char *name, hl_spm **out, hl_error *err) {
     hl_spm *m = NULL;
-    st = hl_spm_new(path, &m, err);
+    hl_status st = hl_spm_new(name, &m, err);
     if (st == HL_OK) {
-        jctx c = {m, path, err};
+        jctx c = {m, name, err};
         st = build(&c, root);
     }
-    hl_json_free(root);
     if (st != HL_OK) {
         hl_spm_free(m);
         return st;
     }
     *out = m;
     return HL_OK;
+}
+
+hl_status hl_spm_load_tokenizer_json(const char *path, hl_spm **out, hl_error *err) {
+    *out = NULL;
+    hl_json *root = NULL;
+    HL_TRY(hl_json_load_file_max(path, HL_FILE_MAX_TOKENIZER_JSON, "tokenizer.json", &root, err));
+    hl_status st = load_tree(root, path, out, err);
+    hl_json_free(root);
+    return st;
+}
+
+hl_status hl_spm_load_tokenizer_json_mem(const void *buf, size_t size, const char *name,
+                                         hl_spm **out, hl_error *err) {
+    *out = NULL;
+    hl_json *root = NULL;
+    hl_status st = hl_json_parse(buf, size, &root, err);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s", name);
+        return st;
+    }
+    st = load_tree(root, name, out, err);
+    hl_json_free(root);
+    return st;
 }
