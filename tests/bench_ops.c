@@ -54,7 +54,7 @@ static double median(double *t, int n) {
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
-static const hl_ctx g_ctx = {HELIOS_BACKEND_CPU, NULL};
+static hl_ctx g_ctx; /* test_ctx, in main */
 static int g_reps = 7;
 
 #define TIME_MEDIAN(result, stmt)                                    \
@@ -78,7 +78,7 @@ static void bench_linear(int64_t M, int64_t N, int64_t K, double ceiling) {
     int64_t bs[1] = {N};
     hl_tensor b = hl_tensor_make(bias, HL_F32, 1, bs);
     double t;
-    TIME_MEDIAN(t, hl_cpu_linear(&g_ctx, M, x, K, &w.t, &b, y, N));
+    TIME_MEDIAN(t, hl_linear(&g_ctx, M, x, K, &w.t, &b, y, N));
     double gf = 2.0 * M * N * K / t * 1e-9;
     printf("linear bf16 M=%lld K=%lld N=%lld: %8.3f ms %7.0f GFLOP/s  %5.1f%% of ceiling\n",
            (long long)M, (long long)K, (long long)N, t * 1e3, gf, 100 * gf / ceiling);
@@ -93,7 +93,7 @@ static void bench_attention(int64_t Sq, int64_t Sk, hl_dtype dt, double ceiling)
     float *q = alloc_rand(Sq * w, 1), *k = alloc_rand(Sk * w, 2), *v = alloc_rand(Sk * w, 3);
     float *o = malloc((size_t)(Sq * w) * sizeof *o);
     double t;
-    TIME_MEDIAN(t, hl_cpu_attention(&g_ctx, Sq, Sk, HEADS, HD, q, w, k, w, v, w, 0.0883883f, dt,
+    TIME_MEDIAN(t, hl_attention(&g_ctx, Sq, Sk, HEADS, HD, q, w, k, w, v, w, 0.0883883f, dt,
                                     o, w));
     double gf = 4.0 * Sq * Sk * HD * HEADS / t * 1e-9;
     printf("attention %s Sq=%lld Sk=%lld H=%d hd=%d: %8.3f ms %7.0f GFLOP/s  %5.1f%% of ceiling\n",
@@ -115,9 +115,9 @@ static void bench_attention_biased(int64_t S_, int H, int hd, hl_dtype dt, doubl
     float *o = malloc((size_t)(S_ * w) * sizeof *o);
     for (int64_t j = 0; j < S_; j++) kb[j] = j >= S_ - S_ / 8 ? -3.402823466e38f : 0.0f;
     double t, t0;
-    TIME_MEDIAN(t, hl_cpu_attention_biased(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, bias,
+    TIME_MEDIAN(t, hl_attention_biased(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, bias,
                                            kb, dt, o, w));
-    TIME_MEDIAN(t0, hl_cpu_attention(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, dt, o, w));
+    TIME_MEDIAN(t0, hl_attention(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, dt, o, w));
     double fl = 4.0 * S_ * S_ * hd * H * 1e-9;
     printf("attention_biased %s S=%lld H=%d hd=%d bias+mask: %8.3f ms %7.0f GFLOP/s  %5.1f%% of "
            "ceiling (no bias: %.3f ms %.0f GFLOP/s)\n",
@@ -169,33 +169,33 @@ static void bench_block(double ceiling) {
     int nkeep = 0;
     for (int rep = -1; rep < 3; rep++) {
         n = 0;
-        OP("ln_modulate", 0, hl_cpu_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale1, shift1, eps, h, DIM));
-        OP("linear q", lin, hl_cpu_linear(&g_ctx, S, h, DIM, &wq.t, NULL, q, DIM));
-        OP("linear k", lin, hl_cpu_linear(&g_ctx, S, h, DIM, &wk.t, NULL, k, DIM));
-        OP("linear v", lin, hl_cpu_linear(&g_ctx, S, h, DIM, &wv.t, NULL, v, DIM));
-        OP("rmsnorm q", 0, hl_cpu_rmsnorm(&g_ctx, S, DIM, q, DIM, nw, eps, q, DIM));
-        OP("rmsnorm k", 0, hl_cpu_rmsnorm(&g_ctx, S, DIM, k, DIM, nw, eps, k, DIM));
-        OP("rope q", 0, hl_cpu_rope(&g_ctx, S, HEADS, HD, q, DIM, rope));
-        OP("rope k", 0, hl_cpu_rope(&g_ctx, S, HEADS, HD, k, DIM, rope));
+        OP("ln_modulate", 0, hl_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale1, shift1, eps, h, DIM));
+        OP("linear q", lin, hl_linear(&g_ctx, S, h, DIM, &wq.t, NULL, q, DIM));
+        OP("linear k", lin, hl_linear(&g_ctx, S, h, DIM, &wk.t, NULL, k, DIM));
+        OP("linear v", lin, hl_linear(&g_ctx, S, h, DIM, &wv.t, NULL, v, DIM));
+        OP("rmsnorm q", 0, hl_rmsnorm(&g_ctx, S, DIM, q, DIM, nw, eps, q, DIM, NULL));
+        OP("rmsnorm k", 0, hl_rmsnorm(&g_ctx, S, DIM, k, DIM, nw, eps, k, DIM, NULL));
+        OP("rope q", 0, hl_rope(&g_ctx, S, HEADS, HD, q, DIM, rope));
+        OP("rope k", 0, hl_rope(&g_ctx, S, HEADS, HD, k, DIM, rope));
         OP("self-attention", 4.0 * S * S * DIM,
-           hl_cpu_attention(&g_ctx, S, S, HEADS, HD, q, DIM, k, DIM, v, DIM, sc, HL_BF16, a, DIM));
-        OP("linear o", lin, hl_cpu_linear(&g_ctx, S, a, DIM, &wo.t, NULL, o, DIM));
-        OP("add_gated", 0, hl_cpu_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, gate1));
-        OP("layernorm", 0, hl_cpu_layernorm(&g_ctx, S, DIM, x, DIM, nw, nw, eps, h, DIM));
-        OP("cross q", lin, hl_cpu_linear(&g_ctx, S, h, DIM, &cq.t, NULL, q, DIM));
-        OP("cross k", lin_ctx, hl_cpu_linear(&g_ctx, CTX, ctx, DIM, &ck.t, NULL, k, DIM));
-        OP("cross v", lin_ctx, hl_cpu_linear(&g_ctx, CTX, ctx, DIM, &cv.t, NULL, v, DIM));
-        OP("rmsnorm q", 0, hl_cpu_rmsnorm(&g_ctx, S, DIM, q, DIM, nw, eps, q, DIM));
-        OP("rmsnorm k", 0, hl_cpu_rmsnorm(&g_ctx, CTX, DIM, k, DIM, nw, eps, k, DIM));
+           hl_attention(&g_ctx, S, S, HEADS, HD, q, DIM, k, DIM, v, DIM, sc, HL_BF16, a, DIM));
+        OP("linear o", lin, hl_linear(&g_ctx, S, a, DIM, &wo.t, NULL, o, DIM));
+        OP("add_gated", 0, hl_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, gate1));
+        OP("layernorm", 0, hl_layernorm(&g_ctx, S, DIM, x, DIM, nw, nw, eps, h, DIM, NULL));
+        OP("cross q", lin, hl_linear(&g_ctx, S, h, DIM, &cq.t, NULL, q, DIM));
+        OP("cross k", lin_ctx, hl_linear(&g_ctx, CTX, ctx, DIM, &ck.t, NULL, k, DIM));
+        OP("cross v", lin_ctx, hl_linear(&g_ctx, CTX, ctx, DIM, &cv.t, NULL, v, DIM));
+        OP("rmsnorm q", 0, hl_rmsnorm(&g_ctx, S, DIM, q, DIM, nw, eps, q, DIM, NULL));
+        OP("rmsnorm k", 0, hl_rmsnorm(&g_ctx, CTX, DIM, k, DIM, nw, eps, k, DIM, NULL));
         OP("cross-attention", 4.0 * S * CTX * DIM,
-           hl_cpu_attention(&g_ctx, S, CTX, HEADS, HD, q, DIM, k, DIM, v, DIM, sc, HL_BF16, a, DIM));
-        OP("cross o", lin, hl_cpu_linear(&g_ctx, S, a, DIM, &co.t, NULL, o, DIM));
-        OP("add", 0, hl_cpu_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, NULL));
-        OP("ln_modulate", 0, hl_cpu_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale2, shift2, eps, h, DIM));
-        OP("ffn up", ffn, hl_cpu_linear(&g_ctx, S, h, DIM, &f1.t, NULL, ff, FFN));
-        OP("gelu_tanh", 0, hl_cpu_gelu_tanh(&g_ctx, S * FFN, ff, ff));
-        OP("ffn down", ffn, hl_cpu_linear(&g_ctx, S, ff, FFN, &f2.t, NULL, o, DIM));
-        OP("add_gated", 0, hl_cpu_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, gate2));
+           hl_attention(&g_ctx, S, CTX, HEADS, HD, q, DIM, k, DIM, v, DIM, sc, HL_BF16, a, DIM));
+        OP("cross o", lin, hl_linear(&g_ctx, S, a, DIM, &co.t, NULL, o, DIM));
+        OP("add", 0, hl_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, NULL));
+        OP("ln_modulate", 0, hl_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale2, shift2, eps, h, DIM));
+        OP("ffn up", ffn, hl_linear(&g_ctx, S, h, DIM, &f1.t, NULL, ff, FFN));
+        OP("gelu_tanh", 0, hl_gelu_tanh(&g_ctx, S * FFN, ff, ff));
+        OP("ffn down", ffn, hl_linear(&g_ctx, S, ff, FFN, &f2.t, NULL, o, DIM));
+        OP("add_gated", 0, hl_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, gate2));
         double tot = 0;
         for (int i = 0; i < n; i++) tot += ops[i].t;
         if (rep >= 0 && tot < best) {
@@ -237,6 +237,7 @@ static void bench_umt5(double ceiling) {
 }
 
 int main(int argc, char **argv) {
+    g_ctx = test_ctx(HELIOS_BACKEND_CPU, NULL);
     if (argc > 1) g_reps = atoi(argv[1]);
     if (g_reps < 1 || g_reps > 63) g_reps = 7;
     const char *only = getenv("BENCH_ONLY");

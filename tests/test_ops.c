@@ -37,8 +37,7 @@
 
 static int g_verbose;
 static hl_error g_err;
-static const hl_ctx g_cpu = {HELIOS_BACKEND_CPU, &g_err};
-static const hl_ctx g_ref = {HELIOS_BACKEND_REF, &g_err};
+static hl_ctx g_cpu, g_ref; /* test_ctx, in main */
 
 #define SENTINEL 1234.5f
 
@@ -149,8 +148,8 @@ static void test_compare_rejects(void) {
     hl_tensor W = make_tensor(w, N, K, HL_F32, &s0);
     w[5] *= 1.01f;
     hl_tensor W2 = make_tensor(w, N, K, HL_F32, &s1);
-    hl_ref_linear(&g_ref, M, x, K, &W, NULL, y0, N);
-    hl_cpu_linear(&g_cpu, M, x, K, &W2, NULL, y1, N);
+    hl_linear(&g_ref, M, x, K, &W, NULL, y0, N);
+    hl_linear(&g_cpu, M, x, K, &W2, NULL, y1, N);
     CHECK(!cmp_ok(compare(y1, N, y0, N, M, N, NULL, 0, 1e-5)), "1%% weight error rejected");
     free(x), free(w), free(y0), free(y1), free(s0), free(s1);
 }
@@ -239,8 +238,8 @@ static void linear_case(int64_t M, int64_t K, int64_t N, hl_dtype wdt, hl_dtype 
     snprintf(what, sizeof what, "linear M=%lld K=%lld N=%lld W %s bias %s ldx=%lld ldy=%lld",
              (long long)M, (long long)K, (long long)N, hl_dtype_name(wdt),
              has_bias ? hl_dtype_name(bdt) : "-", (long long)ldx, (long long)ldy);
-    hl_status s1 = hl_ref_linear(&g_ref, M, x, ldx, &W, b, y_ref, ldy);
-    hl_status s2 = hl_cpu_linear(&g_cpu, M, x, ldx, &W, b, y_cpu, ldy);
+    hl_status s1 = hl_linear(&g_ref, M, x, ldx, &W, b, y_ref, ldy);
+    hl_status s2 = hl_linear(&g_cpu, M, x, ldx, &W, b, y_cpu, ldy);
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
 
     cmp_result r;
@@ -253,7 +252,7 @@ static void linear_case(int64_t M, int64_t K, int64_t N, hl_dtype wdt, hl_dtype 
         void *as, *abs_;
         hl_tensor AW = make_tensor(aw, N, K, HL_F32, &as);
         hl_tensor AB = make_tensor(ab, 1, N, HL_F32, &abs_);
-        CHECK(hl_cpu_linear(&g_cpu, M, ax, ldx, &AW, &AB, bound, ldy) == HL_OK, "bound");
+        CHECK(hl_linear(&g_cpu, M, ax, ldx, &AW, &AB, bound, ldy) == HL_OK, "bound");
         const double rel = ldexp(1, -8) + (double)(2 * K + 4) * ldexp(1, -24);
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++)
@@ -299,24 +298,24 @@ static void test_linear(void) {
           *y2 = falloc(97 * 67);
     void *ws;
     hl_tensor W = make_tensor(w, 67, 131, HL_BF16, &ws);
-    hl_cpu_linear(&g_cpu, 97, x, 131, &W, NULL, y1, 67);
-    hl_cpu_linear(&g_cpu, 97, x, 131, &W, NULL, y2, 67);
+    hl_linear(&g_cpu, 97, x, 131, &W, NULL, y1, 67);
+    hl_linear(&g_cpu, 97, x, 131, &W, NULL, y2, 67);
     CHECK(memcmp(y1, y2, sizeof(float) * 97 * 67) == 0, "linear: repeatable");
 
     /* argument errors: a status and a message, no crash */
     hl_error_clear(&g_err);
-    CHECK(hl_cpu_linear(&g_cpu, 97, x, 100, &W, NULL, y1, 67) == HELIOS_ERR_INVALID_ARG &&
+    CHECK(hl_linear(&g_cpu, 97, x, 100, &W, NULL, y1, 67) == HELIOS_ERR_INVALID_ARG &&
               g_err.msg[0],
           "linear: ldx < K rejected");
     hl_tensor Wi = W;
     Wi.dtype = HL_I16;
-    CHECK(hl_cpu_linear(&g_cpu, 97, x, 131, &Wi, NULL, y1, 67) == HELIOS_ERR_DTYPE,
+    CHECK(hl_linear(&g_cpu, 97, x, 131, &Wi, NULL, y1, 67) == HELIOS_ERR_DTYPE,
           "linear: I16 weight rejected");
     int64_t bshape[1] = {66};
     hl_tensor Bbad = hl_tensor_make(w, HL_F32, 1, bshape);
-    CHECK(hl_cpu_linear(&g_cpu, 97, x, 131, &W, &Bbad, y1, 67) == HELIOS_ERR_SHAPE,
+    CHECK(hl_linear(&g_cpu, 97, x, 131, &W, &Bbad, y1, 67) == HELIOS_ERR_SHAPE,
           "linear: bias of the wrong length rejected");
-    CHECK(hl_cpu_linear(&g_cpu, 0, x, 131, &W, NULL, y1, 67) == HL_OK, "linear: M = 0");
+    CHECK(hl_linear(&g_cpu, 0, x, 131, &W, NULL, y1, 67) == HL_OK, "linear: M = 0");
     free(x), free(w), free(y1), free(y2), free(ws);
 }
 
@@ -338,8 +337,8 @@ static void attention_case(int64_t Sq, int64_t Sk, int H, int hd, hl_dtype dt, i
     snprintf(what, sizeof what, "attention Sq=%lld Sk=%lld H=%d hd=%d %s%s ldo=%lld amp %g",
              (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(dt), fused ? " fused" : "",
              (long long)ldo, amp_q);
-    hl_status s1 = hl_ref_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, dt, o_ref, ldo);
-    hl_status s2 = hl_cpu_attention(&g_cpu, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, dt, o_cpu, ldo);
+    hl_status s1 = hl_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, dt, o_ref, ldo);
+    hl_status s2 = hl_attention(&g_cpu, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, dt, o_cpu, ldo);
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
     cmp_result r;
     if (dt == HL_BF16) {
@@ -406,16 +405,16 @@ static void test_attention(void) {
 
     /* argument errors */
     float z[64] = {0};
-    CHECK(hl_cpu_attention(&g_cpu, 1, 1, 1, 8, z, 8, z, 8, z, 8, 1.0f, HL_F16, z + 32, 8) ==
+    CHECK(hl_attention(&g_cpu, 1, 1, 1, 8, z, 8, z, 8, z, 8, 1.0f, HL_F16, z + 32, 8) ==
               HELIOS_ERR_DTYPE,
           "attention: F16 compute rejected");
-    CHECK(hl_cpu_attention(&g_cpu, 1, 0, 1, 8, z, 8, z, 8, z, 8, 1.0f, HL_F32, z + 32, 8) ==
+    CHECK(hl_attention(&g_cpu, 1, 0, 1, 8, z, 8, z, 8, z, 8, 1.0f, HL_F32, z + 32, 8) ==
               HELIOS_ERR_INVALID_ARG,
           "attention: no keys rejected");
-    CHECK(hl_cpu_attention(&g_cpu, 1, 1, 2, 8, z, 8, z, 16, z, 16, 1.0f, HL_F32, z + 32, 16) ==
+    CHECK(hl_attention(&g_cpu, 1, 1, 2, 8, z, 8, z, 16, z, 16, 1.0f, HL_F32, z + 32, 16) ==
               HELIOS_ERR_INVALID_ARG,
           "attention: ldq < H·hd rejected");
-    CHECK(hl_cpu_attention(&g_cpu, 0, 5, 2, 8, z, 16, z, 16, z, 16, 1.0f, HL_BF16, z, 16) == HL_OK,
+    CHECK(hl_attention(&g_cpu, 0, 5, 2, 8, z, 16, z, 16, z, 16, 1.0f, HL_BF16, z, 16) == HL_OK,
           "attention: Sq = 0");
 }
 
@@ -430,7 +429,7 @@ typedef enum {
 
 static const char *mask_name[] = {"", " mask", " all-masked", " key-bias"};
 
-/* hl_cpu_attention_biased against hl_ref_attention_biased. q, k, v are column slices of wider
+/* hl_attention_biased against hl_attention_biased. q, k, v are column slices of wider
  * buffers with distinct row strides when strided; bias_amp 0: bias NULL, else bias uniform in
  * ±bias_amp; huge: bias -1e38 at masked keys of every other row (-FLT_MAX + -1e38 overflows
  * float32; with every key masked, such a row is all -inf before the clamp).
@@ -466,9 +465,9 @@ static void biased_case(int64_t Sq, int64_t Sk, int H, int hd, hl_dtype dt, int 
     snprintf(what, sizeof what, "attention_biased Sq=%lld Sk=%lld H=%d hd=%d %s%s bias %g%s%s ldo=%lld",
              (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(dt), strided ? " strided" : "",
              bias_amp, mask_name[mk], huge ? " huge" : "", (long long)ldo);
-    hl_status s1 = hl_ref_attention_biased(&g_ref, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale,
+    hl_status s1 = hl_attention_biased(&g_ref, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale,
                                            bias, kbias, dt, o_ref, ldo);
-    hl_status s2 = hl_cpu_attention_biased(&g_cpu, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale,
+    hl_status s2 = hl_attention_biased(&g_cpu, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale,
                                            bias, kbias, dt, o_cpu, ldo);
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
     cmp_result r;
@@ -548,14 +547,14 @@ static void test_attention_biased(void) {
         biased_case(512, 512, 4, 64, dt, 0, 256, 2.0f, MASK_SOME, 0, seed++);
     }
 
-    /* without biases it is hl_cpu_attention, bit for bit */
+    /* without biases it is hl_attention, bit for bit */
     int64_t Sq = 97, Sk = 131, H = 3, hd = 24, w = H * hd;
     float *q = frand(Sq * w, 1, 1), *k = frand(Sk * w, 2, 1), *v = frand(Sk * w, 3, 1);
     float *o1 = falloc(Sq * w), *o2 = falloc(Sq * w);
     for (int d = 0; d < 2; d++) {
         hl_dtype dt = d ? HL_BF16 : HL_F32;
-        CHECK(hl_cpu_attention(&g_cpu, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) == HL_OK &&
-                  hl_cpu_attention_biased(&g_cpu, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f,
+        CHECK(hl_attention(&g_cpu, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) == HL_OK &&
+                  hl_attention_biased(&g_cpu, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f,
                                           NULL, NULL, dt, o2, w) == HL_OK &&
                   memcmp(o1, o2, (size_t)(Sq * w) * sizeof *o1) == 0,
               "attention_biased without biases == attention (%s)", hl_dtype_name(dt));
@@ -564,16 +563,16 @@ static void test_attention_biased(void) {
 
     /* argument errors */
     float z[64] = {0};
-    CHECK(hl_cpu_attention_biased(&g_cpu, 1, 1, 1, 8, z, 8, z, 8, z, 8, 1.0f, z, z, HL_F16,
+    CHECK(hl_attention_biased(&g_cpu, 1, 1, 1, 8, z, 8, z, 8, z, 8, 1.0f, z, z, HL_F16,
                                   z + 32, 8) == HELIOS_ERR_DTYPE,
           "attention_biased: F16 compute rejected");
-    CHECK(hl_cpu_attention_biased(&g_cpu, 1, 0, 1, 8, z, 8, z, 8, z, 8, 1.0f, z, z, HL_F32,
+    CHECK(hl_attention_biased(&g_cpu, 1, 0, 1, 8, z, 8, z, 8, z, 8, 1.0f, z, z, HL_F32,
                                   z + 32, 8) == HELIOS_ERR_INVALID_ARG,
           "attention_biased: no keys rejected");
-    CHECK(hl_cpu_attention_biased(&g_cpu, 1, 1, 2, 8, z, 16, z, 8, z, 16, 1.0f, NULL, z, HL_F32,
+    CHECK(hl_attention_biased(&g_cpu, 1, 1, 2, 8, z, 16, z, 8, z, 16, 1.0f, NULL, z, HL_F32,
                                   z + 32, 16) == HELIOS_ERR_INVALID_ARG,
           "attention_biased: ldk < H·hd rejected");
-    CHECK(hl_cpu_attention_biased(&g_cpu, 0, 5, 2, 8, z, 16, z, 16, z, 16, 1.0f, z, z, HL_BF16,
+    CHECK(hl_attention_biased(&g_cpu, 0, 5, 2, 8, z, 16, z, 16, z, 16, 1.0f, z, z, HL_BF16,
                                   z, 16) == HL_OK,
           "attention_biased: Sq = 0");
 }
@@ -584,20 +583,13 @@ typedef enum { K_LN, K_LN_AFFINE, K_MOD, K_RMS, K_RMS_W } norm_kind;
 
 static hl_status run_norm(const hl_ctx *c, norm_kind kind, int64_t M, int64_t D, const float *x,
                           int64_t ldx, const float *w, const float *b, float *y, int64_t ldy) {
-    int cpu = c->backend == HELIOS_BACKEND_CPU;
     const float eps = 1e-6f;
     switch (kind) {
-    case K_LN:
-        return (cpu ? hl_cpu_layernorm : hl_ref_layernorm)(c, M, D, x, ldx, NULL, NULL, eps, y, ldy);
-    case K_LN_AFFINE:
-        return (cpu ? hl_cpu_layernorm : hl_ref_layernorm)(c, M, D, x, ldx, w, b, eps, y, ldy);
-    case K_MOD:
-        return (cpu ? hl_cpu_layernorm_modulate : hl_ref_layernorm_modulate)(c, M, D, x, ldx, w, b,
-                                                                             eps, y, ldy);
-    case K_RMS:
-        return (cpu ? hl_cpu_rmsnorm : hl_ref_rmsnorm)(c, M, D, x, ldx, NULL, eps, y, ldy);
-    case K_RMS_W:
-        return (cpu ? hl_cpu_rmsnorm : hl_ref_rmsnorm)(c, M, D, x, ldx, w, eps, y, ldy);
+    case K_LN: return hl_layernorm(c, M, D, x, ldx, NULL, NULL, eps, y, ldy, NULL);
+    case K_LN_AFFINE: return hl_layernorm(c, M, D, x, ldx, w, b, eps, y, ldy, NULL);
+    case K_MOD: return hl_layernorm_modulate(c, M, D, x, ldx, w, b, eps, y, ldy);
+    case K_RMS: return hl_rmsnorm(c, M, D, x, ldx, NULL, eps, y, ldy, NULL);
+    case K_RMS_W: return hl_rmsnorm(c, M, D, x, ldx, w, eps, y, ldy, NULL);
     }
     return HL_OK;
 }
@@ -643,9 +635,9 @@ static void test_norms(void) {
     norm_case(K_MOD, 2304, 1536, 1536, 1, 0.0f, seed++);
     norm_case(K_RMS_W, 2304, 128, 1536, 0, 0.0f, seed++); /* q of one head: a slice */
     float z[4] = {0};
-    CHECK(hl_cpu_layernorm(&g_cpu, 2, 4, z, 2, NULL, NULL, 1e-6f, z, 4) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_layernorm(&g_cpu, 2, 4, z, 2, NULL, NULL, 1e-6f, z, 4, NULL) == HELIOS_ERR_INVALID_ARG,
           "layernorm: ldx < D rejected");
-    CHECK(hl_cpu_layernorm_modulate(&g_cpu, 1, 4, z, 4, NULL, NULL, 1e-6f, z, 4) ==
+    CHECK(hl_layernorm_modulate(&g_cpu, 1, 4, z, 4, NULL, NULL, 1e-6f, z, 4) ==
               HELIOS_ERR_INVALID_ARG,
           "layernorm_modulate: NULL scale rejected");
 }
@@ -667,8 +659,8 @@ static void rope_case(int64_t M, int H, int hd, int64_t ldx, uint64_t seed) {
     memcpy(x_ref, x0, (size_t)(M * ldx) * sizeof *x0);
     char what[128];
     snprintf(what, sizeof what, "rope M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd, (long long)ldx);
-    CHECK(hl_ref_rope(&g_ref, M, H, hd, x_ref, ldx, rope) == HL_OK &&
-              hl_cpu_rope(&g_cpu, M, H, hd, x_cpu, ldx, rope) == HL_OK,
+    CHECK(hl_rope(&g_ref, M, H, hd, x_ref, ldx, rope) == HL_OK &&
+              hl_rope(&g_cpu, M, H, hd, x_cpu, ldx, rope) == HL_OK,
           "%s: status", what);
     cmp_result r = compare(x_cpu, ldx, x_ref, ldx, M, (int64_t)H * hd, NULL, 0, 1e-6);
     report(what, r);
@@ -687,8 +679,8 @@ static void scale_heads_case(int64_t M, int H, int hd, int64_t ldx, uint64_t see
     char what[128];
     snprintf(what, sizeof what, "scale_heads M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
              (long long)ldx);
-    CHECK(hl_ref_scale_heads(&g_ref, M, H, hd, x_ref, ldx, s) == HL_OK &&
-              hl_cpu_scale_heads(&g_cpu, M, H, hd, x_cpu, ldx, s) == HL_OK,
+    CHECK(hl_scale_heads(&g_ref, M, H, hd, x_ref, ldx, s) == HL_OK &&
+              hl_scale_heads(&g_cpu, M, H, hd, x_cpu, ldx, s) == HL_OK,
           "%s: status", what);
     cmp_result r = compare(x_cpu, ldx, x_ref, ldx, M, (int64_t)H * hd, NULL, 0, 1e-6);
     report(what, r);
@@ -709,8 +701,8 @@ static void add_gated_case(int64_t M, int64_t D, int64_t ldx, int64_t ldy, int g
     char what[128];
     snprintf(what, sizeof what, "add_gated M=%lld D=%lld ldx=%lld ldy=%lld%s", (long long)M,
              (long long)D, (long long)ldx, (long long)ldy, gated ? " gated" : "");
-    CHECK(hl_ref_add_gated(&g_ref, M, D, x_ref, ldx, y, ldy, gated ? g : NULL) == HL_OK &&
-              hl_cpu_add_gated(&g_cpu, M, D, x_cpu, ldx, y, ldy, gated ? g : NULL) == HL_OK,
+    CHECK(hl_add_gated(&g_ref, M, D, x_ref, ldx, y, ldy, gated ? g : NULL) == HL_OK &&
+              hl_add_gated(&g_cpu, M, D, x_cpu, ldx, y, ldy, gated ? g : NULL) == HL_OK,
           "%s: status", what);
     /* the fused multiply-add rounds once where ref rounds twice: within an ulp of the terms */
     cmp_result r = compare(x_cpu, ldx, x_ref, ldx, M, D, NULL, 0, 1e-6);
@@ -742,8 +734,8 @@ static void test_rows(void) {
     add_gated_case(2304, 1536, 1536, 1536, 1, seed++);
     add_gated_case(2304, 1536, 1536, 1536, 0, seed++);
     float z[8] = {0};
-    CHECK(hl_cpu_rope(&g_cpu, 1, 2, 4, z, 4, z) == HELIOS_ERR_INVALID_ARG, "rope: ldx < H·hd rejected");
-    CHECK(hl_cpu_add_gated(&g_cpu, -1, 4, z, 4, z, 4, NULL) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_rope(&g_cpu, 1, 2, 4, z, 4, z) == HELIOS_ERR_INVALID_ARG, "rope: ldx < H·hd rejected");
+    CHECK(hl_add_gated(&g_cpu, -1, 4, z, 4, z, 4, NULL) == HELIOS_ERR_INVALID_ARG,
           "add_gated: M < 0 rejected");
 }
 
@@ -760,8 +752,8 @@ static void flat_case(int gelu, int64_t n, int in_place, float amp, uint64_t see
         memcpy(y_cpu, x, (size_t)n * sizeof *x);
         xin = y_cpu;
     }
-    hl_status s1 = (gelu ? hl_ref_gelu_tanh : hl_ref_silu)(&g_ref, n, x, y_ref);
-    hl_status s2 = (gelu ? hl_cpu_gelu_tanh : hl_cpu_silu)(&g_cpu, n, xin, y_cpu);
+    hl_status s1 = (gelu ? hl_gelu_tanh : hl_silu)(&g_ref, n, x, y_ref);
+    hl_status s2 = (gelu ? hl_gelu_tanh : hl_silu)(&g_cpu, n, xin, y_cpu);
     char what[96];
     snprintf(what, sizeof what, "%s n=%lld amp %g%s", gelu ? "gelu_tanh" : "silu", (long long)n,
              amp, in_place ? " in place" : "");
@@ -783,8 +775,8 @@ static void test_flat(void) {
             flat_case(g, ns[i], i % 2, 6.0f, seed++);
             flat_case(g, ns[i], 0, 0.01f, seed++);
         }
-    CHECK(hl_cpu_gelu_tanh(&g_cpu, 0, NULL, NULL) == HL_OK, "gelu: n = 0");
-    CHECK(hl_cpu_silu(&g_cpu, -1, NULL, NULL) == HELIOS_ERR_INVALID_ARG, "silu: n < 0 rejected");
+    CHECK(hl_gelu_tanh(&g_cpu, 0, NULL, NULL) == HL_OK, "gelu: n = 0");
+    CHECK(hl_silu(&g_cpu, -1, NULL, NULL) == HELIOS_ERR_INVALID_ARG, "silu: n < 0 rejected");
 }
 
 /* ---- umT5 ops: gelu_tanh_mul, relative_bias ------------------------------------------------- */
@@ -799,8 +791,8 @@ static void gelu_mul_case(int64_t n, int inplace, float amp, uint64_t seed) {
     float *xin = x, *gin = g;
     if (inplace == 1) memcpy(y_cpu, x, (size_t)n * sizeof *x), xin = y_cpu;
     if (inplace == 2) memcpy(y_cpu, g, (size_t)n * sizeof *g), gin = y_cpu;
-    hl_status s1 = hl_ref_gelu_tanh_mul(&g_ref, n, x, g, y_ref);
-    hl_status s2 = hl_cpu_gelu_tanh_mul(&g_cpu, n, xin, gin, y_cpu);
+    hl_status s1 = hl_gelu_tanh_mul(&g_ref, n, x, g, y_ref);
+    hl_status s2 = hl_gelu_tanh_mul(&g_cpu, n, xin, gin, y_cpu);
     char what[96];
     snprintf(what, sizeof what, "gelu_tanh_mul n=%lld amp %g%s", (long long)n, amp,
              inplace == 1 ? " in place (x)" : inplace == 2 ? " in place (g)" : "");
@@ -821,8 +813,8 @@ static void relative_bias_case(int H, int64_t Sq, int64_t Sk, uint64_t seed) {
     float *b_ref = fconst(n + 1, 0), *b_cpu = fconst(n + 1, SENTINEL);
     char what[96];
     snprintf(what, sizeof what, "relative_bias H=%d Sq=%lld Sk=%lld", H, (long long)Sq, (long long)Sk);
-    CHECK(hl_ref_relative_bias(&g_ref, H, Sq, Sk, rel, b_ref) == HL_OK &&
-              hl_cpu_relative_bias(&g_cpu, H, Sq, Sk, rel, b_cpu) == HL_OK,
+    CHECK(hl_relative_bias(&g_ref, H, Sq, Sk, rel, b_ref) == HL_OK &&
+              hl_relative_bias(&g_cpu, H, Sq, Sk, rel, b_cpu) == HL_OK,
           "%s: status", what);
     CHECK(memcmp(b_ref, b_cpu, (size_t)n * sizeof *b_ref) == 0, "%s: not identical", what);
     CHECK(b_cpu[n] == SENTINEL, "%s: wrote past H·Sq·Sk", what);
@@ -844,11 +836,11 @@ static void test_umt5_ops(void) {
         gelu_mul_case(ns[i], i % 3, 6.0f, seed++);
         gelu_mul_case(ns[i], (i + 1) % 3, 0.01f, seed++);
     }
-    CHECK(hl_cpu_gelu_tanh_mul(&g_cpu, 0, NULL, NULL, NULL) == HL_OK, "gelu_tanh_mul: n = 0");
-    CHECK(hl_cpu_gelu_tanh_mul(&g_cpu, -1, NULL, NULL, NULL) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_gelu_tanh_mul(&g_cpu, 0, NULL, NULL, NULL) == HL_OK, "gelu_tanh_mul: n = 0");
+    CHECK(hl_gelu_tanh_mul(&g_cpu, -1, NULL, NULL, NULL) == HELIOS_ERR_INVALID_ARG,
           "gelu_tanh_mul: n < 0 rejected");
     float z[4] = {0};
-    CHECK(hl_cpu_gelu_tanh_mul(&g_cpu, 4, z, NULL, z) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_gelu_tanh_mul(&g_cpu, 4, z, NULL, z) == HELIOS_ERR_INVALID_ARG,
           "gelu_tanh_mul: NULL gate rejected");
 
     const int Hs[] = {1, 3};
@@ -857,15 +849,16 @@ static void test_umt5_ops(void) {
         for (int b = 0; b < 4; b++)
             for (int c = 0; c < 4; c++) relative_bias_case(Hs[a], Ss[b], Ss[c], seed++);
     relative_bias_case(8, 512, 512, seed++);
-    CHECK(hl_cpu_relative_bias(&g_cpu, 2, 0, 5, NULL, NULL) == HL_OK, "relative_bias: Sq = 0");
-    CHECK(hl_cpu_relative_bias(&g_cpu, -1, 2, 5, z, z) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_relative_bias(&g_cpu, 2, 0, 5, NULL, NULL) == HL_OK, "relative_bias: Sq = 0");
+    CHECK(hl_relative_bias(&g_cpu, -1, 2, 5, z, z) == HELIOS_ERR_INVALID_ARG,
           "relative_bias: H < 0 rejected");
-    CHECK(hl_cpu_relative_bias(&g_cpu, 1, 2, 2, NULL, z) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_relative_bias(&g_cpu, 1, 2, 2, NULL, z) == HELIOS_ERR_INVALID_ARG,
           "relative_bias: NULL table rejected");
 }
 
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    g_cpu = test_ctx(HELIOS_BACKEND_CPU, &g_err), g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
     test_compare_rejects();
     test_vec_math();
     test_linear();

@@ -44,7 +44,7 @@ int main(void) {
     helios_backend backends[2] = {HELIOS_BACKEND_REF, HELIOS_BACKEND_CPU};
     for (int k = 0; k < 2; k++) {
         hl_error err = {0};
-        hl_ctx ctx = {backends[k], &err};
+        hl_ctx ctx = test_ctx(backends[k], &err);
         int before = g_cases;
         CHECK(hl_pipeline_verify(&ctx, HELIOS_VECTORS, on_case, k ? "cpu" : "ref") == HL_OK, "%s", err.msg);
         CHECK(g_cases - before >= 7 * 4, "only %d pipeline cases", g_cases - before);

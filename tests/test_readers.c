@@ -19,7 +19,7 @@
 #include "io/media.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
-#include "text/encoder.h"
+#include "text/prompt_encode.h"
 #include "text/spm.h"
 #include "text/umt5.h"
 #include "vae/vae.h"

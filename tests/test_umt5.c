@@ -34,7 +34,7 @@ int main(void) {
     helios_backend backends[2] = {HELIOS_BACKEND_REF, HELIOS_BACKEND_CPU};
     for (int k = 0; k < 2; k++) {
         hl_error err = {0};
-        hl_ctx ctx = {backends[k], &err};
+        hl_ctx ctx = test_ctx(backends[k], &err);
         int before = g_cases;
         hl_status s = hl_umt5_verify(&ctx, HELIOS_VECTORS, on_case, k ? "cpu" : "ref");
         CHECK(s == HL_OK, "%s", err.msg);

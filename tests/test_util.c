@@ -55,3 +55,12 @@ unsigned char *read_file(const char *path, size_t *n) {
     fclose(f);
     return b;
 }
+
+hl_ctx test_ctx(helios_backend kind, hl_error *err) {
+    hl_ctx c = {hl_backend_shared(kind), err};
+    if (!c.backend) {
+        fprintf(stderr, "test: cannot make backend %d\n", (int)kind);
+        exit(2);
+    }
+    return c;
+}

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ops/ops.h"
+
 extern int g_checks, g_failures;
 
 #define CHECK(cond, ...)                                                  \
@@ -33,5 +35,9 @@ unsigned char *read_file(const char *path, size_t *n);
 
 /* Path of a vector file: HELIOS_VECTORS "/" name (static buffer). */
 const char *vector_path(const char *name);
+
+/* An ops context on the process-wide instance of backend kind (hl_backend_shared), reporting
+ * into err (may be NULL). Exits with a message when the backend cannot be made. */
+hl_ctx test_ctx(helios_backend kind, hl_error *err);
 
 #endif

@@ -22,8 +22,8 @@
 
 static int g_verbose;
 static hl_error g_err;
-static const hl_ctx g_cpu = {HELIOS_BACKEND_CPU, &g_err};
-static const hl_ctx g_ref = {HELIOS_BACKEND_REF, &g_err};
+static hl_ctx g_cpu; /* test_ctx, in main */
+static hl_ctx g_ref;
 
 static float *xalloc(int64_t n) {
     float *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
@@ -324,6 +324,7 @@ static void test_errors(void) {
 
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && !strcmp(argv[1], "-v");
+    g_cpu = test_ctx(HELIOS_BACKEND_CPU, &g_err), g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
     struct {
         const char *name;
         void (*fn)(void);

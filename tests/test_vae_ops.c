@@ -22,8 +22,8 @@
 
 static int g_verbose;
 static hl_error g_err;
-static const hl_ctx g_cpu = {HELIOS_BACKEND_CPU, &g_err};
-static const hl_ctx g_ref = {HELIOS_BACKEND_REF, &g_err};
+static hl_ctx g_cpu; /* test_ctx, in main */
+static hl_ctx g_ref;
 
 static void *xalloc(size_t n) {
     void *p = calloc(n ? n : 1, 1);
@@ -105,9 +105,9 @@ static void run_conv_case(const conv_case *cc) {
 
     float *y0 = frand(ny, 14, 1.0f), *y1 = xalloc((size_t)ny * sizeof *y1);
     memcpy(y1, y0, (size_t)ny * sizeof *y1); /* the residual accumulate adds to */
-    hl_status st0 = hl_ref_conv3d(&g_ref, &s, x, &w, bd ? &b : NULL, NULL, y0);
+    hl_status st0 = hl_conv3d(&g_ref, &s, x, &w, bd ? &b : NULL, NULL, y0);
     hl_conv_pack *pack = NULL;
-    hl_status st1 = hl_cpu_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, &pack, y1);
+    hl_status st1 = hl_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, &pack, y1);
     CHECK(st0 == HL_OK && st1 == HL_OK, "%s: status ref %d cpu %d (%s)", cc->name, st0, st1, g_err.msg);
 
     /* bound: ref conv of |x|, |w| (plus |residual| when accumulating) */
@@ -119,7 +119,7 @@ static void run_conv_case(const conv_case *cc) {
     sa.x_dtype = HL_F32;
     sa.accumulate = 0;
     float *bound = xalloc((size_t)ny * sizeof *bound);
-    hl_ref_conv3d(&g_ref, &sa, ax, &awt, NULL, NULL, bound);
+    hl_conv3d(&g_ref, &sa, ax, &awt, NULL, NULL, bound);
     double round_x = (cc->w_dt == HL_BF16 && cc->x_dt == HL_F32) ? 1.0 / 256 : 0.0;
     double c = round_x + (2.0 * K + 4) / 16777216.0;
     double err, q = worst_ratio(y1, y0, bound, ny, 1.0 / 8388608.0, 1e-30, c, &err);
@@ -130,10 +130,10 @@ static void run_conv_case(const conv_case *cc) {
     /* the pack is reused: a second call gives the identical result */
     if (st1 == HL_OK && !cc->accumulate) {
         float *y2 = xalloc((size_t)ny * sizeof *y2);
-        CHECK(hl_cpu_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, &pack, y2) == HL_OK, "second call");
+        CHECK(hl_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, &pack, y2) == HL_OK, "second call");
         CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result with the reused pack differs", cc->name);
         /* and without a pack */
-        CHECK(hl_cpu_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, NULL, y2) == HL_OK, "no pack");
+        CHECK(hl_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, NULL, y2) == HL_OK, "no pack");
         CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result without a pack differs", cc->name);
         free(y2);
     }
@@ -186,8 +186,8 @@ static void test_conv_pack_variants(void) {
         float *xf = frand(T * H * Wd * C, 30 + r, 1.0f);
         hl_bf16 *x = to_dtype(xf, T * H * Wd * C, HL_BF16);
         float *y0 = xalloc((size_t)(To * H * Wd * O) * 4), *y1 = xalloc((size_t)(To * H * Wd * O) * 4);
-        hl_cpu_conv3d(&g_cpu, &s, x, w, &Bt, NULL, y0);
-        CHECK(hl_cpu_conv3d(&g_cpu, &s, x, w, &Bt, &pack, y1) == HL_OK, "pack call");
+        hl_conv3d(&g_cpu, &s, x, w, &Bt, NULL, y0);
+        CHECK(hl_conv3d(&g_cpu, &s, x, w, &Bt, &pack, y1) == HL_OK, "pack call");
         CHECK(!memcmp(y0, y1, (size_t)(To * H * Wd * O) * 4), "pack variant %d differs from unpacked", r);
         free(xf), free(x), free(y0), free(y1);
     }
@@ -204,7 +204,7 @@ static void test_conv_args(void) {
     for (int be = 0; be < 2; be++) {
         const hl_ctx *ctx = be ? &g_cpu : &g_ref;
         hl_status (*conv)(const hl_ctx *, const hl_conv3d_shape *, const void *, const hl_tensor *,
-                          const hl_tensor *, hl_conv_pack **, float *) = be ? hl_cpu_conv3d : hl_ref_conv3d;
+                          const hl_tensor *, hl_conv_pack **, float *) = hl_conv3d;
         CHECK(conv(ctx, &s, x, &w, NULL, NULL, y) == HL_OK, "valid call");
         CHECK(conv(ctx, &s, x, &wb, NULL, NULL, y) == HELIOS_ERR_SHAPE, "channel mismatch rejected");
         hl_conv3d_shape t = s;
@@ -245,8 +245,8 @@ static void test_channel_rmsnorm(void) {
                 hl_dtype dt = dti ? HL_BF16 : HL_F32;
                 int64_t n = N * C * S;
                 void *y0 = xalloc((size_t)n * 4), *y1 = xalloc((size_t)n * 4);
-                hl_status a = hl_ref_channel_rmsnorm(&g_ref, (hl_layout)layout, N, C, S, x, g, silu, dt, y0);
-                hl_status b = hl_cpu_channel_rmsnorm(&g_cpu, (hl_layout)layout, N, C, S, x, g, silu, dt, y1);
+                hl_status a = hl_channel_rmsnorm(&g_ref, (hl_layout)layout, N, C, S, x, g, silu, dt, y0);
+                hl_status b = hl_channel_rmsnorm(&g_cpu, (hl_layout)layout, N, C, S, x, g, silu, dt, y1);
                 CHECK(a == HL_OK && b == HL_OK, "rmsnorm status");
                 float *f0 = xalloc((size_t)n * 4), *f1 = xalloc((size_t)n * 4);
                 for (int64_t i = 0; i < n; i++) {
@@ -269,10 +269,10 @@ static void test_channel_rmsnorm(void) {
     /* in place, f32 */
     float *xi = xalloc((size_t)(C * S) * 4), *yr = xalloc((size_t)(C * S) * 4);
     memcpy(xi, x + C * S, (size_t)(C * S) * 4);
-    hl_cpu_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, x + C * S, g, 1, HL_F32, yr);
-    hl_cpu_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, xi, g, 1, HL_F32, xi);
+    hl_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, x + C * S, g, 1, HL_F32, yr);
+    hl_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, xi, g, 1, HL_F32, xi);
     CHECK(!memcmp(xi, yr, (size_t)(C * S) * 4), "in-place norm equals out-of-place");
-    CHECK(hl_cpu_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, x, g, 0, HL_F16, yr) == HELIOS_ERR_DTYPE,
+    CHECK(hl_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, x, g, 0, HL_F16, yr) == HELIOS_ERR_DTYPE,
           "f16 output rejected");
     free(xi), free(yr), free(x), free(g);
 }
@@ -289,18 +289,18 @@ static void test_upsample(void) {
             void *y0 = xalloc(ny), *y1 = xalloc(ny);
             /* NTHWC reads a channel slice (offset C) of a wider tensor */
             const float *xs = layout == HL_NTHWC ? x + C : x;
-            hl_status a = hl_ref_upsample2x(&g_ref, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y0);
-            hl_status b = hl_cpu_upsample2x(&g_cpu, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y1);
+            hl_status a = hl_upsample2x(&g_ref, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y0);
+            hl_status b = hl_upsample2x(&g_cpu, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y1);
             CHECK(a == HL_OK && b == HL_OK, "upsample status");
             CHECK(!memcmp(y0, y1, ny), "upsample2x layout %d %s differs", layout, hl_dtype_name(dt));
             free(y0), free(y1);
         }
     /* a wide row (more than the cpu's 256-column block) in NCTHW */
     float *xw = frand(2 * 600, 52, 1.0f), *u0 = xalloc(2 * 2400 * 4 * 2), *u1 = xalloc(2 * 2400 * 4 * 2);
-    hl_ref_upsample2x(&g_ref, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u0);
-    hl_cpu_upsample2x(&g_cpu, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u1);
+    hl_upsample2x(&g_ref, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u0);
+    hl_upsample2x(&g_cpu, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u1);
     CHECK(!memcmp(u0, u1, 2 * 2400 * 4), "upsample2x wide rows");
-    CHECK(hl_cpu_upsample2x(&g_cpu, HL_NTHWC, 1, C, H, W, x, C - 1, HL_F32, u1) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_upsample2x(&g_cpu, HL_NTHWC, 1, C, H, W, x, C - 1, HL_F32, u1) == HELIOS_ERR_INVALID_ARG,
           "ldx < C rejected");
     free(xw), free(u0), free(u1), free(x);
 }
@@ -312,8 +312,8 @@ static void test_cast_and_transpose(void) {
     for (int dti = 0; dti < 2; dti++) {
         hl_dtype dt = dti ? HL_BF16 : HL_F32;
         void *y0 = xalloc((size_t)n * 4), *y1 = xalloc((size_t)n * 4);
-        hl_ref_cast(&g_ref, n, x, dt, y0);
-        hl_cpu_cast(&g_cpu, n, x, dt, y1);
+        hl_cast(&g_ref, n, x, dt, y0);
+        hl_cast(&g_cpu, n, x, dt, y1);
         CHECK(!memcmp(y0, y1, (size_t)n * hl_dtype_size(dt)), "cast %s differs", hl_dtype_name(dt));
         free(y0), free(y1);
     }
@@ -325,16 +325,16 @@ static void test_cast_and_transpose(void) {
     for (int dti = 0; dti < 2; dti++) {
         hl_dtype dt = dti ? HL_BF16 : HL_F32;
         void *a = xalloc((size_t)(T * S * C) * 4), *b = xalloc((size_t)(T * S * C) * 4);
-        hl_ref_to_channels_last(&g_ref, C, T, S, v + off * S, Tall * S, dt, a);
-        hl_cpu_to_channels_last(&g_cpu, C, T, S, v + off * S, Tall * S, dt, b);
+        hl_to_channels_last(&g_ref, C, T, S, v + off * S, Tall * S, dt, a);
+        hl_to_channels_last(&g_cpu, C, T, S, v + off * S, Tall * S, dt, b);
         CHECK(!memcmp(a, b, (size_t)(T * S * C) * hl_dtype_size(dt)), "to_channels_last %s", hl_dtype_name(dt));
         free(a), free(b);
     }
     float *cl = frand(T * S * C, 63, 2.0f), *f0 = frand(C * Tall * S, 64, 1.0f), *f1 = xalloc((size_t)(C * Tall * S) * 4);
     cl[10] = NAN;
     memcpy(f1, f0, (size_t)(C * Tall * S) * 4);
-    hl_ref_to_channels_first(&g_ref, C, T, S, cl, -1.0f, 1.0f, f0 + off * S, Tall * S);
-    hl_cpu_to_channels_first(&g_cpu, C, T, S, cl, -1.0f, 1.0f, f1 + off * S, Tall * S);
+    hl_to_channels_first(&g_ref, C, T, S, cl, -1.0f, 1.0f, f0 + off * S, Tall * S);
+    hl_to_channels_first(&g_cpu, C, T, S, cl, -1.0f, 1.0f, f1 + off * S, Tall * S);
     CHECK(!memcmp(f0, f1, (size_t)(C * Tall * S) * 4), "to_channels_first with clamp");
     int clamped = 1, nan_kept = 0;
     for (int64_t i = 0; i < C * Tall * S; i++) {
@@ -344,8 +344,8 @@ static void test_cast_and_transpose(void) {
     CHECK(clamped && nan_kept, "clamp to [-1, 1], NaN kept");
     /* round trip in f32 without clamp is exact */
     float *rt = xalloc((size_t)(T * S * C) * 4), *back = xalloc((size_t)(C * T * S) * 4);
-    hl_cpu_to_channels_last(&g_cpu, C, T, S, v, T * S, HL_F32, rt);
-    hl_cpu_to_channels_first(&g_cpu, C, T, S, rt, -INFINITY, INFINITY, back, T * S);
+    hl_to_channels_last(&g_cpu, C, T, S, v, T * S, HL_F32, rt);
+    hl_to_channels_first(&g_cpu, C, T, S, rt, -INFINITY, INFINITY, back, T * S);
     int same = 1;
     for (int64_t i = 0; i < C * T * S; i++)
         if (back[i] != v[i] && !(isnan(back[i]) && isnan(v[i]))) same = 0;
@@ -355,6 +355,7 @@ static void test_cast_and_transpose(void) {
 
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && !strcmp(argv[1], "-v");
+    g_cpu = test_ctx(HELIOS_BACKEND_CPU, &g_err), g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
     test_conv3d();
     test_conv_pack_variants();
     test_conv_args();

@@ -160,7 +160,7 @@ static int run_block(const bench_opts *o, double ceiling) {
     hl_dit_rope_grid(&c, T, NULL, H, S / (T * H), rope);
 
     hl_error err = {0};
-    hl_ctx ctx = {HELIOS_BACKEND_CPU, &err};
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
     double times[64];
     int reps = o->reps < 64 ? o->reps : 64;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up (oneDNN primitive creation) */

@@ -32,7 +32,7 @@ static int time_runs(int64_t n, hl_dtype dt, int reps, double *t) {
     hl_mm_key key = {.M = n, .N = n, .K = n, .dt = dt, .blayout = HL_MM_B_NK, .bias = 0,
                      .nthr = omp_get_max_threads()};
     hl_mm *mm;
-    if (hl_cpu_mm_get(&key, &mm, NULL) != HL_OK) return -1;
+    if (hl_cpu_mm_get(hl_cpu_shared(), &key, &mm, NULL) != HL_OK) return -1;
     size_t esz = hl_dtype_size(dt), nn = (size_t)(n * n);
     void *a = malloc(nn * esz), *b = malloc(nn * esz), *pad = malloc(hl_cpu_mm_scratchpad_size(mm) + 64);
     float *c = malloc(nn * sizeof *c);
@@ -58,9 +58,9 @@ double hl_cpu_gemm_ceiling_gflops(int64_t n, hl_dtype dt, int reps) {
     if (n <= 0 || n > 65536 || reps <= 0 || (dt != HL_BF16 && dt != HL_F32)) return -1.0;
     double *t = malloc((size_t)reps * sizeof *t);
     if (!t) return -1.0;
-    hl_cpu_lock();
+    hl_cpu_lock(hl_cpu_shared());
     int rc = time_runs(n, dt, reps, t);
-    hl_cpu_unlock();
+    hl_cpu_unlock(hl_cpu_shared());
     double gflops = -1.0;
     if (rc == 0) {
         qsort(t, (size_t)reps, sizeof *t, cmp_double);

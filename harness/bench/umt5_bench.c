@@ -136,7 +136,7 @@ hl_status hl_umt5_bench(int tokens, hl_dtype dt, int reps, double *seconds, doub
             ids[i] = (int64_t)((uint64_t)(i * 7919 + 13) % BENCH_VOCAB);
             mask[i] = 1; /* the pipeline passes a mask: the same path, nothing padded */
         }
-        hl_ctx ctx = {HELIOS_BACKEND_CPU, err};
+        hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
         for (int r = -1; st == HL_OK && r < reps; r++) { /* r = -1: warm-up (primitive creation) */
             double t0 = hl_time();
             st = hl_umt5_forward(&ctx, &b.m, 1, L, ids, mask, NULL, out);

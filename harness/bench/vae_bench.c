@@ -63,7 +63,7 @@ hl_status hl_vae_bench(int height, int width, int frames, hl_dtype dt, double *s
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         z[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 4.0 - 2.0);
     }
-    const hl_ctx ctx = {HELIOS_BACKEND_CPU, &err};
+    const hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
     hl_vae_stream *stream = NULL;
     if (st == HL_OK) st = hl_vae_decode_begin(&ctx, v, h, w, 1, &stream);
     double t0 = hl_time();

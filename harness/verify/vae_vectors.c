@@ -259,7 +259,7 @@ hl_status hl_vae_verify(const char *dir, hl_report_fn report, void *user, hl_err
     HL_TRY(hl_vae_load(NULL, cfg, weights, &v, err));
     hl_safetensors *st = NULL;
     hl_status s = hl_st_open(cases, &st, err);
-    const hl_ctx ctx = {HELIOS_BACKEND_CPU, err};
+    const hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
     verifier vf = {&ctx, v, st, "vae_case.safetensors", report, user};
     if (s == HL_OK) s = check_encode(&vf, "video", "enc_moments", true);
     if (s == HL_OK) s = check_decode(&vf, "posterior_mean", false, "decoded_from_mean");

@@ -8,6 +8,7 @@
 
 #include "api/recipes.h"
 #include "api/session.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "dit/dit.h"
 #include "sample/chunk_loop.h"
@@ -45,11 +46,8 @@ struct helios_gen {
 
 void helios_pipeline_params_init(helios_pipeline_params *p) { memset(p, 0, sizeof *p); }
 
-static bool file_exists(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
+/* A regular file (never opened: a FIFO or device in the model folder must not hang us). */
+static bool file_exists(const char *path) { return hl_file_is_regular(path); }
 
 /* model_index.json: the pipeline class and its flags. */
 static hl_status read_model_index(helios_pipeline *p, const char *dir, hl_error *err) {

@@ -16,13 +16,25 @@ helios_status helios_session_new(const helios_session_params *p, helios_session 
     helios_session *s = calloc(1, sizeof *s);
     if (!s) return HELIOS_ERR_OOM;
     s->params = *p;
-    s->ctx.backend = p->backend;
-    s->ctx.err = &s->err;
     hl_set_threads(p->n_threads);
+    /* the session's own backend instance: engine, streams, caches, scratch (nothing shared with
+     * another session) */
+    s->backend = hl_backend_new(p->backend, p->n_threads, &s->err);
+    if (!s->backend) {
+        hl_status st = s->err.status ? s->err.status : HELIOS_ERR_INTERNAL;
+        free(s);
+        return st;
+    }
+    s->ctx.backend = s->backend;
+    s->ctx.err = &s->err;
     *out = s;
     return HELIOS_OK;
 }
 
-void helios_session_free(helios_session *s) { free(s); }
+void helios_session_free(helios_session *s) {
+    if (!s) return;
+    hl_backend_free(s->backend);
+    free(s);
+}
 
 const char *helios_session_error(const helios_session *s) { return s ? s->err.msg : ""; }

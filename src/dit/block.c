@@ -86,8 +86,8 @@ static hl_status self_attention(const hl_ctx *ctx, const hl_dit_config *c, const
     HL_TRY(hl_linear(ctx, M, s->h, D, &at->to_q_w, &at->to_q_b, s->q, D)); /* [B*S, D] */
     HL_TRY(hl_linear(ctx, M, s->h, D, &at->to_k_w, &at->to_k_b, s->k, D));
     HL_TRY(hl_linear(ctx, M, s->h, D, &at->to_v_w, &at->to_v_b, s->v, D));
-    HL_TRY(hl_rmsnorm(ctx, M, D, s->q, D, at->norm_q, c->eps, s->q, D)); /* across all heads */
-    HL_TRY(hl_rmsnorm(ctx, M, D, s->k, D, at->norm_k, c->eps, s->k, D));
+    HL_TRY(hl_rmsnorm(ctx, M, D, s->q, D, at->norm_q, c->eps, s->q, D, NULL)); /* across all heads */
+    HL_TRY(hl_rmsnorm(ctx, M, D, s->k, D, at->norm_k, c->eps, s->k, D, NULL));
     float amp[4096];
     if (at->history_key_scale && n_hist > 0) /* s_h = 1 + sigmoid(p_h) (10 - 1) */
         for (int h = 0; h < H; h++) {
@@ -115,18 +115,18 @@ static hl_status cross_attention(const hl_ctx *ctx, const hl_dit_config *c, cons
     int64_t D = c->dim;
     int H = c->heads, hd = c->head_dim;
     HL_TRY(hl_linear(ctx, (int64_t)B * L, enc, D, &at->to_k_w, &at->to_k_b, s->ck, D)); /* [B*L, D] */
-    HL_TRY(hl_rmsnorm(ctx, (int64_t)B * L, D, s->ck, D, at->norm_k, c->eps, s->ck, D));
+    HL_TRY(hl_rmsnorm(ctx, (int64_t)B * L, D, s->ck, D, at->norm_k, c->eps, s->ck, D, NULL));
     HL_TRY(hl_linear(ctx, (int64_t)B * L, enc, D, &at->to_v_w, &at->to_v_b, s->cv, D));
     int64_t first = c->guidance_cross_attn ? n_hist : 0, n = S - first;
     float scale = 1.0f / sqrtf((float)hd);
     for (int b = 0; b < B; b++) {
         float *xc = x + ((int64_t)b * S + first) * D; /* [n, D] */
         if (c->cross_attn_norm)
-            HL_TRY(hl_layernorm(ctx, n, D, xc, D, blk->norm2_w, blk->norm2_b, c->eps, s->h, D));
+            HL_TRY(hl_layernorm(ctx, n, D, xc, D, blk->norm2_w, blk->norm2_b, c->eps, s->h, D, NULL));
         else
             for (int64_t i = 0; i < n * D; i++) s->h[i] = xc[i];
         HL_TRY(hl_linear(ctx, n, s->h, D, &at->to_q_w, &at->to_q_b, s->q, D));
-        HL_TRY(hl_rmsnorm(ctx, n, D, s->q, D, at->norm_q, c->eps, s->q, D));
+        HL_TRY(hl_rmsnorm(ctx, n, D, s->q, D, at->norm_q, c->eps, s->q, D, NULL));
         HL_TRY(hl_attention(ctx, n, L, H, hd, s->q, D, s->ck + b * L * D, D, s->cv + b * L * D, D,
                             scale, gemm_dtype(&at->to_q_w), s->a, D));
         HL_TRY(hl_linear(ctx, n, s->a, D, &at->to_out_w, &at->to_out_b, s->q, D));

@@ -1,10 +1,11 @@
-/* Layout ops (pure data movement, one implementation for all CPU backends). */
-#include "ops/ops.h"
+/* Layout ops on host memory (pure data movement): the one implementation of the ref and cpu
+ * backends' tables. */
+#include "ops/ops_backends.h"
 
 static inline int64_t clamp_idx(int64_t i, int64_t n) { return i < n ? i : n - 1; }
 
-hl_status hl_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt,
-                        int kh, int kw, const float *x, float *rows) {
+hl_status hl_host_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt,
+                             int kh, int kw, const float *x, float *rows) {
     int64_t Tp = (T + kt - 1) / kt, Hp = (H + kh - 1) / kh, Wp = (W + kw - 1) / kw;
     int64_t K = C * kt * kh * kw;
     for (int64_t t = 0; t < Tp; t++)
@@ -25,8 +26,8 @@ hl_status hl_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int6
     return HL_OK;
 }
 
-hl_status hl_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,
-                          int kh, int kw, const float *rows, float *y) {
+hl_status hl_host_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp,
+                               int kt, int kh, int kw, const float *rows, float *y) {
     int64_t Ho = Hp * kh, Wo = Wp * kw, To = T * kt, F = (int64_t)kt * kh * kw * C;
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < Hp; h++)

@@ -1,110 +1,436 @@
-/* Backend dispatch: one switch per op. Layout ops (patchify) have one implementation. */
-#include "ops/ops_backends.h"
+/* The op layer: backend instances, and per op ONE argument check shared by every backend, the
+ * early return on empty work, and the dispatch through the instance's table (ops_backends.h). */
+#include <pthread.h>
+#include <stdlib.h>
 
-#define HL_DISPATCH(op, ...)                                                   \
-    return ctx->backend == HELIOS_BACKEND_REF ? hl_ref_##op(ctx, __VA_ARGS__) \
-                                              : hl_cpu_##op(ctx, __VA_ARGS__)
+#include "core/log.h"
+#include "ops/ops_backends.h"
+#include "ops/ref/conv_util.h"
+
+/* ---- instances ------------------------------------------------------------------------------- */
+
+static const hl_backend_ops *table_of(helios_backend kind) {
+    switch (kind) {
+    case HELIOS_BACKEND_CPU: return &hl_cpu_backend_ops;
+    case HELIOS_BACKEND_REF: return &hl_ref_backend_ops;
+    }
+    return NULL;
+}
+
+hl_backend *hl_backend_new(helios_backend kind, int nthreads, hl_error *err) {
+    const hl_backend_ops *ops = table_of(kind);
+    if (!ops) {
+        hl_fail(err, HELIOS_ERR_INVALID_ARG, "backend: unknown kind %d", (int)kind);
+        return NULL;
+    }
+    if (nthreads < 0) {
+        hl_fail(err, HELIOS_ERR_INVALID_ARG, "backend %s: %d threads", ops->name, nthreads);
+        return NULL;
+    }
+    hl_backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        hl_fail(err, HELIOS_ERR_OOM, "backend %s: out of memory", ops->name);
+        return NULL;
+    }
+    be->ops = ops;
+    be->nthreads = nthreads;
+    if (ops->init && ops->init(be, err) != HL_OK) {
+        hl_error_prefix(err, "backend %s", ops->name);
+        free(be);
+        return NULL;
+    }
+    return be;
+}
+
+void hl_backend_free(hl_backend *be) {
+    if (!be) return;
+    if (be->ops->fini) be->ops->fini(be);
+    free(be);
+}
+
+helios_backend hl_backend_kind(const hl_backend *be) {
+    return be ? be->ops->kind : HELIOS_BACKEND_REF;
+}
+
+const char *hl_backend_name(const hl_backend *be) { return be ? be->ops->name : "none"; }
+
+helios_backend hl_ctx_kind(const hl_ctx *ctx) { return hl_backend_kind(ctx ? ctx->backend : NULL); }
+
+static pthread_mutex_t g_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static hl_backend *g_shared[2];
+
+static void free_shared(void) {
+    for (int i = 0; i < 2; i++) hl_backend_free(g_shared[i]), g_shared[i] = NULL;
+}
+
+hl_backend *hl_backend_shared(helios_backend kind) {
+    int i = kind == HELIOS_BACKEND_CPU ? 0 : kind == HELIOS_BACKEND_REF ? 1 : -1;
+    if (i < 0) return NULL;
+    pthread_mutex_lock(&g_shared_lock);
+    if (!g_shared[i]) {
+        hl_error err = {0};
+        static int registered;
+        if (!registered) registered = atexit(free_shared) == 0;
+        if (!(g_shared[i] = hl_backend_new(kind, 0, &err))) HL_ERROR("%s", err.msg);
+    }
+    hl_backend *be = g_shared[i];
+    pthread_mutex_unlock(&g_shared_lock);
+    return be;
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static hl_status no_backend(const hl_ctx *ctx, const char *op) {
+    return hl_fail(ctx ? ctx->err : NULL, HELIOS_ERR_INVALID_ARG, "%s: no backend", op);
+}
+
+static hl_status lacks(const hl_ctx *ctx, const char *op) {
+    return hl_fail(ctx->err, HELIOS_ERR_UNSUPPORTED, "%s: not implemented by the %s backend", op,
+                   ctx->backend->ops->name);
+}
+
+/* Logs (once per instance and op) that op runs on the fallback, and why. */
+static void fallback_warn(const hl_ctx *ctx, hl_op_id id, const char *op) {
+    hl_backend *be = ctx->backend;
+    if (!__atomic_exchange_n(&be->warned[id], 1, __ATOMIC_RELAXED))
+        HL_WARN("%s: the %s backend cannot run this call (%s); using the %s backend", op,
+                be->ops->name, ctx->err && ctx->err->msg[0] ? ctx->err->msg : "unsupported",
+                be->ops->fallback->name);
+    if (ctx->err) hl_error_clear(ctx->err);
+}
+
+#define HL_DISPATCH(op, ...)                                                                       \
+    do {                                                                                           \
+        const hl_backend_ops *t_ = ctx->backend->ops;                                              \
+        hl_status st_ = t_->op ? t_->op(ctx, __VA_ARGS__) : lacks(ctx, #op);                       \
+        if (st_ == HELIOS_ERR_UNSUPPORTED && t_->fallback && t_->fallback->op) {                   \
+            fallback_warn(ctx, HL_OP_##op, #op);                                                   \
+            st_ = t_->fallback->op(ctx, __VA_ARGS__);                                              \
+        }                                                                                          \
+        return st_;                                                                                \
+    } while (0)
+
+/* Every hl_<op> starts with this: a ctx with a backend. */
+#define HL_NEED_BACKEND(op)                                                                        \
+    do {                                                                                           \
+        if (!ctx || !ctx->backend) return no_backend(ctx, op);                                     \
+    } while (0)
+
+#define BAD(...) hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, __VA_ARGS__)
+
+static hl_status check_out_dtype(const hl_ctx *ctx, const char *op, hl_dtype dt) {
+    if (dt != HL_F32 && dt != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "%s: output dtype %s (F32 or BF16)", op,
+                       hl_dtype_name(dt));
+    return HL_OK;
+}
+
+static int layout_ok(hl_layout l) { return l == HL_NCTHW || l == HL_NTHWC; }
+
+/* ---- GEMM ------------------------------------------------------------------------------------ */
 
 hl_status hl_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,
                     const hl_tensor *b, float *y, int64_t ldy) {
+    HL_NEED_BACKEND("linear");
+    if (!W || W->ndim < 1 || !W->data) return BAD("linear: no weight tensor");
+    if (W->dtype != HL_F32 && W->dtype != HL_BF16 && W->dtype != HL_F16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: weight dtype %s (F32, BF16 or F16)",
+                       hl_dtype_name(W->dtype));
+    if (!hl_tensor_is_contiguous(W)) return BAD("linear: weight is not contiguous");
+    int64_t N = W->shape[0], K = N ? hl_tensor_numel(W) / N : 0;
+    if (M < 0 || ldx < K || ldy < N || (M > 0 && N > 0 && (!y || (K > 0 && !x))))
+        return BAD("linear: bad sizes M=%lld K=%lld ldx=%lld N=%lld ldy=%lld", (long long)M,
+                   (long long)K, (long long)ldx, (long long)N, (long long)ldy);
+    if (b) {
+        if (b->dtype != HL_F32 && b->dtype != HL_BF16 && b->dtype != HL_F16)
+            return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: bias dtype %s",
+                           hl_dtype_name(b->dtype));
+        if (hl_tensor_numel(b) != N || !b->data || !hl_tensor_is_contiguous(b))
+            return hl_fail(ctx->err, HELIOS_ERR_SHAPE, "linear: bias has %lld values, N=%lld",
+                           (long long)hl_tensor_numel(b), (long long)N);
+    }
+    if (M == 0 || N == 0) return HL_OK;
     HL_DISPATCH(linear, M, x, ldx, W, b, y, ldy);
 }
 
-hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q,
-                       int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
-                       float scale, hl_dtype compute, float *out, int64_t ldo) {
-    HL_DISPATCH(attention, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, compute, out, ldo);
-}
+/* ---- attention ------------------------------------------------------------------------------- */
 
 hl_status hl_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
                               const float *q, int64_t ldq, const float *k, int64_t ldk,
                               const float *v, int64_t ldv, float scale, const float *bias,
                               const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
-    HL_DISPATCH(attention_biased, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, bias, key_bias, compute,
-                out, ldo);
+    HL_NEED_BACKEND("attention");
+    int64_t w = (int64_t)H * hd;
+    if (Sq < 0 || Sk < 1 || H < 1 || hd < 1 || ldq < w || ldk < w || ldv < w || ldo < w)
+        return BAD("attention: bad sizes Sq=%lld Sk=%lld H=%d hd=%d ld=%lld,%lld,%lld,%lld "
+                   "(H, hd, Sk >= 1)",
+                   (long long)Sq, (long long)Sk, H, hd, (long long)ldq, (long long)ldk,
+                   (long long)ldv, (long long)ldo);
+    if (compute != HL_F32 && compute != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "attention: compute dtype %s (F32 or BF16)",
+                       hl_dtype_name(compute));
+    if (Sq == 0) return HL_OK;
+    if (!q || !k || !v || !out) return BAD("attention: NULL pointer");
+    HL_DISPATCH(attention_biased, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, bias, key_bias,
+                compute, out, ldo);
+}
+
+hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q,
+                       int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                       float scale, hl_dtype compute, float *out, int64_t ldo) {
+    return hl_attention_biased(ctx, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, NULL, NULL,
+                               compute, out, ldo);
+}
+
+/* ---- normalisation --------------------------------------------------------------------------- */
+
+/* Rows of width D, input and output strides; 1: nothing to do, 0: go on, < 0: failed. */
+static int check_rows(const hl_ctx *ctx, const char *op, int64_t M, int64_t D, const void *x,
+                      int64_t ldx, const void *y, int64_t ldy, hl_status *st) {
+    *st = HL_OK;
+    if (M < 0 || D < 0 || ldx < D || ldy < D) {
+        *st = BAD("%s: bad sizes M=%lld D=%lld ldx=%lld ldy=%lld", op, (long long)M, (long long)D,
+                  (long long)ldx, (long long)ldy);
+        return -1;
+    }
+    if (M == 0 || D == 0) return 1;
+    if (!x || !y) {
+        *st = BAD("%s: NULL pointer", op);
+        return -1;
+    }
+    return 0;
+}
+
+#define CHECK_ROWS(op, M, D, x, ldx, y, ldy)                                                       \
+    do {                                                                                           \
+        hl_status cr_st_;                                                                          \
+        int cr_ = check_rows(ctx, op, M, D, x, ldx, y, ldy, &cr_st_);                              \
+        if (cr_) return cr_st_;                                                                    \
+    } while (0)
+
+static hl_status check_save(const hl_ctx *ctx, const char *op, const hl_norm_saved *s, int mean) {
+    if (s && (!s->rstd || (mean && !s->mean))) return BAD("%s: save without its arrays", op);
+    return HL_OK;
 }
 
 hl_status hl_layernorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
-                       const float *w, const float *b, float eps, float *y, int64_t ldy) {
-    HL_DISPATCH(layernorm, M, D, x, ldx, w, b, eps, y, ldy);
+                       const float *w, const float *b, float eps, float *y, int64_t ldy,
+                       hl_norm_saved *save) {
+    HL_NEED_BACKEND("layernorm");
+    HL_TRY(check_save(ctx, "layernorm", save, 1));
+    CHECK_ROWS("layernorm", M, D, x, ldx, y, ldy);
+    HL_DISPATCH(layernorm, M, D, x, ldx, w, b, eps, y, ldy, save);
+}
+
+hl_status hl_layernorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
+                                int64_t ldx, const float *w, const hl_norm_saved *saved,
+                                const float *dy, int64_t lddy, float *dx, int64_t lddx, float *dw,
+                                float *db) {
+    HL_NEED_BACKEND("layernorm_backward");
+    if (M < 0 || D < 0 || ldx < D || lddy < D || (dx && lddx < D))
+        return BAD("layernorm_backward: bad sizes M=%lld D=%lld ldx=%lld lddy=%lld lddx=%lld",
+                   (long long)M, (long long)D, (long long)ldx, (long long)lddy, (long long)lddx);
+    if (dw && !w) return BAD("layernorm_backward: dw without w");
+    if (M == 0 || D == 0 || (!dx && !dw && !db)) return HL_OK;
+    if (!x || !dy || !saved || !saved->mean || !saved->rstd)
+        return BAD("layernorm_backward: NULL input, gradient or saved statistics");
+    if (dx && dx == dy && lddx != lddy) return BAD("layernorm_backward: dx == dy with lddx != lddy");
+    if (dx && (const float *)dx == x) return BAD("layernorm_backward: dx overlaps x");
+    HL_DISPATCH(layernorm_backward, M, D, x, ldx, w, saved, dy, lddy, dx, lddx, dw, db);
 }
 
 hl_status hl_layernorm_modulate(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
                                 int64_t ldx, const float *scale, const float *shift, float eps,
                                 float *y, int64_t ldy) {
+    HL_NEED_BACKEND("layernorm_modulate");
+    CHECK_ROWS("layernorm_modulate", M, D, x, ldx, y, ldy);
+    if (!scale || !shift) return BAD("layernorm_modulate: NULL pointer");
     HL_DISPATCH(layernorm_modulate, M, D, x, ldx, scale, shift, eps, y, ldy);
 }
 
 hl_status hl_rmsnorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
-                     const float *w, float eps, float *y, int64_t ldy) {
-    HL_DISPATCH(rmsnorm, M, D, x, ldx, w, eps, y, ldy);
+                     const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save) {
+    HL_NEED_BACKEND("rmsnorm");
+    HL_TRY(check_save(ctx, "rmsnorm", save, 0));
+    CHECK_ROWS("rmsnorm", M, D, x, ldx, y, ldy);
+    HL_DISPATCH(rmsnorm, M, D, x, ldx, w, eps, y, ldy, save);
 }
+
+hl_status hl_rmsnorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
+                              int64_t ldx, const float *w, const hl_norm_saved *saved,
+                              const float *dy, int64_t lddy, float *dx, int64_t lddx, float *dw) {
+    HL_NEED_BACKEND("rmsnorm_backward");
+    if (M < 0 || D < 0 || ldx < D || lddy < D || (dx && lddx < D))
+        return BAD("rmsnorm_backward: bad sizes M=%lld D=%lld ldx=%lld lddy=%lld lddx=%lld",
+                   (long long)M, (long long)D, (long long)ldx, (long long)lddy, (long long)lddx);
+    if (dw && !w) return BAD("rmsnorm_backward: dw without w");
+    if (M == 0 || D == 0 || (!dx && !dw)) return HL_OK;
+    if (!x || !dy || !saved || !saved->rstd)
+        return BAD("rmsnorm_backward: NULL input, gradient or saved statistics");
+    if (dx && dx == dy && lddx != lddy) return BAD("rmsnorm_backward: dx == dy with lddx != lddy");
+    if (dx && (const float *)dx == x) return BAD("rmsnorm_backward: dx overlaps x");
+    HL_DISPATCH(rmsnorm_backward, M, D, x, ldx, w, saved, dy, lddy, dx, lddx, dw);
+}
+
+/* ---- position, element-wise ------------------------------------------------------------------ */
 
 hl_status hl_rope(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,
                   const float *rope) {
+    HL_NEED_BACKEND("rope");
+    if (M < 0 || H < 0 || hd < 0 || ldx < (int64_t)H * hd)
+        return BAD("rope: bad sizes M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
+                   (long long)ldx);
+    if (M == 0 || H == 0 || hd < 2) return HL_OK;
+    if (!x || !rope) return BAD("rope: NULL pointer");
     HL_DISPATCH(rope, M, H, hd, x, ldx, rope);
 }
 
+static hl_status check_flat(const hl_ctx *ctx, const char *op, int64_t n, int nonnull) {
+    if (n < 0) return BAD("%s: n=%lld", op, (long long)n);
+    if (n > 0 && !nonnull) return BAD("%s: NULL pointer", op);
+    return HL_OK;
+}
+
 hl_status hl_gelu_tanh(const hl_ctx *ctx, int64_t n, const float *x, float *y) {
+    HL_NEED_BACKEND("gelu_tanh");
+    HL_TRY(check_flat(ctx, "gelu_tanh", n, x && y));
+    if (n == 0) return HL_OK;
     HL_DISPATCH(gelu_tanh, n, x, y);
 }
 
 hl_status hl_silu(const hl_ctx *ctx, int64_t n, const float *x, float *y) {
+    HL_NEED_BACKEND("silu");
+    HL_TRY(check_flat(ctx, "silu", n, x && y));
+    if (n == 0) return HL_OK;
     HL_DISPATCH(silu, n, x, y);
 }
 
 hl_status hl_add_gated(const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx,
                        const float *y, int64_t ldy, const float *gate) {
+    HL_NEED_BACKEND("add_gated");
+    CHECK_ROWS("add_gated", M, D, x, ldx, y, ldy);
     HL_DISPATCH(add_gated, M, D, x, ldx, y, ldy, gate);
 }
 
 hl_status hl_scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,
                          const float *s) {
+    HL_NEED_BACKEND("scale_heads");
+    if (M < 0 || H < 0 || hd < 0 || ldx < (int64_t)H * hd)
+        return BAD("scale_heads: bad sizes M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
+                   (long long)ldx);
+    if (M == 0 || H == 0 || hd == 0) return HL_OK;
+    if (!x || !s) return BAD("scale_heads: NULL pointer");
     HL_DISPATCH(scale_heads, M, H, hd, x, ldx, s);
 }
 
-/* ---- convolution / resampling (VAE) ------------------------------------------------------- */
+/* ---- layout ---------------------------------------------------------------------------------- */
+
+static hl_status check_patch(const hl_ctx *ctx, const char *op, int64_t C, int64_t T, int64_t H,
+                             int64_t W, int kt, int kh, int kw, int nonnull) {
+    if (C < 0 || T < 0 || H < 0 || W < 0 || kt < 1 || kh < 1 || kw < 1)
+        return BAD("%s: bad sizes C=%lld T=%lld H=%lld W=%lld kernel %dx%dx%d", op, (long long)C,
+                   (long long)T, (long long)H, (long long)W, kt, kh, kw);
+    if (C > 0 && T > 0 && H > 0 && W > 0 && !nonnull) return BAD("%s: NULL pointer", op);
+    return HL_OK;
+}
+
+hl_status hl_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt,
+                        int kh, int kw, const float *x, float *rows) {
+    HL_NEED_BACKEND("patchify3d");
+    HL_TRY(check_patch(ctx, "patchify3d", C, T, H, W, kt, kh, kw, x && rows));
+    if (C == 0 || T == 0 || H == 0 || W == 0) return HL_OK;
+    HL_DISPATCH(patchify3d, C, T, H, W, kt, kh, kw, x, rows);
+}
+
+hl_status hl_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,
+                          int kh, int kw, const float *rows, float *y) {
+    HL_NEED_BACKEND("unpatchify3d");
+    HL_TRY(check_patch(ctx, "unpatchify3d", C, T, Hp, Wp, kt, kh, kw, rows && y));
+    if (C == 0 || T == 0 || Hp == 0 || Wp == 0) return HL_OK;
+    HL_DISPATCH(unpatchify3d, C, T, Hp, Wp, kt, kh, kw, rows, y);
+}
+
+/* ---- convolution / resampling (VAE) ---------------------------------------------------------- */
 
 hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
                     const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y) {
+    HL_NEED_BACKEND("conv3d");
+    hl_conv_geom g = {0};
+    HL_TRY(hl_conv3d_check(ctx, s, x, w, b, y, &g));
+    if (g.N == 0 || g.O == 0 || g.To <= 0 || g.Ho <= 0 || g.Wo <= 0) return HL_OK;
     HL_DISPATCH(conv3d, s, x, w, b, pack, y);
 }
 
-void hl_conv_pack_free(hl_conv_pack *p) { hl_cpu_conv_pack_free(p); }
+void hl_conv_pack_free(hl_conv_pack *p) {
+    if (p) p->free_fn(p);
+}
 
 hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
                              int64_t S, const float *x, const float *gamma, int silu,
                              hl_dtype y_dtype, void *y) {
+    HL_NEED_BACKEND("channel_rmsnorm");
+    HL_TRY(check_out_dtype(ctx, "channel_rmsnorm", y_dtype));
+    if (N < 0 || C < 0 || S < 0 || !layout_ok(layout))
+        return BAD("channel_rmsnorm: bad sizes or layout");
+    if (N == 0 || C == 0 || S == 0) return HL_OK;
+    if (!x || !gamma || !y) return BAD("channel_rmsnorm: NULL pointer");
     HL_DISPATCH(channel_rmsnorm, layout, N, C, S, x, gamma, silu, y_dtype, y);
 }
 
 hl_status hl_upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,
                         int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y) {
+    HL_NEED_BACKEND("upsample2x");
+    HL_TRY(check_out_dtype(ctx, "upsample2x", y_dtype));
+    if (N < 0 || C < 0 || H < 0 || W < 0 || (layout == HL_NTHWC && ldx < C) || !layout_ok(layout))
+        return BAD("upsample2x: bad sizes or layout");
+    if (N == 0 || C == 0 || H == 0 || W == 0) return HL_OK;
+    if (!x || !y) return BAD("upsample2x: NULL pointer");
     HL_DISPATCH(upsample2x, layout, N, C, H, W, x, ldx, y_dtype, y);
 }
 
 hl_status hl_cast(const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y) {
+    HL_NEED_BACKEND("cast");
+    HL_TRY(check_out_dtype(ctx, "cast", y_dtype));
+    HL_TRY(check_flat(ctx, "cast", n, x && y));
+    if (n == 0) return HL_OK;
     HL_DISPATCH(cast, n, x, y_dtype, y);
 }
 
 hl_status hl_to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,
                               int64_t x_cstride, hl_dtype y_dtype, void *y) {
+    HL_NEED_BACKEND("to_channels_last");
+    HL_TRY(check_out_dtype(ctx, "to_channels_last", y_dtype));
+    if (C < 0 || T < 0 || S < 0 || x_cstride < T * S) return BAD("to_channels_last: bad sizes");
+    if (C == 0 || T == 0 || S == 0) return HL_OK;
+    if (!x || !y) return BAD("to_channels_last: NULL pointer");
     HL_DISPATCH(to_channels_last, C, T, S, x, x_cstride, y_dtype, y);
 }
 
 hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,
                                const float *x, float lo, float hi, float *y, int64_t y_cstride) {
+    HL_NEED_BACKEND("to_channels_first");
+    if (C < 0 || T < 0 || S < 0 || y_cstride < T * S) return BAD("to_channels_first: bad sizes");
+    if (C == 0 || T == 0 || S == 0) return HL_OK;
+    if (!x || !y) return BAD("to_channels_first: NULL pointer");
     HL_DISPATCH(to_channels_first, C, T, S, x, lo, hi, y, y_cstride);
 }
 
-/* ---- umT5 encoder --------------------------------------------------------------------------- */
+/* ---- umT5 encoder ---------------------------------------------------------------------------- */
 
 hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
                            float *y) {
+    HL_NEED_BACKEND("gelu_tanh_mul");
+    HL_TRY(check_flat(ctx, "gelu_tanh_mul", n, x && g && y));
+    if (n == 0) return HL_OK;
     HL_DISPATCH(gelu_tanh_mul, n, x, g, y);
 }
 
 hl_status hl_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
                            float *bias) {
+    HL_NEED_BACKEND("relative_bias");
+    if (H < 0 || Sq < 0 || Sk < 0)
+        return BAD("relative_bias: H=%d Sq=%lld Sk=%lld", H, (long long)Sq, (long long)Sk);
+    if (H == 0 || Sq == 0 || Sk == 0) return HL_OK;
+    if (!rel || !bias) return BAD("relative_bias: NULL pointer");
     HL_DISPATCH(relative_bias, H, Sq, Sk, rel, bias);
 }

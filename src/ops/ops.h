@@ -1,10 +1,52 @@
 /* ops.h — every primitive the models are written over, with its shape contract.
  *
- * Model code calls hl_<op>(ctx, ...) and never names a backend; ctx->backend picks the
- * implementation: src/ops/ref (plain scalar float32, the oracle) or src/ops/cpu (oneDNN GEMMs,
- * AVX-512 kernels, OpenMP). Each op here has hl_ref_<op> and hl_cpu_<op> with the same
- * signature; tests/test_ops.c compares them on odd and realistic shapes. A backward partner of an
- * op is named hl_<op>_backward and sits in the same file.
+ * Model code calls hl_<op>(ctx, ...) and never names a backend. ctx->backend is a backend
+ * instance (hl_backend_new): a table of the ops that backend implements plus its own state
+ * (the cpu backend's oneDNN engine, streams, primitive cache and scratch buffers; a device
+ * backend's stream and handles), owned by whoever made it — a session (src/session.c) owns one.
+ * Two instances share nothing, so two sessions never wait on each other; one instance serialises
+ * its own calls (a lock per instance).
+ *
+ * Backends: src/ops/ref (plain scalar C, float32 results from double sums: the oracle) and
+ * src/ops/cpu (oneDNN GEMMs and convolutions, vector kernels, OpenMP). tests/test_ops.c and
+ * tests/test_vae_ops.c compare the cpu backend with ref through these entry points (one ctx per
+ * backend). TODO (issue 9 item 3): a case table crossed with a list of backends, with a gradient
+ * mode (backends vs ref backward, ref backward vs finite differences).
+ *
+ * Dispatch (src/ops/ops.c): hl_<op> checks every argument once, for all backends (a failure is
+ * HELIOS_ERR_INVALID_ARG / _SHAPE / _DTYPE with a message in ctx->err), returns HL_OK when there
+ * is nothing to compute, and calls the backend's table entry. An op the backend lacks, or a case
+ * it reports HELIOS_ERR_UNSUPPORTED for (before writing anything), returns
+ * HELIOS_ERR_UNSUPPORTED — unless the backend names a fallback (cpu names ref: both work on host
+ * memory), which then runs the call after a one-time HL_WARN naming the op and the reason.
+ *
+ * Adding an op:
+ *   1. ops.h: declare hl_<op> with its shape contract (and, with a backward, its save struct);
+ *   2. ops_backends.h: one X(<op>, (params)) line in HL_OPS (the table field and the
+ *      hl_<backend>_<op> declarations come from it);
+ *   3. ops.c: hl_<op> = the argument check + early return + HL_DISPATCH(<op>, ...);
+ *   4. per backend: hl_<backend>_<op> in one file of src/ops/<backend>, and its line in that
+ *      backend's table (src/ops/<backend>/backend.c). A backend may leave it out (NULL).
+ *   5. tests/test_ops.c: its cases (cpu against ref).
+ *
+ * Forward / backward pairs (training). An op with a backward, say hl_<op>, takes a trailing
+ * `hl_<op>_saved *save` (or a shared save struct such as hl_norm_saved):
+ *   - save == NULL: inference, the forward saves nothing and costs what it did before;
+ *   - save != NULL: the forward also writes into the caller's buffers what its backward needs
+ *     and cannot cheaply recompute: per-row statistics (mean, 1/std), masks (dropout), the
+ *     log-sum-exp of an attention row. Buffers are caller-owned, sized as the struct says,
+ *     float32, and only valid with the inputs they were computed from.
+ * hl_<op>_backward(ctx, <the forward's inputs it needs>, saved, dy, ..., dx, ..., dparams) reads
+ * the forward's inputs (not its output: a training caller must not run the forward in place)
+ * and saved, and the incoming gradient dy; it
+ *   - OVERWRITES input gradients (dx = ∂L/∂x): an input feeds one op in these models, and a
+ *     residual that fans out is summed by the caller (hl_add_gated);
+ *   - ACCUMULATES parameter gradients (dw += ∂L/∂w, db += ∂L/∂b): the same weight is used by
+ *     every row, every call and every micro-batch, so the optimiser zeroes them once per step;
+ *   - takes NULL for a gradient that is not wanted (and must for a parameter that is absent);
+ *   - allows dx == dy (same leading dimension) unless noted, never dx overlapping x.
+ * Pairs so far: hl_layernorm / hl_layernorm_backward, hl_rmsnorm / hl_rmsnorm_backward (both
+ * backends; NOT yet covered by tests — the gradient tests of issue 9 item 3 are still to come).
  *
  * Layout: activations are float32, row-major "rows x width" matrices; a row stride (ld*, in
  * elements, >= width) lets an op read or write a column slice of a wider buffer (e.g. one head
@@ -12,9 +54,10 @@
  *
  * Precision rule: a GEMM runs in the dtype its weights are stored in. With bf16 weights the cpu
  * backend rounds the activation operand to bf16 and accumulates in float32 (as PyTorch does on a
- * bf16 model); with f32 weights it is an f32 GEMM. The ref backend always computes in float32
- * from the exact (up-converted) weights, which is what the reference vectors' `output_bf16_weights`
- * was made with.
+ * bf16 model) where oneDNN has bf16 kernels, and converts the weights to float32 for an f32 GEMM
+ * where it has none (AVX2-only CPUs); with f32 weights it is an f32 GEMM. The ref backend always
+ * computes in float32 from the exact (up-converted) weights, which is what the reference vectors'
+ * `output_bf16_weights` was made with.
  */
 #ifndef HL_OPS_H
 #define HL_OPS_H
@@ -24,10 +67,31 @@
 #include "core/error.h"
 #include "core/tensor.h"
 
+/* ---- backend instances and the ops context --------------------------------------------------- */
+
+typedef struct hl_backend hl_backend;
+
+/* A new instance of backend kind (HELIOS_BACKEND_CPU or _REF) planned for nthreads threads
+ * (0: OpenMP's default); NULL on failure (message in err). */
+hl_backend *hl_backend_new(helios_backend kind, int nthreads, hl_error *err);
+void hl_backend_free(hl_backend *be);
+
+/* The kind and name ("cpu", "ref") of an instance. */
+helios_backend hl_backend_kind(const hl_backend *be);
+const char *hl_backend_name(const hl_backend *be);
+
+/* One process-wide instance per kind, made on first use and freed at exit, for code that has no
+ * session (tools, benchmarks, the reference-vector checks). Sessions make their own. NULL when it
+ * cannot be made (the ops then fail with HELIOS_ERR_INVALID_ARG). Thread-safe. */
+hl_backend *hl_backend_shared(helios_backend kind);
+
 typedef struct hl_ctx {
-    helios_backend backend;
-    hl_error *err; /* where failures are described; may be NULL */
+    hl_backend *backend; /* the instance the ops run on */
+    hl_error *err;       /* where failures are described; may be NULL */
 } hl_ctx;
+
+/* The kind of ctx's backend (HELIOS_BACKEND_REF when it has none). */
+helios_backend hl_ctx_kind(const hl_ctx *ctx);
 
 /* ---- GEMM ---------------------------------------------------------------------------------- */
 
@@ -45,8 +109,9 @@ hl_status hl_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, c
  *   out[:, h·hd:(h+1)·hd] = softmax(scale · q_h k_hᵀ) v_h
  * q is [Sq, H·hd] with rows ldq apart, k and v [Sk, H·hd] (ldk, ldv), out [Sq, H·hd] (ldo).
  * compute = HL_F32 or HL_BF16: the dtype of the two matrix products (bf16 rounds q, k, v and
- * the probabilities; softmax and accumulation stay float32). ref ignores it (always float32).
- * Sk >= 1 (no keys is HELIOS_ERR_INVALID_ARG). */
+ * the probabilities; softmax and accumulation stay float32). ref ignores it (always float32),
+ * but every backend rejects anything else. H >= 1, hd >= 1, Sk >= 1 (no keys, heads or head
+ * width is HELIOS_ERR_INVALID_ARG); Sq = 0 does nothing. */
 hl_status hl_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q,
                        int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                        float scale, hl_dtype compute, float *out, int64_t ldo);
@@ -62,10 +127,31 @@ hl_status hl_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, 
 
 /* ---- normalisation ------------------------------------------------------------------------- */
 
+/* What hl_layernorm and hl_rmsnorm save for their backward (see the top): caller-owned
+ * float32 arrays of M values, one per row. mean: layernorm only (NULL for rmsnorm). rstd:
+ * 1/sqrt(var + eps) (layernorm) or 1/sqrt(mean(x²) + eps) (rmsnorm). */
+typedef struct hl_norm_saved {
+    float *mean;
+    float *rstd;
+} hl_norm_saved;
+
 /* y = (x - mean) / sqrt(var + eps) · w + b over each row of width D (biased variance).
- * w, b: float32 [D] or NULL (no affine). In place allowed (y == x, ldy == ldx). */
+ * w, b: float32 [D] or NULL (no affine). In place allowed (y == x, ldy == ldx).
+ * save: NULL, or the row statistics to write (both arrays). */
 hl_status hl_layernorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
-                       const float *w, const float *b, float eps, float *y, int64_t ldy);
+                       const float *w, const float *b, float eps, float *y, int64_t ldy,
+                       hl_norm_saved *save);
+
+/* The backward of hl_layernorm, from its input x (rows ldx apart), weight w (NULL if it had
+ * none), the statistics its forward saved and dy [M, D] (lddy):
+ *   dx  = rstd · (g - mean(g) - x̂ · mean(g ⊙ x̂)),  g = dy ⊙ w, x̂ = (x - mean) · rstd  (overwrite)
+ *   dw += Σ_rows dy ⊙ x̂,   db += Σ_rows dy                                        (accumulate)
+ * dx, dw, db: NULL when not wanted (dw, db must be NULL when the forward had no w, b; a forward
+ * with b but no w passes w = NULL and may still ask for db). dx == dy allowed (lddx == lddy). */
+hl_status hl_layernorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
+                                int64_t ldx, const float *w, const hl_norm_saved *saved,
+                                const float *dy, int64_t lddy, float *dx, int64_t lddx, float *dw,
+                                float *db);
 
 /* y = LN(x) · (1 + scale) + shift, LN without affine; scale, shift float32 [D] shared by all M
  * rows (adaLN modulation). In place allowed. */
@@ -74,9 +160,16 @@ hl_status hl_layernorm_modulate(const hl_ctx *ctx, int64_t M, int64_t D, const f
                                 float *y, int64_t ldy);
 
 /* y = x / sqrt(mean(x²) + eps) · w over each row of width D; w float32 [D] or NULL.
- * In place allowed. */
+ * In place allowed. save: NULL, or rstd to write (save->mean is not used). */
 hl_status hl_rmsnorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
-                     const float *w, float eps, float *y, int64_t ldy);
+                     const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save);
+
+/* The backward of hl_rmsnorm (conventions as hl_layernorm_backward), x̂ = x · rstd:
+ *   dx  = rstd · (g - x̂ · mean(g ⊙ x̂)),  g = dy ⊙ w   (overwrite)
+ *   dw += Σ_rows dy ⊙ x̂                              (accumulate) */
+hl_status hl_rmsnorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
+                              int64_t ldx, const float *w, const hl_norm_saved *saved,
+                              const float *dy, int64_t lddy, float *dx, int64_t lddx, float *dw);
 
 /* ---- position ------------------------------------------------------------------------------ */
 

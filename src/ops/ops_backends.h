@@ -1,66 +1,128 @@
-/* The per-backend entry points behind ops.h: hl_ref_<op> (src/ops/ref) and hl_cpu_<op>
- * (src/ops/cpu), each with the signature of hl_<op>. Only ops.c and the op tests use these. */
+/* The backend object behind ops.h: the table of ops a backend implements, and the instance
+ * (table + the backend's own state) that an hl_ctx points to.
+ *
+ * Only ops.c, the backends (src/ops/<backend>) and the op tests include this. Model code sees
+ * hl_backend as an opaque type (ops.h).
+ *
+ * Contract of a table entry. ops.c has validated every argument (ops.c: one check per op, shared
+ * by all backends) and returned early when there is nothing to compute, so an entry only sees
+ * well-formed, non-empty calls. An entry may return HELIOS_ERR_UNSUPPORTED (with a message
+ * saying why) only before writing any output; ops.c then runs the table's fallback, if it has
+ * one, with a one-time warning naming the op and the reason, else returns the status. A NULL
+ * entry is an op the backend lacks: the same, without the call. */
 #ifndef HL_OPS_BACKENDS_H
 #define HL_OPS_BACKENDS_H
 
 #include "ops/ops.h"
 
-#define HL_OP_DECLS(P)                                                                             \
-    hl_status P##linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,                 \
-                        const hl_tensor *W, const hl_tensor *b, float *y, int64_t ldy);            \
-    hl_status P##attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,               \
-                           const float *q, int64_t ldq, const float *k, int64_t ldk,               \
-                           const float *v, int64_t ldv, float scale, hl_dtype compute, float *out, \
-                           int64_t ldo);                                                           \
-    hl_status P##attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,        \
-                                  const float *q, int64_t ldq, const float *k, int64_t ldk,        \
-                                  const float *v, int64_t ldv, float scale, const float *bias,     \
-                                  const float *key_bias, hl_dtype compute, float *out,             \
-                                  int64_t ldo);                                                    \
-    hl_status P##layernorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
-                           const float *w, const float *b, float eps, float *y, int64_t ldy);      \
-    hl_status P##layernorm_modulate(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,       \
-                                    int64_t ldx, const float *scale, const float *shift,           \
-                                    float eps, float *y, int64_t ldy);                             \
-    hl_status P##rmsnorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,     \
-                         const float *w, float eps, float *y, int64_t ldy);                        \
-    hl_status P##rope(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,          \
-                      const float *rope);                                                          \
-    hl_status P##gelu_tanh(const hl_ctx *ctx, int64_t n, const float *x, float *y);                \
-    hl_status P##silu(const hl_ctx *ctx, int64_t n, const float *x, float *y);                     \
-    hl_status P##add_gated(const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx,         \
-                           const float *y, int64_t ldy, const float *gate);                        \
-    hl_status P##scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,   \
-                             const float *s);                                                      \
-    /* ---- convolution / resampling (VAE) ---- */                                                \
-    hl_status P##conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,                \
-                        const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y);    \
-    hl_status P##channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,        \
-                                 int64_t S, const float *x, const float *gamma, int silu,          \
-                                 hl_dtype y_dtype, void *y);                                       \
-    hl_status P##upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,  \
-                            int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y);    \
-    hl_status P##cast(const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y);    \
-    hl_status P##to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,              \
-                                  const float *x, int64_t x_cstride, hl_dtype y_dtype, void *y);   \
-    hl_status P##to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,             \
-                                   const float *x, float lo, float hi, float *y,                   \
-                                   int64_t y_cstride);
+/* Every op of the table with its parameter list (the signature of hl_<op> in ops.h, or for
+ * layernorm/rmsnorm the forward with its save pointer). One line per op: it declares the table
+ * field and each backend's hl_<backend>_<op>. */
+#define HL_OPS(X)                                                                                  \
+    X(linear, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,      \
+               const hl_tensor *b, float *y, int64_t ldy))                                         \
+    X(attention_biased, (const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q, \
+                         int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,    \
+                         float scale, const float *bias, const float *key_bias, hl_dtype compute,  \
+                         float *out, int64_t ldo))                                                 \
+    X(layernorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,            \
+                  const float *w, const float *b, float eps, float *y, int64_t ldy,                \
+                  hl_norm_saved *save))                                                            \
+    X(layernorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
+                           const float *w, const hl_norm_saved *saved, const float *dy,            \
+                           int64_t lddy, float *dx, int64_t lddx, float *dw, float *db))           \
+    X(layernorm_modulate, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
+                           const float *scale, const float *shift, float eps, float *y,            \
+                           int64_t ldy))                                                           \
+    X(rmsnorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,              \
+                const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save))            \
+    X(rmsnorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,     \
+                         const float *w, const hl_norm_saved *saved, const float *dy,              \
+                         int64_t lddy, float *dx, int64_t lddx, float *dw))                        \
+    X(rope, (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,                   \
+             const float *rope))                                                                   \
+    X(gelu_tanh, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                         \
+    X(silu, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                              \
+    X(add_gated, (const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx, const float *y,  \
+                  int64_t ldy, const float *gate))                                                 \
+    X(scale_heads, (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,            \
+                    const float *s))                                                               \
+    X(patchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt, int kh,  \
+                   int kw, const float *x, float *rows))                                           \
+    X(unpatchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,      \
+                     int kh, int kw, const float *rows, float *y))                                 \
+    X(conv3d, (const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,     \
+               const hl_tensor *b, hl_conv_pack **pack, float *y))                                 \
+    X(channel_rmsnorm, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,      \
+                        const float *x, const float *gamma, int silu, hl_dtype y_dtype, void *y))  \
+    X(upsample2x, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,           \
+                   int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y))             \
+    X(cast, (const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y))             \
+    X(to_channels_last, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,       \
+                         int64_t x_cstride, hl_dtype y_dtype, void *y))                            \
+    X(to_channels_first, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,      \
+                          float lo, float hi, float *y, int64_t y_cstride))                        \
+    X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))     \
+    X(relative_bias, (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,          \
+                      float *bias))
 
-HL_OP_DECLS(hl_ref_)
-HL_OP_DECLS(hl_cpu_)
+/* HL_OP_<name>: an index per op (the fallback warnings are kept per op). */
+typedef enum hl_op_id {
+#define HL_X_ID(name, params) HL_OP_##name,
+    HL_OPS(HL_X_ID)
+#undef HL_X_ID
+    HL_OP_COUNT
+} hl_op_id;
 
-/* The cpu backend's packs (hl_conv3d); ref never makes one. */
-void hl_cpu_conv_pack_free(hl_conv_pack *p);
+typedef struct hl_backend_ops hl_backend_ops;
 
-/* The umT5 encoder's ops (ops.h, end). */
-#define HL_OP_DECLS_UMT5(P)                                                                        \
-    hl_status P##gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,       \
-                               float *y);                                                          \
-    hl_status P##relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, \
-                               float *bias);
+/* A backend: its name and kind, how to make and drop its state, and its ops. */
+struct hl_backend_ops {
+    const char *name;
+    helios_backend kind;
+    /* NULL, or a stateless host-memory backend that may run an op this one returned
+     * HELIOS_ERR_UNSUPPORTED for (called with this backend's ctx). Only a backend whose buffers
+     * are host memory may name one. */
+    const hl_backend_ops *fallback;
+    /* Creates be->state (may be NULL: no state); fini frees it. Either may be NULL. */
+    hl_status (*init)(hl_backend *be, hl_error *err);
+    void (*fini)(hl_backend *be);
+#define HL_X_FIELD(name, params) hl_status(*name) params;
+    HL_OPS(HL_X_FIELD)
+#undef HL_X_FIELD
+};
 
-HL_OP_DECLS_UMT5(hl_ref_)
-HL_OP_DECLS_UMT5(hl_cpu_)
+/* An instance: owned by a session (or by a test / tool), reached through hl_ctx. */
+struct hl_backend {
+    const hl_backend_ops *ops;
+    int nthreads;               /* as passed to hl_backend_new (0: OpenMP's default) */
+    void *state;                /* the backend's own (cpu: struct hl_cpu, src/ops/cpu) */
+    int warned[HL_OP_COUNT];    /* fallback already logged for this op */
+};
+
+/* The tables (src/ops/ref/backend.c, src/ops/cpu/backend.c). */
+extern const hl_backend_ops hl_ref_backend_ops;
+extern const hl_backend_ops hl_cpu_backend_ops;
+
+/* Each backend's entry points, hl_<backend>_<op>; a backend defines those it implements. */
+#define HL_X_DECL(name, params) hl_status hl_ref_##name params;
+HL_OPS(HL_X_DECL)
+#undef HL_X_DECL
+#define HL_X_DECL(name, params) hl_status hl_cpu_##name params;
+HL_OPS(HL_X_DECL)
+#undef HL_X_DECL
+
+/* Host implementations of the layout ops, shared by ref and cpu (src/ops/layout.c). */
+hl_status hl_host_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt,
+                             int kh, int kw, const float *x, float *rows);
+hl_status hl_host_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp,
+                               int kt, int kh, int kw, const float *rows, float *y);
+
+/* A conv weight pack starts with this header: who made it and how to free it (hl_conv_pack_free
+ * calls free_fn). A backend ignores (does not reuse) a pack whose owner is another table. */
+struct hl_conv_pack {
+    const hl_backend_ops *owner;
+    void (*free_fn)(hl_conv_pack *p);
+};
 
 #endif

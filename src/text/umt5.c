@@ -149,7 +149,7 @@ static hl_status attention_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_u
                                  const int64_t *mask, umt5_acts *s) {
     const hl_umt5_config *c = &m->cfg;
     int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, M = (int64_t)B * L;
-    HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_attn, c->eps, s->n, D));
+    HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_attn, c->eps, s->n, D, NULL));
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->q, NULL, s->q, I)); /* [B*L, H*dkv] */
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->k, NULL, s->k, I));
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->v, NULL, s->v, I));
@@ -172,7 +172,7 @@ static hl_status attention_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_u
 static hl_status ffn_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_layer *l, int64_t M, umt5_acts *s) {
     const hl_umt5_config *c = &m->cfg;
     int64_t D = c->d_model, F = c->d_ff;
-    HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_ffn, c->eps, s->n, D));
+    HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_ffn, c->eps, s->n, D, NULL));
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->wi_0, NULL, s->f0, F)); /* [M, F] */
     HL_TRY(hl_linear(ctx, M, s->n, D, &l->wi_1, NULL, s->f1, F));
     HL_TRY(hl_gelu_tanh_mul(ctx, M * F, s->f0, s->f1, s->f0)); /* gelu(wi_0·x) ⊙ wi_1·x */
@@ -220,7 +220,7 @@ hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L,
         st = attention_block(ctx, m, &m->layers[i], B, L, mask, &s);
         if (st == HL_OK) st = ffn_block(ctx, m, &m->layers[i], M, &s);
     }
-    if (st == HL_OK) st = hl_rmsnorm(ctx, M, D, s.h, D, m->final_ln, c->eps, s.h, D);
+    if (st == HL_OK) st = hl_rmsnorm(ctx, M, D, s.h, D, m->final_ln, c->eps, s.h, D, NULL);
     if (st == HL_OK) hl_probe_emit(probe, s.h, M, D, "hidden_states.%d", c->num_layers);
 done:
     free(s.n), free(s.q), free(s.k), free(s.v), free(s.a), free(s.f0), free(s.f1);

@@ -12,7 +12,7 @@ hl_status hl_vae_run_init(hl_vae_run *r, const hl_ctx *ctx, hl_vae *v, int n_slo
     r->ctx = ctx;
     r->vae = v;
     /* bf16 conv inputs only where the conv rounds them anyway (ops.h precision rule) */
-    r->act = ctx->backend != HELIOS_BACKEND_REF && first_weight->dtype == HL_BF16 ? HL_BF16 : HL_F32;
+    r->act = hl_ctx_kind(ctx) != HELIOS_BACKEND_REF && first_weight->dtype == HL_BF16 ? HL_BF16 : HL_F32;
     r->n_slots = n_slots;
     r->slots = calloc((size_t)(n_slots > 0 ? n_slots : 1), sizeof *r->slots);
     if (!r->slots) return hl_fail(ctx->err, HELIOS_ERR_OOM, "VAE: out of memory (cache slots)");

@@ -39,7 +39,6 @@
 
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/vec_math.h"
-#include "ops/ops_backends.h"
 
 typedef struct att_plan {
     int64_t Sq, Sk, Sq_pad, bq, nblk;
@@ -416,9 +415,10 @@ static hl_status make_plan(const hl_ctx *ctx, att_plan *p) {
                     .blayout = HL_MM_B_BLOCKED_NK, .nthr = 1};
     hl_mm_key pv = {.M = p->bq, .N = p->hd, .K = p->Sk, .dt = p->dt,
                     .blayout = HL_MM_B_BLOCKED_KN, .nthr = 1};
-    hl_status st = hl_cpu_dnnl_init(p->nthr, ctx->err);
-    if (st == HL_OK) st = hl_cpu_mm_get(&qk, &p->qk, ctx->err);
-    if (st == HL_OK) st = hl_cpu_mm_get(&pv, &p->pv, ctx->err);
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    hl_status st = hl_cpu_dnnl_init(cpu, p->nthr, ctx->err);
+    if (st == HL_OK) st = hl_cpu_mm_get(cpu, &qk, &p->qk, ctx->err);
+    if (st == HL_OK) st = hl_cpu_mm_get(cpu, &pv, &p->pv, ctx->err);
     if (st != HL_OK) {
         hl_error_prefix(ctx->err, "attention");
         return st;
@@ -428,14 +428,14 @@ static hl_status make_plan(const hl_ctx *ctx, att_plan *p) {
     size_t kv_bytes = round_up((size_t)((int64_t)p->H * p->Sk * p->hd) * p->esz, 64);
     p->kb_head = round_up(hl_cpu_mm_packed_b_size(p->qk), 64);
     p->vb_head = round_up(hl_cpu_mm_packed_b_size(p->pv), 64);
-    char *buf = hl_cpu_scratch(HL_SLOT_ATT_QKV, q_bytes + 2 * kv_bytes +
+    char *buf = hl_cpu_scratch(cpu, HL_SLOT_ATT_QKV, q_bytes + 2 * kv_bytes +
                                                     (p->kb_head + p->vb_head) * (size_t)p->H);
     size_t pad = hl_cpu_mm_scratchpad_size(p->qk);
     if (hl_cpu_mm_scratchpad_size(p->pv) > pad) pad = hl_cpu_mm_scratchpad_size(p->pv);
     p->pad_stride = round_up(pad ? pad : 64, 4096);
     p->blk_stride = round_up(blk_carve(p, NULL, NULL), 4096);
-    p->pad = hl_cpu_scratch(HL_SLOT_ATT_PAD, p->pad_stride * (size_t)p->nthr);
-    p->blk = hl_cpu_scratch(HL_SLOT_ATT_BLK, p->blk_stride * (size_t)p->nthr);
+    p->pad = hl_cpu_scratch(cpu, HL_SLOT_ATT_PAD, p->pad_stride * (size_t)p->nthr);
+    p->blk = hl_cpu_scratch(cpu, HL_SLOT_ATT_BLK, p->blk_stride * (size_t)p->nthr);
     if (!buf || !p->pad || !p->blk) return oom(ctx, p);
     p->q = buf;
     p->k = p->q + q_bytes;
@@ -489,41 +489,21 @@ static hl_status block_task(const att_plan *p, int tid, int64_t t, hl_error *err
     return run_block(p, tid, (int)(t / p->nblk), t % p->nblk, err);
 }
 
-static hl_status check_args(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
-                            int64_t ldq, int64_t ldk, int64_t ldv, hl_dtype compute, int64_t ldo) {
-    int64_t w = (int64_t)H * hd;
-    if (Sq < 0 || Sk < 0 || H < 0 || hd < 0 || ldq < w || ldk < w || ldv < w || ldo < w)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
-                       "attention: bad sizes Sq=%lld Sk=%lld H=%d hd=%d ld=%lld,%lld,%lld,%lld",
-                       (long long)Sq, (long long)Sk, H, hd, (long long)ldq, (long long)ldk,
-                       (long long)ldv, (long long)ldo);
-    if (compute != HL_F32 && compute != HL_BF16)
-        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "attention: compute dtype %s (F32 or BF16)",
-                       hl_dtype_name(compute));
-    if (Sk == 0 && Sq > 0 && w > 0)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "attention: no keys (Sk = 0)");
-    return HL_OK;
-}
-
-hl_status hl_cpu_attention_run(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
-                               const float *q, int64_t ldq, const float *k, int64_t ldk,
-                               const float *v, int64_t ldv, float scale, const float *bias,
-                               const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
-    HL_TRY(check_args(ctx, Sq, Sk, H, hd, ldq, ldk, ldv, compute, ldo));
-    if (Sq == 0 || H == 0 || hd == 0) return HL_OK;
-    if (!q || !k || !v || !out)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "attention: NULL pointer");
-
-    hl_cpu_lock();
-    if (compute == HL_BF16 && !hl_cpu_bf16_gemm()) compute = HL_F32; /* no bf16 kernels here */
-    hl_cpu_unlock();
+hl_status hl_cpu_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                  const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                  const float *v, int64_t ldv, float scale, const float *bias,
+                                  const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    hl_cpu_lock(cpu);
+    if (compute == HL_BF16 && !hl_cpu_bf16_gemm(cpu)) compute = HL_F32; /* no bf16 kernels here */
+    hl_cpu_unlock(cpu);
     att_plan p = {.Sq = Sq, .Sk = Sk, .H = H, .hd = hd, .dt = compute,
                   .esz = hl_dtype_size(compute), .scale = scale, .bias = bias,
                   .key_bias = key_bias, .nthr = omp_get_max_threads(), .out = out, .ldo = ldo};
     if (p.nthr < 1) p.nthr = 1;
     choose_blocks(&p);
 
-    hl_cpu_lock();
+    hl_cpu_lock(cpu);
     hl_status st = make_plan(ctx, &p);
     if (st == HL_OK) {
         pack_heads(q, ldq, Sq, p.Sq_pad, H, hd, compute, p.q);
@@ -532,14 +512,6 @@ hl_status hl_cpu_attention_run(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H,
         st = run_tasks(&p, H, kv_task, ctx->err);
     }
     if (st == HL_OK) st = run_tasks(&p, (int64_t)H * p.nblk, block_task, ctx->err);
-    hl_cpu_unlock();
+    hl_cpu_unlock(cpu);
     return st;
-}
-
-hl_status hl_cpu_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
-                           const float *q, int64_t ldq, const float *k, int64_t ldk,
-                           const float *v, int64_t ldv, float scale, hl_dtype compute, float *out,
-                           int64_t ldo) {
-    return hl_cpu_attention_run(ctx, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, NULL, NULL,
-                                compute, out, ldo);
 }

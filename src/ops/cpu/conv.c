@@ -20,8 +20,10 @@
  * longer than the 2.4 ms conv of a one-frame 32x32 chunk. Hence hl_conv_pack, which keeps the
  * blocked copy between calls.
  *
- * On an error while building a primitive (an unsupported combination) the call falls back to the
- * ref implementation with a one-time warning. Calls are serialised by the backend lock. */
+ * On an error while building a primitive (an unsupported combination) the call returns
+ * HELIOS_ERR_UNSUPPORTED before writing anything, and ops.c runs it on the table's fallback (ref)
+ * with a one-time warning. The engine, stream 0, scratch and the primitive cache are the
+ * instance's (cpu_internal.h); calls are serialised by its lock. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,52 +33,11 @@
 
 #include "core/log.h"
 #include "ops/cpu/cpu_internal.h"
-#include "ops/ops_backends.h"
 #include "ops/ref/conv_util.h"
-
-/* ---- engine, stream, scratch ----------------------------------------------------------------- */
-
-static dnnl_engine_t g_engine;
-static dnnl_stream_t g_stream;
 
 static hl_status dnnl_fail(hl_error *err, dnnl_status_t st, const char *what) {
     return hl_fail(err, HELIOS_ERR_INTERNAL, "conv3d: oneDNN %s failed: %s", what,
                    dnnl_status2str(st));
-}
-
-static hl_status engine_init(hl_error *err) {
-    dnnl_status_t st;
-    if (!g_engine && (st = dnnl_engine_create(&g_engine, dnnl_cpu, 0)) != dnnl_success) {
-        g_engine = NULL;
-        return dnnl_fail(err, st, "engine creation");
-    }
-    if (!g_stream &&
-        (st = dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags)) != dnnl_success) {
-        g_stream = NULL;
-        return dnnl_fail(err, st, "stream creation");
-    }
-    return HL_OK;
-}
-
-/* Grow-only buffers (a fresh large malloc per call would page-fault on every first touch). */
-enum { SCR_SRC, SCR_DST, SCR_WEI, SCR_PAD, SCR_BIAS, SCR_COUNT };
-static struct {
-    void *p;
-    size_t cap;
-} g_scr[SCR_COUNT];
-
-static void *scratch(int slot, size_t bytes) {
-    if (bytes == 0) bytes = 64;
-    if (g_scr[slot].cap >= bytes) return g_scr[slot].p;
-    free(g_scr[slot].p);
-    g_scr[slot].p = NULL;
-    g_scr[slot].cap = 0;
-    size_t cap = (bytes + 4095) / 4096 * 4096;
-    void *p = NULL;
-    if (posix_memalign(&p, 4096, cap) != 0) return NULL;
-    g_scr[slot].p = p;
-    g_scr[slot].cap = cap;
-    return p;
 }
 
 /* ---- primitive cache ------------------------------------------------------------------------- */
@@ -89,7 +50,7 @@ typedef struct conv_key {
 
 typedef struct conv_prim {
     conv_key key;
-    uint64_t last_use; /* 0: empty slot */
+    dnnl_engine_t engine;
     dnnl_primitive_t conv;
     dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, pad_md; /* what the conv wants */
     dnnl_memory_desc_t x_md, y_md, w_md;                        /* the caller's tensors */
@@ -98,10 +59,6 @@ typedef struct conv_prim {
     dnnl_primitive_t w_reorder;   /* w_md -> wei_md */
     size_t pad_bytes;             /* the largest scratchpad of the five */
 } conv_prim;
-
-#define CONV_CACHE_SIZE 96
-static conv_prim g_cache[CONV_CACHE_SIZE];
-static uint64_t g_tick;
 
 static void prim_destroy(conv_prim *p) {
     dnnl_primitive_t *all[] = {&p->conv, &p->x_reorder, &p->y_in, &p->y_out, &p->w_reorder};
@@ -117,13 +74,13 @@ static size_t pd_pad_bytes(const_dnnl_primitive_desc_t pd) {
 }
 
 /* A reorder from a to b with a user scratchpad; *out stays NULL when a == b. */
-static dnnl_status_t make_reorder(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b,
+static dnnl_status_t make_reorder(dnnl_engine_t eng, const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b,
                                   const_dnnl_primitive_attr_t attr, dnnl_primitive_t *out,
                                   size_t *pad) {
     *out = NULL;
     if (dnnl_memory_desc_equal(a, b)) return dnnl_success;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, a, g_engine, b, g_engine, attr);
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, a, eng, b, eng, attr);
     if (st != dnnl_success) return st;
     size_t n = pd_pad_bytes(pd);
     if (n > *pad) *pad = n;
@@ -160,7 +117,7 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
                                             &dst_req, strides, pad_l, pad_r);
     if (st != dnnl_success) return st;
     dnnl_primitive_desc_t pd = NULL;
-    if ((st = dnnl_primitive_desc_create(&pd, &cd, attr, g_engine, NULL)) != dnnl_success)
+    if ((st = dnnl_primitive_desc_create(&pd, &cd, attr, p->engine, NULL)) != dnnl_success)
         return st;
     p->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     p->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -179,11 +136,11 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     dnnl_primitive_attr_t rattr = NULL;
     if ((st = dnnl_primitive_attr_create(&rattr)) != dnnl_success) return st;
     dnnl_primitive_attr_set_scratchpad_mode(rattr, dnnl_scratchpad_mode_user);
-    st = make_reorder(&p->x_md, &p->src_md, rattr, &p->x_reorder, &p->pad_bytes);
+    st = make_reorder(p->engine, &p->x_md, &p->src_md, rattr, &p->x_reorder, &p->pad_bytes);
     if (st == dnnl_success && k->acc)
-        st = make_reorder(&p->y_md, &p->dst_md, rattr, &p->y_in, &p->pad_bytes);
-    if (st == dnnl_success) st = make_reorder(&p->dst_md, &p->y_md, rattr, &p->y_out, &p->pad_bytes);
-    if (st == dnnl_success) st = make_reorder(&p->w_md, &p->wei_md, rattr, &p->w_reorder, &p->pad_bytes);
+        st = make_reorder(p->engine, &p->y_md, &p->dst_md, rattr, &p->y_in, &p->pad_bytes);
+    if (st == dnnl_success) st = make_reorder(p->engine, &p->dst_md, &p->y_md, rattr, &p->y_out, &p->pad_bytes);
+    if (st == dnnl_success) st = make_reorder(p->engine, &p->w_md, &p->wei_md, rattr, &p->w_reorder, &p->pad_bytes);
     dnnl_primitive_attr_destroy(rattr);
     dnnl_memory_desc_t pad1d;
     dnnl_dims_t padd = {(int64_t)(p->pad_bytes ? p->pad_bytes : 1)};
@@ -192,9 +149,10 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     return st;
 }
 
-static hl_status prim_create(conv_prim *p, const conv_key *key, hl_error *err) {
+static hl_status prim_create(dnnl_engine_t eng, conv_prim *p, const conv_key *key, hl_error *err) {
     memset(p, 0, sizeof *p);
     p->key = *key;
+    p->engine = eng;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t st = dnnl_primitive_attr_create(&attr);
@@ -219,22 +177,27 @@ static hl_status prim_create(conv_prim *p, const conv_key *key, hl_error *err) {
     return HL_OK;
 }
 
-static hl_status prim_get(const conv_key *key, conv_prim **out, hl_error *err) {
-    HL_TRY(engine_init(err));
-    conv_prim *victim = &g_cache[0];
-    for (int i = 0; i < CONV_CACHE_SIZE; i++) {
-        conv_prim *e = &g_cache[i];
-        if (e->last_use && !memcmp(&e->key, key, sizeof *key)) {
-            e->last_use = ++g_tick;
-            *out = e;
-            return HL_OK;
-        }
-        if (e->last_use < victim->last_use) victim = e;
+static hl_status prim_new(hl_cpu *cpu, const void *key, void **obj, hl_error *err) {
+    conv_prim *p = malloc(sizeof *p);
+    if (!p) return hl_fail(err, HELIOS_ERR_OOM, "conv3d: out of memory (primitive)");
+    hl_status st = prim_create(hl_cpu_engine(cpu), p, key, err);
+    if (st != HL_OK) {
+        free(p);
+        return st;
     }
-    prim_destroy(victim);
-    HL_TRY(prim_create(victim, key, err));
-    victim->last_use = ++g_tick;
-    *out = victim;
+    *obj = p;
+    return HL_OK;
+}
+
+static void prim_free(void *obj) {
+    prim_destroy(obj);
+    free(obj);
+}
+
+static hl_status prim_get(hl_cpu *cpu, const conv_key *key, conv_prim **out, hl_error *err) {
+    void *obj = NULL;
+    HL_TRY(hl_cpu_cache_get(cpu, HL_PRIM_CONV, key, sizeof *key, prim_new, prim_free, &obj, err));
+    *out = obj;
     return HL_OK;
 }
 
@@ -246,29 +209,29 @@ typedef struct exec_arg {
     const void *handle;
 } exec_arg;
 
-static hl_status execute(dnnl_primitive_t prim, const exec_arg *args, int n, const char *what,
-                         hl_error *err) {
+static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_arg *args, int n,
+                         const char *what, hl_error *err) {
     dnnl_exec_arg_t ex[8];
     int m = 0;
     dnnl_status_t st = dnnl_success;
     for (int i = 0; i < n && st == dnnl_success; i++) {
         if (!args[i].handle) continue;
         ex[m].arg = args[i].arg;
-        st = dnnl_memory_create(&ex[m].memory, args[i].md, g_engine, (void *)args[i].handle);
+        st = dnnl_memory_create(&ex[m].memory, args[i].md, hl_cpu_engine(cpu), (void *)args[i].handle);
         if (st == dnnl_success) m++;
     }
-    if (st == dnnl_success) st = dnnl_primitive_execute(prim, g_stream, m, ex);
-    if (st == dnnl_success) st = dnnl_stream_wait(g_stream);
+    if (st == dnnl_success) st = dnnl_primitive_execute(prim, hl_cpu_stream(cpu, 0), m, ex);
+    if (st == dnnl_success) st = dnnl_stream_wait(hl_cpu_stream(cpu, 0));
     for (int i = 0; i < m; i++) dnnl_memory_destroy(ex[i].memory);
     return st == dnnl_success ? HL_OK : dnnl_fail(err, st, what);
 }
 
-static hl_status reorder(const conv_prim *p, dnnl_primitive_t r, const dnnl_memory_desc_t *from,
+static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t r, const dnnl_memory_desc_t *from,
                          const void *a, const dnnl_memory_desc_t *to, void *b, void *pad,
                          hl_error *err) {
     exec_arg args[3] = {{DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b},
                         {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    return execute(r, args, 3, "reorder", err);
+    return execute(cpu, r, args, 3, "reorder", err);
 }
 
 /* ---- packs ----------------------------------------------------------------------------------- */
@@ -277,7 +240,8 @@ static hl_status reorder(const conv_prim *p, dnnl_primitive_t r, const dnnl_memo
 
 /* Blocked copies of one weight, one per blocked layout the primitives asked for (a one-frame
  * and a four-frame chunk may block the same weight differently). */
-struct hl_conv_pack {
+typedef struct cpu_pack {
+    hl_conv_pack base; /* owner = the cpu table */
     struct {
         const void *src;   /* the weight data it was made from */
         hl_dtype dt;
@@ -286,10 +250,10 @@ struct hl_conv_pack {
         uint64_t last_use; /* 0: empty */
     } v[PACK_VARIANTS];
     uint64_t tick;
-};
+} cpu_pack;
 
-void hl_cpu_conv_pack_free(hl_conv_pack *p) {
-    if (!p) return;
+static void pack_free(hl_conv_pack *base) {
+    cpu_pack *p = (cpu_pack *)base;
     for (int i = 0; i < PACK_VARIANTS; i++) free(p->v[i].data);
     free(p);
 }
@@ -298,21 +262,28 @@ void hl_cpu_conv_pack_free(hl_conv_pack *p) {
  * reorder into scratch. */
 static hl_status packed_weight(const hl_ctx *ctx, const conv_prim *prim, const hl_tensor *w,
                                hl_conv_pack **pack, void *pad, const void **out) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    if (pack && *pack && (*pack)->owner != &hl_cpu_backend_ops) pack = NULL; /* not ours */
     if (!prim->w_reorder) { /* already what the conv wants (not seen in practice) */
         *out = w->data;
         return HL_OK;
     }
     size_t bytes = dnnl_memory_desc_get_size(&prim->wei_md);
     if (!pack) {
-        void *dst = scratch(SCR_WEI, bytes);
+        void *dst = hl_cpu_scratch(cpu, HL_SLOT_CONV_WEI, bytes);
         if (!dst) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weights)");
-        HL_TRY(reorder(prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, dst, pad, ctx->err));
+        HL_TRY(reorder(cpu, prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, dst, pad, ctx->err));
         *out = dst;
         return HL_OK;
     }
-    if (!*pack && !(*pack = calloc(1, sizeof **pack)))
-        return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weight pack)");
-    hl_conv_pack *pk = *pack;
+    if (!*pack) {
+        cpu_pack *np = calloc(1, sizeof *np);
+        if (!np) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weight pack)");
+        np->base.owner = &hl_cpu_backend_ops;
+        np->base.free_fn = pack_free;
+        *pack = &np->base;
+    }
+    cpu_pack *pk = (cpu_pack *)*pack;
     int victim = 0;
     for (int i = 0; i < PACK_VARIANTS; i++) {
         if (pk->v[i].last_use && pk->v[i].src == w->data && pk->v[i].dt == w->dtype &&
@@ -328,7 +299,7 @@ static hl_status packed_weight(const hl_ctx *ctx, const conv_prim *prim, const h
     void *data = NULL;
     if (posix_memalign(&data, 64, (bytes + 63) / 64 * 64) != 0)
         return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weight pack, %zu bytes)", bytes);
-    hl_status st = reorder(prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, data, pad, ctx->err);
+    hl_status st = reorder(cpu, prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, data, pad, ctx->err);
     if (st != HL_OK) {
         free(data);
         return st;
@@ -346,7 +317,8 @@ static hl_status packed_weight(const hl_ctx *ctx, const conv_prim *prim, const h
 
 static hl_status conv_locked(const hl_ctx *ctx, const hl_conv3d_shape *s, const hl_conv_geom *g,
                              const void *x, const hl_tensor *w, const float *bias,
-                             hl_conv_pack **pack, float *y, int *fallback) {
+                             hl_conv_pack **pack, float *y) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
     conv_key key;
     memset(&key, 0, sizeof key); /* padding bytes take part in memcmp */
     key.N = g->N, key.C = g->C, key.T = g->T, key.H = g->H, key.W = g->W;
@@ -355,71 +327,76 @@ static hl_status conv_locked(const hl_ctx *ctx, const hl_conv3d_shape *s, const 
     memcpy(key.pad, s->pad, sizeof key.pad);
     key.layout = s->layout, key.x_dt = s->x_dtype, key.w_dt = w->dtype;
     /* without bf16 kernels the reorders convert x and the weights to f32 */
-    key.c_dt = w->dtype == HL_BF16 && !hl_cpu_bf16_gemm() ? HL_F32 : w->dtype;
+    key.c_dt = w->dtype == HL_BF16 && !hl_cpu_bf16_gemm(cpu) ? HL_F32 : w->dtype;
     key.bias = bias != NULL, key.acc = s->accumulate != 0, key.nthr = omp_get_max_threads();
     conv_prim *p;
-    hl_status st = prim_get(&key, &p, ctx->err);
-    if (st != HL_OK) {
-        *fallback = 1;
-        return st;
-    }
-    void *pad = scratch(SCR_PAD, p->pad_bytes);
+    hl_status st = prim_get(cpu, &key, &p, ctx->err);
+    if (st != HL_OK) /* nothing written yet: ops.c may run the fallback */
+        return st == HELIOS_ERR_OOM ? st : HELIOS_ERR_UNSUPPORTED;
+    void *pad = hl_cpu_scratch(cpu, HL_SLOT_CONV_PAD, p->pad_bytes);
     if (!pad) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (scratchpad)");
     const void *wei = NULL;
     HL_TRY(packed_weight(ctx, p, w, pack, pad, &wei));
     const void *src = x;
     if (p->x_reorder) {
-        void *buf = scratch(SCR_SRC, dnnl_memory_desc_get_size(&p->src_md));
+        void *buf = hl_cpu_scratch(cpu, HL_SLOT_CONV_SRC, dnnl_memory_desc_get_size(&p->src_md));
         if (!buf) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (input copy)");
-        HL_TRY(reorder(p, p->x_reorder, &p->x_md, x, &p->src_md, buf, pad, ctx->err));
+        HL_TRY(reorder(cpu, p, p->x_reorder, &p->x_md, x, &p->src_md, buf, pad, ctx->err));
         src = buf;
     }
     float *dst = y;
     if (p->y_out) {
-        if (!(dst = scratch(SCR_DST, dnnl_memory_desc_get_size(&p->dst_md))))
+        if (!(dst = hl_cpu_scratch(cpu, HL_SLOT_CONV_DST, dnnl_memory_desc_get_size(&p->dst_md))))
             return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (output copy)");
-        if (p->y_in) HL_TRY(reorder(p, p->y_in, &p->y_md, y, &p->dst_md, dst, pad, ctx->err));
+        if (p->y_in) HL_TRY(reorder(cpu, p, p->y_in, &p->y_md, y, &p->dst_md, dst, pad, ctx->err));
     }
     exec_arg args[5] = {{DNNL_ARG_SRC, &p->src_md, src},
                         {DNNL_ARG_WEIGHTS, &p->wei_md, wei},
                         {DNNL_ARG_BIAS, &p->bias_md, bias},
                         {DNNL_ARG_DST, &p->dst_md, dst},
                         {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    HL_TRY(execute(p->conv, args, 5, "convolution", ctx->err));
-    if (p->y_out) HL_TRY(reorder(p, p->y_out, &p->dst_md, dst, &p->y_md, y, pad, ctx->err));
+    HL_TRY(execute(cpu, p->conv, args, 5, "convolution", ctx->err));
+    if (p->y_out) HL_TRY(reorder(cpu, p, p->y_out, &p->dst_md, dst, &p->y_md, y, pad, ctx->err));
     return HL_OK;
+}
+
+/* An empty sum (no input channels or no input frames / rows / columns inside the padding, which
+ * oneDNN rejects): y = b (+ y when accumulating) at every output position. */
+static void conv_empty_sum(const hl_conv3d_shape *s, const hl_conv_geom *g, const hl_tensor *b,
+                           float *y) {
+    const int64_t P = g->To * g->Ho * g->Wo;
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t o = 0; o < g->O; o++) {
+            float bo = 0.0f;
+            if (b) hl_convert_to_f32(b->dtype, (const char *)b->data + (size_t)o * hl_dtype_size(b->dtype), &bo, 1);
+            for (int64_t p = 0; p < P; p++) {
+                float *yp = s->layout == HL_NCTHW ? y + (n * g->O + o) * P + p : y + (n * P + p) * g->O + o;
+                *yp = s->accumulate ? *yp + bo : bo;
+            }
+        }
 }
 
 hl_status hl_cpu_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
                         const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y) {
     hl_conv_geom g = {0};
-    HL_TRY(hl_conv3d_check(ctx, s, x, w, b, y, &g));
-    if (g.N == 0 || g.O == 0 || g.To <= 0 || g.Ho <= 0 || g.Wo <= 0) return HL_OK;
-    if (g.C == 0 || g.T == 0 || g.H == 0 || g.W == 0) /* an empty sum: oneDNN rejects these */
-        return hl_ref_conv3d(ctx, s, x, w, b, NULL, y);
+    hl_conv3d_geometry(s, w, &g);
+    if (g.C == 0 || g.T == 0 || g.H == 0 || g.W == 0) {
+        conv_empty_sum(s, &g, b, y);
+        return HL_OK;
+    }
+    hl_cpu *cpu = hl_cpu_of(ctx);
     hl_status st = HL_OK;
-    int fallback = 0;
-    hl_cpu_lock();
+    hl_cpu_lock(cpu);
     const float *bias = NULL;
     if (b && b->dtype == HL_F32) {
         bias = b->data;
     } else if (b) {
-        float *bf = scratch(SCR_BIAS, (size_t)g.O * sizeof(float));
+        float *bf = hl_cpu_scratch(cpu, HL_SLOT_CONV_BIAS, (size_t)g.O * sizeof(float));
         if (!bf) st = hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (bias)");
         else hl_convert_to_f32(b->dtype, b->data, bf, (size_t)g.O);
         bias = bf;
     }
-    if (st == HL_OK) st = conv_locked(ctx, s, &g, x, w, bias, pack, y, &fallback);
-    hl_cpu_unlock();
-    if (fallback) {
-        static int warned;
-        if (!warned) {
-            warned = 1;
-            HL_WARN("conv3d: %s; using the reference convolution",
-                    ctx->err ? ctx->err->msg : "oneDNN failed");
-        }
-        if (ctx->err) hl_error_clear(ctx->err);
-        return hl_ref_conv3d(ctx, s, x, w, b, NULL, y);
-    }
+    if (st == HL_OK) st = conv_locked(ctx, s, &g, x, w, bias, pack, y);
+    hl_cpu_unlock(cpu);
     return st;
 }

@@ -1,55 +1,94 @@
-/* Shared machinery of the cpu backend: one oneDNN engine, per-thread streams, a small cache of
- * matmul primitives, grow-only scratch buffers, and the backend lock that guards them.
+/* The cpu backend's state and shared machinery. One instance (struct hl_cpu, the state of an
+ * hl_backend of kind cpu, made by hl_backend_new and freed with it) owns: ONE oneDNN engine, its
+ * per-thread streams, ONE cache of primitives (matmuls and convolutions, one LRU keyed by bytes),
+ * grow-only scratch buffers, and the lock that guards them. Nothing here is global: two
+ * instances (two sessions) run concurrently.
  *
  * Threading model: the model calls ops from one thread; the parallelism is inside each op
- * (OpenMP, and oneDNN which shares the OpenMP pool). hl_cpu_lock() serialises whole op calls that
- * use the shared state (scratch, cache, streams), so concurrent callers are safe, merely not
- * concurrent. The scratch, stream and cache functions must be called with the lock held;
- * hl_cpu_mm_run() and hl_cpu_mm_pack_b() may run from several OpenMP threads at once (each with
- * its own stream index and scratchpad) once the primitives and streams exist; the conversions at
- * the end are plain functions. */
+ * (OpenMP, and oneDNN which shares the OpenMP pool). hl_cpu_lock(cpu) serialises whole op calls
+ * on one instance that use its state (scratch, cache, streams), so concurrent callers of one
+ * instance are safe, merely not concurrent. The scratch, stream and cache functions must be
+ * called with the lock held; hl_cpu_mm_run() and hl_cpu_mm_pack_b() may run from several OpenMP
+ * threads at once (each with its own stream index and scratchpad) once the primitives and
+ * streams exist; the conversions at the end are plain functions. */
 #ifndef HL_CPU_INTERNAL_H
 #define HL_CPU_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include "core/dtype.h"
 #include "core/error.h"
-#include "ops/ops.h"
+#include "ops/ops_backends.h"
 
-void hl_cpu_lock(void);
-void hl_cpu_unlock(void);
+typedef struct hl_cpu hl_cpu;
+
+/* The state of ctx's (cpu) backend. */
+static inline hl_cpu *hl_cpu_of(const hl_ctx *ctx) { return (hl_cpu *)ctx->backend->state; }
+
+/* The table's init and fini (dnnl_mm.c): make / free an instance's state. */
+hl_status hl_cpu_backend_init(hl_backend *be, hl_error *err);
+void hl_cpu_backend_fini(hl_backend *be);
+
+/* The state of the process-wide cpu instance (hl_backend_shared), for measurement code that has
+ * no session (gemm_ceiling.c); NULL if it cannot be made. */
+hl_cpu *hl_cpu_shared(void);
+
+/* A NULL cpu is a no-op (callers of hl_cpu_shared). */
+void hl_cpu_lock(hl_cpu *cpu);
+void hl_cpu_unlock(hl_cpu *cpu);
 
 /* ---- scratch ---------------------------------------------------------------------------------
  * Persistent, grow-only buffers, one per slot. Large per-call mallocs would be fresh mmaps whose
  * first touch page-faults every call (measured: converting a 2304 x 8960 activation into a new
  * buffer took 42 ms, into a reused one 4.3 ms). Contents are not preserved across growth. */
 typedef enum hl_cpu_slot {
-    HL_SLOT_LIN_X,   /* linear: x as a dense bf16 (or f32) copy */
-    HL_SLOT_LIN_W,   /* linear: weights reordered to oneDNN's blocked layout */
-    HL_SLOT_LIN_Y,   /* linear: dense output when ldy != N */
-    HL_SLOT_LIN_PAD, /* linear: oneDNN scratchpad */
-    HL_SLOT_ATT_QKV, /* attention: q, k, v packed per head in the compute dtype */
-    HL_SLOT_ATT_BLK, /* attention: per-thread score / probability / output blocks */
-    HL_SLOT_ATT_PAD, /* attention: per-thread oneDNN scratchpads */
+    HL_SLOT_LIN_X,    /* linear: x as a dense bf16 (or f32) copy */
+    HL_SLOT_LIN_W,    /* linear: weights reordered to oneDNN's blocked layout (or f32) */
+    HL_SLOT_LIN_Y,    /* linear: dense output when ldy != N */
+    HL_SLOT_LIN_PAD,  /* linear: oneDNN scratchpad */
+    HL_SLOT_ATT_QKV,  /* attention: q, k, v packed per head in the compute dtype */
+    HL_SLOT_ATT_BLK,  /* attention: per-thread score / probability / output blocks */
+    HL_SLOT_ATT_PAD,  /* attention: per-thread oneDNN scratchpads */
+    HL_SLOT_CONV_SRC, /* conv3d: x reordered for the primitive */
+    HL_SLOT_CONV_DST, /* conv3d: y in the primitive's layout */
+    HL_SLOT_CONV_WEI, /* conv3d: blocked weights without a pack */
+    HL_SLOT_CONV_PAD, /* conv3d: oneDNN scratchpad */
+    HL_SLOT_CONV_BIAS,/* conv3d: the bias as float32 */
+    HL_SLOT_NORM_BWD, /* norm backwards: per-thread parameter-gradient partial sums */
     HL_SLOT_COUNT
 } hl_cpu_slot;
 
 /* A 64-byte (large: 2 MiB) aligned buffer of at least bytes, or NULL when out of memory. */
-void *hl_cpu_scratch(hl_cpu_slot slot, size_t bytes);
+void *hl_cpu_scratch(hl_cpu *cpu, hl_cpu_slot slot, size_t bytes);
 
 /* ---- oneDNN ---------------------------------------------------------------------------------- */
 
-/* Makes sure the engine and streams 0..nstreams-1 exist (stream i is used by OpenMP thread i). */
-hl_status hl_cpu_dnnl_init(int nstreams, hl_error *err);
+/* Makes sure streams 0..nstreams-1 exist (stream i is used by OpenMP thread i). */
+hl_status hl_cpu_dnnl_init(hl_cpu *cpu, int nstreams, hl_error *err);
+
+dnnl_engine_t hl_cpu_engine(const hl_cpu *cpu);
+dnnl_stream_t hl_cpu_stream(const hl_cpu *cpu, int i); /* after hl_cpu_dnnl_init(cpu, > i) */
 
 /* 1 when oneDNN has bf16 matmul and convolution kernels on this CPU (oneDNN 2.6 needs AVX-512
- * for bf16; an AVX2-only CPU has none), else 0. Probed once by creating a small bf16 matmul; the
- * environment variable HELIOS_BF16_GEMM=0 forces 0 (to test the f32 path on any machine). Where
- * it is 0, ops on bf16 weights convert them to float32 and compute in float32 (logged once at
- * info level). Call with the backend lock held. */
-int hl_cpu_bf16_gemm(void);
+ * for bf16; an AVX2-only CPU has none), else 0. Probed once per instance by creating a small
+ * bf16 matmul; the environment variable HELIOS_BF16_GEMM=0 forces 0 (to test the f32 path on any
+ * machine). Where it is 0, ops on bf16 weights convert them to float32 and compute in float32
+ * (logged once at info level). Call with the lock held. */
+int hl_cpu_bf16_gemm(hl_cpu *cpu);
+
+/* ---- the primitive cache ----------------------------------------------------------------------
+ * One LRU for every kind of primitive: an entry is (kind, key bytes) -> an object made by create
+ * and dropped by destroy. Keys are compared byte-wise, so zero them before filling (padding).
+ * The object stays valid until HL_CPU_CACHE_SIZE other keys are fetched. */
+enum { HL_CPU_CACHE_SIZE = 144, HL_CPU_KEY_MAX = 160 };
+typedef enum hl_cpu_prim_kind { HL_PRIM_MATMUL = 1, HL_PRIM_CONV = 2 } hl_cpu_prim_kind;
+typedef hl_status (*hl_cpu_create_fn)(hl_cpu *cpu, const void *key, void **obj, hl_error *err);
+hl_status hl_cpu_cache_get(hl_cpu *cpu, hl_cpu_prim_kind kind, const void *key, size_t key_len,
+                           hl_cpu_create_fn create, void (*destroy)(void *obj), void **out,
+                           hl_error *err);
 
 /* Layout of the B operand [K, N] of a matmul. */
 typedef enum hl_mm_blayout {
@@ -72,10 +111,9 @@ typedef struct hl_mm_key {
 
 typedef struct hl_mm hl_mm;
 
-/* The cached primitive for key, created on a miss (the cache holds a few dozen; the least
- * recently used is dropped). The pointer stays valid until HL_MM_CACHE_SIZE other keys are
- * fetched. */
-hl_status hl_cpu_mm_get(const hl_mm_key *key, hl_mm **out, hl_error *err);
+/* The cached primitive for key (hl_cpu_cache_get), created on a miss. It keeps a pointer to its
+ * instance (engine, streams) for the calls below. */
+hl_status hl_cpu_mm_get(hl_cpu *cpu, const hl_mm_key *key, hl_mm **out, hl_error *err);
 
 size_t hl_cpu_mm_scratchpad_size(const hl_mm *mm);
 size_t hl_cpu_mm_packed_b_size(const hl_mm *mm); /* blocked layouts only, else 0 */
@@ -89,15 +127,6 @@ hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, voi
  * 0). bias is used only when the key had bias. */
 hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
                         const float *bias, float *c, void *scratchpad, hl_error *err);
-
-/* ---- attention ------------------------------------------------------------------------------- */
-
-/* hl_attention_biased on the cpu backend (src/ops/cpu/attention.c); hl_cpu_attention is this with
- * bias = key_bias = NULL. Takes the backend lock itself. */
-hl_status hl_cpu_attention_run(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
-                               const float *q, int64_t ldq, const float *k, int64_t ldk,
-                               const float *v, int64_t ldv, float scale, const float *bias,
-                               const float *key_bias, hl_dtype compute, float *out, int64_t ldo);
 
 /* ---- conversions ----------------------------------------------------------------------------- */
 

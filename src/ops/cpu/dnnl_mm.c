@@ -1,5 +1,6 @@
-/* oneDNN plumbing for the cpu backend: engine, streams, matmul primitive cache, scratch buffers,
- * and the float32 -> bf16 conversion (see cpu_internal.h for the threading model). */
+/* The cpu backend's instance state and oneDNN plumbing: engine, streams, the primitive cache,
+ * scratch buffers, matmul primitives, and the float32 -> bf16 conversion (see cpu_internal.h for
+ * the threading model). */
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -14,24 +15,95 @@
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/vec_math.h"
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* ---- the instance ---------------------------------------------------------------------------- */
 
-void hl_cpu_lock(void) { pthread_mutex_lock(&g_lock); }
-void hl_cpu_unlock(void) { pthread_mutex_unlock(&g_lock); }
+#define HL_MAX_STREAMS 512
+
+typedef struct cache_entry {
+    int kind;          /* hl_cpu_prim_kind; 0: empty */
+    size_t key_len;
+    uint64_t hash;
+    uint64_t last_use;
+    unsigned char key[HL_CPU_KEY_MAX];
+    void *obj;
+    void (*destroy)(void *obj);
+} cache_entry;
+
+struct hl_cpu {
+    pthread_mutex_t lock;
+    dnnl_engine_t engine;
+    dnnl_stream_t streams[HL_MAX_STREAMS];
+    struct {
+        void *p;
+        size_t cap;
+    } scratch[HL_SLOT_COUNT];
+    cache_entry cache[HL_CPU_CACHE_SIZE];
+    uint64_t tick;
+    int bf16; /* hl_cpu_bf16_gemm: -1 not probed yet */
+};
+
+static hl_status dnnl_fail(hl_error *err, dnnl_status_t st, const char *what) {
+    return hl_fail(err, HELIOS_ERR_INTERNAL, "oneDNN: %s failed: %s", what, dnnl_status2str(st));
+}
+
+static void cpu_fini(hl_backend *be) {
+    hl_cpu *cpu = be->state;
+    if (!cpu) return;
+    for (int i = 0; i < HL_CPU_CACHE_SIZE; i++)
+        if (cpu->cache[i].kind) cpu->cache[i].destroy(cpu->cache[i].obj);
+    for (int i = 0; i < HL_MAX_STREAMS; i++)
+        if (cpu->streams[i]) dnnl_stream_destroy(cpu->streams[i]);
+    if (cpu->engine) dnnl_engine_destroy(cpu->engine);
+    for (int i = 0; i < HL_SLOT_COUNT; i++) free(cpu->scratch[i].p);
+    pthread_mutex_destroy(&cpu->lock);
+    free(cpu);
+    be->state = NULL;
+}
+
+/* The engine and the streams of be->nthreads threads (more are made on demand). */
+static hl_status cpu_init(hl_backend *be, hl_error *err) {
+    hl_cpu *cpu = calloc(1, sizeof *cpu);
+    if (!cpu) return hl_fail(err, HELIOS_ERR_OOM, "cpu backend: out of memory");
+    pthread_mutex_init(&cpu->lock, NULL);
+    cpu->bf16 = -1;
+    be->state = cpu;
+    dnnl_status_t st = dnnl_engine_create(&cpu->engine, dnnl_cpu, 0);
+    if (st != dnnl_success) {
+        cpu->engine = NULL;
+        cpu_fini(be);
+        return dnnl_fail(err, st, "engine creation");
+    }
+    hl_status s = hl_cpu_dnnl_init(cpu, be->nthreads > 0 ? be->nthreads : omp_get_max_threads(), err);
+    if (s != HL_OK) cpu_fini(be);
+    return s;
+}
+
+hl_status hl_cpu_backend_init(hl_backend *be, hl_error *err) { return cpu_init(be, err); }
+void hl_cpu_backend_fini(hl_backend *be) { cpu_fini(be); }
+
+hl_cpu *hl_cpu_shared(void) {
+    hl_backend *be = hl_backend_shared(HELIOS_BACKEND_CPU);
+    return be ? be->state : NULL;
+}
+
+void hl_cpu_lock(hl_cpu *cpu) {
+    if (cpu) pthread_mutex_lock(&cpu->lock);
+}
+void hl_cpu_unlock(hl_cpu *cpu) {
+    if (cpu) pthread_mutex_unlock(&cpu->lock);
+}
+
+dnnl_engine_t hl_cpu_engine(const hl_cpu *cpu) { return cpu->engine; }
+dnnl_stream_t hl_cpu_stream(const hl_cpu *cpu, int i) { return cpu->streams[i]; }
 
 /* ---- scratch --------------------------------------------------------------------------------- */
 
-static struct {
-    void *p;
-    size_t cap;
-} g_scratch[HL_SLOT_COUNT];
-
-void *hl_cpu_scratch(hl_cpu_slot slot, size_t bytes) {
+void *hl_cpu_scratch(hl_cpu *cpu, hl_cpu_slot slot, size_t bytes) {
     if (bytes == 0) bytes = 64;
-    if (g_scratch[slot].cap >= bytes) return g_scratch[slot].p;
-    free(g_scratch[slot].p);
-    g_scratch[slot].p = NULL;
-    g_scratch[slot].cap = 0;
+    if (cpu->scratch[slot].cap >= bytes) return cpu->scratch[slot].p;
+    free(cpu->scratch[slot].p);
+    cpu->scratch[slot].p = NULL;
+    cpu->scratch[slot].cap = 0;
     /* Big buffers: 2 MiB aligned and transparent huge pages, to cut TLB misses in the GEMMs. */
     size_t huge = (size_t)2 << 20;
     size_t align = bytes >= huge ? huge : 64;
@@ -39,50 +111,74 @@ void *hl_cpu_scratch(hl_cpu_slot slot, size_t bytes) {
     void *p = NULL;
     if (posix_memalign(&p, align, cap) != 0) return NULL;
     if (align == huge) madvise(p, cap, MADV_HUGEPAGE); /* advice only: failure is harmless */
-    g_scratch[slot].p = p;
-    g_scratch[slot].cap = cap;
+    cpu->scratch[slot].p = p;
+    cpu->scratch[slot].cap = cap;
     return p;
 }
 
-/* ---- engine and streams ---------------------------------------------------------------------- */
+/* ---- streams --------------------------------------------------------------------------------- */
 
-#define HL_MAX_STREAMS 512
-
-static dnnl_engine_t g_engine;
-static dnnl_stream_t g_streams[HL_MAX_STREAMS];
-
-static hl_status dnnl_fail(hl_error *err, dnnl_status_t st, const char *what) {
-    return hl_fail(err, HELIOS_ERR_INTERNAL, "oneDNN: %s failed: %s", what, dnnl_status2str(st));
-}
-
-hl_status hl_cpu_dnnl_init(int nstreams, hl_error *err) {
+hl_status hl_cpu_dnnl_init(hl_cpu *cpu, int nstreams, hl_error *err) {
     if (nstreams < 1) nstreams = 1;
     if (nstreams > HL_MAX_STREAMS)
         return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "oneDNN: %d threads (at most %d)", nstreams,
                        HL_MAX_STREAMS);
-    dnnl_status_t st;
-    if (!g_engine && (st = dnnl_engine_create(&g_engine, dnnl_cpu, 0)) != dnnl_success) {
-        g_engine = NULL;
-        return dnnl_fail(err, st, "engine creation");
-    }
     for (int i = 0; i < nstreams; i++) {
-        if (g_streams[i]) continue;
-        st = dnnl_stream_create(&g_streams[i], g_engine, dnnl_stream_default_flags);
+        if (cpu->streams[i]) continue;
+        dnnl_status_t st = dnnl_stream_create(&cpu->streams[i], cpu->engine, dnnl_stream_default_flags);
         if (st != dnnl_success) {
-            g_streams[i] = NULL;
+            cpu->streams[i] = NULL;
             return dnnl_fail(err, st, "stream creation");
         }
     }
     return HL_OK;
 }
 
-/* ---- matmul cache ---------------------------------------------------------------------------- */
+/* ---- the primitive cache --------------------------------------------------------------------- */
 
-#define HL_MM_CACHE_SIZE 48
+static uint64_t fnv1a(int kind, const unsigned char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)kind;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+hl_status hl_cpu_cache_get(hl_cpu *cpu, hl_cpu_prim_kind kind, const void *key, size_t key_len,
+                           hl_cpu_create_fn create, void (*destroy)(void *obj), void **out,
+                           hl_error *err) {
+    if (key_len > HL_CPU_KEY_MAX)
+        return hl_fail(err, HELIOS_ERR_INTERNAL, "primitive cache: key of %zu bytes", key_len);
+    const uint64_t h = fnv1a((int)kind, key, key_len);
+    cache_entry *victim = &cpu->cache[0];
+    for (int i = 0; i < HL_CPU_CACHE_SIZE; i++) {
+        cache_entry *e = &cpu->cache[i];
+        if (e->kind == (int)kind && e->hash == h && e->key_len == key_len &&
+            !memcmp(e->key, key, key_len)) {
+            e->last_use = ++cpu->tick;
+            *out = e->obj;
+            return HL_OK;
+        }
+        if (e->last_use < victim->last_use) victim = e;
+    }
+    if (victim->kind) victim->destroy(victim->obj);
+    memset(victim, 0, sizeof *victim);
+    void *obj = NULL;
+    HL_TRY(create(cpu, key, &obj, err));
+    victim->kind = (int)kind;
+    victim->key_len = key_len;
+    victim->hash = h;
+    memcpy(victim->key, key, key_len);
+    victim->obj = obj;
+    victim->destroy = destroy;
+    victim->last_use = ++cpu->tick;
+    *out = obj;
+    return HL_OK;
+}
+
+/* ---- matmul primitives ----------------------------------------------------------------------- */
 
 struct hl_mm {
     hl_mm_key key;
-    uint64_t last_use; /* 0: empty slot */
+    const hl_cpu *cpu; /* engine and streams */
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, b_md, c_md, bias_md, pad_md;
     size_t pad_bytes;
@@ -92,18 +188,10 @@ struct hl_mm {
     dnnl_memory_desc_t reorder_pad_md;
 };
 
-static hl_mm g_cache[HL_MM_CACHE_SIZE];
-static uint64_t g_tick;
-
 static void mm_destroy(hl_mm *mm) {
     if (mm->prim) dnnl_primitive_destroy(mm->prim);
     if (mm->reorder) dnnl_primitive_destroy(mm->reorder);
     memset(mm, 0, sizeof *mm);
-}
-
-static int key_eq(const hl_mm_key *a, const hl_mm_key *b) {
-    return a->M == b->M && a->N == b->N && a->K == b->K && a->dt == b->dt &&
-           a->blayout == b->blayout && a->bias == b->bias && a->nthr == b->nthr;
 }
 
 /* Creates the primitive (and, for a blocked B, its reorder) from a primitive descriptor. */
@@ -116,8 +204,8 @@ static dnnl_status_t mm_create_from_pd(hl_mm *mm, const_dnnl_primitive_desc_t pd
 
 static dnnl_status_t mm_create_reorder(hl_mm *mm, const_dnnl_primitive_attr_t attr) {
     dnnl_primitive_desc_t rpd = NULL;
-    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&rpd, &mm->b_plain_md, g_engine,
-                                                          &mm->b_md, g_engine, attr);
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&rpd, &mm->b_plain_md, mm->cpu->engine,
+                                                          &mm->b_md, mm->cpu->engine, attr);
     if (st != dnnl_success) return st;
     mm->reorder_pad_md = *dnnl_primitive_desc_query_md(rpd, dnnl_query_scratchpad_md, 0);
     mm->reorder_pad_bytes = dnnl_memory_desc_get_size(&mm->reorder_pad_md);
@@ -126,7 +214,7 @@ static dnnl_status_t mm_create_reorder(hl_mm *mm, const_dnnl_primitive_attr_t at
     return st;
 }
 
-static hl_status mm_create(hl_mm *mm, const hl_mm_key *key, hl_error *err) {
+static hl_status mm_create(const hl_cpu *cpu, hl_mm *mm, const hl_mm_key *key, hl_error *err) {
     const dnnl_data_type_t dt = key->dt == HL_BF16 ? dnnl_bf16 : dnnl_f32;
     const int64_t M = key->M, N = key->N, K = key->K;
     dnnl_dims_t a_dims = {M, K}, a_str = {K, 1};
@@ -136,6 +224,7 @@ static hl_status mm_create(hl_mm *mm, const hl_mm_key *key, hl_error *err) {
     dnnl_status_t st;
     memset(mm, 0, sizeof *mm);
     mm->key = *key;
+    mm->cpu = cpu;
     dnnl_memory_desc_init_by_strides(&mm->a_md, 2, a_dims, dt, a_str);
     dnnl_memory_desc_init_by_strides(&mm->c_md, 2, c_dims, dnnl_f32, c_str);
     dnnl_memory_desc_init_by_strides(&mm->bias_md, 2, bias_dims, dnnl_f32, bias_str);
@@ -161,7 +250,7 @@ static hl_status mm_create(hl_mm *mm, const hl_mm_key *key, hl_error *err) {
     int saved = omp_get_max_threads();
     omp_set_num_threads(key->nthr);
     dnnl_primitive_desc_t pd = NULL;
-    st = dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL);
+    st = dnnl_primitive_desc_create(&pd, &desc, attr, cpu->engine, NULL);
     if (st == dnnl_success) {
         st = mm_create_from_pd(mm, pd);
         dnnl_primitive_desc_destroy(pd);
@@ -180,46 +269,57 @@ static hl_status mm_create(hl_mm *mm, const hl_mm_key *key, hl_error *err) {
     return HL_OK;
 }
 
-hl_status hl_cpu_mm_get(const hl_mm_key *key, hl_mm **out, hl_error *err) {
-    HL_TRY(hl_cpu_dnnl_init(1, err));
-    hl_mm *victim = &g_cache[0];
-    for (int i = 0; i < HL_MM_CACHE_SIZE; i++) {
-        hl_mm *e = &g_cache[i];
-        if (e->last_use && key_eq(&e->key, key)) {
-            e->last_use = ++g_tick;
-            *out = e;
-            return HL_OK;
-        }
-        if (e->last_use < victim->last_use) victim = e;
+static hl_status mm_new(hl_cpu *cpu, const void *key, void **obj, hl_error *err) {
+    hl_mm *mm = malloc(sizeof *mm);
+    if (!mm) return hl_fail(err, HELIOS_ERR_OOM, "oneDNN: out of memory (matmul)");
+    hl_status st = mm_create(cpu, mm, key, err);
+    if (st != HL_OK) {
+        free(mm);
+        return st;
     }
-    mm_destroy(victim);
-    HL_TRY(mm_create(victim, key, err));
-    victim->last_use = ++g_tick;
-    *out = victim;
+    *obj = mm;
     return HL_OK;
 }
 
-int hl_cpu_bf16_gemm(void) {
-    static int probed = -1;
-    if (probed >= 0) return probed;
+static void mm_free(void *obj) {
+    mm_destroy(obj);
+    free(obj);
+}
+
+hl_status hl_cpu_mm_get(hl_cpu *cpu, const hl_mm_key *key, hl_mm **out, hl_error *err) {
+    if (!cpu) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "oneDNN: no cpu backend");
+    hl_mm_key k; /* canonical: padding zeroed for the byte-wise compare */
+    memset(&k, 0, sizeof k);
+    k.M = key->M, k.N = key->N, k.K = key->K, k.dt = key->dt, k.blayout = key->blayout;
+    k.bias = key->bias, k.nthr = key->nthr;
+    void *obj = NULL;
+    HL_TRY(hl_cpu_cache_get(cpu, HL_PRIM_MATMUL, &k, sizeof k, mm_new, mm_free, &obj, err));
+    *out = obj;
+    return HL_OK;
+}
+
+int hl_cpu_bf16_gemm(hl_cpu *cpu) {
+    if (cpu->bf16 >= 0) return cpu->bf16;
+    static int logged;
     const char *env = getenv("HELIOS_BF16_GEMM");
     if (env && env[0] == '0' && env[1] == 0) {
-        probed = 0;
-        HL_INFO("cpu: HELIOS_BF16_GEMM=0: bf16 weights are converted to float32 and computed in f32");
-        return probed;
+        cpu->bf16 = 0;
+        if (!__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
+            HL_INFO("cpu: HELIOS_BF16_GEMM=0: bf16 weights are converted to float32 and computed in f32");
+        return 0;
     }
     hl_error err = {0};
     hl_mm_key key = {.M = 32, .N = 32, .K = 32, .dt = HL_BF16, .blayout = HL_MM_B_NK, .nthr = 1};
     hl_mm probe;
-    probed = 0;
-    if (hl_cpu_dnnl_init(1, &err) == HL_OK && mm_create(&probe, &key, &err) == HL_OK) {
+    cpu->bf16 = 0;
+    if (mm_create(cpu, &probe, &key, &err) == HL_OK) {
         mm_destroy(&probe);
-        probed = 1;
+        cpu->bf16 = 1;
     }
-    if (!probed)
+    if (!cpu->bf16 && !__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
         HL_INFO("cpu: oneDNN has no bf16 GEMM on this CPU; bf16 weights are converted to float32 "
                 "and computed in f32");
-    return probed;
+    return cpu->bf16;
 }
 
 size_t hl_cpu_mm_scratchpad_size(const hl_mm *mm) {
@@ -238,19 +338,19 @@ typedef struct {
     const void *handle;
 } mm_arg;
 
-static hl_status execute(dnnl_primitive_t prim, int stream, const mm_arg *args, int n,
-                         hl_error *err) {
+static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, int stream, const mm_arg *args,
+                         int n, hl_error *err) {
     dnnl_exec_arg_t ex[6];
     int m = 0;
     dnnl_status_t st = dnnl_success;
     for (int i = 0; i < n && st == dnnl_success; i++) {
         if (!args[i].handle) continue;
         ex[m].arg = args[i].arg;
-        st = dnnl_memory_create(&ex[m].memory, args[i].md, g_engine, (void *)args[i].handle);
+        st = dnnl_memory_create(&ex[m].memory, args[i].md, cpu->engine, (void *)args[i].handle);
         if (st == dnnl_success) m++;
     }
-    if (st == dnnl_success) st = dnnl_primitive_execute(prim, g_streams[stream], m, ex);
-    if (st == dnnl_success) st = dnnl_stream_wait(g_streams[stream]);
+    if (st == dnnl_success) st = dnnl_primitive_execute(prim, cpu->streams[stream], m, ex);
+    if (st == dnnl_success) st = dnnl_stream_wait(cpu->streams[stream]);
     for (int i = 0; i < m; i++) dnnl_memory_destroy(ex[i].memory);
     return st == dnnl_success ? HL_OK : dnnl_fail(err, st, "matmul execution");
 }
@@ -262,7 +362,7 @@ hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, voi
                       {DNNL_ARG_TO, &mm->b_md, packed},
                       {DNNL_ARG_SCRATCHPAD, &mm->reorder_pad_md,
                        mm->reorder_pad_bytes ? scratchpad : NULL}};
-    return execute(mm->reorder, stream, args, 3, err);
+    return execute(mm->cpu, mm->reorder, stream, args, 3, err);
 }
 
 hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
@@ -272,7 +372,7 @@ hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *
                       {DNNL_ARG_BIAS, &mm->bias_md, mm->key.bias ? bias : NULL},
                       {DNNL_ARG_DST, &mm->c_md, c},
                       {DNNL_ARG_SCRATCHPAD, &mm->pad_md, mm->pad_bytes ? scratchpad : NULL}};
-    return execute(mm->prim, stream, args, 5, err);
+    return execute(mm->cpu, mm->prim, stream, args, 5, err);
 }
 
 /* ---- conversions and vector math entry points ------------------------------------------------ */

@@ -1,8 +1,9 @@
 /* cpu linear: y[M, N] = x[M, K] · W[N, K]ᵀ + b through a cached oneDNN matmul.
  *
  * W BF16: x is rounded to bf16 (RNE) into a dense scratch copy and a bf16 x bf16 -> f32 matmul
- * runs on the AMX brgemm kernels. W F32: an f32 matmul. W F16: forwarded to ref (no f16 GEMM
- * here). oneDNN 2.6 only picks its brgemm (AMX) kernels for dense A and C (lda = K, ldc = N;
+ * runs on the AMX brgemm kernels (without bf16 kernels, AVX2-only CPUs: W converted to f32, an f32
+ * matmul). W F32: an f32 matmul. W F16: HELIOS_ERR_UNSUPPORTED (no f16 GEMM here), which ops.c
+ * turns into a logged fallback to ref. oneDNN 2.6 only picks its brgemm (AMX) kernels for dense A and C (lda = K, ldc = N;
  * a strided C falls back to the much slower gemm:jit), so a strided x is packed and a strided y
  * goes through a dense scratch.
  *
@@ -22,7 +23,6 @@
 #include <string.h>
 
 #include "ops/cpu/cpu_internal.h"
-#include "ops/ops_backends.h"
 
 enum { LIN_BLOCKED_MIN_M = 1024, LIN_PAR_MIN = 1 << 15 /* elements before threads pay */ };
 
@@ -37,30 +37,6 @@ static void copy_rows(int64_t M, int64_t W, const float *src, int64_t ld_src, fl
                       int64_t ld_dst) {
 #pragma omp parallel for schedule(static) if (M * W >= LIN_PAR_MIN)
     for (int64_t m = 0; m < M; m++) memcpy(dst + m * ld_dst, src + m * ld_src, (size_t)W * 4);
-}
-
-static hl_status check_args(const hl_ctx *ctx, int64_t M, int64_t *N, int64_t *K, const float *x,
-                            int64_t ldx, const hl_tensor *W, const hl_tensor *b, const float *y,
-                            int64_t ldy) {
-    if (!W || W->ndim < 1 || !W->data)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "linear: no weight tensor");
-    if (!hl_tensor_is_contiguous(W))
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "linear: weight is not contiguous");
-    *N = W->shape[0];
-    *K = *N ? hl_tensor_numel(W) / *N : 0;
-    if (M < 0 || ldx < *K || ldy < *N || (M > 0 && (!x || !y)))
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
-                       "linear: bad sizes M=%lld K=%lld ldx=%lld N=%lld ldy=%lld", (long long)M,
-                       (long long)*K, (long long)ldx, (long long)*N, (long long)ldy);
-    if (b) {
-        if (b->dtype != HL_F32 && b->dtype != HL_BF16 && b->dtype != HL_F16)
-            return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: bias dtype %s",
-                           hl_dtype_name(b->dtype));
-        if (hl_tensor_numel(b) != *N)
-            return hl_fail(ctx->err, HELIOS_ERR_SHAPE, "linear: bias has %lld values, N=%lld",
-                           (long long)hl_tensor_numel(b), (long long)*N);
-    }
-    return HL_OK;
 }
 
 /* The bias as float32 [N]: b's own data when it is F32, else a converted copy in *owned
@@ -85,9 +61,10 @@ static hl_status bias_f32(const hl_ctx *ctx, const hl_tensor *b, int64_t N, cons
 static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K,
                                const float *x, int64_t ldx, const hl_tensor *W,
                                const float *bias, float *y, int64_t ldy) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
     hl_tensor w32;
-    if (W->dtype == HL_BF16 && !hl_cpu_bf16_gemm()) { /* no bf16 kernels: an f32 GEMM */
-        float *wf = hl_cpu_scratch(HL_SLOT_LIN_W, (size_t)(N * K) * 4);
+    if (W->dtype == HL_BF16 && !hl_cpu_bf16_gemm(cpu)) { /* no bf16 kernels: an f32 GEMM */
+        float *wf = hl_cpu_scratch(cpu, HL_SLOT_LIN_W, (size_t)(N * K) * 4);
         if (!wf) goto oom;
         const hl_bf16 *wb = W->data;
 #pragma omp parallel for schedule(static) if (N * K >= LIN_PAR_MIN)
@@ -102,13 +79,13 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
                      .bias = bias != NULL, .nthr = omp_get_max_threads()};
     if (bf16 && M >= LIN_BLOCKED_MIN_M && N >= K && N < 2 * K) key.blayout = HL_MM_B_BLOCKED_NK;
     hl_mm *mm;
-    HL_TRY(hl_cpu_mm_get(&key, &mm, ctx->err));
+    HL_TRY(hl_cpu_mm_get(cpu, &key, &mm, ctx->err));
 
     size_t esz = bf16 ? 2 : 4;
-    void *pad = hl_cpu_scratch(HL_SLOT_LIN_PAD, hl_cpu_mm_scratchpad_size(mm));
+    void *pad = hl_cpu_scratch(cpu, HL_SLOT_LIN_PAD, hl_cpu_mm_scratchpad_size(mm));
     const void *a = x;
     if (bf16 || ldx != K) {
-        void *xa = hl_cpu_scratch(HL_SLOT_LIN_X, (size_t)(M * K) * esz);
+        void *xa = hl_cpu_scratch(cpu, HL_SLOT_LIN_X, (size_t)(M * K) * esz);
         if (!xa || !pad) goto oom;
         if (bf16)
             pack_x_bf16(M, K, x, ldx, xa);
@@ -118,13 +95,13 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
     }
     const void *wb = W->data;
     if (key.blayout == HL_MM_B_BLOCKED_NK) {
-        void *wp = hl_cpu_scratch(HL_SLOT_LIN_W, hl_cpu_mm_packed_b_size(mm));
+        void *wp = hl_cpu_scratch(cpu, HL_SLOT_LIN_W, hl_cpu_mm_packed_b_size(mm));
         if (!wp || !pad) goto oom;
         HL_TRY(hl_cpu_mm_pack_b(mm, 0, W->data, wp, pad, ctx->err));
         wb = wp;
     }
     float *c = y;
-    if (ldy != N && !(c = hl_cpu_scratch(HL_SLOT_LIN_Y, (size_t)(M * N) * 4))) goto oom;
+    if (ldy != N && !(c = hl_cpu_scratch(cpu, HL_SLOT_LIN_Y, (size_t)(M * N) * 4))) goto oom;
     if (!pad) goto oom;
     HL_TRY(hl_cpu_mm_run(mm, 0, a, wb, bias, c, pad, ctx->err));
     if (c != y) copy_rows(M, N, c, N, y, ldy);
@@ -136,13 +113,9 @@ oom:
 
 hl_status hl_cpu_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
                         const hl_tensor *W, const hl_tensor *b, float *y, int64_t ldy) {
-    int64_t N = 0, K = 0;
-    HL_TRY(check_args(ctx, M, &N, &K, x, ldx, W, b, y, ldy));
-    if (W->dtype == HL_F16) return hl_ref_linear(ctx, M, x, ldx, W, b, y, ldy);
-    if (W->dtype != HL_F32 && W->dtype != HL_BF16)
-        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: weight dtype %s (F32, BF16 or F16)",
-                       hl_dtype_name(W->dtype));
-    if (M == 0 || N == 0) return HL_OK;
+    const int64_t N = W->shape[0], K = hl_tensor_numel(W) / N;
+    if (W->dtype == HL_F16)
+        return hl_fail(ctx->err, HELIOS_ERR_UNSUPPORTED, "linear: no f16 GEMM on the cpu backend");
 
     const float *bias;
     float *owned;
@@ -152,9 +125,9 @@ hl_status hl_cpu_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ld
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
     } else {
-        hl_cpu_lock();
+        hl_cpu_lock(hl_cpu_of(ctx));
         st = linear_locked(ctx, M, N, K, x, ldx, W, bias, y, ldy);
-        hl_cpu_unlock();
+        hl_cpu_unlock(hl_cpu_of(ctx));
         if (st != HL_OK && st != HELIOS_ERR_OOM) hl_error_prefix(ctx->err, "linear"); /* oneDNN */
     }
     free(owned);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "ops/cpu/vec_math.h"
-#include "ops/ops_backends.h"
+#include "ops/cpu/cpu_internal.h"
 
 enum {
     PW_PAR_MIN = 1 << 15, /* elements before threads pay */
@@ -48,12 +48,6 @@ static void rope_row(float *x, int H, int hd, const float *c, const float *s) {
 
 hl_status hl_cpu_rope(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,
                       const float *rope) {
-    if (M < 0 || H < 0 || hd < 0 || ldx < (int64_t)H * hd)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
-                       "rope: bad sizes M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
-                       (long long)ldx);
-    if (M == 0 || H == 0 || hd < 2) return HL_OK;
-    if (!x || !rope) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "rope: NULL pointer");
 #pragma omp parallel for schedule(static) if (M * H * hd >= PW_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         const float *c = rope + m * hd;
@@ -115,11 +109,8 @@ static void silu_span(const float *x, float *y, int64_t n) {
     }
 }
 
-static hl_status flat_op(const hl_ctx *ctx, const char *op, int64_t n, const float *x, float *y,
+static hl_status flat_op(int64_t n, const float *x, float *y,
                          void (*span)(const float *, float *, int64_t)) {
-    if (n < 0) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "%s: n=%lld", op, (long long)n);
-    if (n == 0) return HL_OK;
-    if (!x || !y) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "%s: NULL pointer", op);
     int64_t nchunk = (n + PW_CHUNK - 1) / PW_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PW_PAR_MIN)
     for (int64_t ch = 0; ch < nchunk; ch++) {
@@ -130,11 +121,11 @@ static hl_status flat_op(const hl_ctx *ctx, const char *op, int64_t n, const flo
 }
 
 hl_status hl_cpu_gelu_tanh(const hl_ctx *ctx, int64_t n, const float *x, float *y) {
-    return flat_op(ctx, "gelu_tanh", n, x, y, gelu_span);
+    return flat_op(n, x, y, gelu_span);
 }
 
 hl_status hl_cpu_silu(const hl_ctx *ctx, int64_t n, const float *x, float *y) {
-    return flat_op(ctx, "silu", n, x, y, silu_span);
+    return flat_op(n, x, y, silu_span);
 }
 
 /* ---- row-wise -------------------------------------------------------------------------------- */
@@ -154,12 +145,6 @@ static void add_gated_row(float *x, const float *y, const float *g, int64_t n) {
 
 hl_status hl_cpu_add_gated(const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx,
                            const float *y, int64_t ldy, const float *gate) {
-    if (M < 0 || D < 0 || ldx < D || ldy < D)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
-                       "add_gated: bad sizes M=%lld D=%lld ldx=%lld ldy=%lld", (long long)M,
-                       (long long)D, (long long)ldx, (long long)ldy);
-    if (M == 0 || D == 0) return HL_OK;
-    if (!x || !y) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "add_gated: NULL pointer");
 #pragma omp parallel for schedule(static) if (M * D >= PW_PAR_MIN)
     for (int64_t m = 0; m < M; m++) add_gated_row(x + m * ldx, y + m * ldy, gate, D);
     return HL_OK;
@@ -180,12 +165,6 @@ static void scale_heads_row(float *x, int H, int hd, const float *s) {
 
 hl_status hl_cpu_scale_heads(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,
                              const float *s) {
-    if (M < 0 || H < 0 || hd < 0 || ldx < (int64_t)H * hd)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
-                       "scale_heads: bad sizes M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
-                       (long long)ldx);
-    if (M == 0 || H == 0 || hd == 0) return HL_OK;
-    if (!x || !s) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "scale_heads: NULL pointer");
 #pragma omp parallel for schedule(static) if (M * H * hd >= PW_PAR_MIN)
     for (int64_t m = 0; m < M; m++) scale_heads_row(x + m * ldx, H, hd, s);
     return HL_OK;
@@ -207,9 +186,6 @@ static void gelu_mul_span(const float *x, const float *g, float *y, int64_t n) {
 
 hl_status hl_cpu_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
                                float *y) {
-    if (n < 0) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "gelu_tanh_mul: n=%lld", (long long)n);
-    if (n == 0) return HL_OK;
-    if (!x || !g || !y) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "gelu_tanh_mul: NULL pointer");
     int64_t nchunk = (n + PW_CHUNK - 1) / PW_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PW_PAR_MIN)
     for (int64_t ch = 0; ch < nchunk; ch++) {
@@ -222,11 +198,6 @@ hl_status hl_cpu_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, con
 /* Row (h, i) of the bias is the contiguous slice rel_h[Sq - 1 - i .. Sq - 1 - i + Sk): a copy. */
 hl_status hl_cpu_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
                                float *bias) {
-    if (H < 0 || Sq < 0 || Sk < 0)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "relative_bias: H=%d Sq=%lld Sk=%lld", H,
-                       (long long)Sq, (long long)Sk);
-    if (H == 0 || Sq == 0 || Sk == 0) return HL_OK;
-    if (!rel || !bias) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "relative_bias: NULL pointer");
     const int64_t rows = (int64_t)H * Sq, ld_rel = Sq + Sk - 1;
 #pragma omp parallel for schedule(static) if (rows * Sk >= PW_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {

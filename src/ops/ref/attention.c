@@ -9,9 +9,6 @@ hl_status hl_ref_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int
                                   const float *q, int64_t ldq, const float *k, int64_t ldk,
                                   const float *v, int64_t ldv, float scale, const float *bias,
                                   const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
-    if (Sk < 1 || Sq < 0 || H < 1 || hd < 1)
-        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "attention: Sq %lld, Sk %lld, H %d, hd %d", (long long)Sq,
-                       (long long)Sk, H, hd);
     double *p = malloc((size_t)(Sk ? Sk : 1) * sizeof *p);
     double *acc = malloc((size_t)(hd ? hd : 1) * sizeof *acc);
     if (!p || !acc) {
@@ -46,12 +43,4 @@ hl_status hl_ref_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int
     free(p);
     free(acc);
     return HL_OK;
-}
-
-hl_status hl_ref_attention(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
-                           const float *q, int64_t ldq, const float *k, int64_t ldk,
-                           const float *v, int64_t ldv, float scale, hl_dtype compute, float *out,
-                           int64_t ldo) {
-    return hl_ref_attention_biased(ctx, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, NULL, NULL,
-                                   compute, out, ldo);
 }

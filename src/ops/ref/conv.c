@@ -19,7 +19,7 @@ static inline double load_x(const void *x, hl_dtype dt, int64_t i) {
 hl_status hl_ref_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
                         const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y) {
     hl_conv_geom g = {0};
-    HL_TRY(hl_conv3d_check(ctx, s, x, w, b, y, &g));
+    hl_conv3d_geometry(s, w, &g);
     int64_t K = g.C * g.kt * g.kh * g.kw, nw = g.O * K;
     float *wf = malloc((size_t)(nw ? nw : 1) * sizeof *wf);
     if (!wf) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (%lld weights)", (long long)nw);
@@ -54,4 +54,4 @@ hl_status hl_ref_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void 
     return HL_OK;
 }
 
-/* ref keeps no packs; this is never reached with a non-NULL pack made elsewhere (see ops.c). */
+/* ref keeps no packs: pack is ignored (one made by another backend stays as it is). */

@@ -1,4 +1,5 @@
-/* Argument checks and geometry shared by the ref and cpu hl_conv3d (src/ops/{ref,cpu}/conv.c). */
+/* The geometry of an hl_conv3d call (used by the backends) and its argument check (used once,
+ * by ops.c, for every backend). */
 #ifndef HL_CONV_UTIL_H
 #define HL_CONV_UTIL_H
 
@@ -10,6 +11,19 @@ typedef struct hl_conv_geom {
     int64_t O, kt, kh, kw;    /* weight */
     int64_t To, Ho, Wo;       /* y */
 } hl_conv_geom;
+
+/* The geometry of a call that hl_conv3d_check accepted. */
+static inline void hl_conv3d_geometry(const hl_conv3d_shape *s, const hl_tensor *w,
+                                      hl_conv_geom *g) {
+    g->N = s->N, g->C = s->C, g->T = s->T, g->H = s->H, g->W = s->W;
+    g->O = w->shape[0];
+    g->kt = w->ndim == 5 ? w->shape[2] : 1;
+    g->kh = w->shape[w->ndim - 2];
+    g->kw = w->shape[w->ndim - 1];
+    g->To = hl_conv_out_len(g->T, g->kt, s->stride[0], s->pad[0], s->pad[1]);
+    g->Ho = hl_conv_out_len(g->H, g->kh, s->stride[1], s->pad[2], s->pad[3]);
+    g->Wo = hl_conv_out_len(g->W, g->kw, s->stride[2], s->pad[4], s->pad[5]);
+}
 
 /* Validates every argument of hl_conv3d and fills g. Failures name the offending value. */
 static inline hl_status hl_conv3d_check(const hl_ctx *ctx, const hl_conv3d_shape *s,
@@ -56,9 +70,7 @@ static inline hl_status hl_conv3d_check(const hl_ctx *ctx, const hl_conv3d_shape
             return hl_fail(err, HELIOS_ERR_SHAPE, "conv3d: bias has %lld values, O=%lld",
                            (long long)hl_tensor_numel(b), (long long)g->O);
     }
-    g->To = hl_conv_out_len(g->T, g->kt, s->stride[0], s->pad[0], s->pad[1]);
-    g->Ho = hl_conv_out_len(g->H, g->kh, s->stride[1], s->pad[2], s->pad[3]);
-    g->Wo = hl_conv_out_len(g->W, g->kw, s->stride[2], s->pad[4], s->pad[5]);
+    hl_conv3d_geometry(s, w, g); /* the output lengths, now that the strides are >= 1 */
     int64_t nx, ny, t;
     if (!hl_mul_ok(g->N, g->C, &t) || !hl_mul_ok(t, g->T, &t) || !hl_mul_ok(t, g->H, &t) ||
         !hl_mul_ok(t, g->W, &nx) || !hl_mul_ok(g->N, g->O, &t) || !hl_mul_ok(t, g->To, &t) ||

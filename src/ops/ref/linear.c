@@ -8,11 +8,6 @@
 hl_status hl_ref_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
                         const hl_tensor *W, const hl_tensor *b, float *y, int64_t ldy) {
     int64_t N = W->shape[0], K = hl_tensor_numel(W) / (N ? N : 1);
-    if ((W->dtype != HL_F32 && W->dtype != HL_BF16 && W->dtype != HL_F16) || !hl_tensor_is_contiguous(W))
-        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear: weight must be a contiguous F32/BF16/F16 tensor (got %s)",
-                       hl_dtype_name(W->dtype));
-    if (b && (hl_tensor_numel(b) != N || (b->dtype != HL_F32 && b->dtype != HL_BF16 && b->dtype != HL_F16)))
-        return hl_fail(ctx->err, HELIOS_ERR_SHAPE, "linear: bias must be %lld float values", (long long)N);
     float *w = malloc((size_t)(K ? K : 1) * sizeof *w);
     if (!w) return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (K=%lld)", (long long)K);
     for (int64_t n = 0; n < N; n++) {
