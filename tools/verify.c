@@ -268,7 +268,7 @@ int cmd_verify(int argc, char **argv) {
         files[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(files, (size_t)n, sizeof *files, cmp_str);
+    if (n > 1) qsort(files, (size_t)n, sizeof *files, cmp_str); /* qsort(NULL, 0) is UB */
 
     helios_session_params sp;
     helios_session_params_init(&sp);
