@@ -19,7 +19,8 @@ if(DNNL_INCLUDE_DIR AND EXISTS "${DNNL_INCLUDE_DIR}/oneapi/dnnl/dnnl_version.h")
 endif()
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(DNNL REQUIRED_VARS DNNL_LIBRARY DNNL_INCLUDE_DIR
-                                  VERSION_VAR DNNL_VERSION)
+                                  VERSION_VAR DNNL_VERSION
+                                  REASON_FAILURE_MESSAGE "install Debian's libdnnl-dev (scripts/deps.sh installs every dependency)")
 if(DNNL_FOUND AND NOT TARGET DNNL::dnnl)
   add_library(DNNL::dnnl UNKNOWN IMPORTED)
   set_target_properties(DNNL::dnnl PROPERTIES IMPORTED_LOCATION "${DNNL_LIBRARY}"
