@@ -4,6 +4,12 @@
  * columns between checked untouched), in place, and moderately realistic shapes. A new backend
  * (a device one) runs every case by being added to k_backends.
  *
+ * The table has a gradient mode (OP_NORM_GRAD): the layernorm / rmsnorm forward with its save,
+ * then the backward, with and without affine weight / bias, with gradients left out (NULL), dx
+ * aliasing dy, and prefilled outputs (dx is overwritten, dw and db accumulate). Each backend's
+ * backward is compared with ref's; on the small shapes, ref's backward is itself checked against
+ * central finite differences of a double-precision forward (fd_check).
+ *
  * Outside the table: the vector math of the cpu backend (exp, tanh, bf16 rounding), the argument
  * checks (per backend), and a check that the comparison itself rejects wrong results.
  *
@@ -29,6 +35,20 @@
  *     statistical check (independent roundings cancel) that holds with margin >= 1.7 here.
  *   element-wise functions: |cpu - ref| <= 4e-6·|ref| + 2e-7·|x|: the absolute term covers
  *     the oracle itself, whose 1 + tanh(u) in double cancels to ~1e-16·|x| for u << 0.
+ *   norm backward, backend against ref (both from ref's saved statistics, so the backward alone
+ *     is judged; the backend's own saved statistics are compared with ref's at 1e-5): per
+ *     element, with u = 2^-24, x̂ = (x - mean)·rstd, g = dy ⊙ w and
+ *     S_i = |g_i| + mean|g| + |x̂_i|·mean|g ⊙ x̂| (the magnitudes that make up dx_i / rstd):
+ *       dx: (D + 8)·u·rstd·S_i — float32 sums of D terms for mean(g) and mean(g ⊙ x̂), <= D
+ *           roundings each in the worst case (the backend may sum sequentially), and a handful
+ *           of roundings of the element-wise terms;
+ *       dw: (2M + 6)·u·(Σ_rows |dy ⊙ x̂| + |dw₀|), db: (2M + 6)·u·(Σ_rows |dy| + |db₀|) —
+ *           three roundings per row term (x - mean, ·rstd, ·dy), M - 1 summing the rows, at most
+ *           M more merging per-thread partials, one adding to the prefilled dw₀, db₀.
+ *     These are worst-case bounds (measured <= 0.25 of them), so the 1e-5·max|ref| float32
+ *     rule must hold as well, a statistical check as for bf16 attention (measured <= 0.05; not
+ *     for dx at D = 1, see norm_grad_case). -v prints both.
+ *   norm backward, ref against finite differences: see fd_check.
  *
  * test_ops -v prints every comparison. */
 #include <float.h>
@@ -76,6 +96,12 @@ static float *frand(int64_t n, uint64_t seed, float amp) {
 static float *fconst(int64_t n, float v) {
     float *p = falloc(n);
     for (int64_t i = 0; i < n; i++) p[i] = v;
+    return p;
+}
+
+static float *fcopy(const float *src, int64_t n) {
+    float *p = falloc(n);
+    memcpy(p, src, (size_t)(n > 0 ? n : 0) * sizeof *p);
     return p;
 }
 
@@ -152,6 +178,7 @@ typedef enum {
     OP_ATTENTION,
     OP_ATTENTION_BIASED,
     OP_NORM,      /* layernorm, its affine and modulate forms, rmsnorm (± w) */
+    OP_NORM_GRAD, /* the gradient mode: layernorm / rmsnorm forward with save + backward */
     OP_ROPE,
     OP_SCALE_HEADS,
     OP_ADD_GATED,
@@ -162,7 +189,7 @@ typedef enum {
 } op_id;
 
 static const char *op_name[OP_COUNT] = {
-    "linear",  "attention",   "attention_biased", "norm",
+    "linear",  "attention",   "attention_biased", "norm",          "norm backward",
     "rope",    "scale_heads", "add_gated",        "gelu_tanh/silu", "gelu_tanh_mul",
     "relative_bias",
 };
@@ -221,6 +248,18 @@ typedef struct {
     float offset;
 } norm_args;
 
+enum { G_DX = 1, G_DW = 2, G_DB = 4 }; /* the gradients a backward case asks for */
+
+/* norm backward: rms or layernorm, with weight w and / or bias b (b: layernorm only), x [M, D]
+ * rows ldx apart, dy rows lddy apart, dx rows lddx apart (alias: dx is dy's buffer, lddx = lddy),
+ * want: G_* (the others are passed as NULL), eps of the forward, offset added to x. */
+typedef struct {
+    int rms, has_w, has_b;
+    int64_t M, D, ldx, lddy, lddx;
+    int want, alias;
+    float eps, offset;
+} grad_args;
+
 /* rope, scale_heads: M rows of H heads of width hd, rows ldx apart. */
 typedef struct {
     int64_t M;
@@ -262,6 +301,7 @@ typedef struct op_case {
         attention_args attention;
         biased_args biased;
         norm_args norm;
+        grad_args grad;
         heads_args heads; /* OP_ROPE, OP_SCALE_HEADS */
         add_gated_args add_gated;
         flat_args flat;
@@ -508,7 +548,8 @@ static void attention_case(const attention_args *a, uint64_t seed, const hl_ctx 
     snprintf(what, sizeof what, "%s: attention Sq=%lld Sk=%lld H=%d hd=%d %s%s ldo=%lld amp %g",
              bname(be), (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(a->dt),
              fused ? " fused" : "", (long long)ldo, a->amp_q);
-    hl_status s1 = hl_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, a->dt, o_ref, ldo);
+    hl_status s1 =
+        hl_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, a->dt, o_ref, ldo);
     hl_status s2 = hl_attention(be, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, a->dt, o_be, ldo);
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
     cmp_result r;
@@ -734,7 +775,8 @@ static void biased_checks(const hl_ctx *be) {
     float *o1 = falloc(Sq * w), *o2 = falloc(Sq * w);
     for (int d = 0; d < 2; d++) {
         hl_dtype dt = d ? HL_BF16 : HL_F32;
-        CHECK(hl_attention(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) == HL_OK &&
+        CHECK(hl_attention(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) ==
+                      HL_OK &&
                   hl_attention_biased(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, NULL,
                                       NULL, dt, o2, w) == HL_OK &&
                   memcmp(o1, o2, (size_t)(Sq * w) * sizeof *o1) == 0,
@@ -823,6 +865,445 @@ static void norm_checks(const hl_ctx *be) {
           "layernorm: ldx < D rejected");
     CHECK(hl_layernorm_modulate(be, 1, 4, z, 4, NULL, NULL, 1e-6f, z, 4) == HELIOS_ERR_INVALID_ARG,
           "layernorm_modulate: NULL scale rejected");
+}
+
+/* ---- normalisation backwards: the gradient mode ---------------------------------------------- */
+
+/* A backward case's inputs, from its seed: x [M, ldx] (+ offset), w and b [D] (NULL when the case
+ * has none), dy [M, lddy] with SENTINEL in the columns beyond D. */
+typedef struct {
+    float *x, *w, *b, *dy;
+} grad_inputs;
+
+static grad_inputs grad_inputs_make(const grad_args *a, uint64_t seed) {
+    grad_inputs in;
+    in.x = frand(a->M * a->ldx, seed, 1.0f);
+    for (int64_t i = 0; i < a->M * a->ldx; i++) in.x[i] += a->offset;
+    in.w = a->has_w ? frand(a->D, seed + 1, 1.0f) : NULL;
+    in.b = a->has_b ? frand(a->D, seed + 2, 1.0f) : NULL;
+    in.dy = frand(a->M * a->lddy, seed + 3, 1.0f);
+    pad_fill(in.dy, a->M, a->D, a->lddy);
+    return in;
+}
+
+static void grad_inputs_free(grad_inputs *in) {
+    free(in->x), free(in->w), free(in->b), free(in->dy);
+}
+
+/* The forward of the case into y [M, D] (dense), with save. */
+static hl_status grad_forward(const hl_ctx *c, const grad_args *a, const grad_inputs *in, float *y,
+                              hl_norm_saved *save) {
+    if (a->rms) return hl_rmsnorm(c, a->M, a->D, in->x, a->ldx, in->w, a->eps, y, a->D, save);
+    return hl_layernorm(c, a->M, a->D, in->x, a->ldx, in->w, in->b, a->eps, y, a->D, save);
+}
+
+/* The backward of the case from saved and dy (rows lddy apart) into the gradients it wants (the
+ * others NULL): dx rows lddx apart (dy's buffer itself when the case aliases them), dw, db. */
+static hl_status grad_backward(const hl_ctx *c, const grad_args *a, const grad_inputs *in,
+                               const hl_norm_saved *saved, const float *dy, float *dx, float *dw,
+                               float *db) {
+    float *gx = a->want & G_DX ? dx : NULL, *gw = a->want & G_DW ? dw : NULL,
+          *gb = a->want & G_DB ? db : NULL;
+    int64_t lddx = a->alias ? a->lddy : a->lddx;
+    if (a->rms)
+        return hl_rmsnorm_backward(c, a->M, a->D, in->x, a->ldx, in->w, saved, dy, a->lddy, gx,
+                                   lddx, gw);
+    return hl_layernorm_backward(c, a->M, a->D, in->x, a->ldx, in->w, saved, dy, a->lddy, gx, lddx,
+                                 gw, gb);
+}
+
+/* The gradient buffers of one backward call: dyb, a copy of dy (dx's storage too when the case
+ * aliases them); dx prefilled with values that an accumulating dx would add to; dw, db
+ * prefilled with dw0, db0 (they must accumulate onto them). */
+typedef struct {
+    float *dyb, *dx, *dw, *db;
+    int64_t lddx;
+} grad_outputs;
+
+static grad_outputs grad_outputs_make(const grad_args *a, const grad_inputs *in, uint64_t seed,
+                                      const float *dw0, const float *db0) {
+    grad_outputs o;
+    o.dyb = fcopy(in->dy, a->M * a->lddy);
+    if (a->alias) {
+        o.dx = o.dyb, o.lddx = a->lddy;
+    } else {
+        o.lddx = a->lddx;
+        o.dx = frand(a->M * a->lddx, seed + 6, 100.0f);
+        pad_fill(o.dx, a->M, a->D, a->lddx);
+    }
+    o.dw = fcopy(dw0, a->D);
+    o.db = fcopy(db0, a->D);
+    return o;
+}
+
+static void grad_outputs_free(const grad_args *a, grad_outputs *o) {
+    if (!a->alias) free(o->dx);
+    free(o->dyb), free(o->dw), free(o->db);
+}
+
+static void grad_name(char *buf, size_t n, const char *be_name, const grad_args *a) {
+    char dx[32] = "";
+    if (a->want & G_DX && a->alias) snprintf(dx, sizeof dx, "dx=dy ");
+    else if (a->want & G_DX) snprintf(dx, sizeof dx, "dx(ld %lld) ", (long long)a->lddx);
+    snprintf(buf, n, "%s: %s_backward%s%s M=%lld D=%lld ldx=%lld lddy=%lld %s%s%seps %g off %g",
+             be_name, a->rms ? "rmsnorm" : "layernorm", a->has_w ? " w" : "", a->has_b ? " b" : "",
+             (long long)a->M, (long long)a->D, (long long)a->ldx, (long long)a->lddy, dx,
+             a->want & G_DW ? "dw " : "", a->want & G_DB ? "db " : "", (double)a->eps,
+             (double)a->offset);
+}
+
+/* Backend against ref on one backward case. The forward with save must match ref's (output and
+ * statistics); the backward runs on both from ref's saved statistics (the struct is the interface
+ * between a forward and a backward), and is judged with the element bounds at the top. */
+static void norm_grad_case(const grad_args *a, uint64_t seed, const hl_ctx *be) {
+    const int64_t M = a->M, D = a->D;
+    const double u = ldexp(1, -24);
+    grad_inputs in = grad_inputs_make(a, seed);
+    char what[200], sub[260];
+    grad_name(what, sizeof what, bname(be), a);
+
+    /* forward with save */
+    float *y_ref = falloc(M * D), *y_be = falloc(M * D);
+    float *mean_ref = fconst(M, NAN), *rstd_ref = fconst(M, NAN);
+    float *mean_be = fconst(M, NAN), *rstd_be = fconst(M, NAN);
+    hl_norm_saved s_ref = {a->rms ? NULL : mean_ref, rstd_ref};
+    hl_norm_saved s_be = {a->rms ? NULL : mean_be, rstd_be};
+    hl_status s1 = grad_forward(&g_ref, a, &in, y_ref, &s_ref);
+    hl_status s2 = grad_forward(be, a, &in, y_be, &s_be);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: forward status %d %d (%s)", what, s1, s2, g_err.msg);
+    cmp_result r = compare(y_be, D, y_ref, D, M, D, NULL, 0, 1e-5);
+    snprintf(sub, sizeof sub, "%s (forward y)", what);
+    report(sub, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+    r = compare(rstd_be, M, rstd_ref, M, 1, M, NULL, 0, 1e-5);
+    snprintf(sub, sizeof sub, "%s (saved rstd)", what);
+    report(sub, r);
+    CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+    if (!a->rms) {
+        /* the mean to 1e-5 of the rows' scale max|x| (it is near 0 for centred rows) */
+        float *bound = fconst(M, (float)(1e-5 * (fabs(a->offset) + 1.0)));
+        r = compare(mean_be, M, mean_ref, M, 1, M, bound, M, 0);
+        snprintf(sub, sizeof sub, "%s (saved mean)", what);
+        report(sub, r);
+        CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+        free(bound);
+    }
+
+    /* backward, both from ref's statistics, onto prefilled outputs */
+    float *dw0 = frand(D, seed + 4, 1.0f), *db0 = frand(D, seed + 5, 1.0f);
+    grad_outputs o_ref = grad_outputs_make(a, &in, seed, dw0, db0);
+    grad_outputs o_be = grad_outputs_make(a, &in, seed, dw0, db0);
+    s1 = grad_backward(&g_ref, a, &in, &s_ref, o_ref.dyb, o_ref.dx, o_ref.dw, o_ref.db);
+    s2 = grad_backward(be, a, &in, &s_ref, o_be.dyb, o_be.dx, o_be.dw, o_be.db);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
+
+    /* the element bounds (top of the file), from x̂ and g in double */
+    float *bx = falloc(M * o_be.lddx), *bw = falloc(D), *bb = falloc(D);
+    double *sw = calloc((size_t)D, sizeof *sw), *sb = calloc((size_t)D, sizeof *sb);
+    if (!sw || !sb) exit(2);
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = in.x + m * a->ldx, *dyr = in.dy + m * a->lddy;
+        const double mu = a->rms ? 0.0 : mean_ref[m], rs = rstd_ref[m];
+        double ag = 0, agx = 0;
+        for (int64_t i = 0; i < D; i++) {
+            double xh = (xr[i] - mu) * rs, g = (double)dyr[i] * (in.w ? in.w[i] : 1.0);
+            ag += fabs(g), agx += fabs(g * xh);
+            sw[i] += fabs(dyr[i] * xh), sb[i] += fabs(dyr[i]);
+        }
+        ag /= (double)D, agx /= (double)D;
+        for (int64_t i = 0; i < D; i++) {
+            double xh = (xr[i] - mu) * rs, g = (double)dyr[i] * (in.w ? in.w[i] : 1.0);
+            double S = fabs(g) + ag + fabs(xh) * agx;
+            bx[m * o_be.lddx + i] = (float)((double)(D + 8) * u * rs * S + 1e-37);
+        }
+    }
+    for (int64_t i = 0; i < D; i++) {
+        bw[i] = (float)((2.0 * M + 6) * u * (sw[i] + fabs(dw0[i])) + 1e-37);
+        bb[i] = (float)((2.0 * M + 6) * u * (sb[i] + fabs(db0[i])) + 1e-37);
+    }
+    if (a->want & G_DX) {
+        r = compare(o_be.dx, o_be.lddx, o_ref.dx, o_ref.lddx, M, D, bx, o_be.lddx, 0);
+        cmp_result rn = compare(o_be.dx, o_be.lddx, o_ref.dx, o_ref.lddx, M, D, NULL, 0, 1e-5);
+        snprintf(sub, sizeof sub, "%s (dx; against 1e-5 max|ref|: %.3g)", what, rn.worst);
+        report(sub, r);
+        CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+        /* the statistical rule, except at D = 1 where rmsnorm's dx = rstd·g·(1 - x̂²) =
+         * rstd³·eps·g is all cancellation (measured <= 0.05 of it elsewhere) */
+        if (D > 1) CHECK(cmp_ok(rn), "%s: err/(1e-5 max|ref|) %.3g", sub, rn.worst);
+        CHECK(pad_intact(o_be.dx, M, D, o_be.lddx), "%s: wrote outside [M, D] of dx", what);
+    }
+    if (!a->alias)
+        CHECK(memcmp(o_be.dyb, in.dy, (size_t)(M * a->lddy) * sizeof *in.dy) == 0,
+              "%s: dy modified", what);
+    if (a->want & G_DW) {
+        r = compare(o_be.dw, D, o_ref.dw, D, 1, D, bw, D, 0);
+        cmp_result rn = compare(o_be.dw, D, o_ref.dw, D, 1, D, NULL, 0, 1e-5);
+        snprintf(sub, sizeof sub, "%s (dw; against 1e-5 max|ref|: %.3g)", what, rn.worst);
+        report(sub, r);
+        CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+        CHECK(cmp_ok(rn), "%s: err/(1e-5 max|ref|) %.3g", sub, rn.worst);
+    }
+    if (a->want & G_DB) {
+        r = compare(o_be.db, D, o_ref.db, D, 1, D, bb, D, 0);
+        cmp_result rn = compare(o_be.db, D, o_ref.db, D, 1, D, NULL, 0, 1e-5);
+        snprintf(sub, sizeof sub, "%s (db; against 1e-5 max|ref|: %.3g)", what, rn.worst);
+        report(sub, r);
+        CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+        CHECK(cmp_ok(rn), "%s: err/(1e-5 max|ref|) %.3g", sub, rn.worst);
+    }
+
+    grad_outputs_free(a, &o_ref), grad_outputs_free(a, &o_be);
+    free(bx), free(bw), free(bb), free(sw), free(sb), free(dw0), free(db0);
+    free(y_ref), free(y_be), free(mean_ref), free(rstd_ref), free(mean_be), free(rstd_be);
+    grad_inputs_free(&in);
+}
+
+/* ---- ref's backward against finite differences ----------------------------------------------- *
+ * L = Σ dy ⊙ y over the M rows, y the forward in double (norm_loss_row) on the same float inputs
+ * and eps; each gradient element by central differences (L(p + h) - L(p - h)) / 2h.
+ *   x: h = 1e-5·σ_m, σ_m = 1/rstd_m the row's scale (L varies on that scale in x). Truncation
+ *      ~ h²/6·|∂³L| ~ 1e-10·|∂L| (each derivative brings a 1/σ); rounding ~ 2^-53·Σ_i|dy_i y_i|/h,
+ *      about 1e-9 of rstd·mean|g| for D <= 131.
+ *   w, b: L is linear in them, so only rounding: h = 1e-3, error ~ 2^-53·Σ|dy ⊙ y|/h ~ 1e-10.
+ * That is far below what is judged. ref computes in double but reads the saved statistics as
+ * float (each rounded: |Δrstd| <= u·rstd, |Δmean| <= u·|mean|, u = 2^-24), so its x̂ is off by
+ * <= u·|x̂| + u·rstd·|mean| (the second term does not shrink with x̂), and it rounds its results
+ * to float. Carrying these through the formulas of ops.h (exact x̂ and g, S_i as at the top,
+ * T_i = mean|g ⊙ x̂| + |x̂_i|·mean|g|, the terms the mean's rounding reaches):
+ *   dx: rstd·u·(4·S_i + rstd·|mean|·T_i)  (rstd in front, x̂_i and mean(g ⊙ x̂) each carry
+ *       u·|x̂| and the mean shift, one output rounding)
+ *   dw: u·Σ_rows |dy|·(2·|x̂| + rstd·|mean|)  (each term of the double sum, one output rounding)
+ *   db: u·Σ_rows |dy|  (one rounding of a double sum)
+ * The checks allow twice these (for the finite differences and second-order terms). Measured
+ * (-v): <= 0.34 of the allowance. Then the conventions of ops.h on ref itself: a second call on
+ * the same buffers overwrites dx (bit-identical result) and adds the same increment to dw, db
+ * again (within 2·2^-23 of twice the first result: the increment and the sum round once each). */
+
+/* Row statistics in double: the mean (0 for rms) and rstd of the forward. */
+static void row_stats_d(int rms, const double *x, int64_t D, double eps, double *mu, double *rs) {
+    double s = 0, ss = 0;
+    for (int64_t i = 0; !rms && i < D; i++) s += x[i];
+    *mu = rms ? 0.0 : s / (double)D;
+    for (int64_t i = 0; i < D; i++) ss += (x[i] - *mu) * (x[i] - *mu);
+    *rs = 1.0 / sqrt(ss / (double)D + eps);
+}
+
+/* Σ_i dy_i·y_i of one row, y the forward in double (rmsnorm is layernorm without the mean). */
+static double norm_loss_row(int rms, const double *x, int64_t D, const double *w, const double *b,
+                            double eps, const float *dy) {
+    double mu, rs, L = 0;
+    row_stats_d(rms, x, D, eps, &mu, &rs);
+    for (int64_t i = 0; i < D; i++)
+        L += dy[i] * ((x[i] - mu) * rs * (w ? w[i] : 1.0) + (b ? b[i] : 0.0));
+    return L;
+}
+
+/* max over elements of |got - want| / bound (inf for a non-finite got), and the largest error. */
+static cmp_result compare_d(const float *got, int64_t ldg, const double *want,
+                            const double *bound, int64_t rows, int64_t cols) {
+    cmp_result r = {0, 0, 0};
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            double g = got[i * ldg + j], w = want[i * cols + j], d = fabs(g - w);
+            if (!isfinite(g)) d = INFINITY;
+            r.max_ref = fmax(r.max_ref, fabs(w));
+            r.max_err = fmax(r.max_err, d);
+            double q = d == 0 ? 0 : d / (bound[i * cols + j] > 0 ? bound[i * cols + j] : 1e-300);
+            if (q > r.worst) r.worst = q;
+        }
+    return r;
+}
+
+static void fd_check(const grad_args *a, uint64_t seed) {
+    const int64_t M = a->M, D = a->D;
+    const double u = ldexp(1, -24), eps = a->eps;
+    grad_inputs in = grad_inputs_make(a, seed);
+    char what[200], sub[260];
+    grad_name(what, sizeof what, "ref vs finite differences", a);
+
+    float *y = falloc(M * D), *mean = falloc(M), *rstd = falloc(M), *zero = fconst(D, 0.0f);
+    hl_norm_saved save = {a->rms ? NULL : mean, rstd};
+    grad_outputs o = grad_outputs_make(a, &in, seed, zero, zero);
+    hl_status s1 = grad_forward(&g_ref, a, &in, y, &save);
+    hl_status s2 = grad_backward(&g_ref, a, &in, &save, o.dyb, o.dx, o.dw, o.db);
+    CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
+
+    /* the finite differences and the bounds, in double */
+    double *gx = calloc((size_t)(M * D), sizeof *gx), *bx = calloc((size_t)(M * D), sizeof *bx);
+    double *gw = calloc((size_t)D, sizeof *gw), *bw = calloc((size_t)D, sizeof *bw);
+    double *gb = calloc((size_t)D, sizeof *gb), *bb = calloc((size_t)D, sizeof *bb);
+    double *xd = calloc((size_t)D, sizeof *xd), *wd = calloc((size_t)D, sizeof *wd);
+    double *bd = calloc((size_t)D, sizeof *bd);
+    if (!gx || !bx || !gw || !bw || !gb || !bb || !xd || !wd || !bd) exit(2);
+    for (int64_t i = 0; i < D; i++) wd[i] = in.w ? in.w[i] : 1.0, bd[i] = in.b ? in.b[i] : 0.0;
+    for (int64_t m = 0; m < M; m++) {
+        const float *dyr = in.dy + m * a->lddy;
+        for (int64_t i = 0; i < D; i++) xd[i] = in.x[m * a->ldx + i];
+        double mu, rs;
+        row_stats_d(a->rms, xd, D, eps, &mu, &rs);
+        const double hx = 1e-5 / rs, hp = 1e-3, shift = rs * fabs(mu);
+        for (int64_t i = 0; i < D; i++) {
+            const double xi = xd[i], wi = wd[i], bi = bd[i];
+            xd[i] = xi + hx;
+            double Lp = norm_loss_row(a->rms, xd, D, wd, bd, eps, dyr);
+            xd[i] = xi - hx;
+            double Lm = norm_loss_row(a->rms, xd, D, wd, bd, eps, dyr);
+            xd[i] = xi;
+            gx[m * D + i] = (Lp - Lm) / (2 * hx);
+            wd[i] = wi + hp;
+            Lp = norm_loss_row(a->rms, xd, D, wd, bd, eps, dyr);
+            wd[i] = wi - hp;
+            Lm = norm_loss_row(a->rms, xd, D, wd, bd, eps, dyr);
+            wd[i] = wi;
+            gw[i] += (Lp - Lm) / (2 * hp);
+            bd[i] = bi + hp;
+            Lp = norm_loss_row(a->rms, xd, D, wd, bd, eps, dyr);
+            bd[i] = bi - hp;
+            Lm = norm_loss_row(a->rms, xd, D, wd, bd, eps, dyr);
+            bd[i] = bi;
+            gb[i] += (Lp - Lm) / (2 * hp);
+        }
+        double ag = 0, agx = 0;
+        for (int64_t i = 0; i < D; i++) {
+            double xh = (xd[i] - mu) * rs, g = dyr[i] * wd[i];
+            ag += fabs(g), agx += fabs(g * xh);
+            bw[i] += 2 * u * fabs(dyr[i]) * (2 * fabs(xh) + shift);
+            bb[i] += 2 * u * fabs(dyr[i]);
+        }
+        ag /= (double)D, agx /= (double)D;
+        for (int64_t i = 0; i < D; i++) {
+            double xh = (xd[i] - mu) * rs, g = dyr[i] * wd[i];
+            double S = fabs(g) + ag + fabs(xh) * agx, T = agx + fabs(xh) * ag;
+            bx[m * D + i] = 2 * u * rs * (4 * S + shift * T);
+        }
+    }
+    const struct {
+        int bit;
+        const char *name;
+        const float *got;
+        int64_t rows, ld;
+        const double *want, *bound;
+    } grads[3] = {{G_DX, "dx", o.dx, M, o.lddx, gx, bx},
+                  {G_DW, "dw", o.dw, 1, D, gw, bw},
+                  {G_DB, "db", o.db, 1, D, gb, bb}};
+    for (int k = 0; k < 3; k++) {
+        if (!(a->want & grads[k].bit)) continue;
+        cmp_result r = compare_d(grads[k].got, grads[k].ld, grads[k].want, grads[k].bound,
+                                 grads[k].rows, D);
+        snprintf(sub, sizeof sub, "%s (%s)", what, grads[k].name);
+        report(sub, r);
+        CHECK(cmp_ok(r), "%s: err/allowed %.3g", sub, r.worst);
+    }
+    if (a->want & G_DX)
+        CHECK(pad_intact(o.dx, M, D, o.lddx), "%s: wrote outside [M, D] of dx", what);
+
+    /* overwrite dx, accumulate dw and db: call again on the same buffers (dy restored first
+     * where dx is dy's buffer) */
+    float *dx1 = fcopy(o.dx, M * o.lddx), *dw1 = fcopy(o.dw, D), *db1 = fcopy(o.db, D);
+    if (a->alias) memcpy(o.dyb, in.dy, (size_t)(M * a->lddy) * sizeof *in.dy);
+    CHECK(grad_backward(&g_ref, a, &in, &save, o.dyb, o.dx, o.dw, o.db) == HL_OK,
+          "%s: second call", what);
+    if (a->want & G_DX)
+        CHECK(memcmp(dx1, o.dx, (size_t)(M * o.lddx) * sizeof *dx1) == 0,
+              "%s: dx not overwritten", what);
+    int acc_ok = 1;
+    for (int64_t i = 0; i < D; i++) {
+        if ((a->want & G_DW) && fabs(o.dw[i] - 2.0 * dw1[i]) > ldexp(1, -22) * fabs(dw1[i]))
+            acc_ok = 0;
+        if ((a->want & G_DB) && fabs(o.db[i] - 2.0 * db1[i]) > ldexp(1, -22) * fabs(db1[i]))
+            acc_ok = 0;
+    }
+    CHECK(acc_ok, "%s: dw / db not accumulated", what);
+
+    free(dx1), free(dw1), free(db1), free(gx), free(bx), free(gw), free(bw), free(gb), free(bb);
+    free(xd), free(wd), free(bd), free(y), free(mean), free(rstd), free(zero);
+    grad_outputs_free(a, &o);
+    grad_inputs_free(&in);
+}
+
+/* FD runs on the small shapes only: its cost is O(M·D²). */
+static int fd_small(const grad_args *a) { return a->M <= 13 && a->D <= 131; }
+
+static void add_grad(int rms, int has_w, int has_b, int64_t M, int64_t D, int64_t ldx,
+                     int64_t lddy, int64_t lddx, int want, int alias, float eps, float offset,
+                     uint64_t seed) {
+    int avail = G_DX | (has_w ? G_DW : 0) | (has_b ? G_DB : 0);
+    want &= avail;
+    if (!want) want = G_DX;
+    if (!(want & G_DX)) alias = 0;
+    add_case((op_case){OP_NORM_GRAD, seed,
+                       .u.grad = {rms, has_w, has_b, M, D, ldx, lddy, alias ? lddy : lddx, want,
+                                  alias, eps, offset}});
+}
+
+static void grad_cases(void) {
+    /* layernorm without affine, w only, b only (w = NULL, db still wanted), w and b; rmsnorm
+     * without and with w */
+    static const struct {
+        int rms, w, b;
+    } var[] = {{0, 0, 0}, {0, 1, 0}, {0, 0, 1}, {0, 1, 1}, {1, 0, 0}, {1, 1, 0}};
+    const int64_t Ms[] = {1, 7, 13}, Ds[] = {1, 3, 61, 131};
+    /* what is asked for, along the loop: everything, dx alone, the parameters alone */
+    const int wants[] = {G_DX | G_DW | G_DB, G_DX, G_DX | G_DW | G_DB, G_DW | G_DB, G_DX | G_DB};
+    uint64_t seed = 2000;
+    int i = 0;
+    for (int v = 0; v < 6; v++)
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 4; b++, i++) {
+                int64_t D = Ds[b];
+                /* views: x, dy and dx with their own strides; dx == dy every fourth case; a
+                 * large eps (it enters rstd, hence the gradient, visibly) every fourth; a large
+                 * mean every sixth */
+                add_grad(var[v].rms, var[v].w, var[v].b, Ms[a], D, i % 2 ? D + 3 : D,
+                         i % 3 ? D + 5 : D, i % 3 == 2 ? D + 2 : D, wants[i % 5], i % 4 == 1,
+                         i % 4 == 3 ? 0.1f : 1e-6f, i % 6 == 5 ? 30.0f : 0.0f, seed++);
+            }
+    /* realistic rows, past the threads threshold (per-thread partial sums of dw, db), strided;
+     * a large mean; a head slice of q normalised in place with dx == dy */
+    for (int v = 0; v < 6; v++) {
+        add_grad(var[v].rms, var[v].w, var[v].b, 97, 1536, 1536 + 7, 1536, 1536 + 2,
+                 G_DX | G_DW | G_DB, 0, 1e-6f, 0.0f, seed++);
+        add_grad(var[v].rms, var[v].w, var[v].b, 301, 128, 1536, 1536, 1536, G_DX | G_DW | G_DB,
+                 1, 1e-6f, 0.0f, seed++);
+    }
+    add_grad(0, 1, 1, 13, 1536, 1536, 1536, 1536, G_DX | G_DW | G_DB, 0, 1e-6f, 300.0f, seed++);
+}
+
+/* The argument checks of the forward save and the backwards (ops.c), on one backend. */
+static void grad_checks(const hl_ctx *be) {
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, dy[8] = {1, 1, 1, 1, 1, 1, 1, 1}, dx[8];
+    float w[4] = {1, 1, 1, 1}, y[8], mean[2], rstd[2], dw[4] = {0};
+    hl_norm_saved s = {mean, rstd}, no_rstd = {mean, NULL}, no_mean = {NULL, rstd};
+    CHECK(hl_layernorm(be, 2, 4, x, 4, w, NULL, 1e-6f, y, 4, &no_rstd) == HELIOS_ERR_INVALID_ARG,
+          "layernorm: save without rstd rejected");
+    CHECK(hl_layernorm(be, 2, 4, x, 4, w, NULL, 1e-6f, y, 4, &no_mean) == HELIOS_ERR_INVALID_ARG,
+          "layernorm: save without mean rejected");
+    CHECK(hl_rmsnorm(be, 2, 4, x, 4, w, 1e-6f, y, 4, &no_mean) == HL_OK,
+          "rmsnorm: save without mean accepted");
+    CHECK(hl_layernorm(be, 2, 4, x, 4, w, NULL, 1e-6f, y, 4, &s) == HL_OK, "layernorm with save");
+    CHECK(hl_layernorm_backward(be, 2, 4, x, 4, NULL, &s, dy, 4, dx, 4, dw, NULL) ==
+              HELIOS_ERR_INVALID_ARG,
+          "layernorm_backward: dw without w rejected");
+    CHECK(hl_rmsnorm_backward(be, 2, 4, x, 4, NULL, &s, dy, 4, dx, 4, dw) ==
+              HELIOS_ERR_INVALID_ARG,
+          "rmsnorm_backward: dw without w rejected");
+    CHECK(hl_layernorm_backward(be, 1, 4, x, 4, w, &s, dx, 4, dx, 3, dw, NULL) ==
+              HELIOS_ERR_INVALID_ARG,
+          "layernorm_backward: lddx < D rejected");
+    CHECK(hl_layernorm_backward(be, 1, 4, x, 4, w, &s, dx, 8, dx, 4, dw, NULL) ==
+              HELIOS_ERR_INVALID_ARG,
+          "layernorm_backward: dx == dy with lddx != lddy rejected");
+    CHECK(hl_rmsnorm_backward(be, 1, 4, x, 4, w, &s, dy, 4, x, 4, dw) == HELIOS_ERR_INVALID_ARG,
+          "rmsnorm_backward: dx == x rejected");
+    CHECK(hl_layernorm_backward(be, 2, 4, x, 4, w, &no_mean, dy, 4, dx, 4, dw, NULL) ==
+              HELIOS_ERR_INVALID_ARG,
+          "layernorm_backward: saved without mean rejected");
+    CHECK(hl_rmsnorm_backward(be, 2, 4, x, 4, w, NULL, dy, 4, dx, 4, dw) == HELIOS_ERR_INVALID_ARG,
+          "rmsnorm_backward: NULL saved rejected");
+    CHECK(hl_layernorm_backward(be, 2, 4, x, 4, w, NULL, dy, 4, NULL, 4, NULL, NULL) == HL_OK,
+          "layernorm_backward: nothing asked for is HL_OK");
+    CHECK(hl_rmsnorm_backward(be, 0, 4, x, 4, w, NULL, dy, 4, dx, 4, dw) == HL_OK,
+          "rmsnorm_backward: M = 0");
 }
 
 /* ---- rope, scale_heads, add_gated ------------------------------------------------------------ */
@@ -1070,6 +1551,7 @@ static void build_cases(void) {
     attention_cases();
     biased_cases();
     norm_cases();
+    grad_cases();
     rows_cases();
     flat_cases();
     umt5_cases();
@@ -1082,6 +1564,7 @@ static void op_case_run(const op_case *c, const hl_ctx *be) {
     case OP_ATTENTION: attention_case(&c->u.attention, c->seed, be); break;
     case OP_ATTENTION_BIASED: biased_case(&c->u.biased, c->seed, be); break;
     case OP_NORM: norm_case(&c->u.norm, c->seed, be); break;
+    case OP_NORM_GRAD: norm_grad_case(&c->u.grad, c->seed, be); break;
     case OP_ROPE: rope_case(&c->u.heads, c->seed, be); break;
     case OP_SCALE_HEADS: scale_heads_case(&c->u.heads, c->seed, be); break;
     case OP_ADD_GATED: add_gated_case(&c->u.add_gated, c->seed, be); break;
@@ -1099,6 +1582,7 @@ static void backend_checks(const hl_ctx *be) {
     attention_checks(be);
     biased_checks(be);
     norm_checks(be);
+    grad_checks(be);
     rows_checks(be);
     flat_checks(be);
     umt5_checks(be);
@@ -1111,6 +1595,12 @@ int main(int argc, char **argv) {
     test_vec_math();
     build_cases();
 
+    /* ref's own backward against finite differences (the oracle of the gradient mode) */
+    int n_fd = 0;
+    for (int i = 0; i < g_ncases; i++)
+        if (g_cases[i].op == OP_NORM_GRAD && fd_small(&g_cases[i].u.grad))
+            fd_check(&g_cases[i].u.grad, g_cases[i].seed), n_fd++;
+
     for (int b = 0; b < N_BACKENDS; b++) {
         backend_checks(&g_be[b]);
         for (int i = 0; i < g_ncases; i++) op_case_run(&g_cases[i], &g_be[b]);
@@ -1120,7 +1610,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < g_ncases; i++) per_op[g_cases[i].op]++;
     printf("test_ops: %d cases x %d backend(s) (", g_ncases, N_BACKENDS);
     for (int k = 0; k < OP_COUNT; k++) printf("%s%s %d", k ? ", " : "", op_name[k], per_op[k]);
-    printf(")\n");
+    printf("); %d backward cases checked against finite differences\n", n_fd);
     free(g_cases);
     return test_done("test_ops");
 }
