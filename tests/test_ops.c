@@ -1,8 +1,8 @@
-/* Ops: a table of cases crossed with a list of backends. Every backend of k_backends (today the
- * cpu backend) runs every case of the table, and its result is judged against the scalar oracle
+/* Ops: a table of cases crossed with a list of backends. Every backend of test_backends
+ * (test_util.h; today the cpu backend) runs every case of the table, and its result is judged against the scalar oracle
  * hl_ref_<op> on the same inputs: odd shapes (primes), non-contiguous views (ld > width, with the
  * columns between checked untouched), in place, and moderately realistic shapes. A new backend
- * (a device one) runs every case by being added to k_backends.
+ * (a device one) runs every case by being added to test_backends.
  *
  * The table has a gradient mode (OP_NORM_GRAD): the layernorm / rmsnorm forward with its save,
  * then the backward, with and without affine weight / bias, with gradients left out (NULL), dx
@@ -63,13 +63,7 @@
 
 static int g_verbose;
 static hl_error g_err;
-static hl_ctx g_ref; /* the oracle (test_ctx, in main) */
-
-/* The backends judged against ref: every case of the table and every argument check runs on
- * each. Adding a backend (a device one) is adding its kind here. */
-static const helios_backend k_backends[] = {HELIOS_BACKEND_CPU};
-enum { N_BACKENDS = (int)(sizeof k_backends / sizeof k_backends[0]) };
-static hl_ctx g_be[N_BACKENDS];
+static hl_ctx g_ref; /* the oracle (test_ctx, in main); the backends judged: test_backends */
 
 static const char *bname(const hl_ctx *be) { return hl_backend_name(be->backend); }
 
@@ -171,7 +165,7 @@ static hl_tensor make_tensor(const float *f, int64_t N, int64_t K, hl_dtype dt, 
  * One case = an op, its shapes / views / dtypes / variant, and a seed for its inputs. The runner
  * of the op (op_case_run) makes the inputs from the seed, runs ref and one backend, and judges
  * the backend with the op's tolerance (top of the file). The table is filled once (build_cases)
- * and main crosses it with k_backends. */
+ * and main crosses it with test_backends (every case, every argument check, on each). */
 
 typedef enum {
     OP_LINEAR,
@@ -1591,7 +1585,6 @@ static void backend_checks(const hl_ctx *be) {
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
     g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
-    for (int b = 0; b < N_BACKENDS; b++) g_be[b] = test_ctx(k_backends[b], &g_err);
     test_vec_math();
     build_cases();
 
@@ -1601,14 +1594,15 @@ int main(int argc, char **argv) {
         if (g_cases[i].op == OP_NORM_GRAD && fd_small(&g_cases[i].u.grad))
             fd_check(&g_cases[i].u.grad, g_cases[i].seed), n_fd++;
 
-    for (int b = 0; b < N_BACKENDS; b++) {
-        backend_checks(&g_be[b]);
-        for (int i = 0; i < g_ncases; i++) op_case_run(&g_cases[i], &g_be[b]);
+    for (int b = 0; b < test_n_backends; b++) {
+        hl_ctx be = test_ctx(test_backends[b], &g_err);
+        backend_checks(&be);
+        for (int i = 0; i < g_ncases; i++) op_case_run(&g_cases[i], &be);
     }
 
     int per_op[OP_COUNT] = {0};
     for (int i = 0; i < g_ncases; i++) per_op[g_cases[i].op]++;
-    printf("test_ops: %d cases x %d backend(s) (", g_ncases, N_BACKENDS);
+    printf("test_ops: %d cases x %d backend(s) (", g_ncases, test_n_backends);
     for (int k = 0; k < OP_COUNT; k++) printf("%s%s %d", k ? ", " : "", op_name[k], per_op[k]);
     printf("); %d backward cases checked against finite differences\n", n_fd);
     free(g_cases);
