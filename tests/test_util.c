@@ -56,6 +56,9 @@ unsigned char *read_file(const char *path, size_t *n) {
     return b;
 }
 
+const helios_backend test_backends[] = {HELIOS_BACKEND_CPU};
+const int test_n_backends = (int)(sizeof test_backends / sizeof test_backends[0]);
+
 hl_ctx test_ctx(helios_backend kind, hl_error *err) {
     hl_ctx c = {hl_backend_shared(kind), err};
     if (!c.backend) {

@@ -40,4 +40,9 @@ const char *vector_path(const char *name);
  * into err (may be NULL). Exits with a message when the backend cannot be made. */
 hl_ctx test_ctx(helios_backend kind, hl_error *err);
 
+/* The backends the op tests (test_ops, test_vae_ops) judge against ref: each runs every case.
+ * A new backend (a device one) is tested by adding its kind here. */
+extern const helios_backend test_backends[];
+extern const int test_n_backends;
+
 #endif

@@ -1,6 +1,8 @@
-/* VAE ops: every hl_cpu_<op> of the "convolution / resampling" section of ops.h against the
- * scalar oracle hl_ref_<op>, on odd shapes, both layouts and both dtypes; plus weight packs,
- * accumulation, and the argument checks.
+/* VAE ops: every op of the "convolution / resampling" section of ops.h, on each backend of
+ * test_backends (test_util.h: today cpu), against the scalar oracle hl_ref_<op>, on odd shapes,
+ * both layouts and both dtypes; plus weight packs, accumulation, and the argument checks. (Not
+ * in test_ops's case table: the conv cases are their own table here, crossed with the same
+ * backend list.)
  *
  * Tolerances (per element, from the unit roundoffs, as tests/test_ops.c argues for linear):
  *   conv, f32 weights and f32 x: |cpu - ref| <= (2K + 4)·2^-24 · Σ|x·w| + 2^-23·|ref|, K the
@@ -22,8 +24,7 @@
 
 static int g_verbose;
 static hl_error g_err;
-static hl_ctx g_cpu; /* test_ctx, in main */
-static hl_ctx g_ref;
+static hl_ctx g_ref; /* the oracle (test_ctx, in main); the backends judged: test_backends */
 
 static void *xalloc(size_t n) {
     void *p = calloc(n ? n : 1, 1);
@@ -79,7 +80,7 @@ typedef struct conv_case {
     int accumulate;
 } conv_case;
 
-static void run_conv_case(const conv_case *cc) {
+static void run_conv_case(const conv_case *cc, const hl_ctx *be) {
     hl_conv3d_shape s = {cc->layout, cc->x_dt, cc->N, cc->C, cc->T, cc->H, cc->W,
                          {cc->stride[0], cc->stride[1], cc->stride[2]},
                          {cc->pad[0], cc->pad[1], cc->pad[2], cc->pad[3], cc->pad[4], cc->pad[5]},
@@ -107,8 +108,9 @@ static void run_conv_case(const conv_case *cc) {
     memcpy(y1, y0, (size_t)ny * sizeof *y1); /* the residual accumulate adds to */
     hl_status st0 = hl_conv3d(&g_ref, &s, x, &w, bd ? &b : NULL, NULL, y0);
     hl_conv_pack *pack = NULL;
-    hl_status st1 = hl_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, &pack, y1);
-    CHECK(st0 == HL_OK && st1 == HL_OK, "%s: status ref %d cpu %d (%s)", cc->name, st0, st1, g_err.msg);
+    hl_status st1 = hl_conv3d(be, &s, x, &w, bd ? &b : NULL, &pack, y1);
+    CHECK(st0 == HL_OK && st1 == HL_OK, "%s: status ref %d %s %d (%s)", cc->name, st0,
+          hl_backend_name(be->backend), st1, g_err.msg);
 
     /* bound: ref conv of |x|, |w| (plus |residual| when accumulating) */
     float *ax = xalloc((size_t)nx * sizeof *ax), *aw = xalloc((size_t)nw * sizeof *aw);
@@ -124,16 +126,17 @@ static void run_conv_case(const conv_case *cc) {
     double c = round_x + (2.0 * K + 4) / 16777216.0;
     double err, q = worst_ratio(y1, y0, bound, ny, 1.0 / 8388608.0, 1e-30, c, &err);
     if (g_verbose || q > 1)
-        printf("  conv3d %-44s max err %.3g, err/allowed %.3g\n", cc->name, err, q);
-    CHECK(q <= 1, "conv3d %s: err/allowed %.3g", cc->name, q);
+        printf("  %s: conv3d %-44s max err %.3g, err/allowed %.3g\n",
+               hl_backend_name(be->backend), cc->name, err, q);
+    CHECK(q <= 1, "%s: conv3d %s: err/allowed %.3g", hl_backend_name(be->backend), cc->name, q);
 
     /* the pack is reused: a second call gives the identical result */
     if (st1 == HL_OK && !cc->accumulate) {
         float *y2 = xalloc((size_t)ny * sizeof *y2);
-        CHECK(hl_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, &pack, y2) == HL_OK, "second call");
+        CHECK(hl_conv3d(be, &s, x, &w, bd ? &b : NULL, &pack, y2) == HL_OK, "second call");
         CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result with the reused pack differs", cc->name);
         /* and without a pack */
-        CHECK(hl_conv3d(&g_cpu, &s, x, &w, bd ? &b : NULL, NULL, y2) == HL_OK, "no pack");
+        CHECK(hl_conv3d(be, &s, x, &w, bd ? &b : NULL, NULL, y2) == HL_OK, "no pack");
         CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result without a pack differs", cc->name);
         free(y2);
     }
@@ -142,7 +145,7 @@ static void run_conv_case(const conv_case *cc) {
         free(aw), free(bound);
 }
 
-static void test_conv3d(void) {
+static void test_conv3d(const hl_ctx *be) {
     const hl_dtype F = HL_F32, B = HL_BF16, NONE = HL_DTYPE_COUNT;
     const conv_case cases[] = {
         /* name, layout, x, w, b, N C T H W O, kt kh kw w4d, stride, pad, acc */
@@ -165,12 +168,12 @@ static void test_conv3d(void) {
         {"realistic 64->64 3x3x3 bf16", HL_NTHWC, B, B, F, 1, 64, 6, 24, 20, 64, 3, 3, 3, 0, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, 0},
         {"realistic 32->48 3x3x3 f32", HL_NTHWC, F, F, F, 1, 32, 4, 20, 18, 48, 3, 3, 3, 0, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i], be);
 }
 
 /* One pack used with two shapes of the same weight (its variants) and with a second weight
  * (a different data pointer repacks instead of using stale data). */
-static void test_conv_pack_variants(void) {
+static void test_conv_pack_variants(const hl_ctx *be) {
     int64_t C = 16, O = 16, K = C * 27;
     float *wf = frand(O * K, 21, 0.2f), *wf2 = frand(O * K, 22, 0.2f), *bias = frand(O, 23, 0.1f);
     hl_bf16 *w1 = to_dtype(wf, O * K, HL_BF16), *w2 = to_dtype(wf2, O * K, HL_BF16);
@@ -186,8 +189,8 @@ static void test_conv_pack_variants(void) {
         float *xf = frand(T * H * Wd * C, 30 + r, 1.0f);
         hl_bf16 *x = to_dtype(xf, T * H * Wd * C, HL_BF16);
         float *y0 = xalloc((size_t)(To * H * Wd * O) * 4), *y1 = xalloc((size_t)(To * H * Wd * O) * 4);
-        hl_conv3d(&g_cpu, &s, x, w, &Bt, NULL, y0);
-        CHECK(hl_conv3d(&g_cpu, &s, x, w, &Bt, &pack, y1) == HL_OK, "pack call");
+        hl_conv3d(be, &s, x, w, &Bt, NULL, y0);
+        CHECK(hl_conv3d(be, &s, x, w, &Bt, &pack, y1) == HL_OK, "pack call");
         CHECK(!memcmp(y0, y1, (size_t)(To * H * Wd * O) * 4), "pack variant %d differs from unpacked", r);
         free(xf), free(x), free(y0), free(y1);
     }
@@ -196,13 +199,13 @@ static void test_conv_pack_variants(void) {
     free(wf), free(wf2), free(bias), free(w1), free(w2);
 }
 
-static void test_conv_args(void) {
+static void test_conv_args(const hl_ctx *be) {
     float x[64] = {0}, y[64] = {0}, wv[27] = {0};
     int64_t shape[5] = {1, 1, 3, 3, 3}, bad[5] = {1, 2, 3, 3, 3};
     hl_tensor w = hl_tensor_make(wv, HL_F32, 5, shape), wb = hl_tensor_make(wv, HL_F32, 5, bad);
     hl_conv3d_shape s = {HL_NTHWC, HL_F32, 1, 1, 3, 3, 3, {1, 1, 1}, {0}, 0};
-    for (int be = 0; be < 2; be++) {
-        const hl_ctx *ctx = be ? &g_cpu : &g_ref;
+    for (int k = 0; k < 2; k++) {
+        const hl_ctx *ctx = k ? be : &g_ref;
         hl_status (*conv)(const hl_ctx *, const hl_conv3d_shape *, const void *, const hl_tensor *,
                           const hl_tensor *, hl_conv_pack **, float *) = hl_conv3d;
         CHECK(conv(ctx, &s, x, &w, NULL, NULL, y) == HL_OK, "valid call");
@@ -232,7 +235,7 @@ static void test_conv_args(void) {
 
 /* ---- channel RMS norm ------------------------------------------------------------------------ */
 
-static void test_channel_rmsnorm(void) {
+static void test_channel_rmsnorm(const hl_ctx *be) {
     const int64_t N = 2, C = 37, S = 101;
     float *x = frand(N * C * S, 41, 3.0f), *g = frand(C, 42, 0.5f);
     for (int64_t c = 0; c < C; c++) g[c] += 1.0f;
@@ -246,7 +249,7 @@ static void test_channel_rmsnorm(void) {
                 int64_t n = N * C * S;
                 void *y0 = xalloc((size_t)n * 4), *y1 = xalloc((size_t)n * 4);
                 hl_status a = hl_channel_rmsnorm(&g_ref, (hl_layout)layout, N, C, S, x, g, silu, dt, y0);
-                hl_status b = hl_channel_rmsnorm(&g_cpu, (hl_layout)layout, N, C, S, x, g, silu, dt, y1);
+                hl_status b = hl_channel_rmsnorm(be, (hl_layout)layout, N, C, S, x, g, silu, dt, y1);
                 CHECK(a == HL_OK && b == HL_OK, "rmsnorm status");
                 float *f0 = xalloc((size_t)n * 4), *f1 = xalloc((size_t)n * 4);
                 for (int64_t i = 0; i < n; i++) {
@@ -255,9 +258,11 @@ static void test_channel_rmsnorm(void) {
                 }
                 double err, q = worst_ratio(f1, f0, NULL, n, dt == HL_BF16 ? 1.0 / 256 : 1e-5, 1e-6, 0, &err);
                 if (g_verbose || q > 1)
-                    printf("  channel_rmsnorm layout %d silu %d %s: max err %.3g, err/allowed %.3g\n",
-                           layout, silu, hl_dtype_name(dt), err, q);
-                CHECK(q <= 1, "channel_rmsnorm layout %d silu %d %s", layout, silu, hl_dtype_name(dt));
+                    printf("  %s: channel_rmsnorm layout %d silu %d %s: max err %.3g, "
+                           "err/allowed %.3g\n",
+                           hl_backend_name(be->backend), layout, silu, hl_dtype_name(dt), err, q);
+                CHECK(q <= 1, "%s: channel_rmsnorm layout %d silu %d %s",
+                      hl_backend_name(be->backend), layout, silu, hl_dtype_name(dt));
                 int zero_ok = 1;
                 for (int64_t c = 0; c < C; c++) {
                     int64_t i = layout == HL_NTHWC ? c : C * S + c * S + 5;
@@ -269,17 +274,17 @@ static void test_channel_rmsnorm(void) {
     /* in place, f32 */
     float *xi = xalloc((size_t)(C * S) * 4), *yr = xalloc((size_t)(C * S) * 4);
     memcpy(xi, x + C * S, (size_t)(C * S) * 4);
-    hl_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, x + C * S, g, 1, HL_F32, yr);
-    hl_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, xi, g, 1, HL_F32, xi);
+    hl_channel_rmsnorm(be, HL_NTHWC, 1, C, S, x + C * S, g, 1, HL_F32, yr);
+    hl_channel_rmsnorm(be, HL_NTHWC, 1, C, S, xi, g, 1, HL_F32, xi);
     CHECK(!memcmp(xi, yr, (size_t)(C * S) * 4), "in-place norm equals out-of-place");
-    CHECK(hl_channel_rmsnorm(&g_cpu, HL_NTHWC, 1, C, S, x, g, 0, HL_F16, yr) == HELIOS_ERR_DTYPE,
+    CHECK(hl_channel_rmsnorm(be, HL_NTHWC, 1, C, S, x, g, 0, HL_F16, yr) == HELIOS_ERR_DTYPE,
           "f16 output rejected");
     free(xi), free(yr), free(x), free(g);
 }
 
 /* ---- upsample, cast, transposes -------------------------------------------------------------- */
 
-static void test_upsample(void) {
+static void test_upsample(const hl_ctx *be) {
     const int64_t N = 3, C = 19, H = 5, W = 7, ldx = 2 * C + 3;
     float *x = frand(N * H * W * ldx, 51, 2.0f);
     for (int layout = 0; layout < 2; layout++)
@@ -290,7 +295,7 @@ static void test_upsample(void) {
             /* NTHWC reads a channel slice (offset C) of a wider tensor */
             const float *xs = layout == HL_NTHWC ? x + C : x;
             hl_status a = hl_upsample2x(&g_ref, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y0);
-            hl_status b = hl_upsample2x(&g_cpu, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y1);
+            hl_status b = hl_upsample2x(be, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y1);
             CHECK(a == HL_OK && b == HL_OK, "upsample status");
             CHECK(!memcmp(y0, y1, ny), "upsample2x layout %d %s differs", layout, hl_dtype_name(dt));
             free(y0), free(y1);
@@ -298,14 +303,14 @@ static void test_upsample(void) {
     /* a wide row (more than the cpu's 256-column block) in NCTHW */
     float *xw = frand(2 * 600, 52, 1.0f), *u0 = xalloc(2 * 2400 * 4 * 2), *u1 = xalloc(2 * 2400 * 4 * 2);
     hl_upsample2x(&g_ref, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u0);
-    hl_upsample2x(&g_cpu, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u1);
+    hl_upsample2x(be, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u1);
     CHECK(!memcmp(u0, u1, 2 * 2400 * 4), "upsample2x wide rows");
-    CHECK(hl_upsample2x(&g_cpu, HL_NTHWC, 1, C, H, W, x, C - 1, HL_F32, u1) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_upsample2x(be, HL_NTHWC, 1, C, H, W, x, C - 1, HL_F32, u1) == HELIOS_ERR_INVALID_ARG,
           "ldx < C rejected");
     free(xw), free(u0), free(u1), free(x);
 }
 
-static void test_cast_and_transpose(void) {
+static void test_cast_and_transpose(const hl_ctx *be) {
     const int64_t n = 100003;
     float *x = frand(n, 61, 5.0f);
     x[7] = NAN, x[8] = INFINITY, x[9] = 1e-40f; /* NaN, inf, a subnormal */
@@ -313,7 +318,7 @@ static void test_cast_and_transpose(void) {
         hl_dtype dt = dti ? HL_BF16 : HL_F32;
         void *y0 = xalloc((size_t)n * 4), *y1 = xalloc((size_t)n * 4);
         hl_cast(&g_ref, n, x, dt, y0);
-        hl_cast(&g_cpu, n, x, dt, y1);
+        hl_cast(be, n, x, dt, y1);
         CHECK(!memcmp(y0, y1, (size_t)n * hl_dtype_size(dt)), "cast %s differs", hl_dtype_name(dt));
         free(y0), free(y1);
     }
@@ -326,7 +331,7 @@ static void test_cast_and_transpose(void) {
         hl_dtype dt = dti ? HL_BF16 : HL_F32;
         void *a = xalloc((size_t)(T * S * C) * 4), *b = xalloc((size_t)(T * S * C) * 4);
         hl_to_channels_last(&g_ref, C, T, S, v + off * S, Tall * S, dt, a);
-        hl_to_channels_last(&g_cpu, C, T, S, v + off * S, Tall * S, dt, b);
+        hl_to_channels_last(be, C, T, S, v + off * S, Tall * S, dt, b);
         CHECK(!memcmp(a, b, (size_t)(T * S * C) * hl_dtype_size(dt)), "to_channels_last %s", hl_dtype_name(dt));
         free(a), free(b);
     }
@@ -334,7 +339,7 @@ static void test_cast_and_transpose(void) {
     cl[10] = NAN;
     memcpy(f1, f0, (size_t)(C * Tall * S) * 4);
     hl_to_channels_first(&g_ref, C, T, S, cl, -1.0f, 1.0f, f0 + off * S, Tall * S);
-    hl_to_channels_first(&g_cpu, C, T, S, cl, -1.0f, 1.0f, f1 + off * S, Tall * S);
+    hl_to_channels_first(be, C, T, S, cl, -1.0f, 1.0f, f1 + off * S, Tall * S);
     CHECK(!memcmp(f0, f1, (size_t)(C * Tall * S) * 4), "to_channels_first with clamp");
     int clamped = 1, nan_kept = 0;
     for (int64_t i = 0; i < C * Tall * S; i++) {
@@ -344,8 +349,8 @@ static void test_cast_and_transpose(void) {
     CHECK(clamped && nan_kept, "clamp to [-1, 1], NaN kept");
     /* round trip in f32 without clamp is exact */
     float *rt = xalloc((size_t)(T * S * C) * 4), *back = xalloc((size_t)(C * T * S) * 4);
-    hl_to_channels_last(&g_cpu, C, T, S, v, T * S, HL_F32, rt);
-    hl_to_channels_first(&g_cpu, C, T, S, rt, -INFINITY, INFINITY, back, T * S);
+    hl_to_channels_last(be, C, T, S, v, T * S, HL_F32, rt);
+    hl_to_channels_first(be, C, T, S, rt, -INFINITY, INFINITY, back, T * S);
     int same = 1;
     for (int64_t i = 0; i < C * T * S; i++)
         if (back[i] != v[i] && !(isnan(back[i]) && isnan(v[i]))) same = 0;
@@ -355,12 +360,15 @@ static void test_cast_and_transpose(void) {
 
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && !strcmp(argv[1], "-v");
-    g_cpu = test_ctx(HELIOS_BACKEND_CPU, &g_err), g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
-    test_conv3d();
-    test_conv_pack_variants();
-    test_conv_args();
-    test_channel_rmsnorm();
-    test_upsample();
-    test_cast_and_transpose();
+    g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
+    for (int b = 0; b < test_n_backends; b++) {
+        hl_ctx be = test_ctx(test_backends[b], &g_err);
+        test_conv3d(&be);
+        test_conv_pack_variants(&be);
+        test_conv_args(&be);
+        test_channel_rmsnorm(&be);
+        test_upsample(&be);
+        test_cast_and_transpose(&be);
+    }
     return test_done("test_vae_ops");
 }

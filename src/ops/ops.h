@@ -8,10 +8,14 @@
  * its own calls (a lock per instance).
  *
  * Backends: src/ops/ref (plain scalar C, float32 results from double sums: the oracle) and
- * src/ops/cpu (oneDNN GEMMs and convolutions, vector kernels, OpenMP). tests/test_ops.c and
- * tests/test_vae_ops.c compare the cpu backend with ref through these entry points (one ctx per
- * backend). TODO (issue 9 item 3): a case table crossed with a list of backends, with a gradient
- * mode (backends vs ref backward, ref backward vs finite differences).
+ * src/ops/cpu (oneDNN GEMMs and convolutions, vector kernels, OpenMP). tests/test_ops.c is a
+ * table of cases (op, shapes with primes and strided views, dtype, variant) crossed with the
+ * list of backends in tests/test_util.c (test_backends): every backend there runs every case
+ * against ref through these entry points, so a new backend is tested by adding it to that list.
+ * Its gradient mode runs each forward with save then the backward, against ref's backward, and
+ * checks ref's backward against finite differences of a double-precision forward.
+ * tests/test_vae_ops.c runs the VAE ops (its own conv case table and per-op tests) on the same
+ * backend list.
  *
  * Dispatch (src/ops/ops.c): hl_<op> checks every argument once, for all backends (a failure is
  * HELIOS_ERR_INVALID_ARG / _SHAPE / _DTYPE with a message in ctx->err), returns HL_OK when there
@@ -27,7 +31,8 @@
  *   3. ops.c: hl_<op> = the argument check + early return + HL_DISPATCH(<op>, ...);
  *   4. per backend: hl_<backend>_<op> in one file of src/ops/<backend>, and its line in that
  *      backend's table (src/ops/<backend>/backend.c). A backend may leave it out (NULL).
- *   5. tests/test_ops.c: its cases (cpu against ref).
+ *   5. tests/test_ops.c: its cases in the table (an args struct, a runner, add_<op> calls; every
+ *      backend of test_backends runs them against ref); with a backward, gradient-mode cases.
  *
  * Forward / backward pairs (training). An op with a backward, say hl_<op>, takes a trailing
  * `hl_<op>_saved *save` (or a shared save struct such as hl_norm_saved):
@@ -46,7 +51,9 @@
  *   - takes NULL for a gradient that is not wanted (and must for a parameter that is absent);
  *   - allows dx == dy (same leading dimension) unless noted, never dx overlapping x.
  * Pairs so far: hl_layernorm / hl_layernorm_backward, hl_rmsnorm / hl_rmsnorm_backward (both
- * backends; NOT yet covered by tests — the gradient tests of issue 9 item 3 are still to come).
+ * backends). tests/test_ops.c checks them in its gradient mode: each backend's forward save and
+ * backward against ref's, ref's backward against finite differences, and the rules above
+ * (dx overwritten, dw / db accumulated, NULL gradients, dx == dy).
  *
  * Layout: activations are float32, row-major "rows x width" matrices; a row stride (ld*, in
  * elements, >= width) lets an op read or write a column slice of a wider buffer (e.g. one head
