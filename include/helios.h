@@ -94,7 +94,7 @@ const char *helios_status_str(helios_status st);
  * They are here so that a front end checks the same numbers (the helios CLI does); each is far
  * above what the released models use and below where a count overflows an int or a buffer
  * grows without bound. */
-#define HELIOS_MAX_THREADS 1024                 /* session n_threads: 0 (all cores) or 1 .. this */
+#define HELIOS_MAX_THREADS 512                  /* session n_threads: 0 (all cores) or 1 .. this */
 #define HELIOS_MAX_SIDE 16384                   /* width, height in pixels */
 #define HELIOS_MAX_FRAMES 1048576               /* num_frames, video_frames (~12 h at 24 fps) */
 #define HELIOS_MAX_CHUNKS 65536                 /* num_chunks of a bounded video */
