@@ -53,12 +53,17 @@ check "--sampler euler override: 33 frames" "[ \"\$(frames $T/euler.safetensors.
 check "-o foo.safetensors.mp4 is an MP4" \
     "ffprobe -v error -show_entries format=format_name -of csv=p=0 $T/euler.safetensors.mp4 | grep -q mp4"
 
+# --switch-prompt may be given once per chunk: two switches in a three-chunk video
+$G -p "a red ball" --chunks 3 --switch-prompt 2:"a blue cube" --switch-prompt 1:"a green cone" --interp 1 \
+    -o "$T/switch.y4m" 2>/dev/null
+check "two --switch-prompt: 3 chunks = 97 frames" "[ \"\$(frames $T/switch.y4m)\" = 97 ]"
+
 # bad command lines: exit 2 and a message naming the option and the reason (issue 15)
 G1="$G -p x --chunks 1"
 fails "bad sampler" 2 "--sampler 'foo' is not one of unipc, euler or dmd" $G1 --sampler foo -o $T/x.mp4
 fails "--width 100: the rule in pixels, per recipe" 2 "width 100 must be a multiple of 64 for the Distilled recipe" \
     $G1 --width 100 -o $T/x.mp4
-fails "--threads 100000 (crashed in libgomp)" 2 "--threads '100000' is out of range (0..1024)" $G1 --threads 100000 -o $T/x.mp4
+fails "--threads 100000 (crashed in libgomp)" 2 "--threads '100000' is out of range (0..512)" $G1 --threads 100000 -o $T/x.mp4
 fails "--threads -4 (exited 1, silent)" 2 "--threads '-4' is out of range" $G1 --threads -4 -o $T/x.mp4
 fails "--frames 2147483647 (overflowed)" 2 "--frames '2147483647' is out of range (1..1048576)" \
     $G -p x --frames 2147483647 -o $T/x.mp4
@@ -85,6 +90,9 @@ fails "--switch-prompt twice for one chunk" 2 "chunk 2 is given twice" \
     $G -p x --chunks 3 --switch-prompt 2:a --switch-prompt 2:b -o $T/x.mp4
 fails "--switch-prompt 1x:TEXT" 2 "the chunk '1x' is not an integer" $G1 --switch-prompt 1x:y -o $T/x.mp4
 fails "--switch-prompt 0:TEXT" 2 "the chunk '0' is out of range" $G1 --switch-prompt 0:y -o $T/x.mp4
+fails "--guidance 1e39 (a uniform video, exit 0)" 2 "--guidance '1e39' is out of range (0..100)" \
+    $G1 --sampler euler --guidance 1e39 -o $T/x.mp4
+fails "--interp -1" 2 "--interp '-1' is out of range" $G1 --interp -1 -o $T/x.mp4
 fails "bench --only bogus (ran nothing, exit 0)" 2 "--only 'bogus' is not one of block, umt5 or vae" $H bench --only bogus
 fails "bench --reps -1 (blamed the heads)" 2 "--reps '-1' is out of range (1..64)" $H bench --reps -1
 fails "bench --dim/--heads" 2 "--dim 100 does not split into --heads 12" $H bench --dim 100
