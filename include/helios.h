@@ -87,6 +87,22 @@ typedef enum helios_status {
 /* Short name of a status ("format error", ...). Never NULL. */
 const char *helios_status_str(helios_status st);
 
+/* ---- limits --------------------------------------------------------------------------------- */
+
+/* The bounds of the library's own parameter checks (helios_session_new, helios_gen_new): a value
+ * outside is HELIOS_ERR_INVALID_ARG with a message, before anything is allocated or computed.
+ * They are here so that a front end checks the same numbers (the helios CLI does); each is far
+ * above what the released models use and below where a count overflows an int or a buffer
+ * grows without bound. */
+#define HELIOS_MAX_THREADS 512                  /* session n_threads: 0 (all cores) or 1 .. this */
+#define HELIOS_MAX_SIDE 16384                   /* width, height in pixels */
+#define HELIOS_MAX_FRAMES 1048576               /* num_frames, video_frames (~12 h at 24 fps) */
+#define HELIOS_MAX_CHUNKS 65536                 /* num_chunks of a bounded video */
+#define HELIOS_MAX_STEPS 1000                   /* steps, each of pyramid_steps */
+#define HELIOS_MAX_SEQUENCE_LENGTH 1024         /* max_sequence_length, text_len (models: 512) */
+#define HELIOS_MAX_LATENT_FRAMES_PER_CHUNK 64   /* latent_frames_per_chunk (models: 9) */
+#define HELIOS_MAX_GUIDANCE 100.0f              /* guidance_scale: finite, <= this (models: 5) */
+
 /* ---- logging -------------------------------------------------------------------------------- */
 
 typedef enum helios_log_level {
@@ -112,13 +128,19 @@ typedef enum helios_backend {
 
 typedef struct helios_session_params {
     helios_backend backend;
-    int n_threads;           /* 0 = all cores */
+    int n_threads;           /* 0 = all cores; at most HELIOS_MAX_THREADS */
 } helios_session_params;
 
 typedef struct helios_session helios_session;
 
 void helios_session_params_init(helios_session_params *p);
+/* Errors: no session exists to hold them, so a failure's message goes to
+ * helios_session_new_error() (e.g. "session: n_threads -4 out of range ..."). */
 helios_status helios_session_new(const helios_session_params *p, helios_session **out);
+/* Message of the last failed helios_session_new on the calling thread ("" if none; kept per
+ * thread, so threads creating sessions at once do not see each other's messages). Valid until
+ * the thread's next helios_session_new. */
+const char *helios_session_new_error(void);
 void helios_session_free(helios_session *s);
 /* Message of the last failure reported to this session ("" if none; see Conventions). Valid
  * until the next call on the session. */
@@ -195,6 +217,10 @@ typedef struct helios_recipe_defaults {
     int amplify_first_chunk;     /* DMD: more steps on the first chunk */
     int latent_frames_per_chunk; /* latent frames per chunk (9 = 33 video frames) */
     int history_frames[3];       /* the history window: long, mid, short latent frames */
+    int size_multiple;           /* width and height must be multiples of this many pixels with
+                                  * the released folders: 8 (VAE) x 2 (patch) x 2^(stages - 1)
+                                  * (16 for Base, 64 for Mid and Distilled). helios_gen_new
+                                  * checks the loaded folder's own rule. */
 } helios_recipe_defaults;
 
 /* The table row of a recipe; NULL for a value outside helios_recipe. Constant data. */
@@ -224,22 +250,28 @@ typedef struct helios_gen_params {
     const char *negative_prompt;   /* (NULL = "" when guidance is on) */
     const float *prompt_embeds;    /* ... or precomputed embeddings (1, text_len, text_dim) */
     const float *negative_prompt_embeds;
-    int text_len;                  /* of the embeddings; the encoder pads to max_sequence_length */
-    int max_sequence_length;       /* 512 */
-    int height, width;             /* pixels (384 x 640); the latent is /8, must split into the pyramid */
-    int num_frames;                /* video frames wanted (132); 0 = num_chunks decides */
-    int num_chunks;                /* 0 = from num_frames; < 0 = no end (stream until stopped) */
-    int latent_frames_per_chunk;   /* 0 = recipe default */
-    int steps;                     /* Base: steps; 0 = recipe default */
+    int text_len;                  /* of the embeddings (1 .. HELIOS_MAX_SEQUENCE_LENGTH); the
+                                    * encoder pads to max_sequence_length */
+    int max_sequence_length;       /* 512; 1 .. HELIOS_MAX_SEQUENCE_LENGTH (0 = 512) */
+    int height, width;             /* pixels (384 x 640), at most HELIOS_MAX_SIDE; multiples of
+                                    * the recipe's size_multiple (16 Base, 64 Mid/Distilled) */
+    int num_frames;                /* video frames wanted (132), 0 .. HELIOS_MAX_FRAMES; 0 =
+                                    * num_chunks decides */
+    int num_chunks;                /* 0 = from num_frames; 1 .. HELIOS_MAX_CHUNKS; < 0 = no end
+                                    * (stream until stopped) */
+    int latent_frames_per_chunk;   /* 0 = recipe default; at most HELIOS_MAX_LATENT_FRAMES_PER_CHUNK */
+    int steps;                     /* Base: steps; 0 = recipe default; at most HELIOS_MAX_STEPS */
     int pyramid_steps[3];          /* Mid/Distilled: steps per stage; 0 = recipe default */
-    float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off */
+    float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off; finite, at most
+                                    * HELIOS_MAX_GUIDANCE */
     helios_sampler sampler;        /* override of the folder's scheduler type; the defaults
                                     * follow it (DMD: the Distilled recipe's) */
     uint64_t seed;
     int decode;                    /* 1: decode each chunk to RGB with the VAE; 0: latents only */
     const float *image;            /* I2V: (3, height, width) in [-1, 1], or NULL */
-    const float *video;            /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL */
-    int video_frames;
+    const float *video;            /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL
+                                    * (not with image) */
+    int video_frames;              /* 1 .. HELIOS_MAX_FRAMES with video */
 } helios_gen_params;
 
 void helios_gen_params_init(helios_gen_params *p);
@@ -261,9 +293,13 @@ typedef struct helios_gen_progress {
 /* One generation: its own sampler state, history and last error. */
 typedef struct helios_gen helios_gen;
 
-/* Encodes the prompt (and an I2V/V2V input) and prepares the first chunk. Errors: the
- * session's (no generation exists yet). The pipeline must outlive the generation. */
+/* Checks every parameter against the limits above and the loaded folder's size rule
+ * (HELIOS_ERR_INVALID_ARG, naming the field and the rule), then encodes the prompt (and an
+ * I2V/V2V input) and prepares the first chunk. Errors: the session's (no generation exists
+ * yet). The pipeline must outlive the generation. */
 helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, helios_gen **out);
+/* The number of chunks this generation makes (< 0: unbounded), known before the first step. */
+int helios_gen_n_chunks(const helios_gen *g);
 /* One sampler step (one or two transformer calls). Stop calling to cancel. */
 helios_status helios_gen_step(helios_gen *g, helios_gen_progress *progress);
 /* Moves the conditioning to a new prompt, interpolating the embeddings linearly over the next

@@ -1,6 +1,7 @@
 #!/bin/sh
 # helios generate end to end on the tiny random model folder: T2V, I2V and V2V MP4s that ffprobe
-# reads with the right frame count and fps, Y4M and PNG outputs, and clean failures.
+# reads with the right frame count and fps, Y4M and PNG outputs, and clean failures: each bad
+# command line of issue 15 exits 2 with a message naming the option and the reason.
 # usage: test_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -10,6 +11,22 @@ fail=0 n=0
 check() { # name, condition (a shell command)
     n=$((n + 1))
     if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
+}
+# name, exit status wanted, text the message must hold, command...: the run must fail with that
+# status and say why (stderr), with no sanitizer report
+fails() {
+    name=$1 want=$2 msg=$3
+    shift 3
+    n=$((n + 1))
+    out=$("$@" 2>&1 >/dev/null)
+    rc=$?
+    if [ $rc -eq "$want" ] && printf '%s\n' "$out" | grep -qF -- "$msg" &&
+        ! printf '%s\n' "$out" | grep -qE 'Sanitizer|runtime error'; then
+        echo "ok   $name"
+    else
+        echo "FAIL $name: exit $rc (want $want), message: $out"
+        fail=$((fail + 1))
+    fi
 }
 frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
 fps() { ffprobe -v error -select_streams v:0 -show_entries stream=r_frame_rate -of csv=p=0 "$1"; }
@@ -30,10 +47,66 @@ $G -p "a red ball" --chunks 1 -o - 2>/dev/null > "$T/stdout.y4m"
 check "y4m on stdout" "[ \$(grep -c FRAME $T/stdout.y4m) -ge 33 ]"
 $G -p "a red ball" --chunks 1 -o "$T/png/" 2>/dev/null
 check "png frames: 33 files" "[ \$(ls $T/png | wc -l) = 33 ]"
-$G -p "a red ball" --chunks 1 --sampler euler -o "$T/euler.mp4" 2>/dev/null
-check "--sampler euler override: 33 frames" "[ \"\$(frames $T/euler.mp4)\" = 33 ]"
-check "bad sampler fails" "! $G -p x --sampler foo -o $T/x.mp4 2>/dev/null"
-check "bad size fails" "! $G -p x --width 100 -o $T/x.mp4 2>/dev/null"
+# the output kind is the path's ending: ".safetensors" inside the name does not make latents
+$G -p "a red ball" --chunks 1 --sampler euler -o "$T/euler.safetensors.mp4" 2>/dev/null
+check "--sampler euler override: 33 frames" "[ \"\$(frames $T/euler.safetensors.mp4)\" = 33 ]"
+check "-o foo.safetensors.mp4 is an MP4" \
+    "ffprobe -v error -show_entries format=format_name -of csv=p=0 $T/euler.safetensors.mp4 | grep -q mp4"
+
+# --switch-prompt may be given once per chunk: two switches in a three-chunk video
+$G -p "a red ball" --chunks 3 --switch-prompt 2:"a blue cube" --switch-prompt 1:"a green cone" --interp 1 \
+    -o "$T/switch.y4m" 2>/dev/null
+check "two --switch-prompt: 3 chunks = 97 frames" "[ \"\$(frames $T/switch.y4m)\" = 97 ]"
+
+# bad command lines: exit 2 and a message naming the option and the reason (issue 15)
+G1="$G -p x --chunks 1"
+fails "bad sampler" 2 "--sampler 'foo' is not one of unipc, euler or dmd" $G1 --sampler foo -o $T/x.mp4
+fails "--width 100: the rule in pixels, per recipe" 2 "width 100 must be a multiple of 64 for the Distilled recipe" \
+    $G1 --width 100 -o $T/x.mp4
+fails "--threads 100000 (crashed in libgomp)" 2 "--threads '100000' is out of range (0..512)" $G1 --threads 100000 -o $T/x.mp4
+fails "--threads -4 (exited 1, silent)" 2 "--threads '-4' is out of range" $G1 --threads -4 -o $T/x.mp4
+fails "--frames 2147483647 (overflowed)" 2 "--frames '2147483647' is out of range (1..1048576)" \
+    $G -p x --frames 2147483647 -o $T/x.mp4
+fails "--seconds 1e300" 2 "--seconds '1e300' is out of range" $G -p x --seconds 1e300 -o $T/x.mp4
+fails "--seconds nan" 2 "--seconds 'nan' is not a number" $G -p x --seconds nan -o $T/x.mp4
+fails "--seconds -3" 2 "--seconds '-3' is out of range" $G -p x --seconds -3 -o $T/x.mp4
+fails "--frames 0" 2 "--frames '0' is out of range" $G -p x --frames 0 -o $T/x.mp4
+fails "--frames -5" 2 "--frames '-5' is out of range" $G -p x --frames -5 -o $T/x.mp4
+fails "--frames with --chunks" 2 "give one of --frames, --seconds and --chunks" $G1 --frames 9 -o $T/x.mp4
+fails "--steps 0 (ran 50)" 2 "--steps '0' is out of range (1..1000)" $G1 --steps 0 -o $T/x.mp4
+fails "--width 128px" 2 "--width '128px' is not an integer" $G1 --width 128px -o $T/x.mp4
+fails "--width 4294967424 (was 128)" 2 "--width '4294967424' is out of range" $G1 --width 4294967424 -o $T/x.mp4
+fails "--seed abc (was 0)" 2 "--seed 'abc' is not a non-negative integer" $G1 --seed abc -o $T/x.mp4
+fails "--seed -1" 2 "--seed '-1' is not a non-negative integer" $G1 --seed -1 -o $T/x.mp4
+fails "--backend gpu (ran on the cpu)" 2 "--backend 'gpu' is not one of cpu or ref" $G1 --backend gpu -o $T/x.mp4
+fails "--pyramid-steps 1,1,1,1" 2 "--pyramid-steps '1,1,1,1': wants exactly 3" $G1 --pyramid-steps 1,1,1,1 -o $T/x.mp4
+fails "--pyramid-steps 1,0,1" 2 "item 2 '0' is out of range" $G1 --pyramid-steps 1,0,1 -o $T/x.mp4
+fails "--width without a value" 2 "--width needs a value" $G1 -o $T/x.mp4 --width
+fails "unknown option" 2 "unknown option '--bogus'" $G1 --bogus -o $T/x.mp4
+fails "stray argument" 2 "unexpected argument 'stray'" $G1 stray -o $T/x.mp4
+fails "--switch-prompt past the last chunk" 2 "--switch-prompt 1: past the last chunk (the video has 1 chunk" \
+    $G1 --switch-prompt 1:y -o $T/x.mp4
+fails "--switch-prompt twice for one chunk" 2 "chunk 2 is given twice" \
+    $G -p x --chunks 3 --switch-prompt 2:a --switch-prompt 2:b -o $T/x.mp4
+fails "--switch-prompt 1x:TEXT" 2 "the chunk '1x' is not an integer" $G1 --switch-prompt 1x:y -o $T/x.mp4
+fails "--switch-prompt 0:TEXT" 2 "the chunk '0' is out of range" $G1 --switch-prompt 0:y -o $T/x.mp4
+fails "--guidance 1e39 (a uniform video, exit 0)" 2 "--guidance '1e39' is out of range (0..100)" \
+    $G1 --sampler euler --guidance 1e39 -o $T/x.mp4
+fails "--interp -1" 2 "--interp '-1' is out of range" $G1 --interp -1 -o $T/x.mp4
+fails "bench --only bogus (ran nothing, exit 0)" 2 "--only 'bogus' is not one of block, umt5 or vae" $H bench --only bogus
+fails "bench --reps -1 (blamed the heads)" 2 "--reps '-1' is out of range (1..64)" $H bench --reps -1
+fails "bench --dim/--heads" 2 "--dim 100 does not split into --heads 12" $H bench --dim 100
+fails "verify --threads x" 2 "--threads 'x' is not an integer" $H verify --threads x "$T"
+fails "verify --backend gpu" 2 "--backend 'gpu' is not one of cpu or ref" $H verify --backend gpu "$T"
+fails "info with two paths" 2 "one PATH only" $H info a b
+# a ~4 KB model path: the message keeps what is wrong, not the path alone (a 1 KB cut)
+long=$T/$(printf '%0200d/' 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 | tr 0 d)
+fails "4 KB model path keeps the reason" 1 "model_index.json: cannot open: " $H generate -q -m "$long" -p x -o $T/x.mp4
+# a second run writing the same output finds the first one's .part and leaves it alone
+echo first > "$T/busy.mp4.part"
+fails "same output twice: .part in use" 1 "busy.mp4.part exists: another run may be writing the same output" \
+    $G1 -o $T/busy.mp4
+check "the other run's .part untouched, no output" "[ \"\$(cat $T/busy.mp4.part)\" = first ] && [ ! -e $T/busy.mp4 ]"
 check "missing model fails, named" "$H generate -q -m $T/nope -p x -o $T/x.mp4 2>&1 | grep -q nope"
 check "unreadable image fails, named" "echo garbage > $T/bad.png; $G -p x --image $T/bad.png -o $T/x.mp4 2>&1 | grep -q bad.png"
 check "video shorter than a chunk fails" "$G -p x --video $T/first.png -o $T/x.mp4 2>&1 | grep -q 'fewer than one chunk'"

@@ -156,8 +156,110 @@ static void test_media(helios_session *s, helios_pipeline *p) {
     rmdir(dir);
 }
 
+/* helios_session_new has no session to keep its message: it goes to helios_session_new_error,
+ * and an out-of-range thread count is refused before OpenMP sees it (100000 once overflowed a
+ * stack in libgomp; -4 failed with no message at all). */
+static void test_session_limits(void) {
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    helios_session *s = (helios_session *)&sp; /* must be reset to NULL on failure */
+    sp.n_threads = -4;
+    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG && !s &&
+              strstr(helios_session_new_error(), "n_threads -4 out of range"),
+          "threads -4: '%s'", helios_session_new_error());
+    sp.n_threads = 100000;
+    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG && !s && strstr(helios_session_new_error(), "100000"),
+          "threads 100000: '%s'", helios_session_new_error());
+    sp.n_threads = HELIOS_MAX_THREADS + 1;
+    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG, "threads max+1");
+    sp.n_threads = 1;
+    sp.backend = (helios_backend)7;
+    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG && strstr(helios_session_new_error(), "backend 7"),
+          "backend 7: '%s'", helios_session_new_error());
+    CHECK(helios_session_new(NULL, &s) == HELIOS_ERR_INVALID_ARG && !s, "NULL params");
+    sp.backend = HELIOS_BACKEND_CPU;
+    CHECK(helios_session_new(&sp, &s) == HELIOS_OK && s && !helios_session_new_error()[0],
+          "a good session clears the message: '%s'", helios_session_new_error());
+    helios_session_free(s);
+}
+
+/* One impossible value per field of helios_gen_params: HELIOS_ERR_INVALID_ARG, no generation,
+ * and a message naming the field (every one of these once ran, overflowed, allocated gigabytes
+ * or silently took a default). */
+static void test_invalid_params(helios_session *s, helios_pipeline *p) {
+    static const struct {
+        const char *what, *msg;
+    } cases[] = {
+        {"width 100", "width 100 must be a multiple of 64 for the Distilled recipe"},
+        {"height 96", "height 96 must be a multiple of 64"},
+        {"width 0", "width 0 out of range"},
+        {"width max+64", "width 16448 out of range"},
+        {"num_frames -5", "num_frames -5 out of range"},
+        {"num_frames INT_MAX", "num_frames 2147483647 out of range"},
+        {"num_chunks max+1", "num_chunks 65537 out of range"},
+        {"latent_frames_per_chunk 100000", "latent_frames_per_chunk 100000 out of range"},
+        {"latent_frames_per_chunk -1", "latent_frames_per_chunk -1 out of range"},
+        {"max_sequence_length 100000", "max_sequence_length 100000 out of range"},
+        {"max_sequence_length -1", "max_sequence_length -1 out of range"},
+        {"steps -1", "steps -1 out of range"},
+        {"steps 1001", "steps 1001 out of range"},
+        {"pyramid_steps[1] -2", "pyramid_steps[1] -2 out of range"},
+        {"guidance NaN", "guidance_scale nan out of range"},
+        {"guidance inf", "guidance_scale inf out of range"},
+        {"guidance 1e39", "guidance_scale inf out of range"},
+        {"guidance 101", "guidance_scale 101 out of range"},
+        {"sampler 9", "unknown sampler 9"},
+        {"embeds text_len 0", "text_len 0 out of range"},
+        {"video_frames 0", "video_frames 0 out of range"},
+    };
+    static const float embeds[4] = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        helios_gen_params g = small_params();
+        switch (i) {
+        case 0: g.width = 100; break;
+        case 1: g.height = 96; break;
+        case 2: g.width = 0; break;
+        case 3: g.width = HELIOS_MAX_SIDE + 64; break;
+        case 4: g.num_chunks = 0, g.num_frames = -5; break;
+        case 5: g.num_chunks = 0, g.num_frames = 2147483647; break;
+        case 6: g.num_chunks = HELIOS_MAX_CHUNKS + 1; break;
+        case 7: g.latent_frames_per_chunk = 100000; break;
+        case 8: g.latent_frames_per_chunk = -1; break;
+        case 9: g.max_sequence_length = 100000; break;
+        case 10: g.max_sequence_length = -1; break;
+        case 11: g.steps = -1; break;
+        case 12: g.steps = HELIOS_MAX_STEPS + 1; break;
+        case 13: g.pyramid_steps[1] = -2; break;
+        case 14: g.guidance_scale = NAN; break;
+        case 15: g.guidance_scale = INFINITY; break;
+        case 16: g.guidance_scale = (float)1e39; break;
+        case 17: g.guidance_scale = 101; break;
+        case 18: g.sampler = (helios_sampler)9; break;
+        case 19: g.prompt_embeds = embeds, g.text_len = 0; break;
+        case 20: g.video = embeds, g.video_frames = 0; break;
+        }
+        helios_gen *gen = (helios_gen *)p; /* must be reset to NULL */
+        helios_status st = helios_gen_new(p, &g, &gen);
+        CHECK(st == HELIOS_ERR_INVALID_ARG && !gen && strstr(helios_session_error(s), cases[i].msg),
+              "%s: status %d, '%s'", cases[i].what, (int)st, helios_session_error(s));
+        if (st == HELIOS_OK) helios_gen_free(gen);
+    }
+    /* the largest bounded values are accepted (checked, not run) and the chunk count is known */
+    helios_gen_params g = small_params();
+    g.num_chunks = 0, g.num_frames = HELIOS_MAX_FRAMES;
+    helios_gen *gen = NULL;
+    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_OK && helios_gen_n_chunks(gen) == (HELIOS_MAX_FRAMES + 8) / 9,
+          "num_frames max: %s, %d chunks", helios_session_error(s), helios_gen_n_chunks(gen));
+    CHECK(helios_gen_prompt_set(gen, "x", NULL, -1) == HELIOS_ERR_INVALID_ARG &&
+              strstr(helios_gen_error(gen), "out of range"),
+          "prompt_set over -1 chunks: '%s'", helios_gen_error(gen));
+    helios_gen_free(gen);
+    CHECK(helios_gen_n_chunks(NULL) == 0, "n_chunks(NULL)");
+}
+
 int main(void) {
     test_version_and_null_frees();
+    test_session_limits();
     helios_session_params sp;
     helios_session_params_init(&sp);
     helios_session *s;
@@ -217,11 +319,7 @@ int main(void) {
           helios_session_error(s));
     helios_gen_free(ga);
     helios_gen_free(gb);
-    g.width = 100;
-    gen = NULL;
-    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_INVALID_ARG && !gen && strstr(helios_session_error(s), "multiples of 16"),
-          "bad size: %s", helios_session_error(s));
-    g.width = 128;
+    test_invalid_params(s, p);
     test_media(s, p);
     helios_pipeline *q = NULL;
     pp.model_dir = "/nonexistent/model";

@@ -14,6 +14,7 @@
 #include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "dit/dit.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 #include "vae/vae.h"
 
@@ -228,8 +229,8 @@ static void usage(FILE *f) {
             "usage: helios bench [options]\n"
             "\n"
             "Times one transformer block (random weights) and a large oneDNN GEMM, the ceiling.\n"
-            "  --threads N     threads (default: all cores)\n"
-            "  --reps N        timed runs, the median is reported (default 5)\n"
+            "  --threads N     threads, 1..%d (default 0: all cores)\n"
+            "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
             "  --f32           f32 weights and GEMMs instead of bf16\n"
             "  --tokens N      current tokens (default 2304)\n"
             "  --text N        text tokens (default 512)\n"
@@ -237,57 +238,46 @@ static void usage(FILE *f) {
             "  --gemm N        ceiling GEMM size N x N x N (default 4096)\n"
             "  --only block|umt5|vae  run one part (default: block; with --full all three)\n"
             "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
-            "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n");
+            "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
+            "Numbers must be whole values in range; an option given twice takes its last value.\n"
+            "A bad command line exits with status 2.\n",
+            HELIOS_MAX_THREADS);
 }
 
 int cmd_bench(int argc, char **argv) {
     bench_opts o = {.vae_sizes = 1, .reps = 5, .tokens = 2304, .text = 512, .dim = 1536,
                     .heads = 12, .ffn = 8960, .gemm_n = 4096, .dtype = HL_BF16};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    static const char *const parts[] = {"block", "umt5", "vae"};
+    args a;
+    args_init(&a, "helios bench", argc, argv);
+    int rc = 0, k;
+    /* bounds: far above the released shapes, low enough that the products below fit */
+    while (!rc && args_next(&a)) {
+        if (args_is(&a, "-h", "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--f32")) {
-            o.dtype = HL_F32;
-        } else if (!strcmp(a, "--vae-full")) {
-            o.vae_sizes = 2;
-        } else if (!strcmp(a, "--full")) {
-            o.full = 1;
-        } else if (has && !strcmp(a, "--only")) {
-            o.only = argv[++i];
-            if (strcmp(o.only, "block") && strcmp(o.only, "umt5") && strcmp(o.only, "vae")) {
-                fprintf(stderr, "helios bench: --only %s: expected block, umt5 or vae\n", o.only);
-                return 2;
-            }
-        } else if (has && !strcmp(a, "--threads")) {
-            o.threads = atoi(argv[++i]);
-        } else if (has && !strcmp(a, "--reps")) {
-            o.reps = atoi(argv[++i]);
-        } else if (has && !strcmp(a, "--tokens")) {
-            o.tokens = atoll(argv[++i]);
-        } else if (has && !strcmp(a, "--text")) {
-            o.text = atoll(argv[++i]);
-        } else if (has && !strcmp(a, "--dim")) {
-            o.dim = atoll(argv[++i]);
-        } else if (has && !strcmp(a, "--heads")) {
-            o.heads = atoll(argv[++i]);
-        } else if (has && !strcmp(a, "--ffn")) {
-            o.ffn = atoll(argv[++i]);
-        } else if (has && !strcmp(a, "--gemm")) {
-            o.gemm_n = atoll(argv[++i]);
-        } else {
-            fprintf(stderr, "helios bench: unknown option '%s'\n\n", a);
+        } else if (args_is(&a, NULL, "--f32")) o.dtype = HL_F32;
+        else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
+        else if (args_is(&a, NULL, "--full")) o.full = 1;
+        else if (args_is(&a, NULL, "--only")) {
+            if (!(rc = args_choice(&a, parts, 3, &k))) o.only = parts[k];
+        } else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o.threads);
+        else if (args_is(&a, NULL, "--reps")) rc = args_int(&a, 1, 64, &o.reps); /* times[64] */
+        else if (args_is(&a, NULL, "--tokens")) rc = args_i64(&a, 1, 1 << 20, &o.tokens);
+        else if (args_is(&a, NULL, "--text")) rc = args_i64(&a, 1, HELIOS_MAX_SEQUENCE_LENGTH, &o.text);
+        else if (args_is(&a, NULL, "--dim")) rc = args_i64(&a, 2, 1 << 16, &o.dim);
+        else if (args_is(&a, NULL, "--heads")) rc = args_i64(&a, 1, 1024, &o.heads);
+        else if (args_is(&a, NULL, "--ffn")) rc = args_i64(&a, 1, 1 << 18, &o.ffn);
+        else if (args_is(&a, NULL, "--gemm")) rc = args_i64(&a, 64, 1 << 14, &o.gemm_n);
+        else {
+            rc = args_fail(&a, "unknown option '%s'\n", a.opt);
             usage(stderr);
-            return 2;
         }
     }
-    if (o.reps < 1 || o.tokens < 1 || o.text < 1 || o.heads < 1 || o.dim % o.heads || (o.dim / o.heads) % 2 ||
-        o.ffn < 1 || o.gemm_n < 64) {
-        fprintf(stderr, "helios bench: impossible sizes (dim must split into heads of even width)\n");
-        return 2;
-    }
+    if (rc) return rc;
+    if (o.dim % o.heads || (o.dim / o.heads) % 2)
+        return args_fail(&a, "--dim %lld does not split into --heads %lld of even width", (long long)o.dim,
+                         (long long)o.heads);
     hl_set_threads(o.threads);
     printf("threads: %d\n", hl_get_threads());
     hl_dtype ceil_dt = o.dtype;
@@ -304,7 +294,7 @@ int cmd_bench(int argc, char **argv) {
     }
     printf("ceiling: oneDNN %s GEMM %lld^3: %.0f GFLOP/s (median of %d)\n", ceil_dt == HL_BF16 ? "bf16" : "f32",
            (long long)o.gemm_n, ceiling, o.reps);
-    int rc = 0;
+    rc = 0;
     if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, ceiling);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, ceiling);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "vae"))) rc |= run_vae(&o, ceiling);

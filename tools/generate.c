@@ -5,17 +5,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "helios.h"
+#include "tools/args.h"
 #include "tools/commands.h"
+
+/* One --switch-prompt C:TEXT: after chunk C-1 is done (chunks count from 0), the conditioning
+ * moves to TEXT, so chunk C is the first to see it. */
+typedef struct prompt_switch {
+    int chunk;
+    const char *text;
+} prompt_switch;
 
 typedef struct gen_opts {
     const char *model, *prompt, *negative, *output, *image, *video;
-    const char *switch_prompt; /* "CHUNK:PROMPT" */
-    int switch_chunk, interp_chunks;
+    prompt_switch *switches; /* sorted by chunk, one per chunk */
+    int n_switches, interp_chunks;
     int width, height, frames, chunks, steps, pyramid[3], threads, low_memory, quiet;
+    int length_opts;         /* how many of --frames, --seconds, --chunks were given */
     helios_sampler sampler;
     double seconds, guidance;
     uint64_t seed;
@@ -48,96 +58,124 @@ static void usage(FILE *f) {
             "  -p, --prompt TEXT        what to generate\n"
             "  -n, --negative-prompt T  negative prompt (with guidance; default \"\")\n"
             "  -o, --output PATH        out.mp4 | out.y4m | - (Y4M on stdout) | dir/ (PNG frames) |\n"
-            "                           out.safetensors (latents) | none (default out.mp4)\n"
+            "                           out.safetensors (latents) | none (default out.mp4); the\n"
+            "                           kind is the path's ending\n"
             "      --image IMG          image-to-video: start from this image (PNG, JPEG, WebP, ...)\n"
             "      --video VID          video-to-video: continue this video (MP4, WebM, MKV, ...)\n"
-            "      --width W --height H video size in pixels, multiples of 16 (default %dx%d)\n"
-            "      --frames N           video frames (default %d: chunks of %d)\n"
+            "      --width W --height H video size in pixels (default %dx%d), at most %d; multiples\n"
+            "                           of %d for Base, %d for Mid and Distilled\n"
+            "      --frames N           video frames, 1..%d (default %d: chunks of %d)\n"
             "      --seconds S          video length at %d fps (instead of --frames)\n"
-            "      --chunks N           exact number of chunks (instead of --frames)\n"
-            "      --steps N            Base: sampling steps (default %d)\n"
+            "      --chunks N           exact number of chunks, 1..%d (instead of --frames)\n"
+            "      --steps N            Base: sampling steps, 1..%d (default %d)\n"
             "      --pyramid-steps A,B,C  Mid/Distilled: steps per stage (default %d,%d,%d / %d,%d,%d)\n"
-            "      --guidance G         guidance scale (default %g, Distilled %g = off)\n"
+            "      --guidance G         guidance scale, 0..%g (default %g, Distilled %g = off)\n"
             "      --sampler S          unipc | euler | dmd (default: the folder's scheduler)\n"
-            "      --seed S             random seed (default 0); the same seed gives diffusers' noise\n"
-            "      --switch-prompt C:TEXT  from chunk C on, move to prompt TEXT ...\n"
-            "      --interp N           ... interpolating over N chunks (default 3)\n"
-            "      --threads N          threads (default: all cores)\n"
+            "      --seed S             random seed, 0..2^64-1 (default 0); the same seed gives\n"
+            "                           diffusers' noise\n"
+            "      --switch-prompt C:TEXT  from chunk C on (chunks count from 0; C >= 1 and before\n"
+            "                           the last chunk), move to prompt TEXT ...; may be given\n"
+            "                           several times, once per chunk\n"
+            "      --interp N           ... interpolating over N chunks (default 3; 0 or 1 = at once)\n"
+            "      --threads N          threads, 1..%d (default 0: all cores)\n"
             "      --low-memory         release the text encoder before the transformer runs\n"
             "      --backend cpu|ref    compute backend (default cpu)\n"
-            "  -q, --quiet              no progress line\n",
-            g.width, g.height, g.num_frames, chunk_frames, v.fps, base->steps, mid->pyramid_steps[0],
-            mid->pyramid_steps[1], mid->pyramid_steps[2], dist->pyramid_steps[0], dist->pyramid_steps[1],
-            dist->pyramid_steps[2], base->guidance_scale, dist->guidance_scale);
+            "  -q, --quiet              no progress line\n"
+            "\n"
+            "Numbers must be whole values in range (\"128px\" or \"abc\" is an error). An option given\n"
+            "twice takes its last value, except --switch-prompt; --frames, --seconds and --chunks\n"
+            "exclude each other. A bad command line exits with status 2, a failed run with 1.\n",
+            g.width, g.height, HELIOS_MAX_SIDE, base->size_multiple, mid->size_multiple, HELIOS_MAX_FRAMES,
+            g.num_frames, chunk_frames, v.fps, HELIOS_MAX_CHUNKS, HELIOS_MAX_STEPS, base->steps,
+            mid->pyramid_steps[0], mid->pyramid_steps[1], mid->pyramid_steps[2], dist->pyramid_steps[0],
+            dist->pyramid_steps[1], dist->pyramid_steps[2], (double)HELIOS_MAX_GUIDANCE, base->guidance_scale,
+            dist->guidance_scale, HELIOS_MAX_THREADS);
+    (void)dist->size_multiple; /* the same as Mid's; the table states it per recipe */
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcasecmp(s + n - m, suffix);
+}
+
+static int cmp_switch(const void *a, const void *b) {
+    const prompt_switch *x = a, *y = b;
+    return (x->chunk > y->chunk) - (x->chunk < y->chunk);
+}
+
+/* "C:TEXT" with C a whole number >= 1 ("1x:TEXT" is an error, not chunk 1). */
+static int parse_switch(const args *a, const char *v, prompt_switch *out) {
+    const char *colon = strchr(v, ':');
+    if (!colon) return args_fail(a, "--switch-prompt '%s' wants CHUNK:TEXT", v);
+    long long c;
+    const char *why = args_parse_ll(v, (int)(colon - v), 1, HELIOS_MAX_CHUNKS - 1, &c);
+    if (why) return args_fail(a, "--switch-prompt '%s': the chunk '%.*s' %s", v, (int)(colon - v), v, why);
+    out->chunk = (int)c;
+    out->text = colon + 1;
+    return 0;
 }
 
 static int parse(int argc, char **argv, gen_opts *o) {
     helios_gen_params g;
     helios_gen_params_init(&g);
+    helios_video_writer_params wp;
+    helios_video_writer_params_init(&wp);
     memset(o, 0, sizeof *o);
     o->width = g.width, o->height = g.height, o->guidance = -1, o->interp_chunks = 3, o->output = "out.mp4";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    if (!(o->switches = calloc((size_t)argc, sizeof *o->switches))) {
+        fprintf(stderr, "helios generate: out of memory\n");
+        return 1;
+    }
+    static const char *const samplers[] = {"unipc", "euler", "dmd"}, *const backends[] = {"cpu", "ref"};
+    static const helios_sampler sampler_ids[] = {HELIOS_SAMPLER_UNIPC, HELIOS_SAMPLER_EULER, HELIOS_SAMPLER_DMD};
+    static const helios_backend backend_ids[] = {HELIOS_BACKEND_CPU, HELIOS_BACKEND_REF};
+    args a;
+    args_init(&a, "helios generate", argc, argv);
+    int rc = 0, k;
+    bool frames = false, seconds = false, chunks = false;
+    while (!rc && args_next(&a)) {
+        if (args_is(&a, "-h", "--help")) {
             usage(stdout);
-            exit(0);
-        } else if (ARG("-m", "--model")) o->model = v;
-        else if (ARG("-p", "--prompt")) o->prompt = v;
-        else if (ARG("-n", "--negative-prompt")) o->negative = v;
-        else if (ARG("-o", "--output")) o->output = v;
-        else if (ARG("--image", "--image")) o->image = v;
-        else if (ARG("--video", "--video")) o->video = v;
-        else if (ARG("--width", "--width")) o->width = atoi(v);
-        else if (ARG("--height", "--height")) o->height = atoi(v);
-        else if (ARG("--frames", "--frames")) o->frames = atoi(v);
-        else if (ARG("--seconds", "--seconds")) o->seconds = atof(v);
-        else if (ARG("--chunks", "--chunks")) o->chunks = atoi(v);
-        else if (ARG("--steps", "--steps")) o->steps = atoi(v);
-        else if (ARG("--pyramid-steps", "--pyramid-steps")) {
-            if (sscanf(v, "%d,%d,%d", &o->pyramid[0], &o->pyramid[1], &o->pyramid[2]) != 3) {
-                fprintf(stderr, "helios generate: --pyramid-steps wants A,B,C\n");
-                return 2;
-            }
-        } else if (ARG("--guidance", "--guidance")) o->guidance = atof(v);
-        else if (ARG("--sampler", "--sampler")) {
-            if (!strcmp(v, "unipc")) o->sampler = HELIOS_SAMPLER_UNIPC;
-            else if (!strcmp(v, "euler")) o->sampler = HELIOS_SAMPLER_EULER;
-            else if (!strcmp(v, "dmd")) o->sampler = HELIOS_SAMPLER_DMD;
-            else {
-                fprintf(stderr, "helios generate: --sampler wants unipc, euler or dmd\n");
-                return 2;
-            }
-        }
-        else if (ARG("--seed", "--seed")) o->seed = strtoull(v, NULL, 10);
-        else if (ARG("--switch-prompt", "--switch-prompt")) o->switch_prompt = v;
-        else if (ARG("--interp", "--interp")) o->interp_chunks = atoi(v);
-        else if (ARG("--threads", "--threads")) o->threads = atoi(v);
-        else if (ARG("--backend", "--backend")) o->backend = !strcmp(v, "ref") ? HELIOS_BACKEND_REF : HELIOS_BACKEND_CPU;
-        else if (!strcmp(a, "--low-memory")) o->low_memory = 1;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
-        else {
-            fprintf(stderr, "helios generate: unknown or incomplete option '%s' (see --help)\n", a);
-            return 2;
-        }
-#undef ARG
+            return -1; /* done: exit 0 */
+        } else if (args_is(&a, "-m", "--model")) rc = args_str(&a, &o->model);
+        else if (args_is(&a, "-p", "--prompt")) rc = args_str(&a, &o->prompt);
+        else if (args_is(&a, "-n", "--negative-prompt")) rc = args_str(&a, &o->negative);
+        else if (args_is(&a, "-o", "--output")) rc = args_str(&a, &o->output);
+        else if (args_is(&a, NULL, "--image")) rc = args_str(&a, &o->image);
+        else if (args_is(&a, NULL, "--video")) rc = args_str(&a, &o->video);
+        else if (args_is(&a, NULL, "--width")) rc = args_int(&a, 1, HELIOS_MAX_SIDE, &o->width);
+        else if (args_is(&a, NULL, "--height")) rc = args_int(&a, 1, HELIOS_MAX_SIDE, &o->height);
+        else if (args_is(&a, NULL, "--frames")) rc = args_int(&a, 1, HELIOS_MAX_FRAMES, &o->frames), frames = true;
+        else if (args_is(&a, NULL, "--seconds"))
+            rc = args_double(&a, 1.0 / wp.fps, (double)HELIOS_MAX_FRAMES / wp.fps, &o->seconds), seconds = true;
+        else if (args_is(&a, NULL, "--chunks")) rc = args_int(&a, 1, HELIOS_MAX_CHUNKS, &o->chunks), chunks = true;
+        else if (args_is(&a, NULL, "--steps")) rc = args_int(&a, 1, HELIOS_MAX_STEPS, &o->steps);
+        else if (args_is(&a, NULL, "--pyramid-steps")) rc = args_int_list(&a, 3, 1, HELIOS_MAX_STEPS, o->pyramid);
+        else if (args_is(&a, NULL, "--guidance")) rc = args_double(&a, 0, HELIOS_MAX_GUIDANCE, &o->guidance);
+        else if (args_is(&a, NULL, "--sampler")) {
+            if (!(rc = args_choice(&a, samplers, 3, &k))) o->sampler = sampler_ids[k];
+        } else if (args_is(&a, NULL, "--seed")) rc = args_u64(&a, &o->seed);
+        else if (args_is(&a, NULL, "--switch-prompt")) {
+            const char *v;
+            if (!(rc = args_str(&a, &v))) rc = parse_switch(&a, v, &o->switches[o->n_switches++]);
+        } else if (args_is(&a, NULL, "--interp")) rc = args_int(&a, 0, HELIOS_MAX_CHUNKS, &o->interp_chunks);
+        else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o->threads);
+        else if (args_is(&a, NULL, "--backend")) {
+            if (!(rc = args_choice(&a, backends, 2, &k))) o->backend = backend_ids[k];
+        } else if (args_is(&a, NULL, "--low-memory")) o->low_memory = 1;
+        else if (args_is(&a, "-q", "--quiet")) o->quiet = 1;
+        else if (a.opt[0] == '-' && a.opt[1]) rc = args_fail(&a, "unknown option '%s' (see --help)", a.opt);
+        else rc = args_fail(&a, "unexpected argument '%s' (options only; see --help)", a.opt);
     }
-    if (o->image && o->video) {
-        fprintf(stderr, "helios generate: give --image or --video, not both\n");
-        return 2;
-    }
-    if (!o->model || !o->prompt) {
-        fprintf(stderr, "helios generate: -m MODEL_DIR and -p PROMPT are required (see --help)\n");
-        return 2;
-    }
-    if (o->switch_prompt) {
-        const char *colon = strchr(o->switch_prompt, ':');
-        o->switch_chunk = atoi(o->switch_prompt);
-        if (!colon || o->switch_chunk < 1) {
-            fprintf(stderr, "helios generate: --switch-prompt wants CHUNK:TEXT with CHUNK >= 1\n");
-            return 2;
-        }
-    }
+    if (rc) return rc;
+    o->length_opts = frames + seconds + chunks;
+    if (o->length_opts > 1) return args_fail(&a, "give one of --frames, --seconds and --chunks, not several");
+    if (o->image && o->video) return args_fail(&a, "give --image or --video, not both");
+    if (!o->model || !o->prompt) return args_fail(&a, "-m MODEL_DIR and -p PROMPT are required (see --help)");
+    qsort(o->switches, (size_t)o->n_switches, sizeof *o->switches, cmp_switch);
+    for (int i = 1; i < o->n_switches; i++)
+        if (o->switches[i].chunk == o->switches[i - 1].chunk)
+            return args_fail(&a, "--switch-prompt: chunk %d is given twice (one prompt per chunk)", o->switches[i].chunk);
     return 0;
 }
 
@@ -183,13 +221,20 @@ static int keep_latents(run_state *r, const helios_gen_progress *p) {
 int cmd_generate(int argc, char **argv) {
     gen_opts o;
     int rc = parse(argc, argv, &o);
-    if (rc) return rc;
+    if (rc) {
+        free(o.switches);
+        return rc < 0 ? 0 : rc;
+    }
     helios_session_params sp;
     helios_session_params_init(&sp);
     sp.backend = o.backend;
     sp.n_threads = o.threads;
     helios_session *s;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) { /* no session holds the message */
+        fprintf(stderr, "helios: %s\n", helios_session_new_error());
+        free(o.switches);
+        return 1;
+    }
     helios_pipeline_params pp;
     helios_pipeline_params_init(&pp);
     pp.model_dir = o.model;
@@ -208,14 +253,15 @@ int cmd_generate(int argc, char **argv) {
     gp.negative_prompt = o.negative;
     gp.width = o.width, gp.height = o.height;
     if (o.frames > 0) gp.num_frames = o.frames;
-    if (o.seconds > 0) gp.num_frames = (int)(o.seconds * wp.fps + 0.5);
+    if (o.seconds > 0) gp.num_frames = (int)(o.seconds * wp.fps + 0.5); /* parse bounded it */
     gp.num_chunks = o.chunks;
     gp.steps = o.steps;
     memcpy(gp.pyramid_steps, o.pyramid, sizeof o.pyramid);
     if (o.guidance >= 0) gp.guidance_scale = (float)o.guidance;
     gp.sampler = o.sampler;
     gp.seed = o.seed;
-    bool to_latents = strstr(o.output, ".safetensors") != NULL, to_none = !strcmp(o.output, "none");
+    /* the kind is the ending: "foo.safetensors.mp4" is an MP4 */
+    bool to_latents = ends_with(o.output, ".safetensors"), to_none = !strcmp(o.output, "none");
     gp.decode = !to_latents && !to_none;
     if (gp.decode && helios_video_path_check(s, o.output) != HELIOS_OK) {
         fprintf(stderr, "helios generate: %s (use .mp4, .y4m, -, a directory/ or .safetensors)\n",
@@ -227,7 +273,22 @@ int cmd_generate(int argc, char **argv) {
     if (o.video && helios_video_read(s, o.video, o.width, o.height, 0, &media) != HELIOS_OK) goto fail;
     if (o.image) gp.image = media->data;
     if (o.video) gp.video = media->data, gp.video_frames = media->frames;
-    if (helios_gen_new(pipe, &gp, &r.gen) != HELIOS_OK) goto fail;
+    helios_status gst = helios_gen_new(pipe, &gp, &r.gen);
+    if (gst != HELIOS_OK) {
+        rc = gst == HELIOS_ERR_INVALID_ARG ? 2 : 1; /* a value the command line gave */
+        fprintf(stderr, "helios: %s\n", helios_session_error(s));
+        goto done;
+    }
+    int n_chunks = helios_gen_n_chunks(r.gen);
+    for (int i = 0; i < o.n_switches; i++)
+        if (n_chunks > 0 && o.switches[i].chunk >= n_chunks) { /* checked before any compute */
+            fprintf(stderr,
+                    "helios generate: --switch-prompt %d: past the last chunk (the video has %d chunk%s, "
+                    "numbered 0..%d; a switch at C takes effect from chunk C)\n",
+                    o.switches[i].chunk, n_chunks, n_chunks == 1 ? "" : "s", n_chunks - 1);
+            rc = 2;
+            goto done;
+        }
     if (gp.decode && helios_video_writer_open(s, o.output, &wp, &r.writer) != HELIOS_OK) goto fail;
 
     r.t0 = r.t_step = now_s();
@@ -248,9 +309,10 @@ int cmd_generate(int argc, char **argv) {
                 fprintf(stderr, "\nhelios generate: %s\n", helios_video_writer_error(r.writer));
                 goto done;
             }
-            if (o.switch_prompt && p.chunk + 1 == o.switch_chunk &&
-                helios_gen_prompt_set(r.gen, strchr(o.switch_prompt, ':') + 1, o.negative, o.interp_chunks) != HELIOS_OK)
-                goto gen_fail;
+            for (int i = 0; i < o.n_switches; i++)
+                if (p.chunk + 1 == o.switches[i].chunk &&
+                    helios_gen_prompt_set(r.gen, o.switches[i].text, o.negative, o.interp_chunks) != HELIOS_OK)
+                    goto gen_fail;
         }
         progress_line(&r, &p);
     }
@@ -286,5 +348,6 @@ done:
     helios_gen_free(r.gen);
     helios_pipeline_free(pipe);
     helios_session_free(s);
+    free(o.switches);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "helios.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 static void info_usage(FILE *f) {
@@ -35,21 +36,37 @@ static int print_tensor(const helios_tensor_info *t, void *user) {
 }
 
 int cmd_info(int argc, char **argv) {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        info_usage(stdout);
-        return 0;
+    args a;
+    args_init(&a, "helios info", argc, argv);
+    const char *path = NULL;
+    int rc = 0;
+    while (!rc && args_next(&a)) {
+        if (args_is(&a, "-h", "--help")) {
+            info_usage(stdout);
+            return 0;
+        } else if (a.opt[0] == '-') {
+            rc = args_fail(&a, "unknown option '%s' (see --help)", a.opt);
+        } else if (path) {
+            rc = args_fail(&a, "one PATH only ('%s' and '%s')", path, a.opt);
+        } else {
+            path = a.opt;
+        }
     }
-    if (argc != 2 || argv[1][0] == '-') {
+    if (rc) return rc;
+    if (!path) {
         info_usage(stderr);
         return 2;
     }
     helios_session_params sp;
     helios_session_params_init(&sp);
     helios_session *s;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) {
+        fprintf(stderr, "helios info: %s\n", helios_session_new_error());
+        return 1;
+    }
     info_totals n = {0};
     int n_files = 0;
-    if (helios_checkpoint_list(s, argv[1], print_tensor, &n, &n_files) != HELIOS_OK) {
+    if (helios_checkpoint_list(s, path, print_tensor, &n, &n_files) != HELIOS_OK) {
         fprintf(stderr, "helios info: %s\n", helios_session_error(s));
         helios_session_free(s);
         return 1;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/session.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 #include "vae/vae.h"
 #include "verify/dit_vectors.h"
@@ -221,32 +222,34 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 int cmd_verify(int argc, char **argv) {
     verify v = {.backend = HELIOS_BACKEND_CPU};
-    int threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    int threads = 0, rc = 0, b;
+    static const char *const backends[] = {"cpu", "ref"};
+    static const helios_backend backend_ids[] = {HELIOS_BACKEND_CPU, HELIOS_BACKEND_REF};
+    args a;
+    args_init(&a, "helios verify", argc, argv);
+    while (!rc && args_next(&a)) {
+        if (args_is(&a, "-h", "--help")) {
             printf("usage: helios verify [--backend cpu|ref] [--threads N] DIR\n\n"
                    "Runs every reference-vector file found in DIR (the layout of shared/oracle) and\n"
                    "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed\n"
-                   "or none ran.\n");
+                   "or none ran, 2 for a bad command line. --threads: 1..%d (default 0: all cores);\n"
+                   "an option given twice takes its last value.\n", HELIOS_MAX_THREADS);
             return 0;
-        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-            const char *b = argv[++i];
-            if (!strcmp(b, "ref")) v.backend = HELIOS_BACKEND_REF;
-            else if (strcmp(b, "cpu")) {
-                fprintf(stderr, "helios verify: unknown backend '%s'\n", b);
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            threads = atoi(argv[++i]);
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "helios verify: unknown option '%s' (see --help)\n", argv[i]);
-            return 2;
+        } else if (args_is(&a, NULL, "--backend")) {
+            if (!(rc = args_choice(&a, backends, 2, &b))) v.backend = backend_ids[b];
+        } else if (args_is(&a, NULL, "--threads")) {
+            rc = args_int(&a, 0, HELIOS_MAX_THREADS, &threads);
+        } else if (a.opt[0] == '-') {
+            rc = args_fail(&a, "unknown option '%s' (see --help)", a.opt);
+        } else if (v.dir) {
+            rc = args_fail(&a, "one DIR only ('%s' and '%s')", v.dir, a.opt);
         } else {
-            v.dir = argv[i];
+            v.dir = a.opt;
         }
     }
+    if (rc) return rc;
     if (!v.dir) {
-        fprintf(stderr, "usage: helios verify [--backend cpu|ref] DIR\n");
+        fprintf(stderr, "usage: helios verify [--backend cpu|ref] [--threads N] DIR\n");
         return 2;
     }
     DIR *d = opendir(v.dir);
@@ -274,7 +277,12 @@ int cmd_verify(int argc, char **argv) {
     helios_session_params_init(&sp);
     sp.backend = v.backend;
     sp.n_threads = threads;
-    if (helios_session_new(&sp, &v.sess) != HELIOS_OK) return 2;
+    if (helios_session_new(&sp, &v.sess) != HELIOS_OK) {
+        fprintf(stderr, "helios verify: %s\n", helios_session_new_error());
+        for (int i = 0; i < n; i++) free(files[i]);
+        free(files);
+        return 2;
+    }
     for (int i = 0; i < n; i++)
         for (size_t k = 0; k < sizeof k_pending / sizeof *k_pending; k++)
             if (!strncmp(files[i], k_pending[k].prefix, strlen(k_pending[k].prefix))) {

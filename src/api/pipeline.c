@@ -205,15 +205,78 @@ static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const heli
     return st;
 }
 
-helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
-    hl_error *err = &p->s->err; /* no generation yet: failures go to the session */
-    hl_error_clear(err);
-    *out = NULL;
+/* A value outside [lo, hi]: the field, the value and the range, in the caller's terms. */
+static hl_status range_fail(hl_error *err, const char *field, long long v, long long lo, long long hi,
+                            const char *note) {
+    return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: %s %lld out of range (%lld..%lld%s)", field, v, lo,
+                   hi, note);
+}
+
+/* Every helios_gen_params field checked against helios.h's limits before anything is
+ * allocated: an impossible value is an error naming the field, never a silent default, an
+ * overflowing count or an allocation of gigabytes. Sizes are checked in pixels against the
+ * loaded folder's rule (VAE x patch x pyramid), so the message speaks the caller's units. */
+static hl_status check_gen_params(const helios_pipeline *p, const helios_gen_params *g, hl_error *err) {
     if ((unsigned)g->sampler > HELIOS_SAMPLER_DMD)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: unknown sampler %d", (int)g->sampler);
-    if (g->height <= 0 || g->width <= 0 || g->height % 16 || g->width % 16)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: %dx%d: height and width must be positive multiples of 16",
-                       g->width, g->height);
+    if (g->width < 1 || g->width > HELIOS_MAX_SIDE) return range_fail(err, "width", g->width, 1, HELIOS_MAX_SIDE, " pixels");
+    if (g->height < 1 || g->height > HELIOS_MAX_SIDE)
+        return range_fail(err, "height", g->height, 1, HELIOS_MAX_SIDE, " pixels");
+    if (g->num_frames < 0 || g->num_frames > HELIOS_MAX_FRAMES)
+        return range_fail(err, "num_frames", g->num_frames, 0, HELIOS_MAX_FRAMES, "; 0 = num_chunks decides");
+    if (g->num_chunks > HELIOS_MAX_CHUNKS)
+        return range_fail(err, "num_chunks", g->num_chunks, 1, HELIOS_MAX_CHUNKS, "; 0 = from num_frames, < 0 = unbounded");
+    if (g->latent_frames_per_chunk < 0 || g->latent_frames_per_chunk > HELIOS_MAX_LATENT_FRAMES_PER_CHUNK)
+        return range_fail(err, "latent_frames_per_chunk", g->latent_frames_per_chunk, 0,
+                          HELIOS_MAX_LATENT_FRAMES_PER_CHUNK, "; 0 = the recipe's");
+    if (g->steps < 0 || g->steps > HELIOS_MAX_STEPS)
+        return range_fail(err, "steps", g->steps, 0, HELIOS_MAX_STEPS, "; 0 = the recipe's");
+    for (int i = 0; i < 3; i++)
+        if (g->pyramid_steps[i] < 0 || g->pyramid_steps[i] > HELIOS_MAX_STEPS) {
+            char field[32];
+            snprintf(field, sizeof field, "pyramid_steps[%d]", i);
+            return range_fail(err, field, g->pyramid_steps[i], 0, HELIOS_MAX_STEPS, "; 0 = the recipe's");
+        }
+    if (g->max_sequence_length < 0 || g->max_sequence_length > HELIOS_MAX_SEQUENCE_LENGTH)
+        return range_fail(err, "max_sequence_length", g->max_sequence_length, 0, HELIOS_MAX_SEQUENCE_LENGTH,
+                          "; 0 = 512");
+    if (g->prompt_embeds && (g->text_len < 1 || g->text_len > HELIOS_MAX_SEQUENCE_LENGTH))
+        return range_fail(err, "text_len", g->text_len, 1, HELIOS_MAX_SEQUENCE_LENGTH, " with prompt_embeds");
+    /* NaN compares false with everything: it would silently take the recipe default */
+    if (!isfinite(g->guidance_scale) || g->guidance_scale > HELIOS_MAX_GUIDANCE)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "generate: guidance_scale %g out of range (finite, at most %g; < 0 = the recipe's)",
+                       (double)g->guidance_scale, (double)HELIOS_MAX_GUIDANCE);
+    if (g->image && g->video)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: give an image or a video, not both");
+    if (g->video && (g->video_frames < 1 || g->video_frames > HELIOS_MAX_FRAMES))
+        return range_fail(err, "video_frames", g->video_frames, 1, HELIOS_MAX_FRAMES, " with a video");
+    /* The size rule of this folder: the latent (1/8) must split into patches at every pyramid
+     * stage (each halves it). */
+    const hl_dit_config *dc = &p->dit->cfg;
+    bool dmd = g->sampler == HELIOS_SAMPLER_DMD || (g->sampler == HELIOS_SAMPLER_DEFAULT && p->sched.kind == HL_SCHED_DMD);
+    int stages = p->pyramid ? p->sched.stages : 1;
+    if (stages < 1 || stages > HL_SCHED_MAX_STAGES) stages = 1; /* hl_loop_new reports it */
+    int patch = dc->patch[1] > dc->patch[2] ? dc->patch[1] : dc->patch[2];
+    long long mult = (long long)VAE_SPATIAL * (patch > 0 ? patch : 1) << (stages - 1);
+    const char *recipe = helios_recipe_defaults_get(hl_recipe_for(p->pyramid, dmd))->name;
+    if (g->width % mult || g->height % mult)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "generate: %s %d must be a multiple of %lld for the %s recipe (8 for the VAE x %d for the "
+                       "patch x %d for %d pyramid stage%s)",
+                       g->width % mult ? "width" : "height", g->width % mult ? g->width : g->height, mult, recipe,
+                       patch, 1 << (stages - 1), stages, stages == 1 ? "" : "s");
+    return HL_OK;
+}
+
+helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
+    if (!out) return HELIOS_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!p) return HELIOS_ERR_INVALID_ARG;
+    hl_error *err = &p->s->err; /* no generation yet: failures go to the session */
+    hl_error_clear(err);
+    if (!g) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: NULL parameters");
+    HL_TRY(check_gen_params(p, g, err));
     hl_loop_config c;
     apply_recipe(p, g, &c);
     helios_gen *gen = calloc(1, sizeof *gen);
@@ -223,10 +286,12 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
     gen->F = c.latent_frames, gen->h = c.height, gen->w = c.width;
     gen->n_stages = c.n_stages;
     gen->max_len = g->max_sequence_length > 0 ? g->max_sequence_length : 512;
+    /* In int64: the parameters are bounded above, but the sums must not be done in int (a
+     * num_frames near INT_MAX once overflowed here and streamed forever). */
     int frames_per_chunk = (c.latent_frames - 1) * VAE_TEMPORAL + 1;
-    gen->n_chunks = g->num_chunks != 0 ? g->num_chunks
-                                        : (g->num_frames + frames_per_chunk - 1) / frames_per_chunk;
-    if (gen->n_chunks == 0) gen->n_chunks = 1;
+    int64_t chunks = g->num_chunks != 0 ? g->num_chunks
+                                        : ((int64_t)g->num_frames + frames_per_chunk - 1) / frames_per_chunk;
+    gen->n_chunks = (int)(chunks == 0 ? 1 : chunks);
     gen->guidance = c.guidance_scale > 1.0 && c.sched.kind != HL_SCHED_DMD;
     gen->decode = g->decode && p->vae;
     int64_t n_out = gen->n_chunks > 0 ? (int64_t)gen->n_chunks * frames_per_chunk : 0;
@@ -314,6 +379,9 @@ helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
 helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks) {
     helios_pipeline *p = g->p;
     hl_error_clear(&g->err);
+    if (chunks < 0 || chunks > HELIOS_MAX_CHUNKS)
+        return hl_fail(&g->err, HELIOS_ERR_INVALID_ARG, "set_prompt: interpolation over %d chunks out of range (0..%d)",
+                       chunks, HELIOS_MAX_CHUNKS);
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
     hl_status st = prompt_embeddings(p, &g->ctx, prompt, NULL, 0, g->max_len, &text, &L);
@@ -335,6 +403,8 @@ helios_status helios_gen_run(helios_gen *g, helios_progress_fn on_progress, void
     }
     return st;
 }
+
+int helios_gen_n_chunks(const helios_gen *g) { return g ? g->n_chunks : 0; }
 
 const char *helios_gen_error(const helios_gen *g) { return g ? g->err.msg : ""; }
 

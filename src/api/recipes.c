@@ -17,6 +17,7 @@ static const helios_recipe_defaults k_recipes[] = {
         .amplify_first_chunk = 0,
         .latent_frames_per_chunk = 9,
         .history_frames = {16, 2, 1},
+        .size_multiple = 16,
     },
     [HELIOS_RECIPE_MID] = {
         .name = "Mid",
@@ -30,6 +31,7 @@ static const helios_recipe_defaults k_recipes[] = {
         .amplify_first_chunk = 0,
         .latent_frames_per_chunk = 9,
         .history_frames = {16, 2, 1},
+        .size_multiple = 64,
     },
     [HELIOS_RECIPE_DISTILLED] = {
         .name = "Distilled",
@@ -43,6 +45,7 @@ static const helios_recipe_defaults k_recipes[] = {
         .amplify_first_chunk = 1,
         .latent_frames_per_chunk = 9,
         .history_frames = {16, 2, 1},
+        .size_multiple = 64,
     },
 };
 

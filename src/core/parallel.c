@@ -1,9 +1,16 @@
 #include "core/parallel.h"
 
+#include "helios.h"
+
 #include <omp.h>
 #include <time.h>
 
-void hl_set_threads(int n) { omp_set_num_threads(n > 0 ? n : omp_get_num_procs()); }
+/* "All cores" stops at the session bound (helios.h), which the CPU backend's streams share: a
+ * machine with more cores than that runs with HELIOS_MAX_THREADS rather than failing. */
+void hl_set_threads(int n) {
+    int procs = omp_get_num_procs();
+    omp_set_num_threads(n > 0 ? n : procs < HELIOS_MAX_THREADS ? procs : HELIOS_MAX_THREADS);
+}
 
 int hl_get_threads(void) { return omp_get_max_threads(); }
 

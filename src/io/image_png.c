@@ -65,8 +65,15 @@ static hl_status png_encoder_init(png_encoder *e, int width, int height, const c
 }
 
 static hl_status write_all(const char *path, const uint8_t *data, size_t n, hl_error *err) {
-    FILE *f = fopen(path, "wbe");
-    if (!f) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    int fd = hl_media_part_create(path, err); /* another run's .part is never touched */
+    if (fd < 0) return err ? err->status : HELIOS_ERR_IO;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", path, strerror(e));
+    }
     size_t wrote = fwrite(data, 1, n, f);
     int e = errno;
     if (fclose(f) != 0 && wrote == n) {

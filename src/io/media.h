@@ -157,6 +157,10 @@ hl_status hl_video_png_open(const char *dir, int width, int height, const hl_vid
 
 /* "<path>.part" as a new malloc'ed string (NULL when out of memory). */
 char *hl_media_part_name(const char *path);
+/* Creates the ".part" file tmp for writing, failing if it exists (O_EXCL): two runs writing the
+ * same output must not write into one file, and a failing run must never remove the other
+ * run's file. Returns the descriptor, or -1 with err set (the message says what to do). */
+int hl_media_part_create(const char *tmp, hl_error *err);
 /* fsync()s path's data and renames it to final; errors name both files. */
 hl_status hl_media_commit(const char *tmp, const char *final, hl_error *err);
 

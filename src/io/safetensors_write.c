@@ -1,9 +1,11 @@
 #include "io/safetensors_write.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A growable string for the JSON header. */
 typedef struct sbuf {
@@ -83,10 +85,21 @@ hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n, co
     }
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.part", path);
-    FILE *f = fopen(tmp, "wb");
+    /* O_EXCL: two runs saving to the same path must not write into one file, and a failure
+     * here must not remove the other run's */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
+        int e = errno;
         free(h.p);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            remove(tmp);
+        }
+        if (e == EEXIST)
+            return hl_fail(err, HELIOS_ERR_IO,
+                           "%s exists: another run may be writing the same output (remove it if none is)", tmp);
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(e));
     }
     unsigned char len[8];
     for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)h.n >> (8 * i));

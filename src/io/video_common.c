@@ -91,6 +91,17 @@ char *hl_media_part_name(const char *path) {
     return s;
 }
 
+int hl_media_part_create(const char *tmp, hl_error *err) {
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) return fd;
+    if (errno == EEXIST)
+        hl_fail(err, HELIOS_ERR_IO,
+                "%s exists: another run may be writing the same output (remove it if none is)", tmp);
+    else
+        hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    return -1;
+}
+
 hl_status hl_media_commit(const char *tmp, const char *final, hl_error *err) {
     /* fsync before rename: after a power loss the final name holds either the old file or the
      * complete new one, never an empty one. */

@@ -44,6 +44,7 @@ typedef struct mp4_state {
     int64_t pending; /* frames sent to the encoder since the last drain */
     uint8_t *yuv; /* packed planes of one frame */
     char *tmp, *final;
+    bool created; /* tmp is ours (made by hl_media_part_create): remove it on failure */
 } mp4_state;
 
 static hl_status av_fail(mp4_state *s, hl_status st, const char *what, int rc, hl_error *err) {
@@ -228,6 +229,15 @@ static hl_status mp4_setup(mp4_state *s, hl_error *err) {
     char *url = malloc(n);
     if (!url) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", s->tmp);
     snprintf(url, n, "file:%s", s->tmp);
+    /* created exclusively first (avio_open truncates whatever is there): a second run writing
+     * the same output fails here instead of writing into the first one's file */
+    int fd = hl_media_part_create(s->tmp, err);
+    if (fd < 0) {
+        free(url);
+        return err ? err->status : HELIOS_ERR_IO;
+    }
+    close(fd);
+    s->created = true;
     rc = avio_open(&s->oc->pb, url, AVIO_FLAG_WRITE);
     free(url);
     if (rc < 0) return av_fail(s, HELIOS_ERR_IO, "cannot create", rc, err);
@@ -261,10 +271,8 @@ hl_status hl_video_mp4_open(const char *path, int width, int height, const hl_vi
     }
     hl_status st = mp4_setup(s, err);
     if (st != HL_OK) {
-        if (s->oc && s->oc->pb) { /* the .part file exists already: nothing useful in it */
-            avio_closep(&s->oc->pb);
-            unlink(s->tmp);
-        }
+        if (s->oc && s->oc->pb) avio_closep(&s->oc->pb);
+        if (s->created) unlink(s->tmp); /* ours, with nothing useful in it */
         mp4_free(s);
         return st;
     }

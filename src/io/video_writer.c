@@ -15,7 +15,9 @@ struct hl_video_writer {
     uint8_t *rgb; /* one frame, H x W x 3 */
 };
 
-enum { HL_VIDEO_MAX_SIDE = 16384 };
+/* The frame-size bound is the library's (helios.h), so a size the generator accepts is one the
+ * writer accepts. */
+enum { HL_VIDEO_MAX_SIDE = HELIOS_MAX_SIDE };
 
 void hl_video_params_init(hl_video_params *p) {
     p->fps = 24;

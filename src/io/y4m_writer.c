@@ -112,12 +112,10 @@ hl_status hl_video_y4m_open(const char *path, bool to_stdout, int width, int hei
             return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", path);
         }
         s->name = s->tmp;
-        s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        s->fd = hl_media_part_create(s->tmp, err); /* not ours when it fails: left alone */
         if (s->fd < 0) {
-            hl_status st = hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", s->tmp,
-                                   strerror(errno));
             y4m_free(s);
-            return st;
+            return err ? err->status : HELIOS_ERR_IO;
         }
     }
     char header[128];

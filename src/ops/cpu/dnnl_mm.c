@@ -17,7 +17,7 @@
 
 /* ---- the instance ---------------------------------------------------------------------------- */
 
-#define HL_MAX_STREAMS 512
+#define HL_MAX_STREAMS HELIOS_MAX_THREADS /* one stream per thread, up to the session bound */
 
 typedef struct cache_entry {
     int kind;          /* hl_cpu_prim_kind; 0: empty */
