@@ -102,11 +102,21 @@ fails "info with two paths" 2 "one PATH only" $H info a b
 # a ~4 KB model path: the message keeps what is wrong, not the path alone (a 1 KB cut)
 long=$T/$(printf '%0200d/' 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 | tr 0 d)
 fails "4 KB model path keeps the reason" 1 "model_index.json: cannot open: " $H generate -q -m "$long" -p x -o $T/x.mp4
-# a second run writing the same output finds the first one's .part and leaves it alone
+# a second run writing the same output finds the first one's .part locked and leaves it alone
+# (flock(1) holds the same kind of lock a writing run holds); a .part nobody holds, left by a
+# killed run, is taken over
 echo first > "$T/busy.mp4.part"
-fails "same output twice: .part in use" 1 "busy.mp4.part exists: another run may be writing the same output" \
+flock "$T/busy.mp4.part" sleep 60 &
+locker=$!
+sleep 0.5
+fails "same output twice: .part in use" 1 "busy.mp4.part is being written by another run" \
     $G1 -o $T/busy.mp4
 check "the other run's .part untouched, no output" "[ \"\$(cat $T/busy.mp4.part)\" = first ] && [ ! -e $T/busy.mp4 ]"
+kill $locker 2>/dev/null
+wait $locker 2>/dev/null
+echo stale > "$T/stale.mp4.part"
+$G1 -o "$T/stale.mp4" 2>/dev/null
+check "a killed run's .part is taken over" "[ \"\$(frames $T/stale.mp4)\" = 33 ] && [ ! -e $T/stale.mp4.part ]"
 check "missing model fails, named" "$H generate -q -m $T/nope -p x -o $T/x.mp4 2>&1 | grep -q nope"
 check "unreadable image fails, named" "echo garbage > $T/bad.png; $G -p x --image $T/bad.png -o $T/x.mp4 2>&1 | grep -q bad.png"
 check "video shorter than a chunk fails" "$G -p x --video $T/first.png -o $T/x.mp4 2>&1 | grep -q 'fewer than one chunk'"

@@ -64,27 +64,23 @@ static hl_status png_encoder_init(png_encoder *e, int width, int height, const c
     return HL_OK;
 }
 
-static hl_status write_all(const char *path, const uint8_t *data, size_t n, hl_error *err) {
-    int fd = hl_media_part_create(path, err); /* another run's .part is never touched */
+/* Writes data to tmp (created and locked by hl_media_part_create: another run's .part is never
+ * touched) and renames it to path, the lock held throughout; on failure tmp is removed. */
+static hl_status write_file(const char *tmp, const char *path, const uint8_t *data, size_t n,
+                            hl_error *err) {
+    int fd = hl_media_part_create(tmp, err);
     if (fd < 0) return err ? err->status : HELIOS_ERR_IO;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", path, strerror(e));
+    hl_status st = HL_OK;
+    for (size_t done = 0; done < n && st == HL_OK;) {
+        ssize_t k = write(fd, data + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) st = hl_fail(err, HELIOS_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        else done += (size_t)k;
     }
-    size_t wrote = fwrite(data, 1, n, f);
-    int e = errno;
-    if (fclose(f) != 0 && wrote == n) {
-        wrote = 0;
-        e = errno;
-    }
-    if (wrote != n) {
-        unlink(path);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return HL_OK;
+    if (st == HL_OK) st = hl_media_commit(fd, tmp, path, err);
+    if (st != HL_OK) unlink(tmp);
+    close(fd);
+    return st;
 }
 
 /* Encodes rgb and writes it to path via path.part. */
@@ -103,13 +99,9 @@ static hl_status png_encode_to(png_encoder *e, const uint8_t *rgb, const char *p
         return hl_fail(err, HELIOS_ERR_INTERNAL, "%s: PNG encoding failed: %s", path,
                        hl_media_averr(rc, msg, sizeof msg));
     char *tmp = hl_media_part_name(path);
-    hl_status st = tmp ? write_all(tmp, e->pkt->data, (size_t)e->pkt->size, err)
+    hl_status st = tmp ? write_file(tmp, path, e->pkt->data, (size_t)e->pkt->size, err)
                        : hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", path);
     av_packet_unref(e->pkt);
-    if (st == HL_OK) {
-        st = hl_media_commit(tmp, path, err);
-        if (st != HL_OK) unlink(tmp);
-    }
     free(tmp);
     return st;
 }

@@ -157,12 +157,16 @@ hl_status hl_video_png_open(const char *dir, int width, int height, const hl_vid
 
 /* "<path>.part" as a new malloc'ed string (NULL when out of memory). */
 char *hl_media_part_name(const char *path);
-/* Creates the ".part" file tmp for writing, failing if it exists (O_EXCL): two runs writing the
- * same output must not write into one file, and a failing run must never remove the other
- * run's file. Returns the descriptor, or -1 with err set (the message says what to do). */
+/* Opens the ".part" file tmp for writing and takes an exclusive lock on it (flock): two runs
+ * writing the same output must not write into one file, and a failing run must never remove
+ * the other run's file. A .part nobody holds (left by a killed run) is taken over and
+ * truncated; one another process is writing fails with a message saying so. Returns the
+ * descriptor, which holds the lock until it is closed: keep it open until after
+ * hl_media_commit. -1 with err set on failure. */
 int hl_media_part_create(const char *tmp, hl_error *err);
-/* fsync()s path's data and renames it to final; errors name both files. */
-hl_status hl_media_commit(const char *tmp, const char *final, hl_error *err);
+/* fsync()s the file behind fd (tmp, opened by hl_media_part_create, still locked) and renames
+ * tmp to final; errors name both files. The caller closes fd afterwards. */
+hl_status hl_media_commit(int fd, const char *tmp, const char *final, hl_error *err);
 
 /* Encodes one RGB24 frame as a PNG file at path (through path.part + rename). */
 hl_status hl_image_write_png(const char *path, const uint8_t *rgb, int width, int height,

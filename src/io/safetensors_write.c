@@ -1,4 +1,5 @@
 #include "io/safetensors_write.h"
+#include "io/media.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,20 +86,19 @@ hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n, co
     }
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.part", path);
-    /* O_EXCL: two runs saving to the same path must not write into one file, and a failure
-     * here must not remove the other run's */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    /* created and locked (io/media.h): two runs saving to the same path must not write into one
+     * file, and a failure here must not remove the other run's */
+    int fd = hl_media_part_create(tmp, err);
+    if (fd < 0) {
+        free(h.p);
+        return err ? err->status : HELIOS_ERR_IO;
+    }
+    FILE *f = fdopen(fd, "wb");
     if (!f) {
         int e = errno;
         free(h.p);
-        if (fd >= 0) {
-            close(fd);
-            remove(tmp);
-        }
-        if (e == EEXIST)
-            return hl_fail(err, HELIOS_ERR_IO,
-                           "%s exists: another run may be writing the same output (remove it if none is)", tmp);
+        remove(tmp);
+        close(fd);
         return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(e));
     }
     unsigned char len[8];
@@ -108,12 +108,13 @@ hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n, co
         size_t bytes = hl_tensor_nbytes(&entries[i].t);
         ok = fwrite(entries[i].t.data, 1, bytes, f) == bytes;
     }
-    ok = fclose(f) == 0 && ok;
+    ok = fflush(f) == 0 && ok;
+    int e = errno;
     free(h.p);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return HL_OK;
+    /* sync and rename while the lock is held; fclose then releases it */
+    hl_status st = ok ? hl_media_commit(fd, tmp, path, err)
+                      : hl_fail(err, HELIOS_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
+    if (st != HL_OK) remove(tmp);
+    fclose(f);
+    return st;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <libavutil/error.h>
@@ -92,27 +93,38 @@ char *hl_media_part_name(const char *path) {
 }
 
 int hl_media_part_create(const char *tmp, hl_error *err) {
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) return fd;
-    if (errno == EEXIST)
-        hl_fail(err, HELIOS_ERR_IO,
-                "%s exists: another run may be writing the same output (remove it if none is)", tmp);
-    else
+    /* No O_TRUNC before the lock is ours: the file may be another run's, mid-write. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
         hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    return -1;
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            hl_fail(err, HELIOS_ERR_IO,
+                    "%s is being written by another run (two runs cannot write the same output)",
+                    tmp);
+        else
+            hl_fail(err, HELIOS_ERR_IO, "%s: cannot lock: %s", tmp, strerror(e));
+        return -1;
+    }
+    if (ftruncate(fd, 0) != 0) { /* a killed run's leftover, now ours */
+        int e = errno;
+        close(fd);
+        hl_fail(err, HELIOS_ERR_IO, "%s: cannot truncate: %s", tmp, strerror(e));
+        return -1;
+    }
+    return fd;
 }
 
-hl_status hl_media_commit(const char *tmp, const char *final, hl_error *err) {
+hl_status hl_media_commit(int fd, const char *tmp, const char *final, hl_error *err) {
     /* fsync before rename: after a power loss the final name holds either the old file or the
-     * complete new one, never an empty one. */
-    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot reopen to sync: %s", tmp, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc != 0 && e != EINVAL) /* EINVAL: the file system cannot sync (e.g. some pipes) */
-        return hl_fail(err, HELIOS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(e));
+     * complete new one, never an empty one. The lock on fd is held through the rename, so no
+     * other run can take the .part over between the last write and the rename. */
+    if (fsync(fd) != 0 && errno != EINVAL) /* EINVAL: the file system cannot sync */
+        return hl_fail(err, HELIOS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
     if (rename(tmp, final) != 0)
         return hl_fail(err, HELIOS_ERR_IO, "cannot rename %s to %s: %s", tmp, final,
                        strerror(errno));

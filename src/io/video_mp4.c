@@ -45,6 +45,7 @@ typedef struct mp4_state {
     uint8_t *yuv; /* packed planes of one frame */
     char *tmp, *final;
     bool created; /* tmp is ours (made by hl_media_part_create): remove it on failure */
+    int lock_fd;  /* hl_media_part_create's descriptor: holds tmp's lock until freed; -1 none */
 } mp4_state;
 
 static hl_status av_fail(mp4_state *s, hl_status st, const char *what, int rc, hl_error *err) {
@@ -62,6 +63,7 @@ static void mp4_free(mp4_state *s) {
         avformat_free_context(s->oc);
     }
     free(s->yuv);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* after the rename or the unlink: lock released */
     free(s->tmp);
     free(s->final);
     free(s);
@@ -184,7 +186,7 @@ static hl_status mp4_finish(void *state, hl_error *err) {
         int rc = avio_closep(&s->oc->pb);
         if (rc < 0) st = av_fail(s, HELIOS_ERR_IO, "close failed", rc, err);
     }
-    if (st == HL_OK) st = hl_media_commit(s->tmp, s->final, err);
+    if (st == HL_OK) st = hl_media_commit(s->lock_fd, s->tmp, s->final, err);
     mp4_free(s);
     return st;
 }
@@ -229,14 +231,14 @@ static hl_status mp4_setup(mp4_state *s, hl_error *err) {
     char *url = malloc(n);
     if (!url) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", s->tmp);
     snprintf(url, n, "file:%s", s->tmp);
-    /* created exclusively first (avio_open truncates whatever is there): a second run writing
-     * the same output fails here instead of writing into the first one's file */
-    int fd = hl_media_part_create(s->tmp, err);
-    if (fd < 0) {
+    /* created and locked first (avio_open truncates whatever is there): a second run writing
+     * the same output fails here instead of writing into the first one's file. avio writes
+     * through a descriptor of its own; ours only holds the lock. */
+    s->lock_fd = hl_media_part_create(s->tmp, err);
+    if (s->lock_fd < 0) {
         free(url);
         return err ? err->status : HELIOS_ERR_IO;
     }
-    close(fd);
     s->created = true;
     rc = avio_open(&s->oc->pb, url, AVIO_FLAG_WRITE);
     free(url);
@@ -263,6 +265,7 @@ hl_status hl_video_mp4_open(const char *path, int width, int height, const hl_vi
     s->p = *p;
     s->width = width;
     s->height = height;
+    s->lock_fd = -1;
     s->tmp = hl_media_part_name(path);
     s->final = strdup(path);
     if (!s->tmp || !s->final) {

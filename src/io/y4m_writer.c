@@ -67,9 +67,11 @@ static hl_status y4m_finish(void *state, hl_error *err) {
     y4m_state *s = state;
     hl_status st = HL_OK;
     if (s->tmp) {
-        if (close(s->fd) != 0) st = y4m_io_error(s, "close", err);
+        /* fsync (which reports any write error) and rename while the lock is held (media.h);
+         * the close after that only releases the lock. */
+        st = hl_media_commit(s->fd, s->tmp, s->final, err);
+        close(s->fd);
         s->fd = -1;
-        if (st == HL_OK) st = hl_media_commit(s->tmp, s->final, err);
     }
     y4m_free(s);
     return st;
