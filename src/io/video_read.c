@@ -76,7 +76,7 @@ static hl_status corrupt(decoder *d, const char *what, int rc, hl_error *err) {
 }
 
 /* A clear message for the usual reasons a path cannot be read, before FFmpeg sees it. */
-static hl_status check_file(const char *path, hl_error *err) {
+static hl_status check_file(const char *path, uint64_t max_bytes, const char *kind, hl_error *err) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno == ENOENT) return hl_fail(err, HELIOS_ERR_IO, "%s: no such file", path);
@@ -89,11 +89,17 @@ static hl_status check_file(const char *path, hl_error *err) {
     if (!S_ISREG(sb.st_mode)) return hl_file_check_regular(path, err);
     if (sb.st_size == 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "%s: empty file, not an image or video", path);
+    if ((uint64_t)sb.st_size > max_bytes)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: %lld bytes, more than the %llu-byte limit for %s", path,
+                       (long long)sb.st_size, (unsigned long long)max_bytes, kind);
     return HL_OK;
 }
 
 static hl_status open_input(decoder *d, hl_error *err) {
-    HL_TRY(check_file(d->path, err));
+    /* An image demuxer hands the whole file to the decoder as one packet: that one is capped
+     * lower; videos are streamed, the cap only keeps out absurd inputs. */
+    const bool image = d->max_frames == 1;
+    HL_TRY(check_file(d->path, image ? HL_FILE_MAX_IMAGE : HL_FILE_MAX_VIDEO, image ? "an image" : "a video", err));
     hl_media_ffmpeg_init();
     /* "file:" + a whitelist: the path is a local file, never a URL or a protocol such as
      * concat:; pattern_type=none: a '%' in a file name is not an image-sequence pattern. */
@@ -146,6 +152,9 @@ static hl_status open_decoder(decoder *d, hl_error *err) {
     if (rc >= 0) {
         d->dec->thread_count = d->max_frames == 1 ? 1 : 0; /* one picture: no thread start-up */
         d->dec->pkt_timebase = st->time_base;
+        /* Without it decoders conceal damage and return a frame anyway: a truncated JPEG decodes
+         * to a half-grey picture with no error. Explode turns what they detect into an error. */
+        d->dec->err_recognition |= AV_EF_EXPLODE;
         rc = avcodec_open2(d->dec, codec, NULL);
     }
     if (rc < 0)
