@@ -187,6 +187,20 @@ static hl_cond_config cond_config(const helios_pipeline *p, int h, int w) {
     return c;
 }
 
+/* V2V windows whose latents reach the first chunk: the newest ones filling the history. */
+static int v2v_windows(const hl_loop_config *c) {
+    int total = c->history_sizes[0] + c->history_sizes[1] + c->history_sizes[2];
+    return (total + c->latent_frames - 1) / c->latent_frames;
+}
+
+int helios_gen_video_tail(const helios_pipeline *p, const helios_gen_params *g) {
+    if (!p || !g) return 0;
+    hl_loop_config c;
+    apply_recipe(p, g, &c);
+    if (c.latent_frames < 1 || c.latent_frames > (1 << 20)) return 0;
+    return v2v_windows(&c) * ((c.latent_frames - 1) * VAE_TEMPORAL + 1);
+}
+
 /* I2V / V2V: encode the input as the reference does, then the pipeline's noising; fills hist
  * and advances g as the reference generator does. */
 static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const helios_gen_params *gp,
@@ -196,7 +210,8 @@ static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const heli
     hl_cond_config cc = cond_config(p, c->height, c->width);
     hl_cond_moments m;
     hl_status st = hl_condition_encode(ctx, p->vae, gp->image, gp->image ? NULL : gp->video, gp->video_frames,
-                                       gp->height, gp->width, c->latent_frames, &m);
+                                       gp->image ? 0 : gp->video_skipped, v2v_windows(c), gp->height, gp->width,
+                                       c->latent_frames, &m);
     if (st != HL_OK) hl_error_prefix(err, "generate");
     if (st == HL_OK && gp->image) st = hl_prepare_i2v(&cc, g, m.m[0], m.m[1], c->latent_frames, hist, NULL, err);
     if (st == HL_OK && !gp->image)
