@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/memory.h"
 #include "api/recipes.h"
 #include "api/session.h"
 #include "core/file.h"
@@ -220,6 +221,27 @@ static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const heli
     return st;
 }
 
+/* Refuses a generation whose estimated peak (api/memory.h) exceeds what the process may use,
+ * before anything is allocated: oneDNN does not survive a failed allocation inside its
+ * primitive creation (a segfault under ulimit -v). */
+static hl_status admit_memory(helios_pipeline *p, const helios_gen_params *g, const hl_loop_config *c,
+                              const helios_gen *gen, hl_error *err) {
+    const hl_umt5_config *te = NULL;
+    if (p->te && !g->prompt_embeds) { /* maps the encoder now, so that it is counted as in use */
+        int dim;
+        HL_TRY(hl_text_encoder_dim(p->te, &dim, err));
+        te = &p->te->umt5->cfg;
+    }
+    hl_mem_gen mg = {.dit = p->dit, .vae = p->vae, .umt5 = te, .latent_frames = gen->F, .lat_h = gen->h,
+                     .lat_w = gen->w, .n_stages = gen->n_stages, .n_cond = gen->guidance ? 2 : 1,
+                     .text_len = g->prompt_embeds ? g->text_len : gen->max_len, .max_len = gen->max_len,
+                     .decode = gen->decode, .conditioned = g->image || g->video};
+    mg.history_frames = c->history_sizes[0] + c->history_sizes[1] + c->history_sizes[2];
+    hl_mem_need need;
+    hl_mem_estimate(&mg, &need);
+    return hl_mem_admit(&need, err);
+}
+
 helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, helios_gen **out) {
     hl_error *err = &p->s->err; /* no generation yet: failures go to the session */
     hl_error_clear(err);
@@ -246,6 +268,10 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
     gen->decode = g->decode && p->vae;
     int64_t n_out = gen->n_chunks > 0 ? (int64_t)gen->n_chunks * frames_per_chunk : 0;
     gen->total_frames = n_out > 0 ? (int)(((n_out - 1) / 4) * 4 + 1) : 0; /* trim as the reference */
+    if (admit_memory(p, g, &c, gen, err) != HL_OK) {
+        helios_gen_free(gen);
+        return err->status;
+    }
     if (gen->decode && !(gen->frames = malloc((size_t)3 * frames_per_chunk * g->height * g->width * sizeof(float)))) {
         helios_gen_free(gen);
         return hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a decoded chunk");
