@@ -272,9 +272,15 @@ typedef struct helios_gen_params {
     const float *video;            /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL
                                     * (not with image) */
     int video_frames;              /* 1 .. HELIOS_MAX_FRAMES with video */
+    int video_skipped;             /* V2V from helios_video_read_tail: frames of the input left
+                                    * out between video's frame 0 and frame 1 (helios_media.skipped) */
 } helios_gen_params;
 
 void helios_gen_params_init(helios_gen_params *p);
+
+/* V2V conditions on frame 0 of the input and on its newest frames only: how many of those the
+ * generation g describes needs (the tail for helios_video_read_tail; 0 on bad parameters). */
+int helios_gen_video_tail(const helios_pipeline *p, const helios_gen_params *g);
 
 /* What one helios_gen_step did. */
 typedef struct helios_gen_progress {
@@ -321,6 +327,8 @@ void helios_gen_free(helios_gen *g);
 typedef struct helios_media {
     float *data;
     int frames, height, width;
+    int skipped;                   /* helios_video_read_tail: frames decoded and dropped between
+                                    * data's frame 0 and frame 1 (the video had frames + skipped) */
     int src_width, src_height;     /* the size in the file, before resizing */
     double fps;                    /* 0 when unknown (images) */
 } helios_media;
@@ -332,6 +340,11 @@ typedef struct helios_media {
 helios_status helios_image_read(helios_session *s, const char *path, int width, int height, helios_media **out);
 helios_status helios_video_read(helios_session *s, const char *path, int width, int height, int max_frames,
                                 helios_media **out);
+/* Frame 0 and the newest `tail` frames of a video (what V2V uses: see helios_gen_video_tail),
+ * decoded as a stream: memory is bounded by tail + 1 frames whatever the video's length, and
+ * every frame is still decoded (a damaged one is an error). frames = 1 + min(tail, rest). */
+helios_status helios_video_read_tail(helios_session *s, const char *path, int width, int height, int tail,
+                                     helios_media **out);
 void helios_media_free(helios_media *m);
 
 /* A video writer, chosen from the path:

@@ -191,6 +191,37 @@ static void test_kind_of(void) {
           "avi refused: %s", err.msg);
 }
 
+/* V2V's read: frame 0 and the newest frames, the same values as a whole read, the rest counted
+ * as skipped; a tail longer than the video keeps everything. Reads a.y4m from test_y4m. */
+static void test_read_tail(void) {
+    const char *path = tpath("a.y4m");
+    hl_error err;
+    hl_error_clear(&err);
+    hl_media all = {0}, tail = {0};
+    CHECK(hl_video_read(path, 0, 0, 0, &all, &err) == HL_OK && all.frames == T, "whole read: %s", err.msg);
+    CHECK(hl_video_read_tail(path, 0, 0, 3, &tail, &err) == HL_OK, "tail read: %s", err.msg);
+    CHECK(tail.frames == 4 && tail.skipped == T - 4, "tail 3: %d frames kept, %d skipped", tail.frames, tail.skipped);
+    if (all.data && tail.data && tail.frames == 4) {
+        const size_t plane = (size_t)W * H;
+        bool same = true;
+        for (int c = 0; c < 3; c++)
+            for (int f = 0; f < 4; f++) {
+                int src = f == 0 ? 0 : T - 4 + f; /* frame 0, then the newest three in order */
+                same &= !memcmp(tail.data + ((size_t)c * 4 + f) * plane, all.data + ((size_t)c * T + src) * plane,
+                                plane * sizeof(float));
+            }
+        CHECK(same, "tail read: frame 0 and the last 3 frames as the whole read has them");
+    }
+    hl_media_free(&tail);
+    CHECK(hl_video_read_tail(path, 0, 0, 1000, &tail, &err) == HL_OK && tail.frames == T && tail.skipped == 0,
+          "a tail longer than the video keeps all %d frames (%d, %d skipped)", T, tail.frames, tail.skipped);
+    if (all.data && tail.data && tail.frames == T)
+        CHECK(!memcmp(all.data, tail.data, (size_t)3 * T * W * H * sizeof(float)), "long tail: same as a whole read");
+    hl_media_free(&tail);
+    CHECK(hl_video_read_tail(path, 0, 0, 0, &tail, &err) == HELIOS_ERR_INVALID_ARG, "tail 0 refused");
+    hl_media_free(&all);
+}
+
 static void test_y4m(const float *x, const float *xq) {
     const char *path = tpath("a.y4m"), *part = tpath("a.y4m.part");
     hl_error err;
@@ -689,6 +720,7 @@ int main(void) {
     test_yuv();
     test_kind_of();
     test_y4m(x, xq);
+    test_read_tail();
     test_y4m_stdout(xq, x);
     test_png_dir(x, xq);
     test_mp4(x, xq);

@@ -270,9 +270,11 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (o.image && helios_image_read(s, o.image, o.width, o.height, &media) != HELIOS_OK) goto fail;
-    if (o.video && helios_video_read(s, o.video, o.width, o.height, 0, &media) != HELIOS_OK) goto fail;
+    /* V2V uses frame 0 and the newest frames: the rest is decoded and dropped as it streams by */
+    if (o.video && helios_video_read_tail(s, o.video, o.width, o.height, helios_gen_video_tail(pipe, &gp), &media) != HELIOS_OK)
+        goto fail;
     if (o.image) gp.image = media->data;
-    if (o.video) gp.video = media->data, gp.video_frames = media->frames;
+    if (o.video) gp.video = media->data, gp.video_frames = media->frames, gp.video_skipped = media->skipped;
     helios_status gst = helios_gen_new(pipe, &gp, &r.gen);
     if (gst != HELIOS_OK) {
         rc = gst == HELIOS_ERR_INVALID_ARG ? 2 : 1; /* a value the command line gave */

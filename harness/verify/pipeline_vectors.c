@@ -137,7 +137,7 @@ static hl_status encode_inputs(const hl_ctx *ctx, hl_vae *vae, const hl_safetens
             for (int c = 0; c < 3; c++)
                 memcpy(video + ((size_t)c * T + f) * frame, x + ((size_t)f * 3 + c) * frame, frame * sizeof(float));
     }
-    if (r == HL_OK) r = hl_condition_encode(ctx, vae, img ? x : NULL, video, T, H, W, F, out);
+    if (r == HL_OK) r = hl_condition_encode(ctx, vae, img ? x : NULL, video, T, 0, 0, H, W, F, out);
     if (r == HL_OK && out->n != n_rec)
         r = hl_fail(ctx->err, HELIOS_ERR_SHAPE, "%s: %d encodes made, %d recorded", st->path, out->n, n_rec);
     for (int i = 0; r == HL_OK && i < out->n; i++) {

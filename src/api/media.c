@@ -18,7 +18,8 @@ static helios_status media_out(helios_session *s, hl_status st, hl_media *m, hel
         return hl_fail(&s->err, HELIOS_ERR_OOM, "media: out of memory");
     }
     *r = (helios_media){.data = m->data, .frames = m->frames, .height = m->height, .width = m->width,
-                        .src_width = m->src_width, .src_height = m->src_height, .fps = m->fps};
+                        .src_width = m->src_width, .src_height = m->src_height, .fps = m->fps,
+                        .skipped = m->skipped};
     *out = r;
     return HELIOS_OK;
 }
@@ -38,6 +39,15 @@ helios_status helios_video_read(helios_session *s, const char *path, int width, 
     if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "video: no path given");
     hl_media m = {0};
     return media_out(s, hl_video_read(path, width, height, max_frames, &m, &s->err), &m, out);
+}
+
+helios_status helios_video_read_tail(helios_session *s, const char *path, int width, int height, int tail,
+                                     helios_media **out) {
+    hl_error_clear(&s->err);
+    *out = NULL;
+    if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "video: no path given");
+    hl_media m = {0};
+    return media_out(s, hl_video_read_tail(path, width, height, tail, &m, &s->err), &m, out);
 }
 
 void helios_media_free(helios_media *m) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/memory.h"
 #include "api/recipes.h"
 #include "api/session.h"
 #include "core/file.h"
@@ -187,6 +188,20 @@ static hl_cond_config cond_config(const helios_pipeline *p, int h, int w) {
     return c;
 }
 
+/* V2V windows whose latents reach the first chunk: the newest ones filling the history. */
+static int v2v_windows(const hl_loop_config *c) {
+    int total = c->history_sizes[0] + c->history_sizes[1] + c->history_sizes[2];
+    return (total + c->latent_frames - 1) / c->latent_frames;
+}
+
+int helios_gen_video_tail(const helios_pipeline *p, const helios_gen_params *g) {
+    if (!p || !g) return 0;
+    hl_loop_config c;
+    apply_recipe(p, g, &c);
+    if (c.latent_frames < 1 || c.latent_frames > (1 << 20)) return 0;
+    return v2v_windows(&c) * ((c.latent_frames - 1) * VAE_TEMPORAL + 1);
+}
+
 /* I2V / V2V: encode the input as the reference does, then the pipeline's noising; fills hist
  * and advances g as the reference generator does. */
 static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const helios_gen_params *gp,
@@ -196,13 +211,35 @@ static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const heli
     hl_cond_config cc = cond_config(p, c->height, c->width);
     hl_cond_moments m;
     hl_status st = hl_condition_encode(ctx, p->vae, gp->image, gp->image ? NULL : gp->video, gp->video_frames,
-                                       gp->height, gp->width, c->latent_frames, &m);
+                                       gp->image ? 0 : gp->video_skipped, v2v_windows(c), gp->height, gp->width,
+                                       c->latent_frames, &m);
     if (st != HL_OK) hl_error_prefix(err, "generate");
     if (st == HL_OK && gp->image) st = hl_prepare_i2v(&cc, g, m.m[0], m.m[1], c->latent_frames, hist, NULL, err);
     if (st == HL_OK && !gp->image)
         st = hl_prepare_v2v(&cc, g, m.m[0], (const float *const *)(m.m + 1), m.n - 1, c->latent_frames, hist, NULL, err);
     hl_cond_moments_free(&m);
     return st;
+}
+
+/* Refuses a generation whose estimated peak (api/memory.h) exceeds what the process may use,
+ * before anything is allocated: oneDNN does not survive a failed allocation inside its
+ * primitive creation (a segfault under ulimit -v). */
+static hl_status admit_memory(helios_pipeline *p, const helios_gen_params *g, const hl_loop_config *c,
+                              const helios_gen *gen, hl_error *err) {
+    const hl_umt5_config *te = NULL;
+    if (p->te && !g->prompt_embeds) { /* maps the encoder now, so that it is counted as in use */
+        int dim;
+        HL_TRY(hl_text_encoder_dim(p->te, &dim, err));
+        te = &p->te->umt5->cfg;
+    }
+    hl_mem_gen mg = {.dit = p->dit, .vae = p->vae, .umt5 = te, .latent_frames = gen->F, .lat_h = gen->h,
+                     .lat_w = gen->w, .n_stages = gen->n_stages, .n_cond = gen->guidance ? 2 : 1,
+                     .text_len = g->prompt_embeds ? g->text_len : gen->max_len, .max_len = gen->max_len,
+                     .decode = gen->decode, .conditioned = g->image || g->video};
+    mg.history_frames = c->history_sizes[0] + c->history_sizes[1] + c->history_sizes[2];
+    hl_mem_need need;
+    hl_mem_estimate(&mg, &need);
+    return hl_mem_admit(&need, err);
 }
 
 /* A value outside [lo, hi]: the field, the value and the range, in the caller's terms. */
@@ -296,6 +333,10 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
     gen->decode = g->decode && p->vae;
     int64_t n_out = gen->n_chunks > 0 ? (int64_t)gen->n_chunks * frames_per_chunk : 0;
     gen->total_frames = n_out > 0 ? (int)(((n_out - 1) / 4) * 4 + 1) : 0; /* trim as the reference */
+    if (admit_memory(p, g, &c, gen, err) != HL_OK) {
+        helios_gen_free(gen);
+        return err->status;
+    }
     if (gen->decode && !(gen->frames = malloc((size_t)3 * frames_per_chunk * g->height * g->width * sizeof(float)))) {
         helios_gen_free(gen);
         return hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a decoded chunk");

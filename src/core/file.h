@@ -7,13 +7,15 @@
  *   - a whole-file read has a size cap: "PATH: N bytes, more than the M-byte limit for a KIND";
  *   - exactly st_size bytes are read; a file that shrinks or grows meanwhile is an error.
  * The caps are far above any real file of the kind (sizes of the real umT5 / Wan files in the
- * comments) and far below what would hurt a machine. Weights are mmap'ed, not read, and media go
- * to FFmpeg: both only get the regular-file check (hl_file_open_regular / hl_file_check_regular). */
+ * comments) and far below what would hurt a machine. Weights are mmap'ed, not read: they get the
+ * regular-file check (hl_file_open_regular). Media go to FFmpeg (src/io/video_read.c): the same
+ * check before FFmpeg opens them, and a size cap (HL_FILE_MAX_IMAGE / HL_FILE_MAX_VIDEO). */
 #ifndef HL_CORE_FILE_H
 #define HL_CORE_FILE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 
@@ -25,6 +27,12 @@
 #define HL_FILE_MAX_TOKENIZER_JSON ((size_t)64 << 20)
 /* spiece.model: 4.5 MB for umT5-xxl. */
 #define HL_FILE_MAX_SPM ((size_t)64 << 20)
+/* --image: image demuxers hand the whole file to the decoder in one packet; an uncompressed
+ * 16384 x 16384 RGB picture (the largest side we accept) is 805 MB. */
+#define HL_FILE_MAX_IMAGE ((uint64_t)1 << 30)
+/* --video: streamed frame by frame, so only a bound against absurd inputs (an hour of 4K H.264
+ * at a high bitrate is ~30 GB). */
+#define HL_FILE_MAX_VIDEO ((uint64_t)256 << 30)
 
 /* Opens path read-only (O_NONBLOCK | O_NOCTTY | O_CLOEXEC) and checks that it is a regular file
  * of at most max_bytes (SIZE_MAX: any size that fits in memory); *fd and *size on success, the

@@ -107,6 +107,7 @@ typedef struct hl_media {
     int frames, height, width;
     int src_width, src_height; /* size before resizing */
     double fps;                /* 0 when unknown (images) */
+    int skipped;               /* hl_video_read_tail: frames dropped between frame 0 and frame 1 */
 } hl_media;
 
 /* Reads the first frame of an image (or video) resized to width x height; out->data is
@@ -117,6 +118,11 @@ hl_status hl_image_read(const char *path, int width, int height, hl_media *out, 
  * (0, 0: native); out->data is (3, F, H, W). */
 hl_status hl_video_read(const char *path, int width, int height, int max_frames, hl_media *out,
                         hl_error *err);
+
+/* Frame 0 and the newest `tail` frames, every frame decoded in turn but only tail + 1 kept
+ * (V2V: memory bounded whatever the video's length); out->skipped counts the frames dropped. */
+hl_status hl_video_read_tail(const char *path, int width, int height, int tail, hl_media *out,
+                             hl_error *err);
 
 void hl_media_free(hl_media *m);
 

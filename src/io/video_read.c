@@ -30,6 +30,7 @@ typedef struct decoder {
     AVPacket *pkt;
     AVFrame *frame;
     int max_frames;
+    int tail;             /* > 0: keep frame 0 and the newest tail frames only (a ring) */
 
     /* decoded format -> RGB24 at the native size */
     struct SwsContext *to_rgb;
@@ -46,9 +47,9 @@ typedef struct decoder {
 
     int out_w, out_h;     /* 0 until the first frame when keeping the native size */
     int src_w, src_h;     /* size of the first frame */
-    uint8_t *store;       /* n frames of out_h x out_w x 3 */
+    uint8_t *store;       /* n frames of out_h x out_w x 3 (tail: frame 0, then a ring) */
     size_t store_cap;     /* in frames */
-    int n;
+    int n;                /* frames decoded */
 } decoder;
 
 static void decoder_free(decoder *d) {
@@ -76,7 +77,7 @@ static hl_status corrupt(decoder *d, const char *what, int rc, hl_error *err) {
 }
 
 /* A clear message for the usual reasons a path cannot be read, before FFmpeg sees it. */
-static hl_status check_file(const char *path, hl_error *err) {
+static hl_status check_file(const char *path, uint64_t max_bytes, const char *kind, hl_error *err) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno == ENOENT) return hl_fail(err, HELIOS_ERR_IO, "%s: no such file", path);
@@ -89,11 +90,17 @@ static hl_status check_file(const char *path, hl_error *err) {
     if (!S_ISREG(sb.st_mode)) return hl_file_check_regular(path, err);
     if (sb.st_size == 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "%s: empty file, not an image or video", path);
+    if ((uint64_t)sb.st_size > max_bytes)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: %lld bytes, more than the %llu-byte limit for %s", path,
+                       (long long)sb.st_size, (unsigned long long)max_bytes, kind);
     return HL_OK;
 }
 
 static hl_status open_input(decoder *d, hl_error *err) {
-    HL_TRY(check_file(d->path, err));
+    /* An image demuxer hands the whole file to the decoder as one packet: that one is capped
+     * lower; videos are streamed, the cap only keeps out absurd inputs. */
+    const bool image = d->max_frames == 1;
+    HL_TRY(check_file(d->path, image ? HL_FILE_MAX_IMAGE : HL_FILE_MAX_VIDEO, image ? "an image" : "a video", err));
     hl_media_ffmpeg_init();
     /* "file:" + a whitelist: the path is a local file, never a URL or a protocol such as
      * concat:; pattern_type=none: a '%' in a file name is not an image-sequence pattern. */
@@ -146,6 +153,9 @@ static hl_status open_decoder(decoder *d, hl_error *err) {
     if (rc >= 0) {
         d->dec->thread_count = d->max_frames == 1 ? 1 : 0; /* one picture: no thread start-up */
         d->dec->pkt_timebase = st->time_base;
+        /* Without it decoders conceal damage and return a frame anyway: a truncated JPEG decodes
+         * to a half-grey picture with no error. Explode turns what they detect into an error. */
+        d->dec->err_recognition |= AV_EF_EXPLODE;
         rc = avcodec_open2(d->dec, codec, NULL);
     }
     if (rc < 0)
@@ -241,12 +251,20 @@ static hl_status to_native_rgb(decoder *d, const AVFrame *f, hl_error *err) {
     return HL_OK;
 }
 
+/* Where frame k lives in the store: k, or in tail mode frame 0 then slot 1 + (k - 1) % tail. */
+static size_t slot_of(const decoder *d, int k) {
+    return d->tail > 0 && k > 0 ? 1 + (size_t)(k - 1) % (size_t)d->tail : (size_t)k;
+}
+
 /* Room for one more frame in the store; returns its address. */
 static hl_status store_slot(decoder *d, uint8_t **slot, hl_error *err) {
     const size_t fbytes = (size_t)d->out_w * d->out_h * 3;
-    if ((size_t)d->n == d->store_cap) {
+    if (d->n == INT32_MAX) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: more than %d frames", d->path, INT32_MAX);
+    const size_t idx = slot_of(d, d->n);
+    if (idx == d->store_cap) {
         size_t cap = d->store_cap ? d->store_cap * 2 : 8;
         if (d->max_frames > 0 && cap > (size_t)d->max_frames) cap = (size_t)d->max_frames;
+        if (d->tail > 0 && cap > 1 + (size_t)d->tail) cap = 1 + (size_t)d->tail;
         if (cap > SIZE_MAX / fbytes)
             return hl_fail(err, HELIOS_ERR_OOM, "%s: video too large", d->path);
         uint8_t *p = realloc(d->store, cap * fbytes);
@@ -254,7 +272,7 @@ static hl_status store_slot(decoder *d, uint8_t **slot, hl_error *err) {
         d->store = p;
         d->store_cap = cap;
     }
-    *slot = d->store + (size_t)d->n * fbytes;
+    *slot = d->store + idx * fbytes;
     return HL_OK;
 }
 
@@ -350,26 +368,28 @@ static hl_status decode_all(decoder *d, hl_error *err) {
 /* The 8-bit frames to float (3, F, H, W): v / 255 * 2 - 1 in float32, as diffusers'
  * VaeImageProcessor (np.float32 / 255.0, then 2x - 1). */
 static hl_status expand(decoder *d, hl_media *out, hl_error *err) {
-    const size_t plane = (size_t)d->out_w * d->out_h, per_c = plane * (size_t)d->n;
+    const int kept = d->tail > 0 && d->n > 1 + d->tail ? 1 + d->tail : d->n, skipped = d->n - kept;
+    const size_t plane = (size_t)d->out_w * d->out_h, per_c = plane * (size_t)kept;
     if (per_c > SIZE_MAX / (3 * sizeof(float)))
         return hl_fail(err, HELIOS_ERR_OOM, "%s: video too large", d->path);
     float *x = malloc(3 * per_c * sizeof(float));
     if (!x) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory (%d frames of %dx%d)", d->path,
-                           d->n, d->out_w, d->out_h);
+                           kept, d->out_w, d->out_h);
     float lut[256];
     for (int v = 0; v < 256; v++) {
         float t = (float)v / 255.0f;
         lut[v] = 2.0f * t - 1.0f;
     }
-    for (int f = 0; f < d->n; f++) {
-        const uint8_t *src = d->store + (size_t)f * plane * 3;
+    for (int f = 0; f < kept; f++) { /* frame 0, then the newest in order */
+        const uint8_t *src = d->store + slot_of(d, f == 0 ? 0 : f + skipped) * plane * 3;
         for (int c = 0; c < 3; c++) {
             float *dst = x + (size_t)c * per_c + (size_t)f * plane;
             for (size_t i = 0; i < plane; i++) dst[i] = lut[src[3 * i + c]];
         }
     }
     out->data = x;
-    out->frames = d->n;
+    out->frames = kept;
+    out->skipped = skipped;
     out->height = d->out_h;
     out->width = d->out_w;
     out->src_width = d->src_w;
@@ -381,7 +401,7 @@ static hl_status expand(decoder *d, hl_media *out, hl_error *err) {
     return HL_OK;
 }
 
-static hl_status media_read(const char *path, int width, int height, int max_frames,
+static hl_status media_read(const char *path, int width, int height, int max_frames, int tail,
                             hl_media *out, hl_error *err) {
     memset(out, 0, sizeof *out);
     if (!path || !*path) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "empty input path");
@@ -393,6 +413,7 @@ static hl_status media_read(const char *path, int width, int height, int max_fra
     memset(&d, 0, sizeof d);
     d.path = path;
     d.max_frames = max_frames;
+    d.tail = tail;
     d.out_w = width;
     d.out_h = height;
     d.cs_format = -1;
@@ -405,12 +426,21 @@ static hl_status media_read(const char *path, int width, int height, int max_fra
 }
 
 hl_status hl_image_read(const char *path, int width, int height, hl_media *out, hl_error *err) {
-    return media_read(path, width, height, 1, out, err);
+    return media_read(path, width, height, 1, 0, out, err);
 }
 
 hl_status hl_video_read(const char *path, int width, int height, int max_frames, hl_media *out,
                         hl_error *err) {
-    return media_read(path, width, height, max_frames, out, err);
+    return media_read(path, width, height, max_frames, 0, out, err);
+}
+
+hl_status hl_video_read_tail(const char *path, int width, int height, int tail, hl_media *out,
+                             hl_error *err) {
+    if (tail < 1) {
+        memset(out, 0, sizeof *out);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: tail of %d frames", path ? path : "", tail);
+    }
+    return media_read(path, width, height, 0, tail, out, err);
 }
 
 void hl_media_free(hl_media *m) {

@@ -500,6 +500,65 @@ static size_t report_unused(const hl_weights *w, const char *const *ignore) {
     return count;
 }
 
+/* Index of the first NaN or Inf among n elements of a float tensor, or -1. Works on the bit
+ * patterns (exponent all ones), a block at a time without an early exit so that the compiler
+ * vectorises it: a scan runs at memory speed (see bind_finite_check for the cost). */
+static int64_t first_nonfinite(hl_dtype dt, const void *data, int64_t n) {
+    enum { BLOCK = 4096 };
+    const unsigned char *p = data; /* memcpy loads: a tensor's offset in the file need not be aligned */
+    for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
+        int64_t b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        int bad = 0;
+        if (dt == HL_F32) {
+            for (int64_t i = b0; i < b1; i++) {
+                uint32_t u;
+                memcpy(&u, p + 4 * i, 4);
+                bad |= (u & 0x7f800000u) == 0x7f800000u;
+            }
+        } else if (dt == HL_BF16 || dt == HL_F16) {
+            const uint16_t m = dt == HL_BF16 ? 0x7f80u : 0x7c00u;
+            for (int64_t i = b0; i < b1; i++) {
+                uint16_t u;
+                memcpy(&u, p + 2 * i, 2);
+                bad |= (u & m) == m;
+            }
+        } else if (dt == HL_F64) {
+            for (int64_t i = b0; i < b1; i++) {
+                uint64_t u;
+                memcpy(&u, p + 8 * i, 8);
+                bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+            }
+        }
+        if (bad) { /* the first one of the block: the exponent test again, element by element */
+            for (int64_t i = b0; i < b1; i++) {
+                size_t sz = dt == HL_F64 ? 8 : dt == HL_F32 ? 4 : 2;
+                uint64_t u = 0;
+                memcpy(&u, p + sz * i, sz); /* little-endian, as safetensors */
+                uint64_t m = sz == 8 ? 0x7ff0000000000000ull : sz == 4 ? 0x7f800000u : dt == HL_BF16 ? 0x7f80u : 0x7c00u;
+                if ((u & m) == m) return i;
+            }
+        }
+    }
+    return -1;
+}
+
+/* A NaN or Inf weight makes every output NaN (a uniform video, no error), so it is refused at
+ * load, naming the tensor. The scan reads each bound tensor once; with the weights mapped that is
+ * also the first touch of their pages, which the first forward would pay anyway. */
+static hl_status bind_finite_check(const hl_weights *w, const hl_bind *table, size_t n, hl_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        const hl_tensor *t = table[i].dst;
+        if (!t || !t->data) continue;
+        int64_t at = first_nonfinite(t->dtype, t->data, hl_tensor_numel(t));
+        if (at < 0) continue;
+        const char *file = NULL;
+        hl_weights_find(w, table[i].name, &file);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: tensor %s holds a non-finite value (NaN or Inf) at element %lld",
+                       file ? file : w->path, table[i].name, (long long)at);
+    }
+    return HL_OK;
+}
+
 hl_status hl_weights_bind(hl_weights *w, const hl_bind *table, size_t n, const char *const *ignore,
                           size_t *n_unused, hl_error *err) {
     if (!w || (!table && n))
@@ -528,6 +587,7 @@ hl_status hl_weights_bind(hl_weights *w, const hl_bind *table, size_t n, const c
         hl_fail(err, st, "%s: %s", w->path, report);
     }
     free(problems);
+    if (st == HL_OK) st = bind_finite_check(w, table, n, err);
     size_t unused = report_unused(w, ignore);
     if (n_unused) *n_unused = unused;
     return st;

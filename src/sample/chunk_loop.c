@@ -1,5 +1,7 @@
 #include "sample/chunk_loop.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,6 +302,24 @@ static void finish_chunk(hl_loop *l, hl_loop_event *ev) {
     l->chunk++;
 }
 
+static bool all_finite(const float *x, size_t n) {
+    int bad = 0; /* no early exit: vectorises; one pass over a chunk's latents is cheap next to a step */
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}
+
+/* A NaN or Inf anywhere poisons every later step and chunk (the history carries it on) and
+ * decodes to a uniform video, so the first one stops the generation, saying where it appeared. */
+static hl_status check_finite(hl_loop *l, const float *x, size_t n, const char *what) {
+    if (all_finite(x, n)) return HL_OK;
+    char stage[32] = "";
+    if (l->cfg.n_stages > 1) snprintf(stage, sizeof stage, ", stage %d/%d", l->stage + 1, l->cfg.n_stages);
+    return hl_fail(l->ctx->err, HELIOS_ERR_FORMAT,
+                   "generate: non-finite values (NaN or Inf) in the %s at chunk %d%s, step %d/%d (guidance scale %g); "
+                   "the weights, the inputs or the guidance scale are out of range",
+                   what, l->chunk + 1, stage, l->step + 1, l->sc.n, l->cfg.guidance_scale);
+}
+
 hl_status hl_loop_step(hl_loop *l, hl_loop_event *ev) {
     memset(ev, 0, sizeof *ev);
     if (!l->in_chunk) HL_TRY(begin_chunk(l));
@@ -308,7 +328,11 @@ hl_status hl_loop_step(hl_loop *l, hl_loop_event *ev) {
     ev->chunk = l->chunk, ev->stage = l->stage, ev->step = l->step, ev->stage_steps = l->sc.n;
     ev->calls = l->n_cond;
     HL_TRY(predict(l, model_t));
+    size_t n = (size_t)l->C * l->F * l->h * l->w;
+    HL_TRY(check_finite(l, l->out, (size_t)l->n_cond * n, "transformer output"));
+    HL_TRY(check_finite(l, l->v, n, "guided velocity"));
     HL_TRY(scheduler_step(l, t));
+    HL_TRY(check_finite(l, l->x, n, "latents after the sampler step"));
     if (++l->step < l->sc.n) return HL_OK;
     if (l->cfg.pyramid && l->stage + 1 < l->cfg.n_stages) return begin_stage(l, l->stage + 1);
     finish_chunk(l, ev);
