@@ -404,6 +404,50 @@ helios_status helios_world_step(helios_world *w);
 const char *helios_world_error(const helios_world *w);
 void helios_world_free(helios_world *w);
 
+/* ---- evaluation against the tiny world ------------------------------------------------------- */
+
+/* Measures a video against the tiny world's own statistics: frames are streamed in one by one
+ * (only a small record per frame is kept), then every metric is computed at once. The objects are
+ * found by segmenting the world's known colours and classifying shapes from mask geometry; the
+ * metrics (docs/world.md): semantic accuracy, drift |M(first 15%) - M(last 15%)| of the colour
+ * histogram, saturation, brightness, object count and size, motion and semantic accuracy,
+ * chunk-seam strength, motion, centroid speed and jerk, freezing, and a Fréchet distance of
+ * one-second window features against real world footage rendered for the prompt (a
+ * world-specific stand-in for FVD). */
+typedef struct helios_eval helios_eval;
+
+typedef struct helios_eval_params {
+    int width, height;       /* frame size, at least 16 x 16 */
+    int fps;                 /* 24: one Fréchet window is fps frames */
+    int chunk;               /* 33: frames per generated chunk, for the seam strength */
+    const char *prompt;      /* what every frame should show (copied), or NULL */
+    const char *truth_path;  /* or a `helios world --truth` file: each frame's caption, and the
+                              * frame size and count the video must have */
+    int reference_seeds;     /* 4: seeds of real footage for the Fréchet distance (0 = none) */
+    int reference_frames;    /* frames per seed; 0 = as many as the video, at most 480 */
+} helios_eval_params;
+
+typedef struct helios_eval_metric {
+    const char *name;        /* "semantic_accuracy", "drift_histogram", ... */
+    double value;            /* NaN: not applicable (e.g. no prompt, too few chunks) */
+    const char *what;        /* one line saying what it measures */
+} helios_eval_metric;
+
+void helios_eval_params_init(helios_eval_params *p);
+/* Errors (bad size, unreadable or mismatched truth file): the session's. */
+helios_status helios_eval_new(helios_session *s, const helios_eval_params *p, helios_eval **out);
+/* Adds frame t of a (3, T, height, width) block in [-1, 1] as the next frame of the video.
+ * caption: what this frame should show; NULL = the truth file's caption, else the prompt. */
+helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t, const char *caption);
+/* Computes every metric over the frames added so far (at least 8; with a truth file exactly its
+ * frame count). *metrics (n of them) stays valid until the next call on e. */
+helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metrics, int *n);
+/* Writes a PNG plot of each metric over time (after helios_eval_finish). */
+helios_status helios_eval_plot(helios_eval *e, const char *path);
+/* Message of this evaluation's last failure ("" if none). */
+const char *helios_eval_error(const helios_eval *e);
+void helios_eval_free(helios_eval *e);
+
 #ifdef __cplusplus
 }
 #endif
