@@ -81,6 +81,9 @@ static void place(hl_world *w, hl_object *o) {
     if (o->motion == HL_PULSE) o->orbit_w = hl_world_uniform(w, 0.05, 0.09);
     if (o->motion == HL_ORBIT) {
         o->orbit_r = hl_world_uniform(w, 0.10, 0.22);
+        double fit_x = (0.5 - ex) * w->cfg.width / m, fit_y = (0.5 - ey) * w->cfg.height / m;
+        if (o->orbit_r > fit_x) o->orbit_r = fit_x > 0 ? fit_x : 0; /* the whole orbit stays in the frame */
+        if (o->orbit_r > fit_y) o->orbit_r = fit_y > 0 ? fit_y : 0;
         double ox = o->orbit_r * m / w->cfg.width, oy = o->orbit_r * m / w->cfg.height;
         double hx = 0.5 - ex - ox, hy = 0.5 - ey - oy;
         if (hx < 0) hx = 0;
@@ -229,9 +232,10 @@ static void move(hl_world *w, hl_object *o) {
         if (o->x >= ex && o->x <= 1 - ex && o->y >= ey && o->y <= 1 - ey) {
             o->state = HL_OBJ_IN;
             if (o->motion == HL_ORBIT) { /* orbit around where it came in */
-                double ox = o->orbit_r * m / w->cfg.width;
-                o->cx = o->x - ox * cos(o->phase), o->cy = o->y - o->orbit_r * m / w->cfg.height * sin(o->phase);
-                if (o->cx - ox < ex || o->cx + ox > 1 - ex) o->motion = HL_BOUNCE;
+                double ox = o->orbit_r * m / w->cfg.width, oy = o->orbit_r * m / w->cfg.height;
+                o->cx = o->x - ox * cos(o->phase), o->cy = o->y - oy * sin(o->phase);
+                if (o->cx - ox < ex || o->cx + ox > 1 - ex || o->cy - oy < ey || o->cy + oy > 1 - ey)
+                    o->motion = HL_BOUNCE;
             }
         }
     }
