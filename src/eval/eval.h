@@ -28,6 +28,9 @@ typedef struct hl_segmenter {
     uint8_t *cls;         /* per pixel palette class */
     int32_t *label;       /* per pixel component id (-1 none) */
     int32_t *queue;
+    float *cov;            /* per pixel coverage of its object colour (0..1) */
+    int *rowmin, *rowmax;  /* per row extent of one component */
+    struct pt *pts;        /* hull points: 4 per row, and the hull */
 } hl_segmenter;
 
 hl_status hl_segmenter_init(hl_segmenter *sg, int width, int height, hl_error *err);
