@@ -84,9 +84,10 @@ static void test_linear_drift(void) {
         for (int i = 0; i < 3 * PLANE; i++) f[i] = v;
         helios_eval_add(e, f, 1, 0, NULL);
     }
-    double k = ceil(0.15 * n), want = (b - a) * (1 - (k - 1) / (n - 1)), got = metric(e, "drift_brightness");
-    printf("linear drift: brightness drift %.5f (expected %.5f), saturation drift %.5f\n", got, want,
-           metric(e, "drift_saturation"));
+    double k = ceil(0.15 * n), want = (b - a) * (1 - (k - 1) / (n - 1)),
+           got = metric(e, "drift_brightness");
+    printf("linear drift: brightness drift %.5f (expected %.5f), saturation drift %.5f\n", got,
+           want, metric(e, "drift_saturation"));
     CHECK(fabs(got - want) < 1e-4, "brightness drift %g, expected %g", got, want);
     CHECK(metric(e, "drift_saturation") < 1e-6, "grey has no saturation drift");
     helios_eval_free(e);
@@ -117,7 +118,8 @@ static void test_hard_cuts(void) {
 /* Footage of two objects judged against prompts naming them, and naming a third that is missing. */
 static void test_missing_object(void) {
     const char *scene = "a large red circle and a large blue square bounce on a black background";
-    const char *more = "a large red circle, a large blue square and a large green star bounce on a black background";
+    const char *more = "a large red circle, a large blue square and a large green star bounce on a "
+                       "black background";
     helios_world *w = world(3, scene);
     float *f = malloc(sizeof(float) * 3 * PLANE);
     helios_eval *good = new_eval(scene, 2), *bad = new_eval(more, 0);
@@ -128,8 +130,10 @@ static void test_missing_object(void) {
     }
     double g = metric(good, "semantic_accuracy"), b = metric(bad, "semantic_accuracy");
     double fd = metric(good, "frechet");
-    printf("missing object: semantic accuracy %.3f with the right prompt, %.3f with a third object named; "
-           "frechet %.4f\n", g, b, fd);
+    printf("missing object: semantic accuracy %.3f with the right prompt, %.3f with a third object "
+           "named; "
+           "frechet %.4f\n",
+           g, b, fd);
     CHECK(g > 0.9, "right prompt %g", g);
     CHECK(b < 0.7 && b > 0.5, "one of three objects missing %g", b);
     CHECK(fd >= 0 && fd < 1, "frechet to footage of the same prompt %g", fd);
@@ -147,9 +151,14 @@ static void test_shapes(void) {
         for (int z = 0; z < 3; z++)
             for (uint64_t seed = 0; seed < 4; seed++) {
                 char prompt[128];
-                snprintf(prompt, sizeof prompt, "a %s yellow %s spins on a navy background", sizes[z], shapes[s]);
+                snprintf(prompt, sizeof prompt, "a %s yellow %s spins on a navy background",
+                         sizes[z], shapes[s]);
                 hl_world w;
-                hl_world_config c = {.seed = seed, .width = 128, .height = 128, .fps = 24, .max_objects = 4,
+                hl_world_config c = {.seed = seed,
+                                     .width = 128,
+                                     .height = 128,
+                                     .fps = 24,
+                                     .max_objects = 4,
                                      .prompt = prompt};
                 hl_error err = {0};
                 CHECK(hl_world_init(&w, &c, &err) == HL_OK, "%s", err.msg);
@@ -160,10 +169,11 @@ static void test_shapes(void) {
                 double hist[HL_N_CLASSES];
                 hl_blob b[4];
                 int n = hl_segment(&sg, img, 128 * 128, hist, b, 4);
-                int ok = n == 1 && b[0].shape == (hl_shape)s && hl_size_class_of(b[0].radius) == (hl_size_class)z;
+                int ok = n == 1 && b[0].shape == (hl_shape)s &&
+                         hl_size_class_of(b[0].radius) == (hl_size_class)z;
                 if (!ok)
-                    printf("  %s: %d blobs, first %s r=%.3f\n", prompt, n, n ? hl_shape_names[b[0].shape] : "-",
-                           n ? b[0].radius : 0);
+                    printf("  %s: %d blobs, first %s r=%.3f\n", prompt, n,
+                           n ? hl_shape_names[b[0].shape] : "-", n ? b[0].radius : 0);
                 right += ok, total++;
                 hl_segmenter_release(&sg);
                 free(img);
@@ -194,7 +204,8 @@ static void test_bad_input(void) {
     helios_eval *e = NULL;
     p.width = 8, p.height = 64;
     CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_ERR_INVALID_ARG && !e, "8x64 is too small");
-    CHECK(strstr(helios_session_error(g_s), "too small") != NULL, "message: %s", helios_session_error(g_s));
+    CHECK(strstr(helios_session_error(g_s), "too small") != NULL, "message: %s",
+          helios_session_error(g_s));
     e = new_eval(NULL, 0);
     float f[3 * PLANE] = {0};
     for (int t = 0; t < 5; t++) helios_eval_add(e, f, 1, 0, NULL);
@@ -202,7 +213,8 @@ static void test_bad_input(void) {
     int n;
     CHECK(helios_eval_finish(e, &m, &n) == HELIOS_ERR_INVALID_ARG, "5 frames are too few");
     CHECK(strstr(helios_eval_error(e), "too few") != NULL, "message: %s", helios_eval_error(e));
-    CHECK(helios_eval_plot(e, "/nonexistent/x.png") == HELIOS_ERR_INVALID_ARG, "plot before finish");
+    CHECK(helios_eval_plot(e, "/nonexistent/x.png") == HELIOS_ERR_INVALID_ARG,
+          "plot before finish");
     helios_eval_free(e);
     /* a truth file for another size, and one with another frame count */
     char path[] = "/tmp/helios_test_eval_XXXXXX";
@@ -210,25 +222,34 @@ static void test_bad_input(void) {
     CHECK(fd >= 0, "mkstemp");
     FILE *tf = fdopen(fd, "w");
     for (int t = 0; t < 10; t++)
-        fprintf(tf, "{\"frame\":%d,\"width\":%d,\"height\":%d,\"caption\":\"a small red circle bounces\"}\n", t, W, H);
+        fprintf(tf,
+                "{\"frame\":%d,\"width\":%d,\"height\":%d,\"caption\":\"a small red circle "
+                "bounces\"}\n",
+                t, W, H);
     fclose(tf);
     p.width = 2 * W, p.height = H, p.truth_path = path;
     CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_ERR_SHAPE, "truth for another size");
-    CHECK(strstr(helios_session_error(g_s), path) != NULL, "names the truth file: %s", helios_session_error(g_s));
+    CHECK(strstr(helios_session_error(g_s), path) != NULL, "names the truth file: %s",
+          helios_session_error(g_s));
     p.width = W;
-    CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_OK, "truth of the right size: %s", helios_session_error(g_s));
+    CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_OK, "truth of the right size: %s",
+          helios_session_error(g_s));
     for (int t = 0; t < 12; t++) helios_eval_add(e, f, 1, 0, NULL);
     CHECK(helios_eval_finish(e, &m, &n) == HELIOS_ERR_SHAPE, "12 frames against 10 truth lines");
     CHECK(strstr(helios_eval_error(e), "10 frames") != NULL, "message: %s", helios_eval_error(e));
     helios_eval_free(e);
     tf = fopen(path, "w");
-    fprintf(tf, "{\"frame\":0,\"width\":64,\"height\":64,\"caption\":\"x\"}\n{\"frame\":5,\"width\":64}\n");
+    fprintf(
+        tf,
+        "{\"frame\":0,\"width\":64,\"height\":64,\"caption\":\"x\"}\n{\"frame\":5,\"width\":64}\n");
     fclose(tf);
     CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_ERR_FORMAT, "malformed truth");
-    CHECK(strstr(helios_session_error(g_s), "line 2") != NULL, "names the line: %s", helios_session_error(g_s));
+    CHECK(strstr(helios_session_error(g_s), "line 2") != NULL, "names the line: %s",
+          helios_session_error(g_s));
     p.truth_path = "/nonexistent/truth.jsonl";
     CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_ERR_IO, "missing truth file");
-    CHECK(strstr(helios_session_error(g_s), "/nonexistent/truth.jsonl") != NULL, "message: %s", helios_session_error(g_s));
+    CHECK(strstr(helios_session_error(g_s), "/nonexistent/truth.jsonl") != NULL, "message: %s",
+          helios_session_error(g_s));
     remove(path);
 }
 

@@ -9,8 +9,14 @@
 #include "world/world.h"
 
 static hl_world_config config(uint64_t seed, int w, int h) {
-    return (hl_world_config){.seed = seed, .width = w, .height = h, .fps = 24, .max_objects = 4,
-                             .events = true, .camera = true, .lighting = true};
+    return (hl_world_config){.seed = seed,
+                             .width = w,
+                             .height = h,
+                             .fps = 24,
+                             .max_objects = 4,
+                             .events = true,
+                             .camera = true,
+                             .lighting = true};
 }
 
 static void test_determinism(void) {
@@ -22,7 +28,8 @@ static void test_determinism(void) {
     helios_world_params_init(&p);
     p.seed = 42, p.width = 48, p.height = 32;
     helios_world *a, *b, *c;
-    CHECK(helios_world_new(s, &p, &a) == HELIOS_OK && helios_world_new(s, &p, &b) == HELIOS_OK, "new");
+    CHECK(helios_world_new(s, &p, &a) == HELIOS_OK && helios_world_new(s, &p, &b) == HELIOS_OK,
+          "new");
     p.seed = 43;
     CHECK(helios_world_new(s, &p, &c) == HELIOS_OK, "new");
     size_t n = 3 * 48 * 32;
@@ -51,10 +58,12 @@ static void test_determinism(void) {
     CHECK(helios_world_render(a, blk, 3, 3) == HELIOS_ERR_INVALID_ARG, "t out of the block");
     p.width = 8;
     helios_world *bad = NULL;
-    CHECK(helios_world_new(s, &p, &bad) == HELIOS_ERR_INVALID_ARG && !bad, "8 pixels wide is refused");
+    CHECK(helios_world_new(s, &p, &bad) == HELIOS_ERR_INVALID_ARG && !bad,
+          "8 pixels wide is refused");
     CHECK(strstr(helios_session_error(s), "8x32") != NULL, "message: %s", helios_session_error(s));
     p.width = 64, p.prompt = "a cat";
-    CHECK(helios_world_new(s, &p, &bad) == HELIOS_ERR_INVALID_ARG, "a prompt without a world object is refused");
+    CHECK(helios_world_new(s, &p, &bad) == HELIOS_ERR_INVALID_ARG,
+          "a prompt without a world object is refused");
     free(blk);
     free(fa);
     helios_world_free(a), helios_world_free(b), helios_world_free(c);
@@ -78,14 +87,14 @@ static void test_invariants(void) {
             for (int i = 0; i < w.n; i++) {
                 const hl_object *o = &w.obj[i];
                 double ex = o->radius * m / c.width, ey = o->radius * m / c.height;
-                if (o->state == HL_OBJ_IN && (o->x - ex < -1e-9 || o->x + ex > 1 + 1e-9 || o->y - ey < -1e-9 ||
-                                              o->y + ey > 1 + 1e-9))
+                if (o->state == HL_OBJ_IN && (o->x - ex < -1e-9 || o->x + ex > 1 + 1e-9 ||
+                                              o->y - ey < -1e-9 || o->y + ey > 1 + 1e-9))
                     outside++;
                 if (o->state == HL_OBJ_LEAVING) continue;
                 live++;
                 char name[96];
-                snprintf(name, sizeof name, "a %s %s %s", hl_size_names[o->size], hl_obj_colours[o->colour].name,
-                         hl_shape_names[o->shape]);
+                snprintf(name, sizeof name, "a %s %s %s", hl_size_names[o->size],
+                         hl_obj_colours[o->colour].name, hl_shape_names[o->shape]);
                 if (!strstr(w.caption, name)) unnamed++;
             }
             hl_phrase ph;
@@ -95,8 +104,8 @@ static void test_invariants(void) {
                 const hl_object *o = &w.obj[i];
                 if (o->state == HL_OBJ_LEAVING) continue;
                 const hl_phrase_obj *p = &ph.objects[k++];
-                if (p->colour != o->colour || p->shape != (int)o->shape || p->size != (int)o->size ||
-                    p->motion != (int)o->motion)
+                if (p->colour != o->colour || p->shape != (int)o->shape ||
+                    p->size != (int)o->size || p->motion != (int)o->motion)
                     misparsed++;
             }
             if (strcmp(last, w.caption)) changes++;
@@ -123,15 +132,18 @@ static void test_known_scene(void) {
     c.prompt = "a large red circle drifts on a black background";
     hl_error err = {0};
     CHECK(hl_world_init(&w, &c, &err) == HL_OK, "init: %s", err.msg);
-    CHECK(w.n == 1 && w.obj[0].shape == HL_CIRCLE && w.obj[0].size == HL_LARGE && w.obj[0].motion == HL_DRIFT,
+    CHECK(w.n == 1 && w.obj[0].shape == HL_CIRCLE && w.obj[0].size == HL_LARGE &&
+              w.obj[0].motion == HL_DRIFT,
           "the scene of the prompt");
-    CHECK(!strcmp(w.caption, "a large red circle drifts on a black background"), "caption: %s", w.caption);
+    CHECK(!strcmp(w.caption, "a large red circle drifts on a black background"), "caption: %s",
+          w.caption);
     float *img = malloc(sizeof(float) * 3 * 96 * 64);
     hl_world_render(&w, img, 96 * 64);
     const hl_object *o = &w.obj[0];
     int cx = (int)(o->x * 96), cy = (int)(o->y * 64);
     size_t i = (size_t)cy * 96 + cx, n = 96 * 64;
-    CHECK(fabsf((img[i] + 1) * 127.5f - 220) < 0.01f && fabsf((img[n + i] + 1) * 127.5f - 40) < 0.01f,
+    CHECK(fabsf((img[i] + 1) * 127.5f - 220) < 0.01f &&
+              fabsf((img[n + i] + 1) * 127.5f - 40) < 0.01f,
           "the centre is red (%g, %g)", (img[i] + 1) * 127.5, (img[n + i] + 1) * 127.5);
     /* coverage sums to the disc's area (anti-aliasing conserves it to within a pixel's worth of
      * the perimeter), and edge pixels are mixed */

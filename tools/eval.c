@@ -15,23 +15,28 @@ typedef struct eval_opts {
 } eval_opts;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: helios eval VIDEO [--prompt TEXT | --truth STATE.jsonl] [options]\n"
-            "\n"
-            "Measures a video (MP4, Y4M, ... anything FFmpeg reads) against the tiny world: semantic\n"
-            "accuracy of the objects the prompt names, drift between the first and last 15%% of the\n"
-            "frames, chunk-seam strength, motion, freezing, and a Frechet distance to real world\n"
-            "footage rendered for the prompt (docs/world.md defines each metric).\n"
-            "\n"
-            "      --prompt TEXT        what the video should show (a world caption)\n"
-            "      --truth FILE         ground truth from `helios world --truth`: each frame's caption;\n"
-            "                           the video must have its frame size and count\n"
-            "      --chunk N            frames per generated chunk, for the seam strength (default 33)\n"
-            "      --fps N              frames per second of the video, for the 1 s windows (default 24)\n"
-            "      --reference-seeds N  real footage seeds for the Frechet distance (default 4; 0 = none)\n"
-            "      --reference-frames N frames per seed (default: the video's, at most 480)\n"
-            "      --json               one JSON object on stdout instead of the table\n"
-            "      --plot FILE.png      each metric over time as a PNG\n");
+    fprintf(
+        f,
+        "usage: helios eval VIDEO [--prompt TEXT | --truth STATE.jsonl] [options]\n"
+        "\n"
+        "Measures a video (MP4, Y4M, ... anything FFmpeg reads) against the tiny world: semantic\n"
+        "accuracy of the objects the prompt names, drift between the first and last 15%% of the\n"
+        "frames, chunk-seam strength, motion, freezing, and a Frechet distance to real world\n"
+        "footage rendered for the prompt (docs/world.md defines each metric).\n"
+        "\n"
+        "      --prompt TEXT        what the video should show (a world caption)\n"
+        "      --truth FILE         ground truth from `helios world --truth`: each frame's "
+        "caption;\n"
+        "                           the video must have its frame size and count\n"
+        "      --chunk N            frames per generated chunk, for the seam strength (default "
+        "33)\n"
+        "      --fps N              frames per second of the video, for the 1 s windows (default "
+        "24)\n"
+        "      --reference-seeds N  real footage seeds for the Frechet distance (default 4; 0 = "
+        "none)\n"
+        "      --reference-frames N frames per seed (default: the video's, at most 480)\n"
+        "      --json               one JSON object on stdout instead of the table\n"
+        "      --plot FILE.png      each metric over time as a PNG\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {

@@ -22,28 +22,29 @@ typedef struct world_opts {
 static void usage(FILE *f) {
     helios_world_params p;
     helios_world_params_init(&p);
-    fprintf(f,
-            "usage: helios world -o OUTPUT [options]\n"
-            "\n"
-            "Renders the tiny world -- a few shapes moving over a background, with captions and\n"
-            "per-frame ground truth -- deterministically from a seed (docs/world.md).\n"
-            "\n"
-            "  -o, --output PATH        out.mp4 | out.y4m | - (Y4M on stdout) | dir/ (PNG frames) |\n"
-            "                           none (render only: report the speed)\n"
-            "      --seed S             scene seed (default 0)\n"
-            "      --width W --height H frame size in pixels, 16..8192 (default %dx%d)\n"
-            "      --frames N           frames to render (default 240); -1 = no end (until stopped)\n"
-            "      --seconds S          length in seconds instead of --frames\n"
-            "      --fps N              frames per second (default %d)\n"
-            "      --prompt TEXT        render the scene this caption describes (no scene changes)\n"
-            "      --max-objects N      at most N objects at once, 1..6 (default %d)\n"
-            "      --no-events          no object enters or leaves, the background keeps its colour\n"
-            "      --no-camera          no camera pan\n"
-            "      --no-lighting        no lighting change\n"
-            "      --truth FILE         ground truth: one JSON line per frame (includes the caption)\n"
-            "      --captions FILE      \"FRAME<TAB>CAPTION\" each time the caption changes\n"
-            "  -q, --quiet              no summary line\n",
-            p.width, p.height, p.fps, p.max_objects);
+    fprintf(
+        f,
+        "usage: helios world -o OUTPUT [options]\n"
+        "\n"
+        "Renders the tiny world -- a few shapes moving over a background, with captions and\n"
+        "per-frame ground truth -- deterministically from a seed (docs/world.md).\n"
+        "\n"
+        "  -o, --output PATH        out.mp4 | out.y4m | - (Y4M on stdout) | dir/ (PNG frames) |\n"
+        "                           none (render only: report the speed)\n"
+        "      --seed S             scene seed (default 0)\n"
+        "      --width W --height H frame size in pixels, 16..8192 (default %dx%d)\n"
+        "      --frames N           frames to render (default 240); -1 = no end (until stopped)\n"
+        "      --seconds S          length in seconds instead of --frames\n"
+        "      --fps N              frames per second (default %d)\n"
+        "      --prompt TEXT        render the scene this caption describes (no scene changes)\n"
+        "      --max-objects N      at most N objects at once, 1..6 (default %d)\n"
+        "      --no-events          no object enters or leaves, the background keeps its colour\n"
+        "      --no-camera          no camera pan\n"
+        "      --no-lighting        no lighting change\n"
+        "      --truth FILE         ground truth: one JSON line per frame (includes the caption)\n"
+        "      --captions FILE      \"FRAME<TAB>CAPTION\" each time the caption changes\n"
+        "  -q, --quiet              no summary line\n",
+        p.width, p.height, p.fps, p.max_objects);
 }
 
 static int bad_value(const char *opt, const char *v, const char *want) {
@@ -88,7 +89,8 @@ static int parse(int argc, char **argv, world_opts *o) {
             char *end;
             errno = 0;
             unsigned long long s = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-') return bad_value(a, v, "an integer in 0..2^64-1");
+            if (errno || end == v || *end || v[0] == '-')
+                return bad_value(a, v, "an integer in 0..2^64-1");
             o->wp.seed = s;
         } else if (ARG("--width", "--width")) rc = parse_int(a, v, 16, 8192, &o->wp.width);
         else if (ARG("--height", "--height")) rc = parse_int(a, v, 16, 8192, &o->wp.height);
@@ -103,7 +105,8 @@ static int parse(int argc, char **argv, world_opts *o) {
                 return bad_value(a, v, "a positive number of seconds");
         } else if (ARG("--fps", "--fps")) rc = parse_int(a, v, 1, 1000, &o->wp.fps);
         else if (ARG("--prompt", "--prompt")) o->wp.prompt = v;
-        else if (ARG("--max-objects", "--max-objects")) rc = parse_int(a, v, 1, 6, &o->wp.max_objects);
+        else if (ARG("--max-objects", "--max-objects"))
+            rc = parse_int(a, v, 1, 6, &o->wp.max_objects);
         else if (ARG("--truth", "--truth")) o->truth = v;
         else if (ARG("--captions", "--captions")) o->captions = v;
         else if (!strcmp(a, "--no-events")) o->wp.events = 0;
@@ -158,7 +161,8 @@ static int text_close(text_out *t, int ok) {
             rc = -1;
         }
         if (ok && !rc && rename(t->part, t->path) != 0) {
-            fprintf(stderr, "helios world: cannot rename %s to %s: %s\n", t->part, t->path, strerror(errno));
+            fprintf(stderr, "helios world: cannot rename %s to %s: %s\n", t->part, t->path,
+                    strerror(errno));
             rc = -1;
         }
         if (!ok || rc) remove(t->part);
@@ -191,7 +195,8 @@ int cmd_world(int argc, char **argv) {
     int ok = 0, to_none = !strcmp(o.output, "none");
     rc = 1;
     if (!to_none && helios_video_path_check(s, o.output) != HELIOS_OK) {
-        fprintf(stderr, "helios world: %s (use .mp4, .y4m, -, a directory/ or none)\n", helios_session_error(s));
+        fprintf(stderr, "helios world: %s (use .mp4, .y4m, -, a directory/ or none)\n",
+                helios_session_error(s));
         rc = 2;
         goto done;
     }
@@ -243,7 +248,8 @@ int cmd_world(int argc, char **argv) {
             goto done;
         }
         if ((truth.f && ferror(truth.f)) || (caps.f && ferror(caps.f))) {
-            fprintf(stderr, "helios world: writing %s failed\n", truth.f && ferror(truth.f) ? truth.part : caps.part);
+            fprintf(stderr, "helios world: writing %s failed\n",
+                    truth.f && ferror(truth.f) ? truth.part : caps.part);
             goto done;
         }
         done_frames += n;
@@ -258,9 +264,12 @@ int cmd_world(int argc, char **argv) {
         rc = 0;
         double el = now_s() - t0;
         if (!o.quiet)
-            fprintf(stderr, "world: %lld frames %dx%d in %.2f s (%.0f frames/s; rendering alone %.0f frames/s)%s%s\n",
+            fprintf(stderr,
+                    "world: %lld frames %dx%d in %.2f s (%.0f frames/s; rendering alone %.0f "
+                    "frames/s)%s%s\n",
                     done_frames, o.wp.width, o.wp.height, el, el > 0 ? done_frames / el : 0.0,
-                    t_render > 0 ? done_frames / t_render : 0.0, to_none ? "" : " -> ", to_none ? "" : o.output);
+                    t_render > 0 ? done_frames / t_render : 0.0, to_none ? "" : " -> ",
+                    to_none ? "" : o.output);
     }
 done:
     text_close(&truth, 0);

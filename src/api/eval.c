@@ -15,9 +15,9 @@ struct helios_eval {
     hl_featurizer feat;
     hl_frame_stats *stats;
     int64_t n, cap;
-    char *phrase_text;       /* the caption `phrase` was parsed from */
+    char *phrase_text; /* the caption `phrase` was parsed from */
     hl_phrase phrase;
-    char *first_caption;     /* for the reference footage */
+    char *first_caption; /* for the reference footage */
     hl_metric metrics[HL_N_METRICS];
     helios_eval_metric out[HL_N_METRICS];
     bool finished;
@@ -36,23 +36,27 @@ helios_status helios_eval_new(helios_session *s, const helios_eval_params *p, he
     *out = NULL;
     if (!p) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "eval: no parameters");
     if (p->width < 16 || p->height < 16 || p->width > 16384 || p->height > 16384)
-        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "eval: frames of %dx%d are too small to evaluate "
-                       "(at least 16x16)", p->width, p->height);
+        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG,
+                       "eval: frames of %dx%d are too small to evaluate "
+                       "(at least 16x16)",
+                       p->width, p->height);
     if (p->fps < 1 || p->chunk < 1 || p->reference_seeds < 0 || p->reference_frames < 0)
-        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "eval: fps %d, chunk %d, reference %d x %d", p->fps,
-                       p->chunk, p->reference_seeds, p->reference_frames);
+        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "eval: fps %d, chunk %d, reference %d x %d",
+                       p->fps, p->chunk, p->reference_seeds, p->reference_frames);
     helios_eval *e = calloc(1, sizeof *e);
     if (!e) return hl_fail(&s->err, HELIOS_ERR_OOM, "eval: out of memory");
     e->p = *p;
     e->p.prompt = e->p.truth_path = NULL;
     hl_status st = HL_OK;
-    if (p->prompt && !(e->prompt = strdup(p->prompt))) st = hl_fail(&s->err, HELIOS_ERR_OOM, "eval: out of memory");
+    if (p->prompt && !(e->prompt = strdup(p->prompt)))
+        st = hl_fail(&s->err, HELIOS_ERR_OOM, "eval: out of memory");
     if (st == HL_OK && p->truth_path) {
         st = hl_truth_load(p->truth_path, &e->truth, &s->err);
         e->has_truth = st == HL_OK;
         if (st == HL_OK && (e->truth.width != p->width || e->truth.height != p->height))
-            st = hl_fail(&s->err, HELIOS_ERR_SHAPE, "eval: truth %s is for %dx%d frames, the video has %dx%d",
-                         p->truth_path, e->truth.width, e->truth.height, p->width, p->height);
+            st = hl_fail(&s->err, HELIOS_ERR_SHAPE,
+                         "eval: truth %s is for %dx%d frames, the video has %dx%d", p->truth_path,
+                         e->truth.width, e->truth.height, p->width, p->height);
     }
     if (st == HL_OK) st = hl_featurizer_init(&e->feat, p->width, p->height, &s->err);
     if (st != HL_OK) {
@@ -75,21 +79,26 @@ static const hl_phrase *phrase_for(helios_eval *e, const char *caption) {
     return &e->phrase;
 }
 
-helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t, const char *caption) {
+helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t,
+                              const char *caption) {
     hl_error_clear(&e->err);
     if (!frames || T < 1 || t < 0 || t >= T)
-        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG, "eval_add: frame %d of a block of %d", t, T);
+        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG, "eval_add: frame %d of a block of %d", t,
+                       T);
     if (e->n == e->cap) {
         int64_t cap = e->cap ? 2 * e->cap : 1024;
         hl_frame_stats *s = realloc(e->stats, (size_t)cap * sizeof *s);
-        if (!s) return hl_fail(&e->err, HELIOS_ERR_OOM, "eval: out of memory at frame %lld", (long long)e->n);
+        if (!s)
+            return hl_fail(&e->err, HELIOS_ERR_OOM, "eval: out of memory at frame %lld",
+                           (long long)e->n);
         e->stats = s, e->cap = cap;
     }
     if (!caption) caption = e->has_truth ? hl_truth_caption(&e->truth, e->n) : e->prompt;
     if (caption && !e->first_caption && !(e->first_caption = strdup(caption)))
         return hl_fail(&e->err, HELIOS_ERR_OOM, "eval: out of memory");
     size_t plane = (size_t)e->p.width * e->p.height;
-    hl_featurize(&e->feat, frames + (size_t)t * plane, (size_t)T * plane, phrase_for(e, caption), &e->stats[e->n]);
+    hl_featurize(&e->feat, frames + (size_t)t * plane, (size_t)T * plane, phrase_for(e, caption),
+                 &e->stats[e->n]);
     e->n++;
     e->finished = false;
     return HELIOS_OK;
@@ -113,10 +122,15 @@ static hl_status reference(helios_eval *e, double **ref, int *n_ref) {
     hl_frame_stats *st = malloc(sizeof *st * (size_t)e->p.fps);
     hl_featurizer f = {0};
     hl_world w = {0};
-    hl_status rc = !win || !img || !st ? hl_fail(&e->err, HELIOS_ERR_OOM, "eval: out of memory") : HL_OK;
+    hl_status rc = !win || !img || !st ? hl_fail(&e->err, HELIOS_ERR_OOM, "eval: out of memory")
+                                       : HL_OK;
     for (int seed = 0; rc == HL_OK && seed < e->p.reference_seeds; seed++) {
-        hl_world_config c = {.seed = 0x5eed0000u + (uint64_t)seed, .width = e->p.width, .height = e->p.height,
-                             .fps = e->p.fps, .max_objects = HL_MAX_OBJECTS, .prompt = e->first_caption};
+        hl_world_config c = {.seed = 0x5eed0000u + (uint64_t)seed,
+                             .width = e->p.width,
+                             .height = e->p.height,
+                             .fps = e->p.fps,
+                             .max_objects = HL_MAX_OBJECTS,
+                             .prompt = e->first_caption};
         rc = hl_world_init(&w, &c, &e->err);
         if (rc == HL_OK) rc = hl_featurizer_init(&f, e->p.width, e->p.height, &e->err);
         for (int64_t i = 0; rc == HL_OK && i < frames; i++) {
@@ -144,10 +158,11 @@ helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metr
     hl_error_clear(&e->err);
     *metrics = NULL, *n = 0;
     if (e->n < 8)
-        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG, "eval: %lld frames are too few to evaluate (at least 8)",
-                       (long long)e->n);
+        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG,
+                       "eval: %lld frames are too few to evaluate (at least 8)", (long long)e->n);
     if (e->has_truth && e->truth.frames != e->n)
-        return hl_fail(&e->err, HELIOS_ERR_SHAPE, "eval: the truth file has %lld frames, the video %lld",
+        return hl_fail(&e->err, HELIOS_ERR_SHAPE,
+                       "eval: the truth file has %lld frames, the video %lld",
                        (long long)e->truth.frames, (long long)e->n);
     double *ref;
     int n_ref;
@@ -155,7 +170,8 @@ helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metr
     hl_metrics_compute(e->stats, e->n, e->p.fps, e->p.chunk, ref, n_ref, e->metrics);
     free(ref);
     for (int i = 0; i < HL_N_METRICS; i++)
-        e->out[i] = (helios_eval_metric){e->metrics[i].name, e->metrics[i].value, e->metrics[i].what};
+        e->out[i] = (helios_eval_metric){e->metrics[i].name, e->metrics[i].value,
+                                         e->metrics[i].what};
     e->finished = true;
     *metrics = e->out, *n = HL_N_METRICS;
     return HELIOS_OK;
@@ -163,7 +179,8 @@ helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metr
 
 helios_status helios_eval_plot(helios_eval *e, const char *path) {
     hl_error_clear(&e->err);
-    if (!e->finished) return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG, "eval_plot: call helios_eval_finish first");
+    if (!e->finished)
+        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG, "eval_plot: call helios_eval_finish first");
     /* the colour histogram's distance from its mean over the first 15%, per frame */
     int64_t k = hl_drift_span(e->n);
     double h0[HL_N_CLASSES] = {0};
@@ -188,7 +205,8 @@ helios_status helios_eval_plot(helios_eval *e, const char *path) {
         {"motion: mean frame difference", &s->diff, st},
         {"centroid speed", &s->speed, st},
     };
-    hl_status rc = hl_plot_png(path, series, (int)(sizeof series / sizeof series[0]), e->n, e->p.chunk, &e->err);
+    hl_status rc = hl_plot_png(path, series, (int)(sizeof series / sizeof series[0]), e->n,
+                               e->p.chunk, &e->err);
     free(hd);
     return rc;
 }

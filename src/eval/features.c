@@ -36,7 +36,8 @@ static double track_speed(const hl_featurizer *f) {
         for (int j = 0; j < f->n_prev_blobs; j++) {
             const hl_blob *p = &f->prev_blobs[j];
             if (p->colour != b->colour) continue;
-            double dx = (b->x - p->x) * f->width / m, dy = (b->y - p->y) * f->height / m, d = sqrt(dx * dx + dy * dy);
+            double dx = (b->x - p->x) * f->width / m, dy = (b->y - p->y) * f->height / m,
+                   d = sqrt(dx * dx + dy * dy);
             if (d < best) best = d;
         }
         if (best < 0.25) sum += best, k++; /* a farther match is another object, not motion */
@@ -51,7 +52,8 @@ void hl_featurize(hl_featurizer *f, const float *frame, size_t plane_stride, con
     double lum = 0, sat = 0, diff = 0, maxdiff = 0;
     for (size_t i = 0; i < N; i++) {
         float R = (r[i] + 1) * 0.5f, G = (g[i] + 1) * 0.5f, B = (b[i] + 1) * 0.5f;
-        float mx = R > G ? (R > B ? R : B) : (G > B ? G : B), mn = R < G ? (R < B ? R : B) : (G < B ? G : B);
+        float mx = R > G ? (R > B ? R : B) : (G > B ? G : B),
+              mn = R < G ? (R < B ? R : B) : (G < B ? G : B);
         lum += 0.299f * R + 0.587f * G + 0.114f * B;
         sat += mx > 1e-6f ? (mx - mn) / mx : 0;
     }
@@ -66,7 +68,8 @@ void hl_featurize(hl_featurizer *f, const float *frame, size_t plane_stride, con
         }
         diff /= 3.0 * N;
     }
-    for (int c = 0; c < 3; c++) memcpy(f->prev + c * N, frame + c * plane_stride, N * sizeof(float));
+    for (int c = 0; c < 3; c++)
+        memcpy(f->prev + c * N, frame + c * plane_stride, N * sizeof(float));
     memcpy(f->prev_blobs, f->blobs, sizeof f->blobs);
     f->n_prev_blobs = f->n_blobs;
     double hist[HL_N_CLASSES];

@@ -49,7 +49,8 @@ static void sqrtm(const double *m, int d, double *out, double *tmp, double *w, d
     for (int i = 0; i < d; i++)
         for (int j = 0; j < d; j++) {
             double s = 0;
-            for (int k = 0; k < d; k++) s += v[i * d + k] * sqrt(w[k] > 0 ? w[k] : 0) * v[j * d + k];
+            for (int k = 0; k < d; k++)
+                s += v[i * d + k] * sqrt(w[k] > 0 ? w[k] : 0) * v[j * d + k];
             out[i * d + j] = s;
         }
 }
@@ -73,7 +74,8 @@ double hl_frechet(const double *a, int na, const double *b, int nb, int d) {
     size_t dd = (size_t)d * d;
     double *buf = malloc(sizeof(double) * (7 * dd + 4 * (size_t)d));
     if (!buf) return NAN;
-    double *ca = buf, *cb = ca + dd, *ra = cb + dd, *m = ra + dd, *r = m + dd, *tmp = r + dd, *v = tmp + dd;
+    double *ca = buf, *cb = ca + dd, *ra = cb + dd, *m = ra + dd, *r = m + dd, *tmp = r + dd,
+           *v = tmp + dd;
     double *mua = v + dd, *mub = mua + d, *w = mub + d;
     moments(a, na, d, mua, ca);
     moments(b, nb, d, mub, cb);
@@ -91,7 +93,8 @@ double hl_frechet(const double *a, int na, const double *b, int nb, int d) {
             m[i * d + j] = s;
         }
     for (int i = 0; i < d; i++) /* symmetrise against rounding */
-        for (int j = i + 1; j < d; j++) m[i * d + j] = m[j * d + i] = 0.5 * (m[i * d + j] + m[j * d + i]);
+        for (int j = i + 1; j < d; j++)
+            m[i * d + j] = m[j * d + i] = 0.5 * (m[i * d + j] + m[j * d + i]);
     sqrtm(m, d, r, tmp, w, v);
     double dist = 0;
     for (int k = 0; k < d; k++) dist += (mua[k] - mub[k]) * (mua[k] - mub[k]);

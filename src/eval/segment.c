@@ -74,7 +74,9 @@ static int pt_cmp(const void *a, const void *b) {
     return p->x < q->x ? -1 : p->x > q->x ? 1 : p->y < q->y ? -1 : p->y > q->y;
 }
 
-static double cross(pt o, pt a, pt b) { return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x); }
+static double cross(pt o, pt a, pt b) {
+    return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x);
+}
 
 /* Convex hull of p[0..n) (Andrew's monotone chain) into h; returns its size. p is sorted. */
 static int hull(pt *p, int n, pt *h) {
@@ -95,10 +97,12 @@ static int hull(pt *p, int n, pt *h) {
 static void measure(hl_segmenter *sg, const int32_t *pix, int n, int id, hl_blob *b) {
     int W = sg->width, H = sg->height;
     double sx = 0, sy = 0, covered = 0;
-    for (int i = 0; i < n; i++) sx += pix[i] % W + 0.5, sy += pix[i] / W + 0.5, covered += sg->cov[pix[i]];
+    for (int i = 0; i < n; i++)
+        sx += pix[i] % W + 0.5, sy += pix[i] / W + 0.5, covered += sg->cov[pix[i]];
     double cx = sx / n, cy = sy / n, R = 0; /* R: the farthest pixel centre, plus half a pixel */
     for (int i = 0; i < n; i++) {
-        double dx = pix[i] % W + 0.5 - cx, dy = pix[i] / W + 0.5 - cy, d = sqrt(dx * dx + dy * dy) + 0.5;
+        double dx = pix[i] % W + 0.5 - cx, dy = pix[i] / W + 0.5 - cy,
+               d = sqrt(dx * dx + dy * dy) + 0.5;
         if (d > R) R = d;
     }
     /* the hull of the pixels' corners: per row only the leftmost and rightmost pixels matter */
@@ -136,7 +140,8 @@ static void measure(hl_segmenter *sg, const int32_t *pix, int n, int id, hl_blob
     /* a convex pixel set of hull area A and perimeter P holds about A + P/2 + 1 pixels (Pick) */
     double convexity = n / (area + perim / 2 + 1), round = Rh > 0 ? area / (TAU / 2 * Rh * Rh) : 1;
     if (hole) b->shape = HL_RING;
-    else if (convexity < 0.78) b->shape = round > 0.78 ? HL_RING : HL_STAR; /* a ring too thin to show its hole */
+    else if (convexity < 0.78)
+        b->shape = round > 0.78 ? HL_RING : HL_STAR; /* a ring too thin to show its hole */
     else b->shape = round > 0.76 ? HL_CIRCLE : round > 0.52 ? HL_SQUARE : HL_TRIANGLE;
     /* Thin parts (star tips, triangle corners) fade below half coverage, so the farthest pixel
      * understates the circumradius; the area of the classified shape gives a second estimate. */
@@ -145,7 +150,8 @@ static void measure(hl_segmenter *sg, const int32_t *pix, int n, int id, hl_blob
     b->x = cx / W, b->y = cy / H, b->radius = (R > r_area ? R : r_area) / m, b->area = n;
 }
 
-int hl_segment(hl_segmenter *sg, const float *frame, size_t plane_stride, double *hist, hl_blob *blobs, int max) {
+int hl_segment(hl_segmenter *sg, const float *frame, size_t plane_stride, double *hist,
+               hl_blob *blobs, int max) {
     int W = sg->width, H = sg->height;
     size_t N = (size_t)W * H;
     const float *r = frame, *g = frame + plane_stride, *b = frame + 2 * plane_stride;
@@ -180,7 +186,9 @@ int hl_segment(hl_segmenter *sg, const float *frame, size_t plane_stride, double
                 int c = objs[o];
                 const uint8_t *ob = hl_obj_colours[c].rgb;
                 float d[3], q[3], dd = 0, dq = 0;
-                for (int j = 0; j < 3; j++) d[j] = (float)ob[j] - bg[j], q[j] = p[j] - bg[j], dd += d[j] * d[j], dq += d[j] * q[j];
+                for (int j = 0; j < 3; j++)
+                    d[j] = (float)ob[j] - bg[j], q[j] = p[j] - bg[j], dd += d[j] * d[j],
+                    dq += d[j] * q[j];
                 float a = dq / dd, res = 0;
                 if (a <= best_a) continue;
                 for (int j = 0; j < 3; j++) res += (q[j] - a * d[j]) * (q[j] - a * d[j]);
@@ -200,7 +208,8 @@ int hl_segment(hl_segmenter *sg, const float *frame, size_t plane_stride, double
         while (head < tail) { /* breadth-first flood fill, 4-connected */
             int32_t p = sg->queue[head++];
             int x = p % W, y = p / W;
-            int32_t nbr[4] = {x > 0 ? p - 1 : -1, x + 1 < W ? p + 1 : -1, y > 0 ? p - W : -1, y + 1 < H ? p + W : -1};
+            int32_t nbr[4] = {x > 0 ? p - 1 : -1, x + 1 < W ? p + 1 : -1, y > 0 ? p - W : -1,
+                              y + 1 < H ? p + W : -1};
             for (int k = 0; k < 4; k++)
                 if (nbr[k] >= 0 && sg->cls[nbr[k]] == c && sg->label[nbr[k]] < 0) {
                     sg->label[nbr[k]] = id;
@@ -224,7 +233,8 @@ double hl_semantic_score(const hl_phrase *ph, const hl_blob *blobs, int n) {
     for (int i = 0; i < ph->n_objects; i++) {
         const hl_phrase_obj *o = &ph->objects[i];
         for (int k = 0; k < n && k < HL_EVAL_MAX_BLOBS; k++) {
-            if (used[k] || (o->colour >= 0 && blobs[k].colour != o->colour) || blobs[k].shape != (hl_shape)o->shape ||
+            if (used[k] || (o->colour >= 0 && blobs[k].colour != o->colour) ||
+                blobs[k].shape != (hl_shape)o->shape ||
                 (o->size >= 0 && hl_size_class_of(blobs[k].radius) != (hl_size_class)o->size))
                 continue;
             used[k] = true, hit++;

@@ -16,13 +16,14 @@ static hl_status add_caption(hl_truth *t, int64_t frame, const char *cap, hl_err
         if (c) t->caption = c;
         if (!s || !c) return hl_fail(err, HELIOS_ERR_OOM, "truth: out of memory");
     }
-    if (!(t->caption[t->n] = strdup(cap))) return hl_fail(err, HELIOS_ERR_OOM, "truth: out of memory");
+    if (!(t->caption[t->n] = strdup(cap)))
+        return hl_fail(err, HELIOS_ERR_OOM, "truth: out of memory");
     t->start[t->n++] = frame;
     return HL_OK;
 }
 
-static hl_status parse_line(hl_truth *t, const char *path, const char *line, size_t len, int64_t lineno,
-                            hl_error *err) {
+static hl_status parse_line(hl_truth *t, const char *path, const char *line, size_t len,
+                            int64_t lineno, hl_error *err) {
     hl_json *j;
     if (hl_json_parse(line, len, &j, err) != HL_OK) {
         hl_error_prefix(err, "%s line %lld", path, (long long)lineno);
@@ -31,18 +32,22 @@ static hl_status parse_line(hl_truth *t, const char *path, const char *line, siz
     int64_t frame, w, h;
     const char *cap = hl_json_get_string(j, "caption");
     hl_status st = HL_OK;
-    if (hl_json_get_int(j, "frame", &frame) || hl_json_get_int(j, "width", &w) || hl_json_get_int(j, "height", &h) ||
-        !cap)
-        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s line %lld: not a world truth line (needs frame, width, height, "
-                     "caption)", path, (long long)lineno);
+    if (hl_json_get_int(j, "frame", &frame) || hl_json_get_int(j, "width", &w) ||
+        hl_json_get_int(j, "height", &h) || !cap)
+        st = hl_fail(err, HELIOS_ERR_FORMAT,
+                     "%s line %lld: not a world truth line (needs frame, width, height, "
+                     "caption)",
+                     path, (long long)lineno);
     else if (frame != t->frames)
-        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s line %lld: frame %lld, expected %lld", path, (long long)lineno,
-                     (long long)frame, (long long)t->frames);
+        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s line %lld: frame %lld, expected %lld", path,
+                     (long long)lineno, (long long)frame, (long long)t->frames);
     else if (t->frames > 0 && (w != t->width || h != t->height))
-        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s line %lld: frame size %lldx%lld, earlier lines %dx%d", path,
+        st = hl_fail(err, HELIOS_ERR_FORMAT,
+                     "%s line %lld: frame size %lldx%lld, earlier lines %dx%d", path,
                      (long long)lineno, (long long)w, (long long)h, t->width, t->height);
     else if (w < 1 || h < 1 || w > 1 << 20 || h > 1 << 20)
-        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s line %lld: bad frame size", path, (long long)lineno);
+        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s line %lld: bad frame size", path,
+                     (long long)lineno);
     if (st == HL_OK) {
         t->width = (int)w, t->height = (int)h;
         st = add_caption(t, frame, cap, err);
@@ -67,7 +72,8 @@ hl_status hl_truth_load(const char *path, hl_truth *out, hl_error *err) {
         i = e + 1;
     }
     free(buf);
-    if (st == HL_OK && out->frames == 0) st = hl_fail(err, HELIOS_ERR_FORMAT, "%s: no truth lines", path);
+    if (st == HL_OK && out->frames == 0)
+        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s: no truth lines", path);
     if (st != HL_OK) hl_truth_release(out);
     return st;
 }

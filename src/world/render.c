@@ -13,7 +13,7 @@
 /* The outline of an object in pixel coordinates. */
 typedef struct outline {
     hl_shape shape;
-    double cx, cy, r;   /* centre, circumradius (pixels) */
+    double cx, cy, r; /* centre, circumradius (pixels) */
     int nv;
     double vx[10], vy[10];
     float rgb[3];
@@ -71,8 +71,10 @@ static void draw_object(const hl_world *w, const hl_object *o, float *r, float *
     if (x1 > W) x1 = W;
     if (y1 > H) y1 = H;
     /* pixels deeper inside than this are fully covered without the exact distance (polygons) */
-    double inner = o->shape == HL_STAR ? 0.45 * ol.r * cos(TAU / 10) : o->shape == HL_SQUARE ? 0.7071 * ol.r
-                 : o->shape == HL_TRIANGLE ? 0.5 * ol.r : 0;
+    double inner = o->shape == HL_STAR       ? 0.45 * ol.r * cos(TAU / 10)
+                   : o->shape == HL_SQUARE   ? 0.7071 * ol.r
+                   : o->shape == HL_TRIANGLE ? 0.5 * ol.r
+                                             : 0;
     double in2 = inner > 1 ? (inner - 1) * (inner - 1) : -1;
     for (int y = y0; y < y1; y++) {
         double py = y + 0.5, dy = py - ol.cy;
@@ -95,7 +97,8 @@ static void bg_colour(const hl_world *w, int c, float rgb[3]) {
     if (w->bg_from >= 0)
         for (int k = 0; k < 3; k++)
             rgb[k] = (float)(hl_bg_colours[w->bg_from].rgb[k] +
-                             w->bg_mix * (hl_bg_colours[c].rgb[k] - hl_bg_colours[w->bg_from].rgb[k]));
+                             w->bg_mix *
+                                 (hl_bg_colours[c].rgb[k] - hl_bg_colours[w->bg_from].rgb[k]));
 }
 
 static void draw_background(hl_world *w, float *r, float *g, float *b) {
@@ -108,21 +111,24 @@ static void draw_background(hl_world *w, float *r, float *g, float *b) {
     float *tx = w->tex_row, *ty = w->tex_col;
     if (w->bg_kind == HL_BG_GRADIENT) {
         for (int x = 0; x < W; x++) tx[x] = (float)(0.5 * (x + 0.5 + w->cam_x) / W);
-        for (int y = 0; y < H; y++) ty[y] = (float)(0.5 * (y + 0.5 + w->cam_y) / H - 0.0);
+        for (int y = 0; y < H; y++) ty[y] = (float)(0.5 * (y + 0.5 + w->cam_y) / H);
     } else if (w->bg_kind == HL_BG_TEXTURE) { /* relative brightness ±12% */
         for (int x = 0; x < W; x++) {
             double u = (x + w->cam_x) * TAU / m;
-            tx[x] = (float)(0.07 * sin(4 * u + w->tex_phase_x) + 0.03 * sin(9 * u + 2 * w->tex_phase_y));
+            tx[x] = (float)(0.07 * sin(4 * u + w->tex_phase_x) +
+                            0.03 * sin(9 * u + 2 * w->tex_phase_y));
         }
         for (int y = 0; y < H; y++) {
             double v = (y + w->cam_y) * TAU / m;
-            ty[y] = (float)(0.05 * sin(5 * v + w->tex_phase_y) + 0.02 * sin(11 * v - w->tex_phase_x));
+            ty[y] = (float)(0.05 * sin(5 * v + w->tex_phase_y) +
+                            0.02 * sin(11 * v - w->tex_phase_x));
         }
     }
     for (int y = 0; y < H; y++) {
         float *rr = r + (size_t)y * W, *gg = g + (size_t)y * W, *bb = b + (size_t)y * W;
         if (w->bg_kind == HL_BG_PLAIN) {
-            float v0 = (float)(c1[0] * light), v1 = (float)(c1[1] * light), v2 = (float)(c1[2] * light);
+            float v0 = (float)(c1[0] * light), v1 = (float)(c1[1] * light),
+                  v2 = (float)(c1[2] * light);
             for (int x = 0; x < W; x++) rr[x] = v0, gg[x] = v1, bb[x] = v2;
         } else if (w->bg_kind == HL_BG_GRADIENT) {
             for (int x = 0; x < W; x++) {

@@ -77,12 +77,14 @@ static void place(hl_world *w, hl_object *o) {
     double dir = hl_world_uniform(w, 0, TAU), v = speed_of(o->motion, w);
     o->vx = v * cos(dir), o->vy = v * sin(dir);
     o->phase = hl_world_uniform(w, 0, TAU);
-    if (o->motion == HL_SPIN) o->spin = (hl_world_randint(w, 2) ? 1 : -1) * hl_world_uniform(w, 0.03, 0.08);
+    if (o->motion == HL_SPIN)
+        o->spin = (hl_world_randint(w, 2) ? 1 : -1) * hl_world_uniform(w, 0.03, 0.08);
     if (o->motion == HL_PULSE) o->orbit_w = hl_world_uniform(w, 0.05, 0.09);
     if (o->motion == HL_ORBIT) {
         o->orbit_r = hl_world_uniform(w, 0.10, 0.22);
         double fit_x = (0.5 - ex) * w->cfg.width / m, fit_y = (0.5 - ey) * w->cfg.height / m;
-        if (o->orbit_r > fit_x) o->orbit_r = fit_x > 0 ? fit_x : 0; /* the whole orbit stays in the frame */
+        if (o->orbit_r > fit_x)
+            o->orbit_r = fit_x > 0 ? fit_x : 0; /* the whole orbit stays in the frame */
         if (o->orbit_r > fit_y) o->orbit_r = fit_y > 0 ? fit_y : 0;
         double ox = o->orbit_r * m / w->cfg.width, oy = o->orbit_r * m / w->cfg.height;
         double hx = 0.5 - ex - ox, hy = 0.5 - ey - oy;
@@ -140,9 +142,11 @@ static hl_status setup_prompt(hl_world *w, hl_error *err) {
     hl_phrase ph;
     hl_phrase_parse(w->cfg.prompt, &ph);
     if (ph.n_objects == 0)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
-                       "world: the prompt \"%s\" names no object of the world (shapes: circle, square, "
-                       "triangle, star, ring)", w->cfg.prompt);
+        return hl_fail(
+            err, HELIOS_ERR_INVALID_ARG,
+            "world: the prompt \"%s\" names no object of the world (shapes: circle, square, "
+            "triangle, star, ring)",
+            w->cfg.prompt);
     for (int i = 0; i < ph.n_objects; i++) {
         const hl_phrase_obj *p = &ph.objects[i];
         add_object(w, p->colour, p->shape, p->size >= 0 ? p->size : HL_MEDIUM, p->motion);
@@ -164,8 +168,8 @@ hl_status hl_world_init(hl_world *w, const hl_world_config *cfg, hl_error *err) 
     if (cfg->fps < 1 || cfg->fps > 1000)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "world: fps %d (1..1000)", cfg->fps);
     if (cfg->max_objects < 1 || cfg->max_objects > HL_MAX_OBJECTS)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "world: max_objects %d (1..%d)", cfg->max_objects,
-                       HL_MAX_OBJECTS);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "world: max_objects %d (1..%d)",
+                       cfg->max_objects, HL_MAX_OBJECTS);
     w->cfg.prompt = NULL; /* not kept: the caller's string */
     uint64_t x = cfg->seed;
     for (int i = 0; i < 4; i++) w->rng[i] = splitmix64(&x);
@@ -183,7 +187,8 @@ hl_status hl_world_init(hl_world *w, const hl_world_config *cfg, hl_error *err) 
     }
     double m = min_side(w);
     w->tex_phase_x = hl_world_uniform(w, 0, TAU), w->tex_phase_y = hl_world_uniform(w, 0, TAU);
-    w->tex_vx = hl_world_uniform(w, -0.004, 0.004) * m, w->tex_vy = hl_world_uniform(w, -0.004, 0.004) * m;
+    w->tex_vx = hl_world_uniform(w, -0.004, 0.004) * m,
+    w->tex_vy = hl_world_uniform(w, -0.004, 0.004) * m;
     w->light = 1;
     w->tex_row = malloc(sizeof(float) * (size_t)(cfg->width + cfg->height));
     if (!w->tex_row) return hl_fail(err, HELIOS_ERR_OOM, "world: out of memory");
@@ -234,7 +239,8 @@ static void move(hl_world *w, hl_object *o) {
             if (o->motion == HL_ORBIT) { /* orbit around where it came in */
                 double ox = o->orbit_r * m / w->cfg.width, oy = o->orbit_r * m / w->cfg.height;
                 o->cx = o->x - ox * cos(o->phase), o->cy = o->y - oy * sin(o->phase);
-                if (o->cx - ox < ex || o->cx + ox > 1 - ex || o->cy - oy < ey || o->cy + oy > 1 - ey)
+                if (o->cx - ox < ex || o->cx + ox > 1 - ex || o->cy - oy < ey ||
+                    o->cy + oy > 1 - ey)
                     o->motion = HL_BOUNCE;
             }
         }
@@ -289,7 +295,8 @@ void hl_world_step(hl_world *w) {
         const hl_object *o = &w->obj[i];
         double ex, ey;
         extent(w, max_radius(o), &ex, &ey);
-        bool gone = o->state == HL_OBJ_LEAVING && (o->x < -ex || o->x > 1 + ex || o->y < -ey || o->y > 1 + ey);
+        bool gone = o->state == HL_OBJ_LEAVING &&
+                    (o->x < -ex || o->x > 1 + ex || o->y < -ey || o->y > 1 + ey);
         if (!gone) w->obj[k++] = *o;
     }
     w->n = k;

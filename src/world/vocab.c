@@ -6,9 +6,9 @@
 #include "world/world.h"
 
 const hl_colour hl_obj_colours[HL_N_OBJ_COLOURS] = {
-    {"red", {220, 40, 40}},   {"orange", {245, 140, 30}}, {"yellow", {240, 220, 50}},
-    {"green", {60, 200, 70}}, {"cyan", {50, 210, 230}},   {"blue", {50, 100, 240}},
-    {"purple", {160, 70, 220}}, {"pink", {245, 130, 200}}, {"white", {240, 240, 240}},
+    {"red", {220, 40, 40}},     {"orange", {245, 140, 30}}, {"yellow", {240, 220, 50}},
+    {"green", {60, 200, 70}},   {"cyan", {50, 210, 230}},   {"blue", {50, 100, 240}},
+    {"purple", {160, 70, 220}}, {"pink", {245, 130, 200}},  {"white", {240, 240, 240}},
 };
 
 const hl_colour hl_bg_colours[HL_N_BG_COLOURS] = {

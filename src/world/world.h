@@ -51,8 +51,8 @@ typedef struct hl_phrase_obj {
 typedef struct hl_phrase {
     int n_objects;
     hl_phrase_obj objects[HL_MAX_OBJECTS];
-    int bg_colour, bg_colour2;   /* -1 when not named */
-    int bg_kind;                 /* -1 when not named */
+    int bg_colour, bg_colour2; /* -1 when not named */
+    int bg_kind;               /* -1 when not named */
     bool camera_pan, lighting;
 } hl_phrase;
 
@@ -69,12 +69,12 @@ typedef struct hl_object {
     hl_size_class size;
     hl_motion motion;
     hl_obj_state state;
-    double x, y;          /* centre, fractions of width / height */
-    double vx, vy;        /* per frame */
-    double radius;        /* current circumradius, fraction of min(w, h) */
-    double angle, spin;   /* radians, radians per frame */
+    double x, y;                            /* centre, fractions of width / height */
+    double vx, vy;                          /* per frame */
+    double radius;                          /* current circumradius, fraction of min(w, h) */
+    double angle, spin;                     /* radians, radians per frame */
     double cx, cy, orbit_r, orbit_w, phase; /* orbit centre / radius (fractions of min side) */
-    double depth;         /* larger = farther; drawn first */
+    double depth;                           /* larger = farther; drawn first */
 } hl_object;
 
 typedef struct hl_world_config {
@@ -82,10 +82,10 @@ typedef struct hl_world_config {
     int width, height;
     int fps;
     int max_objects;
-    bool events;          /* objects enter and leave, the background colour turns */
-    bool camera;          /* may pan (random scenes: by the seed) */
-    bool lighting;        /* may change slowly (random scenes: by the seed) */
-    const char *prompt;   /* NULL or the caption whose scene to render */
+    bool events;        /* objects enter and leave, the background colour turns */
+    bool camera;        /* may pan (random scenes: by the seed) */
+    bool lighting;      /* may change slowly (random scenes: by the seed) */
+    const char *prompt; /* NULL or the caption whose scene to render */
 } hl_world_config;
 
 typedef struct hl_world {
@@ -93,21 +93,21 @@ typedef struct hl_world {
     uint64_t rng[4];
     int64_t frame;
     int next_id;
-    int n;                        /* live objects */
+    int n; /* live objects */
     hl_object obj[HL_MAX_OBJECTS];
     hl_bg_kind bg_kind;
-    int bg_colour, bg_colour2;    /* palette indices (gradient: from top-left to bottom-right) */
-    int bg_from;                  /* during a turn: the colour it turns from, else -1 */
-    double bg_mix;                /* 0..1 progress of the turn */
+    int bg_colour, bg_colour2; /* palette indices (gradient: from top-left to bottom-right) */
+    int bg_from;               /* during a turn: the colour it turns from, else -1 */
+    double bg_mix;             /* 0..1 progress of the turn */
     double tex_phase_x, tex_phase_y, tex_vx, tex_vy;
     bool camera_pan, lighting;
-    double cam_x, cam_y;          /* background offset in pixels (the pan) */
-    double light;                 /* brightness factor */
-    int64_t next_event;           /* frame of the next scene change */
+    double cam_x, cam_y; /* background offset in pixels (the pan) */
+    double light;        /* brightness factor */
+    int64_t next_event;  /* frame of the next scene change */
     char caption[512];
-    char *json;                   /* last truth line (grown as needed) */
+    char *json; /* last truth line (grown as needed) */
     size_t json_cap;
-    float *tex_row, *tex_col;     /* per-frame separable texture tables */
+    float *tex_row, *tex_col; /* per-frame separable texture tables */
 } hl_world;
 
 hl_status hl_world_init(hl_world *w, const hl_world_config *cfg, hl_error *err);
