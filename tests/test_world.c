@@ -161,9 +161,31 @@ static void test_known_scene(void) {
     hl_world_release(&w);
 }
 
+/* Occlusion: where two objects overlap, the nearer one (smaller depth) is seen, whatever the
+ * order of the objects. */
+static void test_occlusion(void) {
+    for (int flip = 0; flip < 2; flip++) {
+        hl_world w;
+        hl_world_config c = config(3, 64, 64);
+        c.prompt = "a large red square and a large blue circle spin on a black background";
+        hl_error err = {0};
+        CHECK(hl_world_init(&w, &c, &err) == HL_OK, "init: %s", err.msg);
+        for (int i = 0; i < 2; i++) w.obj[i].x = w.obj[i].y = 0.5;
+        w.obj[0].depth = flip ? 0.8 : 0.2, w.obj[1].depth = flip ? 0.2 : 0.8;
+        float *img = malloc(sizeof(float) * 3 * 64 * 64);
+        hl_world_render(&w, img, 64 * 64);
+        size_t i = 32 * 64 + 32, n = 64 * 64;
+        int red = (img[i] + 1) * 127.5f > 200 && (img[2 * n + i] + 1) * 127.5f < 60;
+        CHECK(red == !flip, "the nearer object is drawn on top (flip %d)", flip);
+        free(img);
+        hl_world_release(&w);
+    }
+}
+
 int main(void) {
     test_determinism();
     test_invariants();
     test_known_scene();
+    test_occlusion();
     return test_done("test_world");
 }
