@@ -27,7 +27,7 @@ awk '
     gsub(/[{}]/, "", line); n = split(line, kv, ",")
     for (i = 1; i <= n; i++) {
         split(kv[i], p, ":"); key = p[1]; gsub(/"/, "", key); val = p[2]
-        if (key == "video" || key == "width" || key == "height" || key == "chunk") continue
+        if (key == "video" || key == "width" || key == "height" || key == "chunk" || key == "fps") continue
         if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
         if (val == "null") continue
         c[mode, key]++; s[mode, key] += val; q[mode, key] += val * val

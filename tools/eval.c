@@ -30,8 +30,8 @@ static void usage(FILE *f) {
         "                           the video must have its frame size and count\n"
         "      --chunk N            frames per generated chunk, for the seam strength (default "
         "33)\n"
-        "      --fps N              frames per second of the video, for the 1 s windows (default "
-        "24)\n"
+        "      --fps N              frames per second, for the 1 s windows (default: the\n"
+        "                           video's, else 24)\n"
         "      --reference-seeds N  real footage seeds for the Frechet distance (default 4; 0 = "
         "none)\n"
         "      --reference-frames N frames per seed (default: the video's, at most 480)\n"
@@ -53,7 +53,7 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
 
 static int parse(int argc, char **argv, eval_opts *o) {
     memset(o, 0, sizeof *o);
-    o->chunk = 33, o->seeds = 4, o->fps = 24;
+    o->chunk = 33, o->seeds = 4;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -103,7 +103,8 @@ static void report(const eval_opts *o, const helios_media *m, const helios_eval_
     if (o->json) {
         printf("{\"video\":");
         print_json_string(o->video);
-        printf(",\"width\":%d,\"height\":%d,\"chunk\":%d", m->width, m->height, o->chunk);
+        printf(",\"width\":%d,\"height\":%d,\"chunk\":%d,\"fps\":%d", m->width, m->height, o->chunk,
+               (int)m->fps);
         for (int i = 0; i < n; i++) {
             printf(",\"%s\":", mt[i].name);
             if (isnan(mt[i].value) || isinf(mt[i].value)) printf("null");
@@ -112,7 +113,8 @@ static void report(const eval_opts *o, const helios_media *m, const helios_eval_
         printf("}\n");
         return;
     }
-    printf("%s: %d frames, %dx%d\n", o->video, m->frames, m->width, m->height);
+    printf("%s: %d frames, %dx%d, %d fps, chunks of %d\n", o->video, m->frames, m->width, m->height,
+           (int)m->fps, o->chunk);
     printf("%-20s %12s  %s\n", "metric", "value", "what");
     for (int i = 0; i < n; i++) {
         if (isnan(mt[i].value)) printf("%-20s %12s  %s\n", mt[i].name, "n/a", mt[i].what);
@@ -138,7 +140,9 @@ int cmd_eval(int argc, char **argv) {
     }
     helios_eval_params ep;
     helios_eval_params_init(&ep);
-    ep.width = m->width, ep.height = m->height, ep.chunk = o.chunk, ep.fps = o.fps;
+    ep.width = m->width, ep.height = m->height, ep.chunk = o.chunk;
+    if (o.fps > 0) ep.fps = o.fps;
+    else if (m->fps >= 1 && m->fps <= 1000) ep.fps = (int)lround(m->fps);
     ep.prompt = o.prompt, ep.truth_path = o.truth;
     ep.reference_seeds = o.seeds, ep.reference_frames = o.ref_frames;
     if (helios_eval_new(s, &ep, &e) != HELIOS_OK) {
@@ -159,7 +163,8 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     helios_media info = {0};
-    info.frames = (int)mt[0].value, info.width = ep.width, info.height = ep.height;
+    info.frames = (int)mt[0].value, info.width = ep.width, info.height = ep.height,
+    info.fps = ep.fps;
     report(&o, &info, mt, n);
     if (o.plot && helios_eval_plot(e, o.plot) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s\n", helios_eval_error(e));
