@@ -406,6 +406,97 @@ typedef int (*helios_tensor_fn)(const helios_tensor_info *t, void *user);
 helios_status helios_checkpoint_list(helios_session *s, const char *path, helios_tensor_fn fn, void *user,
                                      int *n_files);
 
+/* ---- the tiny world: procedural video with captions and ground truth ------------------------ */
+
+/* A procedural world of a few simple shapes (circle, square, triangle, star, ring; named colours;
+ * small/medium/large) that bounce, orbit, drift, grow and shrink or spin over a plain, gradient
+ * or slowly moving textured background, occluding each other by depth, with optional camera pan
+ * and slow lighting change; rendered anti-aliased at any size. Every frame has a caption made
+ * from the scene ("a small red circle and a medium blue square bounce on a dark green
+ * background") and its ground truth as one JSON line. Deterministic: the same parameters give
+ * the same frames, bit for bit, on the same build. Unbounded: each step costs O(1) memory.
+ * docs/world.md describes the world and the truth format. */
+typedef struct helios_world helios_world;
+
+typedef struct helios_world_params {
+    uint64_t seed;
+    int width, height;       /* pixels, 16..8192 each (256 x 256) */
+    int fps;                 /* 24: sets the speed of everything that moves */
+    const char *prompt;      /* NULL: a random scene from the seed that changes now and then (an
+                              * object enters or leaves, the background colour turns); else the
+                              * scene this caption describes -- its objects, sizes, motions and
+                              * background -- placed by the seed, without changes (copied) */
+    int max_objects;         /* 4: at most this many objects at once (1..6) */
+    int events;              /* 1: scene changes (random scenes only) */
+    int camera;              /* 1: random scenes may pan the camera */
+    int lighting;            /* 1: random scenes may change the light slowly */
+} helios_world_params;
+
+void helios_world_params_init(helios_world_params *p);
+/* Frame 0 of a new world. Errors: the session's. */
+helios_status helios_world_new(helios_session *s, const helios_world_params *p, helios_world **out);
+/* Index of the current frame (0, 1, ...). */
+int64_t helios_world_frame(const helios_world *w);
+/* Renders the current frame as frame t of a (3, T, height, width) block in [-1, 1] (what
+ * helios_video_writer_write takes; T = 1 for a single (3, height, width) frame). */
+helios_status helios_world_render(helios_world *w, float *frames, int T, int t);
+/* The caption of the current frame. Valid until the next step. */
+const char *helios_world_caption(const helios_world *w);
+/* The ground truth of the current frame as one JSON line without newline (frame, time, seed,
+ * size, caption, background, camera, light, objects with id, shape, colour name and rgb, size
+ * class, radius, centre x/y, angle, depth, motion, state). Valid until the next call; NULL when
+ * out of memory. */
+const char *helios_world_truth_json(helios_world *w);
+/* Advances to the next frame. */
+helios_status helios_world_step(helios_world *w);
+/* Message of this world's last failure ("" if none). */
+const char *helios_world_error(const helios_world *w);
+void helios_world_free(helios_world *w);
+
+/* ---- evaluation against the tiny world ------------------------------------------------------- */
+
+/* Measures a video against the tiny world's own statistics: frames are streamed in one by one
+ * (only a small record per frame is kept), then every metric is computed at once. The objects are
+ * found by segmenting the world's known colours and classifying shapes from mask geometry; the
+ * metrics (docs/world.md): semantic accuracy, drift |M(first 15%) - M(last 15%)| of the colour
+ * histogram, saturation, brightness, object count and size, motion and semantic accuracy,
+ * chunk-seam strength, motion, centroid speed and jerk, freezing, and a Fréchet distance of
+ * one-second window features against real world footage rendered for the prompt (a
+ * world-specific stand-in for FVD). */
+typedef struct helios_eval helios_eval;
+
+typedef struct helios_eval_params {
+    int width, height;       /* frame size, at least 16 x 16 */
+    int fps;                 /* 24: one Fréchet window is fps frames */
+    int chunk;               /* 33: frames per generated chunk, for the seam strength */
+    const char *prompt;      /* what every frame should show (copied), or NULL */
+    const char *truth_path;  /* or a `helios world --truth` file: each frame's caption, and the
+                              * frame size and count the video must have */
+    int reference_seeds;     /* 4: seeds of real footage for the Fréchet distance (0 = none) */
+    int reference_frames;    /* frames per seed; 0 = as many as the video, at most 480 */
+} helios_eval_params;
+
+typedef struct helios_eval_metric {
+    const char *name;        /* "semantic_accuracy", "drift_histogram", ... */
+    double value;            /* NaN: not applicable (e.g. no prompt, too few chunks) */
+    const char *what;        /* one line saying what it measures */
+} helios_eval_metric;
+
+void helios_eval_params_init(helios_eval_params *p);
+/* Errors (bad size, unreadable or mismatched truth file): the session's. */
+helios_status helios_eval_new(helios_session *s, const helios_eval_params *p, helios_eval **out);
+/* Adds frame t of a (3, T, height, width) block in [-1, 1] as the next frame of the video.
+ * caption: what this frame should show; NULL = the truth file's caption, else the prompt. */
+helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t, const char *caption);
+/* Computes every metric over the frames added so far (at least 8; with a truth file exactly its
+ * frame count). *metrics (n of them) stays valid until the next call on e. */
+helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metrics, int *n);
+/* Writes a PNG plot of each metric over time (after helios_eval_finish). */
+helios_status helios_eval_plot(helios_eval *e, const char *path);
+/* Message of this evaluation's last failure ("" if none). */
+const char *helios_eval_error(const helios_eval *e);
+void helios_eval_free(helios_eval *e);
+
 #ifdef __cplusplus
 }
 #endif

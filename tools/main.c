@@ -14,6 +14,8 @@ static void usage(FILE *f) {
             "  verify DIR   run every reference-vector file found in DIR and compare\n"
             "  bench        time the transformer block and the GEMM ceiling on this machine\n"
             "  info FILE    list the tensors of a .safetensors file (or index)\n"
+            "  world        render the tiny world: video, captions and ground truth from a seed\n"
+            "  eval VIDEO   measure a video against the tiny world (accuracy, drift, seams, motion)\n"
             "  version      the library version\n"
             "  help         this text\n"
             "\n"
@@ -34,6 +36,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "verify")) return cmd_verify(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "world")) return cmd_world(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "helios: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -1,0 +1,43 @@
+#!/bin/sh
+# helios world and helios eval end to end: --help, byte-identical output for a seed, captions and
+# truth files, an eval table and JSON, and clean failures naming the file.
+# usage: test_world_cli.sh HELIOS_BINARY
+set -u
+H=$1
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+fail=0 n=0
+check() { # name, condition (a shell command)
+    n=$((n + 1))
+    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
+}
+W="$H world -q --width 64 --height 48"
+
+check "world --help" "$H world --help | grep -q 'usage: helios world'"
+check "eval --help" "$H eval --help | grep -q 'usage: helios eval'"
+$W --seed 4 --frames 70 -o "$T/a.y4m" --truth "$T/a.jsonl" --captions "$T/a.txt"
+$W --seed 4 --frames 70 -o "$T/b.y4m" --truth "$T/b.jsonl"
+check "same seed, same bytes" "cmp -s $T/a.y4m $T/b.y4m && cmp -s $T/a.jsonl $T/b.jsonl"
+check "one truth line per frame" "[ \$(wc -l < $T/a.jsonl) = 70 ]"
+check "captions start at frame 0" "head -1 $T/a.txt | grep -q '^0	a '"
+check "no .part left" "[ ! -e $T/a.y4m.part ] && [ ! -e $T/a.jsonl.part ]"
+$W --seed 4 --seconds 1 -o "$T/png/"
+check "png frames: 24 files for 1 s" "[ \$(ls $T/png | wc -l) = 24 ]"
+check "eval table" "$H eval $T/a.y4m --truth $T/a.jsonl --reference-seeds 1 | grep -q '^semantic_accuracy'"
+check "eval --json and --plot" "$H eval $T/a.y4m --truth $T/a.jsonl --json --plot $T/p.png | grep -q '\"freezing\":' && [ -s $T/p.png ]"
+check "bad number refused" "! $W --frames 12x -o $T/x.y4m 2>/dev/null"
+check "bad output refused" "! $W -o $T/x.avi 2>/dev/null"
+echo garbage > "$T/bad.mp4"
+check "unreadable video fails, named" "! $H eval $T/bad.mp4 2>$T/err && grep -q bad.mp4 $T/err"
+$W --seed 4 --frames 60 -o "$T/c.y4m"
+check "truth with another frame count fails" "! $H eval $T/c.y4m --truth $T/a.jsonl 2>$T/err && grep -q 'truth file has 70 frames' $T/err"
+$H world -q --width 32 --height 48 --frames 70 -o "$T/d.y4m"
+check "truth for another size fails, named" "! $H eval $T/d.y4m --truth $T/a.jsonl 2>$T/err && grep -q a.jsonl $T/err"
+$W --frames 5 -o "$T/short.y4m"
+check "too few frames fails, named" "! $H eval $T/short.y4m 2>$T/err && grep -q 'short.y4m.*too few' $T/err"
+if command -v ffmpeg >/dev/null; then
+    ffmpeg -v error -f lavfi -i color=red:s=8x8:d=1 "$T/tiny.y4m"
+    check "8x8 video too small, named" "! $H eval $T/tiny.y4m 2>$T/err && grep -q 'tiny.y4m.*too small' $T/err"
+fi
+echo "$((n - fail)) passed, $fail failed"
+[ $fail -eq 0 ]

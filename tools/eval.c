@@ -1,0 +1,179 @@
+/* helios eval — measures a video against the tiny world (a client of helios.h only). Option
+ * parsing is self-contained (strict number checks) so it can move to a shared parser. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helios.h"
+#include "tools/commands.h"
+
+typedef struct eval_opts {
+    const char *video, *prompt, *truth, *plot;
+    int chunk, json, seeds, ref_frames, fps;
+} eval_opts;
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: helios eval VIDEO [--prompt TEXT | --truth STATE.jsonl] [options]\n"
+        "\n"
+        "Measures a video (MP4, Y4M, ... anything FFmpeg reads) against the tiny world: semantic\n"
+        "accuracy of the objects the prompt names, drift between the first and last 15%% of the\n"
+        "frames, chunk-seam strength, motion, freezing, and a Frechet distance to real world\n"
+        "footage rendered for the prompt (docs/world.md defines each metric).\n"
+        "\n"
+        "      --prompt TEXT        what the video should show (a world caption)\n"
+        "      --truth FILE         ground truth from `helios world --truth`: each frame's "
+        "caption;\n"
+        "                           the video must have its frame size and count\n"
+        "      --chunk N            frames per generated chunk, for the seam strength (default "
+        "33)\n"
+        "      --fps N              frames per second, for the 1 s windows (default: the\n"
+        "                           video's, else 24)\n"
+        "      --reference-seeds N  real footage seeds for the Frechet distance (default 4; 0 = "
+        "none)\n"
+        "      --reference-frames N frames per seed (default: the video's, at most 480)\n"
+        "      --json               one JSON object on stdout instead of the table\n"
+        "      --plot FILE.png      each metric over time as a PNG\n");
+}
+
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "helios eval: %s '%s': want an integer in %d..%d\n", opt, v, lo, hi);
+        return 2;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int parse(int argc, char **argv, eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->chunk = 33, o->seeds = 4;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+#define ARG(s) (!strcmp(a, s) && v && ++i)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (ARG("--prompt") || ARG("-p")) o->prompt = v;
+        else if (ARG("--truth")) o->truth = v;
+        else if (ARG("--plot")) o->plot = v;
+        else if (ARG("--chunk")) rc = parse_int(a, v, 1, 1 << 20, &o->chunk);
+        else if (ARG("--fps")) rc = parse_int(a, v, 1, 1000, &o->fps);
+        else if (ARG("--reference-seeds")) rc = parse_int(a, v, 0, 64, &o->seeds);
+        else if (ARG("--reference-frames")) rc = parse_int(a, v, 0, 1 << 20, &o->ref_frames);
+        else if (!strcmp(a, "--json")) o->json = 1;
+        else if (a[0] != '-' && !o->video) o->video = a;
+        else {
+            fprintf(stderr, "helios eval: unknown or incomplete option '%s' (see --help)\n", a);
+            return 2;
+        }
+#undef ARG
+        if (rc) return rc;
+    }
+    if (!o->video) {
+        fprintf(stderr, "helios eval: a VIDEO is required (see --help)\n");
+        return 2;
+    }
+    if (o->prompt && o->truth) {
+        fprintf(stderr, "helios eval: give --prompt or --truth, not both\n");
+        return 2;
+    }
+    return 0;
+}
+
+static void print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+static void report(const eval_opts *o, const helios_media *m, const helios_eval_metric *mt, int n) {
+    if (o->json) {
+        printf("{\"video\":");
+        print_json_string(o->video);
+        printf(",\"width\":%d,\"height\":%d,\"chunk\":%d,\"fps\":%d", m->width, m->height, o->chunk,
+               (int)m->fps);
+        for (int i = 0; i < n; i++) {
+            printf(",\"%s\":", mt[i].name);
+            if (isnan(mt[i].value) || isinf(mt[i].value)) printf("null");
+            else printf("%.6g", mt[i].value);
+        }
+        printf("}\n");
+        return;
+    }
+    printf("%s: %d frames, %dx%d, %d fps, chunks of %d\n", o->video, m->frames, m->width, m->height,
+           (int)m->fps, o->chunk);
+    printf("%-20s %12s  %s\n", "metric", "value", "what");
+    for (int i = 0; i < n; i++) {
+        if (isnan(mt[i].value)) printf("%-20s %12s  %s\n", mt[i].name, "n/a", mt[i].what);
+        else printf("%-20s %12.4f  %s\n", mt[i].name, mt[i].value, mt[i].what);
+    }
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.n_threads = 1;
+    helios_session *s;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    helios_media *m = NULL;
+    helios_eval *e = NULL;
+    rc = 1;
+    if (helios_video_read(s, o.video, 0, 0, 0, &m) != HELIOS_OK) {
+        fprintf(stderr, "helios eval: %s\n", helios_session_error(s));
+        goto done;
+    }
+    helios_eval_params ep;
+    helios_eval_params_init(&ep);
+    ep.width = m->width, ep.height = m->height, ep.chunk = o.chunk;
+    if (o.fps > 0) ep.fps = o.fps;
+    else if (m->fps >= 1 && m->fps <= 1000) ep.fps = (int)lround(m->fps);
+    ep.prompt = o.prompt, ep.truth_path = o.truth;
+    ep.reference_seeds = o.seeds, ep.reference_frames = o.ref_frames;
+    if (helios_eval_new(s, &ep, &e) != HELIOS_OK) {
+        fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_session_error(s));
+        goto done;
+    }
+    for (int t = 0; t < m->frames; t++)
+        if (helios_eval_add(e, m->data, m->frames, t, NULL) != HELIOS_OK) {
+            fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_eval_error(e));
+            goto done;
+        }
+    helios_media_free(m);
+    m = NULL;
+    const helios_eval_metric *mt;
+    int n;
+    if (helios_eval_finish(e, &mt, &n) != HELIOS_OK) {
+        fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_eval_error(e));
+        goto done;
+    }
+    helios_media info = {0};
+    info.frames = (int)mt[0].value, info.width = ep.width, info.height = ep.height,
+    info.fps = ep.fps;
+    report(&o, &info, mt, n);
+    if (o.plot && helios_eval_plot(e, o.plot) != HELIOS_OK) {
+        fprintf(stderr, "helios eval: %s\n", helios_eval_error(e));
+        goto done;
+    }
+    rc = 0;
+done:
+    helios_eval_free(e);
+    helios_media_free(m);
+    helios_session_free(s);
+    return rc;
+}
