@@ -1,12 +1,12 @@
 /* helios eval — measures a video against the tiny world (a client of helios.h only). Option
  * parsing is self-contained (strict number checks) so it can move to a shared parser. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helios.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 typedef struct eval_opts {
@@ -39,52 +39,32 @@ static void usage(FILE *f) {
         "      --plot FILE.png      each metric over time as a PNG\n");
 }
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "helios eval: %s '%s': want an integer in %d..%d\n", opt, v, lo, hi);
-        return 2;
-    }
-    *out = (int)x;
-    return 0;
-}
-
 static int parse(int argc, char **argv, eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->chunk = 33, o->seeds = 4;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    args a;
+    args_init(&a, "helios eval", argc, argv);
+    while (args_next(&a)) {
         int rc = 0;
-#define ARG(s) (!strcmp(a, s) && v && ++i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (args_is(&a, "-h", "--help")) {
             usage(stdout);
             exit(0);
-        } else if (ARG("--prompt") || ARG("-p")) o->prompt = v;
-        else if (ARG("--truth")) o->truth = v;
-        else if (ARG("--plot")) o->plot = v;
-        else if (ARG("--chunk")) rc = parse_int(a, v, 1, 1 << 20, &o->chunk);
-        else if (ARG("--fps")) rc = parse_int(a, v, 1, 1000, &o->fps);
-        else if (ARG("--reference-seeds")) rc = parse_int(a, v, 0, 64, &o->seeds);
-        else if (ARG("--reference-frames")) rc = parse_int(a, v, 0, 1 << 20, &o->ref_frames);
-        else if (!strcmp(a, "--json")) o->json = 1;
-        else if (a[0] != '-' && !o->video) o->video = a;
-        else {
-            fprintf(stderr, "helios eval: unknown or incomplete option '%s' (see --help)\n", a);
-            return 2;
-        }
-#undef ARG
+        } else if (args_is(&a, "-p", "--prompt")) rc = args_str(&a, &o->prompt);
+        else if (args_is(&a, NULL, "--truth")) rc = args_str(&a, &o->truth);
+        else if (args_is(&a, NULL, "--plot")) rc = args_str(&a, &o->plot);
+        else if (args_is(&a, NULL, "--chunk")) rc = args_int(&a, 1, 1 << 20, &o->chunk);
+        else if (args_is(&a, NULL, "--fps")) rc = args_int(&a, 1, 1000, &o->fps);
+        else if (args_is(&a, NULL, "--reference-seeds")) rc = args_int(&a, 0, 64, &o->seeds);
+        else if (args_is(&a, NULL, "--reference-frames"))
+            rc = args_int(&a, 0, 1 << 20, &o->ref_frames);
+        else if (args_is(&a, NULL, "--json")) o->json = 1;
+        else if (a.opt[0] != '-' && !o->video) o->video = a.opt;
+        else if (a.opt[0] != '-') rc = args_fail(&a, "one VIDEO only ('%s' is a second)", a.opt);
+        else rc = args_fail(&a, "unknown option '%s' (see --help)", a.opt);
         if (rc) return rc;
     }
-    if (!o->video) {
-        fprintf(stderr, "helios eval: a VIDEO is required (see --help)\n");
-        return 2;
-    }
-    if (o->prompt && o->truth) {
-        fprintf(stderr, "helios eval: give --prompt or --truth, not both\n");
-        return 2;
-    }
+    if (!o->video) return args_fail(&a, "a VIDEO is required (see --help)");
+    if (o->prompt && o->truth) return args_fail(&a, "give --prompt or --truth, not both");
     return 0;
 }
 

@@ -10,12 +10,13 @@
 #include <time.h>
 
 #include "helios.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 typedef struct world_opts {
     helios_world_params wp;
     const char *output, *truth, *captions;
-    long long frames; /* < 0: unbounded */
+    int64_t frames; /* < 0: unbounded */
     int quiet;
 } world_opts;
 
@@ -47,83 +48,39 @@ static void usage(FILE *f) {
         p.width, p.height, p.fps, p.max_objects);
 }
 
-static int bad_value(const char *opt, const char *v, const char *want) {
-    fprintf(stderr, "helios world: %s '%s': want %s\n", opt, v, want);
-    return 2;
-}
-
-static int parse_ll(const char *opt, const char *v, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        char want[96];
-        snprintf(want, sizeof want, "an integer in %lld..%lld", lo, hi);
-        return bad_value(opt, v, want);
-    }
-    *out = x;
-    return 0;
-}
-
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
-    long long x;
-    int rc = parse_ll(opt, v, lo, hi, &x);
-    if (!rc) *out = (int)x;
-    return rc;
-}
-
 static int parse(int argc, char **argv, world_opts *o) {
     memset(o, 0, sizeof *o);
     helios_world_params_init(&o->wp);
     o->frames = 240;
     double seconds = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    args a;
+    args_init(&a, "helios world", argc, argv);
+    while (args_next(&a)) {
         int rc = 0;
-#define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (args_is(&a, "-h", "--help")) {
             usage(stdout);
             exit(0);
-        } else if (ARG("-o", "--output")) o->output = v;
-        else if (ARG("--seed", "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-')
-                return bad_value(a, v, "an integer in 0..2^64-1");
-            o->wp.seed = s;
-        } else if (ARG("--width", "--width")) rc = parse_int(a, v, 16, 8192, &o->wp.width);
-        else if (ARG("--height", "--height")) rc = parse_int(a, v, 16, 8192, &o->wp.height);
-        else if (ARG("--frames", "--frames")) {
-            rc = parse_ll(a, v, -1, INT64_MAX, &o->frames);
-            if (!rc && o->frames == 0) rc = bad_value(a, v, "at least 1 (or -1: no end)");
-        } else if (ARG("--seconds", "--seconds")) {
-            char *end;
-            errno = 0;
-            seconds = strtod(v, &end);
-            if (errno || end == v || *end || !(seconds > 0) || seconds > 1e9)
-                return bad_value(a, v, "a positive number of seconds");
-        } else if (ARG("--fps", "--fps")) rc = parse_int(a, v, 1, 1000, &o->wp.fps);
-        else if (ARG("--prompt", "--prompt")) o->wp.prompt = v;
-        else if (ARG("--max-objects", "--max-objects"))
-            rc = parse_int(a, v, 1, 6, &o->wp.max_objects);
-        else if (ARG("--truth", "--truth")) o->truth = v;
-        else if (ARG("--captions", "--captions")) o->captions = v;
-        else if (!strcmp(a, "--no-events")) o->wp.events = 0;
-        else if (!strcmp(a, "--no-camera")) o->wp.camera = 0;
-        else if (!strcmp(a, "--no-lighting")) o->wp.lighting = 0;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
-        else {
-            fprintf(stderr, "helios world: unknown or incomplete option '%s' (see --help)\n", a);
-            return 2;
-        }
-#undef ARG
+        } else if (args_is(&a, "-o", "--output")) rc = args_str(&a, &o->output);
+        else if (args_is(&a, NULL, "--seed")) rc = args_u64(&a, &o->wp.seed);
+        else if (args_is(&a, NULL, "--width")) rc = args_int(&a, 16, 8192, &o->wp.width);
+        else if (args_is(&a, NULL, "--height")) rc = args_int(&a, 16, 8192, &o->wp.height);
+        else if (args_is(&a, NULL, "--frames")) {
+            rc = args_i64(&a, -1, INT64_MAX, &o->frames);
+            if (!rc && o->frames == 0) rc = args_fail(&a, "--frames 0: at least 1 (or -1: no end)");
+        } else if (args_is(&a, NULL, "--seconds")) rc = args_double(&a, 1e-3, 1e9, &seconds);
+        else if (args_is(&a, NULL, "--fps")) rc = args_int(&a, 1, 1000, &o->wp.fps);
+        else if (args_is(&a, NULL, "--prompt")) rc = args_str(&a, &o->wp.prompt);
+        else if (args_is(&a, NULL, "--max-objects")) rc = args_int(&a, 1, 6, &o->wp.max_objects);
+        else if (args_is(&a, NULL, "--truth")) rc = args_str(&a, &o->truth);
+        else if (args_is(&a, NULL, "--captions")) rc = args_str(&a, &o->captions);
+        else if (args_is(&a, NULL, "--no-events")) o->wp.events = 0;
+        else if (args_is(&a, NULL, "--no-camera")) o->wp.camera = 0;
+        else if (args_is(&a, NULL, "--no-lighting")) o->wp.lighting = 0;
+        else if (args_is(&a, "-q", "--quiet")) o->quiet = 1;
+        else rc = args_fail(&a, "unknown option '%s' (see --help)", a.opt);
         if (rc) return rc;
     }
-    if (!o->output) {
-        fprintf(stderr, "helios world: -o OUTPUT is required (see --help)\n");
-        return 2;
-    }
+    if (!o->output) return args_fail(&a, "-o OUTPUT is required (see --help)");
     if (seconds > 0) {
         o->frames = llround(seconds * o->wp.fps);
         if (o->frames < 1) o->frames = 1;
