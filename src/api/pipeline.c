@@ -180,19 +180,29 @@ static hl_status read_scheduler(helios_pipeline *p, const char *dir, hl_error *e
     return HL_OK;
 }
 
-/* What the loaded components must agree on (each config was checked alone by its reader). */
-static hl_status check_agreement(const helios_pipeline *p, const char *dit_cfg, const char *te_cfg, const char *vae_cfg,
-                                 hl_error *err) {
-    const hl_dit_config *d = &p->dit->cfg;
+/* A component's config.json through its own reader, errors prefixed with the file. */
+static hl_status read_config(const char *path, int which, void *cfg, hl_error *err) {
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(path, &j, err));
+    hl_status st = which == C_TRANSFORMER ? hl_dit_config_parse(j, cfg, err) : hl_vae_config_parse(j, cfg, err);
+    if (st != HL_OK) hl_error_prefix(err, "%s", path);
+    hl_json_free(j);
+    return st;
+}
+
+/* What the components must agree on (each config was checked alone by its reader); run on the
+ * configs before any weights are mapped, so a mismatch is named by its keys rather than by the
+ * first tensor whose shape it breaks. te and v may be NULL (absent components). */
+static hl_status check_agreement(const hl_dit_config *d, const hl_umt5_config *te, const hl_vae_config *v,
+                                 const char *dit_cfg, const char *te_cfg, const char *vae_cfg, hl_error *err) {
     /* the sampler updates the latents with the prediction, element for element */
     if (d->out_channels != d->in_channels)
         return hl_fail_key(err, HELIOS_ERR_FORMAT, dit_cfg, "out_channels", "= %d, but the flow prediction needs "
                            "in_channels = %d", d->out_channels, d->in_channels);
-    if (p->te && p->te->cfg.d_model != d->text_dim)
-        return hl_fail_key(err, HELIOS_ERR_FORMAT, te_cfg, "d_model", "= %d, but %s has text_dim %d",
-                           p->te->cfg.d_model, dit_cfg, d->text_dim);
-    if (!p->vae) return HL_OK;
-    const hl_vae_config *v = &p->vae->cfg;
+    if (te && te->d_model != d->text_dim)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, te_cfg, "d_model", "= %d, but %s has text_dim %d", te->d_model,
+                           dit_cfg, d->text_dim);
+    if (!v) return HL_OK;
     if (v->z_dim != d->in_channels)
         return hl_fail_key(err, HELIOS_ERR_FORMAT, vae_cfg, "z_dim", "= %d, but %s has in_channels %d", v->z_dim,
                            dit_cfg, d->in_channels);
@@ -244,12 +254,19 @@ helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_para
     if (st == HL_OK && comp[C_TEXT_ENCODER] != COMP_NULL && comp[C_TOKENIZER] == COMP_NULL && file_exists(te_cfg))
         st = need_component(d, C_TOKENIZER, COMP_NULL, true, tok_dir, err);
     if (st == HL_OK) st = read_scheduler(p, d, err);
+    /* configs first (the text encoder's open reads only its config and the tokenizer), then the
+     * weights; the loaders read their config again, which costs nothing next to the weights */
+    bool want_te = comp[C_TEXT_ENCODER] != COMP_NULL && file_exists(te_cfg);
+    bool want_vae = comp[C_VAE] != COMP_NULL && file_exists(vae_cfg);
+    hl_dit_config dc;
+    hl_vae_config vc;
+    if (st == HL_OK) st = read_config(dit_cfg, C_TRANSFORMER, &dc, err);
+    if (st == HL_OK && want_te) st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
+    if (st == HL_OK && want_vae) st = read_config(vae_cfg, C_VAE, &vc, err);
+    if (st == HL_OK)
+        st = check_agreement(&dc, p->te ? &p->te->cfg : NULL, want_vae ? &vc : NULL, dit_cfg, te_cfg, vae_cfg, err);
     if (st == HL_OK) st = hl_dit_load(dit_cfg, wdir, &p->dit, err);
-    if (st == HL_OK && comp[C_TEXT_ENCODER] != COMP_NULL && file_exists(te_cfg))
-        st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
-    if (st == HL_OK && comp[C_VAE] != COMP_NULL && file_exists(vae_cfg))
-        st = hl_vae_load(vae_dir, NULL, NULL, &p->vae, err);
-    if (st == HL_OK) st = check_agreement(p, dit_cfg, te_cfg, vae_cfg, err);
+    if (st == HL_OK && want_vae) st = hl_vae_load(vae_dir, NULL, NULL, &p->vae, err);
     if (st != HL_OK) {
         helios_pipeline_free(p);
         return st;
