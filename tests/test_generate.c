@@ -277,7 +277,7 @@ static void test_model_check(helios_session *s) {
          "'use_dynamic_shifting'"},
         {"shift of a string", "scheduler/scheduler_config.json", "\"shift\": 1.0", "\"shift\": \"1\"", NULL,
          HELIOS_ERR_FORMAT, "scheduler_config.json", "'shift'"},
-        {"transformer eps 0", "transformer/config.json", "\"eps\": 1e-06", "\"eps\": 0", NULL, HELIOS_ERR_FORMAT,
+        {"transformer eps 1e-50 (0 in float32)", "transformer/config.json", "\"eps\": 1e-06", "\"eps\": 1e-50", NULL, HELIOS_ERR_FORMAT,
          "transformer/config.json", "'eps'"},
         {"transformer out_channels 8", "transformer/config.json", "\"out_channels\": 16", "\"out_channels\": 8", NULL,
          HELIOS_ERR_FORMAT, "transformer/config.json", "'out_channels'"},
