@@ -5,7 +5,9 @@
  *   2 text_encoder/config.json  hl_umt5_config_parse
  *   3 scheduler_config.json     hl_sched_config_from_json, then hl_sched_init and the timesteps
  *                               of every stage (what the config values feed straight into)
- *   4 model_index.json          helios_pipeline_load on a folder holding only that file
+ *   4 model_index.json          helios_pipeline_load on a folder holding that file and the tiny
+ *                               model's components (links to HELIOS_FUZZ_MODEL), so the load-time
+ *                               model check runs whole: classes, flags, components, recipe
  *   5 *.safetensors.index.json  hl_weights_open on a folder with two tiny shards: a.safetensors
  *                               (tensors x, y) and b.safetensors (z)
  * Readers 4 and 5 go through real files in a temporary folder (removed at exit). */
@@ -53,8 +55,14 @@ static void put_shard(const char *name, const char *const *tensors, int n) {
     put(path, buf, 8 + hl + 4 * (size_t)n);
 }
 
+static const char *const k_components[] = {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"};
+
 static void cleanup(void) {
     char p[160];
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/%s", g_model_dir, k_components[i]);
+        unlink(p);
+    }
     const char *files[] = {"a.safetensors", "b.safetensors", "model.safetensors.index.json"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s", g_dir, files[i]);
@@ -81,6 +89,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     if (mkdir(g_model_dir, 0777) != 0) {
         perror(g_model_dir);
         exit(1);
+    }
+    for (int i = 0; i < 5; i++) {
+        char src[4096], dst[160];
+        snprintf(src, sizeof src, "%s/%s", HELIOS_FUZZ_MODEL, k_components[i]);
+        snprintf(dst, sizeof dst, "%s/%s", g_model_dir, k_components[i]);
+        if (symlink(src, dst) != 0) {
+            perror(dst);
+            exit(1);
+        }
     }
     helios_session_params sp;
     helios_session_params_init(&sp);
@@ -127,8 +144,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         helios_pipeline_params_init(&pp);
         pp.model_dir = g_model_dir;
         helios_pipeline *p = NULL;
-        /* a folder with nothing else cannot load */
-        if (helios_pipeline_load(g_session, &pp, &p) == HELIOS_OK || p) abort();
+        helios_status st = helios_pipeline_load(g_session, &pp, &p);
+        if (st == HELIOS_OK) {
+            if (!p || (unsigned)helios_pipeline_recipe(p) > HELIOS_RECIPE_DISTILLED) abort();
+        } else if (p || !helios_session_error(g_session)[0] ||
+                   (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_MISSING)) {
+            abort(); /* a failure leaves nothing, says why, and blames the input */
+        }
+        helios_pipeline_free(p);
         return 0;
     }
     if (which == 5) { /* the sharded index */

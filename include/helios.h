@@ -230,7 +230,18 @@ const helios_recipe_defaults *helios_recipe_defaults_get(helios_recipe r);
 
 /* A model folder in the diffusers layout: model_index.json, scheduler/, transformer/,
  * text_encoder/ + tokenizer/ (UMT5 + SentencePiece), vae/. model_index.json decides the recipe
- * (HeliosPipeline = Base; HeliosPyramidPipeline = Mid, or Distilled with is_distilled). */
+ * (HeliosPipeline = Base; HeliosPyramidPipeline = Mid, or Distilled with is_distilled).
+ *
+ * helios_pipeline_load checks the whole folder before anything is computed, and errors name the
+ * file and the key: the pipeline class, the flags (booleans, not "yes"), each component's class
+ * (HeliosScheduler/HeliosDMDScheduler, UMT5EncoderModel, T5Tokenizer[Fast],
+ * HeliosTransformer3DModel, AutoencoderKLWan), every config value, what the components must agree
+ * on (channels, text width, the VAE's 16 latents_mean/std values and its 8x/4x ratios) and the
+ * recipe/scheduler pairing (DMD only with HeliosPyramidPipeline; is_distilled only with DMD).
+ * Every component model_index.json lists must be present, whatever the caller will ask for: a
+ * folder meant for latents only lists "vae": [null, null] (or leaves it out and has no vae/),
+ * and then helios_gen_new refuses decode = 1 and image/video input before encoding anything;
+ * likewise a folder without a text encoder needs prompt embeddings. */
 typedef struct helios_pipeline helios_pipeline;
 
 typedef struct helios_pipeline_params {
@@ -267,7 +278,8 @@ typedef struct helios_gen_params {
     helios_sampler sampler;        /* override of the folder's scheduler type; the defaults
                                     * follow it (DMD: the Distilled recipe's) */
     uint64_t seed;
-    int decode;                    /* 1: decode each chunk to RGB with the VAE; 0: latents only */
+    int decode;                    /* 1: decode each chunk to RGB with the VAE (a folder without
+                                    * one: HELIOS_ERR_MISSING); 0: latents only */
     const float *image;            /* I2V: (3, height, width) in [-1, 1], or NULL */
     const float *video;            /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL
                                     * (not with image) */

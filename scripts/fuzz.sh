@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of user files with libFuzzer under ASan + UBSan, SECONDS per target, two
-# targets at a time (HELIOS_FUZZ_JOBS): five targets x 60 s = about 3 minutes of fuzzing, plus the
+# targets at a time (HELIOS_FUZZ_JOBS): six targets x 60 s = about 3 minutes of fuzzing, plus the
 # build. Builds with clang in build-fuzz/. Each corpus grows in build-fuzz/corpus/<target>/ (seeded
 # from fuzz/corpus/<target>/); crashing inputs land in build-fuzz/artifacts/<target>/. Prints per
 # target the executions, the coverage (libFuzzer's final cov: figure) and the corpus size. Exits
@@ -21,9 +21,10 @@ shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build-fuzz
 jobs=${HELIOS_FUZZ_JOBS:-2}
-# config (fuzz/fuzz_config.c) is left out for now: its harness aborts on a status it does not
-# expect (input kept as fuzz/corpus/config/pending_harness_abort.json); run it by name.
-targets=(safetensors json spm tokenizer_json prompt)
+# Every parser of user files: safetensors headers, JSON, spiece.model, tokenizer.json, prompt
+# cleaning, and (config) the transformer / VAE / UMT5 / scheduler configs, model_index.json and
+# the sharded index.
+targets=(safetensors json spm tokenizer_json prompt config)
 if [ $# -gt 0 ]; then targets=("$@"); fi
 
 CC=clang cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DHELIOS_FUZZ=ON -DHELIOS_NATIVE=ON \

@@ -121,6 +121,65 @@ check "missing model fails, named" "$H generate -q -m $T/nope -p x -o $T/x.mp4 2
 check "unreadable image fails, named" "echo garbage > $T/bad.png; $G -p x --image $T/bad.png -o $T/x.mp4 2>&1 | grep -q bad.png"
 check "video shorter than a chunk fails" "$G -p x --video $T/first.png -o $T/x.mp4 2>&1 | grep -q 'fewer than one chunk'"
 check "no output file after a failure" "[ ! -e $T/x.mp4 ] && [ ! -e $T/x.mp4.part ]"
+# A broken model folder fails at load, before anything is computed or any output created, and the
+# message names the file and the key. model NAME FILE SED-SCRIPT: the tiny model with FILE edited.
+model() {
+    rm -rf "$T/$1" && cp -r "$M" "$T/$1" && { [ -z "$2" ] || sed -i "$3" "$T/$1/$2"; }
+}
+bad_model() { # name, file named, key named, output (default $T/bad.mp4)
+    out=${4:-$T/bad.mp4} want_file=$2 want_key=$3
+    msg=$($H generate -q -m "$T/$1" --width 128 --height 64 --chunks 1 -p x -o "$out" 2>&1)
+    rc=$?
+    f0=$fail
+    check "$1: exit $rc, names $2 and $3, no output" \
+        '[ $rc -ne 0 ] && printf "%s" "$msg" | grep -qF -- "$want_file" && printf "%s" "$msg" | grep -qF -- "$want_key" &&
+         [ ! -e "$out" ] && [ ! -e "$out.part" ]'
+    [ $fail -eq $f0 ] || printf '%s\n' "$msg" | tail -n 3
+    rm -rf "$T/$1"
+}
+model no_vae "" && rm -r "$T/no_vae/vae"
+bad_model no_vae vae/config.json "'vae'" "$T/frames_novae/"
+model no_vae_latents "" && rm -r "$T/no_vae_latents/vae"
+bad_model no_vae_latents vae/config.json "'vae'" "$T/lat.safetensors"
+model latents_mean_15 vae/config.json '/"latents_mean"/{n;d}'
+bad_model latents_mean_15 vae/config.json "'latents_mean'"
+model base_dmd model_index.json 's/HeliosPyramidPipeline/HeliosPipeline/'
+bad_model base_dmd model_index.json DMD
+model umt5_eps0 text_encoder/config.json 's/"layer_norm_epsilon": 1e-06/"layer_norm_epsilon": 0/'
+bad_model umt5_eps0 text_encoder/config.json "'layer_norm_epsilon'"
+model umt5_eps_neg text_encoder/config.json 's/"layer_norm_epsilon": 1e-06/"layer_norm_epsilon": -1e-06/'
+bad_model umt5_eps_neg text_encoder/config.json "'layer_norm_epsilon'"
+model distilled_yes model_index.json 's/"is_distilled": true/"is_distilled": "yes"/'
+bad_model distilled_yes model_index.json "'is_distilled'"
+model autoencoderkl model_index.json 's/"AutoencoderKLWan"/"AutoencoderKL"/'
+bad_model autoencoderkl model_index.json "'vae'"
+model ddim model_index.json 's/"HeliosDMDScheduler"/"DDIMScheduler"/'
+bad_model ddim model_index.json "'scheduler'"
+model distilled_unipc scheduler/scheduler_config.json 's/"dmd"/"unipc"/'
+bad_model distilled_unipc model_index.json "'is_distilled'"
+model train_steps scheduler/scheduler_config.json 's/"num_train_timesteps": 1000/"num_train_timesteps": 100000000/'
+bad_model train_steps scheduler_config.json "'num_train_timesteps'"
+model umt5_layers0 text_encoder/config.json 's/"num_layers": 2/"num_layers": 0/'
+bad_model umt5_layers0 text_encoder/config.json "'num_layers'"
+model text_dim transformer/config.json 's/"text_dim": 32/"text_dim": 48/'
+bad_model text_dim text_encoder/config.json "'d_model'"
+# a folder meant for latents says "vae": [null, null]: latents are written, frames refused
+model latents_only "" && rm -r "$T/latents_only/vae" &&
+    sed -i '/"vae": \[/,/\]/c\ "vae": [null, null]' "$T/latents_only/model_index.json"
+L="$H generate -q -m $T/latents_only --width 128 --height 64 --chunks 1 -p x"
+$L -o "$T/lat.safetensors" 2>/dev/null
+check "latents-only folder: latents written" "[ -s $T/lat.safetensors ]"
+msg=$($L -o "$T/lo.mp4" 2>&1)
+rc=$?
+check "latents-only folder: frames refused (exit $rc), nothing created" \
+    '[ $rc -ne 0 ] && printf "%s" "$msg" | grep -q vae && [ ! -e $T/lo.mp4 ] && [ ! -e $T/lo.mp4.part ]'
+# a Base folder asked for the DMD sampler: refused before any compute (it failed at the first
+# step, inside set_timesteps)
+cp -r "$M" "$T/base_model"
+sed -i 's/HeliosPyramidPipeline/HeliosPipeline/; s/"is_distilled": true/"is_distilled": false/; s/HeliosDMDScheduler/HeliosScheduler/' "$T/base_model/model_index.json"
+sed -i 's/HeliosDMDScheduler/HeliosScheduler/; s/"scheduler_type": "dmd"/"scheduler_type": "unipc"/' "$T/base_model/scheduler/scheduler_config.json"
+fails "DMD sampler on a Base folder" 2 "the DMD sampler needs a pyramid model" \
+    $H generate -q -m "$T/base_model" --width 128 --height 64 --chunks 1 -p x --sampler dmd -o $T/x.mp4
 check "helios --version" "$H --version | grep -q '^helios [0-9]*\.[0-9]*\.[0-9]*$'"
 
 # ---- bad input (issue 15): non-finite values, damaged media, memory limits, long V2V ----

@@ -1,12 +1,14 @@
 /* The public generation API on the tiny random model folder: step-wise progress, chunks handed
  * over before the next chunk starts, cancellation, prompt switching, per-generation errors,
  * the media writers/readers and tensor files of helios.h, NULL frees, the version. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "helios.h"
@@ -350,6 +352,182 @@ static void test_bad_input(helios_session *s, helios_pipeline *p) {
     free(a), free(b);
 }
 
+/* ---- the model-folder check at load --------------------------------------------------------
+ * Each case is the tiny model with one file edited (a text replacement) or one component folder
+ * left out, built from symlinks into a temporary folder; loading must fail with the status and a
+ * message naming the file and the key, before anything is computed. */
+
+static const char *const k_components[] = {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"};
+
+/* dst/name: the original file with `from` replaced by `to` (once; it must occur). */
+static int write_edited(const char *src, const char *dst, const char *from, const char *to) {
+    size_t n;
+    unsigned char *raw = read_file(src, &n);
+    char *text = raw ? malloc(n + 1) : NULL; /* read_file's buffer is not a string */
+    if (text) memcpy(text, raw, n), text[n] = '\0';
+    free(raw);
+    char *at = text ? strstr(text, from) : NULL;
+    FILE *f = at ? fopen(dst, "wb") : NULL;
+    int ok = f && fwrite(text, 1, (size_t)(at - text), f) == (size_t)(at - text) &&
+             fputs(to, f) >= 0 && fputs(at + strlen(from), f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    free(text);
+    return ok;
+}
+
+/* A model folder at dir: MODEL's files linked, `file` (relative) edited, `drop` left out. */
+static int make_model(const char *dir, const char *file, const char *from, const char *to, const char *drop) {
+    char src[4096], dst[4096];
+    if (mkdir(dir, 0777) != 0) return 0;
+    snprintf(src, sizeof src, "%s/model_index.json", MODEL);
+    snprintf(dst, sizeof dst, "%s/model_index.json", dir);
+    int ok = file && !strcmp(file, "model_index.json") ? write_edited(src, dst, from, to) : symlink(src, dst) == 0;
+    for (size_t c = 0; ok && c < sizeof k_components / sizeof *k_components; c++) {
+        const char *comp = k_components[c];
+        size_t len = strlen(comp);
+        if (drop && !strcmp(drop, comp)) continue;
+        snprintf(src, sizeof src, "%s/%s", MODEL, comp);
+        snprintf(dst, sizeof dst, "%s/%s", dir, comp);
+        if (!file || strncmp(file, comp, len) || file[len] != '/') {
+            ok = symlink(src, dst) == 0;
+            continue;
+        }
+        ok = mkdir(dst, 0777) == 0; /* the edited component: its other files linked */
+        DIR *d = ok ? opendir(src) : NULL;
+        for (struct dirent *e; d && ok && (e = readdir(d));) {
+            if (e->d_name[0] == '.') continue;
+            char s2[4200], d2[4200];
+            snprintf(s2, sizeof s2, "%s/%s", src, e->d_name);
+            snprintf(d2, sizeof d2, "%s/%s", dst, e->d_name);
+            ok = !strcmp(e->d_name, file + len + 1) ? write_edited(s2, d2, from, to) : symlink(s2, d2) == 0;
+        }
+        if (d) closedir(d);
+        else ok = 0;
+    }
+    return ok;
+}
+
+static void remove_model(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/model_index.json", dir);
+    unlink(p);
+    for (size_t c = 0; c < sizeof k_components / sizeof *k_components; c++) {
+        snprintf(p, sizeof p, "%s/%s", dir, k_components[c]);
+        if (unlink(p) == 0) continue; /* a link */
+        DIR *d = opendir(p);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (e->d_name[0] == '.') continue;
+            char f[4200];
+            snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+            unlink(f);
+        }
+        if (d) closedir(d);
+        rmdir(p);
+    }
+    rmdir(dir);
+}
+
+static void test_model_check(helios_session *s) {
+    static const struct {
+        const char *what, *file, *from, *to, *drop;
+        helios_status want;
+        const char *named_file, *key;
+    } cases[] = {
+        {"vae/ missing", NULL, NULL, NULL, "vae", HELIOS_ERR_MISSING, "vae/config.json", "'vae'"},
+        {"latents_mean of 15 values", "vae/config.json", "-0.7571,", "", NULL, HELIOS_ERR_FORMAT, "vae/config.json",
+         "'latents_mean'"},
+        {"latents_std of 17 values", "vae/config.json", "2.8184,", "2.8184, 1.0,", NULL, HELIOS_ERR_FORMAT,
+         "vae/config.json", "'latents_std'"},
+        {"Base with the DMD scheduler", "model_index.json", "HeliosPyramidPipeline", "HeliosPipeline", NULL,
+         HELIOS_ERR_UNSUPPORTED, "model_index.json", "DMD"},
+        {"is_distilled without DMD", "scheduler/scheduler_config.json", "\"dmd\"", "\"unipc\"", NULL,
+         HELIOS_ERR_UNSUPPORTED, "model_index.json", "'is_distilled'"},
+        {"UMT5 layer_norm_epsilon 0", "text_encoder/config.json", "\"layer_norm_epsilon\": 1e-06",
+         "\"layer_norm_epsilon\": 0", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json", "'layer_norm_epsilon'"},
+        {"UMT5 layer_norm_epsilon < 0", "text_encoder/config.json", "\"layer_norm_epsilon\": 1e-06",
+         "\"layer_norm_epsilon\": -1e-06", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json",
+         "'layer_norm_epsilon'"},
+        {"is_distilled \"yes\"", "model_index.json", "\"is_distilled\": true", "\"is_distilled\": \"yes\"", NULL,
+         HELIOS_ERR_FORMAT, "model_index.json", "'is_distilled'"},
+        {"is_cfg_zero_star 1", "model_index.json", "\"is_cfg_zero_star\": false", "\"is_cfg_zero_star\": 1", NULL,
+         HELIOS_ERR_FORMAT, "model_index.json", "'is_cfg_zero_star'"},
+        {"an AutoencoderKL", "model_index.json", "\"AutoencoderKLWan\"", "\"AutoencoderKL\"", NULL,
+         HELIOS_ERR_UNSUPPORTED, "model_index.json", "'vae'"},
+        {"a DDIMScheduler", "model_index.json", "\"HeliosDMDScheduler\"", "\"DDIMScheduler\"", NULL,
+         HELIOS_ERR_UNSUPPORTED, "model_index.json", "'scheduler'"},
+        {"a DDIMScheduler config", "scheduler/scheduler_config.json", "\"HeliosDMDScheduler\"", "\"DDIMScheduler\"",
+         NULL, HELIOS_ERR_UNSUPPORTED, "scheduler_config.json", "'_class_name'"},
+        {"a component as a string", "model_index.json", "[\n  \"diffusers\",\n  \"HeliosTransformer3DModel\"\n ]",
+         "\"HeliosTransformer3DModel\"", NULL, HELIOS_ERR_FORMAT, "model_index.json", "'transformer'"},
+        {"UMT5 num_layers 0", "text_encoder/config.json", "\"num_layers\": 2", "\"num_layers\": 0", NULL,
+         HELIOS_ERR_FORMAT, "text_encoder/config.json", "'num_layers'"},
+        {"UMT5 d_model not the transformer's text_dim", "transformer/config.json", "\"text_dim\": 32",
+         "\"text_dim\": 48", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json", "'d_model'"},
+        {"num_train_timesteps 10^8", "scheduler/scheduler_config.json", "\"num_train_timesteps\": 1000",
+         "\"num_train_timesteps\": 100000000", NULL, HELIOS_ERR_FORMAT, "scheduler_config.json",
+         "'num_train_timesteps'"},
+        {"use_dynamic_shifting \"yes\"", "scheduler/scheduler_config.json", "\"use_dynamic_shifting\": true",
+         "\"use_dynamic_shifting\": \"yes\"", NULL, HELIOS_ERR_FORMAT, "scheduler_config.json",
+         "'use_dynamic_shifting'"},
+        {"shift of a string", "scheduler/scheduler_config.json", "\"shift\": 1.0", "\"shift\": \"1\"", NULL,
+         HELIOS_ERR_FORMAT, "scheduler_config.json", "'shift'"},
+        {"transformer eps 1e-50 (0 in float32)", "transformer/config.json", "\"eps\": 1e-06", "\"eps\": 1e-50", NULL, HELIOS_ERR_FORMAT,
+         "transformer/config.json", "'eps'"},
+        {"transformer out_channels 8", "transformer/config.json", "\"out_channels\": 16", "\"out_channels\": 8", NULL,
+         HELIOS_ERR_FORMAT, "transformer/config.json", "'out_channels'"},
+        {"patch_size 32", "transformer/config.json", "\"patch_size\": [\n  1,", "\"patch_size\": [\n  32,", NULL,
+         HELIOS_ERR_FORMAT, "transformer/config.json", "'patch_size'"},
+        {"VAE is_residual \"no\"", "vae/config.json", "\"is_residual\": false", "\"is_residual\": \"no\"", NULL,
+         HELIOS_ERR_FORMAT, "vae/config.json", "'is_residual'"},
+    };
+    char root[] = "/tmp/helios_test_model_check_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char dir[300];
+        snprintf(dir, sizeof dir, "%s/m%zu", root, i);
+        if (!make_model(dir, cases[i].file, cases[i].from, cases[i].to, cases[i].drop)) {
+            CHECK(0, "%s: cannot build the model folder", cases[i].what);
+            remove_model(dir);
+            continue;
+        }
+        pp.model_dir = dir;
+        helios_pipeline *p = NULL;
+        helios_status st = helios_pipeline_load(s, &pp, &p);
+        const char *msg = helios_session_error(s);
+        CHECK(st == cases[i].want && !p && strstr(msg, cases[i].named_file) && strstr(msg, cases[i].key),
+              "%s: status %d (want %d), message names %s and %s: %s", cases[i].what, (int)st, (int)cases[i].want,
+              cases[i].named_file, cases[i].key, msg);
+        helios_pipeline_free(p);
+        remove_model(dir);
+    }
+
+    /* A folder meant for latents: "vae": [null, null] and no vae/ loads; frames are refused
+     * before anything is encoded, latents are produced. */
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/latents_only", root);
+    CHECK(make_model(dir, "model_index.json", "\"diffusers\",\n  \"AutoencoderKLWan\"", "null, null", "vae"),
+          "latents-only folder");
+    pp.model_dir = dir;
+    helios_pipeline *p = NULL;
+    CHECK(helios_pipeline_load(s, &pp, &p) == HELIOS_OK, "latents-only folder loads: %s", helios_session_error(s));
+    if (p) {
+        helios_gen_params g = small_params();
+        g.num_chunks = 1;
+        helios_gen *gen = NULL;
+        CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_MISSING && !gen && strstr(helios_session_error(s), "vae"),
+              "frames without a VAE refused: %s", helios_session_error(s));
+        g.decode = 0;
+        char msg[1024];
+        CHECK(run(p, &g, NULL, NULL, msg, sizeof msg) == HELIOS_OK, "latents without a VAE: %s %s", msg,
+              helios_session_error(s));
+    }
+    helios_pipeline_free(p);
+    remove_model(dir);
+    rmdir(root);
+}
+
 int main(void) {
     test_version_and_null_frees();
     test_session_limits();
@@ -415,6 +593,7 @@ int main(void) {
     test_invalid_params(s, p);
     test_media(s, p);
     test_bad_input(s, p);
+    test_model_check(s);
     helios_pipeline *q = NULL;
     pp.model_dir = "/nonexistent/model";
     CHECK(helios_pipeline_load(s, &pp, &q) != HELIOS_OK && strstr(helios_session_error(s), "/nonexistent/model"),

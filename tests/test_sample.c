@@ -221,11 +221,29 @@ static void test_config_json(void) {
         "{\"stages\": 5}",
         "{\"solver_order\": 3}",
         "{\"prediction_type\": \"epsilon\"}",
+        /* a file that is not an object is bad input, not a bad call (fuzz_config aborted on it) */
+        "\" \"",
+        "[]",
+        /* typed: another type is an error, never the default */
+        "{\"use_dynamic_shifting\": \"yes\"}",
+        "{\"shift\": \"3\"}",
+        "{\"stages\": 3.5}",
+        "{\"disable_corrector\": 1}",
+        "{\"predict_x0\": 0}",
+        /* ranges: the per-stage tables would be gigabytes; shifts and gammas must be positive */
+        "{\"num_train_timesteps\": 100000000}",
+        "{\"shift\": 0}",
+        "{\"gamma\": -1}",
     };
     static const hl_status want[] = {HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_UNSUPPORTED,
                                      HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
                                      HELIOS_ERR_FORMAT,      HELIOS_ERR_UNSUPPORTED,
-                                     HELIOS_ERR_UNSUPPORTED};
+                                     HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT,
+                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+                                     HELIOS_ERR_FORMAT};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         j = NULL;
         CHECK(hl_json_parse(bad[i], strlen(bad[i]), &j, &err) == HL_OK, "parse bad %zu", i);

@@ -712,9 +712,24 @@ static void test_tokenizer_json(void) {
             /* the text encoder picks tokenizer.json when there is no spiece.model */
             hl_text_encoder *te = NULL;
             hl_error_clear(&err);
+            /* the encoder's config.json is read at open (its vocab must hold every piece) */
+            char te_cfg[300], cfg_text[64];
+            snprintf(te_cfg, sizeof te_cfg, "%s/config.json", dir);
+            snprintf(cfg_text, sizeof cfg_text, "{\"vocab_size\": %d}", hl_spm_get_info(ref)->n_pieces);
+            FILE *cf = fopen(te_cfg, "w");
+            CHECK(cf && fputs(cfg_text, cf) >= 0 && fclose(cf) == 0, "write %s", te_cfg);
             st = hl_text_encoder_open(dir, dir, &te, &err);
             CHECK(st == HL_OK && te, "text encoder on tokenizer.json: %s", err.msg);
             hl_text_encoder_free(te);
+            /* a vocab smaller than the tokenizer fails at open, naming the key */
+            snprintf(cfg_text, sizeof cfg_text, "{\"vocab_size\": %d}", hl_spm_get_info(ref)->n_pieces - 1);
+            cf = fopen(te_cfg, "w");
+            CHECK(cf && fputs(cfg_text, cf) >= 0 && fclose(cf) == 0, "write %s", te_cfg);
+            te = NULL;
+            st = hl_text_encoder_open(dir, dir, &te, &err);
+            CHECK(st == HELIOS_ERR_FORMAT && !te && strstr(err.msg, "config.json") && strstr(err.msg, "'vocab_size'"),
+                  "vocab smaller than the tokenizer: %s", err.msg);
+            unlink(te_cfg);
 
             /* clean errors */
             expect_json(path, json, n / 2, HELIOS_ERR_FORMAT, "tokenizer.json");     /* truncated */

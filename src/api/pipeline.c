@@ -50,32 +50,178 @@ void helios_pipeline_params_init(helios_pipeline_params *p) { memset(p, 0, sizeo
 /* A regular file (never opened: a FIFO or device in the model folder must not hang us). */
 static bool file_exists(const char *path) { return hl_file_is_regular(path); }
 
-/* model_index.json: the pipeline class and its flags. */
-static hl_status read_model_index(helios_pipeline *p, const char *dir, hl_error *err) {
+/* ---- the model-folder check ----------------------------------------------------------------
+ * Everything generation will read is validated here, before any compute and before the caller
+ * creates its output: model_index.json (pipeline class, typed flags, component classes), every
+ * component's config (by its reader), the values the components must agree on, and the
+ * recipe/scheduler pairing. Errors name the file and the key. */
+
+/* A component as model_index.json declares it: [library, class], [null, null] (absent) or no
+ * entry at all (the folder decides: a component whose folder exists is used). */
+typedef enum { COMP_UNLISTED = 0, COMP_NULL, COMP_LISTED } comp_state;
+
+enum { C_SCHEDULER, C_TEXT_ENCODER, C_TOKENIZER, C_TRANSFORMER, C_VAE, C_COUNT };
+
+static const struct {
+    const char *key;
+    const char *classes[3]; /* the classes helios implements */
+} k_components[C_COUNT] = {
+    [C_SCHEDULER] = {"scheduler", {"HeliosScheduler", "HeliosDMDScheduler"}},
+    [C_TEXT_ENCODER] = {"text_encoder", {"UMT5EncoderModel"}},
+    [C_TOKENIZER] = {"tokenizer", {"T5TokenizerFast", "T5Tokenizer"}},
+    [C_TRANSFORMER] = {"transformer", {"HeliosTransformer3DModel"}},
+    [C_VAE] = {"vae", {"AutoencoderKLWan"}},
+};
+
+static const char *json_type_name(const hl_json *m) {
+    static const char *const names[] = {"null", "a boolean", "a number", "a string", "an array", "an object"};
+    return names[m->type];
+}
+
+/* A flag of model_index.json: absent or null is false; anything but a boolean is an error
+ * ("yes" must not be read as true, nor silently as false). */
+static hl_status index_flag(const hl_json *j, const char *path, const char *key, bool *out, hl_error *err) {
+    const hl_json *m = hl_json_get(j, key);
+    *out = false;
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_BOOL)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key, "must be true or false, not %s", json_type_name(m));
+    *out = m->boolean;
+    return HL_OK;
+}
+
+static hl_status index_component(const hl_json *j, const char *path, int c, comp_state *state, hl_error *err) {
+    const char *key = k_components[c].key;
+    const hl_json *m = hl_json_get(j, key);
+    *state = COMP_UNLISTED;
+    if (!m) return HL_OK;
+    if (m->type == HL_JSON_NULL || (m->type == HL_JSON_ARRAY && m->n == 2 && m->items[0].type == HL_JSON_NULL &&
+                                    m->items[1].type == HL_JSON_NULL)) {
+        *state = COMP_NULL;
+        return HL_OK;
+    }
+    if (m->type != HL_JSON_ARRAY || m->n != 2 || m->items[0].type != HL_JSON_STRING || m->items[1].type != HL_JSON_STRING)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key, "must be [library, class] or [null, null]");
+    const char *cls = m->items[1].string;
+    for (int i = 0; i < 3 && k_components[c].classes[i]; i++)
+        if (!strcmp(cls, k_components[c].classes[i])) {
+            *state = COMP_LISTED;
+            return HL_OK;
+        }
+    return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, path, key, "class \"%s\" is not supported (expected %s%s%s)", cls,
+                       k_components[c].classes[0], k_components[c].classes[1] ? " or " : "",
+                       k_components[c].classes[1] ? k_components[c].classes[1] : "");
+}
+
+/* model_index.json: the pipeline class, its flags and the components it lists. */
+static hl_status read_model_index(helios_pipeline *p, const char *dir, comp_state comp[C_COUNT], hl_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/model_index.json", dir);
     hl_json *j = NULL;
     HL_TRY(hl_json_load_file(path, &j, err));
-    const char *cls = hl_json_get_string(j, "_class_name");
-    p->pyramid = cls && !strcmp(cls, "HeliosPyramidPipeline");
-    hl_json_get_bool(j, "is_distilled", &p->distilled);
-    hl_json_get_bool(j, "is_cfg_zero_star", &p->cfg_zero_star);
     hl_status st = HL_OK;
-    if (!cls || (strcmp(cls, "HeliosPipeline") && strcmp(cls, "HeliosPyramidPipeline")))
-        st = hl_fail(err, HELIOS_ERR_UNSUPPORTED, "%s: _class_name \"%s\" is not a Helios pipeline", path, cls ? cls : "");
+    const hl_json *cm = hl_json_get(j, "_class_name");
+    const char *cls = cm && cm->type == HL_JSON_STRING ? cm->string : NULL;
+    if (j->type != HL_JSON_OBJECT)
+        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s: not a JSON object", path);
+    else if (!cls || (strcmp(cls, "HeliosPipeline") && strcmp(cls, "HeliosPyramidPipeline")))
+        st = hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, path, "_class_name", "\"%s\" is not a Helios pipeline "
+                         "(HeliosPipeline or HeliosPyramidPipeline)", cls ? cls : cm ? json_type_name(cm) : "missing");
+    p->pyramid = cls && !strcmp(cls, "HeliosPyramidPipeline");
+    if (st == HL_OK) st = index_flag(j, path, "is_distilled", &p->distilled, err);
+    if (st == HL_OK) st = index_flag(j, path, "is_cfg_zero_star", &p->cfg_zero_star, err);
+    for (int c = 0; st == HL_OK && c < C_COUNT; c++) st = index_component(j, path, c, &comp[c], err);
     hl_json_free(j);
     return st;
 }
 
+/* A component the pipeline cannot run without, or one model_index.json lists, must be there. */
+static hl_status need_component(const char *dir, int c, comp_state state, bool required, const char *file,
+                                hl_error *err) {
+    const char *key = k_components[c].key;
+    char index[4096];
+    snprintf(index, sizeof index, "%s/model_index.json", dir);
+    if (required && state == COMP_NULL)
+        return hl_fail_key(err, HELIOS_ERR_MISSING, index, key, "is null, but %s",
+                           c == C_TOKENIZER ? "the text encoder needs one" : "a Helios pipeline needs one");
+    if (state == COMP_LISTED && !file_exists(file))
+        return hl_fail(err, HELIOS_ERR_MISSING, "%s is missing (or not a regular file), but %s lists '%s'%s", file,
+                       index, key,
+                       c == C_VAE ? " (a folder used for latents only says \"vae\": [null, null])" : "");
+    return HL_OK;
+}
+
 static hl_status read_scheduler(helios_pipeline *p, const char *dir, hl_error *err) {
-    char path[4096];
+    char path[4096], index[4096];
     snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
+    snprintf(index, sizeof index, "%s/model_index.json", dir);
     hl_json *j = NULL;
     HL_TRY(hl_json_load_file(path, &j, err));
     hl_status st = hl_sched_config_from_json(j, p->distilled ? HL_SCHED_DMD : HL_SCHED_UNIPC, &p->sched, err);
     if (st != HL_OK) hl_error_prefix(err, "%s", path);
+    const char *cls = hl_json_get_string(j, "_class_name");
+    if (st == HL_OK && cls && strcmp(cls, "HeliosScheduler") && strcmp(cls, "HeliosDMDScheduler"))
+        st = hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, path, "_class_name",
+                         "\"%s\" is not supported (expected HeliosScheduler or HeliosDMDScheduler)", cls);
+    hl_json_free(j);
+    HL_TRY(st);
+    /* The recipe is the pair (pipeline class, scheduler): DMD is the Distilled recipe's few-step
+     * sampler over the pyramid stages, and the Distilled flag means nothing without it. Caught
+     * here, the pairing cannot fail later inside the first chunk's set_timesteps. */
+    if (p->sched.kind == HL_SCHED_DMD && !p->pyramid)
+        return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, index, "_class_name",
+                           "HeliosPipeline (the Base recipe) cannot use the DMD scheduler of %s: DMD is the "
+                           "Distilled recipe's (HeliosPyramidPipeline with is_distilled)", path);
+    if (p->distilled && !p->pyramid)
+        return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, index, "is_distilled",
+                           "is true, which needs _class_name HeliosPyramidPipeline");
+    if (p->distilled && p->sched.kind != HL_SCHED_DMD)
+        return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, index, "is_distilled",
+                           "is true, but %s is not the DMD scheduler (scheduler_type \"dmd\")", path);
+    return HL_OK;
+}
+
+/* A component's config.json through its own reader, errors prefixed with the file. */
+static hl_status read_config(const char *path, int which, void *cfg, hl_error *err) {
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(path, &j, err));
+    hl_status st = which == C_TRANSFORMER ? hl_dit_config_parse(j, cfg, err) : hl_vae_config_parse(j, cfg, err);
+    if (st != HL_OK) hl_error_prefix(err, "%s", path);
     hl_json_free(j);
     return st;
+}
+
+/* What the components must agree on (each config was checked alone by its reader); run on the
+ * configs before any weights are mapped, so a mismatch is named by its keys rather than by the
+ * first tensor whose shape it breaks. te and v may be NULL (absent components). */
+static hl_status check_agreement(const hl_dit_config *d, const hl_umt5_config *te, const hl_vae_config *v,
+                                 const char *dit_cfg, const char *te_cfg, const char *vae_cfg, hl_error *err) {
+    /* the sampler updates the latents with the prediction, element for element */
+    if (d->out_channels != d->in_channels)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, dit_cfg, "out_channels", "= %d, but the flow prediction needs "
+                           "in_channels = %d", d->out_channels, d->in_channels);
+    if (te && te->d_model != d->text_dim)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, te_cfg, "d_model", "= %d, but %s has text_dim %d", te->d_model,
+                           dit_cfg, d->text_dim);
+    if (!v) return HL_OK;
+    if (v->z_dim != d->in_channels)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, vae_cfg, "z_dim", "= %d, but %s has in_channels %d", v->z_dim,
+                           dit_cfg, d->in_channels);
+    if (v->latents_n != v->z_dim)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, vae_cfg, "latents_mean",
+                           "and 'latents_std' are needed with z_dim %d values (the defaults have 16)", v->z_dim);
+    /* frames are RGB, and the chunk arithmetic (pixels / 8, 4k + 1 frames) is the Wan VAE's */
+    if (v->in_channels != 3 || v->out_channels != 3)
+        return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, vae_cfg, v->in_channels != 3 ? "in_channels" : "out_channels",
+                           "= %d; video frames have 3 channels", v->in_channels != 3 ? v->in_channels : v->out_channels);
+    if (v->spatial_ratio != VAE_SPATIAL)
+        return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, vae_cfg, "dim_mult",
+                           "has %d levels: a spatial ratio of %d, the pipeline needs %d", v->n_levels,
+                           v->spatial_ratio, VAE_SPATIAL);
+    if (v->temporal_ratio != VAE_TEMPORAL)
+        return hl_fail_key(err, HELIOS_ERR_UNSUPPORTED, vae_cfg, "temperal_downsample",
+                           "gives a temporal ratio of %d, the pipeline needs %d", v->temporal_ratio, VAE_TEMPORAL);
+    return HL_OK;
 }
 
 helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *pp, helios_pipeline **out) {
@@ -88,20 +234,40 @@ helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_para
     p->s = s;
     p->low_memory = pp->low_memory;
     const char *d = pp->model_dir;
-    char dit_cfg[4096], wdir[4096], te_dir[4096], tok_dir[4096], te_cfg[4096];
+    char dit_cfg[4096], wdir[4096], te_dir[4096], tok_dir[4096], te_cfg[4096], sched_cfg[4096];
+    char vae_dir[4096], vae_cfg[4096];
     snprintf(dit_cfg, sizeof dit_cfg, "%s/transformer/config.json", d);
     snprintf(wdir, sizeof wdir, "%s/transformer", d);
     snprintf(te_dir, sizeof te_dir, "%s/text_encoder", d);
     snprintf(te_cfg, sizeof te_cfg, "%s/text_encoder/config.json", d);
     snprintf(tok_dir, sizeof tok_dir, "%s/tokenizer", d);
-    hl_status st = read_model_index(p, d, err);
-    if (st == HL_OK) st = read_scheduler(p, d, err);
-    if (st == HL_OK) st = hl_dit_load(dit_cfg, wdir, &p->dit, err);
-    if (st == HL_OK && file_exists(te_cfg)) st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
-    char vae_dir[4096], vae_cfg[4096];
+    snprintf(sched_cfg, sizeof sched_cfg, "%s/scheduler/scheduler_config.json", d);
     snprintf(vae_dir, sizeof vae_dir, "%s/vae", d);
     snprintf(vae_cfg, sizeof vae_cfg, "%s/vae/config.json", d);
-    if (st == HL_OK && file_exists(vae_cfg)) st = hl_vae_load(vae_dir, NULL, NULL, &p->vae, err);
+    comp_state comp[C_COUNT] = {0};
+    hl_status st = read_model_index(p, d, comp, err);
+    /* every listed component is looked for before any is loaded, so a missing vae/ is reported
+     * at once and not after the transformer's weights are mapped */
+    if (st == HL_OK) st = need_component(d, C_SCHEDULER, comp[C_SCHEDULER], true, sched_cfg, err);
+    if (st == HL_OK) st = need_component(d, C_TRANSFORMER, comp[C_TRANSFORMER], true, dit_cfg, err);
+    if (st == HL_OK) st = need_component(d, C_TEXT_ENCODER, comp[C_TEXT_ENCODER], false, te_cfg, err);
+    if (st == HL_OK) st = need_component(d, C_VAE, comp[C_VAE], false, vae_cfg, err);
+    if (st == HL_OK && comp[C_TEXT_ENCODER] != COMP_NULL && comp[C_TOKENIZER] == COMP_NULL && file_exists(te_cfg))
+        st = need_component(d, C_TOKENIZER, COMP_NULL, true, tok_dir, err);
+    if (st == HL_OK) st = read_scheduler(p, d, err);
+    /* configs first (the text encoder's open reads only its config and the tokenizer), then the
+     * weights; the loaders read their config again, which costs nothing next to the weights */
+    bool want_te = comp[C_TEXT_ENCODER] != COMP_NULL && file_exists(te_cfg);
+    bool want_vae = comp[C_VAE] != COMP_NULL && file_exists(vae_cfg);
+    hl_dit_config dc;
+    hl_vae_config vc;
+    if (st == HL_OK) st = read_config(dit_cfg, C_TRANSFORMER, &dc, err);
+    if (st == HL_OK && want_te) st = hl_text_encoder_open(te_dir, tok_dir, &p->te, err);
+    if (st == HL_OK && want_vae) st = read_config(vae_cfg, C_VAE, &vc, err);
+    if (st == HL_OK)
+        st = check_agreement(&dc, p->te ? &p->te->cfg : NULL, want_vae ? &vc : NULL, dit_cfg, te_cfg, vae_cfg, err);
+    if (st == HL_OK) st = hl_dit_load(dit_cfg, wdir, &p->dit, err);
+    if (st == HL_OK && want_vae) st = hl_vae_load(vae_dir, NULL, NULL, &p->vae, err);
     if (st != HL_OK) {
         helios_pipeline_free(p);
         return st;
@@ -221,6 +387,19 @@ static hl_status prepare_input(helios_pipeline *p, const hl_ctx *ctx, const heli
     return st;
 }
 
+/* The components this request needs, before anything is encoded: without a VAE a request for
+ * frames used to denoise a whole chunk and then hand over none. */
+static hl_status check_components(const helios_pipeline *p, const helios_gen_params *g, hl_error *err) {
+    if (!p->vae && g->decode)
+        return hl_fail(err, HELIOS_ERR_MISSING, "generate: decoding frames needs the model's vae/, which this "
+                       "folder does not have; ask for latents only (decode = 0)");
+    if (!p->vae && (g->image || g->video))
+        return hl_fail(err, HELIOS_ERR_MISSING, "generate: image/video input needs the model's vae/");
+    if (!p->te && !g->prompt_embeds)
+        return hl_fail(err, HELIOS_ERR_MISSING, "generate: the model folder has no text_encoder/; pass embeddings");
+    return HL_OK;
+}
+
 /* Refuses a generation whose estimated peak (api/memory.h) exceeds what the process may use,
  * before anything is allocated: oneDNN does not survive a failed allocation inside its
  * primitive creation (a segfault under ulimit -v). */
@@ -256,6 +435,12 @@ static hl_status range_fail(hl_error *err, const char *field, long long v, long 
 static hl_status check_gen_params(const helios_pipeline *p, const helios_gen_params *g, hl_error *err) {
     if ((unsigned)g->sampler > HELIOS_SAMPLER_DMD)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: unknown sampler %d", (int)g->sampler);
+    /* DMD's schedule is the pyramid's (stage ranges, amplified first chunk): the Base recipe's
+     * single-stage loop would hand it sigmas it cannot take, and fail only at the first step */
+    if (g->sampler == HELIOS_SAMPLER_DMD && !p->pyramid)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "generate: the DMD sampler needs a pyramid model (Mid or Distilled); this "
+                       "folder is the Base recipe (HeliosPipeline): use unipc or euler");
     if (g->width < 1 || g->width > HELIOS_MAX_SIDE) return range_fail(err, "width", g->width, 1, HELIOS_MAX_SIDE, " pixels");
     if (g->height < 1 || g->height > HELIOS_MAX_SIDE)
         return range_fail(err, "height", g->height, 1, HELIOS_MAX_SIDE, " pixels");
@@ -314,6 +499,7 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
     hl_error_clear(err);
     if (!g) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: NULL parameters");
     HL_TRY(check_gen_params(p, g, err));
+    HL_TRY(check_components(p, g, err));
     hl_loop_config c;
     apply_recipe(p, g, &c);
     helios_gen *gen = calloc(1, sizeof *gen);

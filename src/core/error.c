@@ -52,6 +52,19 @@ hl_status hl_fail(hl_error *err, hl_status st, const char *fmt, ...) {
     return st;
 }
 
+hl_status hl_fail_key(hl_error *err, hl_status st, const char *file, const char *key, const char *fmt, ...) {
+    if (err) {
+        char why[HL_ERR_MSG_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        snprintf(err->msg, sizeof err->msg, "%s: '%s' %s", file, key, why);
+        err->status = st;
+    }
+    return st;
+}
+
 void hl_error_prefix(hl_error *err, const char *fmt, ...) {
     if (!err) return;
     va_list ap;

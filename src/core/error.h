@@ -20,6 +20,11 @@ typedef struct hl_error {
 hl_status hl_fail(hl_error *err, hl_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A bad value in a model file: "FILE: 'KEY' why" (file and key first, so a user editing a config
+ * knows where to look; the readers that do not know their file prefix it on the way up instead). */
+hl_status hl_fail_key(hl_error *err, hl_status st, const char *file, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* Prefixes the message already in err with "ctx: " (to add a file or tensor name on the way up). */
 void hl_error_prefix(hl_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

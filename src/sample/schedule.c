@@ -27,25 +27,66 @@ static hl_status parse_kind(const char *v, hl_sched_kind *kind, hl_error *err) {
     if (!strcmp(v, "unipc")) *kind = HL_SCHED_UNIPC;
     else if (!strcmp(v, "euler")) *kind = HL_SCHED_EULER;
     else if (!strcmp(v, "dmd")) *kind = HL_SCHED_DMD;
-    else return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "scheduler_type '%s' is not implemented", v);
+    else return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'scheduler_type' \"%s\" is not implemented", v);
+    return HL_OK;
+}
+
+/* Typed optional members: absent or null keeps the default; a value of another type is an error,
+ * never read as the default ("use_dynamic_shifting": "yes" must not silently mean false). */
+static hl_status opt_bool(const hl_json *j, const char *key, bool *out, hl_error *err) {
+    const hl_json *m = hl_json_get(j, key);
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_BOOL) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be true or false", key);
+    *out = m->boolean;
+    return HL_OK;
+}
+
+static hl_status opt_int(const hl_json *j, const char *key, int64_t lo, int64_t hi, int *out, hl_error *err) {
+    const hl_json *m = hl_json_get(j, key);
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_NUMBER || !m->is_int) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be an integer", key);
+    if (m->integer < lo || m->integer > hi)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range [%lld, %lld]", key, (long long)m->integer,
+                       (long long)lo, (long long)hi);
+    *out = (int)m->integer;
+    return HL_OK;
+}
+
+/* A number in (0, hi] (the JSON reader already refuses infinities and NaN). */
+static hl_status opt_positive(const hl_json *j, const char *key, double hi, double *out, hl_error *err) {
+    const hl_json *m = hl_json_get(j, key);
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_NUMBER) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a number", key);
+    if (!(m->number > 0.0 && m->number <= hi))
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %g is out of range (0, %g]", key, m->number, hi);
+    *out = m->number;
+    return HL_OK;
+}
+
+static hl_status opt_string(const hl_json *j, const char *key, const char **out, hl_error *err) {
+    const hl_json *m = hl_json_get(j, key);
+    *out = NULL;
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_STRING) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a string", key);
+    *out = m->string;
     return HL_OK;
 }
 
 /* Reads "stage_range" (increasing numbers within [0, 1]). */
 static hl_status parse_stage_range(const hl_json *j, hl_sched_config *c, hl_error *err) {
     const hl_json *r = hl_json_get(j, "stage_range");
-    if (!r) return HL_OK;
+    if (!r || r->type == HL_JSON_NULL) return HL_OK;
     if (r->type != HL_JSON_ARRAY || r->n < 2 || r->n > HL_SCHED_MAX_STAGES + 1)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "stage_range: expected 2..%d numbers",
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'stage_range' must be an array of 2..%d numbers",
                        HL_SCHED_MAX_STAGES + 1);
     c->n_stage_range = (int)r->n;
     for (size_t i = 0; i < r->n; i++) {
         if (r->items[i].type != HL_JSON_NUMBER)
-            return hl_fail(err, HELIOS_ERR_FORMAT, "stage_range[%zu]: not a number", i);
+            return hl_fail(err, HELIOS_ERR_FORMAT, "'stage_range'[%zu] is not a number", i);
         c->stage_range[i] = r->items[i].number;
         if (c->stage_range[i] < 0.0 || c->stage_range[i] > 1.0 ||
             (i > 0 && !(c->stage_range[i] > c->stage_range[i - 1])))
-            return hl_fail(err, HELIOS_ERR_FORMAT, "stage_range: not increasing within [0, 1]");
+            return hl_fail(err, HELIOS_ERR_FORMAT, "'stage_range' is not increasing within [0, 1]");
     }
     return HL_OK;
 }
@@ -54,86 +95,79 @@ static hl_status parse_stage_range(const hl_json *j, hl_sched_config *c, hl_erro
 static hl_status check_supported(const hl_json *j, hl_error *err) {
     const char *v;
     bool b;
-    if ((v = hl_json_get_string(j, "prediction_type")) && strcmp(v, "flow_prediction"))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "prediction_type '%s' is not implemented", v);
-    if ((v = hl_json_get_string(j, "solver_type")) && strcmp(v, "bh2"))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "solver_type '%s' is not implemented", v);
-    if (!hl_json_get_bool(j, "predict_x0", &b) && !b)
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "predict_x0 = false is not implemented");
-    if (!hl_json_get_bool(j, "use_flow_sigmas", &b) && !b)
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "use_flow_sigmas = false is not implemented");
-    if (!hl_json_get_bool(j, "thresholding", &b) && b)
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "thresholding is not implemented");
+    HL_TRY(opt_string(j, "prediction_type", &v, err));
+    if (v && strcmp(v, "flow_prediction"))
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'prediction_type' \"%s\" is not implemented", v);
+    HL_TRY(opt_string(j, "solver_type", &v, err));
+    if (v && strcmp(v, "bh2")) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_type' \"%s\" is not implemented", v);
+    b = true;
+    HL_TRY(opt_bool(j, "predict_x0", &b, err));
+    if (!b) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'predict_x0' = false is not implemented");
+    b = true;
+    HL_TRY(opt_bool(j, "use_flow_sigmas", &b, err));
+    if (!b) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'use_flow_sigmas' = false is not implemented");
+    b = false;
+    HL_TRY(opt_bool(j, "thresholding", &b, err));
+    if (b) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'thresholding' is not implemented");
     const hl_json *sp = hl_json_get(j, "solver_p");
     if (sp && sp->type != HL_JSON_NULL)
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "solver_p is not implemented");
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_p' is not implemented");
     return HL_OK;
 }
 
+/* The training grid is allocated per stage (hl_sched_init: 2 x stages x N doubles); the released
+ * models use 1000, and a hostile 10^8 would ask for gigabytes. */
+#define HL_SCHED_MAX_TRAIN_TIMESTEPS 100000
+
 hl_status hl_sched_config_from_json(const hl_json *j, hl_sched_kind fallback, hl_sched_config *c,
                                     hl_error *err) {
-    if (!j || j->type != HL_JSON_OBJECT || !c)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "scheduler config: expected a JSON object");
+    if (!c) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "scheduler config: no output");
+    /* a file that is not an object is bad input (FORMAT), not a bad call */
+    if (!j || j->type != HL_JSON_OBJECT) return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
     hl_sched_kind kind = fallback;
-    const char *v = hl_json_get_string(j, "scheduler_type");
+    const char *v, *cls;
+    HL_TRY(opt_string(j, "scheduler_type", &v, err));
+    HL_TRY(opt_string(j, "_class_name", &cls, err));
     if (v) {
         HL_TRY(parse_kind(v, &kind, err));
-    } else if ((v = hl_json_get_string(j, "_class_name")) && strstr(v, "DMD")) {
+    } else if (cls && strstr(cls, "DMD")) {
         kind = HL_SCHED_DMD;
     }
     hl_sched_config_default(c, kind);
     HL_TRY(check_supported(j, err));
 
-    int64_t iv;
-    double dv;
-    bool bv;
-    if (!hl_json_get_int(j, "num_train_timesteps", &iv)) {
-        if (iv < 2 || iv > 100000000)
-            return hl_fail(err, HELIOS_ERR_FORMAT, "num_train_timesteps %lld out of range",
-                           (long long)iv);
-        c->num_train_timesteps = (int)iv;
-    }
-    if (!hl_json_get_double(j, "shift", &dv)) {
-        if (!(dv > 0.0)) return hl_fail(err, HELIOS_ERR_FORMAT, "shift must be > 0");
-        c->shift = dv;
-    }
-    if (!hl_json_get_int(j, "stages", &iv)) {
-        if (iv < 1 || iv > HL_SCHED_MAX_STAGES)
-            return hl_fail(err, HELIOS_ERR_FORMAT, "stages %lld out of range 1..%d",
-                           (long long)iv, HL_SCHED_MAX_STAGES);
-        c->stages = (int)iv;
-    }
+    HL_TRY(opt_int(j, "num_train_timesteps", 2, HL_SCHED_MAX_TRAIN_TIMESTEPS, &c->num_train_timesteps, err));
+    HL_TRY(opt_positive(j, "shift", 1e6, &c->shift, err));
+    HL_TRY(opt_int(j, "stages", 1, HL_SCHED_MAX_STAGES, &c->stages, err));
     HL_TRY(parse_stage_range(j, c, err));
     /* the reference reads stage_range[0 .. stages] whatever its length (the default is
      * [0, 1/3, 2/3, 1] also for stages = 1, making stage 0 span [0, 1/3]) */
     if (c->n_stage_range < c->stages + 1)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "stage_range has %d entries for %d stages",
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'stage_range' has %d entries for %d stages",
                        c->n_stage_range, c->stages);
-    if (!hl_json_get_double(j, "gamma", &dv)) {
-        if (!(dv > 0.0)) return hl_fail(err, HELIOS_ERR_FORMAT, "gamma must be > 0");
-        c->gamma = dv;
-    }
-    if (!hl_json_get_bool(j, "use_dynamic_shifting", &bv)) c->use_dynamic_shifting = bv;
-    if ((v = hl_json_get_string(j, "time_shift_type"))) {
+    HL_TRY(opt_positive(j, "gamma", 1e6, &c->gamma, err));
+    HL_TRY(opt_bool(j, "use_dynamic_shifting", &c->use_dynamic_shifting, err));
+    HL_TRY(opt_string(j, "time_shift_type", &v, err));
+    if (v) {
         if (!strcmp(v, "exponential")) c->time_shift_type = HL_SHIFT_EXPONENTIAL;
         else if (!strcmp(v, "linear")) c->time_shift_type = HL_SHIFT_LINEAR;
-        else return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "time_shift_type '%s'", v);
+        else return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'time_shift_type' \"%s\" is not implemented", v);
     }
-    if (!hl_json_get_int(j, "solver_order", &iv)) {
-        if (iv < 1 || iv > 2)
-            return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "solver_order %lld (only 1 and 2)",
-                           (long long)iv);
-        c->solver_order = (int)iv;
-    }
-    if (!hl_json_get_bool(j, "lower_order_final", &bv)) c->lower_order_final = bv;
+    const hl_json *so = hl_json_get(j, "solver_order");
+    if (so && so->type == HL_JSON_NUMBER && so->is_int && (so->integer < 1 || so->integer > 2))
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_order' %lld (only 1 and 2)", (long long)so->integer);
+    HL_TRY(opt_int(j, "solver_order", 1, 2, &c->solver_order, err));
+    HL_TRY(opt_bool(j, "lower_order_final", &c->lower_order_final, err));
     const hl_json *dc = hl_json_get(j, "disable_corrector");
-    if (dc && dc->type == HL_JSON_ARRAY) {
+    if (dc && dc->type != HL_JSON_NULL) {
+        if (dc->type != HL_JSON_ARRAY) return hl_fail(err, HELIOS_ERR_FORMAT, "'disable_corrector' must be an array");
         if (dc->n > HL_SCHED_MAX_DISABLED)
-            return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "disable_corrector: more than %d entries",
+            return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'disable_corrector': more than %d entries",
                            HL_SCHED_MAX_DISABLED);
         for (size_t i = 0; i < dc->n; i++) {
-            if (dc->items[i].type != HL_JSON_NUMBER || !dc->items[i].is_int)
-                return hl_fail(err, HELIOS_ERR_FORMAT, "disable_corrector[%zu]: not an integer", i);
+            if (dc->items[i].type != HL_JSON_NUMBER || !dc->items[i].is_int || dc->items[i].integer < 0 ||
+                dc->items[i].integer > INT32_MAX)
+                return hl_fail(err, HELIOS_ERR_FORMAT, "'disable_corrector'[%zu] is not a step index", i);
             c->disable_corrector[i] = (int)dc->items[i].integer;
         }
         c->n_disable_corrector = (int)dc->n;

@@ -29,7 +29,16 @@ hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokeniz
         st = hl_fail(err, HELIOS_ERR_MISSING,
                      "%s: no tokenizer (neither spiece.model nor tokenizer.json)", tokenizer_dir);
     }
+    hl_json *j = NULL;
+    if (st == HL_OK) st = hl_json_load_file(te->config_path, &j, err);
+    if (st == HL_OK && (st = hl_umt5_config_parse(j, &te->cfg, err)) != HL_OK) hl_error_prefix(err, "%s", te->config_path);
+    hl_json_free(j);
+    /* an id past vocab_size would be refused only when the first prompt is encoded */
+    if (st == HL_OK && hl_spm_get_info(te->spm)->n_pieces > te->cfg.vocab_size)
+        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s: 'vocab_size' = %d is smaller than the tokenizer's %d pieces (%s)",
+                     te->config_path, te->cfg.vocab_size, hl_spm_get_info(te->spm)->n_pieces, tokenizer_dir);
     if (st != HL_OK) {
+        hl_spm_free(te->spm);
         free(te);
         return st;
     }
@@ -54,8 +63,8 @@ static hl_status ensure_loaded(hl_text_encoder *te, hl_error *err) {
 }
 
 hl_status hl_text_encoder_dim(hl_text_encoder *te, int *dim, hl_error *err) {
-    HL_TRY(ensure_loaded(te, err));
-    *dim = te->umt5->cfg.d_model;
+    (void)err;
+    *dim = te->cfg.d_model;
     return HL_OK;
 }
 

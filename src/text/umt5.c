@@ -11,9 +11,12 @@
 static hl_status cfg_int(const hl_json *j, const char *key, int64_t def, int64_t lo, int64_t hi, int *out,
                          hl_error *err) {
     int64_t v = def;
-    if (hl_json_get(j, key) && hl_json_get_int(j, key, &v) != 0)
+    const hl_json *m = hl_json_get(j, key);
+    if (m && m->type != HL_JSON_NULL && hl_json_get_int(j, key, &v) != 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be an integer", key);
-    if (v < lo || v > hi) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range", key, (long long)v);
+    if (v < lo || v > hi)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range [%lld, %lld]", key, (long long)v,
+                       (long long)lo, (long long)hi);
     *out = (int)v;
     return HL_OK;
 }
@@ -26,14 +29,24 @@ hl_status hl_umt5_config_parse(const hl_json *j, hl_umt5_config *c, hl_error *er
     HL_TRY(cfg_int(j, "d_model", 4096, 1, big, &c->d_model, err));
     HL_TRY(cfg_int(j, "d_kv", 64, 1, 65536, &c->d_kv, err));
     HL_TRY(cfg_int(j, "d_ff", 10240, 1, big, &c->d_ff, err));
-    HL_TRY(cfg_int(j, "num_layers", 24, 0, 4096, &c->num_layers, err));
+    HL_TRY(cfg_int(j, "num_layers", 24, 1, 4096, &c->num_layers, err));
     HL_TRY(cfg_int(j, "num_heads", 64, 1, 4096, &c->num_heads, err));
     HL_TRY(cfg_int(j, "relative_attention_num_buckets", 32, 2, 65536, &c->num_buckets, err));
     HL_TRY(cfg_int(j, "relative_attention_max_distance", 128, 1, big, &c->max_distance, err));
     double eps = 1e-6;
-    if (hl_json_get(j, "layer_norm_epsilon") && hl_json_get_double(j, "layer_norm_epsilon", &eps) != 0)
+    const hl_json *m = hl_json_get(j, "layer_norm_epsilon");
+    if (m && m->type != HL_JSON_NULL && hl_json_get_double(j, "layer_norm_epsilon", &eps) != 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'layer_norm_epsilon' must be a number");
+    /* RMSNorm divides by sqrt(mean(x^2) + eps): eps <= 0 lets a zero row give inf/NaN, and an
+     * eps that rounds to 0 in float32 is the same thing */
+    if (!(eps > 0 && eps < 1) || (float)eps == 0.0f)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'layer_norm_epsilon' = %g must be in (0, 1)", eps);
     c->eps = (float)eps;
+    /* strings of another type are errors, not the default */
+    static const char *const strs[] = {"feed_forward_proj", "dense_act_fn"};
+    for (int i = 0; i < 2; i++)
+        if ((m = hl_json_get(j, strs[i])) && m->type != HL_JSON_NULL && m->type != HL_JSON_STRING)
+            return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a string", strs[i]);
     const char *ff = hl_json_get_string(j, "feed_forward_proj");
     if (ff && strcmp(ff, "gated-gelu"))
         return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'feed_forward_proj' \"%s\": only \"gated-gelu\" is supported", ff);

@@ -102,23 +102,35 @@ hl_status hl_vae_config_parse(const hl_json *j, hl_vae_config *c, hl_error *err)
     } else {
         return hl_fail(err, HELIOS_ERR_FORMAT, "'temperal_downsample' is missing");
     }
-    /* The tables belong to the pipeline (the VAE never reads them): a length other than z_dim
-     * only disables the normalisation helpers. */
+    /* The tables belong to the pipeline (the VAE never reads them), but one given with a length
+     * other than z_dim can only be a broken file: refused here, before any chunk is denoised.
+     * Absent, the Wan 2.1 defaults stand for z_dim 16; for another z_dim latents_n stays 0 and
+     * the pipeline's load-time check asks for them. */
     int n_mean = 16, n_std = 16;
     HL_TRY(get_floats(j, "latents_mean", c->latents_mean, &n_mean, err));
     HL_TRY(get_floats(j, "latents_std", c->latents_std, &n_std, err));
+    const hl_json *given_mean = hl_json_get(j, "latents_mean"), *given_std = hl_json_get(j, "latents_std");
+    if (given_mean && given_mean->type != HL_JSON_NULL && n_mean != c->z_dim)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_mean' has %d values, z_dim is %d", n_mean, c->z_dim);
+    if (given_std && given_std->type != HL_JSON_NULL && n_std != c->z_dim)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_std' has %d values, z_dim is %d", n_std, c->z_dim);
     c->latents_n = n_mean == c->z_dim && n_std == c->z_dim ? c->z_dim : 0;
     for (int i = 0; i < c->latents_n; i++)
         if (!(c->latents_std[i] != 0.0f))
             return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_std'[%d] is zero", i);
 
     bool residual = false;
+    const hl_json *ir = hl_json_get(j, "is_residual");
+    if (ir && ir->type != HL_JSON_NULL && ir->type != HL_JSON_BOOL)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'is_residual' must be true or false");
     if (hl_json_get_bool(j, "is_residual", &residual) == 0 && residual)
         return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "is_residual = true (the Wan 2.2 VAE) is not supported");
     const hl_json *ps = hl_json_get(j, "patch_size");
     if (ps && ps->type != HL_JSON_NULL && !(ps->type == HL_JSON_NUMBER && ps->is_int && ps->integer == 1))
         return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "patch_size other than null or 1 is not supported");
     const hl_json *as = hl_json_get(j, "attn_scales");
+    if (as && as->type != HL_JSON_NULL && as->type != HL_JSON_ARRAY)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'attn_scales' must be an array");
     if (as && as->type == HL_JSON_ARRAY && as->n > 0)
         return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "non-empty attn_scales is not supported");
     derive_ratios(c);
