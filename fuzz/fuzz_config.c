@@ -55,7 +55,8 @@ static void put_shard(const char *name, const char *const *tensors, int n) {
     put(path, buf, 8 + hl + 4 * (size_t)n);
 }
 
-static const char *const k_components[] = {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"};
+static const char *const k_components[] = {"scheduler", "text_encoder", "tokenizer", "transformer",
+                                           "vae"};
 
 static void cleanup(void) {
     char p[160];
@@ -126,7 +127,8 @@ static void check_sched(const hl_sched_config *cfg) {
         double in[3];
         hl_sched_base_sigmas(3, in);
         hl_schedule sc = {0};
-        if (hl_sched_set_timesteps_sigmas(&s, 3, in, 0.7, &sc, &err) == HL_OK) hl_schedule_free(&sc);
+        if (hl_sched_set_timesteps_sigmas(&s, 3, in, 0.7, &sc, &err) == HL_OK)
+            hl_schedule_free(&sc);
     }
     hl_sched_free(&s);
 }
@@ -148,7 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (st == HELIOS_OK) {
             if (!p || (unsigned)helios_pipeline_recipe(p) > HELIOS_RECIPE_DISTILLED) abort();
         } else if (p || !helios_session_error(g_session)[0] ||
-                   (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_MISSING)) {
+                   (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED &&
+                    st != HELIOS_ERR_MISSING)) {
             abort(); /* a failure leaves nothing, says why, and blames the input */
         }
         helios_pipeline_free(p);
@@ -203,8 +206,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     }
     }
-    if (st != HL_OK && st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_MISSING &&
-        st != HELIOS_ERR_OOM)
+    if (st != HL_OK && st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED &&
+        st != HELIOS_ERR_MISSING && st != HELIOS_ERR_OOM)
         abort();
     hl_json_free(j);
     return 0;

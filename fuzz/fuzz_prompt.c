@@ -62,7 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         z[size] = '\0';
         char *c1 = NULL, *c2 = NULL;
         size_t n2 = 0;
-        if (hl_prompt_clean(z, &c1) == HL_OK && hl_prompt_clean_n(z, strlen(z), &c2, &n2) == HL_OK &&
+        if (hl_prompt_clean(z, &c1) == HL_OK &&
+            hl_prompt_clean_n(z, strlen(z), &c2, &n2) == HL_OK &&
             (strlen(c1) != n2 || memcmp(c1, c2, n2) != 0))
             abort();
         free(c1), free(c2), free(z);

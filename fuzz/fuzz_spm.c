@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hl_status st = hl_spm_load_mem(data, size, "fuzz.model", &m, &err);
     if (st != HL_OK) {
         if (m) abort(); /* failure leaves *out NULL */
-        if (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_OOM) abort();
+        if (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_OOM)
+            abort();
         if (strncmp(err.msg, "fuzz.model", 10) != 0) abort(); /* the message names the file */
         return 0;
     }

@@ -13,7 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hl_status st = hl_spm_load_tokenizer_json_mem(data, size, "fuzz.json", &m, &err);
     if (st != HL_OK) {
         if (m) abort();
-        if (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_OOM) abort();
+        if (st != HELIOS_ERR_FORMAT && st != HELIOS_ERR_UNSUPPORTED && st != HELIOS_ERR_OOM)
+            abort();
         if (strncmp(err.msg, "fuzz.json", 9) != 0) abort();
         return 0;
     }

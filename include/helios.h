@@ -72,16 +72,16 @@ const char *helios_version(void);
 
 typedef enum helios_status {
     HELIOS_OK = 0,
-    HELIOS_ERR_INVALID_ARG,  /* a caller passed an impossible value */
-    HELIOS_ERR_IO,           /* a file could not be opened, read, mapped or written */
-    HELIOS_ERR_FORMAT,       /* a file is malformed: truncated, bad header, bad JSON, ... */
-    HELIOS_ERR_SHAPE,        /* a tensor has the wrong shape */
-    HELIOS_ERR_DTYPE,        /* a tensor has the wrong or an unsupported dtype */
-    HELIOS_ERR_MISSING,      /* a required tensor, key or file is absent */
-    HELIOS_ERR_OOM,          /* out of memory */
-    HELIOS_ERR_UNSUPPORTED,  /* valid, but not implemented by this build */
-    HELIOS_ERR_CANCELLED,    /* the caller asked to stop */
-    HELIOS_ERR_INTERNAL,     /* a bug: please report it */
+    HELIOS_ERR_INVALID_ARG, /* a caller passed an impossible value */
+    HELIOS_ERR_IO,          /* a file could not be opened, read, mapped or written */
+    HELIOS_ERR_FORMAT,      /* a file is malformed: truncated, bad header, bad JSON, ... */
+    HELIOS_ERR_SHAPE,       /* a tensor has the wrong shape */
+    HELIOS_ERR_DTYPE,       /* a tensor has the wrong or an unsupported dtype */
+    HELIOS_ERR_MISSING,     /* a required tensor, key or file is absent */
+    HELIOS_ERR_OOM,         /* out of memory */
+    HELIOS_ERR_UNSUPPORTED, /* valid, but not implemented by this build */
+    HELIOS_ERR_CANCELLED,   /* the caller asked to stop */
+    HELIOS_ERR_INTERNAL,    /* a bug: please report it */
 } helios_status;
 
 /* Short name of a status ("format error", ...). Never NULL. */
@@ -94,14 +94,14 @@ const char *helios_status_str(helios_status st);
  * They are here so that a front end checks the same numbers (the helios CLI does); each is far
  * above what the released models use and below where a count overflows an int or a buffer
  * grows without bound. */
-#define HELIOS_MAX_THREADS 512                  /* session n_threads: 0 (all cores) or 1 .. this */
-#define HELIOS_MAX_SIDE 16384                   /* width, height in pixels */
-#define HELIOS_MAX_FRAMES 1048576               /* num_frames, video_frames (~12 h at 24 fps) */
-#define HELIOS_MAX_CHUNKS 65536                 /* num_chunks of a bounded video */
-#define HELIOS_MAX_STEPS 1000                   /* steps, each of pyramid_steps */
-#define HELIOS_MAX_SEQUENCE_LENGTH 1024         /* max_sequence_length, text_len (models: 512) */
-#define HELIOS_MAX_LATENT_FRAMES_PER_CHUNK 64   /* latent_frames_per_chunk (models: 9) */
-#define HELIOS_MAX_GUIDANCE 100.0f              /* guidance_scale: finite, <= this (models: 5) */
+#define HELIOS_MAX_THREADS 512                /* session n_threads: 0 (all cores) or 1 .. this */
+#define HELIOS_MAX_SIDE 16384                 /* width, height in pixels */
+#define HELIOS_MAX_FRAMES 1048576             /* num_frames, video_frames (~12 h at 24 fps) */
+#define HELIOS_MAX_CHUNKS 65536               /* num_chunks of a bounded video */
+#define HELIOS_MAX_STEPS 1000                 /* steps, each of pyramid_steps */
+#define HELIOS_MAX_SEQUENCE_LENGTH 1024       /* max_sequence_length, text_len (models: 512) */
+#define HELIOS_MAX_LATENT_FRAMES_PER_CHUNK 64 /* latent_frames_per_chunk (models: 9) */
+#define HELIOS_MAX_GUIDANCE 100.0f            /* guidance_scale: finite, <= this (models: 5) */
 
 /* ---- logging -------------------------------------------------------------------------------- */
 
@@ -122,13 +122,13 @@ void helios_log_level_set(helios_log_level max_level);
 /* ---- sessions ------------------------------------------------------------------------------- */
 
 typedef enum helios_backend {
-    HELIOS_BACKEND_CPU = 0,  /* optimized CPU: oneDNN GEMMs + own AVX-512 kernels, OpenMP */
-    HELIOS_BACKEND_REF = 1,  /* plain scalar C, float32: the oracle the fast backends are tested against */
+    HELIOS_BACKEND_CPU = 0, /* optimized CPU: oneDNN GEMMs + own AVX-512 kernels, OpenMP */
+    HELIOS_BACKEND_REF = 1, /* plain scalar C, float32: the oracle other backends are judged by */
 } helios_backend;
 
 typedef struct helios_session_params {
     helios_backend backend;
-    int n_threads;           /* 0 = all cores; at most HELIOS_MAX_THREADS */
+    int n_threads; /* 0 = all cores; at most HELIOS_MAX_THREADS */
 } helios_session_params;
 
 typedef struct helios_session helios_session;
@@ -149,9 +149,9 @@ const char *helios_session_error(const helios_session *s);
 /* ---- the Helios transformer ------------------------------------------------------------------ */
 
 typedef struct helios_model_params {
-    const char *path;        /* a transformer folder (config.json + *.safetensors[.index.json]) */
-    const char *config_path; /* optional: config.json elsewhere (NULL = path/config.json) */
-    const char *weights_path;/* optional: one .safetensors file or an index (NULL = found in path) */
+    const char *path;         /* a transformer folder (config.json + *.safetensors[.index.json]) */
+    const char *config_path;  /* optional: config.json elsewhere (NULL = path/config.json) */
+    const char *weights_path; /* optional: a .safetensors file or an index (NULL: in path) */
 } helios_model_params;
 
 typedef struct helios_transformer helios_transformer;
@@ -165,16 +165,16 @@ void helios_transformer_free(helios_transformer *t);
  * indices_hidden_states may be NULL (0..T_c-1). History parts are optional (0 frames = absent);
  * a part that is present needs both its latents and its indices. */
 typedef struct helios_dit_input {
-    int batch;                         /* B */
-    int frames, height, width;         /* T_c, h, w of hidden_states (latent grid) */
-    const float *hidden_states;        /* (B, C_in, T_c, h, w) */
-    const double *timestep;            /* (B,) timesteps; rounded to float32 inside, as the reference */
-    int text_len;                      /* L_txt */
-    const float *encoder_hidden_states;/* (B, L_txt, text_dim) */
+    int batch;                  /* B */
+    int frames, height, width;  /* T_c, h, w of hidden_states (latent grid) */
+    const float *hidden_states; /* (B, C_in, T_c, h, w) */
+    const double *timestep;     /* (B,) timesteps; rounded to float32 inside, as the reference */
+    int text_len;               /* L_txt */
+    const float *encoder_hidden_states;        /* (B, L_txt, text_dim) */
     const int64_t *indices_hidden_states;      /* (T_c) */
     int short_frames, mid_frames, long_frames; /* history frame counts (0 = absent) */
-    int hist_height, hist_width;       /* spatial size of the history latents */
-    const float *latents_history_short;/* (B, C_in, short_frames, hist_height, hist_width) */
+    int hist_height, hist_width;               /* spatial size of the history latents */
+    const float *latents_history_short; /* (B, C_in, short_frames, hist_height, hist_width) */
     const float *latents_history_mid;
     const float *latents_history_long;
     const int64_t *indices_latents_history_short;
@@ -191,9 +191,9 @@ helios_status helios_transformer_forward(helios_session *s, helios_transformer *
 /* ---- recipes: the defaults of the three Helios models ----------------------------------- */
 
 typedef enum helios_recipe {
-    HELIOS_RECIPE_BASE = 0,     /* HeliosPipeline: one resolution, UniPC, CFG */
-    HELIOS_RECIPE_MID,          /* HeliosPyramidPipeline (is_cfg_zero_star): 3 stages, CFG-Zero* */
-    HELIOS_RECIPE_DISTILLED,    /* HeliosPyramidPipeline (is_distilled): 3 stages, DMD, no CFG */
+    HELIOS_RECIPE_BASE = 0,  /* HeliosPipeline: one resolution, UniPC, CFG */
+    HELIOS_RECIPE_MID,       /* HeliosPyramidPipeline (is_cfg_zero_star): 3 stages, CFG-Zero* */
+    HELIOS_RECIPE_DISTILLED, /* HeliosPyramidPipeline (is_distilled): 3 stages, DMD, no CFG */
 } helios_recipe;
 
 typedef enum helios_sampler {
@@ -246,45 +246,46 @@ typedef struct helios_pipeline helios_pipeline;
 
 typedef struct helios_pipeline_params {
     const char *model_dir;
-    int low_memory;           /* release the text encoder after each prompt is encoded */
+    int low_memory; /* release the text encoder after each prompt is encoded */
 } helios_pipeline_params;
 
 void helios_pipeline_params_init(helios_pipeline_params *p);
 /* Errors: the session's. */
-helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *p, helios_pipeline **out);
+helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_params *p,
+                                   helios_pipeline **out);
 void helios_pipeline_free(helios_pipeline *p);
 /* The recipe model_index.json chose. */
 helios_recipe helios_pipeline_recipe(const helios_pipeline *p);
 
 typedef struct helios_gen_params {
-    const char *prompt;            /* text, encoded by the pipeline's text encoder ... */
-    const char *negative_prompt;   /* (NULL = "" when guidance is on) */
-    const float *prompt_embeds;    /* ... or precomputed embeddings (1, text_len, text_dim) */
+    const char *prompt;          /* text, encoded by the pipeline's text encoder ... */
+    const char *negative_prompt; /* (NULL = "" when guidance is on) */
+    const float *prompt_embeds;  /* ... or precomputed embeddings (1, text_len, text_dim) */
     const float *negative_prompt_embeds;
-    int text_len;                  /* of the embeddings (1 .. HELIOS_MAX_SEQUENCE_LENGTH); the
+    int text_len;                /* of the embeddings (1 .. HELIOS_MAX_SEQUENCE_LENGTH); the
                                     * encoder pads to max_sequence_length */
-    int max_sequence_length;       /* 512; 1 .. HELIOS_MAX_SEQUENCE_LENGTH (0 = 512) */
-    int height, width;             /* pixels (384 x 640), at most HELIOS_MAX_SIDE; multiples of
+    int max_sequence_length;     /* 512; 1 .. HELIOS_MAX_SEQUENCE_LENGTH (0 = 512) */
+    int height, width;           /* pixels (384 x 640), at most HELIOS_MAX_SIDE; multiples of
                                     * the recipe's size_multiple (16 Base, 64 Mid/Distilled) */
-    int num_frames;                /* video frames wanted (132), 0 .. HELIOS_MAX_FRAMES; 0 =
+    int num_frames;              /* video frames wanted (132), 0 .. HELIOS_MAX_FRAMES; 0 =
                                     * num_chunks decides */
-    int num_chunks;                /* 0 = from num_frames; 1 .. HELIOS_MAX_CHUNKS; < 0 = no end
+    int num_chunks;              /* 0 = from num_frames; 1 .. HELIOS_MAX_CHUNKS; < 0 = no end
                                     * (stream until stopped) */
-    int latent_frames_per_chunk;   /* 0 = recipe default; at most HELIOS_MAX_LATENT_FRAMES_PER_CHUNK */
-    int steps;                     /* Base: steps; 0 = recipe default; at most HELIOS_MAX_STEPS */
-    int pyramid_steps[3];          /* Mid/Distilled: steps per stage; 0 = recipe default */
-    float guidance_scale;          /* < 0 = recipe default; <= 1 turns CFG off; finite, at most
+    int latent_frames_per_chunk; /* 0 = recipe default; at most HELIOS_MAX_LATENT_FRAMES_PER_CHUNK */
+    int steps;                   /* Base: steps; 0 = recipe default; at most HELIOS_MAX_STEPS */
+    int pyramid_steps[3];        /* Mid/Distilled: steps per stage; 0 = recipe default */
+    float guidance_scale;        /* < 0 = recipe default; <= 1 turns CFG off; finite, at most
                                     * HELIOS_MAX_GUIDANCE */
-    helios_sampler sampler;        /* override of the folder's scheduler type; the defaults
+    helios_sampler sampler;      /* override of the folder's scheduler type; the defaults
                                     * follow it (DMD: the Distilled recipe's) */
     uint64_t seed;
-    int decode;                    /* 1: decode each chunk to RGB with the VAE (a folder without
+    int decode;         /* 1: decode each chunk to RGB with the VAE (a folder without
                                     * one: HELIOS_ERR_MISSING); 0: latents only */
-    const float *image;            /* I2V: (3, height, width) in [-1, 1], or NULL */
-    const float *video;            /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL
+    const float *image; /* I2V: (3, height, width) in [-1, 1], or NULL */
+    const float *video; /* V2V: (3, video_frames, height, width) in [-1, 1], or NULL
                                     * (not with image) */
-    int video_frames;              /* 1 .. HELIOS_MAX_FRAMES with video */
-    int video_skipped;             /* V2V from helios_video_read_tail: frames of the input left
+    int video_frames;   /* 1 .. HELIOS_MAX_FRAMES with video */
+    int video_skipped;  /* V2V from helios_video_read_tail: frames of the input left
                                     * out between video's frame 0 and frame 1 (helios_media.skipped) */
 } helios_gen_params;
 
@@ -296,16 +297,16 @@ int helios_gen_video_tail(const helios_pipeline *p, const helios_gen_params *g);
 
 /* What one helios_gen_step did. */
 typedef struct helios_gen_progress {
-    int chunk, n_chunks;           /* n_chunks < 0: unbounded */
+    int chunk, n_chunks; /* n_chunks < 0: unbounded */
     int stage, n_stages, step, n_steps;
-    int chunk_done;                /* this step finished a chunk: latents below */
-    const float *latents;          /* (1, 16, F, H/8, W/8) of the chunk, valid until the next step */
+    int chunk_done;       /* this step finished a chunk: latents below */
+    const float *latents; /* (1, 16, F, H/8, W/8) of the chunk, valid until the next step */
     int latent_frames, latent_height, latent_width;
-    const float *frames;           /* with decode: (3, chunk_frames, height, width) in [-1, 1] */
-    int chunk_frames;              /* frames decoded from the chunk (33) */
-    int n_frames;                  /* of which belong to the video: all but on the last chunk of a
+    const float *frames; /* with decode: (3, chunk_frames, height, width) in [-1, 1] */
+    int chunk_frames;    /* frames decoded from the chunk (33) */
+    int n_frames;        /* of which belong to the video: all but on the last chunk of a
                                     * bounded video, trimmed so the video has 4k + 1 frames */
-    int finished;                  /* the last chunk is done */
+    int finished;        /* the last chunk is done */
 } helios_gen_progress;
 
 /* One generation: its own sampler state, history and last error. */
@@ -322,7 +323,8 @@ int helios_gen_n_chunks(const helios_gen *g);
 helios_status helios_gen_step(helios_gen *g, helios_gen_progress *progress);
 /* Moves the conditioning to a new prompt, interpolating the embeddings linearly over the next
  * `chunks` chunks (spec §2.3's interactive mode; 0 or 1 = at once). */
-helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt, int chunks);
+helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt,
+                                    int chunks);
 
 /* Blocking: runs the remaining steps; on_progress (may be NULL) sees each step and each
  * finished chunk before the next starts; a non-zero return cancels (HELIOS_ERR_CANCELLED). */
@@ -339,24 +341,25 @@ void helios_gen_free(helios_gen *g);
 typedef struct helios_media {
     float *data;
     int frames, height, width;
-    int skipped;                   /* helios_video_read_tail: frames decoded and dropped between
+    int skipped;               /* helios_video_read_tail: frames decoded and dropped between
                                     * data's frame 0 and frame 1 (the video had frames + skipped) */
-    int src_width, src_height;     /* the size in the file, before resizing */
-    double fps;                    /* 0 when unknown (images) */
+    int src_width, src_height; /* the size in the file, before resizing */
+    double fps;                /* 0 when unknown (images) */
 } helios_media;
 
 /* Reads anything FFmpeg decodes (PNG, JPEG, WebP, ...; MP4, WebM, MKV, Y4M, ...) as RGB,
  * resized to width x height with Lanczos (0 x 0 keeps the native size), alpha dropped.
  * helios_image_read keeps the first frame (frames = 1, data is (3, H, W)); helios_video_read up
  * to max_frames frames (<= 0: all). Errors: the session's, naming the file. */
-helios_status helios_image_read(helios_session *s, const char *path, int width, int height, helios_media **out);
-helios_status helios_video_read(helios_session *s, const char *path, int width, int height, int max_frames,
+helios_status helios_image_read(helios_session *s, const char *path, int width, int height,
                                 helios_media **out);
+helios_status helios_video_read(helios_session *s, const char *path, int width, int height,
+                                int max_frames, helios_media **out);
 /* Frame 0 and the newest `tail` frames of a video (what V2V uses: see helios_gen_video_tail),
  * decoded as a stream: memory is bounded by tail + 1 frames whatever the video's length, and
  * every frame is still decoded (a damaged one is an error). frames = 1 + min(tail, rest). */
-helios_status helios_video_read_tail(helios_session *s, const char *path, int width, int height, int tail,
-                                     helios_media **out);
+helios_status helios_video_read_tail(helios_session *s, const char *path, int width, int height,
+                                     int tail, helios_media **out);
 void helios_media_free(helios_media *m);
 
 /* A video writer, chosen from the path:
@@ -368,10 +371,10 @@ void helios_media_free(helios_media *m);
 typedef struct helios_video_writer helios_video_writer;
 
 typedef struct helios_video_writer_params {
-    int width, height;             /* frame size in pixels */
-    int fps;                       /* 24 (the Helios models' frame rate) */
-    int crf;                       /* H.264 quality, 0..51 (18) */
-    int truncate;                  /* 8-bit conversion: 0 = round (diffusers numpy_to_pil),
+    int width, height; /* frame size in pixels */
+    int fps;           /* 24 (the Helios models' frame rate) */
+    int crf;           /* H.264 quality, 0..51 (18) */
+    int truncate;      /* 8-bit conversion: 0 = round (diffusers numpy_to_pil),
                                     * 1 = truncate (diffusers export_to_video) */
 } helios_video_writer_params;
 
@@ -379,11 +382,13 @@ void helios_video_writer_params_init(helios_video_writer_params *p);
 /* HELIOS_OK if path names a format above (nothing is created). Errors: the session's. */
 helios_status helios_video_path_check(helios_session *s, const char *path);
 /* Errors: the session's. */
-helios_status helios_video_writer_open(helios_session *s, const char *path, const helios_video_writer_params *p,
+helios_status helios_video_writer_open(helios_session *s, const char *path,
+                                       const helios_video_writer_params *p,
                                        helios_video_writer **out);
 /* Appends frames t0 .. t0+n-1 of x, a (3, T, height, width) block in [-1, 1] (e.g.
  * helios_gen_progress.frames with T = chunk_frames, n = n_frames), and makes them durable. */
-helios_status helios_video_writer_write(helios_video_writer *w, const float *x, int T, int t0, int n);
+helios_status helios_video_writer_write(helios_video_writer *w, const float *x, int T, int t0,
+                                        int n);
 /* Finishes the file and renames it to its final name. */
 helios_status helios_video_writer_close(helios_video_writer *w);
 /* Message of this writer's last failure ("" if none). */
@@ -396,18 +401,19 @@ void helios_video_writer_free(helios_video_writer *w);
 /* Writes one float32 tensor as a .safetensors file (e.g. the latents of a video), through
  * "<path>.part". metadata: NULL or {key0, value0, key1, value1, ..., NULL}. Errors: the
  * session's. */
-helios_status helios_tensor_save(helios_session *s, const char *path, const char *name, const float *data,
-                                 int ndim, const int64_t *shape, const char *const *metadata);
+helios_status helios_tensor_save(helios_session *s, const char *path, const char *name,
+                                 const float *data, int ndim, const int64_t *shape,
+                                 const char *const *metadata);
 
 /* One tensor of a checkpoint, as helios_checkpoint_list reports it. */
 typedef struct helios_tensor_info {
     const char *name;
-    const char *dtype;             /* "F32", "BF16", ... */
+    const char *dtype; /* "F32", "BF16", ... */
     int ndim;
     const int64_t *shape;
     uint64_t nbytes;
-    const char *file;              /* the .safetensors file holding it */
-    int file_index, n_files;       /* its file among the checkpoint's files */
+    const char *file;        /* the .safetensors file holding it */
+    int file_index, n_files; /* its file among the checkpoint's files */
 } helios_tensor_info;
 
 /* Calls fn for every tensor of a .safetensors file, a *.safetensors.index.json or a folder
@@ -415,8 +421,8 @@ typedef struct helios_tensor_info {
  * header is validated first. *n_files (may be NULL) receives the number of files. Errors: the
  * session's. */
 typedef int (*helios_tensor_fn)(const helios_tensor_info *t, void *user);
-helios_status helios_checkpoint_list(helios_session *s, const char *path, helios_tensor_fn fn, void *user,
-                                     int *n_files);
+helios_status helios_checkpoint_list(helios_session *s, const char *path, helios_tensor_fn fn,
+                                     void *user, int *n_files);
 
 /* ---- the tiny world: procedural video with captions and ground truth ------------------------ */
 
@@ -432,16 +438,16 @@ typedef struct helios_world helios_world;
 
 typedef struct helios_world_params {
     uint64_t seed;
-    int width, height;       /* pixels, 16..8192 each (256 x 256) */
-    int fps;                 /* 24: sets the speed of everything that moves */
-    const char *prompt;      /* NULL: a random scene from the seed that changes now and then (an
+    int width, height;  /* pixels, 16..8192 each (256 x 256) */
+    int fps;            /* 24: sets the speed of everything that moves */
+    const char *prompt; /* NULL: a random scene from the seed that changes now and then (an
                               * object enters or leaves, the background colour turns); else the
                               * scene this caption describes -- its objects, sizes, motions and
                               * background -- placed by the seed, without changes (copied) */
-    int max_objects;         /* 4: at most this many objects at once (1..6) */
-    int events;              /* 1: scene changes (random scenes only) */
-    int camera;              /* 1: random scenes may pan the camera */
-    int lighting;            /* 1: random scenes may change the light slowly */
+    int max_objects;    /* 4: at most this many objects at once (1..6) */
+    int events;         /* 1: scene changes (random scenes only) */
+    int camera;         /* 1: random scenes may pan the camera */
+    int lighting;       /* 1: random scenes may change the light slowly */
 } helios_world_params;
 
 void helios_world_params_init(helios_world_params *p);
@@ -478,20 +484,20 @@ void helios_world_free(helios_world *w);
 typedef struct helios_eval helios_eval;
 
 typedef struct helios_eval_params {
-    int width, height;       /* frame size, at least 16 x 16 */
-    int fps;                 /* 24: one Fréchet window is fps frames */
-    int chunk;               /* 33: frames per generated chunk, for the seam strength */
-    const char *prompt;      /* what every frame should show (copied), or NULL */
-    const char *truth_path;  /* or a `helios world --truth` file: each frame's caption, and the
+    int width, height;      /* frame size, at least 16 x 16 */
+    int fps;                /* 24: one Fréchet window is fps frames */
+    int chunk;              /* 33: frames per generated chunk, for the seam strength */
+    const char *prompt;     /* what every frame should show (copied), or NULL */
+    const char *truth_path; /* or a `helios world --truth` file: each frame's caption, and the
                               * frame size and count the video must have */
-    int reference_seeds;     /* 4: seeds of real footage for the Fréchet distance (0 = none) */
-    int reference_frames;    /* frames per seed; 0 = as many as the video, at most 480 */
+    int reference_seeds;    /* 4: seeds of real footage for the Fréchet distance (0 = none) */
+    int reference_frames;   /* frames per seed; 0 = as many as the video, at most 480 */
 } helios_eval_params;
 
 typedef struct helios_eval_metric {
-    const char *name;        /* "semantic_accuracy", "drift_histogram", ... */
-    double value;            /* NaN: not applicable (e.g. no prompt, too few chunks) */
-    const char *what;        /* one line saying what it measures */
+    const char *name; /* "semantic_accuracy", "drift_histogram", ... */
+    double value;     /* NaN: not applicable (e.g. no prompt, too few chunks) */
+    const char *what; /* one line saying what it measures */
 } helios_eval_metric;
 
 void helios_eval_params_init(helios_eval_params *p);
@@ -499,7 +505,8 @@ void helios_eval_params_init(helios_eval_params *p);
 helios_status helios_eval_new(helios_session *s, const helios_eval_params *p, helios_eval **out);
 /* Adds frame t of a (3, T, height, width) block in [-1, 1] as the next frame of the video.
  * caption: what this frame should show; NULL = the truth file's caption, else the prompt. */
-helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t, const char *caption);
+helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t,
+                              const char *caption);
 /* Computes every metric over the frames added so far (at least 8; with a truth file exactly its
  * frame count). *metrics (n of them) stays valid until the next call on e. */
 helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metrics, int *n);

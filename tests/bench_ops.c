@@ -57,18 +57,18 @@ static double median(double *t, int n) {
 static hl_ctx g_ctx; /* test_ctx, in main */
 static int g_reps = 7;
 
-#define TIME_MEDIAN(result, stmt)                                    \
-    do {                                                             \
-        double ts_[64];                                              \
-        for (int r_ = -1; r_ < g_reps; r_++) {                       \
-            double t0_ = hl_time();                                  \
-            if ((stmt) != HL_OK) {                                   \
-                fprintf(stderr, "%s failed\n", #stmt);               \
-                exit(1);                                             \
-            }                                                        \
-            if (r_ >= 0) ts_[r_] = hl_time() - t0_;                  \
-        }                                                            \
-        result = median(ts_, g_reps);                                \
+#define TIME_MEDIAN(result, stmt)                      \
+    do {                                               \
+        double ts_[64];                                \
+        for (int r_ = -1; r_ < g_reps; r_++) {         \
+            double t0_ = hl_time();                    \
+            if ((stmt) != HL_OK) {                     \
+                fprintf(stderr, "%s failed\n", #stmt); \
+                exit(1);                               \
+            }                                          \
+            if (r_ >= 0) ts_[r_] = hl_time() - t0_;    \
+        }                                              \
+        result = median(ts_, g_reps);                  \
     } while (0)
 
 static void bench_linear(int64_t M, int64_t N, int64_t K, double ceiling) {
@@ -93,8 +93,7 @@ static void bench_attention(int64_t Sq, int64_t Sk, hl_dtype dt, double ceiling)
     float *q = alloc_rand(Sq * w, 1), *k = alloc_rand(Sk * w, 2), *v = alloc_rand(Sk * w, 3);
     float *o = malloc((size_t)(Sq * w) * sizeof *o);
     double t;
-    TIME_MEDIAN(t, hl_attention(&g_ctx, Sq, Sk, HEADS, HD, q, w, k, w, v, w, 0.0883883f, dt,
-                                    o, w));
+    TIME_MEDIAN(t, hl_attention(&g_ctx, Sq, Sk, HEADS, HD, q, w, k, w, v, w, 0.0883883f, dt, o, w));
     double gf = 4.0 * Sq * Sk * HD * HEADS / t * 1e-9;
     printf("attention %s Sq=%lld Sk=%lld H=%d hd=%d: %8.3f ms %7.0f GFLOP/s  %5.1f%% of ceiling\n",
            hl_dtype_name(dt), (long long)Sq, (long long)Sk, HEADS, HD, t * 1e3, gf,
@@ -115,8 +114,8 @@ static void bench_attention_biased(int64_t S_, int H, int hd, hl_dtype dt, doubl
     float *o = malloc((size_t)(S_ * w) * sizeof *o);
     for (int64_t j = 0; j < S_; j++) kb[j] = j >= S_ - S_ / 8 ? -3.402823466e38f : 0.0f;
     double t, t0;
-    TIME_MEDIAN(t, hl_attention_biased(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, bias,
-                                           kb, dt, o, w));
+    TIME_MEDIAN(
+        t, hl_attention_biased(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, bias, kb, dt, o, w));
     TIME_MEDIAN(t0, hl_attention(&g_ctx, S_, S_, H, hd, q, w, k, w, v, w, 1.0f, dt, o, w));
     double fl = 4.0 * S_ * S_ * hd * H * 1e-9;
     printf("attention_biased %s S=%lld H=%d hd=%d bias+mask: %8.3f ms %7.0f GFLOP/s  %5.1f%% of "
@@ -153,23 +152,24 @@ static void bench_block(double ceiling) {
     const double ffn = 2.0 * S * DIM * FFN;
     op_time ops[32];
     int n = 0;
-#define OP(nm, fl, stmt)                              \
-    do {                                              \
-        double t0 = hl_time();                        \
-        if ((stmt) != HL_OK) {                        \
-            fprintf(stderr, "%s failed\n", nm);       \
-            exit(1);                                  \
-        }                                             \
-        ops[n].name = nm;                             \
-        ops[n].t = hl_time() - t0;                    \
-        ops[n++].flops = fl;                          \
+#define OP(nm, fl, stmt)                        \
+    do {                                        \
+        double t0 = hl_time();                  \
+        if ((stmt) != HL_OK) {                  \
+            fprintf(stderr, "%s failed\n", nm); \
+            exit(1);                            \
+        }                                       \
+        ops[n].name = nm;                       \
+        ops[n].t = hl_time() - t0;              \
+        ops[n++].flops = fl;                    \
     } while (0)
     double best = 1e30;
     op_time keep[32];
     int nkeep = 0;
     for (int rep = -1; rep < 3; rep++) {
         n = 0;
-        OP("ln_modulate", 0, hl_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale1, shift1, eps, h, DIM));
+        OP("ln_modulate", 0,
+           hl_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale1, shift1, eps, h, DIM));
         OP("linear q", lin, hl_linear(&g_ctx, S, h, DIM, &wq.t, NULL, q, DIM));
         OP("linear k", lin, hl_linear(&g_ctx, S, h, DIM, &wk.t, NULL, k, DIM));
         OP("linear v", lin, hl_linear(&g_ctx, S, h, DIM, &wv.t, NULL, v, DIM));
@@ -191,7 +191,8 @@ static void bench_block(double ceiling) {
            hl_attention(&g_ctx, S, CTX, HEADS, HD, q, DIM, k, DIM, v, DIM, sc, HL_BF16, a, DIM));
         OP("cross o", lin, hl_linear(&g_ctx, S, a, DIM, &co.t, NULL, o, DIM));
         OP("add", 0, hl_add_gated(&g_ctx, S, DIM, x, DIM, o, DIM, NULL));
-        OP("ln_modulate", 0, hl_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale2, shift2, eps, h, DIM));
+        OP("ln_modulate", 0,
+           hl_layernorm_modulate(&g_ctx, S, DIM, x, DIM, scale2, shift2, eps, h, DIM));
         OP("ffn up", ffn, hl_linear(&g_ctx, S, h, DIM, &f1.t, NULL, ff, FFN));
         OP("gelu_tanh", 0, hl_gelu_tanh(&g_ctx, S * FFN, ff, ff));
         OP("ffn down", ffn, hl_linear(&g_ctx, S, ff, FFN, &f2.t, NULL, o, DIM));

@@ -2,7 +2,8 @@
  * it uses and use nothing outside the standard. Compiled, not run, by test_header.sh. */
 #include "helios.h"
 
-#if !defined(HELIOS_VERSION_MAJOR) || !defined(HELIOS_VERSION_MINOR) || !defined(HELIOS_VERSION_PATCH)
+#if !defined(HELIOS_VERSION_MAJOR) || !defined(HELIOS_VERSION_MINOR) || \
+    !defined(HELIOS_VERSION_PATCH)
 #error "version macros missing"
 #endif
 

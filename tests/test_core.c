@@ -80,15 +80,18 @@ static void test_error(void) {
     char path[4097];
     memset(path, 'd', sizeof path - 1);
     path[0] = '/', path[sizeof path - 1] = '\0';
-    hl_fail(&e, HELIOS_ERR_IO, "%s/model_index.json: cannot open: %s", path, "No such file or directory");
+    hl_fail(&e, HELIOS_ERR_IO, "%s/model_index.json: cannot open: %s", path,
+            "No such file or directory");
     size_t n = strlen(e.msg);
     CHECK(n == HL_ERR_MSG_MAX - 1, "long message fills the buffer (%zu)", n);
     static const char tail[] = "dd/model_index.json: cannot open: No such file or directory";
-    CHECK(e.msg[0] == '/' && strstr(e.msg, " ... ") && strcmp(e.msg + n - (sizeof tail - 1), tail) == 0,
+    CHECK(e.msg[0] == '/' && strstr(e.msg, " ... ") &&
+              strcmp(e.msg + n - (sizeof tail - 1), tail) == 0,
           "long message keeps its end: ...%s", e.msg + n - 60);
     hl_error_prefix(&e, "%s", path);
     n = strlen(e.msg);
-    CHECK(n == HL_ERR_MSG_MAX - 1 && strstr(e.msg, "model_index.json: cannot open: No such file or directory"),
+    CHECK(n == HL_ERR_MSG_MAX - 1 &&
+              strstr(e.msg, "model_index.json: cannot open: No such file or directory"),
           "long prefix keeps the end: ...%s", e.msg + n - 60);
 }
 

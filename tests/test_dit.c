@@ -31,8 +31,8 @@ static helios_transformer *load(helios_session *s, const char *weights) {
 }
 
 /* Runs every case with model t and compares with `ref_name` within rel_tol · max(1, max|ref|). */
-static void run_cases(helios_session *s, helios_transformer *t, const char *ref_name, double rel_tol,
-                      const char *label) {
+static void run_cases(helios_session *s, helios_transformer *t, const char *ref_name,
+                      double rel_tol, const char *label) {
     for (size_t i = 0; i < sizeof k_cases / sizeof *k_cases; i++) {
         hl_safetensors *st = NULL;
         hl_error e = {0};
@@ -69,11 +69,15 @@ static void run_intermediates(helios_session *s, helios_transformer *t) {
     hl_safetensors *st = NULL, *cs = NULL;
     hl_error e = {0};
     hl_dit_case c = {0};
-    CHECK(hl_st_open(vector_path("transformer_case_ii_history_intermediates.safetensors"), &st, &e) == HL_OK, "%s", e.msg);
-    CHECK(hl_st_open(vector_path("transformer_case_ii_history.safetensors"), &cs, &e) == HL_OK, "%s", e.msg);
+    CHECK(hl_st_open(vector_path("transformer_case_ii_history_intermediates.safetensors"), &st,
+                     &e) == HL_OK,
+          "%s", e.msg);
+    CHECK(hl_st_open(vector_path("transformer_case_ii_history.safetensors"), &cs, &e) == HL_OK,
+          "%s", e.msg);
     if (st && cs && hl_dit_case_read(cs, &c, &e) == HL_OK) {
         int n = 0;
-        CHECK(hl_dit_check_intermediates(&s->ctx, t, &c, st, on_intermediate, NULL, &n) == HL_OK, "%s", s->err.msg);
+        CHECK(hl_dit_check_intermediates(&s->ctx, t, &c, st, on_intermediate, NULL, &n) == HL_OK,
+              "%s", s->err.msg);
         /* patch x4, rope, temb + tproj x2 + text, block-0 input, block-0 attn1/attn2/ffn, every
          * block's output, norm_out, proj_out: all that the file records */
         int expected = 4 + 1 + 4 + 1 + 3 + t->cfg.num_layers + 2;

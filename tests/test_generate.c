@@ -36,10 +36,13 @@ static void test_stepwise(helios_pipeline *p, float *last_chunk, size_t n_last) 
     for (helios_gen_progress pr = {0}; !pr.finished && steps < 1000;) {
         CHECK(helios_gen_step(gen, &pr) == HELIOS_OK, "step");
         steps++;
-        CHECK(pr.chunk == prev_chunk, "steps of chunk %d before chunk %d is done", prev_chunk, pr.chunk);
+        CHECK(pr.chunk == prev_chunk, "steps of chunk %d before chunk %d is done", prev_chunk,
+              pr.chunk);
         CHECK(pr.n_chunks == 3 && pr.n_stages == 3 && pr.step < pr.n_steps, "progress fields");
         if (pr.chunk_done) {
-            CHECK(pr.latents && pr.latent_frames == 3 && pr.latent_height == 8 && pr.latent_width == 16, "chunk latents");
+            CHECK(pr.latents && pr.latent_frames == 3 && pr.latent_height == 8 &&
+                      pr.latent_width == 16,
+                  "chunk latents");
             if (pr.finished) memcpy(last_chunk, pr.latents, n_last * sizeof(float));
             chunks++;
             prev_chunk = pr.chunk + 1;
@@ -62,8 +65,8 @@ static int count_chunks(const helios_gen_progress *p, void *user) {
 }
 
 /* Blocking run with a callback; the generation is freed here. */
-static helios_status run(helios_pipeline *p, const helios_gen_params *g, helios_progress_fn fn, void *user,
-                         char *msg, size_t n) {
+static helios_status run(helios_pipeline *p, const helios_gen_params *g, helios_progress_fn fn,
+                         void *user, char *msg, size_t n) {
     helios_gen *gen;
     helios_status st = helios_gen_new(p, g, &gen);
     if (st != HELIOS_OK) return st;
@@ -76,7 +79,8 @@ static helios_status run(helios_pipeline *p, const helios_gen_params *g, helios_
 static void test_version_and_null_frees(void) {
     CHECK(!strcmp(helios_version(), HELIOS_VERSION_STRING), "helios_version %s", helios_version());
     char v[32];
-    snprintf(v, sizeof v, "%d.%d.%d", HELIOS_VERSION_MAJOR, HELIOS_VERSION_MINOR, HELIOS_VERSION_PATCH);
+    snprintf(v, sizeof v, "%d.%d.%d", HELIOS_VERSION_MAJOR, HELIOS_VERSION_MINOR,
+             HELIOS_VERSION_PATCH);
     CHECK(!strcmp(v, HELIOS_VERSION_STRING), "version macros agree: %s", v);
     helios_session_free(NULL);
     helios_transformer_free(NULL);
@@ -84,7 +88,8 @@ static void test_version_and_null_frees(void) {
     helios_gen_free(NULL);
     helios_media_free(NULL);
     helios_video_writer_free(NULL);
-    CHECK(!strcmp(helios_gen_error(NULL), "") && !strcmp(helios_session_error(NULL), ""), "errors of NULL");
+    CHECK(!strcmp(helios_gen_error(NULL), "") && !strcmp(helios_session_error(NULL), ""),
+          "errors of NULL");
     const helios_recipe_defaults *d = helios_recipe_defaults_get(HELIOS_RECIPE_DISTILLED);
     CHECK(d && d->sampler == HELIOS_SAMPLER_DMD && d->amplify_first_chunk && d->guidance_scale <= 1,
           "distilled recipe row");
@@ -100,7 +105,8 @@ static void test_media(helios_session *s, helios_pipeline *p) {
     snprintf(part, sizeof part, "%s/out.mp4.part", dir);
     snprintf(lat, sizeof lat, "%s/latents.safetensors", dir);
     CHECK(helios_video_path_check(s, mp4) == HELIOS_OK, "mp4 path accepted");
-    CHECK(helios_video_path_check(s, "out.avi") == HELIOS_ERR_UNSUPPORTED && strstr(helios_session_error(s), "out.avi"),
+    CHECK(helios_video_path_check(s, "out.avi") == HELIOS_ERR_UNSUPPORTED &&
+              strstr(helios_session_error(s), "out.avi"),
           "avi refused, named: %s", helios_session_error(s));
 
     helios_gen_params g = small_params();
@@ -111,38 +117,46 @@ static void test_media(helios_session *s, helios_pipeline *p) {
     helios_video_writer_params_init(&wp);
     wp.width = g.width, wp.height = g.height;
     helios_video_writer *w = NULL;
-    CHECK(helios_video_writer_open(s, mp4, &wp, &w) == HELIOS_OK, "writer: %s", helios_session_error(s));
+    CHECK(helios_video_writer_open(s, mp4, &wp, &w) == HELIOS_OK, "writer: %s",
+          helios_session_error(s));
     int frames = 0;
     for (helios_gen_progress pr = {0}; gen && w && !pr.finished;) {
         CHECK(helios_gen_step(gen, &pr) == HELIOS_OK, "step: %s", helios_gen_error(gen));
         if (!pr.chunk_done) continue;
         CHECK(pr.frames && pr.n_frames == 9, "decoded chunk: %d frames", pr.n_frames);
-        CHECK(helios_video_writer_write(w, pr.frames, pr.chunk_frames, 0, pr.n_frames) == HELIOS_OK, "write: %s",
-              helios_video_writer_error(w));
+        CHECK(helios_video_writer_write(w, pr.frames, pr.chunk_frames, 0, pr.n_frames) == HELIOS_OK,
+              "write: %s", helios_video_writer_error(w));
         frames += pr.n_frames;
         int64_t shape[5] = {1, 16, pr.latent_frames, pr.latent_height, pr.latent_width};
         const char *meta[] = {"prompt", g.prompt, NULL};
-        CHECK(helios_tensor_save(s, lat, "latents", pr.latents, 5, shape, meta) == HELIOS_OK, "tensor_save: %s",
-              helios_session_error(s));
+        CHECK(helios_tensor_save(s, lat, "latents", pr.latents, 5, shape, meta) == HELIOS_OK,
+              "tensor_save: %s", helios_session_error(s));
     }
     CHECK(access(part, F_OK) == 0 && access(mp4, F_OK) != 0, "unfinished video only under .part");
-    CHECK(w && helios_video_writer_close(w) == HELIOS_OK, "close: %s", helios_video_writer_error(w));
-    CHECK(w && helios_video_writer_write(w, NULL, 0, 0, 0) == HELIOS_ERR_INVALID_ARG, "write after close refused");
+    CHECK(w && helios_video_writer_close(w) == HELIOS_OK, "close: %s",
+          helios_video_writer_error(w));
+    CHECK(w && helios_video_writer_write(w, NULL, 0, 0, 0) == HELIOS_ERR_INVALID_ARG,
+          "write after close refused");
     helios_video_writer_free(w);
     helios_gen_free(gen);
     CHECK(access(mp4, F_OK) == 0 && access(part, F_OK) != 0, "closed video renamed");
 
     helios_media *m = NULL;
-    CHECK(helios_video_read(s, mp4, 0, 0, 0, &m) == HELIOS_OK && m, "read back: %s", helios_session_error(s));
-    if (m) CHECK(m->frames == frames && m->width == g.width && m->height == g.height && m->data, "read back %d frames %dx%d",
-                 m->frames, m->width, m->height);
+    CHECK(helios_video_read(s, mp4, 0, 0, 0, &m) == HELIOS_OK && m, "read back: %s",
+          helios_session_error(s));
+    if (m)
+        CHECK(m->frames == frames && m->width == g.width && m->height == g.height && m->data,
+              "read back %d frames %dx%d", m->frames, m->width, m->height);
     helios_media_free(m);
     m = NULL;
-    CHECK(helios_image_read(s, mp4, 32, 16, &m) == HELIOS_OK && m && m->frames == 1 && m->width == 32, "first frame, resized");
+    CHECK(helios_image_read(s, mp4, 32, 16, &m) == HELIOS_OK && m && m->frames == 1 &&
+              m->width == 32,
+          "first frame, resized");
     helios_media_free(m);
     m = NULL;
     CHECK(helios_image_read(s, "/nonexistent.png", 0, 0, &m) != HELIOS_OK && !m &&
-          strstr(helios_session_error(s), "/nonexistent.png"), "missing image named: %s", helios_session_error(s));
+              strstr(helios_session_error(s), "/nonexistent.png"),
+          "missing image named: %s", helios_session_error(s));
 
     /* the open-in-a-folder case: an unclosed writer leaves nothing */
     char mp4b[256];
@@ -153,8 +167,8 @@ static void test_media(helios_session *s, helios_pipeline *p) {
     CHECK(access(mp4b, F_OK) != 0 && access(part, F_OK) != 0, "discarded writer leaves no file");
 
     int n_files = 0;
-    CHECK(helios_checkpoint_list(s, lat, NULL, NULL, &n_files) == HELIOS_OK && n_files == 1, "checkpoint_list: %s",
-          helios_session_error(s));
+    CHECK(helios_checkpoint_list(s, lat, NULL, NULL, &n_files) == HELIOS_OK && n_files == 1,
+          "checkpoint_list: %s", helios_session_error(s));
     remove(lat);
     remove(mp4);
     rmdir(dir);
@@ -172,13 +186,15 @@ static void test_session_limits(void) {
               strstr(helios_session_new_error(), "n_threads -4 out of range"),
           "threads -4: '%s'", helios_session_new_error());
     sp.n_threads = 100000;
-    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG && !s && strstr(helios_session_new_error(), "100000"),
+    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG && !s &&
+              strstr(helios_session_new_error(), "100000"),
           "threads 100000: '%s'", helios_session_new_error());
     sp.n_threads = HELIOS_MAX_THREADS + 1;
     CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG, "threads max+1");
     sp.n_threads = 1;
     sp.backend = (helios_backend)7;
-    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG && strstr(helios_session_new_error(), "backend 7"),
+    CHECK(helios_session_new(&sp, &s) == HELIOS_ERR_INVALID_ARG &&
+              strstr(helios_session_new_error(), "backend 7"),
           "backend 7: '%s'", helios_session_new_error());
     CHECK(helios_session_new(NULL, &s) == HELIOS_ERR_INVALID_ARG && !s, "NULL params");
     sp.backend = HELIOS_BACKEND_CPU;
@@ -252,7 +268,8 @@ static void test_invalid_params(helios_session *s, helios_pipeline *p) {
     helios_gen_params g = small_params();
     g.num_chunks = 0, g.num_frames = HELIOS_MAX_FRAMES;
     helios_gen *gen = NULL;
-    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_OK && helios_gen_n_chunks(gen) == (HELIOS_MAX_FRAMES + 8) / 9,
+    CHECK(helios_gen_new(p, &g, &gen) == HELIOS_OK &&
+              helios_gen_n_chunks(gen) == (HELIOS_MAX_FRAMES + 8) / 9,
           "num_frames max: %s, %d chunks", helios_session_error(s), helios_gen_n_chunks(gen));
     CHECK(helios_gen_prompt_set(gen, "x", NULL, -1) == HELIOS_ERR_INVALID_ARG &&
               strstr(helios_gen_error(gen), "out of range"),
@@ -262,8 +279,8 @@ static void test_invalid_params(helios_session *s, helios_pipeline *p) {
 }
 
 /* First-chunk latents of a run (n floats), or the failing status with the message in msg. */
-static helios_status first_chunk(helios_pipeline *p, const helios_gen_params *g, float *out, size_t n, char *msg,
-                                 size_t cap) {
+static helios_status first_chunk(helios_pipeline *p, const helios_gen_params *g, float *out,
+                                 size_t n, char *msg, size_t cap) {
     helios_gen *gen = NULL;
     helios_status st = helios_gen_new(p, g, &gen);
     msg[0] = '\0';
@@ -301,25 +318,31 @@ static void test_bad_input(helios_session *s, helios_pipeline *p) {
     for (size_t c = 0; c < 3; c++)
         for (size_t t = 0; t < TV; t++)
             for (size_t i = 0; i < frame; i++)
-                video[(c * TV + t) * frame + i] = sinf(0.05f * (float)(i % 97) + 0.3f * (float)t + (float)c) * 0.9f;
+                video[(c * TV + t) * frame + i] =
+                    sinf(0.05f * (float)(i % 97) + 0.3f * (float)t + (float)c) * 0.9f;
     int tail = helios_gen_video_tail(p, &g);
     CHECK(tail == 7 * 9, "V2V tail: %d frames", tail);
     g.video = video, g.video_frames = TV;
-    CHECK(first_chunk(p, &g, a, n, msg, sizeof msg) == HELIOS_OK, "V2V, whole video: %s %s", msg, helios_session_error(s));
+    CHECK(first_chunk(p, &g, a, n, msg, sizeof msg) == HELIOS_OK, "V2V, whole video: %s %s", msg,
+          helios_session_error(s));
     if (tail > 0 && tail < TV - 1) {
         float *cut = malloc(3 * (size_t)(1 + tail) * frame * sizeof *cut);
         for (size_t c = 0; c < 3; c++) {
             memcpy(cut + c * (1 + tail) * frame, video + c * TV * frame, frame * sizeof *cut);
-            memcpy(cut + (c * (1 + tail) + 1) * frame, video + (c * TV + TV - tail) * frame, tail * frame * sizeof *cut);
+            memcpy(cut + (c * (1 + tail) + 1) * frame, video + (c * TV + TV - tail) * frame,
+                   tail * frame * sizeof *cut);
         }
         g.video = cut, g.video_frames = 1 + tail, g.video_skipped = TV - 1 - tail;
         CHECK(first_chunk(p, &g, b, n, msg, sizeof msg) == HELIOS_OK, "V2V from a tail: %s", msg);
         float d = 0; /* two V2V runs differ by ~2e-6 (oneDNN's conv reductions): not bit-exact */
         for (size_t i = 0; i < n; i++) d = fmaxf(d, fabsf(a[i] - b[i]));
-        CHECK(d < 1e-4, "V2V from frame 0 + the newest %d frames = V2V from all %d (max diff %g)", tail, TV, d);
-        g.video_frames -= 9, g.video_skipped += 9; /* the same length, but a window it needs is missing */
+        CHECK(d < 1e-4, "V2V from frame 0 + the newest %d frames = V2V from all %d (max diff %g)",
+              tail, TV, d);
+        g.video_frames -= 9,
+            g.video_skipped += 9; /* the same length, but a window it needs is missing */
         helios_gen *gen = NULL;
-        CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_INVALID_ARG && strstr(helios_session_error(s), "skipped"),
+        CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_INVALID_ARG &&
+                  strstr(helios_session_error(s), "skipped"),
               "V2V missing needed frames: %s", helios_session_error(s));
         helios_gen_free(gen);
         free(cut);
@@ -335,18 +358,21 @@ static void test_bad_input(helios_session *s, helios_pipeline *p) {
         while (f && fgets(line, sizeof line, f))
             if (!strncmp(line, "VmSize:", 7)) vm_kb = strtoull(line + 7, NULL, 10);
         if (f) fclose(f);
-        struct rlimit r = {.rlim_cur = (rlim_t)(vm_kb + 32 * 1024) * 1024, .rlim_max = RLIM_INFINITY};
+        struct rlimit r = {.rlim_cur = (rlim_t)(vm_kb + 32 * 1024) * 1024,
+                           .rlim_max = RLIM_INFINITY};
         setrlimit(RLIMIT_AS, &r);
         helios_gen_params gl = small_params();
         helios_gen *gen = NULL;
         helios_status st = helios_gen_new(p, &gl, &gen);
-        _exit(st == HELIOS_ERR_OOM && !gen && strstr(helios_session_error(s), "not enough memory") &&
+        _exit(st == HELIOS_ERR_OOM && !gen &&
+                      strstr(helios_session_error(s), "not enough memory") &&
                       strstr(helios_session_error(s), "RLIMIT_AS")
                   ? 0
                   : 1);
     }
     int status = 0;
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0,
           "a generation over RLIMIT_AS is refused with the numbers (child status %d)", status);
 #endif
     free(a), free(b);
@@ -357,7 +383,8 @@ static void test_bad_input(helios_session *s, helios_pipeline *p) {
  * left out, built from symlinks into a temporary folder; loading must fail with the status and a
  * message naming the file and the key, before anything is computed. */
 
-static const char *const k_components[] = {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"};
+static const char *const k_components[] = {"scheduler", "text_encoder", "tokenizer", "transformer",
+                                           "vae"};
 
 /* dst/name: the original file with `from` replaced by `to` (once; it must occur). */
 static int write_edited(const char *src, const char *dst, const char *from, const char *to) {
@@ -376,12 +403,14 @@ static int write_edited(const char *src, const char *dst, const char *from, cons
 }
 
 /* A model folder at dir: MODEL's files linked, `file` (relative) edited, `drop` left out. */
-static int make_model(const char *dir, const char *file, const char *from, const char *to, const char *drop) {
+static int make_model(const char *dir, const char *file, const char *from, const char *to,
+                      const char *drop) {
     char src[4096], dst[4096];
     if (mkdir(dir, 0777) != 0) return 0;
     snprintf(src, sizeof src, "%s/model_index.json", MODEL);
     snprintf(dst, sizeof dst, "%s/model_index.json", dir);
-    int ok = file && !strcmp(file, "model_index.json") ? write_edited(src, dst, from, to) : symlink(src, dst) == 0;
+    int ok = file && !strcmp(file, "model_index.json") ? write_edited(src, dst, from, to)
+                                                       : symlink(src, dst) == 0;
     for (size_t c = 0; ok && c < sizeof k_components / sizeof *k_components; c++) {
         const char *comp = k_components[c];
         size_t len = strlen(comp);
@@ -399,7 +428,8 @@ static int make_model(const char *dir, const char *file, const char *from, const
             char s2[4200], d2[4200];
             snprintf(s2, sizeof s2, "%s/%s", src, e->d_name);
             snprintf(d2, sizeof d2, "%s/%s", dst, e->d_name);
-            ok = !strcmp(e->d_name, file + len + 1) ? write_edited(s2, d2, from, to) : symlink(s2, d2) == 0;
+            ok = !strcmp(e->d_name, file + len + 1) ? write_edited(s2, d2, from, to)
+                                                    : symlink(s2, d2) == 0;
         }
         if (d) closedir(d);
         else ok = 0;
@@ -434,51 +464,59 @@ static void test_model_check(helios_session *s) {
         const char *named_file, *key;
     } cases[] = {
         {"vae/ missing", NULL, NULL, NULL, "vae", HELIOS_ERR_MISSING, "vae/config.json", "'vae'"},
-        {"latents_mean of 15 values", "vae/config.json", "-0.7571,", "", NULL, HELIOS_ERR_FORMAT, "vae/config.json",
-         "'latents_mean'"},
-        {"latents_std of 17 values", "vae/config.json", "2.8184,", "2.8184, 1.0,", NULL, HELIOS_ERR_FORMAT,
-         "vae/config.json", "'latents_std'"},
-        {"Base with the DMD scheduler", "model_index.json", "HeliosPyramidPipeline", "HeliosPipeline", NULL,
-         HELIOS_ERR_UNSUPPORTED, "model_index.json", "DMD"},
-        {"is_distilled without DMD", "scheduler/scheduler_config.json", "\"dmd\"", "\"unipc\"", NULL,
-         HELIOS_ERR_UNSUPPORTED, "model_index.json", "'is_distilled'"},
+        {"latents_mean of 15 values", "vae/config.json", "-0.7571,", "", NULL, HELIOS_ERR_FORMAT,
+         "vae/config.json", "'latents_mean'"},
+        {"latents_std of 17 values", "vae/config.json", "2.8184,", "2.8184, 1.0,", NULL,
+         HELIOS_ERR_FORMAT, "vae/config.json", "'latents_std'"},
+        {"Base with the DMD scheduler", "model_index.json", "HeliosPyramidPipeline",
+         "HeliosPipeline", NULL, HELIOS_ERR_UNSUPPORTED, "model_index.json", "DMD"},
+        {"is_distilled without DMD", "scheduler/scheduler_config.json", "\"dmd\"", "\"unipc\"",
+         NULL, HELIOS_ERR_UNSUPPORTED, "model_index.json", "'is_distilled'"},
         {"UMT5 layer_norm_epsilon 0", "text_encoder/config.json", "\"layer_norm_epsilon\": 1e-06",
-         "\"layer_norm_epsilon\": 0", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json", "'layer_norm_epsilon'"},
+         "\"layer_norm_epsilon\": 0", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json",
+         "'layer_norm_epsilon'"},
         {"UMT5 layer_norm_epsilon < 0", "text_encoder/config.json", "\"layer_norm_epsilon\": 1e-06",
          "\"layer_norm_epsilon\": -1e-06", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json",
          "'layer_norm_epsilon'"},
-        {"is_distilled \"yes\"", "model_index.json", "\"is_distilled\": true", "\"is_distilled\": \"yes\"", NULL,
-         HELIOS_ERR_FORMAT, "model_index.json", "'is_distilled'"},
-        {"is_cfg_zero_star 1", "model_index.json", "\"is_cfg_zero_star\": false", "\"is_cfg_zero_star\": 1", NULL,
-         HELIOS_ERR_FORMAT, "model_index.json", "'is_cfg_zero_star'"},
+        {"is_distilled \"yes\"", "model_index.json", "\"is_distilled\": true",
+         "\"is_distilled\": \"yes\"", NULL, HELIOS_ERR_FORMAT, "model_index.json",
+         "'is_distilled'"},
+        {"is_cfg_zero_star 1", "model_index.json", "\"is_cfg_zero_star\": false",
+         "\"is_cfg_zero_star\": 1", NULL, HELIOS_ERR_FORMAT, "model_index.json",
+         "'is_cfg_zero_star'"},
         {"an AutoencoderKL", "model_index.json", "\"AutoencoderKLWan\"", "\"AutoencoderKL\"", NULL,
          HELIOS_ERR_UNSUPPORTED, "model_index.json", "'vae'"},
         {"a DDIMScheduler", "model_index.json", "\"HeliosDMDScheduler\"", "\"DDIMScheduler\"", NULL,
          HELIOS_ERR_UNSUPPORTED, "model_index.json", "'scheduler'"},
-        {"a DDIMScheduler config", "scheduler/scheduler_config.json", "\"HeliosDMDScheduler\"", "\"DDIMScheduler\"",
-         NULL, HELIOS_ERR_UNSUPPORTED, "scheduler_config.json", "'_class_name'"},
-        {"a component as a string", "model_index.json", "[\n  \"diffusers\",\n  \"HeliosTransformer3DModel\"\n ]",
-         "\"HeliosTransformer3DModel\"", NULL, HELIOS_ERR_FORMAT, "model_index.json", "'transformer'"},
-        {"UMT5 num_layers 0", "text_encoder/config.json", "\"num_layers\": 2", "\"num_layers\": 0", NULL,
-         HELIOS_ERR_FORMAT, "text_encoder/config.json", "'num_layers'"},
-        {"UMT5 d_model not the transformer's text_dim", "transformer/config.json", "\"text_dim\": 32",
-         "\"text_dim\": 48", NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json", "'d_model'"},
-        {"num_train_timesteps 10^8", "scheduler/scheduler_config.json", "\"num_train_timesteps\": 1000",
-         "\"num_train_timesteps\": 100000000", NULL, HELIOS_ERR_FORMAT, "scheduler_config.json",
-         "'num_train_timesteps'"},
-        {"use_dynamic_shifting \"yes\"", "scheduler/scheduler_config.json", "\"use_dynamic_shifting\": true",
-         "\"use_dynamic_shifting\": \"yes\"", NULL, HELIOS_ERR_FORMAT, "scheduler_config.json",
-         "'use_dynamic_shifting'"},
-        {"shift of a string", "scheduler/scheduler_config.json", "\"shift\": 1.0", "\"shift\": \"1\"", NULL,
-         HELIOS_ERR_FORMAT, "scheduler_config.json", "'shift'"},
-        {"transformer eps 1e-50 (0 in float32)", "transformer/config.json", "\"eps\": 1e-06", "\"eps\": 1e-50", NULL, HELIOS_ERR_FORMAT,
-         "transformer/config.json", "'eps'"},
-        {"transformer out_channels 8", "transformer/config.json", "\"out_channels\": 16", "\"out_channels\": 8", NULL,
-         HELIOS_ERR_FORMAT, "transformer/config.json", "'out_channels'"},
-        {"patch_size 32", "transformer/config.json", "\"patch_size\": [\n  1,", "\"patch_size\": [\n  32,", NULL,
-         HELIOS_ERR_FORMAT, "transformer/config.json", "'patch_size'"},
-        {"VAE is_residual \"no\"", "vae/config.json", "\"is_residual\": false", "\"is_residual\": \"no\"", NULL,
-         HELIOS_ERR_FORMAT, "vae/config.json", "'is_residual'"},
+        {"a DDIMScheduler config", "scheduler/scheduler_config.json", "\"HeliosDMDScheduler\"",
+         "\"DDIMScheduler\"", NULL, HELIOS_ERR_UNSUPPORTED, "scheduler_config.json",
+         "'_class_name'"},
+        {"a component as a string", "model_index.json",
+         "[\n  \"diffusers\",\n  \"HeliosTransformer3DModel\"\n ]", "\"HeliosTransformer3DModel\"",
+         NULL, HELIOS_ERR_FORMAT, "model_index.json", "'transformer'"},
+        {"UMT5 num_layers 0", "text_encoder/config.json", "\"num_layers\": 2", "\"num_layers\": 0",
+         NULL, HELIOS_ERR_FORMAT, "text_encoder/config.json", "'num_layers'"},
+        {"UMT5 d_model not the transformer's text_dim", "transformer/config.json",
+         "\"text_dim\": 32", "\"text_dim\": 48", NULL, HELIOS_ERR_FORMAT,
+         "text_encoder/config.json", "'d_model'"},
+        {"num_train_timesteps 10^8", "scheduler/scheduler_config.json",
+         "\"num_train_timesteps\": 1000", "\"num_train_timesteps\": 100000000", NULL,
+         HELIOS_ERR_FORMAT, "scheduler_config.json", "'num_train_timesteps'"},
+        {"use_dynamic_shifting \"yes\"", "scheduler/scheduler_config.json",
+         "\"use_dynamic_shifting\": true", "\"use_dynamic_shifting\": \"yes\"", NULL,
+         HELIOS_ERR_FORMAT, "scheduler_config.json", "'use_dynamic_shifting'"},
+        {"shift of a string", "scheduler/scheduler_config.json", "\"shift\": 1.0",
+         "\"shift\": \"1\"", NULL, HELIOS_ERR_FORMAT, "scheduler_config.json", "'shift'"},
+        {"transformer eps 1e-50 (0 in float32)", "transformer/config.json", "\"eps\": 1e-06",
+         "\"eps\": 1e-50", NULL, HELIOS_ERR_FORMAT, "transformer/config.json", "'eps'"},
+        {"transformer out_channels 8", "transformer/config.json", "\"out_channels\": 16",
+         "\"out_channels\": 8", NULL, HELIOS_ERR_FORMAT, "transformer/config.json",
+         "'out_channels'"},
+        {"patch_size 32", "transformer/config.json", "\"patch_size\": [\n  1,",
+         "\"patch_size\": [\n  32,", NULL, HELIOS_ERR_FORMAT, "transformer/config.json",
+         "'patch_size'"},
+        {"VAE is_residual \"no\"", "vae/config.json", "\"is_residual\": false",
+         "\"is_residual\": \"no\"", NULL, HELIOS_ERR_FORMAT, "vae/config.json", "'is_residual'"},
     };
     char root[] = "/tmp/helios_test_model_check_XXXXXX";
     CHECK(mkdtemp(root) != NULL, "mkdtemp");
@@ -496,9 +534,10 @@ static void test_model_check(helios_session *s) {
         helios_pipeline *p = NULL;
         helios_status st = helios_pipeline_load(s, &pp, &p);
         const char *msg = helios_session_error(s);
-        CHECK(st == cases[i].want && !p && strstr(msg, cases[i].named_file) && strstr(msg, cases[i].key),
-              "%s: status %d (want %d), message names %s and %s: %s", cases[i].what, (int)st, (int)cases[i].want,
-              cases[i].named_file, cases[i].key, msg);
+        CHECK(st == cases[i].want && !p && strstr(msg, cases[i].named_file) &&
+                  strstr(msg, cases[i].key),
+              "%s: status %d (want %d), message names %s and %s: %s", cases[i].what, (int)st,
+              (int)cases[i].want, cases[i].named_file, cases[i].key, msg);
         helios_pipeline_free(p);
         remove_model(dir);
     }
@@ -507,21 +546,24 @@ static void test_model_check(helios_session *s) {
      * before anything is encoded, latents are produced. */
     char dir[300];
     snprintf(dir, sizeof dir, "%s/latents_only", root);
-    CHECK(make_model(dir, "model_index.json", "\"diffusers\",\n  \"AutoencoderKLWan\"", "null, null", "vae"),
+    CHECK(make_model(dir, "model_index.json", "\"diffusers\",\n  \"AutoencoderKLWan\"",
+                     "null, null", "vae"),
           "latents-only folder");
     pp.model_dir = dir;
     helios_pipeline *p = NULL;
-    CHECK(helios_pipeline_load(s, &pp, &p) == HELIOS_OK, "latents-only folder loads: %s", helios_session_error(s));
+    CHECK(helios_pipeline_load(s, &pp, &p) == HELIOS_OK, "latents-only folder loads: %s",
+          helios_session_error(s));
     if (p) {
         helios_gen_params g = small_params();
         g.num_chunks = 1;
         helios_gen *gen = NULL;
-        CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_MISSING && !gen && strstr(helios_session_error(s), "vae"),
+        CHECK(helios_gen_new(p, &g, &gen) == HELIOS_ERR_MISSING && !gen &&
+                  strstr(helios_session_error(s), "vae"),
               "frames without a VAE refused: %s", helios_session_error(s));
         g.decode = 0;
         char msg[1024];
-        CHECK(run(p, &g, NULL, NULL, msg, sizeof msg) == HELIOS_OK, "latents without a VAE: %s %s", msg,
-              helios_session_error(s));
+        CHECK(run(p, &g, NULL, NULL, msg, sizeof msg) == HELIOS_OK, "latents without a VAE: %s %s",
+              msg, helios_session_error(s));
     }
     helios_pipeline_free(p);
     remove_model(dir);
@@ -554,10 +596,12 @@ int main(void) {
     helios_gen_params g = small_params();
     int calls = 0;
     char msg[1024];
-    CHECK(run(p, &g, cancel_after_3, &calls, msg, sizeof msg) == HELIOS_ERR_CANCELLED && calls == 3 &&
-          strstr(msg, "cancelled"), "cancelled after 3 steps: %s", msg);
+    CHECK(run(p, &g, cancel_after_3, &calls, msg, sizeof msg) == HELIOS_ERR_CANCELLED &&
+              calls == 3 && strstr(msg, "cancelled"),
+          "cancelled after 3 steps: %s", msg);
     g_chunks_seen = 0;
-    CHECK(run(p, &g, count_chunks, NULL, msg, sizeof msg) == HELIOS_OK && g_chunks_seen == 3 && !msg[0],
+    CHECK(run(p, &g, count_chunks, NULL, msg, sizeof msg) == HELIOS_OK && g_chunks_seen == 3 &&
+              !msg[0],
           "blocking run streams 3 chunks");
 
     /* prompt switching: the video after the switch differs from the unswitched one */
@@ -567,8 +611,8 @@ int main(void) {
     for (helios_gen_progress pr = {0}; !pr.finished;) {
         CHECK(helios_gen_step(gen, &pr) == HELIOS_OK, "step");
         if (pr.chunk_done && pr.chunk == 0)
-            CHECK(helios_gen_prompt_set(gen, "a blue cube sliding on ice", NULL, 2) == HELIOS_OK, "prompt_set: %s",
-                  helios_gen_error(gen));
+            CHECK(helios_gen_prompt_set(gen, "a blue cube sliding on ice", NULL, 2) == HELIOS_OK,
+                  "prompt_set: %s", helios_gen_error(gen));
         if (pr.finished) memcpy(c, pr.latents, sizeof c);
     }
     helios_gen_free(gen);
@@ -579,15 +623,17 @@ int main(void) {
     /* errors: a failing generation keeps its message; another generation's and the session's
      * are untouched */
     helios_gen *ga, *gb;
-    CHECK(helios_gen_new(p, &g, &ga) == HELIOS_OK && helios_gen_new(p, &g, &gb) == HELIOS_OK, "two generations");
+    CHECK(helios_gen_new(p, &g, &ga) == HELIOS_OK && helios_gen_new(p, &g, &gb) == HELIOS_OK,
+          "two generations");
     calls = 0;
     CHECK(helios_gen_run(ga, cancel_after_3, &calls) == HELIOS_ERR_CANCELLED, "a cancelled");
     helios_gen_progress pr;
     CHECK(helios_gen_step(gb, &pr) == HELIOS_OK, "b steps on");
     CHECK(helios_gen_prompt_set(gb, NULL, NULL, 1) == HELIOS_OK, "b prompt_set");
-    CHECK(strstr(helios_gen_error(ga), "cancelled") && !helios_gen_error(gb)[0] && !helios_session_error(s)[0],
-          "errors stay with their generation: a '%s' b '%s' session '%s'", helios_gen_error(ga), helios_gen_error(gb),
-          helios_session_error(s));
+    CHECK(strstr(helios_gen_error(ga), "cancelled") && !helios_gen_error(gb)[0] &&
+              !helios_session_error(s)[0],
+          "errors stay with their generation: a '%s' b '%s' session '%s'", helios_gen_error(ga),
+          helios_gen_error(gb), helios_session_error(s));
     helios_gen_free(ga);
     helios_gen_free(gb);
     test_invalid_params(s, p);
@@ -596,7 +642,8 @@ int main(void) {
     test_model_check(s);
     helios_pipeline *q = NULL;
     pp.model_dir = "/nonexistent/model";
-    CHECK(helios_pipeline_load(s, &pp, &q) != HELIOS_OK && strstr(helios_session_error(s), "/nonexistent/model"),
+    CHECK(helios_pipeline_load(s, &pp, &q) != HELIOS_OK &&
+              strstr(helios_session_error(s), "/nonexistent/model"),
           "missing folder named: %s", helios_session_error(s));
     helios_pipeline_free(p);
     helios_session_free(s);

@@ -198,27 +198,33 @@ static void test_read_tail(void) {
     hl_error err;
     hl_error_clear(&err);
     hl_media all = {0}, tail = {0};
-    CHECK(hl_video_read(path, 0, 0, 0, &all, &err) == HL_OK && all.frames == T, "whole read: %s", err.msg);
+    CHECK(hl_video_read(path, 0, 0, 0, &all, &err) == HL_OK && all.frames == T, "whole read: %s",
+          err.msg);
     CHECK(hl_video_read_tail(path, 0, 0, 3, &tail, &err) == HL_OK, "tail read: %s", err.msg);
-    CHECK(tail.frames == 4 && tail.skipped == T - 4, "tail 3: %d frames kept, %d skipped", tail.frames, tail.skipped);
+    CHECK(tail.frames == 4 && tail.skipped == T - 4, "tail 3: %d frames kept, %d skipped",
+          tail.frames, tail.skipped);
     if (all.data && tail.data && tail.frames == 4) {
         const size_t plane = (size_t)W * H;
         bool same = true;
         for (int c = 0; c < 3; c++)
             for (int f = 0; f < 4; f++) {
                 int src = f == 0 ? 0 : T - 4 + f; /* frame 0, then the newest three in order */
-                same &= !memcmp(tail.data + ((size_t)c * 4 + f) * plane, all.data + ((size_t)c * T + src) * plane,
-                                plane * sizeof(float));
+                same &= !memcmp(tail.data + ((size_t)c * 4 + f) * plane,
+                                all.data + ((size_t)c * T + src) * plane, plane * sizeof(float));
             }
         CHECK(same, "tail read: frame 0 and the last 3 frames as the whole read has them");
     }
     hl_media_free(&tail);
-    CHECK(hl_video_read_tail(path, 0, 0, 1000, &tail, &err) == HL_OK && tail.frames == T && tail.skipped == 0,
-          "a tail longer than the video keeps all %d frames (%d, %d skipped)", T, tail.frames, tail.skipped);
+    CHECK(hl_video_read_tail(path, 0, 0, 1000, &tail, &err) == HL_OK && tail.frames == T &&
+              tail.skipped == 0,
+          "a tail longer than the video keeps all %d frames (%d, %d skipped)", T, tail.frames,
+          tail.skipped);
     if (all.data && tail.data && tail.frames == T)
-        CHECK(!memcmp(all.data, tail.data, (size_t)3 * T * W * H * sizeof(float)), "long tail: same as a whole read");
+        CHECK(!memcmp(all.data, tail.data, (size_t)3 * T * W * H * sizeof(float)),
+              "long tail: same as a whole read");
     hl_media_free(&tail);
-    CHECK(hl_video_read_tail(path, 0, 0, 0, &tail, &err) == HELIOS_ERR_INVALID_ARG, "tail 0 refused");
+    CHECK(hl_video_read_tail(path, 0, 0, 0, &tail, &err) == HELIOS_ERR_INVALID_ARG,
+          "tail 0 refused");
     hl_media_free(&all);
 }
 
@@ -580,8 +586,8 @@ static void expect_read_error(const char *path, hl_status want, const char *what
     hl_error err;
     hl_error_clear(&err);
     hl_status st = hl_image_read(path, 0, 0, &m, &err);
-    CHECK(st == want && strstr(err.msg, path) && m.data == NULL, "%s: got %d '%s' (want %d)",
-          what, st, err.msg, want);
+    CHECK(st == want && strstr(err.msg, path) && m.data == NULL, "%s: got %d '%s' (want %d)", what,
+          st, err.msg, want);
     printf("  %-22s -> %s\n", what, err.msg + strlen(g_dir) + 1);
     st = hl_video_read(path, 16, 16, 0, &m, &err);
     CHECK(st == want && strstr(err.msg, path), "%s (video): %d '%s'", what, st, err.msg);
@@ -733,9 +739,7 @@ int main(void) {
 
     free(x);
     free(xq);
-    if (getenv("HELIOS_KEEP_TMP"))
-        printf("kept %s\n", g_dir);
-    else
-        nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (getenv("HELIOS_KEEP_TMP")) printf("kept %s\n", g_dir);
+    else nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_done("test_media");
 }

@@ -183,9 +183,8 @@ typedef enum {
 } op_id;
 
 static const char *op_name[OP_COUNT] = {
-    "linear",  "attention",   "attention_biased", "norm",          "norm backward",
-    "rope",    "scale_heads", "add_gated",        "gelu_tanh/silu", "gelu_tanh_mul",
-    "relative_bias",
+    "linear",      "attention", "attention_biased", "norm",          "norm backward", "rope",
+    "scale_heads", "add_gated", "gelu_tanh/silu",   "gelu_tanh_mul", "relative_bias",
 };
 
 /* linear: x [M, K] rows ldx apart, y [M, N] rows ldy apart, W [N, K] in wdt, bias [N] in bdt. */
@@ -231,8 +230,8 @@ typedef struct {
 
 typedef enum { K_LN, K_LN_AFFINE, K_MOD, K_RMS, K_RMS_W } norm_kind;
 
-static const char *norm_name[] = {"layernorm", "layernorm affine", "layernorm_modulate",
-                                  "rmsnorm", "rmsnorm w"};
+static const char *norm_name[] = {"layernorm", "layernorm affine", "layernorm_modulate", "rmsnorm",
+                                  "rmsnorm w"};
 
 /* norm forward: x [M, D] rows ld apart (y the same), offset added to x (a large mean). */
 typedef struct {
@@ -358,7 +357,8 @@ static void test_vec_math(void) {
     enum { N = 200003 };
     float *x = falloc(2 * N), *y = falloc(2 * N);
     for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1);
-    for (int i = 0; i < N; i++) x[N + i] = (i % 2 ? -1.0f : 1.0f) * powf(10.0f, -30.0f + 31.5f * (float)i / N);
+    for (int i = 0; i < N; i++)
+        x[N + i] = (i % 2 ? -1.0f : 1.0f) * powf(10.0f, -30.0f + 31.5f * (float)i / N);
     hl_cpu_tanh_f32(x, y, 2 * N);
     double worst = 0;
     for (int i = 0; i < 2 * N; i++) {
@@ -402,8 +402,8 @@ static void test_vec_math(void) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         bits[i] = (uint32_t)(s >> 32);
         if (i % 7 == 0) bits[i] = (bits[i] & 0xffff8000u) | 0x8000u; /* exact ties */
-        if (i % 11 == 0) bits[i] &= 0x807fffffu;                       /* subnormals */
-        if (i % 13 == 0) bits[i] |= 0x7f800000u;                       /* inf / NaN */
+        if (i % 11 == 0) bits[i] &= 0x807fffffu;                     /* subnormals */
+        if (i % 13 == 0) bits[i] |= 0x7f800000u;                     /* inf / NaN */
     }
     memcpy(x, bits, N * sizeof *bits);
     hl_cpu_f32_to_bf16(x, h, N);
@@ -542,8 +542,8 @@ static void attention_case(const attention_args *a, uint64_t seed, const hl_ctx 
     snprintf(what, sizeof what, "%s: attention Sq=%lld Sk=%lld H=%d hd=%d %s%s ldo=%lld amp %g",
              bname(be), (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(a->dt),
              fused ? " fused" : "", (long long)ldo, a->amp_q);
-    hl_status s1 =
-        hl_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, a->dt, o_ref, ldo);
+    hl_status s1 = hl_attention(&g_ref, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, a->dt, o_ref,
+                                ldo);
     hl_status s2 = hl_attention(be, Sq, Sk, H, hd, q, ld, k, ld, v, ld, scale, a->dt, o_be, ldo);
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status %d %d (%s)", what, s1, s2, g_err.msg);
     cmp_result r;
@@ -561,7 +561,8 @@ static void attention_case(const attention_args *a, uint64_t seed, const hl_ctx 
                 for (int d = 0; d < hd; d++) qk += fabs(q[i * ld + h * hd + d]) * kmax[d];
                 double delta = scale * (ldexp(1, -7) + (hd + 2) * ldexp(1, -23)) * qk;
                 double tol = (expm1(2 * delta) + 2 * ldexp(1, -8) + 2e-5 +
-                              (2.0 * Sk + 8) * ldexp(1, -24)) * vmax;
+                              (2.0 * Sk + 8) * ldexp(1, -24)) *
+                             vmax;
                 for (int d = 0; d < hd; d++) bound[i * ldo + h * hd + d] = (float)tol;
             }
         }
@@ -669,8 +670,8 @@ static void biased_case(const biased_args *a, uint64_t seed, const hl_ctx *be) {
     float scale = 1.0f / sqrtf((float)hd);
     char what[160];
     snprintf(what, sizeof what,
-             "%s: attention_biased Sq=%lld Sk=%lld H=%d hd=%d %s%s bias %g%s%s ldo=%lld",
-             bname(be), (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(a->dt),
+             "%s: attention_biased Sq=%lld Sk=%lld H=%d hd=%d %s%s bias %g%s%s ldo=%lld", bname(be),
+             (long long)Sq, (long long)Sk, H, hd, hl_dtype_name(a->dt),
              a->strided ? " strided" : "", a->bias_amp, mask_name[mk], a->huge ? " huge" : "",
              (long long)ldo);
     hl_status s1 = hl_attention_biased(&g_ref, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, bias,
@@ -702,7 +703,8 @@ static void biased_case(const biased_args *a, uint64_t seed, const hl_ctx *be) {
                 double delta = scale * (ldexp(1, -7) + (hd + 2) * ldexp(1, -23)) * qk +
                                8 * ldexp(1, -24) * tmax;
                 double tol = (expm1(2 * delta) + 2 * ldexp(1, -8) + 2e-5 +
-                              (2.0 * Sk + 8) * ldexp(1, -24)) * vmax;
+                              (2.0 * Sk + 8) * ldexp(1, -24)) *
+                             vmax;
                 for (int d = 0; d < hd; d++) bound[i * ldo + h * hd + d] = (float)tol;
             }
         }
@@ -720,8 +722,8 @@ static void biased_case(const biased_args *a, uint64_t seed, const hl_ctx *be) {
     free(q), free(k), free(v), free(bias), free(kbias), free(masked), free(o_be), free(o_ref);
 }
 
-static void add_biased(int64_t Sq, int64_t Sk, int H, int hd, hl_dtype dt, int strided,
-                       int64_t ldo, float bias_amp, mask_kind mk, int huge, uint64_t seed) {
+static void add_biased(int64_t Sq, int64_t Sk, int H, int hd, hl_dtype dt, int strided, int64_t ldo,
+                       float bias_amp, mask_kind mk, int huge, uint64_t seed) {
     add_case((op_case){OP_ATTENTION_BIASED, seed,
                        .u.biased = {Sq, Sk, H, hd, dt, strided, ldo, bias_amp, mk, huge}});
 }
@@ -769,13 +771,12 @@ static void biased_checks(const hl_ctx *be) {
     float *o1 = falloc(Sq * w), *o2 = falloc(Sq * w);
     for (int d = 0; d < 2; d++) {
         hl_dtype dt = d ? HL_BF16 : HL_F32;
-        CHECK(hl_attention(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) ==
-                      HL_OK &&
-                  hl_attention_biased(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, NULL,
-                                      NULL, dt, o2, w) == HL_OK &&
-                  memcmp(o1, o2, (size_t)(Sq * w) * sizeof *o1) == 0,
-              "%s: attention_biased without biases == attention (%s)", bname(be),
-              hl_dtype_name(dt));
+        CHECK(
+            hl_attention(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, dt, o1, w) == HL_OK &&
+                hl_attention_biased(be, Sq, Sk, (int)H, (int)hd, q, w, k, w, v, w, 0.3f, NULL, NULL,
+                                    dt, o2, w) == HL_OK &&
+                memcmp(o1, o2, (size_t)(Sq * w) * sizeof *o1) == 0,
+            "%s: attention_biased without biases == attention (%s)", bname(be), hl_dtype_name(dt));
     }
     free(q), free(k), free(v), free(o1), free(o2);
 
@@ -812,7 +813,8 @@ static hl_status run_norm(const hl_ctx *c, norm_kind kind, int64_t M, int64_t D,
 
 static void norm_case(const norm_args *a, uint64_t seed, const hl_ctx *be) {
     const int64_t M = a->M, D = a->D, ld = a->ld;
-    float *x = frand(M * ld, seed, 1.0f), *w = frand(D, seed + 1, 1.0f), *b = frand(D, seed + 2, 1.0f);
+    float *x = frand(M * ld, seed, 1.0f), *w = frand(D, seed + 1, 1.0f),
+          *b = frand(D, seed + 2, 1.0f);
     for (int64_t i = 0; i < M * ld; i++) x[i] += a->offset;
     float *y_ref = fconst(M * ld, 0), *y_be = a->in_place ? x : fconst(M * ld, SENTINEL);
     if (a->in_place) pad_fill(x, M, D, ld);
@@ -1093,8 +1095,8 @@ static double norm_loss_row(int rms, const double *x, int64_t D, const double *w
 }
 
 /* max over elements of |got - want| / bound (inf for a non-finite got), and the largest error. */
-static cmp_result compare_d(const float *got, int64_t ldg, const double *want,
-                            const double *bound, int64_t rows, int64_t cols) {
+static cmp_result compare_d(const float *got, int64_t ldg, const double *want, const double *bound,
+                            int64_t rows, int64_t cols) {
     cmp_result r = {0, 0, 0};
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
@@ -1195,11 +1197,11 @@ static void fd_check(const grad_args *a, uint64_t seed) {
      * where dx is dy's buffer) */
     float *dx1 = fcopy(o.dx, M * o.lddx), *dw1 = fcopy(o.dw, D), *db1 = fcopy(o.db, D);
     if (a->alias) memcpy(o.dyb, in.dy, (size_t)(M * a->lddy) * sizeof *in.dy);
-    CHECK(grad_backward(&g_ref, a, &in, &save, o.dyb, o.dx, o.dw, o.db) == HL_OK,
-          "%s: second call", what);
+    CHECK(grad_backward(&g_ref, a, &in, &save, o.dyb, o.dx, o.dw, o.db) == HL_OK, "%s: second call",
+          what);
     if (a->want & G_DX)
-        CHECK(memcmp(dx1, o.dx, (size_t)(M * o.lddx) * sizeof *dx1) == 0,
-              "%s: dx not overwritten", what);
+        CHECK(memcmp(dx1, o.dx, (size_t)(M * o.lddx) * sizeof *dx1) == 0, "%s: dx not overwritten",
+              what);
     int acc_ok = 1;
     for (int64_t i = 0; i < D; i++) {
         if ((a->want & G_DW) && fabs(o.dw[i] - 2.0 * dw1[i]) > ldexp(1, -22) * fabs(dw1[i]))
@@ -1218,9 +1220,8 @@ static void fd_check(const grad_args *a, uint64_t seed) {
 /* FD runs on the small shapes only: its cost is O(M·D²). */
 static int fd_small(const grad_args *a) { return a->M <= 13 && a->D <= 131; }
 
-static void add_grad(int rms, int has_w, int has_b, int64_t M, int64_t D, int64_t ldx,
-                     int64_t lddy, int64_t lddx, int want, int alias, float eps, float offset,
-                     uint64_t seed) {
+static void add_grad(int rms, int has_w, int has_b, int64_t M, int64_t D, int64_t ldx, int64_t lddy,
+                     int64_t lddx, int want, int alias, float eps, float offset, uint64_t seed) {
     int avail = G_DX | (has_w ? G_DW : 0) | (has_b ? G_DB : 0);
     want &= avail;
     if (!want) want = G_DX;
@@ -1257,8 +1258,8 @@ static void grad_cases(void) {
     for (int v = 0; v < 6; v++) {
         add_grad(var[v].rms, var[v].w, var[v].b, 97, 1536, 1536 + 7, 1536, 1536 + 2,
                  G_DX | G_DW | G_DB, 0, 1e-6f, 0.0f, seed++);
-        add_grad(var[v].rms, var[v].w, var[v].b, 301, 128, 1536, 1536, 1536, G_DX | G_DW | G_DB,
-                 1, 1e-6f, 0.0f, seed++);
+        add_grad(var[v].rms, var[v].w, var[v].b, 301, 128, 1536, 1536, 1536, G_DX | G_DW | G_DB, 1,
+                 1e-6f, 0.0f, seed++);
     }
     add_grad(0, 1, 1, 13, 1536, 1536, 1536, 1536, G_DX | G_DW | G_DB, 0, 1e-6f, 300.0f, seed++);
 }
@@ -1278,8 +1279,7 @@ static void grad_checks(const hl_ctx *be) {
     CHECK(hl_layernorm_backward(be, 2, 4, x, 4, NULL, &s, dy, 4, dx, 4, dw, NULL) ==
               HELIOS_ERR_INVALID_ARG,
           "layernorm_backward: dw without w rejected");
-    CHECK(hl_rmsnorm_backward(be, 2, 4, x, 4, NULL, &s, dy, 4, dx, 4, dw) ==
-              HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_rmsnorm_backward(be, 2, 4, x, 4, NULL, &s, dy, 4, dx, 4, dw) == HELIOS_ERR_INVALID_ARG,
           "rmsnorm_backward: dw without w rejected");
     CHECK(hl_layernorm_backward(be, 1, 4, x, 4, w, &s, dx, 4, dx, 3, dw, NULL) ==
               HELIOS_ERR_INVALID_ARG,
@@ -1432,7 +1432,8 @@ static void flat_case(const flat_args *a, uint64_t seed, const hl_ctx *be) {
              (long long)n, a->amp, a->in_place ? " in place" : "");
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status", what);
     float *bound = falloc(n + 1);
-    for (int64_t i = 0; i < n; i++) bound[i] = 4e-6f * fabsf(y_ref[i]) + 2e-7f * fabsf(x[i]) + 1e-37f;
+    for (int64_t i = 0; i < n; i++)
+        bound[i] = 4e-6f * fabsf(y_ref[i]) + 2e-7f * fabsf(x[i]) + 1e-37f;
     cmp_result r = compare(y_be, n, y_ref, n, 1, n, bound, n, 0); /* one row of n */
     report(what, r);
     CHECK(cmp_ok(r), "%s: err/allowed %.3g", what, r.worst);
@@ -1472,7 +1473,10 @@ static void gelu_mul_case(const gelu_mul_args *a, uint64_t seed, const hl_ctx *b
     hl_status s2 = hl_gelu_tanh_mul(be, n, xin, gin, y_be);
     char what[96];
     snprintf(what, sizeof what, "%s: gelu_tanh_mul n=%lld amp %g%s", bname(be), (long long)n,
-             a->amp, a->inplace == 1 ? " in place (x)" : a->inplace == 2 ? " in place (g)" : "");
+             a->amp,
+             a->inplace == 1   ? " in place (x)"
+             : a->inplace == 2 ? " in place (g)"
+                               : "");
     CHECK(s1 == HL_OK && s2 == HL_OK, "%s: status", what);
     float *bound = falloc(n + 1);
     for (int64_t i = 0; i < n; i++)
@@ -1502,7 +1506,8 @@ static void relative_bias_case(const relbias_args *a, uint64_t seed, const hl_ct
     for (int h = 0; h < H; h++)
         for (int64_t i = 0; i < Sq; i += 3)
             for (int64_t j = 0; j < Sk; j += 5)
-                if (b_ref[((int64_t)h * Sq + i) * Sk + j] != rel[h * (Sq + Sk - 1) + (j - i) + Sq - 1])
+                if (b_ref[((int64_t)h * Sq + i) * Sk + j] !=
+                    rel[h * (Sq + Sk - 1) + (j - i) + Sq - 1])
                     ok = 0;
     CHECK(ok, "%s: bias[h, i, j] = rel[h, j - i + Sq - 1]", what);
     free(rel), free(b_ref), free(b_be);

@@ -13,7 +13,8 @@ static int g_cases;
 
 static void on_case(void *user, const char *file, const char *case_name, double max_abs, double tol,
                     long total) {
-    printf("  %-4s %-36s %-16s max_abs %.3g (tol %.3g)\n", (const char *)user, file, case_name, max_abs, tol);
+    printf("  %-4s %-36s %-16s max_abs %.3g (tol %.3g)\n", (const char *)user, file, case_name,
+           max_abs, tol);
     CHECK(max_abs <= tol, "%s %s: max_abs %.3g > %.3g", file, case_name, max_abs, tol);
     g_cases++;
 }
@@ -32,8 +33,8 @@ static void test_history_window(void) {
     CHECK(ok && h.generated == 300, "window holds frames 293..299 after 100 chunks");
     hl_history_inputs in;
     CHECK(hl_history_inputs_build(&h, 3, &in, NULL) == HL_OK, "inputs");
-    CHECK(in.idx_short[0] == 0 && in.idx_short[1] == 7 && in.idx_long[0] == 1 && in.idx_mid[1] == 6 &&
-              in.idx_cur[0] == 8 && in.lat_short[1] == 299.0f,
+    CHECK(in.idx_short[0] == 0 && in.idx_short[1] == 7 && in.idx_long[0] == 1 &&
+              in.idx_mid[1] == 6 && in.idx_cur[0] == 8 && in.lat_short[1] == 299.0f,
           "indices anchor 0, long 1.., mid .., 1x 7, current 8..");
     hl_history_inputs_free(&in);
     hl_history_free(&h);
@@ -46,7 +47,8 @@ int main(void) {
         hl_error err = {0};
         hl_ctx ctx = test_ctx(backends[k], &err);
         int before = g_cases;
-        CHECK(hl_pipeline_verify(&ctx, HELIOS_VECTORS, on_case, k ? "cpu" : "ref") == HL_OK, "%s", err.msg);
+        CHECK(hl_pipeline_verify(&ctx, HELIOS_VECTORS, on_case, k ? "cpu" : "ref") == HL_OK, "%s",
+              err.msg);
         CHECK(g_cases - before >= 7 * 4, "only %d pipeline cases", g_cases - before);
     }
     return test_done("test_pipeline");

@@ -117,7 +117,8 @@ static hl_status rd_model_index(const char *dir, const char *p, hl_error *err) {
     helios_session_params sp;
     helios_session_params_init(&sp);
     helios_session *s = NULL;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) return hl_fail(err, HELIOS_ERR_INTERNAL, "session");
+    if (helios_session_new(&sp, &s) != HELIOS_OK)
+        return hl_fail(err, HELIOS_ERR_INTERNAL, "session");
     helios_pipeline_params pp;
     helios_pipeline_params_init(&pp);
     pp.model_dir = dir;
@@ -150,8 +151,8 @@ typedef struct reader {
     const char *file;  /* the hostile path's name inside the case folder */
     const char *setup; /* another file the reader needs to get that far ("name=content") */
     hl_status (*fn)(const char *dir, const char *p, hl_error *err);
-    size_t cap;        /* the size cap (0: none, the over-cap case is skipped) */
-    const char *kind;  /* the kind the over-cap message names */
+    size_t cap;           /* the size cap (0: none, the over-cap case is skipped) */
+    const char *kind;     /* the kind the over-cap message names */
     hl_status dir_status; /* what a directory gets */
 } reader;
 
@@ -159,11 +160,12 @@ static const char k_model_index[] = "{\"_class_name\": \"HeliosPipeline\"}";
 
 static const reader k_readers[] = {
     {"JSON config", "config.json", NULL, rd_json, HL_FILE_MAX_CONFIG, "JSON config", HELIOS_ERR_IO},
-    {"transformer config", "config.json", NULL, rd_dit, HL_FILE_MAX_CONFIG, "JSON config", HELIOS_ERR_IO},
+    {"transformer config", "config.json", NULL, rd_dit, HL_FILE_MAX_CONFIG, "JSON config",
+     HELIOS_ERR_IO},
     {"UMT5 config", "config.json", NULL, rd_umt5, HL_FILE_MAX_CONFIG, "JSON config", HELIOS_ERR_IO},
     {"VAE config", "config.json", NULL, rd_vae, HL_FILE_MAX_CONFIG, "JSON config", HELIOS_ERR_IO},
-    {"model_index.json", "model_index.json", NULL, rd_model_index, HL_FILE_MAX_CONFIG, "JSON config",
-     HELIOS_ERR_IO},
+    {"model_index.json", "model_index.json", NULL, rd_model_index, HL_FILE_MAX_CONFIG,
+     "JSON config", HELIOS_ERR_IO},
     {"scheduler_config.json", "scheduler_config.json", k_model_index, rd_model_index,
      HL_FILE_MAX_CONFIG, "JSON config", HELIOS_ERR_IO},
     {"sharded index", "model.safetensors.index.json", NULL, rd_weights_dir, HL_FILE_MAX_INDEX,
@@ -261,16 +263,16 @@ static void test_hostile_paths(void) {
             bool named = strstr(err.msg, p) != NULL;
             if (h == H_OVER_CAP) {
                 char want[128];
-                snprintf(want, sizeof want, "%zu bytes, more than the %zu-byte limit for a %s", r->cap + 1,
-                         r->cap, r->kind);
-                CHECK(st == HELIOS_ERR_FORMAT && named && strstr(err.msg, want), "%s: %d '%s' (want '%s')",
-                      name, st, err.msg, want);
+                snprintf(want, sizeof want, "%zu bytes, more than the %zu-byte limit for a %s",
+                         r->cap + 1, r->cap, r->kind);
+                CHECK(st == HELIOS_ERR_FORMAT && named && strstr(err.msg, want),
+                      "%s: %d '%s' (want '%s')", name, st, err.msg, want);
             } else if (h == H_DIR && r->dir_status == HELIOS_ERR_INVALID_ARG) {
-                CHECK(st == HELIOS_ERR_INVALID_ARG && named && strstr(err.msg, "directory"), "%s: %d '%s'",
-                      name, st, err.msg);
+                CHECK(st == HELIOS_ERR_INVALID_ARG && named && strstr(err.msg, "directory"),
+                      "%s: %d '%s'", name, st, err.msg);
             } else {
-                CHECK(st == HELIOS_ERR_IO && named && strstr(err.msg, "not a regular file"), "%s: %d '%s'",
-                      name, st, err.msg);
+                CHECK(st == HELIOS_ERR_IO && named && strstr(err.msg, "not a regular file"),
+                      "%s: %d '%s'", name, st, err.msg);
             }
             printf("  %-42s -> %s\n", name, shorter(err.msg));
             remove_case(dir, p, r);
@@ -287,7 +289,8 @@ static void test_read_all(void) {
     alarm(20);
     g_case = "/proc/self/status";
     hl_status st = hl_file_read_all("/proc/self/status", 1 << 20, "test file", &buf, &len, &err);
-    CHECK(st == HELIOS_ERR_IO && !buf && len == 0 && strstr(err.msg, "/proc/self/status: grew past 0 bytes"),
+    CHECK(st == HELIOS_ERR_IO && !buf && len == 0 &&
+              strstr(err.msg, "/proc/self/status: grew past 0 bytes"),
           "/proc file: %d '%s'", st, err.msg);
     printf("  %-42s -> %s\n", "a file longer than its size", err.msg);
 
@@ -296,18 +299,20 @@ static void test_read_all(void) {
     spit(p, "{\"a\": 1}");
     g_case = p;
     st = hl_file_read_all(p, 8, "test file", &buf, &len, &err);
-    CHECK(st == HL_OK && len == 8 && buf && memcmp(buf, "{\"a\": 1}", 9) == 0, "exact cap: %s", err.msg);
+    CHECK(st == HL_OK && len == 8 && buf && memcmp(buf, "{\"a\": 1}", 9) == 0, "exact cap: %s",
+          err.msg);
     free(buf);
     st = hl_file_read_all(p, 7, "test file", &buf, &len, &err);
-    CHECK(st == HELIOS_ERR_FORMAT && !buf && strstr(err.msg, "8 bytes, more than the 7-byte limit for a test file"),
+    CHECK(st == HELIOS_ERR_FORMAT && !buf &&
+              strstr(err.msg, "8 bytes, more than the 7-byte limit for a test file"),
           "one over: %s", err.msg);
     int fd = -1;
     size_t size = 0;
     st = hl_file_open_regular(p, SIZE_MAX, "test file", &fd, &size, &err);
     CHECK(st == HL_OK && fd >= 0 && size == 8, "open_regular: %s", err.msg);
     if (fd >= 0) close(fd);
-    CHECK(hl_file_is_regular(p) && !hl_file_is_regular(g_root) && !hl_file_is_regular("/dev/zero") &&
-              !hl_file_is_regular("/nonexistent/x"),
+    CHECK(hl_file_is_regular(p) && !hl_file_is_regular(g_root) &&
+              !hl_file_is_regular("/dev/zero") && !hl_file_is_regular("/nonexistent/x"),
           "is_regular");
     unlink(p);
     snprintf(p, sizeof p, "%s/empty", g_root);
@@ -317,7 +322,8 @@ static void test_read_all(void) {
     free(buf);
     unlink(p);
     st = hl_file_read_all("/nonexistent/none.json", 8, "test file", &buf, &len, &err);
-    CHECK(st == HELIOS_ERR_IO && strstr(err.msg, "/nonexistent/none.json: cannot open: No such file"),
+    CHECK(st == HELIOS_ERR_IO &&
+              strstr(err.msg, "/nonexistent/none.json: cannot open: No such file"),
           "missing: %s", err.msg);
     alarm(0);
 }

@@ -172,15 +172,18 @@ static void test_stage_tables(void) {
     c.time_shift_type = HL_SHIFT_LINEAR;
     CHECK(hl_sched_init(&s, &c, &err) == HL_OK, "init dmd");
     CHECK(hl_sched_set_timesteps(&s, 2, 0, 0.548073, false, &sc, &err) == HL_OK, "dmd 2");
-    CHECK(sc.n == 2 && near(sc.timesteps[0], 998.534, 1e-3) && near(sc.timesteps[1], 833.964, 1e-3)
-              && near(sc.sigmas[1], 0.35404, 1e-5) && sc.sigmas[2] == 0.0, "dmd schedule");
+    CHECK(sc.n == 2 && near(sc.timesteps[0], 998.534, 1e-3) &&
+              near(sc.timesteps[1], 833.964, 1e-3) && near(sc.sigmas[1], 0.35404, 1e-5) &&
+              sc.sigmas[2] == 0.0,
+          "dmd schedule");
     hl_schedule_free(&sc);
     CHECK(hl_sched_set_timesteps(&s, 2, 2, 0.822292, true, &sc, &err) == HL_OK, "dmd amp");
     CHECK(sc.n == 4 && near(sc.timesteps[3], 84.216, 1e-3) && near(sc.sigmas[1], 0.71101, 1e-5),
           "amplified schedule");
     hl_schedule_free(&sc);
     CHECK(hl_sched_set_timesteps_sigmas(&s, 2, (double[]){0.9, 0.4}, 0.5, &sc, &err) ==
-              HELIOS_ERR_UNSUPPORTED, "DMD has no sigmas path");
+              HELIOS_ERR_UNSUPPORTED,
+          "DMD has no sigmas path");
     hl_sched_free(&s);
 
     /* Base (spec §3.2): 50 steps, exponential, mu(8640) */
@@ -192,9 +195,11 @@ static void test_stage_tables(void) {
     double sin[50];
     hl_sched_base_sigmas(50, sin);
     CHECK(hl_sched_set_timesteps_sigmas(&s, 50, sin, hl_sched_calculate_shift(8640), &sc, &err) ==
-              HL_OK, "base");
+              HL_OK,
+          "base");
     CHECK(near(sc.sigmas[0], 0.99985, 1e-5) && near(sc.sigmas[1], 0.99687, 1e-5) &&
-              near(sc.sigmas[49], 0.12199, 1e-5) && sc.sigmas[50] == 0.0, "base sigmas");
+              near(sc.sigmas[49], 0.12199, 1e-5) && sc.sigmas[50] == 0.0,
+          "base sigmas");
     CHECK(near(sc.timesteps[1], 1000 * sc.sigmas[1], 1e-12), "base timesteps");
     hl_schedule_free(&sc);
     hl_sched_free(&s);
@@ -211,7 +216,8 @@ static void test_config_json(void) {
     CHECK(hl_json_parse(good, strlen(good), &j, &err) == HL_OK, "parse");
     CHECK(hl_sched_config_from_json(j, HL_SCHED_UNIPC, &c, &err) == HL_OK, "config: %s", err.msg);
     CHECK(c.kind == HL_SCHED_DMD && c.gamma == 0.25 && c.stage_range[1] == 0.5 &&
-              c.use_dynamic_shifting && c.time_shift_type == HL_SHIFT_LINEAR, "fields read");
+              c.use_dynamic_shifting && c.time_shift_type == HL_SHIFT_LINEAR,
+          "fields read");
     hl_json_free(j);
     static const char *bad[] = {
         "{\"scheduler_type\": \"unipc\", \"solver_type\": \"bh1\"}",
@@ -235,15 +241,12 @@ static void test_config_json(void) {
         "{\"shift\": 0}",
         "{\"gamma\": -1}",
     };
-    static const hl_status want[] = {HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_UNSUPPORTED,
-                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
-                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_UNSUPPORTED,
-                                     HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT,
-                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
-                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
-                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
-                                     HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
-                                     HELIOS_ERR_FORMAT};
+    static const hl_status want[] = {
+        HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+        HELIOS_ERR_FORMAT,      HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT,
+        HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+        HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,      HELIOS_ERR_FORMAT,
+        HELIOS_ERR_FORMAT};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         j = NULL;
         CHECK(hl_json_parse(bad[i], strlen(bad[i]), &j, &err) == HL_OK, "parse bad %zu", i);
@@ -349,8 +352,8 @@ typedef struct tally {
     double worst;
 } tally;
 
-static void report(void *user, const char *file, const char *case_name, double max_abs,
-                   double tol, long total) {
+static void report(void *user, const char *file, const char *case_name, double max_abs, double tol,
+                   long total) {
     tally *t = user;
     if (strcmp(t->file, file)) {
         if (t->file[0])
@@ -407,24 +410,31 @@ static void test_manifest_seed(void) {
     hl_error_clear(&err);
     uint64_t seed = 0;
     bool found = true;
-    CHECK(hl_sample_manifest_seed(base, &seed, &found, &err) == HL_OK && !found, "no manifest: not found");
+    CHECK(hl_sample_manifest_seed(base, &seed, &found, &err) == HL_OK && !found,
+          "no manifest: not found");
 
     write_text(man, "{\"seed\": 0, \"variant\": \"A\"}");
-    CHECK(seed_of(base, &seed, &err) == HL_OK && seed == 72, "T2V seed 0 -> 72: %llu %s", (unsigned long long)seed, err.msg);
-    CHECK(seed_of(i2v, &seed, &err) == HL_OK && seed == 91, "I2V seed 0 -> 91: %llu %s", (unsigned long long)seed, err.msg);
+    CHECK(seed_of(base, &seed, &err) == HL_OK && seed == 72, "T2V seed 0 -> 72: %llu %s",
+          (unsigned long long)seed, err.msg);
+    CHECK(seed_of(i2v, &seed, &err) == HL_OK && seed == 91, "I2V seed 0 -> 91: %llu %s",
+          (unsigned long long)seed, err.msg);
 
     write_text(man, "{\"seed\": 5}"); /* a held-out set's seed: generators above 2^22 */
     CHECK(hl_sample_manifest_seed(base, &seed, &found, &err) == HL_OK && found && seed == 5000087 &&
-              seed > (UINT64_C(1) << 22), "seed 5 -> 5000087: %llu", (unsigned long long)seed);
+              seed > (UINT64_C(1) << 22),
+          "seed 5 -> 5000087: %llu", (unsigned long long)seed);
     hl_error_clear(&err);
-    CHECK(seed_of(base, &seed, &err) == HELIOS_ERR_FORMAT && strstr(err.msg, "5000087 (from manifest.json) does not reproduce"),
+    CHECK(seed_of(base, &seed, &err) == HELIOS_ERR_FORMAT &&
+              strstr(err.msg, "5000087 (from manifest.json) does not reproduce"),
           "a wrong manifest seed fails clearly: %s", err.msg);
 
     write_text(man, "{\"seed\": \"zero\"}");
     hl_error_clear(&err);
-    CHECK(seed_of(base, &seed, &err) == HELIOS_ERR_FORMAT && strstr(err.msg, "manifest.json"), "bad seed: %s", err.msg);
+    CHECK(seed_of(base, &seed, &err) == HELIOS_ERR_FORMAT && strstr(err.msg, "manifest.json"),
+          "bad seed: %s", err.msg);
     write_text(man, "{\"variant\": \"A\"}"); /* no seed: the search */
-    CHECK(seed_of(base, &seed, &err) == HL_OK && seed == 72, "searched: %llu %s", (unsigned long long)seed, err.msg);
+    CHECK(seed_of(base, &seed, &err) == HL_OK && seed == 72, "searched: %llu %s",
+          (unsigned long long)seed, err.msg);
 
     unlink(base), unlink(i2v), unlink(man), rmdir(dir);
 }

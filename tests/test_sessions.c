@@ -86,7 +86,8 @@ static void check_pair(helios_backend backend) {
     /* at the same time */
     pthread_t t[2];
     int started[2];
-    for (int i = 0; i < 2; i++) started[i] = pthread_create(&t[i], NULL, run_job, &together[i]) == 0;
+    for (int i = 0; i < 2; i++)
+        started[i] = pthread_create(&t[i], NULL, run_job, &together[i]) == 0;
     for (int i = 0; i < 2; i++)
         if (started[i]) pthread_join(t[i], NULL);
     for (int i = 0; i < 2; i++) {
@@ -98,7 +99,8 @@ static void check_pair(helios_backend backend) {
         CHECK(max_abs(alone[i].last, N_LAT) > 0.1, "%s: plausible latents", name);
     }
     /* the two seeds differ, so equal results above are not an artefact of shared output */
-    CHECK(memcmp(alone[0].last, alone[1].last, sizeof alone[0].last) != 0, "%s: seeds differ", name);
+    CHECK(memcmp(alone[0].last, alone[1].last, sizeof alone[0].last) != 0, "%s: seeds differ",
+          name);
     free(alone);
     free(together);
 }

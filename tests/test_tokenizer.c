@@ -36,10 +36,9 @@ static void test_vectors(void) {
     hl_status st = hl_tokenizer_verify(HELIOS_VECTORS, on_case, &s, &err);
     CHECK(st == HL_OK, "hl_tokenizer_verify: %s", err.msg);
     static const char *want[] = {
-        "prompt_clean",           "umt5like.vocab",        "umt5like.ids",
-        "umt5like.t5.L512",       "umt5like.t5.L32",       "umt5like.clean.ids",
-        "umt5like.clean.t5.L512", "umt5like.clean.t5.L32", "identity.vocab",
-        "identity.ids",           "identity.t5.L512",      "identity.t5.L32",
+        "prompt_clean",    "umt5like.vocab",     "umt5like.ids",           "umt5like.t5.L512",
+        "umt5like.t5.L32", "umt5like.clean.ids", "umt5like.clean.t5.L512", "umt5like.clean.t5.L32",
+        "identity.vocab",  "identity.ids",       "identity.t5.L512",       "identity.t5.L32",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         int found = 0;
@@ -101,14 +100,21 @@ static void test_readme_behaviours(void) {
     CHECK(ii->unk_id == 0 && ii->bos_id == 1 && ii->eos_id == 2 && ii->pad_id == 3,
           "identity specials %d %d %d %d", ii->unk_id, ii->bos_id, ii->eos_id, ii->pad_id);
     CHECK(iu->byte_fallback && !ii->byte_fallback, "byte_fallback");
-    CHECK(!strcmp(iu->normalizer_name, "nmt_nfkc") && iu->charsmap_size == 237561, "umt5like normalizer");
-    CHECK(!strcmp(ii->normalizer_name, "identity") && ii->charsmap_size == 0, "identity normalizer");
-    CHECK(iu->remove_extra_whitespaces && !ii->remove_extra_whitespaces, "remove_extra_whitespaces");
+    CHECK(!strcmp(iu->normalizer_name, "nmt_nfkc") && iu->charsmap_size == 237561,
+          "umt5like normalizer");
+    CHECK(!strcmp(ii->normalizer_name, "identity") && ii->charsmap_size == 0,
+          "identity normalizer");
+    CHECK(iu->remove_extra_whitespaces && !ii->remove_extra_whitespaces,
+          "remove_extra_whitespaces");
     CHECK(iu->n_pieces == 700 && ii->n_pieces == 400, "piece counts");
 
     /* byte fallback below the character coverage; NUL kept as a byte; specials are text */
-    check_pieces(u, "A RED", 5, "\xe2\x96\x81" "A \xe2\x96\x81 R <0x45> D");
-    check_pieces(u, "a\0b", 3, "\xe2\x96\x81" "a <0x00> b");
+    check_pieces(u, "A RED", 5,
+                 "\xe2\x96\x81"
+                 "A \xe2\x96\x81 R <0x45> D");
+    check_pieces(u, "a\0b", 3,
+                 "\xe2\x96\x81"
+                 "a <0x00> b");
     CHECK(strstr(pieces(u, "</s>", 4), "</s>") == NULL, "</s> in text is not the eos piece");
     /* one <unk> for a run of unknowns without byte fallback; spaces kept one by one */
     check_pieces(id, "\xe4\xb8\x80\xe5\x8f\xaa\xe7\x8c\xab", 9, "\xe2\x96\x81 <unk>");
@@ -116,15 +122,34 @@ static void test_readme_behaviours(void) {
                  "\xe2\x96\x81 \xe2\x96\x81 \xe2\x96\x81le a d \xe2\x96\x81 \xe2\x96\x81");
 
     /* normalizer: whitespace runs, NFKC, deleted controls, empty results */
-    check_norm(u, "  a \t\n b  ", 10, "\xe2\x96\x81" "a" "\xe2\x96\x81" "b");
+    check_norm(u, "  a \t\n b  ", 10,
+               "\xe2\x96\x81"
+               "a"
+               "\xe2\x96\x81"
+               "b");
     check_norm(u, "\xef\xbd\x88\xef\xbd\x89", 6, "\xe2\x96\x81hi"); /* full-width */
-    check_norm(u, "a\x01" "b\x7f", 4, "\xe2\x96\x81" "ab");
+    check_norm(u,
+               "a\x01"
+               "b\x7f",
+               4,
+               "\xe2\x96\x81"
+               "ab");
     check_norm(u, "", 0, "");
     check_norm(u, " \t ", 3, "");
     check_norm(u, "\xe2\x96\x81", 3, ""); /* a literal ▁ at the end is trailing whitespace */
-    check_norm(id, " a ", 3, "\xe2\x96\x81\xe2\x96\x81" "a" "\xe2\x96\x81");
-    check_norm(id, "a\xff" "b", 3, "\xe2\x96\x81" "a\xef\xbf\xbd" "b"); /* malformed -> U+FFFD */
-    check_norm(id, "\xe0\x80\xaf", 3, "\xe2\x96\x81\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* overlong */
+    check_norm(id, " a ", 3,
+               "\xe2\x96\x81\xe2\x96\x81"
+               "a"
+               "\xe2\x96\x81");
+    check_norm(id,
+               "a\xff"
+               "b",
+               3,
+               "\xe2\x96\x81"
+               "a\xef\xbf\xbd"
+               "b"); /* malformed -> U+FFFD */
+    check_norm(id, "\xe0\x80\xaf", 3,
+               "\xe2\x96\x81\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* overlong */
 
     /* malformed UTF-8 encodes without trouble in both models */
     const char bad[] = "\xc3\x28 \xa0\xa1 \xf0\x28\x8c\xbc \xed\xa0\x80 \xff\xfe";
@@ -132,20 +157,24 @@ static void test_readme_behaviours(void) {
     size_t n;
     CHECK(hl_spm_encode(u, bad, sizeof bad - 1, &ids, &n, NULL) == HL_OK && n > 0, "bad utf-8 (u)");
     free(ids);
-    CHECK(hl_spm_encode(id, bad, sizeof bad - 1, &ids, &n, NULL) == HL_OK && n > 0, "bad utf-8 (id)");
+    CHECK(hl_spm_encode(id, bad, sizeof bad - 1, &ids, &n, NULL) == HL_OK && n > 0,
+          "bad utf-8 (id)");
     free(ids);
     CHECK(hl_spm_encode(u, "", 0, &ids, &n, NULL) == HL_OK && n == 0 && ids == NULL, "empty");
 
     /* lookups */
     size_t pl;
-    CHECK(hl_spm_piece_to_id(u, "<pad>", 5) == 0 && hl_spm_piece_to_id(u, "</s>", 4) == 1, "piece_to_id");
+    CHECK(hl_spm_piece_to_id(u, "<pad>", 5) == 0 && hl_spm_piece_to_id(u, "</s>", 4) == 1,
+          "piece_to_id");
     CHECK(hl_spm_piece_to_id(u, "<0x41>", 6) == 3 + 0x41, "byte piece id");
     CHECK(hl_spm_piece_to_id(u, "no such piece", 13) == 2, "unknown piece -> unk");
     const char *p = hl_spm_id_to_piece(u, 1, &pl);
     CHECK(p && pl == 4 && !memcmp(p, "</s>", 4), "id_to_piece");
-    CHECK(hl_spm_id_to_piece(u, 700, &pl) == NULL && hl_spm_id_to_piece(u, -1, &pl) == NULL, "range");
+    CHECK(hl_spm_id_to_piece(u, 700, &pl) == NULL && hl_spm_id_to_piece(u, -1, &pl) == NULL,
+          "range");
     CHECK(hl_spm_piece_type(u, 2) == HL_SPM_UNKNOWN && hl_spm_piece_type(u, 3) == HL_SPM_BYTE &&
-          hl_spm_piece_type(u, 0) == HL_SPM_CONTROL && hl_spm_piece_type(u, 9999) == 0, "types");
+              hl_spm_piece_type(u, 0) == HL_SPM_CONTROL && hl_spm_piece_type(u, 9999) == 0,
+          "types");
 
     /* T5 padding and truncation */
     const char *text = "a red fox runs across a snowy mountain pass";
@@ -155,15 +184,20 @@ static void test_readme_behaviours(void) {
     int32_t t5[64], mask[64];
     int real = 0;
     CHECK(hl_spm_encode_t5(u, text, strlen(text), 4, t5, mask, &real, NULL) == HL_OK, "t5 L4");
-    CHECK(real == 4 && t5[0] == raw[0] && t5[2] == raw[2] && t5[3] == 1 && mask[3] == 1, "t5 trunc");
+    CHECK(real == 4 && t5[0] == raw[0] && t5[2] == raw[2] && t5[3] == 1 && mask[3] == 1,
+          "t5 trunc");
     CHECK(hl_spm_encode_t5(u, text, strlen(text), 64, t5, mask, &real, NULL) == HL_OK, "t5 L64");
-    CHECK(real == (int)nr + 1 && t5[nr] == 1 && t5[nr + 1] == 0 && mask[nr] == 1 && mask[nr + 1] == 0 &&
-          mask[63] == 0, "t5 pad");
+    CHECK(real == (int)nr + 1 && t5[nr] == 1 && t5[nr + 1] == 0 && mask[nr] == 1 &&
+              mask[nr + 1] == 0 && mask[63] == 0,
+          "t5 pad");
     CHECK(hl_spm_encode_t5(id, text, strlen(text), 64, t5, NULL, &real, NULL) == HL_OK &&
-          t5[real - 1] == 2 && t5[63] == 3, "t5 identity eos/pad");
+              t5[real - 1] == 2 && t5[63] == 3,
+          "t5 identity eos/pad");
     CHECK(hl_spm_encode_t5(u, text, strlen(text), 1, t5, mask, &real, NULL) == HL_OK && real == 1 &&
-          t5[0] == 1, "t5 L1");
-    CHECK(hl_spm_encode_t5(u, text, strlen(text), 0, t5, mask, &real, NULL) == HELIOS_ERR_INVALID_ARG,
+              t5[0] == 1,
+          "t5 L1");
+    CHECK(hl_spm_encode_t5(u, text, strlen(text), 0, t5, mask, &real, NULL) ==
+              HELIOS_ERR_INVALID_ARG,
           "t5 L0");
     free(raw);
 done:
@@ -184,19 +218,27 @@ static void check_clean(const char *in, const char *want) {
 static void test_prompt_clean(void) {
     check_clean("Tom &amp; Jerry", "Tom & Jerry");
     check_clean("&amp;amp; double", "& double");
-    check_clean("&amp;amp;amp;", "&amp;");                    /* twice, not to a fixpoint */
+    check_clean("&amp;amp;amp;", "&amp;"); /* twice, not to a fixpoint */
     check_clean("&ampxyz &ltb &notit; &notin;", "&xyz <b \xc2\xacit; \xe2\x88\x89");
     check_clean("&bogus; &; & &#; &#x; &#xZ", "&bogus; &; & &#; &#x; &#xZ");
     check_clean("&#x1F600;&#128512;&#X1f600", "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80");
     check_clean("&#128;&#150;&#0;x", "\xe2\x82\xac\xe2\x80\x93\xef\xbf\xbdx");
-    check_clean("a&#1;b&#xFFFE;c&#xD800;d&#1114112;e&#99999999999999999999;", "abc\xef\xbf\xbd" "d\xef\xbf\xbd" "e\xef\xbf\xbd");
+    check_clean("a&#1;b&#xFFFE;c&#xD800;d&#1114112;e&#99999999999999999999;", "abc\xef\xbf\xbd"
+                                                                              "d\xef\xbf\xbd"
+                                                                              "e\xef\xbf\xbd");
     check_clean("&#13;a&#9;b", "a b"); /* CR from a reference is stripped, TAB collapsed */
     check_clean("&nbsp;x&nbsp;", "x");
     check_clean("&NotNestedGreaterGreater;", "\xe2\xaa\xa2\xcc\xb8");
     check_clean("  a \t\n b\xe3\x80\x80\xc2\xa0 c  ", "a b c");
-    check_clean("\x1c\x1d a b \x1e\x1f", "a b");            /* strip() knows U+001C..1F */
-    check_clean("a\x1c" "b", "a\x1c" "b");                    /* \s does not */
-    check_clean("a\xe2\x80\x8b" "b\xef\xbb\xbf", "a\xe2\x80\x8b" "b\xef\xbb\xbf"); /* ZWSP, BOM */
+    check_clean("\x1c\x1d a b \x1e\x1f", "a b"); /* strip() knows U+001C..1F */
+    check_clean("a\x1c"
+                "b",
+                "a\x1c"
+                "b"); /* \s does not */
+    check_clean("a\xe2\x80\x8b"
+                "b\xef\xbb\xbf",
+                "a\xe2\x80\x8b"
+                "b\xef\xbb\xbf"); /* ZWSP, BOM */
     check_clean("", "");
     check_clean(" \t\n ", "");
     check_clean("&amp", "&");
@@ -213,7 +255,7 @@ static void test_prompt_clean(void) {
     for (int i = 0; i < 29; i++) strcat(in, "\xc3\xa9"), strcat(want, "\xc3\xa9");
     strcat(in, ";"), strcat(want, ";");
     check_clean(in, want);
-    check_clean("\xff&amp;\xfe", "\xff&\xfe");                /* malformed bytes pass through */
+    check_clean("\xff&amp;\xfe", "\xff&\xfe"); /* malformed bytes pass through */
 }
 
 /* ---- hand-built models ------------------------------------------------------------------------ */
@@ -230,7 +272,9 @@ static void w_varint(pbw *w, uint64_t v) {
         w->b[w->n++] = c | (v ? 0x80 : 0);
     } while (v);
 }
-static void w_key(pbw *w, int field, int wire) { w_varint(w, (uint64_t)field << 3 | (uint64_t)wire); }
+static void w_key(pbw *w, int field, int wire) {
+    w_varint(w, (uint64_t)field << 3 | (uint64_t)wire);
+}
 static void w_bytes(pbw *w, int field, const void *p, size_t n) {
     w_key(w, field, 2);
     w_varint(w, n);
@@ -258,7 +302,10 @@ static void w_piece(pbw *w, const char *s, float score, int type) {
 static size_t make_charsmap(unsigned char *out) {
     uint32_t units[512] = {0};
     units[0] = 1u << 10;
-    const struct { unsigned char c; uint32_t value; } keys[] = {{'x', 0}, {'z', 3}, {'q', 5}};
+    const struct {
+        unsigned char c;
+        uint32_t value;
+    } keys[] = {{'x', 0}, {'z', 3}, {'q', 5}};
     for (int k = 0; k < 3; k++) {
         uint32_t id = 1u ^ keys[k].c;
         units[id] = (256u << 10) | (1u << 8) | keys[k].c;
@@ -313,14 +360,25 @@ static void test_built_models(void) {
     CHECK(load_buf(&w, &m, &err) == HL_OK, "built model: %s", err.msg);
     if (m) {
         const hl_spm_info *in = hl_spm_get_info(m);
-        CHECK(in->unk_id == 0 && in->eos_id == 6 && in->pad_id == -1 && in->bos_id == -1, "specials");
-        check_norm(m, "axb", 3, "\xe2\x96\x81" "ayyb");        /* charsmap replacement */
-        check_norm(m, "aqb", 3, "\xe2\x96\x81" "ab");          /* deletion */
-        check_norm(m, "zz a zzb z", 10, "\xe2\x96\x81" "a\xe2\x96\x81" "b"); /* mapped spaces */
-        check_norm(m, "a<sep>x", 7, "\xe2\x96\x81" "a<sep>yy");
+        CHECK(in->unk_id == 0 && in->eos_id == 6 && in->pad_id == -1 && in->bos_id == -1,
+              "specials");
+        check_norm(m, "axb", 3,
+                   "\xe2\x96\x81"
+                   "ayyb"); /* charsmap replacement */
+        check_norm(m, "aqb", 3,
+                   "\xe2\x96\x81"
+                   "ab"); /* deletion */
+        check_norm(m, "zz a zzb z", 10,
+                   "\xe2\x96\x81"
+                   "a\xe2\x96\x81"
+                   "b"); /* mapped spaces */
+        check_norm(m, "a<sep>x", 7,
+                   "\xe2\x96\x81"
+                   "a<sep>yy");
         check_pieces(m, "ab<sep>b", 8, "\xe2\x96\x81 a b <sep> b"); /* unused "ab" never matches */
-        check_pieces(m, "a cdc b", 7, "\xe2\x96\x81 a \xe2\x96\x81 <unk> \xe2\x96\x81 b"); /* one unk */
-        check_pieces(m, "</s>", 4, "\xe2\x96\x81 <unk>");      /* control pieces are not text */
+        check_pieces(m, "a cdc b", 7,
+                     "\xe2\x96\x81 a \xe2\x96\x81 <unk> \xe2\x96\x81 b"); /* one unk */
+        check_pieces(m, "</s>", 4, "\xe2\x96\x81 <unk>"); /* control pieces are not text */
         int32_t t5[4];
         CHECK(hl_spm_encode_t5(m, "a", 1, 4, t5, NULL, NULL, &err) == HELIOS_ERR_UNSUPPORTED,
               "t5 without pad");
@@ -332,18 +390,29 @@ static void test_built_models(void) {
     CHECK(load_buf(&w, &m, &err) == HELIOS_ERR_UNSUPPORTED && !m, "bpe refused");
 
     /* each defect alone */
-    struct { const char *what; hl_status want; } cases[] = {
-        {"duplicate piece", HELIOS_ERR_FORMAT},  {"no unk", HELIOS_ERR_FORMAT},
-        {"byte w/o fallback", HELIOS_ERR_FORMAT}, {"fallback w/o bytes", HELIOS_ERR_FORMAT},
-        {"empty piece", HELIOS_ERR_FORMAT},      {"long varint", HELIOS_ERR_FORMAT},
-        {"group", HELIOS_ERR_FORMAT},            {"charsmap too big", HELIOS_ERR_FORMAT},
-        {"two unks", HELIOS_ERR_FORMAT},         {"empty", HELIOS_ERR_FORMAT},
+    struct {
+        const char *what;
+        hl_status want;
+    } cases[] = {
+        {"duplicate piece", HELIOS_ERR_FORMAT},
+        {"no unk", HELIOS_ERR_FORMAT},
+        {"byte w/o fallback", HELIOS_ERR_FORMAT},
+        {"fallback w/o bytes", HELIOS_ERR_FORMAT},
+        {"empty piece", HELIOS_ERR_FORMAT},
+        {"long varint", HELIOS_ERR_FORMAT},
+        {"group", HELIOS_ERR_FORMAT},
+        {"charsmap too big", HELIOS_ERR_FORMAT},
+        {"two unks", HELIOS_ERR_FORMAT},
+        {"empty", HELIOS_ERR_FORMAT},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         w.n = 0;
         if (c != 1) w_piece(&w, "<unk>", 0, HL_SPM_UNKNOWN);
         switch (c) {
-        case 0: w_piece(&w, "a", -1, 1); w_piece(&w, "a", -2, 1); break;
+        case 0:
+            w_piece(&w, "a", -1, 1);
+            w_piece(&w, "a", -2, 1);
+            break;
         case 1: w_piece(&w, "a", -1, 1); break;
         case 2: w_piece(&w, "<0x41>", 0, HL_SPM_BYTE); break;
         case 3: {
@@ -354,8 +423,14 @@ static void test_built_models(void) {
             break;
         }
         case 4: w_piece(&w, "", -1, 1); break;
-        case 5: for (int i = 0; i < 11; i++) w.b[w.n++] = 0x80 | (i == 0 ? 0x08 : 0); w.b[w.n++] = 1; break;
-        case 6: w_key(&w, 9, 3); w_key(&w, 9, 4); break;
+        case 5:
+            for (int i = 0; i < 11; i++) w.b[w.n++] = 0x80 | (i == 0 ? 0x08 : 0);
+            w.b[w.n++] = 1;
+            break;
+        case 6:
+            w_key(&w, 9, 3);
+            w_key(&w, 9, 4);
+            break;
         case 7: {
             pbw ns = {.n = 0};
             unsigned char cm[8] = {0xff, 0xff, 0, 0, 1, 2, 3, 4};
@@ -385,8 +460,12 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 static const char *k_probe[] = {
-    "A red fox runs across a snowy mountain pass.", "ｈｅｌｌｏ　ｗｏｒｌｄ ﬁsh ①②", "a\0b\x1b[31m",
-    "日本語 🎬 \xe2\x96\x81 \xff\xfe", "  lead  ", "",
+    "A red fox runs across a snowy mountain pass.",
+    "ｈｅｌｌｏ　ｗｏｒｌｄ ﬁsh ①②",
+    "a\0b\x1b[31m",
+    "日本語 🎬 \xe2\x96\x81 \xff\xfe",
+    "  lead  ",
+    "",
 };
 
 /* Loads buf; a success must encode the probes; a failure must be a clean format error. */
@@ -417,7 +496,8 @@ static void test_hostile(void) {
     hl_error err;
     hl_error_clear(&err);
     CHECK(hl_spm_load("/nonexistent/tokenizer.model", &m, &err) == HELIOS_ERR_IO && m == NULL &&
-          strstr(err.msg, "/nonexistent/tokenizer.model"), "missing file: %s", err.msg);
+              strstr(err.msg, "/nonexistent/tokenizer.model"),
+          "missing file: %s", err.msg);
 
     const char *files[] = {"tokenizer_identity.model", "tokenizer_umt5like.model"};
     uint64_t seed = 12345;
@@ -429,9 +509,11 @@ static void test_hostile(void) {
         /* truncations: every length for the small model, a spread for the large one */
         int formats = 0, total = 0;
         size_t step = f == 0 ? 1 : 97;
-        for (size_t len = 0; len < n; len += step, total++) formats += !try_model(buf, len, "truncated");
+        for (size_t len = 0; len < n; len += step, total++)
+            formats += !try_model(buf, len, "truncated");
         CHECK(!try_model(buf, n - 1, "cut by one byte"), "%s cut by one byte loads", files[f]);
-        CHECK(formats > total / 2, "%s: only %d of %d truncations refused", files[f], formats, total);
+        CHECK(formats > total / 2, "%s: only %d of %d truncations refused", files[f], formats,
+              total);
         /* mutations: a few random bytes changed (the charsmap trie included) */
         unsigned char *mut = malloc(n);
         for (int it = 0; mut && it < (f == 0 ? 400 : 150); it++) {
@@ -608,7 +690,8 @@ static void compare_on_vectors(const hl_spm *a, const hl_spm *b) {
     if (!st) return;
     const hl_st_tensor *u = hl_st_find(st, "strings.utf8");
     int64_t *off = NULL;
-    CHECK(u && hl_st_read_i64(st, "strings.offsets", -1, &off, &err) == HL_OK, "strings: %s", err.msg);
+    CHECK(u && hl_st_read_i64(st, "strings.offsets", -1, &off, &err) == HL_OK, "strings: %s",
+          err.msg);
     const hl_st_tensor *o = hl_st_find(st, "strings.offsets");
     long n_strings = 0, bad = 0;
     for (int64_t i = 0; u && off && o && i + 1 < o->shape[0]; i++) {
@@ -627,14 +710,15 @@ static void compare_on_vectors(const hl_spm *a, const hl_spm *b) {
             size_t na = 0, nb = 0;
             hl_status sa = hl_spm_encode(a, t, tl, &ia, &na, NULL);
             hl_status sb = hl_spm_encode(b, t, tl, &ib, &nb, NULL);
-            int same = sa == HL_OK && sb == HL_OK && na == nb && (na == 0 || !memcmp(ia, ib, na * sizeof *ia));
+            int same = sa == HL_OK && sb == HL_OK && na == nb &&
+                       (na == 0 || !memcmp(ia, ib, na * sizeof *ia));
             static const int lens[] = {32, 512};
             for (int k = 0; k < 2 && same; k++) {
                 int32_t ta[512], tb[512], ma[512], mb[512];
                 int ra = 0, rb = 0;
                 same = hl_spm_encode_t5(a, t, tl, lens[k], ta, ma, &ra, NULL) == HL_OK &&
-                       hl_spm_encode_t5(b, t, tl, lens[k], tb, mb, &rb, NULL) == HL_OK && ra == rb &&
-                       !memcmp(ta, tb, (size_t)lens[k] * sizeof *ta) &&
+                       hl_spm_encode_t5(b, t, tl, lens[k], tb, mb, &rb, NULL) == HL_OK &&
+                       ra == rb && !memcmp(ta, tb, (size_t)lens[k] * sizeof *ta) &&
                        !memcmp(ma, mb, (size_t)lens[k] * sizeof *ma);
             }
             if (!same) bad++;
@@ -643,7 +727,8 @@ static void compare_on_vectors(const hl_spm *a, const hl_spm *b) {
         }
         free(clean);
     }
-    printf("  tokenizer.json vs spiece.model: %ld/%ld strings identical\n", n_strings - bad, n_strings);
+    printf("  tokenizer.json vs spiece.model: %ld/%ld strings identical\n", n_strings - bad,
+           n_strings);
     CHECK(bad == 0 && n_strings > 10, "tokenizer.json: %ld of %ld strings differ", bad, n_strings);
     free(off);
     hl_st_close(st);
@@ -651,7 +736,8 @@ static void compare_on_vectors(const hl_spm *a, const hl_spm *b) {
 
 /* Loads text as a tokenizer.json; expects status want and, on failure, a message naming the file
  * and containing `word`. */
-static void expect_json(const char *path, const char *text, size_t n, hl_status want, const char *word) {
+static void expect_json(const char *path, const char *text, size_t n, hl_status want,
+                        const char *word) {
     CHECK(write_file(path, text, n), "write %s", path);
     hl_spm *m = (hl_spm *)1;
     hl_error err;
@@ -687,13 +773,14 @@ static void test_tokenizer_json(void) {
         CHECK(st == HL_OK && m, "load %s from %s: %s", path, models[k], err.msg);
         if (m) {
             const hl_spm_info *a = hl_spm_get_info(ref), *b = hl_spm_get_info(m);
-            CHECK(a->n_pieces == b->n_pieces && a->unk_id == b->unk_id && a->eos_id == b->eos_id &&
-                  a->pad_id == b->pad_id && a->bos_id == b->bos_id &&
-                  a->byte_fallback == b->byte_fallback && a->charsmap_size == b->charsmap_size &&
-                  a->add_dummy_prefix == b->add_dummy_prefix &&
-                  a->escape_whitespaces == b->escape_whitespaces,
-                  "%s: info differs (unk %d/%d eos %d/%d pad %d/%d bos %d/%d)", models[k], a->unk_id,
-                  b->unk_id, a->eos_id, b->eos_id, a->pad_id, b->pad_id, a->bos_id, b->bos_id);
+            CHECK(
+                a->n_pieces == b->n_pieces && a->unk_id == b->unk_id && a->eos_id == b->eos_id &&
+                    a->pad_id == b->pad_id && a->bos_id == b->bos_id &&
+                    a->byte_fallback == b->byte_fallback && a->charsmap_size == b->charsmap_size &&
+                    a->add_dummy_prefix == b->add_dummy_prefix &&
+                    a->escape_whitespaces == b->escape_whitespaces,
+                "%s: info differs (unk %d/%d eos %d/%d pad %d/%d bos %d/%d)", models[k], a->unk_id,
+                b->unk_id, a->eos_id, b->eos_id, a->pad_id, b->pad_id, a->bos_id, b->bos_id);
             int types_same = 1;
             for (int i = 0; i < a->n_pieces; i++) {
                 int ta = hl_spm_piece_type(ref, i), tb = hl_spm_piece_type(m, i);
@@ -715,24 +802,27 @@ static void test_tokenizer_json(void) {
             /* the encoder's config.json is read at open (its vocab must hold every piece) */
             char te_cfg[300], cfg_text[64];
             snprintf(te_cfg, sizeof te_cfg, "%s/config.json", dir);
-            snprintf(cfg_text, sizeof cfg_text, "{\"vocab_size\": %d}", hl_spm_get_info(ref)->n_pieces);
+            snprintf(cfg_text, sizeof cfg_text, "{\"vocab_size\": %d}",
+                     hl_spm_get_info(ref)->n_pieces);
             FILE *cf = fopen(te_cfg, "w");
             CHECK(cf && fputs(cfg_text, cf) >= 0 && fclose(cf) == 0, "write %s", te_cfg);
             st = hl_text_encoder_open(dir, dir, &te, &err);
             CHECK(st == HL_OK && te, "text encoder on tokenizer.json: %s", err.msg);
             hl_text_encoder_free(te);
             /* a vocab smaller than the tokenizer fails at open, naming the key */
-            snprintf(cfg_text, sizeof cfg_text, "{\"vocab_size\": %d}", hl_spm_get_info(ref)->n_pieces - 1);
+            snprintf(cfg_text, sizeof cfg_text, "{\"vocab_size\": %d}",
+                     hl_spm_get_info(ref)->n_pieces - 1);
             cf = fopen(te_cfg, "w");
             CHECK(cf && fputs(cfg_text, cf) >= 0 && fclose(cf) == 0, "write %s", te_cfg);
             te = NULL;
             st = hl_text_encoder_open(dir, dir, &te, &err);
-            CHECK(st == HELIOS_ERR_FORMAT && !te && strstr(err.msg, "config.json") && strstr(err.msg, "'vocab_size'"),
+            CHECK(st == HELIOS_ERR_FORMAT && !te && strstr(err.msg, "config.json") &&
+                      strstr(err.msg, "'vocab_size'"),
                   "vocab smaller than the tokenizer: %s", err.msg);
             unlink(te_cfg);
 
             /* clean errors */
-            expect_json(path, json, n / 2, HELIOS_ERR_FORMAT, "tokenizer.json");     /* truncated */
+            expect_json(path, json, n / 2, HELIOS_ERR_FORMAT, "tokenizer.json"); /* truncated */
             static const struct {
                 const char *text;
                 hl_status want;
@@ -771,12 +861,12 @@ static void test_tokenizer_json(void) {
                 hl_status want;
                 const char *word;
             } cases[] = {
-                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJD$EVG\"}", HELIOS_ERR_FORMAT,
-                 "base64"},
+                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJD$EVG\"}",
+                 HELIOS_ERR_FORMAT, "base64"},
                 {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJDR\"}", HELIOS_ERR_FORMAT,
                  "base64"},
-                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJDREVG\"}", HELIOS_ERR_FORMAT,
-                 "tokenizer.json"}, /* valid base64, not a charsmap */
+                {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"QUJDREVG\"}",
+                 HELIOS_ERR_FORMAT, "tokenizer.json"}, /* valid base64, not a charsmap */
                 {"{\"type\":\"NFKC\"}", HELIOS_ERR_UNSUPPORTED, "NFKC"},
                 {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]}",
                  HELIOS_ERR_UNSUPPORTED, "Lowercase"},

@@ -109,12 +109,14 @@ static void test_ref_backend(void) {
     float *image = tensor(&f, "image", d), *moments = tensor(&f, "image_enc_moments", dm);
     int64_t n = dm[0] * dm[1] * dm[2] * dm[3] * dm[4];
     float *m = xalloc(n);
-    CHECK(hl_vae_encode(&g_ref, f.vae, d[0], d[2], d[3], d[4], image, m) == HL_OK, "ref encode: %s", g_err.msg);
+    CHECK(hl_vae_encode(&g_ref, f.vae, d[0], d[2], d[3], d[4], image, m) == HL_OK, "ref encode: %s",
+          g_err.msg);
     compare("ref backend: image_enc_moments", m, moments, n);
     float *z = tensor(&f, "z_random", dz), *want = tensor(&f, "decoded_random", dr);
     int64_t ny = dr[0] * dr[1] * dr[2] * dr[3] * dr[4];
     float *y = xalloc(ny);
-    CHECK(hl_vae_decode(&g_ref, f.vae, dz[0], dz[2], dz[3], dz[4], z, y) == HL_OK, "ref decode: %s", g_err.msg);
+    CHECK(hl_vae_decode(&g_ref, f.vae, dz[0], dz[2], dz[3], dz[4], z, y) == HL_OK, "ref decode: %s",
+          g_err.msg);
     compare("ref backend: decoded_random", y, want, ny);
     free(image), free(moments), free(m), free(z), free(want), free(y);
     fixture_close(&f);
@@ -134,9 +136,11 @@ static size_t stream_decode(const hl_ctx *ctx, hl_vae *v, const float *z, int64_
     int64_t f0 = 0;
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         int64_t k = T - t0 < chunk ? T - t0 : chunk, nf = hl_vae_stream_out_frames(s, k);
-        for (int64_t c = 0; c < Z; c++) memcpy(zc + c * k * hw, z + (c * T + t0) * hw, (size_t)(k * hw) * 4);
+        for (int64_t c = 0; c < Z; c++)
+            memcpy(zc + c * k * hw, z + (c * T + t0) * hw, (size_t)(k * hw) * 4);
         CHECK(hl_vae_decode_chunk(s, k, zc, fr) == HL_OK, "chunk: %s", g_err.msg);
-        for (int64_t c = 0; c < O; c++) memcpy(y + (c * F + f0) * HW, fr + c * nf * HW, (size_t)(nf * HW) * 4);
+        for (int64_t c = 0; c < O; c++)
+            memcpy(y + (c * F + f0) * HW, fr + c * nf * HW, (size_t)(nf * HW) * 4);
         f0 += nf;
     }
     CHECK(f0 == F, "stream gave %lld frames, expected %lld", (long long)f0, (long long)F);
@@ -149,7 +153,8 @@ static size_t stream_decode(const hl_ctx *ctx, hl_vae *v, const float *z, int64_
 static void test_streaming(const hl_ctx *ctx, hl_vae *v, const char *tag, double tol_step) {
     /* random latents, 9 frames (the size of one Helios chunk) */
     int64_t T = 9, h = 4, w = 6, Z = v->cfg.z_dim, r = v->cfg.spatial_ratio;
-    int64_t F = hl_vae_decoded_frames(&v->cfg, T), n = v->decoder.conv_out.w.shape[0] * F * h * r * w * r;
+    int64_t F = hl_vae_decoded_frames(&v->cfg, T),
+            n = v->decoder.conv_out.w.shape[0] * F * h * r * w * r;
     float *z = xalloc(Z * T * h * w), *whole = xalloc(n), *y = xalloc(n);
     fill_random(z, Z * T * h * w, 77);
     for (int64_t i = 0; i < Z * T * h * w; i++) z[i] *= 2.0f;
@@ -198,7 +203,8 @@ static void test_bf16(void) {
     c.base_dim = c.decoder_base_dim = 8;
     c.num_res_blocks = 1;
     hl_vae *v = NULL;
-    CHECK(hl_vae_create_random(&c, HL_BF16, 5, true, &v, &g_err) == HL_OK, "random bf16: %s", g_err.msg);
+    CHECK(hl_vae_create_random(&c, HL_BF16, 5, true, &v, &g_err) == HL_OK, "random bf16: %s",
+          g_err.msg);
     if (!v) return;
     int64_t T = 5, h = 4, w = 6, F = hl_vae_decoded_frames(&c, T), n = 3 * F * 32 * 48;
     float *z = xalloc(16 * T * h * w), *a = xalloc(n), *b = xalloc(n);
@@ -212,8 +218,10 @@ static void test_bf16(void) {
     int64_t Tv = 9, nv = 3 * Tv * 32 * 32, nm = 32 * 3 * 4 * 4;
     float *video = xalloc(nv), *ma = xalloc(nm), *mb = xalloc(nm);
     fill_random(video, nv, 4);
-    CHECK(hl_vae_encode(&g_cpu, v, 1, Tv, 32, 32, video, ma) == HL_OK, "bf16 cpu encode: %s", g_err.msg);
-    CHECK(hl_vae_encode(&g_ref, v, 1, Tv, 32, 32, video, mb) == HL_OK, "bf16 ref encode: %s", g_err.msg);
+    CHECK(hl_vae_encode(&g_cpu, v, 1, Tv, 32, 32, video, ma) == HL_OK, "bf16 cpu encode: %s",
+          g_err.msg);
+    CHECK(hl_vae_encode(&g_ref, v, 1, Tv, 32, 32, video, mb) == HL_OK, "bf16 ref encode: %s",
+          g_err.msg);
     e = max_abs_diff(ma, mb, nm), m = max_abs(mb, nm);
     if (g_verbose) printf("  bf16 encode cpu vs ref: max err %.3g, max|ref| %.3g\n", e, m);
     CHECK(e <= 6e-2 * (m > 0.1 ? m : 0.1), "bf16 encode: cpu vs ref %.3g (max|ref| %.3g)", e, m);
@@ -228,7 +236,8 @@ static void test_cast_bf16(void) {
     fixture f;
     if (!fixture_open(&f)) return;
     CHECK(hl_vae_cast_weights(f.vae, HL_BF16, &g_err) == HL_OK, "cast: %s", g_err.msg);
-    CHECK(f.vae->decoder.conv_in.w.dtype == HL_BF16 && f.vae->decoder.mid.attn.proj_w.dtype == HL_BF16 &&
+    CHECK(f.vae->decoder.conv_in.w.dtype == HL_BF16 &&
+              f.vae->decoder.mid.attn.proj_w.dtype == HL_BF16 &&
               f.vae->decoder.conv_in.b.dtype == HL_F32,
           "weights cast, biases kept");
     CHECK(hl_vae_cast_weights(f.vae, HL_F16, &g_err) == HELIOS_ERR_DTYPE, "f16 rejected");
@@ -236,14 +245,17 @@ static void test_cast_bf16(void) {
     float *z = tensor(&f, "z_random", dz), *want = tensor(&f, "decoded_random", dr);
     int64_t n = dr[0] * dr[1] * dr[2] * dr[3] * dr[4];
     float *y = xalloc(n);
-    CHECK(hl_vae_decode(&g_cpu, f.vae, dz[0], dz[2], dz[3], dz[4], z, y) == HL_OK, "decode: %s", g_err.msg);
+    CHECK(hl_vae_decode(&g_cpu, f.vae, dz[0], dz[2], dz[3], dz[4], z, y) == HL_OK, "decode: %s",
+          g_err.msg);
     double e = max_abs_diff(y, want, n);
     if (g_verbose) printf("  f32 checkpoint cast to bf16: decoded_random max err %.3g\n", e);
-    CHECK(e <= 6e-2 * (max_abs(want, n) > 0.1 ? max_abs(want, n) : 0.1), "bf16 cast decode: %.3g", e);
+    CHECK(e <= 6e-2 * (max_abs(want, n) > 0.1 ? max_abs(want, n) : 0.1), "bf16 cast decode: %.3g",
+          e);
     float *video = tensor(&f, "video", dv), *mw = tensor(&f, "enc_moments", dm);
     int64_t nm = dm[0] * dm[1] * dm[2] * dm[3] * dm[4];
     float *m = xalloc(nm);
-    CHECK(hl_vae_encode(&g_cpu, f.vae, dv[0], dv[2], dv[3], dv[4], video, m) == HL_OK, "encode: %s", g_err.msg);
+    CHECK(hl_vae_encode(&g_cpu, f.vae, dv[0], dv[2], dv[3], dv[4], video, m) == HL_OK, "encode: %s",
+          g_err.msg);
     e = max_abs_diff(m, mw, nm);
     if (g_verbose) printf("  f32 checkpoint cast to bf16: enc_moments max err %.3g\n", e);
     CHECK(e <= 6e-2 * (max_abs(mw, nm) > 0.1 ? max_abs(mw, nm) : 0.1), "bf16 cast encode: %.3g", e);
@@ -261,34 +273,46 @@ static void test_latents(void) {
     fill_random(z, B * 16 * n, 9);
     memcpy(z0, z, (size_t)(B * 16 * n) * 4);
     CHECK(hl_vae_normalize_latents(&c, B, n, z, &g_err) == HL_OK, "normalize");
-    CHECK(fabsf(z[n] - (z0[n] - c.latents_mean[1]) * (1.0f / c.latents_std[1])) == 0.0f, "normalize formula");
+    CHECK(fabsf(z[n] - (z0[n] - c.latents_mean[1]) * (1.0f / c.latents_std[1])) == 0.0f,
+          "normalize formula");
     CHECK(hl_vae_denormalize_latents(&c, B, n, z, &g_err) == HL_OK, "denormalize");
-    CHECK(max_abs_diff(z, z0, B * 16 * n) <= 1e-5, "round trip %.3g", max_abs_diff(z, z0, B * 16 * n));
+    CHECK(max_abs_diff(z, z0, B * 16 * n) <= 1e-5, "round trip %.3g",
+          max_abs_diff(z, z0, B * 16 * n));
     c.latents_n = 0;
-    CHECK(hl_vae_normalize_latents(&c, B, n, z, &g_err) == HELIOS_ERR_UNSUPPORTED, "tables missing");
+    CHECK(hl_vae_normalize_latents(&c, B, n, z, &g_err) == HELIOS_ERR_UNSUPPORTED,
+          "tables missing");
     /* posterior: clamp of logvar */
     float mom[4] = {0.5f, -1.0f, -40.0f, 25.0f}, mean[2], lv[2], sd[2];
     hl_vae_posterior(1, 1, 2, mom, mean, lv, sd);
-    CHECK(mean[0] == 0.5f && lv[0] == -30.0f && lv[1] == 20.0f && sd[1] == expf(10.0f), "posterior clamp");
+    CHECK(mean[0] == 0.5f && lv[0] == -30.0f && lv[1] == 20.0f && sd[1] == expf(10.0f),
+          "posterior clamp");
     free(z), free(z0);
 }
 
 static void test_errors(void) {
     hl_vae *v = NULL;
-    CHECK(hl_vae_load("/nonexistent/vae", NULL, NULL, &v, &g_err) == HELIOS_ERR_IO && !v, "missing folder");
+    CHECK(hl_vae_load("/nonexistent/vae", NULL, NULL, &v, &g_err) == HELIOS_ERR_IO && !v,
+          "missing folder");
     CHECK(strstr(g_err.msg, "/nonexistent/vae") != NULL, "message names the path: %s", g_err.msg);
     /* weights of another model: the table reports missing tensors by name */
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s", vector_path("vae_config.json"));
     hl_status st = hl_vae_load(NULL, cfg, vector_path("umt5_weights_f32.safetensors"), &v, &g_err);
     CHECK(st == HELIOS_ERR_MISSING && !v, "wrong weights: %d %s", st, g_err.msg);
-    CHECK(strstr(g_err.msg, "encoder.conv_in.weight") != NULL, "message names a tensor: %.200s", g_err.msg);
+    CHECK(strstr(g_err.msg, "encoder.conv_in.weight") != NULL, "message names a tensor: %.200s",
+          g_err.msg);
     /* configs */
-    const char *bad[] = {"{\"is_residual\": true}", "{\"dim_mult\": [1, 2], \"temperal_downsample\": [true, false]}",
-                         "{\"attn_scales\": [0.5]}", "{\"patch_size\": 2}", "[1]", "{\"z_dim\": 0}",
-                         "{\"dim_mult\": [1, 2, 4, 4], \"temperal_downsample\": [true, \"no\", true]}"};
+    const char *bad[] = {
+        "{\"is_residual\": true}",
+        "{\"dim_mult\": [1, 2], \"temperal_downsample\": [true, false]}",
+        "{\"attn_scales\": [0.5]}",
+        "{\"patch_size\": 2}",
+        "[1]",
+        "{\"z_dim\": 0}",
+        "{\"dim_mult\": [1, 2, 4, 4], \"temperal_downsample\": [true, \"no\", true]}"};
     hl_status want[] = {HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT, HELIOS_ERR_UNSUPPORTED,
-                        HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT, HELIOS_ERR_FORMAT, HELIOS_ERR_FORMAT};
+                        HELIOS_ERR_UNSUPPORTED, HELIOS_ERR_FORMAT, HELIOS_ERR_FORMAT,
+                        HELIOS_ERR_FORMAT};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         hl_json *j = NULL;
         hl_vae_config c;
@@ -300,7 +324,9 @@ static void test_errors(void) {
     /* a config read from the vectors keeps every field */
     hl_json *j = NULL;
     hl_vae_config c;
-    CHECK(hl_json_load_file(cfg, &j, &g_err) == HL_OK && hl_vae_config_parse(j, &c, &g_err) == HL_OK, "vae_config.json");
+    CHECK(hl_json_load_file(cfg, &j, &g_err) == HL_OK &&
+              hl_vae_config_parse(j, &c, &g_err) == HL_OK,
+          "vae_config.json");
     CHECK(c.base_dim == 8 && c.z_dim == 16 && c.n_levels == 4 && c.num_res_blocks == 1 &&
               c.temperal_downsample[1] && !c.temperal_downsample[0] && c.spatial_ratio == 8 &&
               c.temporal_ratio == 4 && c.latents_n == 16,
@@ -310,14 +336,18 @@ static void test_errors(void) {
     fixture f;
     if (!fixture_open(&f)) return;
     float x[3 * 8 * 8] = {0}, m[64];
-    CHECK(hl_vae_encode(&g_cpu, f.vae, 1, 1, 4, 4, x, m) == HELIOS_ERR_INVALID_ARG, "too small to encode");
+    CHECK(hl_vae_encode(&g_cpu, f.vae, 1, 1, 4, 4, x, m) == HELIOS_ERR_INVALID_ARG,
+          "too small to encode");
     CHECK(hl_vae_encode(&g_cpu, f.vae, 1, 0, 8, 8, x, m) == HELIOS_ERR_INVALID_ARG, "no frames");
     hl_vae_stream *s = NULL;
-    CHECK(hl_vae_decode_begin(&g_cpu, f.vae, 0, 4, 1, &s) == HELIOS_ERR_INVALID_ARG && !s, "empty latent");
-    CHECK(hl_vae_decode_begin(&g_cpu, f.vae, 4, 4, 0, &s) == HELIOS_ERR_INVALID_ARG && !s, "step 0");
+    CHECK(hl_vae_decode_begin(&g_cpu, f.vae, 0, 4, 1, &s) == HELIOS_ERR_INVALID_ARG && !s,
+          "empty latent");
+    CHECK(hl_vae_decode_begin(&g_cpu, f.vae, 4, 4, 0, &s) == HELIOS_ERR_INVALID_ARG && !s,
+          "step 0");
     hl_vae_tiling tl = {4, 16, 8, 8};
     int64_t a, b2, c2;
-    CHECK(hl_vae_encode_tiled(&g_cpu, f.vae, &tl, 1, 8, 8, x, m, &a, &b2, &c2) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_vae_encode_tiled(&g_cpu, f.vae, &tl, 1, 8, 8, x, m, &a, &b2, &c2) ==
+              HELIOS_ERR_INVALID_ARG,
           "tile smaller than the ratio");
     fixture_close(&f);
 }
@@ -328,10 +358,13 @@ int main(int argc, char **argv) {
     struct {
         const char *name;
         void (*fn)(void);
-    } parts[] = {{"vectors", test_verify},      {"ref backend", test_ref_backend},
-                 {"streaming", test_streaming_f32}, {"bf16", test_bf16},
+    } parts[] = {{"vectors", test_verify},
+                 {"ref backend", test_ref_backend},
+                 {"streaming", test_streaming_f32},
+                 {"bf16", test_bf16},
                  {"bf16 cast", test_cast_bf16},
-                 {"latents", test_latents},     {"errors", test_errors}};
+                 {"latents", test_latents},
+                 {"errors", test_errors}};
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
         double t0 = hl_time();
         parts[i].fn();

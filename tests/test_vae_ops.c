@@ -75,16 +75,18 @@ typedef struct conv_case {
     hl_layout layout;
     hl_dtype x_dt, w_dt, b_dt; /* b_dt HL_DTYPE_COUNT: no bias */
     int64_t N, C, T, H, W, O;
-    int kt, kh, kw, w4d;       /* w4d: weight given as [O, C, kh, kw] (kt must be 1) */
+    int kt, kh, kw, w4d; /* w4d: weight given as [O, C, kh, kw] (kt must be 1) */
     int stride[3], pad[6];
     int accumulate;
 } conv_case;
 
 static void run_conv_case(const conv_case *cc, const hl_ctx *be) {
+    /* clang-format off */
     hl_conv3d_shape s = {cc->layout, cc->x_dt, cc->N, cc->C, cc->T, cc->H, cc->W,
                          {cc->stride[0], cc->stride[1], cc->stride[2]},
                          {cc->pad[0], cc->pad[1], cc->pad[2], cc->pad[3], cc->pad[4], cc->pad[5]},
                          cc->accumulate};
+    /* clang-format on */
     int64_t To = hl_conv_out_len(cc->T, cc->kt, s.stride[0], s.pad[0], s.pad[1]);
     int64_t Ho = hl_conv_out_len(cc->H, cc->kh, s.stride[1], s.pad[2], s.pad[3]);
     int64_t Wo = hl_conv_out_len(cc->W, cc->kw, s.stride[2], s.pad[4], s.pad[5]);
@@ -98,8 +100,10 @@ static void run_conv_case(const conv_case *cc, const hl_ctx *be) {
         if (cc->x_dt == HL_BF16) xf[i] = hl_bf16_to_f32(((hl_bf16 *)x)[i]);
     for (int64_t i = 0; i < nw; i++)
         if (cc->w_dt == HL_BF16) wf[i] = hl_bf16_to_f32(((hl_bf16 *)wd)[i]);
-    int64_t wshape5[5] = {cc->O, cc->C, cc->kt, cc->kh, cc->kw}, wshape4[4] = {cc->O, cc->C, cc->kh, cc->kw};
-    hl_tensor w = cc->w4d ? hl_tensor_make(wd, cc->w_dt, 4, wshape4) : hl_tensor_make(wd, cc->w_dt, 5, wshape5);
+    int64_t wshape5[5] = {cc->O, cc->C, cc->kt, cc->kh, cc->kw},
+            wshape4[4] = {cc->O, cc->C, cc->kh, cc->kw};
+    hl_tensor w = cc->w4d ? hl_tensor_make(wd, cc->w_dt, 4, wshape4)
+                          : hl_tensor_make(wd, cc->w_dt, 5, wshape5);
     int64_t bshape[1] = {cc->O};
     void *bd = cc->b_dt != HL_DTYPE_COUNT ? to_dtype(bf, cc->O, cc->b_dt) : NULL;
     hl_tensor b = bd ? hl_tensor_make(bd, cc->b_dt, 1, bshape) : (hl_tensor){0};
@@ -116,7 +120,8 @@ static void run_conv_case(const conv_case *cc, const hl_ctx *be) {
     float *ax = xalloc((size_t)nx * sizeof *ax), *aw = xalloc((size_t)nw * sizeof *aw);
     for (int64_t i = 0; i < nx; i++) ax[i] = fabsf(xf[i]);
     for (int64_t i = 0; i < nw; i++) aw[i] = fabsf(wf[i]);
-    hl_tensor awt = cc->w4d ? hl_tensor_make(aw, HL_F32, 4, wshape4) : hl_tensor_make(aw, HL_F32, 5, wshape5);
+    hl_tensor awt = cc->w4d ? hl_tensor_make(aw, HL_F32, 4, wshape4)
+                            : hl_tensor_make(aw, HL_F32, 5, wshape5);
     hl_conv3d_shape sa = s;
     sa.x_dtype = HL_F32;
     sa.accumulate = 0;
@@ -126,18 +131,20 @@ static void run_conv_case(const conv_case *cc, const hl_ctx *be) {
     double c = round_x + (2.0 * K + 4) / 16777216.0;
     double err, q = worst_ratio(y1, y0, bound, ny, 1.0 / 8388608.0, 1e-30, c, &err);
     if (g_verbose || q > 1)
-        printf("  %s: conv3d %-44s max err %.3g, err/allowed %.3g\n",
-               hl_backend_name(be->backend), cc->name, err, q);
+        printf("  %s: conv3d %-44s max err %.3g, err/allowed %.3g\n", hl_backend_name(be->backend),
+               cc->name, err, q);
     CHECK(q <= 1, "%s: conv3d %s: err/allowed %.3g", hl_backend_name(be->backend), cc->name, q);
 
     /* the pack is reused: a second call gives the identical result */
     if (st1 == HL_OK && !cc->accumulate) {
         float *y2 = xalloc((size_t)ny * sizeof *y2);
         CHECK(hl_conv3d(be, &s, x, &w, bd ? &b : NULL, &pack, y2) == HL_OK, "second call");
-        CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result with the reused pack differs", cc->name);
+        CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result with the reused pack differs",
+              cc->name);
         /* and without a pack */
         CHECK(hl_conv3d(be, &s, x, &w, bd ? &b : NULL, NULL, y2) == HL_OK, "no pack");
-        CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result without a pack differs", cc->name);
+        CHECK(!memcmp(y1, y2, (size_t)ny * sizeof *y2), "%s: result without a pack differs",
+              cc->name);
         free(y2);
     }
     hl_conv_pack_free(pack);
@@ -147,6 +154,7 @@ static void run_conv_case(const conv_case *cc, const hl_ctx *be) {
 
 static void test_conv3d(const hl_ctx *be) {
     const hl_dtype F = HL_F32, B = HL_BF16, NONE = HL_DTYPE_COUNT;
+    /* clang-format off */ /* one case a line */
     const conv_case cases[] = {
         /* name, layout, x, w, b, N C T H W O, kt kh kw w4d, stride, pad, acc */
         {"causal 3x3x3 f32 NTHWC", HL_NTHWC, F, F, F, 2, 5, 4, 7, 9, 6, 3, 3, 3, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, 0},
@@ -168,6 +176,7 @@ static void test_conv3d(const hl_ctx *be) {
         {"realistic 64->64 3x3x3 bf16", HL_NTHWC, B, B, F, 1, 64, 6, 24, 20, 64, 3, 3, 3, 0, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, 0},
         {"realistic 32->48 3x3x3 f32", HL_NTHWC, F, F, F, 1, 32, 4, 20, 18, 48, 3, 3, 3, 0, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, 0},
     };
+    /* clang-format on */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i], be);
 }
 
@@ -178,7 +187,8 @@ static void test_conv_pack_variants(const hl_ctx *be) {
     float *wf = frand(O * K, 21, 0.2f), *wf2 = frand(O * K, 22, 0.2f), *bias = frand(O, 23, 0.1f);
     hl_bf16 *w1 = to_dtype(wf, O * K, HL_BF16), *w2 = to_dtype(wf2, O * K, HL_BF16);
     int64_t shape[5] = {O, C, 3, 3, 3}, bshape[1] = {O};
-    hl_tensor W1 = hl_tensor_make(w1, HL_BF16, 5, shape), W2 = hl_tensor_make(w2, HL_BF16, 5, shape);
+    hl_tensor W1 = hl_tensor_make(w1, HL_BF16, 5, shape),
+              W2 = hl_tensor_make(w2, HL_BF16, 5, shape);
     hl_tensor Bt = hl_tensor_make(bias, HL_F32, 1, bshape);
     hl_conv_pack *pack = NULL;
     int Ts[4] = {3, 6, 3, 6};
@@ -188,10 +198,12 @@ static void test_conv_pack_variants(const hl_ctx *be) {
         hl_conv3d_shape s = {HL_NTHWC, HL_BF16, 1, C, T, H, Wd, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, 0};
         float *xf = frand(T * H * Wd * C, 30 + r, 1.0f);
         hl_bf16 *x = to_dtype(xf, T * H * Wd * C, HL_BF16);
-        float *y0 = xalloc((size_t)(To * H * Wd * O) * 4), *y1 = xalloc((size_t)(To * H * Wd * O) * 4);
+        float *y0 = xalloc((size_t)(To * H * Wd * O) * 4),
+              *y1 = xalloc((size_t)(To * H * Wd * O) * 4);
         hl_conv3d(be, &s, x, w, &Bt, NULL, y0);
         CHECK(hl_conv3d(be, &s, x, w, &Bt, &pack, y1) == HL_OK, "pack call");
-        CHECK(!memcmp(y0, y1, (size_t)(To * H * Wd * O) * 4), "pack variant %d differs from unpacked", r);
+        CHECK(!memcmp(y0, y1, (size_t)(To * H * Wd * O) * 4),
+              "pack variant %d differs from unpacked", r);
         free(xf), free(x), free(y0), free(y1);
     }
     hl_conv_pack_free(pack);
@@ -209,7 +221,8 @@ static void test_conv_args(const hl_ctx *be) {
         hl_status (*conv)(const hl_ctx *, const hl_conv3d_shape *, const void *, const hl_tensor *,
                           const hl_tensor *, hl_conv_pack **, float *) = hl_conv3d;
         CHECK(conv(ctx, &s, x, &w, NULL, NULL, y) == HL_OK, "valid call");
-        CHECK(conv(ctx, &s, x, &wb, NULL, NULL, y) == HELIOS_ERR_SHAPE, "channel mismatch rejected");
+        CHECK(conv(ctx, &s, x, &wb, NULL, NULL, y) == HELIOS_ERR_SHAPE,
+              "channel mismatch rejected");
         hl_conv3d_shape t = s;
         t.stride[1] = 0;
         CHECK(conv(ctx, &t, x, &w, NULL, NULL, y) == HELIOS_ERR_INVALID_ARG, "stride 0 rejected");
@@ -218,7 +231,8 @@ static void test_conv_args(const hl_ctx *be) {
         CHECK(conv(ctx, &t, x, &w, NULL, NULL, y) == HELIOS_ERR_DTYPE, "f16 input rejected");
         t = s;
         t.pad[3] = -1;
-        CHECK(conv(ctx, &t, x, &w, NULL, NULL, y) == HELIOS_ERR_INVALID_ARG, "negative pad rejected");
+        CHECK(conv(ctx, &t, x, &w, NULL, NULL, y) == HELIOS_ERR_INVALID_ARG,
+              "negative pad rejected");
         t = s;
         t.layout = (hl_layout)7;
         CHECK(conv(ctx, &t, x, &w, NULL, NULL, y) == HELIOS_ERR_INVALID_ARG, "bad layout rejected");
@@ -240,7 +254,7 @@ static void test_channel_rmsnorm(const hl_ctx *be) {
     float *x = frand(N * C * S, 41, 3.0f), *g = frand(C, 42, 0.5f);
     for (int64_t c = 0; c < C; c++) g[c] += 1.0f;
     /* one all-zero position (the 1e-12 clamp) in each layout's addressing */
-    for (int64_t c = 0; c < C; c++) x[c] = 0.0f;            /* NTHWC: position 0 of n=0 */
+    for (int64_t c = 0; c < C; c++) x[c] = 0.0f;              /* NTHWC: position 0 of n=0 */
     for (int64_t c = 0; c < C; c++) x[C * S + c * S + 5] = 0; /* NCTHW: position 5 of n=1 */
     for (int layout = 0; layout < 2; layout++)
         for (int silu = 0; silu < 2; silu++)
@@ -248,15 +262,18 @@ static void test_channel_rmsnorm(const hl_ctx *be) {
                 hl_dtype dt = dti ? HL_BF16 : HL_F32;
                 int64_t n = N * C * S;
                 void *y0 = xalloc((size_t)n * 4), *y1 = xalloc((size_t)n * 4);
-                hl_status a = hl_channel_rmsnorm(&g_ref, (hl_layout)layout, N, C, S, x, g, silu, dt, y0);
-                hl_status b = hl_channel_rmsnorm(be, (hl_layout)layout, N, C, S, x, g, silu, dt, y1);
+                hl_status a = hl_channel_rmsnorm(&g_ref, (hl_layout)layout, N, C, S, x, g, silu, dt,
+                                                 y0);
+                hl_status b = hl_channel_rmsnorm(be, (hl_layout)layout, N, C, S, x, g, silu, dt,
+                                                 y1);
                 CHECK(a == HL_OK && b == HL_OK, "rmsnorm status");
                 float *f0 = xalloc((size_t)n * 4), *f1 = xalloc((size_t)n * 4);
                 for (int64_t i = 0; i < n; i++) {
                     f0[i] = dt == HL_BF16 ? hl_bf16_to_f32(((hl_bf16 *)y0)[i]) : ((float *)y0)[i];
                     f1[i] = dt == HL_BF16 ? hl_bf16_to_f32(((hl_bf16 *)y1)[i]) : ((float *)y1)[i];
                 }
-                double err, q = worst_ratio(f1, f0, NULL, n, dt == HL_BF16 ? 1.0 / 256 : 1e-5, 1e-6, 0, &err);
+                double err, q = worst_ratio(f1, f0, NULL, n, dt == HL_BF16 ? 1.0 / 256 : 1e-5, 1e-6,
+                                            0, &err);
                 if (g_verbose || q > 1)
                     printf("  %s: channel_rmsnorm layout %d silu %d %s: max err %.3g, "
                            "err/allowed %.3g\n",
@@ -297,11 +314,13 @@ static void test_upsample(const hl_ctx *be) {
             hl_status a = hl_upsample2x(&g_ref, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y0);
             hl_status b = hl_upsample2x(be, (hl_layout)layout, N, C, H, W, xs, ldx, dt, y1);
             CHECK(a == HL_OK && b == HL_OK, "upsample status");
-            CHECK(!memcmp(y0, y1, ny), "upsample2x layout %d %s differs", layout, hl_dtype_name(dt));
+            CHECK(!memcmp(y0, y1, ny), "upsample2x layout %d %s differs", layout,
+                  hl_dtype_name(dt));
             free(y0), free(y1);
         }
     /* a wide row (more than the cpu's 256-column block) in NCTHW */
-    float *xw = frand(2 * 600, 52, 1.0f), *u0 = xalloc(2 * 2400 * 4 * 2), *u1 = xalloc(2 * 2400 * 4 * 2);
+    float *xw = frand(2 * 600, 52, 1.0f), *u0 = xalloc(2 * 2400 * 4 * 2),
+          *u1 = xalloc(2 * 2400 * 4 * 2);
     hl_upsample2x(&g_ref, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u0);
     hl_upsample2x(be, HL_NCTHW, 1, 2, 1, 600, xw, 0, HL_F32, u1);
     CHECK(!memcmp(u0, u1, 2 * 2400 * 4), "upsample2x wide rows");
@@ -332,10 +351,12 @@ static void test_cast_and_transpose(const hl_ctx *be) {
         void *a = xalloc((size_t)(T * S * C) * 4), *b = xalloc((size_t)(T * S * C) * 4);
         hl_to_channels_last(&g_ref, C, T, S, v + off * S, Tall * S, dt, a);
         hl_to_channels_last(be, C, T, S, v + off * S, Tall * S, dt, b);
-        CHECK(!memcmp(a, b, (size_t)(T * S * C) * hl_dtype_size(dt)), "to_channels_last %s", hl_dtype_name(dt));
+        CHECK(!memcmp(a, b, (size_t)(T * S * C) * hl_dtype_size(dt)), "to_channels_last %s",
+              hl_dtype_name(dt));
         free(a), free(b);
     }
-    float *cl = frand(T * S * C, 63, 2.0f), *f0 = frand(C * Tall * S, 64, 1.0f), *f1 = xalloc((size_t)(C * Tall * S) * 4);
+    float *cl = frand(T * S * C, 63, 2.0f), *f0 = frand(C * Tall * S, 64, 1.0f),
+          *f1 = xalloc((size_t)(C * Tall * S) * 4);
     cl[10] = NAN;
     memcpy(f1, f0, (size_t)(C * Tall * S) * 4);
     hl_to_channels_first(&g_ref, C, T, S, cl, -1.0f, 1.0f, f0 + off * S, Tall * S);

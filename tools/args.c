@@ -46,7 +46,8 @@ const char *args_parse_ll(const char *text, int len, long long lo, long long hi,
     size_t n = len < 0 ? strlen(text) : (size_t)len;
     /* strtoll skips leading blanks and stops at junk; both are refused here */
     if (n == 0) return "is empty, not an integer";
-    if (n >= sizeof buf || !(text[0] == '-' || text[0] == '+' || (text[0] >= '0' && text[0] <= '9')))
+    if (n >= sizeof buf ||
+        !(text[0] == '-' || text[0] == '+' || (text[0] >= '0' && text[0] <= '9')))
         return "is not an integer";
     memcpy(buf, text, n);
     buf[n] = '\0';
@@ -65,7 +66,8 @@ const char *args_parse_ll(const char *text, int len, long long lo, long long hi,
 const char *args_parse_double(const char *text, double lo, double hi, double *out) {
     char *end;
     errno = 0;
-    if (!*text || !(text[0] == '-' || text[0] == '+' || text[0] == '.' || (text[0] >= '0' && text[0] <= '9')))
+    if (!*text ||
+        !(text[0] == '-' || text[0] == '+' || text[0] == '.' || (text[0] >= '0' && text[0] <= '9')))
         return "is not a number";
     double v = strtod(text, &end);
     if (end == text || *end) return "is not a number";
@@ -109,7 +111,8 @@ int args_u64(args *a, uint64_t *out) {
     char *end;
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
-    if (*end || errno == ERANGE) return args_fail(a, "%s '%s' is out of range (0..%llu)", opt, v, ULLONG_MAX);
+    if (*end || errno == ERANGE)
+        return args_fail(a, "%s '%s' is out of range (0..%llu)", opt, v, ULLONG_MAX);
     *out = x;
     return 0;
 }
@@ -133,7 +136,8 @@ int args_choice(args *a, const char *const *names, int n, int *out) {
     size_t len = 0;
     list[0] = '\0';
     for (int k = 0; k < n && len < sizeof list; k++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? (k == n - 1 ? " or " : ", ") : "", names[k]);
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+                                k ? (k == n - 1 ? " or " : ", ") : "", names[k]);
     return args_fail(a, "%s '%s' is not one of %s", opt, v, list);
 }
 
@@ -143,13 +147,15 @@ int args_int_list(args *a, int n, long long lo, long long hi, int *out) {
     const char *p = v;
     for (int k = 0; k < n; k++) {
         const char *comma = strchr(p, ',');
-        if (k < n - 1 && !comma) return args_fail(a, "%s '%s': wants %d comma-separated integers", opt, v, n);
+        if (k < n - 1 && !comma)
+            return args_fail(a, "%s '%s': wants %d comma-separated integers", opt, v, n);
         int len = (int)(k < n - 1 ? comma - p : (int)strlen(p));
         long long x;
         const char *why = args_parse_ll(p, len, lo, hi, &x);
         if (why) {
             if (k == n - 1 && comma) /* "1,1,1,1": a value too many */
-                return args_fail(a, "%s '%s': wants exactly %d comma-separated integers", opt, v, n);
+                return args_fail(a, "%s '%s': wants exactly %d comma-separated integers", opt, v,
+                                 n);
             return args_fail(a, "%s '%s': item %d '%.*s' %s", opt, v, k + 1, len, p, why);
         }
         out[k] = (int)x;

@@ -60,7 +60,8 @@ typedef struct bench_block {
     int n_mem;
 } bench_block;
 
-static hl_tensor rand_tensor(bench_block *bb, hl_dtype dt, int64_t rows, int64_t cols, float a, uint64_t *seed) {
+static hl_tensor rand_tensor(bench_block *bb, hl_dtype dt, int64_t rows, int64_t cols, float a,
+                             uint64_t *seed) {
     int64_t shape[2] = {rows, cols};
     int nd = cols ? 2 : 1;
     if (!cols) shape[1] = 1;
@@ -131,9 +132,17 @@ static double block_flops(const hl_dit_config *c, int64_t S, int64_t L) {
 
 static int run_block(const bench_opts *o, double ceiling) {
     hl_dit_config c = {
-        .patch = {1, 2, 2}, .heads = (int)o->heads, .head_dim = (int)(o->dim / o->heads),
-        .dim = (int)o->dim, .ffn_dim = (int)o->ffn, .num_layers = 1, .cross_attn_norm = true,
-        .eps = 1e-6f, .rope_theta = 10000.0, .guidance_cross_attn = true, .zero_history_timestep = true,
+        .patch = {1, 2, 2},
+        .heads = (int)o->heads,
+        .head_dim = (int)(o->dim / o->heads),
+        .dim = (int)o->dim,
+        .ffn_dim = (int)o->ffn,
+        .num_layers = 1,
+        .cross_attn_norm = true,
+        .eps = 1e-6f,
+        .rope_theta = 10000.0,
+        .guidance_cross_attn = true,
+        .zero_history_timestep = true,
     };
     int hd = c.head_dim;
     c.rope_dim[1] = c.rope_dim[2] = (hd / 3) & ~1; /* (44, 42, 42) for hd 128 */
@@ -143,12 +152,15 @@ static int run_block(const bench_opts *o, double ceiling) {
     hl_arena a = {0};
     hl_dit_scratch s;
     float *x = malloc((size_t)(S * D) * sizeof *x), *x0 = malloc((size_t)(S * D) * sizeof *x0);
-    float *enc = malloc((size_t)(L * D) * sizeof *enc), *tproj = malloc((size_t)(12 * D) * sizeof *tproj);
+    float *enc = malloc((size_t)(L * D) * sizeof *enc),
+          *tproj = malloc((size_t)(12 * D) * sizeof *tproj);
     float *rope = malloc((size_t)(S * hd) * sizeof *rope);
-    size_t act = (size_t)(5 * S * D + (S < 4096 ? S : 4096) * c.ffn_dim + 2 * L * D + 12 * D) * sizeof(float) + 4096;
+    size_t act = (size_t)(5 * S * D + (S < 4096 ? S : 4096) * c.ffn_dim + 2 * L * D + 12 * D) *
+                     sizeof(float) +
+                 4096;
     int rc = 1;
-    if (!x || !x0 || !enc || !tproj || !rope || bench_block_init(&bb, &c, o->dtype) || hl_arena_init(&a, act) ||
-        hl_dit_scratch_alloc(&a, &c, 1, S, L, &s) != HL_OK) {
+    if (!x || !x0 || !enc || !tproj || !rope || bench_block_init(&bb, &c, o->dtype) ||
+        hl_arena_init(&a, act) || hl_dit_scratch_alloc(&a, &c, 1, S, L, &s) != HL_OK) {
         fprintf(stderr, "helios bench: out of memory\n");
         goto done;
     }
@@ -175,11 +187,12 @@ static int run_block(const bench_opts *o, double ceiling) {
     }
     double t = median(times, reps), flops = block_flops(&c, S, L);
     double g = flops / t * 1e-9;
-    printf("block %s: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text: %.1f GFLOP in %.3f s (median of %d)\n",
-           o->dtype == HL_BF16 ? "bf16" : "f32", (long long)D, (long long)o->heads, (long long)o->ffn,
-           (long long)S, (long long)L, flops * 1e-9, t, reps);
-    printf("block %s: %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s\n", o->dtype == HL_BF16 ? "bf16" : "f32", g,
-           100.0 * g / ceiling, ceiling);
+    printf("block %s: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text: %.1f GFLOP in %.3f s "
+           "(median of %d)\n",
+           o->dtype == HL_BF16 ? "bf16" : "f32", (long long)D, (long long)o->heads,
+           (long long)o->ffn, (long long)S, (long long)L, flops * 1e-9, t, reps);
+    printf("block %s: %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s\n",
+           o->dtype == HL_BF16 ? "bf16" : "f32", g, 100.0 * g / ceiling, ceiling);
     printf("block memory: activations x %.1f MiB, block scratch %.1f MiB, peak RSS %.0f MiB\n",
            (double)(S * D) * 4 / 1048576.0, (double)a.peak / 1048576.0, peak_rss_mib());
     rc = 0;
@@ -201,8 +214,10 @@ static int run_vae(const bench_opts *o, double ceiling) {
             return 1;
         }
         double g = gflop / sec;
-        printf("vae decode %s %dx%dx33: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f ms per frame, "
-               "%.1f TFLOP)\n", o->dtype == HL_BF16 ? "bf16" : "f32", H, W, sec, g, 100.0 * g / ceiling, ceiling,
+        printf("vae decode %s %dx%dx33: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f "
+               "ms per frame, "
+               "%.1f TFLOP)\n",
+               o->dtype == HL_BF16 ? "bf16" : "f32", H, W, sec, g, 100.0 * g / ceiling, ceiling,
                1000.0 * sec / 33, gflop * 1e-3);
     }
     printf("vae memory: peak RSS %.0f MiB\n", peak_rss_mib());
@@ -219,8 +234,9 @@ static int run_umt5(const bench_opts *o, double ceiling) {
         return 1;
     }
     double g = gflop / sec;
-    printf("umt5 %s 512 tokens: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f GFLOP)\n",
-           o->dtype == HL_BF16 ? "bf16" : "f32", sec, g, 100.0 * g / ceiling, ceiling, gflop);
+    printf(
+        "umt5 %s 512 tokens: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f GFLOP)\n",
+        o->dtype == HL_BF16 ? "bf16" : "f32", sec, g, 100.0 * g / ceiling, ceiling, gflop);
     return 0;
 }
 
@@ -245,8 +261,15 @@ static void usage(FILE *f) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_opts o = {.vae_sizes = 1, .reps = 5, .tokens = 2304, .text = 512, .dim = 1536,
-                    .heads = 12, .ffn = 8960, .gemm_n = 4096, .dtype = HL_BF16};
+    bench_opts o = {.vae_sizes = 1,
+                    .reps = 5,
+                    .tokens = 2304,
+                    .text = 512,
+                    .dim = 1536,
+                    .heads = 12,
+                    .ffn = 8960,
+                    .gemm_n = 4096,
+                    .dtype = HL_BF16};
     static const char *const parts[] = {"block", "umt5", "vae"};
     args a;
     args_init(&a, "helios bench", argc, argv);
@@ -261,10 +284,12 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
             if (!(rc = args_choice(&a, parts, 3, &k))) o.only = parts[k];
-        } else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o.threads);
+        } else if (args_is(&a, NULL, "--threads"))
+            rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o.threads);
         else if (args_is(&a, NULL, "--reps")) rc = args_int(&a, 1, 64, &o.reps); /* times[64] */
         else if (args_is(&a, NULL, "--tokens")) rc = args_i64(&a, 1, 1 << 20, &o.tokens);
-        else if (args_is(&a, NULL, "--text")) rc = args_i64(&a, 1, HELIOS_MAX_SEQUENCE_LENGTH, &o.text);
+        else if (args_is(&a, NULL, "--text"))
+            rc = args_i64(&a, 1, HELIOS_MAX_SEQUENCE_LENGTH, &o.text);
         else if (args_is(&a, NULL, "--dim")) rc = args_i64(&a, 2, 1 << 16, &o.dim);
         else if (args_is(&a, NULL, "--heads")) rc = args_i64(&a, 1, 1024, &o.heads);
         else if (args_is(&a, NULL, "--ffn")) rc = args_i64(&a, 1, 1 << 18, &o.ffn);
@@ -276,8 +301,8 @@ int cmd_bench(int argc, char **argv) {
     }
     if (rc) return rc;
     if (o.dim % o.heads || (o.dim / o.heads) % 2)
-        return args_fail(&a, "--dim %lld does not split into --heads %lld of even width", (long long)o.dim,
-                         (long long)o.heads);
+        return args_fail(&a, "--dim %lld does not split into --heads %lld of even width",
+                         (long long)o.dim, (long long)o.heads);
     hl_set_threads(o.threads);
     printf("threads: %d\n", hl_get_threads());
     hl_dtype ceil_dt = o.dtype;
@@ -292,8 +317,8 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "helios bench: the ceiling GEMM failed\n");
         return 1;
     }
-    printf("ceiling: oneDNN %s GEMM %lld^3: %.0f GFLOP/s (median of %d)\n", ceil_dt == HL_BF16 ? "bf16" : "f32",
-           (long long)o.gemm_n, ceiling, o.reps);
+    printf("ceiling: oneDNN %s GEMM %lld^3: %.0f GFLOP/s (median of %d)\n",
+           ceil_dt == HL_BF16 ? "bf16" : "f32", (long long)o.gemm_n, ceiling, o.reps);
     rc = 0;
     if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, ceiling);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, ceiling);

@@ -72,8 +72,8 @@ int cmd_info(int argc, char **argv) {
         return 1;
     }
     helios_session_free(s);
-    printf("%zu tensor%s, %llu bytes, in %d file%s\n", n.count, n.count == 1 ? "" : "s", n.bytes, n_files,
-           n_files == 1 ? "" : "s");
+    printf("%zu tensor%s, %llu bytes, in %d file%s\n", n.count, n.count == 1 ? "" : "s", n.bytes,
+           n_files, n_files == 1 ? "" : "s");
     if (fflush(stdout) != 0) {
         perror("helios info: stdout");
         return 1;

@@ -6,24 +6,26 @@
 #include "tools/commands.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: helios <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  generate     make a video from a prompt with a Helios model folder\n"
-            "  verify DIR   run every reference-vector file found in DIR and compare\n"
-            "  bench        time the transformer block and the GEMM ceiling on this machine\n"
-            "  info FILE    list the tensors of a .safetensors file (or index)\n"
-            "  world        render the tiny world: video, captions and ground truth from a seed\n"
-            "  eval VIDEO   measure a video against the tiny world (accuracy, drift, seams, motion)\n"
-            "  version      the library version\n"
-            "  help         this text\n"
-            "\n"
-            "Run 'helios <command> --help' for the options of a command.\n");
+    fprintf(
+        f,
+        "usage: helios <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  generate     make a video from a prompt with a Helios model folder\n"
+        "  verify DIR   run every reference-vector file found in DIR and compare\n"
+        "  bench        time the transformer block and the GEMM ceiling on this machine\n"
+        "  info FILE    list the tensors of a .safetensors file (or index)\n"
+        "  world        render the tiny world: video, captions and ground truth from a seed\n"
+        "  eval VIDEO   measure a video against the tiny world (accuracy, drift, seams, motion)\n"
+        "  version      the library version\n"
+        "  help         this text\n"
+        "\n"
+        "Run 'helios <command> --help' for the options of a command.\n");
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

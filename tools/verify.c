@@ -134,9 +134,13 @@ static void run_dit_intermediates(verify *v, const char *file, helios_transforme
     hl_status s = open_case(v, case_file, &cs, &c, &err);
     if (s == HL_OK) s = hl_st_open(path, &st, &err);
     compare_ctx cc = {v, file};
-    if (s == HL_OK) s = hl_dit_check_intermediates(&v->sess->ctx, t, &c, st, on_intermediate, &cc, &n);
-    if (s == HL_OK && n == 0) s = hl_fail(&err, HELIOS_ERR_MISSING, "no recognized activation in the file");
-    if (s != HL_OK) report_error(v, file, "intermediates", err.msg[0] ? err.msg : helios_session_error(v->sess));
+    if (s == HL_OK)
+        s = hl_dit_check_intermediates(&v->sess->ctx, t, &c, st, on_intermediate, &cc, &n);
+    if (s == HL_OK && n == 0)
+        s = hl_fail(&err, HELIOS_ERR_MISSING, "no recognized activation in the file");
+    if (s != HL_OK)
+        report_error(v, file, "intermediates",
+                     err.msg[0] ? err.msg : helios_session_error(v->sess));
     hl_dit_case_free(&c);
     hl_st_close(cs);
     hl_st_close(st);
@@ -170,7 +174,8 @@ static void run_transformer_cases(verify *v, char **files, int n) {
             const char *f = files[i];
             if (strncmp(f, "transformer_case_", 17)) continue;
             if (!t && !(t = load_dit(v, variants[k].file))) break;
-            if (!strstr(f, "_intermediates")) run_dit_case(v, f, t, variants[k].weights, variants[k].ref);
+            if (!strstr(f, "_intermediates"))
+                run_dit_case(v, f, t, variants[k].weights, variants[k].ref);
             else if (k == 0) run_dit_intermediates(v, f, t);
         }
         helios_transformer_free(t);
@@ -207,7 +212,8 @@ static void run_pipelines(verify *v) {
 
 static void run_vae(verify *v) {
     hl_error err = {0};
-    if (hl_vae_verify(v->dir, on_case, v, &err) != HL_OK) report_error(v, "vae_case.safetensors", "load", err.msg);
+    if (hl_vae_verify(v->dir, on_case, v, &err) != HL_OK)
+        report_error(v, "vae_case.safetensors", "load", err.msg);
 }
 
 /* ---- dispatch by file name ------------------------------------------------------------- */
@@ -218,7 +224,9 @@ static const struct {
     {"grads_", "training (backward)"},
 };
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 int cmd_verify(int argc, char **argv) {
     verify v = {.backend = HELIOS_BACKEND_CPU};
@@ -229,11 +237,13 @@ int cmd_verify(int argc, char **argv) {
     args_init(&a, "helios verify", argc, argv);
     while (!rc && args_next(&a)) {
         if (args_is(&a, "-h", "--help")) {
-            printf("usage: helios verify [--backend cpu|ref] [--threads N] DIR\n\n"
-                   "Runs every reference-vector file found in DIR (the layout of shared/oracle) and\n"
-                   "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed\n"
-                   "or none ran, 2 for a bad command line. --threads: 1..%d (default 0: all cores);\n"
-                   "an option given twice takes its last value.\n", HELIOS_MAX_THREADS);
+            printf(
+                "usage: helios verify [--backend cpu|ref] [--threads N] DIR\n\n"
+                "Runs every reference-vector file found in DIR (the layout of shared/oracle) and\n"
+                "prints one line per case, then 'N passed, M failed'. Exit status 1 if any failed\n"
+                "or none ran, 2 for a bad command line. --threads: 1..%d (default 0: all cores);\n"
+                "an option given twice takes its last value.\n",
+                HELIOS_MAX_THREADS);
             return 0;
         } else if (args_is(&a, NULL, "--backend")) {
             if (!(rc = args_choice(&a, backends, 2, &b))) v.backend = backend_ids[b];

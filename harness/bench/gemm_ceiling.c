@@ -20,21 +20,25 @@ static void fill(void *p, hl_dtype dt, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         s = s * 1664525u + 1013904223u;
         float v = (float)(s >> 8) / 8388608.0f - 1.0f;
-        if (dt == HL_BF16)
-            ((hl_bf16 *)p)[i] = hl_f32_to_bf16(v);
-        else
-            ((float *)p)[i] = v;
+        if (dt == HL_BF16) ((hl_bf16 *)p)[i] = hl_f32_to_bf16(v);
+        else ((float *)p)[i] = v;
     }
 }
 
 /* Times reps runs (after one warm-up) into t[]; with the lock held. */
 static int time_runs(int64_t n, hl_dtype dt, int reps, double *t) {
-    hl_mm_key key = {.M = n, .N = n, .K = n, .dt = dt, .blayout = HL_MM_B_NK, .bias = 0,
+    hl_mm_key key = {.M = n,
+                     .N = n,
+                     .K = n,
+                     .dt = dt,
+                     .blayout = HL_MM_B_NK,
+                     .bias = 0,
                      .nthr = omp_get_max_threads()};
     hl_mm *mm;
     if (hl_cpu_mm_get(hl_cpu_shared(), &key, &mm, NULL) != HL_OK) return -1;
     size_t esz = hl_dtype_size(dt), nn = (size_t)(n * n);
-    void *a = malloc(nn * esz), *b = malloc(nn * esz), *pad = malloc(hl_cpu_mm_scratchpad_size(mm) + 64);
+    void *a = malloc(nn * esz), *b = malloc(nn * esz),
+         *pad = malloc(hl_cpu_mm_scratchpad_size(mm) + 64);
     float *c = malloc(nn * sizeof *c);
     int rc = -1;
     if (a && b && c && pad) {

@@ -57,15 +57,14 @@ static hl_status rand_tensor(bench_model *b, hl_dtype dt, int64_t rows, int64_t 
                              uint64_t seed, hl_tensor *t, hl_error *err) {
     int64_t n = rows * cols;
     void *p = bench_alloc(b, (size_t)n * hl_dtype_size(dt));
-    if (!p) return hl_fail(err, HELIOS_ERR_OOM, "umt5 bench: out of memory (%lld x %lld weight)",
-                           (long long)rows, (long long)cols);
+    if (!p)
+        return hl_fail(err, HELIOS_ERR_OOM, "umt5 bench: out of memory (%lld x %lld weight)",
+                       (long long)rows, (long long)cols);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float v = hash_uniform(seed, (uint64_t)i, a);
-        if (dt == HL_BF16)
-            ((hl_bf16 *)p)[i] = hl_f32_to_bf16(v);
-        else
-            ((float *)p)[i] = v;
+        if (dt == HL_BF16) ((hl_bf16 *)p)[i] = hl_f32_to_bf16(v);
+        else ((float *)p)[i] = v;
     }
     int64_t shape[2] = {rows, cols};
     *t = hl_tensor_make(p, dt, 2, shape);
@@ -85,11 +84,18 @@ static hl_status rand_vec(bench_model *b, int64_t n, float c, float a, uint64_t 
 static hl_status bench_model_init(bench_model *b, hl_dtype dt, hl_error *err) {
     memset(b, 0, sizeof *b);
     hl_umt5_config *c = &b->m.cfg;
-    *c = (hl_umt5_config){.vocab_size = BENCH_VOCAB, .d_model = 4096, .d_kv = 64, .d_ff = 10240,
-                          .num_layers = 24, .num_heads = 64, .num_buckets = 32,
-                          .max_distance = 128, .eps = 1e-6f};
+    *c = (hl_umt5_config){.vocab_size = BENCH_VOCAB,
+                          .d_model = 4096,
+                          .d_kv = 64,
+                          .d_ff = 10240,
+                          .num_layers = 24,
+                          .num_heads = 64,
+                          .num_buckets = 32,
+                          .max_distance = 128,
+                          .eps = 1e-6f};
     const int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, F = c->d_ff;
-    const float aD = 1.0f / sqrtf((float)D), aI = 1.0f / sqrtf((float)I), aF = 1.0f / sqrtf((float)F);
+    const float aD = 1.0f / sqrtf((float)D), aI = 1.0f / sqrtf((float)I),
+                aF = 1.0f / sqrtf((float)F);
     b->m.layers = calloc((size_t)c->num_layers, sizeof *b->m.layers);
     if (!b->m.layers) return hl_fail(err, HELIOS_ERR_OOM, "umt5 bench: out of memory");
     hl_umt5_layer l = {0};

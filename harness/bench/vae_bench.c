@@ -56,10 +56,12 @@ hl_status hl_vae_bench(int height, int width, int frames, hl_dtype dt, double *s
     hl_status st = hl_vae_create_random(&cfg, dt, 1234, false, &v, &err);
     if (st != HL_OK) return st;
     float *z = malloc((size_t)(cfg.z_dim * T_lat * h * w) * sizeof *z);
-    float *video = malloc((size_t)(cfg.out_channels * (int64_t)frames * height * width) * sizeof *video);
+    float *video = malloc((size_t)(cfg.out_channels * (int64_t)frames * height * width) *
+                          sizeof *video);
     if (!z || !video) st = HELIOS_ERR_OOM;
     uint64_t s = 99;
-    for (int64_t i = 0; st == HL_OK && i < cfg.z_dim * T_lat * h * w; i++) { /* latents in [-2, 2) */
+    for (int64_t i = 0; st == HL_OK && i < cfg.z_dim * T_lat * h * w;
+         i++) { /* latents in [-2, 2) */
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         z[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 4.0 - 2.0);
     }

@@ -49,7 +49,8 @@ static hl_status read_timesteps(const hl_safetensors *st, hl_dit_case *c, int B,
     hl_tensor v = hl_st_view(t);
     int64_t n = hl_tensor_numel(&v);
     if (n != 1 && n != B)
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor 'timestep': %lld values for batch %d", st->path, (long long)n, B);
+        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor 'timestep': %lld values for batch %d",
+                       st->path, (long long)n, B);
     double *ts = keep(c, malloc((size_t)B * sizeof *ts));
     if (!ts) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     if (t->dtype == HL_F32 || t->dtype == HL_F64 || t->dtype == HL_BF16 || t->dtype == HL_F16) {
@@ -76,9 +77,12 @@ static hl_status read_history(const hl_safetensors *st, hl_dit_case *c, const ch
     const hl_st_tensor *t = hl_st_find(st, name);
     if (!t || !hl_st_find(st, iname)) return HL_OK;
     if (t->ndim != 5 || t->shape[0] != c->in.batch)
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s' must be (B, C, T, H, W)", st->path, name);
-    if ((c->in.hist_height && c->in.hist_height != t->shape[3]) || (c->in.hist_width && c->in.hist_width != t->shape[4]))
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s': history parts differ in size", st->path, name);
+        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s' must be (B, C, T, H, W)", st->path,
+                       name);
+    if ((c->in.hist_height && c->in.hist_height != t->shape[3]) ||
+        (c->in.hist_width && c->in.hist_width != t->shape[4]))
+        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s': history parts differ in size",
+                       st->path, name);
     c->in.hist_height = (int)t->shape[3];
     c->in.hist_width = (int)t->shape[4];
     float *l;
@@ -86,8 +90,8 @@ static hl_status read_history(const hl_safetensors *st, hl_dit_case *c, const ch
     HL_TRY(read_f32(st, c, name, &l, err));
     HL_TRY(read_i64_opt(st, c, iname, &ix, &n, err));
     if (n != t->shape[2])
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s' has %lld indices for %lld frames", st->path, iname,
-                       (long long)n, (long long)t->shape[2]);
+        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s' has %lld indices for %lld frames",
+                       st->path, iname, (long long)n, (long long)t->shape[2]);
     *lat = l;
     *idx = ix;
     *frames = (int)t->shape[2];
@@ -98,11 +102,16 @@ hl_status hl_dit_case_read(const hl_safetensors *st, hl_dit_case *c, hl_error *e
     memset(c, 0, sizeof *c);
     helios_dit_input *in = &c->in;
     helios_dit_input_init(in);
-    const hl_st_tensor *h = hl_st_find(st, "hidden_states"), *e = hl_st_find(st, "encoder_hidden_states");
+    const hl_st_tensor *h = hl_st_find(st, "hidden_states"),
+                       *e = hl_st_find(st, "encoder_hidden_states");
     if (!h || !e || !hl_st_find(st, "timestep"))
-        return hl_fail(err, HELIOS_ERR_MISSING, "%s: hidden_states, timestep or encoder_hidden_states missing", st->path);
+        return hl_fail(err, HELIOS_ERR_MISSING,
+                       "%s: hidden_states, timestep or encoder_hidden_states missing", st->path);
     if (h->ndim != 5 || e->ndim != 3 || e->shape[0] != h->shape[0])
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: hidden_states must be (B, C, T, H, W) and encoder_hidden_states (B, L, E)", st->path);
+        return hl_fail(
+            err, HELIOS_ERR_SHAPE,
+            "%s: hidden_states must be (B, C, T, H, W) and encoder_hidden_states (B, L, E)",
+            st->path);
     in->batch = (int)h->shape[0];
     in->frames = (int)h->shape[2];
     in->height = (int)h->shape[3];
@@ -117,9 +126,12 @@ hl_status hl_dit_case_read(const hl_safetensors *st, hl_dit_case *c, hl_error *e
     in->hidden_states = hs;
     in->encoder_hidden_states = txt;
     in->indices_hidden_states = idx;
-    HL_TRY(read_history(st, c, "short", &in->latents_history_short, &in->indices_latents_history_short, &in->short_frames, err));
-    HL_TRY(read_history(st, c, "mid", &in->latents_history_mid, &in->indices_latents_history_mid, &in->mid_frames, err));
-    HL_TRY(read_history(st, c, "long", &in->latents_history_long, &in->indices_latents_history_long, &in->long_frames, err));
+    HL_TRY(read_history(st, c, "short", &in->latents_history_short,
+                        &in->indices_latents_history_short, &in->short_frames, err));
+    HL_TRY(read_history(st, c, "mid", &in->latents_history_mid, &in->indices_latents_history_mid,
+                        &in->mid_frames, err));
+    HL_TRY(read_history(st, c, "long", &in->latents_history_long, &in->indices_latents_history_long,
+                        &in->long_frames, err));
     return HL_OK;
 }
 
@@ -149,10 +161,8 @@ static float *to_reference_layout(const char *name, const float *x, int64_t rows
         for (int64_t k = 0; k < w; k++) {
             if (is_rope)
                 y[r * w + k] = k < cols ? x[r * cols + k / 2] : x[r * cols + half + (k - cols) / 2];
-            else if (is_conv)
-                y[k * rows + r] = x[r * cols + k];
-            else
-                y[r * w + k] = x[r * cols + k];
+            else if (is_conv) y[k * rows + r] = x[r * cols + k];
+            else y[r * w + k] = x[r * cols + k];
         }
     *ref_cols = w;
     return y;
@@ -174,7 +184,8 @@ static void on_probe(void *user, const char *name, const float *x, int64_t rows,
     float *mine = to_reference_layout(name, x, rows, cols, &w), *ref = NULL;
     hl_tensor v = hl_st_view(t);
     double err = INFINITY, ref_max = 0.0;
-    if (mine && hl_tensor_numel(&v) == rows * w && hl_st_read_f32(p->st, ref_name, rows * w, &ref, NULL) == HL_OK)
+    if (mine && hl_tensor_numel(&v) == rows * w &&
+        hl_st_read_f32(p->st, ref_name, rows * w, &ref, NULL) == HL_OK)
         err = hl_max_abs_diff(mine, ref, rows * w, &ref_max);
     p->fn(p->user, name, err, ref_max); /* a size mismatch reports an infinite error */
     p->compared++;

@@ -32,39 +32,52 @@ static void on_record(void *user, const char *name, const float *x, int64_t rows
     int64_t n = rows * cols;
     float *ref = NULL;
     double err = INFINITY, ref_max = 0.0;
-    if (hl_st_read_f32(pc->st, name, n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(x, ref, n, &ref_max);
+    if (hl_st_read_f32(pc->st, name, n, &ref, NULL) == HL_OK)
+        err = hl_max_abs_diff(x, ref, n, &ref_max);
     free(ref);
     for (int k = 0; k < 3; k++) /* kinds[3] is filled by encode_inputs */
         if (!strncmp(name, pc->kinds[k].kind, strlen(pc->kinds[k].kind))) {
             kind_err *ke = &pc->kinds[k];
             double tol = 1e-4 * fmax(1.0, ref_max); /* README §7: whole pipelines 1e-4 */
-            if (ke->n == 0 || !(err / tol <= ke->err / ke->tol)) ke->err = err, ke->tol = tol; /* worst ratio */
+            if (ke->n == 0 || !(err / tol <= ke->err / ke->tol))
+                ke->err = err, ke->tol = tol; /* worst ratio */
             ke->n++;
         }
 }
 
-static bool json_int(const hl_json *o, const char *k, int64_t *v) { return o && hl_json_get_int(o, k, v) == 0; }
+static bool json_int(const hl_json *o, const char *k, int64_t *v) {
+    return o && hl_json_get_int(o, k, v) == 0;
+}
 
 /* The run's configuration from the file's metadata; sizes from chunk0.initial_noise. */
-static hl_status configure(const hl_safetensors *st, hl_loop_config *c, int *chunks, hl_error *err) {
+static hl_status configure(const hl_safetensors *st, hl_loop_config *c, int *chunks,
+                           hl_error *err) {
     hl_json *args = NULL, *init = NULL, *scj = NULL;
-    const char *a = hl_st_meta(st, "call_args"), *in = hl_st_meta(st, "pipeline_init"), *sc = hl_st_meta(st, "scheduler_config");
+    const char *a = hl_st_meta(st, "call_args"), *in = hl_st_meta(st, "pipeline_init"),
+               *sc = hl_st_meta(st, "scheduler_config");
     const hl_st_tensor *noise = hl_st_find(st, "chunk0.initial_noise");
     if (!a || !sc || !noise || noise->ndim != 5)
-        return hl_fail(err, HELIOS_ERR_MISSING, "%s: call_args, scheduler_config or chunk0.initial_noise missing", st->path);
+        return hl_fail(err, HELIOS_ERR_MISSING,
+                       "%s: call_args, scheduler_config or chunk0.initial_noise missing", st->path);
     hl_status r = hl_json_parse(a, strlen(a), &args, err);
     if (r == HL_OK && in) r = hl_json_parse(in, strlen(in), &init, err);
     if (r == HL_OK) r = hl_json_parse(sc, strlen(sc), &scj, err);
     bool distilled = false, zero_star = false;
-    if (init) hl_json_get_bool(init, "is_distilled", &distilled), hl_json_get_bool(init, "is_cfg_zero_star", &zero_star);
+    if (init)
+        hl_json_get_bool(init, "is_distilled", &distilled),
+            hl_json_get_bool(init, "is_cfg_zero_star", &zero_star);
     hl_loop_config_default(c);
-    if (r == HL_OK) r = hl_sched_config_from_json(scj, distilled ? HL_SCHED_DMD : HL_SCHED_UNIPC, &c->sched, err);
+    if (r == HL_OK)
+        r = hl_sched_config_from_json(scj, distilled ? HL_SCHED_DMD : HL_SCHED_UNIPC, &c->sched,
+                                      err);
     if (r == HL_OK) {
         int64_t v;
         double g;
-        c->latent_frames = (int)noise->shape[2], c->height = (int)noise->shape[3], c->width = (int)noise->shape[4];
+        c->latent_frames = (int)noise->shape[2], c->height = (int)noise->shape[3],
+        c->width = (int)noise->shape[4];
         int64_t list[HL_SCHED_MAX_STAGES];
-        int n = hl_json_get_int_array(args, "pyramid_num_inference_steps_list", list, HL_SCHED_MAX_STAGES);
+        int n = hl_json_get_int_array(args, "pyramid_num_inference_steps_list", list,
+                                      HL_SCHED_MAX_STAGES);
         c->pyramid = n > 0;
         c->n_stages = n > 0 ? n : 1;
         for (int s = 0; s < n; s++) c->stage_steps[s] = (int)list[s];
@@ -93,7 +106,8 @@ static hl_status read_opt(const hl_safetensors *st, const char *name, float **ou
 static bool meta_floats(const hl_safetensors *st, const char *key, float *out, int n) {
     const char *txt = hl_st_meta(st, key);
     hl_json *j = NULL;
-    bool ok = txt && hl_json_parse(txt, strlen(txt), &j, NULL) == HL_OK && j->type == HL_JSON_ARRAY && (int)j->n == n;
+    bool ok = txt && hl_json_parse(txt, strlen(txt), &j, NULL) == HL_OK &&
+              j->type == HL_JSON_ARRAY && (int)j->n == n;
     for (int i = 0; ok && i < n; i++) {
         ok = j->items[i].type == HL_JSON_NUMBER;
         out[i] = (float)j->items[i].number;
@@ -122,30 +136,34 @@ static void meta_ranges(const hl_safetensors *st, hl_cond_config *c) {
  * in frames through *n_prefix (0 for T2V). */
 /* Our VAE's encodes of the file's pixel input (as the CLI makes them), each compared with the
  * recorded one ("vae_encodes": the largest error). */
-static hl_status encode_inputs(const hl_ctx *ctx, hl_vae *vae, const hl_safetensors *st, int F, hl_cond_moments *out,
-                               float *const *rec, int n_rec, pipe_check *pc) {
+static hl_status encode_inputs(const hl_ctx *ctx, hl_vae *vae, const hl_safetensors *st, int F,
+                               hl_cond_moments *out, float *const *rec, int n_rec, pipe_check *pc) {
     const hl_st_tensor *img = hl_st_find(st, "input.image"), *vid = hl_st_find(st, "input.video");
     const hl_st_tensor *t = img ? img : vid;
     float *x = NULL, *video = NULL;
     hl_status r = hl_st_read_f32(st, t->name, -1, &x, ctx->err);
-    int T = img ? 1 : (int)t->shape[1], H = (int)t->shape[t->ndim - 2], W = (int)t->shape[t->ndim - 1];
+    int T = img ? 1 : (int)t->shape[1], H = (int)t->shape[t->ndim - 2],
+        W = (int)t->shape[t->ndim - 1];
     size_t frame = (size_t)H * W;
     if (r == HL_OK && vid) { /* (1, T, 3, H, W) -> (3, T, H, W) */
         video = malloc(3 * (size_t)T * frame * sizeof *video);
         if (!video) r = hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
         for (int f = 0; video && f < T; f++)
             for (int c = 0; c < 3; c++)
-                memcpy(video + ((size_t)c * T + f) * frame, x + ((size_t)f * 3 + c) * frame, frame * sizeof(float));
+                memcpy(video + ((size_t)c * T + f) * frame, x + ((size_t)f * 3 + c) * frame,
+                       frame * sizeof(float));
     }
     if (r == HL_OK) r = hl_condition_encode(ctx, vae, img ? x : NULL, video, T, 0, 0, H, W, F, out);
     if (r == HL_OK && out->n != n_rec)
-        r = hl_fail(ctx->err, HELIOS_ERR_SHAPE, "%s: %d encodes made, %d recorded", st->path, out->n, n_rec);
+        r = hl_fail(ctx->err, HELIOS_ERR_SHAPE, "%s: %d encodes made, %d recorded", st->path,
+                    out->n, n_rec);
     for (int i = 0; r == HL_OK && i < out->n; i++) {
         char name[64];
         snprintf(name, sizeof name, "vae_encode%02d.moments", i);
         const hl_st_tensor *rt = hl_st_find(st, name);
         hl_tensor v = hl_st_view(rt);
-        double ref_max, e = hl_max_abs_diff(out->m[i], rec[i], hl_tensor_numel(&v), &ref_max), tol = 1e-4 * fmax(1.0, ref_max);
+        double ref_max, e = hl_max_abs_diff(out->m[i], rec[i], hl_tensor_numel(&v), &ref_max),
+                        tol = 1e-4 * fmax(1.0, ref_max);
         kind_err *ke = &pc->kinds[3];
         if (ke->n == 0 || !(e / tol <= ke->err / ke->tol)) ke->err = e, ke->tol = tol;
         ke->n++;
@@ -154,8 +172,9 @@ static hl_status encode_inputs(const hl_ctx *ctx, hl_vae *vae, const hl_safetens
     return r;
 }
 
-static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *pc, const hl_safetensors *st,
-                                   const hl_dit *dit, const hl_loop_config *cfg, hl_rng *g, hl_history *h,
+static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *pc,
+                                   const hl_safetensors *st, const hl_dit *dit,
+                                   const hl_loop_config *cfg, hl_rng *g, hl_history *h,
                                    float **prefix, int *n_prefix, hl_error *err) {
     *prefix = NULL, *n_prefix = 0;
     bool i2v = hl_st_find(st, "input.image") != NULL, v2v = hl_st_find(st, "input.video") != NULL;
@@ -164,7 +183,8 @@ static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *p
     hl_cond_config_default(&c);
     float mean[64], stdv[64];
     c.C = dit->cfg.in_channels, c.H = cfg->height, c.W = cfg->width;
-    if (c.C > 64 || !meta_floats(st, "vae_latents_mean", mean, c.C) || !meta_floats(st, "vae_latents_std", stdv, c.C))
+    if (c.C > 64 || !meta_floats(st, "vae_latents_mean", mean, c.C) ||
+        !meta_floats(st, "vae_latents_std", stdv, c.C))
         return hl_fail(err, HELIOS_ERR_MISSING, "%s: vae_latents_mean/std missing", st->path);
     c.latents_mean = mean, c.latents_std = stdv;
     meta_ranges(st, &c);
@@ -178,7 +198,8 @@ static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *p
     }
     int F = cfg->latent_frames;
     size_t plane = (size_t)c.H * c.W;
-    if (r == HL_OK && rec.n < 2) r = hl_fail(err, HELIOS_ERR_MISSING, "%s: VAE encodes missing", st->path);
+    if (r == HL_OK && rec.n < 2)
+        r = hl_fail(err, HELIOS_ERR_MISSING, "%s: VAE encodes missing", st->path);
     if (r == HL_OK && vae) r = encode_inputs(ctx, vae, st, F, &ours, rec.m, rec.n, pc);
     const hl_cond_moments *m = vae ? &ours : &rec;
     if (r == HL_OK) {
@@ -187,15 +208,18 @@ static hl_status prepare_condition(const hl_ctx *ctx, hl_vae *vae, pipe_check *p
         if (!*prefix) r = hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     }
     if (r == HL_OK && i2v) r = hl_prepare_i2v(&c, g, m->m[0], m->m[1], F, h, *prefix, err);
-    if (r == HL_OK && v2v) r = hl_prepare_v2v(&c, g, m->m[0], (const float *const *)(m->m + 1), m->n - 1, F, h, *prefix, err);
+    if (r == HL_OK && v2v)
+        r = hl_prepare_v2v(&c, g, m->m[0], (const float *const *)(m->m + 1), m->n - 1, F, h,
+                           *prefix, err);
     hl_cond_moments_free(&rec);
     hl_cond_moments_free(&ours);
     return r;
 }
 
 /* Runs one pipeline file; reports calls, steps, chunk noise and final latents. */
-static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae, const hl_safetensors *st,
-                               const char *file, hl_report_fn report, void *user) {
+static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
+                              const hl_safetensors *st, const char *file, hl_report_fn report,
+                              void *user) {
     hl_loop_config cfg;
     int chunks = 0;
     float *text = NULL, *neg = NULL, *final = NULL, *ref = NULL;
@@ -203,34 +227,43 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
     HL_TRY(configure(st, &cfg, &chunks, ctx->err));
     HL_TRY(hl_sample_pipeline_seed(st, &cfg.seed, ctx->err));
     const hl_st_tensor *pe = hl_st_find(st, "prompt_embeds");
-    if (!pe || pe->ndim != 3) return hl_fail(ctx->err, HELIOS_ERR_MISSING, "%s: prompt_embeds missing", st->path);
+    if (!pe || pe->ndim != 3)
+        return hl_fail(ctx->err, HELIOS_ERR_MISSING, "%s: prompt_embeds missing", st->path);
     hl_rng g;
     hl_rng_seed(&g, cfg.seed);
     hl_history hist = {0};
     float *prefix = NULL;
     int n_prefix = 0;
-    pipe_check pc = {st, {{"call", 0, 0, 0}, {"step", 0, 0, 0}, {"chunk", 0, 0, 0}, {"vae_encode", 0, 0, 0}}};
+    pipe_check pc = {
+        st, {{"call", 0, 0, 0}, {"step", 0, 0, 0}, {"chunk", 0, 0, 0}, {"vae_encode", 0, 0, 0}}};
     hl_probe probe = {on_record, &pc};
-    hl_status r = hl_history_init(&hist, 1, dit->cfg.in_channels, cfg.height, cfg.width, cfg.history_sizes, ctx->err);
-    if (r == HL_OK) r = prepare_condition(ctx, vae, &pc, st, dit, &cfg, &g, &hist, &prefix, &n_prefix, ctx->err);
+    hl_status r = hl_history_init(&hist, 1, dit->cfg.in_channels, cfg.height, cfg.width,
+                                  cfg.history_sizes, ctx->err);
+    if (r == HL_OK)
+        r = prepare_condition(ctx, vae, &pc, st, dit, &cfg, &g, &hist, &prefix, &n_prefix,
+                              ctx->err);
     if (r == HL_OK) r = read_opt(st, "prompt_embeds", &text, ctx->err);
     if (r == HL_OK) r = read_opt(st, "negative_prompt_embeds", &neg, ctx->err);
     if (r == HL_OK) r = hl_loop_new(ctx, dit, &cfg, text, neg, (int)pe->shape[1], &hist, &g, &loop);
 
     size_t plane = (size_t)cfg.latent_frames * cfg.height * cfg.width;
     /* final (1, C, T_total, H, W): the conditioning prefix, then the chunks along time */
-    size_t frame = (size_t)cfg.height * cfg.width, T_total = (size_t)n_prefix + (size_t)chunks * cfg.latent_frames;
-    if (r == HL_OK && !(final = malloc((size_t)dit->cfg.in_channels * T_total * frame * sizeof *final)))
+    size_t frame = (size_t)cfg.height * cfg.width,
+           T_total = (size_t)n_prefix + (size_t)chunks * cfg.latent_frames;
+    if (r == HL_OK &&
+        !(final = malloc((size_t)dit->cfg.in_channels * T_total * frame * sizeof *final)))
         r = hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
     for (int c = 0; r == HL_OK && n_prefix && c < dit->cfg.in_channels; c++)
-        memcpy(final + (size_t)c * T_total * frame, prefix + (size_t)c * n_prefix * frame, (size_t)n_prefix * frame * sizeof(float));
+        memcpy(final + (size_t)c * T_total * frame, prefix + (size_t)c * n_prefix * frame,
+               (size_t)n_prefix * frame * sizeof(float));
     if (r == HL_OK) hl_loop_set_probe(loop, &probe);
     for (int k = 0; r == HL_OK && k < chunks;) {
         hl_loop_event ev;
         r = hl_loop_step(loop, &ev);
         if (r != HL_OK || !ev.chunk_done) continue;
         for (int c = 0; c < dit->cfg.in_channels; c++)
-            memcpy(final + (size_t)c * T_total * frame + ((size_t)n_prefix + (size_t)k * cfg.latent_frames) * frame,
+            memcpy(final + (size_t)c * T_total * frame +
+                       ((size_t)n_prefix + (size_t)k * cfg.latent_frames) * frame,
                    ev.latents + (size_t)c * plane, plane * sizeof(float));
         k++;
     }
@@ -239,11 +272,13 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
             if (i == 3 && !pc.kinds[3].n) continue; /* T2V, or no VAE beside the file */
             char name[64];
             snprintf(name, sizeof name, "%ss(%d)", pc.kinds[i].kind, pc.kinds[i].n);
-            report(user, file, name, pc.kinds[i].n ? pc.kinds[i].err : INFINITY, pc.kinds[i].tol, 0);
+            report(user, file, name, pc.kinds[i].n ? pc.kinds[i].err : INFINITY, pc.kinds[i].tol,
+                   0);
         }
         int64_t n = (int64_t)dit->cfg.in_channels * (int64_t)(T_total * frame);
         double ref_max = 0.0, err = INFINITY;
-        if (hl_st_read_f32(st, "final_latents", n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(final, ref, n, &ref_max);
+        if (hl_st_read_f32(st, "final_latents", n, &ref, NULL) == HL_OK)
+            err = hl_max_abs_diff(final, ref, n, &ref_max);
         report(user, file, "final_latents", err, 1e-4 * fmax(1.0, ref_max), 0);
     }
     hl_loop_free(loop);
@@ -252,7 +287,9 @@ static hl_status run_pipeline(const hl_ctx *ctx, const hl_dit *dit, hl_vae *vae,
     return r;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_report_fn report, void *user) {
     DIR *d = opendir(dir);
@@ -260,7 +297,8 @@ hl_status hl_pipeline_verify(const hl_ctx *ctx, const char *dir, hl_report_fn re
     char *files[256];
     int n = 0;
     for (struct dirent *e; (e = readdir(d)) && n < 256;)
-        if (!strncmp(e->d_name, "pipeline_", 9) && strstr(e->d_name, ".safetensors")) files[n++] = strdup(e->d_name);
+        if (!strncmp(e->d_name, "pipeline_", 9) && strstr(e->d_name, ".safetensors"))
+            files[n++] = strdup(e->d_name);
     closedir(d);
     qsort(files, (size_t)n, sizeof *files, cmp_str);
     hl_status r = HL_OK;

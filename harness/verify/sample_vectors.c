@@ -70,9 +70,21 @@ static hl_status get_f64(const hl_safetensors *st, const char *name, double **ou
     for (int64_t i = 0; i < m; i++) {
         switch (t->dtype) {
         case HL_F64: memcpy(&d[i], p + i * 8, 8); break;
-        case HL_F32: { float f; memcpy(&f, p + i * 4, 4); d[i] = f; } break;
-        case HL_I64: { int64_t q; memcpy(&q, p + i * 8, 8); d[i] = (double)q; } break;
-        case HL_I32: { int32_t q; memcpy(&q, p + i * 4, 4); d[i] = q; } break;
+        case HL_F32: {
+            float f;
+            memcpy(&f, p + i * 4, 4);
+            d[i] = f;
+        } break;
+        case HL_I64: {
+            int64_t q;
+            memcpy(&q, p + i * 8, 8);
+            d[i] = (double)q;
+        } break;
+        case HL_I32: {
+            int32_t q;
+            memcpy(&q, p + i * 4, 4);
+            d[i] = q;
+        } break;
         default:
             free(d);
             return hl_fail(err, HELIOS_ERR_DTYPE, "tensor '%s': dtype %s is not numeric", name,
@@ -225,8 +237,8 @@ static hl_status check_schedule_case(const vctx *v, const hl_safetensors *st, co
                                      hl_error *err) {
     const char *tag = hl_json_get_string(c, "tag");
     const hl_json *cfgj = hl_json_get(c, "config");
-    if (!tag || !cfgj) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: case without tag/config",
-                                      v->file);
+    if (!tag || !cfgj)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: case without tag/config", v->file);
     /* HeliosScheduler cases name their scheduler_type; HeliosDMDScheduler ones do not */
     hl_sched_config cfg;
     HL_TRY(hl_sched_config_from_json(cfgj, HL_SCHED_DMD, &cfg, err));
@@ -363,8 +375,7 @@ static hl_status check_stage_tables(const vctx *v, const hl_safetensors *st, hl_
     return r;
 }
 
-static hl_status verify_schedules(const char *dir, hl_report_fn report, void *user,
-                                  hl_error *err) {
+static hl_status verify_schedules(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "scheduler_schedules.safetensors", &st, err));
     if (!st) return HL_OK;
@@ -460,8 +471,7 @@ done:
     return r;
 }
 
-static hl_status verify_steps(const char *dir, hl_report_fn report, void *user,
-                              hl_error *err) {
+static hl_status verify_steps(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "scheduler_steps.safetensors", &st, err));
     if (!st) return HL_OK;
@@ -537,16 +547,15 @@ static hl_status check_block_noise(const vctx *v, const hl_safetensors *st, cons
                                    const char *case_name, hl_error *err) {
     int64_t P;
     int H, W;
-    if (!plane_dims(hl_st_find(st, noise_name), &P, &H, &W) || H % 2 || W % 2 ||
-        nz != P * H * W) {
+    if (!plane_dims(hl_st_find(st, noise_name), &P, &H, &W) || H % 2 || W % 2 || nz != P * H * W) {
         rep(v, case_name, INFINITY, 0.0);
         return HL_OK;
     }
     float *noise = malloc((size_t)(P * H * W) * sizeof *noise);
     if (!noise) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     hl_status r = hl_pyramid_block_noise(z, L, P, H / 2, W / 2, HL_F32, noise, err);
-    if (r == HL_OK) r = cmp_f32(v, st, noise_name, case_name, noise, P * H * W, TOL_BLOCK, true,
-                                err);
+    if (r == HL_OK)
+        r = cmp_f32(v, st, noise_name, case_name, noise, P * H * W, TOL_BLOCK, true, err);
     free(noise);
     return r;
 }
@@ -554,8 +563,7 @@ static hl_status check_block_noise(const vctx *v, const hl_safetensors *st, cons
 static double meta_gamma(const hl_json *j) {
     double g;
     if (json_num(j, &g) && g > 0) return g;
-    if (j && j->type == HL_JSON_OBJECT && json_num(hl_json_get(j, "gamma"), &g) && g > 0)
-        return g;
+    if (j && j->type == HL_JSON_OBJECT && json_num(hl_json_get(j, "gamma"), &g) && g > 0) return g;
     return 1.0 / 3.0;
 }
 
@@ -564,12 +572,14 @@ static hl_status check_cholesky(const vctx *v, const hl_safetensors *st, const d
     double *ref;
     int64_t n;
     HL_TRY(get_f64(st, "block_noise.cholesky_L_exact_f64", &ref, &n, err));
-    if (ref) rep(v, "block_noise.cholesky_L_exact_f64", n == 16 ? diff_f64(L, ref, 16, NULL)
-                                                                : INFINITY, TOL_CHOL);
+    if (ref)
+        rep(v, "block_noise.cholesky_L_exact_f64", n == 16 ? diff_f64(L, ref, 16, NULL) : INFINITY,
+            TOL_CHOL);
     free(ref);
     HL_TRY(get_f64(st, "block_noise.cholesky_L_used", &ref, &n, err));
-    if (ref) rep(v, "block_noise.cholesky_L_used (float32)",
-                 n == 16 ? diff_f64(L, ref, 16, NULL) : INFINITY, TOL_CHOL_F32);
+    if (ref)
+        rep(v, "block_noise.cholesky_L_used (float32)",
+            n == 16 ? diff_f64(L, ref, 16, NULL) : INFINITY, TOL_CHOL_F32);
     free(ref);
     return HL_OK;
 }
@@ -598,8 +608,7 @@ static void check_renoise_coeffs(const vctx *v, const hl_json *rc, double gamma)
     hl_sched_free(&sched);
 }
 
-static hl_status verify_pyramid(const char *dir, hl_report_fn report, void *user,
-                                hl_error *err) {
+static hl_status verify_pyramid(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     hl_safetensors *st;
     HL_TRY(open_opt(dir, "pyramid_ops.safetensors", &st, err));
     if (!st) return HL_OK;
@@ -634,11 +643,11 @@ static hl_status verify_pyramid(const char *dir, hl_report_fn report, void *user
 /* ---- pipelines: generator draws -------------------------------------------------------------- */
 
 typedef struct draw {
-    bool uniform;          /* torch.rand, else torch.randn */
+    bool uniform; /* torch.rand, else torch.randn */
     int64_t numel;
-    char ref[64];          /* tensor holding exactly this draw, or "" */
-    char ref2[64];         /* another tensor equal to it (chunkK.initial_noise), or "" */
-    char block[64];        /* block_noiseNN made from this draw, or "" */
+    char ref[64];   /* tensor holding exactly this draw, or "" */
+    char ref2[64];  /* another tensor equal to it (chunkK.initial_noise), or "" */
+    char block[64]; /* block_noiseNN made from this draw, or "" */
 } draw;
 
 typedef struct plan {
@@ -676,8 +685,7 @@ static int event_int(const hl_json *e, const char *key, int64_t *out) {
 
 /* The pipeline generator's draws in order, from the log: the recorded rngNNN draws when the file
  * has them (I2V/V2V), else each chunk's initial noise and each stage's block-noise draw. */
-static hl_status build_plan(const hl_safetensors *st, const hl_json *log, plan *p,
-                            hl_error *err) {
+static hl_status build_plan(const hl_safetensors *st, const hl_json *log, plan *p, hl_error *err) {
     bool has_rng = false;
     for (size_t i = 0; i < log->n; i++)
         if (hl_json_get(&log->items[i], "rng")) has_rng = true;
@@ -778,8 +786,8 @@ static bool meta_seed(const hl_safetensors *st, uint64_t *seed) {
         const char *txt = hl_st_meta(st, holders[i]);
         hl_json *j = NULL;
         if (!txt || hl_json_parse(txt, strlen(txt), &j, NULL) != HL_OK) continue;
-        bool ok = json_num(hl_json_get(j, "seed"), &s) || json_num(hl_json_get(j, "generator_seed"),
-                                                                   &s);
+        bool ok = json_num(hl_json_get(j, "seed"), &s) ||
+                  json_num(hl_json_get(j, "generator_seed"), &s);
         hl_json_free(j);
         int64_t v;
         if (ok && to_int(s, 0, INT64_MAX / 2, &v)) {
@@ -812,8 +820,11 @@ hl_status hl_sample_manifest_seed(const char *path, uint64_t *seed, bool *found,
              (uint64_t)s <= (UINT64_MAX - 96) / 1000003u;
     hl_json_free(j);
     if (!has) return HL_OK;
-    if (!ok) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: \"seed\" is not a non-negative integer", mp);
-    uint64_t k = !strncmp(base, "pipeline_i2v_", 13) ? 91 : !strncmp(base, "pipeline_v2v_", 13) ? 96 : 72;
+    if (!ok)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: \"seed\" is not a non-negative integer", mp);
+    uint64_t k = !strncmp(base, "pipeline_i2v_", 13)   ? 91
+                 : !strncmp(base, "pipeline_v2v_", 13) ? 96
+                                                       : 72;
     *seed = (uint64_t)s * 1000003u + k;
     *found = true;
     return HL_OK;
@@ -842,8 +853,9 @@ static hl_status find_seed(const hl_safetensors *st, const hl_json *log, const p
     hl_status r = get_f32(st, p->d[0].ref, &ref0, &m, err);
     vctx quiet = {0};
     double worst;
-    for (uint64_t s = 0; r == HL_OK && ref0 &&
-                         hl_rng_find_seed(p->d[0].uniform, p->d[0].numel, ref0, s, SEED_SEARCH_LIMIT, &s);
+    for (uint64_t s = 0;
+         r == HL_OK && ref0 &&
+         hl_rng_find_seed(p->d[0].uniform, p->d[0].numel, ref0, s, SEED_SEARCH_LIMIT, &s);
          s++) {
         if ((r = replay(&quiet, st, p, s, L, false, &worst, err)) != HL_OK) break;
         if (worst == 0.0) {
@@ -868,15 +880,21 @@ static hl_status verify_rng(const vctx *v, const hl_safetensors *st, const hl_js
         r = hl_pyramid_block_cholesky(gamma, L, err);
         if (r == HL_OK) r = find_seed(st, log, &p, L, &seed, &found, &given, err);
         if (r == HL_OK && !found)
-            rep(v, "rng.seed (not in the metadata or manifest.json, none in [0, 2^22) reproduces the draws)",
+            rep(v,
+                "rng.seed (not in the metadata or manifest.json, none in [0, 2^22) reproduces the "
+                "draws)",
                 INFINITY, 0.0);
         worst = 0.0;
-        if (r == HL_OK && found && given) r = replay(&(vctx){0}, st, &p, seed, L, false, &worst, err);
+        if (r == HL_OK && found && given)
+            r = replay(&(vctx){0}, st, &p, seed, L, false, &worst, err);
         if (r == HL_OK && found) {
             char name[160];
-            if (worst == 0.0) snprintf(name, sizeof name, "rng.seed = %llu", (unsigned long long)seed);
-            else snprintf(name, sizeof name, "rng.seed = %llu (from %s) does not reproduce the draws",
-                          (unsigned long long)seed, given);
+            if (worst == 0.0)
+                snprintf(name, sizeof name, "rng.seed = %llu", (unsigned long long)seed);
+            else
+                snprintf(name, sizeof name,
+                         "rng.seed = %llu (from %s) does not reproduce the draws",
+                         (unsigned long long)seed, given);
             rep(v, name, worst, 0.0);
             r = replay(v, st, &p, seed, L, true, &worst, err);
         }
@@ -900,9 +918,11 @@ hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_e
     if (r == HL_OK) r = hl_pyramid_block_cholesky(gamma, L, err);
     if (r == HL_OK) r = find_seed(st, log, &p, L, seed, &found, &given, err);
     if (r == HL_OK && !found)
-        r = hl_fail(err, HELIOS_ERR_MISSING,
-                    "%s: no seed in the metadata or manifest.json, and none in [0, 2^22) reproduces "
-                    "the recorded draws", st->path);
+        r = hl_fail(
+            err, HELIOS_ERR_MISSING,
+            "%s: no seed in the metadata or manifest.json, and none in [0, 2^22) reproduces "
+            "the recorded draws",
+            st->path);
     double worst = 0.0;
     if (r == HL_OK && given) r = replay(&(vctx){0}, st, &p, *seed, L, false, &worst, err);
     if (r == HL_OK && worst > 0.0)
@@ -923,14 +943,14 @@ typedef struct pipe_state {
     bool have_sc;
     hl_unipc u;
     int stage_step;
-    float *start;        /* DMD stage start point */
-    float *last_prev;    /* recorded prev_sample of the last step */
+    float *start;     /* DMD stage start point */
+    float *last_prev; /* recorded prev_sample of the last step */
     int64_t last_numel;
     int64_t last_shape[HL_MAX_DIMS];
     int last_ndim;
     char pending_block[64]; /* block noise of a stage transition whose first call comes next */
     int pending_stage;
-    int64_t chunk;       /* chunk of the last call */
+    int64_t chunk; /* chunk of the last call */
 } pipe_state;
 
 static hl_status pipe_set_timesteps(const vctx *v, const hl_safetensors *st, pipe_state *ps,
@@ -1018,8 +1038,8 @@ static hl_status pipe_step(const vctx *v, const hl_safetensors *st, pipe_state *
             }
             memcpy(ps->start, x, (size_t)n * sizeof *x);
         }
-        r = hl_dmd_step(&ps->sc, di, t[0], ps->sc.timesteps, ps->sc.n, n, mo, x, ps->start,
-                        out, err);
+        r = hl_dmd_step(&ps->sc, di, t[0], ps->sc.timesteps, ps->sc.n, n, mo, x, ps->start, out,
+                        err);
     }
     if (r != HL_OK) goto done;
     snprintf(name, sizeof name, "%s.prev_sample", pfx);
@@ -1121,9 +1141,8 @@ static hl_status pipe_call(const vctx *v, const hl_safetensors *st, pipe_state *
     return r;
 }
 
-static hl_status verify_pipeline_steps(const vctx *v, const hl_safetensors *st,
-                                       const hl_json *log, const hl_sched_config *cfg,
-                                       hl_error *err) {
+static hl_status verify_pipeline_steps(const vctx *v, const hl_safetensors *st, const hl_json *log,
+                                       const hl_sched_config *cfg, hl_error *err) {
     pipe_state ps;
     memset(&ps, 0, sizeof ps);
     ps.chunk = -1;
@@ -1188,8 +1207,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Every pipeline_*.safetensors of dir, in name order. */
-static hl_status verify_pipelines(const char *dir, hl_report_fn report, void *user,
-                                  hl_error *err) {
+static hl_status verify_pipelines(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     DIR *d = opendir(dir);
     if (!d) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open the directory", dir);
     char **names = NULL;
@@ -1218,15 +1236,14 @@ static hl_status verify_pipelines(const char *dir, hl_report_fn report, void *us
     }
     closedir(d);
     if (n) qsort(names, n, sizeof *names, cmp_str);
-    for (size_t i = 0; i < n && r == HL_OK; i++) r = verify_pipeline_file(names[i], report, user,
-                                                                          err);
+    for (size_t i = 0; i < n && r == HL_OK; i++)
+        r = verify_pipeline_file(names[i], report, user, err);
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
     return r;
 }
 
-hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user,
-                           hl_error *err) {
+hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     if (!dir || !report) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "hl_sample_verify: NULL");
     HL_TRY(verify_schedules(dir, report, user, err));
     HL_TRY(verify_steps(dir, report, user, err));

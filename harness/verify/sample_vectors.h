@@ -36,7 +36,6 @@ hl_status hl_sample_manifest_seed(const char *path, uint64_t *seed, bool *found,
  * [0, 2^22) from the first draw (files that carry neither). */
 hl_status hl_sample_pipeline_seed(const hl_safetensors *st, uint64_t *seed, hl_error *err);
 
-hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user,
-                           hl_error *err);
+hl_status hl_sample_verify(const char *dir, hl_report_fn report, void *user, hl_error *err);
 
 #endif

@@ -56,11 +56,14 @@ static hl_status read_texts(const hl_safetensors *st, const char *prefix, texts 
     snprintf(name_o, sizeof name_o, "%sstrings.offsets", prefix);
     memset(t, 0, sizeof *t);
     const hl_st_tensor *b = hl_st_find(st, name_b), *o = hl_st_find(st, name_o);
-    if (!b || !o) return hl_fail(err, HELIOS_ERR_MISSING, "%s: no tensor '%s' / '%s'", st->path, name_b, name_o);
+    if (!b || !o)
+        return hl_fail(err, HELIOS_ERR_MISSING, "%s: no tensor '%s' / '%s'", st->path, name_b,
+                       name_o);
     if (b->dtype != HL_U8 && b->dtype != HL_I8)
         return hl_fail(err, HELIOS_ERR_DTYPE, "%s: tensor '%s' is not bytes", st->path, name_b);
     if (o->ndim != 1 || o->shape[0] < 1)
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s' is not a 1-d offset list", st->path, name_o);
+        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s' is not a 1-d offset list", st->path,
+                       name_o);
     int64_t *off;
     HL_TRY(hl_st_read_i64(st, name_o, -1, &off, err));
     size_t n = (size_t)o->shape[0] - 1;
@@ -117,8 +120,7 @@ static hl_status case_clean(const run *r, const texts *raw, const texts *cleaned
     if (ref.n != raw->n) bad = (long)(ref.n > raw->n ? ref.n : raw->n);
     else
         for (size_t i = 0; i < ref.n; i++)
-            if (ref.len[i] != cleaned->len[i] || memcmp(ref.s[i], cleaned->s[i], ref.len[i]))
-                bad++;
+            if (ref.len[i] != cleaned->len[i] || memcmp(ref.s[i], cleaned->s[i], ref.len[i])) bad++;
     report_case(r, "prompt_clean", bad, (long)raw->n);
     texts_free(&ref);
     return HL_OK;
@@ -269,8 +271,7 @@ static hl_status run_model(const run *r, const char *dir, const char *m, const t
     return s;
 }
 
-hl_status hl_tokenizer_verify(const char *dir, hl_report_fn report, void *user,
-                              hl_error *err) {
+hl_status hl_tokenizer_verify(const char *dir, hl_report_fn report, void *user, hl_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, VECTOR_FILE);
     hl_safetensors *st;

@@ -17,7 +17,6 @@
  *   "M.clean.ids", "M.clean.t5.L<N>"   the same after hl_prompt_clean (where stored). */
 /* Runs every check the directory's vectors allow. Fails (without reporting the rest) only when
  * the vector file or a model cannot be read; mismatches are reported, not errors. */
-hl_status hl_tokenizer_verify(const char *dir, hl_report_fn report, void *user,
-                              hl_error *err);
+hl_status hl_tokenizer_verify(const char *dir, hl_report_fn report, void *user, hl_error *err);
 
 #endif

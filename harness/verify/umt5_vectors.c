@@ -26,7 +26,8 @@ static void compare(umt5_check *c, const char *name, const float *x, int64_t n) 
     snprintf(full, sizeof full, "%s%s", c->prefix, name);
     float *ref = NULL;
     double err = INFINITY, ref_max = 0.0;
-    if (hl_st_read_f32(c->st, full, n, &ref, NULL) == HL_OK) err = hl_max_abs_diff(x, ref, n, &ref_max);
+    if (hl_st_read_f32(c->st, full, n, &ref, NULL) == HL_OK)
+        err = hl_max_abs_diff(x, ref, n, &ref_max);
     c->report(c->user, FILE_NAME, full, err, 1e-4 * fmax(1.0, ref_max), 0);
     free(ref);
 }
@@ -47,7 +48,8 @@ static void check_biases(umt5_check *c, int64_t L) {
         snprintf(name, sizeof name, "block%d.position_bias", layer);
         snprintf(full, sizeof full, "%s%s", c->prefix, name);
         if (!hl_st_find(c->st, full)) continue;
-        if (hl_umt5_position_bias(c->m, layer, L, bias, NULL) == HL_OK) compare(c, name, bias, H * L * L);
+        if (hl_umt5_position_bias(c->m, layer, L, bias, NULL) == HL_OK)
+            compare(c, name, bias, H * L * L);
     }
     free(bias);
 }
@@ -63,7 +65,8 @@ static void check_buckets(umt5_check *c, int64_t L) {
         wrong = 0;
         for (int64_t i = 0; i < L; i++)
             for (int64_t j = 0; j < L; j++)
-                wrong += hl_umt5_bucket(j - i, c->m->cfg.num_buckets, c->m->cfg.max_distance) != ref[i * L + j];
+                wrong += hl_umt5_bucket(j - i, c->m->cfg.num_buckets, c->m->cfg.max_distance) !=
+                         ref[i * L + j];
     }
     c->report(c->user, FILE_NAME, full, wrong, 0.0, 0);
     free(ref);
@@ -83,7 +86,8 @@ static void check_case(umt5_check *c) {
     hl_error err = {0};
     hl_probe probe = {on_hidden, c};
     hl_status s = out ? hl_st_read_i64(c->st, ids_name, B * L, &ids, &err) : HELIOS_ERR_OOM;
-    if (s == HL_OK && hl_st_find(c->st, mask_name)) s = hl_st_read_i64(c->st, mask_name, B * L, &mask, &err);
+    if (s == HL_OK && hl_st_find(c->st, mask_name))
+        s = hl_st_read_i64(c->st, mask_name, B * L, &mask, &err);
     if (s == HL_OK) s = hl_umt5_forward(c->ctx, c->m, B, L, ids, mask, &probe, out);
     if (s != HL_OK) {
         c->report(c->user, FILE_NAME, ids_name, INFINITY, 0.0, 0);
@@ -113,7 +117,8 @@ hl_status hl_umt5_verify(const hl_ctx *ctx, const char *dir, hl_report_fn report
         /* cases are the prefixes X of the tensors "X.input_ids" */
         for (size_t i = 0; i < st->n; i++) {
             const char *name = st->tensors[i].name, *dot = strchr(name, '.');
-            if (!dot || strcmp(dot, ".input_ids") || (size_t)(dot - name) + 2 > sizeof c.prefix) continue;
+            if (!dot || strcmp(dot, ".input_ids") || (size_t)(dot - name) + 2 > sizeof c.prefix)
+                continue;
             snprintf(c.prefix, sizeof c.prefix, "%.*s.", (int)(dot - name), name);
             check_case(&c);
         }

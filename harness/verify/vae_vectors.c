@@ -25,7 +25,8 @@ static hl_error *err_of(const verifier *vf) { return vf->ctx->err; }
 /* A 5D tensor's dims (B, C, T, H, W). */
 static hl_status dims5(const verifier *vf, const char *name, int64_t d[5]) {
     const hl_st_tensor *t = hl_st_find(vf->st, name);
-    if (!t) return hl_fail(err_of(vf), HELIOS_ERR_MISSING, "%s: no tensor '%s'", vf->st->path, name);
+    if (!t)
+        return hl_fail(err_of(vf), HELIOS_ERR_MISSING, "%s: no tensor '%s'", vf->st->path, name);
     if (t->ndim != 5)
         return hl_fail(err_of(vf), HELIOS_ERR_SHAPE, "%s: tensor '%s' must be (B, C, T, H, W)",
                        vf->st->path, name);
@@ -34,8 +35,8 @@ static hl_status dims5(const verifier *vf, const char *name, int64_t d[5]) {
 }
 
 /* Compares got (n floats) with tensor `ref`, reporting as case_name (NULL: the tensor's name). */
-static hl_status compare(const verifier *vf, const char *ref, const char *case_name, const float *got,
-                         int64_t n) {
+static hl_status compare(const verifier *vf, const char *ref, const char *case_name,
+                         const float *got, int64_t n) {
     float *want = NULL;
     HL_TRY(hl_st_read_f32(vf->st, ref, n, &want, err_of(vf)));
     double m = 0.0, r = 0.0;
@@ -110,11 +111,13 @@ static hl_status read_latents(const verifier *vf, const char *name, bool is_mome
 
 static int64_t video_numel(const hl_vae *v, const int64_t d[5]) {
     int64_t r = v->cfg.spatial_ratio;
-    return d[0] * v->decoder.conv_out.w.shape[0] * hl_vae_decoded_frames(&v->cfg, d[2]) * d[3] * r * d[4] * r;
+    return d[0] * v->decoder.conv_out.w.shape[0] * hl_vae_decoded_frames(&v->cfg, d[2]) * d[3] * r *
+           d[4] * r;
 }
 
 /* decode(latents of `input`) vs out (and out_f64 when present). */
-static hl_status check_decode(const verifier *vf, const char *input, bool is_moments, const char *out) {
+static hl_status check_decode(const verifier *vf, const char *input, bool is_moments,
+                              const char *out) {
     int64_t d[5];
     float *z = NULL, *y = NULL;
     HL_TRY(read_latents(vf, input, is_moments, d, &z));
@@ -138,7 +141,8 @@ static hl_status check_stream(const verifier *vf, const char *input, const char 
     HL_TRY(read_latents(vf, input, false, d, &z));
     const hl_vae *v = vf->vae;
     int64_t n = video_numel(v, d), Z = d[1], hw = d[3] * d[4], r = v->cfg.spatial_ratio;
-    int64_t O = v->decoder.conv_out.w.shape[0], F = hl_vae_decoded_frames(&v->cfg, d[2]), HW = hw * r * r;
+    int64_t O = v->decoder.conv_out.w.shape[0], F = hl_vae_decoded_frames(&v->cfg, d[2]),
+            HW = hw * r * r;
     hl_status st = alloc_f32(vf, n, &y);
     if (st == HL_OK) st = alloc_f32(vf, Z * chunk * hw, &zc);
     float *fr = NULL;
@@ -150,10 +154,12 @@ static hl_status check_stream(const verifier *vf, const char *input, const char 
         for (int64_t t0 = 0; t0 < d[2] && st == HL_OK; t0 += chunk) {
             int64_t k = d[2] - t0 < chunk ? d[2] - t0 : chunk, nf = hl_vae_stream_out_frames(s, k);
             for (int64_t c = 0; c < Z; c++) /* the chunk as its own (1, z, k, h, w) tensor */
-                memcpy(zc + c * k * hw, z + ((b * Z + c) * d[2] + t0) * hw, (size_t)(k * hw) * sizeof *zc);
+                memcpy(zc + c * k * hw, z + ((b * Z + c) * d[2] + t0) * hw,
+                       (size_t)(k * hw) * sizeof *zc);
             st = hl_vae_decode_chunk(s, k, zc, fr);
             for (int64_t c = 0; c < O && st == HL_OK; c++)
-                memcpy(y + ((b * O + c) * F + f0) * HW, fr + c * nf * HW, (size_t)(nf * HW) * sizeof *y);
+                memcpy(y + ((b * O + c) * F + f0) * HW, fr + c * nf * HW,
+                       (size_t)(nf * HW) * sizeof *y);
             f0 += nf;
         }
         hl_vae_decode_end(s);
@@ -176,7 +182,8 @@ static hl_status tiling_of(const verifier *vf, hl_vae_tiling *tl) {
     hl_json_get_int(j, "tile_sample_stride_height", &c);
     hl_json_get_int(j, "tile_sample_stride_width", &d);
     hl_json_free(j);
-    if (a < 1 || b < 1 || c < 1 || d < 1 || a > 1 << 20 || b > 1 << 20 || c > 1 << 20 || d > 1 << 20)
+    if (a < 1 || b < 1 || c < 1 || d < 1 || a > 1 << 20 || b > 1 << 20 || c > 1 << 20 ||
+        d > 1 << 20)
         return hl_fail(err_of(vf), HELIOS_ERR_FORMAT, "%s: bad tiled_settings", vf->st->path);
     *tl = (hl_vae_tiling){(int)a, (int)b, (int)c, (int)d};
     return HL_OK;
@@ -194,7 +201,8 @@ static hl_status check_tiled(const verifier *vf) {
     if (st == HL_OK) st = alloc_f32(vf, d[0] * per, &m);
     int64_t vd = d[1] * d[2] * d[3] * d[4];
     for (int64_t b = 0; b < d[0] && st == HL_OK; b++)
-        st = hl_vae_encode_tiled(vf->ctx, vf->vae, &tl, d[2], d[3], d[4], x + b * vd, m + b * per, &T_lat, &h, &w);
+        st = hl_vae_encode_tiled(vf->ctx, vf->vae, &tl, d[2], d[3], d[4], x + b * vd, m + b * per,
+                                 &T_lat, &h, &w);
     if (st == HL_OK) st = compare(vf, "tiled.enc_moments", NULL, m, d[0] * per);
     /* tiled decode of the reference's tiled mean */
     int64_t zd[5] = {0};
@@ -236,11 +244,14 @@ static hl_status check_pipeline(verifier *vf, const char *dir) {
             s = hl_st_read_f32(st, "final_latents", -1, &all, err_of(vf));
             if (s == HL_OK) s = alloc_f32(vf, d[0] * d[1] * d[2] * hw, &z);
             for (int64_t bc = 0; s == HL_OK && bc < d[0] * d[1]; bc++) /* the first d[2] frames */
-                memcpy(z + bc * d[2] * hw, all + bc * fl->shape[2] * hw, (size_t)(d[2] * hw) * sizeof *z);
-            if (s == HL_OK) s = hl_vae_denormalize_latents(&vf->vae->cfg, d[0], d[2] * hw, z, err_of(vf));
+                memcpy(z + bc * d[2] * hw, all + bc * fl->shape[2] * hw,
+                       (size_t)(d[2] * hw) * sizeof *z);
             if (s == HL_OK)
-                s = compare(vf, "chunk0.vae_decode_input", "chunk0.vae_decode_input (denormalised final_latents)",
-                            z, d[0] * d[1] * d[2] * hw);
+                s = hl_vae_denormalize_latents(&vf->vae->cfg, d[0], d[2] * hw, z, err_of(vf));
+            if (s == HL_OK)
+                s = compare(vf, "chunk0.vae_decode_input",
+                            "chunk0.vae_decode_input (denormalised final_latents)", z,
+                            d[0] * d[1] * d[2] * hw);
             free(all), free(z);
         }
     }

@@ -17,14 +17,20 @@ static helios_status media_out(helios_session *s, hl_status st, hl_media *m, hel
         hl_media_free(m);
         return hl_fail(&s->err, HELIOS_ERR_OOM, "media: out of memory");
     }
-    *r = (helios_media){.data = m->data, .frames = m->frames, .height = m->height, .width = m->width,
-                        .src_width = m->src_width, .src_height = m->src_height, .fps = m->fps,
+    *r = (helios_media){.data = m->data,
+                        .frames = m->frames,
+                        .height = m->height,
+                        .width = m->width,
+                        .src_width = m->src_width,
+                        .src_height = m->src_height,
+                        .fps = m->fps,
                         .skipped = m->skipped};
     *out = r;
     return HELIOS_OK;
 }
 
-helios_status helios_image_read(helios_session *s, const char *path, int width, int height, helios_media **out) {
+helios_status helios_image_read(helios_session *s, const char *path, int width, int height,
+                                helios_media **out) {
     hl_error_clear(&s->err);
     *out = NULL;
     if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "image: no path given");
@@ -32,8 +38,8 @@ helios_status helios_image_read(helios_session *s, const char *path, int width, 
     return media_out(s, hl_image_read(path, width, height, &m, &s->err), &m, out);
 }
 
-helios_status helios_video_read(helios_session *s, const char *path, int width, int height, int max_frames,
-                                helios_media **out) {
+helios_status helios_video_read(helios_session *s, const char *path, int width, int height,
+                                int max_frames, helios_media **out) {
     hl_error_clear(&s->err);
     *out = NULL;
     if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "video: no path given");
@@ -41,8 +47,8 @@ helios_status helios_video_read(helios_session *s, const char *path, int width, 
     return media_out(s, hl_video_read(path, width, height, max_frames, &m, &s->err), &m, out);
 }
 
-helios_status helios_video_read_tail(helios_session *s, const char *path, int width, int height, int tail,
-                                     helios_media **out) {
+helios_status helios_video_read_tail(helios_session *s, const char *path, int width, int height,
+                                     int tail, helios_media **out) {
     hl_error_clear(&s->err);
     *out = NULL;
     if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "video: no path given");
@@ -80,7 +86,8 @@ helios_status helios_video_path_check(helios_session *s, const char *path) {
     return hl_video_kind_of(path, &kind, &to_stdout, &s->err);
 }
 
-helios_status helios_video_writer_open(helios_session *s, const char *path, const helios_video_writer_params *p,
+helios_status helios_video_writer_open(helios_session *s, const char *path,
+                                       const helios_video_writer_params *p,
                                        helios_video_writer **out) {
     hl_error_clear(&s->err);
     *out = NULL;
@@ -101,7 +108,8 @@ helios_status helios_video_writer_open(helios_session *s, const char *path, cons
     return HELIOS_OK;
 }
 
-helios_status helios_video_writer_write(helios_video_writer *w, const float *x, int T, int t0, int n) {
+helios_status helios_video_writer_write(helios_video_writer *w, const float *x, int T, int t0,
+                                        int n) {
     hl_error_clear(&w->err);
     if (!w->w) return hl_fail(&w->err, HELIOS_ERR_INVALID_ARG, "video writer: already closed");
     if (!x) return hl_fail(&w->err, HELIOS_ERR_INVALID_ARG, "video writer: no frames");
@@ -126,21 +134,24 @@ void helios_video_writer_free(helios_video_writer *w) {
 
 /* ---- tensor files ---------------------------------------------------------------------------- */
 
-helios_status helios_tensor_save(helios_session *s, const char *path, const char *name, const float *data,
-                                 int ndim, const int64_t *shape, const char *const *metadata) {
+helios_status helios_tensor_save(helios_session *s, const char *path, const char *name,
+                                 const float *data, int ndim, const int64_t *shape,
+                                 const char *const *metadata) {
     hl_error_clear(&s->err);
     if (!path || !name || !data || (ndim > 0 && !shape))
         return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "tensor_save: NULL argument");
     if (ndim < 0 || ndim > HL_MAX_DIMS)
-        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "tensor_save: %d dims (at most %d)", ndim, HL_MAX_DIMS);
+        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "tensor_save: %d dims (at most %d)", ndim,
+                       HL_MAX_DIMS);
     for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "tensor_save: negative dim %d", i);
+        if (shape[i] < 0)
+            return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "tensor_save: negative dim %d", i);
     hl_st_entry e = {name, hl_tensor_make((void *)data, HL_F32, ndim, shape)};
     return hl_st_write(path, &e, 1, metadata, &s->err);
 }
 
-helios_status helios_checkpoint_list(helios_session *s, const char *path, helios_tensor_fn fn, void *user,
-                                     int *n_files) {
+helios_status helios_checkpoint_list(helios_session *s, const char *path, helios_tensor_fn fn,
+                                     void *user, int *n_files) {
     hl_error_clear(&s->err);
     if (n_files) *n_files = 0;
     if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "checkpoint: no path given");
@@ -152,10 +163,16 @@ helios_status helios_checkpoint_list(helios_session *s, const char *path, helios
         const hl_safetensors *sf = w->files[f];
         for (size_t i = 0; st == HL_OK && i < sf->n; i++) {
             const hl_st_tensor *t = &sf->tensors[i];
-            helios_tensor_info info = {.name = t->name, .dtype = hl_dtype_name(t->dtype), .ndim = t->ndim,
-                                       .shape = t->shape, .nbytes = t->nbytes, .file = sf->path,
-                                       .file_index = (int)f, .n_files = (int)w->n_files};
-            if (fn && fn(&info, user)) st = hl_fail(&s->err, HELIOS_ERR_CANCELLED, "checkpoint: listing stopped");
+            helios_tensor_info info = {.name = t->name,
+                                       .dtype = hl_dtype_name(t->dtype),
+                                       .ndim = t->ndim,
+                                       .shape = t->shape,
+                                       .nbytes = t->nbytes,
+                                       .file = sf->path,
+                                       .file_index = (int)f,
+                                       .n_files = (int)w->n_files};
+            if (fn && fn(&info, user))
+                st = hl_fail(&s->err, HELIOS_ERR_CANCELLED, "checkpoint: listing stopped");
         }
     }
     hl_weights_close(w);

@@ -30,8 +30,8 @@
 
 typedef struct hl_mem_gen {
     const hl_dit *dit;
-    const hl_vae *vae;           /* NULL: none */
-    const hl_umt5_config *umt5;  /* NULL: prompts are not encoded */
+    const hl_vae *vae;          /* NULL: none */
+    const hl_umt5_config *umt5; /* NULL: prompts are not encoded */
     int latent_frames, lat_h, lat_w, n_stages, history_frames;
     int n_cond, text_len, max_len;
     bool decode, conditioned;

@@ -21,8 +21,8 @@ helios_status helios_session_new(const helios_session_params *p, helios_session 
     *out = NULL;
     if (!p) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "session: NULL parameters");
     if (p->backend != HELIOS_BACKEND_CPU && p->backend != HELIOS_BACKEND_REF)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "session: unknown backend %d (HELIOS_BACKEND_CPU or _REF)",
-                       (int)p->backend);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "session: unknown backend %d (HELIOS_BACKEND_CPU or _REF)", (int)p->backend);
     /* Bounded above: OpenMP and oneDNN size per-thread state by the count (100000 threads
      * overflowed a stack inside libgomp). */
     if (p->n_threads < 0 || p->n_threads > HELIOS_MAX_THREADS)
@@ -38,7 +38,8 @@ helios_status helios_session_new(const helios_session_params *p, helios_session 
     s->backend = hl_backend_new(p->backend, p->n_threads, &s->err);
     if (!s->backend) {
         hl_status st = s->err.status ? s->err.status : HELIOS_ERR_INTERNAL;
-        hl_fail(err, st, "session: %s", s->err.msg[0] ? s->err.msg : "the backend could not be created");
+        hl_fail(err, st, "session: %s",
+                s->err.msg[0] ? s->err.msg : "the backend could not be created");
         free(s);
         return st;
     }

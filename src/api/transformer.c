@@ -26,6 +26,7 @@ void helios_dit_input_init(helios_dit_input *in) { memset(in, 0, sizeof *in); }
 helios_status helios_transformer_forward(helios_session *s, helios_transformer *t,
                                          const helios_dit_input *in, float *out) {
     hl_error_clear(&s->err);
-    if (!t || !in || !out) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "transformer_forward: NULL argument");
+    if (!t || !in || !out)
+        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "transformer_forward: NULL argument");
     return hl_dit_forward(&s->ctx, t, in, NULL, out);
 }

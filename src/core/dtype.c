@@ -4,16 +4,18 @@ static const struct {
     const char *name;
     size_t size;
 } k_dtypes[HL_DTYPE_COUNT] = {
-    [HL_F32] = {"F32", 4},   [HL_BF16] = {"BF16", 2}, [HL_F16] = {"F16", 2},
-    [HL_F64] = {"F64", 8},   [HL_I64] = {"I64", 8},   [HL_I32] = {"I32", 4},
-    [HL_I16] = {"I16", 2},   [HL_I8] = {"I8", 1},     [HL_U64] = {"U64", 8},
-    [HL_U32] = {"U32", 4},   [HL_U16] = {"U16", 2},   [HL_U8] = {"U8", 1},
+    [HL_F32] = {"F32", 4},   [HL_BF16] = {"BF16", 2},       [HL_F16] = {"F16", 2},
+    [HL_F64] = {"F64", 8},   [HL_I64] = {"I64", 8},         [HL_I32] = {"I32", 4},
+    [HL_I16] = {"I16", 2},   [HL_I8] = {"I8", 1},           [HL_U64] = {"U64", 8},
+    [HL_U32] = {"U32", 4},   [HL_U16] = {"U16", 2},         [HL_U8] = {"U8", 1},
     [HL_BOOL] = {"BOOL", 1}, [HL_F8_E4M3] = {"F8_E4M3", 1}, [HL_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 size_t hl_dtype_size(hl_dtype t) { return (unsigned)t < HL_DTYPE_COUNT ? k_dtypes[t].size : 0; }
 
-const char *hl_dtype_name(hl_dtype t) { return (unsigned)t < HL_DTYPE_COUNT ? k_dtypes[t].name : "?"; }
+const char *hl_dtype_name(hl_dtype t) {
+    return (unsigned)t < HL_DTYPE_COUNT ? k_dtypes[t].name : "?";
+}
 
 int hl_dtype_parse(const char *name, size_t n, hl_dtype *out) {
     for (int i = 0; i < HL_DTYPE_COUNT; i++) {

@@ -52,7 +52,8 @@ hl_status hl_fail(hl_error *err, hl_status st, const char *fmt, ...) {
     return st;
 }
 
-hl_status hl_fail_key(hl_error *err, hl_status st, const char *file, const char *key, const char *fmt, ...) {
+hl_status hl_fail_key(hl_error *err, hl_status st, const char *file, const char *key,
+                      const char *fmt, ...) {
     if (err) {
         char why[HL_ERR_MSG_MAX];
         va_list ap;

@@ -22,8 +22,8 @@ hl_status hl_fail(hl_error *err, hl_status st, const char *fmt, ...)
 
 /* A bad value in a model file: "FILE: 'KEY' why" (file and key first, so a user editing a config
  * knows where to look; the readers that do not know their file prefix it on the way up instead). */
-hl_status hl_fail_key(hl_error *err, hl_status st, const char *file, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+hl_status hl_fail_key(hl_error *err, hl_status st, const char *file, const char *key,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Prefixes the message already in err with "ctx: " (to add a file or tensor name on the way up). */
 void hl_error_prefix(hl_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -31,9 +31,9 @@ void hl_error_prefix(hl_error *err, const char *fmt, ...) __attribute__((format(
 void hl_error_clear(hl_error *err);
 
 /* Propagates a failure: HL_TRY(f(...)); */
-#define HL_TRY(expr)                          \
-    do {                                      \
-        hl_status hl_try_st_ = (expr);        \
+#define HL_TRY(expr)                                \
+    do {                                            \
+        hl_status hl_try_st_ = (expr);              \
         if (hl_try_st_ != HL_OK) return hl_try_st_; \
     } while (0)
 

@@ -26,17 +26,20 @@ static hl_status check_size(const char *path, const struct stat *sb, size_t max_
                             const char *kind, hl_error *err) {
     if (sb->st_size < 0 || (uint64_t)sb->st_size > (uint64_t)max_bytes) {
         if (max_bytes == SIZE_MAX)
-            return hl_fail(err, HELIOS_ERR_IO, "%s: %lld bytes, too large for this machine's memory",
-                           path, (long long)sb->st_size);
-        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: %lld bytes, more than the %zu-byte limit for a %s",
-                       path, (long long)sb->st_size, max_bytes, kind);
+            return hl_fail(err, HELIOS_ERR_IO,
+                           "%s: %lld bytes, too large for this machine's memory", path,
+                           (long long)sb->st_size);
+        return hl_fail(err, HELIOS_ERR_FORMAT,
+                       "%s: %lld bytes, more than the %zu-byte limit for a %s", path,
+                       (long long)sb->st_size, max_bytes, kind);
     }
     return HL_OK;
 }
 
 hl_status hl_file_check_regular(const char *path, hl_error *err) {
     struct stat sb;
-    if (stat(path, &sb) != 0) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     return S_ISREG(sb.st_mode) ? HL_OK : not_regular(path, sb.st_mode, err);
 }
 
@@ -59,10 +62,8 @@ hl_status hl_file_open_regular(const char *path, size_t max_bytes, const char *k
     hl_status st = HL_OK;
     if (fstat(f, &sb) != 0)
         st = hl_fail(err, HELIOS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode))
-        st = not_regular(path, sb.st_mode, err);
-    else
-        st = check_size(path, &sb, max_bytes, kind, err);
+    else if (!S_ISREG(sb.st_mode)) st = not_regular(path, sb.st_mode, err);
+    else st = check_size(path, &sb, max_bytes, kind, err);
     if (st != HL_OK) {
         close(f);
         return st;
@@ -95,8 +96,8 @@ hl_status hl_file_read_all(const char *path, size_t max_bytes, const char *kind,
             break;
         }
         if (r == 0) {
-            st = hl_fail(err, HELIOS_ERR_IO, "%s: shrank from %zu to %zu bytes while being read", path,
-                         size, got);
+            st = hl_fail(err, HELIOS_ERR_IO, "%s: shrank from %zu to %zu bytes while being read",
+                         path, size, got);
             break;
         }
         got += (size_t)r;
@@ -107,7 +108,8 @@ hl_status hl_file_read_all(const char *path, size_t max_bytes, const char *kind,
         do r = read(fd, &extra, 1);
         while (r < 0 && errno == EINTR);
         if (r > 0)
-            st = hl_fail(err, HELIOS_ERR_IO, "%s: grew past %zu bytes while being read", path, size);
+            st = hl_fail(err, HELIOS_ERR_IO, "%s: grew past %zu bytes while being read", path,
+                         size);
         else if (r < 0)
             st = hl_fail(err, HELIOS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
     }

@@ -7,7 +7,8 @@
 
 #include <stdint.h>
 
-typedef void (*hl_probe_fn)(void *user, const char *name, const float *x, int64_t rows, int64_t cols);
+typedef void (*hl_probe_fn)(void *user, const char *name, const float *x, int64_t rows,
+                            int64_t cols);
 
 typedef struct hl_probe {
     hl_probe_fn fn;
@@ -15,7 +16,7 @@ typedef struct hl_probe {
 } hl_probe;
 
 /* Calls the probe (if any) with the name formatted like printf. */
-void hl_probe_emit(const hl_probe *p, const float *x, int64_t rows, int64_t cols, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+void hl_probe_emit(const hl_probe *p, const float *x, int64_t rows, int64_t cols, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
 
 #endif

@@ -29,11 +29,12 @@ hl_status hl_dit_scratch_alloc(hl_arena *a, const hl_dit_config *c, int B, int64
 
 /* mods [B, 2, 6, D] = scale_shift_table + the timestep projection of each batch element and
  * segment (0 = history, 1 = current), once per block. */
-static void block_modulation(const hl_dit_config *c, const hl_dit_block *blk, int B, const float *tproj,
-                             float *mods) {
+static void block_modulation(const hl_dit_config *c, const hl_dit_block *blk, int B,
+                             const float *tproj, float *mods) {
     int64_t n = 6 * (int64_t)c->dim;
     for (int64_t k = 0; k < (int64_t)B * 2; k++)
-        for (int64_t i = 0; i < n; i++) mods[k * n + i] = blk->scale_shift_table[i] + tproj[k * n + i];
+        for (int64_t i = 0; i < n; i++)
+            mods[k * n + i] = blk->scale_shift_table[i] + tproj[k * n + i];
 }
 
 /* Rows [first, first + n) of x [B*S, D] that batch element b's segment seg covers, and its
@@ -43,34 +44,39 @@ typedef struct segment {
     const float *mod;
 } segment;
 
-static segment seg_rows(const hl_dit_config *c, int64_t S, int64_t n_hist, const float *mods, int b, int seg) {
+static segment seg_rows(const hl_dit_config *c, int64_t S, int64_t n_hist, const float *mods, int b,
+                        int seg) {
     segment r = {(int64_t)b * S + (seg ? n_hist : 0), seg ? S - n_hist : n_hist,
                  mods + ((int64_t)b * 2 + seg) * 6 * c->dim};
     return r;
 }
 
 /* y = LN(x) (1 + scale) + shift per segment (MOD_SHIFT/MOD_SCALE or the FFN's c_ pair). */
-static hl_status modulated_norm(const hl_ctx *ctx, const hl_dit_config *c, int B, int64_t S, int64_t n_hist,
-                                const float *mods, int shift, int scale, const float *x, float *y) {
+static hl_status modulated_norm(const hl_ctx *ctx, const hl_dit_config *c, int B, int64_t S,
+                                int64_t n_hist, const float *mods, int shift, int scale,
+                                const float *x, float *y) {
     int64_t D = c->dim;
     for (int b = 0; b < B; b++)
         for (int seg = 0; seg < 2; seg++) {
             segment r = seg_rows(c, S, n_hist, mods, b, seg);
             if (r.n)
-                HL_TRY(hl_layernorm_modulate(ctx, r.n, D, x + r.first * D, D, r.mod + scale * D, r.mod + shift * D,
-                                             c->eps, y + r.first * D, D));
+                HL_TRY(hl_layernorm_modulate(ctx, r.n, D, x + r.first * D, D, r.mod + scale * D,
+                                             r.mod + shift * D, c->eps, y + r.first * D, D));
         }
     return HL_OK;
 }
 
 /* x += gate ⊙ y per segment (gate = MOD_GATE or MOD_C_GATE). */
-static hl_status gated_residual(const hl_ctx *ctx, const hl_dit_config *c, int B, int64_t S, int64_t n_hist,
-                                const float *mods, int gate, const float *y, float *x) {
+static hl_status gated_residual(const hl_ctx *ctx, const hl_dit_config *c, int B, int64_t S,
+                                int64_t n_hist, const float *mods, int gate, const float *y,
+                                float *x) {
     int64_t D = c->dim;
     for (int b = 0; b < B; b++)
         for (int seg = 0; seg < 2; seg++) {
             segment r = seg_rows(c, S, n_hist, mods, b, seg);
-            if (r.n) HL_TRY(hl_add_gated(ctx, r.n, D, x + r.first * D, D, y + r.first * D, D, r.mod + gate * D));
+            if (r.n)
+                HL_TRY(hl_add_gated(ctx, r.n, D, x + r.first * D, D, y + r.first * D, D,
+                                    r.mod + gate * D));
         }
     return HL_OK;
 }
@@ -86,7 +92,8 @@ static hl_status self_attention(const hl_ctx *ctx, const hl_dit_config *c, const
     HL_TRY(hl_linear(ctx, M, s->h, D, &at->to_q_w, &at->to_q_b, s->q, D)); /* [B*S, D] */
     HL_TRY(hl_linear(ctx, M, s->h, D, &at->to_k_w, &at->to_k_b, s->k, D));
     HL_TRY(hl_linear(ctx, M, s->h, D, &at->to_v_w, &at->to_v_b, s->v, D));
-    HL_TRY(hl_rmsnorm(ctx, M, D, s->q, D, at->norm_q, c->eps, s->q, D, NULL)); /* across all heads */
+    HL_TRY(
+        hl_rmsnorm(ctx, M, D, s->q, D, at->norm_q, c->eps, s->q, D, NULL)); /* across all heads */
     HL_TRY(hl_rmsnorm(ctx, M, D, s->k, D, at->norm_k, c->eps, s->k, D, NULL));
     float amp[4096];
     if (at->history_key_scale && n_hist > 0) /* s_h = 1 + sigmoid(p_h) (10 - 1) */
@@ -99,7 +106,8 @@ static hl_status self_attention(const hl_ctx *ctx, const hl_dit_config *c, const
         float *q = s->q + b * S * D, *k = s->k + b * S * D, *v = s->v + b * S * D;
         HL_TRY(hl_rope(ctx, S, H, hd, q, D, rope)); /* [S, H, hd] */
         HL_TRY(hl_rope(ctx, S, H, hd, k, D, rope));
-        if (at->history_key_scale && n_hist > 0) HL_TRY(hl_scale_heads(ctx, n_hist, H, hd, k, D, amp));
+        if (at->history_key_scale && n_hist > 0)
+            HL_TRY(hl_scale_heads(ctx, n_hist, H, hd, k, D, amp));
         HL_TRY(hl_attention(ctx, S, S, H, hd, q, D, k, D, v, D, scale, gemm_dtype(&at->to_q_w),
                             s->a + b * S * D, D));
     }
@@ -114,7 +122,8 @@ static hl_status cross_attention(const hl_ctx *ctx, const hl_dit_config *c, cons
     const hl_dit_attn *at = &blk->attn2;
     int64_t D = c->dim;
     int H = c->heads, hd = c->head_dim;
-    HL_TRY(hl_linear(ctx, (int64_t)B * L, enc, D, &at->to_k_w, &at->to_k_b, s->ck, D)); /* [B*L, D] */
+    HL_TRY(
+        hl_linear(ctx, (int64_t)B * L, enc, D, &at->to_k_w, &at->to_k_b, s->ck, D)); /* [B*L, D] */
     HL_TRY(hl_rmsnorm(ctx, (int64_t)B * L, D, s->ck, D, at->norm_k, c->eps, s->ck, D, NULL));
     HL_TRY(hl_linear(ctx, (int64_t)B * L, enc, D, &at->to_v_w, &at->to_v_b, s->cv, D));
     int64_t first = c->guidance_cross_attn ? n_hist : 0, n = S - first;
@@ -122,7 +131,8 @@ static hl_status cross_attention(const hl_ctx *ctx, const hl_dit_config *c, cons
     for (int b = 0; b < B; b++) {
         float *xc = x + ((int64_t)b * S + first) * D; /* [n, D] */
         if (c->cross_attn_norm)
-            HL_TRY(hl_layernorm(ctx, n, D, xc, D, blk->norm2_w, blk->norm2_b, c->eps, s->h, D, NULL));
+            HL_TRY(
+                hl_layernorm(ctx, n, D, xc, D, blk->norm2_w, blk->norm2_b, c->eps, s->h, D, NULL));
         else
             for (int64_t i = 0; i < n * D; i++) s->h[i] = xc[i];
         HL_TRY(hl_linear(ctx, n, s->h, D, &at->to_q_w, &at->to_q_b, s->q, D));
@@ -142,9 +152,11 @@ static hl_status feed_forward(const hl_ctx *ctx, const hl_dit_config *c, const h
     int64_t D = c->dim, F = c->ffn_dim;
     for (int64_t r = 0; r < M; r += s->rows_ffn) {
         int64_t n = M - r < s->rows_ffn ? M - r : s->rows_ffn;
-        HL_TRY(hl_linear(ctx, n, s->h + r * D, D, &blk->ffn0_w, &blk->ffn0_b, s->f, F)); /* [n, F] */
+        HL_TRY(
+            hl_linear(ctx, n, s->h + r * D, D, &blk->ffn0_w, &blk->ffn0_b, s->f, F)); /* [n, F] */
         HL_TRY(hl_gelu_tanh(ctx, n * F, s->f, s->f));
-        HL_TRY(hl_linear(ctx, n, s->f, F, &blk->ffn2_w, &blk->ffn2_b, s->a + r * D, D)); /* [n, D] */
+        HL_TRY(
+            hl_linear(ctx, n, s->f, F, &blk->ffn2_w, &blk->ffn2_b, s->a + r * D, D)); /* [n, D] */
     }
     return HL_OK;
 }

@@ -24,15 +24,15 @@ static hl_status get_bool(const hl_json *j, const char *key, bool def, bool *out
     return HL_OK;
 }
 
-static hl_status get_triple(const hl_json *j, const char *key, const int def[3], int lo, int hi, int out[3],
-                            hl_error *err) {
+static hl_status get_triple(const hl_json *j, const char *key, const int def[3], int lo, int hi,
+                            int out[3], hl_error *err) {
     int64_t v[3] = {def[0], def[1], def[2]};
     if (hl_json_get(j, key) && hl_json_get_int_array(j, key, v, 3) != 3)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be an array of 3 integers", key);
     for (int i = 0; i < 3; i++) {
         if (v[i] < lo || v[i] > hi)
-            return hl_fail(err, HELIOS_ERR_FORMAT, "'%s'[%d] = %lld is out of range [%d, %d]", key, i,
-                           (long long)v[i], lo, hi);
+            return hl_fail(err, HELIOS_ERR_FORMAT, "'%s'[%d] = %lld is out of range [%d, %d]", key,
+                           i, (long long)v[i], lo, hi);
         out[i] = (int)v[i];
     }
     return HL_OK;
@@ -42,7 +42,8 @@ hl_status hl_dit_config_parse(const hl_json *j, hl_dit_config *c, hl_error *err)
     static const int def_patch[3] = {1, 2, 2}, def_rope[3] = {44, 42, 42};
     const int big = 1 << 20;
     memset(c, 0, sizeof *c);
-    if (!j || j->type != HL_JSON_OBJECT) return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
+    if (!j || j->type != HL_JSON_OBJECT)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
     /* patch sizes multiply into tensor shapes (in_channels x patch volume x dim): small bounds
      * keep every product far from overflow (the released models use 1 x 2 x 2) */
     HL_TRY(get_triple(j, "patch_size", def_patch, 1, 16, c->patch, err));
@@ -62,7 +63,8 @@ hl_status hl_dit_config_parse(const hl_json *j, hl_dit_config *c, hl_error *err)
     HL_TRY(get_triple(j, "rope_dim", def_rope, 0, 4096, c->rope_dim, err));
     c->dim = c->heads * c->head_dim;
     if (c->dim > 1 << 16)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'num_attention_heads' x 'attention_head_dim' = %d is over %d", c->dim,
+        return hl_fail(err, HELIOS_ERR_FORMAT,
+                       "'num_attention_heads' x 'attention_head_dim' = %d is over %d", c->dim,
                        1 << 16);
     if (c->freq_dim % 2) return hl_fail(err, HELIOS_ERR_FORMAT, "'freq_dim' must be even");
 
@@ -76,7 +78,8 @@ hl_status hl_dit_config_parse(const hl_json *j, hl_dit_config *c, hl_error *err)
     /* an eps that rounds to 0 in float32 is no eps at all (norms of a zero row divide by 0) */
     if (!(eps > 0 && eps < 1) || (float)eps == 0.0f)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'eps' = %g must be in (0, 1)", eps);
-    if (!(theta > 1)) return hl_fail(err, HELIOS_ERR_FORMAT, "'rope_theta' = %g must be > 1", theta);
+    if (!(theta > 1))
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'rope_theta' = %g must be > 1", theta);
     c->eps = (float)eps;
     c->rope_theta = theta;
 
@@ -84,9 +87,11 @@ hl_status hl_dit_config_parse(const hl_json *j, hl_dit_config *c, hl_error *err)
      * must cover the head exactly, pair for pair. */
     for (int i = 0; i < 3; i++)
         if (c->rope_dim[i] % 2)
-            return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'rope_dim'[%d] = %d is odd", i, c->rope_dim[i]);
+            return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'rope_dim'[%d] = %d is odd", i,
+                           c->rope_dim[i]);
     if (c->head_dim % 2 || c->rope_dim[0] + c->rope_dim[1] + c->rope_dim[2] != c->head_dim)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'rope_dim' (%d, %d, %d) does not sum to attention_head_dim %d",
+        return hl_fail(err, HELIOS_ERR_FORMAT,
+                       "'rope_dim' (%d, %d, %d) does not sum to attention_head_dim %d",
                        c->rope_dim[0], c->rope_dim[1], c->rope_dim[2], c->head_dim);
 
     static const char *const strs[] = {"qk_norm", "history_scale_mode"};

@@ -9,11 +9,11 @@
 /* Token counts and grids of one forward. */
 typedef struct dit_plan {
     int B;
-    int64_t T, Hp, Wp, n_cur;           /* current tokens: post-patch grid */
-    int64_t H1, W1;                     /* short history post-patch grid (shared by mid/long rope) */
+    int64_t T, Hp, Wp, n_cur; /* current tokens: post-patch grid */
+    int64_t H1, W1;           /* short history post-patch grid (shared by mid/long rope) */
     int64_t n_long, n_mid, n_short, n_hist, S;
     int64_t L;
-    size_t patch_rows;                  /* floats of the largest patchified segment */
+    size_t patch_rows; /* floats of the largest patchified segment */
 } dit_plan;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -22,12 +22,16 @@ static hl_status plan_forward(const hl_dit_config *c, const helios_dit_input *in
                               hl_error *err) {
     memset(p, 0, sizeof *p);
     if (in->batch < 1 || in->frames < 1 || in->height < 1 || in->width < 1 || in->text_len < 1)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: empty input (batch %d, %dx%dx%d, text %d)",
-                       in->batch, in->frames, in->height, in->width, in->text_len);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "transformer: empty input (batch %d, %dx%dx%d, text %d)", in->batch,
+                       in->frames, in->height, in->width, in->text_len);
     if (!in->hidden_states || !in->timestep || !in->encoder_hidden_states)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: hidden_states, timestep and encoder_hidden_states are required");
+        return hl_fail(
+            err, HELIOS_ERR_INVALID_ARG,
+            "transformer: hidden_states, timestep and encoder_hidden_states are required");
     if (in->frames % c->patch[0] || in->height % c->patch[1] || in->width % c->patch[2])
-        return hl_fail(err, HELIOS_ERR_SHAPE, "transformer: latent %dx%dx%d is not divisible by the patch (%d, %d, %d)",
+        return hl_fail(err, HELIOS_ERR_SHAPE,
+                       "transformer: latent %dx%dx%d is not divisible by the patch (%d, %d, %d)",
                        in->frames, in->height, in->width, c->patch[0], c->patch[1], c->patch[2]);
     p->B = in->batch;
     p->T = in->frames / c->patch[0];
@@ -42,33 +46,39 @@ static hl_status plan_forward(const hl_dit_config *c, const helios_dit_input *in
     if ((has_s && (!in->latents_history_short || !in->indices_latents_history_short)) ||
         (has_m && (!in->latents_history_mid || !in->indices_latents_history_mid)) ||
         (has_l && (!in->latents_history_long || !in->indices_latents_history_long)))
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: a history part has frames but no latents or indices");
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "transformer: a history part has frames but no latents or indices");
     if (!(has_s || has_m || has_l)) return HL_OK;
     if (!c->has_multi_term_memory_patch)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: history given, but the model has no multi-term memory patches");
+        return hl_fail(
+            err, HELIOS_ERR_INVALID_ARG,
+            "transformer: history given, but the model has no multi-term memory patches");
     /* mid and long rotary tables are pooled from the short grid, as in the reference */
     if (!has_s)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: mid/long history needs the short history (its grid)");
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "transformer: mid/long history needs the short history (its grid)");
     int64_t Hh = in->hist_height, Wh = in->hist_width;
     if (Hh < 2 || Wh < 2 || Hh % 2 || Wh % 2)
-        return hl_fail(err, HELIOS_ERR_SHAPE, "transformer: history latents %lldx%lld must be even-sized",
-                       (long long)Hh, (long long)Wh);
+        return hl_fail(err, HELIOS_ERR_SHAPE,
+                       "transformer: history latents %lldx%lld must be even-sized", (long long)Hh,
+                       (long long)Wh);
     p->H1 = Hh / 2;
     p->W1 = Wh / 2;
     p->n_short = in->short_frames * p->H1 * p->W1;
     p->n_mid = has_m ? ceil_div(in->mid_frames, 2) * ceil_div(Hh, 4) * ceil_div(Wh, 4) : 0;
     p->n_long = has_l ? ceil_div(in->long_frames, 4) * ceil_div(Hh, 8) * ceil_div(Wh, 8) : 0;
     p->n_hist = p->n_long + p->n_mid + p->n_short;
-    size_t seg[3] = {(size_t)(p->n_short * K * 4), (size_t)(p->n_mid * K * 32), (size_t)(p->n_long * K * 256)};
+    size_t seg[3] = {(size_t)(p->n_short * K * 4), (size_t)(p->n_mid * K * 32),
+                     (size_t)(p->n_long * K * 256)};
     for (int i = 0; i < 3; i++)
         if (seg[i] > p->patch_rows) p->patch_rows = seg[i];
     return HL_OK;
 }
 
 /* Conv3d with stride = kernel of one batch element's latents (C, T, H, W) into D-wide token rows. */
-static hl_status embed_segment(const hl_ctx *ctx, const hl_tensor *w, const hl_tensor *b,
-                               int64_t C, int64_t T, int64_t H, int64_t W, const float *lat,
-                               float *rows, float *x, int64_t D) {
+static hl_status embed_segment(const hl_ctx *ctx, const hl_tensor *w, const hl_tensor *b, int64_t C,
+                               int64_t T, int64_t H, int64_t W, const float *lat, float *rows,
+                               float *x, int64_t D) {
     int kt = (int)w->shape[2], kh = (int)w->shape[3], kw = (int)w->shape[4];
     HL_TRY(hl_patchify3d(ctx, C, T, H, W, kt, kh, kw, lat, rows));
     int64_t n = ceil_div(T, kt) * ceil_div(H, kh) * ceil_div(W, kw);
@@ -83,20 +93,22 @@ static hl_status embed_tokens(const hl_ctx *ctx, const hl_dit *m, const helios_d
     for (int b = 0; b < p->B; b++) {
         float *xb = x + (size_t)b * p->S * D;
         if (p->n_long)
-            HL_TRY(embed_segment(ctx, &m->patch_long_w, &m->patch_long_b, C, in->long_frames, Hh, Wh,
-                                 in->latents_history_long + (size_t)b * C * in->long_frames * Hh * Wh,
-                                 rows, xb, D));
+            HL_TRY(embed_segment(
+                ctx, &m->patch_long_w, &m->patch_long_b, C, in->long_frames, Hh, Wh,
+                in->latents_history_long + (size_t)b * C * in->long_frames * Hh * Wh, rows, xb, D));
         if (p->n_mid)
             HL_TRY(embed_segment(ctx, &m->patch_mid_w, &m->patch_mid_b, C, in->mid_frames, Hh, Wh,
                                  in->latents_history_mid + (size_t)b * C * in->mid_frames * Hh * Wh,
                                  rows, xb + p->n_long * D, D));
         if (p->n_short)
-            HL_TRY(embed_segment(ctx, &m->patch_short_w, &m->patch_short_b, C, in->short_frames, Hh, Wh,
-                                 in->latents_history_short + (size_t)b * C * in->short_frames * Hh * Wh,
-                                 rows, xb + (p->n_long + p->n_mid) * D, D));
+            HL_TRY(embed_segment(
+                ctx, &m->patch_short_w, &m->patch_short_b, C, in->short_frames, Hh, Wh,
+                in->latents_history_short + (size_t)b * C * in->short_frames * Hh * Wh, rows,
+                xb + (p->n_long + p->n_mid) * D, D));
         size_t cur = (size_t)b * C * in->frames * in->height * in->width;
         HL_TRY(embed_segment(ctx, &m->patch_embedding_w, &m->patch_embedding_b, C, in->frames,
-                             in->height, in->width, in->hidden_states + cur, rows, xb + p->n_hist * D, D));
+                             in->height, in->width, in->hidden_states + cur, rows,
+                             xb + p->n_hist * D, D));
         hl_probe_emit(probe, xb, p->n_long, D, "patch_long.out0");
         hl_probe_emit(probe, xb + p->n_long * D, p->n_mid, D, "patch_mid.out0");
         hl_probe_emit(probe, xb + (p->n_long + p->n_mid) * D, p->n_short, D, "patch_short.out0");
@@ -110,7 +122,8 @@ static void build_rope(const hl_dit_config *c, const helios_dit_input *in, const
                        float *rope) {
     int64_t hd = c->head_dim;
     if (p->n_long)
-        hl_dit_rope_pooled(c, in->long_frames, in->indices_latents_history_long, p->H1, p->W1, 4, rope);
+        hl_dit_rope_pooled(c, in->long_frames, in->indices_latents_history_long, p->H1, p->W1, 4,
+                           rope);
     if (p->n_mid)
         hl_dit_rope_pooled(c, in->mid_frames, in->indices_latents_history_mid, p->H1, p->W1, 2,
                            rope + p->n_long * hd);
@@ -132,7 +145,8 @@ static hl_status embed_time(const hl_ctx *ctx, const hl_dit *m, const helios_dit
     }
     if (p->n_hist && m->cfg.zero_history_timestep) {
         HL_TRY(hl_dit_time_embed(ctx, m, 0.0, scratch, tproj)); /* batch 0, slot 0 */
-        for (int b = 1; b < p->B; b++) memcpy(tproj + (size_t)b * 12 * D, tproj, 6 * D * sizeof(float));
+        for (int b = 1; b < p->B; b++)
+            memcpy(tproj + (size_t)b * 12 * D, tproj, 6 * D * sizeof(float));
     }
     return HL_OK;
 }
@@ -164,23 +178,26 @@ static hl_status output_head(const hl_ctx *ctx, const hl_dit *m, const dit_plan 
         HL_TRY(hl_linear(ctx, p->n_cur, y, D, &m->proj_out_w, &m->proj_out_b, proj, F));
         hl_probe_emit(probe, y, p->n_cur, D, "norm_out.out0");
         hl_probe_emit(probe, proj, p->n_cur, F, "proj_out.out0");
-        HL_TRY(hl_unpatchify3d(ctx, Co, p->T, p->Hp, p->Wp, c->patch[0], c->patch[1], c->patch[2],
-                               proj, out + (size_t)b * Co * p->T * c->patch[0] * p->Hp * c->patch[1] * p->Wp * c->patch[2]));
+        HL_TRY(hl_unpatchify3d(
+            ctx, Co, p->T, p->Hp, p->Wp, c->patch[0], c->patch[1], c->patch[2], proj,
+            out + (size_t)b * Co * p->T * c->patch[0] * p->Hp * c->patch[1] * p->Wp * c->patch[2]));
     }
     return HL_OK;
 }
 
 static size_t forward_bytes(const hl_dit_config *c, const dit_plan *p) {
-    size_t D = (size_t)c->dim, B = (size_t)p->B, S = (size_t)p->S, L = (size_t)p->L, f = sizeof(float);
+    size_t D = (size_t)c->dim, B = (size_t)p->B, S = (size_t)p->S, L = (size_t)p->L,
+           f = sizeof(float);
     size_t rows = B * S, ffn_rows = rows < 4096 ? rows : 4096;
     size_t P = (size_t)c->patch[0] * c->patch[1] * c->patch[2];
-    size_t n = rows * D                      /* x */
-               + S * (size_t)c->head_dim       /* rope */
-               + B * D + B * 12 * D + D        /* temb, tproj, t0 temb */
-               + 2 * B * L * D                 /* enc, text hidden */
-               + p->patch_rows                 /* patchified segment */
+    size_t n = rows * D                                         /* x */
+               + S * (size_t)c->head_dim                        /* rope */
+               + B * D + B * 12 * D + D                         /* temb, tproj, t0 temb */
+               + 2 * B * L * D                                  /* enc, text hidden */
+               + p->patch_rows                                  /* patchified segment */
                + (size_t)p->n_cur * (size_t)c->out_channels * P /* proj_out */
-               + 5 * rows * D + ffn_rows * (size_t)c->ffn_dim + 2 * B * L * D + 12 * B * D; /* scratch */
+               + 5 * rows * D + ffn_rows * (size_t)c->ffn_dim + 2 * B * L * D +
+               12 * B * D;  /* scratch */
     return n * f + 64 * 32; /* alignment slack */
 }
 
@@ -194,16 +211,18 @@ hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_in
     hl_arena a;
     size_t bytes = forward_bytes(c, &p);
     if (hl_arena_init(&a, bytes) != 0)
-        return hl_fail(ctx->err, HELIOS_ERR_OOM, "transformer: cannot allocate %zu MiB of activations", bytes >> 20);
-    float *x = hl_arena_alloc(&a, (size_t)p.B * p.S * D * sizeof(float));          /* [B, S, D] */
-    float *rope = hl_arena_alloc(&a, (size_t)p.S * c->head_dim * sizeof(float));   /* [S, hd] */
-    float *temb = hl_arena_alloc(&a, (size_t)p.B * D * sizeof(float));             /* [B, D] */
-    float *tproj = hl_arena_alloc(&a, (size_t)p.B * 12 * D * sizeof(float));       /* [B, 2, 6, D] */
+        return hl_fail(ctx->err, HELIOS_ERR_OOM,
+                       "transformer: cannot allocate %zu MiB of activations", bytes >> 20);
+    float *x = hl_arena_alloc(&a, (size_t)p.B * p.S * D * sizeof(float));        /* [B, S, D] */
+    float *rope = hl_arena_alloc(&a, (size_t)p.S * c->head_dim * sizeof(float)); /* [S, hd] */
+    float *temb = hl_arena_alloc(&a, (size_t)p.B * D * sizeof(float));           /* [B, D] */
+    float *tproj = hl_arena_alloc(&a, (size_t)p.B * 12 * D * sizeof(float));     /* [B, 2, 6, D] */
     float *t0 = hl_arena_alloc(&a, (size_t)D * sizeof(float));
-    float *enc = hl_arena_alloc(&a, (size_t)p.B * p.L * D * sizeof(float));        /* [B, L, D] */
+    float *enc = hl_arena_alloc(&a, (size_t)p.B * p.L * D * sizeof(float)); /* [B, L, D] */
     float *tmp = hl_arena_alloc(&a, (size_t)p.B * p.L * D * sizeof(float));
     float *rows = hl_arena_alloc(&a, p.patch_rows * sizeof(float));
-    float *proj = hl_arena_alloc(&a, (size_t)p.n_cur * c->out_channels * c->patch[0] * c->patch[1] * c->patch[2] * sizeof(float));
+    float *proj = hl_arena_alloc(&a, (size_t)p.n_cur * c->out_channels * c->patch[0] * c->patch[1] *
+                                         c->patch[2] * sizeof(float));
     hl_dit_scratch s;
     hl_status st = hl_dit_scratch_alloc(&a, c, p.B, p.S, p.L, &s);
     if (st != HL_OK || !x || !rope || !temb || !tproj || !t0 || !enc || !tmp || !rows || !proj) {

@@ -24,14 +24,14 @@
 #include "ops/ops.h"
 
 typedef struct hl_dit_config {
-    int patch[3];          /* patch_size (t, h, w) */
-    int heads, head_dim;   /* num_attention_heads, attention_head_dim */
-    int dim;               /* inner dim D = heads * head_dim */
+    int patch[3];        /* patch_size (t, h, w) */
+    int heads, head_dim; /* num_attention_heads, attention_head_dim */
+    int dim;             /* inner dim D = heads * head_dim */
     int in_channels, out_channels;
     int text_dim, freq_dim, ffn_dim, num_layers;
     bool cross_attn_norm;
     float eps;
-    int rope_dim[3];       /* (t, y, x), sum = head_dim */
+    int rope_dim[3]; /* (t, y, x), sum = head_dim */
     double rope_theta;
     bool guidance_cross_attn, zero_history_timestep, has_multi_term_memory_patch;
     bool is_amplify_history;
@@ -58,7 +58,7 @@ typedef struct hl_dit_block {
 
 struct helios_transformer {
     hl_dit_config cfg;
-    hl_weights *weights;   /* owns the mappings the tensors point into (NULL for synthetic) */
+    hl_weights *weights; /* owns the mappings the tensors point into (NULL for synthetic) */
     hl_tensor patch_embedding_w, patch_embedding_b;
     hl_tensor patch_short_w, patch_short_b, patch_mid_w, patch_mid_b, patch_long_w, patch_long_b;
     hl_tensor time_linear_1_w, time_linear_1_b, time_linear_2_w, time_linear_2_b;
@@ -66,13 +66,14 @@ struct helios_transformer {
     hl_tensor text_linear_1_w, text_linear_1_b, text_linear_2_w, text_linear_2_b;
     const float *norm_out_table; /* [2, D] float32 copy */
     hl_tensor proj_out_w, proj_out_b;
-    hl_dit_block *blocks;  /* [num_layers] */
-    float *small;          /* owns every float32 copy above */
+    hl_dit_block *blocks; /* [num_layers] */
+    float *small;         /* owns every float32 copy above */
 };
 typedef struct helios_transformer hl_dit;
 
 /* Loads config.json and the weights (a .safetensors file, an index or a folder). */
-hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out, hl_error *err);
+hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out,
+                      hl_error *err);
 void hl_dit_free(hl_dit *t);
 
 /* Binds the model's tensors from w (config already in t->cfg) and makes the float32 copies. */
@@ -92,8 +93,8 @@ void hl_dit_rope_grid(const hl_dit_config *c, int64_t T, const int64_t *idx, int
 /* The table of the grid (T, H, W), replicate-padded to multiples of k and average-pooled with a
  * k x k x k window (cos and sin values averaged, as the reference does for mid/long history):
  * rope [ceil(T/k)*ceil(H/k)*ceil(W/k), head_dim]. */
-void hl_dit_rope_pooled(const hl_dit_config *c, int64_t T, const int64_t *idx, int64_t H,
-                        int64_t W, int k, float *rope);
+void hl_dit_rope_pooled(const hl_dit_config *c, int64_t T, const int64_t *idx, int64_t H, int64_t W,
+                        int k, float *rope);
 
 /* The whole forward: out (B, C_out, T, H, W). probe may be NULL. */
 hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
@@ -101,13 +102,13 @@ hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_in
 
 /* Scratch for one block forward over B x S tokens with L text tokens. */
 typedef struct hl_dit_scratch {
-    const hl_probe *probe; /* NULL: none */
-    int layer;                 /* index of the block being run, for probe names */
+    const hl_probe *probe;    /* NULL: none */
+    int layer;                /* index of the block being run, for probe names */
     float *h, *q, *k, *v, *a; /* [B*S, D] each */
     float *f;                 /* [rows_ffn, ffn_dim]: the FFN runs over row tiles of this height */
     int64_t rows_ffn;
-    float *ck, *cv;           /* [B*L, D] text keys / values */
-    float *mod;               /* [B, 2, 6, D] modulation of each batch element and segment */
+    float *ck, *cv; /* [B*L, D] text keys / values */
+    float *mod;     /* [B, 2, 6, D] modulation of each batch element and segment */
 } hl_dit_scratch;
 
 hl_status hl_dit_scratch_alloc(hl_arena *a, const hl_dit_config *c, int B, int64_t S, int64_t L,

@@ -26,9 +26,11 @@ hl_status hl_dit_time_embed(const hl_ctx *ctx, const hl_dit *m, double timestep,
     if (!buf) return hl_fail(ctx->err, HELIOS_ERR_OOM, "time embedding: out of memory");
     float *sin_t = buf, *h = buf + c->freq_dim, *act = h + D;
     sinusoid(timestep, c->freq_dim, sin_t);
-    hl_status st = hl_linear(ctx, 1, sin_t, c->freq_dim, &m->time_linear_1_w, &m->time_linear_1_b, h, D);
+    hl_status st = hl_linear(ctx, 1, sin_t, c->freq_dim, &m->time_linear_1_w, &m->time_linear_1_b,
+                             h, D);
     if (st == HL_OK) st = hl_silu(ctx, D, h, h);
-    if (st == HL_OK) st = hl_linear(ctx, 1, h, D, &m->time_linear_2_w, &m->time_linear_2_b, temb, D);
+    if (st == HL_OK)
+        st = hl_linear(ctx, 1, h, D, &m->time_linear_2_w, &m->time_linear_2_b, temb, D);
     if (st == HL_OK) st = hl_silu(ctx, D, temb, act);
     if (st == HL_OK) st = hl_linear(ctx, 1, act, D, &m->time_proj_w, &m->time_proj_b, tproj, 6 * D);
     free(buf);

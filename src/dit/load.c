@@ -8,7 +8,8 @@
 #include "dit/dit.h"
 #include "io/binder.h"
 
-#define SHAPE(...) (const int64_t[]){__VA_ARGS__}
+#define SHAPE(...) \
+    (const int64_t[]) { __VA_ARGS__ }
 
 static void bind_attn(hl_binder *b, const hl_dit_config *c, hl_dit_attn *a, int i, const char *name,
                       bool self) {
@@ -25,7 +26,7 @@ static void bind_attn(hl_binder *b, const hl_dit_config *c, hl_dit_attn *a, int 
     hl_binder_f32(b, &a->norm_k, 1, SHAPE(D), "blocks.%d.%s.norm_k.weight", i, name);
     if (self && c->is_amplify_history)
         hl_binder_f32(b, &a->history_key_scale, 1, SHAPE(c->history_scale_per_head ? c->heads : 1),
-                 "blocks.%d.%s.history_key_scale", i, name);
+                      "blocks.%d.%s.history_key_scale", i, name);
 }
 
 static void bind_block(hl_binder *b, const hl_dit_config *c, hl_dit_block *blk, int i) {
@@ -46,7 +47,8 @@ static void bind_block(hl_binder *b, const hl_dit_config *c, hl_dit_block *blk, 
 static void bind_globals(hl_binder *b, hl_dit *m) {
     const hl_dit_config *c = &m->cfg;
     int64_t D = c->dim, Ci = c->in_channels, P = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
-    hl_binder_tensor(b, &m->patch_embedding_w, 5, SHAPE(D, Ci, c->patch[0], c->patch[1], c->patch[2]), "patch_embedding.weight");
+    hl_binder_tensor(b, &m->patch_embedding_w, 5,
+                     SHAPE(D, Ci, c->patch[0], c->patch[1], c->patch[2]), "patch_embedding.weight");
     hl_binder_tensor(b, &m->patch_embedding_b, 1, SHAPE(D), "patch_embedding.bias");
     if (c->has_multi_term_memory_patch) {
         hl_binder_tensor(b, &m->patch_short_w, 5, SHAPE(D, Ci, 1, 2, 2), "patch_short.weight");
@@ -56,16 +58,24 @@ static void bind_globals(hl_binder *b, hl_dit *m) {
         hl_binder_tensor(b, &m->patch_long_w, 5, SHAPE(D, Ci, 4, 8, 8), "patch_long.weight");
         hl_binder_tensor(b, &m->patch_long_b, 1, SHAPE(D), "patch_long.bias");
     }
-    hl_binder_tensor(b, &m->time_linear_1_w, 2, SHAPE(D, c->freq_dim), "condition_embedder.time_embedder.linear_1.weight");
-    hl_binder_tensor(b, &m->time_linear_1_b, 1, SHAPE(D), "condition_embedder.time_embedder.linear_1.bias");
-    hl_binder_tensor(b, &m->time_linear_2_w, 2, SHAPE(D, D), "condition_embedder.time_embedder.linear_2.weight");
-    hl_binder_tensor(b, &m->time_linear_2_b, 1, SHAPE(D), "condition_embedder.time_embedder.linear_2.bias");
+    hl_binder_tensor(b, &m->time_linear_1_w, 2, SHAPE(D, c->freq_dim),
+                     "condition_embedder.time_embedder.linear_1.weight");
+    hl_binder_tensor(b, &m->time_linear_1_b, 1, SHAPE(D),
+                     "condition_embedder.time_embedder.linear_1.bias");
+    hl_binder_tensor(b, &m->time_linear_2_w, 2, SHAPE(D, D),
+                     "condition_embedder.time_embedder.linear_2.weight");
+    hl_binder_tensor(b, &m->time_linear_2_b, 1, SHAPE(D),
+                     "condition_embedder.time_embedder.linear_2.bias");
     hl_binder_tensor(b, &m->time_proj_w, 2, SHAPE(6 * D, D), "condition_embedder.time_proj.weight");
     hl_binder_tensor(b, &m->time_proj_b, 1, SHAPE(6 * D), "condition_embedder.time_proj.bias");
-    hl_binder_tensor(b, &m->text_linear_1_w, 2, SHAPE(D, c->text_dim), "condition_embedder.text_embedder.linear_1.weight");
-    hl_binder_tensor(b, &m->text_linear_1_b, 1, SHAPE(D), "condition_embedder.text_embedder.linear_1.bias");
-    hl_binder_tensor(b, &m->text_linear_2_w, 2, SHAPE(D, D), "condition_embedder.text_embedder.linear_2.weight");
-    hl_binder_tensor(b, &m->text_linear_2_b, 1, SHAPE(D), "condition_embedder.text_embedder.linear_2.bias");
+    hl_binder_tensor(b, &m->text_linear_1_w, 2, SHAPE(D, c->text_dim),
+                     "condition_embedder.text_embedder.linear_1.weight");
+    hl_binder_tensor(b, &m->text_linear_1_b, 1, SHAPE(D),
+                     "condition_embedder.text_embedder.linear_1.bias");
+    hl_binder_tensor(b, &m->text_linear_2_w, 2, SHAPE(D, D),
+                     "condition_embedder.text_embedder.linear_2.weight");
+    hl_binder_tensor(b, &m->text_linear_2_b, 1, SHAPE(D),
+                     "condition_embedder.text_embedder.linear_2.bias");
     hl_binder_f32(b, &m->norm_out_table, 3, SHAPE(1, 2, D), "norm_out.scale_shift_table");
     hl_binder_tensor(b, &m->proj_out_w, 2, SHAPE(c->out_channels * P, D), "proj_out.weight");
     hl_binder_tensor(b, &m->proj_out_b, 1, SHAPE(c->out_channels * P), "proj_out.bias");
@@ -92,13 +102,15 @@ void hl_dit_release(hl_dit *m) {
     m->small = NULL;
 }
 
-hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out, hl_error *err) {
+hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit **out,
+                      hl_error *err) {
     *out = NULL;
     hl_dit *m = calloc(1, sizeof *m);
     if (!m) return hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
     hl_json *j = NULL;
     hl_status st = hl_json_load_file(config_path, &j, err);
-    if (st == HL_OK && (st = hl_dit_config_parse(j, &m->cfg, err)) != HL_OK) hl_error_prefix(err, "%s", config_path);
+    if (st == HL_OK && (st = hl_dit_config_parse(j, &m->cfg, err)) != HL_OK)
+        hl_error_prefix(err, "%s", config_path);
     hl_json_free(j);
     if (st == HL_OK) st = hl_weights_open(weights_path, &m->weights, err);
     if (st == HL_OK) st = hl_dit_bind(m, m->weights, err);
@@ -106,9 +118,10 @@ hl_status hl_dit_load(const char *config_path, const char *weights_path, hl_dit 
         hl_dit_free(m);
         return st;
     }
-    HL_DEBUG("transformer: %d layers, D %d (%d heads x %d), ffn %d, weights %s", m->cfg.num_layers, m->cfg.dim,
-             m->cfg.heads, m->cfg.head_dim, m->cfg.ffn_dim,
-             hl_dtype_name(m->cfg.num_layers ? m->blocks[0].attn1.to_q_w.dtype : m->proj_out_w.dtype));
+    HL_DEBUG(
+        "transformer: %d layers, D %d (%d heads x %d), ffn %d, weights %s", m->cfg.num_layers,
+        m->cfg.dim, m->cfg.heads, m->cfg.head_dim, m->cfg.ffn_dim,
+        hl_dtype_name(m->cfg.num_layers ? m->blocks[0].attn1.to_q_w.dtype : m->proj_out_w.dtype));
     *out = m;
     return HL_OK;
 }

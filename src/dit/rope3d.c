@@ -56,8 +56,8 @@ void hl_dit_rope_grid(const hl_dit_config *c, int64_t T, const int64_t *idx, int
 
 static int64_t clamp_i(int64_t i, int64_t n) { return i < n ? i : n - 1; }
 
-void hl_dit_rope_pooled(const hl_dit_config *c, int64_t T, const int64_t *idx, int64_t H,
-                        int64_t W, int k, float *rope) {
+void hl_dit_rope_pooled(const hl_dit_config *c, int64_t T, const int64_t *idx, int64_t H, int64_t W,
+                        int k, float *rope) {
     rope_axes r;
     rope_axes_init(c, &r);
     int64_t To = (T + k - 1) / k, Ho = (H + k - 1) / k, Wo = (W + k - 1) / k;
@@ -72,8 +72,9 @@ void hl_dit_rope_pooled(const hl_dit_config *c, int64_t T, const int64_t *idx, i
                     for (int b = 0; b < k; b++)
                         for (int d = 0; d < k; d++) {
                             int64_t ti = clamp_i(t * k + a, T);
-                            rope_token(&r, (float)(idx ? idx[ti] : ti), (float)clamp_i(y * k + b, H),
-                                       (float)clamp_i(x * k + d, W), row, 1);
+                            rope_token(&r, (float)(idx ? idx[ti] : ti),
+                                       (float)clamp_i(y * k + b, H), (float)clamp_i(x * k + d, W),
+                                       row, 1);
                         }
                 for (int j = 0; j < c->head_dim; j++) row[j] *= inv;
             }

@@ -39,14 +39,16 @@ static hl_bind *add_row(hl_binder *b, hl_tensor *dst, int ndim, const int64_t *s
     return r;
 }
 
-void hl_binder_tensor(hl_binder *b, hl_tensor *dst, int ndim, const int64_t *shape, const char *fmt, ...) {
+void hl_binder_tensor(hl_binder *b, hl_tensor *dst, int ndim, const int64_t *shape, const char *fmt,
+                      ...) {
     va_list ap;
     va_start(ap, fmt);
     add_row(b, dst, ndim, shape, fmt, ap);
     va_end(ap);
 }
 
-void hl_binder_f32(hl_binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt, ...) {
+void hl_binder_f32(hl_binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt,
+                   ...) {
     if (b->n_small == b->cap) {
         b->overflow = 1;
         return;
@@ -64,7 +66,9 @@ void hl_binder_f32(hl_binder *b, const float **dst, int ndim, const int64_t *sha
 hl_status hl_binder_bind(hl_binder *b, hl_weights *w, const char *const *ignore, float **small,
                          hl_error *err) {
     *small = NULL;
-    if (b->overflow) return hl_fail(err, HELIOS_ERR_INTERNAL, "weight table larger than its capacity %zu", b->cap);
+    if (b->overflow)
+        return hl_fail(err, HELIOS_ERR_INTERNAL, "weight table larger than its capacity %zu",
+                       b->cap);
     HL_TRY(hl_weights_bind(w, b->rows, b->n, ignore, NULL, err));
     size_t total = 0;
     for (size_t i = 0; i < b->n_small; i++) total += (size_t)hl_tensor_numel(&b->small[i].view);

@@ -30,10 +30,10 @@ typedef struct hl_binder {
 hl_status hl_binder_init(hl_binder *b, size_t cap, hl_error *err);
 void hl_binder_free(hl_binder *b);
 
-void hl_binder_tensor(hl_binder *b, hl_tensor *dst, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-void hl_binder_f32(hl_binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+void hl_binder_tensor(hl_binder *b, hl_tensor *dst, int ndim, const int64_t *shape, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+void hl_binder_f32(hl_binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
 
 /* Binds every row (see hl_weights_bind; `ignore` lists names that may stay unused), then makes
  * the float32 copies in one malloc'ed block returned in *small (the caller frees it). */

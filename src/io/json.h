@@ -30,9 +30,9 @@ struct hl_json {
     int64_t integer; /* its exact value when is_int */
     char *string;    /* NUL-terminated UTF-8 (escapes decoded); len excludes the NUL */
     size_t len;
-    size_t n;        /* array items / object members */
-    hl_json *items;  /* [n] values */
-    char **keys;     /* [n] member names (objects only) */
+    size_t n;       /* array items / object members */
+    hl_json *items; /* [n] values */
+    char **keys;    /* [n] member names (objects only) */
 };
 
 /* Parses text[0..len). On failure returns HELIOS_ERR_FORMAT with "line L, column C: what" in

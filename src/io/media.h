@@ -103,7 +103,7 @@ uint8_t hl_video_quantize(float x, hl_quant q);
 /* ---- reading ------------------------------------------------------------------------------ */
 
 typedef struct hl_media {
-    float *data;               /* (3, frames, height, width), values in [-1, 1]; malloc'ed */
+    float *data; /* (3, frames, height, width), values in [-1, 1]; malloc'ed */
     int frames, height, width;
     int src_width, src_height; /* size before resizing */
     double fps;                /* 0 when unknown (images) */

@@ -266,10 +266,8 @@ hl_status hl_st_parse(const void *buf, size_t size, const char *name, hl_safeten
         .file = name, .data = base + 8 + hlen, .data_size = size - 8 - (size_t)hlen, .err = err};
 
     hl_status s = hl_json_parse((const char *)base + 8, (size_t)hlen, &st->header, err);
-    if (s != HL_OK)
-        hl_error_prefix(err, "%s: header is not valid JSON", name);
-    else
-        s = parse_header(&c, st);
+    if (s != HL_OK) hl_error_prefix(err, "%s: header is not valid JSON", name);
+    else s = parse_header(&c, st);
     if (s != HL_OK) {
         hl_st_close(st);
         return s;

@@ -31,11 +31,11 @@ typedef struct hl_safetensors {
     char *path;
     const unsigned char *base; /* whole file */
     size_t size;
-    int mapped;                /* 1: base is an mmap (unmapped on close) */
+    int mapped; /* 1: base is an mmap (unmapped on close) */
     size_t n;
-    hl_st_tensor *tensors;     /* in header order */
-    hl_json *header;           /* parsed header (owns names) */
-    const hl_json *metadata;   /* the "__metadata__" object or NULL */
+    hl_st_tensor *tensors;   /* in header order */
+    hl_json *header;         /* parsed header (owns names) */
+    const hl_json *metadata; /* the "__metadata__" object or NULL */
 } hl_safetensors;
 
 /* Maps and validates a file. */

@@ -46,8 +46,8 @@ static void put_json_string(sbuf *b, const char *s) {
     puts_(b, "\"");
 }
 
-hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n, const char *const *metadata,
-                      hl_error *err) {
+hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n,
+                      const char *const *metadata, hl_error *err) {
     sbuf h = {0};
     char num[64];
     size_t off = 0;

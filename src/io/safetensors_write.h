@@ -12,7 +12,7 @@ typedef struct hl_st_entry {
 } hl_st_entry;
 
 /* metadata: NULL or pairs {key0, value0, key1, value1, ..., NULL} of strings. */
-hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n, const char *const *metadata,
-                      hl_error *err);
+hl_status hl_st_write(const char *path, const hl_st_entry *entries, size_t n,
+                      const char *const *metadata, hl_error *err);
 
 #endif

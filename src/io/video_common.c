@@ -106,8 +106,7 @@ int hl_media_part_create(const char *tmp, hl_error *err) {
             hl_fail(err, HELIOS_ERR_IO,
                     "%s is being written by another run (two runs cannot write the same output)",
                     tmp);
-        else
-            hl_fail(err, HELIOS_ERR_IO, "%s: cannot lock: %s", tmp, strerror(e));
+        else hl_fail(err, HELIOS_ERR_IO, "%s: cannot lock: %s", tmp, strerror(e));
         return -1;
     }
     if (ftruncate(fd, 0) != 0) { /* a killed run's leftover, now ours */

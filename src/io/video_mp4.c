@@ -42,7 +42,7 @@ typedef struct mp4_state {
     int width, height;
     int64_t next_pts;
     int64_t pending; /* frames sent to the encoder since the last drain */
-    uint8_t *yuv; /* packed planes of one frame */
+    uint8_t *yuv;    /* packed planes of one frame */
     char *tmp, *final;
     bool created; /* tmp is ours (made by hl_media_part_create): remove it on failure */
     int lock_fd;  /* hl_media_part_create's descriptor: holds tmp's lock until freed; -1 none */
@@ -167,8 +167,7 @@ static hl_status mp4_flush(void *state, hl_error *err) {
         memcmp(fresh->extradata, par->extradata, (size_t)par->extradata_size) != 0) {
         avcodec_free_context(&fresh);
         return hl_fail(err, HELIOS_ERR_INTERNAL,
-                       "%s: the restarted H.264 encoder produced different stream headers",
-                       s->tmp);
+                       "%s: the restarted H.264 encoder produced different stream headers", s->tmp);
     }
     avcodec_free_context(&s->enc);
     s->enc = fresh;

@@ -30,7 +30,7 @@ typedef struct decoder {
     AVPacket *pkt;
     AVFrame *frame;
     int max_frames;
-    int tail;             /* > 0: keep frame 0 and the newest tail frames only (a ring) */
+    int tail; /* > 0: keep frame 0 and the newest tail frames only (a ring) */
 
     /* decoded format -> RGB24 at the native size */
     struct SwsContext *to_rgb;
@@ -45,11 +45,11 @@ typedef struct decoder {
     uint8_t *scaled[4];
     int scaled_ls[4];
 
-    int out_w, out_h;     /* 0 until the first frame when keeping the native size */
-    int src_w, src_h;     /* size of the first frame */
-    uint8_t *store;       /* n frames of out_h x out_w x 3 (tail: frame 0, then a ring) */
-    size_t store_cap;     /* in frames */
-    int n;                /* frames decoded */
+    int out_w, out_h; /* 0 until the first frame when keeping the native size */
+    int src_w, src_h; /* size of the first frame */
+    uint8_t *store;   /* n frames of out_h x out_w x 3 (tail: frame 0, then a ring) */
+    size_t store_cap; /* in frames */
+    int n;            /* frames decoded */
 } decoder;
 
 static void decoder_free(decoder *d) {
@@ -91,7 +91,8 @@ static hl_status check_file(const char *path, uint64_t max_bytes, const char *ki
     if (sb.st_size == 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "%s: empty file, not an image or video", path);
     if ((uint64_t)sb.st_size > max_bytes)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: %lld bytes, more than the %llu-byte limit for %s", path,
+        return hl_fail(err, HELIOS_ERR_FORMAT,
+                       "%s: %lld bytes, more than the %llu-byte limit for %s", path,
                        (long long)sb.st_size, (unsigned long long)max_bytes, kind);
     return HL_OK;
 }
@@ -100,7 +101,8 @@ static hl_status open_input(decoder *d, hl_error *err) {
     /* An image demuxer hands the whole file to the decoder as one packet: that one is capped
      * lower; videos are streamed, the cap only keeps out absurd inputs. */
     const bool image = d->max_frames == 1;
-    HL_TRY(check_file(d->path, image ? HL_FILE_MAX_IMAGE : HL_FILE_MAX_VIDEO, image ? "an image" : "a video", err));
+    HL_TRY(check_file(d->path, image ? HL_FILE_MAX_IMAGE : HL_FILE_MAX_VIDEO,
+                      image ? "an image" : "a video", err));
     hl_media_ffmpeg_init();
     /* "file:" + a whitelist: the path is a local file, never a URL or a protocol such as
      * concat:; pattern_type=none: a '%' in a file name is not an image-sequence pattern. */
@@ -259,7 +261,8 @@ static size_t slot_of(const decoder *d, int k) {
 /* Room for one more frame in the store; returns its address. */
 static hl_status store_slot(decoder *d, uint8_t **slot, hl_error *err) {
     const size_t fbytes = (size_t)d->out_w * d->out_h * 3;
-    if (d->n == INT32_MAX) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: more than %d frames", d->path, INT32_MAX);
+    if (d->n == INT32_MAX)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: more than %d frames", d->path, INT32_MAX);
     const size_t idx = slot_of(d, d->n);
     if (idx == d->store_cap) {
         size_t cap = d->store_cap ? d->store_cap * 2 : 8;
@@ -302,10 +305,9 @@ static hl_status store_frame(decoder *d, const AVFrame *f, hl_error *err) {
     if (f->width == d->out_w && f->height == d->out_h) {
         copy_rows(slot, d->native[0], d->native_ls[0], d->out_w, d->out_h);
     } else {
-        d->resize = sws_getCachedContext(d->resize, f->width, f->height, AV_PIX_FMT_RGB24, d->out_w,
-                                         d->out_h, AV_PIX_FMT_RGB24,
-                                         SWS_LANCZOS | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT,
-                                         NULL, NULL, NULL);
+        d->resize = sws_getCachedContext(
+            d->resize, f->width, f->height, AV_PIX_FMT_RGB24, d->out_w, d->out_h, AV_PIX_FMT_RGB24,
+            SWS_LANCZOS | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
         if (!d->resize)
             return hl_fail(err, HELIOS_ERR_INTERNAL, "%s: cannot set up resizing %dx%d -> %dx%d",
                            d->path, f->width, f->height, d->out_w, d->out_h);
@@ -328,8 +330,7 @@ static hl_status receive_frames(decoder *d, hl_error *err) {
         hl_status st = HL_OK;
         if ((d->frame->flags & AV_FRAME_FLAG_CORRUPT) || d->frame->decode_error_flags)
             st = corrupt(d, "the decoder flagged a damaged frame", 0, err);
-        else
-            st = store_frame(d, d->frame, err);
+        else st = store_frame(d, d->frame, err);
         av_frame_unref(d->frame);
         HL_TRY(st);
     }
@@ -373,8 +374,9 @@ static hl_status expand(decoder *d, hl_media *out, hl_error *err) {
     if (per_c > SIZE_MAX / (3 * sizeof(float)))
         return hl_fail(err, HELIOS_ERR_OOM, "%s: video too large", d->path);
     float *x = malloc(3 * per_c * sizeof(float));
-    if (!x) return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory (%d frames of %dx%d)", d->path,
-                           kept, d->out_w, d->out_h);
+    if (!x)
+        return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory (%d frames of %dx%d)", d->path, kept,
+                       d->out_w, d->out_h);
     float lut[256];
     for (int v = 0; v < 256; v++) {
         float t = (float)v / 255.0f;
@@ -438,7 +440,8 @@ hl_status hl_video_read_tail(const char *path, int width, int height, int tail, 
                              hl_error *err) {
     if (tail < 1) {
         memset(out, 0, sizeof *out);
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: tail of %d frames", path ? path : "", tail);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: tail of %d frames", path ? path : "",
+                       tail);
     }
     return media_read(path, width, height, 0, tail, out, err);
 }

@@ -91,8 +91,8 @@ static hl_status weights_add_file(hl_weights *w, const char *path, hl_error *err
     unsigned char *used = calloc(st->n ? st->n : 1, 1);
     hl_safetensors **files = used ? realloc(w->files, (w->n_files + 1) * sizeof *files) : NULL;
     if (files) w->files = files;
-    unsigned char **used_rows =
-        files ? realloc(w->used, (w->n_files + 1) * sizeof *used_rows) : NULL;
+    unsigned char **used_rows = files ? realloc(w->used, (w->n_files + 1) * sizeof *used_rows)
+                                      : NULL;
     if (!used_rows) { /* arrays that did grow stay valid: n_files is what counts */
         free(used);
         hl_st_close(st);
@@ -149,8 +149,7 @@ static hl_status index_open_shard(hl_weights *w, size_t first, strlist *shards, 
     if (stat(path, &sb) != 0 && errno == ENOENT)
         st = hl_fail(err, HELIOS_ERR_MISSING, "%s: tensor '%s': shard '%s' not found (%s)", index,
                      tensor, name, path);
-    else
-        st = weights_add_file(w, path, err);
+    else st = weights_add_file(w, path, err);
     free(path);
     *file = first + shards->n - 1; /* on success: shards and w->files grew in step */
     return st;
@@ -310,12 +309,9 @@ hl_status hl_weights_open(const char *path, hl_weights **out, hl_error *err) {
         return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", path);
     }
     hl_status st;
-    if (S_ISDIR(sb.st_mode))
-        st = weights_open_dir(w, path, err);
-    else if (ends_with(path, ".json"))
-        st = weights_open_index(w, path, err);
-    else
-        st = weights_add_file(w, path, err);
+    if (S_ISDIR(sb.st_mode)) st = weights_open_dir(w, path, err);
+    else if (ends_with(path, ".json")) st = weights_open_index(w, path, err);
+    else st = weights_add_file(w, path, err);
     if (st == HL_OK) st = check_unique_across_files(w, err);
     if (st != HL_OK) {
         hl_weights_close(w);
@@ -395,8 +391,7 @@ static void format_problem(const hl_weights *w, const hl_bind *row, int kind, ch
     const char *file = NULL;
     const hl_st_tensor *t = kind == BIND_MISSING ? NULL : hl_weights_find(w, row->name, &file);
     char have[160], want[160];
-    if (!t)
-        snprintf(out, n, "%s", row->name);
+    if (!t) snprintf(out, n, "%s", row->name);
     else if (kind == BIND_SHAPE)
         snprintf(out, n, "%s is %s, expected %s (in %s)", row->name,
                  hl_shape_str(t->ndim, t->shape, have, sizeof have),
@@ -505,7 +500,8 @@ static size_t report_unused(const hl_weights *w, const char *const *ignore) {
  * vectorises it: a scan runs at memory speed (see bind_finite_check for the cost). */
 static int64_t first_nonfinite(hl_dtype dt, const void *data, int64_t n) {
     enum { BLOCK = 4096 };
-    const unsigned char *p = data; /* memcpy loads: a tensor's offset in the file need not be aligned */
+    /* memcpy loads: a tensor's offset in the file need not be aligned */
+    const unsigned char *p = data;
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
         int64_t b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         int bad = 0;
@@ -534,7 +530,10 @@ static int64_t first_nonfinite(hl_dtype dt, const void *data, int64_t n) {
                 size_t sz = dt == HL_F64 ? 8 : dt == HL_F32 ? 4 : 2;
                 uint64_t u = 0;
                 memcpy(&u, p + sz * i, sz); /* little-endian, as safetensors */
-                uint64_t m = sz == 8 ? 0x7ff0000000000000ull : sz == 4 ? 0x7f800000u : dt == HL_BF16 ? 0x7f80u : 0x7c00u;
+                uint64_t m = sz == 8         ? 0x7ff0000000000000ull
+                             : sz == 4       ? 0x7f800000u
+                             : dt == HL_BF16 ? 0x7f80u
+                                             : 0x7c00u;
                 if ((u & m) == m) return i;
             }
         }
@@ -545,7 +544,8 @@ static int64_t first_nonfinite(hl_dtype dt, const void *data, int64_t n) {
 /* A NaN or Inf weight makes every output NaN (a uniform video, no error), so it is refused at
  * load, naming the tensor. The scan reads each bound tensor once; with the weights mapped that is
  * also the first touch of their pages, which the first forward would pay anyway. */
-static hl_status bind_finite_check(const hl_weights *w, const hl_bind *table, size_t n, hl_error *err) {
+static hl_status bind_finite_check(const hl_weights *w, const hl_bind *table, size_t n,
+                                   hl_error *err) {
     for (size_t i = 0; i < n; i++) {
         const hl_tensor *t = table[i].dst;
         if (!t || !t->data) continue;
@@ -553,7 +553,8 @@ static hl_status bind_finite_check(const hl_weights *w, const hl_bind *table, si
         if (at < 0) continue;
         const char *file = NULL;
         hl_weights_find(w, table[i].name, &file);
-        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: tensor %s holds a non-finite value (NaN or Inf) at element %lld",
+        return hl_fail(err, HELIOS_ERR_FORMAT,
+                       "%s: tensor %s holds a non-finite value (NaN or Inf) at element %lld",
                        file ? file : w->path, table[i].name, (long long)at);
     }
     return HL_OK;

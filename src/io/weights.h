@@ -10,10 +10,10 @@
 #include "io/safetensors.h"
 
 typedef struct hl_weights {
-    char *path;               /* what was opened */
+    char *path; /* what was opened */
     size_t n_files;
     hl_safetensors **files;
-    unsigned char **used;     /* per file, per tensor: bound by some table */
+    unsigned char **used; /* per file, per tensor: bound by some table */
 } hl_weights;
 
 hl_status hl_weights_open(const char *path, hl_weights **out, hl_error *err);
@@ -29,11 +29,11 @@ const hl_st_tensor *hl_weights_find(const hl_weights *w, const char *name, const
 /* One row of a name -> field table. */
 typedef struct hl_bind {
     char name[160];
-    hl_tensor *dst;              /* filled with a view of the tensor */
+    hl_tensor *dst; /* filled with a view of the tensor */
     int ndim;
-    int64_t shape[HL_MAX_DIMS];  /* expected shape */
-    unsigned dtypes;             /* accepted dtypes (HL_DT bits) */
-    bool optional;               /* absent is fine (dst->data stays NULL) */
+    int64_t shape[HL_MAX_DIMS]; /* expected shape */
+    unsigned dtypes;            /* accepted dtypes (HL_DT bits) */
+    bool optional;              /* absent is fine (dst->data stays NULL) */
 } hl_bind;
 
 /* Binds every row: checks presence, shape and dtype. All problems are reported together in err

@@ -23,7 +23,7 @@ typedef struct y4m_state {
     const char *name;  /* for messages: tmp or "stdout" */
     int width, height;
     size_t ysize, csize;
-    uint8_t *buf;      /* "FRAME\n" + Y + U + V */
+    uint8_t *buf; /* "FRAME\n" + Y + U + V */
 } y4m_state;
 
 static void y4m_free(y4m_state *s) {

@@ -99,21 +99,21 @@ static void fallback_warn(const hl_ctx *ctx, hl_op_id id, const char *op) {
     if (ctx->err) hl_error_clear(ctx->err);
 }
 
-#define HL_DISPATCH(op, ...)                                                                       \
-    do {                                                                                           \
-        const hl_backend_ops *t_ = ctx->backend->ops;                                              \
-        hl_status st_ = t_->op ? t_->op(ctx, __VA_ARGS__) : lacks(ctx, #op);                       \
-        if (st_ == HELIOS_ERR_UNSUPPORTED && t_->fallback && t_->fallback->op) {                   \
-            fallback_warn(ctx, HL_OP_##op, #op);                                                   \
-            st_ = t_->fallback->op(ctx, __VA_ARGS__);                                              \
-        }                                                                                          \
-        return st_;                                                                                \
+#define HL_DISPATCH(op, ...)                                                     \
+    do {                                                                         \
+        const hl_backend_ops *t_ = ctx->backend->ops;                            \
+        hl_status st_ = t_->op ? t_->op(ctx, __VA_ARGS__) : lacks(ctx, #op);     \
+        if (st_ == HELIOS_ERR_UNSUPPORTED && t_->fallback && t_->fallback->op) { \
+            fallback_warn(ctx, HL_OP_##op, #op);                                 \
+            st_ = t_->fallback->op(ctx, __VA_ARGS__);                            \
+        }                                                                        \
+        return st_;                                                              \
     } while (0)
 
 /* Every hl_<op> starts with this: a ctx with a backend. */
-#define HL_NEED_BACKEND(op)                                                                        \
-    do {                                                                                           \
-        if (!ctx || !ctx->backend) return no_backend(ctx, op);                                     \
+#define HL_NEED_BACKEND(op)                                    \
+    do {                                                       \
+        if (!ctx || !ctx->backend) return no_backend(ctx, op); \
     } while (0)
 
 #define BAD(...) hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, __VA_ARGS__)
@@ -201,11 +201,11 @@ static int check_rows(const hl_ctx *ctx, const char *op, int64_t M, int64_t D, c
     return 0;
 }
 
-#define CHECK_ROWS(op, M, D, x, ldx, y, ldy)                                                       \
-    do {                                                                                           \
-        hl_status cr_st_;                                                                          \
-        int cr_ = check_rows(ctx, op, M, D, x, ldx, y, ldy, &cr_st_);                              \
-        if (cr_) return cr_st_;                                                                    \
+#define CHECK_ROWS(op, M, D, x, ldx, y, ldy)                          \
+    do {                                                              \
+        hl_status cr_st_;                                             \
+        int cr_ = check_rows(ctx, op, M, D, x, ldx, y, ldy, &cr_st_); \
+        if (cr_) return cr_st_;                                       \
     } while (0)
 
 static hl_status check_save(const hl_ctx *ctx, const char *op, const hl_norm_saved *s, int mean) {
@@ -234,7 +234,8 @@ hl_status hl_layernorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const f
     if (M == 0 || D == 0 || (!dx && !dw && !db)) return HL_OK;
     if (!x || !dy || !saved || !saved->mean || !saved->rstd)
         return BAD("layernorm_backward: NULL input, gradient or saved statistics");
-    if (dx && dx == dy && lddx != lddy) return BAD("layernorm_backward: dx == dy with lddx != lddy");
+    if (dx && dx == dy && lddx != lddy)
+        return BAD("layernorm_backward: dx == dy with lddx != lddy");
     if (dx && (const float *)dx == x) return BAD("layernorm_backward: dx overlaps x");
     HL_DISPATCH(layernorm_backward, M, D, x, ldx, w, saved, dy, lddy, dx, lddx, dw, db);
 }
@@ -256,9 +257,9 @@ hl_status hl_rmsnorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, in
     HL_DISPATCH(rmsnorm, M, D, x, ldx, w, eps, y, ldy, save);
 }
 
-hl_status hl_rmsnorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
-                              int64_t ldx, const float *w, const hl_norm_saved *saved,
-                              const float *dy, int64_t lddy, float *dx, int64_t lddx, float *dw) {
+hl_status hl_rmsnorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
+                              const float *w, const hl_norm_saved *saved, const float *dy,
+                              int64_t lddy, float *dx, int64_t lddx, float *dw) {
     HL_NEED_BACKEND("rmsnorm_backward");
     if (M < 0 || D < 0 || ldx < D || lddy < D || (dx && lddx < D))
         return BAD("rmsnorm_backward: bad sizes M=%lld D=%lld ldx=%lld lddy=%lld lddx=%lld",
@@ -352,8 +353,8 @@ hl_status hl_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, i
 
 /* ---- convolution / resampling (VAE) ---------------------------------------------------------- */
 
-hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
-                    const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y) {
+hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,
+                    const hl_tensor *b, hl_conv_pack **pack, float *y) {
     HL_NEED_BACKEND("conv3d");
     hl_conv_geom g = {0};
     HL_TRY(hl_conv3d_check(ctx, s, x, w, b, y, &g));
@@ -365,9 +366,9 @@ void hl_conv_pack_free(hl_conv_pack *p) {
     if (p) p->free_fn(p);
 }
 
-hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
-                             int64_t S, const float *x, const float *gamma, int silu,
-                             hl_dtype y_dtype, void *y) {
+hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,
+                             const float *x, const float *gamma, int silu, hl_dtype y_dtype,
+                             void *y) {
     HL_NEED_BACKEND("channel_rmsnorm");
     HL_TRY(check_out_dtype(ctx, "channel_rmsnorm", y_dtype));
     if (N < 0 || C < 0 || S < 0 || !layout_ok(layout))
@@ -406,8 +407,8 @@ hl_status hl_to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S
     HL_DISPATCH(to_channels_last, C, T, S, x, x_cstride, y_dtype, y);
 }
 
-hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,
-                               const float *x, float lo, float hi, float *y, int64_t y_cstride) {
+hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,
+                               float lo, float hi, float *y, int64_t y_cstride) {
     HL_NEED_BACKEND("to_channels_first");
     if (C < 0 || T < 0 || S < 0 || y_cstride < T * S) return BAD("to_channels_first: bad sizes");
     if (C == 0 || T == 0 || S == 0) return HL_OK;
@@ -417,8 +418,7 @@ hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t 
 
 /* ---- umT5 encoder ---------------------------------------------------------------------------- */
 
-hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
-                           float *y) {
+hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y) {
     HL_NEED_BACKEND("gelu_tanh_mul");
     HL_TRY(check_flat(ctx, "gelu_tanh_mul", n, x && g && y));
     if (n == 0) return HL_OK;

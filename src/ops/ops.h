@@ -174,9 +174,9 @@ hl_status hl_rmsnorm(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, in
 /* The backward of hl_rmsnorm (conventions as hl_layernorm_backward), x̂ = x · rstd:
  *   dx  = rstd · (g - x̂ · mean(g ⊙ x̂)),  g = dy ⊙ w   (overwrite)
  *   dw += Σ_rows dy ⊙ x̂                              (accumulate) */
-hl_status hl_rmsnorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x,
-                              int64_t ldx, const float *w, const hl_norm_saved *saved,
-                              const float *dy, int64_t lddy, float *dx, int64_t lddx, float *dw);
+hl_status hl_rmsnorm_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,
+                              const float *w, const hl_norm_saved *saved, const float *dy,
+                              int64_t lddy, float *dx, int64_t lddx, float *dw);
 
 /* ---- position ------------------------------------------------------------------------------ */
 
@@ -234,12 +234,12 @@ typedef enum hl_layout {
  * conv: a causal time pad (2 frames in front) or the (0, 1, 0, 1) of a strided downsample are
  * both expressible. A Conv2d applied per frame is the kt = 1 case (weight [O, C, kh, kw]). */
 typedef struct hl_conv3d_shape {
-    hl_layout layout;        /* of x and y */
-    hl_dtype x_dtype;        /* HL_F32 or HL_BF16 */
-    int64_t N, C, T, H, W;   /* x */
-    int stride[3];           /* (t, h, w), >= 1 */
-    int pad[6];              /* front, back, top, bottom, left, right, >= 0 */
-    int accumulate;          /* 1: y += conv(x) + b (y holds a residual); 0: y = conv(x) + b */
+    hl_layout layout;      /* of x and y */
+    hl_dtype x_dtype;      /* HL_F32 or HL_BF16 */
+    int64_t N, C, T, H, W; /* x */
+    int stride[3];         /* (t, h, w), >= 1 */
+    int pad[6];            /* front, back, top, bottom, left, right, >= 0 */
+    int accumulate;        /* 1: y += conv(x) + b (y holds a residual); 0: y = conv(x) + b */
 } hl_conv3d_shape;
 
 /* Output length of one axis: floor((n + lo + hi - k) / stride) + 1 (<= 0: empty). */
@@ -262,16 +262,16 @@ void hl_conv_pack_free(hl_conv_pack *p);
  *   y: float32 (N, O, To, Ho, Wo) in s->layout, To = hl_conv_out_len(T, kt, ...) etc.;
  *   pack: NULL (no reuse) or the address of the weight's pack (created on first use).
  * x and y must not overlap. */
-hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
-                    const hl_tensor *w, const hl_tensor *b, hl_conv_pack **pack, float *y);
+hl_status hl_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,
+                    const hl_tensor *b, hl_conv_pack **pack, float *y);
 
 /* Wan RMS norm over the channels (F.normalize then · √C · γ), optionally followed by SiLU:
  *   y = x / max(‖x‖₂, 1e-12) · √C · gamma[c]      (‖·‖ over the C channels of one position)
  * x float32 (N, C, S) for HL_NCTHW or (N, S, C) for HL_NTHWC (S = T·H·W positions); gamma
  * float32 [C]; y in y_dtype (F32 or BF16), same layout. In place allowed when y_dtype is F32. */
-hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
-                             int64_t S, const float *x, const float *gamma, int silu,
-                             hl_dtype y_dtype, void *y);
+hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,
+                             const float *x, const float *gamma, int silu, hl_dtype y_dtype,
+                             void *y);
 
 /* Nearest ×2 upsampling in height and width (nearest-exact: y[2i+a, 2j+b] = x[i, j]) of N
  * images of C channels:
@@ -292,15 +292,14 @@ hl_status hl_to_channels_last(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S
 
 /* Channels-last to channels-first with a clamp: y[c·y_cstride + t·S + s] =
  * min(max(x[(t·S + s)·C + c], lo), hi) (pass -INFINITY, INFINITY for none). */
-hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S,
-                               const float *x, float lo, float hi, float *y, int64_t y_cstride);
+hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,
+                               float lo, float hi, float *y, int64_t y_cstride);
 
 /* ---- umT5 encoder --------------------------------------------------------------------------- */
 
 /* y = gelu_tanh(x) ⊙ g, n elements: the gated-GELU FFN activation (T5: gelu(wi_0·x) ⊙ wi_1·x)
  * in one pass; in place allowed (y == x or y == g). */
-hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
-                           float *y);
+hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y);
 
 /* Expands a relative-position table into the dense bias of hl_attention_biased:
  *   bias[h, i, j] = rel[h·(Sq + Sk - 1) + (j - i) + (Sq - 1)]

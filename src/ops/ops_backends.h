@@ -18,60 +18,60 @@
 /* Every op of the table with its parameter list (the signature of hl_<op> in ops.h, or for
  * layernorm/rmsnorm the forward with its save pointer). One line per op: it declares the table
  * field and each backend's hl_<backend>_<op>. */
-#define HL_OPS(X)                                                                                  \
-    X(linear, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,      \
-               const hl_tensor *b, float *y, int64_t ldy))                                         \
-    X(attention_biased, (const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q, \
-                         int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,    \
-                         float scale, const float *bias, const float *key_bias, hl_dtype compute,  \
-                         float *out, int64_t ldo))                                                 \
-    X(layernorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,            \
-                  const float *w, const float *b, float eps, float *y, int64_t ldy,                \
-                  hl_norm_saved *save))                                                            \
-    X(layernorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
-                           const float *w, const hl_norm_saved *saved, const float *dy,            \
-                           int64_t lddy, float *dx, int64_t lddx, float *dw, float *db))           \
-    X(layernorm_modulate, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
-                           const float *scale, const float *shift, float eps, float *y,            \
-                           int64_t ldy))                                                           \
-    X(rmsnorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,              \
-                const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save))            \
-    X(rmsnorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,     \
-                         const float *w, const hl_norm_saved *saved, const float *dy,              \
-                         int64_t lddy, float *dx, int64_t lddx, float *dw))                        \
-    X(rope, (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,                   \
-             const float *rope))                                                                   \
-    X(gelu_tanh, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                         \
-    X(silu, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                              \
-    X(add_gated, (const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx, const float *y,  \
-                  int64_t ldy, const float *gate))                                                 \
-    X(scale_heads, (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx,            \
-                    const float *s))                                                               \
-    X(patchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt, int kh,  \
-                   int kw, const float *x, float *rows))                                           \
-    X(unpatchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,      \
-                     int kh, int kw, const float *rows, float *y))                                 \
-    X(conv3d, (const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,     \
-               const hl_tensor *b, hl_conv_pack **pack, float *y))                                 \
-    X(channel_rmsnorm, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,      \
-                        const float *x, const float *gamma, int silu, hl_dtype y_dtype, void *y))  \
-    X(upsample2x, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,           \
-                   int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y))             \
-    X(cast, (const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y))             \
-    X(to_channels_last, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,       \
-                         int64_t x_cstride, hl_dtype y_dtype, void *y))                            \
-    X(to_channels_first, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,      \
-                          float lo, float hi, float *y, int64_t y_cstride))                        \
-    X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))     \
-    X(relative_bias, (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,          \
-                      float *bias))
+#define HL_OPS(X)                                                                                 \
+    X(linear, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,     \
+               const hl_tensor *b, float *y, int64_t ldy))                                        \
+    X(attention_biased,                                                                           \
+      (const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q, int64_t ldq,     \
+       const float *k, int64_t ldk, const float *v, int64_t ldv, float scale, const float *bias,  \
+       const float *key_bias, hl_dtype compute, float *out, int64_t ldo))                         \
+    X(layernorm,                                                                                  \
+      (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx, const float *w,      \
+       const float *b, float eps, float *y, int64_t ldy, hl_norm_saved *save))                    \
+    X(layernorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,  \
+                           const float *w, const hl_norm_saved *saved, const float *dy,           \
+                           int64_t lddy, float *dx, int64_t lddx, float *dw, float *db))          \
+    X(layernorm_modulate,                                                                         \
+      (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx, const float *scale,  \
+       const float *shift, float eps, float *y, int64_t ldy))                                     \
+    X(rmsnorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,             \
+                const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save))           \
+    X(rmsnorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,    \
+                         const float *w, const hl_norm_saved *saved, const float *dy,             \
+                         int64_t lddy, float *dx, int64_t lddx, float *dw))                       \
+    X(rope,                                                                                       \
+      (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx, const float *rope))    \
+    X(gelu_tanh, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                        \
+    X(silu, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                             \
+    X(add_gated, (const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx, const float *y, \
+                  int64_t ldy, const float *gate))                                                \
+    X(scale_heads,                                                                                \
+      (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx, const float *s))       \
+    X(patchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt, int kh, \
+                   int kw, const float *x, float *rows))                                          \
+    X(unpatchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,     \
+                     int kh, int kw, const float *rows, float *y))                                \
+    X(conv3d, (const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,    \
+               const hl_tensor *b, hl_conv_pack **pack, float *y))                                \
+    X(channel_rmsnorm, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,     \
+                        const float *x, const float *gamma, int silu, hl_dtype y_dtype, void *y)) \
+    X(upsample2x, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,          \
+                   int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y))            \
+    X(cast, (const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y))            \
+    X(to_channels_last, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,      \
+                         int64_t x_cstride, hl_dtype y_dtype, void *y))                           \
+    X(to_channels_first, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,     \
+                          float lo, float hi, float *y, int64_t y_cstride))                       \
+    X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))    \
+    X(relative_bias,                                                                              \
+      (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, float *bias))
 
 /* HL_OP_<name>: an index per op (the fallback warnings are kept per op). */
 typedef enum hl_op_id {
 #define HL_X_ID(name, params) HL_OP_##name,
     HL_OPS(HL_X_ID)
 #undef HL_X_ID
-    HL_OP_COUNT
+        HL_OP_COUNT
 } hl_op_id;
 
 typedef struct hl_backend_ops hl_backend_ops;
@@ -95,9 +95,9 @@ struct hl_backend_ops {
 /* An instance: owned by a session (or by a test / tool), reached through hl_ctx. */
 struct hl_backend {
     const hl_backend_ops *ops;
-    int nthreads;               /* as passed to hl_backend_new (0: OpenMP's default) */
-    void *state;                /* the backend's own (cpu: struct hl_cpu, src/ops/cpu) */
-    int warned[HL_OP_COUNT];    /* fallback already logged for this op */
+    int nthreads;            /* as passed to hl_backend_new (0: OpenMP's default) */
+    void *state;             /* the backend's own (cpu: struct hl_cpu, src/ops/cpu) */
+    int warned[HL_OP_COUNT]; /* fallback already logged for this op */
 };
 
 /* The tables (src/ops/ref/backend.c, src/ops/cpu/backend.c). */

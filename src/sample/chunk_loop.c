@@ -9,7 +9,8 @@
 #include "sample/pyramid.h"
 
 void hl_loop_config_default(hl_loop_config *c) {
-    const helios_recipe_defaults *r = helios_recipe_defaults_get(HELIOS_RECIPE_BASE); /* src/api/recipes.c */
+    const helios_recipe_defaults *r = helios_recipe_defaults_get(
+        HELIOS_RECIPE_BASE); /* src/api/recipes.c */
     memset(c, 0, sizeof *c);
     hl_sched_config_default(&c->sched, HL_SCHED_UNIPC);
     c->steps = r->steps;
@@ -26,20 +27,20 @@ struct hl_loop {
     hl_loop_config cfg;
     hl_rng rng;
     hl_sched sched;
-    hl_schedule sc;                        /* the current stage's schedule */
-    hl_unipc unipc[HL_SCHED_MAX_STAGES];   /* multistep state per stage (sizes differ) */
+    hl_schedule sc;                      /* the current stage's schedule */
+    hl_unipc unipc[HL_SCHED_MAX_STAGES]; /* multistep state per stage (sizes differ) */
     hl_history hist;
-    int C, F, H, W, n_cond;                /* n_cond: 2 with CFG (prompt, negative) */
+    int C, F, H, W, n_cond; /* n_cond: 2 with CFG (prompt, negative) */
     int64_t L, E;
-    float *text;                           /* [n_cond, L, E]: prompt, negative */
-    float *from, *to;                      /* [n_cond, L, E]: prompt interpolation endpoints */
+    float *text;      /* [n_cond, L, E]: prompt, negative */
+    float *from, *to; /* [n_cond, L, E]: prompt interpolation endpoints */
     int interp_total, interp_done;
     /* chunk state */
     int chunk, stage, step, h, w;
     bool in_chunk;
-    float *x, *next;                       /* [C, F, h, w] latents at the stage's size */
-    float *start[HL_SCHED_MAX_STAGES];     /* DMD start point of each stage */
-    float *in, *out, *v, *noise;           /* [n_cond, C, F, H, W], [C, F, H, W] */
+    float *x, *next;                          /* [C, F, h, w] latents at the stage's size */
+    float *start[HL_SCHED_MAX_STAGES];        /* DMD start point of each stage */
+    float *in, *out, *v, *noise;              /* [n_cond, C, F, H, W], [C, F, H, W] */
     float *hist_long, *hist_mid, *hist_short; /* [n_cond, ...] history inputs of the chunk */
     hl_history_inputs hi;
     const hl_probe *probe;
@@ -66,16 +67,21 @@ hl_status hl_loop_new(const hl_ctx *ctx, const hl_dit *dit, const hl_loop_config
     if (cfg->latent_frames < 1 || cfg->height < 1 || cfg->width < 1 || text_len < 1 || !text)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: empty size or prompt");
     if (P < 1 || P > HL_SCHED_MAX_STAGES || (cfg->pyramid && P != cfg->sched.stages))
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: %d pyramid stages for a scheduler with %d", P, cfg->sched.stages);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "generate: %d pyramid stages for a scheduler with %d", P, cfg->sched.stages);
     int div = (dc->patch[1] > dc->patch[2] ? dc->patch[1] : dc->patch[2]) << (P - 1);
     if (cfg->height % div || cfg->width % div || cfg->latent_frames % dc->patch[0])
-        return hl_fail(err, HELIOS_ERR_SHAPE, "generate: latent %dx%d must be divisible by %d (patch x pyramid)",
+        return hl_fail(err, HELIOS_ERR_SHAPE,
+                       "generate: latent %dx%d must be divisible by %d (patch x pyramid)",
                        cfg->height, cfg->width, div);
     for (int s = 0; s < P; s++)
         if ((cfg->pyramid ? cfg->stage_steps[s] : cfg->steps) < 1)
-            return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: every stage needs at least one step");
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                           "generate: every stage needs at least one step");
     bool cfg_on = cfg->guidance_scale > 1.0 && cfg->sched.kind != HL_SCHED_DMD;
-    if (cfg_on && !neg) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "generate: guidance needs negative prompt embeddings");
+    if (cfg_on && !neg)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "generate: guidance needs negative prompt embeddings");
 
     hl_loop *l = calloc(1, sizeof *l);
     if (!l) return hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory");
@@ -91,10 +97,13 @@ hl_status hl_loop_new(const hl_ctx *ctx, const hl_dit *dit, const hl_loop_config
         st = hl_history_init(&l->hist, 1, l->C, l->H, l->W, cfg->history_sizes, err);
         if (st == HL_OK) { /* a prepared history of the same geometry */
             size_t plane = (size_t)l->H * l->W;
-            if (hist->C != l->C || hist->H != l->H || hist->W != l->W || hist->total != l->hist.total)
-                st = hl_fail(err, HELIOS_ERR_SHAPE, "generate: the prepared history does not match the video size");
+            if (hist->C != l->C || hist->H != l->H || hist->W != l->W ||
+                hist->total != l->hist.total)
+                st = hl_fail(err, HELIOS_ERR_SHAPE,
+                             "generate: the prepared history does not match the video size");
             else {
-                memcpy(l->hist.frames, hist->frames, (size_t)l->C * hist->total * plane * sizeof(float));
+                memcpy(l->hist.frames, hist->frames,
+                       (size_t)l->C * hist->total * plane * sizeof(float));
                 memcpy(l->hist.anchor, hist->anchor, (size_t)l->C * plane * sizeof(float));
                 l->hist.has_anchor = hist->has_anchor;
                 l->hist.generated = hist->generated;
@@ -106,7 +115,8 @@ hl_status hl_loop_new(const hl_ctx *ctx, const hl_dit *dit, const hl_loop_config
     size_t lat = (size_t)l->C * l->F * l->H * l->W, txt = (size_t)l->n_cond * l->L * l->E;
     size_t plane = (size_t)l->H * l->W, nc = (size_t)l->n_cond, C = (size_t)l->C;
     bool ok = true;
-    l->x = alloc_f(lat, &ok), l->next = alloc_f(lat, &ok), l->v = alloc_f(lat, &ok), l->noise = alloc_f(lat, &ok);
+    l->x = alloc_f(lat, &ok), l->next = alloc_f(lat, &ok), l->v = alloc_f(lat, &ok),
+    l->noise = alloc_f(lat, &ok);
     l->in = alloc_f(nc * lat, &ok), l->out = alloc_f(nc * lat, &ok);
     l->text = alloc_f(txt, &ok), l->from = alloc_f(txt, &ok), l->to = alloc_f(txt, &ok);
     l->hist_long = alloc_f(nc * C * (size_t)cfg->history_sizes[0] * plane, &ok);
@@ -114,7 +124,9 @@ hl_status hl_loop_new(const hl_ctx *ctx, const hl_dit *dit, const hl_loop_config
     l->hist_short = alloc_f(nc * C * 2 * plane, &ok);
     if (cfg->sched.kind == HL_SCHED_DMD)
         for (int s = 0; s < P; s++) l->start[s] = alloc_f(lat, &ok);
-    if (st == HL_OK && !ok) st = hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a %dx%dx%d chunk", l->F, l->H, l->W);
+    if (st == HL_OK && !ok)
+        st = hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a %dx%dx%d chunk", l->F,
+                     l->H, l->W);
     for (int s = 0; st == HL_OK && s < P && cfg->sched.kind == HL_SCHED_UNIPC; s++) {
         int64_t n = (int64_t)l->C * l->F * (l->H >> (P - 1 - s)) * (l->W >> (P - 1 - s));
         st = hl_unipc_init(&l->unipc[s], &cfg->sched, n, err);
@@ -178,15 +190,16 @@ static void repeat_batch(float *dst, const float *src, size_t n, int n_cond) {
 static hl_status begin_stage(hl_loop *l, int s) {
     const hl_loop_config *c = &l->cfg;
     const int *p = l->dit->cfg.patch;
-    double mu = hl_sched_calculate_shift((double)hl_sched_image_seq_len(l->F, l->h, l->w, p[0], p[1], p[2]));
+    double mu = hl_sched_calculate_shift(
+        (double)hl_sched_image_seq_len(l->F, l->h, l->w, p[0], p[1], p[2]));
     bool amp = c->amplify_first_chunk && l->chunk == 0;
     hl_schedule_free(&l->sc); /* the previous stage's */
     HL_TRY(hl_sched_set_timesteps(&l->sched, c->stage_steps[s], s, mu, amp, &l->sc, l->ctx->err));
     if (s > 0) { /* up-sample, then re-noise toward this stage's start sigma with block noise */
         int64_t planes = (int64_t)l->C * l->F;
         hl_pyramid_up2x_nearest(l->x, planes, l->h, l->w, l->next);
-        HL_TRY(hl_pyramid_sample_block_noise(&l->rng, c->sched.gamma, planes, l->h, l->w, dit_dtype(l->dit),
-                                             l->noise, l->ctx->err));
+        HL_TRY(hl_pyramid_sample_block_noise(&l->rng, c->sched.gamma, planes, l->h, l->w,
+                                             dit_dtype(l->dit), l->noise, l->ctx->err));
         l->h *= 2, l->w *= 2;
         double alpha, beta;
         hl_sched_renoise_coeffs(&l->sched, s, &alpha, &beta);
@@ -218,9 +231,11 @@ static hl_status begin_chunk(hl_loop *l) {
         if (!sig) return hl_fail(l->ctx->err, HELIOS_ERR_OOM, "generate: out of memory");
         hl_sched_base_sigmas(c->steps, sig);
         const int *p = l->dit->cfg.patch;
-        double mu = hl_sched_calculate_shift((double)hl_sched_image_seq_len(l->F, l->H, l->W, p[0], p[1], p[2]));
+        double mu = hl_sched_calculate_shift(
+            (double)hl_sched_image_seq_len(l->F, l->H, l->W, p[0], p[1], p[2]));
         hl_schedule_free(&l->sc);
-        hl_status st = hl_sched_set_timesteps_sigmas(&l->sched, c->steps, sig, mu, &l->sc, l->ctx->err);
+        hl_status st = hl_sched_set_timesteps_sigmas(&l->sched, c->steps, sig, mu, &l->sc,
+                                                     l->ctx->err);
         free(sig);
         HL_TRY(st);
         if (c->sched.kind == HL_SCHED_UNIPC) hl_unipc_reset(&l->unipc[0], &l->sc);
@@ -249,9 +264,12 @@ static hl_status predict(hl_loop *l, double t) {
     in.text_len = (int)l->L, in.encoder_hidden_states = l->text;
     in.indices_hidden_states = l->hi.idx_cur;
     in.hist_height = l->H, in.hist_width = l->W;
-    in.short_frames = 2, in.latents_history_short = l->hist_short, in.indices_latents_history_short = l->hi.idx_short;
-    in.mid_frames = l->hist.n_mid, in.latents_history_mid = l->hist_mid, in.indices_latents_history_mid = l->hi.idx_mid;
-    in.long_frames = l->hist.n_long, in.latents_history_long = l->hist_long, in.indices_latents_history_long = l->hi.idx_long;
+    in.short_frames = 2, in.latents_history_short = l->hist_short,
+    in.indices_latents_history_short = l->hi.idx_short;
+    in.mid_frames = l->hist.n_mid, in.latents_history_mid = l->hist_mid,
+    in.indices_latents_history_mid = l->hi.idx_mid;
+    in.long_frames = l->hist.n_long, in.latents_history_long = l->hist_long,
+    in.indices_latents_history_long = l->hi.idx_long;
     HL_TRY(hl_dit_forward(l->ctx, l->dit, &in, NULL, l->out));
     for (int b = 0; b < l->n_cond; b++) { /* the reference makes one call per condition */
         hl_probe_emit(l->probe, l->x, 1, (int64_t)n, "call%03d.hidden_states", l->n_calls);
@@ -264,7 +282,8 @@ static hl_status predict(hl_loop *l, double t) {
         if (c->use_zero_init && l->stage == 0 && l->step <= c->zero_steps)
             memset(l->v, 0, n * sizeof(float)); /* zero init: the scheduler then sees x0 = x */
         else
-            hl_guidance_cfg_zero_star(1, (int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
+            hl_guidance_cfg_zero_star(1, (int64_t)n, l->out, l->out + n, (float)c->guidance_scale,
+                                      l->v);
     } else {
         hl_guidance_cfg((int64_t)n, l->out, l->out + n, (float)c->guidance_scale, l->v);
     }
@@ -276,11 +295,13 @@ static hl_status scheduler_step(hl_loop *l, double t) {
     int64_t n = (int64_t)l->C * l->F * l->h * l->w;
     hl_error *err = l->ctx->err;
     switch (l->cfg.sched.kind) {
-    case HL_SCHED_UNIPC: HL_TRY(hl_unipc_step(&l->unipc[l->stage], l->v, l->x, l->next, err)); break;
+    case HL_SCHED_UNIPC:
+        HL_TRY(hl_unipc_step(&l->unipc[l->stage], l->v, l->x, l->next, err));
+        break;
     case HL_SCHED_EULER: HL_TRY(hl_euler_step(&l->sc, l->step, n, l->v, l->x, l->next, err)); break;
     case HL_SCHED_DMD:
-        HL_TRY(hl_dmd_step(&l->sc, l->step, t, l->sc.timesteps, l->sc.n, n, l->v, l->x, l->start[l->stage],
-                           l->next, err));
+        HL_TRY(hl_dmd_step(&l->sc, l->step, t, l->sc.timesteps, l->sc.n, n, l->v, l->x,
+                           l->start[l->stage], l->next, err));
         break;
     }
     hl_probe_emit(l->probe, l->v, 1, n, "step%03d.model_output", l->n_steps);
@@ -303,7 +324,8 @@ static void finish_chunk(hl_loop *l, hl_loop_event *ev) {
 }
 
 static bool all_finite(const float *x, size_t n) {
-    int bad = 0; /* no early exit: vectorises; one pass over a chunk's latents is cheap next to a step */
+    /* no early exit: vectorises; one pass over a chunk's latents is cheap next to a step */
+    int bad = 0;
     for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
     return !bad;
 }
@@ -313,9 +335,11 @@ static bool all_finite(const float *x, size_t n) {
 static hl_status check_finite(hl_loop *l, const float *x, size_t n, const char *what) {
     if (all_finite(x, n)) return HL_OK;
     char stage[32] = "";
-    if (l->cfg.n_stages > 1) snprintf(stage, sizeof stage, ", stage %d/%d", l->stage + 1, l->cfg.n_stages);
+    if (l->cfg.n_stages > 1)
+        snprintf(stage, sizeof stage, ", stage %d/%d", l->stage + 1, l->cfg.n_stages);
     return hl_fail(l->ctx->err, HELIOS_ERR_FORMAT,
-                   "generate: non-finite values (NaN or Inf) in the %s at chunk %d%s, step %d/%d (guidance scale %g); "
+                   "generate: non-finite values (NaN or Inf) in the %s at chunk %d%s, step %d/%d "
+                   "(guidance scale %g); "
                    "the weights, the inputs or the guidance scale are out of range",
                    what, l->chunk + 1, stage, l->step + 1, l->sc.n, l->cfg.guidance_scale);
 }

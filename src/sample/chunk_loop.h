@@ -22,19 +22,19 @@
 #include "sample/steps.h"
 
 typedef struct hl_loop_config {
-    hl_sched_config sched;   /* scheduler_config.json */
-    bool pyramid;            /* HeliosPyramidPipeline (else HeliosPipeline) */
-    int steps;               /* Base: num_inference_steps */
-    int n_stages;            /* pyramid: stages, = sched.stages */
+    hl_sched_config sched;                /* scheduler_config.json */
+    bool pyramid;                         /* HeliosPyramidPipeline (else HeliosPipeline) */
+    int steps;                            /* Base: num_inference_steps */
+    int n_stages;                         /* pyramid: stages, = sched.stages */
     int stage_steps[HL_SCHED_MAX_STAGES]; /* pyramid_num_inference_steps_list */
-    double guidance_scale;   /* CFG when > 1 */
-    bool cfg_zero_star;      /* model_index is_cfg_zero_star (pyramid) */
-    bool use_zero_init;      /* CFG-Zero*: v = 0 for steps i <= zero_steps of stage 0 */
+    double guidance_scale;                /* CFG when > 1 */
+    bool cfg_zero_star;                   /* model_index is_cfg_zero_star (pyramid) */
+    bool use_zero_init; /* CFG-Zero*: v = 0 for steps i <= zero_steps of stage 0 */
     int zero_steps;
-    bool amplify_first_chunk;/* DMD: more steps on chunk 0 */
-    int latent_frames;       /* F per chunk (9) */
-    int history_sizes[3];    /* long, mid, 1x (16, 2, 1) */
-    int height, width;       /* latent H, W (full resolution) */
+    bool amplify_first_chunk; /* DMD: more steps on chunk 0 */
+    int latent_frames;        /* F per chunk (9) */
+    int history_sizes[3];     /* long, mid, 1x (16, 2, 1) */
+    int height, width;        /* latent H, W (full resolution) */
     uint64_t seed;
 } hl_loop_config;
 

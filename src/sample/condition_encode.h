@@ -11,8 +11,8 @@
 #define HL_COND_MAX_ENCODES 64
 
 typedef struct hl_cond_moments {
-    int n;                             /* encodes: 2 for I2V, 1 + chunks for V2V */
-    float *m[HL_COND_MAX_ENCODES];     /* (1, 2z, T_lat, h, w) each */
+    int n;                         /* encodes: 2 for I2V, 1 + chunks for V2V */
+    float *m[HL_COND_MAX_ENCODES]; /* (1, 2z, T_lat, h, w) each */
 } hl_cond_moments;
 
 /* image (3, H, W) or video (3, T, H, W) in [-1, 1] (exactly one non-NULL); F latent frames per
@@ -21,8 +21,9 @@ typedef struct hl_cond_moments {
  * T + skipped frames (a tail read, helios_video_read_tail). keep_windows > 0 encodes only the
  * newest keep_windows windows (the others get zero moments: enough when their latents leave
  * the history before they are used; 0 = encode all). Windows needed but skipped are an error. */
-hl_status hl_condition_encode(const hl_ctx *ctx, hl_vae *vae, const float *image, const float *video, int T,
-                              int skipped, int keep_windows, int H, int W, int F, hl_cond_moments *out);
+hl_status hl_condition_encode(const hl_ctx *ctx, hl_vae *vae, const float *image,
+                              const float *video, int T, int skipped, int keep_windows, int H,
+                              int W, int F, hl_cond_moments *out);
 void hl_cond_moments_free(hl_cond_moments *m);
 
 #endif

@@ -9,6 +9,7 @@
 void hl_guidance_cfg(int64_t total, const float *v_c, const float *v_u, float g, float *v);
 
 /* CFG-Zero*: per sample α = <v_c, v_u> / (|v_u|² + 1e-8), then v = v_u α + g (v_c - v_u α). */
-void hl_guidance_cfg_zero_star(int B, int64_t n, const float *v_c, const float *v_u, float g, float *v);
+void hl_guidance_cfg_zero_star(int B, int64_t n, const float *v_c, const float *v_u, float g,
+                               float *v);
 
 #endif

@@ -3,11 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-hl_status hl_history_init(hl_history *h, int B, int C, int H, int W, const int sizes[3], hl_error *err) {
+hl_status hl_history_init(hl_history *h, int B, int C, int H, int W, const int sizes[3],
+                          hl_error *err) {
     memset(h, 0, sizeof *h);
     if (B < 1 || C < 1 || H < 1 || W < 1 || sizes[0] < 0 || sizes[1] < 0 || sizes[2] != 1)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "history: bad sizes (B %d, C %d, %dx%d, [%d, %d, %d])", B, C,
-                       H, W, sizes[0], sizes[1], sizes[2]);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "history: bad sizes (B %d, C %d, %dx%d, [%d, %d, %d])", B, C, H, W, sizes[0],
+                       sizes[1], sizes[2]);
     h->B = B, h->C = C, h->H = H, h->W = W;
     h->n_long = sizes[0], h->n_mid = sizes[1], h->n_1x = sizes[2];
     h->total = sizes[0] + sizes[1] + sizes[2];
@@ -30,7 +32,7 @@ void hl_history_free(hl_history *h) {
 void hl_history_append(hl_history *h, const float *x, int F) {
     size_t plane = (size_t)h->H * (size_t)h->W;
     int keep = F >= h->total ? 0 : h->total - F; /* old frames that stay */
-    int take = F >= h->total ? h->total : F;    /* new frames that enter (the last ones of x) */
+    int take = F >= h->total ? h->total : F;     /* new frames that enter (the last ones of x) */
     for (int bc = 0; bc < h->B * h->C; bc++) {
         float *win = h->frames + (size_t)bc * (size_t)h->total * plane;
         const float *src = x + ((size_t)bc * (size_t)F + (size_t)(F - take)) * plane;
@@ -49,14 +51,17 @@ void hl_history_set_anchor(hl_history *h, const float *x, int F, int frame) {
 }
 
 /* dst[b, c, 0:n] = window[b, c, first:first+n] for every (b, c). */
-static void copy_frames(const hl_history *h, int first, int n, float *dst, int dst_frames, int dst_first) {
+static void copy_frames(const hl_history *h, int first, int n, float *dst, int dst_frames,
+                        int dst_first) {
     size_t plane = (size_t)h->H * (size_t)h->W;
     for (int bc = 0; bc < h->B * h->C; bc++)
         memcpy(dst + ((size_t)bc * (size_t)dst_frames + (size_t)dst_first) * plane,
-               h->frames + ((size_t)bc * (size_t)h->total + (size_t)first) * plane, (size_t)n * plane * sizeof(float));
+               h->frames + ((size_t)bc * (size_t)h->total + (size_t)first) * plane,
+               (size_t)n * plane * sizeof(float));
 }
 
-hl_status hl_history_inputs_build(const hl_history *h, int F, hl_history_inputs *in, hl_error *err) {
+hl_status hl_history_inputs_build(const hl_history *h, int F, hl_history_inputs *in,
+                                  hl_error *err) {
     memset(in, 0, sizeof *in);
     size_t plane = (size_t)h->H * (size_t)h->W, bc = (size_t)h->B * (size_t)h->C;
     in->F = F;
@@ -67,7 +72,8 @@ hl_status hl_history_inputs_build(const hl_history *h, int F, hl_history_inputs 
     in->idx_mid = malloc((size_t)(h->n_mid + 1) * sizeof(int64_t));
     in->idx_short = malloc(2 * sizeof(int64_t));
     in->idx_cur = malloc((size_t)F * sizeof(int64_t));
-    if (!in->lat_long || !in->lat_mid || !in->lat_short || !in->idx_long || !in->idx_mid || !in->idx_short || !in->idx_cur) {
+    if (!in->lat_long || !in->lat_mid || !in->lat_short || !in->idx_long || !in->idx_mid ||
+        !in->idx_short || !in->idx_cur) {
         hl_history_inputs_free(in);
         return hl_fail(err, HELIOS_ERR_OOM, "history: out of memory");
     }

@@ -15,16 +15,17 @@
 #include "core/error.h"
 
 typedef struct hl_history {
-    int B, C, H, W;      /* latent batch, channels, height, width */
+    int B, C, H, W; /* latent batch, channels, height, width */
     int n_long, n_mid, n_1x, total;
-    float *frames;       /* [B, C, total, H, W], zeros until filled */
-    float *anchor;       /* [B, C, 1, H, W] */
+    float *frames; /* [B, C, total, H, W], zeros until filled */
+    float *anchor; /* [B, C, 1, H, W] */
     bool has_anchor;
-    int64_t generated;   /* latent frames appended so far (what the video holds) */
+    int64_t generated; /* latent frames appended so far (what the video holds) */
 } hl_history;
 
 /* sizes = {long, mid, 1x} (the pipelines' history_sizes [16, 2, 1]); 1x must be 1 (spec §2.5). */
-hl_status hl_history_init(hl_history *h, int B, int C, int H, int W, const int sizes[3], hl_error *err);
+hl_status hl_history_init(hl_history *h, int B, int C, int H, int W, const int sizes[3],
+                          hl_error *err);
 void hl_history_free(hl_history *h);
 
 /* Appends F frames x [B, C, F, H, W] (the window keeps the last `total`). */
@@ -34,7 +35,7 @@ void hl_history_set_anchor(hl_history *h, const float *x, int F, int frame);
 
 /* The transformer's history inputs for a chunk of F frames, contiguous (B, C, T, H, W) copies. */
 typedef struct hl_history_inputs {
-    float *lat_long, *lat_mid, *lat_short; /* [B, C, n_long|n_mid|2, H, W] */
+    float *lat_long, *lat_mid, *lat_short;             /* [B, C, n_long|n_mid|2, H, W] */
     int64_t *idx_long, *idx_mid, *idx_short, *idx_cur; /* RoPE frame indices; idx_cur [F] */
     int F;
 } hl_history_inputs;

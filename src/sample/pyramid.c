@@ -10,8 +10,8 @@ hl_status hl_pyramid_down2x(const float *x, int64_t planes, int H, int W, float 
     if (!x || !y || planes < 0)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "pyramid down2x: bad argument");
     if (H < 2 || W < 2 || H % 2 || W % 2)
-        return hl_fail(err, HELIOS_ERR_SHAPE,
-                       "pyramid down2x: latent %dx%d does not halve cleanly", H, W);
+        return hl_fail(err, HELIOS_ERR_SHAPE, "pyramid down2x: latent %dx%d does not halve cleanly",
+                       H, W);
     int h = H / 2, w = W / 2;
     for (int64_t p = 0; p < planes; p++) {
         const float *src = x + p * (int64_t)H * W;
@@ -107,8 +107,8 @@ hl_status hl_pyramid_sample_block_noise(hl_rng *g, double gamma, int64_t planes,
     return st;
 }
 
-void hl_pyramid_renoise(const float *x_up, const float *noise, int64_t n, double alpha,
-                        double beta, float *out) {
+void hl_pyramid_renoise(const float *x_up, const float *noise, int64_t n, double alpha, double beta,
+                        float *out) {
     const float a = (float)alpha, b = (float)beta;
     for (int64_t i = 0; i < n; i++) out[i] = a * x_up[i] + b * noise[i];
 }

@@ -45,7 +45,7 @@ hl_status hl_pyramid_sample_block_noise(hl_rng *g, double gamma, int64_t planes,
 
 /* x <- alpha * x_up + beta * noise in float32 (python-float coefficients rounded to float,
  * one rounding per operation as torch does). out may alias x_up. */
-void hl_pyramid_renoise(const float *x_up, const float *noise, int64_t n, double alpha,
-                        double beta, float *out);
+void hl_pyramid_renoise(const float *x_up, const float *noise, int64_t n, double alpha, double beta,
+                        float *out);
 
 #endif

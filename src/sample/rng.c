@@ -170,7 +170,7 @@ static void normal16_avx2(float *d) {
         float theta = two_pi * u2;
         float sn, cs;
         hl_rng_sincosf_cephes(theta, &sn, &cs);
-        d[j] = radius * cs;     /* fmadd(n, std = 1, mean = 0) is exact */
+        d[j] = radius * cs; /* fmadd(n, std = 1, mean = 0) is exact */
         d[j + 8] = radius * sn;
     }
 }

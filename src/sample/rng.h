@@ -41,9 +41,9 @@ typedef enum hl_rng_normal_path {
 
 typedef struct hl_rng {
     uint32_t mt[HL_RNG_MT_N];
-    int next;                   /* index of the next tempered word; HL_RNG_MT_N = regenerate */
+    int next; /* index of the next tempered word; HL_RNG_MT_N = regenerate */
     uint64_t seed;
-    bool has_next_normal;       /* cached second value of the scalar (double) Box-Muller pair */
+    bool has_next_normal; /* cached second value of the scalar (double) Box-Muller pair */
     double next_normal;
     hl_rng_normal_path path;
 } hl_rng;

@@ -27,7 +27,9 @@ static hl_status parse_kind(const char *v, hl_sched_kind *kind, hl_error *err) {
     if (!strcmp(v, "unipc")) *kind = HL_SCHED_UNIPC;
     else if (!strcmp(v, "euler")) *kind = HL_SCHED_EULER;
     else if (!strcmp(v, "dmd")) *kind = HL_SCHED_DMD;
-    else return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'scheduler_type' \"%s\" is not implemented", v);
+    else
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'scheduler_type' \"%s\" is not implemented",
+                       v);
     return HL_OK;
 }
 
@@ -36,29 +38,35 @@ static hl_status parse_kind(const char *v, hl_sched_kind *kind, hl_error *err) {
 static hl_status opt_bool(const hl_json *j, const char *key, bool *out, hl_error *err) {
     const hl_json *m = hl_json_get(j, key);
     if (!m || m->type == HL_JSON_NULL) return HL_OK;
-    if (m->type != HL_JSON_BOOL) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be true or false", key);
+    if (m->type != HL_JSON_BOOL)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be true or false", key);
     *out = m->boolean;
     return HL_OK;
 }
 
-static hl_status opt_int(const hl_json *j, const char *key, int64_t lo, int64_t hi, int *out, hl_error *err) {
+static hl_status opt_int(const hl_json *j, const char *key, int64_t lo, int64_t hi, int *out,
+                         hl_error *err) {
     const hl_json *m = hl_json_get(j, key);
     if (!m || m->type == HL_JSON_NULL) return HL_OK;
-    if (m->type != HL_JSON_NUMBER || !m->is_int) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be an integer", key);
+    if (m->type != HL_JSON_NUMBER || !m->is_int)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be an integer", key);
     if (m->integer < lo || m->integer > hi)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range [%lld, %lld]", key, (long long)m->integer,
-                       (long long)lo, (long long)hi);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range [%lld, %lld]", key,
+                       (long long)m->integer, (long long)lo, (long long)hi);
     *out = (int)m->integer;
     return HL_OK;
 }
 
 /* A number in (0, hi] (the JSON reader already refuses infinities and NaN). */
-static hl_status opt_positive(const hl_json *j, const char *key, double hi, double *out, hl_error *err) {
+static hl_status opt_positive(const hl_json *j, const char *key, double hi, double *out,
+                              hl_error *err) {
     const hl_json *m = hl_json_get(j, key);
     if (!m || m->type == HL_JSON_NULL) return HL_OK;
-    if (m->type != HL_JSON_NUMBER) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a number", key);
+    if (m->type != HL_JSON_NUMBER)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a number", key);
     if (!(m->number > 0.0 && m->number <= hi))
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %g is out of range (0, %g]", key, m->number, hi);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %g is out of range (0, %g]", key, m->number,
+                       hi);
     *out = m->number;
     return HL_OK;
 }
@@ -67,7 +75,8 @@ static hl_status opt_string(const hl_json *j, const char *key, const char **out,
     const hl_json *m = hl_json_get(j, key);
     *out = NULL;
     if (!m || m->type == HL_JSON_NULL) return HL_OK;
-    if (m->type != HL_JSON_STRING) return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a string", key);
+    if (m->type != HL_JSON_STRING)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a string", key);
     *out = m->string;
     return HL_OK;
 }
@@ -97,15 +106,18 @@ static hl_status check_supported(const hl_json *j, hl_error *err) {
     bool b;
     HL_TRY(opt_string(j, "prediction_type", &v, err));
     if (v && strcmp(v, "flow_prediction"))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'prediction_type' \"%s\" is not implemented", v);
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'prediction_type' \"%s\" is not implemented",
+                       v);
     HL_TRY(opt_string(j, "solver_type", &v, err));
-    if (v && strcmp(v, "bh2")) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_type' \"%s\" is not implemented", v);
+    if (v && strcmp(v, "bh2"))
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_type' \"%s\" is not implemented", v);
     b = true;
     HL_TRY(opt_bool(j, "predict_x0", &b, err));
     if (!b) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'predict_x0' = false is not implemented");
     b = true;
     HL_TRY(opt_bool(j, "use_flow_sigmas", &b, err));
-    if (!b) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'use_flow_sigmas' = false is not implemented");
+    if (!b)
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'use_flow_sigmas' = false is not implemented");
     b = false;
     HL_TRY(opt_bool(j, "thresholding", &b, err));
     if (b) return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'thresholding' is not implemented");
@@ -123,7 +135,8 @@ hl_status hl_sched_config_from_json(const hl_json *j, hl_sched_kind fallback, hl
                                     hl_error *err) {
     if (!c) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "scheduler config: no output");
     /* a file that is not an object is bad input (FORMAT), not a bad call */
-    if (!j || j->type != HL_JSON_OBJECT) return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
+    if (!j || j->type != HL_JSON_OBJECT)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
     hl_sched_kind kind = fallback;
     const char *v, *cls;
     HL_TRY(opt_string(j, "scheduler_type", &v, err));
@@ -136,7 +149,8 @@ hl_status hl_sched_config_from_json(const hl_json *j, hl_sched_kind fallback, hl
     hl_sched_config_default(c, kind);
     HL_TRY(check_supported(j, err));
 
-    HL_TRY(opt_int(j, "num_train_timesteps", 2, HL_SCHED_MAX_TRAIN_TIMESTEPS, &c->num_train_timesteps, err));
+    HL_TRY(opt_int(j, "num_train_timesteps", 2, HL_SCHED_MAX_TRAIN_TIMESTEPS,
+                   &c->num_train_timesteps, err));
     HL_TRY(opt_positive(j, "shift", 1e6, &c->shift, err));
     HL_TRY(opt_int(j, "stages", 1, HL_SCHED_MAX_STAGES, &c->stages, err));
     HL_TRY(parse_stage_range(j, c, err));
@@ -151,23 +165,28 @@ hl_status hl_sched_config_from_json(const hl_json *j, hl_sched_kind fallback, hl
     if (v) {
         if (!strcmp(v, "exponential")) c->time_shift_type = HL_SHIFT_EXPONENTIAL;
         else if (!strcmp(v, "linear")) c->time_shift_type = HL_SHIFT_LINEAR;
-        else return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'time_shift_type' \"%s\" is not implemented", v);
+        else
+            return hl_fail(err, HELIOS_ERR_UNSUPPORTED,
+                           "'time_shift_type' \"%s\" is not implemented", v);
     }
     const hl_json *so = hl_json_get(j, "solver_order");
     if (so && so->type == HL_JSON_NUMBER && so->is_int && (so->integer < 1 || so->integer > 2))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_order' %lld (only 1 and 2)", (long long)so->integer);
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'solver_order' %lld (only 1 and 2)",
+                       (long long)so->integer);
     HL_TRY(opt_int(j, "solver_order", 1, 2, &c->solver_order, err));
     HL_TRY(opt_bool(j, "lower_order_final", &c->lower_order_final, err));
     const hl_json *dc = hl_json_get(j, "disable_corrector");
     if (dc && dc->type != HL_JSON_NULL) {
-        if (dc->type != HL_JSON_ARRAY) return hl_fail(err, HELIOS_ERR_FORMAT, "'disable_corrector' must be an array");
+        if (dc->type != HL_JSON_ARRAY)
+            return hl_fail(err, HELIOS_ERR_FORMAT, "'disable_corrector' must be an array");
         if (dc->n > HL_SCHED_MAX_DISABLED)
             return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'disable_corrector': more than %d entries",
                            HL_SCHED_MAX_DISABLED);
         for (size_t i = 0; i < dc->n; i++) {
-            if (dc->items[i].type != HL_JSON_NUMBER || !dc->items[i].is_int || dc->items[i].integer < 0 ||
-                dc->items[i].integer > INT32_MAX)
-                return hl_fail(err, HELIOS_ERR_FORMAT, "'disable_corrector'[%zu] is not a step index", i);
+            if (dc->items[i].type != HL_JSON_NUMBER || !dc->items[i].is_int ||
+                dc->items[i].integer < 0 || dc->items[i].integer > INT32_MAX)
+                return hl_fail(err, HELIOS_ERR_FORMAT,
+                               "'disable_corrector'[%zu] is not a step index", i);
             c->disable_corrector[i] = (int)dc->items[i].integer;
         }
         c->n_disable_corrector = (int)dc->n;
@@ -259,8 +278,7 @@ static void init_stages(hl_sched *s) {
         s->ori_start_sigma[i] = start;
         if (i != 0) {
             double ori = 1.0 - start; /* the signal coefficient at the stage start */
-            double corrected =
-                (1.0 / (sqrt(1.0 + 1.0 / c->gamma) * (1.0 - ori) + ori)) * ori;
+            double corrected = (1.0 / (sqrt(1.0 + 1.0 / c->gamma) * (1.0 - ori) + ori)) * ori;
             start = 1.0 - corrected;
         }
         s->start_sigma[i] = start;

@@ -41,17 +41,17 @@ typedef enum hl_time_shift {
 /* The scheduler_config.json fields that change the numbers. */
 typedef struct hl_sched_config {
     hl_sched_kind kind;
-    int num_train_timesteps; /* N, 1000 */
-    double shift;            /* static shift of the training grid, 1.0 */
-    int stages;              /* 1 (Base) or 3 (pyramid) */
+    int num_train_timesteps;                     /* N, 1000 */
+    double shift;                                /* static shift of the training grid, 1.0 */
+    int stages;                                  /* 1 (Base) or 3 (pyramid) */
     double stage_range[HL_SCHED_MAX_STAGES + 1]; /* increasing values in [0, 1]; the first
                                                      stages + 1 are used */
-    int n_stage_range;       /* entries in stage_range (>= stages + 1) */
-    double gamma;            /* renoise correlation, 1/3 */
+    int n_stage_range;                           /* entries in stage_range (>= stages + 1) */
+    double gamma;                                /* renoise correlation, 1/3 */
     bool use_dynamic_shifting;
     hl_time_shift time_shift_type;
     /* UniPC only */
-    int solver_order;        /* 1 or 2 */
+    int solver_order; /* 1 or 2 */
     bool lower_order_final;
     int n_disable_corrector; /* step indices whose following corrector is skipped */
     int disable_corrector[HL_SCHED_MAX_DISABLED];
@@ -82,9 +82,9 @@ void hl_sched_linspace(double start, double stop, int num, double *out);
 /* init_sigmas + init_sigmas_for_each_stage (spec §3.3). */
 typedef struct hl_sched {
     hl_sched_config cfg;
-    int n_train;               /* N */
-    double *train_sigmas;      /* [N] 0.999 ... 0.001 */
-    double *train_timesteps;   /* [N] N * train_sigmas */
+    int n_train;                                 /* N */
+    double *train_sigmas;                        /* [N] 0.999 ... 0.001 */
+    double *train_timesteps;                     /* [N] N * train_sigmas */
     double ori_start_sigma[HL_SCHED_MAX_STAGES]; /* train_sigmas[int(range[s] N)] */
     double start_sigma[HL_SCHED_MAX_STAGES];     /* corrected for the renoise when s > 0 */
     double end_sigma[HL_SCHED_MAX_STAGES];       /* train_sigmas[int(range[s+1] N)], 0 at the end */

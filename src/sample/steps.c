@@ -217,15 +217,13 @@ hl_status hl_dmd_step(const hl_schedule *sched, int i, double t, const double *s
     if (i < 0 || i >= n_stage)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "DMD step %d of %d", i, n_stage);
     bool last = i >= n_stage - 1;
-    if (!last && !start)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "DMD step: no start point");
+    if (!last && !start) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "DMD step: no start point");
     const double sigma = hl_dmd_sigma_for(sched, t);
     const double s_next = last ? 0.0 : hl_dmd_sigma_for(sched, stage_ts[i + 1]);
     for (int64_t k = 0; k < numel; k++) {
         /* convert_flow_pred_to_x0 in float64, back to the model output's float32 */
         float x0 = (float)((double)sample[k] - sigma * (double)model_output[k]);
-        if (last)
-            prev_sample[k] = x0;
+        if (last) prev_sample[k] = x0;
         else /* re-noise toward the fixed stage start point */
             prev_sample[k] = (float)((1.0 - s_next) * (double)x0 + s_next * (double)start[k]);
     }

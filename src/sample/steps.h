@@ -20,17 +20,17 @@
 typedef struct hl_unipc {
     const hl_schedule *sched; /* not owned; set by hl_unipc_reset */
     int64_t numel;
-    int solver_order;         /* 1 or 2 */
+    int solver_order; /* 1 or 2 */
     bool lower_order_final;
-    int n_disable;            /* corrector disabled after these step indices */
+    int n_disable; /* corrector disabled after these step indices */
     int disable[HL_SCHED_MAX_DISABLED];
     int step_index;
-    int lower_order_nums;     /* steps taken so far, capped at solver_order */
-    int this_order;           /* order of the last predictor (the next corrector uses it) */
-    int n_models;             /* valid entries in m (0..2) */
-    float *m_prev, *m_cur;    /* [numel] x0 predictions of steps k-1 and k */
-    float *last_sample;       /* [numel] corrected sample the last predictor started from */
-    float *m_new, *x_corr;    /* [numel] scratch */
+    int lower_order_nums;  /* steps taken so far, capped at solver_order */
+    int this_order;        /* order of the last predictor (the next corrector uses it) */
+    int n_models;          /* valid entries in m (0..2) */
+    float *m_prev, *m_cur; /* [numel] x0 predictions of steps k-1 and k */
+    float *last_sample;    /* [numel] corrected sample the last predictor started from */
+    float *m_new, *x_corr; /* [numel] scratch */
 } hl_unipc;
 
 /* Allocates the state for latents of numel elements with the UniPC fields of cfg. */

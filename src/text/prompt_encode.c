@@ -7,8 +7,8 @@
 
 #include "text/prompt_clean.h"
 
-hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokenizer_dir, hl_text_encoder **out,
-                               hl_error *err) {
+hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokenizer_dir,
+                               hl_text_encoder **out, hl_error *err) {
     *out = NULL;
     hl_text_encoder *te = calloc(1, sizeof *te);
     if (!te) return hl_fail(err, HELIOS_ERR_OOM, "text encoder: out of memory");
@@ -31,12 +31,15 @@ hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokeniz
     }
     hl_json *j = NULL;
     if (st == HL_OK) st = hl_json_load_file(te->config_path, &j, err);
-    if (st == HL_OK && (st = hl_umt5_config_parse(j, &te->cfg, err)) != HL_OK) hl_error_prefix(err, "%s", te->config_path);
+    if (st == HL_OK && (st = hl_umt5_config_parse(j, &te->cfg, err)) != HL_OK)
+        hl_error_prefix(err, "%s", te->config_path);
     hl_json_free(j);
     /* an id past vocab_size would be refused only when the first prompt is encoded */
     if (st == HL_OK && hl_spm_get_info(te->spm)->n_pieces > te->cfg.vocab_size)
-        st = hl_fail(err, HELIOS_ERR_FORMAT, "%s: 'vocab_size' = %d is smaller than the tokenizer's %d pieces (%s)",
-                     te->config_path, te->cfg.vocab_size, hl_spm_get_info(te->spm)->n_pieces, tokenizer_dir);
+        st = hl_fail(err, HELIOS_ERR_FORMAT,
+                     "%s: 'vocab_size' = %d is smaller than the tokenizer's %d pieces (%s)",
+                     te->config_path, te->cfg.vocab_size, hl_spm_get_info(te->spm)->n_pieces,
+                     tokenizer_dir);
     if (st != HL_OK) {
         hl_spm_free(te->spm);
         free(te);
@@ -68,16 +71,25 @@ hl_status hl_text_encoder_dim(hl_text_encoder *te, int *dim, hl_error *err) {
     return HL_OK;
 }
 
-hl_status hl_text_encode(const hl_ctx *ctx, hl_text_encoder *te, const char *prompt, int max_len, float *out) {
-    if (max_len < 1) return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "text encoder: max length %d", max_len);
+hl_status hl_text_encode(const hl_ctx *ctx, hl_text_encoder *te, const char *prompt, int max_len,
+                         float *out) {
+    if (max_len < 1)
+        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "text encoder: max length %d", max_len);
     HL_TRY(ensure_loaded(te, ctx->err));
     char *clean = NULL;
     size_t clean_len = 0;
-    int32_t *ids32 = malloc((size_t)max_len * sizeof *ids32), *mask32 = malloc((size_t)max_len * sizeof *mask32);
-    int64_t *ids = malloc((size_t)max_len * sizeof *ids), *mask = malloc((size_t)max_len * sizeof *mask);
-    hl_status st = ids32 && mask32 && ids && mask ? HL_OK : hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
-    if (st == HL_OK) st = hl_prompt_clean_n(prompt ? prompt : "", prompt ? strlen(prompt) : 0, &clean, &clean_len);
-    if (st == HL_OK) st = hl_spm_encode_t5(te->spm, clean, clean_len, max_len, ids32, mask32, NULL, ctx->err);
+    int32_t *ids32 = malloc((size_t)max_len * sizeof *ids32),
+            *mask32 = malloc((size_t)max_len * sizeof *mask32);
+    int64_t *ids = malloc((size_t)max_len * sizeof *ids),
+            *mask = malloc((size_t)max_len * sizeof *mask);
+    hl_status st = ids32 && mask32 && ids && mask
+                       ? HL_OK
+                       : hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
+    if (st == HL_OK)
+        st = hl_prompt_clean_n(prompt ? prompt : "", prompt ? strlen(prompt) : 0, &clean,
+                               &clean_len);
+    if (st == HL_OK)
+        st = hl_spm_encode_t5(te->spm, clean, clean_len, max_len, ids32, mask32, NULL, ctx->err);
     for (int i = 0; st == HL_OK && i < max_len; i++) ids[i] = ids32[i], mask[i] = mask32[i];
     if (st == HL_OK) st = hl_umt5_forward(ctx, te->umt5, 1, max_len, ids, mask, NULL, out);
     if (st == HL_OK) hl_umt5_zero_padding(1, max_len, te->umt5->cfg.d_model, mask, out);

@@ -159,7 +159,8 @@ static hl_status build_tables(hl_spm *m, hl_error *err) {
         return hl_fail(err, HELIOS_ERR_UNSUPPORTED,
                        "%s: model_type %d is not supported (only unigram = 1)", m->name,
                        m->model_type);
-    if (m->n_pieces == 0) return hl_fail(err, HELIOS_ERR_FORMAT, "%s: the model has no pieces", m->name);
+    if (m->n_pieces == 0)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: the model has no pieces", m->name);
 
     m->hash_cap = pow2_at_least(2 * m->n_pieces);
     m->piece_hash = calloc(m->hash_cap, sizeof *m->piece_hash);
@@ -192,7 +193,8 @@ static hl_status build_tables(hl_spm *m, hl_error *err) {
         } else if (p->type == HL_SPM_BYTE) {
             if (!m->byte_fallback)
                 return hl_fail(err, HELIOS_ERR_FORMAT,
-                               "%s: byte piece %zu '%.64s' but byte_fallback is false", m->name, i, s);
+                               "%s: byte piece %zu '%.64s' but byte_fallback is false", m->name, i,
+                               s);
             int b = piece_to_byte(s, p->len);
             if (b < 0)
                 return hl_fail(err, HELIOS_ERR_FORMAT, "%s: byte piece %zu '%.64s' is not <0xXX>",
@@ -206,7 +208,8 @@ static hl_status build_tables(hl_spm *m, hl_error *err) {
         for (int b = 0; b < 256; b++)
             if (!bytes_found[b])
                 return hl_fail(err, HELIOS_ERR_FORMAT,
-                               "%s: byte_fallback is true but piece <0x%02X> is missing", m->name, b);
+                               "%s: byte_fallback is true but piece <0x%02X> is missing", m->name,
+                               b);
     return build_trie(m, err);
 }
 
@@ -423,7 +426,8 @@ hl_status hl_spm_encode(const hl_spm *m, const char *text, size_t len, int32_t *
     }
     if (n >= (size_t)INT32_MAX) {
         free(norm);
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: text of %zu bytes is too long", m->name, len);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: text of %zu bytes is too long", m->name,
+                       len);
     }
     const unsigned char *s = (const unsigned char *)norm;
     best_node *best = malloc((n + 1) * sizeof *best);
@@ -468,8 +472,8 @@ hl_status hl_spm_encode(const hl_spm *m, const char *text, size_t len, int32_t *
     return HL_OK;
 }
 
-hl_status hl_spm_encode_t5(const hl_spm *m, const char *text, size_t len, int max_len,
-                           int32_t *ids, int32_t *mask, int *n_real, hl_error *err) {
+hl_status hl_spm_encode_t5(const hl_spm *m, const char *text, size_t len, int max_len, int32_t *ids,
+                           int32_t *mask, int *n_real, hl_error *err) {
     if (max_len < 1)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "T5 encoding: max_len %d < 1", max_len);
     const int eos = m->info.eos_id, pad = m->info.pad_id;

@@ -33,14 +33,14 @@ typedef enum hl_spm_type {
 /* What the model file says, for callers and `helios info`. */
 typedef struct hl_spm_info {
     int n_pieces;
-    int model_type;  /* TrainerSpec.model_type: 1 unigram (the only one encoded) */
+    int model_type; /* TrainerSpec.model_type: 1 unigram (the only one encoded) */
     /* Special ids as SentencePieceProcessor reports them: the id of the trainer's
      * unk/bos/eos/pad piece string if that piece has the matching type, else -1. */
     int unk_id, bos_id, eos_id, pad_id;
     bool byte_fallback;
     bool treat_whitespace_as_suffix;
-    const char *normalizer_name;   /* "nmt_nfkc", "identity", ... ("" if absent) */
-    size_t charsmap_size;          /* bytes of the precompiled charsmap (0: no normalization) */
+    const char *normalizer_name; /* "nmt_nfkc", "identity", ... ("" if absent) */
+    size_t charsmap_size;        /* bytes of the precompiled charsmap (0: no normalization) */
     bool add_dummy_prefix;
     bool remove_extra_whitespaces;
     bool escape_whitespaces;
@@ -88,8 +88,8 @@ hl_status hl_spm_normalize(const hl_spm *spm, const char *text, size_t len, char
 
 /* sp.encode(text): ids without bos/eos into a malloc'ed array (*ids may be NULL when *n is 0).
  * text is any bytes (NUL and invalid UTF-8 included: invalid bytes read as U+FFFD). */
-hl_status hl_spm_encode(const hl_spm *spm, const char *text, size_t len, int32_t **ids,
-                        size_t *n, hl_error *err);
+hl_status hl_spm_encode(const hl_spm *spm, const char *text, size_t len, int32_t **ids, size_t *n,
+                        hl_error *err);
 
 /* The T5 tokenizer call of the pipelines: tokenizer(text, padding="max_length",
  * max_length=max_len, truncation=True, add_special_tokens=True): the ids truncated to

@@ -11,13 +11,13 @@
 typedef struct hl_spm_piece {
     size_t off, len; /* in hl_spm.strings */
     float score;
-    int type;        /* hl_spm_type */
+    int type; /* hl_spm_type */
 } hl_spm_piece;
 
 /* A byte trie over the pieces that can match text (normal, user-defined, unused). Edges live in
  * one open-addressing hash keyed by (parent node, byte). */
 typedef struct hl_spm_trie {
-    int32_t *node_id;   /* [n_nodes] piece id ending at the node, or -1 */
+    int32_t *node_id; /* [n_nodes] piece id ending at the node, or -1 */
     size_t n_nodes, cap_nodes;
     uint64_t *edge_key; /* [edge_cap] (parent << 8 | byte) + 1, 0 = empty slot */
     int32_t *edge_child;
@@ -25,13 +25,13 @@ typedef struct hl_spm_trie {
 } hl_spm_trie;
 
 struct hl_spm {
-    char *name;              /* the file, for messages */
+    char *name; /* the file, for messages */
     hl_spm_info info;
 
     /* ModelProto.pieces */
     hl_spm_piece *pieces;
     size_t n_pieces, cap_pieces;
-    char *strings;           /* piece bytes, each followed by a NUL */
+    char *strings; /* piece bytes, each followed by a NUL */
     size_t strings_len, strings_cap;
 
     /* TrainerSpec */
@@ -53,12 +53,12 @@ struct hl_spm {
     size_t norm_strings_len;
 
     /* Derived from the pieces. */
-    int32_t *piece_hash;     /* [hash_cap] id + 1 of the piece hashed there, 0 = empty */
+    int32_t *piece_hash; /* [hash_cap] id + 1 of the piece hashed there, 0 = empty */
     size_t hash_cap;
     hl_spm_trie trie;
     bool has_user_defined;
-    int unk_id;              /* the UNKNOWN piece (exactly one) */
-    int32_t byte_ids[256];   /* <0xXX> piece ids when byte_fallback */
+    int unk_id;                 /* the UNKNOWN piece (exactly one) */
+    int32_t byte_ids[256];      /* <0xXX> piece ids when byte_fallback */
     float min_score, max_score; /* over normal pieces, as the unigram model computes them */
 };
 

@@ -122,12 +122,14 @@ static hl_status read_model(jctx *c, const hl_json *root, int64_t *unk_id) {
     if (u->type != HL_JSON_NUMBER || !u->is_int) return bad(c, comp, "unk_id is not an integer");
     *unk_id = u->integer;
     const hl_json *bf = hl_json_get(model, "byte_fallback");
-    if (!is_null(bf) && bf->type != HL_JSON_BOOL) return bad(c, comp, "byte_fallback is not a bool");
+    if (!is_null(bf) && bf->type != HL_JSON_BOOL)
+        return bad(c, comp, "byte_fallback is not a bool");
     c->m->byte_fallback = !is_null(bf) && bf->boolean;
     const hl_json *vocab = hl_json_get(model, "vocab");
     if (!vocab || vocab->type != HL_JSON_ARRAY) return bad(c, comp, "vocab is not an array");
     if (vocab->n > (size_t)INT32_MAX) return bad(c, comp, "too many pieces");
-    if (*unk_id < 0 || (uint64_t)*unk_id >= vocab->n) return bad(c, comp, "unk_id outside the vocab");
+    if (*unk_id < 0 || (uint64_t)*unk_id >= vocab->n)
+        return bad(c, comp, "unk_id outside the vocab");
     for (size_t i = 0; i < vocab->n; i++) {
         const hl_json *e = &vocab->items[i];
         if (e->type != HL_JSON_ARRAY || e->n != 2 || e->items[0].type != HL_JSON_STRING ||
@@ -137,10 +139,11 @@ static hl_status read_model(jctx *c, const hl_json *root, int64_t *unk_id) {
             return bad(c, comp, what);
         }
         const hl_json *p = &e->items[0];
-        int type_i = (int64_t)i == *unk_id ? HL_SPM_UNKNOWN
+        int type_i = (int64_t)i == *unk_id                                     ? HL_SPM_UNKNOWN
                      : c->m->byte_fallback && is_byte_piece(p->string, p->len) ? HL_SPM_BYTE
-                                                                                : HL_SPM_NORMAL;
-        HL_TRY(hl_spm_add_piece(c->m, p->string, p->len, (float)e->items[1].number, type_i, c->err));
+                                                                               : HL_SPM_NORMAL;
+        HL_TRY(
+            hl_spm_add_piece(c->m, p->string, p->len, (float)e->items[1].number, type_i, c->err));
     }
     return HL_OK;
 }
@@ -163,7 +166,8 @@ static hl_status read_added(jctx *c, const hl_json *root, int64_t unk_id) {
             return bad(c, comp, what);
         }
         if (id < 0 || (uint64_t)id >= c->m->n_pieces) {
-            snprintf(what, sizeof what, "entry %zu: id %lld is outside the vocab", i, (long long)id);
+            snprintf(what, sizeof what, "entry %zu: id %lld is outside the vocab", i,
+                     (long long)id);
             return unsupported(c, comp, what);
         }
         hl_spm_piece *p = &c->m->pieces[id];
@@ -226,7 +230,8 @@ static hl_status read_normalizer(jctx *c, const hl_json *root) {
     size_t count = 1;
     if (!strcmp(type, "Sequence")) {
         list = hl_json_get(n, "normalizers");
-        if (!list || list->type != HL_JSON_ARRAY) return bad(c, comp, "Sequence without a normalizers array");
+        if (!list || list->type != HL_JSON_ARRAY)
+            return bad(c, comp, "Sequence without a normalizers array");
         count = list->n;
     }
     bool seen_collapse = false, seen_strip = false, seen_pre = false;
@@ -239,7 +244,8 @@ static hl_status read_normalizer(jctx *c, const hl_json *root) {
             return bad(c, comp, what);
         }
         if (!strcmp(t, "Precompiled")) {
-            if (i != 0 || seen_pre) return unsupported(c, comp, "Precompiled after another normalizer");
+            if (i != 0 || seen_pre)
+                return unsupported(c, comp, "Precompiled after another normalizer");
             seen_pre = true;
             HL_TRY(precompiled(c, e));
         } else if (!strcmp(t, "Replace") && is_space_collapse(e) && !seen_collapse) {
@@ -273,7 +279,8 @@ static hl_status read_normalizer(jctx *c, const hl_json *root) {
 static hl_status metaspace(jctx *c, const hl_json *e) {
     const char *comp = "pre_tokenizer Metaspace";
     const hl_json *rep = hl_json_get(e, "replacement");
-    if (rep && (rep->type != HL_JSON_STRING || rep->len != 3 || memcmp(rep->string, SPACE_MARK, 3))) return unsupported(c, comp, "a replacement other than U+2581");
+    if (rep && (rep->type != HL_JSON_STRING || rep->len != 3 || memcmp(rep->string, SPACE_MARK, 3)))
+        return unsupported(c, comp, "a replacement other than U+2581");
     bool prefix = true;
     const char *scheme = hl_json_get_string(e, "prepend_scheme");
     if (scheme) {
@@ -304,12 +311,16 @@ static hl_status read_pre_tokenizer(jctx *c, const hl_json *root) {
         return unsupported(c, comp, what);
     }
     const hl_json *list = hl_json_get(p, "pretokenizers");
-    if (!list || list->type != HL_JSON_ARRAY) return bad(c, comp, "Sequence without a pretokenizers array");
+    if (!list || list->type != HL_JSON_ARRAY)
+        return bad(c, comp, "Sequence without a pretokenizers array");
     /* [WhitespaceSplit,] Metaspace: SentencePiece splits on spaces anyway (the pieces never
      * span a "▁" except at their start), and whitespace runs are handled by the normalizer */
     size_t i = 0;
-    if (i < list->n && type_of(&list->items[i]) && !strcmp(type_of(&list->items[i]), "WhitespaceSplit")) i++;
-    if (list->n != i + 1 || !type_of(&list->items[i]) || strcmp(type_of(&list->items[i]), "Metaspace"))
+    if (i < list->n && type_of(&list->items[i]) &&
+        !strcmp(type_of(&list->items[i]), "WhitespaceSplit"))
+        i++;
+    if (list->n != i + 1 || !type_of(&list->items[i]) ||
+        strcmp(type_of(&list->items[i]), "Metaspace"))
         return unsupported(c, comp, "a Sequence other than [WhitespaceSplit,] Metaspace");
     return metaspace(c, &list->items[i]);
 }
@@ -352,7 +363,8 @@ static hl_status read_post(jctx *c, const hl_json *root) {
         !ids->items[0].is_int)
         return unsupported(c, comp, "a special token that is not exactly one id");
     int64_t id = ids->items[0].integer;
-    if (id < 0 || (uint64_t)id >= c->m->n_pieces) return bad(c, comp, "special token id outside the vocab");
+    if (id < 0 || (uint64_t)id >= c->m->n_pieces)
+        return bad(c, comp, "special token id outside the vocab");
     if (c->m->pieces[id].type != HL_SPM_CONTROL)
         return bad(c, comp, "the appended token is not a special added token");
     return set_piece_name(c, &c->m->eos_piece, id);

@@ -171,8 +171,8 @@ static hl_status parse_trainer(hl_spm *m, pb *r) {
         int wire = 0;
         uint64_t v = 0;
         HL_TRY(pb_key(r, &field, &wire));
-        if (wire == WIRE_VARINT && (field == 3 || field == 24 || field == 35 ||
-                                    (field >= 40 && field <= 43))) {
+        if (wire == WIRE_VARINT &&
+            (field == 3 || field == 24 || field == 35 || (field >= 40 && field <= 43))) {
             HL_TRY(pb_varint(r, &v));
             switch (field) {
             case 3:
@@ -186,8 +186,10 @@ static hl_status parse_trainer(hl_spm *m, pb *r) {
             case 43: m->tr_pad_id = (int32_t)(uint32_t)v; break;
             }
         } else if (wire == WIRE_LEN && field >= 45 && field <= 48) {
-            char **dst = field == 45 ? &m->unk_piece : field == 46 ? &m->bos_piece
-                       : field == 47 ? &m->eos_piece : &m->pad_piece;
+            char **dst = field == 45   ? &m->unk_piece
+                         : field == 46 ? &m->bos_piece
+                         : field == 47 ? &m->eos_piece
+                                       : &m->pad_piece;
             HL_TRY(pb_string(r, dst));
         } else {
             HL_TRY(pb_skip(r, wire));
@@ -213,7 +215,8 @@ static hl_status parse_normalizer(hl_spm *m, pb *r) {
             m->charsmap_size = 0;
             if (n) {
                 m->charsmap = malloc(n);
-                if (!m->charsmap) return hl_fail(r->err, HELIOS_ERR_OOM, "%s: out of memory", r->name);
+                if (!m->charsmap)
+                    return hl_fail(r->err, HELIOS_ERR_OOM, "%s: out of memory", r->name);
                 memcpy(m->charsmap, sub.p, n);
                 m->charsmap_size = n;
             }

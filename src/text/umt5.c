@@ -8,22 +8,23 @@
 
 #include "io/binder.h"
 
-static hl_status cfg_int(const hl_json *j, const char *key, int64_t def, int64_t lo, int64_t hi, int *out,
-                         hl_error *err) {
+static hl_status cfg_int(const hl_json *j, const char *key, int64_t def, int64_t lo, int64_t hi,
+                         int *out, hl_error *err) {
     int64_t v = def;
     const hl_json *m = hl_json_get(j, key);
     if (m && m->type != HL_JSON_NULL && hl_json_get_int(j, key, &v) != 0)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be an integer", key);
     if (v < lo || v > hi)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range [%lld, %lld]", key, (long long)v,
-                       (long long)lo, (long long)hi);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' = %lld is out of range [%lld, %lld]", key,
+                       (long long)v, (long long)lo, (long long)hi);
     *out = (int)v;
     return HL_OK;
 }
 
 hl_status hl_umt5_config_parse(const hl_json *j, hl_umt5_config *c, hl_error *err) {
     memset(c, 0, sizeof *c);
-    if (!j || j->type != HL_JSON_OBJECT) return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
+    if (!j || j->type != HL_JSON_OBJECT)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "not a JSON object");
     const int big = 1 << 24;
     HL_TRY(cfg_int(j, "vocab_size", 256384, 1, big, &c->vocab_size, err));
     HL_TRY(cfg_int(j, "d_model", 4096, 1, big, &c->d_model, err));
@@ -49,15 +50,19 @@ hl_status hl_umt5_config_parse(const hl_json *j, hl_umt5_config *c, hl_error *er
             return hl_fail(err, HELIOS_ERR_FORMAT, "'%s' must be a string", strs[i]);
     const char *ff = hl_json_get_string(j, "feed_forward_proj");
     if (ff && strcmp(ff, "gated-gelu"))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'feed_forward_proj' \"%s\": only \"gated-gelu\" is supported", ff);
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED,
+                       "'feed_forward_proj' \"%s\": only \"gated-gelu\" is supported", ff);
     const char *act = hl_json_get_string(j, "dense_act_fn");
     if (act && strcmp(act, "gelu_new") && strcmp(act, "gelu_pytorch_tanh"))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "'dense_act_fn' \"%s\": only the tanh GELU is supported", act);
-    if (c->num_buckets % 2) return hl_fail(err, HELIOS_ERR_FORMAT, "'relative_attention_num_buckets' must be even");
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED,
+                       "'dense_act_fn' \"%s\": only the tanh GELU is supported", act);
+    if (c->num_buckets % 2)
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'relative_attention_num_buckets' must be even");
     return HL_OK;
 }
 
-#define SHAPE(...) (const int64_t[]){__VA_ARGS__}
+#define SHAPE(...) \
+    (const int64_t[]) { __VA_ARGS__ }
 
 static hl_status bind(hl_umt5 *m, hl_weights *w, hl_error *err) {
     const hl_umt5_config *c = &m->cfg;
@@ -69,17 +74,25 @@ static hl_status bind(hl_umt5 *m, hl_weights *w, hl_error *err) {
     hl_binder_tensor(&b, &m->shared, 2, SHAPE(c->vocab_size, D), "shared.weight");
     for (int i = 0; i < c->num_layers; i++) {
         hl_umt5_layer *l = &m->layers[i];
-        hl_binder_f32(&b, &l->ln_attn, 1, SHAPE(D), "encoder.block.%d.layer.0.layer_norm.weight", i);
-        hl_binder_tensor(&b, &l->q, 2, SHAPE(I, D), "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
-        hl_binder_tensor(&b, &l->k, 2, SHAPE(I, D), "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
-        hl_binder_tensor(&b, &l->v, 2, SHAPE(I, D), "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
-        hl_binder_tensor(&b, &l->o, 2, SHAPE(D, I), "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
+        hl_binder_f32(&b, &l->ln_attn, 1, SHAPE(D), "encoder.block.%d.layer.0.layer_norm.weight",
+                      i);
+        hl_binder_tensor(&b, &l->q, 2, SHAPE(I, D),
+                         "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
+        hl_binder_tensor(&b, &l->k, 2, SHAPE(I, D),
+                         "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
+        hl_binder_tensor(&b, &l->v, 2, SHAPE(I, D),
+                         "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
+        hl_binder_tensor(&b, &l->o, 2, SHAPE(D, I),
+                         "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
         hl_binder_f32(&b, &l->rel_bias, 2, SHAPE(c->num_buckets, c->num_heads),
                       "encoder.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", i);
         hl_binder_f32(&b, &l->ln_ffn, 1, SHAPE(D), "encoder.block.%d.layer.1.layer_norm.weight", i);
-        hl_binder_tensor(&b, &l->wi_0, 2, SHAPE(F, D), "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
-        hl_binder_tensor(&b, &l->wi_1, 2, SHAPE(F, D), "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
-        hl_binder_tensor(&b, &l->wo, 2, SHAPE(D, F), "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
+        hl_binder_tensor(&b, &l->wi_0, 2, SHAPE(F, D),
+                         "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
+        hl_binder_tensor(&b, &l->wi_1, 2, SHAPE(F, D),
+                         "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
+        hl_binder_tensor(&b, &l->wo, 2, SHAPE(D, F),
+                         "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
     }
     hl_binder_f32(&b, &m->final_ln, 1, SHAPE(D), "encoder.final_layer_norm.weight");
     /* the tied copy of shared.weight that some exports carry */
@@ -89,7 +102,8 @@ static hl_status bind(hl_umt5 *m, hl_weights *w, hl_error *err) {
     return st;
 }
 
-hl_status hl_umt5_load(const char *config_path, const char *weights_path, hl_umt5 **out, hl_error *err) {
+hl_status hl_umt5_load(const char *config_path, const char *weights_path, hl_umt5 **out,
+                       hl_error *err) {
     *out = NULL;
     hl_umt5 *m = calloc(1, sizeof *m);
     if (!m) return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory");
@@ -129,15 +143,17 @@ int hl_umt5_bucket(int64_t n, int num_buckets, int max_distance) {
 }
 
 /* bias [H, L, L] of one layer: rel_bias[bucket(j - i), h]. */
-static void position_bias(const hl_umt5_config *c, const float *rel_bias, int64_t L, const int *bucket_of,
-                          float *bias) {
+static void position_bias(const hl_umt5_config *c, const float *rel_bias, int64_t L,
+                          const int *bucket_of, float *bias) {
     for (int h = 0; h < c->num_heads; h++)
         for (int64_t i = 0; i < L; i++)
             for (int64_t j = 0; j < L; j++)
-                bias[((int64_t)h * L + i) * L + j] = rel_bias[bucket_of[j - i + L - 1] * c->num_heads + h];
+                bias[((int64_t)h * L + i) * L + j] =
+                    rel_bias[bucket_of[j - i + L - 1] * c->num_heads + h];
 }
 
-hl_status hl_umt5_position_bias(const hl_umt5 *m, int layer, int64_t L, float *bias, hl_error *err) {
+hl_status hl_umt5_position_bias(const hl_umt5 *m, int layer, int64_t L, float *bias,
+                                hl_error *err) {
     if (layer < 0 || layer >= m->cfg.num_layers || L < 1)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "umt5: no layer %d", layer);
     int *bucket_of = malloc((size_t)(2 * L - 1) * sizeof *bucket_of);
@@ -158,8 +174,8 @@ typedef struct umt5_acts {
     int *bucket_of; /* [2L - 1]: bucket of n = j - i, indexed n + L - 1 */
 } umt5_acts;
 
-static hl_status attention_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_layer *l, int B, int64_t L,
-                                 const int64_t *mask, umt5_acts *s) {
+static hl_status attention_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_layer *l, int B,
+                                 int64_t L, const int64_t *mask, umt5_acts *s) {
     const hl_umt5_config *c = &m->cfg;
     int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, M = (int64_t)B * L;
     HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_attn, c->eps, s->n, D, NULL));
@@ -174,15 +190,16 @@ static hl_status attention_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_u
         for (int64_t j = 0; j < L; j++) /* (1 - mask) · finfo(float32).min */
             s->key_bias[j] = mask && !mask[(int64_t)b * L + j] ? -FLT_MAX : 0.0f;
         int64_t r = (int64_t)b * L * I;
-        HL_TRY(hl_attention_biased(ctx, L, L, c->num_heads, c->d_kv, s->q + r, I, s->k + r, I, s->v + r, I,
-                                   1.0f /* T5: no 1/sqrt(d) */, s->bias, s->key_bias, gemm_dtype(&l->q),
-                                   s->a + r, I));
+        HL_TRY(hl_attention_biased(ctx, L, L, c->num_heads, c->d_kv, s->q + r, I, s->k + r, I,
+                                   s->v + r, I, 1.0f /* T5: no 1/sqrt(d) */, s->bias, s->key_bias,
+                                   gemm_dtype(&l->q), s->a + r, I));
     }
     HL_TRY(hl_linear(ctx, M, s->a, I, &l->o, NULL, s->n, D));
     return hl_add_gated(ctx, M, D, s->h, D, s->n, D, NULL); /* h += o(attn) */
 }
 
-static hl_status ffn_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_layer *l, int64_t M, umt5_acts *s) {
+static hl_status ffn_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_layer *l, int64_t M,
+                           umt5_acts *s) {
     const hl_umt5_config *c = &m->cfg;
     int64_t D = c->d_model, F = c->d_ff;
     HL_TRY(hl_rmsnorm(ctx, M, D, s->h, D, l->ln_ffn, c->eps, s->n, D, NULL));
@@ -198,9 +215,11 @@ static hl_status embed(const hl_umt5 *m, int64_t M, const int64_t *ids, float *h
     size_t es = hl_dtype_size(m->shared.dtype);
     for (int64_t i = 0; i < M; i++) {
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-            return hl_fail(err, HELIOS_ERR_INVALID_ARG, "umt5: token id %lld out of the vocabulary (%d)",
-                           (long long)ids[i], m->cfg.vocab_size);
-        hl_convert_to_f32(m->shared.dtype, (const char *)m->shared.data + (size_t)(ids[i] * D) * es, h + i * D, (size_t)D);
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                           "umt5: token id %lld out of the vocabulary (%d)", (long long)ids[i],
+                           m->cfg.vocab_size);
+        hl_convert_to_f32(m->shared.dtype, (const char *)m->shared.data + (size_t)(ids[i] * D) * es,
+                          h + i * D, (size_t)D);
     }
     return HL_OK;
 }
@@ -214,7 +233,8 @@ hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L,
     size_t f = sizeof(float);
     s.h = out; /* the residual stream lives in the output */
     s.n = malloc((size_t)(M * (D > I ? D : I)) * f);
-    s.q = malloc((size_t)(M * I) * f), s.k = malloc((size_t)(M * I) * f), s.v = malloc((size_t)(M * I) * f);
+    s.q = malloc((size_t)(M * I) * f), s.k = malloc((size_t)(M * I) * f),
+    s.v = malloc((size_t)(M * I) * f);
     s.a = malloc((size_t)(M * I) * f);
     s.f0 = malloc((size_t)(M * F) * f), s.f1 = malloc((size_t)(M * F) * f);
     s.bias = malloc((size_t)(c->num_heads * L * L) * f);
@@ -222,11 +242,13 @@ hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L,
     s.rel = malloc((size_t)((int64_t)c->num_heads * (2 * L - 1)) * f);
     s.bucket_of = malloc((size_t)(2 * L - 1) * sizeof(int));
     hl_status st = HL_OK;
-    if (!s.n || !s.q || !s.k || !s.v || !s.a || !s.f0 || !s.f1 || !s.bias || !s.key_bias || !s.rel || !s.bucket_of) {
+    if (!s.n || !s.q || !s.k || !s.v || !s.a || !s.f0 || !s.f1 || !s.bias || !s.key_bias ||
+        !s.rel || !s.bucket_of) {
         st = hl_fail(ctx->err, HELIOS_ERR_OOM, "umt5: out of memory for %lld tokens", (long long)M);
         goto done;
     }
-    for (int64_t n = -(L - 1); n <= L - 1; n++) s.bucket_of[n + L - 1] = hl_umt5_bucket(n, c->num_buckets, c->max_distance);
+    for (int64_t n = -(L - 1); n <= L - 1; n++)
+        s.bucket_of[n + L - 1] = hl_umt5_bucket(n, c->num_buckets, c->max_distance);
     st = embed(m, M, ids, s.h, ctx->err);
     for (int i = 0; st == HL_OK && i < c->num_layers; i++) {
         hl_probe_emit(probe, s.h, M, D, "hidden_states.%d", i);

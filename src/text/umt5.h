@@ -21,24 +21,25 @@ typedef struct hl_umt5_config {
 hl_status hl_umt5_config_parse(const hl_json *j, hl_umt5_config *c, hl_error *err);
 
 typedef struct hl_umt5_layer {
-    const float *ln_attn;          /* layer.0.layer_norm.weight [D] */
-    hl_tensor q, k, v, o;          /* layer.0.SelfAttention.{q,k,v,o}.weight */
-    const float *rel_bias;         /* layer.0.SelfAttention.relative_attention_bias.weight [buckets, H] */
-    const float *ln_ffn;           /* layer.1.layer_norm.weight [D] */
-    hl_tensor wi_0, wi_1, wo;      /* layer.1.DenseReluDense.* */
+    const float *ln_attn;  /* layer.0.layer_norm.weight [D] */
+    hl_tensor q, k, v, o;  /* layer.0.SelfAttention.{q,k,v,o}.weight */
+    const float *rel_bias; /* layer.0.SelfAttention.relative_attention_bias.weight [buckets, H] */
+    const float *ln_ffn;   /* layer.1.layer_norm.weight [D] */
+    hl_tensor wi_0, wi_1, wo; /* layer.1.DenseReluDense.* */
 } hl_umt5_layer;
 
 typedef struct hl_umt5 {
     hl_umt5_config cfg;
     hl_weights *weights;
-    hl_tensor shared;              /* shared.weight [vocab, D] */
+    hl_tensor shared; /* shared.weight [vocab, D] */
     hl_umt5_layer *layers;
-    const float *final_ln;         /* encoder.final_layer_norm.weight [D] */
-    float *small;                  /* owns the float32 copies */
+    const float *final_ln; /* encoder.final_layer_norm.weight [D] */
+    float *small;          /* owns the float32 copies */
 } hl_umt5;
 
 /* config.json + weights (a file, an index or a folder). */
-hl_status hl_umt5_load(const char *config_path, const char *weights_path, hl_umt5 **out, hl_error *err);
+hl_status hl_umt5_load(const char *config_path, const char *weights_path, hl_umt5 **out,
+                       hl_error *err);
 void hl_umt5_free(hl_umt5 *m);
 
 /* T5's bidirectional relative position bucket of n = key position - query position, computed in

@@ -81,7 +81,8 @@ hl_status hl_vae_config_parse(const hl_json *j, hl_vae_config *c, hl_error *err)
         for (int i = 0; i < c->n_levels; i++) {
             const hl_json *e = &dm->items[i];
             if (e->type != HL_JSON_NUMBER || !e->is_int || e->integer < 1 || e->integer > 1024)
-                return hl_fail(err, HELIOS_ERR_FORMAT, "'dim_mult'[%d] must be a positive integer", i);
+                return hl_fail(err, HELIOS_ERR_FORMAT, "'dim_mult'[%d] must be a positive integer",
+                               i);
             c->dim_mult[i] = (int)e->integer;
         }
     }
@@ -94,7 +95,8 @@ hl_status hl_vae_config_parse(const hl_json *j, hl_vae_config *c, hl_error *err)
                            c->n_levels - 1);
         for (int i = 0; i < c->n_levels - 1; i++) {
             if (td->items[i].type != HL_JSON_BOOL)
-                return hl_fail(err, HELIOS_ERR_FORMAT, "'temperal_downsample'[%d] is not a boolean", i);
+                return hl_fail(err, HELIOS_ERR_FORMAT, "'temperal_downsample'[%d] is not a boolean",
+                               i);
             c->temperal_downsample[i] = td->items[i].boolean;
         }
     } else if (c->n_levels == 4) {
@@ -109,11 +111,14 @@ hl_status hl_vae_config_parse(const hl_json *j, hl_vae_config *c, hl_error *err)
     int n_mean = 16, n_std = 16;
     HL_TRY(get_floats(j, "latents_mean", c->latents_mean, &n_mean, err));
     HL_TRY(get_floats(j, "latents_std", c->latents_std, &n_std, err));
-    const hl_json *given_mean = hl_json_get(j, "latents_mean"), *given_std = hl_json_get(j, "latents_std");
+    const hl_json *given_mean = hl_json_get(j, "latents_mean"),
+                  *given_std = hl_json_get(j, "latents_std");
     if (given_mean && given_mean->type != HL_JSON_NULL && n_mean != c->z_dim)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_mean' has %d values, z_dim is %d", n_mean, c->z_dim);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_mean' has %d values, z_dim is %d", n_mean,
+                       c->z_dim);
     if (given_std && given_std->type != HL_JSON_NULL && n_std != c->z_dim)
-        return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_std' has %d values, z_dim is %d", n_std, c->z_dim);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "'latents_std' has %d values, z_dim is %d", n_std,
+                       c->z_dim);
     c->latents_n = n_mean == c->z_dim && n_std == c->z_dim ? c->z_dim : 0;
     for (int i = 0; i < c->latents_n; i++)
         if (!(c->latents_std[i] != 0.0f))
@@ -124,10 +129,13 @@ hl_status hl_vae_config_parse(const hl_json *j, hl_vae_config *c, hl_error *err)
     if (ir && ir->type != HL_JSON_NULL && ir->type != HL_JSON_BOOL)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'is_residual' must be true or false");
     if (hl_json_get_bool(j, "is_residual", &residual) == 0 && residual)
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "is_residual = true (the Wan 2.2 VAE) is not supported");
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED,
+                       "is_residual = true (the Wan 2.2 VAE) is not supported");
     const hl_json *ps = hl_json_get(j, "patch_size");
-    if (ps && ps->type != HL_JSON_NULL && !(ps->type == HL_JSON_NUMBER && ps->is_int && ps->integer == 1))
-        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "patch_size other than null or 1 is not supported");
+    if (ps && ps->type != HL_JSON_NULL &&
+        !(ps->type == HL_JSON_NUMBER && ps->is_int && ps->integer == 1))
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED,
+                       "patch_size other than null or 1 is not supported");
     const hl_json *as = hl_json_get(j, "attn_scales");
     if (as && as->type != HL_JSON_NULL && as->type != HL_JSON_ARRAY)
         return hl_fail(err, HELIOS_ERR_FORMAT, "'attn_scales' must be an array");
@@ -141,6 +149,7 @@ hl_status hl_vae_config_parse(const hl_json *j, hl_vae_config *c, hl_error *err)
     HL_TRY(get_int(j, "scale_factor_spatial", 1, 1 << 20, &sfs, err));
     if (sft != c->temporal_ratio || sfs != c->spatial_ratio)
         HL_WARN("VAE config: scale_factor_temporal/spatial %d/%d differ from the topology's %d/%d; "
-                "using the topology", sft, sfs, c->temporal_ratio, c->spatial_ratio);
+                "using the topology",
+                sft, sfs, c->temporal_ratio, c->spatial_ratio);
     return HL_OK;
 }

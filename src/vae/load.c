@@ -25,7 +25,8 @@ typedef struct binder {
     int slot; /* next cache slot of the network being built */
 } binder;
 
-#define SHAPE(...) (const int64_t[]){__VA_ARGS__}
+#define SHAPE(...) \
+    (const int64_t[]) { __VA_ARGS__ }
 
 /* Rows live in arrays sized once from the config (binder_init): a row of a gain points into
  * b->small, so neither array may move while the table is built. */
@@ -49,11 +50,13 @@ static hl_status binder_init(binder *b, const hl_vae_config *c, hl_error *err) {
     b->cap_small = 2 * n_res + 16;
     b->rows = calloc(b->cap, sizeof *b->rows);
     b->small = calloc(b->cap_small, sizeof *b->small);
-    if (!b->rows || !b->small) return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for the weight table");
+    if (!b->rows || !b->small)
+        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for the weight table");
     return HL_OK;
 }
 
-static void row(binder *b, hl_tensor *dst, int ndim, const int64_t *shape, const char *fmt, va_list ap) {
+static void row(binder *b, hl_tensor *dst, int ndim, const int64_t *shape, const char *fmt,
+                va_list ap) {
     hl_bind *r = new_row(b);
     if (!r) return;
     vsnprintf(r->name, sizeof r->name, fmt, ap);
@@ -71,9 +74,10 @@ static void bind(binder *b, hl_tensor *dst, int ndim, const int64_t *shape, cons
     va_end(ap);
 }
 
-static void bind_gain(binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void bind_gain(binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt, ...) {
+static void bind_gain(binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+static void bind_gain(binder *b, const float **dst, int ndim, const int64_t *shape, const char *fmt,
+                      ...) {
     if (b->n_small == b->cap_small) {
         b->oom = 1;
         return;
@@ -188,7 +192,8 @@ static hl_status build_encoder(binder *b, hl_vae *v) {
     int top = dims[c->n_levels];
     bind_mid(b, &e->mid, top, "encoder");
     bind_gain(b, &e->norm_out, 4, SHAPE(top, 1, 1, 1), "encoder.norm_out.gamma");
-    bind_conv(b, &e->conv_out, 2 * (int64_t)c->z_dim, top, 3, 3, 3, false, true, "encoder.conv_out");
+    bind_conv(b, &e->conv_out, 2 * (int64_t)c->z_dim, top, 3, 3, 3, false, true,
+              "encoder.conv_out");
     e->n_slots = b->slot;
     int64_t Z2 = 2 * (int64_t)c->z_dim;
     bind_conv(b, &v->quant_conv, Z2, Z2, 1, 1, 1, false, false, "quant_conv");
@@ -257,7 +262,8 @@ static hl_status build(hl_vae *v, binder *b, bool with_encoder, hl_error *err) {
     hl_status st = HL_OK;
     if (with_encoder) st = build_encoder(b, v);
     if (st == HL_OK) st = build_decoder(b, v);
-    if (st != HL_OK || b->oom) return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for the module tree");
+    if (st != HL_OK || b->oom)
+        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for the module tree");
     v->has_encoder = with_encoder;
     return HL_OK;
 }
@@ -301,7 +307,8 @@ static void each_conv(hl_vae *v, conv_fn fn, void *user) {
     each_res_conv(&d->mid.res0, fn, user);
     each_res_conv(&d->mid.res1, fn, user);
     for (int i = 0; d->up && i < d->n_up; i++) {
-        for (int r = 0; d->up[i].res && r < d->up[i].n_res; r++) each_res_conv(&d->up[i].res[r], fn, user);
+        for (int r = 0; d->up[i].res && r < d->up[i].n_res; r++)
+            each_res_conv(&d->up[i].res[r], fn, user);
         each_resample_conv(&d->up[i].up, fn, user);
     }
 }
@@ -368,7 +375,8 @@ static void cast_conv(hl_vae_conv *c, void *user) {
 
 hl_status hl_vae_cast_weights(hl_vae *v, hl_dtype dt, hl_error *err) {
     if (dt != HL_F32 && dt != HL_BF16)
-        return hl_fail(err, HELIOS_ERR_DTYPE, "VAE: weights can be cast to F32 or BF16, not %s", hl_dtype_name(dt));
+        return hl_fail(err, HELIOS_ERR_DTYPE, "VAE: weights can be cast to F32 or BF16, not %s",
+                       hl_dtype_name(dt));
     cast_job j = {v, dt, HL_OK, err};
     each_conv(v, cast_conv, &j);
     hl_vae_attn *attns[2] = {&v->encoder.mid.attn, &v->decoder.mid.attn};
@@ -442,7 +450,8 @@ static hl_status fill_row(hl_vae *v, const hl_bind *r, bool gain, hl_dtype dt, h
     if (!data || !owned) {
         free(data);
         if (owned) v->owned = owned;
-        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for synthetic weight '%s'", r->name);
+        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for synthetic weight '%s'",
+                       r->name);
     }
     v->owned = owned;
     v->owned[v->n_owned++] = data;
@@ -455,7 +464,8 @@ hl_status hl_vae_create_filled(const hl_vae_config *cfg, hl_dtype dt, bool with_
                                hl_vae_fill_fn fill, void *user, hl_vae **out, hl_error *err) {
     *out = NULL;
     if (dt != HL_F32 && dt != HL_BF16)
-        return hl_fail(err, HELIOS_ERR_DTYPE, "VAE: synthetic weights in %s (F32 or BF16)", hl_dtype_name(dt));
+        return hl_fail(err, HELIOS_ERR_DTYPE, "VAE: synthetic weights in %s (F32 or BF16)",
+                       hl_dtype_name(dt));
     hl_vae *v = calloc(1, sizeof *v);
     if (!v) return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory");
     v->cfg = *cfg;

@@ -12,7 +12,8 @@ hl_status hl_vae_run_init(hl_vae_run *r, const hl_ctx *ctx, hl_vae *v, int n_slo
     r->ctx = ctx;
     r->vae = v;
     /* bf16 conv inputs only where the conv rounds them anyway (ops.h precision rule) */
-    r->act = hl_ctx_kind(ctx) != HELIOS_BACKEND_REF && first_weight->dtype == HL_BF16 ? HL_BF16 : HL_F32;
+    r->act = hl_ctx_kind(ctx) != HELIOS_BACKEND_REF && first_weight->dtype == HL_BF16 ? HL_BF16
+                                                                                      : HL_F32;
     r->n_slots = n_slots;
     r->slots = calloc((size_t)(n_slots > 0 ? n_slots : 1), sizeof *r->slots);
     if (!r->slots) return hl_fail(ctx->err, HELIOS_ERR_OOM, "VAE: out of memory (cache slots)");
@@ -47,7 +48,8 @@ void *hl_vae_buf(hl_vae_run *r, int which, size_t bytes) {
     size_t cap = bytes + bytes / 8 + 4096; /* some slack: chunk sizes vary a little */
     void *p = NULL;
     if (posix_memalign(&p, 64, cap) != 0) {
-        hl_fail(r->ctx->err, HELIOS_ERR_OOM, "VAE: out of memory (work buffer of %zu bytes)", bytes);
+        hl_fail(r->ctx->err, HELIOS_ERR_OOM, "VAE: out of memory (work buffer of %zu bytes)",
+                bytes);
         return NULL;
     }
     free(r->buf[which].p);
@@ -73,14 +75,23 @@ void *hl_vae_frame(const hl_vae_run *r, void *base, int64_t f, int64_t S, int64_
 static void count_flops(hl_vae_run *r, const hl_vae_conv *c, int64_t C, int64_t To, int64_t Ho,
                         int64_t Wo) {
     double taps = (double)hl_tensor_numel(&c->w) / (double)c->w.shape[0] / (double)C;
-    r->flops += 2.0 * (double)c->w.shape[0] * (double)C * taps * (double)To * (double)Ho * (double)Wo;
+    r->flops += 2.0 * (double)c->w.shape[0] * (double)C * taps * (double)To * (double)Ho *
+                (double)Wo;
 }
 
 hl_status hl_vae_conv_plain(hl_vae_run *r, hl_vae_conv *c, const void *x, hl_dtype xdt, int64_t T,
                             int64_t H, int64_t W, int64_t C, const int stride[3], const int pad[6],
                             float *y, int accumulate) {
-    hl_conv3d_shape s = {HL_NTHWC, xdt, 1, C, T, H, W, {stride[0], stride[1], stride[2]},
-                         {pad[0], pad[1], pad[2], pad[3], pad[4], pad[5]}, accumulate};
+    hl_conv3d_shape s = {HL_NTHWC,
+                         xdt,
+                         1,
+                         C,
+                         T,
+                         H,
+                         W,
+                         {stride[0], stride[1], stride[2]},
+                         {pad[0], pad[1], pad[2], pad[3], pad[4], pad[5]},
+                         accumulate};
     int kt = c->w.ndim == 5 ? (int)c->w.shape[2] : 1;
     int kh = (int)c->w.shape[c->w.ndim - 2], kw = (int)c->w.shape[c->w.ndim - 1];
     count_flops(r, c, C, hl_conv_out_len(T, kt, stride[0], pad[0], pad[1]),
@@ -112,7 +123,8 @@ hl_status hl_vae_causal_conv(hl_vae_run *r, hl_vae_conv *c, void *in, int64_t T,
     size_t fb = (size_t)(H * W * C) * hl_vae_act_size(r);
     if (!s->frames) { /* first use: a zero cache is the causal zero padding */
         if (!(s->frames = calloc(HL_VAE_CACHE_T, fb ? fb : 1)))
-            return hl_fail(r->ctx->err, HELIOS_ERR_OOM, "VAE: out of memory (cache of %zu bytes)", 2 * fb);
+            return hl_fail(r->ctx->err, HELIOS_ERR_OOM, "VAE: out of memory (cache of %zu bytes)",
+                           2 * fb);
         s->frame_bytes = fb;
         s->cap = HL_VAE_CACHE_T;
         add_bytes(r, HL_VAE_CACHE_T * fb, 0);
@@ -120,10 +132,11 @@ hl_status hl_vae_causal_conv(hl_vae_run *r, hl_vae_conv *c, void *in, int64_t T,
         return hl_fail(r->ctx->err, HELIOS_ERR_INVALID_ARG,
                        "VAE: a chunk changed the frame size within one stream");
     }
-    copy_bytes(in, s->frames, HL_VAE_CACHE_T * fb);                  /* [cache, x] */
+    copy_bytes(in, s->frames, HL_VAE_CACHE_T * fb); /* [cache, x] */
     int kh = (int)c->w.shape[3], kw = (int)c->w.shape[4];
     int stride[3] = {1, 1, 1}, pad[6] = {0, 0, kh / 2, kh / 2, kw / 2, kw / 2};
-    HL_TRY(hl_vae_conv_plain(r, c, in, r->act, T + HL_VAE_CACHE_T, H, W, C, stride, pad, y, accumulate));
+    HL_TRY(hl_vae_conv_plain(r, c, in, r->act, T + HL_VAE_CACHE_T, H, W, C, stride, pad, y,
+                             accumulate));
     copy_bytes(s->frames, (char *)in + (size_t)T * fb, HL_VAE_CACHE_T * fb); /* last 2 frames */
     s->started = true;
     return HL_OK;

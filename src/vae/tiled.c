@@ -12,13 +12,13 @@
 #include "vae/vae_internal.h"
 
 typedef struct tile {
-    float *x;       /* (C, T, h, w) */
+    float *x; /* (C, T, h, w) */
     int64_t h, w;
 } tile;
 
 typedef struct tile_grid {
     int64_t nr, nc, C, T;
-    tile *t;        /* [nr * nc] */
+    tile *t; /* [nr * nc] */
 } tile_grid;
 
 static void grid_free(tile_grid *g) {
@@ -52,7 +52,8 @@ static void blend_h(int64_t C, int64_t T, const tile *a, tile *b, int64_t extent
             const float *ra = a->x + (ct * a->h + y) * a->w;
             float *rb = b->x + (ct * b->h + y) * b->w;
             for (int64_t x = 0; x < e; x++) {
-                float wa = (float)(1.0 - (double)x / (double)e), wb = (float)((double)x / (double)e);
+                float wa = (float)(1.0 - (double)x / (double)e),
+                      wb = (float)((double)x / (double)e);
                 float pa = ra[a->w - e + x] * wa, pb = rb[x] * wb;
                 rb[x] = pa + pb;
             }
@@ -90,14 +91,17 @@ static void crop(const float *src, int64_t CT, int64_t H, int64_t W, int64_t y0,
                  int64_t h, int64_t w, float *dst) {
     for (int64_t ct = 0; ct < CT; ct++)
         for (int64_t y = 0; y < h; y++)
-            memcpy(dst + (ct * h + y) * w, src + (ct * H + y0 + y) * W + x0, (size_t)w * sizeof(float));
+            memcpy(dst + (ct * h + y) * w, src + (ct * H + y0 + y) * W + x0,
+                   (size_t)w * sizeof(float));
 }
 
 static hl_status check_tiling(const hl_ctx *ctx, const hl_vae_config *c, const hl_vae_tiling *tl) {
     int r = c->spatial_ratio;
-    if (!tl || tl->tile_min_h < r || tl->tile_min_w < r || tl->tile_stride_h < r || tl->tile_stride_w < r)
+    if (!tl || tl->tile_min_h < r || tl->tile_min_w < r || tl->tile_stride_h < r ||
+        tl->tile_stride_w < r)
         return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
-                       "VAE tiling: tile sizes and strides must be at least the spatial ratio %d", r);
+                       "VAE tiling: tile sizes and strides must be at least the spatial ratio %d",
+                       r);
     return HL_OK;
 }
 
@@ -128,9 +132,11 @@ hl_status hl_vae_encode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling 
     const hl_vae_config *c = &v->cfg;
     HL_TRY(check_tiling(ctx, c, tl));
     hl_vae_tiled_latent_shape(c, tl, T, H, W, T_lat, h, w);
-    if (!(W > tl->tile_min_w || H > tl->tile_min_h)) return hl_vae_encode(ctx, v, 1, T, H, W, video, moments);
+    if (!(W > tl->tile_min_w || H > tl->tile_min_h))
+        return hl_vae_encode(ctx, v, 1, T, H, W, video, moments);
     int64_t r = c->spatial_ratio, Cin = c->in_channels, Z2 = 2 * (int64_t)c->z_dim;
-    tile_grid g = {count_tiles(H, tl->tile_stride_h), count_tiles(W, tl->tile_stride_w), Z2, *T_lat, NULL};
+    tile_grid g = {count_tiles(H, tl->tile_stride_h), count_tiles(W, tl->tile_stride_w), Z2, *T_lat,
+                   NULL};
     if (!(g.t = calloc((size_t)(g.nr * g.nc), sizeof *g.t)))
         return hl_fail(ctx->err, HELIOS_ERR_OOM, "VAE tiled encode: out of memory");
     float *px = NULL;
@@ -150,7 +156,8 @@ hl_status hl_vae_encode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling 
                 break;
             }
             if (tt != g.T) {
-                st = hl_fail(ctx->err, HELIOS_ERR_INTERNAL, "VAE tiled encode: tiles disagree on frames");
+                st = hl_fail(ctx->err, HELIOS_ERR_INTERNAL,
+                             "VAE tiled encode: tiles disagree on frames");
                 break;
             }
             crop(video, Cin * T, H, W, y0, x0, ph, pw, px);
@@ -160,14 +167,15 @@ hl_status hl_vae_encode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling 
     if (st == HL_OK) {
         int64_t lmin_h = tl->tile_min_h / r, lmin_w = tl->tile_min_w / r;
         int64_t ls_h = tl->tile_stride_h / r, ls_w = tl->tile_stride_w / r;
-        assemble(&g, lmin_h - ls_h, lmin_w - ls_w, ls_h, ls_w, *h, *w, -INFINITY, INFINITY, moments);
+        assemble(&g, lmin_h - ls_h, lmin_w - ls_w, ls_h, ls_w, *h, *w, -INFINITY, INFINITY,
+                 moments);
     }
     grid_free(&g);
     return st;
 }
 
-hl_status hl_vae_decode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling *tl,
-                              int64_t T_lat, int64_t h, int64_t w, const float *z, float *video) {
+hl_status hl_vae_decode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling *tl, int64_t T_lat,
+                              int64_t h, int64_t w, const float *z, float *video) {
     const hl_vae_config *c = &v->cfg;
     HL_TRY(check_tiling(ctx, c, tl));
     int64_t r = c->spatial_ratio, lmin_h = tl->tile_min_h / r, lmin_w = tl->tile_min_w / r;
@@ -193,11 +201,13 @@ hl_status hl_vae_decode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling 
                 break;
             }
             crop(z, Z * T_lat, h, w, y0, x0, lh, lw, zt);
-            st = hl_vae_decode_one(ctx, v, T_lat, lh, lw, zt, t->x, -INFINITY, INFINITY); /* unclamped */
+            st = hl_vae_decode_one(ctx, v, T_lat, lh, lw, zt, t->x, -INFINITY,
+                                   INFINITY); /* unclamped */
         }
     free(zt);
     if (st == HL_OK) {
-        memset(video, 0, (size_t)(O * F * h * r * w * r) * sizeof *video); /* gaps stay 0, not garbage */
+        memset(video, 0,
+               (size_t)(O * F * h * r * w * r) * sizeof *video); /* gaps stay 0, not garbage */
         assemble(&g, tl->tile_min_h - tl->tile_stride_h, tl->tile_min_w - tl->tile_stride_w,
                  tl->tile_stride_h, tl->tile_stride_w, h * r, w * r, -1.0f, 1.0f, video);
     }

@@ -37,15 +37,15 @@
 
 typedef struct hl_vae_config {
     int base_dim, decoder_base_dim, z_dim;
-    int n_levels;                                /* len(dim_mult) */
+    int n_levels; /* len(dim_mult) */
     int dim_mult[HL_VAE_MAX_LEVELS];
     int num_res_blocks;
     bool temperal_downsample[HL_VAE_MAX_LEVELS]; /* n_levels - 1 entries; decoder uses reversed */
     int in_channels, out_channels;
     float latents_mean[HL_VAE_MAX_Z], latents_std[HL_VAE_MAX_Z];
-    int latents_n;                               /* z_dim, or 0 when the tables do not match it */
-    int spatial_ratio;                           /* 2^(n_levels - 1) */
-    int temporal_ratio;                          /* 2^(number of temporal downsamples) */
+    int latents_n;      /* z_dim, or 0 when the tables do not match it */
+    int spatial_ratio;  /* 2^(n_levels - 1) */
+    int temporal_ratio; /* 2^(number of temporal downsamples) */
 } hl_vae_config;
 
 /* Reads a diffusers vae/config.json. Absent fields take the AutoencoderKLWan defaults (spec §4.1);
@@ -62,13 +62,13 @@ typedef struct hl_vae_conv {
     int slot;           /* causal cache slot, -1: none */
 } hl_vae_conv;
 
-typedef struct hl_vae_res {           /* WanResidualBlock */
+typedef struct hl_vae_res { /* WanResidualBlock */
     int in, out;
-    const float *norm1, *norm2;       /* gamma [C] float32 copies */
+    const float *norm1, *norm2;              /* gamma [C] float32 copies */
     hl_vae_conv conv1, conv2, conv_shortcut; /* conv_shortcut.w.data NULL when in == out */
 } hl_vae_res;
 
-typedef struct hl_vae_attn {          /* WanAttentionBlock */
+typedef struct hl_vae_attn { /* WanAttentionBlock */
     int dim;
     const float *norm;
     hl_tensor to_qkv_w, to_qkv_b, proj_w, proj_b;
@@ -82,28 +82,28 @@ typedef enum hl_vae_resample_mode {
     HL_VAE_DOWNSAMPLE3D,
 } hl_vae_resample_mode;
 
-typedef struct hl_vae_resample {      /* WanResample */
+typedef struct hl_vae_resample { /* WanResample */
     hl_vae_resample_mode mode;
     int dim, out_dim;
-    hl_vae_conv resample;             /* resample.1: Conv2d 3x3 */
-    hl_vae_conv time_conv;            /* 3d modes only; its slot also marks the first chunk */
+    hl_vae_conv resample;  /* resample.1: Conv2d 3x3 */
+    hl_vae_conv time_conv; /* 3d modes only; its slot also marks the first chunk */
 } hl_vae_resample;
 
-typedef struct hl_vae_mid {           /* WanMidBlock: res, attention, res */
+typedef struct hl_vae_mid { /* WanMidBlock: res, attention, res */
     hl_vae_res res0, res1;
     hl_vae_attn attn;
 } hl_vae_mid;
 
-typedef struct hl_vae_down {          /* one encoder.down_blocks entry */
+typedef struct hl_vae_down { /* one encoder.down_blocks entry */
     bool is_resample;
     hl_vae_res res;
     hl_vae_resample resample;
 } hl_vae_down;
 
-typedef struct hl_vae_up {            /* decoder.up_blocks.i */
+typedef struct hl_vae_up { /* decoder.up_blocks.i */
     int n_res;
-    hl_vae_res *res;                  /* resnets.0 .. */
-    hl_vae_resample up;               /* upsamplers.0 (mode NONE on the last block) */
+    hl_vae_res *res;    /* resnets.0 .. */
+    hl_vae_resample up; /* upsamplers.0 (mode NONE on the last block) */
 } hl_vae_up;
 
 typedef struct hl_vae_encoder {
@@ -128,13 +128,13 @@ typedef struct hl_vae_decoder {
 
 typedef struct hl_vae {
     hl_vae_config cfg;
-    hl_weights *weights;   /* the mappings the tensors point into (NULL for a synthetic model) */
+    hl_weights *weights; /* the mappings the tensors point into (NULL for a synthetic model) */
     hl_vae_encoder encoder;
     hl_vae_decoder decoder;
     hl_vae_conv quant_conv, post_quant_conv;
-    bool has_encoder;      /* a synthetic decoder-only model has none */
-    float *small;          /* owns the float32 norm gains */
-    void **owned;          /* synthetic weights */
+    bool has_encoder; /* a synthetic decoder-only model has none */
+    float *small;     /* owns the float32 norm gains */
+    void **owned;     /* synthetic weights */
     size_t n_owned;
 } hl_vae;
 
@@ -218,8 +218,8 @@ typedef struct hl_vae_tiling {
 hl_status hl_vae_encode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling *tl, int64_t T,
                               int64_t H, int64_t W, const float *video, float *moments,
                               int64_t *T_lat, int64_t *h, int64_t *w);
-hl_status hl_vae_decode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling *tl,
-                              int64_t T_lat, int64_t h, int64_t w, const float *z, float *video);
+hl_status hl_vae_decode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling *tl, int64_t T_lat,
+                              int64_t h, int64_t w, const float *z, float *video);
 /* Size of the tiled encoder's output (it crops to H / ratio, W / ratio). */
 void hl_vae_tiled_latent_shape(const hl_vae_config *c, const hl_vae_tiling *tl, int64_t T,
                                int64_t H, int64_t W, int64_t *T_lat, int64_t *h, int64_t *w);

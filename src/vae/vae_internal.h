@@ -8,10 +8,10 @@
 
 /* One conv's cache: the last frames of its input, in the run's conv-input dtype. */
 typedef struct hl_vae_slot {
-    void *frames;        /* [cap, S, C], zeros until written */
-    size_t frame_bytes;  /* S·C·element size, fixed at first use */
-    int cap;             /* 2 (causal 3-frame conv) or 1 (downsample3d) */
-    bool started;        /* a chunk went through: the resample layers' first-chunk rules */
+    void *frames;       /* [cap, S, C], zeros until written */
+    size_t frame_bytes; /* S·C·element size, fixed at first use */
+    int cap;            /* 2 (causal 3-frame conv) or 1 (downsample3d) */
+    bool started;       /* a chunk went through: the resample layers' first-chunk rules */
 } hl_vae_slot;
 
 /* Work buffers, grow-only, reused by every step. */
@@ -28,7 +28,7 @@ enum {
 typedef struct hl_vae_run {
     const hl_ctx *ctx;
     hl_vae *vae;
-    hl_dtype act;        /* conv inputs and caches: BF16 with bf16 weights on cpu, else F32 */
+    hl_dtype act; /* conv inputs and caches: BF16 with bf16 weights on cpu, else F32 */
     int n_slots;
     hl_vae_slot *slots;
     struct {

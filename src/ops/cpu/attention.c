@@ -46,16 +46,16 @@ typedef struct att_plan {
     hl_dtype dt;
     size_t esz;
     float scale;
-    const float *bias;    /* [H, Sq, Sk] or NULL */
+    const float *bias;     /* [H, Sq, Sk] or NULL */
     const float *key_bias; /* [Sk] or NULL */
-    int nthr;             /* OpenMP threads */
-    hl_mm *qk, *pv;       /* S = Q·Kᵀ and O = P·V, single-threaded primitives */
-    char *q, *k, *v;      /* in dt, per head: q [H][Sq_pad][hd], k, v [H][Sk][hd] */
-    char *kb, *vb;        /* k_h, v_h blocked, per head */
+    int nthr;              /* OpenMP threads */
+    hl_mm *qk, *pv;        /* S = Q·Kᵀ and O = P·V, single-threaded primitives */
+    char *q, *k, *v;       /* in dt, per head: q [H][Sq_pad][hd], k, v [H][Sk][hd] */
+    char *kb, *vb;         /* k_h, v_h blocked, per head */
     size_t kb_head, vb_head;
-    char *blk;            /* per-thread block buffers */
+    char *blk; /* per-thread block buffers */
     size_t blk_stride;
-    char *pad;            /* per-thread oneDNN scratchpads */
+    char *pad; /* per-thread oneDNN scratchpads */
     size_t pad_stride;
     float *out;
     int64_t ldo;
@@ -75,10 +75,8 @@ static void pack_heads(const float *x, int64_t ld, int64_t S, int64_t S_dst, int
         for (int h = 0; h < H; h++) {
             const float *src = x + s * ld + (int64_t)h * hd;
             char *d = dst + (size_t)(((int64_t)h * S_dst + s) * hd) * esz;
-            if (dt == HL_BF16)
-                hl_cpu_f32_to_bf16(src, (hl_bf16 *)d, hd);
-            else
-                memcpy(d, src, (size_t)hd * esz);
+            if (dt == HL_BF16) hl_cpu_f32_to_bf16(src, (hl_bf16 *)d, hd);
+            else memcpy(d, src, (size_t)hd * esz);
         }
     if (S_dst > S)
         for (int h = 0; h < H; h++)
@@ -188,10 +186,8 @@ static float exp_row(const float *s, int64_t n, float scale, float mx, hl_dtype 
     for (; j < n; j++) {
         float e = expf(s[j] * scale - mx);
         sum += e;
-        if (dt == HL_BF16)
-            ((hl_bf16 *)p)[j] = hl_f32_to_bf16(e);
-        else
-            ((float *)p)[j] = e;
+        if (dt == HL_BF16) ((hl_bf16 *)p)[j] = hl_f32_to_bf16(e);
+        else ((float *)p)[j] = e;
     }
     return sum;
 }
@@ -300,10 +296,8 @@ static float exp_row_shifted(const float *t, int64_t n, float mx, hl_dtype dt, v
         float x = t[j] - mx;
         float e = x >= EXP_ZERO ? expf(x) : 0.0f;
         sum += e;
-        if (dt == HL_BF16)
-            ((hl_bf16 *)p)[j] = hl_f32_to_bf16(e);
-        else
-            ((float *)p)[j] = e;
+        if (dt == HL_BF16) ((hl_bf16 *)p)[j] = hl_f32_to_bf16(e);
+        else ((float *)p)[j] = e;
     }
     return sum;
 }
@@ -369,7 +363,8 @@ static hl_status run_block(const att_plan *p, int tid, int h, int64_t blk, hl_er
         for (int64_t r = 0; r < rows; r++) {
             void *pr = (char *)b.probs + (size_t)(r * p->Sk) * p->esz;
             const float *pf = bias && r + BIAS_PREFETCH_ROWS < rows
-                                  ? bias + (r + BIAS_PREFETCH_ROWS) * p->Sk : NULL;
+                                  ? bias + (r + BIAS_PREFETCH_ROWS) * p->Sk
+                                  : NULL;
             b.rsum[r] = 1.0f / softmax_row_biased(b.scores + r * p->Sk, p->Sk, p->scale,
                                                   bias ? bias + r * p->Sk : NULL, p->key_bias,
                                                   p->dt, pr, pf);
@@ -405,16 +400,17 @@ static void choose_blocks(att_plan *p) {
 }
 
 static hl_status oom(const hl_ctx *ctx, const att_plan *p) {
-    return hl_fail(ctx->err, HELIOS_ERR_OOM, "attention: out of memory (Sq=%lld Sk=%lld H=%d hd=%d)",
-                   (long long)p->Sq, (long long)p->Sk, p->H, p->hd);
+    return hl_fail(ctx->err, HELIOS_ERR_OOM,
+                   "attention: out of memory (Sq=%lld Sk=%lld H=%d hd=%d)", (long long)p->Sq,
+                   (long long)p->Sk, p->H, p->hd);
 }
 
 /* Primitives and scratch; with the lock held. */
 static hl_status make_plan(const hl_ctx *ctx, att_plan *p) {
-    hl_mm_key qk = {.M = p->bq, .N = p->Sk, .K = p->hd, .dt = p->dt,
-                    .blayout = HL_MM_B_BLOCKED_NK, .nthr = 1};
-    hl_mm_key pv = {.M = p->bq, .N = p->hd, .K = p->Sk, .dt = p->dt,
-                    .blayout = HL_MM_B_BLOCKED_KN, .nthr = 1};
+    hl_mm_key qk = {
+        .M = p->bq, .N = p->Sk, .K = p->hd, .dt = p->dt, .blayout = HL_MM_B_BLOCKED_NK, .nthr = 1};
+    hl_mm_key pv = {
+        .M = p->bq, .N = p->hd, .K = p->Sk, .dt = p->dt, .blayout = HL_MM_B_BLOCKED_KN, .nthr = 1};
     hl_cpu *cpu = hl_cpu_of(ctx);
     hl_status st = hl_cpu_dnnl_init(cpu, p->nthr, ctx->err);
     if (st == HL_OK) st = hl_cpu_mm_get(cpu, &qk, &p->qk, ctx->err);
@@ -428,8 +424,8 @@ static hl_status make_plan(const hl_ctx *ctx, att_plan *p) {
     size_t kv_bytes = round_up((size_t)((int64_t)p->H * p->Sk * p->hd) * p->esz, 64);
     p->kb_head = round_up(hl_cpu_mm_packed_b_size(p->qk), 64);
     p->vb_head = round_up(hl_cpu_mm_packed_b_size(p->pv), 64);
-    char *buf = hl_cpu_scratch(cpu, HL_SLOT_ATT_QKV, q_bytes + 2 * kv_bytes +
-                                                    (p->kb_head + p->vb_head) * (size_t)p->H);
+    char *buf = hl_cpu_scratch(cpu, HL_SLOT_ATT_QKV,
+                               q_bytes + 2 * kv_bytes + (p->kb_head + p->vb_head) * (size_t)p->H);
     size_t pad = hl_cpu_mm_scratchpad_size(p->qk);
     if (hl_cpu_mm_scratchpad_size(p->pv) > pad) pad = hl_cpu_mm_scratchpad_size(p->pv);
     p->pad_stride = round_up(pad ? pad : 64, 4096);
@@ -492,14 +488,24 @@ static hl_status block_task(const att_plan *p, int tid, int64_t t, hl_error *err
 hl_status hl_cpu_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
                                   const float *q, int64_t ldq, const float *k, int64_t ldk,
                                   const float *v, int64_t ldv, float scale, const float *bias,
-                                  const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
+                                  const float *key_bias, hl_dtype compute, float *out,
+                                  int64_t ldo) {
     hl_cpu *cpu = hl_cpu_of(ctx);
     hl_cpu_lock(cpu);
     if (compute == HL_BF16 && !hl_cpu_bf16_gemm(cpu)) compute = HL_F32; /* no bf16 kernels here */
     hl_cpu_unlock(cpu);
-    att_plan p = {.Sq = Sq, .Sk = Sk, .H = H, .hd = hd, .dt = compute,
-                  .esz = hl_dtype_size(compute), .scale = scale, .bias = bias,
-                  .key_bias = key_bias, .nthr = omp_get_max_threads(), .out = out, .ldo = ldo};
+    att_plan p = {.Sq = Sq,
+                  .Sk = Sk,
+                  .H = H,
+                  .hd = hd,
+                  .dt = compute,
+                  .esz = hl_dtype_size(compute),
+                  .scale = scale,
+                  .bias = bias,
+                  .key_bias = key_bias,
+                  .nthr = omp_get_max_threads(),
+                  .out = out,
+                  .ldo = ldo};
     if (p.nthr < 1) p.nthr = 1;
     choose_blocks(&p);
 

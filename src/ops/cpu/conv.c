@@ -74,9 +74,9 @@ static size_t pd_pad_bytes(const_dnnl_primitive_desc_t pd) {
 }
 
 /* A reorder from a to b with a user scratchpad; *out stays NULL when a == b. */
-static dnnl_status_t make_reorder(dnnl_engine_t eng, const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b,
-                                  const_dnnl_primitive_attr_t attr, dnnl_primitive_t *out,
-                                  size_t *pad) {
+static dnnl_status_t make_reorder(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
+                                  const dnnl_memory_desc_t *b, const_dnnl_primitive_attr_t attr,
+                                  dnnl_primitive_t *out, size_t *pad) {
     *out = NULL;
     if (dnnl_memory_desc_equal(a, b)) return dnnl_success;
     dnnl_primitive_desc_t pd = NULL;
@@ -97,7 +97,8 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     int64_t Wo = hl_conv_out_len(k->W, k->kw, k->stride[2], k->pad[4], k->pad[5]);
     dnnl_dims_t yd = {k->N, k->O, To, Ho, Wo}, wd = {k->O, k->C, k->kt, k->kh, k->kw}, bd = {k->O};
     dnnl_dims_t strides = {k->stride[0], k->stride[1], k->stride[2]};
-    dnnl_dims_t pad_l = {k->pad[0], k->pad[2], k->pad[4]}, pad_r = {k->pad[1], k->pad[3], k->pad[5]};
+    dnnl_dims_t pad_l = {k->pad[0], k->pad[2], k->pad[4]},
+                pad_r = {k->pad[1], k->pad[3], k->pad[5]};
     const dnnl_format_tag_t user_tag = k->layout == HL_NTHWC ? dnnl_ndhwc : dnnl_ncdhw;
     const dnnl_format_tag_t conv_tag = k->layout == HL_NTHWC ? dnnl_ndhwc : dnnl_format_tag_any;
     const dnnl_data_type_t cdt = dnnl_dt(k->c_dt);
@@ -139,8 +140,10 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     st = make_reorder(p->engine, &p->x_md, &p->src_md, rattr, &p->x_reorder, &p->pad_bytes);
     if (st == dnnl_success && k->acc)
         st = make_reorder(p->engine, &p->y_md, &p->dst_md, rattr, &p->y_in, &p->pad_bytes);
-    if (st == dnnl_success) st = make_reorder(p->engine, &p->dst_md, &p->y_md, rattr, &p->y_out, &p->pad_bytes);
-    if (st == dnnl_success) st = make_reorder(p->engine, &p->w_md, &p->wei_md, rattr, &p->w_reorder, &p->pad_bytes);
+    if (st == dnnl_success)
+        st = make_reorder(p->engine, &p->dst_md, &p->y_md, rattr, &p->y_out, &p->pad_bytes);
+    if (st == dnnl_success)
+        st = make_reorder(p->engine, &p->w_md, &p->wei_md, rattr, &p->w_reorder, &p->pad_bytes);
     dnnl_primitive_attr_destroy(rattr);
     dnnl_memory_desc_t pad1d;
     dnnl_dims_t padd = {(int64_t)(p->pad_bytes ? p->pad_bytes : 1)};
@@ -156,7 +159,8 @@ static hl_status prim_create(dnnl_engine_t eng, conv_prim *p, const conv_key *ke
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     if (st == dnnl_success && key->acc) {
         st = dnnl_post_ops_create(&po);
         if (st == dnnl_success) st = dnnl_post_ops_append_sum(po, 1.0f);
@@ -217,7 +221,8 @@ static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_ar
     for (int i = 0; i < n && st == dnnl_success; i++) {
         if (!args[i].handle) continue;
         ex[m].arg = args[i].arg;
-        st = dnnl_memory_create(&ex[m].memory, args[i].md, hl_cpu_engine(cpu), (void *)args[i].handle);
+        st = dnnl_memory_create(&ex[m].memory, args[i].md, hl_cpu_engine(cpu),
+                                (void *)args[i].handle);
         if (st == dnnl_success) m++;
     }
     if (st == dnnl_success) st = dnnl_primitive_execute(prim, hl_cpu_stream(cpu, 0), m, ex);
@@ -226,11 +231,11 @@ static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_ar
     return st == dnnl_success ? HL_OK : dnnl_fail(err, st, what);
 }
 
-static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t r, const dnnl_memory_desc_t *from,
-                         const void *a, const dnnl_memory_desc_t *to, void *b, void *pad,
-                         hl_error *err) {
-    exec_arg args[3] = {{DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b},
-                        {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
+static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t r,
+                         const dnnl_memory_desc_t *from, const void *a,
+                         const dnnl_memory_desc_t *to, void *b, void *pad, hl_error *err) {
+    exec_arg args[3] = {
+        {DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b}, {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
     return execute(cpu, r, args, 3, "reorder", err);
 }
 
@@ -243,7 +248,7 @@ static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t
 typedef struct cpu_pack {
     hl_conv_pack base; /* owner = the cpu table */
     struct {
-        const void *src;   /* the weight data it was made from */
+        const void *src; /* the weight data it was made from */
         hl_dtype dt;
         dnnl_memory_desc_t md;
         void *data;
@@ -272,7 +277,8 @@ static hl_status packed_weight(const hl_ctx *ctx, const conv_prim *prim, const h
     if (!pack) {
         void *dst = hl_cpu_scratch(cpu, HL_SLOT_CONV_WEI, bytes);
         if (!dst) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weights)");
-        HL_TRY(reorder(cpu, prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, dst, pad, ctx->err));
+        HL_TRY(reorder(cpu, prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, dst, pad,
+                       ctx->err));
         *out = dst;
         return HL_OK;
     }
@@ -298,8 +304,10 @@ static hl_status packed_weight(const hl_ctx *ctx, const conv_prim *prim, const h
     memset(&pk->v[victim], 0, sizeof pk->v[victim]);
     void *data = NULL;
     if (posix_memalign(&data, 64, (bytes + 63) / 64 * 64) != 0)
-        return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weight pack, %zu bytes)", bytes);
-    hl_status st = reorder(cpu, prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, data, pad, ctx->err);
+        return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (weight pack, %zu bytes)",
+                       bytes);
+    hl_status st = reorder(cpu, prim, prim->w_reorder, &prim->w_md, w->data, &prim->wei_md, data,
+                           pad, ctx->err);
     if (st != HL_OK) {
         free(data);
         return st;
@@ -368,9 +376,12 @@ static void conv_empty_sum(const hl_conv3d_shape *s, const hl_conv_geom *g, cons
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t o = 0; o < g->O; o++) {
             float bo = 0.0f;
-            if (b) hl_convert_to_f32(b->dtype, (const char *)b->data + (size_t)o * hl_dtype_size(b->dtype), &bo, 1);
+            if (b)
+                hl_convert_to_f32(
+                    b->dtype, (const char *)b->data + (size_t)o * hl_dtype_size(b->dtype), &bo, 1);
             for (int64_t p = 0; p < P; p++) {
-                float *yp = s->layout == HL_NCTHW ? y + (n * g->O + o) * P + p : y + (n * P + p) * g->O + o;
+                float *yp = s->layout == HL_NCTHW ? y + (n * g->O + o) * P + p
+                                                  : y + (n * P + p) * g->O + o;
                 *yp = s->accumulate ? *yp + bo : bo;
             }
         }

@@ -45,19 +45,19 @@ void hl_cpu_unlock(hl_cpu *cpu);
  * first touch page-faults every call (measured: converting a 2304 x 8960 activation into a new
  * buffer took 42 ms, into a reused one 4.3 ms). Contents are not preserved across growth. */
 typedef enum hl_cpu_slot {
-    HL_SLOT_LIN_X,    /* linear: x as a dense bf16 (or f32) copy */
-    HL_SLOT_LIN_W,    /* linear: weights reordered to oneDNN's blocked layout (or f32) */
-    HL_SLOT_LIN_Y,    /* linear: dense output when ldy != N */
-    HL_SLOT_LIN_PAD,  /* linear: oneDNN scratchpad */
-    HL_SLOT_ATT_QKV,  /* attention: q, k, v packed per head in the compute dtype */
-    HL_SLOT_ATT_BLK,  /* attention: per-thread score / probability / output blocks */
-    HL_SLOT_ATT_PAD,  /* attention: per-thread oneDNN scratchpads */
-    HL_SLOT_CONV_SRC, /* conv3d: x reordered for the primitive */
-    HL_SLOT_CONV_DST, /* conv3d: y in the primitive's layout */
-    HL_SLOT_CONV_WEI, /* conv3d: blocked weights without a pack */
-    HL_SLOT_CONV_PAD, /* conv3d: oneDNN scratchpad */
-    HL_SLOT_CONV_BIAS,/* conv3d: the bias as float32 */
-    HL_SLOT_NORM_BWD, /* norm backwards: per-thread parameter-gradient partial sums */
+    HL_SLOT_LIN_X,     /* linear: x as a dense bf16 (or f32) copy */
+    HL_SLOT_LIN_W,     /* linear: weights reordered to oneDNN's blocked layout (or f32) */
+    HL_SLOT_LIN_Y,     /* linear: dense output when ldy != N */
+    HL_SLOT_LIN_PAD,   /* linear: oneDNN scratchpad */
+    HL_SLOT_ATT_QKV,   /* attention: q, k, v packed per head in the compute dtype */
+    HL_SLOT_ATT_BLK,   /* attention: per-thread score / probability / output blocks */
+    HL_SLOT_ATT_PAD,   /* attention: per-thread oneDNN scratchpads */
+    HL_SLOT_CONV_SRC,  /* conv3d: x reordered for the primitive */
+    HL_SLOT_CONV_DST,  /* conv3d: y in the primitive's layout */
+    HL_SLOT_CONV_WEI,  /* conv3d: blocked weights without a pack */
+    HL_SLOT_CONV_PAD,  /* conv3d: oneDNN scratchpad */
+    HL_SLOT_CONV_BIAS, /* conv3d: the bias as float32 */
+    HL_SLOT_NORM_BWD,  /* norm backwards: per-thread parameter-gradient partial sums */
     HL_SLOT_COUNT
 } hl_cpu_slot;
 

@@ -20,7 +20,7 @@
 #define HL_MAX_STREAMS HELIOS_MAX_THREADS /* one stream per thread, up to the session bound */
 
 typedef struct cache_entry {
-    int kind;          /* hl_cpu_prim_kind; 0: empty */
+    int kind; /* hl_cpu_prim_kind; 0: empty */
     size_t key_len;
     uint64_t hash;
     uint64_t last_use;
@@ -73,7 +73,8 @@ static hl_status cpu_init(hl_backend *be, hl_error *err) {
         cpu_fini(be);
         return dnnl_fail(err, st, "engine creation");
     }
-    hl_status s = hl_cpu_dnnl_init(cpu, be->nthreads > 0 ? be->nthreads : omp_get_max_threads(), err);
+    hl_status s = hl_cpu_dnnl_init(cpu, be->nthreads > 0 ? be->nthreads : omp_get_max_threads(),
+                                   err);
     if (s != HL_OK) cpu_fini(be);
     return s;
 }
@@ -125,7 +126,8 @@ hl_status hl_cpu_dnnl_init(hl_cpu *cpu, int nstreams, hl_error *err) {
                        HL_MAX_STREAMS);
     for (int i = 0; i < nstreams; i++) {
         if (cpu->streams[i]) continue;
-        dnnl_status_t st = dnnl_stream_create(&cpu->streams[i], cpu->engine, dnnl_stream_default_flags);
+        dnnl_status_t st = dnnl_stream_create(&cpu->streams[i], cpu->engine,
+                                              dnnl_stream_default_flags);
         if (st != dnnl_success) {
             cpu->streams[i] = NULL;
             return dnnl_fail(err, st, "stream creation");
@@ -259,10 +261,9 @@ static hl_status mm_create(const hl_cpu *cpu, hl_mm *mm, const hl_mm_key *key, h
     omp_set_num_threads(saved);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) {
-        hl_status s = hl_fail(err, HELIOS_ERR_INTERNAL,
-                              "oneDNN: matmul %lldx%lldx%lld %s creation failed: %s",
-                              (long long)M, (long long)N, (long long)K, hl_dtype_name(key->dt),
-                              dnnl_status2str(st));
+        hl_status s = hl_fail(
+            err, HELIOS_ERR_INTERNAL, "oneDNN: matmul %lldx%lldx%lld %s creation failed: %s",
+            (long long)M, (long long)N, (long long)K, hl_dtype_name(key->dt), dnnl_status2str(st));
         mm_destroy(mm);
         return s;
     }
@@ -305,7 +306,8 @@ int hl_cpu_bf16_gemm(hl_cpu *cpu) {
     if (env && env[0] == '0' && env[1] == 0) {
         cpu->bf16 = 0;
         if (!__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
-            HL_INFO("cpu: HELIOS_BF16_GEMM=0: bf16 weights are converted to float32 and computed in f32");
+            HL_INFO("cpu: HELIOS_BF16_GEMM=0: bf16 weights are converted to float32 and computed "
+                    "in f32");
         return 0;
     }
     hl_error err = {0};
@@ -358,10 +360,10 @@ static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, int stream, c
 hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, void *packed,
                            void *scratchpad, hl_error *err) {
     if (!mm->reorder) return hl_fail(err, HELIOS_ERR_INTERNAL, "matmul: no reorder to run");
-    mm_arg args[3] = {{DNNL_ARG_FROM, &mm->b_plain_md, b_plain},
-                      {DNNL_ARG_TO, &mm->b_md, packed},
-                      {DNNL_ARG_SCRATCHPAD, &mm->reorder_pad_md,
-                       mm->reorder_pad_bytes ? scratchpad : NULL}};
+    mm_arg args[3] = {
+        {DNNL_ARG_FROM, &mm->b_plain_md, b_plain},
+        {DNNL_ARG_TO, &mm->b_md, packed},
+        {DNNL_ARG_SCRATCHPAD, &mm->reorder_pad_md, mm->reorder_pad_bytes ? scratchpad : NULL}};
     return execute(mm->cpu, mm->reorder, stream, args, 3, err);
 }
 

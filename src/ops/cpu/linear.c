@@ -51,16 +51,18 @@ static hl_status bias_f32(const hl_ctx *ctx, const hl_tensor *b, int64_t N, cons
         return HL_OK;
     }
     float *f = malloc((size_t)N * sizeof *f);
-    if (!f) return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (bias, N=%lld)", (long long)N);
+    if (!f)
+        return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (bias, N=%lld)",
+                       (long long)N);
     hl_convert_to_f32(b->dtype, b->data, f, (size_t)N);
     *out = *owned = f;
     return HL_OK;
 }
 
 /* The matmul proper, with the backend lock held. */
-static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K,
-                               const float *x, int64_t ldx, const hl_tensor *W,
-                               const float *bias, float *y, int64_t ldy) {
+static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                               int64_t ldx, const hl_tensor *W, const float *bias, float *y,
+                               int64_t ldy) {
     hl_cpu *cpu = hl_cpu_of(ctx);
     hl_tensor w32;
     if (W->dtype == HL_BF16 && !hl_cpu_bf16_gemm(cpu)) { /* no bf16 kernels: an f32 GEMM */
@@ -68,15 +70,21 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
         if (!wf) goto oom;
         const hl_bf16 *wb = W->data;
 #pragma omp parallel for schedule(static) if (N * K >= LIN_PAR_MIN)
-        for (int64_t n = 0; n < N; n++) hl_convert_to_f32(HL_BF16, wb + n * K, wf + n * K, (size_t)K);
+        for (int64_t n = 0; n < N; n++)
+            hl_convert_to_f32(HL_BF16, wb + n * K, wf + n * K, (size_t)K);
         w32 = *W;
         w32.dtype = HL_F32;
         w32.data = wf;
         W = &w32;
     }
     const int bf16 = W->dtype == HL_BF16;
-    hl_mm_key key = {.M = M, .N = N, .K = K, .dt = W->dtype, .blayout = HL_MM_B_NK,
-                     .bias = bias != NULL, .nthr = omp_get_max_threads()};
+    hl_mm_key key = {.M = M,
+                     .N = N,
+                     .K = K,
+                     .dt = W->dtype,
+                     .blayout = HL_MM_B_NK,
+                     .bias = bias != NULL,
+                     .nthr = omp_get_max_threads()};
     if (bf16 && M >= LIN_BLOCKED_MIN_M && N >= K && N < 2 * K) key.blayout = HL_MM_B_BLOCKED_NK;
     hl_mm *mm;
     HL_TRY(hl_cpu_mm_get(cpu, &key, &mm, ctx->err));
@@ -87,10 +95,8 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
     if (bf16 || ldx != K) {
         void *xa = hl_cpu_scratch(cpu, HL_SLOT_LIN_X, (size_t)(M * K) * esz);
         if (!xa || !pad) goto oom;
-        if (bf16)
-            pack_x_bf16(M, K, x, ldx, xa);
-        else
-            copy_rows(M, K, x, ldx, xa, K);
+        if (bf16) pack_x_bf16(M, K, x, ldx, xa);
+        else copy_rows(M, K, x, ldx, xa, K);
         a = xa;
     }
     const void *wb = W->data;

@@ -202,7 +202,8 @@ static hl_status norm_backward(const hl_ctx *ctx, int rms, int64_t M, int64_t D,
 #pragma omp parallel num_threads(nthr) if (par)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        float *pw = dw ? part + (size_t)t * 2 * D : NULL, *pb = db ? part + ((size_t)t * 2 + 1) * D : NULL;
+        float *pw = dw ? part + (size_t)t * 2 * D : NULL,
+              *pb = db ? part + ((size_t)t * 2 + 1) * D : NULL;
         const int64_t m0 = M * t / nt, m1 = M * (t + 1) / nt;
         for (int64_t m = m0; m < m1; m++)
             norm_bwd_row(rms, x + m * ldx, dy + m * lddy, D, w, rms ? 0.0f : saved->mean[m],

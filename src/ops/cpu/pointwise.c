@@ -72,8 +72,10 @@ static inline float gelu_den(float v) { return 1.0f + expf(GELU_K2 * v * (1.0f +
 
 #ifdef HL_CPU_AVX512
 static inline __m512 gelu_den_v(__m512 v) {
-    const __m512 vk2 = _mm512_set1_ps(GELU_K2), vc = _mm512_set1_ps(GELU_C), one = _mm512_set1_ps(1.0f);
-    __m512 m2u = _mm512_mul_ps(_mm512_mul_ps(vk2, v), _mm512_fmadd_ps(_mm512_mul_ps(vc, v), v, one));
+    const __m512 vk2 = _mm512_set1_ps(GELU_K2), vc = _mm512_set1_ps(GELU_C),
+                 one = _mm512_set1_ps(1.0f);
+    __m512 m2u = _mm512_mul_ps(_mm512_mul_ps(vk2, v),
+                               _mm512_fmadd_ps(_mm512_mul_ps(vc, v), v, one));
     return _mm512_add_ps(one, hl_v_exp(m2u));
 }
 #endif
@@ -157,7 +159,8 @@ static void scale_heads_row(float *x, int H, int hd, const float *s) {
         int i = 0;
 #ifdef HL_CPU_AVX512
         const __m512 vs = _mm512_set1_ps(s[h]);
-        for (; i + 16 <= hd; i += 16) _mm512_storeu_ps(xh + i, _mm512_mul_ps(_mm512_loadu_ps(xh + i), vs));
+        for (; i + 16 <= hd; i += 16)
+            _mm512_storeu_ps(xh + i, _mm512_mul_ps(_mm512_loadu_ps(xh + i), vs));
 #endif
         for (; i < hd; i++) xh[i] *= s[h];
     }
@@ -178,7 +181,8 @@ static void gelu_mul_span(const float *x, const float *g, float *y, int64_t n) {
 #ifdef HL_CPU_AVX512
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
-        _mm512_storeu_ps(y + i, _mm512_div_ps(_mm512_mul_ps(v, _mm512_loadu_ps(g + i)), gelu_den_v(v)));
+        _mm512_storeu_ps(y + i,
+                         _mm512_div_ps(_mm512_mul_ps(v, _mm512_loadu_ps(g + i)), gelu_den_v(v)));
     }
 #endif
     for (; i < n; i++) y[i] = x[i] * g[i] / gelu_den(x[i]);

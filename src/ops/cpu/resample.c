@@ -26,7 +26,8 @@ static void scale_store(const float *x, const float *g, float r, int silu, hl_dt
         __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), vr);
         if (g) v = _mm512_mul_ps(v, _mm512_loadu_ps(g + i));
         if (silu) /* v·sigmoid(v) = v / (1 + e^-v) */
-            v = _mm512_div_ps(v, _mm512_add_ps(one, hl_v_exp(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+            v = _mm512_div_ps(v,
+                              _mm512_add_ps(one, hl_v_exp(_mm512_sub_ps(_mm512_setzero_ps(), v))));
         if (dt == HL_BF16) _mm256_storeu_si256((__m256i *)((hl_bf16 *)y + i), hl_v_to_bf16(v));
         else _mm512_storeu_ps((float *)y + i, v);
     }
@@ -82,8 +83,8 @@ static void norm_rows(int64_t M, int64_t C, const float *x, const float *gamma, 
 /* channels-first: per batch element a [C, S] matrix; positions in blocks of NB, the sum of
  * squares accumulated across channels in a small buffer. */
 enum { NB = 256 };
-static void norm_cols(int64_t N, int64_t C, int64_t S, const float *x, const float *gamma,
-                      int silu, hl_dtype dt, void *y) {
+static void norm_cols(int64_t N, int64_t C, int64_t S, const float *x, const float *gamma, int silu,
+                      hl_dtype dt, void *y) {
     const float scale = sqrtf((float)C);
     const size_t es = dt_size(dt);
     const int64_t nblk = (S + NB - 1) / NB;
@@ -102,7 +103,8 @@ static void norm_cols(int64_t N, int64_t C, int64_t S, const float *x, const flo
         for (int64_t c = 0; c < C; c++) {
             float v[NB];
             for (int64_t p = 0; p < np; p++) v[p] = xb[c * S + p] * r[p];
-            scale_store(v, NULL, gamma[c], silu, dt, (char *)y + (size_t)(n * C * S + c * S + p0) * es, np);
+            scale_store(v, NULL, gamma[c], silu, dt,
+                        (char *)y + (size_t)(n * C * S + c * S + p0) * es, np);
         }
     }
 }

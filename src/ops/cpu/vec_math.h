@@ -53,9 +53,9 @@ static inline __m512 hl_v_tanh(__m512 x) {
     __m512 small = _mm512_div_ps(_mm512_mul_ps(a, num), den);
     /* large: 1 - 2/(e^{2a} + 1); e^{2a} = inf for a > 44 gives exactly 1 */
     __m512 e = hl_v_exp(_mm512_add_ps(a, a));
-    __m512 large = _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                                 _mm512_div_ps(_mm512_set1_ps(2.0f),
-                                               _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    __m512 large = _mm512_sub_ps(
+        _mm512_set1_ps(1.0f),
+        _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
     __mmask16 use_small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
     __m512 t = _mm512_mask_blend_ps(use_small, large, small);
     /* a NaN compares false and took the large path, where it stayed NaN; restore the sign */

@@ -8,13 +8,15 @@
 hl_status hl_ref_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
                                   const float *q, int64_t ldq, const float *k, int64_t ldk,
                                   const float *v, int64_t ldv, float scale, const float *bias,
-                                  const float *key_bias, hl_dtype compute, float *out, int64_t ldo) {
+                                  const float *key_bias, hl_dtype compute, float *out,
+                                  int64_t ldo) {
     double *p = malloc((size_t)(Sk ? Sk : 1) * sizeof *p);
     double *acc = malloc((size_t)(hd ? hd : 1) * sizeof *acc);
     if (!p || !acc) {
         free(p);
         free(acc);
-        return hl_fail(ctx->err, HELIOS_ERR_OOM, "attention: out of memory (Sk=%lld)", (long long)Sk);
+        return hl_fail(ctx->err, HELIOS_ERR_OOM, "attention: out of memory (Sk=%lld)",
+                       (long long)Sk);
     }
     for (int h = 0; h < H; h++) {
         for (int64_t i = 0; i < Sq; i++) {

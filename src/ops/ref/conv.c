@@ -22,7 +22,9 @@ hl_status hl_ref_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void 
     hl_conv3d_geometry(s, w, &g);
     int64_t K = g.C * g.kt * g.kh * g.kw, nw = g.O * K;
     float *wf = malloc((size_t)(nw ? nw : 1) * sizeof *wf);
-    if (!wf) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (%lld weights)", (long long)nw);
+    if (!wf)
+        return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (%lld weights)",
+                       (long long)nw);
     hl_convert_to_f32(w->dtype, w->data, wf, (size_t)nw);
     for (int64_t n = 0; n < g.N; n++)
         for (int64_t o = 0; o < g.O; o++)
@@ -41,8 +43,9 @@ hl_status hl_ref_conv3d(const hl_ctx *ctx, const hl_conv3d_shape *s, const void 
                                     for (int64_t d = 0; d < g.kw; d++) {
                                         int64_t wi = wo * s->stride[2] - s->pad[4] + d;
                                         if (wi < 0 || wi >= g.W) continue;
-                                        double xv = load_x(x, s->x_dtype,
-                                                           at5(s->layout, g.C, g.T, g.H, g.W, n, c, ti, hi, wi));
+                                        double xv = load_x(
+                                            x, s->x_dtype,
+                                            at5(s->layout, g.C, g.T, g.H, g.W, n, c, ti, hi, wi));
                                         acc += xv * wo_[((c * g.kt + a) * g.kh + bb) * g.kw + d];
                                     }
                                 }

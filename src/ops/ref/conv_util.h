@@ -7,9 +7,9 @@
 
 /* The resolved geometry of one call. */
 typedef struct hl_conv_geom {
-    int64_t N, C, T, H, W;    /* x */
-    int64_t O, kt, kh, kw;    /* weight */
-    int64_t To, Ho, Wo;       /* y */
+    int64_t N, C, T, H, W; /* x */
+    int64_t O, kt, kh, kw; /* weight */
+    int64_t To, Ho, Wo;    /* y */
 } hl_conv_geom;
 
 /* The geometry of a call that hl_conv3d_check accepted. */
@@ -26,9 +26,9 @@ static inline void hl_conv3d_geometry(const hl_conv3d_shape *s, const hl_tensor 
 }
 
 /* Validates every argument of hl_conv3d and fills g. Failures name the offending value. */
-static inline hl_status hl_conv3d_check(const hl_ctx *ctx, const hl_conv3d_shape *s,
-                                        const void *x, const hl_tensor *w, const hl_tensor *b,
-                                        const float *y, hl_conv_geom *g) {
+static inline hl_status hl_conv3d_check(const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x,
+                                        const hl_tensor *w, const hl_tensor *b, const float *y,
+                                        hl_conv_geom *g) {
     hl_error *err = ctx->err;
     if (!s || !w || !w->data)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "conv3d: no shape or weight");
@@ -64,8 +64,7 @@ static inline hl_status hl_conv3d_check(const hl_ctx *ctx, const hl_conv3d_shape
                            s->pad[i]);
     if (b) {
         if (b->dtype != HL_F32 && b->dtype != HL_BF16)
-            return hl_fail(err, HELIOS_ERR_DTYPE, "conv3d: bias dtype %s",
-                           hl_dtype_name(b->dtype));
+            return hl_fail(err, HELIOS_ERR_DTYPE, "conv3d: bias dtype %s", hl_dtype_name(b->dtype));
         if (!b->data || hl_tensor_numel(b) != g->O || !hl_tensor_is_contiguous(b))
             return hl_fail(err, HELIOS_ERR_SHAPE, "conv3d: bias has %lld values, O=%lld",
                            (long long)hl_tensor_numel(b), (long long)g->O);

@@ -68,7 +68,9 @@ static hl_status norm_backward(const hl_ctx *ctx, int rms, int64_t M, int64_t D,
     double *acc = NULL;
     if (dw || db) {
         acc = calloc((size_t)(2 * D), sizeof *acc);
-        if (!acc) return hl_fail(ctx->err, HELIOS_ERR_OOM, "norm backward: out of memory (D=%lld)", (long long)D);
+        if (!acc)
+            return hl_fail(ctx->err, HELIOS_ERR_OOM, "norm backward: out of memory (D=%lld)",
+                           (long long)D);
     }
     for (int64_t m = 0; m < M; m++) {
         const float *xr = x + m * ldx, *gr = dy + m * lddy;

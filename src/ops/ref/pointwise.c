@@ -64,6 +64,7 @@ hl_status hl_ref_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk,
     for (int h = 0; h < H; h++)
         for (int64_t i = 0; i < Sq; i++)
             for (int64_t j = 0; j < Sk; j++)
-                bias[((int64_t)h * Sq + i) * Sk + j] = rel[(int64_t)h * (Sq + Sk - 1) + j - i + Sq - 1];
+                bias[((int64_t)h * Sq + i) * Sk + j] =
+                    rel[(int64_t)h * (Sq + Sk - 1) + j - i + Sq - 1];
     return HL_OK;
 }

@@ -67,8 +67,7 @@ hl_status hl_ref_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int6
                                    int64_t y_cstride) {
     for (int64_t t = 0; t < T; t++)
         for (int64_t s = 0; s < S; s++)
-            for (int64_t c = 0; c < C; c++)
-                {
+            for (int64_t c = 0; c < C; c++) {
                 float v = x[(t * S + s) * C + c];
                 y[c * y_cstride + t * S + s] = v < lo ? lo : v > hi ? hi : v; /* NaN stays NaN */
             }
