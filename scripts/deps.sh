@@ -10,6 +10,7 @@ set -euo pipefail
 pkgs=(
   cmake gcc make pkg-config   # build
   g++                         # the test that compiles include/helios.h as C++
+  clang-format                # the test that the sources follow .clang-format (clang-format-14)
   libdnnl-dev                 # oneDNN: bf16/f32 GEMM (matmul) and convolution on CPU
   clang libclang-rt-14-dev    # libFuzzer + sanitizer runtimes for the fuzz targets
   libomp-14-dev               # OpenMP for clang (the fuzz build; gcc brings its own libgomp)
