@@ -110,7 +110,10 @@ int cmd_eval(int argc, char **argv) {
     helios_session_params_init(&sp);
     sp.n_threads = 1;
     helios_session *s;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) { /* no session holds the message */
+        fprintf(stderr, "helios eval: %s\n", helios_session_new_error());
+        return 1;
+    }
     helios_media *m = NULL;
     helios_eval *e = NULL;
     rc = 1;

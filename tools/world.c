@@ -143,7 +143,10 @@ int cmd_world(int argc, char **argv) {
     helios_session_params_init(&sp);
     sp.n_threads = 1;
     helios_session *s;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) return 1;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) { /* no session holds the message */
+        fprintf(stderr, "helios world: %s\n", helios_session_new_error());
+        return 1;
+    }
     helios_world *w = NULL;
     helios_video_writer *vw = NULL;
     text_out truth = {0}, caps = {0};
