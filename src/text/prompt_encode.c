@@ -65,6 +65,10 @@ static hl_status ensure_loaded(hl_text_encoder *te, hl_error *err) {
     return te->umt5 ? HL_OK : hl_umt5_load(te->config_path, te->weights_path, &te->umt5, err);
 }
 
+hl_status hl_text_encoder_load(hl_text_encoder *te, hl_error *err) {
+    return ensure_loaded(te, err);
+}
+
 hl_status hl_text_encoder_dim(hl_text_encoder *te, int *dim, hl_error *err) {
     (void)err;
     *dim = te->cfg.d_model;

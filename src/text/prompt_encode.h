@@ -22,6 +22,8 @@ hl_status hl_text_encoder_open(const char *text_encoder_dir, const char *tokeniz
 void hl_text_encoder_free(hl_text_encoder *te);
 /* Unmaps the encoder weights (they are mapped again when needed). */
 void hl_text_encoder_release(hl_text_encoder *te);
+/* Maps the encoder weights now (hl_text_encode does it on first use). */
+hl_status hl_text_encoder_load(hl_text_encoder *te, hl_error *err);
 /* The embedding width (d_model). */
 hl_status hl_text_encoder_dim(hl_text_encoder *te, int *dim, hl_error *err);
 
