@@ -49,8 +49,8 @@ static inline void fuzz_spm_check_text(const hl_spm *m, const char *text, size_t
 /* Probes that reach the charsmap rules of the seed models and the encoder's special cases. */
 static const char *const k_fuzz_probes[] = {
     "A red fox runs across a snowy mountain pass.",
-    "\357\254\201sh  \357\274\241b e\314\201 x\342\200\213\033q \342\200\246\t\343\200\200z "
-    "<extra_id_0>",
+    ("\357\254\201sh  \357\274\241b e\314\201 x\342\200\213\033q \342\200\246\t\343\200\200z "
+     "<extra_id_0>"), /* one probe: the concatenation is meant */
     "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\xac \xe2\x96\x81 \xff\xfe\xc3",
     "   ",
     "",
