@@ -392,8 +392,8 @@ hl_status hl_video_reader_read(hl_video_reader *d, float *x, int T, int t0, int 
                                hl_error *err) {
     *got = 0;
     if (!x || T < 1 || t0 < 0 || n < 0 || t0 > T - n)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: frames %d..%d of a block of %d", d->path,
-                       t0, t0 + n - 1, T);
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: %d frames from frame %d of a block of %d",
+                       d->path, n, t0, T);
     const size_t plane = (size_t)d->out_w * d->out_h;
     for (int k = 0; k < n; k++) {
         const uint8_t *rgb;
