@@ -362,6 +362,36 @@ helios_status helios_video_read_tail(helios_session *s, const char *path, int wi
                                      int tail, helios_media **out);
 void helios_media_free(helios_media *m);
 
+/* A video read as a stream, frame by frame, for inputs too long to hold (helios eval): memory is
+ * a few frames whatever the video's length. Same decoding, resizing and values as
+ * helios_video_read, whose frames it gives one after another; every frame is decoded and a
+ * damaged one is an error. The open decodes frame 0, so the size is known and a file without a
+ * decodable frame fails there (errors: the session's, naming the file). After a failed read the
+ * reader fails every later call (errors: helios_video_reader_error). */
+typedef struct helios_video_reader helios_video_reader;
+
+typedef struct helios_video_info {
+    int width, height;         /* the frames handed out: the requested size, or frame 0's */
+    int src_width, src_height; /* frame 0's size in the file, before resizing */
+    double fps;                /* 0 when unknown */
+    int64_t frames;            /* the frame count the container states; 0 when it does not say
+                                * (a hint: the frames read are what count) */
+    int64_t read;              /* frames handed out so far */
+} helios_video_info;
+
+/* width x height: the frame size wanted (0 x 0 keeps the native size). */
+helios_status helios_video_reader_open(helios_session *s, const char *path, int width, int height,
+                                       helios_video_reader **out);
+/* Reads up to n next frames into frames t0 .. t0+n-1 of x, a (3, T, height, width) block in
+ * [-1, 1] (T = n = 1, t0 = 0: one (3, height, width) frame). *got of them were read: fewer than
+ * n only at the end of the video (0: the end). */
+helios_status helios_video_reader_read(helios_video_reader *r, float *x, int T, int t0, int n,
+                                       int *got);
+void helios_video_reader_info(const helios_video_reader *r, helios_video_info *info);
+/* Message of this reader's last failure ("" if none). */
+const char *helios_video_reader_error(const helios_video_reader *r);
+void helios_video_reader_free(helios_video_reader *r); /* NULL is a no-op */
+
 /* A video writer, chosen from the path:
  *   "*.mp4"   H.264 (libx264) yuv420p BT.601 limited range, fragmented MP4;
  *   "*.y4m"   YUV4MPEG2 4:2:0; "-" = the same on stdout;

@@ -147,6 +147,37 @@ static void test_media(helios_session *s, helios_pipeline *p) {
     if (m)
         CHECK(m->frames == frames && m->width == g.width && m->height == g.height && m->data,
               "read back %d frames %dx%d", m->frames, m->width, m->height);
+    /* the streaming reader: the same frames, here as one block (one more asked than there are) */
+    helios_video_reader *r = NULL;
+    CHECK(helios_video_reader_open(s, mp4, 0, 0, &r) == HELIOS_OK && r, "reader: %s",
+          helios_session_error(s));
+    if (r && m && m->frames == frames) {
+        helios_video_info vi;
+        helios_video_reader_info(r, &vi);
+        CHECK(vi.width == m->width && vi.height == m->height && vi.fps == m->fps && vi.read == 0,
+              "reader info %dx%d @ %g", vi.width, vi.height, vi.fps);
+        const size_t n = (size_t)3 * (frames + 1) * m->width * m->height;
+        float *x = calloc(n, sizeof(float));
+        int got = -1;
+        CHECK(x && helios_video_reader_read(r, x, frames + 1, 0, frames + 1, &got) == HELIOS_OK &&
+                  got == frames,
+              "reader: %d frames: %s", got, helios_video_reader_error(r));
+        bool same = x != NULL;
+        const size_t plane = (size_t)m->width * m->height;
+        for (int c = 0; x && c < 3; c++)
+            same &= !memcmp(x + (size_t)c * (frames + 1) * plane,
+                            m->data + (size_t)c * frames * plane, sizeof(float) * frames * plane);
+        CHECK(same, "reader: the frames helios_video_read gives");
+        CHECK(x && helios_video_reader_read(r, x, 1, 0, 1, &got) == HELIOS_OK && got == 0,
+              "reader: 0 frames at the end");
+        free(x);
+    }
+    helios_video_reader_free(r);
+    helios_video_reader_free(NULL);
+    r = NULL;
+    CHECK(helios_video_reader_open(s, "/nonexistent.mp4", 0, 0, &r) != HELIOS_OK && !r &&
+              strstr(helios_session_error(s), "/nonexistent.mp4"),
+          "reader: missing video named: %s", helios_session_error(s));
     helios_media_free(m);
     m = NULL;
     CHECK(helios_image_read(s, mp4, 32, 16, &m) == HELIOS_OK && m && m->frames == 1 &&

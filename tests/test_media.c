@@ -634,6 +634,104 @@ static void test_read_errors(void) {
           "huge target");
 }
 
+/* The streaming reader gives hl_video_read's frames one call at a time (and in blocks), its
+ * info matches, the end is a clean 0, a truncated file is an error naming it (also on every
+ * later call), and free takes NULL. */
+static void stream_matches(const char *path, int w, int h) {
+    hl_error err;
+    hl_error_clear(&err);
+    hl_media m = {0};
+    CHECK(hl_video_read(path, w, h, 0, &m, &err) == HL_OK, "whole read of %s: %s", path, err.msg);
+    hl_video_reader *r = NULL;
+    CHECK(hl_video_reader_open(path, w, h, &r, &err) == HL_OK && r, "stream open %s: %s", path,
+          err.msg);
+    if (!m.data || !r) {
+        hl_video_reader_free(r);
+        hl_media_free(&m);
+        return;
+    }
+    hl_video_info info;
+    hl_video_reader_info(r, &info);
+    CHECK(info.width == m.width && info.height == m.height && info.src_width == m.src_width &&
+              info.src_height == m.src_height && info.fps == m.fps && info.read == 0,
+          "%s: stream info %dx%d (src %dx%d) @ %g, read %lld", path, info.width, info.height,
+          info.src_width, info.src_height, info.fps, (long long)info.read);
+    const size_t plane = (size_t)m.width * m.height, per_c = plane * (size_t)m.frames;
+    enum { B = 7 }; /* odd blocks: frames 0, then blocks of 3 into slots 2..4 of a block of 7 */
+    float *blk = malloc(sizeof(float) * 3 * B * plane);
+    int f = 0, got = 0;
+    bool same = blk != NULL;
+    while (blk) {
+        const int n = f == 0 ? 1 : 3, t0 = f == 0 ? 0 : 2;
+        CHECK(hl_video_reader_read(r, blk, B, t0, n, &got, &err) == HL_OK, "%s: read: %s", path,
+              err.msg);
+        if (got == 0 || f + got > m.frames) break;
+        for (int k = 0; k < got; k++, f++)
+            for (int c = 0; c < 3; c++)
+                same &= !memcmp(blk + ((size_t)c * B + t0 + k) * plane,
+                                m.data + (size_t)c * per_c + (size_t)f * plane,
+                                plane * sizeof(float));
+        if (got < n) break;
+    }
+    CHECK(same && f == m.frames, "%s at %dx%d: streamed %d frames, the same as hl_video_read's %d",
+          path, w, h, f, m.frames);
+    CHECK(hl_video_reader_read(r, blk, B, 0, 1, &got, &err) == HL_OK && got == 0,
+          "%s: a read past the end gets 0 frames", path);
+    hl_video_reader_info(r, &info);
+    CHECK(info.read == m.frames, "%s: info.read %lld", path, (long long)info.read);
+    CHECK(hl_video_reader_read(r, blk, B, 5, 3, &got, &err) == HELIOS_ERR_INVALID_ARG,
+          "frames past the block refused");
+    free(blk);
+    hl_video_reader_free(r);
+    hl_media_free(&m);
+}
+
+static void test_stream_reader(void) {
+    stream_matches(tpath("a.y4m"), 0, 0);
+    stream_matches(tpath("v.mp4"), 0, 0);
+    stream_matches(tpath("v.mp4"), 48, 40); /* resized */
+    hl_video_reader_free(NULL);
+
+    /* truncated MP4: the frames before the cut, then an error naming the file, then again */
+    size_t n = 0;
+    unsigned char *b = read_file(tpath("v.mp4"), &n);
+    CHECK(b != NULL, "read v.mp4");
+    if (!b) return;
+    spit(tpath("cut.mp4"), b, n * 2 / 3);
+    free(b);
+    hl_error err;
+    hl_error_clear(&err);
+    hl_video_reader *r = NULL;
+    CHECK(hl_video_reader_open(tpath("cut.mp4"), 0, 0, &r, &err) == HL_OK && r,
+          "truncated mp4: frame 0 still opens: %s", err.msg);
+    if (!r) return;
+    float *fr = malloc(sizeof(float) * 3 * W * H);
+    int got = 0, frames = 0;
+    hl_status st = HL_OK;
+    while (fr && (st = hl_video_reader_read(r, fr, 1, 0, 1, &got, &err)) == HL_OK && got) frames++;
+    CHECK(st == HELIOS_ERR_FORMAT && strstr(err.msg, tpath("cut.mp4")) && frames > 0 && frames < T,
+          "truncated mp4: %d frames, then %d '%s'", frames, st, err.msg);
+    printf("stream reader, truncated mp4: %d frames, then: %s\n", frames,
+           err.msg + strlen(g_dir) + 1);
+    hl_error_clear(&err);
+    CHECK(hl_video_reader_read(r, fr, 1, 0, 1, &got, &err) != HL_OK && got == 0 &&
+              strstr(err.msg, tpath("cut.mp4")),
+          "truncated mp4: a read after the error fails too: '%s'", err.msg);
+    free(fr);
+    hl_video_reader_free(r);
+    hl_media m;
+    CHECK(hl_video_read(tpath("cut.mp4"), 0, 0, 0, &m, &err) == HELIOS_ERR_FORMAT,
+          "truncated mp4: the whole read fails the same way");
+    hl_media_free(&m);
+
+    r = NULL;
+    CHECK(hl_video_reader_open(tpath("missing.mp4"), 0, 0, &r, &err) == HELIOS_ERR_IO && !r &&
+              strstr(err.msg, tpath("missing.mp4")),
+          "stream open of a missing file: '%s'", err.msg);
+    CHECK(hl_video_reader_open(tpath("v.mp4"), 16, 0, &r, &err) == HELIOS_ERR_INVALID_ARG && !r,
+          "stream open: width without height");
+}
+
 /* Formats we read but do not write, made with the ffmpeg CLI from our PNG / Y4M output. */
 static void test_other_formats(const float *xq) {
     if (!g_have_ffmpeg) {
@@ -735,6 +833,7 @@ int main(void) {
     test_discard(x);
     test_writer_errors(x);
     test_read_errors();
+    test_stream_reader();
     test_other_formats(xq);
 
     free(x);

@@ -146,6 +146,23 @@ static hl_status rd_video(const char *dir, const char *p, hl_error *err) {
     return st;
 }
 
+/* the public streaming reader: its open is where the path is checked */
+static hl_status rd_video_stream(const char *dir, const char *p, hl_error *err) {
+    (void)dir;
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.n_threads = 1;
+    helios_session *s = NULL;
+    if (helios_session_new(&sp, &s) != HELIOS_OK)
+        return hl_fail(err, HELIOS_ERR_INTERNAL, "session: %s", helios_session_new_error());
+    helios_video_reader *r = NULL;
+    hl_status st = helios_video_reader_open(s, p, 16, 16, &r);
+    snprintf(err->msg, sizeof err->msg, "%s", helios_session_error(s));
+    helios_video_reader_free(r);
+    helios_session_free(s);
+    return st;
+}
+
 typedef struct reader {
     const char *what;
     const char *file;  /* the hostile path's name inside the case folder */
@@ -181,6 +198,7 @@ static const reader k_readers[] = {
     {"weights folder shard", "model.safetensors", NULL, rd_weights_dir, 0, NULL, HELIOS_ERR_IO},
     {"image", "image.png", NULL, rd_image, 0, NULL, HELIOS_ERR_INVALID_ARG},
     {"video", "video.mp4", NULL, rd_video, 0, NULL, HELIOS_ERR_INVALID_ARG},
+    {"video stream", "video.mp4", NULL, rd_video_stream, 0, NULL, HELIOS_ERR_INVALID_ARG},
 };
 
 /* ---- the hostile paths ------------------------------------------------------------------------ */

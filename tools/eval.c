@@ -79,12 +79,16 @@ static void print_json_string(const char *s) {
     putchar('"');
 }
 
-static void report(const eval_opts *o, const helios_media *m, const helios_eval_metric *mt, int n) {
+typedef struct video_desc {
+    int frames, width, height, fps;
+} video_desc;
+
+static void report(const eval_opts *o, const video_desc *v, const helios_eval_metric *mt, int n) {
     if (o->json) {
         printf("{\"video\":");
         print_json_string(o->video);
-        printf(",\"width\":%d,\"height\":%d,\"chunk\":%d,\"fps\":%d", m->width, m->height, o->chunk,
-               (int)m->fps);
+        printf(",\"width\":%d,\"height\":%d,\"chunk\":%d,\"fps\":%d", v->width, v->height, o->chunk,
+               v->fps);
         for (int i = 0; i < n; i++) {
             printf(",\"%s\":", mt[i].name);
             if (isnan(mt[i].value) || isinf(mt[i].value)) printf("null");
@@ -93,8 +97,8 @@ static void report(const eval_opts *o, const helios_media *m, const helios_eval_
         printf("}\n");
         return;
     }
-    printf("%s: %d frames, %dx%d, %d fps, chunks of %d\n", o->video, m->frames, m->width, m->height,
-           (int)m->fps, o->chunk);
+    printf("%s: %d frames, %dx%d, %d fps, chunks of %d\n", o->video, v->frames, v->width, v->height,
+           v->fps, o->chunk);
     printf("%-20s %12s  %s\n", "metric", "value", "what");
     for (int i = 0; i < n; i++) {
         if (isnan(mt[i].value)) printf("%-20s %12s  %s\n", mt[i].name, "n/a", mt[i].what);
@@ -114,41 +118,57 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "helios eval: %s\n", helios_session_new_error());
         return 1;
     }
-    helios_media *m = NULL;
+    /* Frame by frame: one frame in memory, and the evaluator keeps a small record per frame. */
+    helios_video_reader *r = NULL;
     helios_eval *e = NULL;
+    float *frame = NULL;
     rc = 1;
-    if (helios_video_read(s, o.video, 0, 0, 0, &m) != HELIOS_OK) {
+    if (helios_video_reader_open(s, o.video, 0, 0, &r) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s\n", helios_session_error(s));
         goto done;
     }
+    helios_video_info vi;
+    helios_video_reader_info(r, &vi);
     helios_eval_params ep;
     helios_eval_params_init(&ep);
-    ep.width = m->width, ep.height = m->height, ep.chunk = o.chunk;
+    ep.width = vi.width, ep.height = vi.height, ep.chunk = o.chunk;
     if (o.fps > 0) ep.fps = o.fps;
-    else if (m->fps >= 1 && m->fps <= 1000) ep.fps = (int)lround(m->fps);
+    else if (vi.fps >= 1 && vi.fps <= 1000) ep.fps = (int)lround(vi.fps);
     ep.prompt = o.prompt, ep.truth_path = o.truth;
     ep.reference_seeds = o.seeds, ep.reference_frames = o.ref_frames;
     if (helios_eval_new(s, &ep, &e) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_session_error(s));
         goto done;
     }
-    for (int t = 0; t < m->frames; t++)
-        if (helios_eval_add(e, m->data, m->frames, t, NULL) != HELIOS_OK) {
+    frame = malloc(sizeof(float) * 3 * (size_t)vi.width * (size_t)vi.height);
+    if (!frame) {
+        fprintf(stderr, "helios eval: %s: out of memory\n", o.video);
+        goto done;
+    }
+    for (;;) {
+        int got;
+        if (helios_video_reader_read(r, frame, 1, 0, 1, &got) != HELIOS_OK) {
+            fprintf(stderr, "helios eval: %s\n", helios_video_reader_error(r));
+            goto done;
+        }
+        if (!got) break;
+        if (helios_eval_add(e, frame, 1, 0, NULL) != HELIOS_OK) {
             fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_eval_error(e));
             goto done;
         }
-    helios_media_free(m);
-    m = NULL;
+    }
+    free(frame);
+    frame = NULL;
+    helios_video_reader_free(r);
+    r = NULL;
     const helios_eval_metric *mt;
     int n;
     if (helios_eval_finish(e, &mt, &n) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_eval_error(e));
         goto done;
     }
-    helios_media info = {0};
-    info.frames = (int)mt[0].value, info.width = ep.width, info.height = ep.height,
-    info.fps = ep.fps;
-    report(&o, &info, mt, n);
+    video_desc v = {(int)mt[0].value, ep.width, ep.height, ep.fps};
+    report(&o, &v, mt, n);
     if (o.plot && helios_eval_plot(e, o.plot) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s\n", helios_eval_error(e));
         goto done;
@@ -156,7 +176,8 @@ int cmd_eval(int argc, char **argv) {
     rc = 0;
 done:
     helios_eval_free(e);
-    helios_media_free(m);
+    free(frame);
+    helios_video_reader_free(r);
     helios_session_free(s);
     return rc;
 }

@@ -62,6 +62,54 @@ void helios_media_free(helios_media *m) {
     free(m);
 }
 
+struct helios_video_reader {
+    hl_video_reader *r;
+    hl_error err;
+};
+
+helios_status helios_video_reader_open(helios_session *s, const char *path, int width, int height,
+                                       helios_video_reader **out) {
+    hl_error_clear(&s->err);
+    *out = NULL;
+    if (!path) return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "video reader: no path given");
+    helios_video_reader *r = calloc(1, sizeof *r);
+    if (!r) return hl_fail(&s->err, HELIOS_ERR_OOM, "video reader: out of memory");
+    hl_status st = hl_video_reader_open(path, width, height, &r->r, &s->err);
+    if (st != HL_OK) {
+        free(r);
+        return st;
+    }
+    *out = r;
+    return HELIOS_OK;
+}
+
+helios_status helios_video_reader_read(helios_video_reader *r, float *x, int T, int t0, int n,
+                                       int *got) {
+    hl_error_clear(&r->err);
+    *got = 0;
+    return hl_video_reader_read(r->r, x, T, t0, n, got, &r->err);
+}
+
+void helios_video_reader_info(const helios_video_reader *r, helios_video_info *info) {
+    hl_video_info v;
+    hl_video_reader_info(r->r, &v);
+    *info = (helios_video_info){.width = v.width,
+                                .height = v.height,
+                                .src_width = v.src_width,
+                                .src_height = v.src_height,
+                                .fps = v.fps,
+                                .frames = v.frames,
+                                .read = v.read};
+}
+
+const char *helios_video_reader_error(const helios_video_reader *r) { return r ? r->err.msg : ""; }
+
+void helios_video_reader_free(helios_video_reader *r) {
+    if (!r) return;
+    hl_video_reader_free(r->r);
+    free(r);
+}
+
 /* ---- writing --------------------------------------------------------------------------------- */
 
 struct helios_video_writer {

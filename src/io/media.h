@@ -28,8 +28,9 @@
  *                   does with the float frames of output_type "np" (the Helios example scripts).
  * NaN becomes 0.
  *
- * Readers (hl_image_read, hl_video_read) decode anything libavformat/libavcodec know (PNG, JPEG,
- * WebP, BMP, ...; MP4, WebM, MKV, MOV, Y4M, ...) to RGB24 (alpha dropped, as PIL's convert("RGB")),
+ * Readers (hl_image_read, hl_video_read, hl_video_reader_*) decode anything
+ * libavformat/libavcodec know (PNG, JPEG, WebP, BMP, ...; MP4, WebM, MKV, MOV, Y4M, ...) to RGB24
+ * (alpha dropped, as PIL's convert("RGB")),
  * resize to (width, height) with swscale's Lanczos (a = 3, widened when downscaling, like PIL's
  * LANCZOS that diffusers' VaeImageProcessor uses for images and for the PIL frames of a video;
  * not bit-identical to PIL, whose kernel normalisation and 8-bit rounding between passes differ,
@@ -125,6 +126,32 @@ hl_status hl_video_read_tail(const char *path, int width, int height, int tail, 
                              hl_error *err);
 
 void hl_media_free(hl_media *m);
+
+/* A video read as a stream, one frame per call: memory is a few frames whatever the video's
+ * length (the readers above are its clients). The open decodes frame 0, so its size is known and
+ * a file with no decodable frame fails there; a reader that failed fails every later call. */
+typedef struct hl_video_reader hl_video_reader;
+
+typedef struct hl_video_info {
+    int width, height;         /* the frames handed out (the target size, or frame 0's) */
+    int src_width, src_height; /* frame 0's size in the file */
+    double fps;                /* 0 when unknown */
+    int64_t frames;            /* the container's frame count; 0 when it does not say */
+    int64_t read;              /* frames handed out so far */
+} hl_video_info;
+
+/* Opens path for frames resized to width x height (0, 0: native). */
+hl_status hl_video_reader_open(const char *path, int width, int height, hl_video_reader **out,
+                               hl_error *err);
+/* The next frame as packed RGB24 (height x width x 3), valid until the next call; *rgb = NULL at
+ * the end of the video. */
+hl_status hl_video_reader_next_rgb(hl_video_reader *r, const uint8_t **rgb, hl_error *err);
+/* Up to n next frames as frames t0 .. t0+n-1 of x, a (3, T, H, W) float block (values as
+ * hl_video_read's); *got of them were read, fewer than n only at the end of the video. */
+hl_status hl_video_reader_read(hl_video_reader *r, float *x, int T, int t0, int n, int *got,
+                               hl_error *err);
+void hl_video_reader_info(const hl_video_reader *r, hl_video_info *info);
+void hl_video_reader_free(hl_video_reader *r); /* NULL is a no-op */
 
 /* ---- shared by the writers and readers (src/io/video_*.c) ----------------------------------- */
 
