@@ -319,12 +319,13 @@ static int run_tiny(const bench_opts *o) {
     for (int i = 0; i < HL_OP_COUNT; i++) calls += last.calls[i];
     printf("tiny ops: %.0f%% of wall time inside the ops (median; %.3f s), %lld op calls a run;",
            100.0 * median(share, reps), median(in_ops, reps), (long long)calls);
-    for (int n = 0; n < 4; n++) { /* the largest ops of the last run */
+    for (int n = 0; n < 6; n++) { /* the largest ops of the last run */
         int best = -1;
         for (int i = 0; i < HL_OP_COUNT; i++)
             if (last.seconds[i] > 0 && (best < 0 || last.seconds[i] > last.seconds[best])) best = i;
         if (best < 0) break;
-        printf(" %s %.0f ms", hl_op_name((hl_op_id)best), 1e3 * last.seconds[best]);
+        printf(" %s %.0f ms in %lld", hl_op_name((hl_op_id)best), 1e3 * last.seconds[best],
+               (long long)last.calls[best]);
         last.seconds[best] = 0;
     }
     printf("\n");
