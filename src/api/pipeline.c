@@ -464,10 +464,10 @@ static hl_status check_components(const helios_pipeline *p, const helios_gen_par
 static hl_status admit_memory(helios_pipeline *p, const helios_gen_params *g,
                               const hl_loop_config *c, const helios_gen *gen, hl_error *err) {
     const hl_umt5_config *te = NULL;
-    if (p->te && !g->prompt_embeds) { /* maps the encoder now, so that it is counted as in use */
+    if (p->te && !g->prompt_embeds) { /* the encoder will be mapped: count it as in use */
         int dim;
         HL_TRY(hl_text_encoder_dim(p->te, &dim, err));
-        te = &p->te->umt5->cfg;
+        te = &p->te->cfg; /* read at open; te->umt5 stays NULL until the first encode */
     }
     hl_mem_gen mg = {.dit = p->dit,
                      .vae = p->vae,
