@@ -50,5 +50,5 @@ echo "== summary ($(($(date +%s) - t0)) s)"
 echo "deps:    ${deps#deps: }"
 echo "build:   build/helios (Release), ${tb} s"
 echo "verify:  tests/vectors: $verified"
-grep -E '^(ceiling|peak|block|umt5|vae)' "$out/bench.txt" | grep -v 'memory' | sed 's/^/bench:   /'
+grep -E '^(cpu|peak|baseline|block|umt5|vae|tiny)' "$out/bench.txt" | grep -v 'memory' | sed 's/^/bench:   /'
 echo "outputs: $out/ (build.log, verify.txt, bench.txt)"

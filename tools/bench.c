@@ -1,8 +1,12 @@
-/* helios bench — times one Helios transformer block at the Wan2.1-1.3B block shape (D 1536,
- * 12 heads of 128, FFN 8960, 512 text tokens, 2304 current tokens) with random bf16 weights, and a
- * large oneDNN bf16 GEMM in the same run as the ceiling:
- *   block bf16: <G> GFLOP/s, <P>% of ceiling <C> GFLOP/s
- * Figures are medians over --reps runs after one warm-up. */
+/* helios bench — measures the machine's limit (the peak of each ISA the CPU has: a register-
+ * resident FMA / dot-product loop on all threads, harness/bench/peak.c), a large oneDNN GEMM (the
+ * library baseline), and times against both, in the same run, one Helios transformer block at
+ * the Wan2.1-1.3B block shape (D 1536, 12 heads of 128, FFN 8960, 512 text tokens, 2304 current
+ * tokens) with random bf16 weights:
+ *   peak: <isa> <G> GFLOP/s
+ *   block bf16: <G> GFLOP/s, <P>% of peak <B> GFLOP/s (<isa>), <Q>% of the library baseline
+ * and, with --only tiny, the tiny random model's end-to-end generation (frames/s) with the share
+ * of its wall time spent inside the ops. Figures are medians over --reps runs after one warm-up. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +18,18 @@
 #include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "dit/dit.h"
+#include "helios.h"
+#include "ops/ops_backends.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "vae/vae.h"
 
 typedef struct bench_opts {
-    const char *only; /* "block", "umt5", "vae" or NULL for the default set */
-    int full;         /* the default set also has the slow umt5 and vae lines */
-    int vae_sizes;    /* 1: 256x256 only; 2: also 384x640 */
+    const char *only; /* "block", "umt5", "vae", "tiny" or NULL for the default set */
+    const char *tiny_model;
+    int tiny_frames, tiny_width, tiny_height;
+    int full;      /* the default set also has the slow umt5 and vae lines */
+    int vae_sizes; /* 1: 256x256 only; 2: also 384x640 */
     int threads, reps;
     int64_t tokens, text, dim, heads, ffn;
     int64_t gemm_n;
@@ -42,6 +50,17 @@ static double peak_rss_mib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}
+
+/* What every throughput line is quoted against: the best peak and the library baseline. */
+typedef struct yardstick {
+    double peak, baseline;
+    const char *peak_isa;
+} yardstick;
+
+static void quote(const yardstick *y, double g) {
+    printf("%.0f GFLOP/s, %.0f%% of peak %.0f GFLOP/s (%s), %.0f%% of the library baseline", g,
+           100.0 * g / y->peak, y->peak, y->peak_isa, 100.0 * g / y->baseline);
 }
 
 /* splitmix64 uniform in [-a, a). */
@@ -130,7 +149,7 @@ static double block_flops(const hl_dit_config *c, int64_t S, int64_t L) {
     return self_attn + cross + ffn;
 }
 
-static int run_block(const bench_opts *o, double ceiling) {
+static int run_block(const bench_opts *o, const yardstick *y) {
     hl_dit_config c = {
         .patch = {1, 2, 2},
         .heads = (int)o->heads,
@@ -191,8 +210,9 @@ static int run_block(const bench_opts *o, double ceiling) {
            "(median of %d)\n",
            o->dtype == HL_BF16 ? "bf16" : "f32", (long long)D, (long long)o->heads,
            (long long)o->ffn, (long long)S, (long long)L, flops * 1e-9, t, reps);
-    printf("block %s: %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s\n",
-           o->dtype == HL_BF16 ? "bf16" : "f32", g, 100.0 * g / ceiling, ceiling);
+    printf("block %s: ", o->dtype == HL_BF16 ? "bf16" : "f32");
+    quote(y, g);
+    printf("\n");
     printf("block memory: activations x %.1f MiB, block scratch %.1f MiB, peak RSS %.0f MiB\n",
            (double)(S * D) * 4 / 1048576.0, (double)a.peak / 1048576.0, peak_rss_mib());
     rc = 0;
@@ -204,7 +224,7 @@ done:
 }
 
 /* The Wan 2.1 VAE decoder (full size, random weights) on 33 frames. */
-static int run_vae(const bench_opts *o, double ceiling) {
+static int run_vae(const bench_opts *o, const yardstick *y) {
     static const int sizes[2][2] = {{256, 256}, {384, 640}};
     for (int i = 0; i < o->vae_sizes; i++) {
         int H = sizes[i][0], W = sizes[i][1];
@@ -214,18 +234,16 @@ static int run_vae(const bench_opts *o, double ceiling) {
             return 1;
         }
         double g = gflop / sec;
-        printf("vae decode %s %dx%dx33: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f "
-               "ms per frame, "
-               "%.1f TFLOP)\n",
-               o->dtype == HL_BF16 ? "bf16" : "f32", H, W, sec, g, 100.0 * g / ceiling, ceiling,
-               1000.0 * sec / 33, gflop * 1e-3);
+        printf("vae decode %s %dx%dx33: %.2f s, ", o->dtype == HL_BF16 ? "bf16" : "f32", H, W, sec);
+        quote(y, g);
+        printf(" (%.0f ms per frame, %.1f TFLOP)\n", 1000.0 * sec / 33, gflop * 1e-3);
     }
     printf("vae memory: peak RSS %.0f MiB\n", peak_rss_mib());
     return 0;
 }
 
 /* umT5-XXL on a 512-token prompt (random weights, full size). */
-static int run_umt5(const bench_opts *o, double ceiling) {
+static int run_umt5(const bench_opts *o, const yardstick *y) {
     double sec, gflop;
     hl_error err = {0};
     int reps = o->reps < 3 ? o->reps : 3; /* ~10 s a run */
@@ -234,25 +252,110 @@ static int run_umt5(const bench_opts *o, double ceiling) {
         return 1;
     }
     double g = gflop / sec;
-    printf(
-        "umt5 %s 512 tokens: %.2f s, %.0f GFLOP/s, %.0f%% of ceiling %.0f GFLOP/s (%.0f GFLOP)\n",
-        o->dtype == HL_BF16 ? "bf16" : "f32", sec, g, 100.0 * g / ceiling, ceiling, gflop);
+    printf("umt5 %s 512 tokens: %.2f s, ", o->dtype == HL_BF16 ? "bf16" : "f32", sec);
+    quote(y, g);
+    printf(" (%.0f GFLOP)\n", gflop);
     return 0;
+}
+
+/* The tiny random model end to end: helios_gen_new (prompt encoding) to the last decoded frame,
+ * the pipeline loaded once; with the op timer on, the share of that wall time spent inside the
+ * ops (ops_backends.h), the rest being the model code between them and the runtime. */
+static int run_tiny(const bench_opts *o) {
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.n_threads = o->threads;
+    helios_session *s;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: tiny: %s\n", helios_session_new_error());
+        return 1;
+    }
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    pp.model_dir = o->tiny_model;
+    helios_pipeline *pipe = NULL;
+    helios_gen *g = NULL;
+    int rc = 1, reps = o->reps < 64 ? o->reps : 64, chunks = 0, frames = 0;
+    double wall[64], in_ops[64], share[64];
+    hl_op_times last;
+    if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
+        goto done;
+    }
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (primitive creation, first touch) */
+        helios_gen_params gp;
+        helios_gen_params_init(&gp);
+        gp.prompt = "a red ball bouncing";
+        gp.width = o->tiny_width, gp.height = o->tiny_height;
+        gp.num_frames = o->tiny_frames;
+        gp.decode = 1;
+        hl_op_timing_set(1);
+        double t0 = hl_time();
+        if (helios_gen_new(pipe, &gp, &g) != HELIOS_OK) {
+            fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
+            goto done;
+        }
+        chunks = helios_gen_n_chunks(g), frames = 0;
+        for (helios_gen_progress p = {0}; !p.finished;) {
+            if (helios_gen_step(g, &p) != HELIOS_OK) {
+                fprintf(stderr, "helios bench: tiny: %s\n", helios_gen_error(g));
+                goto done;
+            }
+            if (p.chunk_done) frames += p.n_frames;
+        }
+        double t = hl_time() - t0, ops = 0;
+        last = *hl_op_times_get();
+        hl_op_timing_set(0);
+        helios_gen_free(g);
+        g = NULL;
+        for (int i = 0; i < HL_OP_COUNT; i++) ops += last.seconds[i];
+        if (r >= 0) wall[r] = t, in_ops[r] = ops, share[r] = ops / t;
+    }
+    double t = median(wall, reps);
+    printf("tiny %dx%d: %d frames in %d chunk%s: %.3f s, %.1f frames/s (median of %d)\n",
+           o->tiny_width, o->tiny_height, frames, chunks, chunks == 1 ? "" : "s", t, frames / t,
+           reps);
+    int64_t calls = 0;
+    for (int i = 0; i < HL_OP_COUNT; i++) calls += last.calls[i];
+    printf("tiny ops: %.0f%% of wall time inside the ops (median; %.3f s), %lld op calls a run;",
+           100.0 * median(share, reps), median(in_ops, reps), (long long)calls);
+    for (int n = 0; n < 6; n++) { /* the largest ops of the last run */
+        int best = -1;
+        for (int i = 0; i < HL_OP_COUNT; i++)
+            if (last.seconds[i] > 0 && (best < 0 || last.seconds[i] > last.seconds[best])) best = i;
+        if (best < 0) break;
+        printf(" %s %.0f ms in %lld", hl_op_name((hl_op_id)best), 1e3 * last.seconds[best],
+               (long long)last.calls[best]);
+        last.seconds[best] = 0;
+    }
+    printf("\n");
+    rc = 0;
+done:
+    hl_op_timing_set(0);
+    helios_gen_free(g);
+    helios_pipeline_free(pipe);
+    helios_session_free(s);
+    return rc;
 }
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: helios bench [options]\n"
             "\n"
-            "Times one transformer block (random weights) and a large oneDNN GEMM, the ceiling.\n"
+            "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
+            "baseline) and times one transformer block (random weights) against both.\n"
             "  --threads N     threads, 1..%d (default 0: all cores)\n"
             "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
             "  --f32           f32 weights and GEMMs instead of bf16\n"
             "  --tokens N      current tokens (default 2304)\n"
             "  --text N        text tokens (default 512)\n"
             "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
-            "  --gemm N        ceiling GEMM size N x N x N (default 4096)\n"
-            "  --only block|umt5|vae  run one part (default: block; with --full all three)\n"
+            "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
+            "  --only block|umt5|vae|tiny  run one part (default: block; with --full the first\n"
+            "                  three); tiny: the tiny random model end to end (frames/s, the\n"
+            "                  share of time inside the ops)\n"
+            "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
+            "  --tiny-frames N   video frames at 256x128 (default 33)\n"
             "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
             "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
             "Numbers must be whole values in range; an option given twice takes its last value.\n"
@@ -269,8 +372,12 @@ int cmd_bench(int argc, char **argv) {
                     .heads = 12,
                     .ffn = 8960,
                     .gemm_n = 4096,
-                    .dtype = HL_BF16};
-    static const char *const parts[] = {"block", "umt5", "vae"};
+                    .dtype = HL_BF16,
+                    .tiny_model = "tests/models/tiny-random-model",
+                    .tiny_frames = 33,
+                    .tiny_width = 256,
+                    .tiny_height = 128};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -283,7 +390,7 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 3, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 4, &k))) o.only = parts[k];
         } else if (args_is(&a, NULL, "--threads"))
             rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o.threads);
         else if (args_is(&a, NULL, "--reps")) rc = args_int(&a, 1, 64, &o.reps); /* times[64] */
@@ -293,6 +400,8 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--dim")) rc = args_i64(&a, 2, 1 << 16, &o.dim);
         else if (args_is(&a, NULL, "--heads")) rc = args_i64(&a, 1, 1024, &o.heads);
         else if (args_is(&a, NULL, "--ffn")) rc = args_i64(&a, 1, 1 << 18, &o.ffn);
+        else if (args_is(&a, NULL, "--tiny-model")) rc = args_str(&a, &o.tiny_model);
+        else if (args_is(&a, NULL, "--tiny-frames")) rc = args_int(&a, 1, 1024, &o.tiny_frames);
         else if (args_is(&a, NULL, "--gemm")) rc = args_i64(&a, 64, 1 << 14, &o.gemm_n);
         else {
             rc = args_fail(&a, "unknown option '%s'\n", a.opt);
@@ -305,23 +414,43 @@ int cmd_bench(int argc, char **argv) {
                          (long long)o.dim, (long long)o.heads);
     hl_set_threads(o.threads);
     printf("threads: %d\n", hl_get_threads());
+    char feat[256];
+    hl_cpu_features(feat, sizeof feat);
+    printf("cpu: %s\n", feat);
+    hl_peak pk[HL_PEAK_COUNT];
+    hl_cpu_peaks(o.reps, pk);
+    yardstick y = {.peak = -1, .peak_isa = "none"};
+    for (int i = 0; i < HL_PEAK_COUNT; i++) {
+        if (pk[i].gflops > 0) printf("peak: %s %.0f GFLOP/s\n", pk[i].isa, pk[i].gflops);
+        else printf("peak: %s skipped: %s\n", pk[i].isa, pk[i].why);
+        if (pk[i].gflops > y.peak) y.peak = pk[i].gflops, y.peak_isa = pk[i].isa;
+    }
+    if (o.only && !strcmp(o.only, "tiny")) return run_tiny(&o);
+    if (!(y.peak > 0)) { /* no vector ISA found: quote against the baseline alone */
+        printf("peak: none of these ISAs here; lines quote the library baseline\n");
+        y.peak_isa = "baseline";
+    }
     hl_dtype ceil_dt = o.dtype;
     double ceiling = hl_cpu_gemm_ceiling_gflops(o.gemm_n, ceil_dt, o.reps);
     if (!(ceiling > 0) && ceil_dt == HL_BF16) {
         /* oneDNN 2.6 has bf16 kernels only with AVX-512; here bf16 weights run as f32 GEMMs */
-        printf("ceiling: oneDNN has no bf16 GEMM on this CPU; bf16 weights compute in f32\n");
+        printf("baseline: oneDNN has no bf16 GEMM on this CPU; bf16 weights compute in f32\n");
         ceil_dt = HL_F32;
         ceiling = hl_cpu_gemm_ceiling_gflops(o.gemm_n, ceil_dt, o.reps);
     }
     if (!(ceiling > 0)) {
-        fprintf(stderr, "helios bench: the ceiling GEMM failed\n");
+        fprintf(stderr, "helios bench: the baseline GEMM failed\n");
         return 1;
     }
-    printf("ceiling: oneDNN %s GEMM %lld^3: %.0f GFLOP/s (median of %d)\n",
-           ceil_dt == HL_BF16 ? "bf16" : "f32", (long long)o.gemm_n, ceiling, o.reps);
+    y.baseline = ceiling;
+    if (!(y.peak > 0)) y.peak = ceiling;
+    printf("baseline: oneDNN %s GEMM %lld^3 (the library baseline): %.0f GFLOP/s (median of %d), "
+           "%.0f%% of peak\n",
+           ceil_dt == HL_BF16 ? "bf16" : "f32", (long long)o.gemm_n, ceiling, o.reps,
+           100.0 * ceiling / y.peak);
     rc = 0;
-    if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, ceiling);
-    if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, ceiling);
-    if ((!o.only && o.full) || (o.only && !strcmp(o.only, "vae"))) rc |= run_vae(&o, ceiling);
+    if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, &y);
+    if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, &y);
+    if ((!o.only && o.full) || (o.only && !strcmp(o.only, "vae"))) rc |= run_vae(&o, &y);
     return rc;
 }

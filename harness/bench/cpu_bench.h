@@ -2,6 +2,7 @@
 #ifndef HL_CPU_BENCH_H
 #define HL_CPU_BENCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/dtype.h"
@@ -11,5 +12,22 @@
  * hl_cpu_linear hands oneDNN, C float32, on all OpenMP threads. Median of reps timed runs after
  * one warm-up. Returns a negative value when n, dt or reps is unusable or memory or oneDNN fails. */
 double hl_cpu_gemm_ceiling_gflops(int64_t n, hl_dtype dt, int reps);
+
+/* The machine's limit (peak.c): per ISA, GFLOP/s of a register-resident loop of 12 independent
+ * multiply-accumulate chains on every OpenMP thread at once (each thread its own loop, the wall
+ * time of the whole), median of reps runs after a warm-up. FLOPs: 2 per f32 FMA lane; 4 per f32
+ * lane of vdpbf16ps (two bf16 products and their sums); 2 per multiply-add of an AMX tile
+ * product. An ISA the CPU or the OS lacks is skipped: gflops < 0 and why says which. */
+enum { HL_PEAK_AMX_BF16, HL_PEAK_AVX512_BF16, HL_PEAK_AVX512_F32, HL_PEAK_AVX2, HL_PEAK_COUNT };
+typedef struct hl_peak {
+    const char *isa; /* "amx-bf16", "avx512-bf16", "avx512-f32", "avx2-fma" */
+    double gflops;   /* < 0: skipped */
+    char why[96];
+} hl_peak;
+void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]);
+
+/* The CPU features the peaks look for that this CPU and OS have, space-separated (CPUID and
+ * XGETBV; AMX is listed from CPUID alone, the permission request comes with the measurement). */
+void hl_cpu_features(char *buf, size_t n);
 
 #endif

@@ -2,6 +2,8 @@
  * early return on empty work, and the dispatch through the instance's table (ops_backends.h). */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "ops/ops_backends.h"
@@ -99,15 +101,58 @@ static void fallback_warn(const hl_ctx *ctx, hl_op_id id, const char *op) {
     if (ctx->err) hl_error_clear(ctx->err);
 }
 
-#define HL_DISPATCH(op, ...)                                                     \
-    do {                                                                         \
-        const hl_backend_ops *t_ = ctx->backend->ops;                            \
-        hl_status st_ = t_->op ? t_->op(ctx, __VA_ARGS__) : lacks(ctx, #op);     \
-        if (st_ == HELIOS_ERR_UNSUPPORTED && t_->fallback && t_->fallback->op) { \
-            fallback_warn(ctx, HL_OP_##op, #op);                                 \
-            st_ = t_->fallback->op(ctx, __VA_ARGS__);                            \
-        }                                                                        \
-        return st_;                                                              \
+/* ---- op timing (ops_backends.h) ---------------------------------------------------------- */
+
+static int g_op_timing; /* set by measurement code only */
+static _Thread_local hl_op_times t_op_times;
+static _Thread_local int t_op_depth;
+
+void hl_op_timing_set(int on) {
+    if (on) memset(&t_op_times, 0, sizeof t_op_times);
+    __atomic_store_n(&g_op_timing, on != 0, __ATOMIC_RELAXED);
+}
+
+const hl_op_times *hl_op_times_get(void) { return &t_op_times; }
+
+const char *hl_op_name(hl_op_id id) {
+    static const char *const names[] = {
+#define HL_X_NAME(name, params) #name,
+        HL_OPS(HL_X_NAME)
+#undef HL_X_NAME
+    };
+    return (unsigned)id < HL_OP_COUNT ? names[id] : "?";
+}
+
+static double op_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The timed path, out of line so the untimed one stays a branch. */
+static __attribute__((noinline)) double op_time_begin(void) {
+    return t_op_depth++ ? 0.0 : op_clock();
+}
+
+static __attribute__((noinline)) void op_time_end(hl_op_id id, double t0) {
+    if (--t_op_depth == 0 && t0 > 0.0) {
+        t_op_times.seconds[id] += op_clock() - t0;
+        t_op_times.calls[id]++;
+    }
+}
+
+#define HL_DISPATCH(op, ...)                                                                     \
+    do {                                                                                         \
+        const hl_backend_ops *t_ = ctx->backend->ops;                                            \
+        const int timed_ = __builtin_expect(__atomic_load_n(&g_op_timing, __ATOMIC_RELAXED), 0); \
+        const double t0_ = timed_ ? op_time_begin() : 0.0;                                       \
+        hl_status st_ = t_->op ? t_->op(ctx, __VA_ARGS__) : lacks(ctx, #op);                     \
+        if (st_ == HELIOS_ERR_UNSUPPORTED && t_->fallback && t_->fallback->op) {                 \
+            fallback_warn(ctx, HL_OP_##op, #op);                                                 \
+            st_ = t_->fallback->op(ctx, __VA_ARGS__);                                            \
+        }                                                                                        \
+        if (timed_) op_time_end(HL_OP_##op, t0_);                                                \
+        return st_;                                                                              \
     } while (0)
 
 /* Every hl_<op> starts with this: a ctx with a backend. */

@@ -74,6 +74,18 @@ typedef enum hl_op_id {
         HL_OP_COUNT
 } hl_op_id;
 
+/* Op timing, for measurement (helios bench --only tiny): while on, every hl_<op> call adds the
+ * wall time of its backend call (fallback included) to per-op totals of the calling thread.
+ * Off (the default) it costs one predictable branch per op call. Nested calls count once (in
+ * the outermost op). hl_op_timing_set(1) also zeroes the calling thread's totals. */
+typedef struct hl_op_times {
+    double seconds[HL_OP_COUNT];
+    int64_t calls[HL_OP_COUNT];
+} hl_op_times;
+void hl_op_timing_set(int on);
+const hl_op_times *hl_op_times_get(void); /* the calling thread's totals */
+const char *hl_op_name(hl_op_id id);
+
 typedef struct hl_backend_ops hl_backend_ops;
 
 /* A backend: its name and kind, how to make and drop its state, and its ops. */

@@ -503,7 +503,7 @@ hl_status hl_cpu_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int
                   .scale = scale,
                   .bias = bias,
                   .key_bias = key_bias,
-                  .nthr = omp_get_max_threads(),
+                  .nthr = hl_cpu_nthr_for(2.0 * (double)Sq * Sk * H * hd),
                   .out = out,
                   .ldo = ldo};
     if (p.nthr < 1) p.nthr = 1;

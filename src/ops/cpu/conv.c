@@ -214,7 +214,7 @@ typedef struct exec_arg {
 } exec_arg;
 
 static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_arg *args, int n,
-                         const char *what, hl_error *err) {
+                         int nthr, const char *what, hl_error *err) {
     dnnl_exec_arg_t ex[8];
     int m = 0;
     dnnl_status_t st = dnnl_success;
@@ -225,8 +225,7 @@ static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_ar
                                 (void *)args[i].handle);
         if (st == dnnl_success) m++;
     }
-    if (st == dnnl_success) st = dnnl_primitive_execute(prim, hl_cpu_stream(cpu, 0), m, ex);
-    if (st == dnnl_success) st = dnnl_stream_wait(hl_cpu_stream(cpu, 0));
+    if (st == dnnl_success) st = hl_cpu_dnnl_execute(prim, hl_cpu_stream(cpu, 0), m, ex, nthr);
     for (int i = 0; i < m; i++) dnnl_memory_destroy(ex[i].memory);
     return st == dnnl_success ? HL_OK : dnnl_fail(err, st, what);
 }
@@ -236,7 +235,7 @@ static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t
                          const dnnl_memory_desc_t *to, void *b, void *pad, hl_error *err) {
     exec_arg args[3] = {
         {DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b}, {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    return execute(cpu, r, args, 3, "reorder", err);
+    return execute(cpu, r, args, 3, p->key.nthr, "reorder", err);
 }
 
 /* ---- packs ----------------------------------------------------------------------------------- */
@@ -336,7 +335,9 @@ static hl_status conv_locked(const hl_ctx *ctx, const hl_conv3d_shape *s, const 
     key.layout = s->layout, key.x_dt = s->x_dtype, key.w_dt = w->dtype;
     /* without bf16 kernels the reorders convert x and the weights to f32 */
     key.c_dt = w->dtype == HL_BF16 && !hl_cpu_bf16_gemm(cpu) ? HL_F32 : w->dtype;
-    key.bias = bias != NULL, key.acc = s->accumulate != 0, key.nthr = omp_get_max_threads();
+    key.bias = bias != NULL, key.acc = s->accumulate != 0;
+    key.nthr = hl_cpu_nthr_for((double)g->N * g->O * g->C * g->kt * g->kh * g->kw * g->T * g->H *
+                               g->W / ((double)s->stride[0] * s->stride[1] * s->stride[2]));
     conv_prim *p;
     hl_status st = prim_get(cpu, &key, &p, ctx->err);
     if (st != HL_OK) /* nothing written yet: ops.c may run the fallback */
@@ -363,7 +364,7 @@ static hl_status conv_locked(const hl_ctx *ctx, const hl_conv3d_shape *s, const 
                         {DNNL_ARG_BIAS, &p->bias_md, bias},
                         {DNNL_ARG_DST, &p->dst_md, dst},
                         {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    HL_TRY(execute(cpu, p->conv, args, 5, "convolution", ctx->err));
+    HL_TRY(execute(cpu, p->conv, args, 5, p->key.nthr, "convolution", ctx->err));
     if (p->y_out) HL_TRY(reorder(cpu, p, p->y_out, &p->dst_md, dst, &p->y_md, y, pad, ctx->err));
     return HL_OK;
 }

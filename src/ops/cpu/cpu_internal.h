@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <omp.h>
+
 #include <oneapi/dnnl/dnnl.h>
 
 #include "core/dtype.h"
@@ -39,6 +41,30 @@ hl_cpu *hl_cpu_shared(void);
 /* A NULL cpu is a no-op (callers of hl_cpu_shared). */
 void hl_cpu_lock(hl_cpu *cpu);
 void hl_cpu_unlock(hl_cpu *cpu);
+
+/* ---- threads for small ops --------------------------------------------------------------------
+ * An op below HL_CPU_PAR_MIN_MACS multiply-adds (about 0.1 ms on one core) runs on the calling
+ * thread: forking the pool and joining it costs more than it saves there, and on a machine shared
+ * with another busy process the pool's spin-waiting and the wait for a descheduled thread cost
+ * far more. The count is part of a primitive's key (hl_mm_key.nthr), so results stay identical
+ * for a given thread count. */
+enum { HL_CPU_PAR_MIN_MACS = 1 << 22 };
+static inline int hl_cpu_nthr_for(double macs) {
+    return macs < (double)HL_CPU_PAR_MIN_MACS ? 1 : omp_get_max_threads();
+}
+
+/* dnnl_primitive_execute on the nthr threads the primitive was made for: oneDNN (OpenMP runtime)
+ * forks omp_get_max_threads() threads at execution, so a one-thread primitive runs with that
+ * lowered to 1 outside a parallel region (inside one it runs on the calling thread anyway). */
+static inline dnnl_status_t hl_cpu_dnnl_execute(dnnl_primitive_t prim, dnnl_stream_t stream,
+                                                int nargs, const dnnl_exec_arg_t *args, int nthr) {
+    const int saved = omp_get_max_threads(), lower = nthr < saved && !omp_in_parallel();
+    if (lower) omp_set_num_threads(nthr);
+    dnnl_status_t st = dnnl_primitive_execute(prim, stream, nargs, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(stream);
+    if (lower) omp_set_num_threads(saved);
+    return st;
+}
 
 /* ---- scratch ---------------------------------------------------------------------------------
  * Persistent, grow-only buffers, one per slot. Large per-call mallocs would be fresh mmaps whose

@@ -341,7 +341,7 @@ typedef struct {
 } mm_arg;
 
 static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, int stream, const mm_arg *args,
-                         int n, hl_error *err) {
+                         int n, int nthr, hl_error *err) {
     dnnl_exec_arg_t ex[6];
     int m = 0;
     dnnl_status_t st = dnnl_success;
@@ -351,8 +351,7 @@ static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, int stream, c
         st = dnnl_memory_create(&ex[m].memory, args[i].md, cpu->engine, (void *)args[i].handle);
         if (st == dnnl_success) m++;
     }
-    if (st == dnnl_success) st = dnnl_primitive_execute(prim, cpu->streams[stream], m, ex);
-    if (st == dnnl_success) st = dnnl_stream_wait(cpu->streams[stream]);
+    if (st == dnnl_success) st = hl_cpu_dnnl_execute(prim, cpu->streams[stream], m, ex, nthr);
     for (int i = 0; i < m; i++) dnnl_memory_destroy(ex[i].memory);
     return st == dnnl_success ? HL_OK : dnnl_fail(err, st, "matmul execution");
 }
@@ -364,7 +363,7 @@ hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, voi
         {DNNL_ARG_FROM, &mm->b_plain_md, b_plain},
         {DNNL_ARG_TO, &mm->b_md, packed},
         {DNNL_ARG_SCRATCHPAD, &mm->reorder_pad_md, mm->reorder_pad_bytes ? scratchpad : NULL}};
-    return execute(mm->cpu, mm->reorder, stream, args, 3, err);
+    return execute(mm->cpu, mm->reorder, stream, args, 3, mm->key.nthr, err);
 }
 
 hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
@@ -374,7 +373,7 @@ hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *
                       {DNNL_ARG_BIAS, &mm->bias_md, mm->key.bias ? bias : NULL},
                       {DNNL_ARG_DST, &mm->c_md, c},
                       {DNNL_ARG_SCRATCHPAD, &mm->pad_md, mm->pad_bytes ? scratchpad : NULL}};
-    return execute(mm->cpu, mm->prim, stream, args, 5, err);
+    return execute(mm->cpu, mm->prim, stream, args, 5, mm->key.nthr, err);
 }
 
 /* ---- conversions and vector math entry points ------------------------------------------------ */

@@ -84,7 +84,7 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
                      .dt = W->dtype,
                      .blayout = HL_MM_B_NK,
                      .bias = bias != NULL,
-                     .nthr = omp_get_max_threads()};
+                     .nthr = hl_cpu_nthr_for((double)M * N * K)};
     if (bf16 && M >= LIN_BLOCKED_MIN_M && N >= K && N < 2 * K) key.blayout = HL_MM_B_BLOCKED_NK;
     hl_mm *mm;
     HL_TRY(hl_cpu_mm_get(cpu, &key, &mm, ctx->err));

@@ -12,7 +12,11 @@
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/vec_math.h"
 
-enum { RS_PAR_MIN = 1 << 15 }; /* elements before threads pay */
+enum {
+    RS_PAR_MIN = 1 << 15, /* elements before threads pay */
+    RS_SMALL_C = 256,     /* channel norm: rows up to this width that are not whole vectors */
+    RS_SMALL_BLK = 2048   /* ... are scaled in blocks of this many floats */
+};
 
 static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
 
@@ -71,12 +75,34 @@ static void norm_rows(int64_t M, int64_t C, const float *x, const float *gamma, 
                       hl_dtype dt, void *y) {
     const float scale = sqrtf((float)C);
     const size_t es = dt_size(dt);
+    if (C % 16 == 0 || C > RS_SMALL_C) {
 #pragma omp parallel for schedule(static) if (M * C >= RS_PAR_MIN)
-    for (int64_t m = 0; m < M; m++) {
-        const float *xr = x + m * C;
-        float norm = (float)sqrt(sum_sq(xr, C));
-        float r = scale / (norm > 1e-12f ? norm : 1e-12f);
-        scale_store(xr, gamma, r, silu, dt, (char *)y + (size_t)(m * C) * es, C);
+        for (int64_t m = 0; m < M; m++) {
+            const float *xr = x + m * C;
+            float norm = (float)sqrt(sum_sq(xr, C));
+            float r = scale / (norm > 1e-12f ? norm : 1e-12f);
+            scale_store(xr, gamma, r, silu, dt, (char *)y + (size_t)(m * C) * es, C);
+        }
+        return;
+    }
+    /* few channels (the small VAEs: 8, 12, 24...): a row is shorter than a vector, so the rows
+     * of a block are scaled into a buffer ((x·r)·gamma, as above) and stored (SiLU, cast) as one
+     * long vector */
+    const int64_t rows = RS_SMALL_BLK / C, nblk = (M + rows - 1) / rows;
+#pragma omp parallel for schedule(static) if (M * C >= RS_PAR_MIN)
+    for (int64_t b = 0; b < nblk; b++) {
+        const int64_t m0 = b * rows, nr = M - m0 < rows ? M - m0 : rows;
+        float buf[RS_SMALL_BLK];
+        for (int64_t i = 0; i < nr; i++) {
+            const float *xr = x + (m0 + i) * C;
+            float norm = (float)sqrt(sum_sq(xr, C));
+            float r = scale / (norm > 1e-12f ? norm : 1e-12f);
+            for (int64_t c = 0; c < C; c++) {
+                float v = xr[c] * r;
+                buf[i * C + c] = gamma ? v * gamma[c] : v;
+            }
+        }
+        scale_store(buf, NULL, 1.0f, silu, dt, (char *)y + (size_t)(m0 * C) * es, nr * C);
     }
 }
 
