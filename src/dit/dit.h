@@ -19,6 +19,7 @@
 #include "core/arena.h"
 #include "core/probe.h"
 #include "core/tensor.h"
+#include "io/binder.h"
 #include "io/json.h"
 #include "io/weights.h"
 #include "ops/ops.h"
@@ -79,6 +80,15 @@ void hl_dit_free(hl_dit *t);
 /* Binds the model's tensors from w (config already in t->cfg) and makes the float32 copies. */
 hl_status hl_dit_bind(hl_dit *t, hl_weights *w, hl_error *err);
 void hl_dit_release(hl_dit *t);
+
+/* The name -> field table of model m (m->cfg set, m->blocks holding cfg.num_layers blocks), in
+ * checkpoint order: tensor rows point at m's hl_tensor fields, f32 rows at its const float *
+ * fields. b must have been initialised with at least hl_dit_binder_capacity(&m->cfg) rows.
+ * hl_dit_bind binds it to a checkpoint; training binds it to a flat buffer (train/dit_flat.h). */
+void hl_dit_binder_rows(hl_binder *b, hl_dit *m);
+static inline size_t hl_dit_binder_capacity(const hl_dit_config *c) {
+    return 32 + (size_t)c->num_layers * 32;
+}
 
 /* ---- pieces of the forward (exposed for tests, the bench and, later, training) ------------ */
 
