@@ -15,6 +15,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "vae/vae.h"
+#include "verify/dit_grad_vectors.h"
 #include "verify/dit_vectors.h"
 #include "verify/pipeline_vectors.h"
 #include "verify/sample_vectors.h"
@@ -216,12 +217,21 @@ static void run_vae(verify *v) {
         report_error(v, "vae_case.safetensors", "load", err.msg);
 }
 
+/* ---- backward passes -------------------------------------------------------------------- */
+
+static void run_dit_grads(verify *v, const char *file) {
+    if (hl_dit_grad_verify(&v->sess->ctx, v->dir, file, 1, on_case, v) != HL_OK)
+        report_error(v, file, "backward", helios_session_error(v->sess));
+}
+
 /* ---- dispatch by file name ------------------------------------------------------------- */
 
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"grads_", "training (backward)"},
+    {"grads_transformer_flow_stage2", "pyramid (stage-2) training"},
+    {"grads_umt5", "text-encoder backward"},
+    {"grads_vae_", "VAE backward"},
 };
 
 static int cmp_str(const void *a, const void *b) {
@@ -306,6 +316,8 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
+        else if (!strncmp(files[i], "grads_transformer", 17) && !strstr(files[i], "flow_stage2"))
+            run_dit_grads(&v, files[i]);
     int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
     if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
     else printf("%d passed, %d failed\n", v.passed, v.failed);
