@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dit/dit.h"
 #include "io/safetensors.h"
 #include "sample/history.h"
 #include "sample/rng.h"
@@ -34,6 +35,11 @@ static int64_t max_ulps(const float *a, const float *b, int64_t n) {
         if (d > m) m = d;
     }
     return m;
+}
+
+static double hl_max_abs_diff_f(const float *a, const float *b, int64_t n, double *ref_max) {
+    *ref_max = max_abs(b, n);
+    return max_abs_diff(a, b, n);
 }
 
 /* ---- timestep sampling, noisy/target, flow loss: the reference vector ------------------------ */
@@ -132,6 +138,72 @@ static void test_oracle(void) {
     free(u_logit), free(u), free(sigma), free(tstep), free(x0), free(noise), free(hidden);
     free(target), free(pred), free(loss0), free(loss), free(index);
     free(idx_s), free(idx_m), free(idx_l), free(idx_h);
+    hl_st_close(st);
+}
+
+/* The whole stage-1 step on the tiny transformer: our noisy latents and timestep through
+ * hl_stage1_dit_input and the forward (reference backend), then the loss, against the vector's
+ * model_pred and loss (the forward itself is test_dit's; this checks the chain around it). */
+static void test_oracle_forward(void) {
+    hl_error err = {0};
+    hl_safetensors *st = NULL;
+    hl_dit *m = NULL;
+    char cfg[4096], wts[4096]; /* vector_path returns a static buffer */
+    snprintf(cfg, sizeof cfg, "%s", vector_path("transformer_config.json"));
+    snprintf(wts, sizeof wts, "%s", vector_path("transformer_weights_f32.safetensors"));
+    if (hl_st_open(vector_path("grads_transformer_flow_stage1.safetensors"), &st, &err) != HL_OK ||
+        hl_dit_load(cfg, wts, &m, &err) != HL_OK) {
+        CHECK(0, "%s", err.msg);
+        hl_st_close(st);
+        return;
+    }
+    const int64_t n = 16 * 3 * 8 * 8, P = 64 * 16;
+    float *x0 = NULL, *noise = NULL, *sigma = NULL, *pred_ref = NULL, *loss = NULL, *text = NULL;
+    float *ls = NULL, *lm = NULL, *ll = NULL;
+    int64_t *is = NULL, *im = NULL, *il = NULL, *ih = NULL;
+    bool ok = hl_st_read_f32(st, "x0", n, &x0, &err) == HL_OK &&
+              hl_st_read_f32(st, "noise", n, &noise, &err) == HL_OK &&
+              hl_st_read_f32(st, "sigma", 1, &sigma, &err) == HL_OK &&
+              hl_st_read_f32(st, "sample0.model_pred", n, &pred_ref, &err) == HL_OK &&
+              hl_st_read_f32(st, "loss", 1, &loss, &err) == HL_OK &&
+              hl_st_read_f32(st, "encoder_hidden_states", 16 * 32, &text, &err) == HL_OK &&
+              hl_st_read_f32(st, "latents_history_short", 2 * P, &ls, &err) == HL_OK &&
+              hl_st_read_f32(st, "latents_history_mid", 2 * P, &lm, &err) == HL_OK &&
+              hl_st_read_f32(st, "latents_history_long", 16 * P, &ll, &err) == HL_OK &&
+              hl_st_read_i64(st, "indices_latents_history_short", 2, &is, &err) == HL_OK &&
+              hl_st_read_i64(st, "indices_latents_history_mid", 2, &im, &err) == HL_OK &&
+              hl_st_read_i64(st, "indices_latents_history_long", 16, &il, &err) == HL_OK &&
+              hl_st_read_i64(st, "indices_hidden_states", 3, &ih, &err) == HL_OK;
+    CHECK(ok, "%s", err.msg);
+    if (ok) {
+        hl_flow_table t;
+        hl_flow_table_init(&t, 1000, 1.0f, &err);
+        hl_stage1_sample s;
+        memset(&s, 0, sizeof s);
+        s.C = 16, s.F = 3, s.H = 8, s.W = 8, s.n_long = 16, s.n_mid = 2;
+        s.noisy = malloc(n * sizeof(float)), s.target = malloc(n * sizeof(float));
+        float *pred = malloc(n * sizeof(float));
+        hl_tsample_from_u(&t, NAN, 0.581f, &s.t); /* the vector's index 581 */
+        CHECK(s.t.sigma == sigma[0], "sigma %.9g", (double)s.t.sigma);
+        hl_flow_noisy(x0, noise, s.t.sigma, n, s.noisy, s.target);
+        s.hist.lat_short = ls, s.hist.lat_mid = lm, s.hist.lat_long = ll;
+        s.hist.idx_short = is, s.hist.idx_mid = im, s.hist.idx_long = il, s.hist.idx_cur = ih;
+        helios_dit_input in;
+        double ts;
+        hl_stage1_dit_input(&s, text, 16, &ts, &in);
+        hl_ctx ctx = test_ctx(HELIOS_BACKEND_REF, &err);
+        CHECK(hl_dit_forward(&ctx, m, &in, NULL, pred) == HL_OK, "%s", err.msg);
+        double ref_max = 0, d = hl_max_abs_diff_f(pred, pred_ref, n, &ref_max);
+        double l = hl_flow_loss(pred, s.target, NULL, 1, n, NULL);
+        CHECK(d < 1e-4 * fmax(1.0, ref_max), "model_pred off by %.3g (scale %.3g)", d, ref_max);
+        CHECK(fabs(l - loss[0]) < 1e-5 * loss[0], "loss %.9g, reference %.9g", l, (double)loss[0]);
+        printf("oracle forward: model_pred max abs error %.3g (max %.3g), loss %.9g vs %.9g\n", d,
+               ref_max, l, (double)loss[0]);
+        free(s.noisy), free(s.target), free(pred);
+    }
+    free(x0), free(noise), free(sigma), free(pred_ref), free(loss), free(text);
+    free(ls), free(lm), free(ll), free(is), free(im), free(il), free(ih);
+    hl_dit_free(m);
     hl_st_close(st);
 }
 
@@ -751,6 +823,7 @@ static void test_vae_loss(void) {
 
 int main(void) {
     test_oracle();
+    test_oracle_forward();
     test_tables();
     test_flow_loss_weights();
     test_corrupt_ops();
