@@ -680,6 +680,48 @@ static void test_sample_determinism(void) {
     free(clip);
 }
 
+static void test_batch(void) {
+    hl_error err = {0};
+    hl_stage1_config cfg;
+    hl_stage1_config_default(&cfg);
+    float *clip = make_clip(3);
+    hl_rng g = {0};
+    hl_rng_seed(&g, 5);
+    hl_stage1_sample s0, s1;
+    CHECK(hl_stage1_sample_make(&cfg, clip, SC, 27, SH, SW, &g, &s0, &err) == HL_OK, "%s", err.msg);
+    CHECK(hl_stage1_sample_make(&cfg, clip, SC, 27, SH, SW, &g, &s1, &err) == HL_OK, "%s", err.msg);
+    const hl_stage1_sample *both[2] = {&s0, &s1};
+    hl_stage1_batch b;
+    CHECK(hl_stage1_batch_make(both, 2, &b, &err) == HL_OK, "%s", err.msg);
+    size_t cur = (size_t)SC * SF * SP, fr = (size_t)SC * SP;
+    CHECK(!memcmp(b.noisy, s0.noisy, cur * 4) && !memcmp(b.noisy + cur, s1.noisy, cur * 4) &&
+              !memcmp(b.target + cur, s1.target, cur * 4) &&
+              !memcmp(b.lat_long + NL * fr, s1.hist.lat_long, NL * fr * 4) &&
+              !memcmp(b.lat_mid + NM * fr, s1.hist.lat_mid, NM * fr * 4) &&
+              !memcmp(b.lat_short + 2 * fr, s1.hist.lat_short, 2 * fr * 4) &&
+              b.timesteps[1] == s1.t.timestep && !memcmp(b.idx_cur, s0.hist.idx_cur, SF * 8),
+          "batch stacking");
+    /* the batch loss is the mean of the per-sample losses */
+    float *pred = malloc(2 * cur * sizeof *pred);
+    fill_random(pred, (int64_t)(2 * cur), 9);
+    double lb = hl_flow_loss(pred, b.target, NULL, 2, (int64_t)cur, NULL);
+    double l0 = hl_flow_loss(pred, s0.target, NULL, 1, (int64_t)cur, NULL);
+    double l1 = hl_flow_loss(pred + cur, s1.target, NULL, 1, (int64_t)cur, NULL);
+    CHECK(fabs(lb - 0.5 * (l0 + l1)) < 1e-12, "batch loss %g vs %g", lb, 0.5 * (l0 + l1));
+    helios_dit_input in;
+    hl_stage1_batch_dit_input(&b, NULL, 0, &in);
+    CHECK(in.batch == 2 && in.timestep == b.timesteps && in.latents_history_long == b.lat_long,
+          "batch dit input");
+    free(pred);
+    hl_stage1_batch_free(&b);
+    /* mismatched samples */
+    s1.H = 7;
+    CHECK(hl_stage1_batch_make(both, 2, &b, &err) == HELIOS_ERR_INVALID_ARG, "mismatch accepted");
+    s1.H = SH;
+    hl_stage1_sample_free(&s0), hl_stage1_sample_free(&s1);
+    free(clip);
+}
+
 static void test_task_mix(void) {
     hl_error err = {0};
     hl_stage1_config cfg;
@@ -831,6 +873,7 @@ int main(void) {
     test_sample_layout();
     test_sample_padding();
     test_sample_determinism();
+    test_batch();
     test_task_mix();
     test_vae_loss();
     return test_done("test_train_stage1");

@@ -210,3 +210,78 @@ void hl_stage1_dit_input(const hl_stage1_sample *s, const float *text, int text_
     in->indices_latents_history_mid = s->hist.idx_mid;
     in->indices_latents_history_long = s->hist.idx_long;
 }
+
+hl_status hl_stage1_batch_make(const hl_stage1_sample *const *s, int B, hl_stage1_batch *b,
+                               hl_error *err) {
+    memset(b, 0, sizeof *b);
+    if (B < 1) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "stage1 batch: %d samples", B);
+    const hl_stage1_sample *a = s[0];
+    for (int i = 1; i < B; i++)
+        if (s[i]->C != a->C || s[i]->F != a->F || s[i]->H != a->H || s[i]->W != a->W ||
+            s[i]->n_long != a->n_long || s[i]->n_mid != a->n_mid)
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                           "stage1 batch: sample %d is (%d, %d, %d, %d) with history %d/%d, sample "
+                           "0 (%d, %d, %d, %d) with %d/%d",
+                           i, s[i]->C, s[i]->F, s[i]->H, s[i]->W, s[i]->n_long, s[i]->n_mid, a->C,
+                           a->F, a->H, a->W, a->n_long, a->n_mid);
+    b->B = B, b->C = a->C, b->F = a->F, b->H = a->H, b->W = a->W;
+    b->n_long = a->n_long, b->n_mid = a->n_mid;
+    size_t frame = (size_t)a->C * (size_t)a->H * (size_t)a->W, cur = frame * (size_t)a->F;
+    int nl = a->n_long ? a->n_long : 1, nm = a->n_mid ? a->n_mid : 1;
+    b->noisy = malloc((size_t)B * cur * sizeof(float));
+    b->target = malloc((size_t)B * cur * sizeof(float));
+    b->lat_long = malloc((size_t)B * (size_t)nl * frame * sizeof(float));
+    b->lat_mid = malloc((size_t)B * (size_t)nm * frame * sizeof(float));
+    b->lat_short = malloc((size_t)B * 2 * frame * sizeof(float));
+    b->timesteps = malloc((size_t)B * sizeof(double));
+    b->idx_long = malloc((size_t)nl * sizeof(int64_t));
+    b->idx_mid = malloc((size_t)nm * sizeof(int64_t));
+    b->idx_short = malloc(2 * sizeof(int64_t));
+    b->idx_cur = malloc((size_t)a->F * sizeof(int64_t));
+    if (!b->noisy || !b->target || !b->lat_long || !b->lat_mid || !b->lat_short || !b->timesteps ||
+        !b->idx_long || !b->idx_mid || !b->idx_short || !b->idx_cur) {
+        hl_stage1_batch_free(b);
+        return hl_fail(err, HELIOS_ERR_OOM, "stage1 batch: out of memory");
+    }
+    size_t fl = (size_t)a->n_long * frame, fm = (size_t)a->n_mid * frame, fs = 2 * frame;
+    for (int i = 0; i < B; i++) { /* (1, ...) after (1, ...) is (B, ...) */
+        const hl_stage1_sample *x = s[i];
+        memcpy(b->noisy + (size_t)i * cur, x->noisy, cur * sizeof(float));
+        memcpy(b->target + (size_t)i * cur, x->target, cur * sizeof(float));
+        memcpy(b->lat_long + (size_t)i * fl, x->hist.lat_long, fl * sizeof(float));
+        memcpy(b->lat_mid + (size_t)i * fm, x->hist.lat_mid, fm * sizeof(float));
+        memcpy(b->lat_short + (size_t)i * fs, x->hist.lat_short, fs * sizeof(float));
+    }
+    for (int i = 0; i < B; i++) b->timesteps[i] = (double)s[i]->t.timestep;
+    memcpy(b->idx_long, a->hist.idx_long, (size_t)a->n_long * sizeof(int64_t));
+    memcpy(b->idx_mid, a->hist.idx_mid, (size_t)a->n_mid * sizeof(int64_t));
+    memcpy(b->idx_short, a->hist.idx_short, 2 * sizeof(int64_t));
+    memcpy(b->idx_cur, a->hist.idx_cur, (size_t)a->F * sizeof(int64_t));
+    return HL_OK;
+}
+
+void hl_stage1_batch_free(hl_stage1_batch *b) {
+    free(b->noisy), free(b->target), free(b->lat_long), free(b->lat_mid), free(b->lat_short);
+    free(b->timesteps), free(b->idx_long), free(b->idx_mid), free(b->idx_short), free(b->idx_cur);
+    memset(b, 0, sizeof *b);
+}
+
+void hl_stage1_batch_dit_input(const hl_stage1_batch *b, const float *text, int text_len,
+                               helios_dit_input *in) {
+    helios_dit_input_init(in);
+    in->batch = b->B;
+    in->frames = b->F, in->height = b->H, in->width = b->W;
+    in->hidden_states = b->noisy;
+    in->timestep = b->timesteps;
+    in->text_len = text_len;
+    in->encoder_hidden_states = text;
+    in->indices_hidden_states = b->idx_cur;
+    in->short_frames = 2, in->mid_frames = b->n_mid, in->long_frames = b->n_long;
+    in->hist_height = b->H, in->hist_width = b->W;
+    in->latents_history_short = b->lat_short;
+    in->latents_history_mid = b->lat_mid;
+    in->latents_history_long = b->lat_long;
+    in->indices_latents_history_short = b->idx_short;
+    in->indices_latents_history_mid = b->idx_mid;
+    in->indices_latents_history_long = b->idx_long;
+}

@@ -99,4 +99,23 @@ void hl_stage1_sample_free(hl_stage1_sample *s);
 void hl_stage1_dit_input(const hl_stage1_sample *s, const float *text, int text_len,
                          double *timestep, helios_dit_input *in);
 
+/* B samples stacked for one forward (the released per-GPU batch is 2). Every sample must have the
+ * same C, F, H, W and history sizes; the RoPE indices are then the same for all (the layout is
+ * fixed) and are copied from the first. The batch owns copies: the samples may be freed. The loss
+ * of a batch is hl_flow_loss(pred, b.target, NULL, B, C·F·H·W, dpred). */
+typedef struct hl_stage1_batch {
+    int B, C, F, H, W, n_long, n_mid;
+    float *noisy, *target;                             /* (B, C, F, H, W) */
+    float *lat_long, *lat_mid, *lat_short;             /* (B, C, n_long | n_mid | 2, H, W) */
+    double *timesteps;                                 /* (B) */
+    int64_t *idx_long, *idx_mid, *idx_short, *idx_cur; /* (n_long), (n_mid), (2), (F) */
+} hl_stage1_batch;
+
+hl_status hl_stage1_batch_make(const hl_stage1_sample *const *s, int B, hl_stage1_batch *b,
+                               hl_error *err);
+void hl_stage1_batch_free(hl_stage1_batch *b);
+/* The transformer input of a batch; text (B, text_len, text_dim). */
+void hl_stage1_batch_dit_input(const hl_stage1_batch *b, const float *text, int text_len,
+                               helios_dit_input *in);
+
 #endif
