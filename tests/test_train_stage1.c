@@ -226,6 +226,12 @@ static void test_tables(void) {
     hl_tdraw d;
     hl_tsample_from_u(&t, 40.0f, hl_tsample_sigmoid(40.0f), &d);
     CHECK(d.index == 999, "sigmoid(40) index %lld", (long long)d.index);
+    hl_tsample_from_u(&t, NAN, 5.0f, &d);
+    CHECK(d.index == 999, "u 5: index %lld", (long long)d.index);
+    hl_tsample_from_u(&t, NAN, -1.0f, &d);
+    CHECK(d.index == 0 && d.sigma == 1.0f, "u -1: index %lld", (long long)d.index);
+    hl_tsample_from_u(&t, NAN, NAN, &d);
+    CHECK(d.index == 0, "u NaN: index %lld", (long long)d.index);
     /* the draw is torch.randn(1) then sigmoid: seed 0 gives randn 1.5410 */
     hl_rng g = {0};
     hl_rng_seed(&g, 0);

@@ -164,7 +164,8 @@ hl_status hl_resize_bilinear_aa(const float *in, int h0, int w0, float *out, int
 /* Python's round() of h·ratio in double (ties to even), at least 1. */
 static int scaled_size(int n, float ratio) {
     double v = nearbyint((double)n * (double)ratio);
-    return v < 1.0 ? 1 : (int)v;
+    if (!(v >= 1.0)) return 1; /* also NaN */
+    return v > 65536.0 ? 65536 : (int)v;
 }
 
 hl_status hl_corrupt_blur(float *x, int C, int T, int t, int H, int W, float ratio, hl_error *err) {

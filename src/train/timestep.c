@@ -33,8 +33,8 @@ float hl_tsample_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void hl_tsample_from_u(const hl_flow_table *t, float u_logit, float u, hl_tdraw *d) {
     float scaled = u * (float)t->n; /* (u * num_train_timesteps).long(): float32, truncated */
-    int64_t index = scaled > 0.0f ? (int64_t)scaled : 0;
-    if (index > t->n - 1) index = t->n - 1;
+    int64_t index = 0;              /* NaN and u <= 0 give 0, u >= 1 the last entry */
+    if (scaled > 0.0f) index = scaled < (float)t->n ? (int64_t)scaled : t->n - 1;
     d->u_logit = u_logit;
     d->u = u;
     d->index = index;
