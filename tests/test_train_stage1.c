@@ -648,6 +648,13 @@ static void test_sample_padding(void) {
         hl_stage1_sample_free(&s);
     }
     CHECK(found, "chunk 1 never drawn");
+    /* without zero_history_timestep the history sees the current timestep */
+    cfg.zero_history_timestep = false;
+    hl_stage1_sample s;
+    CHECK(hl_stage1_sample_make(&cfg, clip, SC, 18, SH, SW, &g, &s, &err) == HL_OK, "%s", err.msg);
+    CHECK(s.history_timestep == s.t.timestep && s.t.timestep > 0.0f, "history timestep %g",
+          (double)s.history_timestep);
+    hl_stage1_sample_free(&s);
     free(clip);
 }
 
