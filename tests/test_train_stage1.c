@@ -159,11 +159,12 @@ static void test_oracle_forward(void) {
     }
     const int64_t n = 16 * 3 * 8 * 8, P = 64 * 16;
     float *x0 = NULL, *noise = NULL, *sigma = NULL, *pred_ref = NULL, *loss = NULL, *text = NULL;
-    float *ls = NULL, *lm = NULL, *ll = NULL;
+    float *u_logit = NULL, *ls = NULL, *lm = NULL, *ll = NULL;
     int64_t *is = NULL, *im = NULL, *il = NULL, *ih = NULL;
     bool ok = hl_st_read_f32(st, "x0", n, &x0, &err) == HL_OK &&
               hl_st_read_f32(st, "noise", n, &noise, &err) == HL_OK &&
               hl_st_read_f32(st, "sigma", 1, &sigma, &err) == HL_OK &&
+              hl_st_read_f32(st, "u_logit", 1, &u_logit, &err) == HL_OK &&
               hl_st_read_f32(st, "sample0.model_pred", n, &pred_ref, &err) == HL_OK &&
               hl_st_read_f32(st, "loss", 1, &loss, &err) == HL_OK &&
               hl_st_read_f32(st, "encoder_hidden_states", 16 * 32, &text, &err) == HL_OK &&
@@ -183,7 +184,8 @@ static void test_oracle_forward(void) {
         s.C = 16, s.F = 3, s.H = 8, s.W = 8, s.n_long = 16, s.n_mid = 2;
         s.noisy = malloc(n * sizeof(float)), s.target = malloc(n * sizeof(float));
         float *pred = malloc(n * sizeof(float));
-        hl_tsample_from_u(&t, NAN, 0.581f, &s.t); /* the vector's index 581 */
+        float u = hl_tsample_sigmoid(u_logit[0]); /* the vector's draw, through our own code */
+        hl_tsample_from_u(&t, u_logit[0], u, &s.t);
         CHECK(s.t.sigma == sigma[0], "sigma %.9g", (double)s.t.sigma);
         hl_flow_noisy(x0, noise, s.t.sigma, n, s.noisy, s.target);
         s.hist.lat_short = ls, s.hist.lat_mid = lm, s.hist.lat_long = ll;
@@ -201,7 +203,7 @@ static void test_oracle_forward(void) {
                ref_max, l, (double)loss[0]);
         free(s.noisy), free(s.target), free(pred);
     }
-    free(x0), free(noise), free(sigma), free(pred_ref), free(loss), free(text);
+    free(x0), free(noise), free(sigma), free(pred_ref), free(loss), free(text), free(u_logit);
     free(ls), free(lm), free(ll), free(is), free(im), free(il), free(ih);
     hl_dit_free(m);
     hl_st_close(st);
