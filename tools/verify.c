@@ -229,7 +229,6 @@ static void run_dit_grads(verify *v, const char *file) {
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"grads_transformer_flow_stage2", "pyramid (stage-2) training"},
     {"grads_umt5", "text-encoder backward"},
     {"grads_vae_", "VAE backward"},
 };
@@ -316,8 +315,7 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
-        else if (!strncmp(files[i], "grads_transformer", 17) && !strstr(files[i], "flow_stage2"))
-            run_dit_grads(&v, files[i]);
+        else if (!strncmp(files[i], "grads_transformer", 17)) run_dit_grads(&v, files[i]);
     int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
     if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
     else printf("%d passed, %d failed\n", v.passed, v.failed);

@@ -1,5 +1,6 @@
 /* `helios verify` for the transformer's backward: grads_transformer[_f64] (L = Σ out ⊙ R) and
- * grads_transformer_flow_stage1[_f64] (the Helios stage-1 flow-matching loss), oracle README
+ * grads_transformer_flow_stage1[_f64] / _stage2[_f64] (the Helios stage-1 and stage-2
+ * pyramid flow-matching losses: K samples, gradients summed), oracle README
  * §9.1-9.2. The weights (transformer_weights_f32 + transformer_config.json of the same folder) are
  * loaded into a flat float32 parameter buffer as training does; the forward keeps a tape, the
  * backward accumulates into a gradient buffer of the same layout, and every grad.* and
