@@ -247,6 +247,10 @@ void test_umt5_grad(helios_backend kind) {
     printf("  %-8s finite differences: %d tensors, worst max_abs / max|grad| %.2g\n", be, np,
            worst);
 
+    hl_umt5 other = m; /* a tape is bound to the model that recorded it */
+    CHECK(hl_umt5_backward(&ctx, &other, tape, Rf, g) == HELIOS_ERR_INVALID_ARG, "%s: other model",
+          be);
+
     /* a second backward adds the same again (parameter gradients accumulate) */
     float *first = malloc((size_t)g->numel * sizeof *first);
     if (first) {

@@ -61,6 +61,7 @@ typedef struct tape_layer {
 } tape_layer;
 
 struct hl_umt5_tape {
+    const hl_umt5 *m; /* the model it was recorded with */
     int B;
     int64_t L;
     int64_t *ids, *mask; /* [B, L] copies; mask NULL when the forward had none */
@@ -99,7 +100,7 @@ static hl_status tape_new(const hl_umt5 *m, int B, int64_t L, const int64_t *ids
         return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory for the tape of %lld tokens",
                        (long long)M);
     }
-    t->B = B, t->L = L;
+    t->m = m, t->B = B, t->L = L;
     memcpy(t->ids, ids, (size_t)M * sizeof *ids);
     if (mask) memcpy(t->mask, mask, (size_t)M * sizeof *mask);
     for (int64_t d = -(L - 1); d <= L - 1; d++)
@@ -295,6 +296,9 @@ static hl_status attention_backward(const hl_ctx *ctx, const hl_umt5 *m, const h
 
 hl_status hl_umt5_backward(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_tape *t,
                            const float *dout, hl_umt5_grads *g) {
+    if (!t || !dout || !g || t->m != m)
+        return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "umt5 backward: %s",
+                       !t || !dout || !g ? "a NULL argument" : "the tape is of another model");
     const hl_umt5_config *c = &m->cfg;
     int64_t D = c->d_model, M = t->B * t->L;
     scratch s;

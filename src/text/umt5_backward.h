@@ -51,7 +51,8 @@ hl_status hl_umt5_forward_train(const hl_ctx *ctx, const hl_umt5 *m, int B, int6
                                 const int64_t *ids, const int64_t *mask, float *out,
                                 hl_umt5_tape **tape);
 
-/* g += ∂L/∂weights given dout = ∂L/∂out [B, L, D] of the forward that recorded tape. */
+/* g += ∂L/∂weights given dout = ∂L/∂out [B, L, D] of the forward that recorded tape (with
+ * this m: a tape of another model is HELIOS_ERR_INVALID_ARG). */
 hl_status hl_umt5_backward(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_tape *tape,
                            const float *dout, hl_umt5_grads *g);
 
