@@ -20,6 +20,7 @@
 #include "verify/pipeline_vectors.h"
 #include "verify/sample_vectors.h"
 #include "verify/tokenizer_vectors.h"
+#include "verify/umt5_grad_vectors.h"
 #include "verify/umt5_vectors.h"
 #include "verify/vae_vectors.h"
 
@@ -198,6 +199,12 @@ static void run_umt5(verify *v) {
         report_error(v, "umt5_case.safetensors", "load", helios_session_error(v->sess));
 }
 
+/* grads_umt5[_f64].safetensors: the encoder's backward. */
+static void run_umt5_grads(verify *v, const char *file) {
+    if (hl_umt5_grad_verify(&v->sess->ctx, v->dir, file, on_case, v) != HL_OK)
+        report_error(v, file, "load", helios_session_error(v->sess));
+}
+
 /* ---- sampling: schedules, steps, pyramid ops, the generator's draws ----------------- */
 
 static void run_sampling(verify *v) {
@@ -229,7 +236,6 @@ static void run_dit_grads(verify *v, const char *file) {
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"grads_umt5", "text-encoder backward"},
     {"grads_vae_", "VAE backward"},
 };
 
@@ -316,6 +322,7 @@ int cmd_verify(int argc, char **argv) {
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
         else if (!strncmp(files[i], "grads_transformer", 17)) run_dit_grads(&v, files[i]);
+        else if (!strncmp(files[i], "grads_umt5", 10)) run_umt5_grads(&v, files[i]);
     int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
     if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
     else printf("%d passed, %d failed\n", v.passed, v.failed);
