@@ -130,8 +130,12 @@ typedef struct model {
 static hl_status load_model(const train_cfg *c, model *m, hl_error *err) {
     resolve_model(c->model, m->cfg_path, m->weights, sizeof m->cfg_path);
     size_t len;
-    HL_TRY(hl_file_read_all(m->cfg_path, HL_FILE_MAX_CONFIG, "JSON config", &m->config_text, &len,
-                            err));
+    hl_status rs = hl_file_read_all(m->cfg_path, HL_FILE_MAX_CONFIG, "JSON config", &m->config_text,
+                                    &len, err);
+    if (rs != HL_OK) {
+        hl_error_prefix(err, "%s: 'model' \"%s\"", c->path, c->model);
+        return rs;
+    }
     hl_json *j = NULL;
     hl_status st = hl_json_parse(m->config_text, len, &j, err);
     if (st == HL_OK) st = hl_dit_config_parse(j, &m->dit, err);
