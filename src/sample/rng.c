@@ -30,6 +30,23 @@ void hl_rng_seed(hl_rng *g, uint64_t seed) {
     g->next_normal = 0.0;
 }
 
+void hl_rng_seed_array(hl_rng *g, const uint32_t *key, int n) {
+    uint32_t *mt = g->mt;
+    hl_rng_seed(g, 19650218u);
+    int i = 1, j = 0;
+    for (int k = HL_RNG_MT_N > n ? HL_RNG_MT_N : n; k; k--) {
+        mt[i] = (mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) * 1664525u)) + key[j] + (uint32_t)j;
+        if (++i >= HL_RNG_MT_N) mt[0] = mt[HL_RNG_MT_N - 1], i = 1;
+        if (++j >= n) j = 0;
+    }
+    for (int k = HL_RNG_MT_N - 1; k; k--) {
+        mt[i] = (mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) * 1566083941u)) - (uint32_t)i;
+        if (++i >= HL_RNG_MT_N) mt[0] = mt[HL_RNG_MT_N - 1], i = 1;
+    }
+    mt[0] = 0x80000000u;
+    g->seed = n > 0 ? key[0] : 0;
+}
+
 static void mt_regenerate(hl_rng *g) {
     uint32_t *mt = g->mt;
     for (int i = 0; i < HL_RNG_MT_N; i++) {

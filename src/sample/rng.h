@@ -51,6 +51,12 @@ typedef struct hl_rng {
 /* torch.Generator("cpu").manual_seed(seed). Also resets the cached normal; keeps g->path. */
 void hl_rng_seed(hl_rng *g, uint64_t seed);
 
+/* MT19937's init_by_array(key, n) (mt19937ar.c, also numpy's seeding): a generator from a key of
+ * any length, e.g. a 64-bit seed and a 64-bit index as four words, so that every (seed, index)
+ * pair gets its own stream (hl_rng_seed keeps only 32 bits). Resets the cached normal; keeps
+ * g->path; g->seed = key[0] (informative). */
+void hl_rng_seed_array(hl_rng *g, const uint32_t *key, int n);
+
 uint32_t hl_rng_u32(hl_rng *g);
 /* torch's random64(): two words, the first one is the high half. */
 uint64_t hl_rng_u64(hl_rng *g);
