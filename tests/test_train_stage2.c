@@ -556,6 +556,89 @@ static void test_ratios(void) {
     free(clip);
 }
 
+/* Sample k of two clips as one batch-2 forward of the tiny transformer: the same predictions as
+ * the two forwards alone, and the batches' loss is the mean of the clips' losses. */
+static void test_batch(void) {
+    hl_error err = {0};
+    hl_dit *m = NULL;
+    char cfgp[4096], wts[4096];
+    snprintf(cfgp, sizeof cfgp, "%s", vector_path("transformer_config.json"));
+    snprintf(wts, sizeof wts, "%s", vector_path("transformer_weights_f32.safetensors"));
+    if (hl_dit_load(cfgp, wts, &m, &err) != HL_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    hl_stage2_config cfg;
+    hl_stage2_config_default(&cfg);
+    cfg.base.chunk_frames = OF;
+    size_t clip_n = (size_t)OC * 2 * OF * OH * OW;
+    float *clip = malloc(clip_n * sizeof *clip), *text = malloc(2 * 16 * 32 * sizeof *text);
+    fill_random(clip, (int64_t)clip_n, 21);
+    fill_random(text, 2 * 16 * 32, 22);
+    hl_rng g1 = {0}, g2 = {0};
+    hl_rng_seed(&g1, 5), hl_rng_seed(&g2, 6);
+    hl_stage2_sample a, b;
+    CHECK(hl_stage2_sample_make(&cfg, clip, OC, 2 * OF, OH, OW, &g1, &a, &err) == HL_OK &&
+              hl_stage2_sample_make(&cfg, clip, OC, 2 * OF, OH, OW, &g2, &b, &err) == HL_OK,
+          "%s", err.msg);
+    const hl_stage2_sample *pair[2] = {&a, &b};
+    hl_ctx ctx = test_ctx(HELIOS_BACKEND_REF, &err);
+    float *pa[NS], *pb[NS], *pbatch[NS], *tbatch[NS];
+    int64_t numel[NS];
+    double worst = 0;
+    for (int k = 0; k < a.K && k < NS; k++) {
+        hl_stage2_batch bt;
+        CHECK(hl_stage2_batch_make(pair, 2, k, &bt, &err) == HL_OK, "%s", err.msg);
+        int64_t n = (int64_t)OC * OF * bt.h * bt.w;
+        CHECK(bt.level == a.items[k].level && bt.h == a.items[k].H && bt.H == OH &&
+                  bt.timesteps[0] == a.items[k].t.timestep &&
+                  bt.timesteps[1] == b.items[k].t.timestep &&
+                  !memcmp(bt.noisy + n, b.items[k].noisy, (size_t)n * sizeof(float)),
+              "batch %d layout", k);
+        pa[k] = malloc((size_t)n * sizeof(float)), pb[k] = malloc((size_t)n * sizeof(float));
+        pbatch[k] = malloc(2 * (size_t)n * sizeof(float));
+        helios_dit_input in;
+        hl_stage2_dit_input(&a, k, text, 16, &in);
+        CHECK(hl_dit_forward(&ctx, m, &in, NULL, pa[k]) == HL_OK, "%s", err.msg);
+        hl_stage2_dit_input(&b, k, text + 16 * 32, 16, &in);
+        CHECK(hl_dit_forward(&ctx, m, &in, NULL, pb[k]) == HL_OK, "%s", err.msg);
+        hl_stage2_batch_dit_input(&bt, text, 16, &in);
+        CHECK(hl_dit_forward(&ctx, m, &in, NULL, pbatch[k]) == HL_OK, "%s", err.msg);
+        worst = fmax(worst, max_abs_diff(pbatch[k], pa[k], n));
+        worst = fmax(worst, max_abs_diff(pbatch[k] + n, pb[k], n));
+        tbatch[k] = malloc(2 * (size_t)n * sizeof(float));
+        memcpy(tbatch[k], bt.target, 2 * (size_t)n * sizeof(float));
+        numel[k] = 2 * n;
+        hl_stage2_batch_free(&bt);
+    }
+    CHECK(worst <= 1e-6, "batch-2 forward differs from the single ones by %.3g", worst);
+    double la = hl_stage2_sample_loss(&a, (const float *const *)pa, NULL, NULL);
+    double lb = hl_stage2_sample_loss(&b, (const float *const *)pb, NULL, NULL);
+    double lbatch = hl_stage2_loss(a.K, numel, (const float *const *)pbatch,
+                                   (const float *const *)tbatch, NULL, NULL);
+    CHECK(fabs(lbatch - 0.5 * (la + lb)) <= 1e-6 * lbatch, "batch loss %.9g, clips %.9g %.9g",
+          lbatch, la, lb);
+    printf("batch: batch-2 forward vs single max abs %.3g, loss %.9g vs %.9g\n", worst, lbatch,
+           0.5 * (la + lb));
+    for (int k = 0; k < a.K && k < NS; k++)
+        free(pa[k]), free(pb[k]), free(pbatch[k]), free(tbatch[k]);
+    /* clips from different configs do not stack */
+    hl_stage2_sample c;
+    cfg.ratios[1] = 1;
+    CHECK(hl_stage2_sample_make(&cfg, clip, OC, 2 * OF, OH, OW, &g1, &c, &err) == HL_OK, "%s",
+          err.msg);
+    const hl_stage2_sample *mixed[2] = {&a, &c};
+    hl_stage2_batch bt;
+    CHECK(hl_stage2_batch_make(mixed, 2, 2, &bt, &err) == HELIOS_ERR_INVALID_ARG,
+          "level 1 and level 2 stacked");
+    CHECK(hl_stage2_batch_make(mixed, 2, 3, &bt, &err) == HELIOS_ERR_INVALID_ARG,
+          "a missing sample stacked");
+    hl_stage2_batch_free(&bt);
+    hl_stage2_sample_free(&a), hl_stage2_sample_free(&b), hl_stage2_sample_free(&c);
+    free(clip), free(text);
+    hl_dit_free(m);
+}
+
 static void test_bad_input(void) {
     hl_error err = {0};
     hl_stage2_config cfg;
@@ -616,6 +699,7 @@ int main(void) {
     test_draw_order();
     test_determinism();
     test_ratios();
+    test_batch();
     test_bad_input();
     return test_done("test_train_stage2");
 }

@@ -129,7 +129,7 @@ double hl_stage2_loss(int K, const int64_t *numel, const float *const *pred,
         double lk = n > 0 ? s / (double)n : 0.0;
         if (loss_k) loss_k[k] = lk;
         total += lk;
-        if (dpred && dpred[k]) {
+        if (dpred && dpred[k] && n > 0) {
             float scale = 2.0f / ((float)K * (float)n), *g = dpred[k];
             for (int64_t i = 0; i < n; i++) g[i] = scale * (p[i] - t[i]);
         }
@@ -269,4 +269,86 @@ double hl_stage2_sample_loss(const hl_stage2_sample *s, const float *const *pred
         target[k] = it->target;
     }
     return hl_stage2_loss(s->K, numel, pred, target, dpred, loss_k);
+}
+
+hl_status hl_stage2_batch_make(const hl_stage2_sample *const *s, int B, int k, hl_stage2_batch *b,
+                               hl_error *err) {
+    memset(b, 0, sizeof *b);
+    if (!s || B < 1 || k < 0 || k >= s[0]->K)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "stage2 batch: %d clips, sample %d", B, k);
+    const hl_stage2_sample *a = s[0];
+    const hl_stage2_item *ia = &a->items[k];
+    for (int i = 1; i < B; i++) {
+        const hl_stage2_item *ii = &s[i]->items[k];
+        if (s[i]->C != a->C || s[i]->F != a->F || s[i]->H != a->H || s[i]->W != a->W ||
+            s[i]->base.n_long != a->base.n_long || s[i]->base.n_mid != a->base.n_mid ||
+            k >= s[i]->K || ii->level != ia->level || ii->H != ia->H || ii->W != ia->W)
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                           "stage2 batch: clip %d is (%d, %d, %d, %d) with history %d/%d and %d "
+                           "samples, clip 0 (%d, %d, %d, %d) with %d/%d and %d",
+                           i, s[i]->C, s[i]->F, s[i]->H, s[i]->W, s[i]->base.n_long,
+                           s[i]->base.n_mid, s[i]->K, a->C, a->F, a->H, a->W, a->base.n_long,
+                           a->base.n_mid, a->K);
+    }
+    b->B = B, b->C = a->C, b->F = a->F, b->level = ia->level, b->h = ia->H, b->w = ia->W;
+    b->H = a->H, b->W = a->W, b->n_long = a->base.n_long, b->n_mid = a->base.n_mid;
+    size_t frame = (size_t)a->C * (size_t)a->H * (size_t)a->W;
+    size_t cur = (size_t)a->C * (size_t)a->F * (size_t)ia->H * (size_t)ia->W;
+    int nl = b->n_long ? b->n_long : 1, nm = b->n_mid ? b->n_mid : 1;
+    b->noisy = malloc((size_t)B * cur * sizeof(float));
+    b->target = malloc((size_t)B * cur * sizeof(float));
+    b->lat_long = malloc((size_t)B * (size_t)nl * frame * sizeof(float));
+    b->lat_mid = malloc((size_t)B * (size_t)nm * frame * sizeof(float));
+    b->lat_short = malloc((size_t)B * 2 * frame * sizeof(float));
+    b->timesteps = malloc((size_t)B * sizeof(double));
+    b->idx_long = malloc((size_t)nl * sizeof(int64_t));
+    b->idx_mid = malloc((size_t)nm * sizeof(int64_t));
+    b->idx_short = malloc(2 * sizeof(int64_t));
+    b->idx_cur = malloc((size_t)a->F * sizeof(int64_t));
+    if (!b->noisy || !b->target || !b->lat_long || !b->lat_mid || !b->lat_short || !b->timesteps ||
+        !b->idx_long || !b->idx_mid || !b->idx_short || !b->idx_cur) {
+        hl_stage2_batch_free(b);
+        return hl_fail(err, HELIOS_ERR_OOM, "stage2 batch: out of memory");
+    }
+    size_t fl = (size_t)b->n_long * frame, fm = (size_t)b->n_mid * frame, fs = 2 * frame;
+    for (int i = 0; i < B; i++) { /* (1, ...) after (1, ...) is (B, ...) */
+        const hl_stage2_sample *x = s[i];
+        memcpy(b->noisy + (size_t)i * cur, x->items[k].noisy, cur * sizeof(float));
+        memcpy(b->target + (size_t)i * cur, x->items[k].target, cur * sizeof(float));
+        memcpy(b->lat_long + (size_t)i * fl, x->base.hist.lat_long, fl * sizeof(float));
+        memcpy(b->lat_mid + (size_t)i * fm, x->base.hist.lat_mid, fm * sizeof(float));
+        memcpy(b->lat_short + (size_t)i * fs, x->base.hist.lat_short, fs * sizeof(float));
+        b->timesteps[i] = x->items[k].t.timestep;
+    }
+    memcpy(b->idx_long, a->base.hist.idx_long, (size_t)b->n_long * sizeof(int64_t));
+    memcpy(b->idx_mid, a->base.hist.idx_mid, (size_t)b->n_mid * sizeof(int64_t));
+    memcpy(b->idx_short, a->base.hist.idx_short, 2 * sizeof(int64_t));
+    memcpy(b->idx_cur, a->base.hist.idx_cur, (size_t)a->F * sizeof(int64_t));
+    return HL_OK;
+}
+
+void hl_stage2_batch_free(hl_stage2_batch *b) {
+    free(b->noisy), free(b->target), free(b->lat_long), free(b->lat_mid), free(b->lat_short);
+    free(b->timesteps), free(b->idx_long), free(b->idx_mid), free(b->idx_short), free(b->idx_cur);
+    memset(b, 0, sizeof *b);
+}
+
+void hl_stage2_batch_dit_input(const hl_stage2_batch *b, const float *text, int text_len,
+                               helios_dit_input *in) {
+    helios_dit_input_init(in);
+    in->batch = b->B;
+    in->frames = b->F, in->height = b->h, in->width = b->w;
+    in->hidden_states = b->noisy;
+    in->timestep = b->timesteps;
+    in->text_len = text_len;
+    in->encoder_hidden_states = text;
+    in->indices_hidden_states = b->idx_cur;
+    in->short_frames = 2, in->mid_frames = b->n_mid, in->long_frames = b->n_long;
+    in->hist_height = b->H, in->hist_width = b->W;
+    in->latents_history_short = b->lat_short;
+    in->latents_history_mid = b->lat_mid;
+    in->latents_history_long = b->lat_long;
+    in->indices_latents_history_short = b->idx_short;
+    in->indices_latents_history_mid = b->idx_mid;
+    in->indices_latents_history_long = b->idx_long;
 }

@@ -133,7 +133,7 @@ hl_status hl_stage2_sample_make(const hl_stage2_config *cfg, const float *clip, 
                                 int H, int W, hl_rng *g, hl_stage2_sample *s, hl_error *err);
 void hl_stage2_sample_free(hl_stage2_sample *s);
 
-/* The transformer input of sample k (batch 1): hidden_states (1, C, F, H_k, W_k), the history at
+/* The transformer input of sample k in [0, K) (batch 1): hidden_states (1, C, F, H_k, W_k), the history at
  * (H, W); every pointer points into s or text (1, text_len, text_dim). A dropped caption
  * (s->base.drop_text) is the caller's to zero. */
 void hl_stage2_dit_input(const hl_stage2_sample *s, int k, const float *text, int text_len,
@@ -142,5 +142,28 @@ void hl_stage2_dit_input(const hl_stage2_sample *s, int k, const float *text, in
 /* The loss of the K predictions pred[k] (C, F, H_k, W_k) against the sample's targets. */
 double hl_stage2_sample_loss(const hl_stage2_sample *s, const float *const *pred,
                              float *const *dpred, double *loss_k);
+
+/* Sample k of B clips stacked for one forward (the released per-GPU batch is 2; the K samples of
+ * a clip have different sizes and run as K forwards). Every clip must have the same C, F, H, W,
+ * history sizes and levels (one config); the RoPE indices are then the same for all and are copied
+ * from the first. The batch owns copies: the samples may be freed. The loss over the K batches is
+ * hl_stage2_loss with pred[k], target[k] the batches' (B, C, F, h, w) and numel[k] = B·C·F·h·w
+ * (equal-sized rows: the mean over clips of per-clip means). */
+typedef struct hl_stage2_batch {
+    int B, C, F, level;
+    int h, w;                                          /* the level's size */
+    int H, W, n_long, n_mid;                           /* the history's */
+    float *noisy, *target;                             /* (B, C, F, h, w) */
+    float *lat_long, *lat_mid, *lat_short;             /* (B, C, n_long | n_mid | 2, H, W) */
+    double *timesteps;                                 /* (B) */
+    int64_t *idx_long, *idx_mid, *idx_short, *idx_cur; /* (n_long), (n_mid), (2), (F) */
+} hl_stage2_batch;
+
+hl_status hl_stage2_batch_make(const hl_stage2_sample *const *s, int B, int k, hl_stage2_batch *b,
+                               hl_error *err);
+void hl_stage2_batch_free(hl_stage2_batch *b);
+/* The transformer input of a batch; text (B, text_len, text_dim). */
+void hl_stage2_batch_dit_input(const hl_stage2_batch *b, const float *text, int text_len,
+                               helios_dit_input *in);
 
 #endif
