@@ -99,7 +99,8 @@ double hl_stage2_loss(int K, const int64_t *numel, const float *const *pred,
 
 typedef struct hl_stage2_config {
     /* [CFG] = scripts/training/configs/stage_2_init.yaml */
-    hl_stage1_config base; /* history, task mix, text dropout, corrupt; base.tsample: uniform
+    hl_stage1_config base; /* history, task mix, text dropout, corrupt (defaults: stage 1's,
+                              spec §2.4 "same data and history handling"); base.tsample: uniform
                               (weighting_scheme none), N = sched.num_train_timesteps */
     hl_sched_config sched; /* HeliosScheduler: shift 1, stages 3 (the levels), stage_range
                               [0, 1/3, 2/3, 1], gamma 1/3, no dynamic shifting */
@@ -133,9 +134,9 @@ hl_status hl_stage2_sample_make(const hl_stage2_config *cfg, const float *clip, 
                                 int H, int W, hl_rng *g, hl_stage2_sample *s, hl_error *err);
 void hl_stage2_sample_free(hl_stage2_sample *s);
 
-/* The transformer input of sample k in [0, K) (batch 1): hidden_states (1, C, F, H_k, W_k), the history at
- * (H, W); every pointer points into s or text (1, text_len, text_dim). A dropped caption
- * (s->base.drop_text) is the caller's to zero. */
+/* The transformer input of sample k in [0, K) (batch 1): hidden_states (1, C, F, H_k, W_k), the
+ * history at (H, W); every pointer points into s or text (1, text_len, text_dim). A dropped
+ * caption (s->base.drop_text) is the caller's to zero. */
 void hl_stage2_dit_input(const hl_stage2_sample *s, int k, const float *text, int text_len,
                          helios_dit_input *in);
 
