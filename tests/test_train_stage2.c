@@ -141,7 +141,7 @@ static bool oracle_load(oracle *o, hl_error *err) {
     return ok;
 }
 
-/* ---- the pieces against the reference ---------------------------------------------------------- */
+/* ---- the pieces against the reference -------------------------------------------------------- */
 
 static void test_oracle_pieces(void) {
     hl_error err = {0};
@@ -358,7 +358,7 @@ static void test_oracle_forward(void) {
     oracle_free(&o);
 }
 
-/* ---- clip -> sample ---------------------------------------------------------------------------- */
+/* ---- clip -> sample -------------------------------------------------------------------------- */
 
 enum { SC = 2, SH = 8, SW = 4, SP = SH * SW, SF = 3 };
 

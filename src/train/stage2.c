@@ -6,7 +6,7 @@
 
 #include "sample/pyramid.h"
 
-/* ---- the pieces -------------------------------------------------------------------------------- */
+/* ---- the pieces ------------------------------------------------------------------------------ */
 
 hl_status hl_stage2_pyramid_build(const float *x0, const float *noise, int C, int F, int H, int W,
                                   int levels, hl_stage2_pyramid *p, hl_error *err) {
@@ -137,7 +137,7 @@ double hl_stage2_loss(int K, const int64_t *numel, const float *const *pred,
     return K > 0 ? total / (double)K : 0.0;
 }
 
-/* ---- one training example ---------------------------------------------------------------------- */
+/* ---- one training example -------------------------------------------------------------------- */
 
 void hl_stage2_config_default(hl_stage2_config *c) {
     memset(c, 0, sizeof *c);

@@ -49,7 +49,7 @@
 #define HL_STAGE2_MAX_LEVELS HL_SCHED_MAX_STAGES
 #define HL_STAGE2_MAX_SAMPLES 64 /* K, all levels together */
 
-/* ---- the pieces -------------------------------------------------------------------------------- */
+/* ---- the pieces ------------------------------------------------------------------------------ */
 
 /* The pyramid of one chunk and the flow path of every level. Level s is (C, F, H[s], W[s]) with
  * H[s] = H >> (L - 1 - s). start/end are filled by hl_stage2_pyramid_paths. */
@@ -95,7 +95,7 @@ hl_status hl_stage2_time_at(const hl_sched *sched, int level, const hl_tdraw *d,
 double hl_stage2_loss(int K, const int64_t *numel, const float *const *pred,
                       const float *const *target, float *const *dpred, double *loss_k);
 
-/* ---- one training example ---------------------------------------------------------------------- */
+/* ---- one training example -------------------------------------------------------------------- */
 
 typedef struct hl_stage2_config {
     /* [CFG] = scripts/training/configs/stage_2_init.yaml */
