@@ -17,6 +17,7 @@
 #include "bench/umt5_bench.h"
 #include "bench/vae_bench.h"
 #include "core/parallel.h"
+#include "bench/train_bench.h"
 #include "dit/dit.h"
 #include "helios.h"
 #include "ops/ops_backends.h"
@@ -25,7 +26,7 @@
 #include "vae/vae.h"
 
 typedef struct bench_opts {
-    const char *only; /* "block", "umt5", "vae", "tiny" or NULL for the default set */
+    const char *only; /* "block", "umt5", "vae", "tiny", "train" or NULL for the default set */
     const char *tiny_model;
     int tiny_frames, tiny_width, tiny_height;
     int full;      /* the default set also has the slow umt5 and vae lines */
@@ -338,29 +339,71 @@ done:
     return rc;
 }
 
+/* Training steps (issue 10 item 9): the block shape, then the tiny model on stage 1. */
+static int run_train(const bench_opts *o, const yardstick *y) {
+    hl_error err = {0};
+    hl_train_bench b;
+    if (hl_train_bench_block(o->dim, (int)o->heads, o->ffn, o->tokens, o->text, o->reps, &b,
+                             &err) != HL_OK) {
+        fprintf(stderr, "helios bench: training block: %s\n", err.msg);
+        return 1;
+    }
+    printf("train block f32: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text, %.1fM "
+           "parameters: forward %.3f s, backward %.3f s (%.2fx the forward), AdamW %.3f s "
+           "(medians of %d)\n",
+           (long long)o->dim, (long long)o->heads, (long long)o->ffn, (long long)o->tokens,
+           (long long)o->text, (double)b.params * 1e-6, b.fwd_s, b.bwd_s, b.bwd_s / b.fwd_s,
+           b.opt_s, o->reps);
+    double step = b.fwd_s + b.bwd_s + b.opt_s;
+    printf("train block forward: ");
+    quote(y, b.fwd_flops / b.fwd_s * 1e-9);
+    printf("\ntrain block backward: ");
+    quote(y, 2 * b.fwd_flops / b.bwd_s * 1e-9);
+    printf("\ntrain block step: %.0f tokens/s, ", (double)b.tokens / step);
+    quote(y, b.step_flops / step * 1e-9);
+    printf("\ntrain block memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
+           "MiB\n",
+           (double)b.act_bytes / 1048576.0, peak_rss_mib());
+    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, o->reps, &b, &err) != HL_OK) {
+        fprintf(stderr, "helios bench: training %s: %s\n", o->tiny_model, err.msg);
+        return 1;
+    }
+    step = b.fwd_s + b.opt_s;
+    printf("train model %s (stage 1, 9x8x8 latent chunk with a full history, %lld tokens, "
+           "%.2fM parameters): step %.1f ms (AdamW %.1f ms), %.0f tokens/s, %.1f GFLOP/s, "
+           "%.1f%% of peak\n",
+           o->tiny_model, (long long)b.tokens, (double)b.params * 1e-6, step * 1e3, b.opt_s * 1e3,
+           (double)b.tokens / step, b.step_flops / step * 1e-9,
+           100.0 * b.step_flops / step * 1e-9 / y->peak);
+    return 0;
+}
+
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: helios bench [options]\n"
-            "\n"
-            "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
-            "baseline) and times one transformer block (random weights) against both.\n"
-            "  --threads N     threads, 1..%d (default 0: all cores)\n"
-            "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
-            "  --f32           f32 weights and GEMMs instead of bf16\n"
-            "  --tokens N      current tokens (default 2304)\n"
-            "  --text N        text tokens (default 512)\n"
-            "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
-            "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-            "  --only block|umt5|vae|tiny  run one part (default: block; with --full the first\n"
-            "                  three); tiny: the tiny random model end to end (frames/s, the\n"
-            "                  share of time inside the ops)\n"
-            "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
-            "  --tiny-frames N   video frames at 256x128 (default 33)\n"
-            "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
-            "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
-            "Numbers must be whole values in range; an option given twice takes its last value.\n"
-            "A bad command line exits with status 2.\n",
-            HELIOS_MAX_THREADS);
+    fprintf(
+        f,
+        "usage: helios bench [options]\n"
+        "\n"
+        "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
+        "baseline) and times one transformer block (random weights) against both.\n"
+        "  --threads N     threads, 1..%d (default 0: all cores)\n"
+        "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
+        "  --f32           f32 weights and GEMMs instead of bf16\n"
+        "  --tokens N      current tokens (default 2304)\n"
+        "  --text N        text tokens (default 512)\n"
+        "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
+        "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
+        "  --only block|umt5|vae|tiny|train  run one part (default: block; with --full the\n"
+        "                  first three); tiny: the tiny random model end to end (frames/s, the\n"
+        "                  share of time inside the ops); train: training steps (f32) of\n"
+        "                  the block shape and of the --tiny-model on stage 1\n"
+        "  --train         the same as --only train\n"
+        "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
+        "  --tiny-frames N   video frames at 256x128 (default 33)\n"
+        "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
+        "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
+        "Numbers must be whole values in range; an option given twice takes its last value.\n"
+        "A bad command line exits with status 2.\n",
+        HELIOS_MAX_THREADS);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -377,7 +420,7 @@ int cmd_bench(int argc, char **argv) {
                     .tiny_frames = 33,
                     .tiny_width = 256,
                     .tiny_height = 128};
-    static const char *const parts[] = {"block", "umt5", "vae", "tiny"};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "train"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -390,7 +433,9 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 4, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 5, &k))) o.only = parts[k];
+        } else if (args_is(&a, NULL, "--train")) {
+            o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
             rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o.threads);
         else if (args_is(&a, NULL, "--reps")) rc = args_int(&a, 1, 64, &o.reps); /* times[64] */
@@ -430,7 +475,8 @@ int cmd_bench(int argc, char **argv) {
         printf("peak: none of these ISAs here; lines quote the library baseline\n");
         y.peak_isa = "baseline";
     }
-    hl_dtype ceil_dt = o.dtype;
+    int train = o.only && !strcmp(o.only, "train");
+    hl_dtype ceil_dt = train ? HL_F32 : o.dtype; /* training computes in f32 */
     double ceiling = hl_cpu_gemm_ceiling_gflops(o.gemm_n, ceil_dt, o.reps);
     if (!(ceiling > 0) && ceil_dt == HL_BF16) {
         /* oneDNN 2.6 has bf16 kernels only with AVX-512; here bf16 weights run as f32 GEMMs */
@@ -452,5 +498,6 @@ int cmd_bench(int argc, char **argv) {
     if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, &y);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, &y);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "vae"))) rc |= run_vae(&o, &y);
+    if (train) rc |= run_train(&o, &y);
     return rc;
 }
