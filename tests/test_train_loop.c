@@ -1,6 +1,6 @@
 /* The training loop (train/train_loop.h) on a toy objective: least squares of a small linear model
- * y = W x + b against a fixed teacher, x drawn from the loop's RNG (the scalar normal path, which
- * caches a second value in the generator: its state must survive a checkpoint too).
+ * y = W x + b against a fixed teacher, x drawn from the sample's generator (keyed by the seed and
+ * the sample index: a resume needs only the sample position).
  *   - the loss falls;
  *   - two runs with the same seed give the same bits;
  *   - 10 steps uninterrupted == 5 steps + resume to 10 (losses compared in %a, weights, EMA);

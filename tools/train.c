@@ -1,7 +1,8 @@
 /* helios train CONFIG.json — trains a model component with the generic loop (src/train/), as the
  * configuration file says (docs/training.md). A client of the library's training module: this file
  * reads the configuration, builds the flat parameters and the objective, prints progress, keeps
- * OUTPUT/losses.tsv and turns Ctrl-C into "checkpoint, then exit 0". */
+ * OUTPUT/losses.tsv and turns Ctrl-C into "checkpoint, then exit 0". Started by mpirun (a build
+ * with MPI), each process is one data-parallel rank (train/dist.h); rank 0 alone writes. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/train_config.h"
+#include "train/dist.h"
 #include "train/dit_flat.h"
 #include "train/objective.h"
 
@@ -28,23 +30,30 @@ typedef struct train_opts {
 
 static void usage(FILE *f) {
     fprintf(
-        f, "usage: helios train CONFIG.json [options]\n"
-           "\n"
-           "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
-           "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
-           "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
-           "gradient norm), progress to stderr. Ctrl-C writes a checkpoint and exits 0; a second\n"
-           "Ctrl-C kills at once.\n"
-           "\n"
-           "      --resume        continue from the newest complete checkpoint in OUTPUT (none:\n"
-           "                      start from step 0); the run goes on bit for bit as if never\n"
-           "                      stopped\n"
-           "      --threads N     worker threads, 0 = all cores (default: the config's)\n"
-           "      --throttle MS   sleep MS milliseconds after each step (to test interruption)\n"
-           "  -q, --quiet         no progress line\n"
-           "  -h, --help          this text\n"
-           "\n"
-           "objectives (\"objective\": {\"type\": ...}):\n");
+        f,
+        "usage: helios train CONFIG.json [options]\n"
+        "\n"
+        "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
+        "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
+        "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
+        "gradient norm), progress to stderr. Ctrl-C writes a checkpoint and exits 0; a second\n"
+        "Ctrl-C kills at once.\n"
+        "\n"
+        "      --resume        continue from the newest complete checkpoint in OUTPUT (none:\n"
+        "                      start from step 0); the run goes on bit for bit as if never\n"
+        "                      stopped\n"
+        "      --threads N     worker threads, 0 = all cores (default: the config's)\n"
+        "      --throttle MS   sleep MS milliseconds after each step (to test interruption)\n"
+        "  -q, --quiet         no progress line\n"
+        "  -h, --help          this text\n"
+        "\n"
+        "Data-parallel over MPI (%s): mpirun -np N helios train CONFIG.json runs N ranks;\n"
+        "each step takes accumulation micro-batches on every rank (N x accumulation in all),\n"
+        "with the same results, bit for bit, as one process with N x accumulation. Rank 0\n"
+        "writes the checkpoints, losses.tsv and progress.\n"
+        "\n"
+        "objectives (\"objective\": {\"type\": ...}):\n",
+        hl_dist_built_with_mpi() ? "this build has it" : "this build has no MPI");
     size_t n;
     const hl_train_objective *o = hl_train_objectives(&n);
     for (size_t i = 0; i < n; i++) fprintf(f, "  %-12s %s\n", o[i].name, o[i].description);
@@ -305,9 +314,17 @@ int cmd_train(int argc, char **argv) {
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
     hl_error err = {0};
+    hl_dist dist;
+    if (hl_dist_init(&dist, &err) != HL_OK) {
+        fprintf(stderr, "helios train: %s\n", err.msg);
+        return 1;
+    }
+    bool lead = dist.rank == 0;
+    if (!lead) o.quiet = true;
     train_cfg c;
     if (train_cfg_load(o.config, &c, &err) != HL_OK) {
         fprintf(stderr, "helios train: %s\n", err.msg);
+        hl_dist_finalize(&dist);
         return 2;
     }
     const hl_train_objective *objective = NULL;
@@ -340,7 +357,12 @@ int cmd_train(int argc, char **argv) {
     tc.keep = c.keep;
     tc.validation_every = c.validation_every;
     tc.resume = o.resume;
-    tc.config_hash = train_cfg_hash(&c, m.config_text);
+    tc.dist = &dist;
+    /* the numbers depend on the micro-batches of a step in all, not on how ranks share them: a
+     * run may resume with another split (2 ranks x 1 <-> 1 process x 2) */
+    train_cfg hc = c;
+    hc.accumulation = c.accumulation * dist.world;
+    tc.config_hash = train_cfg_hash(&hc, m.config_text);
     tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
                          m.config_text, &m.layout,     NULL,
                          NULL};
@@ -349,8 +371,8 @@ int cmd_train(int argc, char **argv) {
     tc.stop = &g_stop;
     snprintf(rep.log_path, sizeof rep.log_path, "%s/losses.tsv", c.output);
     rep.append = o.resume;
-    if ((st = make_dirs(c.output, &err)) != HL_OK) goto done;
-    if (o.resume) {
+    if (lead && (st = make_dirs(c.output, &err)) != HL_OK) goto done;
+    if (lead && o.resume) {
         int64_t last;
         char dir[4096];
         st = hl_ckpt_latest(c.output, &last, dir, sizeof dir, &err);
@@ -364,7 +386,7 @@ int cmd_train(int argc, char **argv) {
     signal(SIGTERM, SIG_DFL);
     if (st == HL_OK) {
         rc = 0;
-        if (!o.quiet || res.stopped)
+        if (lead && (!o.quiet || res.stopped))
             fprintf(stderr, "helios train: %s at step %lld/%lld; checkpoint %s/checkpoint-%lld\n",
                     res.stopped ? "stopped" : "done", (long long)res.steps_done, (long long)c.steps,
                     c.output, (long long)res.steps_done);
@@ -377,5 +399,6 @@ done:
     if (obj) objective->destroy(obj);
     free_model(&m);
     train_cfg_free(&c);
+    hl_dist_finalize(&dist);
     return rc;
 }

@@ -235,25 +235,24 @@ hl_status hl_ckpt_prune(const char *out_dir, int keep, hl_error *err) {
     return st;
 }
 
+/* How the loop draws each sample's randomness (train_loop.c sample_rng): stored so that a
+ * checkpoint written under another rule is refused. */
+#define SAMPLE_RNG "mt19937 init_by_array(seed lo, seed hi, sample lo, sample hi)"
+
 /* ---- state.json ------------------------------------------------------------------------ */
 
+/* Version 2: no generator state. Each sample's randomness is a generator keyed by (seed, sample
+ * index) (train_loop.h), so the data position is all a resume needs. */
 static char *state_json(const hl_ckpt_state *s) {
-    size_t cap = 2 * HL_RNG_MT_N * 8 + 1024;
+    size_t cap = 1024;
     char *out = malloc(cap);
     if (!out) return NULL;
-    int n = snprintf(out, cap,
-                     "{\n  \"format\": \"helios-train-state\",\n  \"version\": 1,\n"
-                     "  \"step\": %" PRId64 ",\n  \"samples\": %" PRId64 ",\n"
-                     "  \"config_hash\": \"%016" PRIx64 "\",\n  \"loss\": \"%a\",\n"
-                     "  \"rng\": {\n    \"seed\": \"%016" PRIx64 "\",\n    \"next\": %d,\n"
-                     "    \"has_next_normal\": %s,\n    \"next_normal\": \"%a\",\n"
-                     "    \"normal_path\": %d,\n    \"mt\": \"",
-                     s->step, s->samples, s->config_hash, s->loss, s->rng.seed, s->rng.next,
-                     s->rng.has_next_normal ? "true" : "false", s->rng.next_normal,
-                     (int)s->rng.path);
-    for (int i = 0; i < HL_RNG_MT_N; i++)
-        n += snprintf(out + n, cap - (size_t)n, "%08x", s->rng.mt[i]);
-    snprintf(out + n, cap - (size_t)n, "\"\n  }\n}\n");
+    snprintf(out, cap,
+             "{\n  \"format\": \"helios-train-state\",\n  \"version\": 2,\n"
+             "  \"step\": %" PRId64 ",\n  \"samples\": %" PRId64 ",\n"
+             "  \"config_hash\": \"%016" PRIx64 "\",\n  \"loss\": \"%a\",\n"
+             "  \"sample_rng\": \"%s\"\n}\n",
+             s->step, s->samples, s->config_hash, s->loss, SAMPLE_RNG);
     return out;
 }
 
@@ -281,42 +280,21 @@ static hl_status read_state(const char *path, hl_ckpt_state *s, hl_error *err) {
     hl_json *j = NULL;
     HL_TRY(hl_json_load_file(path, &j, err));
     memset(s, 0, sizeof *s);
-    const hl_json *r = hl_json_get(j, "rng");
-    const char *fmt = hl_json_get_string(j, "format");
-    int64_t version = 0, next = 0, npath = 0;
-    uint64_t v;
+    const char *fmt = hl_json_get_string(j, "format"), *rng = hl_json_get_string(j, "sample_rng");
+    int64_t version = 0;
     const char *bad = NULL;
     if (!fmt || strcmp(fmt, "helios-train-state")) bad = "format";
-    else if (hl_json_get_int(j, "version", &version) || version != 1) bad = "version";
+    else if (hl_json_get_int(j, "version", &version) || version != 2) bad = "version";
     else if (hl_json_get_int(j, "step", &s->step) || s->step < 0) bad = "step";
     else if (hl_json_get_int(j, "samples", &s->samples) || s->samples < 0) bad = "samples";
     else if (!parse_hex_u64(hl_json_get_string(j, "config_hash"), 16, &s->config_hash))
         bad = "config_hash";
     else if (!parse_double_str(hl_json_get_string(j, "loss"), &s->loss)) bad = "loss";
-    else if (!r || r->type != HL_JSON_OBJECT) bad = "rng";
-    else if (!parse_hex_u64(hl_json_get_string(r, "seed"), 16, &s->rng.seed)) bad = "rng.seed";
-    else if (hl_json_get_int(r, "next", &next) || next < 0 || next > HL_RNG_MT_N) bad = "rng.next";
-    else if (hl_json_get_bool(r, "has_next_normal", &s->rng.has_next_normal))
-        bad = "rng.has_next_normal";
-    else if (!parse_double_str(hl_json_get_string(r, "next_normal"), &s->rng.next_normal))
-        bad = "rng.next_normal";
-    else if (hl_json_get_int(r, "normal_path", &npath) || npath < 0 || npath > 1)
-        bad = "rng.normal_path";
-    else {
-        const char *mt = hl_json_get_string(r, "mt");
-        if (!mt || strlen(mt) != (size_t)HL_RNG_MT_N * 8) bad = "rng.mt";
-        for (int i = 0; !bad && i < HL_RNG_MT_N; i++) {
-            char w[9];
-            memcpy(w, mt + 8 * i, 8);
-            w[8] = '\0';
-            if (!parse_hex_u64(w, 8, &v)) bad = "rng.mt";
-            else s->rng.mt[i] = (uint32_t)v;
-        }
-    }
-    s->rng.next = (int)next;
-    s->rng.path = (hl_rng_normal_path)npath;
+    else if (!rng || strcmp(rng, SAMPLE_RNG)) bad = "sample_rng";
     hl_json_free(j);
-    if (bad) return hl_fail_key(err, HELIOS_ERR_FORMAT, path, bad, "missing or malformed");
+    if (bad)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, bad,
+                           "missing or malformed (a version 2 state of this helios expected)");
     return HL_OK;
 }
 

@@ -8,8 +8,9 @@
  *                                                    folder loads as a transformer folder as is
  *     optimizer.safetensors    exp_avg.NAME, exp_avg_sq.NAME (AdamW moments), ema.NAME (EMA
  *                              weights, when kept); metadata "step" = AdamW's step count
- *     state.json               step, samples consumed (the data position), config hash, the
- *                              RNG's whole state (MT words in hex, doubles in C99 %a)
+ *     state.json               version 2: step, samples consumed (the data position), config
+ *                              hash, loss (C99 %a) and the per-sample RNG rule; no generator
+ *                              state: sample i's generator is keyed by (seed, i)
  *     COMPLETE                 written last: a folder without it is not a checkpoint
  *
  * Writing: everything goes into OUT/checkpoint-STEP.tmp/, each file fsync'ed, the folders
@@ -33,7 +34,6 @@ typedef struct hl_ckpt_state {
     int64_t samples;      /* samples consumed: the data loader's position */
     uint64_t config_hash; /* of the training configuration that wrote it */
     double loss;          /* of the last step (informative) */
-    hl_rng rng;           /* the training RNG after the last step */
 } hl_ckpt_state;
 
 /* Called between the stages of a write ("weights", "optimizer", "state", "renamed",

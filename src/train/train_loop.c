@@ -36,17 +36,28 @@ static hl_status check_config(const hl_train_config *c, const float *ema, hl_err
 
 typedef struct run {
     const hl_train_config *c;
+    hl_dist dist; /* *c->dist, or a single process */
     int64_t n;
     float *grads;
+    float *mb_grads; /* one micro-batch's gradient, added to grads in order; NULL: grads itself */
+    double *mine, *exch; /* [batch + 1], [world * (batch + 1)]: a rank's status and losses */
     hl_adamw opt;
-    hl_rng rng;
     int64_t step, samples, last_ckpt;
     double loss;
 } run;
 
+/* The generator of sample `index`: MT19937 keyed by (seed, index), so a sample draws the same
+ * numbers whichever process runs it and whatever ran before it. */
+static void sample_rng(hl_rng *g, uint64_t seed, int64_t index) {
+    const uint32_t key[4] = {(uint32_t)seed, (uint32_t)(seed >> 32), (uint32_t)index,
+                             (uint32_t)((uint64_t)index >> 32)};
+    g->path = HL_RNG_NORMAL_AVX2;
+    hl_rng_seed_array(g, key, 4);
+}
+
 static hl_status save(run *r, const float *params, const float *ema, char *path, size_t cap,
                       hl_error *err) {
-    hl_ckpt_state st = {r->step, r->samples, r->c->config_hash, r->loss, r->rng};
+    hl_ckpt_state st = {r->step, r->samples, r->c->config_hash, r->loss};
     HL_TRY(hl_ckpt_save(&r->c->io, params, &r->opt, r->c->ema_decay > 0 ? ema : NULL, &st, err));
     r->last_ckpt = r->step;
     snprintf(path, cap, "%s/checkpoint-%lld", r->c->io.out_dir, (long long)r->step);
@@ -88,7 +99,6 @@ static hl_status restore(run *r, float *params, float *ema, bool *found, hl_erro
                        dir, (unsigned long long)st.config_hash, (unsigned long long)c->config_hash);
     r->step = r->last_ckpt = st.step;
     r->samples = st.samples;
-    r->rng = st.rng;
     r->loss = st.loss;
     *found = true;
     HL_INFO("train: resuming from %s (step %lld, %lld samples)", dir, (long long)st.step,
@@ -106,24 +116,59 @@ static void scale_slice(int64_t begin, int64_t end, void *arg) {
     for (int64_t i = begin; i < end; i++) a->g[i] *= a->k;
 }
 
-/* One optimizer step: accumulate, average, clip, AdamW, EMA. */
+/* Runs micro-batch j of this rank (global micro-batch j * world + rank) into g; the exchange row
+ * gets the status and the samples' losses. */
+static hl_status micro_batch(run *r, hl_train_step_fn fn, void *obj, const float *params, int64_t j,
+                             float *g, double *row, hl_error *err) {
+    const hl_train_config *c = r->c;
+    int64_t first = r->samples + (j * r->dist.world + r->dist.rank) * c->batch;
+    if (g != r->grads) memset(g, 0, (size_t)r->n * sizeof *g);
+    row[0] = 0;
+    for (int b = 0; b < c->batch; b++) {
+        hl_rng rng;
+        sample_rng(&rng, c->seed, first + b);
+        double l = 0;
+        hl_status s = fn(obj, &rng, first + b, params, g, &l, err);
+        if (s != HL_OK) {
+            hl_error_prefix(err, "train: step %lld, sample %lld", (long long)r->step + 1,
+                            (long long)(first + b));
+            row[0] = 1;
+            return s;
+        }
+        row[1 + b] = l;
+    }
+    return HL_OK;
+}
+
+/* One optimizer step: accumulate (every rank's micro-batches, in the order of one process),
+ * average, clip, AdamW, EMA. */
 static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params, float *ema,
                           double *lr, double *gnorm, hl_error *err) {
     const hl_train_config *c = r->c;
+    int w = r->dist.world;
+    size_t row = (size_t)c->batch + 1;
     memset(r->grads, 0, (size_t)r->n * sizeof *r->grads);
-    int64_t nb = (int64_t)c->batch * c->micro_batches;
+    int64_t nb = (int64_t)c->batch * c->micro_batches * w;
     double sum = 0;
-    for (int64_t k = 0; k < nb; k++) {
-        double l = 0;
-        hl_status s = fn(obj, &r->rng, r->samples, params, r->grads, &l, err);
-        if (s != HL_OK) {
-            hl_error_prefix(err, "train: step %lld, sample %lld", (long long)r->step + 1,
-                            (long long)r->samples);
-            return s;
-        }
-        sum += l;
-        r->samples++;
+    for (int64_t j = 0; j < c->micro_batches; j++) {
+        float *g = r->mb_grads ? r->mb_grads : r->grads;
+        hl_status s = micro_batch(r, fn, obj, params, j, g, r->mine, err);
+        /* every rank learns every status and loss (and no rank waits for a failed one) */
+        hl_status x = hl_dist_allgather(&r->dist, r->mine, row * sizeof *r->mine, r->exch,
+                                        s == HL_OK ? err : &(hl_error){0});
+        if (s != HL_OK) return s;
+        if (x != HL_OK) return x;
+        for (int k = 0; k < w; k++)
+            if (r->exch[(size_t)k * row] != 0)
+                return hl_fail(err, HELIOS_ERR_INTERNAL,
+                               "train: step %lld: rank %d of %d failed (its message is in its "
+                               "output)",
+                               (long long)r->step + 1, k, w);
+        for (int k = 0; k < w; k++)
+            for (int b = 0; b < c->batch; b++) sum += r->exch[(size_t)k * row + 1 + (size_t)b];
+        if (r->mb_grads) HL_TRY(hl_dist_ordered_add_f32(&r->dist, r->grads, g, r->n, err));
     }
+    r->samples += nb;
     if (nb > 1) hl_parallel_for(r->n, scale_slice, &(scale_args){r->grads, (float)(1.0 / nb)});
     r->loss = sum / (double)nb;
     *gnorm = hl_clip_grad_norm(r->grads, r->n, c->clip);
@@ -141,6 +186,76 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
 
 static bool stop_requested(const hl_train_config *c) { return c->stop && *c->stop; }
 
+/* Rank 0's start to every rank: whether it failed, then the weights (the initial ones too), and
+ * after a resume the EMA, the moments and the counters. */
+static hl_status share_start(run *r, hl_status s0, bool *resumed, float *params, float *ema,
+                             hl_error *err) {
+    if (r->dist.world == 1) return s0;
+    int32_t head[2] = {s0 != HL_OK, *resumed};
+    hl_status b = hl_dist_bcast(&r->dist, head, sizeof head, s0 == HL_OK ? err : &(hl_error){0});
+    if (s0 != HL_OK) return s0;
+    HL_TRY(b);
+    if (head[0])
+        return hl_fail(err, HELIOS_ERR_INTERNAL,
+                       "train: rank 0 could not start the run (its message is in its output)");
+    *resumed = head[1];
+    size_t bytes = (size_t)r->n * sizeof(float);
+    HL_TRY(hl_dist_bcast(&r->dist, params, bytes, err));
+    if (!*resumed) return HL_OK;
+    if (r->c->ema_decay > 0) HL_TRY(hl_dist_bcast(&r->dist, ema, bytes, err));
+    HL_TRY(hl_dist_bcast(&r->dist, r->opt.m, bytes, err));
+    HL_TRY(hl_dist_bcast(&r->dist, r->opt.v, bytes, err));
+    int64_t k[4] = {r->opt.step, r->step, r->samples, r->last_ckpt};
+    double loss = r->loss;
+    HL_TRY(hl_dist_bcast(&r->dist, k, sizeof k, err));
+    HL_TRY(hl_dist_bcast(&r->dist, &loss, sizeof loss, err));
+    r->opt.step = k[0], r->step = k[1], r->samples = k[2], r->last_ckpt = k[3], r->loss = loss;
+    return HL_OK;
+}
+
+/* Rank 0's flag (stop, or a failure after a step) to every rank. */
+static hl_status share_flag(run *r, bool *flag, hl_error *err) {
+    if (r->dist.world == 1) return HL_OK;
+    int32_t f = *flag;
+    HL_TRY(hl_dist_bcast(&r->dist, &f, sizeof f, err));
+    *flag = f;
+    return HL_OK;
+}
+
+/* After step r->step on rank 0: validation, checkpoint, progress report. */
+static hl_status after_step(run *r, hl_train_validate_fn validate, void *obj, const float *params,
+                            const float *ema, hl_train_progress *p, double t0, int64_t first_step,
+                            int64_t samples0, char *ckpt, size_t cap, hl_error *err) {
+    const hl_train_config *c = r->c;
+    if (validate && c->validation_every > 0 && r->step % c->validation_every == 0) {
+        HL_TRY(validate(obj, r->step, params, c->ema_decay > 0 ? ema : NULL, &p->validation_loss,
+                        err));
+        p->has_validation = true;
+    }
+    if ((c->checkpoint_every > 0 && r->step % c->checkpoint_every == 0) || r->step == c->steps ||
+        stop_requested(c)) {
+        HL_TRY(save(r, params, ema, ckpt, cap, err));
+        p->checkpoint = ckpt;
+    }
+    double el = hl_time() - t0;
+    p->step = r->step;
+    p->steps = c->steps;
+    p->samples = r->samples;
+    p->loss = r->loss;
+    p->samples_per_s = el > 0 ? (double)(r->samples - samples0) / el : 0;
+    p->eta_s = el / (double)(r->step - first_step) * (double)(c->steps - r->step);
+    if (c->report) c->report(c->report_user, p);
+    return HL_OK;
+}
+
+static void run_free(run *r) {
+    hl_adamw_free(&r->opt);
+    free(r->grads);
+    free(r->mb_grads);
+    free(r->mine);
+    free(r->exch);
+}
+
 hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
                        hl_train_validate_fn validate, void *obj, float *params, float *ema,
                        hl_train_result *res, hl_error *err) {
@@ -149,53 +264,54 @@ hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
     hl_train_config c = *cfg;
     if (c.lr.total == 0) c.lr.total = c.steps;
     run r = {.c = &c, .n = c.io.layout->total, .last_ckpt = -1};
-    r.grads = calloc(r.n ? (size_t)r.n : 1, sizeof *r.grads);
-    if (!r.grads) return hl_fail(err, HELIOS_ERR_OOM, "train: out of memory for the gradients");
-    hl_status s = hl_adamw_init(&r.opt, r.n, err);
+    if (c.dist) r.dist = *c.dist;
+    else hl_dist_single(&r.dist);
+    bool lead = r.dist.rank == 0;
+    size_t nf = r.n ? (size_t)r.n : 1, row = (size_t)c.batch + 1;
+    r.grads = calloc(nf, sizeof *r.grads);
+    if (c.micro_batches * (int64_t)r.dist.world > 1) r.mb_grads = calloc(nf, sizeof *r.mb_grads);
+    r.mine = calloc(row, sizeof *r.mine);
+    r.exch = calloc(row * (size_t)r.dist.world, sizeof *r.exch);
+    hl_status s = HL_OK;
+    if (!r.grads || !r.mine || !r.exch ||
+        (c.micro_batches * (int64_t)r.dist.world > 1 && !r.mb_grads))
+        s = hl_fail(err, HELIOS_ERR_OOM, "train: out of memory for the gradients");
+    if (s == HL_OK) s = hl_adamw_init(&r.opt, r.n, err);
     if (s != HL_OK) {
-        free(r.grads);
+        run_free(&r);
         return s;
     }
-    r.rng.path = HL_RNG_NORMAL_AVX2;
-    hl_rng_seed(&r.rng, c.seed);
     bool resumed = false;
-    s = restore(&r, params, ema, &resumed, err);
+    if (lead) s = restore(&r, params, ema, &resumed, err);
+    s = share_start(&r, s, &resumed, params, ema, err);
     if (s == HL_OK && !resumed && c.ema_decay > 0) memcpy(ema, params, (size_t)r.n * sizeof *ema);
     res->first_step = r.step;
     double t0 = hl_time();
     int64_t samples0 = r.samples;
     char ckpt[4096];
-    while (s == HL_OK && r.step < c.steps && !stop_requested(&c)) {
+    while (s == HL_OK && r.step < c.steps) {
+        bool stop = lead && stop_requested(&c); /* rank 0 decides, every rank stops */
+        if ((s = share_flag(&r, &stop, err)) != HL_OK || stop) break;
         hl_train_progress p = {0};
         s = one_step(&r, fn, obj, params, ema, &p.lr, &p.grad_norm, err);
         if (s != HL_OK) break;
-        if (validate && c.validation_every > 0 && r.step % c.validation_every == 0) {
-            s = validate(obj, r.step, params, c.ema_decay > 0 ? ema : NULL, &p.validation_loss,
-                         err);
-            if (s != HL_OK) break;
-            p.has_validation = true;
-        }
-        if ((c.checkpoint_every > 0 && r.step % c.checkpoint_every == 0) || r.step == c.steps ||
-            stop_requested(&c)) {
-            s = save(&r, params, ema, ckpt, sizeof ckpt, err);
-            if (s != HL_OK) break;
-            p.checkpoint = ckpt;
-        }
-        double el = hl_time() - t0;
-        p.step = r.step;
-        p.steps = c.steps;
-        p.samples = r.samples;
-        p.loss = r.loss;
-        p.samples_per_s = el > 0 ? (double)(r.samples - samples0) / el : 0;
-        p.eta_s = el / (double)(r.step - res->first_step) * (double)(c.steps - r.step);
-        if (c.report) c.report(c.report_user, &p);
+        if (lead)
+            s = after_step(&r, validate, obj, params, ema, &p, t0, res->first_step, samples0, ckpt,
+                           sizeof ckpt, err);
+        bool failed = s != HL_OK;
+        hl_status b = share_flag(&r, &failed, failed ? &(hl_error){0} : err);
+        if (s == HL_OK && b != HL_OK) s = b;
+        if (s == HL_OK && failed)
+            s = hl_fail(err, HELIOS_ERR_INTERNAL,
+                        "train: rank 0 failed after step %lld (its message is in its output)",
+                        (long long)r.step);
     }
     /* stopped before a step began, or nothing to do: the state still gets its checkpoint */
-    if (s == HL_OK && r.last_ckpt != r.step) s = save(&r, params, ema, ckpt, sizeof ckpt, err);
+    if (s == HL_OK && lead && r.last_ckpt != r.step)
+        s = save(&r, params, ema, ckpt, sizeof ckpt, err);
     res->steps_done = r.step;
     res->stopped = r.step < c.steps;
     res->last_loss = r.loss;
-    hl_adamw_free(&r.opt);
-    free(r.grads);
+    run_free(&r);
     return s;
 }

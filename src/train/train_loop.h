@@ -1,21 +1,32 @@
 /* The generic training loop: an objective computes a loss and accumulates gradients for one sample
- * at a time; the loop owns the flat buffers' optimizer state, the schedule, the EMA, the RNG, the
- * data position and the checkpoints.
+ * at a time; the loop owns the flat buffers' optimizer state, the schedule, the EMA, the data
+ * position, the checkpoints and, over MPI, the ranks (train/dist.h).
  *
- * One optimizer step (index s, 0-based):
+ * One optimizer step (index s, 0-based), with W ranks (1 without MPI) and k = micro_batches:
  *   grads = 0
- *   for each of micro_batches x batch samples (sample_index = samples, samples + 1, ...):
- *       fn(obj, rng, sample_index, params, grads, &loss)      accumulates d loss / d params
- *   grads /= micro_batches x batch; loss = mean of the losses
+ *   for each of the W x k micro-batches m = 0, 1, ... (rank r runs m = r, r + W, r + 2W, ...):
+ *       g = 0; for each of its batch samples i (= samples + m x batch + b):
+ *           fn(obj, rng_i, i, params, g, &loss_i)        accumulates d loss_i / d params into g
+ *       grads += g                                       (in the order of m, on every rank)
+ *   grads /= W x k x batch; loss = mean of the losses (summed in the order of i)
  *   grad_norm = clip_grad_norm_(grads, clip)
  *   AdamW(lr = schedule(s)); EMA (when ema_decay > 0)
- *   every checkpoint_every steps, at the end and on a stop request: a checkpoint (checkpoint.h)
+ *   rank 0: every checkpoint_every steps, at the end and on a stop request: a checkpoint
+ *   (checkpoint.h); validation; the progress report
+ * (With W x k = 1 the objective accumulates into grads directly.)
  *
- * Determinism: the objective gets the loop's single RNG (torch's mt19937, sample/rng.h) and the
- * sample index; everything the loop computes is element-wise or summed in a fixed order, so a
- * fixed seed and thread count give the same bits, and a run resumed from a checkpoint (which
- * restores the weights, moments, EMA, RNG and sample position exactly) continues with the same
- * losses, bit for bit, as one that was never interrupted. */
+ * Determinism: rng_i is torch's mt19937 (sample/rng.h) keyed by (seed, i): a sample draws the same
+ * numbers whichever rank runs it and whatever ran before. Everything else the loop computes is
+ * element-wise or summed in a fixed order (hl_dist_ordered_add_f32 adds the ranks' micro-batch
+ * gradients in rank order), so:
+ *   - a fixed seed and thread count give the same bits;
+ *   - W ranks with k micro-batches each give the same bits as one process with W x k (for the
+ *     same batch): same samples, same randomness, same order of every sum;
+ *   - a run resumed from a checkpoint (the weights, moments, EMA and sample position, exactly)
+ *     continues with the same losses, bit for bit, as one that was never interrupted.
+ * Over MPI, rank 0 alone reads the checkpoint to resume from (and sends the state to the others),
+ * writes checkpoints and reports; its stop flag stops every rank after the same step; an objective
+ * failing on any rank fails the step on every rank. */
 #ifndef HL_TRAIN_LOOP_H
 #define HL_TRAIN_LOOP_H
 
@@ -27,10 +38,11 @@
 #include "sample/rng.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/dist.h"
 #include "train/params.h"
 
 /* Adds the gradient of sample `sample_index`'s loss w.r.t. params into grads (+=) and sets *loss.
- * It may draw from rng (noise, timesteps). params and grads are the same two buffers at every call
+ * It may draw from rng (noise, timesteps): the sample's own generator, and nothing else random. params and grads are the same two buffers at every call
  * of one hl_train_run, so an objective may bind model views to them once (hl_dit_new_flat on
  * params for the model, on grads for the gradient view) and reuse them while the pointers match. */
 typedef hl_status (*hl_train_step_fn)(void *obj, hl_rng *rng, int64_t sample_index,
@@ -63,7 +75,7 @@ typedef struct hl_train_config {
     hl_lr_schedule lr; /* lr.total is set to steps by the loop when 0 */
     double clip;       /* max gradient norm; <= 0: no clipping (the norm is still reported) */
     double ema_decay;  /* 0: no EMA; else in (0, 1) */
-    uint64_t seed;     /* of the training RNG */
+    uint64_t seed;     /* of the samples' generators */
     int64_t checkpoint_every; /* 0: only at the end and on stop */
     int keep;                 /* complete checkpoints to keep (0: all) */
     int64_t validation_every; /* 0: none */
@@ -73,6 +85,7 @@ typedef struct hl_train_config {
     hl_train_report_fn report;
     void *report_user;
     volatile sig_atomic_t *stop; /* non-zero (set from a signal handler): checkpoint, return */
+    const hl_dist *dist;         /* data-parallel ranks (train/dist.h); NULL: one process */
 } hl_train_config;
 
 typedef struct hl_train_result {
