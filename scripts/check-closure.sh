@@ -7,7 +7,7 @@
 #
 # What "resolved" means: the headers in the compiler's dependency output (CMakeFiles/**/*.d),
 # the files named in CMake's cache (FILEPATH entries: compiler, libraries, pkg-config) and on the
-# link lines (link.txt), and the programs the tests run (ffprobe, ffmpeg).
+# link lines (link.txt), and the programs the tests run (ffprobe, ffmpeg, mpiexec).
 # Needs only bash, awk and dpkg (it also runs inside the fresh root of scripts/fresh-root.sh).
 set -euo pipefail
 
@@ -36,7 +36,7 @@ for b in "$@"; do
     sed -n 's/^[A-Za-z0-9_]*:FILEPATH=\(\/.*\)$/\1/p' "$b/CMakeCache.txt"
     find "$b" -name link.txt -exec cat {} + | tr ' ' '\n' | sed -n '/^\//p'
 done >"$tmp/raw"
-for tool in ffprobe ffmpeg; do command -v "$tool" >>"$tmp/raw" || true; done
+for tool in ffprobe ffmpeg mpiexec; do command -v "$tool" >>"$tmp/raw" || true; done
 # Our own sources and build outputs are not packages' files.
 builds=()
 for b in "$@"; do builds+=("$(cd "$b" && pwd)/"); done

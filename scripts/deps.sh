@@ -18,6 +18,9 @@ pkgs=(
   # swscale, encode MP4 (H.264 via libx264) and PNG frames. The ffmpeg package adds the ffprobe
   # CLI that test_media uses to check the MP4s it writes (the test skips that check without it).
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
+  # Optional: data-parallel training over MPI (helios train under mpirun; CMake HELIOS_MPI=AUTO
+  # builds without it when absent). openmpi-bin has mpirun, which test_train_mpi runs.
+  libopenmpi-dev openmpi-bin
 )
 if [ "${1:-}" = --list ]; then
   printf '%s\n' "${pkgs[@]}"
