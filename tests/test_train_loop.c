@@ -244,6 +244,49 @@ static void test_kill_during_checkpoint(const char *stage, int index) {
     free(r);
 }
 
+/* Each sample's generator is keyed by (seed, sample index): how samples are grouped into
+ * micro-batches (or ranks) does not change what any sample draws. */
+enum { NREC = 64 };
+static float g_first_draw[NREC];
+static int g_seen[NREC];
+
+static hl_status recording_step(void *obj, hl_rng *rng, int64_t index, const float *params,
+                                float *grads, double *loss, hl_error *err) {
+    hl_rng copy = *rng;
+    float x[I];
+    hl_rng_randn_f32(&copy, x, I);
+    if (index >= 0 && index < NREC) g_first_draw[index] = x[0], g_seen[index]++;
+    return toy_step(obj, rng, index, params, grads, loss, err);
+}
+
+static void test_sample_generators(void) {
+    float draws[2][NREC];
+    double loss1[2];
+    const int batch[2] = {2, 1}, micro[2] = {2, 4};
+    for (int k = 0; k < 2; k++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/gen%d", g_root, k);
+        log_t l = {0};
+        hl_train_config c = config(dir, 3, false, NULL, &l);
+        c.batch = batch[k];
+        c.micro_batches = micro[k];
+        float w[O * I + O], ema[O * I + O];
+        for (int i = 0; i < O * I + O; i++) w[i] = 0.1f * (float)i - 0.5f;
+        memset(g_seen, 0, sizeof g_seen);
+        hl_error e = {0};
+        hl_train_result r;
+        CHECK(hl_train_run(&c, recording_step, NULL, &g_toy, w, ema, &r, &e) == HL_OK, "%s", e.msg);
+        for (int i = 0; i < 12; i++)
+            CHECK(g_seen[i] == 1, "sample %d drawn once (%d)", i, g_seen[i]);
+        memcpy(draws[k], g_first_draw, sizeof g_first_draw);
+        loss1[k] = l.loss[0];
+    }
+    CHECK(!memcmp(draws[0], draws[1], 12 * sizeof(float)),
+          "batch 2 x 2 micro-batches and 1 x 4 draw the same per sample");
+    CHECK(draws[0][0] != draws[0][1] && draws[0][1] != draws[0][2], "samples draw differently");
+    CHECK(loss1[0] == loss1[1], "the same first loss: %a vs %a", loss1[0], loss1[1]);
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/helios_test_train_XXXXXX");
     if (!mkdtemp(g_root)) return 2;
@@ -251,6 +294,7 @@ int main(void) {
     setup();
     test_falls_and_deterministic();
     test_resume();
+    test_sample_generators();
     const char *stages[] = {"weights", "optimizer", "state", "renamed", "complete"};
     for (int i = 0; i < 5; i++) test_kill_during_checkpoint(stages[i], i);
     hl_params_free(&g_layout);
