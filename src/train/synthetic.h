@@ -5,7 +5,7 @@
 #ifndef HL_TRAIN_SYNTHETIC_H
 #define HL_TRAIN_SYNTHETIC_H
 
-#include "train/objective_stage1.h"
+#include "train/objective_flow.h"
 
 typedef struct hl_synthetic {
     int C, F, H, W, L, text_dim;
