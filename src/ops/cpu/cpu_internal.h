@@ -84,6 +84,10 @@ typedef enum hl_cpu_slot {
     HL_SLOT_CONV_PAD,  /* conv3d: oneDNN scratchpad */
     HL_SLOT_CONV_BIAS, /* conv3d: the bias as float32 */
     HL_SLOT_NORM_BWD,  /* norm backwards: per-thread parameter-gradient partial sums */
+    HL_SLOT_LINB_DY,   /* linear backward: dy as a dense copy in the GEMM dtype */
+    HL_SLOT_LINB_X,    /* linear backward: x as a dense copy in the GEMM dtype */
+    HL_SLOT_LINB_DX,   /* linear backward: dense dx when lddx != K */
+    HL_SLOT_ATTB,      /* attention backward: per-thread blocks */
     HL_SLOT_COUNT
 } hl_cpu_slot;
 
@@ -126,13 +130,16 @@ typedef enum hl_mm_blayout {
 
 /* C[M, N] (float32, dense) = A[M, K] (dense) · B[K, N] (+ bias float32 [N]); A and B in dt
  * (HL_F32 or HL_BF16). nthr: the thread count the primitive is tuned for and will run with
- * (1 when it runs inside an OpenMP parallel region). */
+ * (1 when it runs inside an OpenMP parallel region). atrans: A is stored as K rows of M (Aᵀ
+ * row-major, as dyᵀ in a weight gradient). accumulate: C += A·B (a sum post-op; C holds the
+ * values to add to). */
 typedef struct hl_mm_key {
     int64_t M, N, K;
     hl_dtype dt;
     hl_mm_blayout blayout;
     int bias;
     int nthr;
+    int atrans, accumulate;
 } hl_mm_key;
 
 typedef struct hl_mm hl_mm;
