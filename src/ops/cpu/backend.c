@@ -32,6 +32,7 @@ const hl_backend_ops hl_cpu_backend_ops = {
     .gelu_tanh_mul = hl_cpu_gelu_tanh_mul,
     .relative_bias = hl_cpu_relative_bias,
     .linear_backward = hl_cpu_linear_backward,
+    .attention_biased_backward = hl_cpu_attention_biased_backward,
     .rope_backward = hl_cpu_rope_backward,
     .gelu_tanh_backward = hl_cpu_gelu_tanh_backward,
     .silu_backward = hl_cpu_silu_backward,

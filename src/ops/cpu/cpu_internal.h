@@ -161,6 +161,22 @@ hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, voi
 hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
                         const float *bias, float *c, void *scratchpad, hl_error *err);
 
+/* ---- attention internals shared by the forward and the backward (attention.c) ---------------- */
+
+/* x [S, H·hd] (rows ld apart) -> dst [H][S_dst][hd] in dt (F32 or BF16), rows S..S_dst-1 zero;
+ * OpenMP over rows. */
+void hl_cpu_att_pack_heads(const float *x, int64_t ld, int64_t S, int64_t S_dst, int H, int hd,
+                           hl_dtype dt, char *dst);
+
+/* s[j] <- scale·s[j] + b[j] + kb[j] clamped to [-FLT_MAX, FLT_MAX] in place (b, kb may be
+ * NULL); returns the row maximum. */
+float hl_cpu_att_bias_row(float *s, int64_t n, float scale, const float *b, const float *kb);
+
+/* p[j] = exp(t[j] - mx) in dt (p may alias t for F32), exactly 0 below e^-86; returns the sum
+ * of the float32 values. pf: NULL or n floats to prefetch. */
+float hl_cpu_att_exp_row_shifted(const float *t, int64_t n, float mx, hl_dtype dt, void *p,
+                                 const float *pf);
+
 /* ---- conversions ----------------------------------------------------------------------------- */
 
 /* dst[i] = bf16(src[i]) for n values, round to nearest even, bit-identical to hl_f32_to_bf16
