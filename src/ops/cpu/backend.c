@@ -40,7 +40,7 @@ const hl_backend_ops hl_cpu_backend_ops = {
     .add_gated_backward = hl_cpu_add_gated_backward,
     .scale_heads_backward = hl_cpu_scale_heads_backward,
     .relative_bias_backward = hl_cpu_relative_bias_backward,
-    /* backward passes this backend lacks run on ref (the fallback) */
+    /* the layouts' backwards: the host code ref uses too */
     .patchify3d_backward = hl_host_patchify3d_backward,
     .unpatchify3d_backward = hl_host_unpatchify3d_backward,
 };
