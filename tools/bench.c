@@ -229,7 +229,8 @@ done:
 /* hl_linear against hl_linear_backward (dx, dW and db) at the block's linear shapes: the
  * attention projections (D -> D) and the FFN (D -> ffn, ffn -> D) over the current tokens, with
  * random weights in the bench dtype. Both timed as medians of --reps after one warm-up; the
- * backward does twice the forward's multiply-adds, so a ratio of 2 is GEMM-bound. */
+ * backward does twice the forward's multiply-adds, so a ratio of 2 is GEMM-bound. On a shared
+ * machine the medians move with the neighbours' load; the fastest runs are printed too. */
 static int run_linear(const bench_opts *o, const yardstick *y) {
     const int64_t M = o->tokens, shapes[3][2] = {{o->dim, o->dim},
                                                  {o->dim, o->ffn},
@@ -266,6 +267,9 @@ static int run_linear(const bench_opts *o, const yardstick *y) {
         }
         if (rc) fprintf(stderr, "helios bench: linear failed: %s\n", err.msg);
         else {
+            double fmin = tf[0], bmin = tb[0];
+            for (int r = 1; r < reps; r++)
+                fmin = fmin < tf[r] ? fmin : tf[r], bmin = bmin < tb[r] ? bmin : tb[r];
             double f = median(tf, reps), b = median(tb, reps), fl = 2.0 * M * N * K;
             printf("linear %s M %lld K %lld N %lld: forward %.1f ms, ",
                    o->dtype == HL_BF16 ? "bf16" : "f32", (long long)M, (long long)K, (long long)N,
@@ -276,7 +280,7 @@ static int run_linear(const bench_opts *o, const yardstick *y) {
                 o->dtype == HL_BF16 ? "bf16" : "f32", (long long)M, (long long)K, (long long)N,
                 1e3 * b, b / f);
             quote(y, 2 * fl / b * 1e-9);
-            printf("\n");
+            printf(" (fastest runs: %.1f / %.1f ms, %.2fx)\n", 1e3 * fmin, 1e3 * bmin, bmin / fmin);
         }
         free(x), free(yb), free(dx), free(dW), free(db), free(wf), free(w);
     }
