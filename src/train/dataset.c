@@ -18,9 +18,9 @@
 #define HL_CAPTION_MAX_BYTES ((size_t)1 << 20)
 
 typedef struct hl_dataset_item {
-    char *video;   /* full path */
-    char *caption; /* trimmed text */
-    char id[256];  /* hl_dataset_clip_id */
+    char *video;                /* full path */
+    char *caption;              /* trimmed text */
+    char id[HL_DATASET_ID_MAX]; /* hl_dataset_clip_id */
 } hl_dataset_item;
 
 struct hl_dataset {
@@ -29,7 +29,6 @@ struct hl_dataset {
     hl_dataset_item *items; /* folder source, in name order */
     int64_t n;
     int skipped;
-    char id[64]; /* scratch for the world's clip ids */
 };
 
 void hl_dataset_config_default(hl_dataset_config *c) {
@@ -284,13 +283,14 @@ int64_t hl_dataset_count(const hl_dataset *ds) { return ds->n; }
 const hl_dataset_config *hl_dataset_get_config(const hl_dataset *ds) { return &ds->cfg; }
 int hl_dataset_skipped(const hl_dataset *ds) { return ds->skipped; }
 
-const char *hl_dataset_clip_id(const hl_dataset *ds, int64_t index) {
-    if (index < 0 || index >= ds->n) return "";
-    if (ds->cfg.kind == HL_DATASET_FOLDER) return ds->items[index].id;
-    hl_dataset *m = (hl_dataset *)ds; /* scratch only */
-    snprintf(m->id, sizeof m->id, "world seed %llu",
-             (unsigned long long)hl_dataset_clip_seed(ds->cfg.seed, index));
-    return m->id;
+const char *hl_dataset_clip_id(const hl_dataset *ds, int64_t index, char *buf, size_t n) {
+    if (n == 0) return buf;
+    if (index < 0 || index >= ds->n) buf[0] = '\0';
+    else if (ds->cfg.kind == HL_DATASET_FOLDER) snprintf(buf, n, "%s", ds->items[index].id);
+    else
+        snprintf(buf, n, "world seed %llu",
+                 (unsigned long long)hl_dataset_clip_seed(ds->cfg.seed, index));
+    return buf;
 }
 
 static hl_status get_world(hl_dataset *ds, int64_t index, hl_clip *clip, hl_error *err) {

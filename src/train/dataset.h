@@ -19,6 +19,7 @@
 #ifndef HL_TRAIN_DATASET_H
 #define HL_TRAIN_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -69,8 +70,10 @@ const hl_dataset_config *hl_dataset_get_config(const hl_dataset *ds);
 int hl_dataset_skipped(const hl_dataset *ds);
 
 /* What identifies clip `index`'s content without decoding it, for caches: the world's clip seed,
- * or the video's name, size and modification time with the caption. "" for a bad index. */
-const char *hl_dataset_clip_id(const hl_dataset *ds, int64_t index);
+ * or the video's name, size and modification time with the caption's hash; into buf (n bytes;
+ * HL_DATASET_ID_MAX is enough). "" for a bad index. Returns buf. */
+#define HL_DATASET_ID_MAX 256
+const char *hl_dataset_clip_id(const hl_dataset *ds, int64_t index, char *buf, size_t n);
 
 /* Clip `index` (0 .. count-1) into *clip (allocated; free with hl_clip_free). Errors (a video
  * that no longer decodes, or has fewer frames than the scan saw) name the file. */
