@@ -86,6 +86,9 @@ static void test_world(void) {
     hl_error err = {0};
     hl_dataset_config c;
     hl_dataset_config_default(&c);
+    c.kind = HL_DATASET_FOLDER;
+    hl_dataset_config_set_source(&c, "world");
+    CHECK(c.kind == HL_DATASET_WORLD && !c.folder, "\"world\" is the world");
     c.width = 32, c.height = 24, c.frames = 5, c.n_clips = 3, c.seed = 7;
     hl_dataset *a = NULL, *b = NULL;
     CHECK(hl_dataset_open(&c, &a, &err) == HL_OK, "%s", err.msg);
@@ -184,7 +187,9 @@ static void test_folder(void) {
 
     hl_dataset_config c;
     hl_dataset_config_default(&c);
-    c.kind = HL_DATASET_FOLDER, c.folder = dir, c.width = 16, c.height = 16, c.frames = 9;
+    hl_dataset_config_set_source(&c, dir);
+    CHECK(c.kind == HL_DATASET_FOLDER && c.folder == dir, "a path is a folder source");
+    c.width = 16, c.height = 16, c.frames = 9;
     hl_dataset *ds = NULL;
     g_log[0] = '\0';
     CHECK(hl_dataset_open(&c, &ds, &err) == HL_OK, "%s", err.msg);

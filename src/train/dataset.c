@@ -2,6 +2,7 @@
 #include "train/dataset.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,12 @@ void hl_dataset_config_default(hl_dataset_config *c) {
     c->fps = 24;
     c->max_objects = 4;
     c->camera = c->lighting = 1;
+}
+
+void hl_dataset_config_set_source(hl_dataset_config *c, const char *source) {
+    bool world = source && strcmp(source, "world") == 0;
+    c->kind = world ? HL_DATASET_WORLD : HL_DATASET_FOLDER;
+    c->folder = world ? NULL : source;
 }
 
 uint64_t hl_dataset_clip_seed(uint64_t seed, int64_t i) {

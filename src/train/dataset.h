@@ -48,6 +48,9 @@ typedef struct hl_dataset_config {
 
 /* The defaults above, kind HL_DATASET_WORLD. */
 void hl_dataset_config_default(hl_dataset_config *c);
+/* A configuration's "source" string: "world" selects the tiny world, anything else is a folder
+ * (a folder called world is "./world"). The string is not copied. */
+void hl_dataset_config_set_source(hl_dataset_config *c, const char *source);
 
 typedef struct hl_dataset hl_dataset;
 

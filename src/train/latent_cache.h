@@ -68,8 +68,9 @@ typedef struct hl_latent_cache_stats {
 } hl_latent_cache_stats;
 
 /* Opens (creating when needed) the cache of ds in c->dir. Reads the model configs and the
- * tokenizer; the VAE and encoder weights are mapped only when a clip must be computed. ctx runs
- * the encodes and must outlive the cache, as must ds. */
+ * tokenizer; the VAE and encoder weights are mapped only when a clip must be computed. ctx's
+ * backend runs the encodes (the context is copied; errors go to each call's err) and must
+ * outlive the cache, as must ds. */
 hl_status hl_latent_cache_open(const hl_ctx *ctx, hl_dataset *ds, const hl_latent_cache_config *c,
                                hl_latent_cache **out, hl_error *err);
 void hl_latent_cache_free(hl_latent_cache *lc);
