@@ -482,6 +482,49 @@ static void test_cache(void) {
     hl_dataset_free(ds), hl_dataset_free(wide);
 }
 
+/* A folder cache: a touched video or an edited caption makes only that clip's file stale. */
+static void test_cache_folder(void) {
+    hl_error err = {0};
+    hl_ctx ctx = test_ctx(HELIOS_BACKEND_CPU, &err);
+    const char *dir = tmp_path("videos"); /* test_folder's: a.mp4, b.mp4 (and a short one) */
+    hl_dataset_config c;
+    hl_dataset_config_default(&c);
+    hl_dataset_config_set_source(&c, dir);
+    c.width = 16, c.height = 16, c.frames = 9;
+    hl_latent_cache_config cc;
+    hl_latent_cache_config_default(&cc);
+    cc.dir = tmp_path("cache_folder"), cc.model_dir = MODEL_DIR;
+    cc.chunk_frames = 9, cc.max_sequence_length = 8;
+    hl_latent_cache_stats s[3];
+    for (int round = 0; round < 3; round++) {
+        hl_dataset *ds = NULL;
+        hl_latent_cache *lc = NULL;
+        CHECK(hl_dataset_open(&c, &ds, &err) == HL_OK, "%s", err.msg);
+        CHECK(!ds || hl_latent_cache_open(&ctx, ds, &cc, &lc, &err) == HL_OK, "%s", err.msg);
+        if (lc) {
+            CHECK(hl_latent_cache_fill(lc, &err) == HL_OK, "%s", err.msg);
+            hl_latent_cache_get_stats(lc, &s[round]);
+            int C, F, h, w, L, D;
+            hl_latent_cache_shape(lc, &C, &F, &h, &w, &L, &D);
+            CHECK(C == 16 && F == 3 && h == 2 && w == 2 && L == 8 && D == 32, "shapes");
+        }
+        hl_latent_cache_free(lc);
+        hl_dataset_free(ds);
+        char p[600];
+        if (round == 0) { /* a new modification time for a.mp4 */
+            snprintf(p, sizeof p, "%s/a.mp4", dir);
+            struct timespec t[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+            CHECK(utimensat(AT_FDCWD, p, t, 0) == 0, "utimensat: %s", strerror(errno));
+        } else if (round == 1) { /* another caption for b */
+            snprintf(p, sizeof p, "%s/b.txt", dir);
+            write_text(p, "tall bands, edited");
+        }
+    }
+    CHECK(s[0].computed == 2 && s[0].reused == 0, "first: %lld", (long long)s[0].computed);
+    CHECK(s[1].computed == 1 && s[1].reused == 1 && s[1].rejected == 1, "touched a.mp4");
+    CHECK(s[2].computed == 1 && s[2].reused == 1 && s[2].rejected == 1, "edited b.txt");
+}
+
 static void remove_tree(const char *dir) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -499,6 +542,7 @@ int main(void) {
     test_world();
     test_folder();
     test_cache();
+    test_cache_folder();
     hl_log_set_sink(NULL, NULL);
     remove_tree(g_tmp);
     return test_done("test_train_data");
