@@ -22,6 +22,7 @@ typedef struct hl_dataset_item {
     char *video;                /* full path */
     char *caption;              /* trimmed text */
     char id[HL_DATASET_ID_MAX]; /* hl_dataset_clip_id */
+    int src_width, src_height;  /* frame 0's size at the scan */
 } hl_dataset_item;
 
 struct hl_dataset {
@@ -147,15 +148,15 @@ static hl_status read_caption(const char *path, char **out, hl_error *err) {
     return st;
 }
 
-/* Decodes frames of `path` until `need` are seen (or the end); *n = how many. */
-static hl_status count_frames(const char *path, int need, int *n, hl_error *err) {
+/* Decodes frames of `path` until `need` are seen (or the end); *n = how many, *info the size. */
+static hl_status count_frames(const char *path, int need, int *n, hl_video_info *info,
+                              hl_error *err) {
     *n = 0;
     hl_video_reader *r = NULL;
     HL_TRY(hl_video_reader_open(path, 0, 0, &r, err));
-    hl_video_info info;
-    hl_video_reader_info(r, &info);
+    hl_video_reader_info(r, info);
     hl_status st = HL_OK;
-    if (info.frames >= need) {
+    if (info->frames >= need) {
         *n = need; /* the container says so; hl_dataset_get checks what it really decodes */
     } else {
         for (; *n < need; (*n)++) {
@@ -173,7 +174,8 @@ static hl_status add_video(hl_dataset *ds, const char *path, hl_error *err) {
     char *caption = NULL;
     HL_TRY(read_caption(path, &caption, err));
     int n = 0;
-    hl_status st = count_frames(path, ds->cfg.frames, &n, err);
+    hl_video_info info;
+    hl_status st = count_frames(path, ds->cfg.frames, &n, &info, err);
     if (st != HL_OK) {
         free(caption);
         return st;
@@ -191,6 +193,7 @@ static hl_status add_video(hl_dataset *ds, const char *path, hl_error *err) {
         return hl_fail(err, HELIOS_ERR_OOM, "dataset: out of memory");
     }
     it->caption = caption;
+    it->src_width = info.src_width, it->src_height = info.src_height;
     const char *base = strrchr(path, '/');
     snprintf(it->id, sizeof it->id, "%.160s size %lld mtime %lld.%09ld caption %016llx",
              base ? base + 1 : path, (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
@@ -332,12 +335,7 @@ static hl_status get_video(hl_dataset *ds, int64_t index, hl_clip *clip, hl_erro
     snprintf(clip->source, sizeof clip->source, "%s", it->video);
     if (!(clip->caption = strdup(it->caption)))
         return hl_fail(err, HELIOS_ERR_OOM, "dataset: out of memory");
-    hl_video_reader *r = NULL;
-    HL_TRY(hl_video_reader_open(it->video, 0, 0, &r, err));
-    hl_video_info info;
-    hl_video_reader_info(r, &info);
-    hl_video_reader_free(r);
-    const int64_t sw = info.src_width, sh = info.src_height;
+    const int64_t sw = it->src_width, sh = it->src_height;
     int64_t rw = W, rh = H;
     if (sw * H >= sh * W) rw = (sw * H + sh / 2) / sh; /* wider: fit the height */
     else rh = (sh * W + sw / 2) / sw;                  /* taller: fit the width */
@@ -348,6 +346,7 @@ static hl_status get_video(hl_dataset *ds, int64_t index, hl_clip *clip, hl_erro
                        "%s: %lldx%lld is too elongated to cover %dx%d (it would need %lldx%lld)",
                        it->video, (long long)sw, (long long)sh, W, H, (long long)rw, (long long)rh);
     const int64_t x0 = (rw - W) / 2, y0 = (rh - H) / 2;
+    hl_video_reader *r = NULL;
     HL_TRY(hl_video_reader_open(it->video, (int)rw, (int)rh, &r, err));
     const size_t in_plane = (size_t)rw * rh, out_plane = (size_t)W * H;
     float *frame = malloc(3 * in_plane * sizeof *frame);
