@@ -137,6 +137,7 @@ static void test_world(void) {
     CHECK(memcmp(direct, x.pixels, n * 4) == 0, "frames are the world's");
     hl_world_release(&w);
     free(direct);
+    hl_clip_free(&y);
     CHECK(hl_dataset_get(a, 3, &y, &err) == HELIOS_ERR_INVALID_ARG && y.pixels == NULL, "index 3");
     hl_clip_free(&x), hl_clip_free(&z), hl_clip_free(&w0), hl_clip_free(&y);
     hl_dataset_free(a), hl_dataset_free(b);
