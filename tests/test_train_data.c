@@ -460,6 +460,17 @@ static void test_cache(void) {
     lc = cache_open(&ctx, ds, 0, &err);
     CHECK(!lc && strstr(err.msg, "width '40'"), "%s", err.msg);
 
+    /* a damaged cache.json: named, or rewritten when recomputing is allowed */
+    write_text(tmp_path("cache/cache.json"), "{\"format\": ");
+    lc = cache_open(&ctx, ds, 0, &err);
+    CHECK(!lc && err.status == HELIOS_ERR_FORMAT && strstr(err.msg, "cache.json"), "%s", err.msg);
+    lc = cache_open(&ctx, ds, 1, &err);
+    CHECK(lc, "%s", err.msg);
+    hl_latent_cache_free(lc);
+    lc = cache_open(&ctx, ds, 0, &err);
+    CHECK(lc, "rewritten: %s", err.msg);
+    hl_latent_cache_free(lc);
+
     /* window rules */
     hl_latent_cache_config cc;
     hl_latent_cache_config_default(&cc);
