@@ -141,7 +141,7 @@ static hl_status build_manifest(hl_latent_cache *lc, hl_error *err) {
     const hl_dataset_config *d = hl_dataset_get_config(lc->ds);
     char fp[17];
     put(lc, "format", "%s", HL_LATENT_CACHE_FORMAT);
-    put(lc, "source", "%s", d->kind == HL_DATASET_WORLD ? "world" : "folder");
+    put(lc, "source_kind", "%s", d->kind == HL_DATASET_WORLD ? "world" : "folder");
     if (d->kind == HL_DATASET_WORLD)
         put(lc, "world", "seed %llu fps %d max_objects %d camera %d lighting %d",
             (unsigned long long)d->seed, d->fps, d->max_objects, d->camera != 0, d->lighting != 0);
