@@ -10,7 +10,7 @@
 #include "io/json.h"
 #include "train/adamw.h"
 #include "train/dit_flat.h"
-#include "train/objective_stage1.h"
+#include "train/objective_flow.h"
 #include "train/synthetic.h"
 
 static double now(void) {
@@ -176,7 +176,7 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     HL_TRY(st);
     hl_params layout = {0};
     hl_synthetic data = {0};
-    hl_stage1_objective o = {0};
+    hl_flow_objective o = {0};
     hl_adamw opt = {0};
     float *w = NULL, *gw = NULL;
     st = hl_dit_params_layout(&c, &layout, err);
@@ -191,15 +191,16 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     if (st == HL_OK)
         st = hl_synthetic_make(&data, c.in_channels, 3 * chunk_frames, height, width, 16,
                                c.text_dim, 4, 1, err);
-    hl_stage1_config s1;
-    hl_stage1_config_default(&s1);
-    s1.chunk_frames = chunk_frames;
-    s1.zero_history_timestep = c.zero_history_timestep;
-    s1.p_t2v = s1.p_v2v = 0.0f; /* every step with the whole history: the cost measured */
+    hl_stage2_config s;
+    hl_stage2_config_default(&s);
+    hl_stage1_config_default(&s.base);
+    s.base.chunk_frames = chunk_frames;
+    s.base.zero_history_timestep = c.zero_history_timestep;
+    s.base.p_t2v = s.base.p_v2v = 0.0f; /* every step with the whole history: the cost measured */
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
     if (st == HL_OK)
-        st = hl_stage1_objective_init(&o, &ctx, &c, &layout, &s1, hl_synthetic_source(&data), 1,
-                                      err);
+        st = hl_flow_objective_init(&o, &ctx, &c, &layout, 1, &s, hl_synthetic_source(&data), 1,
+                                    err);
     if (st == HL_OK) st = hl_adamw_init(&opt, layout.total, err);
     double ts[64], to[64];
     reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
@@ -207,7 +208,7 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     for (int r = -1; st == HL_OK && r < reps; r++) {
         double loss, t0 = now();
         memset(gw, 0, (size_t)layout.total * sizeof *gw);
-        st = hl_stage1_objective_step(&o, &rng, r + 1, w, gw, &loss, err);
+        st = hl_flow_objective_step(&o, &rng, r + 1, w, gw, &loss, err);
         double t1 = now();
         if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-4, w, gw);
         double t2 = now();
@@ -226,7 +227,7 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
         out->params = layout.total;
         out->act_bytes = o.peak_tape_bytes;
     }
-    hl_stage1_objective_free(&o);
+    hl_flow_objective_free(&o);
     hl_synthetic_free(&data);
     hl_adamw_free(&opt);
     free(w), free(gw);

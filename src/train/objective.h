@@ -54,13 +54,15 @@ hl_status hl_quadratic_validate(void *obj, int64_t step, const float *params, co
                                 double *loss, hl_error *err);
 void hl_quadratic_destroy(void *obj);
 
-/* ---- "stage1": Helios stage-1 flow matching (train/objective_stage1.h) ---------------------
+/* ---- "stage1", "stage2": Helios flow matching (train/objective_flow.h) ----------------------
  * Keys (docs/training.md): chunk_frames, history_sizes, p_t2v, p_i2v, p_v2v, p_drop_text,
  * corrupt_history, corrupt ("released" | "paper" preset), p_clean_history, p_noise, p_blur,
  * p_exposure, noise_sigma_max, logit_mean, logit_std, shift, recompute, synthetic {clips, chunks,
- * height, width, text_len, seed}. */
+ * height, width, text_len, seed}; stage2 also ratios [n0, n1, n2]. */
 hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
                            hl_error *err);
-void hl_stage1_destroy(void *obj);
+hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+void hl_flow_destroy(void *obj);
 
 #endif

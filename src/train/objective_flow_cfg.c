@@ -1,20 +1,20 @@
-/* The "stage1" row of the objective table (train/objective.h): its settings block, strictly
- * checked, and the state the loop steps. */
+/* The "stage1" and "stage2" rows of the objective table (train/objective.h): their settings
+ * blocks, strictly checked, and the state the loop steps. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "train/objective.h"
-#include "train/objective_stage1.h"
+#include "train/objective_flow.h"
 #include "train/synthetic.h"
 
-typedef struct stage1_state {
-    hl_stage1_objective o; /* first: the step function's obj */
+typedef struct flow_state {
+    hl_flow_objective o; /* first: the step function's obj */
     hl_backend *be;
     hl_error err;
     hl_ctx ctx;
     hl_synthetic data;
-} stage1_state;
+} flow_state;
 
 typedef struct keys {
     const hl_json *s;
@@ -72,13 +72,27 @@ static hl_status boolean(const keys *k, const char *key, bool *out) {
     return HL_OK;
 }
 
-static hl_status read_stage1(const keys *k, hl_stage1_config *c, bool *recompute) {
+static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
+    const hl_json *r = hl_json_get(k->s, "ratios");
+    if (!r) return HL_OK;
+    int64_t v[3];
+    if (r->type != HL_JSON_ARRAY || hl_json_get_int_array(k->s, "ratios", v, 3) != 3 || v[0] < 0 ||
+        v[1] < 0 || v[2] < 0 || v[0] + v[1] + v[2] < 1 ||
+        v[0] + v[1] + v[2] > HL_STAGE2_MAX_SAMPLES)
+        return bad(k, "ratios", "must be [n0, n1, n2], samples per pyramid level, 1 to 64 in all");
+    for (int i = 0; i < 3; i++) c->ratios[i] = (int)v[i];
+    return HL_OK;
+}
+
+static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool *recompute) {
     static const char *const known[] = {
         "type",      "chunk_frames", "history_sizes",   "p_t2v",           "p_i2v",
         "p_v2v",     "p_drop_text",  "corrupt_history", "corrupt",         "p_clean_history",
         "p_noise",   "p_blur",       "p_exposure",      "noise_sigma_max", "logit_mean",
-        "logit_std", "shift",        "recompute",       "synthetic"};
-    HL_TRY(only(k, known, sizeof known / sizeof *known));
+        "logit_std", "shift",        "recompute",       "synthetic",       "ratios"};
+    HL_TRY(only(k, known, sizeof known / sizeof *known - (stage == 1)));
+    hl_stage1_config *c = &s2->base;
+    if (stage == 2) HL_TRY(read_ratios(k, s2));
     const char *preset = hl_json_get_string(k->s, "corrupt");
     if (hl_json_get(k->s, "corrupt") &&
         (!preset || (strcmp(preset, "released") && strcmp(preset, "paper"))))
@@ -132,40 +146,52 @@ static hl_status read_synthetic(const keys *parent, const hl_train_env *env,
                              env->dit->text_dim, clips, (uint64_t)seed, parent->err);
 }
 
-hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
-                           hl_error *err) {
+static hl_status flow_create(int stage, const hl_json *settings, const hl_train_env *env,
+                             void **obj, hl_error *err) {
     *obj = NULL;
     keys k = {settings, env->config_path, "objective", err};
-    hl_stage1_config c;
-    hl_stage1_config_default(&c);
-    c.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
+    hl_stage2_config c;
+    hl_stage2_config_default(&c);
+    if (stage == 1) hl_stage1_config_default(&c.base);
+    c.base.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
     bool recompute = true;
-    HL_TRY(read_stage1(&k, &c, &recompute));
+    HL_TRY(read_flow(&k, stage, &c, &recompute));
     if (!env->data || strcmp(env->data, "synthetic"))
         return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "data",
-                           "the stage1 objective reads \"synthetic\" data only in this build "
-                           "(the latent cache of procedural and folder data is not wired yet)");
-    stage1_state *s = calloc(1, sizeof *s);
-    if (!s) return hl_fail(err, HELIOS_ERR_OOM, "stage1 objective: out of memory");
-    hl_status st = read_synthetic(&k, env, &c, &s->data);
+                           "the stage%d objective reads \"synthetic\" data only in this build "
+                           "(the latent cache of procedural and folder data is not wired yet)",
+                           stage);
+    flow_state *s = calloc(1, sizeof *s);
+    if (!s) return hl_fail(err, HELIOS_ERR_OOM, "stage%d objective: out of memory", stage);
+    hl_status st = read_synthetic(&k, env, &c.base, &s->data);
     if (st == HL_OK && !(s->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
     if (st == HL_OK) {
         s->ctx = (hl_ctx){s->be, &s->err};
-        st = hl_stage1_objective_init(&s->o, &s->ctx, env->dit, env->layout, &c,
-                                      hl_synthetic_source(&s->data), recompute, err);
+        st = hl_flow_objective_init(&s->o, &s->ctx, env->dit, env->layout, stage, &c,
+                                    hl_synthetic_source(&s->data), recompute, err);
     }
     if (st != HL_OK) {
-        hl_stage1_destroy(s);
+        hl_flow_destroy(s);
         return st;
     }
     *obj = s;
     return HL_OK;
 }
 
-void hl_stage1_destroy(void *obj) {
-    stage1_state *s = obj;
+hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err) {
+    return flow_create(1, settings, env, obj, err);
+}
+
+hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err) {
+    return flow_create(2, settings, env, obj, err);
+}
+
+void hl_flow_destroy(void *obj) {
+    flow_state *s = obj;
     if (!s) return;
-    hl_stage1_objective_free(&s->o);
+    hl_flow_objective_free(&s->o);
     hl_synthetic_free(&s->data);
     hl_backend_free(s->be);
     free(s);
