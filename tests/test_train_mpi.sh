@@ -1,8 +1,8 @@
 #!/bin/sh
 # Data-parallel helios train over MPI on loopback: `mpirun -np 2` with accumulation a gives the same
 # losses.tsv, weights and optimizer state, bit for bit, as one process with accumulation 2a, for
-# the toy ("quadratic") and the stage-1 objective (synthetic latent clips); a 2-rank run resumed by
-# one process continues the same run. Exits 77 (ctest: skipped) without MPI in the build or without
+# the toy ("quadratic") and the stage-1 objective (synthetic latent clips, and the tiny world
+# through the latent cache); a 2-rank run resumed by one process continues the same run. Exits 77 (ctest: skipped) without MPI in the build or without
 # the launcher.
 # usage: test_train_mpi.sh HELIOS_BINARY MODEL_DIR MPIEXEC|""
 set -u
@@ -91,6 +91,23 @@ check "stage1: one process, accumulation 2" "[ \$? -eq 0 ] && [ \$(wc -l <$T/s1/
 mpi2 $H train -q "$T/s2.json" >"$T/s2.err" 2>&1
 check "stage1: mpirun -np 2, accumulation 1" "[ \$? -eq 0 ]" || cat "$T/s2.err"
 same s1 s2 3
+
+# stage 1 on the tiny world through the latent cache: rank 0 fills OUTPUT/cache, rank 1 reads it
+w() { # NAME ACCUMULATION
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "output": "$T/$1", "steps": 2, "lr": 0.001, "seed": 3, "threads": 1,
+ "accumulation": $2, "data": "procedural", "objective": {"type": "stage1", "chunk_frames": 9,
+ "dataset": {"width": 32, "height": 32, "frames": 33, "clips": 2, "text_len": 16}}}
+EOF
+}
+w w1 2
+w w2 1
+$H train -q "$T/w1.json" 2>"$T/w1.err"
+check "world: one process, accumulation 2" "[ \$? -eq 0 ] && [ -f $T/w1/cache/1.safetensors ]"
+mpi2 $H train -q "$T/w2.json" >"$T/w2.err" 2>&1
+check "world: mpirun -np 2, accumulation 1" "[ \$? -eq 0 ] && [ -f $T/w2/cache/1.safetensors ]" ||
+    cat "$T/w2.err"
+same w1 w2 2
 
 echo "test_train_mpi: $n checks, $fail failed"
 [ $fail -eq 0 ]

@@ -339,10 +339,19 @@ int cmd_train(int argc, char **argv) {
     rc = 1;
     st = load_model(&c, &m, &err);
     hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
-    if (st == HL_OK) {
-        st = objective->create(c.objective, &env, &obj, &err);
-        if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
+    /* Rank 0 first: an objective may fill a latent cache in the output folder, which the other
+     * ranks then only read. */
+    if (st == HL_OK && lead) st = objective->create(c.objective, &env, &obj, &err);
+    if (dist.world > 1) {
+        int32_t failed = st != HL_OK; /* rank 0's */
+        hl_status b = hl_dist_bcast(&dist, &failed, sizeof failed, st == HL_OK ? &err : NULL);
+        if (st == HL_OK && b != HL_OK) st = b;
+        if (st == HL_OK && failed)
+            st = hl_fail(&err, HELIOS_ERR_INTERNAL,
+                         "rank 0 could not prepare the run (its message is in its output)");
     }
+    if (st == HL_OK && !lead) st = objective->create(c.objective, &env, &obj, &err);
+    if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
     if (st != HL_OK) goto done;
 
     hl_train_config tc = {0};
