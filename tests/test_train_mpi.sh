@@ -21,7 +21,7 @@ trap 'rm -rf "$T"' EXIT
 fail=0 n=0
 check() { # name, condition (a shell command)
     n=$((n + 1))
-    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
+    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); return 1; fi
 }
 # Two ranks on this machine over TCP on loopback (the transport a run across machines uses):
 # --mca plm isolated launches locally without ssh (a bare root has none), --oversubscribe allows
@@ -75,6 +75,30 @@ sed "s/\"steps\": 3/\"steps\": 6/; s/\"accumulation\": 1/\"accumulation\": 2/" "
 $H train -q --resume "$T/q5b.json" 2>>"$T/q5.err"
 check "quadratic: 3 steps on 2 ranks + resume on 1 process" "[ \$? -eq 0 ]" || cat "$T/q5.err"
 same q1 q5 6
+
+# SIGUSR1 on mpirun, which forwards it to every rank (Ctrl-C would make mpirun send SIGTERM, then
+# SIGKILL 1 s later, too soon for a checkpoint on a loaded machine): rank 0 writes a checkpoint,
+# every rank stops after the same step, mpirun exits 0; one process with accumulation 2 resumes it
+# into the same run
+quad q6 6 1 1
+ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$MPIEXEC" $root --timeout 300 --oversubscribe \
+    --mca plm isolated --mca btl self,tcp --mca btl_tcp_if_include lo \
+    --mca oob_tcp_if_include lo -np 2 $H train -q --throttle 400 "$T/q6.json" >"$T/q6.err" 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 600 ] && [ "$(cat "$T/q6/losses.tsv" 2>/dev/null | wc -l)" -lt 2 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+kill -USR1 $pid
+wait $pid
+rc=$?
+k=$(wc -l <"$T/q6/losses.tsv")
+check "SIGUSR1 to mpirun: exit 0" "[ $rc -eq 0 ]"
+check "SIGUSR1 to mpirun: stopped at step $k with its checkpoint" "[ $k -lt 6 ] && [ -f $T/q6/checkpoint-$k/COMPLETE ] && grep -q 'stopped at step' $T/q6.err"
+sed "s/\"accumulation\": 1/\"accumulation\": 2/" "$T/q6.json" >"$T/q6b.json"
+$H train -q --resume "$T/q6b.json" 2>>"$T/q6.err"
+same q1 q6 6
 
 # the stage-1 objective: the transformer's forward and backward on synthetic clips
 s1() { # NAME ACCUMULATION

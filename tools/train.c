@@ -36,8 +36,8 @@ static void usage(FILE *f) {
         "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
         "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
         "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
-        "gradient norm), progress to stderr. Ctrl-C writes a checkpoint and exits 0; a second\n"
-        "Ctrl-C kills at once.\n"
+        "gradient norm), progress to stderr. Ctrl-C (or SIGTERM, SIGUSR1) writes a checkpoint\n"
+        "and exits 0; a second one kills at once.\n"
         "\n"
         "      --resume        continue from the newest complete checkpoint in OUTPUT (none:\n"
         "                      start from step 0); the run goes on bit for bit as if never\n"
@@ -50,7 +50,8 @@ static void usage(FILE *f) {
         "Data-parallel over MPI (%s): mpirun -np N helios train CONFIG.json runs N ranks;\n"
         "each step takes accumulation micro-batches on every rank (N x accumulation in all),\n"
         "with the same results, bit for bit, as one process with N x accumulation. Rank 0\n"
-        "writes the checkpoints, losses.tsv and progress.\n"
+        "writes the checkpoints, losses.tsv and progress. Stop such a run with\n"
+        "kill -USR1 MPIRUN_PID (mpirun forwards it to every rank).\n"
         "\n"
         "objectives (\"objective\": {\"type\": ...}):\n",
         hl_dist_built_with_mpi() ? "this build has it" : "this build has no MPI");
@@ -100,6 +101,7 @@ static void install_sigint(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL); /* what mpirun forwards to every rank */
 }
 
 /* ---- the model ---------------------------------------------------------------------------- */
