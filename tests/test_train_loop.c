@@ -287,6 +287,29 @@ static void test_sample_generators(void) {
     CHECK(loss1[0] == loss1[1], "the same first loss: %a vs %a", loss1[0], loss1[1]);
 }
 
+/* train/dist.h without a launcher: one process; the stub's refusal under a launcher. */
+static void test_dist_single(void) {
+    unsetenv("OMPI_COMM_WORLD_SIZE"), unsetenv("PMI_SIZE"), unsetenv("PMIX_SIZE");
+    unsetenv("PMIX_RANK");
+    hl_dist d;
+    hl_error e = {0};
+    CHECK(hl_dist_init(&d, &e) == HL_OK && d.rank == 0 && d.world == 1 && !d.mpi, "%s", e.msg);
+    float acc[3] = {1, -0.0f, 3}, x[3] = {0.5f, 0.0f, -3}, all[3];
+    CHECK(hl_dist_ordered_add_f32(&d, acc, x, 3, &e) == HL_OK && acc[0] == 1.5f &&
+              !signbit(acc[1]) && acc[2] == 0,
+          "ordered add on one process");
+    CHECK(hl_dist_allgather(&d, x, sizeof x, all, &e) == HL_OK && !memcmp(all, x, sizeof x),
+          "all-gather on one process");
+    CHECK(hl_dist_bcast(&d, x, sizeof x, &e) == HL_OK, "broadcast on one process");
+    hl_dist_finalize(&d);
+    if (!hl_dist_built_with_mpi()) {
+        setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+        CHECK(hl_dist_init(&d, &e) == HELIOS_ERR_UNSUPPORTED && strstr(e.msg, "without MPI"),
+              "2 processes under a launcher without MPI: %s", e.msg);
+        unsetenv("OMPI_COMM_WORLD_SIZE");
+    }
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/helios_test_train_XXXXXX");
     if (!mkdtemp(g_root)) return 2;
@@ -295,6 +318,7 @@ int main(void) {
     test_falls_and_deterministic();
     test_resume();
     test_sample_generators();
+    test_dist_single();
     const char *stages[] = {"weights", "optimizer", "state", "renamed", "complete"};
     for (int i = 0; i < 5; i++) test_kill_during_checkpoint(stages[i], i);
     hl_params_free(&g_layout);
