@@ -424,6 +424,7 @@ static void test_transformer(const hl_ctx *ctx, model *md) {
         if (ad3) hl_lora_merge(&l3, ad3, wm);
         CHECK(!memcmp(wm, md->w, nw * sizeof *wm), "merge of a loaded adapter");
         hl_lora_free(&l3), free(ad3);
+        hl_lora_free(&l2), free(ad2);
     }
     hl_safetensors *f = NULL;
     if (hl_st_open(path, &f, &e) == HL_OK) {
