@@ -56,8 +56,12 @@ cfg bad5 o 4 ', "component": "vae"'
 fails "vae not yet" 2 "'component' \"vae\" cannot be trained yet" $H train "$T/bad5.json"
 cfg bad6 o 4 ', "schedule": "linear"'
 fails "bad enum" 2 "expected one of \"constant\", \"cosine\"" $H train "$T/bad6.json"
-printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage1"}}' "$M" "$T" >"$T/bad7.json"
-fails "objective not yet" 2 "\"stage1\" is not implemented yet" $H train "$T/bad7.json"
+printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3"}}' "$M" "$T" >"$T/bad7.json"
+fails "objective not yet" 2 "\"stage3\" is not implemented yet" $H train "$T/bad7.json"
+printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage1"}}' "$M" "$T" >"$T/bad7b.json"
+fails "stage1: data not wired" 2 "'data'" $H train "$T/bad7b.json"
+printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "synthetic", "objective": {"type": "stage1", "p_t2v": 2}}' "$M" "$T" >"$T/bad7c.json"
+fails "stage1: a bad setting names its key" 2 "'objective.p_t2v' must be a number in [0, 1]" $H train "$T/bad7c.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "quadratic", "nois": 1}}' "$M" "$T" >"$T/bad8.json"
 fails "objective key" 2 "'objective.nois' is not a setting" $H train "$T/bad8.json"
 printf '{"model": "%s", "output": "%s/o", "objective": {"type": "quadratic"}}' "$M" "$T" >"$T/bad9.json"
@@ -106,6 +110,31 @@ check "SIGINT + resume: same losses.tsv" "cmp -s $T/ref/losses.tsv $T/int/losses
 # a resume with a configuration that changes the numbers is refused
 cfg other res 8 ', "weight_decay": 0.5'
 fails "resume with another config" 2 "another configuration" $H train -q --resume "$T/other.json"
+
+# the stage-1 objective (synthetic latent clips): 6 steps, and 3 + resume 3, the same bits
+s1() { # NAME OUTPUT STEPS [STAGE]
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "output": "$T/$2", "steps": $3, "lr": 0.001, "seed": 3, "checkpoint_every": 3,
+ "data": "synthetic", "objective": {"type": "stage${4:-1}", "chunk_frames": 3,
+ "synthetic": {"clips": 4, "chunks": 2, "height": 8, "width": 8, "text_len": 8}}}
+EOF
+}
+s1 s1ref s1ref 6
+$H train -q "$T/s1ref.json" 2>"$T/s1.err"
+check "stage1: 6 steps run" "[ \$? -eq 0 ] && [ \$(wc -l <$T/s1ref/losses.tsv) -eq 6 ]"
+s1 s1half s1res 3
+s1 s1full s1res 6
+$H train -q "$T/s1half.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1full.json" 2>>"$T/s1.err"
+check "stage1: 3 + resume 3: same losses.tsv" "cmp -s $T/s1ref/losses.tsv $T/s1res/losses.tsv"
+check "stage1: 3 + resume 3: same weights" "cmp -s $T/s1ref/checkpoint-6/transformer/diffusion_pytorch_model.safetensors $T/s1res/checkpoint-6/transformer/diffusion_pytorch_model.safetensors"
+# the stage-2 (pyramid) objective: the same
+s1 s2ref s2ref 4 2
+$H train -q "$T/s2ref.json" 2>"$T/s2.err"
+check "stage2: 4 steps run" "[ \$? -eq 0 ] && [ \$(wc -l <$T/s2ref/losses.tsv) -eq 4 ]"
+s1 s2half s2res 3 2
+s1 s2full s2res 4 2
+$H train -q "$T/s2half.json" 2>>"$T/s2.err" && $H train -q --resume "$T/s2full.json" 2>>"$T/s2.err"
+check "stage2: 3 + resume 1: same losses.tsv" "cmp -s $T/s2ref/losses.tsv $T/s2res/losses.tsv"
 
 echo "test_train_cli: $n checks, $fail failed"
 [ $fail -eq 0 ]

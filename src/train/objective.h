@@ -19,6 +19,7 @@ typedef struct hl_train_env {
     const hl_dit_config *dit; /* the transformer's config (component "transformer") */
     const float *init_params; /* the initial weights (layout.total floats) */
     uint64_t seed;            /* the run's seed */
+    const char *data;         /* the configuration's "data": "synthetic", "procedural", a folder */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -52,5 +53,16 @@ hl_status hl_quadratic_step(void *obj, hl_rng *rng, int64_t sample_index, const 
 hl_status hl_quadratic_validate(void *obj, int64_t step, const float *params, const float *ema,
                                 double *loss, hl_error *err);
 void hl_quadratic_destroy(void *obj);
+
+/* ---- "stage1", "stage2": Helios flow matching (train/objective_flow.h) ----------------------
+ * Keys (docs/training.md): chunk_frames, history_sizes, p_t2v, p_i2v, p_v2v, p_drop_text,
+ * corrupt_history, corrupt ("released" | "paper" preset), p_clean_history, p_noise, p_blur,
+ * p_exposure, noise_sigma_max, logit_mean, logit_std, shift, recompute, synthetic {clips, chunks,
+ * height, width, text_len, seed}; stage2 also ratios [n0, n1, n2]. */
+hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+void hl_flow_destroy(void *obj);
 
 #endif

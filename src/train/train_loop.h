@@ -30,7 +30,9 @@
 #include "train/params.h"
 
 /* Adds the gradient of sample `sample_index`'s loss w.r.t. params into grads (+=) and sets *loss.
- * It may draw from rng (noise, timesteps); it must not keep pointers to params or grads. */
+ * It may draw from rng (noise, timesteps). params and grads are the same two buffers at every call
+ * of one hl_train_run, so an objective may bind model views to them once (hl_dit_new_flat on
+ * params for the model, on grads for the gradient view) and reuse them while the pointers match. */
 typedef hl_status (*hl_train_step_fn)(void *obj, hl_rng *rng, int64_t sample_index,
                                       const float *params, float *grads, double *loss,
                                       hl_error *err);
