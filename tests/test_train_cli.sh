@@ -127,6 +127,10 @@ s1 s1full s1res 6
 $H train -q "$T/s1half.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1full.json" 2>>"$T/s1.err"
 check "stage1: 3 + resume 3: same losses.tsv" "cmp -s $T/s1ref/losses.tsv $T/s1res/losses.tsv"
 check "stage1: 3 + resume 3: same weights" "cmp -s $T/s1ref/checkpoint-6/transformer/diffusion_pytorch_model.safetensors $T/s1res/checkpoint-6/transformer/diffusion_pytorch_model.safetensors"
+# bf16 compute on the f32 master weights: runs, and its losses differ from f32's (rounded GEMMs)
+sed 's/"type": "stage1"/"type": "stage1", "precision": "bf16"/; s#s1ref#s1bf#' "$T/s1ref.json" >"$T/s1bf.json"
+$H train -q "$T/s1bf.json" 2>>"$T/s1.err"
+check "stage1 bf16: 6 steps run, other losses" "[ \$? -eq 0 ] && [ \$(wc -l <$T/s1bf/losses.tsv) -eq 6 ] && ! cmp -s $T/s1ref/losses.tsv $T/s1bf/losses.tsv"
 # the stage-2 (pyramid) objective: the same
 s1 s2ref s2ref 4 2
 $H train -q "$T/s2ref.json" 2>"$T/s2.err"

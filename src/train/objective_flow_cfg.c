@@ -100,7 +100,7 @@ static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool 
         "p_v2v",     "p_drop_text",  "corrupt_history", "corrupt",         "p_clean_history",
         "p_noise",   "p_blur",       "p_exposure",      "noise_sigma_max", "logit_mean",
         "logit_std", "shift",        "recompute",       "synthetic",       "dataset",
-        "ratios"};
+        "precision", "ratios"};
     HL_TRY(only(k, known, sizeof known / sizeof *known - (stage == 1)));
     hl_stage1_config *c = &s2->base;
     if (stage == 2) HL_TRY(read_ratios(k, s2));
@@ -222,6 +222,10 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
     c.base.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
     bool recompute = true;
     HL_TRY(read_flow(&k, stage, &c, &recompute));
+    const char *precision = hl_json_get_string(settings, "precision");
+    if (hl_json_get(settings, "precision") &&
+        (!precision || (strcmp(precision, "f32") && strcmp(precision, "bf16"))))
+        return bad(&k, "precision", "must be \"f32\" or \"bf16\"");
     flow_state *s = calloc(1, sizeof *s);
     if (!s) return hl_fail(err, HELIOS_ERR_OOM, "stage%d objective: out of memory", stage);
     int synthetic = env->data && !strcmp(env->data, "synthetic");
@@ -236,6 +240,7 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
                                    : (hl_latent_source){s, hl_dataset_count(s->ds), cached_get};
         st = hl_flow_objective_init(&s->o, &s->ctx, env->dit, env->layout, stage, &c, src,
                                     recompute, err);
+        s->o.bf16 = precision && !strcmp(precision, "bf16");
     }
     if (st != HL_OK) {
         hl_flow_destroy(s);
