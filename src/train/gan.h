@@ -157,8 +157,12 @@ hl_status hl_gan_generator_grad(const hl_ctx *ctx, const hl_gan_critic *cr,
 /* Peak activation bytes of one generator step (generator forward with tape, x_noisy =
  * (1 - sigma)·out + sigma·noise into the discriminator, GAN term, generator backward) with and
  * without Cache Grad (without: the discriminator's pass is freed only after the generator's
- * backward). gen_in->hidden_states is also the noise. g_with / g_without: the generator's
- * gradient views each run accumulates into (the results must be equal). */
+ * backward). gen_in->hidden_states is also the noise; the generator's tape uses cr->recompute
+ * too. g_with / g_without: the generator's gradient views each run accumulates into (the results
+ * must be equal). Alive together, with G_fwd the generator's tape, G_all the same with its
+ * backward scratch and Disc the discriminator's pass:
+ *   with    = max(G_fwd + Disc, G_all)      (the pass is gone before the generator's backward)
+ *   without = G_all + Disc */
 typedef struct hl_gan_memory {
     size_t generator;     /* generator tape with its backward scratch */
     size_t discriminator; /* trunk + heads tapes with their backward scratch */

@@ -150,7 +150,7 @@ static hl_status generator_step(const hl_ctx *ctx, const hl_dit *gen, const heli
     hl_gan_pass *p = NULL;
     hl_status st = out && xn && dx ? HL_OK
                                    : hl_fail(ctx->err, HELIOS_ERR_OOM, "gan: out of memory");
-    if (st == HL_OK) st = hl_dit_forward_train(ctx, gen, in, 1, &t, out);
+    if (st == HL_OK) st = hl_dit_forward_train(ctx, gen, in, cr->recompute, &t, out);
     helios_dit_input cin = *in;
     cin.hidden_states = xn;
     for (int64_t i = 0; st == HL_OK && i < n; i++) /* re-noise x0 (the noise: in's latents) */
