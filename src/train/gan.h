@@ -135,10 +135,29 @@ typedef struct hl_gan_critic {
     int recompute; /* of the trunk's tape */
 } hl_gan_critic;
 
-/* One generator-step pass of the discriminator, its activations kept (opaque). */
+/* One pass of the discriminator (trunk + heads) on one critic input, its activations kept
+ * (opaque). The critic step (spec §6.4) runs one pass each on the re-noised real sample, the
+ * re-noised generated sample and, for R1, the perturbed real sample
+ * (hl_gan_r1_perturb(x_real_noised, ...)), takes the logits' gradients from hl_gan_critic_loss
+ * and runs each pass's backward with the heads' and trunk's gradient views:
+ *
+ *   hl_gan_pass_forward(ctx, &cr, &in_real, &pr, z_real);   // also fake, pert
+ *   hl_gan_critic_loss(&cfg, z_real, z_fake, z_pert, n, dz_real, dz_fake, dz_pert);
+ *   hl_gan_pass_backward(ctx, &cr, pr, dz_real, heads_grad, NULL);  hl_gan_pass_free(pr); ...
+ */
 typedef struct hl_gan_pass hl_gan_pass;
 
-/* Runs trunk + heads on in (in->hidden_states: the generator's re-noised x0), keeping tapes;
+/* Trunk forward with taps on in, then the heads: z [n_heads, B] (NULL: not wanted). in's arrays
+ * must stay unchanged until the backward. */
+hl_status hl_gan_pass_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
+                              const helios_dit_input *in, hl_gan_pass **pass, float *z);
+/* From dz [n_heads, B]: heads' parameter gradients accumulate into heads_grad (NULL: none), the
+ * trunk's into cr->trunk_grad, and dx = ∂L/∂in->hidden_states (overwritten; NULL: not wanted).
+ * Once per pass. */
+hl_status hl_gan_pass_backward(const hl_ctx *ctx, const hl_gan_critic *cr, hl_gan_pass *pass,
+                               const float *dz, hl_gan *heads_grad, float *dx);
+
+/* The generator step: a pass on in (in->hidden_states: the generator's re-noised x0);
  * *loss = g_weight·L_G. */
 hl_status hl_gan_generator_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
                                    const helios_dit_input *in, hl_gan_pass **pass, double *loss);

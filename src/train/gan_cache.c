@@ -16,6 +16,7 @@ struct hl_gan_pass {
     float *hidden[HL_GAN_MAX_HEADS];
     float *out, *z, *dz;
     size_t buf_bytes;
+    int counted_dh;
 };
 
 size_t hl_gan_pass_bytes(const hl_gan_pass *p) {
@@ -65,8 +66,8 @@ static hl_status pass_alloc(const hl_ctx *ctx, const hl_gan_critic *cr, const he
     return HL_OK;
 }
 
-hl_status hl_gan_generator_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
-                                   const helios_dit_input *in, hl_gan_pass **pass, double *loss) {
+hl_status hl_gan_pass_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
+                              const helios_dit_input *in, hl_gan_pass **pass, float *z) {
     *pass = NULL;
     hl_gan_pass *p = NULL;
     HL_TRY(pass_alloc(ctx, cr, in, &p));
@@ -84,18 +85,16 @@ hl_status hl_gan_generator_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
         hl_gan_pass_free(p);
         return st;
     }
-    int64_t nz = (int64_t)hl_gan_n_heads(g) * p->B;
-    *loss = g->g_weight * hl_gan_loss_g(p->z, nz, p->dz);
-    for (int64_t i = 0; i < nz; i++) p->dz[i] *= g->g_weight;
+    if (z) memcpy(z, p->z, (size_t)hl_gan_n_heads(g) * (size_t)p->B * sizeof *z);
     *pass = p;
     return HL_OK;
 }
 
-hl_status hl_gan_generator_backward(const hl_ctx *ctx, const hl_gan_critic *cr, hl_gan_pass *p,
-                                    float *dx) {
+hl_status hl_gan_pass_backward(const hl_ctx *ctx, const hl_gan_critic *cr, hl_gan_pass *p,
+                               const float *dz, hl_gan *heads_grad, float *dx) {
     const hl_gan_config *g = &cr->heads->cfg;
-    /* the heads' input gradients overwrite the hidden states (no longer needed: the heads' tape
-     * read them, and its backward reads them before writing each head's gradient) */
+    /* the heads' input gradients: the taps' injected gradients and, for the final head, the
+     * tokens of ∂L/∂out (written into p->out, which nothing reads after the forward) */
     float *dh[HL_GAN_MAX_HEADS];
     int nh = hl_gan_n_heads(g);
     size_t BN = (size_t)p->B * (size_t)p->N;
@@ -103,8 +102,7 @@ hl_status hl_gan_generator_backward(const hl_ctx *ctx, const hl_gan_critic *cr, 
     int ok = 1;
     for (int k = 0; k < nh; k++) ok &= dh[k] != NULL;
     hl_status st = ok ? HL_OK : hl_fail(ctx->err, HELIOS_ERR_OOM, "gan: out of memory");
-    if (st == HL_OK) st = hl_gan_backward(ctx, cr->heads, p->heads, p->dz, NULL, dh);
-    /* the final head's token gradient back to ∂L/∂out (p->out is free after the forward) */
+    if (st == HL_OK) st = hl_gan_backward(ctx, cr->heads, p->heads, dz, heads_grad, dh);
     if (st == HL_OK && g->final_head)
         st = hl_gan_out_tokens_backward(ctx, &cr->trunk->cfg, p->B, p->T, p->Hp, p->Wp,
                                         dh[g->n_blocks], p->out);
@@ -114,12 +112,30 @@ hl_status hl_gan_generator_backward(const hl_ctx *ctx, const hl_gan_critic *cr, 
         st = hl_dit_backward_taps(ctx, cr->trunk, p->trunk, g->final_head ? p->out : NULL, &taps,
                                   cr->trunk_grad, &gin);
     }
-    if (ok)
+    if (ok && !p->counted_dh) { /* the injected gradients are part of the pass at its peak */
+        p->counted_dh = 1;
         p->buf_bytes +=
             BN * (size_t)((int64_t)g->n_blocks * g->dim + (g->final_head ? g->final_dim : 0)) *
             sizeof(float);
+    }
     for (int k = 0; k < nh; k++) free(dh[k]);
     return st;
+}
+
+hl_status hl_gan_generator_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
+                                   const helios_dit_input *in, hl_gan_pass **pass, double *loss) {
+    HL_TRY(hl_gan_pass_forward(ctx, cr, in, pass, NULL));
+    hl_gan_pass *p = *pass;
+    const hl_gan_config *g = &cr->heads->cfg;
+    int64_t nz = (int64_t)hl_gan_n_heads(g) * p->B;
+    *loss = g->g_weight * hl_gan_loss_g(p->z, nz, p->dz);
+    for (int64_t i = 0; i < nz; i++) p->dz[i] *= g->g_weight;
+    return HL_OK;
+}
+
+hl_status hl_gan_generator_backward(const hl_ctx *ctx, const hl_gan_critic *cr, hl_gan_pass *p,
+                                    float *dx) {
+    return hl_gan_pass_backward(ctx, cr, p, p->dz, NULL, dx);
 }
 
 hl_status hl_gan_generator_grad(const hl_ctx *ctx, const hl_gan_critic *cr,
