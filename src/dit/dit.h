@@ -165,9 +165,10 @@ hl_status hl_dit_backward(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *tape,
 /* Taps on hidden states (the GAN heads of the critic read them, train/gan.h): hidden_k is block
  * blocks[k]'s output restricted to the current tokens, [B, n_cur, D] (history rows dropped).
  *   forward:  hidden[k] (NULL entry or NULL array: not wanted) receives hidden_k;
- *   backward: dhidden[k] (NULL entry or NULL array: none) is ADDED to ∂L/∂hidden_k where the
- *             backward passes block blocks[k], so the gradient is that of
- *             L = L(out) + Σ_k <hidden_k, dhidden[k]>-style terms the caller differentiated.
+ *   backward: dhidden[k] = ∂L/∂hidden_k from the caller's terms (NULL entry or NULL array: none)
+ *             is ADDED to the residual gradient where the backward passes block blocks[k]; with
+ *             dout = ∂L/∂out the gradients are those of the whole L (e.g. L = Σ out ⊙ R +
+ *             Σ_k hidden_k ⊙ Q_k: dout = R, dhidden[k] = Q_k).
  * A block may be tapped more than once. Indices outside [0, num_layers) are
  * HELIOS_ERR_INVALID_ARG. */
 typedef struct hl_dit_taps {
