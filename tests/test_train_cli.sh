@@ -139,6 +139,12 @@ s1 s2half s2res 3 2
 s1 s2full s2res 4 2
 $H train -q "$T/s2half.json" 2>>"$T/s2.err" && $H train -q --resume "$T/s2full.json" 2>>"$T/s2.err"
 check "stage2: 3 + resume 1: same losses.tsv" "cmp -s $T/s2ref/losses.tsv $T/s2res/losses.tsv"
+# --gan-memory: both peaks printed, the one with Cache Grad the smaller; nothing trained
+$H train "$T/s1ref.json" --gan-memory >"$T/gm.out" 2>>"$T/s1.err"
+check "gan-memory: runs" "[ \$? -eq 0 ] && grep -q 'peak without Cache Grad' $T/gm.out"
+with=$(awk '/peak with Cache Grad/ {sub(/\(/, "", $(NF-1)); print $(NF-1)}' "$T/gm.out")
+without=$(awk '/peak without Cache Grad/ {sub(/\(/, "", $(NF-1)); print $(NF-1)}' "$T/gm.out")
+check "gan-memory: with < without ($with < $without)" "[ -n '$with' ] && [ -n '$without' ] && [ $with -lt $without ]"
 
 # LoRA: adapters trained, checkpointed and resumed bit for bit; adapters and merged weights written
 lora() { # NAME OUTPUT STEPS

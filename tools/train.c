@@ -16,6 +16,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/train_config.h"
+#include "tools/train_memory.h"
 #include "train/dit_flat.h"
 #include "io/safetensors_write.h"
 #include "train/lora.h"
@@ -24,7 +25,7 @@
 
 typedef struct train_opts {
     const char *config;
-    bool resume, quiet;
+    bool resume, quiet, gan_memory;
     int threads; /* -1: the configuration's */
     int throttle_ms;
 } train_opts;
@@ -44,6 +45,9 @@ static void usage(FILE *f) {
            "                      stopped\n"
            "      --threads N     worker threads, 0 = all cores (default: the config's)\n"
            "      --throttle MS   sleep MS milliseconds after each step (to test interruption)\n"
+           "      --gan-memory    print the peak activation memory of one stage-3 generator\n"
+           "                      step with and without Cache Grad for this model and sample\n"
+           "                      shape (docs/training.md), then exit without training\n"
            "  -q, --quiet         no progress line\n"
            "  -h, --help          this text\n"
            "\n"
@@ -67,6 +71,7 @@ static int parse(int argc, char **argv, train_opts *o) {
             return -1;
         } else if (args_is(&a, NULL, "--resume")) o->resume = true;
         else if (args_is(&a, "-q", "--quiet")) o->quiet = true;
+        else if (args_is(&a, NULL, "--gan-memory")) o->gan_memory = true;
         else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 4096, &o->threads);
         else if (args_is(&a, NULL, "--throttle")) rc = args_int(&a, 0, 3600000, &o->throttle_ms);
         else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option %s", a.opt);
@@ -405,6 +410,11 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
+    if (st == HL_OK && o.gan_memory) {
+        rc = train_gan_memory(&c, &m.dit, &m.layout, m.params, &err);
+        st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
+        goto done;
+    }
     hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
