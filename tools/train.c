@@ -261,6 +261,11 @@ static void on_step(void *user, const hl_train_progress *p) {
             tty ? "\r" : "", (long long)p->step, (long long)p->steps, p->loss, p->lr, p->grad_norm,
             p->samples_per_s, eta, val, ck,
             tty && !p->checkpoint && !p->has_validation ? "   " : "\n");
+        if (p->has_validation) {
+            const char *v = p->validation_sample;
+            fprintf(stderr, "validation: step %lld loss %.9g%s%s\n", (long long)p->step,
+                    p->validation_loss, v && v[0] ? " -> " : "", v && v[0] ? v : "");
+        }
     }
     if (r->throttle_ms > 0) {
         struct timespec ts = {r->throttle_ms / 1000, (long)(r->throttle_ms % 1000) * 1000000L};
@@ -321,7 +326,8 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
-    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
+    hl_train_env env = {o.config, &m.layout, &m.dit,   m.params,     c.seed,
+                        c.data,   c.model,   c.output, m.config_text};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
         if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
