@@ -315,8 +315,15 @@ hl_status hl_flow_validate(void *obj, int64_t step, const float *params, const f
         f->warned = true;
         return HL_OK;
     }
-    return hl_val_video_write(&f->v, f->model, f->config_json, s->o.layout, w, f->output, step,
-                              sample, cap, err);
+    /* the video is a by-product: its failure (say a size the model's rule refuses) is a warning,
+     * not the end of the training run */
+    hl_error verr = {0};
+    if (hl_val_video_write(&f->v, f->model, f->config_json, s->o.layout, w, f->output, step, sample,
+                           cap, &verr) != HL_OK) {
+        HL_WARN("validation: step %lld: no video: %s", (long long)step, verr.msg);
+        sample[0] = '\0';
+    }
+    return HL_OK;
 }
 
 static hl_status flow_create(int stage, const hl_json *settings, const hl_train_env *env,
