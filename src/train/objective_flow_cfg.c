@@ -1,5 +1,6 @@
 /* The "stage1" and "stage2" rows of the objective table (train/objective.h): their settings
- * blocks, strictly checked, and the state the loop steps. */
+ * blocks, strictly checked, the state the loop steps, and their validation (the fixed-sample
+ * loss of objective_flow.h and the video of val_video.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,10 +280,10 @@ static hl_status read_validation(const keys *parent, const hl_train_env *env, fl
                           .chunks = chunks,
                           .steps = steps};
     bool ok = true;
-    for (int i = 0; i < f->v.n_prompts; i++)
-        ok = (f->v.prompts[i] = copy_str(prompts ? prompts->items[i].string
-                                                 : VAL_DEFAULT_PROMPT)) &&
-             ok;
+    for (int i = 0; i < f->v.n_prompts; i++) {
+        f->v.prompts[i] = copy_str(prompts ? prompts->items[i].string : VAL_DEFAULT_PROMPT);
+        ok = ok && f->v.prompts[i];
+    }
     f->model = copy_str(env->model ? env->model : "");
     f->output = copy_str(env->output);
     f->config_json = copy_str(env->config_json ? env->config_json : "");
