@@ -1,5 +1,6 @@
 #!/bin/sh
-# helios train's validation on the stage-1 objective (synthetic clips, the tiny model folder):
+# helios train's validation on the stage-1 objective (synthetic clips, the tiny model folder; the
+# loss alone on stage 2 too):
 # every validation_every steps the flow loss of fixed held-out samples is reported and
 # OUTPUT/validation/step-N.mp4 is made by the inference pipeline from the weights being trained
 # (an MP4 ffprobe reads, no .part and no model folder left); validation changes nothing in the
@@ -89,6 +90,12 @@ sed 's/"steps": 4/"steps": 2/; s#/noviz"#/nvres"#' "$T/noviz.json" >"$T/nvhalf.j
 sed 's#/noviz"#/nvres"#' "$T/noviz.json" >"$T/nvfull.json"
 $H train -q "$T/nvhalf.json" 2>"$T/nvres.err" && $H train -q --resume "$T/nvfull.json" 2>>"$T/nvres.err"
 check "2 + resume 2: same validation.tsv" "cmp -s $T/noviz/validation.tsv $T/nvres/validation.tsv && cmp -s $T/noviz/losses.tsv $T/nvres/losses.tsv"
+
+# stage 2 (pyramid): the validation loss each step, the same losses.tsv as without
+sed 's/"stage1"/"stage2"/; s#/noviz"#/s2ref"#; s/"validation_every": 2/"validation_every": 0/' "$T/noviz.json" >"$T/s2ref.json"
+sed 's/"stage1"/"stage2"/; s#/noviz"#/s2val"#; s/"validation_every": 2/"validation_every": 1/' "$T/noviz.json" >"$T/s2val.json"
+$H train -q "$T/s2ref.json" 2>"$T/s2.err" && $H train -q "$T/s2val.json" 2>>"$T/s2.err"; rc=$?
+check "stage2: validation every step, same losses.tsv" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s2val/validation.tsv) -eq 4 ] && [ ! -e $T/s2ref/validation.tsv ] && cmp -s $T/s2ref/losses.tsv $T/s2val/losses.tsv"
 
 # a transformer folder, not a full model folder: the loss and one warning, no video
 cfg bare "$M/transformer" 2 "$VAL"
