@@ -37,8 +37,9 @@ static void usage(FILE *f) {
            "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
            "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
            "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
-           "gradient norm), progress to stderr. Ctrl-C writes a checkpoint and exits 0; a second\n"
-           "Ctrl-C kills at once.\n"
+           "gradient norm), one per validation to OUTPUT/validation.tsv (step, loss in %%a and\n"
+           "%%g, the video or -), progress to stderr. Ctrl-C writes a checkpoint and exits 0;\n"
+           "a second Ctrl-C kills at once.\n"
            "\n"
            "      --resume        continue from the newest complete checkpoint in OUTPUT (none:\n"
            "                      start from step 0); the run goes on bit for bit as if never\n"
@@ -184,8 +185,8 @@ static void free_model(model *m) {
 
 typedef struct reporter {
     const train_opts *o;
-    char log_path[4096];
-    FILE *log;
+    char log_path[4096], val_path[4096];
+    FILE *log, *val; /* losses.tsv, validation.tsv */
     bool append;
     int throttle_ms;
 } reporter;
@@ -254,6 +255,16 @@ static void on_step(void *user, const hl_train_progress *p) {
                 p->grad_norm);
         fflush(r->log);
     }
+    if (p->has_validation && !r->val) {
+        r->val = fopen(r->val_path, r->append ? "a" : "w");
+        if (!r->val) fprintf(stderr, "helios train: %s: %s\n", r->val_path, strerror(errno));
+    }
+    if (p->has_validation && r->val) {
+        const char *v = p->validation_sample;
+        fprintf(r->val, "%lld\t%a\t%.9g\t%s\n", (long long)p->step, p->validation_loss,
+                p->validation_loss, v && v[0] ? v : "-");
+        fflush(r->val);
+    }
     if (!r->o->quiet) {
         char eta[32], val[64] = "", ck[64] = "";
         format_eta(p->eta_s, eta, sizeof eta);
@@ -269,6 +280,11 @@ static void on_step(void *user, const hl_train_progress *p) {
             tty ? "\r" : "", (long long)p->step, (long long)p->steps, p->loss, p->lr, p->grad_norm,
             p->samples_per_s, eta, val, ck,
             tty && !p->checkpoint && !p->has_validation ? "   " : "\n");
+        if (p->has_validation) {
+            const char *v = p->validation_sample;
+            fprintf(stderr, "validation: step %lld loss %.9g%s%s\n", (long long)p->step,
+                    p->validation_loss, v && v[0] ? " -> " : "", v && v[0] ? v : "");
+        }
     }
     if (r->throttle_ms > 0) {
         struct timespec ts = {r->throttle_ms / 1000, (long)(r->throttle_ms % 1000) * 1000000L};
@@ -415,7 +431,8 @@ int cmd_train(int argc, char **argv) {
         st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
         goto done;
     }
-    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
+    hl_train_env env = {o.config, &m.layout, &m.dit,   m.params,     c.seed,
+                        c.data,   c.model,   c.output, m.config_text};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
         if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
@@ -452,6 +469,7 @@ int cmd_train(int argc, char **argv) {
     tc.report_user = &rep;
     tc.stop = &g_stop;
     snprintf(rep.log_path, sizeof rep.log_path, "%s/losses.tsv", c.output);
+    snprintf(rep.val_path, sizeof rep.val_path, "%s/validation.tsv", c.output);
     rep.append = o.resume;
     if ((st = make_dirs(c.output, &err)) != HL_OK) goto done;
     if (o.resume) {
@@ -459,6 +477,7 @@ int cmd_train(int argc, char **argv) {
         char dir[4096];
         st = hl_ckpt_latest(c.output, &last, dir, sizeof dir, &err);
         if (st == HL_OK) st = truncate_log(rep.log_path, last < 0 ? 0 : last, &err);
+        if (st == HL_OK) st = truncate_log(rep.val_path, last < 0 ? 0 : last, &err);
         if (st != HL_OK) goto done;
     }
     install_sigint();
@@ -485,6 +504,7 @@ int cmd_train(int argc, char **argv) {
 done:
     if (st != HL_OK) fprintf(stderr, "helios train: %s\n", err.msg);
     if (rep.log) fclose(rep.log);
+    if (rep.val) fclose(rep.val);
     lora_free(&lr);
     if (obj) objective->destroy(obj);
     free_model(&m);

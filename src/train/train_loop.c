@@ -164,16 +164,18 @@ hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
     res->first_step = r.step;
     double t0 = hl_time();
     int64_t samples0 = r.samples;
-    char ckpt[4096];
+    char ckpt[4096], sample[4096];
     while (s == HL_OK && r.step < c.steps && !stop_requested(&c)) {
         hl_train_progress p = {0};
         s = one_step(&r, fn, obj, params, ema, &p.lr, &p.grad_norm, err);
         if (s != HL_OK) break;
         if (validate && c.validation_every > 0 && r.step % c.validation_every == 0) {
+            sample[0] = '\0';
             s = validate(obj, r.step, params, c.ema_decay > 0 ? ema : NULL, &p.validation_loss,
-                         err);
+                         sample, sizeof sample, err);
             if (s != HL_OK) break;
             p.has_validation = true;
+            p.validation_sample = sample;
         }
         if ((c.checkpoint_every > 0 && r.step % c.checkpoint_every == 0) || r.step == c.steps ||
             stop_requested(&c)) {

@@ -21,6 +21,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -38,10 +39,12 @@ typedef hl_status (*hl_train_step_fn)(void *obj, hl_rng *rng, int64_t sample_ind
                                       hl_error *err);
 
 /* Optional: a validation pass on the current weights (and the EMA weights, NULL without EMA);
- * *loss is reported. Must not draw from the training RNG (it gets none), so validation does not
+ * *loss is reported, and sample[0..cap) names a file it wrote (a video), "" when none. Must not
+ * draw from the training RNG (it gets none) nor change params or ema, so validation does not
  * change the training run. */
 typedef hl_status (*hl_train_validate_fn)(void *obj, int64_t step, const float *params,
-                                          const float *ema, double *loss, hl_error *err);
+                                          const float *ema, double *loss, char *sample, size_t cap,
+                                          hl_error *err);
 
 typedef struct hl_train_progress {
     int64_t step, steps; /* optimizer steps done (1-based after a step), of the run */
@@ -50,7 +53,8 @@ typedef struct hl_train_progress {
     double samples_per_s, eta_s; /* since this process started; eta of the remaining steps */
     bool has_validation;
     double validation_loss;
-    const char *checkpoint; /* the folder just written after this step, else NULL */
+    const char *validation_sample; /* the file validation wrote ("" none), with has_validation */
+    const char *checkpoint;        /* the folder just written after this step, else NULL */
 } hl_train_progress;
 
 typedef void (*hl_train_report_fn)(void *user, const hl_train_progress *p);
