@@ -35,29 +35,15 @@ hl_status hl_dit_params_layout(const hl_dit_config *c, hl_params *out, hl_error 
     return st;
 }
 
-hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
-                          hl_dit **out, hl_error *err) {
+/* The transformer bound to data; with shadow, its GEMM operands (the binder's tensor rows, not
+ * its f32 rows) re-pointed to bf16 views of shadow at the same offsets. */
+static hl_status new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
+                          hl_bf16 *shadow, hl_dit **out, hl_error *err) {
     hl_dit *m;
     hl_binder b;
     HL_TRY(new_shell(c, &m, &b, err));
     hl_status st = hl_binder_bind_flat(&b, layout, data, err);
-    hl_binder_free(&b);
-    if (st != HL_OK) {
-        hl_error_prefix(err, "transformer");
-        hl_dit_free(m);
-        return st;
-    }
-    *out = m;
-    return HL_OK;
-}
-
-hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
-                               hl_bf16 *shadow, hl_dit **out, hl_error *err) {
-    hl_dit *m;
-    hl_binder b;
-    HL_TRY(new_shell(c, &m, &b, err));
-    hl_status st = hl_binder_bind_flat(&b, layout, data, err);
-    for (size_t i = 0; st == HL_OK && i < b.n; i++) {
+    for (size_t i = 0; st == HL_OK && shadow && i < b.n; i++) {
         int small = 0; /* an f32 row: its view stays on the master */
         for (size_t k = 0; k < b.n_small && !small; k++) small = b.rows[i].dst == &b.small[k].view;
         const hl_param *q = &layout->p[i];
@@ -71,6 +57,16 @@ hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, 
     }
     *out = m;
     return HL_OK;
+}
+
+hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
+                          hl_dit **out, hl_error *err) {
+    return new_flat(c, layout, data, NULL, out, err);
+}
+
+hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
+                               hl_bf16 *shadow, hl_dit **out, hl_error *err) {
+    return new_flat(c, layout, data, shadow, out, err);
 }
 
 void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow) {
