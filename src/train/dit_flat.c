@@ -1,5 +1,7 @@
 #include "train/dit_flat.h"
 
+#include "io/json.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +69,39 @@ hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float
 hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
                                hl_bf16 *shadow, hl_dit **out, hl_error *err) {
     return new_flat(c, layout, data, shadow, out, err);
+}
+
+hl_status hl_dit_flat_load(const char *config_path, const char *weights_path, hl_dit_flat *f,
+                           hl_error *err) {
+    memset(f, 0, sizeof *f);
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(config_path, &j, err));
+    hl_status st = hl_dit_config_parse(j, &f->cfg, err);
+    hl_json_free(j);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s", config_path);
+        return st;
+    }
+    HL_TRY(hl_dit_params_layout(&f->cfg, &f->layout, err));
+    f->w = calloc((size_t)f->layout.total + 1, sizeof *f->w);
+    f->g = calloc((size_t)f->layout.total + 1, sizeof *f->g);
+    if (!f->w || !f->g) return hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
+    hl_weights *wt = NULL;
+    HL_TRY(hl_weights_open(weights_path, &wt, err));
+    st = hl_params_load(&f->layout, f->w, wt, err);
+    hl_weights_close(wt);
+    HL_TRY(st);
+    HL_TRY(hl_dit_new_flat(&f->cfg, &f->layout, f->w, &f->m, err));
+    return hl_dit_new_flat(&f->cfg, &f->layout, f->g, &f->grad, err);
+}
+
+void hl_dit_flat_free(hl_dit_flat *f) {
+    hl_dit_free(f->m);
+    hl_dit_free(f->grad);
+    free(f->w);
+    free(f->g);
+    hl_params_free(&f->layout);
+    memset(f, 0, sizeof *f);
 }
 
 void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow) {
