@@ -64,7 +64,17 @@
                           float lo, float hi, float *y, int64_t y_cstride))                       \
     X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))    \
     X(relative_bias,                                                                              \
-      (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, float *bias))
+      (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, float *bias))          \
+    /* VAE backward */                                                                            \
+    X(conv3d_backward, (const hl_ctx *ctx, const hl_conv3d_shape *s, const float *x,              \
+                        const hl_tensor *w, const float *dy, float *dx, float *dw, float *db))    \
+    X(channel_rmsnorm_backward,                                                                   \
+      (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S, const float *x,      \
+       const float *gamma, int silu, const float *dy, float *dx, float *dgamma))                  \
+    X(upsample2x_backward, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H, \
+                            int64_t W, const float *dy, float *dx, int64_t lddx))                 \
+    X(clamp_backward, (const hl_ctx *ctx, int64_t n, const float *x, float lo, float hi,          \
+                       const float *dy, float *dx))
 
 /* HL_OP_<name>: an index per op (the fallback warnings are kept per op). */
 typedef enum hl_op_id {
