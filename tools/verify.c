@@ -20,6 +20,7 @@
 #include "verify/sample_vectors.h"
 #include "verify/tokenizer_vectors.h"
 #include "verify/umt5_vectors.h"
+#include "verify/vae_grad_vectors.h"
 #include "verify/vae_vectors.h"
 
 typedef struct verify {
@@ -210,6 +211,11 @@ static void run_pipelines(verify *v) {
         report_error(v, "pipeline_*", "load", helios_session_error(v->sess));
 }
 
+static void run_vae_grads(verify *v, const char *file) {
+    if (hl_vae_grad_verify(&v->sess->ctx, v->dir, file, on_case, v) != HL_OK)
+        report_error(v, file, "load", helios_session_error(v->sess));
+}
+
 static void run_vae(verify *v) {
     hl_error err = {0};
     if (hl_vae_verify(v->dir, on_case, v, &err) != HL_OK)
@@ -221,7 +227,8 @@ static void run_vae(verify *v) {
 static const struct {
     const char *prefix, *component;
 } k_pending[] = {
-    {"grads_", "training (backward)"},
+    {"grads_transformer", "training (backward)"},
+    {"grads_umt5", "training (backward)"},
 };
 
 static int cmp_str(const void *a, const void *b) {
@@ -306,6 +313,7 @@ int cmd_verify(int argc, char **argv) {
         if (!strcmp(files[i], "tokenizer_vectors.safetensors")) run_tokenizer(&v);
         else if (!strcmp(files[i], "umt5_case.safetensors")) run_umt5(&v);
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
+        else if (!strncmp(files[i], "grads_vae_", 10)) run_vae_grads(&v, files[i]);
     int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
     if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
     else printf("%d passed, %d failed\n", v.passed, v.failed);
