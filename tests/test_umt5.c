@@ -1,13 +1,18 @@
 /* The UMT5 encoder against the reference vectors (case A: batch 2 with padding, every layer's
  * input, the pipeline's zeroed padding, layer-0 position bias; case B: 160 tokens, distances past
- * max_distance, buckets exact), on both backends. */
+ * max_distance, buckets exact), on both backends; its backward against central finite
+ * differences of a double-precision forward on a tiny random model (test_umt5_grad.c), and
+ * against grads_umt5[_f64] when the vectors folder has them. */
 #include <math.h>
 #include <string.h>
 
 #include "api/session.h"
 #include "test_util.h"
 #include "text/umt5.h"
+#include "verify/umt5_grad_vectors.h"
 #include "verify/umt5_vectors.h"
+
+void test_umt5_grad(helios_backend kind);
 
 static int g_cases;
 
@@ -40,6 +45,18 @@ int main(void) {
         CHECK(s == HL_OK, "%s", err.msg);
         /* A: last, 3 hidden states, pipeline, bias; B: last, bias, buckets */
         CHECK(g_cases - before >= 9, "only %d cases checked", g_cases - before);
+        test_umt5_grad(backends[k]);
+        static const char *const grads[] = {"grads_umt5.safetensors", "grads_umt5_f64.safetensors"};
+        for (int i = 0; i < 2; i++) {
+            FILE *f = fopen(vector_path(grads[i]), "rb");
+            if (!f) continue; /* not among the committed vectors */
+            fclose(f);
+            before = g_cases;
+            s = hl_umt5_grad_verify(&ctx, HELIOS_VECTORS, grads[i], on_case, k ? "cpu" : "ref");
+            CHECK(s == HL_OK, "%s", err.msg);
+            /* output, loss, shared + its tied copy, 10 per layer, final norm */
+            CHECK(g_cases - before == 25, "%s: %d cases", grads[i], g_cases - before);
+        }
     }
     return test_done("test_umt5");
 }

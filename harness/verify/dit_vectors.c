@@ -44,23 +44,24 @@ static hl_status read_i64_opt(const hl_safetensors *st, hl_dit_case *c, const ch
 }
 
 /* timestep: int64 (pyramid pipeline) or float; one value per batch element or one for all. */
-static hl_status read_timesteps(const hl_safetensors *st, hl_dit_case *c, int B, hl_error *err) {
-    const hl_st_tensor *t = hl_st_find(st, "timestep");
+static hl_status read_timesteps(const hl_safetensors *st, hl_dit_case *c, const char *name, int B,
+                                hl_error *err) {
+    const hl_st_tensor *t = hl_st_find(st, name);
     hl_tensor v = hl_st_view(t);
     int64_t n = hl_tensor_numel(&v);
     if (n != 1 && n != B)
-        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor 'timestep': %lld values for batch %d",
-                       st->path, (long long)n, B);
+        return hl_fail(err, HELIOS_ERR_SHAPE, "%s: tensor '%s': %lld values for batch %d", st->path,
+                       name, (long long)n, B);
     double *ts = keep(c, malloc((size_t)B * sizeof *ts));
     if (!ts) return hl_fail(err, HELIOS_ERR_OOM, "out of memory");
     if (t->dtype == HL_F32 || t->dtype == HL_F64 || t->dtype == HL_BF16 || t->dtype == HL_F16) {
         float *f;
-        HL_TRY(hl_st_read_f32(st, "timestep", n, &f, err));
+        HL_TRY(hl_st_read_f32(st, name, n, &f, err));
         for (int b = 0; b < B; b++) ts[b] = f[n == 1 ? 0 : b];
         free(f);
     } else {
         int64_t *iv;
-        HL_TRY(hl_st_read_i64(st, "timestep", n, &iv, err));
+        HL_TRY(hl_st_read_i64(st, name, n, &iv, err));
         for (int b = 0; b < B; b++) ts[b] = (double)iv[n == 1 ? 0 : b];
         free(iv);
     }
@@ -99,14 +100,18 @@ static hl_status read_history(const hl_safetensors *st, hl_dit_case *c, const ch
 }
 
 hl_status hl_dit_case_read(const hl_safetensors *st, hl_dit_case *c, hl_error *err) {
+    return hl_dit_case_read_named(st, "hidden_states", "timestep", c, err);
+}
+
+hl_status hl_dit_case_read_named(const hl_safetensors *st, const char *hidden, const char *timestep,
+                                 hl_dit_case *c, hl_error *err) {
     memset(c, 0, sizeof *c);
     helios_dit_input *in = &c->in;
     helios_dit_input_init(in);
-    const hl_st_tensor *h = hl_st_find(st, "hidden_states"),
-                       *e = hl_st_find(st, "encoder_hidden_states");
-    if (!h || !e || !hl_st_find(st, "timestep"))
-        return hl_fail(err, HELIOS_ERR_MISSING,
-                       "%s: hidden_states, timestep or encoder_hidden_states missing", st->path);
+    const hl_st_tensor *h = hl_st_find(st, hidden), *e = hl_st_find(st, "encoder_hidden_states");
+    if (!h || !e || !hl_st_find(st, timestep))
+        return hl_fail(err, HELIOS_ERR_MISSING, "%s: %s, %s or encoder_hidden_states missing",
+                       st->path, hidden, timestep);
     if (h->ndim != 5 || e->ndim != 3 || e->shape[0] != h->shape[0])
         return hl_fail(
             err, HELIOS_ERR_SHAPE,
@@ -119,9 +124,9 @@ hl_status hl_dit_case_read(const hl_safetensors *st, hl_dit_case *c, hl_error *e
     in->text_len = (int)e->shape[1];
     float *hs, *txt;
     int64_t *idx, n_idx = 0;
-    HL_TRY(read_f32(st, c, "hidden_states", &hs, err));
+    HL_TRY(read_f32(st, c, hidden, &hs, err));
     HL_TRY(read_f32(st, c, "encoder_hidden_states", &txt, err));
-    HL_TRY(read_timesteps(st, c, in->batch, err));
+    HL_TRY(read_timesteps(st, c, timestep, in->batch, err));
     HL_TRY(read_i64_opt(st, c, "indices_hidden_states", &idx, &n_idx, err));
     in->hidden_states = hs;
     in->encoder_hidden_states = txt;

@@ -15,6 +15,10 @@ typedef struct hl_dit_case {
 
 /* Reads a case's inputs; sizes come from the tensors. */
 hl_status hl_dit_case_read(const hl_safetensors *st, hl_dit_case *c, hl_error *err);
+/* The same with other names for the noisy latents and the timestep (the training vectors store
+ * them as sample0.hidden_states, sample0.timestep). */
+hl_status hl_dit_case_read_named(const hl_safetensors *st, const char *hidden, const char *timestep,
+                                 hl_dit_case *c, hl_error *err);
 void hl_dit_case_free(hl_dit_case *c);
 /* Number of floats of the forward's output for model m: B · C_out · T · H · W. */
 int64_t hl_dit_case_out_numel(const hl_dit_case *c, const hl_dit *m);

@@ -4,22 +4,14 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "dit/dit.h"
+#include "dit/tape.h"
 
-/* Token counts and grids of one forward. */
-typedef struct dit_plan {
-    int B;
-    int64_t T, Hp, Wp, n_cur; /* current tokens: post-patch grid */
-    int64_t H1, W1;           /* short history post-patch grid (shared by mid/long rope) */
-    int64_t n_long, n_mid, n_short, n_hist, S;
-    int64_t L;
-    size_t patch_rows; /* floats of the largest patchified segment */
-} dit_plan;
+typedef hl_dit_plan dit_plan;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-static hl_status plan_forward(const hl_dit_config *c, const helios_dit_input *in, dit_plan *p,
-                              hl_error *err) {
+hl_status hl_dit_plan_make(const hl_dit_config *c, const helios_dit_input *in, hl_dit_plan *p,
+                           hl_error *err) {
     memset(p, 0, sizeof *p);
     if (in->batch < 1 || in->frames < 1 || in->height < 1 || in->width < 1 || in->text_len < 1)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
@@ -48,7 +40,10 @@ static hl_status plan_forward(const hl_dit_config *c, const helios_dit_input *in
         (has_l && (!in->latents_history_long || !in->indices_latents_history_long)))
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "transformer: a history part has frames but no latents or indices");
-    if (!(has_s || has_m || has_l)) return HL_OK;
+    if (!(has_s || has_m || has_l)) {
+        p->S = p->n_cur;
+        return HL_OK;
+    }
     if (!c->has_multi_term_memory_patch)
         return hl_fail(
             err, HELIOS_ERR_INVALID_ARG,
@@ -72,6 +67,7 @@ static hl_status plan_forward(const hl_dit_config *c, const helios_dit_input *in
                      (size_t)(p->n_long * K * 256)};
     for (int i = 0; i < 3; i++)
         if (seg[i] > p->patch_rows) p->patch_rows = seg[i];
+    p->S = p->n_hist + p->n_cur;
     return HL_OK;
 }
 
@@ -118,7 +114,7 @@ static hl_status embed_tokens(const hl_ctx *ctx, const hl_dit *m, const helios_d
 }
 
 /* rope [S, head_dim] in token order; mid/long pooled from the short grid (H1, W1). */
-static void build_rope(const hl_dit_config *c, const helios_dit_input *in, const dit_plan *p,
+void hl_dit_build_rope(const hl_dit_config *c, const helios_dit_input *in, const hl_dit_plan *p,
                        float *rope) {
     int64_t hd = c->head_dim;
     if (p->n_long)
@@ -205,8 +201,7 @@ hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_in
                          const hl_probe *probe, float *out) {
     const hl_dit_config *c = &m->cfg;
     dit_plan p;
-    HL_TRY(plan_forward(c, in, &p, ctx->err));
-    p.S = p.n_hist + p.n_cur;
+    HL_TRY(hl_dit_plan_make(c, in, &p, ctx->err));
     int64_t D = c->dim;
     hl_arena a;
     size_t bytes = forward_bytes(c, &p);
@@ -232,7 +227,7 @@ hl_status hl_dit_forward(const hl_ctx *ctx, const hl_dit *m, const helios_dit_in
     s.probe = probe;
     st = embed_tokens(ctx, m, in, &p, probe, rows, x);
     if (st == HL_OK) {
-        build_rope(c, in, &p, rope);
+        hl_dit_build_rope(c, in, &p, rope);
         st = embed_time(ctx, m, in, &p, temb, tproj, t0);
     }
     if (st == HL_OK) st = embed_text(ctx, m, in, &p, tmp, enc);

@@ -19,6 +19,7 @@
 #include "core/arena.h"
 #include "core/probe.h"
 #include "core/tensor.h"
+#include "io/binder.h"
 #include "io/json.h"
 #include "io/weights.h"
 #include "ops/ops.h"
@@ -80,11 +81,25 @@ void hl_dit_free(hl_dit *t);
 hl_status hl_dit_bind(hl_dit *t, hl_weights *w, hl_error *err);
 void hl_dit_release(hl_dit *t);
 
+/* The name -> field table of model m (m->cfg set, m->blocks holding cfg.num_layers blocks), in
+ * checkpoint order: tensor rows point at m's hl_tensor fields, f32 rows at its const float *
+ * fields. b must have been initialised with at least hl_dit_binder_capacity(&m->cfg) rows.
+ * hl_dit_bind binds it to a checkpoint; training binds it to a flat buffer (train/dit_flat.h). */
+void hl_dit_binder_rows(hl_binder *b, hl_dit *m);
+static inline size_t hl_dit_binder_capacity(const hl_dit_config *c) {
+    return 32 + (size_t)c->num_layers * 32;
+}
+
 /* ---- pieces of the forward (exposed for tests, the bench and, later, training) ------------ */
 
 /* The 256-wide sinusoid of t (as float32, cos half first) -> temb [D] and timestep_proj [6, D]. */
 hl_status hl_dit_time_embed(const hl_ctx *ctx, const hl_dit *t, double timestep, float *temb,
                             float *tproj);
+
+/* The backward of hl_dit_time_embed at timestep: parameter gradients accumulate into g (a
+ * gradient view of the model) from ∂L/∂tproj [6, D] and ∂L/∂temb [D] (NULL: none). */
+hl_status hl_dit_time_embed_backward(const hl_ctx *ctx, const hl_dit *m, double timestep,
+                                     const float *dtproj, const float *dtemb, hl_dit *g);
 
 /* Rotary table of a grid: rope [T*H*W, head_dim] (cos[hd/2], sin[hd/2] per token), frame
  * indices idx[T], rows y = 0..H-1, columns x = 0..W-1. */
@@ -122,5 +137,33 @@ hl_status hl_dit_block_forward(const hl_ctx *ctx, const hl_dit_config *c, const 
                                int B, int64_t n_hist, int64_t n_cur, const float *tproj,
                                const float *rope, int64_t L, const float *enc, hl_dit_scratch *s,
                                float *x);
+
+/* ---- training (src/dit/train.c, src/dit/block_train.c) ------------------------------------ */
+
+/* What a training forward keeps for its backward (opaque). It points at the input's arrays,
+ * which must stay valid and unchanged until hl_dit_backward. */
+typedef struct hl_dit_tape hl_dit_tape;
+
+/* Where hl_dit_backward writes the input gradients (each NULL: not wanted), shaped as the
+ * corresponding helios_dit_input arrays. */
+typedef struct hl_dit_input_grads {
+    float *hidden_states, *encoder_hidden_states;
+    float *latents_history_short, *latents_history_mid, *latents_history_long;
+} hl_dit_input_grads;
+
+/* The forward (out as hl_dit_forward) keeping a tape. recompute = 1 keeps only each block's input
+ * and runs the block forward again during the backward (activation memory of one block instead
+ * of all of them). */
+hl_status hl_dit_forward_train(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
+                               int recompute, hl_dit_tape **tape, float *out);
+
+/* The backward from dout = ∂L/∂out (the shape of out): parameter gradients ACCUMULATE into the
+ * gradient view g (same config, float32 fields: train/dit_flat.h), input gradients as gin. */
+hl_status hl_dit_backward(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *tape, const float *dout,
+                          hl_dit *g, const hl_dit_input_grads *gin);
+
+/* Bytes of activations the tape holds now (the backward's scratch included once it ran). */
+size_t hl_dit_tape_bytes(const hl_dit_tape *t);
+void hl_dit_tape_free(hl_dit_tape *t);
 
 #endif

@@ -81,14 +81,18 @@ static void bind_globals(hl_binder *b, hl_dit *m) {
     hl_binder_tensor(b, &m->proj_out_b, 1, SHAPE(c->out_channels * P), "proj_out.bias");
 }
 
+void hl_dit_binder_rows(hl_binder *b, hl_dit *m) {
+    bind_globals(b, m);
+    for (int i = 0; i < m->cfg.num_layers; i++) bind_block(b, &m->cfg, &m->blocks[i], i);
+}
+
 hl_status hl_dit_bind(hl_dit *m, hl_weights *w, hl_error *err) {
     const hl_dit_config *c = &m->cfg;
     m->blocks = calloc((size_t)c->num_layers + 1, sizeof *m->blocks);
     if (!m->blocks) return hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
     hl_binder b;
-    HL_TRY(hl_binder_init(&b, 32 + (size_t)c->num_layers * 32, err));
-    bind_globals(&b, m);
-    for (int i = 0; i < c->num_layers; i++) bind_block(&b, c, &m->blocks[i], i);
+    HL_TRY(hl_binder_init(&b, hl_dit_binder_capacity(c), err));
+    hl_dit_binder_rows(&b, m);
     static const char *const ignore[] = {"norm_added_q", NULL};
     hl_status st = hl_binder_bind(&b, w, ignore, &m->small, err);
     hl_binder_free(&b);

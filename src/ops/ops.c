@@ -463,7 +463,7 @@ hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t 
 
 /* ---- VAE backward ---------------------------------------------------------------------------- */
 
-static int overlaps(const void *a, size_t na, const void *b, size_t nb) {
+static int bytes_overlap(const void *a, size_t na, const void *b, size_t nb) {
     const char *p = a, *q = b;
     return a && b && na && nb && p < q + nb && q < p + na;
 }
@@ -481,8 +481,8 @@ hl_status hl_conv3d_backward(const hl_ctx *ctx, const hl_conv3d_shape *s, const 
     size_t ny = (size_t)(g.N * g.O * (g.To > 0 ? g.To : 0) * (g.Ho > 0 ? g.Ho : 0) *
                          (g.Wo > 0 ? g.Wo : 0)) *
                 sizeof(float);
-    if (dx && (overlaps(dx, nx, x, nx) || overlaps(dx, nx, dy, ny) ||
-               overlaps(dx, nx, w->data, hl_tensor_nbytes(w))))
+    if (dx && (bytes_overlap(dx, nx, x, nx) || bytes_overlap(dx, nx, dy, ny) ||
+               bytes_overlap(dx, nx, w->data, hl_tensor_nbytes(w))))
         return BAD("conv3d_backward: dx overlaps x, dy or w");
     if (g.N == 0 || g.C == 0 || g.T == 0 || g.H == 0 || g.W == 0) return HL_OK;
     if (g.To <= 0 || g.Ho <= 0 || g.Wo <= 0) { /* no output: nothing flows back */
@@ -502,8 +502,8 @@ hl_status hl_channel_rmsnorm_backward(const hl_ctx *ctx, hl_layout layout, int64
     if (N == 0 || C == 0 || S == 0 || (!dx && !dgamma)) return HL_OK;
     if (!x || !gamma || !dy) return BAD("channel_rmsnorm_backward: NULL input or gradient");
     size_t n = (size_t)(N * C * S) * sizeof(float);
-    if (dx && overlaps(dx, n, x, n)) return BAD("channel_rmsnorm_backward: dx overlaps x");
-    if (dx && dx != dy && overlaps(dx, n, dy, n))
+    if (dx && bytes_overlap(dx, n, x, n)) return BAD("channel_rmsnorm_backward: dx overlaps x");
+    if (dx && dx != dy && bytes_overlap(dx, n, dy, n))
         return BAD("channel_rmsnorm_backward: dx partly overlaps dy");
     HL_DISPATCH(channel_rmsnorm_backward, layout, N, C, S, x, gamma, silu, dy, dx, dgamma);
 }
@@ -518,7 +518,7 @@ hl_status hl_upsample2x_backward(const hl_ctx *ctx, hl_layout layout, int64_t N,
     size_t ndy = (size_t)(N * C * 4 * H * W) * sizeof(float);
     size_t ndx = (size_t)(layout == HL_NTHWC ? (N * H * W - 1) * lddx + C : N * C * H * W) *
                  sizeof(float);
-    if (overlaps(dx, ndx, dy, ndy)) return BAD("upsample2x_backward: dx overlaps dy");
+    if (bytes_overlap(dx, ndx, dy, ndy)) return BAD("upsample2x_backward: dx overlaps dy");
     HL_DISPATCH(upsample2x_backward, layout, N, C, H, W, dy, dx, lddx);
 }
 
@@ -527,7 +527,7 @@ hl_status hl_clamp_backward(const hl_ctx *ctx, int64_t n, const float *x, float 
     HL_NEED_BACKEND("clamp_backward");
     HL_TRY(check_flat(ctx, "clamp_backward", n, x && dy && dx));
     if (n == 0) return HL_OK;
-    if (dx != dy && overlaps(dx, (size_t)n * sizeof(float), dy, (size_t)n * sizeof(float)))
+    if (dx != dy && bytes_overlap(dx, (size_t)n * sizeof(float), dy, (size_t)n * sizeof(float)))
         return BAD("clamp_backward: dx partly overlaps dy");
     HL_DISPATCH(clamp_backward, n, x, lo, hi, dy, dx);
 }
@@ -549,4 +549,191 @@ hl_status hl_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, con
     if (H == 0 || Sq == 0 || Sk == 0) return HL_OK;
     if (!rel || !bias) return BAD("relative_bias: NULL pointer");
     HL_DISPATCH(relative_bias, H, Sq, Sk, rel, bias);
+}
+
+/* ---- backward passes --------------------------------------------------------------------------- */
+
+/* [a, a + n) and [b, b + m) floats overlap (both non-NULL, n, m > 0). */
+static int overlaps(const float *a, int64_t n, const float *b, int64_t m) {
+    return a && b && n > 0 && m > 0 && a < b + m && b < a + n;
+}
+
+/* The span in floats of M rows of width w, ld apart. */
+static int64_t span(int64_t M, int64_t w, int64_t ld) { return M > 0 ? (M - 1) * ld + w : 0; }
+
+hl_status hl_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
+                             const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
+                             int64_t lddx, int accumulate_dx, float *dW, float *db) {
+    HL_NEED_BACKEND("linear_backward");
+    if (!W || W->ndim < 1 || !W->data) return BAD("linear_backward: no weight tensor");
+    if (W->dtype != HL_F32 && W->dtype != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "linear_backward: weight dtype %s (F32, BF16)",
+                       hl_dtype_name(W->dtype));
+    if (!hl_tensor_is_contiguous(W)) return BAD("linear_backward: weight is not contiguous");
+    int64_t N = W->shape[0], K = N ? hl_tensor_numel(W) / N : 0;
+    if (M < 0 || lddy < N || (x && ldx < K) || (dx && lddx < K))
+        return BAD("linear_backward: bad sizes M=%lld K=%lld N=%lld ldx=%lld lddy=%lld lddx=%lld",
+                   (long long)M, (long long)K, (long long)N, (long long)ldx, (long long)lddy,
+                   (long long)lddx);
+    if (M == 0 || N == 0 || K == 0 || (!dx && !dW && !db)) return HL_OK;
+    if (!dy || (dW && !x)) return BAD("linear_backward: NULL gradient or input");
+    if (overlaps(dx, span(M, K, lddx), x, x ? span(M, K, ldx) : 0) ||
+        overlaps(dx, span(M, K, lddx), dy, span(M, N, lddy)))
+        return BAD("linear_backward: dx overlaps x or dy");
+    HL_DISPATCH(linear_backward, M, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db);
+}
+
+hl_status hl_attention_biased_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                       const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                       const float *v, int64_t ldv, float scale, const float *bias,
+                                       const float *key_bias, hl_dtype compute, const float *out,
+                                       int64_t ldo, const float *dout, int64_t lddo, float *dq,
+                                       int64_t lddq, float *dk, int64_t lddk, float *dv,
+                                       int64_t lddv, float *dbias) {
+    HL_NEED_BACKEND("attention_backward");
+    int64_t w = (int64_t)H * hd;
+    if (Sq < 0 || Sk < 1 || H < 1 || hd < 1 || ldq < w || ldk < w || ldv < w || ldo < w ||
+        lddo < w || (dq && lddq < w) || (dk && lddk < w) || (dv && lddv < w))
+        return BAD("attention_backward: bad sizes Sq=%lld Sk=%lld H=%d hd=%d", (long long)Sq,
+                   (long long)Sk, H, hd);
+    if (compute != HL_F32 && compute != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "attention_backward: compute dtype %s",
+                       hl_dtype_name(compute));
+    if (dbias && !bias) return BAD("attention_backward: dbias without bias");
+    if (Sq == 0) {
+        /* no queries: nothing flows to the keys and values */
+        for (int64_t j = 0; j < Sk; j++)
+            for (int64_t i = 0; i < w; i++) {
+                if (dk) dk[j * lddk + i] = 0.0f;
+                if (dv) dv[j * lddv + i] = 0.0f;
+            }
+        return HL_OK;
+    }
+    if (!dq && !dk && !dv && !dbias) return HL_OK;
+    if (!q || !k || !v || !out || !dout) return BAD("attention_backward: NULL input or gradient");
+    const float *ins[] = {q, k, v, out, dout};
+    int64_t ins_n[] = {span(Sq, w, ldq), span(Sk, w, ldk), span(Sk, w, ldv), span(Sq, w, ldo),
+                       span(Sq, w, lddo)};
+    float *outs[] = {dq, dk, dv};
+    int64_t outs_n[] = {span(Sq, w, lddq), span(Sk, w, lddk), span(Sk, w, lddv)};
+    for (int a = 0; a < 3; a++) {
+        for (int b = 0; b < 5; b++)
+            if (overlaps(outs[a], outs_n[a], ins[b], ins_n[b]))
+                return BAD("attention_backward: a gradient overlaps an input");
+        for (int b = a + 1; b < 3; b++)
+            if (overlaps(outs[a], outs_n[a], outs[b], outs_n[b]))
+                return BAD("attention_backward: two gradients overlap");
+    }
+    HL_DISPATCH(attention_biased_backward, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, bias,
+                key_bias, compute, out, ldo, dout, lddo, dq, lddq, dk, lddk, dv, lddv, dbias);
+}
+
+hl_status hl_attention_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                const float *v, int64_t ldv, float scale, hl_dtype compute,
+                                const float *out, int64_t ldo, const float *dout, int64_t lddo,
+                                float *dq, int64_t lddq, float *dk, int64_t lddk, float *dv,
+                                int64_t lddv) {
+    return hl_attention_biased_backward(ctx, Sq, Sk, H, hd, q, ldq, k, ldk, v, ldv, scale, NULL,
+                                        NULL, compute, out, ldo, dout, lddo, dq, lddq, dk, lddk, dv,
+                                        lddv, NULL);
+}
+
+hl_status hl_rope_backward(const hl_ctx *ctx, int64_t M, int H, int hd, float *dx, int64_t ldx,
+                           const float *rope) {
+    HL_NEED_BACKEND("rope_backward");
+    if (M < 0 || H < 0 || hd < 0 || ldx < (int64_t)H * hd)
+        return BAD("rope_backward: bad sizes M=%lld H=%d hd=%d ldx=%lld", (long long)M, H, hd,
+                   (long long)ldx);
+    if (M == 0 || H == 0 || hd < 2) return HL_OK;
+    if (!dx || !rope) return BAD("rope_backward: NULL pointer");
+    HL_DISPATCH(rope_backward, M, H, hd, dx, ldx, rope);
+}
+
+/* x and dy in, dx out, n values: dx may be dy but must not overlap x. */
+static hl_status check_flat_backward(const hl_ctx *ctx, const char *op, int64_t n, const float *x,
+                                     const float *dy, const float *dx) {
+    HL_TRY(check_flat(ctx, op, n, x && dy && dx));
+    if (overlaps(dx, n, x, n)) return BAD("%s: dx overlaps x", op);
+    return HL_OK;
+}
+
+hl_status hl_gelu_tanh_backward(const hl_ctx *ctx, int64_t n, const float *x, const float *dy,
+                                float *dx) {
+    HL_NEED_BACKEND("gelu_tanh_backward");
+    HL_TRY(check_flat_backward(ctx, "gelu_tanh_backward", n, x, dy, dx));
+    if (n == 0) return HL_OK;
+    HL_DISPATCH(gelu_tanh_backward, n, x, dy, dx);
+}
+
+hl_status hl_silu_backward(const hl_ctx *ctx, int64_t n, const float *x, const float *dy,
+                           float *dx) {
+    HL_NEED_BACKEND("silu_backward");
+    HL_TRY(check_flat_backward(ctx, "silu_backward", n, x, dy, dx));
+    if (n == 0) return HL_OK;
+    HL_DISPATCH(silu_backward, n, x, dy, dx);
+}
+
+hl_status hl_gelu_tanh_mul_backward(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
+                                    const float *dy, float *dx, float *dg) {
+    HL_NEED_BACKEND("gelu_tanh_mul_backward");
+    HL_TRY(check_flat(ctx, "gelu_tanh_mul_backward", n, x && g && dy));
+    if (n == 0 || (!dx && !dg)) return HL_OK;
+    if (overlaps(dx, n, x, n) || overlaps(dx, n, g, n) || overlaps(dg, n, x, n) ||
+        overlaps(dg, n, g, n) || overlaps(dx, n, dg, n))
+        return BAD("gelu_tanh_mul_backward: a gradient overlaps an input or the other gradient");
+    HL_DISPATCH(gelu_tanh_mul_backward, n, x, g, dy, dx, dg);
+}
+
+hl_status hl_add_gated_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *dx,
+                                int64_t lddx, const float *y, int64_t ldy, const float *gate,
+                                float *dy, int64_t lddy, float *dgate) {
+    HL_NEED_BACKEND("add_gated_backward");
+    CHECK_ROWS("add_gated_backward", M, D, dx, lddx, y, ldy);
+    if (dy && lddy < D) return BAD("add_gated_backward: lddy=%lld < D", (long long)lddy);
+    if (dgate && !gate) return BAD("add_gated_backward: dgate without gate");
+    if (!dy && !dgate) return HL_OK;
+    if (overlaps(dy, span(M, D, lddy), dx, span(M, D, lddx)) ||
+        overlaps(dy, span(M, D, lddy), y, span(M, D, ldy)))
+        return BAD("add_gated_backward: dy overlaps dx or y");
+    HL_DISPATCH(add_gated_backward, M, D, dx, lddx, y, ldy, gate, dy, lddy, dgate);
+}
+
+hl_status hl_scale_heads_backward(const hl_ctx *ctx, int64_t M, int H, int hd, const float *x,
+                                  int64_t ldx, const float *s, float *dx, int64_t lddx, float *ds) {
+    HL_NEED_BACKEND("scale_heads_backward");
+    int64_t w = (int64_t)H * hd;
+    if (M < 0 || H < 0 || hd < 0 || lddx < w || (ds && ldx < w))
+        return BAD("scale_heads_backward: bad sizes M=%lld H=%d hd=%d", (long long)M, H, hd);
+    if (M == 0 || H == 0 || hd == 0) return HL_OK;
+    if (!dx || !s || (ds && !x)) return BAD("scale_heads_backward: NULL pointer");
+    if (ds && overlaps(dx, span(M, w, lddx), x, span(M, w, ldx)))
+        return BAD("scale_heads_backward: dx overlaps x");
+    HL_DISPATCH(scale_heads_backward, M, H, hd, x, ldx, s, dx, lddx, ds);
+}
+
+hl_status hl_relative_bias_backward(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk,
+                                    const float *dbias, float *drel) {
+    HL_NEED_BACKEND("relative_bias_backward");
+    if (H < 0 || Sq < 0 || Sk < 0)
+        return BAD("relative_bias_backward: H=%d Sq=%lld Sk=%lld", H, (long long)Sq, (long long)Sk);
+    if (H == 0 || Sq == 0 || Sk == 0) return HL_OK;
+    if (!dbias || !drel) return BAD("relative_bias_backward: NULL pointer");
+    HL_DISPATCH(relative_bias_backward, H, Sq, Sk, dbias, drel);
+}
+
+hl_status hl_patchify3d_backward(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W,
+                                 int kt, int kh, int kw, const float *drows, float *dx) {
+    HL_NEED_BACKEND("patchify3d_backward");
+    HL_TRY(check_patch(ctx, "patchify3d_backward", C, T, H, W, kt, kh, kw, drows && dx));
+    if (C == 0 || T == 0 || H == 0 || W == 0) return HL_OK;
+    HL_DISPATCH(patchify3d_backward, C, T, H, W, kt, kh, kw, drows, dx);
+}
+
+hl_status hl_unpatchify3d_backward(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp,
+                                   int kt, int kh, int kw, const float *dy, float *drows) {
+    HL_NEED_BACKEND("unpatchify3d_backward");
+    HL_TRY(check_patch(ctx, "unpatchify3d_backward", C, T, Hp, Wp, kt, kh, kw, dy && drows));
+    if (C == 0 || T == 0 || Hp == 0 || Wp == 0) return HL_OK;
+    HL_DISPATCH(unpatchify3d_backward, C, T, Hp, Wp, kt, kh, kw, dy, drows);
 }

@@ -51,7 +51,9 @@
  *   - takes NULL for a gradient that is not wanted (and must for a parameter that is absent);
  *   - allows dx == dy (same leading dimension) unless noted, never dx overlapping x.
  * Pairs so far: hl_layernorm / hl_layernorm_backward, hl_rmsnorm / hl_rmsnorm_backward (both
- * backends). tests/test_ops.c checks them in its gradient mode: each backend's forward save and
+ * backends); the backwards of the section "backward passes" at the end (ref; the cpu backend
+ * falls back to ref where it has none). Two documented exceptions to "overwrite": the
+ * in-place backwards (rope, scale_heads) and hl_linear_backward's accumulate_dx. tests/test_ops.c checks them in its gradient mode: each backend's forward save and
  * backward against ref's, ref's backward against finite differences, and the rules above
  * (dx overwritten, dw / db accumulated, NULL gradients, dx == dy).
  *
@@ -348,5 +350,83 @@ hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const f
  * [H, Sq, Sk]. */
 hl_status hl_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel,
                            float *bias);
+
+/* ---- backward passes (training; conventions at the top) ------------------------------------ */
+
+/* The backward of hl_linear (y = x·Wᵀ + b), from its input x [M, K] (ldx), W [N, K] (F32 or
+ * BF16, used as stored) and dy [M, N] (lddy):
+ *   dx  = dy·W          [M, K] (lddx): overwritten, or added to dx when accumulate_dx is set
+ *                        (an input that feeds several linears, e.g. q, k, v from one norm)
+ *   dW += dyᵀ·x         float32 [N, K] (accumulate)
+ *   db += Σ_rows dy     float32 [N]    (accumulate)
+ * Any of dx, dW, db may be NULL. dx must not overlap x or dy. */
+hl_status hl_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
+                             const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
+                             int64_t lddx, int accumulate_dx, float *dW, float *db);
+
+/* The backward of hl_attention_biased, from its inputs, its output `out` (ldo) and dout (lddo).
+ * Per head, with P = softmax(scores) recomputed and D_i = Σ_d dout[i, d]·out[i, d]:
+ *   dS = P ⊙ (dout·vᵀ - D),  dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = Pᵀ·dout   (overwrite)
+ *   dbias[h, i, j] += dS[i, j]                                          (accumulate, or NULL)
+ * dq, dk, dv: [Sq|Sk, H·hd] with their own strides, each may be NULL; none may overlap an input.
+ * compute as the forward's (ref computes in float32 from double sums either way). */
+hl_status hl_attention_biased_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                       const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                       const float *v, int64_t ldv, float scale, const float *bias,
+                                       const float *key_bias, hl_dtype compute, const float *out,
+                                       int64_t ldo, const float *dout, int64_t lddo, float *dq,
+                                       int64_t lddq, float *dk, int64_t lddk, float *dv,
+                                       int64_t lddv, float *dbias);
+
+/* hl_attention_biased_backward without biases: the backward of hl_attention. */
+hl_status hl_attention_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                const float *v, int64_t ldv, float scale, hl_dtype compute,
+                                const float *out, int64_t ldo, const float *dout, int64_t lddo,
+                                float *dq, int64_t lddq, float *dk, int64_t lddk, float *dv,
+                                int64_t lddv);
+
+/* The backward of hl_rope, in place on dx (M rows of H heads, ldx): the inverse rotation
+ *   (d[2j], d[2j+1]) <- (d[2j]·c_j + d[2j+1]·s_j,  -d[2j]·s_j + d[2j+1]·c_j). */
+hl_status hl_rope_backward(const hl_ctx *ctx, int64_t M, int H, int hd, float *dx, int64_t ldx,
+                           const float *rope);
+
+/* dx = dy ⊙ f'(x), n elements, for f = gelu_tanh / silu; dx == dy allowed. */
+hl_status hl_gelu_tanh_backward(const hl_ctx *ctx, int64_t n, const float *x, const float *dy,
+                                float *dx);
+hl_status hl_silu_backward(const hl_ctx *ctx, int64_t n, const float *x, const float *dy,
+                           float *dx);
+
+/* The backward of hl_gelu_tanh_mul (y = gelu_tanh(x) ⊙ g): dx = dy ⊙ g ⊙ gelu'(x),
+ * dg = dy ⊙ gelu(x) (both overwrite; either may be NULL; dx or dg may be dy). */
+hl_status hl_gelu_tanh_mul_backward(const hl_ctx *ctx, int64_t n, const float *x, const float *g,
+                                    const float *dy, float *dx, float *dg);
+
+/* The backward of hl_add_gated (x += gate ⊙ y) for the y branch, from the residual's gradient
+ * dx [M, D] (ldx) and the forward's y (ldy): dy = gate ⊙ dx (overwrite; gate NULL = 1),
+ * dgate += Σ_rows dx ⊙ y (accumulate; NULL: not wanted, must be NULL when gate is). The
+ * residual's own gradient passes through unchanged. dy may be NULL. */
+hl_status hl_add_gated_backward(const hl_ctx *ctx, int64_t M, int64_t D, const float *dx,
+                                int64_t lddx, const float *y, int64_t ldy, const float *gate,
+                                float *dy, int64_t lddy, float *dgate);
+
+/* The backward of hl_scale_heads (x_out = x_in · s[h]), in place on dx: ds[h] += Σ dx ⊙ x_in
+ * over the head's values (accumulate, NULL: not wanted) using the forward's input x (ldx), then
+ * dx *= s[h]. */
+hl_status hl_scale_heads_backward(const hl_ctx *ctx, int64_t M, int H, int hd, const float *x,
+                                  int64_t ldx, const float *s, float *dx, int64_t lddx, float *ds);
+
+/* The backward of hl_relative_bias: drel[h, (j - i) + Sq - 1] += dbias[h, i, j] (accumulate). */
+hl_status hl_relative_bias_backward(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk,
+                                    const float *dbias, float *drel);
+
+/* The backward of hl_patchify3d: dx (C, T, H, W) = the sum of every row value that was read from
+ * each position (replicate padding folds the padded copies onto the last index). Overwrites. */
+hl_status hl_patchify3d_backward(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W,
+                                 int kt, int kh, int kw, const float *drows, float *dx);
+
+/* The backward of hl_unpatchify3d (a permutation): drows from dy, same shapes. Overwrites. */
+hl_status hl_unpatchify3d_backward(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp,
+                                   int kt, int kh, int kw, const float *dy, float *drows);
 
 #endif

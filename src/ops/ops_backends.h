@@ -18,63 +18,90 @@
 /* Every op of the table with its parameter list (the signature of hl_<op> in ops.h, or for
  * layernorm/rmsnorm the forward with its save pointer). One line per op: it declares the table
  * field and each backend's hl_<backend>_<op>. */
-#define HL_OPS(X)                                                                                 \
-    X(linear, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,     \
-               const hl_tensor *b, float *y, int64_t ldy))                                        \
-    X(attention_biased,                                                                           \
-      (const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q, int64_t ldq,     \
-       const float *k, int64_t ldk, const float *v, int64_t ldv, float scale, const float *bias,  \
-       const float *key_bias, hl_dtype compute, float *out, int64_t ldo))                         \
-    X(layernorm,                                                                                  \
-      (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx, const float *w,      \
-       const float *b, float eps, float *y, int64_t ldy, hl_norm_saved *save))                    \
-    X(layernorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,  \
-                           const float *w, const hl_norm_saved *saved, const float *dy,           \
-                           int64_t lddy, float *dx, int64_t lddx, float *dw, float *db))          \
-    X(layernorm_modulate,                                                                         \
-      (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx, const float *scale,  \
-       const float *shift, float eps, float *y, int64_t ldy))                                     \
-    X(rmsnorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,             \
-                const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save))           \
-    X(rmsnorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,    \
-                         const float *w, const hl_norm_saved *saved, const float *dy,             \
-                         int64_t lddy, float *dx, int64_t lddx, float *dw))                       \
-    X(rope,                                                                                       \
-      (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx, const float *rope))    \
-    X(gelu_tanh, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                        \
-    X(silu, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                             \
-    X(add_gated, (const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx, const float *y, \
-                  int64_t ldy, const float *gate))                                                \
-    X(scale_heads,                                                                                \
-      (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx, const float *s))       \
-    X(patchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt, int kh, \
-                   int kw, const float *x, float *rows))                                          \
-    X(unpatchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,     \
-                     int kh, int kw, const float *rows, float *y))                                \
-    X(conv3d, (const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,    \
-               const hl_tensor *b, hl_conv_pack **pack, float *y))                                \
-    X(channel_rmsnorm, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,     \
-                        const float *x, const float *gamma, int silu, hl_dtype y_dtype, void *y)) \
-    X(upsample2x, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,          \
-                   int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y))            \
-    X(cast, (const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y))            \
-    X(to_channels_last, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,      \
-                         int64_t x_cstride, hl_dtype y_dtype, void *y))                           \
-    X(to_channels_first, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,     \
-                          float lo, float hi, float *y, int64_t y_cstride))                       \
-    X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))    \
-    X(relative_bias,                                                                              \
-      (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, float *bias))          \
-    /* VAE backward */                                                                            \
-    X(conv3d_backward, (const hl_ctx *ctx, const hl_conv3d_shape *s, const float *x,              \
-                        const hl_tensor *w, const float *dy, float *dx, float *dw, float *db))    \
-    X(channel_rmsnorm_backward,                                                                   \
-      (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S, const float *x,      \
-       const float *gamma, int silu, const float *dy, float *dx, float *dgamma))                  \
-    X(upsample2x_backward, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H, \
-                            int64_t W, const float *dy, float *dx, int64_t lddx))                 \
-    X(clamp_backward, (const hl_ctx *ctx, int64_t n, const float *x, float lo, float hi,          \
-                       const float *dy, float *dx))
+#define HL_OPS(X)                                                                                  \
+    X(linear, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx, const hl_tensor *W,      \
+               const hl_tensor *b, float *y, int64_t ldy))                                         \
+    X(attention_biased,                                                                            \
+      (const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q, int64_t ldq,      \
+       const float *k, int64_t ldk, const float *v, int64_t ldv, float scale, const float *bias,   \
+       const float *key_bias, hl_dtype compute, float *out, int64_t ldo))                          \
+    X(layernorm,                                                                                   \
+      (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx, const float *w,       \
+       const float *b, float eps, float *y, int64_t ldy, hl_norm_saved *save))                     \
+    X(layernorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,   \
+                           const float *w, const hl_norm_saved *saved, const float *dy,            \
+                           int64_t lddy, float *dx, int64_t lddx, float *dw, float *db))           \
+    X(layernorm_modulate,                                                                          \
+      (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx, const float *scale,   \
+       const float *shift, float eps, float *y, int64_t ldy))                                      \
+    X(rmsnorm, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,              \
+                const float *w, float eps, float *y, int64_t ldy, hl_norm_saved *save))            \
+    X(rmsnorm_backward, (const hl_ctx *ctx, int64_t M, int64_t D, const float *x, int64_t ldx,     \
+                         const float *w, const hl_norm_saved *saved, const float *dy,              \
+                         int64_t lddy, float *dx, int64_t lddx, float *dw))                        \
+    X(rope,                                                                                        \
+      (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx, const float *rope))     \
+    X(gelu_tanh, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                         \
+    X(silu, (const hl_ctx *ctx, int64_t n, const float *x, float *y))                              \
+    X(add_gated, (const hl_ctx *ctx, int64_t M, int64_t D, float *x, int64_t ldx, const float *y,  \
+                  int64_t ldy, const float *gate))                                                 \
+    X(scale_heads,                                                                                 \
+      (const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int64_t ldx, const float *s))        \
+    X(patchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt, int kh,  \
+                   int kw, const float *x, float *rows))                                           \
+    X(unpatchify3d, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp, int kt,      \
+                     int kh, int kw, const float *rows, float *y))                                 \
+    X(conv3d, (const hl_ctx *ctx, const hl_conv3d_shape *s, const void *x, const hl_tensor *w,     \
+               const hl_tensor *b, hl_conv_pack **pack, float *y))                                 \
+    X(channel_rmsnorm, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S,      \
+                        const float *x, const float *gamma, int silu, hl_dtype y_dtype, void *y))  \
+    X(upsample2x, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,           \
+                   int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y))             \
+    X(cast, (const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y))             \
+    X(to_channels_last, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,       \
+                         int64_t x_cstride, hl_dtype y_dtype, void *y))                            \
+    X(to_channels_first, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t S, const float *x,      \
+                          float lo, float hi, float *y, int64_t y_cstride))                        \
+    X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))     \
+    X(relative_bias,                                                                               \
+      (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, float *bias))           \
+    /* VAE backward */                                                                             \
+    X(conv3d_backward, (const hl_ctx *ctx, const hl_conv3d_shape *s, const float *x,               \
+                        const hl_tensor *w, const float *dy, float *dx, float *dw, float *db))     \
+    X(channel_rmsnorm_backward,                                                                    \
+      (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S, const float *x,       \
+       const float *gamma, int silu, const float *dy, float *dx, float *dgamma))                   \
+    X(upsample2x_backward, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,  \
+                            int64_t W, const float *dy, float *dx, int64_t lddx))                  \
+    X(clamp_backward, (const hl_ctx *ctx, int64_t n, const float *x, float lo, float hi,           \
+                       const float *dy, float *dx))                                                \
+    X(linear_backward, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,                 \
+                        const hl_tensor *W, const float *dy, int64_t lddy, float *dx,              \
+                        int64_t lddx, int accumulate_dx, float *dW, float *db))                    \
+    X(attention_biased_backward,                                                                   \
+      (const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd, const float *q, int64_t ldq,      \
+       const float *k, int64_t ldk, const float *v, int64_t ldv, float scale, const float *bias,   \
+       const float *key_bias, hl_dtype compute, const float *out, int64_t ldo, const float *dout,  \
+       int64_t lddo, float *dq, int64_t lddq, float *dk, int64_t lddk, float *dv, int64_t lddv,    \
+       float *dbias))                                                                              \
+    X(rope_backward,                                                                               \
+      (const hl_ctx *ctx, int64_t M, int H, int hd, float *dx, int64_t ldx, const float *rope))    \
+    X(gelu_tanh_backward,                                                                          \
+      (const hl_ctx *ctx, int64_t n, const float *x, const float *dy, float *dx))                  \
+    X(silu_backward, (const hl_ctx *ctx, int64_t n, const float *x, const float *dy, float *dx))   \
+    X(gelu_tanh_mul_backward, (const hl_ctx *ctx, int64_t n, const float *x, const float *g,       \
+                               const float *dy, float *dx, float *dg))                             \
+    X(add_gated_backward,                                                                          \
+      (const hl_ctx *ctx, int64_t M, int64_t D, const float *dx, int64_t lddx, const float *y,     \
+       int64_t ldy, const float *gate, float *dy, int64_t lddy, float *dgate))                     \
+    X(scale_heads_backward, (const hl_ctx *ctx, int64_t M, int H, int hd, const float *x,          \
+                             int64_t ldx, const float *s, float *dx, int64_t lddx, float *ds))     \
+    X(relative_bias_backward,                                                                      \
+      (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *dbias, float *drel))         \
+    X(patchify3d_backward, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W, int kt, \
+                            int kh, int kw, const float *drows, float *dx))                        \
+    X(unpatchify3d_backward, (const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp,     \
+                              int kt, int kh, int kw, const float *dy, float *drows))
 
 /* HL_OP_<name>: an index per op (the fallback warnings are kept per op). */
 typedef enum hl_op_id {
@@ -139,6 +166,11 @@ hl_status hl_host_patchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H,
                              int kh, int kw, const float *x, float *rows);
 hl_status hl_host_unpatchify3d(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp, int64_t Wp,
                                int kt, int kh, int kw, const float *rows, float *y);
+hl_status hl_host_patchify3d_backward(const hl_ctx *ctx, int64_t C, int64_t T, int64_t H, int64_t W,
+                                      int kt, int kh, int kw, const float *drows, float *dx);
+hl_status hl_host_unpatchify3d_backward(const hl_ctx *ctx, int64_t C, int64_t T, int64_t Hp,
+                                        int64_t Wp, int kt, int kh, int kw, const float *dy,
+                                        float *drows);
 
 /* A conv weight pack starts with this header: who made it and how to free it (hl_conv_pack_free
  * calls free_fn). A backend ignores (does not reuse) a pack whose owner is another table. */

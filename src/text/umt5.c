@@ -210,7 +210,7 @@ static hl_status ffn_block(const hl_ctx *ctx, const hl_umt5 *m, const hl_umt5_la
     return hl_add_gated(ctx, M, D, s->h, D, s->n, D, NULL);
 }
 
-static hl_status embed(const hl_umt5 *m, int64_t M, const int64_t *ids, float *h, hl_error *err) {
+hl_status hl_umt5_embed(const hl_umt5 *m, int64_t M, const int64_t *ids, float *h, hl_error *err) {
     int64_t D = m->cfg.d_model;
     size_t es = hl_dtype_size(m->shared.dtype);
     for (int64_t i = 0; i < M; i++) {
@@ -249,7 +249,7 @@ hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L,
     }
     for (int64_t n = -(L - 1); n <= L - 1; n++)
         s.bucket_of[n + L - 1] = hl_umt5_bucket(n, c->num_buckets, c->max_distance);
-    st = embed(m, M, ids, s.h, ctx->err);
+    st = hl_umt5_embed(m, M, ids, s.h, ctx->err);
     for (int i = 0; st == HL_OK && i < c->num_layers; i++) {
         hl_probe_emit(probe, s.h, M, D, "hidden_states.%d", i);
         st = attention_block(ctx, m, &m->layers[i], B, L, mask, &s);

@@ -49,6 +49,10 @@ int hl_umt5_bucket(int64_t n, int num_buckets, int max_distance);
 /* bias [H, L, L] of layer `layer`: relative_attention_bias[bucket(j - i), h]. */
 hl_status hl_umt5_position_bias(const hl_umt5 *m, int layer, int64_t L, float *bias, hl_error *err);
 
+/* h [M, D] = shared.weight[ids] (as float32) of M token ids; an id outside the vocabulary is
+ * HELIOS_ERR_INVALID_ARG. */
+hl_status hl_umt5_embed(const hl_umt5 *m, int64_t M, const int64_t *ids, float *h, hl_error *err);
+
 /* last_hidden_state [B, L, D] of ids [B, L]; mask [B, L] (1 = token, 0 = padding) or NULL.
  * Probes: "hidden_states.i" (input of block i; the last one is after the final norm). */
 hl_status hl_umt5_forward(const hl_ctx *ctx, const hl_umt5 *m, int B, int64_t L, const int64_t *ids,

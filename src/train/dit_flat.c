@@ -1,0 +1,91 @@
+#include "train/dit_flat.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A struct with m->cfg and m->blocks allocated, and its binder rows. */
+static hl_status new_shell(const hl_dit_config *c, hl_dit **out, hl_binder *b, hl_error *err) {
+    *out = NULL;
+    if (c->num_layers < 0 || c->num_layers > 100000)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "transformer: %d layers", c->num_layers);
+    hl_dit *m = calloc(1, sizeof *m);
+    if (!m) return hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
+    m->cfg = *c;
+    m->blocks = calloc((size_t)c->num_layers + 1, sizeof *m->blocks);
+    hl_status st = m->blocks ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
+    if (st == HL_OK) st = hl_binder_init(b, hl_dit_binder_capacity(c), err);
+    if (st != HL_OK) {
+        hl_dit_free(m);
+        return st;
+    }
+    hl_dit_binder_rows(b, m);
+    *out = m;
+    return HL_OK;
+}
+
+hl_status hl_dit_params_layout(const hl_dit_config *c, hl_params *out, hl_error *err) {
+    memset(out, 0, sizeof *out);
+    hl_dit *m;
+    hl_binder b;
+    HL_TRY(new_shell(c, &m, &b, err));
+    hl_status st = hl_params_from_binder(&b, out, err);
+    hl_binder_free(&b);
+    hl_dit_free(m);
+    return st;
+}
+
+hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
+                          hl_dit **out, hl_error *err) {
+    hl_dit *m;
+    hl_binder b;
+    HL_TRY(new_shell(c, &m, &b, err));
+    hl_status st = hl_binder_bind_flat(&b, layout, data, err);
+    hl_binder_free(&b);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "transformer");
+        hl_dit_free(m);
+        return st;
+    }
+    *out = m;
+    return HL_OK;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static void fill(float *x, int64_t n, float v) {
+    for (int64_t i = 0; i < n; i++) x[i] = v;
+}
+
+void hl_dit_params_init_random(const hl_dit_config *c, const hl_params *layout, float *data,
+                               hl_rng *rng) {
+    for (size_t i = 0; i < layout->n; i++) {
+        const hl_param *q = &layout->p[i];
+        const char *name = q->name;
+        float *x = data + q->offset;
+        int64_t n = q->numel;
+        if (ends_with(name, "scale_shift_table")) {
+            hl_rng_randn_f32(rng, x, n);
+            float s = (float)(1.0 / sqrt((double)c->dim));
+            for (int64_t k = 0; k < n; k++) x[k] *= s;
+        } else if (ends_with(name, "history_key_scale") || ends_with(name, "norm_q.weight") ||
+                   ends_with(name, "norm_k.weight") || ends_with(name, "norm2.weight")) {
+            fill(x, n, 1.0f);
+        } else if (ends_with(name, ".bias") || !strcmp(name, "proj_out.weight")) {
+            fill(x, n, 0.0f);
+        } else if (!strncmp(name, "condition_embedder.time_embedder.", 33) ||
+                   !strncmp(name, "condition_embedder.text_embedder.", 33)) {
+            hl_rng_randn_f32(rng, x, n);
+            for (int64_t k = 0; k < n; k++) x[k] *= 0.02f;
+        } else { /* a linear or patch-embedding weight [out, in, kernel...] */
+            int64_t fan_out = q->ndim > 0 && q->shape[0] > 0 ? q->shape[0] : 1;
+            int64_t fan_in = n / fan_out;
+            float bound = (float)sqrt(6.0 / (double)(fan_in + fan_out));
+            hl_rng_rand_f32(rng, x, n);
+            for (int64_t k = 0; k < n; k++) x[k] = (2.0f * x[k] - 1.0f) * bound;
+        }
+    }
+}

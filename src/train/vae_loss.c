@@ -1,0 +1,67 @@
+#include "train/vae_loss.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define LOGVAR_MIN (-30.0f) /* DiagonalGaussianDistribution: torch.clamp(logvar, -30.0, 20.0) */
+#define LOGVAR_MAX 20.0f
+
+void hl_vae_loss_params_default(hl_vae_loss_params *p) {
+    p->w_l1 = 1.0f;
+    p->w_l2 = 0.0f;
+    p->w_kl = 1e-6f;
+}
+
+static bool clamped(float lv) { return lv < LOGVAR_MIN || lv > LOGVAR_MAX; }
+static float clamp_lv(float lv) { return fminf(fmaxf(lv, LOGVAR_MIN), LOGVAR_MAX); }
+
+hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, const float *x,
+                      int64_t n_pix, const float *mean, const float *logvar, int64_t n_lat,
+                      hl_vae_loss_value *v, float *d_recon, float *d_mean, float *d_logvar,
+                      hl_error *err) {
+    if (B < 1 || n_pix < 1 || n_lat < 0 || (n_lat > 0 && (!mean || !logvar)))
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "vae loss: B %d, n_pix %lld, n_lat %lld", B,
+                       (long long)n_pix, (long long)n_lat);
+    int64_t np = (int64_t)B * n_pix, nl = (int64_t)B * n_lat;
+    double l1 = 0.0, l2 = 0.0, kl = 0.0;
+    double gscale = 1.0 / (double)np;
+    for (int64_t i = 0; i < np; i++) {
+        double d = (double)recon[i] - (double)x[i];
+        l1 += fabs(d);
+        l2 += d * d;
+        if (d_recon) {
+            double sgn = d > 0.0 ? 1.0 : d < 0.0 ? -1.0 : 0.0;
+            d_recon[i] = (float)((p->w_l1 * sgn + 2.0 * p->w_l2 * d) * gscale);
+        }
+    }
+    for (int64_t i = 0; i < nl; i++) {
+        double m = mean[i], lv = clamp_lv(logvar[i]), e = exp(lv);
+        kl += 0.5 * (m * m + e - 1.0 - lv);
+        if (d_mean) d_mean[i] = (float)(p->w_kl * m / B);
+        if (d_logvar)
+            d_logvar[i] = clamped(logvar[i]) ? 0.0f : (float)(p->w_kl * 0.5 * (e - 1.0) / B);
+    }
+    v->l1 = l1 / (double)np;
+    v->l2 = l2 / (double)np;
+    v->kl = kl / (double)B;
+    v->loss = p->w_l1 * v->l1 + p->w_l2 * v->l2 + p->w_kl * v->kl;
+    return HL_OK;
+}
+
+void hl_vae_posterior_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
+                             float *z) {
+    for (int64_t i = 0; i < n; i++) {
+        float s = expf(0.5f * clamp_lv(logvar[i]));
+        float d = s * eps[i];
+        z[i] = mean[i] + d;
+    }
+}
+
+void hl_vae_posterior_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
+                               float *d_mean, float *d_logvar) {
+    for (int64_t i = 0; i < n; i++) {
+        d_mean[i] += dz[i];
+        if (!clamped(logvar[i])) d_logvar[i] += dz[i] * eps[i] * 0.5f * expf(0.5f * logvar[i]);
+    }
+}

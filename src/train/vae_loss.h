@@ -1,0 +1,53 @@
+/* The VAE training objective's differentiable pieces (issue 10 item 5): reconstruction L1 / L2
+ * and the KL divergence of the diagonal Gaussian posterior from N(0, 1), with their gradients.
+ * The Wan VAE's own training recipe is not published; the form is the LDM/diffusers one
+ * (DiagonalGaussianDistribution.kl: logvar clamped to [-30, 20], the per-sample sum over latent
+ * elements, averaged over the batch; the reconstruction terms are element means):
+ *
+ *   l1   = mean |recon - x|                       over B·n_pix elements
+ *   l2   = mean (recon - x)²
+ *   kl   = (1/B) Σ 0.5·(mean² + exp(lv) - 1 - lv),  lv = clamp(logvar, -30, 20)
+ *   loss = w_l1·l1 + w_l2·l2 + w_kl·kl
+ *
+ *   dloss/drecon  = (w_l1·sign(recon - x) + 2·w_l2·(recon - x)) / (B·n_pix)   (sign(0) = 0)
+ *   dloss/dmean   = w_kl·mean / B
+ *   dloss/dlogvar = w_kl·0.5·(exp(lv) - 1) / B   (0 where the clamp is active)
+ *
+ * Shapes: recon, x (B, 3, T, H, W) as B rows of n_pix; mean, logvar (B, z_dim, T', h, w) as B rows
+ * of n_lat (the two halves of the encoder's moments). Sums run in double. */
+#ifndef HL_TRAIN_VAE_LOSS_H
+#define HL_TRAIN_VAE_LOSS_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct hl_vae_loss_params {
+    float w_l1; /* 1 */
+    float w_l2; /* 0 */
+    float w_kl; /* 1e-6 (LDM's kl_weight default; Wan's is unpublished) */
+} hl_vae_loss_params;
+
+void hl_vae_loss_params_default(hl_vae_loss_params *p);
+
+typedef struct hl_vae_loss_value {
+    double loss, l1, l2, kl; /* kl unweighted, per sample */
+} hl_vae_loss_value;
+
+/* Values into *v and, for each non-NULL gradient pointer, that gradient (written, not
+ * accumulated). mean/logvar may be NULL with n_lat 0 (no KL term). */
+hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, const float *x,
+                      int64_t n_pix, const float *mean, const float *logvar, int64_t n_lat,
+                      hl_vae_loss_value *v, float *d_recon, float *d_mean, float *d_logvar,
+                      hl_error *err);
+
+/* The reparameterised posterior sample z = mean + exp(0.5·lv)·eps (lv clamped as above; what
+ * sample/prepare.h hl_latent_sample computes before normalising) and its backward: given dz,
+ * d_mean += dz and d_logvar += dz·eps·0.5·exp(0.5·lv) (0 where clamped). These accumulate, to add
+ * the decoder's path to the KL gradient hl_vae_loss wrote. n elements. */
+void hl_vae_posterior_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
+                             float *z);
+void hl_vae_posterior_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
+                               float *d_mean, float *d_logvar);
+
+#endif
