@@ -5,8 +5,9 @@
  *      of the forward, L = Σ y ⊙ R with R fixed and random: every entry of dx, dw, db, dgamma,
  *      h = 1e-3 (the forwards are polynomial or smooth at this scale; the double FD error is
  *      ~1e-9 relative), pass when max |analytic - fd| <= 1e-5 · max |fd| over the tensor;
- *   2. every backend of test_backends against ref (the cpu backend has no VAE backward of its
- *      own yet: it runs ref through its fallback, so this checks the dispatch);
+ *   2. every backend of test_backends against ref: the cpu conv backward (channels-last, float32
+ *      sums for dx, double for dw / db) within 1e-6 of the tensor's max (measured <= 3e-7); the
+ *      other ops (the cpu backend runs them on ref through its fallback) identical;
  *   3. the rules of ops.h: dx overwritten (it starts as NaN), dw / db / dgamma accumulated
  *      (they start at 1), NULL for unwanted gradients, dx == dy where allowed, and conv's
  *      s->accumulate ignored.
@@ -92,6 +93,18 @@ static double fd_check(const char *what, loss_fn L, void *c, double *p, int64_t 
 
 static int same(const float *a, const float *b, int64_t n) {
     return !memcmp(a, b, (size_t)n * sizeof *a);
+}
+
+/* max |a - b| <= rel · max |b| (NaN fails) */
+static int close_to(const float *a, const float *b, int64_t n, double rel) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d;
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    if (g_verbose) printf("    backend vs ref: max err %.3g of max %.3g\n", e, m);
+    return e <= rel * m;
 }
 
 /* ---- conv3d ---------------------------------------------------------------------------------- */
@@ -193,7 +206,8 @@ static void run_conv_case(const conv_case *cc) {
         hl_ctx be = test_ctx(test_backends[bi], &g_err);
         float *ex = filled(nx, NAN), *ew = filled(nw, 1.0f), *eb = filled(cc->O, 1.0f);
         CHECK(hl_conv3d_backward(&be, &s, x, &wt, R, ex, ew, eb) == HL_OK, "backend status");
-        CHECK(same(dx, ex, nx) && same(dw, ew, nw) && same(db, eb, cc->O),
+        CHECK(close_to(ex, dx, nx, 1e-6) && close_to(ew, dw, nw, 1e-6) &&
+                  close_to(eb, db, cc->O, 1e-6),
               "%s: %s differs from ref", cc->name, hl_backend_name(be.backend));
         free(ex), free(ew), free(eb);
     }

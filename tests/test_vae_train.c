@@ -23,6 +23,7 @@
 
 #include "bench/vae_bench.h"
 #include "core/parallel.h"
+#include "ops/ops_backends.h"
 #include "test_util.h"
 #include "vae/vae.h"
 
@@ -246,6 +247,18 @@ static void time_decode(hl_vae *v, helios_backend kind, int reps) {
         peak = hl_vae_tape_peak_bytes(tape);
         hl_vae_tape_free(tape);
         if (t2 - t0 < best) best = t2 - t0, fwd = t1 - t0;
+    }
+    if (g_verbose) { /* where one more forward + backward spends its time, per op */
+        hl_op_timing_set(1);
+        hl_vae_decode_forward_save(&ctx, v, 2, 4, 4, z, y, &tape);
+        hl_vae_decode_backward(tape, R, dz, g);
+        hl_vae_tape_free(tape);
+        const hl_op_times *ot = hl_op_times_get();
+        for (int i = 0; i < HL_OP_COUNT; i++)
+            if (ot->seconds[i] > 0.002)
+                printf("    %-26s %7.3f s  %5lld calls\n", hl_op_name((hl_op_id)i), ot->seconds[i],
+                       (long long)ot->calls[i]);
+        hl_op_timing_set(0);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
