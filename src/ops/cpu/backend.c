@@ -32,6 +32,9 @@ const hl_backend_ops hl_cpu_backend_ops = {
     .gelu_tanh_mul = hl_cpu_gelu_tanh_mul,
     .relative_bias = hl_cpu_relative_bias,
     .conv3d_backward = hl_cpu_conv3d_backward,
+    .channel_rmsnorm_backward = hl_cpu_channel_rmsnorm_backward,
+    .upsample2x_backward = hl_cpu_upsample2x_backward,
+    .clamp_backward = hl_cpu_clamp_backward,
     /* backward passes this backend lacks run on ref (the fallback) */
     .patchify3d_backward = hl_host_patchify3d_backward,
     .unpatchify3d_backward = hl_host_unpatchify3d_backward,
