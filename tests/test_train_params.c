@@ -116,6 +116,34 @@ done:
     hl_dit_free(ref);
 }
 
+/* bf16 checkpoints load converted to float32: the same values hl_dit_load's float32 copies and
+ * bf16 views hold */
+static void test_load_bf16(void) {
+    hl_error e = {0};
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/transformer_config.json", HELIOS_VECTORS);
+    hl_dit *ref = NULL;
+    CHECK(hl_dit_load(cfg, vector_path("transformer_weights_bf16.safetensors"), &ref, &e) == HL_OK,
+          "%s", e.msg);
+    if (!ref) return;
+    hl_params L;
+    CHECK(hl_dit_params_layout(&ref->cfg, &L, &e) == HL_OK, "%s", e.msg);
+    float *w = calloc((size_t)L.total, sizeof *w);
+    CHECK(hl_params_load(&L, w, ref->weights, &e) == HL_OK, "%s", e.msg);
+    const hl_param *q = hl_params_find(&L, "blocks.1.attn1.norm_k.weight");
+    CHECK(q && !memcmp(w + q->offset, ref->blocks[1].attn1.norm_k, (size_t)q->numel * 4),
+          "bf16 norm_k");
+    q = hl_params_find(&L, "blocks.0.ffn.net.0.proj.weight");
+    const hl_tensor *t = &ref->blocks[0].ffn0_w;
+    int same = q && t->dtype == HL_BF16;
+    for (int64_t i = 0; same && i < q->numel; i++)
+        same = w[q->offset + i] == hl_bf16_to_f32(((const hl_bf16 *)t->data)[i]);
+    CHECK(same, "bf16 ffn0 weight converted exactly");
+    free(w);
+    hl_params_free(&L);
+    hl_dit_free(ref);
+}
+
 static void test_errors(void) {
     hl_error e = {0};
     hl_weights *w = NULL;
@@ -199,6 +227,7 @@ static void test_random_init(void) {
 
 int main(void) {
     test_layout_and_forward();
+    test_load_bf16();
     test_errors();
     test_random_init();
     return test_done("test_train_params");

@@ -5,6 +5,9 @@
  * tokens) with random bf16 weights:
  *   peak: <isa> <G> GFLOP/s
  *   block bf16: <G> GFLOP/s, <P>% of peak <B> GFLOP/s (<isa>), <Q>% of the library baseline
+ * then hl_linear against hl_linear_backward at the block's three linear shapes (run_linear):
+ *   linear bf16 M <M> K <K> N <N>: forward <t> ms, <G> GFLOP/s, ... (quoted as above)
+ *   linear bf16 M <M> K <K> N <N>: backward (dx, dW, db) <t> ms, <r>x forward, <G> GFLOP/s, ...
  * and, with --only tiny, the tiny random model's end-to-end generation (frames/s) with the share
  * of its wall time spent inside the ops. Figures are medians over --reps runs after one warm-up. */
 #include <math.h>
@@ -17,6 +20,7 @@
 #include "bench/umt5_bench.h"
 #include "bench/vae_bench.h"
 #include "core/parallel.h"
+#include "bench/train_bench.h"
 #include "dit/dit.h"
 #include "helios.h"
 #include "ops/ops_backends.h"
@@ -25,7 +29,7 @@
 #include "vae/vae.h"
 
 typedef struct bench_opts {
-    const char *only; /* "block", "umt5", "vae", "tiny" or NULL for the default set */
+    const char *only; /* "block", "umt5", "vae", "tiny", "train" or NULL for the default set */
     const char *tiny_model;
     int tiny_frames, tiny_width, tiny_height;
     int full;      /* the default set also has the slow umt5 and vae lines */
@@ -223,6 +227,67 @@ done:
     return rc;
 }
 
+/* hl_linear against hl_linear_backward (dx, dW and db) at the block's linear shapes: the
+ * attention projections (D -> D) and the FFN (D -> ffn, ffn -> D) over the current tokens, with
+ * random weights in the bench dtype. Both timed as medians of --reps after one warm-up; the
+ * backward does twice the forward's multiply-adds, so a ratio of 2 is GEMM-bound. On a shared
+ * machine the medians move with the neighbours' load; the fastest runs are printed too. */
+static int run_linear(const bench_opts *o, const yardstick *y) {
+    const int64_t M = o->tokens, shapes[3][2] = {{o->dim, o->dim},
+                                                 {o->dim, o->ffn},
+                                                 {o->ffn, o->dim}}; /* (K, N) */
+    hl_error err = {0};
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
+    int reps = o->reps < 64 ? o->reps : 64, rc = 0;
+    for (int s = 0; s < 3 && !rc; s++) {
+        const int64_t K = shapes[s][0], N = shapes[s][1];
+        float *x = malloc((size_t)(M * K) * sizeof *x), *yb = malloc((size_t)(M * N) * sizeof *yb);
+        float *dx = malloc((size_t)(M * K) * sizeof *dx), *dW = calloc((size_t)(N * K), 4);
+        float *db = calloc((size_t)N, 4), *wf = malloc((size_t)(N * K) * sizeof *wf);
+        void *w = malloc((size_t)(N * K) * hl_dtype_size(o->dtype));
+        if (!x || !yb || !dx || !dW || !db || !wf || !w) {
+            fprintf(stderr, "helios bench: out of memory\n");
+            rc = 1;
+        }
+        uint64_t seed = 11;
+        for (int64_t i = 0; !rc && i < M * K; i++) x[i] = uniform(&seed, 1.0f);
+        for (int64_t i = 0; !rc && i < N * K; i++) wf[i] = uniform(&seed, 1.0f / sqrtf((float)K));
+        for (int64_t i = 0; !rc && i < N * K; i++) {
+            if (o->dtype == HL_BF16) ((hl_bf16 *)w)[i] = hl_f32_to_bf16(wf[i]);
+            else ((float *)w)[i] = wf[i];
+        }
+        int64_t shape[2] = {N, K};
+        hl_tensor W = hl_tensor_make(w, o->dtype, 2, shape);
+        double tf[64], tb[64];
+        for (int r = -1; r < reps && !rc; r++) {
+            double t0 = hl_time();
+            rc |= hl_linear(&ctx, M, x, K, &W, NULL, yb, N) != HL_OK;
+            double t1 = hl_time();
+            rc |= hl_linear_backward(&ctx, M, x, K, &W, yb, N, dx, K, 0, dW, db) != HL_OK;
+            if (r >= 0) tf[r] = t1 - t0, tb[r] = hl_time() - t1;
+        }
+        if (rc) fprintf(stderr, "helios bench: linear failed: %s\n", err.msg);
+        else {
+            double fmin = tf[0], bmin = tb[0];
+            for (int r = 1; r < reps; r++)
+                fmin = fmin < tf[r] ? fmin : tf[r], bmin = bmin < tb[r] ? bmin : tb[r];
+            double f = median(tf, reps), b = median(tb, reps), fl = 2.0 * M * N * K;
+            printf("linear %s M %lld K %lld N %lld: forward %.1f ms, ",
+                   o->dtype == HL_BF16 ? "bf16" : "f32", (long long)M, (long long)K, (long long)N,
+                   1e3 * f);
+            quote(y, fl / f * 1e-9);
+            printf(
+                "\nlinear %s M %lld K %lld N %lld: backward (dx, dW, db) %.1f ms, %.2fx forward, ",
+                o->dtype == HL_BF16 ? "bf16" : "f32", (long long)M, (long long)K, (long long)N,
+                1e3 * b, b / f);
+            quote(y, 2 * fl / b * 1e-9);
+            printf(" (fastest runs: %.1f / %.1f ms, %.2fx)\n", 1e3 * fmin, 1e3 * bmin, bmin / fmin);
+        }
+        free(x), free(yb), free(dx), free(dW), free(db), free(wf), free(w);
+    }
+    return rc;
+}
+
 /* The Wan 2.1 VAE decoder (full size, random weights) on 33 frames. */
 static int run_vae(const bench_opts *o, const yardstick *y) {
     static const int sizes[2][2] = {{256, 256}, {384, 640}};
@@ -338,6 +403,45 @@ done:
     return rc;
 }
 
+/* Training steps (issue 10 item 9): the block shape, then the tiny model on stage 1. */
+static int run_train(const bench_opts *o, const yardstick *y) {
+    hl_error err = {0};
+    hl_train_bench b;
+    if (hl_train_bench_block(o->dim, (int)o->heads, o->ffn, o->tokens, o->text, o->reps, &b,
+                             &err) != HL_OK) {
+        fprintf(stderr, "helios bench: training block: %s\n", err.msg);
+        return 1;
+    }
+    printf("train block f32: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text, %.1fM "
+           "parameters: forward %.3f s, backward %.3f s (%.2fx the forward), AdamW %.3f s "
+           "(medians of %d)\n",
+           (long long)o->dim, (long long)o->heads, (long long)o->ffn, (long long)o->tokens,
+           (long long)o->text, (double)b.params * 1e-6, b.fwd_s, b.bwd_s, b.bwd_s / b.fwd_s,
+           b.opt_s, o->reps);
+    double step = b.fwd_s + b.bwd_s + b.opt_s;
+    printf("train block forward: ");
+    quote(y, b.fwd_flops / b.fwd_s * 1e-9);
+    printf("\ntrain block backward: ");
+    quote(y, 2 * b.fwd_flops / b.bwd_s * 1e-9);
+    printf("\ntrain block step: %.0f tokens/s, ", (double)b.tokens / step);
+    quote(y, b.step_flops / step * 1e-9);
+    printf("\ntrain block memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
+           "MiB\n",
+           (double)b.act_bytes / 1048576.0, peak_rss_mib());
+    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, o->reps, &b, &err) != HL_OK) {
+        fprintf(stderr, "helios bench: training %s: %s\n", o->tiny_model, err.msg);
+        return 1;
+    }
+    step = b.fwd_s + b.opt_s;
+    printf("train model %s (stage 1, 9x8x8 latent chunk with a full history, %lld tokens, "
+           "%.2fM parameters): step %.1f ms (AdamW %.1f ms), %.0f tokens/s, %.1f GFLOP/s, "
+           "%.1f%% of peak\n",
+           o->tiny_model, (long long)b.tokens, (double)b.params * 1e-6, step * 1e3, b.opt_s * 1e3,
+           (double)b.tokens / step, b.step_flops / step * 1e-9,
+           100.0 * b.step_flops / step * 1e-9 / y->peak);
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: helios bench [options]\n"
@@ -351,9 +455,13 @@ static void usage(FILE *f) {
             "  --text N        text tokens (default 512)\n"
             "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
             "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-            "  --only block|umt5|vae|tiny  run one part (default: block; with --full the first\n"
-            "                  three); tiny: the tiny random model end to end (frames/s, the\n"
-            "                  share of time inside the ops)\n"
+            "  --only block|umt5|vae|tiny|linear|train  run one part (default: block and\n"
+            "                  linear; with --full also umt5 and vae); tiny: the tiny random\n"
+            "                  model end to end (frames/s, the share of time inside the ops);\n"
+            "                  linear: hl_linear against hl_linear_backward at the block's\n"
+            "                  linear shapes; train: training steps (f32) of the block shape\n"
+            "                  and of the --tiny-model on stage 1\n"
+            "  --train         the same as --only train\n"
             "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
             "  --tiny-frames N   video frames at 256x128 (default 33)\n"
             "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
@@ -377,7 +485,7 @@ int cmd_bench(int argc, char **argv) {
                     .tiny_frames = 33,
                     .tiny_width = 256,
                     .tiny_height = 128};
-    static const char *const parts[] = {"block", "umt5", "vae", "tiny"};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "linear", "train"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -390,7 +498,9 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 4, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 6, &k))) o.only = parts[k];
+        } else if (args_is(&a, NULL, "--train")) {
+            o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
             rc = args_int(&a, 0, HELIOS_MAX_THREADS, &o.threads);
         else if (args_is(&a, NULL, "--reps")) rc = args_int(&a, 1, 64, &o.reps); /* times[64] */
@@ -430,7 +540,8 @@ int cmd_bench(int argc, char **argv) {
         printf("peak: none of these ISAs here; lines quote the library baseline\n");
         y.peak_isa = "baseline";
     }
-    hl_dtype ceil_dt = o.dtype;
+    int train = o.only && !strcmp(o.only, "train");
+    hl_dtype ceil_dt = train ? HL_F32 : o.dtype; /* training computes in f32 */
     double ceiling = hl_cpu_gemm_ceiling_gflops(o.gemm_n, ceil_dt, o.reps);
     if (!(ceiling > 0) && ceil_dt == HL_BF16) {
         /* oneDNN 2.6 has bf16 kernels only with AVX-512; here bf16 weights run as f32 GEMMs */
@@ -450,7 +561,9 @@ int cmd_bench(int argc, char **argv) {
            100.0 * ceiling / y.peak);
     rc = 0;
     if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, &y);
+    if (!o.only || !strcmp(o.only, "linear")) rc |= run_linear(&o, &y);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, &y);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "vae"))) rc |= run_vae(&o, &y);
+    if (train) rc |= run_train(&o, &y);
     return rc;
 }

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
         "  info FILE    list the tensors of a .safetensors file (or index)\n"
         "  world        render the tiny world: video, captions and ground truth from a seed\n"
         "  eval VIDEO   measure a video against the tiny world (accuracy, drift, seams, motion)\n"
+        "  train CFG    train the transformer as the JSON configuration CFG says\n"
         "  version      the library version\n"
         "  help         this text\n"
         "\n"
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "world")) return cmd_world(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "helios: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -145,32 +145,44 @@ static hl_status lay_out(const hl_stage1_config *cfg, const float *clip, int F_c
     return st;
 }
 
-hl_status hl_stage1_sample_make(const hl_stage1_config *cfg, const float *clip, int C, int F_clip,
-                                int H, int W, hl_rng *g, hl_stage1_sample *s, hl_error *err) {
+hl_status hl_stage1_history_make(const hl_stage1_config *cfg, const float *clip, int C, int F_clip,
+                                 int H, int W, hl_rng *g, hl_stage1_sample *s, hl_error *err) {
     memset(s, 0, sizeof *s);
     HL_TRY(hl_stage1_config_check(cfg, err));
-    if (C < 1 || H < 1 || W < 1 || F_clip < cfg->chunk_frames || F_clip % cfg->chunk_frames)
+    if (!clip || !g || C < 1 || H < 1 || W < 1 || F_clip < cfg->chunk_frames ||
+        F_clip % cfg->chunk_frames)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "stage1: clip (%d, %d, %d, %d): frames must be a positive multiple of the "
                        "chunk's %d",
                        C, F_clip, H, W, cfg->chunk_frames);
-    hl_flow_table table;
-    HL_TRY(hl_flow_table_init(&table, cfg->tsample.num_train_timesteps, cfg->tsample.shift, err));
     s->C = C, s->F = cfg->chunk_frames, s->H = H, s->W = W;
     s->n_long = cfg->history_sizes[0], s->n_mid = cfg->history_sizes[1];
     size_t n = (size_t)C * (size_t)s->F * (size_t)H * (size_t)W;
     s->x0 = malloc(n * sizeof(float));
-    s->noise = malloc(n * sizeof(float));
-    s->noisy = malloc(n * sizeof(float));
-    s->target = malloc(n * sizeof(float));
-    hl_status st = s->x0 && s->noise && s->noisy && s->target
-                       ? HL_OK
-                       : hl_fail(err, HELIOS_ERR_OOM, "stage1: out of memory");
+    hl_status st = s->x0 ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "stage1: out of memory");
     if (st == HL_OK) st = lay_out(cfg, clip, F_clip, g, s, err);
     if (st == HL_OK) {
         task_mix(cfg, g, s);
         s->drop_text = cfg->p_drop_text != 0.0f && uniform(g) < cfg->p_drop_text;
     }
+    if (st != HL_OK) hl_stage1_sample_free(s);
+    return st;
+}
+
+hl_status hl_stage1_sample_make(const hl_stage1_config *cfg, const float *clip, int C, int F_clip,
+                                int H, int W, hl_rng *g, hl_stage1_sample *s, hl_error *err) {
+    memset(s, 0, sizeof *s);
+    HL_TRY(hl_stage1_config_check(cfg, err));
+    hl_flow_table table;
+    HL_TRY(hl_flow_table_init(&table, cfg->tsample.num_train_timesteps, cfg->tsample.shift, err));
+    HL_TRY(hl_stage1_history_make(cfg, clip, C, F_clip, H, W, g, s, err));
+    size_t n = (size_t)C * (size_t)s->F * (size_t)H * (size_t)W;
+    s->noise = malloc(n * sizeof(float));
+    s->noisy = malloc(n * sizeof(float));
+    s->target = malloc(n * sizeof(float));
+    hl_status st = s->noise && s->noisy && s->target
+                       ? HL_OK
+                       : hl_fail(err, HELIOS_ERR_OOM, "stage1: out of memory");
     if (st == HL_OK && cfg->corrupt_history)
         st = hl_corrupt_history(&cfg->corrupt, g, &s->hist, C, H, W, s->n_long, s->n_mid,
                                 &s->corrupt, err);

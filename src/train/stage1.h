@@ -92,6 +92,11 @@ typedef struct hl_stage1_sample {
 hl_status hl_stage1_sample_make(const hl_stage1_config *cfg, const float *clip, int C, int F_clip,
                                 int H, int W, hl_rng *g, hl_stage1_sample *s, hl_error *err);
 void hl_stage1_sample_free(hl_stage1_sample *s);
+/* Steps 1-5 alone (the same draws): s->x0, s->hist and the logging fields chunk, n_chunks, task,
+ * dropped, drop_text; noise, noisy and target stay NULL, t and corrupt zero. Stage 2
+ * (train/stage2.h) builds its history with it and draws the rest in its own order. */
+hl_status hl_stage1_history_make(const hl_stage1_config *cfg, const float *clip, int C, int F_clip,
+                                 int H, int W, hl_rng *g, hl_stage1_sample *s, hl_error *err);
 
 /* The transformer input of a sample (batch 1; include/helios.h helios_dit_input): every pointer
  * points into s or text (1, text_len, text_dim), the timestep goes through *timestep (storage

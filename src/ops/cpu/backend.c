@@ -31,11 +31,21 @@ const hl_backend_ops hl_cpu_backend_ops = {
     .to_channels_first = hl_cpu_to_channels_first,
     .gelu_tanh_mul = hl_cpu_gelu_tanh_mul,
     .relative_bias = hl_cpu_relative_bias,
+    .linear_backward = hl_cpu_linear_backward,
+    .attention_biased_backward = hl_cpu_attention_biased_backward,
+    .rope_backward = hl_cpu_rope_backward,
+    .gelu_tanh_backward = hl_cpu_gelu_tanh_backward,
+    .silu_backward = hl_cpu_silu_backward,
+    .gelu_tanh_mul_backward = hl_cpu_gelu_tanh_mul_backward,
+    .add_gated_backward = hl_cpu_add_gated_backward,
+    .scale_heads_backward = hl_cpu_scale_heads_backward,
+    .relative_bias_backward = hl_cpu_relative_bias_backward,
+    /* VAE backward */
     .conv3d_backward = hl_cpu_conv3d_backward,
     .channel_rmsnorm_backward = hl_cpu_channel_rmsnorm_backward,
     .upsample2x_backward = hl_cpu_upsample2x_backward,
     .clamp_backward = hl_cpu_clamp_backward,
-    /* backward passes this backend lacks run on ref (the fallback) */
+    /* the layouts' backwards: the host code ref uses too */
     .patchify3d_backward = hl_host_patchify3d_backward,
     .unpatchify3d_backward = hl_host_unpatchify3d_backward,
 };

@@ -1,0 +1,236 @@
+#include "bench/train_bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dit/tape.h"
+#include "io/json.h"
+#include "train/adamw.h"
+#include "train/dit_flat.h"
+#include "train/objective_flow.h"
+#include "train/synthetic.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Multiply-adds x2 of one block over S current tokens and L text tokens (as tools/bench.c). */
+static double block_flops(int64_t D_, int64_t F_, int64_t S, int64_t L) {
+    double D = (double)D_, F = (double)F_, s = (double)S, l = (double)L;
+    double self_attn = 4 * 2 * s * D * D + 4 * s * s * D;
+    double cross = 2 * 2 * s * D * D + 2 * 2 * l * D * D + 4 * s * l * D;
+    return self_attn + cross + 2 * 2 * s * D * F;
+}
+
+static void fill(float *x, int64_t n, uint64_t *s, float a) {
+    for (int64_t i = 0; i < n; i++) {
+        *s += 0x9e3779b97f4a7c15ull;
+        uint64_t z = *s;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        x[i] = a * (float)((double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+    }
+}
+
+/* The parameters of block 0 in the layout: one contiguous range. */
+static void block_range(const hl_params *l, int64_t *off, int64_t *n) {
+    int64_t lo = -1, hi = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (!strncmp(l->p[i].name, "blocks.0.", 9)) {
+            if (lo < 0) lo = l->p[i].offset;
+            hi = l->p[i].offset + l->p[i].numel;
+        }
+    *off = lo < 0 ? 0 : lo;
+    *n = hi - *off;
+}
+
+hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int reps,
+                               hl_train_bench *out, hl_error *err) {
+    memset(out, 0, sizeof *out);
+    hl_dit_config c = {.patch = {1, 2, 2},
+                       .heads = heads,
+                       .head_dim = (int)(D / heads),
+                       .dim = (int)D,
+                       .in_channels = 16,
+                       .out_channels = 16,
+                       .text_dim = (int)D,
+                       .freq_dim = 256,
+                       .ffn_dim = (int)ffn,
+                       .num_layers = 1,
+                       .cross_attn_norm = true,
+                       .eps = 1e-6f,
+                       .rope_theta = 10000.0,
+                       .guidance_cross_attn = true,
+                       .zero_history_timestep = true};
+    int hd = c.head_dim;
+    c.rope_dim[1] = c.rope_dim[2] = (hd / 3) & ~1;
+    c.rope_dim[0] = hd - 2 * c.rope_dim[1];
+    hl_params layout = {0};
+    hl_bufs bufs = {0};
+    hl_dit *m = NULL, *g = NULL;
+    hl_adamw opt = {0};
+    float *w = NULL, *gw = NULL;
+    hl_status st = hl_dit_params_layout(&c, &layout, err);
+    if (st == HL_OK) {
+        w = calloc((size_t)layout.total, sizeof *w);
+        gw = calloc((size_t)layout.total, sizeof *gw);
+        if (!w || !gw) st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory");
+    }
+    hl_rng rng = {.path = HL_RNG_NORMAL_AVX2};
+    hl_rng_seed(&rng, 1);
+    if (st == HL_OK) {
+        hl_dit_params_init_random(&c, &layout, w, &rng);
+        st = hl_dit_new_flat(&c, &layout, w, &m, err);
+    }
+    if (st == HL_OK) st = hl_dit_new_flat(&c, &layout, gw, &g, err);
+    int64_t off, n;
+    block_range(&layout, &off, &n);
+    if (st == HL_OK) st = hl_adamw_init(&opt, n, err);
+    hl_dit_plan p = {.B = 1, .T = 1, .Hp = 1, .Wp = S, .n_cur = S, .S = S, .L = L};
+    hl_dit_block_tape t;
+    hl_dit_block_grad_scratch s;
+    if (st == HL_OK && (hl_dit_block_tape_alloc(&bufs, &c, &p, &t) != HL_OK ||
+                        hl_dit_block_grad_scratch_alloc(&bufs, &c, &p, &s) != HL_OK))
+        st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory for the block's activations");
+    float *x = hl_bufs_alloc(&bufs, (size_t)(S * D)), *y = hl_bufs_alloc(&bufs, (size_t)(S * D));
+    float *dx = hl_bufs_alloc(&bufs, (size_t)(S * D)), *enc = hl_bufs_alloc(&bufs, (size_t)(L * D));
+    float *denc = hl_bufs_alloc(&bufs, (size_t)(L * D)),
+          *tproj = hl_bufs_alloc(&bufs, (size_t)(12 * D));
+    float *dtproj = hl_bufs_alloc(&bufs, (size_t)(12 * D)),
+          *rope = hl_bufs_alloc(&bufs, (size_t)(S * hd));
+    float *wt = hl_bufs_alloc(&bufs, (size_t)D);
+    if (st == HL_OK && !(x && y && dx && enc && denc && tproj && dtproj && rope && wt))
+        st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory");
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
+    if (st == HL_OK) {
+        uint64_t seed = 7;
+        fill(x, S * D, &seed, 1.0f);
+        fill(enc, L * D, &seed, 1.0f);
+        fill(tproj, 12 * D, &seed, 0.1f);
+        int64_t T = S % 256 == 0 ? S / 256 : 1, H = S % 256 == 0 ? 16 : 1;
+        hl_dit_rope_grid(&c, T, NULL, H, S / (T * H), rope);
+    }
+    double tf[64], tb[64], to[64];
+    reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
+    hl_adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
+    for (int r = -1; st == HL_OK && r < reps; r++) { /* r = -1: warm-up */
+        uint64_t seed = 11;
+        fill(dx, S * D, &seed, 1e-3f);
+        memset(dtproj, 0, (size_t)(12 * D) * sizeof *dtproj);
+        double t0 = now();
+        st = hl_dit_block_forward_train(&ctx, &c, &m->blocks[0], &p, tproj, rope, enc, x, &t, y,
+                                        wt);
+        double t1 = now();
+        if (st == HL_OK)
+            st = hl_dit_block_backward(&ctx, &c, &m->blocks[0], &p, rope, enc, &t, &s,
+                                       &g->blocks[0], dtproj, denc, dx);
+        double t2 = now();
+        if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-5, w + off, gw + off);
+        double t3 = now();
+        if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1, to[r] = t3 - t2;
+    }
+    if (st == HL_OK) {
+        out->fwd_s = median(tf, reps);
+        out->bwd_s = median(tb, reps);
+        out->opt_s = median(to, reps);
+        out->fwd_flops = block_flops(D, ffn, S, L);
+        out->step_flops = 3 * out->fwd_flops;
+        out->params = n;
+        out->tokens = S;
+        out->act_bytes = bufs.bytes;
+    }
+    hl_bufs_free(&bufs);
+    hl_adamw_free(&opt);
+    hl_dit_free(m), hl_dit_free(g);
+    free(w), free(gw);
+    hl_params_free(&layout);
+    return st;
+}
+
+hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
+                               int reps, hl_train_bench *out, hl_error *err) {
+    memset(out, 0, sizeof *out);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/transformer/config.json", model_dir);
+    hl_json *j = NULL;
+    hl_dit_config c;
+    HL_TRY(hl_json_load_file(path, &j, err));
+    hl_status st = hl_dit_config_parse(j, &c, err);
+    hl_json_free(j);
+    HL_TRY(st);
+    hl_params layout = {0};
+    hl_synthetic data = {0};
+    hl_flow_objective o = {0};
+    hl_adamw opt = {0};
+    float *w = NULL, *gw = NULL;
+    st = hl_dit_params_layout(&c, &layout, err);
+    if (st == HL_OK) {
+        w = calloc((size_t)layout.total, sizeof *w);
+        gw = calloc((size_t)layout.total, sizeof *gw);
+        if (!w || !gw) st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory");
+    }
+    hl_rng rng = {.path = HL_RNG_NORMAL_AVX2};
+    hl_rng_seed(&rng, 1);
+    if (st == HL_OK) hl_dit_params_init_random(&c, &layout, w, &rng);
+    if (st == HL_OK)
+        st = hl_synthetic_make(&data, c.in_channels, 3 * chunk_frames, height, width, 16,
+                               c.text_dim, 4, 1, err);
+    hl_stage2_config s;
+    hl_stage2_config_default(&s);
+    hl_stage1_config_default(&s.base);
+    s.base.chunk_frames = chunk_frames;
+    s.base.zero_history_timestep = c.zero_history_timestep;
+    s.base.p_t2v = s.base.p_v2v = 0.0f; /* every step with the whole history: the cost measured */
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
+    if (st == HL_OK)
+        st = hl_flow_objective_init(&o, &ctx, &c, &layout, 1, &s, hl_synthetic_source(&data), 1,
+                                    err);
+    if (st == HL_OK) st = hl_adamw_init(&opt, layout.total, err);
+    double ts[64], to[64];
+    reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
+    hl_adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
+    for (int r = -1; st == HL_OK && r < reps; r++) {
+        double loss, t0 = now();
+        memset(gw, 0, (size_t)layout.total * sizeof *gw);
+        st = hl_flow_objective_step(&o, &rng, r + 1, w, gw, &loss, err);
+        double t1 = now();
+        if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-4, w, gw);
+        double t2 = now();
+        if (r >= 0) ts[r] = t1 - t0, to[r] = t2 - t1;
+    }
+    if (st == HL_OK) {
+        /* tokens of one sample: history + current (as the plan of the forward counts them) */
+        int64_t hist = 4 * ((height + 7) / 8) * ((width + 7) / 8) +
+                       ((height + 3) / 4) * ((width + 3) / 4) + 2 * (height / 2) * (width / 2);
+        int64_t cur = (int64_t)chunk_frames * (height / 2) * (width / 2);
+        out->tokens = hist + cur;
+        out->fwd_s = median(ts, reps);
+        out->opt_s = median(to, reps);
+        out->fwd_flops = c.num_layers * block_flops(c.dim, c.ffn_dim, out->tokens, 16);
+        out->step_flops = 3 * out->fwd_flops;
+        out->params = layout.total;
+        out->act_bytes = o.peak_tape_bytes;
+    }
+    hl_flow_objective_free(&o);
+    hl_synthetic_free(&data);
+    hl_adamw_free(&opt);
+    free(w), free(gw);
+    hl_params_free(&layout);
+    return st;
+}

@@ -1,0 +1,32 @@
+/* `helios bench --train`: one training step of the transformer — the training forward (with its
+ * tape), the backward and AdamW — at a block shape (the Wan2.1-1.3B block by default) and for a
+ * small whole model on the stage-1 objective. Not used by the library. */
+#ifndef HL_TRAIN_BENCH_H
+#define HL_TRAIN_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct hl_train_bench {
+    double fwd_s, bwd_s, opt_s; /* medians of the timed steps */
+    double fwd_flops;           /* multiply-adds × 2 of the forward */
+    double step_flops;          /* forward + backward (the backward counted as 2 forwards) */
+    int64_t params, tokens;     /* trained parameters, tokens per step */
+    size_t act_bytes;           /* activations kept for the backward plus its scratch */
+} hl_train_bench;
+
+/* One block (D, heads, ffn) over S tokens attending to L text tokens, float32 weights, training
+ * forward + backward + AdamW over the block's parameters; reps timed steps after one warm-up. */
+hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int reps,
+                               hl_train_bench *out, hl_error *err);
+
+/* The transformer of model_dir (its transformer/config.json, random init) on the stage-1
+ * objective with synthetic clips of the given latent size (frames = 3 chunks of chunk_frames):
+ * whole training steps (sample, forward, backward, AdamW); fwd_s holds the whole step less
+ * AdamW, bwd_s is 0 (the objective runs both). */
+hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
+                               int reps, hl_train_bench *out, hl_error *err);
+
+#endif

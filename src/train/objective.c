@@ -1,0 +1,28 @@
+#include "train/objective.h"
+
+#include <string.h>
+
+#include "train/objective_flow.h"
+
+/* clang-format off */
+static const hl_train_objective k_objectives[] = {
+    {"quadratic", "toy: noisy pull of every parameter toward a random target (tests the loop)",
+     hl_quadratic_create, hl_quadratic_step, hl_quadratic_validate, hl_quadratic_destroy},
+    {"stage1", "flow matching of Helios stage 1 (Base): history, anchor, task mix, Frame-Aware Corrupt",
+     hl_stage1_create, hl_flow_objective_step, NULL, hl_flow_destroy},
+    {"stage2", "pyramid flow matching of Helios stage 2 (Mid): 3 levels, samples per level",
+     hl_stage2_create, hl_flow_objective_step, NULL, hl_flow_destroy},
+    {"stage3", "distillation of Helios stage 3 (not yet implemented)", NULL, NULL, NULL, NULL},
+};
+/* clang-format on */
+
+const hl_train_objective *hl_train_objective_find(const char *name) {
+    for (size_t i = 0; i < sizeof k_objectives / sizeof *k_objectives; i++)
+        if (!strcmp(k_objectives[i].name, name)) return &k_objectives[i];
+    return NULL;
+}
+
+const hl_train_objective *hl_train_objectives(size_t *n) {
+    *n = sizeof k_objectives / sizeof *k_objectives;
+    return k_objectives;
+}

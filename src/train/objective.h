@@ -1,0 +1,68 @@
+/* Training objectives as the `helios train` command picks them by name: each is a step function
+ * for the loop (train/train_loop.h) plus how to make its state from the configuration's
+ * "objective" block. The block is opaque to the command; the objective reads its own keys and
+ * reports unknown or bad ones as "objective.KEY".
+ *
+ * Adding one: write create/step/validate/destroy and add a row to the table in objective.c. */
+#ifndef HL_TRAIN_OBJECTIVE_H
+#define HL_TRAIN_OBJECTIVE_H
+
+#include "dit/dit.h"
+#include "io/json.h"
+#include "train/params.h"
+#include "train/train_loop.h"
+
+/* What an objective may use to build itself. */
+typedef struct hl_train_env {
+    const char *config_path;  /* the training configuration file (for messages) */
+    const hl_params *layout;  /* the trained parameters */
+    const hl_dit_config *dit; /* the transformer's config (component "transformer") */
+    const float *init_params; /* the initial weights (layout.total floats) */
+    uint64_t seed;            /* the run's seed */
+    const char *data;         /* the configuration's "data": "synthetic", "procedural", a folder */
+} hl_train_env;
+
+typedef struct hl_train_objective {
+    const char *name;        /* the "type" of the objective block */
+    const char *description; /* one line for --help */
+    /* NULL create: known but not implemented yet (a clear error names it) */
+    hl_status (*create)(const hl_json *settings, const hl_train_env *env, void **obj,
+                        hl_error *err);
+    hl_train_step_fn step;
+    hl_train_validate_fn validate; /* may be NULL */
+    void (*destroy)(void *obj);
+} hl_train_objective;
+
+/* The objective called name, or NULL. */
+const hl_train_objective *hl_train_objective_find(const char *name);
+/* The table, for listing: *n entries. */
+const hl_train_objective *hl_train_objectives(size_t *n);
+
+/* ---- "quadratic": the toy objective ------------------------------------------------------
+ * Pulls every parameter toward a fixed random target t (drawn from target_seed, N(0, scale^2))
+ * through noisy observations: loss = 0.5 * mean_i (p_i - t_i - noise * e_i)^2 with e ~ N(0, 1)
+ * drawn from the training RNG per sample. Exercises the whole loop (RNG, accumulation, clipping,
+ * AdamW, EMA, checkpoints) on any model's layout without a forward or backward. Keys:
+ *   "type": "quadratic", "noise" (default 0.1, >= 0), "target_seed" (default 1, whole, >= 0),
+ *   "target_scale" (default 0.02, >= 0). */
+hl_status hl_quadratic_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                              hl_error *err);
+hl_status hl_quadratic_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                            float *grads, double *loss, hl_error *err);
+/* The noise-free loss of the EMA weights when given, else of params. */
+hl_status hl_quadratic_validate(void *obj, int64_t step, const float *params, const float *ema,
+                                double *loss, hl_error *err);
+void hl_quadratic_destroy(void *obj);
+
+/* ---- "stage1", "stage2": Helios flow matching (train/objective_flow.h) ----------------------
+ * Keys (docs/training.md): chunk_frames, history_sizes, p_t2v, p_i2v, p_v2v, p_drop_text,
+ * corrupt_history, corrupt ("released" | "paper" preset), p_clean_history, p_noise, p_blur,
+ * p_exposure, noise_sigma_max, logit_mean, logit_std, shift, recompute, synthetic {clips, chunks,
+ * height, width, text_len, seed}; stage2 also ratios [n0, n1, n2]. */
+hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+void hl_flow_destroy(void *obj);
+
+#endif

@@ -1,0 +1,149 @@
+#include "train/objective_flow.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/dit_flat.h"
+#include "train/loss.h"
+
+hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const hl_dit_config *cfg,
+                                 const hl_params *layout, int stage, const hl_stage2_config *s,
+                                 hl_latent_source src, int recompute, hl_error *err) {
+    memset(o, 0, sizeof *o);
+    o->ctx = ctx;
+    o->cfg = *cfg;
+    o->layout = layout;
+    o->stage = stage;
+    o->s = *s;
+    o->src = src;
+    o->recompute = recompute;
+    if (stage != 1 && stage != 2)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "flow objective: stage %d (1 or 2)", stage);
+    HL_TRY(stage == 1 ? hl_stage1_config_check(&s->base, err) : hl_stage2_config_check(s, err));
+    if (s->base.zero_history_timestep != cfg->zero_history_timestep)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "stage %d: zero_history_timestep is %s in the objective but %s in the "
+                       "transformer's config",
+                       stage, s->base.zero_history_timestep ? "true" : "false",
+                       cfg->zero_history_timestep ? "true" : "false");
+    if (src.count < 1 || !src.get)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "stage %d: the data source has no clips",
+                       stage);
+    return HL_OK;
+}
+
+void hl_flow_objective_free(hl_flow_objective *o) {
+    hl_dit_free(o->m);
+    hl_dit_free(o->g);
+    free(o->text);
+    memset(o, 0, sizeof *o);
+}
+
+/* The model and gradient view over the loop's buffers (rebound when they move). */
+static hl_status bind(hl_flow_objective *o, const float *params, float *grads, hl_error *err) {
+    if (o->m && o->m_data == params && o->g_data == grads) return HL_OK;
+    hl_dit_free(o->m);
+    hl_dit_free(o->g);
+    o->m = o->g = NULL;
+    HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, (float *)params, &o->m, err));
+    HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, grads, &o->g, err));
+    o->m_data = params;
+    o->g_data = grads;
+    return HL_OK;
+}
+
+/* The prompt the forward sees: the clip's, or zeros when the caption is dropped. */
+static const float *prompt(hl_flow_objective *o, const hl_latent_clip *clip, bool drop,
+                           hl_error *err) {
+    if (!drop) return clip->embeds;
+    size_t n = (size_t)clip->L * (size_t)o->cfg.text_dim;
+    if (o->text_n < n) {
+        free(o->text);
+        o->text_n = 0;
+        if (!(o->text = calloc(n, sizeof *o->text))) {
+            hl_fail(err, HELIOS_ERR_OOM, "flow objective: out of memory");
+            return NULL;
+        }
+        o->text_n = n;
+    }
+    return o->text;
+}
+
+/* One forward + backward of input in against target (n values); the loss term weighted by
+ * 1 / K (K samples of one clip) is added to *loss. */
+static hl_status forward_backward(hl_flow_objective *o, const hl_ctx *ctx,
+                                  const helios_dit_input *in, const float *target, int64_t n, int K,
+                                  double *loss) {
+    float *pred = malloc((size_t)n * sizeof *pred), *dpred = malloc((size_t)n * sizeof *dpred);
+    hl_status st = pred && dpred ? HL_OK : hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
+    hl_dit_tape *tape = NULL;
+    if (st == HL_OK) st = hl_dit_forward_train(ctx, o->m, in, o->recompute, &tape, pred);
+    if (st == HL_OK) {
+        /* mean((pred - target)²) / K and its gradient: hl_flow_loss of one row, scaled */
+        *loss += hl_flow_loss(pred, target, NULL, 1, n, dpred) / K;
+        for (int64_t i = 0; K > 1 && i < n; i++) dpred[i] /= (float)K;
+        st = hl_dit_backward(ctx, o->m, tape, dpred, o->g, NULL);
+    }
+    size_t bytes = hl_dit_tape_bytes(tape);
+    if (bytes > o->peak_tape_bytes) o->peak_tape_bytes = bytes;
+    hl_dit_tape_free(tape);
+    free(pred);
+    free(dpred);
+    return st;
+}
+
+static hl_status step_stage1(hl_flow_objective *o, const hl_ctx *ctx, const hl_latent_clip *clip,
+                             hl_rng *rng, double *loss) {
+    hl_stage1_sample s;
+    HL_TRY(hl_stage1_sample_make(&o->s.base, clip->latents, clip->C, clip->F, clip->H, clip->W, rng,
+                                 &s, ctx->err));
+    const float *text = prompt(o, clip, s.drop_text, ctx->err);
+    double timestep = 0.0;
+    helios_dit_input in;
+    hl_status st = text ? HL_OK : HELIOS_ERR_OOM;
+    if (st == HL_OK) {
+        hl_stage1_dit_input(&s, text, clip->L, &timestep, &in);
+        st = forward_backward(o, ctx, &in, s.target, (int64_t)s.C * s.F * s.H * s.W, 1, loss);
+    }
+    o->last_task = s.task;
+    o->last_timestep = timestep;
+    hl_stage1_sample_free(&s);
+    return st;
+}
+
+static hl_status step_stage2(hl_flow_objective *o, const hl_ctx *ctx, const hl_latent_clip *clip,
+                             hl_rng *rng, double *loss) {
+    hl_stage2_sample s;
+    HL_TRY(hl_stage2_sample_make(&o->s, clip->latents, clip->C, clip->F, clip->H, clip->W, rng, &s,
+                                 ctx->err));
+    const float *text = prompt(o, clip, s.base.drop_text, ctx->err);
+    hl_status st = text ? HL_OK : HELIOS_ERR_OOM;
+    for (int k = 0; st == HL_OK && k < s.K; k++) { /* level by level */
+        const hl_stage2_item *it = &s.items[k];
+        helios_dit_input in;
+        hl_stage2_dit_input(&s, k, text, clip->L, &in);
+        st = forward_backward(o, ctx, &in, it->target, (int64_t)s.C * s.F * it->H * it->W, s.K,
+                              loss);
+        o->last_timestep = it->t.timestep;
+    }
+    o->last_task = s.base.task;
+    hl_stage2_sample_free(&s);
+    return st;
+}
+
+hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                                 float *grads, double *loss, hl_error *err) {
+    hl_flow_objective *o = obj;
+    hl_ctx ctx = *o->ctx;
+    ctx.err = err;
+    hl_latent_clip clip;
+    HL_TRY(bind(o, params, grads, err));
+    HL_TRY(o->src.get(o->src.user, sample_index % o->src.count, &clip, err));
+    if (clip.C != o->cfg.in_channels)
+        return hl_fail(err, HELIOS_ERR_SHAPE,
+                       "stage %d: clip %lld has %d latent channels, the transformer %d", o->stage,
+                       (long long)(sample_index % o->src.count), clip.C, o->cfg.in_channels);
+    *loss = 0.0;
+    return o->stage == 1 ? step_stage1(o, &ctx, &clip, rng, loss)
+                         : step_stage2(o, &ctx, &clip, rng, loss);
+}

@@ -1,0 +1,71 @@
+/* The Helios flow-matching objectives as a training-loop step (train/train_loop.h): one clip from
+ * a source ->
+ *   stage 1 (Base): one sample (train/stage1.h: target chunk, history, anchor, task mix,
+ *     Frame-Aware Corrupt, timestep, noise) -> the training forward -> the flow loss
+ *     (train/loss.h) -> the backward into the gradient buffer;
+ *   stage 2 (Mid, pyramid): the K samples of the clip's chunk at their pyramid levels
+ *     (train/stage2.h), each forward and backward in turn (the released code packs them into one
+ *     variable-length call; the oracle checks that the two are equal), loss = mean_k loss_k.
+ *
+ *   hl_flow_objective o;
+ *   hl_flow_objective_init(&o, ctx, &cfg, &layout, 1, &s2, source, recompute);
+ *   hl_train_run(&tc, hl_flow_objective_step, NULL, &o, params, ema, &res, err);
+ *   hl_flow_objective_free(&o);
+ *
+ * The transformer is bound (train/dit_flat.h) to the parameter and gradient buffers the loop
+ * passes; a call with other buffers rebinds (cheap: pointers only). */
+#ifndef HL_TRAIN_OBJECTIVE_FLOW_H
+#define HL_TRAIN_OBJECTIVE_FLOW_H
+
+#include <stddef.h>
+
+#include "dit/dit.h"
+#include "ops/ops.h"
+#include "sample/rng.h"
+#include "train/params.h"
+#include "train/stage1.h"
+#include "train/stage2.h"
+
+/* A clip of the training set: normalised VAE latents (C, F, H, W), F a multiple of the chunk
+ * size, and its prompt embeddings (L, text_dim); the arrays stay valid until the next get. */
+typedef struct hl_latent_clip {
+    const float *latents;
+    int C, F, H, W;
+    const float *embeds;
+    int L;
+} hl_latent_clip;
+
+typedef struct hl_latent_source {
+    void *user;
+    int64_t count;
+    hl_status (*get)(void *user, int64_t index, hl_latent_clip *clip, hl_error *err);
+} hl_latent_source;
+
+typedef struct hl_flow_objective {
+    const hl_ctx *ctx;
+    hl_dit_config cfg;
+    const hl_params *layout;
+    int stage;          /* 1 or 2 */
+    hl_stage2_config s; /* stage 1 uses s.base */
+    hl_latent_source src;
+    int recompute; /* per-block activation recomputation (dit.h) */
+    hl_dit *m, *g; /* bound to the buffers below */
+    const float *m_data;
+    float *g_data;
+    float *text; /* a zeroed prompt for dropped captions */
+    size_t text_n;
+    size_t peak_tape_bytes;   /* the largest training forward + backward seen */
+    hl_stage1_task last_task; /* of the last sample, for logging */
+    double last_timestep;
+} hl_flow_objective;
+
+hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const hl_dit_config *cfg,
+                                 const hl_params *layout, int stage, const hl_stage2_config *s,
+                                 hl_latent_source src, int recompute, hl_error *err);
+void hl_flow_objective_free(hl_flow_objective *o);
+
+/* hl_train_step_fn: sample `sample_index` uses clip sample_index mod count. */
+hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                                 float *grads, double *loss, hl_error *err);
+
+#endif

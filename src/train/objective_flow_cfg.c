@@ -1,0 +1,198 @@
+/* The "stage1" and "stage2" rows of the objective table (train/objective.h): their settings
+ * blocks, strictly checked, and the state the loop steps. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/objective.h"
+#include "train/objective_flow.h"
+#include "train/synthetic.h"
+
+typedef struct flow_state {
+    hl_flow_objective o; /* first: the step function's obj */
+    hl_backend *be;
+    hl_error err;
+    hl_ctx ctx;
+    hl_synthetic data;
+} flow_state;
+
+typedef struct keys {
+    const hl_json *s;
+    const char *file, *prefix; /* "objective" or "objective.synthetic" */
+    hl_error *err;
+} keys;
+
+static hl_status bad(const keys *k, const char *key, const char *why) {
+    char path[128];
+    snprintf(path, sizeof path, "%s.%s", k->prefix, key);
+    return hl_fail_key(k->err, HELIOS_ERR_INVALID_ARG, k->file, path, "%s", why);
+}
+
+static hl_status only(const keys *k, const char *const *known, size_t n) {
+    for (size_t i = 0; i < k->s->n; i++) {
+        size_t j = 0;
+        while (j < n && strcmp(k->s->keys[i], known[j])) j++;
+        if (j == n)
+            return bad(k, k->s->keys[i], "is not a setting of this objective (docs/training.md)");
+    }
+    return HL_OK;
+}
+
+static hl_status num(const keys *k, const char *key, double lo, double hi, float *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    if (v->type != HL_JSON_NUMBER || !(v->number >= lo && v->number <= hi)) {
+        char why[96];
+        snprintf(why, sizeof why, "must be a number in [%g, %g]", lo, hi);
+        return bad(k, key, why);
+    }
+    *out = (float)v->number;
+    return HL_OK;
+}
+
+static hl_status integer(const keys *k, const char *key, int64_t lo, int64_t hi, int *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    if (v->type != HL_JSON_NUMBER || !v->is_int || v->number < (double)lo ||
+        v->number > (double)hi) {
+        char why[96];
+        snprintf(why, sizeof why, "must be an integer in [%lld, %lld]", (long long)lo,
+                 (long long)hi);
+        return bad(k, key, why);
+    }
+    *out = (int)v->number;
+    return HL_OK;
+}
+
+static hl_status boolean(const keys *k, const char *key, bool *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    if (v->type != HL_JSON_BOOL) return bad(k, key, "must be true or false");
+    *out = v->boolean;
+    return HL_OK;
+}
+
+static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
+    const hl_json *r = hl_json_get(k->s, "ratios");
+    if (!r) return HL_OK;
+    int64_t v[3];
+    if (r->type != HL_JSON_ARRAY || hl_json_get_int_array(k->s, "ratios", v, 3) != 3 || v[0] < 0 ||
+        v[1] < 0 || v[2] < 0 || v[0] + v[1] + v[2] < 1 ||
+        v[0] + v[1] + v[2] > HL_STAGE2_MAX_SAMPLES)
+        return bad(k, "ratios", "must be [n0, n1, n2], samples per pyramid level, 1 to 64 in all");
+    for (int i = 0; i < 3; i++) c->ratios[i] = (int)v[i];
+    return HL_OK;
+}
+
+static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool *recompute) {
+    static const char *const known[] = {
+        "type",      "chunk_frames", "history_sizes",   "p_t2v",           "p_i2v",
+        "p_v2v",     "p_drop_text",  "corrupt_history", "corrupt",         "p_clean_history",
+        "p_noise",   "p_blur",       "p_exposure",      "noise_sigma_max", "logit_mean",
+        "logit_std", "shift",        "recompute",       "synthetic",       "ratios"};
+    HL_TRY(only(k, known, sizeof known / sizeof *known - (stage == 1)));
+    hl_stage1_config *c = &s2->base;
+    if (stage == 2) HL_TRY(read_ratios(k, s2));
+    const char *preset = hl_json_get_string(k->s, "corrupt");
+    if (hl_json_get(k->s, "corrupt") &&
+        (!preset || (strcmp(preset, "released") && strcmp(preset, "paper"))))
+        return bad(k, "corrupt", "must be \"released\" or \"paper\"");
+    if (preset && !strcmp(preset, "paper")) hl_corrupt_params_paper(&c->corrupt, 1);
+    HL_TRY(integer(k, "chunk_frames", 1, 64, &c->chunk_frames));
+    const hl_json *hs = hl_json_get(k->s, "history_sizes");
+    if (hs) {
+        int64_t v[3];
+        if (hs->type != HL_JSON_ARRAY || hl_json_get_int_array(k->s, "history_sizes", v, 3) != 3 ||
+            v[0] < 0 || v[1] < 0 || v[2] != 1 || v[0] > 64 || v[1] > 64)
+            return bad(k, "history_sizes", "must be [long, mid, 1] with long, mid in [0, 64]");
+        for (int i = 0; i < 3; i++) c->history_sizes[i] = (int)v[i];
+    }
+    HL_TRY(num(k, "p_t2v", 0, 1, &c->p_t2v));
+    HL_TRY(num(k, "p_i2v", 0, 1, &c->p_i2v));
+    HL_TRY(num(k, "p_v2v", 0, 1, &c->p_v2v));
+    HL_TRY(num(k, "p_drop_text", 0, 1, &c->p_drop_text));
+    HL_TRY(boolean(k, "corrupt_history", &c->corrupt_history));
+    HL_TRY(num(k, "p_clean_history", 0, 1, &c->corrupt.p_clean_history));
+    HL_TRY(num(k, "p_noise", 0, 1, &c->corrupt.p_noise));
+    HL_TRY(num(k, "p_blur", 0, 1, &c->corrupt.p_blur));
+    HL_TRY(num(k, "p_exposure", 0, 1, &c->corrupt.p_exposure));
+    HL_TRY(num(k, "noise_sigma_max", 0, 1, &c->corrupt.noise_sigma_max));
+    HL_TRY(num(k, "logit_mean", -10, 10, &c->tsample.logit_mean));
+    HL_TRY(num(k, "logit_std", 0, 10, &c->tsample.logit_std));
+    HL_TRY(num(k, "shift", 0.01, 100, &c->tsample.shift));
+    return boolean(k, "recompute", recompute);
+}
+
+/* The synthetic clips' sizes: "synthetic": {"clips", "chunks", "height", "width", "text_len",
+ * "seed"}. */
+static hl_status read_synthetic(const keys *parent, const hl_train_env *env,
+                                const hl_stage1_config *c, hl_synthetic *d) {
+    keys k = {hl_json_get(parent->s, "synthetic"), parent->file, "objective.synthetic",
+              parent->err};
+    int clips = 16, chunks = 2, h = 8, w = 8, L = 16, seed = 0;
+    if (k.s) {
+        if (k.s->type != HL_JSON_OBJECT) return bad(parent, "synthetic", "must be an object");
+        static const char *const known[] = {"clips", "chunks",   "height",
+                                            "width", "text_len", "seed"};
+        HL_TRY(only(&k, known, 6));
+        HL_TRY(integer(&k, "clips", 1, 1 << 20, &clips));
+        HL_TRY(integer(&k, "chunks", 1, 64, &chunks));
+        HL_TRY(integer(&k, "height", 2, 4096, &h));
+        HL_TRY(integer(&k, "width", 2, 4096, &w));
+        HL_TRY(integer(&k, "text_len", 1, 4096, &L));
+        HL_TRY(integer(&k, "seed", 0, 2147483647, &seed));
+    }
+    return hl_synthetic_make(d, env->dit->in_channels, chunks * c->chunk_frames, h, w, L,
+                             env->dit->text_dim, clips, (uint64_t)seed, parent->err);
+}
+
+static hl_status flow_create(int stage, const hl_json *settings, const hl_train_env *env,
+                             void **obj, hl_error *err) {
+    *obj = NULL;
+    keys k = {settings, env->config_path, "objective", err};
+    hl_stage2_config c;
+    hl_stage2_config_default(&c);
+    if (stage == 1) hl_stage1_config_default(&c.base);
+    c.base.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
+    bool recompute = true;
+    HL_TRY(read_flow(&k, stage, &c, &recompute));
+    if (!env->data || strcmp(env->data, "synthetic"))
+        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "data",
+                           "the stage%d objective reads \"synthetic\" data only in this build "
+                           "(the latent cache of procedural and folder data is not wired yet)",
+                           stage);
+    flow_state *s = calloc(1, sizeof *s);
+    if (!s) return hl_fail(err, HELIOS_ERR_OOM, "stage%d objective: out of memory", stage);
+    hl_status st = read_synthetic(&k, env, &c.base, &s->data);
+    if (st == HL_OK && !(s->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
+    if (st == HL_OK) {
+        s->ctx = (hl_ctx){s->be, &s->err};
+        st = hl_flow_objective_init(&s->o, &s->ctx, env->dit, env->layout, stage, &c,
+                                    hl_synthetic_source(&s->data), recompute, err);
+    }
+    if (st != HL_OK) {
+        hl_flow_destroy(s);
+        return st;
+    }
+    *obj = s;
+    return HL_OK;
+}
+
+hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err) {
+    return flow_create(1, settings, env, obj, err);
+}
+
+hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err) {
+    return flow_create(2, settings, env, obj, err);
+}
+
+void hl_flow_destroy(void *obj) {
+    flow_state *s = obj;
+    if (!s) return;
+    hl_flow_objective_free(&s->o);
+    hl_synthetic_free(&s->data);
+    hl_backend_free(s->be);
+    free(s);
+}

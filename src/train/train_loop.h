@@ -1,0 +1,96 @@
+/* The generic training loop: an objective computes a loss and accumulates gradients for one sample
+ * at a time; the loop owns the flat buffers' optimizer state, the schedule, the EMA, the RNG, the
+ * data position and the checkpoints.
+ *
+ * One optimizer step (index s, 0-based):
+ *   grads = 0
+ *   for each of micro_batches x batch samples (sample_index = samples, samples + 1, ...):
+ *       fn(obj, rng, sample_index, params, grads, &loss)      accumulates d loss / d params
+ *   grads /= micro_batches x batch; loss = mean of the losses
+ *   grad_norm = clip_grad_norm_(grads, clip)
+ *   AdamW(lr = schedule(s)); EMA (when ema_decay > 0)
+ *   every checkpoint_every steps, at the end and on a stop request: a checkpoint (checkpoint.h)
+ *
+ * Determinism: the objective gets the loop's single RNG (torch's mt19937, sample/rng.h) and the
+ * sample index; everything the loop computes is element-wise or summed in a fixed order, so a
+ * fixed seed and thread count give the same bits, and a run resumed from a checkpoint (which
+ * restores the weights, moments, EMA, RNG and sample position exactly) continues with the same
+ * losses, bit for bit, as one that was never interrupted. */
+#ifndef HL_TRAIN_LOOP_H
+#define HL_TRAIN_LOOP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "sample/rng.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/params.h"
+
+/* Adds the gradient of sample `sample_index`'s loss w.r.t. params into grads (+=) and sets *loss.
+ * It may draw from rng (noise, timesteps). params and grads are the same two buffers at every call
+ * of one hl_train_run, so an objective may bind model views to them once (hl_dit_new_flat on
+ * params for the model, on grads for the gradient view) and reuse them while the pointers match. */
+typedef hl_status (*hl_train_step_fn)(void *obj, hl_rng *rng, int64_t sample_index,
+                                      const float *params, float *grads, double *loss,
+                                      hl_error *err);
+
+/* Optional: a validation pass on the current weights (and the EMA weights, NULL without EMA);
+ * *loss is reported. Must not draw from the training RNG (it gets none), so validation does not
+ * change the training run. */
+typedef hl_status (*hl_train_validate_fn)(void *obj, int64_t step, const float *params,
+                                          const float *ema, double *loss, hl_error *err);
+
+typedef struct hl_train_progress {
+    int64_t step, steps; /* optimizer steps done (1-based after a step), of the run */
+    int64_t samples;     /* samples consumed so far */
+    double loss, lr, grad_norm;
+    double samples_per_s, eta_s; /* since this process started; eta of the remaining steps */
+    bool has_validation;
+    double validation_loss;
+    const char *checkpoint; /* the folder just written after this step, else NULL */
+} hl_train_progress;
+
+typedef void (*hl_train_report_fn)(void *user, const hl_train_progress *p);
+
+typedef struct hl_train_config {
+    int64_t steps;     /* optimizer steps of the whole run (counting those before a resume) */
+    int batch;         /* samples per micro-batch (>= 1) */
+    int micro_batches; /* gradient accumulation: micro-batches per optimizer step (>= 1) */
+    hl_adamw_config adamw;
+    hl_lr_schedule lr; /* lr.total is set to steps by the loop when 0 */
+    double clip;       /* max gradient norm; <= 0: no clipping (the norm is still reported) */
+    double ema_decay;  /* 0: no EMA; else in (0, 1) */
+    uint64_t seed;     /* of the training RNG */
+    int64_t checkpoint_every; /* 0: only at the end and on stop */
+    int keep;                 /* complete checkpoints to keep (0: all) */
+    int64_t validation_every; /* 0: none */
+    bool resume;              /* continue from the newest complete checkpoint of the output */
+    uint64_t config_hash;     /* stored in checkpoints; a resume from another hash is refused */
+    hl_ckpt_io io;            /* output folder, component, layout, config.json text, hook */
+    hl_train_report_fn report;
+    void *report_user;
+    volatile sig_atomic_t *stop; /* non-zero (set from a signal handler): checkpoint, return */
+} hl_train_config;
+
+typedef struct hl_train_result {
+    int64_t first_step; /* the step the run started at (> 0 after a resume) */
+    int64_t steps_done; /* optimizer steps done in total */
+    bool stopped;       /* ended by *stop before c->steps */
+    double last_loss;
+} hl_train_result;
+
+/* Runs the loop. params (layout.total floats) holds the initial weights (ignored on a resume: the
+ * checkpoint's replace them) and the trained ones on return. ema (NULL when ema_decay is 0) holds
+ * the EMA weights on return. Without resume, an output folder that already holds a complete
+ * checkpoint is refused (so a run never mixes into another's). */
+hl_status hl_train_run(const hl_train_config *c, hl_train_step_fn fn, hl_train_validate_fn validate,
+                       void *obj, float *params, float *ema, hl_train_result *res, hl_error *err);
+
+/* FNV-1a 64 of n bytes, continuing from h (start with HL_HASH_INIT): config hashes. */
+#define HL_HASH_INIT 0xcbf29ce484222325ull
+uint64_t hl_hash_bytes(uint64_t h, const void *data, size_t n);
+
+#endif

@@ -1,0 +1,381 @@
+/* helios train CONFIG.json — trains a model component with the generic loop (src/train/), as the
+ * configuration file says (docs/training.md). A client of the library's training module: this file
+ * reads the configuration, builds the flat parameters and the objective, prints progress, keeps
+ * OUTPUT/losses.tsv and turns Ctrl-C into "checkpoint, then exit 0". */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/file.h"
+#include "core/parallel.h"
+#include "tools/args.h"
+#include "tools/commands.h"
+#include "tools/train_config.h"
+#include "train/dit_flat.h"
+#include "train/objective.h"
+
+typedef struct train_opts {
+    const char *config;
+    bool resume, quiet;
+    int threads; /* -1: the configuration's */
+    int throttle_ms;
+} train_opts;
+
+static void usage(FILE *f) {
+    fprintf(
+        f, "usage: helios train CONFIG.json [options]\n"
+           "\n"
+           "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
+           "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
+           "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
+           "gradient norm), progress to stderr. Ctrl-C writes a checkpoint and exits 0; a second\n"
+           "Ctrl-C kills at once.\n"
+           "\n"
+           "      --resume        continue from the newest complete checkpoint in OUTPUT (none:\n"
+           "                      start from step 0); the run goes on bit for bit as if never\n"
+           "                      stopped\n"
+           "      --threads N     worker threads, 0 = all cores (default: the config's)\n"
+           "      --throttle MS   sleep MS milliseconds after each step (to test interruption)\n"
+           "  -q, --quiet         no progress line\n"
+           "  -h, --help          this text\n"
+           "\n"
+           "objectives (\"objective\": {\"type\": ...}):\n");
+    size_t n;
+    const hl_train_objective *o = hl_train_objectives(&n);
+    for (size_t i = 0; i < n; i++) fprintf(f, "  %-12s %s\n", o[i].name, o[i].description);
+    fprintf(f, "\nexit status: 0 done (or stopped by Ctrl-C after its checkpoint), 1 failure,\n"
+               "2 bad command line or configuration\n");
+}
+
+static int parse(int argc, char **argv, train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->threads = -1;
+    args a;
+    args_init(&a, "helios train", argc, argv);
+    while (args_next(&a)) {
+        int rc = 0;
+        if (args_is(&a, "-h", "--help")) {
+            usage(stdout);
+            return -1;
+        } else if (args_is(&a, NULL, "--resume")) o->resume = true;
+        else if (args_is(&a, "-q", "--quiet")) o->quiet = true;
+        else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 4096, &o->threads);
+        else if (args_is(&a, NULL, "--throttle")) rc = args_int(&a, 0, 3600000, &o->throttle_ms);
+        else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option %s", a.opt);
+        else if (o->config) return args_fail(&a, "one configuration file only (got %s)", a.opt);
+        else o->config = a.opt;
+        if (rc) return rc;
+    }
+    if (!o->config) {
+        usage(stderr);
+        return ARGS_USAGE;
+    }
+    return 0;
+}
+
+/* ---- Ctrl-C ------------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) { g_stop = 1; }
+
+static void install_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND; /* the second Ctrl-C kills */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- the model ---------------------------------------------------------------------------- */
+
+static bool is_dir(const char *p) {
+    struct stat s;
+    return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+/* model: a model folder (with transformer/), a transformer folder (with config.json) or a
+ * config.json: its config file and the folder of its weights. */
+static void resolve_model(const char *model, char *cfg, char *weights, size_t n) {
+    char t[4096];
+    snprintf(t, sizeof t, "%s/transformer", model);
+    if (is_dir(model) && is_dir(t)) {
+        snprintf(cfg, n, "%s/config.json", t);
+        snprintf(weights, n, "%s", t);
+    } else if (is_dir(model)) {
+        snprintf(cfg, n, "%s/config.json", model);
+        snprintf(weights, n, "%s", model);
+    } else {
+        snprintf(cfg, n, "%s", model);
+        const char *slash = strrchr(model, '/');
+        if (slash) snprintf(weights, n, "%.*s", (int)(slash - model), model);
+        else snprintf(weights, n, ".");
+    }
+}
+
+typedef struct model {
+    char cfg_path[4096], weights[4096];
+    char *config_text;
+    hl_dit_config dit;
+    hl_params layout;
+    float *params, *ema;
+} model;
+
+static hl_status load_model(const train_cfg *c, model *m, hl_error *err) {
+    resolve_model(c->model, m->cfg_path, m->weights, sizeof m->cfg_path);
+    size_t len;
+    hl_status rs = hl_file_read_all(m->cfg_path, HL_FILE_MAX_CONFIG, "JSON config", &m->config_text,
+                                    &len, err);
+    if (rs != HL_OK) {
+        hl_error_prefix(err, "%s: 'model' \"%s\"", c->path, c->model);
+        return rs;
+    }
+    hl_json *j = NULL;
+    hl_status st = hl_json_parse(m->config_text, len, &j, err);
+    if (st == HL_OK) st = hl_dit_config_parse(j, &m->dit, err);
+    hl_json_free(j);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s", m->cfg_path);
+        return st;
+    }
+    HL_TRY(hl_dit_params_layout(&m->dit, &m->layout, err));
+    size_t n = m->layout.total ? (size_t)m->layout.total : 1;
+    m->params = malloc(n * sizeof(float));
+    m->ema = c->ema > 0 ? malloc(n * sizeof(float)) : NULL;
+    if (!m->params || (c->ema > 0 && !m->ema))
+        return hl_fail(err, HELIOS_ERR_OOM, "out of memory for %lld parameters",
+                       (long long)m->layout.total);
+    if (c->init == TRAIN_INIT_RANDOM) {
+        hl_rng g;
+        g.path = HL_RNG_NORMAL_AVX2;
+        hl_rng_seed(&g, c->seed);
+        hl_dit_params_init_random(&m->dit, &m->layout, m->params, &g);
+        return HL_OK;
+    }
+    hl_weights *w;
+    HL_TRY(hl_weights_open(m->weights, &w, err));
+    st = hl_params_load(&m->layout, m->params, w, err);
+    hl_weights_close(w);
+    return st;
+}
+
+static void free_model(model *m) {
+    free(m->config_text);
+    hl_params_free(&m->layout);
+    free(m->params);
+    free(m->ema);
+}
+
+/* ---- OUTPUT/losses.tsv -------------------------------------------------------------------- */
+
+typedef struct reporter {
+    const train_opts *o;
+    char log_path[4096];
+    FILE *log;
+    bool append;
+    int throttle_ms;
+} reporter;
+
+/* mkdir -p path */
+static hl_status make_dirs(const char *path, hl_error *err) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: path too long", path);
+    for (char *s = p + 1;; s++) {
+        if (*s && *s != '/') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create the folder: %s", p,
+                           strerror(errno));
+        if (!c) break;
+        *s = c;
+    }
+    if (!is_dir(path)) return hl_fail(err, HELIOS_ERR_IO, "%s: not a folder", path);
+    return HL_OK;
+}
+
+/* Keeps the lines of the log whose step is <= last (a resume rewrites what follows). */
+static hl_status truncate_log(const char *path, int64_t last, hl_error *err) {
+    if (!hl_file_is_regular(path)) return HL_OK;
+    char *buf;
+    size_t len;
+    HL_TRY(hl_file_read_all(path, (size_t)1 << 32, "loss log", &buf, &len, err));
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(buf);
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    for (char *line = buf; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (strtoll(line, NULL, 10) <= last && nl) fwrite(line, 1, n, f);
+        line += n;
+    }
+    free(buf);
+    int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0)
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot rewrite: %s", path, strerror(errno));
+    return HL_OK;
+}
+
+static void format_eta(double s, char *out, size_t n) {
+    if (!(s >= 0) || s > 1e9) snprintf(out, n, "?");
+    else if (s < 120) snprintf(out, n, "%.0f s", s);
+    else if (s < 7200) snprintf(out, n, "%.1f min", s / 60);
+    else snprintf(out, n, "%.1f h", s / 3600);
+}
+
+static void on_step(void *user, const hl_train_progress *p) {
+    reporter *r = user;
+    if (!r->log) {
+        r->log = fopen(r->log_path, r->append ? "a" : "w");
+        if (!r->log) fprintf(stderr, "helios train: %s: %s\n", r->log_path, strerror(errno));
+    }
+    if (r->log) {
+        fprintf(r->log, "%lld\t%a\t%.9g\t%.9g\t%.9g\n", (long long)p->step, p->loss, p->loss, p->lr,
+                p->grad_norm);
+        fflush(r->log);
+    }
+    if (!r->o->quiet) {
+        char eta[32], val[64] = "", ck[64] = "";
+        format_eta(p->eta_s, eta, sizeof eta);
+        if (p->has_validation) snprintf(val, sizeof val, "  val %.6g", p->validation_loss);
+        if (p->checkpoint) {
+            const char *slash = strrchr(p->checkpoint, '/');
+            snprintf(ck, sizeof ck, "  -> %s", slash ? slash + 1 : p->checkpoint);
+        }
+        bool tty = isatty(2);
+        fprintf(
+            stderr,
+            "%sstep %lld/%lld  loss %.6g  lr %.3g  grad norm %.3g  %.2f samples/s  ETA %s%s%s%s",
+            tty ? "\r" : "", (long long)p->step, (long long)p->steps, p->loss, p->lr, p->grad_norm,
+            p->samples_per_s, eta, val, ck,
+            tty && !p->checkpoint && !p->has_validation ? "   " : "\n");
+    }
+    if (r->throttle_ms > 0) {
+        struct timespec ts = {r->throttle_ms / 1000, (long)(r->throttle_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* a signal cuts it short */
+    }
+}
+
+/* ---- the command -------------------------------------------------------------------------- */
+
+/* Checks what this build can train; 0 or an exit status. */
+static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
+    if (strcmp(c->component, "transformer")) {
+        fprintf(stderr,
+                "helios train: %s: 'component' \"%s\" cannot be trained yet (only "
+                "\"transformer\")\n",
+                c->path, c->component);
+        return 2;
+    }
+    if (strcmp(c->data, "procedural") && strcmp(c->data, "synthetic")) {
+        fprintf(stderr,
+                "helios train: %s: 'data' \"%s\": training data folders are not supported yet "
+                "(use \"procedural\" or \"synthetic\")\n",
+                c->path, c->data);
+        return 2;
+    }
+    *obj = hl_train_objective_find(c->objective_type);
+    if (!*obj || !(*obj)->create) {
+        size_t n;
+        const hl_train_objective *t = hl_train_objectives(&n);
+        fprintf(stderr, "helios train: %s: 'objective.type' \"%s\" %s; implemented:", c->path,
+                c->objective_type, *obj ? "is not implemented yet" : "is unknown");
+        for (size_t i = 0; i < n; i++)
+            if (t[i].create) fprintf(stderr, " \"%s\"", t[i].name);
+        fputc('\n', stderr);
+        return 2;
+    }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    hl_error err = {0};
+    train_cfg c;
+    if (train_cfg_load(o.config, &c, &err) != HL_OK) {
+        fprintf(stderr, "helios train: %s\n", err.msg);
+        return 2;
+    }
+    const hl_train_objective *objective = NULL;
+    model m = {0};
+    void *obj = NULL;
+    reporter rep = {.o = &o, .throttle_ms = o.throttle_ms};
+    hl_status st = HL_OK;
+    if ((rc = check_supported(&c, &objective)) != 0) goto done;
+    hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
+    rc = 1;
+    st = load_model(&c, &m, &err);
+    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data};
+    if (st == HL_OK) {
+        st = objective->create(c.objective, &env, &obj, &err);
+        if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
+    }
+    if (st != HL_OK) goto done;
+
+    hl_train_config tc = {0};
+    tc.steps = c.steps;
+    tc.batch = c.batch;
+    tc.micro_batches = c.accumulation;
+    tc.adamw = (hl_adamw_config){c.betas[0], c.betas[1], c.eps, c.weight_decay};
+    tc.lr = (hl_lr_schedule){c.schedule == TRAIN_SCHED_COSINE ? HL_LR_COSINE : HL_LR_CONSTANT, c.lr,
+                             c.min_lr, c.warmup, c.steps};
+    tc.clip = c.clip;
+    tc.ema_decay = c.ema;
+    tc.seed = c.seed;
+    tc.checkpoint_every = c.checkpoint_every;
+    tc.keep = c.keep;
+    tc.validation_every = c.validation_every;
+    tc.resume = o.resume;
+    tc.config_hash = train_cfg_hash(&c, m.config_text);
+    tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
+                         m.config_text, &m.layout,     NULL,
+                         NULL};
+    tc.report = on_step;
+    tc.report_user = &rep;
+    tc.stop = &g_stop;
+    snprintf(rep.log_path, sizeof rep.log_path, "%s/losses.tsv", c.output);
+    rep.append = o.resume;
+    if ((st = make_dirs(c.output, &err)) != HL_OK) goto done;
+    if (o.resume) {
+        int64_t last;
+        char dir[4096];
+        st = hl_ckpt_latest(c.output, &last, dir, sizeof dir, &err);
+        if (st == HL_OK) st = truncate_log(rep.log_path, last < 0 ? 0 : last, &err);
+        if (st != HL_OK) goto done;
+    }
+    install_sigint();
+    hl_train_result res;
+    st = hl_train_run(&tc, objective->step, objective->validate, obj, m.params, m.ema, &res, &err);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (st == HL_OK) {
+        rc = 0;
+        if (!o.quiet || res.stopped)
+            fprintf(stderr, "helios train: %s at step %lld/%lld; checkpoint %s/checkpoint-%lld\n",
+                    res.stopped ? "stopped" : "done", (long long)res.steps_done, (long long)c.steps,
+                    c.output, (long long)res.steps_done);
+    } else if (st == HELIOS_ERR_INVALID_ARG) {
+        rc = 2; /* a resume the folder or configuration does not allow */
+    }
+done:
+    if (st != HL_OK) fprintf(stderr, "helios train: %s\n", err.msg);
+    if (rep.log) fclose(rep.log);
+    if (obj) objective->destroy(obj);
+    free_model(&m);
+    train_cfg_free(&c);
+    return rc;
+}
