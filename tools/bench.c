@@ -428,7 +428,9 @@ static int run_train(const bench_opts *o, const yardstick *y) {
     printf("\ntrain block memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
            "MiB\n",
            (double)b.act_bytes / 1048576.0, peak_rss_mib());
-    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, o->reps, &b, &err) != HL_OK) {
+    hl_train_bench keep;
+    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, 0, 1, &keep, &err) != HL_OK ||
+        hl_train_bench_model(o->tiny_model, 9, 8, 8, 1, o->reps, &b, &err) != HL_OK) {
         fprintf(stderr, "helios bench: training %s: %s\n", o->tiny_model, err.msg);
         return 1;
     }
@@ -439,6 +441,9 @@ static int run_train(const bench_opts *o, const yardstick *y) {
            o->tiny_model, (long long)b.tokens, (double)b.params * 1e-6, step * 1e3, b.opt_s * 1e3,
            (double)b.tokens / step, b.step_flops / step * 1e-9,
            100.0 * b.step_flops / step * 1e-9 / y->peak);
+    printf("train model memory: %.2f MiB of activations with per-block recomputation, %.2f MiB "
+           "without\n",
+           (double)b.act_bytes / 1048576.0, (double)keep.act_bytes / 1048576.0);
     return 0;
 }
 

@@ -279,10 +279,12 @@ static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
                 c->path, c->component);
         return 2;
     }
-    if (strcmp(c->data, "procedural") && strcmp(c->data, "synthetic")) {
+    struct stat sb;
+    if (strcmp(c->data, "procedural") && strcmp(c->data, "synthetic") &&
+        (stat(c->data, &sb) || !S_ISDIR(sb.st_mode))) {
         fprintf(stderr,
-                "helios train: %s: 'data' \"%s\": training data folders are not supported yet "
-                "(use \"procedural\" or \"synthetic\")\n",
+                "helios train: %s: 'data' \"%s\" is not \"procedural\", \"synthetic\" or a "
+                "folder of videos with captions\n",
                 c->path, c->data);
         return 2;
     }
@@ -319,7 +321,7 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
-    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data};
+    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
         if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */

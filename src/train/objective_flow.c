@@ -36,16 +36,24 @@ void hl_flow_objective_free(hl_flow_objective *o) {
     hl_dit_free(o->m);
     hl_dit_free(o->g);
     free(o->text);
+    free(o->shadow);
     memset(o, 0, sizeof *o);
 }
 
 /* The model and gradient view over the loop's buffers (rebound when they move). */
 static hl_status bind(hl_flow_objective *o, const float *params, float *grads, hl_error *err) {
+    if (o->bf16) { /* the weights changed since the last step: round them again */
+        if (!o->shadow && !(o->shadow = malloc((size_t)o->layout->total * sizeof *o->shadow)))
+            return hl_fail(err, HELIOS_ERR_OOM, "flow objective: out of memory (bf16 weights)");
+        hl_params_to_bf16(o->layout, params, o->shadow);
+    }
     if (o->m && o->m_data == params && o->g_data == grads) return HL_OK;
     hl_dit_free(o->m);
     hl_dit_free(o->g);
     o->m = o->g = NULL;
-    HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, (float *)params, &o->m, err));
+    if (o->bf16)
+        HL_TRY(hl_dit_new_flat_bf16(&o->cfg, o->layout, (float *)params, o->shadow, &o->m, err));
+    else HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, (float *)params, &o->m, err));
     HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, grads, &o->g, err));
     o->m_data = params;
     o->g_data = grads;

@@ -48,8 +48,10 @@ typedef struct hl_flow_objective {
     int stage;          /* 1 or 2 */
     hl_stage2_config s; /* stage 1 uses s.base */
     hl_latent_source src;
-    int recompute; /* per-block activation recomputation (dit.h) */
-    hl_dit *m, *g; /* bound to the buffers below */
+    int recompute;   /* per-block activation recomputation (dit.h) */
+    int bf16;        /* bf16 compute: the GEMMs on a bf16 shadow of the f32 master weights */
+    hl_bf16 *shadow; /* [layout.total] with bf16 */
+    hl_dit *m, *g;   /* bound to the buffers below */
     const float *m_data;
     float *g_data;
     float *text; /* a zeroed prompt for dropped captions */
