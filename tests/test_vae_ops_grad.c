@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "ops/ops_backends.h"
 #include "test_util.h"
 
@@ -160,7 +161,8 @@ static double conv_loss(void *p) {
     return L;
 }
 
-static void run_conv_case(const conv_case *cc) {
+/* wdt: the weight's dtype (BF16: the values rounded, the double forward uses the rounded ones) */
+static void run_conv_case(const conv_case *cc, hl_dtype wdt) {
     hl_conv3d_shape s = {cc->layout,
                          HL_F32,
                          cc->N,
@@ -180,18 +182,23 @@ static void run_conv_case(const conv_case *cc) {
     float *x = frand(nx, 101, 1.0f), *w = frand(nw, 102, 1.0f / sqrtf((float)K)),
           *b = frand(cc->O, 103, 0.5f), *R = frand(ny, 104, 1.0f);
     int64_t s5[5] = {cc->O, cc->C, cc->kt, cc->kh, cc->kw}, s4[4] = {cc->O, cc->C, cc->kh, cc->kw};
-    hl_tensor wt = cc->w4d ? hl_tensor_make(w, HL_F32, 4, s4) : hl_tensor_make(w, HL_F32, 5, s5);
+    hl_bf16 *wb = xalloc((size_t)nw * sizeof *wb);
+    for (int64_t i = 0; i < nw && wdt == HL_BF16; i++)
+        wb[i] = hl_f32_to_bf16(w[i]), w[i] = hl_bf16_to_f32(wb[i]);
+    void *wd = wdt == HL_BF16 ? (void *)wb : (void *)w;
+    hl_tensor wt = cc->w4d ? hl_tensor_make(wd, wdt, 4, s4) : hl_tensor_make(wd, wdt, 5, s5);
     /* ref: dx starts as NaN (overwritten), dw and db at 1 (accumulated) */
     float *dx = filled(nx, NAN), *dw = filled(nw, 1.0f), *db = filled(cc->O, 1.0f);
     CHECK(hl_conv3d_backward(&g_ref, &s, x, &wt, R, dx, dw, db) == HL_OK, "%s: status (%s)",
           cc->name, g_err.msg);
     k.x = to_f64(x, nx), k.w = to_f64(w, nw), k.b = to_f64(b, cc->O), k.R = to_f64(R, ny);
     char what[160];
-    snprintf(what, sizeof what, "conv3d %s: dx", cc->name);
+    const char *wn = wdt == HL_BF16 ? " (bf16 w)" : "";
+    snprintf(what, sizeof what, "conv3d %s%s: dx", cc->name, wn);
     fd_check(what, conv_loss, &k, k.x, nx, dx, 0.0, NULL);
-    snprintf(what, sizeof what, "conv3d %s: dw (accumulated onto 1)", cc->name);
+    snprintf(what, sizeof what, "conv3d %s%s: dw (accumulated onto 1)", cc->name, wn);
     fd_check(what, conv_loss, &k, k.w, nw, dw, 1.0, NULL);
-    snprintf(what, sizeof what, "conv3d %s: db (accumulated onto 1)", cc->name);
+    snprintf(what, sizeof what, "conv3d %s%s: db (accumulated onto 1)", cc->name, wn);
     fd_check(what, conv_loss, &k, k.b, cc->O, db, 1.0, NULL);
 
     /* NULL gradients, s->accumulate ignored, and the backends against ref */
@@ -211,8 +218,8 @@ static void run_conv_case(const conv_case *cc) {
               "%s: %s differs from ref", cc->name, hl_backend_name(be.backend));
         free(ex), free(ew), free(eb);
     }
-    free(x), free(w), free(b), free(R), free(dx), free(dw), free(db), free(dx2), free(dw2),
-        free(db2), free(k.x), free(k.w), free(k.b), free(k.R);
+    free(x), free(w), free(wb), free(b), free(R), free(dx), free(dw), free(db), free(dx2),
+        free(dw2), free(db2), free(k.x), free(k.w), free(k.b), free(k.R);
 }
 
 static void test_conv3d_backward(void) {
@@ -229,7 +236,9 @@ static void test_conv3d_backward(void) {
         {"asymmetric pads, stride (2,1,3)", HL_NCTHW, 1, 2, 5, 4, 7, 3, 2, 3, 2, 0, {2, 1, 3}, {1, 2, 0, 2, 3, 1}},
     };
     /* clang-format on */
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i], HL_F32);
+    run_conv_case(&cases[0], HL_BF16); /* bf16 weights are read as float32 */
+    run_conv_case(&cases[2], HL_BF16);
 }
 
 static void test_conv3d_backward_args(void) {
