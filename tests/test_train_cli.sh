@@ -139,6 +139,32 @@ s1 s2half s2res 3 2
 s1 s2full s2res 4 2
 $H train -q "$T/s2half.json" 2>>"$T/s2.err" && $H train -q --resume "$T/s2full.json" 2>>"$T/s2.err"
 check "stage2: 3 + resume 1: same losses.tsv" "cmp -s $T/s2ref/losses.tsv $T/s2res/losses.tsv"
+# --gan-memory: both peaks printed, the one with Cache Grad the smaller; nothing trained
+$H train "$T/s1ref.json" --gan-memory >"$T/gm.out" 2>>"$T/s1.err"
+check "gan-memory: runs" "[ \$? -eq 0 ] && grep -q 'peak without Cache Grad' $T/gm.out"
+with=$(awk '/peak with Cache Grad/ {sub(/\(/, "", $(NF-1)); print $(NF-1)}' "$T/gm.out")
+without=$(awk '/peak without Cache Grad/ {sub(/\(/, "", $(NF-1)); print $(NF-1)}' "$T/gm.out")
+check "gan-memory: with < without ($with < $without)" "[ -n '$with' ] && [ -n '$without' ] && [ $with -lt $without ]"
+
+# LoRA: adapters trained, checkpointed and resumed bit for bit; adapters and merged weights written
+lora() { # NAME OUTPUT STEPS
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "init": "model", "output": "$T/$2", "steps": $3, "lr": 0.01, "seed": 3,
+ "checkpoint_every": 3, "data": "synthetic", "lora": {"rank": 4, "alpha": 8},
+ "objective": {"type": "stage1", "chunk_frames": 3,
+ "synthetic": {"clips": 4, "chunks": 2, "height": 8, "width": 8, "text_len": 8}}}
+EOF
+}
+lora loraref loraref 6
+$H train -q "$T/loraref.json" 2>"$T/lora.err"
+check "lora: 6 steps, adapters and merged weights written" "[ \$? -eq 0 ] && [ -f $T/loraref/lora/pytorch_lora_weights.safetensors ] && [ -f $T/loraref/merged/transformer/config.json ] && [ -f $T/loraref/checkpoint-6/transformer_lora/pytorch_lora_weights.safetensors ]"
+lora lorahalf lorares 3
+lora lorafull lorares 6
+$H train -q "$T/lorahalf.json" 2>>"$T/lora.err" && $H train -q --resume "$T/lorafull.json" 2>>"$T/lora.err"
+check "lora: 3 + resume 3: same losses.tsv" "cmp -s $T/loraref/losses.tsv $T/lorares/losses.tsv"
+check "lora: 3 + resume 3: same merged weights" "cmp -s $T/loraref/merged/transformer/diffusion_pytorch_model.safetensors $T/lorares/merged/transformer/diffusion_pytorch_model.safetensors"
+sed 's/"rank": 4/"rank": 4, "targets": ["nothing.*"]/' "$T/loraref.json" | sed "s#loraref#lorabad#" >"$T/lorabad.json"
+fails "lora: a target pattern that matches nothing" 2 "target 'nothing.*' matches no" $H train -q "$T/lorabad.json"
 
 # stage 1 on the tiny world: clips rendered, encoded once into the latent cache, trained on
 cat >"$T/world.json" <<EOF
