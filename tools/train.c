@@ -319,7 +319,9 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
-    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data};
+    hl_train_env env = {o.config, &m.layout, &m.dit,
+                        m.params, c.seed,    c.data,
+                        c.model,  c.output,  c.batch * c.accumulation};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
         if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
@@ -343,7 +345,12 @@ int cmd_train(int argc, char **argv) {
     tc.config_hash = train_cfg_hash(&c, m.config_text);
     tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
                          m.config_text, &m.layout,     NULL,
+                         NULL,          NULL,          NULL,
                          NULL};
+    tc.io.extra_save = objective->save_state;
+    tc.io.extra_load = objective->load_state;
+    tc.io.extra_user = obj;
+    tc.updates = objective->updates;
     tc.report = on_step;
     tc.report_user = &rep;
     tc.stop = &g_stop;

@@ -7,12 +7,12 @@
 /* clang-format off */
 static const hl_train_objective k_objectives[] = {
     {"quadratic", "toy: noisy pull of every parameter toward a random target (tests the loop)",
-     hl_quadratic_create, hl_quadratic_step, hl_quadratic_validate, hl_quadratic_destroy},
+     hl_quadratic_create, hl_quadratic_step, hl_quadratic_validate, hl_quadratic_destroy, NULL, NULL, NULL},
     {"stage1", "flow matching of Helios stage 1 (Base): history, anchor, task mix, Frame-Aware Corrupt",
-     hl_stage1_create, hl_flow_objective_step, NULL, hl_flow_destroy},
+     hl_stage1_create, hl_flow_objective_step, NULL, hl_flow_destroy, NULL, NULL, NULL},
     {"stage2", "pyramid flow matching of Helios stage 2 (Mid): 3 levels, samples per level",
-     hl_stage2_create, hl_flow_objective_step, NULL, hl_flow_destroy},
-    {"stage3", "distillation of Helios stage 3 (not yet implemented)", NULL, NULL, NULL, NULL},
+     hl_stage2_create, hl_flow_objective_step, NULL, hl_flow_destroy, NULL, NULL, NULL},
+    {"stage3", "distillation of Helios stage 3 (not yet implemented)", NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 /* clang-format on */
 

@@ -20,6 +20,9 @@ typedef struct hl_train_env {
     const float *init_params; /* the initial weights (layout.total floats) */
     uint64_t seed;            /* the run's seed */
     const char *data;         /* the configuration's "data": "synthetic", "procedural", a folder */
+    const char *model;        /* the configuration's "model" (a folder or a config.json) */
+    const char *output;       /* the output folder */
+    int samples_per_step;     /* batch x accumulation */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -31,6 +34,12 @@ typedef struct hl_train_objective {
     hl_train_step_fn step;
     hl_train_validate_fn validate; /* may be NULL */
     void (*destroy)(void *obj);
+    /* Optional (NULL: none): state the objective keeps itself (a critic and its optimizer),
+     * saved with and restored from each checkpoint (hl_ckpt_io.extra_save / extra_load, with obj
+     * as the user pointer), and the TTUR filter of the loop's updates (hl_train_config.updates). */
+    hl_status (*save_state)(void *obj, const char *dir, hl_error *err);
+    hl_status (*load_state)(void *obj, const char *dir, hl_error *err);
+    hl_train_update_fn updates;
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
