@@ -74,4 +74,17 @@ hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, voi
                            hl_error *err);
 void hl_flow_destroy(void *obj);
 
+/* ---- "stage3": DMD distillation (train/objective_stage3.c), "ode_init": staged ODE
+ * initialisation (train/objective_ode.c). Keys: train/objective_distill.h and docs/training.md. */
+hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                         float *grads, double *loss, hl_error *err);
+hl_status hl_stage3_validate(void *obj, int64_t step, const float *params, const float *ema,
+                             double *loss, hl_error *err);
+void hl_stage3_destroy(void *obj);
+hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err);
+hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err);
+bool hl_stage3_updates(void *obj, int64_t step);
+
 #endif
