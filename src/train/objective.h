@@ -86,5 +86,14 @@ void hl_stage3_destroy(void *obj);
 hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err);
 hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err);
 bool hl_stage3_updates(void *obj, int64_t step);
+hl_status hl_ode_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                        hl_error *err);
+hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                      float *grads, double *loss, hl_error *err);
+hl_status hl_ode_validate(void *obj, int64_t step, const float *params, const float *ema,
+                          double *loss, hl_error *err);
+void hl_ode_destroy(void *obj);
+hl_status hl_ode_save(void *obj, const char *dir, hl_error *err);
+hl_status hl_ode_load(void *obj, const char *dir, hl_error *err);
 
 #endif
