@@ -48,6 +48,14 @@ static void test_dmd_loss(void) {
     double lc = hl_dmd_critic_loss(v, eps, xz, 2, dv);
     CHECK(near(lc, 0.625, 1e-12) && dv[0] == 0.5f && dv[1] == 1.0f, "critic loss %g dv %g %g", lc,
           dv[0], dv[1]);
+    /* ODE regression: x0 = x - 0.5 v = (0, 1, 3); target (1, 1, 1): r = (-1, 0, 2);
+     * L = 80 * 0.5 * (1 + 0 + 4) / 3 = 200/3; dL/dv = -0.5 * 80 * r / 3 */
+    const float ox[3] = {1, 2, 3}, ov[3] = {2, 2, 0}, ot[3] = {1, 1, 1};
+    float odv[3];
+    double lo = hl_ode_regression_loss(ox, ov, 0.5, ot, 80.0, 3, odv);
+    CHECK(near(lo, 200.0 / 3.0, 1e-9), "ODE regression loss %.9g", lo);
+    CHECK(near(odv[0], 40.0 / 3.0, 1e-5) && odv[1] == 0 && near(odv[2], -80.0 / 3.0, 1e-5),
+          "ODE dL/dv %g %g %g", odv[0], odv[1], odv[2]);
     const float xt[2] = {1, 2}, vt[2] = {2, 4};
     hl_dmd_flow_to_x0(xt, vt, 0.25, 2, o);
     CHECK(o[0] == 0.5f && o[1] == 1.0f, "x0 %g %g", o[0], o[1]);

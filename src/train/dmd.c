@@ -43,6 +43,19 @@ double hl_dmd_critic_loss(const float *v, const float *eps, const float *x0, int
     return loss / (double)n;
 }
 
+double hl_ode_regression_loss(const float *x, const float *v, double sigma, const float *target,
+                              double weight, int64_t n, float *dv) {
+    float fs = (float)sigma;
+    double l = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float x0 = x[i] - fs * v[i];
+        double r = (double)x0 - (double)target[i];
+        l += r * r;
+        if (dv) dv[i] = (float)(-sigma * weight * r / (double)n);
+    }
+    return weight * 0.5 * l / (double)n;
+}
+
 void hl_dmd_renoise_default(hl_dmd_renoise *r) {
     *r = (hl_dmd_renoise){4.0, 1.5, 1.0, 1.0, 500, 20.0, 980.0, 1000};
 }

@@ -38,6 +38,12 @@ double hl_dmd_loss(const float *x0, const float *real, const float *fake, int64_
  * dv[n] (may be NULL). */
 double hl_dmd_critic_loss(const float *v, const float *eps, const float *x0, int64_t n, float *dv);
 
+/* The staged ODE initialisation's regression (spec §6.2) of one sample: x0 = x - sigma v
+ * (float32), L = weight 0.5 mean (x0 - target)^2, and dL/dv = -sigma weight (x0 - target) / n
+ * into dv[n] (may be NULL). */
+double hl_ode_regression_loss(const float *x, const float *v, double sigma, const float *target,
+                              double weight, int64_t n, float *dv);
+
 /* The dynamic re-noise distribution. */
 typedef struct hl_dmd_renoise {
     double a0, b0;       /* Beta at generator step 0: 4, 1.5 */

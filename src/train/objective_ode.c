@@ -24,6 +24,7 @@
 #include "io/safetensors.h"
 #include "io/safetensors_write.h"
 #include "sample/steps.h"
+#include "train/dmd.h"
 #include "train/objective_distill.h"
 
 typedef struct ode {
@@ -218,16 +219,7 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
     hl_dit_tape *tape = NULL;
     hl_status st = hl_dit_forward_train(&ctx, o->c.m, &in, o->c.recompute, &tape, o->v);
     if (st == HL_OK) {
-        double l = 0;
-        float fs = (float)sigma;
-        for (int64_t q = 0; q < n; q++) {
-            float x0 = o->x[q] - fs * o->v[q];
-            double r = (double)x0 - (double)E[q];
-            l += r * r;
-            /* dL/dv = -sigma dL/dx0, dL/dx0 = weight r / n */
-            o->dx0[q] = (float)(-sigma * o->weight * r / (double)n);
-        }
-        *loss = o->weight * 0.5 * l / (double)n;
+        *loss = hl_ode_regression_loss(o->x, o->v, sigma, E, o->weight, n, o->dx0);
         st = hl_dit_backward(&ctx, o->c.m, tape, o->dx0, o->c.g, NULL);
     }
     hl_dit_tape_free(tape);
