@@ -57,7 +57,7 @@ fails "vae not yet" 2 "'component' \"vae\" cannot be trained yet" $H train "$T/b
 cfg bad6 o 4 ', "schedule": "linear"'
 fails "bad enum" 2 "expected one of \"constant\", \"cosine\"" $H train "$T/bad6.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3"}}' "$M" "$T" >"$T/bad7.json"
-fails "objective not yet" 2 "\"stage3\" is not implemented yet" $H train "$T/bad7.json"
+fails "stage3 needs synthetic prompts" 2 "'data' the stage3 objective reads" $H train "$T/bad7.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "%s/nope", "objective": {"type": "stage1"}}' "$M" "$T" "$T" >"$T/bad7b.json"
 fails "data: not a folder" 2 "'data' \"$T/nope\" is not" $H train "$T/bad7b.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "synthetic", "objective": {"type": "stage1", "p_t2v": 2}}' "$M" "$T" >"$T/bad7c.json"

@@ -431,8 +431,8 @@ int cmd_train(int argc, char **argv) {
         st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
         goto done;
     }
-    hl_train_env env = {o.config, &m.layout, &m.dit,   m.params,     c.seed,
-                        c.data,   c.model,   c.output, m.config_text};
+    hl_train_env env = {o.config, &m.layout, &m.dit,   m.params,      c.seed,
+                        c.data,   c.model,   c.output, m.config_text, c.batch * c.accumulation};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
         if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
@@ -460,11 +460,18 @@ int cmd_train(int argc, char **argv) {
     tc.config_hash = train_cfg_hash(&c, m.config_text);
     tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
                          m.config_text, &m.layout,     NULL,
+                         NULL,          NULL,          NULL,
                          NULL};
-    if (c.lora_rank) /* checkpoints hold the adapters (the loop's parameters) */
-        tc.io = (hl_ckpt_io){c.output, "transformer_lora", "pytorch_lora_weights.safetensors",
-                             NULL,     &lr.lora.layout,    NULL,
-                             NULL};
+    if (c.lora_rank) { /* checkpoints hold the adapters (the loop's parameters) */
+        tc.io.component = "transformer_lora";
+        tc.io.weights_name = "pytorch_lora_weights.safetensors";
+        tc.io.config_json = NULL;
+        tc.io.layout = &lr.lora.layout;
+    }
+    tc.io.extra_save = objective->save_state;
+    tc.io.extra_load = objective->load_state;
+    tc.io.extra_user = obj;
+    tc.updates = objective->updates;
     tc.report = on_step;
     tc.report_user = &rep;
     tc.stop = &g_stop;

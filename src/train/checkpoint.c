@@ -407,6 +407,10 @@ hl_status hl_ckpt_save(const hl_ckpt_io *io, const float *params, const hl_adamw
     HL_TRY(join(p, tmp, "optimizer.safetensors", err));
     HL_TRY(write_optimizer(p, io->layout, opt, ema, err));
     hook(io, st->step, "optimizer");
+    if (io->extra_save) {
+        HL_TRY(io->extra_save(io->extra_user, tmp, err));
+        hook(io, st->step, "extra");
+    }
 
     char *js = state_json(st);
     if (!js) return hl_fail(err, HELIOS_ERR_OOM, "checkpoint: out of memory");
@@ -488,5 +492,6 @@ hl_status hl_ckpt_load(const hl_ckpt_io *io, const char *dir, float *params, hl_
     hl_weights_close(w);
     HL_TRY(s);
     HL_TRY(join(p, dir, "optimizer.safetensors", err));
-    return read_optimizer(p, io->layout, opt, ema, err);
+    HL_TRY(read_optimizer(p, io->layout, opt, ema, err));
+    return io->extra_load ? io->extra_load(io->extra_user, dir, err) : HL_OK;
 }

@@ -48,6 +48,13 @@ typedef struct hl_ckpt_io {
     const hl_params *layout;
     hl_ckpt_hook_fn hook; /* NULL: none */
     void *hook_user;
+    /* Optional state of the objective (a second model, its optimizer, ...) kept with each
+     * checkpoint: extra_save writes its files into the folder being written (before state.json,
+     * so before COMPLETE; write each file atomically, e.g. with hl_st_write), extra_load reads
+     * them back from a complete checkpoint folder. NULL: none. */
+    hl_status (*extra_save)(void *user, const char *dir, hl_error *err);
+    hl_status (*extra_load)(void *user, const char *dir, hl_error *err);
+    void *extra_user;
 } hl_ckpt_io;
 
 /* Writes OUT/checkpoint-STEP (STEP = st->step) from params, the AdamW moments and ema (NULL: no

@@ -133,8 +133,10 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
                        "updated (lower the learning rate or check the data)",
                        isfinite(r->loss) ? "gradient" : "loss", (long long)r->step + 1);
     *lr = hl_lr_at(&c->lr, r->step);
-    hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
-    if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
+    if (!c->updates || c->updates(obj, r->step)) {
+        hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
+        if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
+    }
     r->step++;
     return HL_OK;
 }

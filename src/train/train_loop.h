@@ -57,6 +57,12 @@ typedef struct hl_train_progress {
     const char *checkpoint;        /* the folder just written after this step, else NULL */
 } hl_train_progress;
 
+/* Optional (TTUR): whether optimizer step `step` (0-based) updates the loop's parameters. On a
+ * step it answers false for, the objective's gradients are still accumulated, clipped and reported
+ * but AdamW (its moments and step count included) and the EMA are left as they are: the step
+ * trained only a model the objective holds itself. NULL: every step updates. */
+typedef bool (*hl_train_update_fn)(void *obj, int64_t step);
+
 typedef void (*hl_train_report_fn)(void *user, const hl_train_progress *p);
 
 typedef struct hl_train_config {
@@ -77,6 +83,7 @@ typedef struct hl_train_config {
     hl_train_report_fn report;
     void *report_user;
     volatile sig_atomic_t *stop; /* non-zero (set from a signal handler): checkpoint, return */
+    hl_train_update_fn updates;  /* NULL: every step updates the parameters */
 } hl_train_config;
 
 typedef struct hl_train_result {
