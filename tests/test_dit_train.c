@@ -21,29 +21,13 @@
 #include "train/dit_flat.h"
 #include "verify/dit_vectors.h"
 
-typedef struct model {
-    hl_params layout;
-    float *w, *g;
-    hl_dit *m, *grad;
-} model;
+typedef hl_dit_flat model; /* the vectors' transformer on flat buffers */
 
 static int load(model *md, hl_error *e) {
-    hl_dit_config cfg;
-    hl_json *j = NULL;
-    hl_weights *wt = NULL;
-    if (hl_json_load_file(vector_path("transformer_config.json"), &j, e) != HL_OK) return 0;
-    hl_status st = hl_dit_config_parse(j, &cfg, e);
-    hl_json_free(j);
-    if (st != HL_OK || hl_dit_params_layout(&cfg, &md->layout, e) != HL_OK) return 0;
-    md->w = calloc((size_t)md->layout.total, sizeof(float));
-    md->g = calloc((size_t)md->layout.total, sizeof(float));
-    if (!md->w || !md->g) return 0;
-    if (hl_weights_open(vector_path("transformer_weights_f32.safetensors"), &wt, e) != HL_OK)
-        return 0;
-    st = hl_params_load(&md->layout, md->w, wt, e);
-    hl_weights_close(wt);
-    return st == HL_OK && hl_dit_new_flat(&cfg, &md->layout, md->w, &md->m, e) == HL_OK &&
-           hl_dit_new_flat(&cfg, &md->layout, md->g, &md->grad, e) == HL_OK;
+    char cfg[4096]; /* vector_path returns a static buffer */
+    snprintf(cfg, sizeof cfg, "%s", vector_path("transformer_config.json"));
+    return hl_dit_flat_load(cfg, vector_path("transformer_weights_f32.safetensors"), md, e) ==
+           HL_OK;
 }
 
 /* L = Σ out ⊙ R in double. */
@@ -168,8 +152,6 @@ int main(void) {
     free(g0), free(R), free(out), free(ref);
     hl_dit_case_free(&c);
     hl_st_close(st);
-    hl_dit_free(md.m), hl_dit_free(md.grad);
-    free(md.w), free(md.g);
-    hl_params_free(&md.layout);
+    hl_dit_flat_free(&md);
     return test_done("test_dit_train");
 }

@@ -7,7 +7,9 @@
  *   - a stop request (what SIGINT sets) checkpoints and returns; resuming continues exactly;
  *   - a trainer SIGKILLed while it writes a checkpoint (a fork, killed from the writer's hook at
  *     each stage) resumes from the previous complete one and still reproduces the run;
- *   - resume refuses another configuration; a fresh run refuses a folder with checkpoints. */
+ *   - resume refuses another configuration; a fresh run refuses a folder with checkpoints;
+ *   - the TTUR filter (updates) leaves the weights, moments and EMA alone on skipped steps, and
+ *     an objective's own state kept through extra_save / extra_load resumes exactly. */
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -98,8 +100,10 @@ static hl_train_config config(const char *out, int64_t steps, bool resume,
     c.keep = 2;
     c.resume = resume;
     c.config_hash = 77;
-    c.io = (hl_ckpt_io){
-        out, "model", "diffusion_pytorch_model.safetensors", "{}\n", &g_layout, kill_hook, NULL};
+    c.io = (hl_ckpt_io){out,    "model",   "diffusion_pytorch_model.safetensors",
+                        "{}\n", &g_layout, kill_hook,
+                        NULL,   NULL,      NULL,
+                        NULL};
     c.report = on_step;
     c.report_user = l;
     c.stop = stop;
@@ -310,6 +314,83 @@ static void test_dist_single(void) {
     }
 }
 
+/* ---- hooks: an objective with its own state and a TTUR update filter ---------------------- */
+
+typedef struct hooked {
+    double inner; /* the objective's own state: a running sum of its losses */
+} hooked;
+static hooked g_hooked;
+
+static hl_status hooked_step(void *obj, hl_rng *rng, int64_t index, const float *params,
+                             float *grads, double *loss, hl_error *err) {
+    HL_TRY(toy_step(&g_toy, rng, index, params, grads, loss, err));
+    ((hooked *)obj)->inner = ((hooked *)obj)->inner * 0.5 + *loss;
+    return HL_OK;
+}
+
+static bool every_third(void *obj, int64_t step) { return step % 3 == 0; }
+
+static hl_status extra_save(void *user, const char *dir, hl_error *err) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/inner.txt", dir);
+    FILE *f = fopen(p, "w");
+    if (!f) return hl_fail(err, HELIOS_ERR_IO, "%s", p);
+    fprintf(f, "%a\n", ((hooked *)user)->inner);
+    fclose(f);
+    return HL_OK;
+}
+
+static hl_status extra_load(void *user, const char *dir, hl_error *err) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/inner.txt", dir);
+    FILE *f = fopen(p, "r");
+    if (!f || fscanf(f, "%la", &((hooked *)user)->inner) != 1) {
+        if (f) fclose(f);
+        return hl_fail(err, HELIOS_ERR_IO, "%s", p);
+    }
+    fclose(f);
+    return HL_OK;
+}
+
+static void run_hooked(const char *name, int64_t steps, bool resume, result *out) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", g_root, name);
+    memset(out, 0, sizeof *out);
+    if (!resume) g_hooked.inner = 0;
+    else g_hooked.inner = -1; /* must come back from the checkpoint */
+    hl_train_config c = config(dir, steps, resume, NULL, &out->log);
+    c.updates = every_third;
+    c.io.extra_save = extra_save;
+    c.io.extra_load = extra_load;
+    c.io.extra_user = &g_hooked;
+    c.checkpoint_every = 0;
+    for (int k = 0; k < O * I + O; k++) out->w[k] = 0.1f * (float)k - 0.5f;
+    hl_error e = {0};
+    out->st = hl_train_run(&c, hooked_step, NULL, &g_hooked, out->w, out->ema, &out->r, &e);
+    snprintf(out->msg, sizeof out->msg, "%s", e.msg);
+}
+
+static void test_hooks(void) {
+    result *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    /* one step: updated (step 0); two steps: step 1 skipped, so the weights stay */
+    run_hooked("hook1", 1, false, a);
+    run_hooked("hook2", 2, false, b);
+    CHECK(a->st == HL_OK && b->st == HL_OK, "%s %s", a->msg, b->msg);
+    CHECK(!memcmp(a->w, b->w, sizeof a->w) && !memcmp(a->ema, b->ema, sizeof a->ema),
+          "a skipped step leaves the weights and EMA");
+    CHECK(a->log.loss[0] != b->log.loss[1], "the skipped step still ran the objective");
+    /* 10 straight vs 5 + resume 5: losses, weights and the objective's own state */
+    run_hooked("hook10", 10, false, a);
+    double inner10 = g_hooked.inner;
+    run_hooked("hook55", 5, false, b);
+    run_hooked("hook55", 10, true, b);
+    CHECK(b->st == HL_OK && b->r.first_step == 5, "%s", b->msg);
+    check_same_losses(a, b, "hooks: 5 + resume 5");
+    CHECK(g_hooked.inner == inner10, "objective state restored: %a vs %a", g_hooked.inner, inner10);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/helios_test_train_XXXXXX");
     if (!mkdtemp(g_root)) return 2;
@@ -321,6 +402,7 @@ int main(void) {
     test_dist_single();
     const char *stages[] = {"weights", "optimizer", "state", "renamed", "complete"};
     for (int i = 0; i < 5; i++) test_kill_during_checkpoint(stages[i], i);
+    test_hooks();
     hl_params_free(&g_layout);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_root);

@@ -617,13 +617,10 @@ static void test_loop(void) {
     c.lr = (hl_lr_schedule){HL_LR_CONSTANT, 0.05, 0.0, 0, 0};
     c.seed = 3;
     c.ema_decay = 0.5;
-    c.io = (hl_ckpt_io){tmp_path("run"),
-                        "transformer_lora",
-                        "pytorch_lora_weights.safetensors",
-                        NULL,
-                        &l.layout,
-                        NULL,
-                        NULL};
+    c.io = (hl_ckpt_io){.out_dir = tmp_path("run"),
+                        .component = "transformer_lora",
+                        .weights_name = "pytorch_lora_weights.safetensors",
+                        .layout = &l.layout};
     c.report = on_step;
     c.report_user = &ls;
     hl_train_result r;

@@ -17,13 +17,17 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/train_config.h"
+#include "tools/train_memory.h"
 #include "train/dist.h"
 #include "train/dit_flat.h"
+#include "io/safetensors_write.h"
+#include "train/lora.h"
+#include "train/lora_step.h"
 #include "train/objective.h"
 
 typedef struct train_opts {
     const char *config;
-    bool resume, quiet;
+    bool resume, quiet, gan_memory;
     int threads; /* -1: the configuration's */
     int throttle_ms;
 } train_opts;
@@ -36,14 +40,18 @@ static void usage(FILE *f) {
         "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
         "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
         "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
-        "gradient norm), progress to stderr. Ctrl-C (or SIGTERM, SIGUSR1) writes a checkpoint\n"
-        "and exits 0; a second one kills at once.\n"
+        "gradient norm), one per validation to OUTPUT/validation.tsv (step, loss in %%a and\n"
+        "%%g, the video or -), progress to stderr. Ctrl-C (or SIGTERM, SIGUSR1) writes a\n"
+        "checkpoint and exits 0; a second one kills at once.\n"
         "\n"
         "      --resume        continue from the newest complete checkpoint in OUTPUT (none:\n"
         "                      start from step 0); the run goes on bit for bit as if never\n"
         "                      stopped\n"
         "      --threads N     worker threads, 0 = all cores (default: the config's)\n"
         "      --throttle MS   sleep MS milliseconds after each step (to test interruption)\n"
+        "      --gan-memory    print the peak activation memory of one stage-3 generator\n"
+        "                      step with and without Cache Grad for this model and sample\n"
+        "                      shape (docs/training.md), then exit without training\n"
         "  -q, --quiet         no progress line\n"
         "  -h, --help          this text\n"
         "\n"
@@ -74,6 +82,7 @@ static int parse(int argc, char **argv, train_opts *o) {
             return -1;
         } else if (args_is(&a, NULL, "--resume")) o->resume = true;
         else if (args_is(&a, "-q", "--quiet")) o->quiet = true;
+        else if (args_is(&a, NULL, "--gan-memory")) o->gan_memory = true;
         else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 4096, &o->threads);
         else if (args_is(&a, NULL, "--throttle")) rc = args_int(&a, 0, 3600000, &o->throttle_ms);
         else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option %s", a.opt);
@@ -187,8 +196,8 @@ static void free_model(model *m) {
 
 typedef struct reporter {
     const train_opts *o;
-    char log_path[4096];
-    FILE *log;
+    char log_path[4096], val_path[4096];
+    FILE *log, *val; /* losses.tsv, validation.tsv */
     bool append;
     int throttle_ms;
 } reporter;
@@ -257,6 +266,16 @@ static void on_step(void *user, const hl_train_progress *p) {
                 p->grad_norm);
         fflush(r->log);
     }
+    if (p->has_validation && !r->val) {
+        r->val = fopen(r->val_path, r->append ? "a" : "w");
+        if (!r->val) fprintf(stderr, "helios train: %s: %s\n", r->val_path, strerror(errno));
+    }
+    if (p->has_validation && r->val) {
+        const char *v = p->validation_sample;
+        fprintf(r->val, "%lld\t%a\t%.9g\t%s\n", (long long)p->step, p->validation_loss,
+                p->validation_loss, v && v[0] ? v : "-");
+        fflush(r->val);
+    }
     if (!r->o->quiet) {
         char eta[32], val[64] = "", ck[64] = "";
         format_eta(p->eta_s, eta, sizeof eta);
@@ -272,6 +291,11 @@ static void on_step(void *user, const hl_train_progress *p) {
             tty ? "\r" : "", (long long)p->step, (long long)p->steps, p->loss, p->lr, p->grad_norm,
             p->samples_per_s, eta, val, ck,
             tty && !p->checkpoint && !p->has_validation ? "   " : "\n");
+        if (p->has_validation) {
+            const char *v = p->validation_sample;
+            fprintf(stderr, "validation: step %lld loss %.9g%s%s\n", (long long)p->step,
+                    p->validation_loss, v && v[0] ? " -> " : "", v && v[0] ? v : "");
+        }
     }
     if (r->throttle_ms > 0) {
         struct timespec ts = {r->throttle_ms / 1000, (long)(r->throttle_ms % 1000) * 1000000L};
@@ -313,6 +337,86 @@ static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
     return 0;
 }
 
+/* LoRA (docs/training.md): the loop trains the adapters of the model's weights; at the end the
+ * adapters are written as OUTPUT/lora/pytorch_lora_weights.safetensors and the merged weights
+ * as OUTPUT/merged/transformer/ (a transformer folder helios generate can use). */
+typedef struct lora_run {
+    hl_lora lora;
+    hl_lora_objective obj;
+    float *ad, *ad_ema;
+    const char *targets[257];
+} lora_run;
+
+static hl_status lora_setup(const train_cfg *c, const model *m, const hl_train_objective *objective,
+                            void *obj, lora_run *lr, hl_error *err) {
+    const char *const *targets = NULL;
+    if (c->lora_targets) {
+        for (size_t i = 0; i < c->lora_targets->n; i++)
+            lr->targets[i] = c->lora_targets->items[i].string;
+        targets = lr->targets;
+    }
+    if (c->lora_init) {
+        HL_TRY(hl_lora_load(c->lora_init, &m->layout, m->params, &lr->lora, &lr->ad, err));
+        if (lr->lora.rank != c->lora_rank)
+            return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, c->path, "lora.rank",
+                               "is %d but '%s' has rank %d", c->lora_rank, c->lora_init,
+                               lr->lora.rank);
+    } else {
+        HL_TRY(hl_lora_new(&lr->lora, &m->layout, m->params, c->lora_rank, c->lora_alpha, targets,
+                           err));
+        if (!(lr->ad = calloc((size_t)lr->lora.layout.total + 1, sizeof *lr->ad)))
+            return hl_fail(err, HELIOS_ERR_OOM, "LoRA: out of memory");
+        hl_rng g = {.path = HL_RNG_NORMAL_AVX2};
+        hl_rng_seed(&g, c->seed ^ 0x4c6f5241ull); /* its own stream: the loop's is untouched */
+        hl_lora_init_adapters(&lr->lora, lr->ad, &g);
+    }
+    if (c->ema > 0 && !(lr->ad_ema = malloc(((size_t)lr->lora.layout.total + 1) * sizeof(float))))
+        return hl_fail(err, HELIOS_ERR_OOM, "LoRA: out of memory");
+    return hl_lora_objective_init(&lr->obj, &lr->lora, m->layout.total, m->params, objective->step,
+                                  objective->validate, obj, err);
+}
+
+/* OUTPUT/lora/pytorch_lora_weights.safetensors and OUTPUT/merged/transformer/. */
+static hl_status lora_export(const train_cfg *c, const model *m, lora_run *lr, hl_error *err) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/lora", c->output);
+    HL_TRY(make_dirs(dir, err));
+    snprintf(path, sizeof path, "%s/pytorch_lora_weights.safetensors", dir);
+    HL_TRY(hl_lora_save(path, &lr->lora, lr->ad, err));
+    float *w = malloc(((size_t)m->layout.total + 1) * sizeof *w);
+    hl_st_entry *e = calloc(m->layout.n + 1, sizeof *e);
+    hl_status st = w && e ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "LoRA: out of memory");
+    if (st == HL_OK) {
+        memcpy(w, m->params, (size_t)m->layout.total * sizeof *w);
+        hl_lora_merge(&lr->lora, lr->ad, w);
+        for (size_t i = 0; i < m->layout.n; i++) {
+            const hl_param *q = &m->layout.p[i];
+            e[i].name = q->name;
+            e[i].t = hl_tensor_make(w + q->offset, HL_F32, q->ndim, q->shape);
+        }
+        snprintf(dir, sizeof dir, "%s/merged/transformer", c->output);
+        st = make_dirs(dir, err);
+    }
+    if (st == HL_OK) {
+        snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+        st = hl_st_write(path, e, m->layout.n, NULL, err);
+    }
+    if (st == HL_OK) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        st = hl_write_file_atomic(path, m->config_text, strlen(m->config_text), err);
+    }
+    free(w);
+    free(e);
+    return st;
+}
+
+static void lora_free(lora_run *lr) {
+    hl_lora_objective_free(&lr->obj);
+    hl_lora_free(&lr->lora);
+    free(lr->ad);
+    free(lr->ad_ema);
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse(argc, argv, &o);
@@ -333,6 +437,7 @@ int cmd_train(int argc, char **argv) {
     }
     const hl_train_objective *objective = NULL;
     model m = {0};
+    lora_run lr = {0};
     void *obj = NULL;
     reporter rep = {.o = &o, .throttle_ms = o.throttle_ms};
     hl_status st = HL_OK;
@@ -340,7 +445,23 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
-    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
+    if (st == HL_OK && o.gan_memory) {
+        rc = train_gan_memory(&c, &m.dit, &m.layout, m.params, &err);
+        st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
+        goto done;
+    }
+    hl_train_env env = {
+        o.config, &m.layout, &m.dit,   m.params,      c.seed,
+        c.data,   c.model,   c.output, m.config_text, c.batch * c.accumulation * dist.world};
+    /* An objective that trains a model of its own (stage 3's critic) would train one per rank. */
+    if (st == HL_OK && dist.world > 1 && (objective->save_state || objective->updates)) {
+        st = hl_fail(&err, HELIOS_ERR_UNSUPPORTED,
+                     "%s: objective \"%s\" keeps a model of its own, which is not data-parallel "
+                     "yet: run it on one process (with accumulation %d for the same steps)",
+                     c.path, objective->name, c.accumulation * dist.world);
+        rc = 2;
+        goto done;
+    }
     /* Rank 0 first: an objective may fill a latent cache in the output folder, which the other
      * ranks then only read. */
     if (st == HL_OK && lead) st = objective->create(c.objective, &env, &obj, &err);
@@ -354,6 +475,10 @@ int cmd_train(int argc, char **argv) {
     }
     if (st == HL_OK && !lead) st = objective->create(c.objective, &env, &obj, &err);
     if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
+    if (st == HL_OK && c.lora_rank &&
+        (st = lora_setup(&c, &m, objective, obj, &lr, &err)) != HL_OK &&
+        st == HELIOS_ERR_INVALID_ARG)
+        rc = 2;
     if (st != HL_OK) goto done;
 
     hl_train_config tc = {0};
@@ -378,11 +503,23 @@ int cmd_train(int argc, char **argv) {
     tc.config_hash = train_cfg_hash(&hc, m.config_text);
     tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
                          m.config_text, &m.layout,     NULL,
+                         NULL,          NULL,          NULL,
                          NULL};
+    if (c.lora_rank) { /* checkpoints hold the adapters (the loop's parameters) */
+        tc.io.component = "transformer_lora";
+        tc.io.weights_name = "pytorch_lora_weights.safetensors";
+        tc.io.config_json = NULL;
+        tc.io.layout = &lr.lora.layout;
+    }
+    tc.io.extra_save = objective->save_state;
+    tc.io.extra_load = objective->load_state;
+    tc.io.extra_user = obj;
+    tc.updates = objective->updates;
     tc.report = on_step;
     tc.report_user = &rep;
     tc.stop = &g_stop;
     snprintf(rep.log_path, sizeof rep.log_path, "%s/losses.tsv", c.output);
+    snprintf(rep.val_path, sizeof rep.val_path, "%s/validation.tsv", c.output);
     rep.append = o.resume;
     if (lead && (st = make_dirs(c.output, &err)) != HL_OK) goto done;
     if (lead && o.resume) {
@@ -390,11 +527,19 @@ int cmd_train(int argc, char **argv) {
         char dir[4096];
         st = hl_ckpt_latest(c.output, &last, dir, sizeof dir, &err);
         if (st == HL_OK) st = truncate_log(rep.log_path, last < 0 ? 0 : last, &err);
+        if (st == HL_OK) st = truncate_log(rep.val_path, last < 0 ? 0 : last, &err);
         if (st != HL_OK) goto done;
     }
     install_sigint();
     hl_train_result res;
-    st = hl_train_run(&tc, objective->step, objective->validate, obj, m.params, m.ema, &res, &err);
+    if (c.lora_rank)
+        st = hl_train_run(&tc, hl_lora_objective_step,
+                          objective->validate ? hl_lora_objective_validate : NULL, &lr.obj, lr.ad,
+                          lr.ad_ema, &res, &err);
+    else
+        st = hl_train_run(&tc, objective->step, objective->validate, obj, m.params, m.ema, &res,
+                          &err);
+    if (st == HL_OK && c.lora_rank) st = lora_export(&c, &m, &lr, &err);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (st == HL_OK) {
@@ -409,6 +554,8 @@ int cmd_train(int argc, char **argv) {
 done:
     if (st != HL_OK) fprintf(stderr, "helios train: %s\n", err.msg);
     if (rep.log) fclose(rep.log);
+    if (rep.val) fclose(rep.val);
+    lora_free(&lr);
     if (obj) objective->destroy(obj);
     free_model(&m);
     train_cfg_free(&c);

@@ -1,8 +1,7 @@
 /* helios verify DIR — runs every reference-vector file it recognizes in DIR (layout of
  * shared/oracle/README.md), one line per case:
  *   <file> <case> max_abs=<err> tol=<tol> PASS|FAIL
- * "SKIP <file>: <component> not implemented" for components not built yet, and a closing
- * "N passed, M failed". Exit status 1 when a case fails or no case ran (an empty or mistyped
+ * and a closing "N passed, M failed". Exit status 1 when a case fails or no case ran (an empty or mistyped
  * directory), 2 for bad usage or a directory that cannot be opened. Sizes come from the configs and tensors, never from this code. */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +21,7 @@
 #include "verify/tokenizer_vectors.h"
 #include "verify/umt5_grad_vectors.h"
 #include "verify/umt5_vectors.h"
+#include "verify/vae_grad_vectors.h"
 #include "verify/vae_vectors.h"
 
 typedef struct verify {
@@ -218,6 +218,11 @@ static void run_pipelines(verify *v) {
         report_error(v, "pipeline_*", "load", helios_session_error(v->sess));
 }
 
+static void run_vae_grads(verify *v, const char *file) {
+    if (hl_vae_grad_verify(&v->sess->ctx, v->dir, file, on_case, v) != HL_OK)
+        report_error(v, file, "load", helios_session_error(v->sess));
+}
+
 static void run_vae(verify *v) {
     hl_error err = {0};
     if (hl_vae_verify(v->dir, on_case, v, &err) != HL_OK)
@@ -232,12 +237,6 @@ static void run_dit_grads(verify *v, const char *file) {
 }
 
 /* ---- dispatch by file name ------------------------------------------------------------- */
-
-static const struct {
-    const char *prefix, *component;
-} k_pending[] = {
-    {"grads_vae_", "VAE backward"},
-};
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -308,12 +307,6 @@ int cmd_verify(int argc, char **argv) {
         free(files);
         return 2;
     }
-    for (int i = 0; i < n; i++)
-        for (size_t k = 0; k < sizeof k_pending / sizeof *k_pending; k++)
-            if (!strncmp(files[i], k_pending[k].prefix, strlen(k_pending[k].prefix))) {
-                printf("SKIP %s: %s not implemented\n", files[i], k_pending[k].component);
-                break;
-            }
     run_transformer_cases(&v, files, n);
     run_sampling(&v);
     run_pipelines(&v);
@@ -323,6 +316,7 @@ int cmd_verify(int argc, char **argv) {
         else if (!strcmp(files[i], "vae_case.safetensors")) run_vae(&v);
         else if (!strncmp(files[i], "grads_transformer", 17)) run_dit_grads(&v, files[i]);
         else if (!strncmp(files[i], "grads_umt5", 10)) run_umt5_grads(&v, files[i]);
+        else if (!strncmp(files[i], "grads_vae_", 10)) run_vae_grads(&v, files[i]);
     int none = v.passed + v.failed == 0; /* an empty or mistyped directory is not a pass */
     if (none) fprintf(stderr, "helios verify: no reference vectors found in %s\n", v.dir);
     else printf("%d passed, %d failed\n", v.passed, v.failed);

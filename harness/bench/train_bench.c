@@ -4,20 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/parallel.h"
 #include "dit/tape.h"
 #include "io/json.h"
 #include "train/adamw.h"
 #include "train/dit_flat.h"
 #include "train/objective_flow.h"
 #include "train/synthetic.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -133,16 +127,16 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
         uint64_t seed = 11;
         fill(dx, S * D, &seed, 1e-3f);
         memset(dtproj, 0, (size_t)(12 * D) * sizeof *dtproj);
-        double t0 = now();
+        double t0 = hl_time();
         st = hl_dit_block_forward_train(&ctx, &c, &m->blocks[0], &p, tproj, rope, enc, x, &t, y,
                                         wt);
-        double t1 = now();
+        double t1 = hl_time();
         if (st == HL_OK)
             st = hl_dit_block_backward(&ctx, &c, &m->blocks[0], &p, rope, enc, &t, &s,
                                        &g->blocks[0], dtproj, denc, dx);
-        double t2 = now();
+        double t2 = hl_time();
         if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-5, w + off, gw + off);
-        double t3 = now();
+        double t3 = hl_time();
         if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1, to[r] = t3 - t2;
     }
     if (st == HL_OK) {
@@ -206,12 +200,12 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
     hl_adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
     for (int r = -1; st == HL_OK && r < reps; r++) {
-        double loss, t0 = now();
+        double loss, t0 = hl_time();
         memset(gw, 0, (size_t)layout.total * sizeof *gw);
         st = hl_flow_objective_step(&o, &rng, r + 1, w, gw, &loss, err);
-        double t1 = now();
+        double t1 = hl_time();
         if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-4, w, gw);
-        double t2 = now();
+        double t2 = hl_time();
         if (r >= 0) ts[r] = t1 - t0, to[r] = t2 - t1;
     }
     if (st == HL_OK) {

@@ -17,8 +17,8 @@ typedef struct run {
     hl_safetensors *st;
     hl_report_fn report;
     void *user;
-    hl_params layout;
-    float *w, *g;
+    hl_dit_flat f; /* owns the model, its gradient view and their buffers */
+    float *g;
     hl_dit *m, *grad;
     hl_dit_case c;
     int K; /* flow-loss samples (sample0, sample1, ...); 0: the plain Σ out ⊙ R file */
@@ -27,27 +27,12 @@ typedef struct run {
 static hl_error *err_of(const run *r) { return r->ctx->err; }
 
 static hl_status load_model(run *r, const char *dir) {
-    char path[4096];
-    hl_dit_config cfg;
-    hl_json *j = NULL;
-    snprintf(path, sizeof path, "%s/transformer_config.json", dir);
-    hl_status st = hl_json_load_file(path, &j, err_of(r));
-    if (st == HL_OK && (st = hl_dit_config_parse(j, &cfg, err_of(r))) != HL_OK)
-        hl_error_prefix(err_of(r), "%s", path);
-    hl_json_free(j);
-    HL_TRY(st);
-    HL_TRY(hl_dit_params_layout(&cfg, &r->layout, err_of(r)));
-    r->w = calloc((size_t)r->layout.total, sizeof *r->w);
-    r->g = calloc((size_t)r->layout.total, sizeof *r->g);
-    if (!r->w || !r->g) return hl_fail(err_of(r), HELIOS_ERR_OOM, "out of memory");
-    snprintf(path, sizeof path, "%s/transformer_weights_f32.safetensors", dir);
-    hl_weights *wt = NULL;
-    HL_TRY(hl_weights_open(path, &wt, err_of(r)));
-    st = hl_params_load(&r->layout, r->w, wt, err_of(r));
-    hl_weights_close(wt);
-    HL_TRY(st);
-    HL_TRY(hl_dit_new_flat(&cfg, &r->layout, r->w, &r->m, err_of(r)));
-    return hl_dit_new_flat(&cfg, &r->layout, r->g, &r->grad, err_of(r));
+    char cfg[4096], weights[4096];
+    snprintf(cfg, sizeof cfg, "%s/transformer_config.json", dir);
+    snprintf(weights, sizeof weights, "%s/transformer_weights_f32.safetensors", dir);
+    HL_TRY(hl_dit_flat_load(cfg, weights, &r->f, err_of(r)));
+    r->m = r->f.m, r->grad = r->f.grad, r->g = r->f.g;
+    return HL_OK;
 }
 
 /* Compares n floats with tensor `name`; *ratio receives max_abs / tol. */
@@ -67,8 +52,8 @@ static hl_status compare_param_grads(run *r) {
     double worst = -1.0, w_abs = 0.0, w_tol = 0.0;
     const char *w_name = "?";
     size_t n = 0;
-    for (size_t i = 0; i < r->layout.n; i++) {
-        const hl_param *p = &r->layout.p[i];
+    for (size_t i = 0; i < r->f.layout.n; i++) {
+        const hl_param *p = &r->f.layout.p[i];
         char name[200];
         snprintf(name, sizeof name, "grad.%s", p->name);
         double a, t;
@@ -227,11 +212,7 @@ hl_status hl_dit_grad_verify(const hl_ctx *ctx, const char *dir, const char *fil
     if (st == HL_OK) st = load_model(&r, dir);
     if (st == HL_OK) st = check(&r, recompute);
     hl_dit_case_free(&r.c);
-    hl_dit_free(r.m);
-    hl_dit_free(r.grad);
-    free(r.w);
-    free(r.g);
-    hl_params_free(&r.layout);
+    hl_dit_flat_free(&r.f);
     hl_st_close(r.st);
     return st;
 }

@@ -461,6 +461,77 @@ hl_status hl_to_channels_first(const hl_ctx *ctx, int64_t C, int64_t T, int64_t 
     HL_DISPATCH(to_channels_first, C, T, S, x, lo, hi, y, y_cstride);
 }
 
+/* ---- VAE backward ---------------------------------------------------------------------------- */
+
+static int bytes_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    const char *p = a, *q = b;
+    return a && b && na && nb && p < q + nb && q < p + na;
+}
+
+hl_status hl_conv3d_backward(const hl_ctx *ctx, const hl_conv3d_shape *s, const float *x,
+                             const hl_tensor *w, const float *dy, float *dx, float *dw, float *db) {
+    HL_NEED_BACKEND("conv3d_backward");
+    hl_conv_geom g = {0};
+    /* x is read only for dw: without it, check the rest against dy's presence */
+    HL_TRY(hl_conv3d_check(ctx, s, dw ? (const void *)x : (const void *)dy, w, NULL, dy, &g));
+    if (s->x_dtype != HL_F32)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "conv3d_backward: input dtype %s (F32)",
+                       hl_dtype_name(s->x_dtype));
+    size_t nx = (size_t)(g.N * g.C * g.T * g.H * g.W) * sizeof(float);
+    size_t ny = (size_t)(g.N * g.O * (g.To > 0 ? g.To : 0) * (g.Ho > 0 ? g.Ho : 0) *
+                         (g.Wo > 0 ? g.Wo : 0)) *
+                sizeof(float);
+    if (dx && (bytes_overlap(dx, nx, x, nx) || bytes_overlap(dx, nx, dy, ny) ||
+               bytes_overlap(dx, nx, w->data, hl_tensor_nbytes(w))))
+        return BAD("conv3d_backward: dx overlaps x, dy or w");
+    if (g.N == 0 || g.C == 0 || g.T == 0 || g.H == 0 || g.W == 0) return HL_OK;
+    if (g.To <= 0 || g.Ho <= 0 || g.Wo <= 0) { /* no output: nothing flows back */
+        if (dx) memset(dx, 0, nx);
+        return HL_OK;
+    }
+    if (!dx && !dw && !db) return HL_OK;
+    HL_DISPATCH(conv3d_backward, s, x, w, dy, dx, dw, db);
+}
+
+hl_status hl_channel_rmsnorm_backward(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
+                                      int64_t S, const float *x, const float *gamma, int silu,
+                                      const float *dy, float *dx, float *dgamma) {
+    HL_NEED_BACKEND("channel_rmsnorm_backward");
+    if (N < 0 || C < 0 || S < 0 || !layout_ok(layout))
+        return BAD("channel_rmsnorm_backward: bad sizes or layout");
+    if (N == 0 || C == 0 || S == 0 || (!dx && !dgamma)) return HL_OK;
+    if (!x || !gamma || !dy) return BAD("channel_rmsnorm_backward: NULL input or gradient");
+    size_t n = (size_t)(N * C * S) * sizeof(float);
+    if (dx && bytes_overlap(dx, n, x, n)) return BAD("channel_rmsnorm_backward: dx overlaps x");
+    if (dx && dx != dy && bytes_overlap(dx, n, dy, n))
+        return BAD("channel_rmsnorm_backward: dx partly overlaps dy");
+    HL_DISPATCH(channel_rmsnorm_backward, layout, N, C, S, x, gamma, silu, dy, dx, dgamma);
+}
+
+hl_status hl_upsample2x_backward(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
+                                 int64_t H, int64_t W, const float *dy, float *dx, int64_t lddx) {
+    HL_NEED_BACKEND("upsample2x_backward");
+    if (N < 0 || C < 0 || H < 0 || W < 0 || (layout == HL_NTHWC && lddx < C) || !layout_ok(layout))
+        return BAD("upsample2x_backward: bad sizes or layout");
+    if (N == 0 || C == 0 || H == 0 || W == 0) return HL_OK;
+    if (!dy || !dx) return BAD("upsample2x_backward: NULL pointer");
+    size_t ndy = (size_t)(N * C * 4 * H * W) * sizeof(float);
+    size_t ndx = (size_t)(layout == HL_NTHWC ? (N * H * W - 1) * lddx + C : N * C * H * W) *
+                 sizeof(float);
+    if (bytes_overlap(dx, ndx, dy, ndy)) return BAD("upsample2x_backward: dx overlaps dy");
+    HL_DISPATCH(upsample2x_backward, layout, N, C, H, W, dy, dx, lddx);
+}
+
+hl_status hl_clamp_backward(const hl_ctx *ctx, int64_t n, const float *x, float lo, float hi,
+                            const float *dy, float *dx) {
+    HL_NEED_BACKEND("clamp_backward");
+    HL_TRY(check_flat(ctx, "clamp_backward", n, x && dy && dx));
+    if (n == 0) return HL_OK;
+    if (dx != dy && bytes_overlap(dx, (size_t)n * sizeof(float), dy, (size_t)n * sizeof(float)))
+        return BAD("clamp_backward: dx partly overlaps dy");
+    HL_DISPATCH(clamp_backward, n, x, lo, hi, dy, dx);
+}
+
 /* ---- umT5 encoder ---------------------------------------------------------------------------- */
 
 hl_status hl_gelu_tanh_mul(const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y) {

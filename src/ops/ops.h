@@ -286,6 +286,46 @@ hl_status hl_channel_rmsnorm(const hl_ctx *ctx, hl_layout layout, int64_t N, int
 hl_status hl_upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,
                         int64_t W, const float *x, int64_t ldx, hl_dtype y_dtype, void *y);
 
+/* ---- VAE backward (training) --------------------------------------------------------------- */
+
+/* The backward of hl_conv3d for the same geometry s (s->accumulate is ignored: dy is the gradient
+ * of y either way; s->x_dtype must be F32), w F32 or BF16 (read as float32):
+ *   dx  = ∂L/∂x: float32 (N, C, T, H, W) in s->layout; positions the conv never reads (cut off
+ *         by the stride) get 0                                                  (overwrite)
+ *   dw += Σ dy ⊗ x over the output positions: float32 [O, C, kt, kh, kw]         (accumulate)
+ *   db += Σ dy over (n, t, h, w): float32 [O]                                   (accumulate)
+ * x: the forward's input (read only for dw; may be NULL without dw); dy: (N, O, To, Ho, Wo) in
+ * s->layout. Any of dx, dw, db may be NULL. dx must not overlap x, dy or w. */
+hl_status hl_conv3d_backward(const hl_ctx *ctx, const hl_conv3d_shape *s, const float *x,
+                             const hl_tensor *w, const float *dy, float *dx, float *dw, float *db);
+
+/* The backward of hl_channel_rmsnorm (float32 output), from its input x; the forward saves
+ * nothing: the norm of a position (C values) is recomputed from x here. With x̂ = x / n,
+ * n = max(‖x‖₂, 1e-12), u = x̂ · √C · gamma and g = dy (silu = 0) or dy · silu'(u) (silu = 1):
+ *   dx      = (√C · gamma ⊙ g - x̂ · ⟨x̂, √C · gamma ⊙ g⟩) / n   (‖x‖ <= 1e-12: no x̂ term)
+ *                                                                              (overwrite)
+ *   dgamma += Σ_positions g ⊙ x̂ · √C                                           (accumulate)
+ * x, dy, dx: float32 in layout ((N, C, S) or (N, S, C)); dgamma float32 [C] or NULL; dx NULL
+ * when not wanted. dx == dy allowed; dx must not overlap x. */
+hl_status hl_channel_rmsnorm_backward(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
+                                      int64_t S, const float *x, const float *gamma, int silu,
+                                      const float *dy, float *dx, float *dgamma);
+
+/* The backward of hl_upsample2x: each input pixel gets the sum of its 2x2 output block,
+ *   dx[i, j] = dy[2i, 2j] + dy[2i, 2j+1] + dy[2i+1, 2j] + dy[2i+1, 2j+1]          (overwrite)
+ * dy float32 (N, 2H, 2W, C) (HL_NTHWC) or (N, C, 2H, 2W) (HL_NCTHW), dense; dx in the forward's
+ * x layout: HL_NTHWC pixel (n, i, j) at dx + ((n·H + i)·W + j)·lddx (C values written, the rest
+ * of a wider row untouched), HL_NCTHW (N, C, H, W) dense (lddx ignored). dx must not overlap dy. */
+hl_status hl_upsample2x_backward(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C,
+                                 int64_t H, int64_t W, const float *dy, float *dx, int64_t lddx);
+
+/* The backward of y = min(max(x, lo), hi) as torch.clamp defines it: the gradient passes where
+ * lo <= x <= hi (both bounds inclusive) and is 0 elsewhere (and for NaN x):
+ *   dx[i] = lo <= x[i] <= hi ? dy[i] : 0,  n values                            (overwrite)
+ * x is the value before the clamp. dx == dy allowed. */
+hl_status hl_clamp_backward(const hl_ctx *ctx, int64_t n, const float *x, float lo, float hi,
+                            const float *dy, float *dx);
+
 /* y = x converted to y_dtype (F32: a copy; BF16: round to nearest even), n values. */
 hl_status hl_cast(const hl_ctx *ctx, int64_t n, const float *x, hl_dtype y_dtype, void *y);
 

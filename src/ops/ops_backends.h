@@ -65,6 +65,16 @@
     X(gelu_tanh_mul, (const hl_ctx *ctx, int64_t n, const float *x, const float *g, float *y))     \
     X(relative_bias,                                                                               \
       (const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, const float *rel, float *bias))           \
+    /* VAE backward */                                                                             \
+    X(conv3d_backward, (const hl_ctx *ctx, const hl_conv3d_shape *s, const float *x,               \
+                        const hl_tensor *w, const float *dy, float *dx, float *dw, float *db))     \
+    X(channel_rmsnorm_backward,                                                                    \
+      (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t S, const float *x,       \
+       const float *gamma, int silu, const float *dy, float *dx, float *dgamma))                   \
+    X(upsample2x_backward, (const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t C, int64_t H,  \
+                            int64_t W, const float *dy, float *dx, int64_t lddx))                  \
+    X(clamp_backward, (const hl_ctx *ctx, int64_t n, const float *x, float lo, float hi,           \
+                       const float *dy, float *dx))                                                \
     X(linear_backward, (const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,                 \
                         const hl_tensor *W, const float *dy, int64_t lddy, float *dx,              \
                         int64_t lddx, int accumulate_dx, float *dW, float *db))                    \

@@ -58,6 +58,19 @@ static hl_status write_synced(const char *path, const char *data, size_t len, hl
     return HL_OK;
 }
 
+hl_status hl_write_file_atomic(const char *path, const char *data, size_t len, hl_error *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.part", path) >= (int)sizeof tmp)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: path too long", path);
+    HL_TRY(write_synced(tmp, data, len, err));
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    return HL_OK;
+}
+
 static hl_status make_dir(const char *path, hl_error *err) {
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create the folder: %s", path,
@@ -372,6 +385,10 @@ hl_status hl_ckpt_save(const hl_ckpt_io *io, const float *params, const hl_adamw
     HL_TRY(join(p, tmp, "optimizer.safetensors", err));
     HL_TRY(write_optimizer(p, io->layout, opt, ema, err));
     hook(io, st->step, "optimizer");
+    if (io->extra_save) {
+        HL_TRY(io->extra_save(io->extra_user, tmp, err));
+        hook(io, st->step, "extra");
+    }
 
     char *js = state_json(st);
     if (!js) return hl_fail(err, HELIOS_ERR_OOM, "checkpoint: out of memory");
@@ -453,5 +470,6 @@ hl_status hl_ckpt_load(const hl_ckpt_io *io, const char *dir, float *params, hl_
     hl_weights_close(w);
     HL_TRY(s);
     HL_TRY(join(p, dir, "optimizer.safetensors", err));
-    return read_optimizer(p, io->layout, opt, ema, err);
+    HL_TRY(read_optimizer(p, io->layout, opt, ema, err));
+    return io->extra_load ? io->extra_load(io->extra_user, dir, err) : HL_OK;
 }

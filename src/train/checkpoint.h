@@ -48,6 +48,13 @@ typedef struct hl_ckpt_io {
     const hl_params *layout;
     hl_ckpt_hook_fn hook; /* NULL: none */
     void *hook_user;
+    /* Optional state of the objective (a second model, its optimizer, ...) kept with each
+     * checkpoint: extra_save writes its files into the folder being written (before state.json,
+     * so before COMPLETE; write each file atomically, e.g. with hl_st_write), extra_load reads
+     * them back from a complete checkpoint folder. NULL: none. */
+    hl_status (*extra_save)(void *user, const char *dir, hl_error *err);
+    hl_status (*extra_load)(void *user, const char *dir, hl_error *err);
+    void *extra_user;
 } hl_ckpt_io;
 
 /* Writes OUT/checkpoint-STEP (STEP = st->step) from params, the AdamW moments and ema (NULL: no
@@ -73,5 +80,8 @@ hl_status hl_ckpt_prune(const char *out_dir, int keep, hl_error *err);
  * required with its shape; errors name the file and tensor. */
 hl_status hl_ckpt_load(const hl_ckpt_io *io, const char *dir, float *params, hl_adamw *opt,
                        float *ema, hl_ckpt_state *st, hl_error *err);
+
+/* A small file written atomically: PATH.part, fsync, rename. */
+hl_status hl_write_file_atomic(const char *path, const char *data, size_t len, hl_error *err);
 
 #endif

@@ -1,5 +1,7 @@
 #include "train/dit_flat.h"
 
+#include "io/json.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,29 +37,15 @@ hl_status hl_dit_params_layout(const hl_dit_config *c, hl_params *out, hl_error 
     return st;
 }
 
-hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
-                          hl_dit **out, hl_error *err) {
+/* The transformer bound to data; with shadow, its GEMM operands (the binder's tensor rows, not
+ * its f32 rows) re-pointed to bf16 views of shadow at the same offsets. */
+static hl_status new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
+                          hl_bf16 *shadow, hl_dit **out, hl_error *err) {
     hl_dit *m;
     hl_binder b;
     HL_TRY(new_shell(c, &m, &b, err));
     hl_status st = hl_binder_bind_flat(&b, layout, data, err);
-    hl_binder_free(&b);
-    if (st != HL_OK) {
-        hl_error_prefix(err, "transformer");
-        hl_dit_free(m);
-        return st;
-    }
-    *out = m;
-    return HL_OK;
-}
-
-hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
-                               hl_bf16 *shadow, hl_dit **out, hl_error *err) {
-    hl_dit *m;
-    hl_binder b;
-    HL_TRY(new_shell(c, &m, &b, err));
-    hl_status st = hl_binder_bind_flat(&b, layout, data, err);
-    for (size_t i = 0; st == HL_OK && i < b.n; i++) {
+    for (size_t i = 0; st == HL_OK && shadow && i < b.n; i++) {
         int small = 0; /* an f32 row: its view stays on the master */
         for (size_t k = 0; k < b.n_small && !small; k++) small = b.rows[i].dst == &b.small[k].view;
         const hl_param *q = &layout->p[i];
@@ -71,6 +59,49 @@ hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, 
     }
     *out = m;
     return HL_OK;
+}
+
+hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
+                          hl_dit **out, hl_error *err) {
+    return new_flat(c, layout, data, NULL, out, err);
+}
+
+hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
+                               hl_bf16 *shadow, hl_dit **out, hl_error *err) {
+    return new_flat(c, layout, data, shadow, out, err);
+}
+
+hl_status hl_dit_flat_load(const char *config_path, const char *weights_path, hl_dit_flat *f,
+                           hl_error *err) {
+    memset(f, 0, sizeof *f);
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(config_path, &j, err));
+    hl_status st = hl_dit_config_parse(j, &f->cfg, err);
+    hl_json_free(j);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s", config_path);
+        return st;
+    }
+    HL_TRY(hl_dit_params_layout(&f->cfg, &f->layout, err));
+    f->w = calloc((size_t)f->layout.total + 1, sizeof *f->w);
+    f->g = calloc((size_t)f->layout.total + 1, sizeof *f->g);
+    if (!f->w || !f->g) return hl_fail(err, HELIOS_ERR_OOM, "transformer: out of memory");
+    hl_weights *wt = NULL;
+    HL_TRY(hl_weights_open(weights_path, &wt, err));
+    st = hl_params_load(&f->layout, f->w, wt, err);
+    hl_weights_close(wt);
+    HL_TRY(st);
+    HL_TRY(hl_dit_new_flat(&f->cfg, &f->layout, f->w, &f->m, err));
+    return hl_dit_new_flat(&f->cfg, &f->layout, f->g, &f->grad, err);
+}
+
+void hl_dit_flat_free(hl_dit_flat *f) {
+    hl_dit_free(f->m);
+    hl_dit_free(f->grad);
+    free(f->w);
+    free(f->g);
+    hl_params_free(&f->layout);
+    memset(f, 0, sizeof *f);
 }
 
 void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow) {

@@ -16,6 +16,7 @@
 #ifndef HL_TRAIN_DIT_FLAT_H
 #define HL_TRAIN_DIT_FLAT_H
 
+#include "core/dtype.h"
 #include "dit/dit.h"
 #include "sample/rng.h"
 #include "train/params.h"
@@ -27,6 +28,20 @@ hl_status hl_dit_params_layout(const hl_dit_config *c, hl_params *out, hl_error 
  * hl_dit_params_layout(c)'s; checked row by row). */
 hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
                           hl_dit **out, hl_error *err);
+
+/* A transformer loaded for training: its config, layout, the flat weights w (from a checkpoint),
+ * a zeroed gradient buffer g of the same layout, and the model and gradient view bound to them.
+ * weights_path: a .safetensors file, an index or a folder (io/weights.h), f32 or bf16. */
+typedef struct hl_dit_flat {
+    hl_dit_config cfg;
+    hl_params layout;
+    float *w, *g;
+    hl_dit *m, *grad;
+} hl_dit_flat;
+
+hl_status hl_dit_flat_load(const char *config_path, const char *weights_path, hl_dit_flat *f,
+                           hl_error *err);
+void hl_dit_flat_free(hl_dit_flat *f);
 
 /* Mixed precision (f32 master weights, bf16 compute): a transformer whose GEMM operands (the
  * linear and patch-embedding weights and biases: every tensor row of the binder table) are bf16

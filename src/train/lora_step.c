@@ -39,7 +39,7 @@ hl_status hl_lora_objective_step(void *obj, hl_rng *rng, int64_t sample_index, c
 }
 
 hl_status hl_lora_objective_validate(void *obj, int64_t step, const float *params, const float *ema,
-                                     double *loss, hl_error *err) {
+                                     double *loss, char *sample, size_t cap, hl_error *err) {
     hl_lora_objective *o = obj;
     if (!o->validate) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "lora objective: no validation");
     HL_TRY(hl_lora_apply(o->lora, params, o->w, err));
@@ -49,5 +49,5 @@ hl_status hl_lora_objective_validate(void *obj, int64_t step, const float *param
         memcpy(o->w_ema, o->w, (size_t)o->n_model * sizeof *o->w_ema); /* non-targets */
     }
     if (ema) HL_TRY(hl_lora_apply(o->lora, ema, o->w_ema, err));
-    return o->validate(o->obj, step, o->w, ema ? o->w_ema : NULL, loss, err);
+    return o->validate(o->obj, step, o->w, ema ? o->w_ema : NULL, loss, sample, cap, err);
 }

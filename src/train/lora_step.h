@@ -40,6 +40,6 @@ hl_status hl_lora_objective_step(void *o, hl_rng *rng, int64_t sample_index, con
                                  float *grads, double *loss, hl_error *err);
 /* hl_train_validate_fn: the inner validation on W of params and of ema (when given). */
 hl_status hl_lora_objective_validate(void *o, int64_t step, const float *params, const float *ema,
-                                     double *loss, hl_error *err);
+                                     double *loss, char *sample, size_t cap, hl_error *err);
 
 #endif

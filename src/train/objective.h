@@ -22,6 +22,8 @@ typedef struct hl_train_env {
     const char *data;         /* the configuration's "data": "synthetic", "procedural", a folder */
     const char *model;        /* the configuration's "model" (a model folder for cached data) */
     const char *output;       /* the output folder (may not exist yet) */
+    const char *config_json;  /* the transformer's config.json text (validation model folders) */
+    int samples_per_step;     /* batch x accumulation */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -33,6 +35,12 @@ typedef struct hl_train_objective {
     hl_train_step_fn step;
     hl_train_validate_fn validate; /* may be NULL */
     void (*destroy)(void *obj);
+    /* Optional (NULL: none): state the objective keeps itself (a critic and its optimizer),
+     * saved with and restored from each checkpoint (hl_ckpt_io.extra_save / extra_load, with obj
+     * as the user pointer), and the TTUR filter of the loop's updates (hl_train_config.updates). */
+    hl_status (*save_state)(void *obj, const char *dir, hl_error *err);
+    hl_status (*load_state)(void *obj, const char *dir, hl_error *err);
+    hl_train_update_fn updates;
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
@@ -53,7 +61,7 @@ hl_status hl_quadratic_step(void *obj, hl_rng *rng, int64_t sample_index, const 
                             float *grads, double *loss, hl_error *err);
 /* The noise-free loss of the EMA weights when given, else of params. */
 hl_status hl_quadratic_validate(void *obj, int64_t step, const float *params, const float *ema,
-                                double *loss, hl_error *err);
+                                double *loss, char *sample, size_t cap, hl_error *err);
 void hl_quadratic_destroy(void *obj);
 
 /* ---- "stage1", "stage2": Helios flow matching (train/objective_flow.h) ----------------------
@@ -62,12 +70,41 @@ void hl_quadratic_destroy(void *obj);
  * p_exposure, noise_sigma_max, logit_mean, logit_std, shift, recompute, synthetic {clips, chunks,
  * height, width, text_len, seed} ("data": "synthetic"), dataset {width, height, frames, clips,
  * seed, text_len, cache} ("data": "procedural" or a folder: clips encoded once by the model
- * folder's VAE and text encoder into a latent cache, train/latent_cache.h); stage2 also ratios
- * [n0, n1, n2]. */
+ * folder's VAE and text encoder into a latent cache, train/latent_cache.h), validation {prompts,
+ * seed, width, height, frames, chunks, steps, samples, video}; stage2 also ratios [n0, n1, n2].
+ *
+ * Validation (every validation_every steps, on the EMA weights when kept, else the current ones):
+ * the flow loss over `samples` fixed samples drawn from seed ^ 0x5a5a (hl_flow_objective_validate)
+ * and, with "video" and a full model folder, OUTPUT/validation/step-N.mp4 made by the inference
+ * pipeline (train/val_video.h). */
 hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
                            hl_error *err);
 hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,
                            hl_error *err);
+hl_status hl_flow_validate(void *obj, int64_t step, const float *params, const float *ema,
+                           double *loss, char *sample, size_t cap, hl_error *err);
 void hl_flow_destroy(void *obj);
+
+/* ---- "stage3": DMD distillation (train/objective_stage3.c), "ode_init": staged ODE
+ * initialisation (train/objective_ode.c). Keys: train/objective_distill.h and docs/training.md. */
+hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err);
+hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                         float *grads, double *loss, hl_error *err);
+hl_status hl_stage3_validate(void *obj, int64_t step, const float *params, const float *ema,
+                             double *loss, char *sample, size_t cap, hl_error *err);
+void hl_stage3_destroy(void *obj);
+hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err);
+hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err);
+bool hl_stage3_updates(void *obj, int64_t step);
+hl_status hl_ode_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                        hl_error *err);
+hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                      float *grads, double *loss, hl_error *err);
+hl_status hl_ode_validate(void *obj, int64_t step, const float *params, const float *ema,
+                          double *loss, char *sample, size_t cap, hl_error *err);
+void hl_ode_destroy(void *obj);
+hl_status hl_ode_save(void *obj, const char *dir, hl_error *err);
+hl_status hl_ode_load(void *obj, const char *dir, hl_error *err);
 
 #endif

@@ -155,3 +155,77 @@ hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, c
     return o->stage == 1 ? step_stage1(o, &ctx, &clip, rng, loss)
                          : step_stage2(o, &ctx, &clip, rng, loss);
 }
+
+/* ---- validation: the loss alone, forward only ----------------------------------------------- */
+
+/* The flow loss of one forward of in against target (n values), weighted by 1 / K. */
+static hl_status forward_loss(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
+                              const float *target, int64_t n, int K, double *loss) {
+    float *pred = malloc((size_t)n * sizeof *pred);
+    if (!pred) return hl_fail(ctx->err, HELIOS_ERR_OOM, "flow validation: out of memory");
+    hl_status st = hl_dit_forward(ctx, m, in, NULL, pred);
+    if (st == HL_OK) *loss += hl_flow_loss(pred, target, NULL, 1, n, NULL) / K;
+    free(pred);
+    return st;
+}
+
+static hl_status sample_loss(hl_flow_objective *o, const hl_ctx *ctx, const hl_dit *m,
+                             const hl_latent_clip *clip, hl_rng *rng, double *loss) {
+    if (o->stage == 1) {
+        hl_stage1_sample s;
+        HL_TRY(hl_stage1_sample_make(&o->s.base, clip->latents, clip->C, clip->F, clip->H, clip->W,
+                                     rng, &s, ctx->err));
+        const float *text = prompt(o, clip, s.drop_text, ctx->err);
+        hl_status st = text ? HL_OK : HELIOS_ERR_OOM;
+        double timestep = 0.0;
+        helios_dit_input in;
+        if (st == HL_OK) {
+            hl_stage1_dit_input(&s, text, clip->L, &timestep, &in);
+            st = forward_loss(ctx, m, &in, s.target, (int64_t)s.C * s.F * s.H * s.W, 1, loss);
+        }
+        hl_stage1_sample_free(&s);
+        return st;
+    }
+    hl_stage2_sample s;
+    HL_TRY(hl_stage2_sample_make(&o->s, clip->latents, clip->C, clip->F, clip->H, clip->W, rng, &s,
+                                 ctx->err));
+    const float *text = prompt(o, clip, s.base.drop_text, ctx->err);
+    hl_status st = text ? HL_OK : HELIOS_ERR_OOM;
+    for (int k = 0; st == HL_OK && k < s.K; k++) {
+        const hl_stage2_item *it = &s.items[k];
+        helios_dit_input in;
+        hl_stage2_dit_input(&s, k, text, clip->L, &in);
+        st = forward_loss(ctx, m, &in, it->target, (int64_t)s.C * s.F * it->H * it->W, s.K, loss);
+    }
+    hl_stage2_sample_free(&s);
+    return st;
+}
+
+hl_status hl_flow_objective_validate(hl_flow_objective *o, const float *weights, uint64_t seed,
+                                     int samples, double *loss, hl_error *err) {
+    hl_ctx ctx = *o->ctx;
+    ctx.err = err;
+    hl_dit *m = NULL;
+    HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, (float *)weights, &m, err));
+    hl_rng rng;
+    rng.path = HL_RNG_NORMAL_AVX2;
+    hl_rng_seed(&rng, seed);
+    double sum = 0;
+    hl_status st = HL_OK;
+    for (int i = 0; st == HL_OK && i < samples; i++) {
+        int64_t index = (int64_t)(hl_rng_u64(&rng) % (uint64_t)o->src.count);
+        hl_latent_clip clip;
+        double l = 0;
+        st = o->src.get(o->src.user, index, &clip, err);
+        if (st == HL_OK && clip.C != o->cfg.in_channels)
+            st = hl_fail(err, HELIOS_ERR_SHAPE, "stage %d: clip %lld has %d latent channels",
+                         o->stage, (long long)index, clip.C);
+        if (st == HL_OK) st = sample_loss(o, &ctx, m, &clip, &rng, &l);
+        if (st != HL_OK)
+            hl_error_prefix(err, "validation sample %d (clip %lld)", i, (long long)index);
+        sum += l;
+    }
+    hl_dit_free(m);
+    if (st == HL_OK) *loss = sum / (double)(samples > 0 ? samples : 1);
+    return st;
+}

@@ -70,4 +70,12 @@ void hl_flow_objective_free(hl_flow_objective *o);
 hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
                                  float *grads, double *loss, hl_error *err);
 
+/* The validation loss: the mean flow loss (no backward) of the weights `weights` (the EMA or the
+ * current ones; laid out as o->layout) over `samples` held-out samples, each a clip index and a
+ * sample (task, history, timestep, noise) drawn from a generator seeded with seed: the same
+ * samples at every call, so losses of different steps compare. Touches neither the training RNG
+ * nor the bound training views (f32 weights, also under bf16 training). */
+hl_status hl_flow_objective_validate(hl_flow_objective *o, const float *weights, uint64_t seed,
+                                     int samples, double *loss, hl_error *err);
+
 #endif

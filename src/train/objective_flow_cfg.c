@@ -1,5 +1,6 @@
 /* The "stage1" and "stage2" rows of the objective table (train/objective.h): their settings
- * blocks, strictly checked, and the state the loop steps. */
+ * blocks, strictly checked, the state the loop steps, and their validation (the fixed-sample
+ * loss of objective_flow.h and the video of val_video.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,17 @@
 #include "train/latent_cache.h"
 #include "train/objective_flow.h"
 #include "train/synthetic.h"
+#include "train/val_video.h"
+
+/* The "validation" block: what hl_flow_validate computes. */
+typedef struct flow_validation {
+    int samples;    /* held-out samples of the loss */
+    uint64_t seed;  /* of the video; the loss's samples come from seed ^ 0x5a5a */
+    bool video;     /* write OUTPUT/validation/step-N.mp4 */
+    bool warned;    /* the "no full model folder" warning was given */
+    hl_val_video v; /* prompts strdup'ed */
+    char *model, *output, *config_json;
+} flow_validation;
 
 typedef struct flow_state {
     hl_flow_objective o; /* first: the step function's obj */
@@ -24,6 +36,7 @@ typedef struct flow_state {
     hl_latent_cache *lc; /* ... their latents and prompt embeddings */
     hl_cached_clip clip; /* the clip handed out last */
     char cache_dir[4096];
+    flow_validation val;
 } flow_state;
 
 typedef struct keys {
@@ -100,7 +113,7 @@ static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool 
         "p_v2v",     "p_drop_text",  "corrupt_history", "corrupt",         "p_clean_history",
         "p_noise",   "p_blur",       "p_exposure",      "noise_sigma_max", "logit_mean",
         "logit_std", "shift",        "recompute",       "synthetic",       "dataset",
-        "precision", "ratios"};
+        "precision", "validation",   "ratios"};
     HL_TRY(only(k, known, sizeof known / sizeof *known - (stage == 1)));
     hl_stage1_config *c = &s2->base;
     if (stage == 2) HL_TRY(read_ratios(k, s2));
@@ -212,6 +225,108 @@ static hl_status open_dataset(const keys *parent, const hl_train_env *env, flow_
     return hl_latent_cache_fill(s->lc, parent->err);
 }
 
+#define VAL_DEFAULT_PROMPT "a small red circle bounces on a dark green background"
+
+static char *copy_str(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* "validation": {"prompts", "seed", "width", "height", "frames" | "chunks", "steps", "samples",
+ * "video"}; the defaults without the block. */
+static hl_status read_validation(const keys *parent, const hl_train_env *env, flow_validation *f) {
+    keys k = {hl_json_get(parent->s, "validation"), parent->file, "objective.validation",
+              parent->err};
+    int samples = 4, seed = (int)(env->seed & 0x7fffffff), w = 128, h = 128, frames = 0, chunks = 1,
+        steps = 0;
+    bool video = true;
+    const hl_json *prompts = NULL;
+    if (k.s) {
+        if (k.s->type != HL_JSON_OBJECT) return bad(parent, "validation", "must be an object");
+        static const char *const known[] = {"prompts", "seed",  "width",   "height", "frames",
+                                            "chunks",  "steps", "samples", "video"};
+        HL_TRY(only(&k, known, sizeof known / sizeof *known));
+        HL_TRY(integer(&k, "samples", 1, 4096, &samples));
+        HL_TRY(integer(&k, "seed", 0, 2147483647, &seed));
+        HL_TRY(integer(&k, "width", 16, HELIOS_MAX_SIDE, &w));
+        HL_TRY(integer(&k, "height", 16, HELIOS_MAX_SIDE, &h));
+        HL_TRY(integer(&k, "frames", 1, HELIOS_MAX_FRAMES, &frames));
+        HL_TRY(integer(&k, "chunks", 1, 64, &chunks));
+        HL_TRY(integer(&k, "steps", 1, HELIOS_MAX_STEPS, &steps));
+        HL_TRY(boolean(&k, "video", &video));
+        if (w % 16 || h % 16)
+            return bad(&k, w % 16 ? "width" : "height", "must be a multiple of 16");
+        if (hl_json_get(k.s, "frames") && hl_json_get(k.s, "chunks"))
+            return bad(&k, "frames", "give frames or chunks, not both");
+        prompts = hl_json_get(k.s, "prompts");
+        if (prompts &&
+            (prompts->type != HL_JSON_ARRAY || prompts->n < 1 || prompts->n > HL_VAL_MAX_PROMPTS))
+            return bad(&k, "prompts", "must be a list of 1 to 16 strings");
+        for (size_t i = 0; prompts && i < prompts->n; i++)
+            if (prompts->items[i].type != HL_JSON_STRING)
+                return bad(&k, "prompts", "must be a list of 1 to 16 strings");
+    }
+    f->samples = samples;
+    f->seed = (uint64_t)seed;
+    f->video = video;
+    f->v = (hl_val_video){.n_prompts = prompts ? (int)prompts->n : 1,
+                          .seed = (uint64_t)seed,
+                          .width = w,
+                          .height = h,
+                          .frames = frames,
+                          .chunks = chunks,
+                          .steps = steps};
+    bool ok = true;
+    for (int i = 0; i < f->v.n_prompts; i++) {
+        f->v.prompts[i] = copy_str(prompts ? prompts->items[i].string : VAL_DEFAULT_PROMPT);
+        ok = ok && f->v.prompts[i];
+    }
+    f->model = copy_str(env->model ? env->model : "");
+    f->output = copy_str(env->output);
+    f->config_json = copy_str(env->config_json ? env->config_json : "");
+    if (!ok || !f->model || !f->output || !f->config_json)
+        return hl_fail(parent->err, HELIOS_ERR_OOM, "objective.validation: out of memory");
+    return HL_OK;
+}
+
+static void free_validation(flow_validation *f) {
+    for (int i = 0; i < f->v.n_prompts; i++) free((char *)f->v.prompts[i]);
+    free(f->model);
+    free(f->output);
+    free(f->config_json);
+}
+
+hl_status hl_flow_validate(void *obj, int64_t step, const float *params, const float *ema,
+                           double *loss, char *sample, size_t cap, hl_error *err) {
+    flow_state *s = obj;
+    flow_validation *f = &s->val;
+    const float *w = ema ? ema : params;
+    sample[0] = '\0';
+    HL_TRY(hl_flow_objective_validate(&s->o, w, f->seed ^ 0x5a5a, f->samples, loss, err));
+    if (!f->video) return HL_OK;
+    if (!hl_val_model_is_full(f->model) || !f->config_json[0]) {
+        if (!f->warned)
+            HL_WARN("validation: 'model' \"%s\" is not a full model folder (model_index.json, "
+                    "transformer/, vae/, text_encoder/, tokenizer/, scheduler/): no validation "
+                    "videos, only the loss",
+                    f->model);
+        f->warned = true;
+        return HL_OK;
+    }
+    /* the video is a by-product: its failure (say a size the model's rule refuses) is a warning,
+     * not the end of the training run */
+    hl_error verr = {0};
+    if (hl_val_video_write(&f->v, f->model, f->config_json, s->o.layout, w, f->output, step, sample,
+                           cap, &verr) != HL_OK) {
+        HL_WARN("validation: step %lld: no video: %s", (long long)step, verr.msg);
+        sample[0] = '\0';
+    }
+    return HL_OK;
+}
+
 static hl_status flow_create(int stage, const hl_json *settings, const hl_train_env *env,
                              void **obj, hl_error *err) {
     *obj = NULL;
@@ -232,6 +347,7 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
     hl_status st = HL_OK;
     if (!(s->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
     else s->ctx = (hl_ctx){s->be, &s->err};
+    if (st == HL_OK) st = read_validation(&k, env, &s->val);
     if (st == HL_OK && synthetic) st = read_synthetic(&k, env, &c.base, &s->data);
     else if (st == HL_OK) st = open_dataset(&k, env, s);
     if (st == HL_OK) {
@@ -264,6 +380,7 @@ void hl_flow_destroy(void *obj) {
     flow_state *s = obj;
     if (!s) return;
     hl_flow_objective_free(&s->o);
+    free_validation(&s->val);
     hl_synthetic_free(&s->data);
     hl_cached_clip_free(&s->clip);
     hl_latent_cache_free(s->lc);

@@ -85,7 +85,8 @@ hl_status hl_quadratic_step(void *obj, hl_rng *rng, int64_t sample_index, const 
 }
 
 hl_status hl_quadratic_validate(void *obj, int64_t step, const float *params, const float *ema,
-                                double *loss, hl_error *err) {
+                                double *loss, char *sample, size_t cap, hl_error *err) {
+    (void)step, (void)sample, (void)cap, (void)err;
     quadratic *q = obj;
     const float *p = ema ? ema : params;
     double sum = 0;

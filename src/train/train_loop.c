@@ -178,8 +178,10 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
                        "updated (lower the learning rate or check the data)",
                        isfinite(r->loss) ? "gradient" : "loss", (long long)r->step + 1);
     *lr = hl_lr_at(&c->lr, r->step);
-    hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
-    if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
+    if (!c->updates || c->updates(obj, r->step)) {
+        hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
+        if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
+    }
     r->step++;
     return HL_OK;
 }
@@ -225,12 +227,15 @@ static hl_status share_flag(run *r, bool *flag, hl_error *err) {
 /* After step r->step on rank 0: validation, checkpoint, progress report. */
 static hl_status after_step(run *r, hl_train_validate_fn validate, void *obj, const float *params,
                             const float *ema, hl_train_progress *p, double t0, int64_t first_step,
-                            int64_t samples0, char *ckpt, size_t cap, hl_error *err) {
+                            int64_t samples0, char *ckpt, size_t cap, char *sample, size_t scap,
+                            hl_error *err) {
     const hl_train_config *c = r->c;
     if (validate && c->validation_every > 0 && r->step % c->validation_every == 0) {
+        sample[0] = '\0';
         HL_TRY(validate(obj, r->step, params, c->ema_decay > 0 ? ema : NULL, &p->validation_loss,
-                        err));
+                        sample, scap, err));
         p->has_validation = true;
+        p->validation_sample = sample;
     }
     if ((c->checkpoint_every > 0 && r->step % c->checkpoint_every == 0) || r->step == c->steps ||
         stop_requested(c)) {
@@ -288,7 +293,7 @@ hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
     res->first_step = r.step;
     double t0 = hl_time();
     int64_t samples0 = r.samples;
-    char ckpt[4096];
+    char ckpt[4096], sample[4096];
     while (s == HL_OK && r.step < c.steps) {
         bool stop = lead && stop_requested(&c); /* rank 0 decides, every rank stops */
         if ((s = share_flag(&r, &stop, err)) != HL_OK || stop) break;
@@ -297,7 +302,7 @@ hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
         if (s != HL_OK) break;
         if (lead)
             s = after_step(&r, validate, obj, params, ema, &p, t0, res->first_step, samples0, ckpt,
-                           sizeof ckpt, err);
+                           sizeof ckpt, sample, sizeof sample, err);
         bool failed = s != HL_OK;
         hl_status b = share_flag(&r, &failed, failed ? &(hl_error){0} : err);
         if (s == HL_OK && b != HL_OK) s = b;

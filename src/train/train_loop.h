@@ -32,6 +32,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -50,10 +51,12 @@ typedef hl_status (*hl_train_step_fn)(void *obj, hl_rng *rng, int64_t sample_ind
                                       hl_error *err);
 
 /* Optional: a validation pass on the current weights (and the EMA weights, NULL without EMA);
- * *loss is reported. Must not draw from the training RNG (it gets none), so validation does not
+ * *loss is reported, and sample[0..cap) names a file it wrote (a video), "" when none. Must not
+ * draw from the training RNG (it gets none) nor change params or ema, so validation does not
  * change the training run. */
 typedef hl_status (*hl_train_validate_fn)(void *obj, int64_t step, const float *params,
-                                          const float *ema, double *loss, hl_error *err);
+                                          const float *ema, double *loss, char *sample, size_t cap,
+                                          hl_error *err);
 
 typedef struct hl_train_progress {
     int64_t step, steps; /* optimizer steps done (1-based after a step), of the run */
@@ -62,8 +65,15 @@ typedef struct hl_train_progress {
     double samples_per_s, eta_s; /* since this process started; eta of the remaining steps */
     bool has_validation;
     double validation_loss;
-    const char *checkpoint; /* the folder just written after this step, else NULL */
+    const char *validation_sample; /* the file validation wrote ("" none), with has_validation */
+    const char *checkpoint;        /* the folder just written after this step, else NULL */
 } hl_train_progress;
+
+/* Optional (TTUR): whether optimizer step `step` (0-based) updates the loop's parameters. On a
+ * step it answers false for, the objective's gradients are still accumulated, clipped and reported
+ * but AdamW (its moments and step count included) and the EMA are left as they are: the step
+ * trained only a model the objective holds itself. NULL: every step updates. */
+typedef bool (*hl_train_update_fn)(void *obj, int64_t step);
 
 typedef void (*hl_train_report_fn)(void *user, const hl_train_progress *p);
 
@@ -86,6 +96,7 @@ typedef struct hl_train_config {
     void *report_user;
     volatile sig_atomic_t *stop; /* non-zero (set from a signal handler): checkpoint, return */
     const hl_dist *dist;         /* data-parallel ranks (train/dist.h); NULL: one process */
+    hl_train_update_fn updates;  /* NULL: every step updates the parameters */
 } hl_train_config;
 
 typedef struct hl_train_result {

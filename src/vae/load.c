@@ -258,6 +258,24 @@ static hl_status copy_small(hl_vae *v, const binder *b, hl_error *err) {
     return HL_OK;
 }
 
+/* The name -> field table of every parameter (hl_vae_param), from the bind rows. */
+static hl_status record_params(hl_vae *v, const binder *b, hl_error *err) {
+    v->params = calloc(b->n ? b->n : 1, sizeof *v->params);
+    if (!v->params) return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for the parameters");
+    for (size_t i = 0; i < b->n; i++) {
+        const hl_bind *r = &b->rows[i];
+        hl_vae_param *p = &v->params[i];
+        snprintf(p->name, sizeof p->name, "%s", r->name);
+        p->field = r->dst;
+        for (size_t k = 0; k < b->n_small; k++)
+            if (r->dst == &b->small[k].view) p->field = b->small[k].dst, p->gain = true;
+        p->numel = 1;
+        for (int d = 0; d < r->ndim; d++) p->numel *= r->shape[d];
+    }
+    v->n_params = (int)b->n;
+    return HL_OK;
+}
+
 static hl_status build(hl_vae *v, binder *b, bool with_encoder, hl_error *err) {
     hl_status st = HL_OK;
     if (with_encoder) st = build_encoder(b, v);
@@ -325,6 +343,7 @@ void hl_vae_free(hl_vae *v) {
     free(v->encoder.down);
     free(v->decoder.up);
     free(v->small);
+    free(v->params);
     for (size_t i = 0; i < v->n_owned; i++) free(v->owned[i]);
     free(v->owned);
     hl_weights_close(v->weights);
@@ -423,6 +442,7 @@ hl_status hl_vae_load(const char *path, const char *config_path, const char *wei
     if (st == HL_OK) st = build(v, &b, true, err);
     if (st == HL_OK) st = hl_weights_bind(v->weights, b.rows, b.n, NULL, NULL, err);
     if (st == HL_OK) st = copy_small(v, &b, err);
+    if (st == HL_OK) st = record_params(v, &b, err);
     binder_free(&b);
     if (st != HL_OK) {
         hl_vae_free(v);
@@ -479,6 +499,7 @@ hl_status hl_vae_create_filled(const hl_vae_config *cfg, hl_dtype dt, bool with_
         st = fill_row(v, &b.rows[i], gain, dt, fill, user, err);
     }
     if (st == HL_OK) st = copy_small(v, &b, err);
+    if (st == HL_OK) st = record_params(v, &b, err);
     binder_free(&b);
     if (st != HL_OK) {
         hl_vae_free(v);

@@ -126,8 +126,19 @@ typedef struct hl_vae_decoder {
     int n_slots;
 } hl_vae_decoder;
 
+/* One trainable parameter under its checkpoint name: field is the module's hl_tensor (a conv or
+ * attention weight or bias) or, for a norm gain, its `const float *` member (&res->norm1). */
+typedef struct hl_vae_param {
+    char name[160];
+    const void *field;
+    bool gain;
+    int64_t numel;
+} hl_vae_param;
+
 typedef struct hl_vae {
     hl_vae_config cfg;
+    hl_vae_param *params; /* every parameter of the model, in the order of the weight table */
+    int n_params;
     hl_weights *weights; /* the mappings the tensors point into (NULL for a synthetic model) */
     hl_vae_encoder encoder;
     hl_vae_decoder decoder;
@@ -223,6 +234,50 @@ hl_status hl_vae_decode_tiled(const hl_ctx *ctx, hl_vae *v, const hl_vae_tiling 
 /* Size of the tiled encoder's output (it crops to H / ratio, W / ratio). */
 void hl_vae_tiled_latent_shape(const hl_vae_config *c, const hl_vae_tiling *tl, int64_t T,
                                int64_t H, int64_t W, int64_t *T_lat, int64_t *h, int64_t *w);
+
+/* ---- training (src/vae/train_*.c) ----------------------------------------------------------- */
+
+/* Training runs the whole clip at once, batch 1: a forward that keeps what the backward needs on
+ * a tape, then the backward. Every causal conv is the whole-clip conv with 2 zero frames in front
+ * (what the streaming caches compute) and the resample layers apply the first-chunk rules to
+ * frame 0 (upsample3d: frame 0 skips time_conv, the time conv of frames 1.. starts from zeros;
+ * downsample3d: frame 0 passes, then time_conv stride 2 over all frames), so the output is the
+ * streaming forward's, chunk for chunk (decode: one latent frame per pass; encode: frame 0, then
+ * groups of 4; T must be 1 + 4k). Weights must be float32; the convs run through
+ * hl_conv3d / hl_conv3d_backward (ops.h) on ctx's backend. */
+
+/* Parameter gradients: one float32 buffer per hl_vae_param, zeroed at creation; the backwards
+ * ACCUMULATE into them (ops.h), hl_vae_grads_zero clears them between steps. */
+typedef struct hl_vae_grads hl_vae_grads;
+hl_status hl_vae_grads_new(const hl_vae *v, hl_vae_grads **out, hl_error *err);
+void hl_vae_grads_zero(hl_vae_grads *g);
+void hl_vae_grads_free(hl_vae_grads *g);
+/* The gradient of the parameter with checkpoint name `name` (numel values), NULL if none. */
+float *hl_vae_grad_by_name(hl_vae_grads *g, const char *name, int64_t *numel);
+
+/* What a forward saved for its backward (activations, float32), owned by the caller. */
+typedef struct hl_vae_tape hl_vae_tape;
+void hl_vae_tape_free(hl_vae_tape *t);
+/* Peak bytes of saved activations plus temporaries over the forward and backward so far. */
+size_t hl_vae_tape_peak_bytes(const hl_vae_tape *t);
+
+/* video (out_channels, hl_vae_decoded_frames(T_lat), H, W) = decode(z), z (z_dim, T_lat, h, w),
+ * clamped to [-1, 1]; *tape: what hl_vae_decode_backward needs. */
+hl_status hl_vae_decode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h,
+                                     int64_t w, const float *z, float *video, hl_vae_tape **tape);
+/* From dvideo = ∂L/∂video: dz = ∂L/∂z (overwrite; NULL: not wanted), grads += ∂L/∂param of
+ * post_quant_conv and the decoder (NULL: none). The clamp passes the gradient where
+ * -1 <= x <= 1 (torch.clamp). Runs once per tape. */
+hl_status hl_vae_decode_backward(hl_vae_tape *tape, const float *dvideo, float *dz,
+                                 hl_vae_grads *grads);
+
+/* moments (2·z_dim, T_lat, h, w) = quant_conv(encoder(video)), video (in_channels, T, H, W) with
+ * T = 1 + 4k (hl_vae_latent_shape gives T_lat, h, w). */
+hl_status hl_vae_encode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T, int64_t H, int64_t W,
+                                     const float *video, float *moments, hl_vae_tape **tape);
+/* From dmoments = ∂L/∂moments: dvideo (overwrite, or NULL), grads += encoder and quant_conv. */
+hl_status hl_vae_encode_backward(hl_vae_tape *tape, const float *dmoments, float *dvideo,
+                                 hl_vae_grads *grads);
 
 /* ---- latent normalisation (spec §4.5, as the pipelines compute it in float32) ---------------- */
 

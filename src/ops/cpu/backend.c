@@ -40,6 +40,11 @@ const hl_backend_ops hl_cpu_backend_ops = {
     .add_gated_backward = hl_cpu_add_gated_backward,
     .scale_heads_backward = hl_cpu_scale_heads_backward,
     .relative_bias_backward = hl_cpu_relative_bias_backward,
+    /* VAE backward */
+    .conv3d_backward = hl_cpu_conv3d_backward,
+    .channel_rmsnorm_backward = hl_cpu_channel_rmsnorm_backward,
+    .upsample2x_backward = hl_cpu_upsample2x_backward,
+    .clamp_backward = hl_cpu_clamp_backward,
     /* the layouts' backwards: the host code ref uses too */
     .patchify3d_backward = hl_host_patchify3d_backward,
     .unpatchify3d_backward = hl_host_unpatchify3d_backward,

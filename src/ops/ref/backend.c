@@ -28,6 +28,11 @@ const hl_backend_ops hl_ref_backend_ops = {
     .to_channels_first = hl_ref_to_channels_first,
     .gelu_tanh_mul = hl_ref_gelu_tanh_mul,
     .relative_bias = hl_ref_relative_bias,
+    /* VAE backward */
+    .conv3d_backward = hl_ref_conv3d_backward,
+    .channel_rmsnorm_backward = hl_ref_channel_rmsnorm_backward,
+    .upsample2x_backward = hl_ref_upsample2x_backward,
+    .clamp_backward = hl_ref_clamp_backward,
     .linear_backward = hl_ref_linear_backward,
     .attention_biased_backward = hl_ref_attention_biased_backward,
     .rope_backward = hl_ref_rope_backward,

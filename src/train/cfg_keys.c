@@ -1,0 +1,80 @@
+#include "train/cfg_keys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+hl_status hl_cfg_bad(const hl_cfg_keys *k, const char *key, const char *why) {
+    char path[128];
+    snprintf(path, sizeof path, "%s.%s", k->prefix, key);
+    return hl_fail_key(k->err, HELIOS_ERR_INVALID_ARG, k->file, path, "%s", why);
+}
+
+hl_status hl_cfg_only(const hl_cfg_keys *k, const char *const *known, size_t n) {
+    for (size_t i = 0; i < k->s->n; i++) {
+        size_t j = 0;
+        while (j < n && strcmp(k->s->keys[i], known[j])) j++;
+        if (j == n)
+            return hl_cfg_bad(k, k->s->keys[i],
+                              "is not a setting of this objective (docs/training.md)");
+    }
+    return HL_OK;
+}
+
+hl_status hl_cfg_num(const hl_cfg_keys *k, const char *key, double lo, double hi, double *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    if (v->type != HL_JSON_NUMBER || !(v->number >= lo && v->number <= hi)) {
+        char why[96];
+        snprintf(why, sizeof why, "must be a number in [%g, %g]", lo, hi);
+        return hl_cfg_bad(k, key, why);
+    }
+    *out = v->number;
+    return HL_OK;
+}
+
+hl_status hl_cfg_int(const hl_cfg_keys *k, const char *key, int64_t lo, int64_t hi, int *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    if (v->type != HL_JSON_NUMBER || !v->is_int || v->number < (double)lo ||
+        v->number > (double)hi) {
+        char why[96];
+        snprintf(why, sizeof why, "must be an integer in [%lld, %lld]", (long long)lo,
+                 (long long)hi);
+        return hl_cfg_bad(k, key, why);
+    }
+    *out = (int)v->number;
+    return HL_OK;
+}
+
+hl_status hl_cfg_bool(const hl_cfg_keys *k, const char *key, bool *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    if (v->type != HL_JSON_BOOL) return hl_cfg_bad(k, key, "must be true or false");
+    *out = v->boolean;
+    return HL_OK;
+}
+
+hl_status hl_cfg_str(const hl_cfg_keys *k, const char *key, const char **out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    const char *s = hl_json_get_string(k->s, key);
+    if (!s || !*s) return hl_cfg_bad(k, key, "must be a non-empty string");
+    *out = s;
+    return HL_OK;
+}
+
+hl_status hl_cfg_nums(const hl_cfg_keys *k, const char *key, int n, double lo, double hi,
+                      double *out) {
+    const hl_json *v = hl_json_get(k->s, key);
+    if (!v) return HL_OK;
+    char why[96];
+    snprintf(why, sizeof why, "must be an array of %d numbers in [%g, %g]", n, lo, hi);
+    if (v->type != HL_JSON_ARRAY || (int)v->n != n) return hl_cfg_bad(k, key, why);
+    for (int i = 0; i < n; i++) {
+        const hl_json *e = &v->items[i];
+        if (e->type != HL_JSON_NUMBER || !(e->number >= lo && e->number <= hi))
+            return hl_cfg_bad(k, key, why);
+        out[i] = e->number;
+    }
+    return HL_OK;
+}

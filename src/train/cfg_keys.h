@@ -1,0 +1,30 @@
+/* Strict reading of an objective's settings block (train/objective.h): unknown keys, values of the
+ * wrong type or out of range are errors naming the file and "PREFIX.KEY". Absent keys leave the
+ * value as it is (the default). */
+#ifndef HL_TRAIN_CFG_KEYS_H
+#define HL_TRAIN_CFG_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "io/json.h"
+
+typedef struct hl_cfg_keys {
+    const hl_json *s;
+    const char *file, *prefix; /* "objective", "objective.synthetic" */
+    hl_error *err;
+} hl_cfg_keys;
+
+hl_status hl_cfg_bad(const hl_cfg_keys *k, const char *key, const char *why);
+hl_status hl_cfg_only(const hl_cfg_keys *k, const char *const *known, size_t n);
+hl_status hl_cfg_num(const hl_cfg_keys *k, const char *key, double lo, double hi, double *out);
+hl_status hl_cfg_int(const hl_cfg_keys *k, const char *key, int64_t lo, int64_t hi, int *out);
+hl_status hl_cfg_bool(const hl_cfg_keys *k, const char *key, bool *out);
+hl_status hl_cfg_str(const hl_cfg_keys *k, const char *key, const char **out);
+/* An array of exactly n numbers, each in [lo, hi]. */
+hl_status hl_cfg_nums(const hl_cfg_keys *k, const char *key, int n, double lo, double hi,
+                      double *out);
+
+#endif

@@ -1,0 +1,249 @@
+#include "train/objective_distill.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/file.h"
+#include "core/log.h"
+#include "train/checkpoint.h"
+#include "train/dit_flat.h"
+
+const char *const hl_distill_common_keys[] = {
+    "type",         "teacher",   "steps",     "amplify",  "teacher_steps", "teacher_guidance",
+    "eval_prompts", "eval_seed", "recompute", "synthetic"};
+const size_t hl_distill_common_nkeys = sizeof hl_distill_common_keys / sizeof(char *);
+
+static hl_status read_synthetic(const hl_cfg_keys *parent, const hl_train_env *env,
+                                hl_distill_shape *sh, int *clips, int *seed) {
+    hl_cfg_keys k = {hl_json_get(parent->s, "synthetic"), parent->file, "objective.synthetic",
+                     parent->err};
+    if (!k.s) return HL_OK;
+    if (k.s->type != HL_JSON_OBJECT) return hl_cfg_bad(parent, "synthetic", "must be an object");
+    static const char *const known[] = {"clips", "frames", "height", "width", "text_len", "seed"};
+    HL_TRY(hl_cfg_only(&k, known, 6));
+    HL_TRY(hl_cfg_int(&k, "clips", 1, 1 << 20, clips));
+    HL_TRY(hl_cfg_int(&k, "frames", 1, 64, &sh->F));
+    HL_TRY(hl_cfg_int(&k, "height", 2, 4096, &sh->H));
+    HL_TRY(hl_cfg_int(&k, "width", 2, 4096, &sh->W));
+    HL_TRY(hl_cfg_int(&k, "text_len", 1, 4096, &sh->L));
+    (void)env;
+    return hl_cfg_int(&k, "seed", 0, 2147483647, seed);
+}
+
+/* mkdir -p */
+static hl_status make_dirs(const char *path, hl_error *err) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1;; s++) {
+        if (*s && *s != '/') continue;
+        char ch = *s;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create the folder: %s", p,
+                           strerror(errno));
+        if (!ch) break;
+        *s = ch;
+    }
+    return HL_OK;
+}
+
+hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const hl_cfg_keys *k,
+                                 const hl_train_env *env, hl_error *err) {
+    memset(c, 0, sizeof *c);
+    c->name = name;
+    c->cfg = *env->dit;
+    c->layout = env->layout;
+    hl_distill_shape *sh = &c->shape;
+    hl_distill_shape_default(sh);
+    sh->C = env->dit->in_channels;
+    const char *teacher = env->model;
+    bool recompute = true;
+    double steps[3] = {2, 2, 2};
+    int E = 2, eval_seed = 1000, clips = 8, seed = 0;
+    HL_TRY(hl_cfg_str(k, "teacher", &teacher));
+    HL_TRY(hl_cfg_nums(k, "steps", 3, 1, 50, steps));
+    for (int i = 0; i < 3; i++) {
+        if (steps[i] != (int)steps[i]) return hl_cfg_bad(k, "steps", "must be whole numbers");
+        sh->steps[i] = (int)steps[i];
+    }
+    HL_TRY(hl_cfg_bool(k, "amplify", &sh->amplify));
+    HL_TRY(hl_cfg_int(k, "teacher_steps", 1, 1000, &sh->teacher_steps));
+    HL_TRY(hl_cfg_num(k, "teacher_guidance", 0, 100, &sh->teacher_guidance));
+    HL_TRY(hl_cfg_int(k, "eval_prompts", 0, 1024, &E));
+    HL_TRY(hl_cfg_int(k, "eval_seed", 0, 2147483647, &eval_seed));
+    HL_TRY(hl_cfg_bool(k, "recompute", &recompute));
+    HL_TRY(read_synthetic(k, env, sh, &clips, &seed));
+    c->recompute = recompute;
+    if (!env->data || strcmp(env->data, "synthetic"))
+        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "data",
+                           "the %s objective reads \"synthetic\" data (prompts) only in this build",
+                           name);
+    if (env->samples_per_step != 1)
+        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "batch",
+                           "the %s objective needs batch 1 and accumulation 1 (one sample per "
+                           "step: the critic and the TTUR pattern follow the step)",
+                           name);
+    if (E > clips) E = clips;
+    snprintf(c->teacher_path, sizeof c->teacher_path, "%s", teacher);
+    snprintf(c->output, sizeof c->output, "%s", env->output ? env->output : ".");
+    HL_TRY(hl_distill_shape_check(sh, env->dit, err));
+    HL_TRY(make_dirs(c->output, err));
+    HL_TRY(hl_synthetic_make(&c->data, sh->C, sh->F, sh->H, sh->W, sh->L, env->dit->text_dim, clips,
+                             (uint64_t)seed, err));
+    if (!(c->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) return HELIOS_ERR_OOM;
+    c->ctx = (hl_ctx){c->be, &c->err};
+    size_t tn = (size_t)sh->L * env->dit->text_dim;
+    c->teacher_w = malloc((size_t)env->layout->total * sizeof(float));
+    c->zeros = calloc(tn, sizeof(float));
+    c->eval_prompts = malloc((E ? (size_t)E : 1) * tn * sizeof(float));
+    if (!c->teacher_w || !c->zeros || !c->eval_prompts)
+        return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", name);
+    hl_status st = hl_distill_load_weights(teacher, env->layout, c->teacher_w, err);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s: 'objective.teacher' \"%s\"", env->config_path, teacher);
+        return st;
+    }
+    HL_TRY(hl_dit_new_flat(env->dit, env->layout, c->teacher_w, &c->teacher, err));
+    HL_TRY(hl_distill_sampler_init(&c->sampler, sh, env->dit, err));
+    for (int i = 0; i < E; i++)
+        memcpy(c->eval_prompts + (size_t)i * tn, c->data.embeds + (size_t)i * tn,
+               tn * sizeof(float));
+    hl_ctx ctx = {c->be, err};
+    HL_TRY(hl_distill_eval_init(&c->eval, &ctx, sh, c->teacher, c->eval_prompts, E,
+                                (uint64_t)eval_seed, err));
+    /* a fresh run: the distance before training opens the evidence log */
+    int64_t last;
+    char dir[4096];
+    HL_TRY(hl_ckpt_latest(c->output, &last, dir, sizeof dir, err));
+    if (last < 0 && E > 0) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/distance.tsv", c->output);
+        if (hl_file_is_regular(p)) HL_TRY(hl_distill_truncate_log(p, -1, err));
+        double rms;
+        HL_TRY(hl_distill_log_distance(c, 0, env->init_params, &rms, err));
+        HL_INFO("%s: student-teacher distance before training %.6g (%d prompts)", name, rms, E);
+    }
+    return HL_OK;
+}
+
+void hl_distill_common_free(hl_distill_common *c) {
+    hl_dit_free(c->m);
+    hl_dit_free(c->g);
+    hl_dit_free(c->teacher);
+    free(c->teacher_w);
+    free(c->zeros);
+    free(c->eval_prompts);
+    hl_distill_eval_free(&c->eval);
+    hl_distill_sampler_free(&c->sampler);
+    hl_synthetic_free(&c->data);
+    hl_backend_free(c->be);
+    memset(c, 0, sizeof *c);
+}
+
+hl_status hl_distill_bind(hl_distill_common *c, const float *params, float *grads, hl_error *err) {
+    if (c->m && c->m_data == params && c->g_data == grads) return HL_OK;
+    hl_dit_free(c->m);
+    hl_dit_free(c->g);
+    c->m = c->g = NULL;
+    HL_TRY(hl_dit_new_flat(&c->cfg, c->layout, (float *)params, &c->m, err));
+    if (grads) HL_TRY(hl_dit_new_flat(&c->cfg, c->layout, grads, &c->g, err));
+    c->m_data = params;
+    c->g_data = grads;
+    return HL_OK;
+}
+
+hl_status hl_distill_log_distance(hl_distill_common *c, int64_t step, const float *params,
+                                  double *rms, hl_error *err) {
+    hl_dit *m;
+    HL_TRY(hl_dit_new_flat(&c->cfg, c->layout, (float *)params, &m, err));
+    hl_ctx ctx = {c->be, err};
+    hl_status st = hl_distill_eval_distance(&c->eval, &ctx, &c->sampler, m, rms);
+    hl_dit_free(m);
+    HL_TRY(st);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/distance.tsv", c->output);
+    FILE *f = fopen(p, "a");
+    if (!f) return hl_fail(err, HELIOS_ERR_IO, "%s: %s", p, strerror(errno));
+    fprintf(f, "%lld\t%a\t%.9g\n", (long long)step, *rms, *rms);
+    int ok = fflush(f) == 0;
+    ok = fclose(f) == 0 && ok;
+    return ok ? HL_OK : hl_fail(err, HELIOS_ERR_IO, "%s: cannot write", p);
+}
+
+hl_status hl_distill_write_text(const char *path, const char *text, hl_error *err) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w <= 0) {
+            close(fd);
+            return hl_fail(err, HELIOS_ERR_IO, "%s: cannot write", path);
+        }
+        off += (size_t)w;
+    }
+    int ok = fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    return ok ? HL_OK : hl_fail(err, HELIOS_ERR_IO, "%s: fsync failed", path);
+}
+
+int64_t hl_distill_dir_step(const char *dir) {
+    const char *s = strrchr(dir, '/');
+    s = s ? s + 1 : dir;
+    if (strncmp(s, "checkpoint-", 11)) return -1;
+    char *end;
+    long long v = strtoll(s + 11, &end, 10);
+    return end == s + 11 ? -1 : v;
+}
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+hl_status hl_distill_write_model_folder(const hl_distill_common *c, const char *dir,
+                                        hl_error *err) {
+    char p[4200], q[PATH_MAX + 64], root[PATH_MAX];
+    const hl_sched_config *s = &c->shape.sched;
+    snprintf(p, sizeof p, "%s/scheduler", dir);
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return hl_fail(err, HELIOS_ERR_IO, "%s: %s", p, strerror(errno));
+    char sched[1024];
+    snprintf(sched, sizeof sched,
+             "{\n \"_class_name\": \"HeliosDMDScheduler\",\n \"num_train_timesteps\": %d,\n"
+             " \"shift\": %.17g,\n \"stages\": %d,\n \"stage_range\": [%.17g, %.17g, %.17g, "
+             "%.17g],\n \"gamma\": %.17g,\n \"prediction_type\": \"flow_prediction\",\n"
+             " \"use_flow_sigmas\": true,\n \"use_dynamic_shifting\": %s,\n"
+             " \"time_shift_type\": \"%s\",\n \"scheduler_type\": \"dmd\"\n}\n",
+             s->num_train_timesteps, s->shift, s->stages, s->stage_range[0], s->stage_range[1],
+             s->stage_range[2], s->stage_range[3], s->gamma,
+             s->use_dynamic_shifting ? "true" : "false",
+             s->time_shift_type == HL_SHIFT_LINEAR ? "linear" : "exponential");
+    snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", dir);
+    HL_TRY(hl_distill_write_text(p, sched, err));
+    snprintf(p, sizeof p, "%s/model_index.json", c->teacher_path);
+    if (!hl_file_is_regular(p) || !realpath(c->teacher_path, root)) return HL_OK;
+    static const char index[] =
+        "{\n \"_class_name\": \"HeliosPyramidPipeline\",\n \"is_distilled\": true,\n"
+        " \"is_cfg_zero_star\": false,\n \"scheduler\": [\"diffusers\", \"HeliosDMDScheduler\"],\n"
+        " \"text_encoder\": [\"transformers\", \"UMT5EncoderModel\"],\n"
+        " \"tokenizer\": [\"transformers\", \"T5TokenizerFast\"],\n"
+        " \"transformer\": [\"diffusers\", \"HeliosTransformer3DModel\"],\n"
+        " \"vae\": [\"diffusers\", \"AutoencoderKLWan\"]\n}\n";
+    snprintf(p, sizeof p, "%s/model_index.json", dir);
+    HL_TRY(hl_distill_write_text(p, index, err));
+    static const char *const parts[] = {"text_encoder", "tokenizer", "vae"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(q, sizeof q, "%s/%s", root, parts[i]);
+        if (!is_dir(q)) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, parts[i]);
+        if (symlink(q, p) != 0 && errno != EEXIST)
+            return hl_fail(err, HELIOS_ERR_IO, "%s: cannot link to %s: %s", p, q, strerror(errno));
+    }
+    return HL_OK;
+}

@@ -1,0 +1,368 @@
+/* The "stage3" objective (spec training.md §6.3-6.5): DMD distillation of the few-step student
+ * (the loop's parameters) against the frozen teacher (real score, CFG) with a trainable critic
+ * (fake score) that this objective holds with its own AdamW state.
+ *
+ * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
+ *   generator (when its step):  x0 = student's staged simulation (noise from the RNG, a random
+ *     exit step per level, the final level's exit step with a tape); t from the dynamic Beta
+ *     re-noise at generator step k = ceil(s / gen_every); x_t = (1 - sigma) x0 + sigma eps;
+ *     real = CFG of the teacher's x0 predictions (prompt, zero prompt), fake = the critic's;
+ *     L_DMD (train/dmd.h) + gan_g_weight L_G (hook, off); dL/dv = -sigma_exit dL/dx0 through
+ *     the student's exit step only.
+ *   critic: x0 = the same simulation without a tape; t uniform in [t_min, t_max] (shifted);
+ *     L = mean (v_fake - (eps - x0))^2 (+ GAN terms: hook, off); clip, AdamW (critic_*).
+ * The reported loss is the sum of the two totals of the step; every term goes to
+ * OUTPUT/stage3.tsv. The loop's update filter skips the student's AdamW and EMA on critic-only
+ * steps. The critic's weights and moments live in critic.safetensors of each checkpoint. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "io/safetensors.h"
+#include "io/safetensors_write.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/dit_flat.h"
+#include "train/dmd.h"
+#include "train/objective_distill.h"
+
+/* Where the GAN terms of src/train/gan (another branch) add: NULL functions = off. gen_term adds
+ * weight x L_G's gradient w.r.t. x0 into dx0 and returns L_G; critic_term runs the
+ * discriminator's losses (and R1) on the critic and returns their weighted sum. */
+typedef struct stage3_gan_hooks {
+    double (*gen_term)(void *user, const float *x_t, double timestep, const float *text,
+                       float *dx0);
+    double (*critic_term)(void *user, const float *x_t, double timestep, const float *text);
+    void *user;
+} stage3_gan_hooks;
+
+typedef struct stage3 {
+    hl_distill_common c; /* first */
+    int gen_every;
+    double real_guidance;
+    hl_dmd_renoise renoise, critic_t;
+    hl_adamw_config copt;
+    double critic_lr, critic_clip;
+    double gan_g_weight, gan_d_weight;
+    stage3_gan_hooks gan;
+    /* the critic */
+    float *cw, *cg;
+    hl_dit *cm, *cgv;
+    hl_adamw cadam;
+    /* scratch of one full-resolution latent */
+    float *noise, *x0, *eps, *xt, *v, *a, *b, *real, *dx0;
+    FILE *log;
+    char log_path[4200];
+} stage3;
+
+static const char *const k_keys[] = {
+    "gen_every",  "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
+    "t_min",      "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
+    "critic_eps", "critic_clip",   "gan_g_weight",  "gan_d_weight"};
+
+static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
+    size_t nc = hl_distill_common_nkeys, n = nc + sizeof k_keys / sizeof *k_keys;
+    const char *known[64];
+    for (size_t i = 0; i < n; i++) known[i] = i < nc ? hl_distill_common_keys[i] : k_keys[i - nc];
+    HL_TRY(hl_cfg_only(k, known, n));
+    o->gen_every = 5;
+    o->real_guidance = 3.0;
+    hl_dmd_renoise_default(&o->renoise);
+    o->copt = (hl_adamw_config){0.0, 0.999, 1e-8, 1e-3};
+    o->critic_lr = 4e-7;
+    o->critic_clip = 10.0;
+    double al[2] = {4, 1}, be[2] = {1.5, 1}, betas[2] = {0.0, 0.999};
+    int decay = 500;
+    HL_TRY(hl_cfg_int(k, "gen_every", 1, 1000, &o->gen_every));
+    HL_TRY(hl_cfg_num(k, "real_guidance", 0, 100, &o->real_guidance));
+    HL_TRY(hl_cfg_nums(k, "renoise_alpha", 2, 0.01, 1000, al));
+    HL_TRY(hl_cfg_nums(k, "renoise_beta", 2, 0.01, 1000, be));
+    HL_TRY(hl_cfg_int(k, "renoise_decay_steps", 0, 1 << 30, &decay));
+    HL_TRY(hl_cfg_num(k, "t_min", 0, 1000, &o->renoise.t_min));
+    HL_TRY(hl_cfg_num(k, "t_max", 0, 1000, &o->renoise.t_max));
+    if (!(o->renoise.t_min < o->renoise.t_max))
+        return hl_cfg_bad(k, "t_min", "must be below t_max");
+    HL_TRY(hl_cfg_num(k, "critic_lr", 0, 10, &o->critic_lr));
+    HL_TRY(hl_cfg_nums(k, "critic_betas", 2, 0, 0.999999, betas));
+    HL_TRY(hl_cfg_num(k, "critic_weight_decay", 0, 10, &o->copt.weight_decay));
+    HL_TRY(hl_cfg_num(k, "critic_eps", 1e-30, 1, &o->copt.eps));
+    HL_TRY(hl_cfg_num(k, "critic_clip", 0, 1e9, &o->critic_clip));
+    HL_TRY(hl_cfg_num(k, "gan_g_weight", 0, 100, &o->gan_g_weight));
+    HL_TRY(hl_cfg_num(k, "gan_d_weight", 0, 100, &o->gan_d_weight));
+    if (o->gan_g_weight > 0 || o->gan_d_weight > 0)
+        return hl_cfg_bad(k, o->gan_g_weight > 0 ? "gan_g_weight" : "gan_d_weight",
+                          "must be 0: the GAN heads (src/train/gan) are not in this build");
+    o->copt.beta1 = betas[0], o->copt.beta2 = betas[1];
+    o->renoise.a0 = al[0], o->renoise.a1 = al[1], o->renoise.b0 = be[0], o->renoise.b1 = be[1];
+    o->renoise.decay_steps = decay;
+    o->critic_t = o->renoise; /* the critic's timesteps: uniform (Beta(1, 1)) */
+    o->critic_t.a0 = o->critic_t.a1 = o->critic_t.b0 = o->critic_t.b1 = 1.0;
+    o->critic_t.decay_steps = 0;
+    return HL_OK;
+}
+
+void hl_stage3_destroy(void *obj);
+
+hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                           hl_error *err) {
+    *obj = NULL;
+    stage3 *o = calloc(1, sizeof *o);
+    if (!o) return hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
+    hl_cfg_keys k = {settings, env->config_path, "objective", err};
+    hl_status st = read_keys(o, &k);
+    if (st == HL_OK) st = hl_distill_common_init(&o->c, "stage3", &k, env, err);
+    size_t N = (size_t)env->layout->total;
+    if (st == HL_OK) {
+        o->cw = malloc(N * sizeof(float)), o->cg = calloc(N, sizeof(float));
+        const hl_distill_shape *sh = &o->c.shape;
+        size_t n = (size_t)sh->C * sh->F * sh->H * sh->W;
+        float **b[] = {&o->noise, &o->x0, &o->eps, &o->xt, &o->v, &o->a, &o->b, &o->real, &o->dx0};
+        for (size_t i = 0; i < sizeof b / sizeof *b; i++) *b[i] = malloc(n * sizeof(float));
+        bool ok = o->cw && o->cg;
+        for (size_t i = 0; i < sizeof b / sizeof *b; i++) ok = ok && *b[i];
+        if (!ok) st = hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
+    }
+    if (st == HL_OK) { /* the critic starts as the teacher */
+        memcpy(o->cw, o->c.teacher_w, N * sizeof(float));
+        st = hl_adamw_init(&o->cadam, (int64_t)N, err);
+    }
+    if (st == HL_OK) st = hl_dit_new_flat(env->dit, env->layout, o->cw, &o->cm, err);
+    if (st == HL_OK) st = hl_dit_new_flat(env->dit, env->layout, o->cg, &o->cgv, err);
+    if (st == HL_OK) {
+        snprintf(o->log_path, sizeof o->log_path, "%s/stage3.tsv", o->c.output);
+        int64_t last;
+        char dir[4096];
+        st = hl_ckpt_latest(o->c.output, &last, dir, sizeof dir, err);
+        if (st == HL_OK && last < 0) /* a fresh run: a new log */
+            st = hl_distill_write_text(
+                o->log_path,
+                "step\tgenerator\tloss_dmd\tloss_gan_g\tloss_critic\t"
+                "loss_gan_d\tt_dmd\tt_critic\tnormalizer\tcritic_grad_norm\n",
+                err);
+    }
+    if (st != HL_OK) {
+        hl_stage3_destroy(o);
+        return st;
+    }
+    *obj = o;
+    return HL_OK;
+}
+
+void hl_stage3_destroy(void *obj) {
+    stage3 *o = obj;
+    if (!o) return;
+    hl_distill_common_free(&o->c);
+    hl_dit_free(o->cm);
+    hl_dit_free(o->cgv);
+    hl_adamw_free(&o->cadam);
+    free(o->cw), free(o->cg);
+    free(o->noise), free(o->x0), free(o->eps), free(o->xt), free(o->v), free(o->a), free(o->b);
+    free(o->real), free(o->dx0);
+    if (o->log) fclose(o->log);
+    free(o);
+}
+
+/* One simulation of the student: noise and exits drawn from rng. */
+static hl_status simulate(stage3 *o, const hl_ctx *ctx, const float *text, hl_rng *rng, bool tape,
+                          hl_distill_run *run) {
+    const hl_distill_shape *sh = &o->c.shape;
+    hl_rng_randn_f32(rng, o->noise, (int64_t)sh->C * sh->F * sh->H * sh->W);
+    memset(run, 0, sizeof *run);
+    for (int k = 0; k < sh->levels; k++)
+        run->exit[k] = (int)(hl_rng_u32(rng) % (uint32_t)hl_distill_level_steps(&o->c.sampler, k));
+    run->tape = tape;
+    run->recompute = o->c.recompute;
+    return hl_distill_sample(ctx, &o->c.sampler, o->c.m, text, o->noise, rng, run, o->x0);
+}
+
+/* x_t = (1 - sigma) x0 + sigma eps with eps drawn from rng (float32, one rounding per op). */
+static void renoise(stage3 *o, hl_rng *rng, double sigma, int64_t n) {
+    hl_rng_randn_f32(rng, o->eps, n);
+    float s = (float)sigma, r = (float)(1.0 - sigma);
+    for (int64_t i = 0; i < n; i++) o->xt[i] = r * o->x0[i] + s * o->eps[i];
+}
+
+/* v of model m at x_t, timestep t, prompt text into out. */
+static hl_status predict(stage3 *o, const hl_ctx *ctx, const hl_dit *m, const float *text, double t,
+                         float *out) {
+    const hl_distill_shape *sh = &o->c.shape;
+    helios_dit_input in;
+    hl_distill_dit_input(&o->c.sampler, o->xt, sh->H, sh->W, &t, text, &in);
+    return hl_dit_forward(ctx, m, &in, NULL, out);
+}
+
+static double full_mu(const stage3 *o) {
+    const hl_distill_shape *sh = &o->c.shape;
+    const int *p = o->c.cfg.patch;
+    return sh->sched.use_dynamic_shifting ? hl_sched_calculate_shift((double)hl_sched_image_seq_len(
+                                                sh->F, sh->H, sh->W, p[0], p[1], p[2]))
+                                          : 0.0;
+}
+
+typedef struct terms {
+    double dmd, gan_g, critic, gan_d, t_dmd, t_critic, normalizer, critic_norm;
+} terms;
+
+static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text, int64_t s,
+                                hl_rng *rng, terms *tm) {
+    const hl_distill_shape *sh = &o->c.shape;
+    int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W;
+    hl_distill_run run;
+    HL_TRY(simulate(o, ctx, text, rng, true, &run));
+    int64_t k = (s + o->gen_every - 1) / o->gen_every; /* generator steps before this one */
+    double sigma, t;
+    hl_dmd_renoise_draw(&o->renoise, k, full_mu(o), rng, &sigma, &t);
+    renoise(o, rng, sigma, n);
+    hl_status st = predict(o, ctx, o->c.teacher, text, t, o->v); /* real score: prompt */
+    if (st == HL_OK) {
+        hl_dmd_flow_to_x0(o->xt, o->v, sigma, n, o->a);
+        st = predict(o, ctx, o->c.teacher, o->c.zeros, t, o->v); /* and the empty prompt */
+    }
+    if (st == HL_OK) {
+        hl_dmd_flow_to_x0(o->xt, o->v, sigma, n, o->b);
+        hl_dmd_cfg(o->a, o->b, o->real_guidance, n, o->real);
+        st = predict(o, ctx, o->cm, text, t, o->v); /* fake score */
+    }
+    if (st == HL_OK) {
+        hl_dmd_flow_to_x0(o->xt, o->v, sigma, n, o->a);
+        tm->dmd = hl_dmd_loss(o->x0, o->real, o->a, n, NULL, o->dx0, &tm->normalizer);
+        tm->t_dmd = t;
+        if (o->gan.gen_term) /* the GAN generator term adds here (weight gan_g_weight) */
+            tm->gan_g = o->gan_g_weight * o->gan.gen_term(o->gan.user, o->xt, t, text, o->dx0);
+        float f = (float)-run.out_sigma; /* x0 = x - sigma v */
+        for (int64_t i = 0; i < n; i++) o->dx0[i] *= f;
+        st = hl_dit_backward(ctx, o->c.m, run.out_tape, o->dx0, o->c.g, NULL);
+    }
+    hl_dit_tape_free(run.out_tape);
+    return st;
+}
+
+static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, hl_rng *rng,
+                             terms *tm) {
+    const hl_distill_shape *sh = &o->c.shape;
+    int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W;
+    hl_distill_run run;
+    HL_TRY(simulate(o, ctx, text, rng, false, &run));
+    double sigma, t;
+    hl_dmd_renoise_draw(&o->critic_t, 0, full_mu(o), rng, &sigma, &t);
+    renoise(o, rng, sigma, n);
+    helios_dit_input in;
+    hl_distill_dit_input(&o->c.sampler, o->xt, sh->H, sh->W, &t, text, &in);
+    hl_dit_tape *tape = NULL;
+    hl_status st = hl_dit_forward_train(ctx, o->cm, &in, o->c.recompute, &tape, o->v);
+    if (st == HL_OK) {
+        tm->critic = hl_dmd_critic_loss(o->v, o->eps, o->x0, n, o->dx0);
+        tm->t_critic = t;
+        memset(o->cg, 0, (size_t)o->c.layout->total * sizeof(float));
+        st = hl_dit_backward(ctx, o->cm, tape, o->dx0, o->cgv, NULL);
+    }
+    hl_dit_tape_free(tape);
+    HL_TRY(st);
+    if (o->gan.critic_term) /* the discriminator's terms and R1 add here (weight gan_d_weight) */
+        tm->gan_d = o->gan_d_weight * o->gan.critic_term(o->gan.user, o->xt, t, text);
+    tm->critic_norm = hl_clip_grad_norm(o->cg, o->c.layout->total, o->critic_clip);
+    if (!isfinite(tm->critic) || !isfinite(tm->critic_norm))
+        return hl_fail(ctx->err, HELIOS_ERR_FORMAT, "stage3: non-finite critic loss or gradient");
+    hl_adamw_step(&o->cadam, &o->copt, o->critic_lr, o->cw, o->cg);
+    return HL_OK;
+}
+
+static hl_status write_log(stage3 *o, int64_t step, bool gen, const terms *t, hl_error *err) {
+    if (!o->log && !(o->log = fopen(o->log_path, "a")))
+        return hl_fail(err, HELIOS_ERR_IO, "%s: %s", o->log_path, strerror(errno));
+    fprintf(o->log, "%lld\t%d\t%.9g\t%.9g\t%.9g\t%.9g\t%.6g\t%.6g\t%.9g\t%.9g\n", (long long)step,
+            gen ? 1 : 0, t->dmd, t->gan_g, t->critic, t->gan_d, t->t_dmd, t->t_critic,
+            t->normalizer, t->critic_norm);
+    fflush(o->log);
+    return HL_OK;
+}
+
+hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                         float *grads, double *loss, hl_error *err) {
+    stage3 *o = obj;
+    hl_ctx ctx = {o->c.be, err};
+    HL_TRY(hl_distill_bind(&o->c, params, grads, err));
+    const hl_synthetic *d = &o->c.data;
+    const float *text = d->embeds +
+                        (size_t)(sample_index % d->count) * (size_t)d->L * (size_t)d->text_dim;
+    bool gen = hl_dmd_generator_step(sample_index, o->gen_every);
+    terms t = {0};
+    if (gen) HL_TRY(generator_step(o, &ctx, text, sample_index, rng, &t));
+    HL_TRY(critic_step(o, &ctx, text, rng, &t));
+    *loss = t.dmd + t.gan_g + t.critic + t.gan_d;
+    return write_log(o, sample_index + 1, gen, &t, err);
+}
+
+bool hl_stage3_updates(void *obj, int64_t step) {
+    return hl_dmd_generator_step(step, ((stage3 *)obj)->gen_every);
+}
+
+hl_status hl_stage3_validate(void *obj, int64_t step, const float *params, const float *ema,
+                             double *loss, char *sample, size_t cap, hl_error *err) {
+    stage3 *o = obj;
+    (void)sample, (void)cap; /* no video: the distance to the teacher is the evidence */
+    return hl_distill_log_distance(&o->c, step, ema ? ema : params, loss, err);
+}
+
+/* ---- the critic in the checkpoint ------------------------------------------------------- */
+
+hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err) {
+    stage3 *o = obj;
+    const hl_params *L = o->c.layout;
+    size_t n = L->n * 3;
+    hl_st_entry *e = calloc(n, sizeof *e);
+    char(*names)[200] = calloc(n, sizeof *names);
+    hl_status st = e && names ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
+    static const char *const prefix[3] = {"critic.", "exp_avg.", "exp_avg_sq."};
+    const float *src[3] = {o->cw, o->cadam.m, o->cadam.v};
+    for (size_t w = 0, k = 0; st == HL_OK && w < 3; w++)
+        for (size_t i = 0; i < L->n; i++, k++) {
+            snprintf(names[k], sizeof names[k], "%s%s", prefix[w], L->p[i].name);
+            e[k].name = names[k];
+            e[k].t = hl_tensor_make((void *)(src[w] + L->p[i].offset), HL_F32, L->p[i].ndim,
+                                    L->p[i].shape);
+        }
+    char p[4200], step[32];
+    snprintf(p, sizeof p, "%s/critic.safetensors", dir);
+    snprintf(step, sizeof step, "%lld", (long long)o->cadam.step);
+    const char *meta[] = {"format", "helios-stage3-critic", "step", step, NULL};
+    if (st == HL_OK) st = hl_st_write(p, e, n, meta, err);
+    free(e);
+    free(names);
+    if (st == HL_OK) st = hl_distill_write_model_folder(&o->c, dir, err);
+    return st;
+}
+
+hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err) {
+    stage3 *o = obj;
+    const hl_params *L = o->c.layout;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/critic.safetensors", dir);
+    hl_safetensors *st;
+    HL_TRY(hl_st_open(p, &st, err));
+    const char *step = hl_st_meta(st, "step");
+    hl_status s = step ? HL_OK : hl_fail(err, HELIOS_ERR_FORMAT, "%s: no step", p);
+    if (s == HL_OK) o->cadam.step = strtoll(step, NULL, 10);
+    static const char *const prefix[3] = {"critic.", "exp_avg.", "exp_avg_sq."};
+    float *dst[3] = {o->cw, o->cadam.m, o->cadam.v};
+    for (int w = 0; w < 3 && s == HL_OK; w++)
+        for (size_t i = 0; i < L->n && s == HL_OK; i++) {
+            char name[200];
+            snprintf(name, sizeof name, "%s%s", prefix[w], L->p[i].name);
+            const hl_st_tensor *t = hl_st_find(st, name);
+            if (!t || t->dtype != HL_F32 || t->nbytes != (size_t)L->p[i].numel * sizeof(float))
+                s = hl_fail(err, HELIOS_ERR_FORMAT, "%s: tensor '%s' missing or not F32 of %lld", p,
+                            name, (long long)L->p[i].numel);
+            else memcpy(dst[w] + L->p[i].offset, t->data, t->nbytes);
+        }
+    hl_st_close(st);
+    HL_TRY(s);
+    if (o->log) fclose(o->log), o->log = NULL;
+    int64_t last = hl_distill_dir_step(dir);
+    char d[4200];
+    snprintf(d, sizeof d, "%s/distance.tsv", o->c.output);
+    HL_TRY(hl_distill_truncate_log(d, last, err));
+    return hl_distill_truncate_log(o->log_path, last, err);
+}

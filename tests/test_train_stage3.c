@@ -1,0 +1,195 @@
+/* Stage-3 distillation pieces (train/dmd.h, train/distill.h):
+ *   - the DMD gradient and loss, CFG on x0 predictions, the critic's flow loss and x0 from a flow
+ *     output against hand-computed values;
+ *   - the dynamic re-noise Beta schedule (cosine decay of (a, b)), the Beta sampler's moments, the
+ *     TTUR step pattern;
+ *   - the student's step-wise sampler with every level run to its last step equals the chunk loop
+ *     (what helios generate runs with the Distilled recipe) bit for bit; an early exit and the
+ *     tape's sigma; the teacher's trajectory capture (level starts and ends). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "io/json.h"
+#include "test_util.h"
+#include "train/distill.h"
+#include "train/dit_flat.h"
+#include "train/dmd.h"
+
+#define MODEL HELIOS_VECTORS "/../models/tiny-random-model"
+
+static bool near(double a, double b, double tol) { return fabs(a - b) <= tol; }
+
+static void test_dmd_loss(void) {
+    const float x0[4] = {1, 2, 3, 4}, real[4] = {0, 2, 5, 4}, fake[4] = {1, 2, 2, 7};
+    float grad[4], dx0[4];
+    double norm;
+    double l = hl_dmd_loss(x0, real, fake, 4, grad, dx0, &norm);
+    /* |x0 - real| = 1 0 2 0: 0.75; fake - real = 1 0 -3 3; grad = 4/3 0 -4 4;
+     * L = 0.5 (16/9 + 16 + 16) / 4 = 38/9; dL/dx0 = grad / 4 */
+    CHECK(near(norm, 0.75, 1e-15), "normaliser %g", norm);
+    CHECK(near(l, 38.0 / 9.0, 1e-6), "DMD loss %.9g", l);
+    const float g_want[4] = {4.0f / 3.0f, 0, -4, 4}, d_want[4] = {1.0f / 3.0f, 0, -1, 1};
+    for (int i = 0; i < 4; i++)
+        CHECK(near(grad[i], g_want[i], 1e-6) && near(dx0[i], d_want[i], 1e-6), "grad[%d] %g %g", i,
+              grad[i], dx0[i]);
+    /* x0 equal to the real prediction: no gradient (nan_to_num of 0/0) */
+    l = hl_dmd_loss(real, real, fake, 4, grad, dx0, &norm);
+    CHECK(l == 0 && grad[2] == 0 && dx0[3] == 0 && norm == 0, "zero normaliser");
+    /* the loss is 0.5 mean (x0 - sg(x0 - grad))^2: a finite difference along grad agrees with
+     * dL/dx0 . grad */
+    const float c[2] = {1, 2}, u[2] = {0, 4};
+    float o[2];
+    hl_dmd_cfg(c, u, 3.0, 2, o);
+    CHECK(o[0] == 4 && o[1] == -4, "cfg %g %g", o[0], o[1]);
+    const float v[2] = {1, 0}, eps[2] = {0.5f, 1}, xz[2] = {0, 2};
+    float dv[2];
+    double lc = hl_dmd_critic_loss(v, eps, xz, 2, dv);
+    CHECK(near(lc, 0.625, 1e-12) && dv[0] == 0.5f && dv[1] == 1.0f, "critic loss %g dv %g %g", lc,
+          dv[0], dv[1]);
+    /* ODE regression: x0 = x - 0.5 v = (0, 1, 3); target (1, 1, 1): r = (-1, 0, 2);
+     * L = 80 * 0.5 * (1 + 0 + 4) / 3 = 200/3; dL/dv = -0.5 * 80 * r / 3 */
+    const float ox[3] = {1, 2, 3}, ov[3] = {2, 2, 0}, ot[3] = {1, 1, 1};
+    float odv[3];
+    double lo = hl_ode_regression_loss(ox, ov, 0.5, ot, 80.0, 3, odv);
+    CHECK(near(lo, 200.0 / 3.0, 1e-9), "ODE regression loss %.9g", lo);
+    CHECK(near(odv[0], 40.0 / 3.0, 1e-5) && odv[1] == 0 && near(odv[2], -80.0 / 3.0, 1e-5),
+          "ODE dL/dv %g %g %g", odv[0], odv[1], odv[2]);
+    const float xt[2] = {1, 2}, vt[2] = {2, 4};
+    hl_dmd_flow_to_x0(xt, vt, 0.25, 2, o);
+    CHECK(o[0] == 0.5f && o[1] == 1.0f, "x0 %g %g", o[0], o[1]);
+}
+
+static void test_renoise_schedule(void) {
+    hl_dmd_renoise r;
+    hl_dmd_renoise_default(&r);
+    double a, b;
+    hl_dmd_beta_params(&r, 0, &a, &b);
+    CHECK(a == 4 && b == 1.5, "step 0: %g %g", a, b);
+    hl_dmd_beta_params(&r, 250, &a, &b); /* half way: f = 0.5 */
+    CHECK(near(a, 2.5, 1e-12) && near(b, 1.25, 1e-12), "step 250: %g %g", a, b);
+    hl_dmd_beta_params(&r, 500, &a, &b);
+    CHECK(near(a, 1, 1e-12) && near(b, 1, 1e-12), "step 500: %g %g", a, b);
+    hl_dmd_beta_params(&r, 5000, &a, &b);
+    CHECK(a == 1 && b == 1, "after the decay: uniform");
+    /* Beta moments: mean a / (a + b), variance ab / ((a + b)^2 (a + b + 1)) */
+    const double ab[3][2] = {{4, 1.5}, {1, 1}, {0.5, 2}};
+    for (int c = 0; c < 3; c++) {
+        hl_rng g = {0};
+        hl_rng_seed(&g, 11 + c);
+        double s = 0, s2 = 0;
+        enum { N = 40000 };
+        for (int i = 0; i < N; i++) {
+            double x = hl_rng_beta(&g, ab[c][0], ab[c][1]);
+            CHECK(x > 0 && x < 1, "Beta draw in (0, 1)");
+            s += x, s2 += x * x;
+        }
+        double A = ab[c][0], B = ab[c][1], m = s / N, var = s2 / N - m * m;
+        double mw = A / (A + B), vw = A * B / ((A + B) * (A + B) * (A + B + 1));
+        printf("  Beta(%g, %g): mean %.4f (%.4f), var %.5f (%.5f)\n", A, B, m, mw, var, vw);
+        CHECK(near(m, mw, 0.006) && near(var, vw, 0.003), "Beta(%g, %g) moments", A, B);
+    }
+    /* re-noise timesteps: in [t_min, t_max] unshifted, mostly high noise at the start */
+    hl_rng g = {0};
+    hl_rng_seed(&g, 5);
+    double mean0 = 0, sig, ts;
+    for (int i = 0; i < 2000; i++) {
+        hl_dmd_renoise_draw(&r, 0, 0.0, &g, &sig, &ts);
+        CHECK(ts >= 20 && ts <= 980 && near(sig * 1000, ts, 1e-9), "timestep %g", ts);
+        mean0 += ts / 2000;
+    }
+    CHECK(near(mean0, 20 + 960 * 4 / 5.5, 12), "mean timestep at step 0: %g", mean0);
+    hl_dmd_renoise_draw(&r, 0, 0.8, &g, &sig, &ts); /* a shift moves sigma up */
+    CHECK(sig > 0 && sig < 1, "shifted sigma %g", sig);
+    /* TTUR */
+    const bool want[11] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+    for (int s = 0; s < 11; s++)
+        CHECK(hl_dmd_generator_step(s, 5) == want[s], "TTUR ratio 5, step %d", s);
+    CHECK(hl_dmd_generator_step(3, 1), "ratio 1: every step");
+}
+
+/* The tiny model into a flat buffer. */
+static hl_status load_tiny(hl_dit_config *cfg, hl_params *L, float **w, hl_dit **m, hl_error *e) {
+    char *text;
+    size_t len;
+    HL_TRY(hl_file_read_all(MODEL "/transformer/config.json", 1 << 20, "config", &text, &len, e));
+    hl_json *j;
+    hl_status st = hl_json_parse(text, len, &j, e);
+    free(text);
+    HL_TRY(st);
+    st = hl_dit_config_parse(j, cfg, e);
+    hl_json_free(j);
+    HL_TRY(st);
+    HL_TRY(hl_dit_params_layout(cfg, L, e));
+    *w = malloc((size_t)L->total * sizeof **w);
+    HL_TRY(hl_distill_load_weights(MODEL, L, *w, e));
+    return hl_dit_new_flat(cfg, L, *w, m, e);
+}
+
+static void test_sampler(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    hl_backend *be = hl_backend_new(HELIOS_BACKEND_CPU, 0, &e);
+    hl_ctx ctx = {be, &e};
+    hl_distill_shape sh;
+    hl_distill_shape_default(&sh);
+    sh.C = cfg.in_channels, sh.F = 2, sh.H = 16, sh.W = 16, sh.L = 8;
+    sh.teacher_steps = 3;
+    hl_distill_sampler s;
+    CHECK(hl_distill_sampler_init(&s, &sh, &cfg, &e) == HL_OK, "%s", e.msg);
+    CHECK(hl_distill_level_steps(&s, 0) == 4 && hl_distill_level_steps(&s, 2) == 4,
+          "amplified first chunk: 2 x 2 steps per level");
+    size_t n = (size_t)sh.C * sh.F * sh.H * sh.W;
+    float *text = malloc((size_t)sh.L * cfg.text_dim * sizeof *text), *noise = malloc(n * 4),
+          *a = malloc(n * 4), *b = malloc(n * 4);
+    fill_random(text, (int64_t)sh.L * cfg.text_dim, 3);
+    /* the chunk loop (helios generate, Distilled recipe) vs the step-wise sampler */
+    CHECK(hl_distill_student_sample(&ctx, &s, m, text, 42, a) == HL_OK, "%s", e.msg);
+    hl_rng g = {0};
+    hl_rng_seed(&g, 42);
+    hl_rng_randn_f32(&g, noise, (int64_t)n);
+    hl_distill_run run = {{-1, -1, -1}, false, 0, NULL, 0};
+    CHECK(hl_distill_sample(&ctx, &s, m, text, noise, &g, &run, b) == HL_OK, "%s", e.msg);
+    {
+        double md = 0;
+        for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b[i]));
+        CHECK(md == 0, "step-wise sampler == chunk loop, bit for bit (max diff %g)", md);
+    }
+    /* an early exit with a tape: the sigma of the exit step, a different sample */
+    hl_rng_seed(&g, 42);
+    hl_rng_randn_f32(&g, noise, (int64_t)n);
+    hl_distill_run r2 = {{0, 1, 2}, true, 1, NULL, 0};
+    CHECK(hl_distill_sample(&ctx, &s, m, text, noise, &g, &r2, b) == HL_OK && r2.out_tape, "%s",
+          e.msg);
+    CHECK(r2.out_sigma > 0 && r2.out_sigma < 1 && memcmp(a, b, n * 4), "exit sigma %g",
+          r2.out_sigma);
+    hl_dit_tape_free(r2.out_tape);
+    /* the teacher's trajectory: level starts and ends at their sizes, the last end = the sample */
+    float *st[3], *en[3];
+    for (int k = 0; k < 3; k++) st[k] = calloc(n, 4), en[k] = calloc(n, 4);
+    CHECK(hl_distill_teacher_sample(&ctx, &sh, m, text, 42, st, en, a) == HL_OK, "%s", e.msg);
+    CHECK(!memcmp(en[2], a, n * 4), "the last level's end is the sample");
+    size_t n0 = n / 16;
+    CHECK(en[0][n0 - 1] != 0 && en[0][n0] == 0 && st[1][n / 4 - 1] != 0 && st[1][n / 4] == 0,
+          "level sizes");
+    for (int k = 0; k < 3; k++) free(st[k]), free(en[k]);
+    hl_distill_sampler_free(&s);
+    free(text), free(noise), free(a), free(b);
+    hl_backend_free(be);
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
+int main(void) {
+    test_dmd_loss();
+    test_renoise_schedule();
+    test_sampler();
+    return test_done("test_train_stage3");
+}

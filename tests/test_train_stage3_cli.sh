@@ -1,0 +1,92 @@
+#!/bin/sh
+# helios train with the stage-3 objectives on the tiny model folder (teacher = the same folder):
+# bad settings name the key and exit 2; "stage3" for 4 steps equals 2 steps + --resume to 4, bit
+# for bit (losses.tsv, stage3.tsv with every loss term, distance.tsv, the critic and the student);
+# the checkpoint is a model folder `helios generate -m` runs with the Distilled recipe; "ode_init"
+# caches its teacher trajectories, reuses them on a resume, and resumes bit for bit too.
+# usage: test_train_stage3_cli.sh HELIOS_BINARY MODEL_DIR
+set -u
+H=$1 M=$2
+T=$(mktemp -d) || exit 1
+trap 'rm -rf "$T"' EXIT
+fail=0 n=0
+check() { # name, condition (a shell command)
+    n=$((n + 1))
+    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
+}
+fails() { # name, exit status wanted, text the message must hold, command...
+    name=$1 want=$2 msg=$3
+    shift 3
+    n=$((n + 1))
+    out=$("$@" 2>&1 >/dev/null)
+    rc=$?
+    if [ $rc -eq "$want" ] && printf '%s\n' "$out" | grep -qF -- "$msg"; then
+        echo "ok   $name"
+    else
+        echo "FAIL $name: exit $rc (want $want), message: $out"
+        fail=$((fail + 1))
+    fi
+}
+# cfg NAME OUTPUT STEPS TYPE [EXTRA OBJECTIVE MEMBERS] [EXTRA TOP MEMBERS]
+cfg() {
+    x=''
+    [ "$4" = stage3 ] && x='"gen_every": 2, "critic_lr": 1e-4, '
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "init": "model", "output": "$T/$2", "steps": $3, "lr": 1e-4,
+ "betas": [0.0, 0.999], "weight_decay": 0.001, "clip": 10, "ema": 0.9, "seed": 3,
+ "data": "synthetic", "checkpoint_every": 2, "keep": 2, "validation_every": 2, "threads": 2${6:-},
+ "objective": {"type": "$4", $x"teacher_steps": 2,
+   "eval_prompts": 1, "steps": [1, 1, 1]${5:-},
+   "synthetic": {"clips": 2, "frames": 2, "height": 16, "width": 16, "text_len": 8}}}
+EOF
+}
+same() { cmp -s "$T/$1/$3" "$T/$2/$3"; }
+
+cfg bad o 2 stage3 ', "bogus": 1'
+fails "unknown key" 2 "objective.bogus" "$H" train -q "$T/bad.json"
+cfg gan o 2 stage3 ', "gan_g_weight": 0.05'
+fails "GAN weight without the heads" 2 "objective.gan_g_weight" "$H" train -q "$T/gan.json"
+cfg batch o 2 stage3 '' ', "batch": 2'
+fails "batch 2" 2 "batch 1" "$H" train -q "$T/batch.json"
+
+# stage3: 4 straight vs 2 + resume to 4
+cfg s4 s4 4 stage3
+cfg s2 s2 2 stage3
+sed "s#$T/s2\"#$T/s2\"#; s#\"steps\": 2,#\"steps\": 4,#" "$T/s2.json" >"$T/s2r.json"
+"$H" train -q "$T/s4.json" 2>"$T/s4.log"
+check "stage3 runs" "[ -f '$T/s4/checkpoint-4/COMPLETE' ]"
+"$H" train -q "$T/s2.json" 2>/dev/null
+"$H" train -q --resume "$T/s2r.json" 2>/dev/null
+check "stage3 resume: losses.tsv" "same s4 s2 losses.tsv"
+check "stage3 resume: stage3.tsv (every term)" "same s4 s2 stage3.tsv"
+check "stage3 resume: distance.tsv" "same s4 s2 distance.tsv"
+check "stage3 resume: critic" "same s4 s2 checkpoint-4/critic.safetensors"
+check "stage3 resume: student" \
+    "same s4 s2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
+check "stage3 resume: moments and EMA" "same s4 s2 checkpoint-4/optimizer.safetensors"
+check "stage3.tsv: header + 4 steps, generator on steps 1 and 3" \
+    "[ \$(wc -l <'$T/s4/stage3.tsv') -eq 5 ] && [ \$(awk 'NR>1{printf \"%s\", \$2}' '$T/s4/stage3.tsv') = 1010 ]"
+check "distance.tsv: steps 0, 2, 4" "[ \$(cut -f1 '$T/s4/distance.tsv' | tr -d '\n') = 024 ]"
+check "model folder: DMD scheduler, is_distilled" \
+    "grep -q '\"is_distilled\": true' '$T/s4/checkpoint-4/model_index.json' && grep -q HeliosDMDScheduler '$T/s4/checkpoint-4/scheduler/scheduler_config.json'"
+"$H" generate -m "$T/s4/checkpoint-4" -p "a red ball" --width 128 --height 128 --chunks 1 \
+    -o "$T/g.safetensors" --threads 2 >"$T/gen.log" 2>&1
+check "generate runs the student with the Distilled recipe" \
+    "[ -s '$T/g.safetensors' ] && grep -q 'Distilled' '$T/gen.log'"
+
+# ode_init: 4 straight vs 2 + resume to 4; the resume reads the cached trajectories
+cfg o4 o4 4 ode_init ', "trajectories": 2'
+cfg o2 o2 2 ode_init ', "trajectories": 2'
+sed "s#\"steps\": 2,#\"steps\": 4,#" "$T/o2.json" >"$T/o2r.json"
+"$H" train -q "$T/o4.json" 2>/dev/null
+"$H" train -q "$T/o2.json" 2>/dev/null
+"$H" train --resume "$T/o2r.json" 2>"$T/o2r.log"
+check "ode_init: trajectories cached" "[ -f '$T/o4/ode_cache/traj-0001.safetensors' ]"
+check "ode_init resume: cache reused" "grep -q '0 computed, 2 from the cache' '$T/o2r.log'"
+check "ode_init resume: losses.tsv" "same o4 o2 losses.tsv"
+check "ode_init resume: student" \
+    "same o4 o2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
+check "ode_init: model folder" "[ -f '$T/o4/checkpoint-4/scheduler/scheduler_config.json' ]"
+
+echo "test_train_stage3_cli: $n checks, $fail failed"
+[ $fail -eq 0 ]
