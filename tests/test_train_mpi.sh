@@ -133,5 +133,15 @@ check "world: mpirun -np 2, accumulation 1" "[ \$? -eq 0 ] && [ -f $T/w2/cache/1
     cat "$T/w2.err"
 same w1 w2 2
 
+# stage 3 trains a critic of its own in each process: refused on several ranks, by name
+cat >"$T/s3.json" <<EOF
+{"model": "$M", "init": "model", "output": "$T/s3", "steps": 2, "lr": 1e-4, "seed": 3,
+ "data": "synthetic", "threads": 1, "objective": {"type": "stage3", "gen_every": 2,
+ "teacher_steps": 2, "eval_prompts": 1, "steps": [1, 1, 1],
+ "synthetic": {"clips": 2, "frames": 2, "height": 16, "width": 16, "text_len": 8}}}
+EOF
+mpi2 $H train -q "$T/s3.json" >"$T/s3.err" 2>&1
+check "stage3 on 2 ranks: refused" "grep -q 'not data-parallel yet' $T/s3.err && [ ! -e $T/s3 ]"
+
 echo "test_train_mpi: $n checks, $fail failed"
 [ $fail -eq 0 ]
