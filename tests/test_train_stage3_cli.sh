@@ -3,7 +3,9 @@
 # bad settings name the key and exit 2; "stage3" for 4 steps equals 2 steps + --resume to 4, bit
 # for bit (losses.tsv, stage3.tsv with every loss term, distance.tsv, the critic and the student);
 # the checkpoint is a model folder `helios generate -m` runs with the Distilled recipe; "ode_init"
-# caches its teacher trajectories, reuses them on a resume, and resumes bit for bit too.
+# caches its teacher trajectories, reuses them on a resume, and resumes bit for bit too. With the
+# GAN on: 2 + resume 2 = 4 bit for bit (heads' gan.safetensors included), non-zero GAN columns,
+# cache_grad false gives the same bits with a larger generator-step peak (gen_peak_bytes).
 # usage: test_train_stage3_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2

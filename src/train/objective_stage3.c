@@ -1,19 +1,24 @@
-/* The "stage3" objective (spec training.md §6.3-6.5): DMD distillation of the few-step student
+/* The "stage3" objective (spec training.md §6.3-6.6): DMD distillation of the few-step student
  * (the loop's parameters) against the frozen teacher (real score, CFG) with a trainable critic
- * (fake score) that this objective holds with its own AdamW state.
+ * (fake score) that this objective holds with its own AdamW state, and optionally the GAN.
  *
  * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
  *   generator (when its step):  x0 = student's staged simulation (noise from the RNG, a random
  *     exit step per level, the final level's exit step with a tape); t from the dynamic Beta
  *     re-noise at generator step k = ceil(s / gen_every); x_t = (1 - sigma) x0 + sigma eps;
  *     real = CFG of the teacher's x0 predictions (prompt, zero prompt), fake = the critic's;
- *     L_DMD (train/dmd.h) + gan_g_weight L_G (hook, off); dL/dv = -sigma_exit dL/dx0 through
- *     the student's exit step only.
+ *     L_DMD (train/dmd.h) + gan_g_weight L_G (GAN on: D = heads on the critic's tapped blocks
+ *     and output at x_t, its input gradient by Cache Grad (train/gan.h) times 1 - sigma added
+ *     into dL/dx0); dL/dv = -sigma_exit dL/dx0 through the student's exit step only.
  *   critic: x0 = the same simulation without a tape; t uniform in [t_min, t_max] (shifted);
- *     L = mean (v_fake - (eps - x0))^2 (+ GAN terms: hook, off); clip, AdamW (critic_*).
- * The reported loss is the sum of the two totals of the step; every term goes to
- * OUTPUT/stage3.tsv. The loop's update filter skips the student's AdamW and EMA on critic-only
- * steps. The critic's weights and moments live in critic.safetensors of each checkpoint. */
+ *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, gan_d_weight > 0) the
+ *     discriminator on the real clip's latents re-noised at the same sigma, on x_t and on the
+ *     real one + gan_r1_sigma noise: gan_d_weight L_D + gan_r1_weight L_R1, gradients into the
+ *     critic and the heads; each clipped to critic_clip, AdamW (critic_*) for both.
+ * The reported loss is the sum of the step's terms; every term goes to OUTPUT/stage3.tsv, with
+ * the activation bytes alive at once in the generator step (gen_peak_bytes). The loop's update
+ * filter skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments
+ * live in critic.safetensors of each checkpoint, the heads' in gan.safetensors. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
