@@ -298,8 +298,7 @@ static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text,
             if (st == HL_OK) st = hl_gan_generator_backward(ctx, &cr, keep, o->gan.dx);
             disc = hl_gan_pass_bytes(keep);
         }
-        float r = (float)(1.0 - sigma);
-        for (int64_t i = 0; st == HL_OK && i < n; i++) o->dx0[i] += r * o->gan.dx[i];
+        if (st == HL_OK) hl_gan_add_x0_grad(o->dx0, o->gan.dx, sigma, n);
     }
     if (st == HL_OK) {
         float f = (float)-run.out_sigma; /* x0 = x - sigma v */
