@@ -72,6 +72,9 @@ hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *e
     if (st != HL_OK) return st;
     hl_vae_grads_free(f->grads);
     f->grads = gr;
+    /* the placeholder weights of hl_vae_flat_new: nothing points at them any more */
+    for (size_t i = 0; i < v->n_owned; i++) free(v->owned[i]);
+    v->n_owned = 0;
     f->bound_w = w;
     f->bound_g = g;
     return HL_OK;

@@ -36,7 +36,8 @@ void hl_vae_flat_free(hl_vae_flat *f);
 /* The layout of every parameter of v (v->params, in order, with the checkpoint's shapes). */
 hl_status hl_vae_params_layout(const hl_vae *v, hl_params *out, hl_error *err);
 
-/* Points f->m at w and f->grads at g (both f->layout.total floats; no copies). */
+/* Points f->m at w and f->grads at g (both f->layout.total floats; no copies). The first bind
+ * frees the placeholder weights, so a bound model costs the two flat buffers only. */
 hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *err);
 
 /* From-scratch initialisation (the Wan VAE's own is unpublished; this is PyTorch's default for
