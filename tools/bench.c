@@ -339,6 +339,71 @@ done:
     return rc;
 }
 
+/* Our GEMM (src/ops/cpu/gemm) per kernel and form at n^3 and at the block's shapes, each against
+ * its ISA's peak and oneDNN's matmul on the same shape and layouts, all measured in this run. */
+typedef struct gemm_shape {
+    const char *what;
+    int ta, tb;
+    int64_t M, N, K;
+} gemm_shape;
+
+static int run_gemm(const bench_opts *o, const hl_peak *pk) {
+    const int64_t n = o->gemm_n, S = o->tokens, D = o->dim, F = o->ffn, L = o->text;
+    const gemm_shape shapes[] = {
+        {"n^3 x.Wt", 0, 1, n, n, n},
+        {"n^3 dy.W", 0, 0, n, n, n},
+        {"n^3 dyt.x", 1, 0, n, n, n},
+        {"block q/k/v/o x.Wt", 0, 1, S, D, D},
+        {"block ffn0 x.Wt", 0, 1, S, F, D},
+        {"block ffn2 x.Wt", 0, 1, S, D, F},
+        {"block text k/v x.Wt", 0, 1, L, D, D},
+        {"block q dx = dy.W", 0, 0, S, D, D},
+        {"block q dW = dyt.x", 1, 0, D, D, S},
+    };
+    enum { NS = sizeof shapes / sizeof shapes[0] };
+    static const struct {
+        hl_gemm_kernel k;
+        int bf16, peak;
+    } runs[] = {{HL_GEMM_AVX512_BF16, 1, HL_PEAK_AVX512_BF16},
+                {HL_GEMM_AVX512, 1, HL_PEAK_AVX512_F32},
+                {HL_GEMM_AVX512, 0, HL_PEAK_AVX512_F32},
+                {HL_GEMM_AVX2, 0, HL_PEAK_AVX2}};
+    double dnnl[2][NS];
+    for (int b = 0; b < 2; b++)
+        for (int s = 0; s < NS; s++) dnnl[b][s] = 0;
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        if (!hl_gemm_kernel_available(runs[r].k)) {
+            printf("gemm %s: skipped: not on this CPU\n", hl_gemm_kernel_name(runs[r].k));
+            continue;
+        }
+        const char *dt = runs[r].bf16 ? "bf16" : "f32";
+        const hl_peak *p = &pk[runs[r].peak];
+        for (int s = 0; s < NS; s++) {
+            const gemm_shape *g = &shapes[s];
+            double *d = &dnnl[runs[r].bf16][s];
+            if (*d == 0)
+                *d = hl_gemm_bench_onednn(runs[r].bf16, g->ta, g->tb, g->M, g->N, g->K, o->reps);
+            double ours = hl_gemm_bench_ours(runs[r].k, runs[r].bf16, g->ta, g->tb, g->M, g->N,
+                                             g->K, o->reps);
+            if (!(ours > 0)) {
+                fprintf(stderr, "helios bench: gemm %s failed\n", hl_gemm_kernel_name(runs[r].k));
+                return 1;
+            }
+            printf("gemm %s %s %s %lldx%lldx%lld: %.0f GFLOP/s, %.0f%% of %s peak %.0f, "
+                   "%.2fx oneDNN %s (%.0f GFLOP/s)\n",
+                   hl_gemm_kernel_name(runs[r].k), dt, g->what, (long long)g->M, (long long)g->N,
+                   (long long)g->K, ours, 100.0 * ours / p->gflops, p->isa, p->gflops,
+                   *d > 0 ? ours / *d : 0.0, dt, *d);
+        }
+    }
+    /* the scalar fallback on a small shape only (it is ~50x slower) */
+    double sc = hl_gemm_bench_ours(HL_GEMM_SCALAR, 0, 0, 1, 512, 512, 512, o->reps);
+    double d = hl_gemm_bench_onednn(0, 0, 1, 512, 512, 512, o->reps);
+    printf("gemm scalar f32 x.Wt 512x512x512: %.1f GFLOP/s, %.2fx oneDNN f32 (%.0f GFLOP/s)\n", sc,
+           d > 0 ? sc / d : 0.0, d);
+    return 0;
+}
+
 /* Training steps (issue 10 item 9): the block shape, then the tiny model on stage 1. */
 static int run_train(const bench_opts *o, const yardstick *y) {
     hl_error err = {0};
@@ -392,10 +457,12 @@ static void usage(FILE *f) {
         "  --text N        text tokens (default 512)\n"
         "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
         "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-        "  --only block|umt5|vae|tiny|train  run one part (default: block; with --full the\n"
-        "                  first three); tiny: the tiny random model end to end (frames/s, the\n"
-        "                  share of time inside the ops); train: training steps (f32) of\n"
-        "                  the block shape and of the --tiny-model on stage 1\n"
+        "  --only block|umt5|vae|tiny|train|gemm  run one part (default: block; with --full\n"
+        "                  the first three); tiny: the tiny random model end to end (frames/s,\n"
+        "                  the share of time inside the ops); train: training steps (f32) of\n"
+        "                  the block shape and of the --tiny-model on stage 1; gemm: our GEMM\n"
+        "                  per kernel and form at --gemm N and the block shapes, against each\n"
+        "                  ISA's peak and oneDNN on the same shape\n"
         "  --train         the same as --only train\n"
         "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
         "  --tiny-frames N   video frames at 256x128 (default 33)\n"
@@ -420,7 +487,7 @@ int cmd_bench(int argc, char **argv) {
                     .tiny_frames = 33,
                     .tiny_width = 256,
                     .tiny_height = 128};
-    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "train"};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "train", "gemm"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -433,7 +500,7 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 5, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 6, &k))) o.only = parts[k];
         } else if (args_is(&a, NULL, "--train")) {
             o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
@@ -471,6 +538,7 @@ int cmd_bench(int argc, char **argv) {
         if (pk[i].gflops > y.peak) y.peak = pk[i].gflops, y.peak_isa = pk[i].isa;
     }
     if (o.only && !strcmp(o.only, "tiny")) return run_tiny(&o);
+    if (o.only && !strcmp(o.only, "gemm")) return run_gemm(&o, pk);
     if (!(y.peak > 0)) { /* no vector ISA found: quote against the baseline alone */
         printf("peak: none of these ISAs here; lines quote the library baseline\n");
         y.peak_isa = "baseline";

@@ -124,8 +124,8 @@ typedef enum hl_mm_blayout {
     HL_MM_B_BLOCKED_KN, /* the same, made from K rows of N */
 } hl_mm_blayout;
 
-/* C[M, N] (float32, dense) = A[M, K] (dense) · B[K, N] (+ bias float32 [N]); A and B in dt
- * (HL_F32 or HL_BF16). nthr: the thread count the primitive is tuned for and will run with
+/* C[M, N] (float32, dense) = A[M, K] (dense; a_trans: stored [K, M], Aᵀ) · B[K, N] (+ bias
+ * float32 [N]); A and B in dt (HL_F32 or HL_BF16). nthr: the thread count the primitive is tuned for and will run with
  * (1 when it runs inside an OpenMP parallel region). */
 typedef struct hl_mm_key {
     int64_t M, N, K;
@@ -133,6 +133,7 @@ typedef struct hl_mm_key {
     hl_mm_blayout blayout;
     int bias;
     int nthr;
+    int a_trans;
 } hl_mm_key;
 
 typedef struct hl_mm hl_mm;

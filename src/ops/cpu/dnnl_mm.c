@@ -219,7 +219,7 @@ static dnnl_status_t mm_create_reorder(hl_mm *mm, const_dnnl_primitive_attr_t at
 static hl_status mm_create(const hl_cpu *cpu, hl_mm *mm, const hl_mm_key *key, hl_error *err) {
     const dnnl_data_type_t dt = key->dt == HL_BF16 ? dnnl_bf16 : dnnl_f32;
     const int64_t M = key->M, N = key->N, K = key->K;
-    dnnl_dims_t a_dims = {M, K}, a_str = {K, 1};
+    dnnl_dims_t a_dims = {M, K}, a_str = {K, 1}, a_t_str = {1, M};
     dnnl_dims_t b_dims = {K, N}, b_nk_str = {1, K}, b_kn_str = {N, 1};
     dnnl_dims_t c_dims = {M, N}, c_str = {N, 1};
     dnnl_dims_t bias_dims = {1, N}, bias_str = {N, 1};
@@ -227,7 +227,7 @@ static hl_status mm_create(const hl_cpu *cpu, hl_mm *mm, const hl_mm_key *key, h
     memset(mm, 0, sizeof *mm);
     mm->key = *key;
     mm->cpu = cpu;
-    dnnl_memory_desc_init_by_strides(&mm->a_md, 2, a_dims, dt, a_str);
+    dnnl_memory_desc_init_by_strides(&mm->a_md, 2, a_dims, dt, key->a_trans ? a_t_str : a_str);
     dnnl_memory_desc_init_by_strides(&mm->c_md, 2, c_dims, dnnl_f32, c_str);
     dnnl_memory_desc_init_by_strides(&mm->bias_md, 2, bias_dims, dnnl_f32, bias_str);
     const int blocked = key->blayout == HL_MM_B_BLOCKED_NK || key->blayout == HL_MM_B_BLOCKED_KN;
@@ -292,7 +292,7 @@ hl_status hl_cpu_mm_get(hl_cpu *cpu, const hl_mm_key *key, hl_mm **out, hl_error
     hl_mm_key k; /* canonical: padding zeroed for the byte-wise compare */
     memset(&k, 0, sizeof k);
     k.M = key->M, k.N = key->N, k.K = key->K, k.dt = key->dt, k.blayout = key->blayout;
-    k.bias = key->bias, k.nthr = key->nthr;
+    k.bias = key->bias, k.nthr = key->nthr, k.a_trans = key->a_trans;
     void *obj = NULL;
     HL_TRY(hl_cpu_cache_get(cpu, HL_PRIM_MATMUL, &k, sizeof k, mm_new, mm_free, &obj, err));
     *out = obj;

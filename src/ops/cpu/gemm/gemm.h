@@ -57,4 +57,34 @@ int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, 
                  int64_t K, const float *A, int64_t lda, const hl_bf16 *B, int64_t ldb, int beta,
                  float *C, int64_t ldc);
 
+/* ---- routing: our GEMM or oneDNN ------------------------------------------------------------
+ * The cpu ops that multiply matrices (hl_cpu_linear) run our GEMM or oneDNN's, whichever is
+ * faster for the shape, decided on the first call of each shape class by timing both (twice
+ * each, the faster of each pair counted) on the call's own operands and kept for the life of
+ * the process (one table for all backend instances, so two sessions take the same route and
+ * give the same bits). Below HL_GEMM_PROBE_MIN_MACS multiply-adds there is no probe: ours runs
+ * (oneDNN's primitive creation alone costs more than such a GEMM). The environment variable
+ * HELIOS_GEMM=ours|onednn|auto (read once) forces one side, for measurement and tests; auto
+ * (the default) probes. A route that timing chose may differ between two processes when the
+ * two are within noise of each other: HELIOS_GEMM pins it where runs must agree bit for bit. */
+enum { HL_GEMM_PROBE_MIN_MACS = 1 << 24 };
+typedef enum hl_gemm_mode {
+    HL_GEMM_MODE_AUTO,
+    HL_GEMM_MODE_OURS,
+    HL_GEMM_MODE_ONEDNN
+} hl_gemm_mode;
+hl_gemm_mode hl_gemm_mode_get(void);
+
+/* A shape class: the GEMM's sizes, form, operand dtype and thread count. */
+typedef struct hl_gemm_class {
+    int64_t M, N, K;
+    int form; /* caller-defined: e.g. 0 x·Wᵀ, 1 dy·W, 2 dyᵀ·x */
+    int dtype, nthr;
+} hl_gemm_class;
+
+/* The route stored for c: 1 ours, 0 oneDNN, -1 not probed yet. */
+int hl_gemm_route_get(const hl_gemm_class *c);
+/* Stores the route for c (a full table keeps its entries; c is then probed again next time). */
+void hl_gemm_route_put(const hl_gemm_class *c, int ours, double t_ours, double t_onednn);
+
 #endif

@@ -21,11 +21,18 @@
 #define ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 /* clang-format on */
 
+/* The C tile is prefetched when a kernel starts: its rows are ldc apart (a cache line or two
+ * each, usually not in L1), and the K loop hides their latency. */
+#define PREFETCH_C(r)                                                \
+    _mm_prefetch((const char *)(c + (int64_t)(r)*ldc), _MM_HINT_T0); \
+    _mm_prefetch((const char *)(c + (int64_t)(r)*ldc + 16), _MM_HINT_T0);
+
 /* ---- AVX-512 f32, 14 x 32 -------------------------------------------------------------------- */
 
 __attribute__((target("avx512f"))) static void
 ukr_avx512(int64_t kc, const void *pa, const void *pb, float *c, int64_t ldc, int add) {
     const float *a = pa, *b = pb;
+    ROWS14(PREFETCH_C)
 #define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
     ROWS14(DECL)
 #undef DECL
@@ -61,6 +68,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void
 ukr_avx512_bf16(int64_t kp, const void *pa, const void *pb, float *c, int64_t ldc, int add) {
     const uint32_t *a = pa; /* one bf16 pair per uint32 */
     const uint16_t *b = pb;
+    ROWS14(PREFETCH_C)
 #define DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
     ROWS14(DECL)
 #undef DECL
@@ -87,6 +95,7 @@ ukr_avx512_bf16(int64_t kp, const void *pa, const void *pb, float *c, int64_t ld
 __attribute__((target("avx2,fma"))) static void ukr_avx2(int64_t kc, const void *pa, const void *pb,
                                                          float *c, int64_t ldc, int add) {
     const float *a = pa, *b = pb;
+    ROWS6(PREFETCH_C)
 #define DECL(r) __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();
     ROWS6(DECL)
 #undef DECL
