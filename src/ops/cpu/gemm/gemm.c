@@ -302,34 +302,47 @@ static void macro_kernel(const plan *p, int64_t i0, int64_t mb, int64_t j0, int6
     }
 }
 
-static void run_plan(const plan *p, int nthr, char *bbuf, char *abufs, size_t a_bytes) {
+/* The loop nest over rows [i0, i1) and columns [js, je) of C, on one thread. */
+static void run_part(const plan *p, int64_t i0, int64_t i1, int64_t js, int64_t je, char *bbuf,
+                     char *abuf) {
     const int NR = p->u->nr;
-#pragma omp parallel num_threads(nthr) if (nthr > 1)
-    {
-        char *abuf = abufs + (size_t)omp_get_thread_num() * a_bytes;
-        const int nt = omp_get_num_threads();
-        for (int64_t j0 = 0; j0 < p->N; j0 += p->nc) {
-            const int64_t nb = p->N - j0 < p->nc ? p->N - j0 : p->nc;
-            const int64_t n_q = (nb + NR - 1) / NR;
-            for (int64_t k0 = 0; k0 < p->K; k0 += p->kc) {
-                const int64_t kb = p->K - k0 < p->kc ? p->K - k0 : p->kc;
-                const int add = k0 > 0 || p->beta;
-#pragma omp for schedule(static)
-                for (int64_t q = 0; q < n_q; q++) pack_b(p, j0, nb, k0, kb, q, q + 1, bbuf);
-                const int64_t n_i = (p->M + p->mc - 1) / p->mc;
-                int64_t n_j = 1;
-                if (nt > 1 && n_i < 4 * nt) n_j = (4 * nt + n_i - 1) / n_i;
-                if (n_j > n_q) n_j = n_q;
-#pragma omp for schedule(static)
-                for (int64_t t = 0; t < n_i * n_j; t++) {
-                    const int64_t ib = t / n_j, jb = t % n_j;
-                    const int64_t i0 = ib * p->mc, mb = p->M - i0 < p->mc ? p->M - i0 : p->mc;
-                    pack_a(p, i0, mb, k0, kb, abuf);
-                    macro_kernel(p, i0, mb, j0, nb, kb, add, abuf, bbuf, jb * n_q / n_j,
-                                 (jb + 1) * n_q / n_j);
-                }
+    for (int64_t j0 = js; j0 < je; j0 += p->nc) {
+        const int64_t nb = je - j0 < p->nc ? je - j0 : p->nc, n_q = (nb + NR - 1) / NR;
+        for (int64_t k0 = 0; k0 < p->K; k0 += p->kc) {
+            const int64_t kb = p->K - k0 < p->kc ? p->K - k0 : p->kc;
+            const int add = k0 > 0 || p->beta;
+            pack_b(p, j0, nb, k0, kb, 0, n_q, bbuf);
+            for (int64_t ic = i0; ic < i1; ic += p->mc) {
+                const int64_t mb = i1 - ic < p->mc ? i1 - ic : p->mc;
+                pack_a(p, ic, mb, k0, kb, abuf);
+                macro_kernel(p, ic, mb, j0, nb, kb, add, abuf, bbuf, 0, n_q);
             }
         }
+    }
+}
+
+/* Thread t of nt takes a fixed part of C: a band of rows (whole register tiles), or when there
+ * are too few rows for that, a band of columns; it packs its own B and A blocks, so the threads
+ * never wait for each other (a barrier per block cost a lot on a loaded machine, where one
+ * descheduled thread stalls the others). B is packed once per thread: for the row bands, nt
+ * times in all, a K x N pass next to M x N x K / nt multiply-adds each. */
+static void run_plan(const plan *p, int nthr, char *bufs, size_t a_bytes, size_t b_bytes) {
+    const int MR = p->u->mr, NR = p->u->nr;
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        char *bbuf = bufs + (size_t)t * (a_bytes + b_bytes), *abuf = bbuf + b_bytes;
+        int64_t i0 = 0, i1 = p->M, js = 0, je = p->N;
+        if (p->M >= (int64_t)nt * 4 * MR) {
+            const int64_t per = ((p->M + MR - 1) / MR + nt - 1) / nt * MR;
+            i0 = t * per < p->M ? t * per : p->M;
+            i1 = i0 + per < p->M ? i0 + per : p->M;
+        } else {
+            const int64_t per = ((p->N + NR - 1) / NR + nt - 1) / nt * NR;
+            js = t * per < p->N ? t * per : p->N;
+            je = js + per < p->N ? js + per : p->N;
+        }
+        if (i0 < i1 && js < je) run_part(p, i0, i1, js, je, bbuf, abuf);
     }
 }
 
@@ -384,9 +397,9 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
     const int64_t mb = (M < p.mc ? M : p.mc) + MR - 1, nb = (N < p.nc ? N : p.nc) + NR - 1;
     const size_t a_bytes = ((size_t)(mb / MR * MR * kb) * esz + 63) & ~(size_t)63;
     const size_t b_bytes = ((size_t)(nb / NR * NR * kb) * esz + 63) & ~(size_t)63;
-    char *buf = buf_get(b_bytes + (size_t)nthr * a_bytes);
+    char *buf = buf_get((size_t)nthr * (a_bytes + b_bytes));
     if (!buf) return -1;
-    run_plan(&p, nthr, buf, buf + b_bytes, a_bytes);
+    run_plan(&p, nthr, buf, a_bytes, b_bytes);
     return 0;
 }
 
