@@ -58,8 +58,8 @@ cfg bad6 o 4 ', "schedule": "linear"'
 fails "bad enum" 2 "expected one of \"constant\", \"cosine\"" $H train "$T/bad6.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3"}}' "$M" "$T" >"$T/bad7.json"
 fails "objective not yet" 2 "\"stage3\" is not implemented yet" $H train "$T/bad7.json"
-printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage1"}}' "$M" "$T" >"$T/bad7b.json"
-fails "stage1: data not wired" 2 "'data'" $H train "$T/bad7b.json"
+printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "%s/nope", "objective": {"type": "stage1"}}' "$M" "$T" "$T" >"$T/bad7b.json"
+fails "data: not a folder" 2 "'data' \"$T/nope\" is not" $H train "$T/bad7b.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "synthetic", "objective": {"type": "stage1", "p_t2v": 2}}' "$M" "$T" >"$T/bad7c.json"
 fails "stage1: a bad setting names its key" 2 "'objective.p_t2v' must be a number in [0, 1]" $H train "$T/bad7c.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "quadratic", "nois": 1}}' "$M" "$T" >"$T/bad8.json"
@@ -127,6 +127,10 @@ s1 s1full s1res 6
 $H train -q "$T/s1half.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1full.json" 2>>"$T/s1.err"
 check "stage1: 3 + resume 3: same losses.tsv" "cmp -s $T/s1ref/losses.tsv $T/s1res/losses.tsv"
 check "stage1: 3 + resume 3: same weights" "cmp -s $T/s1ref/checkpoint-6/transformer/diffusion_pytorch_model.safetensors $T/s1res/checkpoint-6/transformer/diffusion_pytorch_model.safetensors"
+# bf16 compute on the f32 master weights: runs, and its losses differ from f32's (rounded GEMMs)
+sed 's/"type": "stage1"/"type": "stage1", "precision": "bf16"/; s#s1ref#s1bf#' "$T/s1ref.json" >"$T/s1bf.json"
+$H train -q "$T/s1bf.json" 2>>"$T/s1.err"
+check "stage1 bf16: 6 steps run, other losses" "[ \$? -eq 0 ] && [ \$(wc -l <$T/s1bf/losses.tsv) -eq 6 ] && ! cmp -s $T/s1ref/losses.tsv $T/s1bf/losses.tsv"
 # the stage-2 (pyramid) objective: the same
 s1 s2ref s2ref 4 2
 $H train -q "$T/s2ref.json" 2>"$T/s2.err"
@@ -135,6 +139,41 @@ s1 s2half s2res 3 2
 s1 s2full s2res 4 2
 $H train -q "$T/s2half.json" 2>>"$T/s2.err" && $H train -q --resume "$T/s2full.json" 2>>"$T/s2.err"
 check "stage2: 3 + resume 1: same losses.tsv" "cmp -s $T/s2ref/losses.tsv $T/s2res/losses.tsv"
+# --gan-memory: both peaks printed, the one with Cache Grad the smaller; nothing trained
+$H train "$T/s1ref.json" --gan-memory >"$T/gm.out" 2>>"$T/s1.err"
+check "gan-memory: runs" "[ \$? -eq 0 ] && grep -q 'peak without Cache Grad' $T/gm.out"
+with=$(awk '/peak with Cache Grad/ {sub(/\(/, "", $(NF-1)); print $(NF-1)}' "$T/gm.out")
+without=$(awk '/peak without Cache Grad/ {sub(/\(/, "", $(NF-1)); print $(NF-1)}' "$T/gm.out")
+check "gan-memory: with < without ($with < $without)" "[ -n '$with' ] && [ -n '$without' ] && [ $with -lt $without ]"
+
+# LoRA: adapters trained, checkpointed and resumed bit for bit; adapters and merged weights written
+lora() { # NAME OUTPUT STEPS
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "init": "model", "output": "$T/$2", "steps": $3, "lr": 0.01, "seed": 3,
+ "checkpoint_every": 3, "data": "synthetic", "lora": {"rank": 4, "alpha": 8},
+ "objective": {"type": "stage1", "chunk_frames": 3,
+ "synthetic": {"clips": 4, "chunks": 2, "height": 8, "width": 8, "text_len": 8}}}
+EOF
+}
+lora loraref loraref 6
+$H train -q "$T/loraref.json" 2>"$T/lora.err"
+check "lora: 6 steps, adapters and merged weights written" "[ \$? -eq 0 ] && [ -f $T/loraref/lora/pytorch_lora_weights.safetensors ] && [ -f $T/loraref/merged/transformer/config.json ] && [ -f $T/loraref/checkpoint-6/transformer_lora/pytorch_lora_weights.safetensors ]"
+lora lorahalf lorares 3
+lora lorafull lorares 6
+$H train -q "$T/lorahalf.json" 2>>"$T/lora.err" && $H train -q --resume "$T/lorafull.json" 2>>"$T/lora.err"
+check "lora: 3 + resume 3: same losses.tsv" "cmp -s $T/loraref/losses.tsv $T/lorares/losses.tsv"
+check "lora: 3 + resume 3: same merged weights" "cmp -s $T/loraref/merged/transformer/diffusion_pytorch_model.safetensors $T/lorares/merged/transformer/diffusion_pytorch_model.safetensors"
+sed 's/"rank": 4/"rank": 4, "targets": ["nothing.*"]/' "$T/loraref.json" | sed "s#loraref#lorabad#" >"$T/lorabad.json"
+fails "lora: a target pattern that matches nothing" 2 "target 'nothing.*' matches no" $H train -q "$T/lorabad.json"
+
+# stage 1 on the tiny world: clips rendered, encoded once into the latent cache, trained on
+cat >"$T/world.json" <<EOF
+{"model": "$M", "output": "$T/world", "steps": 2, "lr": 0.001, "seed": 3, "data": "procedural",
+ "objective": {"type": "stage1", "chunk_frames": 9, "dataset": {"width": 32, "height": 32,
+ "frames": 33, "clips": 2, "text_len": 16}}}
+EOF
+$H train -q "$T/world.json" 2>"$T/world.err"
+check "stage1 on the world: 2 steps, 2 cached clips" "[ \$? -eq 0 ] && [ \$(wc -l <$T/world/losses.tsv) -eq 2 ] && [ -f $T/world/cache/1.safetensors ]"
 
 echo "test_train_cli: $n checks, $fail failed"
 [ $fail -eq 0 ]

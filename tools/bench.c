@@ -5,6 +5,9 @@
  * tokens) with random bf16 weights:
  *   peak: <isa> <G> GFLOP/s
  *   block bf16: <G> GFLOP/s, <P>% of peak <B> GFLOP/s (<isa>), <Q>% of the library baseline
+ * then hl_linear against hl_linear_backward at the block's three linear shapes (run_linear):
+ *   linear bf16 M <M> K <K> N <N>: forward <t> ms, <G> GFLOP/s, ... (quoted as above)
+ *   linear bf16 M <M> K <K> N <N>: backward (dx, dW, db) <t> ms, <r>x forward, <G> GFLOP/s, ...
  * and, with --only tiny, the tiny random model's end-to-end generation (frames/s) with the share
  * of its wall time spent inside the ops. Figures are medians over --reps runs after one warm-up. */
 #include <math.h>
@@ -224,6 +227,67 @@ done:
     return rc;
 }
 
+/* hl_linear against hl_linear_backward (dx, dW and db) at the block's linear shapes: the
+ * attention projections (D -> D) and the FFN (D -> ffn, ffn -> D) over the current tokens, with
+ * random weights in the bench dtype. Both timed as medians of --reps after one warm-up; the
+ * backward does twice the forward's multiply-adds, so a ratio of 2 is GEMM-bound. On a shared
+ * machine the medians move with the neighbours' load; the fastest runs are printed too. */
+static int run_linear(const bench_opts *o, const yardstick *y) {
+    const int64_t M = o->tokens, shapes[3][2] = {{o->dim, o->dim},
+                                                 {o->dim, o->ffn},
+                                                 {o->ffn, o->dim}}; /* (K, N) */
+    hl_error err = {0};
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
+    int reps = o->reps < 64 ? o->reps : 64, rc = 0;
+    for (int s = 0; s < 3 && !rc; s++) {
+        const int64_t K = shapes[s][0], N = shapes[s][1];
+        float *x = malloc((size_t)(M * K) * sizeof *x), *yb = malloc((size_t)(M * N) * sizeof *yb);
+        float *dx = malloc((size_t)(M * K) * sizeof *dx), *dW = calloc((size_t)(N * K), 4);
+        float *db = calloc((size_t)N, 4), *wf = malloc((size_t)(N * K) * sizeof *wf);
+        void *w = malloc((size_t)(N * K) * hl_dtype_size(o->dtype));
+        if (!x || !yb || !dx || !dW || !db || !wf || !w) {
+            fprintf(stderr, "helios bench: out of memory\n");
+            rc = 1;
+        }
+        uint64_t seed = 11;
+        for (int64_t i = 0; !rc && i < M * K; i++) x[i] = uniform(&seed, 1.0f);
+        for (int64_t i = 0; !rc && i < N * K; i++) wf[i] = uniform(&seed, 1.0f / sqrtf((float)K));
+        for (int64_t i = 0; !rc && i < N * K; i++) {
+            if (o->dtype == HL_BF16) ((hl_bf16 *)w)[i] = hl_f32_to_bf16(wf[i]);
+            else ((float *)w)[i] = wf[i];
+        }
+        int64_t shape[2] = {N, K};
+        hl_tensor W = hl_tensor_make(w, o->dtype, 2, shape);
+        double tf[64], tb[64];
+        for (int r = -1; r < reps && !rc; r++) {
+            double t0 = hl_time();
+            rc |= hl_linear(&ctx, M, x, K, &W, NULL, yb, N) != HL_OK;
+            double t1 = hl_time();
+            rc |= hl_linear_backward(&ctx, M, x, K, &W, yb, N, dx, K, 0, dW, db) != HL_OK;
+            if (r >= 0) tf[r] = t1 - t0, tb[r] = hl_time() - t1;
+        }
+        if (rc) fprintf(stderr, "helios bench: linear failed: %s\n", err.msg);
+        else {
+            double fmin = tf[0], bmin = tb[0];
+            for (int r = 1; r < reps; r++)
+                fmin = fmin < tf[r] ? fmin : tf[r], bmin = bmin < tb[r] ? bmin : tb[r];
+            double f = median(tf, reps), b = median(tb, reps), fl = 2.0 * M * N * K;
+            printf("linear %s M %lld K %lld N %lld: forward %.1f ms, ",
+                   o->dtype == HL_BF16 ? "bf16" : "f32", (long long)M, (long long)K, (long long)N,
+                   1e3 * f);
+            quote(y, fl / f * 1e-9);
+            printf(
+                "\nlinear %s M %lld K %lld N %lld: backward (dx, dW, db) %.1f ms, %.2fx forward, ",
+                o->dtype == HL_BF16 ? "bf16" : "f32", (long long)M, (long long)K, (long long)N,
+                1e3 * b, b / f);
+            quote(y, 2 * fl / b * 1e-9);
+            printf(" (fastest runs: %.1f / %.1f ms, %.2fx)\n", 1e3 * fmin, 1e3 * bmin, bmin / fmin);
+        }
+        free(x), free(yb), free(dx), free(dW), free(db), free(wf), free(w);
+    }
+    return rc;
+}
+
 /* The Wan 2.1 VAE decoder (full size, random weights) on 33 frames. */
 static int run_vae(const bench_opts *o, const yardstick *y) {
     static const int sizes[2][2] = {{256, 256}, {384, 640}};
@@ -429,7 +493,9 @@ static int run_train(const bench_opts *o, const yardstick *y) {
     printf("\ntrain block memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
            "MiB\n",
            (double)b.act_bytes / 1048576.0, peak_rss_mib());
-    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, o->reps, &b, &err) != HL_OK) {
+    hl_train_bench keep;
+    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, 0, 1, &keep, &err) != HL_OK ||
+        hl_train_bench_model(o->tiny_model, 9, 8, 8, 1, o->reps, &b, &err) != HL_OK) {
         fprintf(stderr, "helios bench: training %s: %s\n", o->tiny_model, err.msg);
         return 1;
     }
@@ -440,37 +506,41 @@ static int run_train(const bench_opts *o, const yardstick *y) {
            o->tiny_model, (long long)b.tokens, (double)b.params * 1e-6, step * 1e3, b.opt_s * 1e3,
            (double)b.tokens / step, b.step_flops / step * 1e-9,
            100.0 * b.step_flops / step * 1e-9 / y->peak);
+    printf("train model memory: %.2f MiB of activations with per-block recomputation, %.2f MiB "
+           "without\n",
+           (double)b.act_bytes / 1048576.0, (double)keep.act_bytes / 1048576.0);
     return 0;
 }
 
 static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: helios bench [options]\n"
-        "\n"
-        "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
-        "baseline) and times one transformer block (random weights) against both.\n"
-        "  --threads N     threads, 1..%d (default 0: all cores)\n"
-        "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
-        "  --f32           f32 weights and GEMMs instead of bf16\n"
-        "  --tokens N      current tokens (default 2304)\n"
-        "  --text N        text tokens (default 512)\n"
-        "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
-        "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-        "  --only block|umt5|vae|tiny|train|gemm  run one part (default: block; with --full\n"
-        "                  the first three); tiny: the tiny random model end to end (frames/s,\n"
-        "                  the share of time inside the ops); train: training steps (f32) of\n"
-        "                  the block shape and of the --tiny-model on stage 1; gemm: our GEMM\n"
-        "                  per kernel and form at --gemm N and the block shapes, against each\n"
-        "                  ISA's peak and oneDNN on the same shape\n"
-        "  --train         the same as --only train\n"
-        "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
-        "  --tiny-frames N   video frames at 256x128 (default 33)\n"
-        "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
-        "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
-        "Numbers must be whole values in range; an option given twice takes its last value.\n"
-        "A bad command line exits with status 2.\n",
-        HELIOS_MAX_THREADS);
+    fprintf(f,
+            "usage: helios bench [options]\n"
+            "\n"
+            "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
+            "baseline) and times one transformer block (random weights) against both.\n"
+            "  --threads N     threads, 1..%d (default 0: all cores)\n"
+            "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
+            "  --f32           f32 weights and GEMMs instead of bf16\n"
+            "  --tokens N      current tokens (default 2304)\n"
+            "  --text N        text tokens (default 512)\n"
+            "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
+            "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
+            "  --only block|umt5|vae|tiny|linear|train|gemm  run one part (default: block and\n"
+            "                  linear; with --full also umt5 and vae); tiny: the tiny random\n"
+            "                  model end to end (frames/s, the share of time inside the ops);\n"
+            "                  linear: hl_linear against hl_linear_backward at the block's\n"
+            "                  linear shapes; train: training steps (f32) of the block shape\n"
+            "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
+            "                  and form at --gemm N and the block shapes, against each ISA's\n"
+            "                  peak and oneDNN on the same shape\n"
+            "  --train         the same as --only train\n"
+            "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
+            "  --tiny-frames N   video frames at 256x128 (default 33)\n"
+            "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
+            "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
+            "Numbers must be whole values in range; an option given twice takes its last value.\n"
+            "A bad command line exits with status 2.\n",
+            HELIOS_MAX_THREADS);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -487,7 +557,7 @@ int cmd_bench(int argc, char **argv) {
                     .tiny_frames = 33,
                     .tiny_width = 256,
                     .tiny_height = 128};
-    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "train", "gemm"};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "linear", "train", "gemm"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -500,7 +570,7 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 6, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 7, &k))) o.only = parts[k];
         } else if (args_is(&a, NULL, "--train")) {
             o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
@@ -564,6 +634,7 @@ int cmd_bench(int argc, char **argv) {
            100.0 * ceiling / y.peak);
     rc = 0;
     if (!o.only || !strcmp(o.only, "block")) rc |= run_block(&o, &y);
+    if (!o.only || !strcmp(o.only, "linear")) rc |= run_linear(&o, &y);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "umt5"))) rc |= run_umt5(&o, &y);
     if ((!o.only && o.full) || (o.only && !strcmp(o.only, "vae"))) rc |= run_vae(&o, &y);
     if (train) rc |= run_train(&o, &y);

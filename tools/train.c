@@ -16,12 +16,16 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/train_config.h"
+#include "tools/train_memory.h"
 #include "train/dit_flat.h"
+#include "io/safetensors_write.h"
+#include "train/lora.h"
+#include "train/lora_step.h"
 #include "train/objective.h"
 
 typedef struct train_opts {
     const char *config;
-    bool resume, quiet;
+    bool resume, quiet, gan_memory;
     int threads; /* -1: the configuration's */
     int throttle_ms;
 } train_opts;
@@ -41,6 +45,9 @@ static void usage(FILE *f) {
            "                      stopped\n"
            "      --threads N     worker threads, 0 = all cores (default: the config's)\n"
            "      --throttle MS   sleep MS milliseconds after each step (to test interruption)\n"
+           "      --gan-memory    print the peak activation memory of one stage-3 generator\n"
+           "                      step with and without Cache Grad for this model and sample\n"
+           "                      shape (docs/training.md), then exit without training\n"
            "  -q, --quiet         no progress line\n"
            "  -h, --help          this text\n"
            "\n"
@@ -64,6 +71,7 @@ static int parse(int argc, char **argv, train_opts *o) {
             return -1;
         } else if (args_is(&a, NULL, "--resume")) o->resume = true;
         else if (args_is(&a, "-q", "--quiet")) o->quiet = true;
+        else if (args_is(&a, NULL, "--gan-memory")) o->gan_memory = true;
         else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 4096, &o->threads);
         else if (args_is(&a, NULL, "--throttle")) rc = args_int(&a, 0, 3600000, &o->throttle_ms);
         else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option %s", a.opt);
@@ -279,10 +287,12 @@ static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
                 c->path, c->component);
         return 2;
     }
-    if (strcmp(c->data, "procedural") && strcmp(c->data, "synthetic")) {
+    struct stat sb;
+    if (strcmp(c->data, "procedural") && strcmp(c->data, "synthetic") &&
+        (stat(c->data, &sb) || !S_ISDIR(sb.st_mode))) {
         fprintf(stderr,
-                "helios train: %s: 'data' \"%s\": training data folders are not supported yet "
-                "(use \"procedural\" or \"synthetic\")\n",
+                "helios train: %s: 'data' \"%s\" is not \"procedural\", \"synthetic\" or a "
+                "folder of videos with captions\n",
                 c->path, c->data);
         return 2;
     }
@@ -300,6 +310,86 @@ static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
     return 0;
 }
 
+/* LoRA (docs/training.md): the loop trains the adapters of the model's weights; at the end the
+ * adapters are written as OUTPUT/lora/pytorch_lora_weights.safetensors and the merged weights
+ * as OUTPUT/merged/transformer/ (a transformer folder helios generate can use). */
+typedef struct lora_run {
+    hl_lora lora;
+    hl_lora_objective obj;
+    float *ad, *ad_ema;
+    const char *targets[257];
+} lora_run;
+
+static hl_status lora_setup(const train_cfg *c, const model *m, const hl_train_objective *objective,
+                            void *obj, lora_run *lr, hl_error *err) {
+    const char *const *targets = NULL;
+    if (c->lora_targets) {
+        for (size_t i = 0; i < c->lora_targets->n; i++)
+            lr->targets[i] = c->lora_targets->items[i].string;
+        targets = lr->targets;
+    }
+    if (c->lora_init) {
+        HL_TRY(hl_lora_load(c->lora_init, &m->layout, m->params, &lr->lora, &lr->ad, err));
+        if (lr->lora.rank != c->lora_rank)
+            return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, c->path, "lora.rank",
+                               "is %d but '%s' has rank %d", c->lora_rank, c->lora_init,
+                               lr->lora.rank);
+    } else {
+        HL_TRY(hl_lora_new(&lr->lora, &m->layout, m->params, c->lora_rank, c->lora_alpha, targets,
+                           err));
+        if (!(lr->ad = calloc((size_t)lr->lora.layout.total + 1, sizeof *lr->ad)))
+            return hl_fail(err, HELIOS_ERR_OOM, "LoRA: out of memory");
+        hl_rng g = {.path = HL_RNG_NORMAL_AVX2};
+        hl_rng_seed(&g, c->seed ^ 0x4c6f5241ull); /* its own stream: the loop's is untouched */
+        hl_lora_init_adapters(&lr->lora, lr->ad, &g);
+    }
+    if (c->ema > 0 && !(lr->ad_ema = malloc(((size_t)lr->lora.layout.total + 1) * sizeof(float))))
+        return hl_fail(err, HELIOS_ERR_OOM, "LoRA: out of memory");
+    return hl_lora_objective_init(&lr->obj, &lr->lora, m->layout.total, m->params, objective->step,
+                                  objective->validate, obj, err);
+}
+
+/* OUTPUT/lora/pytorch_lora_weights.safetensors and OUTPUT/merged/transformer/. */
+static hl_status lora_export(const train_cfg *c, const model *m, lora_run *lr, hl_error *err) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/lora", c->output);
+    HL_TRY(make_dirs(dir, err));
+    snprintf(path, sizeof path, "%s/pytorch_lora_weights.safetensors", dir);
+    HL_TRY(hl_lora_save(path, &lr->lora, lr->ad, err));
+    float *w = malloc(((size_t)m->layout.total + 1) * sizeof *w);
+    hl_st_entry *e = calloc(m->layout.n + 1, sizeof *e);
+    hl_status st = w && e ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "LoRA: out of memory");
+    if (st == HL_OK) {
+        memcpy(w, m->params, (size_t)m->layout.total * sizeof *w);
+        hl_lora_merge(&lr->lora, lr->ad, w);
+        for (size_t i = 0; i < m->layout.n; i++) {
+            const hl_param *q = &m->layout.p[i];
+            e[i].name = q->name;
+            e[i].t = hl_tensor_make(w + q->offset, HL_F32, q->ndim, q->shape);
+        }
+        snprintf(dir, sizeof dir, "%s/merged/transformer", c->output);
+        st = make_dirs(dir, err);
+    }
+    if (st == HL_OK) {
+        snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+        st = hl_st_write(path, e, m->layout.n, NULL, err);
+    }
+    if (st == HL_OK) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        st = hl_write_file_atomic(path, m->config_text, strlen(m->config_text), err);
+    }
+    free(w);
+    free(e);
+    return st;
+}
+
+static void lora_free(lora_run *lr) {
+    hl_lora_objective_free(&lr->obj);
+    hl_lora_free(&lr->lora);
+    free(lr->ad);
+    free(lr->ad_ema);
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse(argc, argv, &o);
@@ -312,6 +402,7 @@ int cmd_train(int argc, char **argv) {
     }
     const hl_train_objective *objective = NULL;
     model m = {0};
+    lora_run lr = {0};
     void *obj = NULL;
     reporter rep = {.o = &o, .throttle_ms = o.throttle_ms};
     hl_status st = HL_OK;
@@ -319,11 +410,20 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
-    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data};
+    if (st == HL_OK && o.gan_memory) {
+        rc = train_gan_memory(&c, &m.dit, &m.layout, m.params, &err);
+        st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
+        goto done;
+    }
+    hl_train_env env = {o.config, &m.layout, &m.dit, m.params, c.seed, c.data, c.model, c.output};
     if (st == HL_OK) {
         st = objective->create(c.objective, &env, &obj, &err);
         if (st == HELIOS_ERR_INVALID_ARG) rc = 2; /* a bad objective setting */
     }
+    if (st == HL_OK && c.lora_rank &&
+        (st = lora_setup(&c, &m, objective, obj, &lr, &err)) != HL_OK &&
+        st == HELIOS_ERR_INVALID_ARG)
+        rc = 2;
     if (st != HL_OK) goto done;
 
     hl_train_config tc = {0};
@@ -344,6 +444,10 @@ int cmd_train(int argc, char **argv) {
     tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
                          m.config_text, &m.layout,     NULL,
                          NULL};
+    if (c.lora_rank) /* checkpoints hold the adapters (the loop's parameters) */
+        tc.io = (hl_ckpt_io){c.output, "transformer_lora", "pytorch_lora_weights.safetensors",
+                             NULL,     &lr.lora.layout,    NULL,
+                             NULL};
     tc.report = on_step;
     tc.report_user = &rep;
     tc.stop = &g_stop;
@@ -359,7 +463,14 @@ int cmd_train(int argc, char **argv) {
     }
     install_sigint();
     hl_train_result res;
-    st = hl_train_run(&tc, objective->step, objective->validate, obj, m.params, m.ema, &res, &err);
+    if (c.lora_rank)
+        st = hl_train_run(&tc, hl_lora_objective_step,
+                          objective->validate ? hl_lora_objective_validate : NULL, &lr.obj, lr.ad,
+                          lr.ad_ema, &res, &err);
+    else
+        st = hl_train_run(&tc, objective->step, objective->validate, obj, m.params, m.ema, &res,
+                          &err);
+    if (st == HL_OK && c.lora_rank) st = lora_export(&c, &m, &lr, &err);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (st == HL_OK) {
@@ -374,6 +485,7 @@ int cmd_train(int argc, char **argv) {
 done:
     if (st != HL_OK) fprintf(stderr, "helios train: %s\n", err.msg);
     if (rep.log) fclose(rep.log);
+    lora_free(&lr);
     if (obj) objective->destroy(obj);
     free_model(&m);
     train_cfg_free(&c);

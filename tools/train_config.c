@@ -10,7 +10,7 @@
 static const char *const k_keys[] = {
     "model", "init", "output", "component", "steps", "batch", "accumulation", "lr", "min_lr",
     "warmup", "schedule", "betas", "eps", "weight_decay", "clip", "ema", "seed", "threads",
-    "checkpoint_every", "keep", "data", "objective", "validation_every",
+    "checkpoint_every", "keep", "data", "objective", "validation_every", "lora",
 };
 /* clang-format on */
 #define N_KEYS (sizeof k_keys / sizeof *k_keys)
@@ -100,6 +100,47 @@ static hl_status check_keys(const train_cfg *c, hl_error *err) {
     return HL_OK;
 }
 
+/* "lora": {"rank" (1..4096, required), "alpha" (> 0, default rank), "targets" (patterns),
+ * "init" (an adapter file)}. */
+static hl_status read_lora(train_cfg *c, hl_error *err) {
+    const hl_json *l = hl_json_get(c->root, "lora");
+    if (!l) return HL_OK;
+    if (l->type != HL_JSON_OBJECT) return bad(c, err, "lora", "must be an object");
+    static const char *const known[] = {"rank", "alpha", "targets", "init"};
+    for (size_t i = 0; i < l->n; i++) {
+        size_t k = 0;
+        while (k < 4 && strcmp(l->keys[i], known[k])) k++;
+        if (k == 4) {
+            char key[300];
+            snprintf(key, sizeof key, "lora.%s", l->keys[i]);
+            return bad(c, err, key, "is not a key (rank, alpha, targets, init)");
+        }
+    }
+    const hl_json *r = hl_json_get(l, "rank"), *a = hl_json_get(l, "alpha");
+    if (!r) return bad(c, err, "lora.rank", "is required");
+    if (r->type != HL_JSON_NUMBER || !r->is_int || r->integer < 1 || r->integer > 4096)
+        return bad(c, err, "lora.rank", "must be an integer in [1, 4096]");
+    c->lora_rank = (int)r->integer;
+    c->lora_alpha = c->lora_rank;
+    if (a && (a->type != HL_JSON_NUMBER || !(a->number > 0 && a->number <= 1e6)))
+        return bad(c, err, "lora.alpha", "must be a number in (0, 1e6]");
+    if (a) c->lora_alpha = a->number;
+    const hl_json *t = hl_json_get(l, "targets");
+    if (t) {
+        if (t->type != HL_JSON_ARRAY || t->n < 1 || t->n > 256)
+            return bad(c, err, "lora.targets", "must be an array of 1 to 256 strings");
+        for (size_t i = 0; i < t->n; i++)
+            if (t->items[i].type != HL_JSON_STRING || !t->items[i].len)
+                return bad(c, err, "lora.targets", "must hold non-empty strings");
+        c->lora_targets = t;
+    }
+    const hl_json *in = hl_json_get(l, "init");
+    if (in && (in->type != HL_JSON_STRING || !in->len))
+        return bad(c, err, "lora.init", "must be a file name");
+    if (in) c->lora_init = in->string;
+    return HL_OK;
+}
+
 static hl_status read_all(train_cfg *c, hl_error *err) {
     HL_TRY(check_keys(c, err));
     HL_TRY(get_str(c, "model", true, &c->model, err));
@@ -151,6 +192,7 @@ static hl_status read_all(train_cfg *c, hl_error *err) {
     HL_TRY(get_int(c, "keep", 0, 1 << 20, &c->keep, err));
     HL_TRY(get_str(c, "data", false, &c->data, err));
     HL_TRY(get_i64(c, "validation_every", false, 0, (int64_t)1 << 40, &c->validation_every, err));
+    HL_TRY(read_lora(c, err));
     const hl_json *o = hl_json_get(c->root, "objective");
     if (!o) return bad(c, err, "objective", "is required (an object with a \"type\")");
     if (o->type != HL_JSON_OBJECT) return bad(c, err, "objective", "must be an object");
@@ -217,5 +259,7 @@ uint64_t train_cfg_hash(const train_cfg *c, const char *model_config) {
              c->data);
     uint64_t h = hash_str(HL_HASH_INIT, buf);
     h = hash_str(h, model_config ? model_config : "");
+    const hl_json *lora = hl_json_get(c->root, "lora");
+    if (lora) h = hash_json(h, lora);
     return hash_json(h, c->objective);
 }

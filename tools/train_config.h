@@ -33,6 +33,11 @@ typedef struct train_cfg {
     const hl_json *objective; /* the opaque block (an object with "type") */
     const char *objective_type;
     int64_t validation_every;
+    /* "lora": {"rank", "alpha", "targets", "init"}: train adapters, not the weights */
+    int lora_rank;               /* 0: no LoRA */
+    double lora_alpha;           /* default: the rank */
+    const hl_json *lora_targets; /* array of module-name patterns, or NULL: every eligible one */
+    const char *lora_init;       /* an adapter file to start from, or NULL: PEFT's init */
 } train_cfg;
 
 /* Reads and checks path; on failure err says "PATH: 'KEY' why". */

@@ -82,7 +82,7 @@ double hl_gemm_bench_onednn(int bf16, int transA, int transB, int64_t M, int64_t
                      .dt = bf16 ? HL_BF16 : HL_F32,
                      .blayout = transB ? HL_MM_B_NK : HL_MM_B_KN,
                      .nthr = omp_get_max_threads(),
-                     .a_trans = transA};
+                     .atrans = transA};
     operands o;
     double t[64], g = -1;
     hl_cpu_lock(cpu);

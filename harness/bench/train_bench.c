@@ -164,7 +164,7 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
 }
 
 hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
-                               int reps, hl_train_bench *out, hl_error *err) {
+                               int recompute, int reps, hl_train_bench *out, hl_error *err) {
     memset(out, 0, sizeof *out);
     char path[4096];
     snprintf(path, sizeof path, "%s/transformer/config.json", model_dir);
@@ -199,8 +199,8 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     s.base.p_t2v = s.base.p_v2v = 0.0f; /* every step with the whole history: the cost measured */
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
     if (st == HL_OK)
-        st = hl_flow_objective_init(&o, &ctx, &c, &layout, 1, &s, hl_synthetic_source(&data), 1,
-                                    err);
+        st = hl_flow_objective_init(&o, &ctx, &c, &layout, 1, &s, hl_synthetic_source(&data),
+                                    recompute, err);
     if (st == HL_OK) st = hl_adamw_init(&opt, layout.total, err);
     double ts[64], to[64];
     reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;

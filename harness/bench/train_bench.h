@@ -25,8 +25,9 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
 /* The transformer of model_dir (its transformer/config.json, random init) on the stage-1
  * objective with synthetic clips of the given latent size (frames = 3 chunks of chunk_frames):
  * whole training steps (sample, forward, backward, AdamW); fwd_s holds the whole step less
- * AdamW, bwd_s is 0 (the objective runs both). */
+ * AdamW, bwd_s is 0 (the objective runs both). recompute: per-block activation recomputation
+ * (act_bytes then holds one block's activations instead of every block's). */
 hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
-                               int reps, hl_train_bench *out, hl_error *err);
+                               int recompute, int reps, hl_train_bench *out, hl_error *err);
 
 #endif

@@ -162,6 +162,31 @@ hl_status hl_dit_forward_train(const hl_ctx *ctx, const hl_dit *m, const helios_
 hl_status hl_dit_backward(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *tape, const float *dout,
                           hl_dit *g, const hl_dit_input_grads *gin);
 
+/* Taps on hidden states (the GAN heads of the critic read them, train/gan.h): hidden_k is block
+ * blocks[k]'s output restricted to the current tokens, [B, n_cur, D] (history rows dropped).
+ *   forward:  hidden[k] (NULL entry or NULL array: not wanted) receives hidden_k;
+ *   backward: dhidden[k] = ∂L/∂hidden_k from the caller's terms (NULL entry or NULL array: none)
+ *             is ADDED to the residual gradient where the backward passes block blocks[k]; with
+ *             dout = ∂L/∂out the gradients are those of the whole L (e.g. L = Σ out ⊙ R +
+ *             Σ_k hidden_k ⊙ Q_k: dout = R, dhidden[k] = Q_k).
+ * A block may be tapped more than once. Indices outside [0, num_layers) are
+ * HELIOS_ERR_INVALID_ARG. */
+typedef struct hl_dit_taps {
+    int n;
+    const int *blocks;
+    float *const *hidden;
+    const float *const *dhidden;
+} hl_dit_taps;
+
+/* hl_dit_forward_train / hl_dit_backward with taps (NULL: none, as the plain calls). dout may be
+ * NULL in the backward: no gradient arrives through out (only through the taps). */
+hl_status hl_dit_forward_train_taps(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
+                                    int recompute, const hl_dit_taps *taps, hl_dit_tape **tape,
+                                    float *out);
+hl_status hl_dit_backward_taps(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *tape,
+                               const float *dout, const hl_dit_taps *taps, hl_dit *g,
+                               const hl_dit_input_grads *gin);
+
 /* Bytes of activations the tape holds now (the backward's scratch included once it ran). */
 size_t hl_dit_tape_bytes(const hl_dit_tape *t);
 void hl_dit_tape_free(hl_dit_tape *t);

@@ -288,10 +288,54 @@ static hl_status tape_alloc(const hl_dit *m, const helios_dit_input *in, int rec
     return HL_OK;
 }
 
+/* ---- taps: hidden states of chosen blocks (current tokens only) ------------------------------- */
+
+static hl_status taps_check(const hl_ctx *ctx, const hl_dit *m, const hl_dit_taps *taps) {
+    for (int k = 0; taps && k < taps->n; k++)
+        if (taps->blocks[k] < 0 || taps->blocks[k] >= m->cfg.num_layers)
+            return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
+                           "transformer taps: block %d outside [0, %d)", taps->blocks[k],
+                           m->cfg.num_layers);
+    return HL_OK;
+}
+
+/* hidden [B, n_cur, D] <- the current rows of x [B, S, D]. */
+static void taps_copy(const hl_dit_plan *p, int64_t D, const float *x, float *hidden) {
+    for (int b = 0; b < p->B; b++)
+        memcpy(hidden + (int64_t)b * p->n_cur * D, x + ((int64_t)b * p->S + p->n_hist) * D,
+               (size_t)(p->n_cur * D) * sizeof(float));
+}
+
+/* dx [B, S, D] current rows += the taps' gradients of block i. */
+static void taps_add(const hl_dit_plan *p, int64_t D, const hl_dit_taps *taps, int i, float *dx) {
+    for (int k = 0; taps && taps->dhidden && k < taps->n; k++) {
+        const float *dh = taps->dhidden[k];
+        if (taps->blocks[k] != i || !dh) continue;
+        for (int b = 0; b < p->B; b++) {
+            float *d = dx + ((int64_t)b * p->S + p->n_hist) * D;
+            const float *s = dh + (int64_t)b * p->n_cur * D;
+            for (int64_t j = 0; j < p->n_cur * D; j++) d[j] += s[j];
+        }
+    }
+}
+
 hl_status hl_dit_forward_train(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
                                int recompute, hl_dit_tape **tape, float *out) {
+    return hl_dit_forward_train_taps(ctx, m, in, recompute, NULL, tape, out);
+}
+
+hl_status hl_dit_backward(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *t, const float *dout,
+                          hl_dit *g, const hl_dit_input_grads *gin) {
+    return hl_dit_backward_taps(ctx, m, t, dout, NULL, g, gin);
+}
+
+hl_status hl_dit_forward_train_taps(const hl_ctx *ctx, const hl_dit *m, const helios_dit_input *in,
+                                    int recompute, const hl_dit_taps *taps, hl_dit_tape **tape,
+                                    float *out) {
     const hl_dit_config *c = &m->cfg;
     hl_dit_tape *t = NULL;
+    *tape = NULL;
+    HL_TRY(taps_check(ctx, m, taps));
     hl_status st = tape_alloc(m, in, recompute, &t, ctx->err);
     if (st == HL_OK) st = embed_forward(ctx, m, t, t->xs[0]);
     if (st == HL_OK) {
@@ -303,6 +347,8 @@ hl_status hl_dit_forward_train(const hl_ctx *ctx, const hl_dit *m, const helios_
         st = hl_dit_block_forward_train(ctx, c, &m->blocks[i], &t->p, t->tproj, t->rope, t->enc,
                                         t->xs[i], &t->bt[recompute ? 0 : i], t->xs[i + 1], t->w);
     if (st == HL_OK) st = head_forward(ctx, m, t, t->xs[c->num_layers], out);
+    for (int k = 0; st == HL_OK && taps && taps->hidden && k < taps->n; k++)
+        if (taps->hidden[k]) taps_copy(&t->p, c->dim, t->xs[taps->blocks[k] + 1], taps->hidden[k]);
     if (st != HL_OK) {
         hl_dit_tape_free(t);
         t = NULL;
@@ -311,9 +357,11 @@ hl_status hl_dit_forward_train(const hl_ctx *ctx, const hl_dit *m, const helios_
     return st;
 }
 
-hl_status hl_dit_backward(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *t, const float *dout,
-                          hl_dit *g, const hl_dit_input_grads *gin) {
+hl_status hl_dit_backward_taps(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *t,
+                               const float *dout, const hl_dit_taps *taps, hl_dit *g,
+                               const hl_dit_input_grads *gin) {
     const hl_dit_config *c = &m->cfg;
+    HL_TRY(taps_check(ctx, m, taps));
     const hl_dit_plan *p = &t->p;
     size_t D = (size_t)c->dim, M = (size_t)p->B * (size_t)p->S, BL = (size_t)p->B * (size_t)p->L;
     hl_bufs scratch = {0};
@@ -331,9 +379,10 @@ hl_status hl_dit_backward(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *t, co
         return hl_fail(ctx->err, st, "transformer backward: out of memory");
     }
     t->bufs.bytes += scratch.bytes; /* reported with the tape */
-    st = head_backward(ctx, m, t, dout, s.dmods, s.dh, dtemb, g, dx);
+    if (dout) st = head_backward(ctx, m, t, dout, s.dmods, s.dh, dtemb, g, dx);
     for (int i = c->num_layers - 1; st == HL_OK && i >= 0; i--) {
         hl_dit_block_tape *bt = &t->bt[t->recompute ? 0 : i];
+        taps_add(p, c->dim, taps, i, dx);
         if (t->recompute)
             st = hl_dit_block_forward_train(ctx, c, &m->blocks[i], p, t->tproj, t->rope, t->enc,
                                             t->xs[i], bt, t->xs[i + 1], t->w);

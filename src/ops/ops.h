@@ -51,11 +51,13 @@
  *   - takes NULL for a gradient that is not wanted (and must for a parameter that is absent);
  *   - allows dx == dy (same leading dimension) unless noted, never dx overlapping x.
  * Pairs so far: hl_layernorm / hl_layernorm_backward, hl_rmsnorm / hl_rmsnorm_backward (both
- * backends); the backwards of the section "backward passes" at the end (ref; the cpu backend
- * falls back to ref where it has none). Two documented exceptions to "overwrite": the
- * in-place backwards (rope, scale_heads) and hl_linear_backward's accumulate_dx. tests/test_ops.c checks them in its gradient mode: each backend's forward save and
- * backward against ref's, ref's backward against finite differences, and the rules above
- * (dx overwritten, dw / db accumulated, NULL gradients, dx == dy).
+ * backends); the backwards of the section "backward passes" at the end (both backends). Two
+ * documented exceptions to "overwrite": the in-place backwards (rope, scale_heads) and
+ * hl_linear_backward's accumulate_dx.
+ * tests/test_ops.c (the norms) and tests/test_ops_grad.c (the rest) check them in gradient mode:
+ * each backend's forward save and backward against ref's, ref's backward against finite
+ * differences, and the rules above (dx overwritten, dw / db accumulated, NULL gradients,
+ * dx == dy).
  *
  * Layout: activations are float32, row-major "rows x width" matrices; a row stride (ld*, in
  * elements, >= width) lets an op read or write a column slice of a wider buffer (e.g. one head
@@ -319,7 +321,9 @@ hl_status hl_relative_bias(const hl_ctx *ctx, int H, int64_t Sq, int64_t Sk, con
  *                        (an input that feeds several linears, e.g. q, k, v from one norm)
  *   dW += dyᵀ·x         float32 [N, K] (accumulate)
  *   db += Σ_rows dy     float32 [N]    (accumulate)
- * Any of dx, dW, db may be NULL. dx must not overlap x or dy. */
+ * Any of dx, dW, db may be NULL. dx must not overlap x or dy. The GEMMs run in W's dtype as the
+ * forward's (the precision rule at the top): with bf16 weights the cpu backend rounds dy (and,
+ * for dW, x) to bf16 and accumulates in float32; dW and db stay float32. */
 hl_status hl_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
                              const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
                              int64_t lddx, int accumulate_dx, float *dW, float *db);
@@ -329,7 +333,8 @@ hl_status hl_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64
  *   dS = P ⊙ (dout·vᵀ - D),  dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = Pᵀ·dout   (overwrite)
  *   dbias[h, i, j] += dS[i, j]                                          (accumulate, or NULL)
  * dq, dk, dv: [Sq|Sk, H·hd] with their own strides, each may be NULL; none may overlap an input.
- * compute as the forward's (ref computes in float32 from double sums either way). */
+ * compute as the forward's (ref computes in float32 from double sums either way, the cpu
+ * backend in float32 either way). */
 hl_status hl_attention_biased_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
                                        const float *q, int64_t ldq, const float *k, int64_t ldk,
                                        const float *v, int64_t ldv, float scale, const float *bias,

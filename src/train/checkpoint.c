@@ -58,6 +58,19 @@ static hl_status write_synced(const char *path, const char *data, size_t len, hl
     return HL_OK;
 }
 
+hl_status hl_write_file_atomic(const char *path, const char *data, size_t len, hl_error *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.part", path) >= (int)sizeof tmp)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: path too long", path);
+    HL_TRY(write_synced(tmp, data, len, err));
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    return HL_OK;
+}
+
 static hl_status make_dir(const char *path, hl_error *err) {
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create the folder: %s", path,

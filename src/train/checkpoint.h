@@ -74,4 +74,7 @@ hl_status hl_ckpt_prune(const char *out_dir, int keep, hl_error *err);
 hl_status hl_ckpt_load(const hl_ckpt_io *io, const char *dir, float *params, hl_adamw *opt,
                        float *ema, hl_ckpt_state *st, hl_error *err);
 
+/* A small file written atomically: PATH.part, fsync, rename. */
+hl_status hl_write_file_atomic(const char *path, const char *data, size_t len, hl_error *err);
+
 #endif

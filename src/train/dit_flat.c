@@ -51,6 +51,32 @@ hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float
     return HL_OK;
 }
 
+hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
+                               hl_bf16 *shadow, hl_dit **out, hl_error *err) {
+    hl_dit *m;
+    hl_binder b;
+    HL_TRY(new_shell(c, &m, &b, err));
+    hl_status st = hl_binder_bind_flat(&b, layout, data, err);
+    for (size_t i = 0; st == HL_OK && i < b.n; i++) {
+        int small = 0; /* an f32 row: its view stays on the master */
+        for (size_t k = 0; k < b.n_small && !small; k++) small = b.rows[i].dst == &b.small[k].view;
+        const hl_param *q = &layout->p[i];
+        if (!small) *b.rows[i].dst = hl_tensor_make(shadow + q->offset, HL_BF16, q->ndim, q->shape);
+    }
+    hl_binder_free(&b);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "transformer");
+        hl_dit_free(m);
+        return st;
+    }
+    *out = m;
+    return HL_OK;
+}
+
+void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow) {
+    for (int64_t i = 0; i < layout->total; i++) shadow[i] = hl_f32_to_bf16(data[i]);
+}
+
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && !strcmp(s + n - k, suffix);

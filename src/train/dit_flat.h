@@ -28,6 +28,17 @@ hl_status hl_dit_params_layout(const hl_dit_config *c, hl_params *out, hl_error 
 hl_status hl_dit_new_flat(const hl_dit_config *c, const hl_params *layout, float *data,
                           hl_dit **out, hl_error *err);
 
+/* Mixed precision (f32 master weights, bf16 compute): a transformer whose GEMM operands (the
+ * linear and patch-embedding weights and biases: every tensor row of the binder table) are bf16
+ * views into shadow (layout.total values at the layout's offsets), while its small float32
+ * vectors (norm gains, modulation tables, history_key_scale) point into the f32 master data.
+ * The ops then compute as with a bf16 checkpoint (ops.h precision rule); gradients stay f32 in
+ * the gradient view. hl_params_to_bf16 refreshes the shadow from the master (round to nearest
+ * even) after the weights change. */
+hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
+                               hl_bf16 *shadow, hl_dit **out, hl_error *err);
+void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow);
+
 /* From-scratch initialisation, as Wan's WanModel.init_weights does (the Helios training recipe
  * starts from Wan weights and states none of its own):
  *   - every linear / patch-embedding weight: xavier_uniform over the weight flattened to

@@ -20,6 +20,8 @@ typedef struct hl_train_env {
     const float *init_params; /* the initial weights (layout.total floats) */
     uint64_t seed;            /* the run's seed */
     const char *data;         /* the configuration's "data": "synthetic", "procedural", a folder */
+    const char *model;        /* the configuration's "model" (a model folder for cached data) */
+    const char *output;       /* the output folder (may not exist yet) */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -58,7 +60,10 @@ void hl_quadratic_destroy(void *obj);
  * Keys (docs/training.md): chunk_frames, history_sizes, p_t2v, p_i2v, p_v2v, p_drop_text,
  * corrupt_history, corrupt ("released" | "paper" preset), p_clean_history, p_noise, p_blur,
  * p_exposure, noise_sigma_max, logit_mean, logit_std, shift, recompute, synthetic {clips, chunks,
- * height, width, text_len, seed}; stage2 also ratios [n0, n1, n2]. */
+ * height, width, text_len, seed} ("data": "synthetic"), dataset {width, height, frames, clips,
+ * seed, text_len, cache} ("data": "procedural" or a folder: clips encoded once by the model
+ * folder's VAE and text encoder into a latent cache, train/latent_cache.h); stage2 also ratios
+ * [n0, n1, n2]. */
 hl_status hl_stage1_create(const hl_json *settings, const hl_train_env *env, void **obj,
                            hl_error *err);
 hl_status hl_stage2_create(const hl_json *settings, const hl_train_env *env, void **obj,

@@ -8,7 +8,7 @@
 
 hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const hl_dit_config *cfg,
                                  const hl_params *layout, int stage, const hl_stage2_config *s,
-                                 hl_clip_source src, int recompute, hl_error *err) {
+                                 hl_latent_source src, int recompute, hl_error *err) {
     memset(o, 0, sizeof *o);
     o->ctx = ctx;
     o->cfg = *cfg;
@@ -36,16 +36,24 @@ void hl_flow_objective_free(hl_flow_objective *o) {
     hl_dit_free(o->m);
     hl_dit_free(o->g);
     free(o->text);
+    free(o->shadow);
     memset(o, 0, sizeof *o);
 }
 
 /* The model and gradient view over the loop's buffers (rebound when they move). */
 static hl_status bind(hl_flow_objective *o, const float *params, float *grads, hl_error *err) {
+    if (o->bf16) { /* the weights changed since the last step: round them again */
+        if (!o->shadow && !(o->shadow = malloc((size_t)o->layout->total * sizeof *o->shadow)))
+            return hl_fail(err, HELIOS_ERR_OOM, "flow objective: out of memory (bf16 weights)");
+        hl_params_to_bf16(o->layout, params, o->shadow);
+    }
     if (o->m && o->m_data == params && o->g_data == grads) return HL_OK;
     hl_dit_free(o->m);
     hl_dit_free(o->g);
     o->m = o->g = NULL;
-    HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, (float *)params, &o->m, err));
+    if (o->bf16)
+        HL_TRY(hl_dit_new_flat_bf16(&o->cfg, o->layout, (float *)params, o->shadow, &o->m, err));
+    else HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, (float *)params, &o->m, err));
     HL_TRY(hl_dit_new_flat(&o->cfg, o->layout, grads, &o->g, err));
     o->m_data = params;
     o->g_data = grads;
@@ -53,7 +61,8 @@ static hl_status bind(hl_flow_objective *o, const float *params, float *grads, h
 }
 
 /* The prompt the forward sees: the clip's, or zeros when the caption is dropped. */
-static const float *prompt(hl_flow_objective *o, const hl_clip *clip, bool drop, hl_error *err) {
+static const float *prompt(hl_flow_objective *o, const hl_latent_clip *clip, bool drop,
+                           hl_error *err) {
     if (!drop) return clip->embeds;
     size_t n = (size_t)clip->L * (size_t)o->cfg.text_dim;
     if (o->text_n < n) {
@@ -91,7 +100,7 @@ static hl_status forward_backward(hl_flow_objective *o, const hl_ctx *ctx,
     return st;
 }
 
-static hl_status step_stage1(hl_flow_objective *o, const hl_ctx *ctx, const hl_clip *clip,
+static hl_status step_stage1(hl_flow_objective *o, const hl_ctx *ctx, const hl_latent_clip *clip,
                              hl_rng *rng, double *loss) {
     hl_stage1_sample s;
     HL_TRY(hl_stage1_sample_make(&o->s.base, clip->latents, clip->C, clip->F, clip->H, clip->W, rng,
@@ -110,7 +119,7 @@ static hl_status step_stage1(hl_flow_objective *o, const hl_ctx *ctx, const hl_c
     return st;
 }
 
-static hl_status step_stage2(hl_flow_objective *o, const hl_ctx *ctx, const hl_clip *clip,
+static hl_status step_stage2(hl_flow_objective *o, const hl_ctx *ctx, const hl_latent_clip *clip,
                              hl_rng *rng, double *loss) {
     hl_stage2_sample s;
     HL_TRY(hl_stage2_sample_make(&o->s, clip->latents, clip->C, clip->F, clip->H, clip->W, rng, &s,
@@ -135,7 +144,7 @@ hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, c
     hl_flow_objective *o = obj;
     hl_ctx ctx = *o->ctx;
     ctx.err = err;
-    hl_clip clip;
+    hl_latent_clip clip;
     HL_TRY(bind(o, params, grads, err));
     HL_TRY(o->src.get(o->src.user, sample_index % o->src.count, &clip, err));
     if (clip.C != o->cfg.in_channels)

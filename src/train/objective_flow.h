@@ -28,18 +28,18 @@
 
 /* A clip of the training set: normalised VAE latents (C, F, H, W), F a multiple of the chunk
  * size, and its prompt embeddings (L, text_dim); the arrays stay valid until the next get. */
-typedef struct hl_clip {
+typedef struct hl_latent_clip {
     const float *latents;
     int C, F, H, W;
     const float *embeds;
     int L;
-} hl_clip;
+} hl_latent_clip;
 
-typedef struct hl_clip_source {
+typedef struct hl_latent_source {
     void *user;
     int64_t count;
-    hl_status (*get)(void *user, int64_t index, hl_clip *clip, hl_error *err);
-} hl_clip_source;
+    hl_status (*get)(void *user, int64_t index, hl_latent_clip *clip, hl_error *err);
+} hl_latent_source;
 
 typedef struct hl_flow_objective {
     const hl_ctx *ctx;
@@ -47,9 +47,11 @@ typedef struct hl_flow_objective {
     const hl_params *layout;
     int stage;          /* 1 or 2 */
     hl_stage2_config s; /* stage 1 uses s.base */
-    hl_clip_source src;
-    int recompute; /* per-block activation recomputation (dit.h) */
-    hl_dit *m, *g; /* bound to the buffers below */
+    hl_latent_source src;
+    int recompute;   /* per-block activation recomputation (dit.h) */
+    int bf16;        /* bf16 compute: the GEMMs on a bf16 shadow of the f32 master weights */
+    hl_bf16 *shadow; /* [layout.total] with bf16 */
+    hl_dit *m, *g;   /* bound to the buffers below */
     const float *m_data;
     float *g_data;
     float *text; /* a zeroed prompt for dropped captions */
@@ -61,7 +63,7 @@ typedef struct hl_flow_objective {
 
 hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const hl_dit_config *cfg,
                                  const hl_params *layout, int stage, const hl_stage2_config *s,
-                                 hl_clip_source src, int recompute, hl_error *err);
+                                 hl_latent_source src, int recompute, hl_error *err);
 void hl_flow_objective_free(hl_flow_objective *o);
 
 /* hl_train_step_fn: sample `sample_index` uses clip sample_index mod count. */

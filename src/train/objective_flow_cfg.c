@@ -5,6 +5,12 @@
 #include <string.h>
 
 #include "train/objective.h"
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+#include "train/dataset.h"
+#include "train/latent_cache.h"
 #include "train/objective_flow.h"
 #include "train/synthetic.h"
 
@@ -13,7 +19,11 @@ typedef struct flow_state {
     hl_backend *be;
     hl_error err;
     hl_ctx ctx;
-    hl_synthetic data;
+    hl_synthetic data;   /* "data": "synthetic" */
+    hl_dataset *ds;      /* else: the clips ... */
+    hl_latent_cache *lc; /* ... their latents and prompt embeddings */
+    hl_cached_clip clip; /* the clip handed out last */
+    char cache_dir[4096];
 } flow_state;
 
 typedef struct keys {
@@ -89,7 +99,8 @@ static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool 
         "type",      "chunk_frames", "history_sizes",   "p_t2v",           "p_i2v",
         "p_v2v",     "p_drop_text",  "corrupt_history", "corrupt",         "p_clean_history",
         "p_noise",   "p_blur",       "p_exposure",      "noise_sigma_max", "logit_mean",
-        "logit_std", "shift",        "recompute",       "synthetic",       "ratios"};
+        "logit_std", "shift",        "recompute",       "synthetic",       "dataset",
+        "precision", "ratios"};
     HL_TRY(only(k, known, sizeof known / sizeof *known - (stage == 1)));
     hl_stage1_config *c = &s2->base;
     if (stage == 2) HL_TRY(read_ratios(k, s2));
@@ -146,6 +157,61 @@ static hl_status read_synthetic(const keys *parent, const hl_train_env *env,
                              env->dit->text_dim, clips, (uint64_t)seed, parent->err);
 }
 
+/* A clip of the latent cache as the objective reads it: the posterior mean (the cache keeps the
+ * mean and sigma; a fixed latent per clip, as the released preprocessing stores one sample). */
+static hl_status cached_get(void *user, int64_t i, hl_latent_clip *c, hl_error *err) {
+    flow_state *s = user;
+    hl_cached_clip_free(&s->clip);
+    HL_TRY(hl_latent_cache_get(s->lc, i, &s->clip, err));
+    *c = (hl_latent_clip){s->clip.latents,       s->clip.C,       s->clip.F, s->clip.h, s->clip.w,
+                          s->clip.prompt_embeds, s->clip.text_len};
+    return HL_OK;
+}
+
+/* "data": "procedural" (the tiny world) or a folder of captioned videos, encoded once into a
+ * latent cache by the model folder's VAE and text encoder: "dataset": {"width", "height",
+ * "frames" (a multiple of 33: one VAE window of 9 latent frames each), "clips", "seed" (world),
+ * "text_len", "cache" (default OUTPUT/cache)}. */
+static hl_status open_dataset(const keys *parent, const hl_train_env *env, flow_state *s) {
+    keys k = {hl_json_get(parent->s, "dataset"), parent->file, "objective.dataset", parent->err};
+    hl_dataset_config dc;
+    hl_dataset_config_default(&dc);
+    hl_dataset_config_set_source(&dc, strcmp(env->data, "procedural") ? env->data : "world");
+    int w = 64, h = 64, frames = 66, clips = 64, seed = 0, L = 512;
+    const char *cache = NULL;
+    if (k.s) {
+        if (k.s->type != HL_JSON_OBJECT) return bad(parent, "dataset", "must be an object");
+        static const char *const known[] = {"width", "height",   "frames", "clips",
+                                            "seed",  "text_len", "cache"};
+        HL_TRY(only(&k, known, 7));
+        HL_TRY(integer(&k, "width", 16, 4096, &w));
+        HL_TRY(integer(&k, "height", 16, 4096, &h));
+        HL_TRY(integer(&k, "frames", 33, 33 * 64, &frames));
+        HL_TRY(integer(&k, "clips", 1, 1 << 20, &clips));
+        HL_TRY(integer(&k, "seed", 0, 2147483647, &seed));
+        HL_TRY(integer(&k, "text_len", 1, 4096, &L));
+        if (hl_json_get(k.s, "cache") && !(cache = hl_json_get_string(k.s, "cache")))
+            return bad(&k, "cache", "must be a string (a folder)");
+    }
+    if (frames % 33 || w % 16 || h % 16)
+        return bad(&k, "frames",
+                   "must be a multiple of 33 (frames) with width and height "
+                   "multiples of 16");
+    dc.width = w, dc.height = h, dc.frames = frames, dc.n_clips = clips, dc.seed = (uint64_t)seed;
+    if (cache) snprintf(s->cache_dir, sizeof s->cache_dir, "%s", cache);
+    else {
+        if (mkdir(env->output, 0755) && errno != EEXIST)
+            return hl_fail(parent->err, HELIOS_ERR_IO, "%s: %s", env->output, strerror(errno));
+        snprintf(s->cache_dir, sizeof s->cache_dir, "%s/cache", env->output);
+    }
+    HL_TRY(hl_dataset_open(&dc, &s->ds, parent->err));
+    hl_latent_cache_config lcc = {s->cache_dir, env->model, NULL, NULL, NULL, 33, L, 0};
+    HL_TRY(hl_latent_cache_open(&s->ctx, s->ds, &lcc, &s->lc, parent->err));
+    HL_INFO("training data: %lld clips of %s, latent cache %s", (long long)hl_dataset_count(s->ds),
+            env->data, s->cache_dir);
+    return hl_latent_cache_fill(s->lc, parent->err);
+}
+
 static hl_status flow_create(int stage, const hl_json *settings, const hl_train_env *env,
                              void **obj, hl_error *err) {
     *obj = NULL;
@@ -156,19 +222,25 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
     c.base.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
     bool recompute = true;
     HL_TRY(read_flow(&k, stage, &c, &recompute));
-    if (!env->data || strcmp(env->data, "synthetic"))
-        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "data",
-                           "the stage%d objective reads \"synthetic\" data only in this build "
-                           "(the latent cache of procedural and folder data is not wired yet)",
-                           stage);
+    const char *precision = hl_json_get_string(settings, "precision");
+    if (hl_json_get(settings, "precision") &&
+        (!precision || (strcmp(precision, "f32") && strcmp(precision, "bf16"))))
+        return bad(&k, "precision", "must be \"f32\" or \"bf16\"");
     flow_state *s = calloc(1, sizeof *s);
     if (!s) return hl_fail(err, HELIOS_ERR_OOM, "stage%d objective: out of memory", stage);
-    hl_status st = read_synthetic(&k, env, &c.base, &s->data);
-    if (st == HL_OK && !(s->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
+    int synthetic = env->data && !strcmp(env->data, "synthetic");
+    hl_status st = HL_OK;
+    if (!(s->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
+    else s->ctx = (hl_ctx){s->be, &s->err};
+    if (st == HL_OK && synthetic) st = read_synthetic(&k, env, &c.base, &s->data);
+    else if (st == HL_OK) st = open_dataset(&k, env, s);
     if (st == HL_OK) {
-        s->ctx = (hl_ctx){s->be, &s->err};
-        st = hl_flow_objective_init(&s->o, &s->ctx, env->dit, env->layout, stage, &c,
-                                    hl_synthetic_source(&s->data), recompute, err);
+        hl_latent_source src = synthetic
+                                   ? hl_synthetic_source(&s->data)
+                                   : (hl_latent_source){s, hl_dataset_count(s->ds), cached_get};
+        st = hl_flow_objective_init(&s->o, &s->ctx, env->dit, env->layout, stage, &c, src,
+                                    recompute, err);
+        s->o.bf16 = precision && !strcmp(precision, "bf16");
     }
     if (st != HL_OK) {
         hl_flow_destroy(s);
@@ -193,6 +265,9 @@ void hl_flow_destroy(void *obj) {
     if (!s) return;
     hl_flow_objective_free(&s->o);
     hl_synthetic_free(&s->data);
+    hl_cached_clip_free(&s->clip);
+    hl_latent_cache_free(s->lc);
+    hl_dataset_free(s->ds);
     hl_backend_free(s->be);
     free(s);
 }

@@ -49,7 +49,7 @@ void hl_synthetic_free(hl_synthetic *s) {
     memset(s, 0, sizeof *s);
 }
 
-static hl_status get(void *user, int64_t i, hl_clip *c, hl_error *err) {
+static hl_status get(void *user, int64_t i, hl_latent_clip *c, hl_error *err) {
     (void)err;
     hl_synthetic *s = user;
     c->latents = s->latents + (size_t)i * s->C * s->F * s->H * s->W;
@@ -59,7 +59,7 @@ static hl_status get(void *user, int64_t i, hl_clip *c, hl_error *err) {
     return HL_OK;
 }
 
-hl_clip_source hl_synthetic_source(hl_synthetic *s) {
-    hl_clip_source src = {s, s->count, get};
+hl_latent_source hl_synthetic_source(hl_synthetic *s) {
+    hl_latent_source src = {s, s->count, get};
     return src;
 }

@@ -17,6 +17,6 @@ hl_status hl_synthetic_make(hl_synthetic *s, int C, int F, int H, int W, int L, 
                             int64_t count, uint64_t seed, hl_error *err);
 void hl_synthetic_free(hl_synthetic *s);
 /* A clip source over s (which must outlive it). */
-hl_clip_source hl_synthetic_source(hl_synthetic *s);
+hl_latent_source hl_synthetic_source(hl_synthetic *s);
 
 #endif

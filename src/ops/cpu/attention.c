@@ -67,8 +67,8 @@ static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 /* x [S, H·hd] (rows ld apart) -> dst [H][S_dst][hd] in dt, rows S..S_dst-1 zero; parallel
  * over rows, which are read in order. */
-static void pack_heads(const float *x, int64_t ld, int64_t S, int64_t S_dst, int H, int hd,
-                       hl_dtype dt, char *dst) {
+void hl_cpu_att_pack_heads(const float *x, int64_t ld, int64_t S, int64_t S_dst, int H, int hd,
+                           hl_dtype dt, char *dst) {
     const size_t esz = hl_dtype_size(dt);
 #pragma omp parallel for schedule(static) if (S * H * hd >= (1 << 15))
     for (int64_t s = 0; s < S; s++)
@@ -201,7 +201,7 @@ static float softmax_row(const float *s, int64_t n, float scale, hl_dtype dt, vo
 /* s[j] <- scale·s[j] + b[j] + kb[j] clamped to [-FLT_MAX, FLT_MAX], in place (b, kb may be
  * NULL); returns the maximum. The clamp keeps every value finite (a masked key's -FLT_MAX plus a
  * negative bias would round to -inf), so the maximum is finite and T - max never is inf - inf. */
-static float bias_row(float *s, int64_t n, float scale, const float *b, const float *kb) {
+float hl_cpu_att_bias_row(float *s, int64_t n, float scale, const float *b, const float *kb) {
     int64_t j = 0;
     float m = -FLT_MAX;
 #ifdef HL_CPU_AVX512
@@ -250,8 +250,8 @@ static float bias_row(float *s, int64_t n, float scale, const float *b, const fl
  * underflowed through the subnormals). Dropping weights below e^-86 = 4e-38 changes nothing next
  * to a row sum >= 1. */
 #define EXP_ZERO (-86.0f)
-static float exp_row_shifted(const float *t, int64_t n, float mx, hl_dtype dt, void *p,
-                             const float *pf) {
+float hl_cpu_att_exp_row_shifted(const float *t, int64_t n, float mx, hl_dtype dt, void *p,
+                                 const float *pf) {
     int64_t j = 0;
     float sum = 0.0f;
 #ifdef HL_CPU_AVX512
@@ -305,7 +305,7 @@ static float exp_row_shifted(const float *t, int64_t n, float mx, hl_dtype dt, v
 /* softmax_row with biases; s (the scores) is overwritten. */
 static float softmax_row_biased(float *s, int64_t n, float scale, const float *b, const float *kb,
                                 hl_dtype dt, void *p, const float *pf) {
-    return exp_row_shifted(s, n, bias_row(s, n, scale, b, kb), dt, p, pf);
+    return hl_cpu_att_exp_row_shifted(s, n, hl_cpu_att_bias_row(s, n, scale, b, kb), dt, p, pf);
 }
 
 /* ---- one block ------------------------------------------------------------------------------- */
@@ -512,9 +512,9 @@ hl_status hl_cpu_attention_biased(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int
     hl_cpu_lock(cpu);
     hl_status st = make_plan(ctx, &p);
     if (st == HL_OK) {
-        pack_heads(q, ldq, Sq, p.Sq_pad, H, hd, compute, p.q);
-        pack_heads(k, ldk, Sk, Sk, H, hd, compute, p.k);
-        pack_heads(v, ldv, Sk, Sk, H, hd, compute, p.v);
+        hl_cpu_att_pack_heads(q, ldq, Sq, p.Sq_pad, H, hd, compute, p.q);
+        hl_cpu_att_pack_heads(k, ldk, Sk, Sk, H, hd, compute, p.k);
+        hl_cpu_att_pack_heads(v, ldv, Sk, Sk, H, hd, compute, p.v);
         st = run_tasks(&p, H, kv_task, ctx->err);
     }
     if (st == HL_OK) st = run_tasks(&p, (int64_t)H * p.nblk, block_task, ctx->err);

@@ -31,7 +31,16 @@ const hl_backend_ops hl_cpu_backend_ops = {
     .to_channels_first = hl_cpu_to_channels_first,
     .gelu_tanh_mul = hl_cpu_gelu_tanh_mul,
     .relative_bias = hl_cpu_relative_bias,
-    /* backward passes this backend lacks run on ref (the fallback) */
+    .linear_backward = hl_cpu_linear_backward,
+    .attention_biased_backward = hl_cpu_attention_biased_backward,
+    .rope_backward = hl_cpu_rope_backward,
+    .gelu_tanh_backward = hl_cpu_gelu_tanh_backward,
+    .silu_backward = hl_cpu_silu_backward,
+    .gelu_tanh_mul_backward = hl_cpu_gelu_tanh_mul_backward,
+    .add_gated_backward = hl_cpu_add_gated_backward,
+    .scale_heads_backward = hl_cpu_scale_heads_backward,
+    .relative_bias_backward = hl_cpu_relative_bias_backward,
+    /* the layouts' backwards: the host code ref uses too */
     .patchify3d_backward = hl_host_patchify3d_backward,
     .unpatchify3d_backward = hl_host_unpatchify3d_backward,
 };

@@ -84,6 +84,10 @@ typedef enum hl_cpu_slot {
     HL_SLOT_CONV_PAD,  /* conv3d: oneDNN scratchpad */
     HL_SLOT_CONV_BIAS, /* conv3d: the bias as float32 */
     HL_SLOT_NORM_BWD,  /* norm backwards: per-thread parameter-gradient partial sums */
+    HL_SLOT_LINB_DY,   /* linear backward: dy as a dense copy in the GEMM dtype */
+    HL_SLOT_LINB_X,    /* linear backward: x as a dense copy in the GEMM dtype */
+    HL_SLOT_LINB_DX,   /* linear backward: dense dx when lddx != K */
+    HL_SLOT_ATTB,      /* attention backward: per-thread blocks */
     HL_SLOT_COUNT
 } hl_cpu_slot;
 
@@ -124,16 +128,18 @@ typedef enum hl_mm_blayout {
     HL_MM_B_BLOCKED_KN, /* the same, made from K rows of N */
 } hl_mm_blayout;
 
-/* C[M, N] (float32, dense) = A[M, K] (dense; a_trans: stored [K, M], Aᵀ) · B[K, N] (+ bias
- * float32 [N]); A and B in dt (HL_F32 or HL_BF16). nthr: the thread count the primitive is tuned for and will run with
- * (1 when it runs inside an OpenMP parallel region). */
+/* C[M, N] (float32, dense) = A[M, K] (dense) · B[K, N] (+ bias float32 [N]); A and B in dt
+ * (HL_F32 or HL_BF16). nthr: the thread count the primitive is tuned for and will run with
+ * (1 when it runs inside an OpenMP parallel region). atrans: A is stored as K rows of M (Aᵀ
+ * row-major, as dyᵀ in a weight gradient). accumulate: C += A·B (a sum post-op; C holds the
+ * values to add to). */
 typedef struct hl_mm_key {
     int64_t M, N, K;
     hl_dtype dt;
     hl_mm_blayout blayout;
     int bias;
     int nthr;
-    int a_trans;
+    int atrans, accumulate;
 } hl_mm_key;
 
 typedef struct hl_mm hl_mm;
@@ -154,6 +160,22 @@ hl_status hl_cpu_mm_pack_b(const hl_mm *mm, int stream, const void *b_plain, voi
  * 0). bias is used only when the key had bias. */
 hl_status hl_cpu_mm_run(const hl_mm *mm, int stream, const void *a, const void *b,
                         const float *bias, float *c, void *scratchpad, hl_error *err);
+
+/* ---- attention internals shared by the forward and the backward (attention.c) ---------------- */
+
+/* x [S, H·hd] (rows ld apart) -> dst [H][S_dst][hd] in dt (F32 or BF16), rows S..S_dst-1 zero;
+ * OpenMP over rows. */
+void hl_cpu_att_pack_heads(const float *x, int64_t ld, int64_t S, int64_t S_dst, int H, int hd,
+                           hl_dtype dt, char *dst);
+
+/* s[j] <- scale·s[j] + b[j] + kb[j] clamped to [-FLT_MAX, FLT_MAX] in place (b, kb may be
+ * NULL); returns the row maximum. */
+float hl_cpu_att_bias_row(float *s, int64_t n, float scale, const float *b, const float *kb);
+
+/* p[j] = exp(t[j] - mx) in dt (p may alias t for F32), exactly 0 below e^-86; returns the sum
+ * of the float32 values. pf: NULL or n floats to prefetch. */
+float hl_cpu_att_exp_row_shifted(const float *t, int64_t n, float mx, hl_dtype dt, void *p,
+                                 const float *pf);
 
 /* ---- conversions ----------------------------------------------------------------------------- */
 

@@ -227,7 +227,7 @@ static hl_status mm_create(const hl_cpu *cpu, hl_mm *mm, const hl_mm_key *key, h
     memset(mm, 0, sizeof *mm);
     mm->key = *key;
     mm->cpu = cpu;
-    dnnl_memory_desc_init_by_strides(&mm->a_md, 2, a_dims, dt, key->a_trans ? a_t_str : a_str);
+    dnnl_memory_desc_init_by_strides(&mm->a_md, 2, a_dims, dt, key->atrans ? a_t_str : a_str);
     dnnl_memory_desc_init_by_strides(&mm->c_md, 2, c_dims, dnnl_f32, c_str);
     dnnl_memory_desc_init_by_strides(&mm->bias_md, 2, bias_dims, dnnl_f32, bias_str);
     const int blocked = key->blayout == HL_MM_B_BLOCKED_NK || key->blayout == HL_MM_B_BLOCKED_KN;
@@ -246,6 +246,17 @@ static hl_status mm_create(const hl_cpu *cpu, hl_mm *mm, const hl_mm_key *key, h
         return dnnl_fail(err, st, "attribute creation");
     /* User scratchpad: each caller thread passes its own, so primitives can run concurrently. */
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (key->accumulate) { /* C += A·B */
+        dnnl_post_ops_t po = NULL;
+        st = dnnl_post_ops_create(&po);
+        if (st == dnnl_success) st = dnnl_post_ops_append_sum(po, 1.0f);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+        if (po) dnnl_post_ops_destroy(po);
+        if (st != dnnl_success) {
+            dnnl_primitive_attr_destroy(attr);
+            return dnnl_fail(err, st, "matmul sum post-op");
+        }
+    }
 
     /* oneDNN sizes its thread partitioning from omp_get_max_threads() when the descriptor is
      * created; set it to the count the primitive will run with. */
@@ -292,7 +303,7 @@ hl_status hl_cpu_mm_get(hl_cpu *cpu, const hl_mm_key *key, hl_mm **out, hl_error
     hl_mm_key k; /* canonical: padding zeroed for the byte-wise compare */
     memset(&k, 0, sizeof k);
     k.M = key->M, k.N = key->N, k.K = key->K, k.dt = key->dt, k.blayout = key->blayout;
-    k.bias = key->bias, k.nthr = key->nthr, k.a_trans = key->a_trans;
+    k.bias = key->bias, k.nthr = key->nthr, k.atrans = key->atrans, k.accumulate = key->accumulate;
     void *obj = NULL;
     HL_TRY(hl_cpu_cache_get(cpu, HL_PRIM_MATMUL, &k, sizeof k, mm_new, mm_free, &obj, err));
     *out = obj;

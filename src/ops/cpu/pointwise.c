@@ -1,5 +1,6 @@
-/* cpu element-wise ops and rotary embedding: OpenMP over rows (or chunks), AVX-512 within, a
- * scalar loop for the tail and for builds without AVX-512. */
+/* cpu element-wise ops and rotary embedding (and rope's backward, the inverse rotation): OpenMP
+ * over rows (or chunks), AVX-512 within, a scalar loop for the tail and for builds without
+ * AVX-512. The other element-wise backwards: pointwise_backward.c. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -14,8 +15,9 @@ enum {
 
 /* ---- rope ------------------------------------------------------------------------------------ */
 
-/* One row m: every head's pairs (x[2j], x[2j+1]) rotated by (c_j, s_j). */
-static void rope_row(float *x, int H, int hd, const float *c, const float *s) {
+/* One row m: every head's pairs (x[2j], x[2j+1]) rotated by (c_j, sgn·s_j): sgn = 1 the forward,
+ * -1 its inverse (the transposed rotation of hl_rope_backward). */
+static void rope_row(float *x, int H, int hd, const float *c, const float *s, float sgn) {
     const int half = hd / 2;
     int j0 = 0;
 #ifdef HL_CPU_AVX512
@@ -23,7 +25,8 @@ static void rope_row(float *x, int H, int hd, const float *c, const float *s) {
      * x' = x with the two lanes of each pair swapped, x·cc + x'·ss is the rotation. cc and ss
      * are built once per 8 pairs and applied to all heads. */
     const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-    const __m512 alt = _mm512_set_ps(1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1);
+    const __m512 alt = _mm512_mul_ps(
+        _mm512_set1_ps(sgn), _mm512_set_ps(1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1));
     for (; j0 + 8 <= half; j0 += 8) {
         __m512 cc = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(c + j0)));
         __m512 ss = _mm512_mul_ps(
@@ -39,9 +42,9 @@ static void rope_row(float *x, int H, int hd, const float *c, const float *s) {
     for (int h = 0; h < H; h++) {
         float *xh = x + (int64_t)h * hd;
         for (int j = j0; j < half; j++) {
-            float a = xh[2 * j], b = xh[2 * j + 1];
-            xh[2 * j] = a * c[j] - b * s[j];
-            xh[2 * j + 1] = a * s[j] + b * c[j];
+            float a = xh[2 * j], b = xh[2 * j + 1], sj = sgn * s[j];
+            xh[2 * j] = a * c[j] - b * sj;
+            xh[2 * j + 1] = a * sj + b * c[j];
         }
     }
 }
@@ -51,7 +54,17 @@ hl_status hl_cpu_rope(const hl_ctx *ctx, int64_t M, int H, int hd, float *x, int
 #pragma omp parallel for schedule(static) if (M * H * hd >= PW_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         const float *c = rope + m * hd;
-        rope_row(x + m * ldx, H, hd, c, c + hd / 2);
+        rope_row(x + m * ldx, H, hd, c, c + hd / 2, 1.0f);
+    }
+    return HL_OK;
+}
+
+hl_status hl_cpu_rope_backward(const hl_ctx *ctx, int64_t M, int H, int hd, float *dx, int64_t ldx,
+                               const float *rope) {
+#pragma omp parallel for schedule(static) if (M * H * hd >= PW_PAR_MIN)
+    for (int64_t m = 0; m < M; m++) {
+        const float *c = rope + m * hd;
+        rope_row(dx + m * ldx, H, hd, c, c + hd / 2, -1.0f);
     }
     return HL_OK;
 }

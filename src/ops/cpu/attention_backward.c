@@ -1,0 +1,277 @@
+/* cpu attention backward: per head, the probabilities recomputed block by block of query rows
+ * with oneDNN matmuls, never an Sq x Sk buffer.
+ *
+ * Plan (float32 whatever `compute`: the backward is the accuracy-critical half, and the contract
+ * lets a backend compute more precisely than the forward; ref does too):
+ *   1. q, dout (zero-padded to whole blocks), k, v are split per head into dense float32 copies
+ *      (hl_cpu_att_pack_heads, sequential reads); D_i = Σ_d dout[i, d]·out[i, d] per head and row;
+ *   2. one task per head (OpenMP, dynamic: a head's tasks never share an output, so the result is
+ *      the same whatever the thread count), zeroing its dK, dV accumulators, then per block of bq
+ *      query rows, with single-threaded matmuls:
+ *        S  = Q_b·Kᵀ [bq, Sk];  T = scale·S + bias + key_bias, P = softmax(T) (the forward's row
+ *             functions: clamps and exact zeros for masked keys, hl_cpu_att_bias_row and
+ *             hl_cpu_att_exp_row_shifted);
+ *        dP = dO_b·Vᵀ [bq, Sk];  dS = P ⊙ (dP - D)  (dbias[h, i, :] += dS row i);
+ *        dQ_b = dS·K [bq, hd] -> dq = scale·dQ_b;
+ *        dK += dSᵀ·Q_b, dV += Pᵀ·dO_b  [Sk, hd]  (transposed-A matmuls with a sum post-op);
+ *      padding rows of the last block have P = dS = 0 and so add nothing;
+ *   3. dk = scale·dK and dv = dV into the strided outputs.
+ * Memory: the float32 copies (q, dout, k, v: (2·Sq_pad + 2·Sk)·H·hd floats) and per thread
+ * 2·bq·Sk + bq·hd + 2·Sk·hd floats. Parallel over heads only: H = 1 runs on one thread. */
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/cpu/cpu_internal.h"
+#include "ops/cpu/vec_math.h"
+
+typedef struct attb_plan {
+    int64_t Sq, Sk, Sq_pad, bq, nblk;
+    int H, hd, nthr;
+    float scale;
+    const float *bias, *key_bias;
+    hl_mm *s_mm;                 /* [bq, hd]·[Sk, hd]ᵀ -> [bq, Sk] (S and dP) */
+    hl_mm *dq_mm;                /* [bq, Sk]·[Sk, hd] -> [bq, hd] */
+    hl_mm *kv_mm;                /* [bq, Sk]ᵀ·[bq, hd] -> += [Sk, hd] */
+    float *q, *dout, *k, *v, *D; /* per head: q, dout [Sq_pad][hd], k, v [Sk][hd]; D [Sq_pad] */
+    char *thr;                   /* per-thread buffers */
+    size_t thr_stride, pad_bytes;
+    float *dq, *dk, *dv, *dbias;
+    int64_t lddq, lddk, lddv;
+} attb_plan;
+
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* Thread buffers: P, dS [bq][Sk], dQ [bq][hd], dK, dV [Sk][hd], the oneDNN scratchpad. */
+typedef struct {
+    float *p, *ds, *dqb, *dk, *dv;
+    void *pad;
+} attb_bufs;
+
+static size_t attb_carve(const attb_plan *p, char *base, attb_bufs *b) {
+    const size_t sp = round_up((size_t)(p->bq * p->Sk) * 4, 64),
+                 sq = round_up((size_t)(p->bq * p->hd) * 4, 64),
+                 sk = round_up((size_t)(p->Sk * p->hd) * 4, 64), pad = round_up(p->pad_bytes, 64);
+    if (b) {
+        b->p = (float *)base;
+        b->ds = (float *)(base + sp);
+        b->dqb = (float *)(base + 2 * sp);
+        b->dk = (float *)(base + 2 * sp + sq);
+        b->dv = (float *)(base + 2 * sp + sq + sk);
+        b->pad = base + 2 * sp + sq + 2 * sk;
+    }
+    return 2 * sp + sq + 2 * sk + pad;
+}
+
+/* dS = P ⊙ (dP - D_i) over one row (ds holds dP, overwritten); dbias row += dS. */
+static void ds_row(const float *p, float *ds, int64_t n, float D, float *dbias) {
+    int64_t j = 0;
+#ifdef HL_CPU_AVX512
+    const __m512 vd = _mm512_set1_ps(D);
+    for (; j + 16 <= n; j += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(p + j),
+                                 _mm512_sub_ps(_mm512_loadu_ps(ds + j), vd));
+        _mm512_storeu_ps(ds + j, v);
+        if (dbias) _mm512_storeu_ps(dbias + j, _mm512_add_ps(_mm512_loadu_ps(dbias + j), v));
+    }
+#endif
+    for (; j < n; j++) {
+        ds[j] = p[j] * (ds[j] - D);
+        if (dbias) dbias[j] += ds[j];
+    }
+}
+
+/* dst[r·ld + d] = scale·src[r·hd + d] for rows x hd. */
+static void store_scaled(const float *src, int64_t rows, int hd, float scale, float *dst,
+                         int64_t ld) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int d = 0; d < hd; d++) dst[r * ld + d] = scale * src[r * hd + d];
+}
+
+static hl_status head_task(const attb_plan *p, int tid, int h, hl_error *err) {
+    attb_bufs b;
+    attb_carve(p, p->thr + (size_t)tid * p->thr_stride, &b);
+    const int64_t Sq = p->Sq, Sk = p->Sk, bq = p->bq;
+    const int hd = p->hd;
+    const float *qh = p->q + (size_t)h * p->Sq_pad * hd, *oh = p->dout + (size_t)h * p->Sq_pad * hd;
+    const float *kh = p->k + (size_t)h * Sk * hd, *vh = p->v + (size_t)h * Sk * hd;
+    const float *Dh = p->D + (size_t)h * p->Sq_pad;
+    const int need_ds = p->dq || p->dk || p->dbias;
+    if (p->dk) memset(b.dk, 0, (size_t)(Sk * hd) * sizeof *b.dk);
+    if (p->dv) memset(b.dv, 0, (size_t)(Sk * hd) * sizeof *b.dv);
+    for (int64_t blk = 0; blk < p->nblk; blk++) {
+        const int64_t i0 = blk * bq, rows = Sq - i0 < bq ? Sq - i0 : bq;
+        const float *qb = qh + i0 * hd, *ob = oh + i0 * hd;
+        /* P */
+        HL_TRY(hl_cpu_mm_run(p->s_mm, tid, qb, kh, NULL, b.p, b.pad, err));
+        for (int64_t r = 0; r < rows; r++) {
+            float *pr = b.p + r * Sk;
+            const float *bias = p->bias ? p->bias + ((int64_t)h * Sq + i0 + r) * Sk : NULL;
+            float mx = hl_cpu_att_bias_row(pr, Sk, p->scale, bias, p->key_bias);
+            float inv = 1.0f / hl_cpu_att_exp_row_shifted(pr, Sk, mx, HL_F32, pr, NULL);
+            for (int64_t j = 0; j < Sk; j++) pr[j] *= inv;
+        }
+        if (rows < bq) memset(b.p + rows * Sk, 0, (size_t)((bq - rows) * Sk) * sizeof *b.p);
+        /* dS */
+        if (need_ds) {
+            HL_TRY(hl_cpu_mm_run(p->s_mm, tid, ob, vh, NULL, b.ds, b.pad, err));
+            for (int64_t r = 0; r < rows; r++)
+                ds_row(b.p + r * Sk, b.ds + r * Sk, Sk, Dh[i0 + r],
+                       p->dbias ? p->dbias + ((int64_t)h * Sq + i0 + r) * Sk : NULL);
+            if (rows < bq) memset(b.ds + rows * Sk, 0, (size_t)((bq - rows) * Sk) * sizeof *b.ds);
+        }
+        if (p->dq) {
+            HL_TRY(hl_cpu_mm_run(p->dq_mm, tid, b.ds, kh, NULL, b.dqb, b.pad, err));
+            store_scaled(b.dqb, rows, hd, p->scale, p->dq + i0 * p->lddq + (int64_t)h * hd,
+                         p->lddq);
+        }
+        if (p->dk) HL_TRY(hl_cpu_mm_run(p->kv_mm, tid, b.ds, qb, NULL, b.dk, b.pad, err));
+        if (p->dv) HL_TRY(hl_cpu_mm_run(p->kv_mm, tid, b.p, ob, NULL, b.dv, b.pad, err));
+    }
+    if (p->dk) store_scaled(b.dk, Sk, hd, p->scale, p->dk + (int64_t)h * hd, p->lddk);
+    if (p->dv) store_scaled(b.dv, Sk, hd, 1.0f, p->dv + (int64_t)h * hd, p->lddv);
+    return HL_OK;
+}
+
+/* D[h][i] = Σ_d dout[i, h·hd + d]·out[i, h·hd + d] (rows Sq..Sq_pad-1: 0). */
+static void row_dots(const attb_plan *p, const float *out, int64_t ldo, const float *dout,
+                     int64_t lddo) {
+#pragma omp parallel for schedule(static) if (p->Sq * p->H * p->hd >= (1 << 15))
+    for (int64_t i = 0; i < p->Sq_pad; i++)
+        for (int h = 0; h < p->H; h++) {
+            float s = 0.0f;
+            if (i < p->Sq) {
+                const float *a = out + i * ldo + (int64_t)h * p->hd,
+                            *g = dout + i * lddo + (int64_t)h * p->hd;
+                int d = 0;
+#ifdef HL_CPU_AVX512
+                __m512 acc = _mm512_setzero_ps();
+                for (; d + 16 <= p->hd; d += 16)
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), _mm512_loadu_ps(g + d), acc);
+                s = _mm512_reduce_add_ps(acc);
+#endif
+                for (; d < p->hd; d++) s += a[d] * g[d];
+            }
+            p->D[(size_t)h * p->Sq_pad + i] = s;
+        }
+}
+
+static hl_status attb_oom(const hl_ctx *ctx, const attb_plan *p) {
+    return hl_fail(ctx->err, HELIOS_ERR_OOM,
+                   "attention_backward: out of memory (Sq=%lld Sk=%lld H=%d hd=%d)",
+                   (long long)p->Sq, (long long)p->Sk, p->H, p->hd);
+}
+
+/* Primitives, scratch and the packed inputs; with the lock held. */
+static hl_status attb_plan_make(const hl_ctx *ctx, attb_plan *p, const float *q, int64_t ldq,
+                                const float *k, int64_t ldk, const float *v, int64_t ldv,
+                                const float *out, int64_t ldo, const float *dout, int64_t lddo) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    hl_mm_key ks = {
+        .M = p->bq, .N = p->Sk, .K = p->hd, .dt = HL_F32, .blayout = HL_MM_B_NK, .nthr = 1};
+    hl_mm_key kq = {
+        .M = p->bq, .N = p->hd, .K = p->Sk, .dt = HL_F32, .blayout = HL_MM_B_KN, .nthr = 1};
+    hl_mm_key kkv = {.M = p->Sk,
+                     .N = p->hd,
+                     .K = p->bq,
+                     .dt = HL_F32,
+                     .blayout = HL_MM_B_KN,
+                     .nthr = 1,
+                     .atrans = 1,
+                     .accumulate = 1};
+    HL_TRY(hl_cpu_dnnl_init(cpu, p->nthr, ctx->err));
+    HL_TRY(hl_cpu_mm_get(cpu, &ks, &p->s_mm, ctx->err));
+    HL_TRY(hl_cpu_mm_get(cpu, &kq, &p->dq_mm, ctx->err));
+    HL_TRY(hl_cpu_mm_get(cpu, &kkv, &p->kv_mm, ctx->err));
+    p->pad_bytes = hl_cpu_mm_scratchpad_size(p->s_mm);
+    if (hl_cpu_mm_scratchpad_size(p->dq_mm) > p->pad_bytes)
+        p->pad_bytes = hl_cpu_mm_scratchpad_size(p->dq_mm);
+    if (hl_cpu_mm_scratchpad_size(p->kv_mm) > p->pad_bytes)
+        p->pad_bytes = hl_cpu_mm_scratchpad_size(p->kv_mm);
+
+    const size_t nq = round_up((size_t)((int64_t)p->H * p->Sq_pad * p->hd) * 4, 64),
+                 nk = round_up((size_t)((int64_t)p->H * p->Sk * p->hd) * 4, 64),
+                 nd = round_up((size_t)((int64_t)p->H * p->Sq_pad) * 4, 64);
+    p->thr_stride = round_up(attb_carve(p, NULL, NULL), 4096);
+    char *buf = hl_cpu_scratch(cpu, HL_SLOT_ATTB,
+                               2 * nq + 2 * nk + nd + p->thr_stride * (size_t)p->nthr);
+    if (!buf) return attb_oom(ctx, p);
+    p->q = (float *)buf;
+    p->dout = (float *)(buf + nq);
+    p->k = (float *)(buf + 2 * nq);
+    p->v = (float *)(buf + 2 * nq + nk);
+    p->D = (float *)(buf + 2 * nq + 2 * nk);
+    p->thr = buf + 2 * nq + 2 * nk + nd;
+    hl_cpu_att_pack_heads(q, ldq, p->Sq, p->Sq_pad, p->H, p->hd, HL_F32, (char *)p->q);
+    hl_cpu_att_pack_heads(dout, lddo, p->Sq, p->Sq_pad, p->H, p->hd, HL_F32, (char *)p->dout);
+    hl_cpu_att_pack_heads(k, ldk, p->Sk, p->Sk, p->H, p->hd, HL_F32, (char *)p->k);
+    hl_cpu_att_pack_heads(v, ldv, p->Sk, p->Sk, p->H, p->hd, HL_F32, (char *)p->v);
+    row_dots(p, out, ldo, dout, lddo);
+    return HL_OK;
+}
+
+hl_status hl_cpu_attention_biased_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
+                                           const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                           const float *v, int64_t ldv, float scale,
+                                           const float *bias, const float *key_bias,
+                                           hl_dtype compute, const float *out, int64_t ldo,
+                                           const float *dout, int64_t lddo, float *dq, int64_t lddq,
+                                           float *dk, int64_t lddk, float *dv, int64_t lddv,
+                                           float *dbias) {
+    (void)compute; /* float32 either way (top of the file) */
+    attb_plan p = {.Sq = Sq,
+                   .Sk = Sk,
+                   .H = H,
+                   .hd = hd,
+                   .scale = scale,
+                   .bias = bias,
+                   .key_bias = key_bias,
+                   .dq = dq,
+                   .dk = dk,
+                   .dv = dv,
+                   .dbias = dbias,
+                   .lddq = lddq,
+                   .lddk = lddk,
+                   .lddv = lddv};
+    /* blocks: P and dS of one block within ~1 MiB (L2), a multiple of 16 rows */
+    int64_t bq_max = ((int64_t)1 << 20) / (8 * Sk) / 16 * 16;
+    if (bq_max < 16) bq_max = 16;
+    if (bq_max > 256) bq_max = 256;
+    p.nblk = (Sq + bq_max - 1) / bq_max;
+    p.bq = (int64_t)round_up((size_t)((Sq + p.nblk - 1) / p.nblk), 16);
+    p.Sq_pad = p.nblk * p.bq;
+    int nthr = hl_cpu_nthr_for(5.0 * (double)Sq * Sk * H * hd);
+    p.nthr = nthr < H ? nthr : H;
+    if (p.nthr < 1) p.nthr = 1;
+
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    hl_cpu_lock(cpu);
+    hl_status st = attb_plan_make(ctx, &p, q, ldq, k, ldk, v, ldv, out, ldo, dout, lddo);
+    hl_error first = {0};
+    if (st == HL_OK) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nthr)
+        for (int h = 0; h < H; h++) {
+            hl_status s;
+#pragma omp atomic read
+            s = st;
+            if (s != HL_OK) continue;
+            hl_error e = {0};
+            s = head_task(&p, omp_get_thread_num(), h, &e);
+            if (s != HL_OK) {
+#pragma omp critical(hl_attention_backward_error)
+                if (st == HL_OK) {
+                    first = e;
+#pragma omp atomic write
+                    st = s;
+                }
+            }
+        }
+        if (st != HL_OK) st = hl_fail(ctx->err, st, "attention_backward: %s", first.msg);
+    } else if (st != HELIOS_ERR_OOM) {
+        hl_error_prefix(ctx->err, "attention_backward");
+    }
+    hl_cpu_unlock(cpu);
+    return st;
+}

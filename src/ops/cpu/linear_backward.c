@@ -1,0 +1,210 @@
+/* cpu linear backward: two GEMMs (cached oneDNN matmuls, or our GEMM: backward_ours) and a
+ * column sum.
+ *   dx  = dy·W      A = dy [M, N], B = W as stored ([N, K]: N rows of K = "K rows of N" for a
+ *                   GEMM whose reduction runs over N), C = dx; accumulate_dx: a sum post-op
+ *   dW += dyᵀ·x     A = dy read transposed (atrans), B = x [M, K], C = dW with a sum post-op
+ *   db += Σ_rows dy one pass over dy per block of columns, fused with packing dy for the GEMMs
+ * Precision, as the forward (the rule at the top of ops.h): with f32 weights both GEMMs are f32.
+ * With bf16 weights both run bf16 x bf16 -> f32 on oneDNN's bf16 kernels: dy (and for dW, x) are
+ * rounded to bf16 as the forward rounds x, W is used as stored, the sums are float32, and dW stays
+ * float32 (the sum post-op adds the float32 product to it). db sums the float32 dy in float32.
+ * Without bf16 kernels (AVX2-only CPUs, or HELIOS_BF16_GEMM=0) W is converted to float32 and
+ * everything is f32, as in the forward.
+ * Deterministic for a given thread count: the GEMMs are (oneDNN fixes its partition from the
+ * primitive's thread count), and each column of db is summed by one task in row order. */
+#include <omp.h>
+#include <string.h>
+
+#include "ops/cpu/cpu_internal.h"
+#include "ops/cpu/gemm/gemm.h"
+#include "ops/cpu/vec_math.h"
+
+enum { LB_PAR_MIN = 1 << 15, LB_COLS = 256 };
+
+/* Columns [j0, j0 + w) of every row of dy: packed into out (dense [M, N] in bf16 or f32; NULL:
+ * not wanted) and summed into db (NULL: not wanted). */
+static void dy_cols(int64_t M, int64_t N, int64_t j0, int64_t w, const float *dy, int64_t lddy,
+                    int bf16, void *out, float *db) {
+    float acc[LB_COLS] = {0};
+    for (int64_t m = 0; m < M; m++) {
+        const float *src = dy + m * lddy + j0;
+        if (out && bf16) hl_cpu_f32_to_bf16(src, (hl_bf16 *)out + m * N + j0, w);
+        else if (out) memcpy((float *)out + m * N + j0, src, (size_t)w * sizeof *src);
+        if (!db) continue;
+        int64_t i = 0;
+#ifdef HL_CPU_AVX512
+        for (; i + 16 <= w; i += 16)
+            _mm512_storeu_ps(acc + i,
+                             _mm512_add_ps(_mm512_loadu_ps(acc + i), _mm512_loadu_ps(src + i)));
+#endif
+        for (; i < w; i++) acc[i] += src[i];
+    }
+    if (db)
+        for (int64_t i = 0; i < w; i++) db[j0 + i] += acc[i];
+}
+
+/* x [M, K] (rows ldx apart) -> dense [M, K] in bf16 or f32. */
+static void pack_rows(int64_t M, int64_t K, const float *x, int64_t ldx, int bf16, void *out) {
+#pragma omp parallel for schedule(static) if (M * K >= LB_PAR_MIN)
+    for (int64_t m = 0; m < M; m++) {
+        if (bf16) hl_cpu_f32_to_bf16(x + m * ldx, (hl_bf16 *)out + m * K, K);
+        else memcpy((float *)out + m * K, x + m * ldx, (size_t)K * sizeof *x);
+    }
+}
+
+/* dst[m, :] (+)= src[m, :] for M rows of K (src dense). */
+static void store_rows(int64_t M, int64_t K, const float *src, float *dst, int64_t ld, int add) {
+#pragma omp parallel for schedule(static) if (M * K >= LB_PAR_MIN)
+    for (int64_t m = 0; m < M; m++) {
+        const float *s = src + m * K;
+        float *d = dst + m * ld;
+        if (!add) {
+            memcpy(d, s, (size_t)K * sizeof *s);
+            continue;
+        }
+        int64_t i = 0;
+#ifdef HL_CPU_AVX512
+        for (; i + 16 <= K; i += 16)
+            _mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(d + i), _mm512_loadu_ps(s + i)));
+#endif
+        for (; i < K; i++) d[i] += s[i];
+    }
+}
+
+#define OOM()                                                                                  \
+    hl_fail(ctx->err, HELIOS_ERR_OOM, "linear_backward: out of memory (M=%lld N=%lld K=%lld)", \
+            (long long)M, (long long)N, (long long)K)
+
+static hl_status backward_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                                 int64_t ldx, const hl_tensor *W, const float *dy, int64_t lddy,
+                                 float *dx, int64_t lddx, int acc_dx, float *dW, float *db) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    const void *wdata = W->data;
+    int bf16 = W->dtype == HL_BF16;
+    if (bf16 && !hl_cpu_bf16_gemm(cpu)) { /* no bf16 kernels: an f32 GEMM on converted weights */
+        float *wf = hl_cpu_scratch(cpu, HL_SLOT_LIN_W, (size_t)(N * K) * 4);
+        if (!wf) return OOM();
+        const hl_bf16 *wb = W->data;
+#pragma omp parallel for schedule(static) if (N * K >= LB_PAR_MIN)
+        for (int64_t n = 0; n < N; n++)
+            hl_convert_to_f32(HL_BF16, wb + n * K, wf + n * K, (size_t)K);
+        wdata = wf;
+        bf16 = 0;
+    }
+    const hl_dtype dt = bf16 ? HL_BF16 : HL_F32;
+    const size_t esz = bf16 ? 2 : 4;
+    const int nthr = hl_cpu_nthr_for((double)M * N * K);
+    hl_mm *mdx = NULL, *mdw = NULL;
+    if (dx) {
+        hl_mm_key k = {.M = M,
+                       .N = K,
+                       .K = N,
+                       .dt = dt,
+                       .blayout = HL_MM_B_KN,
+                       .nthr = nthr,
+                       .accumulate = acc_dx && lddx == K};
+        HL_TRY(hl_cpu_mm_get(cpu, &k, &mdx, ctx->err));
+    }
+    if (dW) {
+        hl_mm_key k = {.M = N,
+                       .N = K,
+                       .K = M,
+                       .dt = dt,
+                       .blayout = HL_MM_B_KN,
+                       .nthr = nthr,
+                       .atrans = 1,
+                       .accumulate = 1};
+        HL_TRY(hl_cpu_mm_get(cpu, &k, &mdw, ctx->err));
+    }
+    size_t pad_bytes = 0;
+    if (mdx) pad_bytes = hl_cpu_mm_scratchpad_size(mdx);
+    if (mdw && hl_cpu_mm_scratchpad_size(mdw) > pad_bytes)
+        pad_bytes = hl_cpu_mm_scratchpad_size(mdw);
+    void *pad = hl_cpu_scratch(cpu, HL_SLOT_LIN_PAD, pad_bytes);
+    if (!pad) return OOM();
+
+    /* dy packed for the GEMMs (f32 and dense: used in place), and db, in one pass */
+    const void *a = dy;
+    void *dyp = NULL;
+    if ((dx || dW) && (bf16 || lddy != N)) {
+        if (!(dyp = hl_cpu_scratch(cpu, HL_SLOT_LINB_DY, (size_t)(M * N) * esz))) return OOM();
+        a = dyp;
+    }
+    if (dyp || db) {
+        const int64_t nblk = (N + LB_COLS - 1) / LB_COLS;
+#pragma omp parallel for schedule(static) if (M * N >= LB_PAR_MIN)
+        for (int64_t b = 0; b < nblk; b++) {
+            int64_t j0 = b * LB_COLS, w = N - j0 < LB_COLS ? N - j0 : LB_COLS;
+            dy_cols(M, N, j0, w, dy, lddy, bf16, dyp, db);
+        }
+    }
+    if (mdx) {
+        float *c = dx;
+        if (lddx != K && !(c = hl_cpu_scratch(cpu, HL_SLOT_LINB_DX, (size_t)(M * K) * 4)))
+            return OOM();
+        HL_TRY(hl_cpu_mm_run(mdx, 0, a, wdata, NULL, c, pad, ctx->err));
+        if (c != dx) store_rows(M, K, c, dx, lddx, acc_dx);
+    }
+    if (mdw) {
+        const void *b = x;
+        if (bf16 || ldx != K) {
+            void *xp = hl_cpu_scratch(cpu, HL_SLOT_LINB_X, (size_t)(M * K) * esz);
+            if (!xp) return OOM();
+            pack_rows(M, K, x, ldx, bf16, xp);
+            b = xp;
+        }
+        HL_TRY(hl_cpu_mm_run(mdw, 0, a, b, NULL, dW, pad, ctx->err));
+    }
+    return HL_OK;
+}
+
+/* The same on our GEMM (gemm/gemm.h): dx = dy·W is its NN form (beta = accumulate_dx), dW +=
+ * dyᵀ·x its TN form (beta 1); strided dy, x and dx are read and written in place. With bf16
+ * weights dy is rounded to bf16 while packed, and x is rounded into a bf16 copy for dW. */
+static hl_status backward_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                               int64_t ldx, const hl_tensor *W, const float *dy, int64_t lddy,
+                               float *dx, int64_t lddx, int acc_dx, float *dW, float *db) {
+    const int bf16 = W->dtype == HL_BF16, nthr = hl_cpu_nthr_for((double)M * N * K);
+    int rc = 0;
+    if (db) {
+        const int64_t nblk = (N + LB_COLS - 1) / LB_COLS;
+#pragma omp parallel for schedule(static) if (M * N >= LB_PAR_MIN)
+        for (int64_t b = 0; b < nblk; b++) {
+            int64_t j0 = b * LB_COLS, w = N - j0 < LB_COLS ? N - j0 : LB_COLS;
+            dy_cols(M, N, j0, w, dy, lddy, 0, NULL, db);
+        }
+    }
+    if (dx)
+        rc = bf16 ? hl_gemm_bf16(HL_GEMM_AUTO, nthr, 0, 0, M, K, N, dy, lddy, W->data, K, acc_dx,
+                                 dx, lddx)
+                  : hl_gemm_f32(HL_GEMM_AUTO, nthr, 0, 0, M, K, N, dy, lddy, W->data, K, acc_dx, dx,
+                                lddx);
+    if (dW && rc == 0 && bf16) {
+        hl_bf16 *xb = hl_cpu_scratch(hl_cpu_of(ctx), HL_SLOT_LINB_X, (size_t)(M * K) * 2);
+        if (!xb) return OOM();
+        pack_rows(M, K, x, ldx, 1, xb);
+        rc = hl_gemm_bf16(HL_GEMM_AUTO, nthr, 1, 0, N, K, M, dy, lddy, xb, K, 1, dW, K);
+    } else if (dW && rc == 0) {
+        rc = hl_gemm_f32(HL_GEMM_AUTO, nthr, 1, 0, N, K, M, dy, lddy, x, ldx, 1, dW, K);
+    }
+    return rc == 0 ? HL_OK : OOM();
+}
+
+hl_status hl_cpu_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
+                                 const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
+                                 int64_t lddx, int accumulate_dx, float *dW, float *db) {
+    const int64_t N = W->shape[0], K = hl_tensor_numel(W) / N;
+    /* Routing (gemm.h): ours when forced, and below the probe size as in the forward; above it
+     * oneDNN, which measured faster on both backward forms here (docs/design.md, "Our GEMM").
+     * A probe would have to time GEMMs that accumulate into dW: not done yet. */
+    const hl_gemm_mode mode = hl_gemm_mode_get();
+    const int ours = mode == HL_GEMM_MODE_OURS ||
+                     (mode == HL_GEMM_MODE_AUTO && (double)M * N * K < HL_GEMM_PROBE_MIN_MACS);
+    hl_cpu_lock(hl_cpu_of(ctx));
+    hl_status st =
+        ours ? backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db)
+             : backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db);
+    hl_cpu_unlock(hl_cpu_of(ctx));
+    if (st != HL_OK && st != HELIOS_ERR_OOM) hl_error_prefix(ctx->err, "linear_backward");
+    return st;
+}
