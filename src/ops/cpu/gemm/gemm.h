@@ -60,7 +60,7 @@ int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, 
 /* ---- routing: our GEMM or oneDNN ------------------------------------------------------------
  * The cpu ops that multiply matrices (hl_cpu_linear) run our GEMM or oneDNN's, whichever is
  * faster for the shape, decided on the first call of each shape class by timing both (twice
- * each, the faster of each pair counted) on the call's own operands and kept for the life of
+ * each, the faster of each pair counted; ours must win by 10%) on the call's own operands and kept for the life of
  * the process (one table for all backend instances, so two sessions take the same route and
  * give the same bits). Below HL_GEMM_PROBE_MIN_MACS multiply-adds there is no probe: ours runs
  * (oneDNN's primitive creation alone costs more than such a GEMM). The environment variable
