@@ -404,7 +404,8 @@ done:
 }
 
 /* Our GEMM (src/ops/cpu/gemm) per kernel and form at n^3 and at the block's shapes, each against
- * its ISA's peak and oneDNN's matmul on the same shape and layouts, all measured in this run. */
+ * its ISA's peak (measured again just before each kernel's lines) and oneDNN's matmul on the
+ * same shape and layouts (runs interleaved with ours), all measured in this run. */
 typedef struct gemm_shape {
     const char *what;
     int ta, tb;
@@ -432,37 +433,33 @@ static int run_gemm(const bench_opts *o, const hl_peak *pk) {
                 {HL_GEMM_AVX512, 1, HL_PEAK_AVX512_F32},
                 {HL_GEMM_AVX512, 0, HL_PEAK_AVX512_F32},
                 {HL_GEMM_AVX2, 0, HL_PEAK_AVX2}};
-    double dnnl[2][NS];
-    for (int b = 0; b < 2; b++)
-        for (int s = 0; s < NS; s++) dnnl[b][s] = 0;
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         if (!hl_gemm_kernel_available(runs[r].k)) {
             printf("gemm %s: skipped: not on this CPU\n", hl_gemm_kernel_name(runs[r].k));
             continue;
         }
         const char *dt = runs[r].bf16 ? "bf16" : "f32";
-        const hl_peak *p = &pk[runs[r].peak];
+        hl_peak now[HL_PEAK_COUNT]; /* again before each kernel: a shared machine's load moves */
+        hl_cpu_peaks(o->reps, now);
+        const hl_peak *p = now[runs[r].peak].gflops > 0 ? &now[runs[r].peak] : &pk[runs[r].peak];
         for (int s = 0; s < NS; s++) {
             const gemm_shape *g = &shapes[s];
-            double *d = &dnnl[runs[r].bf16][s];
-            if (*d == 0)
-                *d = hl_gemm_bench_onednn(runs[r].bf16, g->ta, g->tb, g->M, g->N, g->K, o->reps);
-            double ours = hl_gemm_bench_ours(runs[r].k, runs[r].bf16, g->ta, g->tb, g->M, g->N,
-                                             g->K, o->reps);
-            if (!(ours > 0)) {
+            double ours, d;
+            if (hl_gemm_bench_pair(runs[r].k, runs[r].bf16, g->ta, g->tb, g->M, g->N, g->K, o->reps,
+                                   &ours, &d) != 0) {
                 fprintf(stderr, "helios bench: gemm %s failed\n", hl_gemm_kernel_name(runs[r].k));
                 return 1;
             }
             printf("gemm %s %s %s %lldx%lldx%lld: %.0f GFLOP/s, %.0f%% of %s peak %.0f, "
                    "%.2fx oneDNN %s (%.0f GFLOP/s)\n",
                    hl_gemm_kernel_name(runs[r].k), dt, g->what, (long long)g->M, (long long)g->N,
-                   (long long)g->K, ours, 100.0 * ours / p->gflops, p->isa, p->gflops,
-                   *d > 0 ? ours / *d : 0.0, dt, *d);
+                   (long long)g->K, ours, 100.0 * ours / p->gflops, p->isa, p->gflops, ours / d, dt,
+                   d);
         }
     }
     /* the scalar fallback on a small shape only (it is ~50x slower) */
-    double sc = hl_gemm_bench_ours(HL_GEMM_SCALAR, 0, 0, 1, 512, 512, 512, o->reps);
-    double d = hl_gemm_bench_onednn(0, 0, 1, 512, 512, 512, o->reps);
+    double sc = -1, d = -1;
+    hl_gemm_bench_pair(HL_GEMM_SCALAR, 0, 0, 1, 512, 512, 512, o->reps, &sc, &d);
     printf("gemm scalar f32 x.Wt 512x512x512: %.1f GFLOP/s, %.2fx oneDNN f32 (%.0f GFLOP/s)\n", sc,
            d > 0 ? sc / d : 0.0, d);
     return 0;

@@ -48,32 +48,10 @@ static void operands_free(operands *o) {
     free(o->a), free(o->b), free(o->c), free(o->ah), free(o->bh);
 }
 
-double hl_gemm_bench_ours(hl_gemm_kernel k, int bf16, int transA, int transB, int64_t M, int64_t N,
-                          int64_t K, int reps) {
+int hl_gemm_bench_pair(hl_gemm_kernel k, int bf16, int transA, int transB, int64_t M, int64_t N,
+                       int64_t K, int reps, double *ours, double *onednn) {
+    *ours = *onednn = -1;
     if (reps < 1 || reps > 64 || !hl_gemm_kernel_available(k)) return -1;
-    operands o;
-    double t[64], g = -1;
-    const int nthr = omp_get_max_threads();
-    const int64_t lda = transA ? M : K, ldb = transB ? K : N;
-    if (operands_new(&o, M, N, K) == 0) {
-        int rc = 0;
-        for (int r = -1; r < reps && rc == 0; r++) {
-            double t0 = hl_time();
-            rc = bf16
-                     ? hl_gemm_bf16(k, nthr, transA, transB, M, N, K, o.a, lda, o.bh, ldb, 0, o.c,
-                                    N)
-                     : hl_gemm_f32(k, nthr, transA, transB, M, N, K, o.a, lda, o.b, ldb, 0, o.c, N);
-            if (r >= 0) t[r] = hl_time() - t0;
-        }
-        if (rc == 0) g = med_gflops(t, reps, M, N, K);
-    }
-    operands_free(&o);
-    return g;
-}
-
-double hl_gemm_bench_onednn(int bf16, int transA, int transB, int64_t M, int64_t N, int64_t K,
-                            int reps) {
-    if (reps < 1 || reps > 64) return -1;
     hl_cpu *cpu = hl_cpu_shared();
     if (!cpu) return -1;
     hl_mm_key key = {.M = M,
@@ -83,24 +61,37 @@ double hl_gemm_bench_onednn(int bf16, int transA, int transB, int64_t M, int64_t
                      .blayout = transB ? HL_MM_B_NK : HL_MM_B_KN,
                      .nthr = omp_get_max_threads(),
                      .atrans = transA};
+    const int nthr = omp_get_max_threads();
+    const int64_t lda = transA ? M : K, ldb = transB ? K : N;
     operands o;
-    double t[64], g = -1;
+    double to[64], td[64];
+    int rc = -1;
     hl_cpu_lock(cpu);
     hl_mm *mm;
     void *pad = NULL;
     if (operands_new(&o, M, N, K) == 0 && hl_cpu_mm_get(cpu, &key, &mm, NULL) == HL_OK &&
         (pad = malloc(hl_cpu_mm_scratchpad_size(mm) + 64))) {
-        hl_status st = HL_OK;
-        for (int r = -1; r < reps && st == HL_OK; r++) {
+        rc = 0;
+        for (int r = -1; r < reps && rc == 0; r++) { /* r = -1: warm-up of both */
             double t0 = hl_time();
-            st = hl_cpu_mm_run(mm, 0, bf16 ? (void *)o.ah : o.a, bf16 ? (void *)o.bh : o.b, NULL,
-                               o.c, pad, NULL);
-            if (r >= 0) t[r] = hl_time() - t0;
+            rc = bf16
+                     ? hl_gemm_bf16(k, nthr, transA, transB, M, N, K, o.a, lda, o.bh, ldb, 0, o.c,
+                                    N)
+                     : hl_gemm_f32(k, nthr, transA, transB, M, N, K, o.a, lda, o.b, ldb, 0, o.c, N);
+            double t1 = hl_time();
+            if (rc == 0 && hl_cpu_mm_run(mm, 0, bf16 ? (void *)o.ah : o.a,
+                                         bf16 ? (void *)o.bh : o.b, NULL, o.c, pad, NULL) != HL_OK)
+                rc = -1;
+            double t2 = hl_time();
+            if (r >= 0) to[r] = t1 - t0, td[r] = t2 - t1;
         }
-        if (st == HL_OK) g = med_gflops(t, reps, M, N, K);
+        if (rc == 0) {
+            *ours = med_gflops(to, reps, M, N, K);
+            *onednn = med_gflops(td, reps, M, N, K);
+        }
     }
     hl_cpu_unlock(cpu);
     free(pad);
     operands_free(&o);
-    return g;
+    return rc;
 }
