@@ -52,8 +52,8 @@ cfg bad3 o 4 ', "clip": -1'
 fails "out of range" 2 "'clip' must be in" $H train "$T/bad3.json"
 cfg bad4 o 4 ', "betas": [0.9, 1.5]'
 fails "betas range" 2 "'betas[1]' must be in [0, 1)" $H train "$T/bad4.json"
-cfg bad5 o 4 ', "component": "vae"'
-fails "vae not yet" 2 "'component' \"vae\" cannot be trained yet" $H train "$T/bad5.json"
+cfg bad5 o 4 ', "component": "text_encoder"'
+fails "text encoder not yet" 2 "'component' \"text_encoder\" cannot be trained yet" $H train "$T/bad5.json"
 cfg bad6 o 4 ', "schedule": "linear"'
 fails "bad enum" 2 "expected one of \"constant\", \"cosine\"" $H train "$T/bad6.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3"}}' "$M" "$T" >"$T/bad7.json"

@@ -9,7 +9,8 @@
  *   - losses: L_G, L_D, R1 and the weighted critic total against hand-computed values;
  *     R1's perturbation has the asked sigma;
  *   - Cache Grad: the generator step's gradients are bit-identical with and without it, the peak
- *     activation memory is lower with it, and its input gradient matches central differences;
+ *     activation memory is lower with it, and its input gradient matches central differences,
+ *     also chained to x0 through x_t = (1 - sigma) x0 + sigma noise (hl_gan_add_x0_grad);
  *   - the critic step through passes (real, fake, perturbed real; d_weight·L_D + r1_weight·L_R1):
  *     the heads' and the trunk's parameter gradients match central differences. */
 
@@ -400,6 +401,34 @@ static void test_cache_grad(const hl_ctx *ctx, model *md, const hl_dit_case *cs,
               dir ? "random" : "gradient", fd, an);
         printf("Cache Grad dL_G/dx (%s): fd %.7g backward %.7g\n", dir ? "random" : "gradient", fd,
                an);
+    }
+
+    /* the stage-3 generator term w.r.t. x0: x_t = (1 - sigma) x0 + sigma noise, Cache Grad at x_t,
+     * hl_gan_add_x0_grad; against a central difference along a random direction of x0 */
+    {
+        const double sigma = 0.3;
+        float r = (float)(1.0 - sigma), s = (float)sigma;
+        float *x0 = malloc((size_t)n * sizeof *x0), *nz = malloc((size_t)n * sizeof *nz);
+        float *dx0 = calloc((size_t)n, sizeof *dx0);
+        memcpy(x0, cs->in.hidden_states, (size_t)n * sizeof *x0);
+        fill_random(nz, n, 11);
+        for (int64_t i = 0; i < n; i++) x[i] = r * x0[i] + s * nz[i];
+        hl_gan_generator_grad(ctx, &cr, &in, &L0, dx, NULL);
+        for (int64_t i = 0; i < n; i++) dx0[i] = 0.25f; /* accumulates onto what is there */
+        hl_gan_add_x0_grad(dx0, dx, sigma, n);
+        for (int64_t i = 0; i < n; i++) dx0[i] -= 0.25f;
+        fill_random(v, n, 12);
+        unit(v, n);
+        double eps = 1e-2, lp, lm, an = dot(dx0, v, n);
+        for (int64_t i = 0; i < n; i++) x[i] = r * (float)(x0[i] + eps * v[i]) + s * nz[i];
+        hl_gan_generator_grad(ctx, &cr, &in, &lp, dx, NULL);
+        for (int64_t i = 0; i < n; i++) x[i] = r * (float)(x0[i] - eps * v[i]) + s * nz[i];
+        hl_gan_generator_grad(ctx, &cr, &in, &lm, dx, NULL);
+        double fd = (lp - lm) / (2 * eps), norm = sqrt(dot(dx0, dx0, n));
+        CHECK(an != 0 && fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3 * norm + 1e-7 / eps,
+              "generator GAN term w.r.t. x0: finite differences %.7g, chain %.7g", fd, an);
+        printf("GAN term dL_G/dx0 (sigma 0.3, random direction): fd %.7g chain %.7g\n", fd, an);
+        free(x0), free(nz), free(dx0);
     }
     free(x), free(dx), free(v), free(w), free(cg), free(g2);
     hl_gan_free(d), hl_dit_free(cgrad), hl_dit_free(grad2);

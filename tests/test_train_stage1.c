@@ -859,8 +859,8 @@ static void test_vae_loss(void) {
     /* posterior sample and its backward, against the double formula */
     float eps[8], z[8], R[8], gm[8] = {0}, glv[8] = {0};
     fill_random(eps, 8, 25), fill_random(R, 8, 26);
-    hl_vae_posterior_sample(m, lv, eps, 8, z);
-    hl_vae_posterior_backward(lv, eps, R, 8, gm, glv);
+    hl_vae_loss_sample(m, lv, eps, 8, z);
+    hl_vae_loss_sample_backward(lv, eps, R, 8, gm, glv);
     worst = 0;
     for (int i = 0; i < 8; i++) {
         double l = fmin(fmax(lv[i], -30.0), 20.0);

@@ -3,7 +3,9 @@
 # bad settings name the key and exit 2; "stage3" for 4 steps equals 2 steps + --resume to 4, bit
 # for bit (losses.tsv, stage3.tsv with every loss term, distance.tsv, the critic and the student);
 # the checkpoint is a model folder `helios generate -m` runs with the Distilled recipe; "ode_init"
-# caches its teacher trajectories, reuses them on a resume, and resumes bit for bit too.
+# caches its teacher trajectories, reuses them on a resume, and resumes bit for bit too. With the
+# GAN on: 2 + resume 2 = 4 bit for bit (heads' gan.safetensors included), non-zero GAN columns,
+# cache_grad false gives the same bits with a larger generator-step peak (gen_peak_bytes).
 # usage: test_train_stage3_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -44,8 +46,10 @@ same() { cmp -s "$T/$1/$3" "$T/$2/$3"; }
 
 cfg bad o 2 stage3 ', "bogus": 1'
 fails "unknown key" 2 "objective.bogus" "$H" train -q "$T/bad.json"
-cfg gan o 2 stage3 ', "gan_g_weight": 0.05'
-fails "GAN weight without the heads" 2 "objective.gan_g_weight" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_g_weight": -1'
+fails "negative GAN weight" 2 "objective.gan_g_weight" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "cache_grad": 1'
+fails "cache_grad not a boolean" 2 "objective.cache_grad" "$H" train -q "$T/gan.json"
 cfg batch o 2 stage3 '' ', "batch": 2'
 fails "batch 2" 2 "batch 1" "$H" train -q "$T/batch.json"
 
@@ -73,6 +77,39 @@ check "model folder: DMD scheduler, is_distilled" \
     -o "$T/g.safetensors" --threads 2 >"$T/gen.log" 2>&1
 check "generate runs the student with the Distilled recipe" \
     "[ -s '$T/g.safetensors' ] && grep -q 'Distilled' '$T/gen.log'"
+
+# stage3 with the GAN (heads on the critic, R1, Cache Grad): 4 straight vs 2 + resume to 4, and
+# the same 4 steps without Cache Grad: the same bits, a larger generator-step peak
+G=', "gan_g_weight": 0.05, "gan_d_weight": 0.01, "gan_r1_weight": 100, "gan_r1_sigma": 0.1'
+cfg g4 g4 4 stage3 "$G"
+cfg g2 g2 2 stage3 "$G"
+cfg gn gn 4 stage3 "$G"', "cache_grad": false'
+sed "s#\"steps\": 2,#\"steps\": 4,#" "$T/g2.json" >"$T/g2r.json"
+"$H" train -q "$T/g4.json" 2>/dev/null
+"$H" train -q "$T/g2.json" 2>/dev/null
+"$H" train -q --resume "$T/g2r.json" 2>/dev/null
+"$H" train -q "$T/gn.json" 2>/dev/null
+check "GAN runs, heads in the checkpoint" "[ -f '$T/g4/checkpoint-4/gan.safetensors' ]"
+check "GAN resume: losses.tsv" "same g4 g2 losses.tsv"
+check "GAN resume: stage3.tsv" "same g4 g2 stage3.tsv"
+check "GAN resume: critic" "same g4 g2 checkpoint-4/critic.safetensors"
+check "GAN resume: heads and their moments" "same g4 g2 checkpoint-4/gan.safetensors"
+check "GAN resume: student" \
+    "same g4 g2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
+check "GAN loss columns non-zero (generator steps: gan_g; every step: gan_d, heads norm)" \
+    "awk -F'\t' 'NR>1 && ((\$2==1 && \$4+0==0) || \$6+0==0 || \$11+0==0){bad=1} END{exit bad}' '$T/g4/stage3.tsv'"
+check "GAN changes the losses" "! same s4 g4 losses.tsv"
+check "Cache Grad off: the same losses" "same g4 gn losses.tsv"
+check "Cache Grad off: the same terms" \
+    "[ \"\$(cut -f1-11 '$T/g4/stage3.tsv')\" = \"\$(cut -f1-11 '$T/gn/stage3.tsv')\" ]"
+check "Cache Grad off: the same student, critic, heads" \
+    "same g4 gn checkpoint-4/transformer/diffusion_pytorch_model.safetensors && same g4 gn checkpoint-4/critic.safetensors && same g4 gn checkpoint-4/gan.safetensors"
+check "Cache Grad: lower generator-step peak (step 1)" \
+    "[ \$(awk 'NR==2{print \$12}' '$T/g4/stage3.tsv') -lt \$(awk 'NR==2{print \$12}' '$T/gn/stage3.tsv') ]"
+awk 'NR==2{printf "generator-step peak: %s bytes with Cache Grad, ", $12}' "$T/g4/stage3.tsv"
+awk 'NR==2{printf "%s without\n", $12}' "$T/gn/stage3.tsv"
+check "no GAN: generator-step peak = the student's tape" \
+    "[ \$(awk 'NR==2{print \$12}' '$T/s4/stage3.tsv') -gt 0 ] && [ \$(awk 'NR==2{print \$12}' '$T/s4/stage3.tsv') -lt \$(awk 'NR==2{print \$12}' '$T/g4/stage3.tsv') ]"
 
 # ode_init: 4 straight vs 2 + resume to 4; the resume reads the cached trajectories
 cfg o4 o4 4 ode_init ', "trajectories": 2'

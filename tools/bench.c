@@ -403,6 +403,68 @@ done:
     return rc;
 }
 
+/* Our GEMM (src/ops/cpu/gemm) per kernel and form at n^3 and at the block's shapes, each against
+ * its ISA's peak (measured again just before each kernel's lines) and oneDNN's matmul on the
+ * same shape and layouts (runs interleaved with ours), all measured in this run. */
+typedef struct gemm_shape {
+    const char *what;
+    int ta, tb;
+    int64_t M, N, K;
+} gemm_shape;
+
+static int run_gemm(const bench_opts *o, const hl_peak *pk) {
+    const int64_t n = o->gemm_n, S = o->tokens, D = o->dim, F = o->ffn, L = o->text;
+    const gemm_shape shapes[] = {
+        {"n^3 x.Wt", 0, 1, n, n, n},
+        {"n^3 dy.W", 0, 0, n, n, n},
+        {"n^3 dyt.x", 1, 0, n, n, n},
+        {"block q/k/v/o x.Wt", 0, 1, S, D, D},
+        {"block ffn0 x.Wt", 0, 1, S, F, D},
+        {"block ffn2 x.Wt", 0, 1, S, D, F},
+        {"block text k/v x.Wt", 0, 1, L, D, D},
+        {"block q dx = dy.W", 0, 0, S, D, D},
+        {"block q dW = dyt.x", 1, 0, D, D, S},
+    };
+    enum { NS = sizeof shapes / sizeof shapes[0] };
+    static const struct {
+        hl_gemm_kernel k;
+        int bf16, peak;
+    } runs[] = {{HL_GEMM_AVX512_BF16, 1, HL_PEAK_AVX512_BF16},
+                {HL_GEMM_AVX512, 1, HL_PEAK_AVX512_F32},
+                {HL_GEMM_AVX512, 0, HL_PEAK_AVX512_F32},
+                {HL_GEMM_AVX2, 0, HL_PEAK_AVX2}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        if (!hl_gemm_kernel_available(runs[r].k)) {
+            printf("gemm %s: skipped: not on this CPU\n", hl_gemm_kernel_name(runs[r].k));
+            continue;
+        }
+        const char *dt = runs[r].bf16 ? "bf16" : "f32";
+        hl_peak now[HL_PEAK_COUNT]; /* again before each kernel: a shared machine's load moves */
+        hl_cpu_peaks(o->reps, now);
+        const hl_peak *p = now[runs[r].peak].gflops > 0 ? &now[runs[r].peak] : &pk[runs[r].peak];
+        for (int s = 0; s < NS; s++) {
+            const gemm_shape *g = &shapes[s];
+            double ours, d;
+            if (hl_gemm_bench_pair(runs[r].k, runs[r].bf16, g->ta, g->tb, g->M, g->N, g->K, o->reps,
+                                   &ours, &d) != 0) {
+                fprintf(stderr, "helios bench: gemm %s failed\n", hl_gemm_kernel_name(runs[r].k));
+                return 1;
+            }
+            printf("gemm %s %s %s %lldx%lldx%lld: %.0f GFLOP/s, %.0f%% of %s peak %.0f, "
+                   "%.2fx oneDNN %s (%.0f GFLOP/s)\n",
+                   hl_gemm_kernel_name(runs[r].k), dt, g->what, (long long)g->M, (long long)g->N,
+                   (long long)g->K, ours, 100.0 * ours / p->gflops, p->isa, p->gflops, ours / d, dt,
+                   d);
+        }
+    }
+    /* the scalar fallback on a small shape only (it is ~50x slower) */
+    double sc = -1, d = -1;
+    hl_gemm_bench_pair(HL_GEMM_SCALAR, 0, 0, 1, 512, 512, 512, o->reps, &sc, &d);
+    printf("gemm scalar f32 x.Wt 512x512x512: %.1f GFLOP/s, %.2fx oneDNN f32 (%.0f GFLOP/s)\n", sc,
+           d > 0 ? sc / d : 0.0, d);
+    return 0;
+}
+
 /* Training steps (issue 10 item 9): the block shape, then the tiny model on stage 1. */
 static int run_train(const bench_opts *o, const yardstick *y) {
     hl_error err = {0};
@@ -460,12 +522,14 @@ static void usage(FILE *f) {
             "  --text N        text tokens (default 512)\n"
             "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
             "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-            "  --only block|umt5|vae|tiny|linear|train  run one part (default: block and\n"
+            "  --only block|umt5|vae|tiny|linear|train|gemm  run one part (default: block and\n"
             "                  linear; with --full also umt5 and vae); tiny: the tiny random\n"
             "                  model end to end (frames/s, the share of time inside the ops);\n"
             "                  linear: hl_linear against hl_linear_backward at the block's\n"
             "                  linear shapes; train: training steps (f32) of the block shape\n"
-            "                  and of the --tiny-model on stage 1\n"
+            "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
+            "                  and form at --gemm N and the block shapes, against each ISA's\n"
+            "                  peak and oneDNN on the same shape\n"
             "  --train         the same as --only train\n"
             "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
             "  --tiny-frames N   video frames at 256x128 (default 33)\n"
@@ -490,7 +554,7 @@ int cmd_bench(int argc, char **argv) {
                     .tiny_frames = 33,
                     .tiny_width = 256,
                     .tiny_height = 128};
-    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "linear", "train"};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "linear", "train", "gemm"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -503,7 +567,7 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 6, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 7, &k))) o.only = parts[k];
         } else if (args_is(&a, NULL, "--train")) {
             o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
@@ -541,6 +605,7 @@ int cmd_bench(int argc, char **argv) {
         if (pk[i].gflops > y.peak) y.peak = pk[i].gflops, y.peak_isa = pk[i].isa;
     }
     if (o.only && !strcmp(o.only, "tiny")) return run_tiny(&o);
+    if (o.only && !strcmp(o.only, "gemm")) return run_gemm(&o, pk);
     if (!(y.peak > 0)) { /* no vector ISA found: quote against the baseline alone */
         printf("peak: none of these ISAs here; lines quote the library baseline\n");
         y.peak_isa = "baseline";

@@ -18,6 +18,7 @@
 #include "tools/commands.h"
 #include "tools/train_config.h"
 #include "tools/train_memory.h"
+#include "tools/train_vae.h"
 #include "train/dist.h"
 #include "train/dit_flat.h"
 #include "io/safetensors_write.h"
@@ -38,8 +39,8 @@ static void usage(FILE *f) {
         "usage: helios train CONFIG.json [options]\n"
         "\n"
         "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
-        "to OUTPUT/checkpoint-STEP/ (the transformer/ folder in each loads as a model's\n"
-        "transformer), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
+        "to OUTPUT/checkpoint-STEP/ (the transformer/ or vae/ folder in each loads as a\n"
+        "model's), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
         "gradient norm), one per validation to OUTPUT/validation.tsv (step, loss in %%a and\n"
         "%%g, the video or -), progress to stderr. Ctrl-C (or SIGTERM, SIGUSR1) writes a\n"
         "checkpoint and exits 0; a second one kills at once.\n"
@@ -143,11 +144,20 @@ typedef struct model {
     char cfg_path[4096], weights[4096];
     char *config_text;
     hl_dit_config dit;
+    hl_vae_config vae; /* component "vae" */
+    bool is_vae;
     hl_params layout;
     float *params, *ema;
 } model;
 
 static hl_status load_model(const train_cfg *c, model *m, hl_error *err) {
+    if (!strcmp(c->component, "vae")) {
+        m->is_vae = true;
+        HL_TRY(train_vae_load(c, &m->vae, &m->layout, &m->config_text, &m->params, err));
+        if (c->ema > 0 && !(m->ema = malloc(((size_t)m->layout.total + 1) * sizeof(float))))
+            return hl_fail(err, HELIOS_ERR_OOM, "out of memory for the EMA");
+        return HL_OK;
+    }
     resolve_model(c->model, m->cfg_path, m->weights, sizeof m->cfg_path);
     size_t len;
     hl_status rs = hl_file_read_all(m->cfg_path, HL_FILE_MAX_CONFIG, "JSON config", &m->config_text,
@@ -307,10 +317,10 @@ static void on_step(void *user, const hl_train_progress *p) {
 
 /* Checks what this build can train; 0 or an exit status. */
 static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
-    if (strcmp(c->component, "transformer")) {
+    if (strcmp(c->component, "transformer") && strcmp(c->component, "vae")) {
         fprintf(stderr,
                 "helios train: %s: 'component' \"%s\" cannot be trained yet (only "
-                "\"transformer\")\n",
+                "\"transformer\" and \"vae\")\n",
                 c->path, c->component);
         return 2;
     }
@@ -332,6 +342,18 @@ static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
         for (size_t i = 0; i < n; i++)
             if (t[i].create) fprintf(stderr, " \"%s\"", t[i].name);
         fputc('\n', stderr);
+        return 2;
+    }
+    const char *trains = (*obj)->component ? (*obj)->component : "transformer";
+    if (strcmp(trains, "any") && strcmp(trains, c->component)) {
+        fprintf(stderr,
+                "helios train: %s: 'objective.type' \"%s\" trains the %s, not 'component' "
+                "\"%s\"\n",
+                c->path, c->objective_type, trains, c->component);
+        return 2;
+    }
+    if (!strcmp(c->component, "vae") && c->lora_rank) {
+        fprintf(stderr, "helios train: %s: 'lora' is for the transformer, not the vae\n", c->path);
         return 2;
     }
     return 0;
@@ -445,14 +467,27 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
+    if (st == HL_OK && o.gan_memory && m.is_vae) {
+        st = hl_fail(&err, HELIOS_ERR_INVALID_ARG, "--gan-memory is for the transformer");
+        rc = 2;
+        goto done;
+    }
     if (st == HL_OK && o.gan_memory) {
         rc = train_gan_memory(&c, &m.dit, &m.layout, m.params, &err);
         st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
         goto done;
     }
-    hl_train_env env = {
-        o.config, &m.layout, &m.dit,   m.params,      c.seed,
-        c.data,   c.model,   c.output, m.config_text, c.batch * c.accumulation * dist.world};
+    hl_train_env env = {o.config,
+                        &m.layout,
+                        m.is_vae ? NULL : &m.dit,
+                        m.params,
+                        c.seed,
+                        c.data,
+                        c.model,
+                        c.output,
+                        m.config_text,
+                        c.batch * c.accumulation * dist.world,
+                        m.is_vae ? &m.vae : NULL};
     /* An objective that trains a model of its own (stage 3's critic) would train one per rank. */
     if (st == HL_OK && dist.world > 1 && (objective->save_state || objective->updates)) {
         st = hl_fail(&err, HELIOS_ERR_UNSUPPORTED,
@@ -501,9 +536,9 @@ int cmd_train(int argc, char **argv) {
     train_cfg hc = c;
     hc.accumulation = c.accumulation * dist.world;
     tc.config_hash = train_cfg_hash(&hc, m.config_text);
-    tc.io = (hl_ckpt_io){c.output,      "transformer", "diffusion_pytorch_model.safetensors",
-                         m.config_text, &m.layout,     NULL,
-                         NULL,          NULL,          NULL,
+    tc.io = (hl_ckpt_io){c.output,      c.component, "diffusion_pytorch_model.safetensors",
+                         m.config_text, &m.layout,   NULL,
+                         NULL,          NULL,        NULL,
                          NULL};
     if (c.lora_rank) { /* checkpoints hold the adapters (the loop's parameters) */
         tc.io.component = "transformer_lora";

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/dtype.h"
+#include "ops/cpu/gemm/gemm.h"
 
 /* The GEMM ceiling of this machine as the cpu backend sees it: GFLOP/s (2·n³ per run) of one
  * oneDNN matmul n x n x n, A dense in dt (HL_BF16 or HL_F32), B in the plain [N, K] layout that
@@ -29,5 +30,15 @@ void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]);
 /* The CPU features the peaks look for that this CPU and OS have, space-separated (CPUID and
  * XGETBV; AMX is listed from CPUID alone, the permission request comes with the measurement). */
 void hl_cpu_features(char *buf, size_t n);
+
+/* Our GEMM with kernel k against oneDNN's matmul on the same shape and layouts, their runs
+ * interleaved (ours, oneDNN, ours, ...) so that both see the same load: GFLOP/s (2·M·N·K per
+ * run) of each, medians of reps <= 64 after one warm-up of each, on all OpenMP threads, C[M, N]
+ * = op(A)·op(B) with beta 0 and dense operands (op(A) = Aᵀ stored [K, M] when transA, op(B) =
+ * Bᵀ stored [N, K] when transB). bf16: B bf16; ours rounds the float32 A while packing, oneDNN
+ * gets A already in bf16 (its time has no conversion, ours has). Returns 0, or -1 when the
+ * kernel is not on this CPU or memory or oneDNN fails. */
+int hl_gemm_bench_pair(hl_gemm_kernel k, int bf16, int transA, int transB, int64_t M, int64_t N,
+                       int64_t K, int reps, double *ours, double *onednn);
 
 #endif

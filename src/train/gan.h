@@ -173,6 +173,11 @@ void hl_gan_pass_free(hl_gan_pass *p);
 hl_status hl_gan_generator_grad(const hl_ctx *ctx, const hl_gan_critic *cr,
                                 const helios_dit_input *in, double *loss, float *dx, size_t *bytes);
 
+/* The chain into the generator's x0 when the discriminator read x_t = (1 - sigma)·x0 +
+ * sigma·noise (noise independent of x0): dx0 += (1 - sigma)·dx_t, in float32 (the stage-3
+ * objective's generator term). */
+void hl_gan_add_x0_grad(float *dx0, const float *dx_t, double sigma, int64_t n);
+
 /* Peak activation bytes of one generator step (generator forward with tape, x_noisy =
  * (1 - sigma)·out + sigma·noise into the discriminator, GAN term, generator backward) with and
  * without Cache Grad (without: the discriminator's pass is freed only after the generator's

@@ -149,6 +149,11 @@ hl_status hl_gan_generator_grad(const hl_ctx *ctx, const hl_gan_critic *cr,
     return st;
 }
 
+void hl_gan_add_x0_grad(float *dx0, const float *dx_t, double sigma, int64_t n) {
+    float r = (float)(1.0 - sigma);
+    for (int64_t i = 0; i < n; i++) dx0[i] += r * dx_t[i];
+}
+
 // ---------------------------------------------------------------------------------------------
 // the memory of one generator step, with and without Cache Grad
 

@@ -11,6 +11,7 @@
 #include "io/json.h"
 #include "train/params.h"
 #include "train/train_loop.h"
+#include "vae/vae.h"
 
 /* What an objective may use to build itself. */
 typedef struct hl_train_env {
@@ -24,6 +25,7 @@ typedef struct hl_train_env {
     const char *output;       /* the output folder (may not exist yet) */
     const char *config_json;  /* the transformer's config.json text (validation model folders) */
     int samples_per_step;     /* batch x accumulation */
+    const hl_vae_config *vae; /* the VAE's config (component "vae"), else NULL */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -41,6 +43,7 @@ typedef struct hl_train_objective {
     hl_status (*save_state)(void *obj, const char *dir, hl_error *err);
     hl_status (*load_state)(void *obj, const char *dir, hl_error *err);
     hl_train_update_fn updates;
+    const char *component; /* what it trains: NULL "transformer", "vae", or "any" */
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
@@ -106,5 +109,17 @@ hl_status hl_ode_validate(void *obj, int64_t step, const float *params, const fl
 void hl_ode_destroy(void *obj);
 hl_status hl_ode_save(void *obj, const char *dir, hl_error *err);
 hl_status hl_ode_load(void *obj, const char *dir, hl_error *err);
+
+/* ---- "vae": the Wan VAE's reconstruction objective (train/objective_vae.c) -----------------
+ * Per sample one clip of the dataset ("data": "procedural" = the tiny world, or a folder), pixels
+ * in [-1, 1] -> encode -> posterior sample (eps from the training RNG) -> decode ->
+ * w_l1·L1 + w_l2·L2 + w_kl·KL (train/vae_loss.h), backward through decoder, posterior and
+ * encoder. Keys: "l1" (1), "l2" (0), "kl" (1e-6), "dataset" {"width", "height" (32; multiples
+ * of 8), "frames" (5; 1 + 4k), "clips" (8), "seed" (0)}. Component "vae" only. */
+hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                                  hl_error *err);
+hl_status hl_vae_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                                float *grads, double *loss, hl_error *err);
+void hl_vae_objective_destroy(void *obj);
 
 #endif

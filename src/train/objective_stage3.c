@@ -1,19 +1,24 @@
-/* The "stage3" objective (spec training.md §6.3-6.5): DMD distillation of the few-step student
+/* The "stage3" objective (spec training.md §6.3-6.6): DMD distillation of the few-step student
  * (the loop's parameters) against the frozen teacher (real score, CFG) with a trainable critic
- * (fake score) that this objective holds with its own AdamW state.
+ * (fake score) that this objective holds with its own AdamW state, and optionally the GAN.
  *
  * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
  *   generator (when its step):  x0 = student's staged simulation (noise from the RNG, a random
  *     exit step per level, the final level's exit step with a tape); t from the dynamic Beta
  *     re-noise at generator step k = ceil(s / gen_every); x_t = (1 - sigma) x0 + sigma eps;
  *     real = CFG of the teacher's x0 predictions (prompt, zero prompt), fake = the critic's;
- *     L_DMD (train/dmd.h) + gan_g_weight L_G (hook, off); dL/dv = -sigma_exit dL/dx0 through
- *     the student's exit step only.
+ *     L_DMD (train/dmd.h) + gan_g_weight L_G (GAN on: D = heads on the critic's tapped blocks
+ *     and output at x_t, its input gradient by Cache Grad (train/gan.h) times 1 - sigma added
+ *     into dL/dx0); dL/dv = -sigma_exit dL/dx0 through the student's exit step only.
  *   critic: x0 = the same simulation without a tape; t uniform in [t_min, t_max] (shifted);
- *     L = mean (v_fake - (eps - x0))^2 (+ GAN terms: hook, off); clip, AdamW (critic_*).
- * The reported loss is the sum of the two totals of the step; every term goes to
- * OUTPUT/stage3.tsv. The loop's update filter skips the student's AdamW and EMA on critic-only
- * steps. The critic's weights and moments live in critic.safetensors of each checkpoint. */
+ *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, gan_d_weight > 0) the
+ *     discriminator on the real clip's latents re-noised at the same sigma, on x_t and on the
+ *     real one + gan_r1_sigma noise: gan_d_weight L_D + gan_r1_weight L_R1, gradients into the
+ *     critic and the heads; each clipped to critic_clip, AdamW (critic_*) for both.
+ * The reported loss is the sum of the step's terms; every term goes to OUTPUT/stage3.tsv, with
+ * the activation bytes alive at once in the generator step (gen_peak_bytes). The loop's update
+ * filter skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments
+ * live in critic.safetensors of each checkpoint, the heads' in gan.safetensors. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,17 +31,23 @@
 #include "train/checkpoint.h"
 #include "train/dit_flat.h"
 #include "train/dmd.h"
+#include "train/gan.h"
 #include "train/objective_distill.h"
 
-/* Where the GAN terms of src/train/gan (another branch) add: NULL functions = off. gen_term adds
- * weight x L_G's gradient w.r.t. x0 into dx0 and returns L_G; critic_term runs the
- * discriminator's losses (and R1) on the critic and returns their weighted sum. */
-typedef struct stage3_gan_hooks {
-    double (*gen_term)(void *user, const float *x_t, double timestep, const float *text,
-                       float *dx0);
-    double (*critic_term)(void *user, const float *x_t, double timestep, const float *text);
-    void *user;
-} stage3_gan_hooks;
+/* The GAN (train/gan.h), on when gan_g_weight or gan_d_weight > 0: discriminator heads on the
+ * critic's tapped blocks and output, their own flat parameters and AdamW state (critic_* settings),
+ * saved as gan.safetensors next to critic.safetensors. */
+typedef struct stage3_gan {
+    bool on, cache_grad;
+    hl_gan_config cfg;
+    hl_params layout;
+    float *w, *g; /* parameters, gradients */
+    hl_gan *heads, *grads;
+    hl_adamw adam;
+    float *real, *pert, *z,
+        *dz;   /* scratch: [n] x2, logits [3][heads], their gradients [3][heads] */
+    float *dx; /* the generator term's input gradient [n] */
+} stage3_gan;
 
 typedef struct stage3 {
     hl_distill_common c; /* first */
@@ -45,8 +56,8 @@ typedef struct stage3 {
     hl_dmd_renoise renoise, critic_t;
     hl_adamw_config copt;
     double critic_lr, critic_clip;
-    double gan_g_weight, gan_d_weight;
-    stage3_gan_hooks gan;
+    double gan_g_weight, gan_d_weight, gan_r1_weight, gan_r1_sigma;
+    stage3_gan gan;
     /* the critic */
     float *cw, *cg;
     hl_dit *cm, *cgv;
@@ -58,9 +69,10 @@ typedef struct stage3 {
 } stage3;
 
 static const char *const k_keys[] = {
-    "gen_every",  "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
-    "t_min",      "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
-    "critic_eps", "critic_clip",   "gan_g_weight",  "gan_d_weight"};
+    "gen_every",    "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
+    "t_min",        "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
+    "critic_eps",   "critic_clip",   "gan_g_weight",  "gan_d_weight", "gan_r1_weight",
+    "gan_r1_sigma", "cache_grad"};
 
 static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     size_t nc = hl_distill_common_nkeys, n = nc + sizeof k_keys / sizeof *k_keys;
@@ -91,9 +103,11 @@ static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     HL_TRY(hl_cfg_num(k, "critic_clip", 0, 1e9, &o->critic_clip));
     HL_TRY(hl_cfg_num(k, "gan_g_weight", 0, 100, &o->gan_g_weight));
     HL_TRY(hl_cfg_num(k, "gan_d_weight", 0, 100, &o->gan_d_weight));
-    if (o->gan_g_weight > 0 || o->gan_d_weight > 0)
-        return hl_cfg_bad(k, o->gan_g_weight > 0 ? "gan_g_weight" : "gan_d_weight",
-                          "must be 0: the GAN heads (src/train/gan) are not in this build");
+    o->gan_r1_weight = 100.0, o->gan_r1_sigma = 0.1, o->gan.cache_grad = true;
+    HL_TRY(hl_cfg_num(k, "gan_r1_weight", 0, 1e6, &o->gan_r1_weight));
+    HL_TRY(hl_cfg_num(k, "gan_r1_sigma", 0, 100, &o->gan_r1_sigma));
+    HL_TRY(hl_cfg_bool(k, "cache_grad", &o->gan.cache_grad));
+    o->gan.on = o->gan_g_weight > 0 || o->gan_d_weight > 0;
     o->copt.beta1 = betas[0], o->copt.beta2 = betas[1];
     o->renoise.a0 = al[0], o->renoise.a1 = al[1], o->renoise.b0 = be[0], o->renoise.b1 = be[1];
     o->renoise.decay_steps = decay;
@@ -104,6 +118,30 @@ static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
 }
 
 void hl_stage3_destroy(void *obj);
+
+/* The heads over the critic's config, their parameters drawn from their own generator (seeded from
+ * the run's seed: a fresh run starts from the same heads; a resume loads them). */
+static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error *err) {
+    stage3_gan *g = &o->gan;
+    hl_gan_config_default(env->dit, &g->cfg);
+    g->cfg.g_weight = (float)o->gan_g_weight, g->cfg.d_weight = (float)o->gan_d_weight;
+    g->cfg.r1_weight = (float)o->gan_r1_weight, g->cfg.r1_sigma = (float)o->gan_r1_sigma;
+    HL_TRY(hl_gan_config_check(&g->cfg, env->dit, err));
+    HL_TRY(hl_gan_params_layout(&g->cfg, &g->layout, err));
+    size_t P = (size_t)g->layout.total, nz = 3 * (size_t)hl_gan_n_heads(&g->cfg);
+    g->w = malloc(P * sizeof(float)), g->g = calloc(P, sizeof(float));
+    g->real = malloc(n * sizeof(float)), g->pert = malloc(n * sizeof(float));
+    g->dx = malloc(n * sizeof(float));
+    g->z = malloc(nz * sizeof(float)), g->dz = malloc(nz * sizeof(float));
+    if (!g->w || !g->g || !g->real || !g->pert || !g->dx || !g->z || !g->dz)
+        return hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
+    hl_rng r;
+    hl_rng_seed(&r, env->seed + UINT64_C(0x9e3779b97f4a7c15));
+    hl_gan_params_init_random(&g->layout, g->w, &r);
+    HL_TRY(hl_adamw_init(&g->adam, (int64_t)P, err));
+    HL_TRY(hl_gan_new_flat(&g->cfg, &g->layout, g->w, &g->heads, err));
+    return hl_gan_new_flat(&g->cfg, &g->layout, g->g, &g->grads, err);
+}
 
 hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, void **obj,
                            hl_error *err) {
@@ -130,17 +168,21 @@ hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, voi
     }
     if (st == HL_OK) st = hl_dit_new_flat(env->dit, env->layout, o->cw, &o->cm, err);
     if (st == HL_OK) st = hl_dit_new_flat(env->dit, env->layout, o->cg, &o->cgv, err);
+    if (st == HL_OK && o->gan.on) {
+        const hl_distill_shape *sh = &o->c.shape;
+        st = gan_init(o, env, (size_t)sh->C * sh->F * sh->H * sh->W, err);
+    }
     if (st == HL_OK) {
         snprintf(o->log_path, sizeof o->log_path, "%s/stage3.tsv", o->c.output);
         int64_t last;
         char dir[4096];
         st = hl_ckpt_latest(o->c.output, &last, dir, sizeof dir, err);
         if (st == HL_OK && last < 0) /* a fresh run: a new log */
-            st = hl_distill_write_text(
-                o->log_path,
-                "step\tgenerator\tloss_dmd\tloss_gan_g\tloss_critic\t"
-                "loss_gan_d\tt_dmd\tt_critic\tnormalizer\tcritic_grad_norm\n",
-                err);
+            st = hl_distill_write_text(o->log_path,
+                                       "step\tgenerator\tloss_dmd\tloss_gan_g\tloss_critic\t"
+                                       "loss_gan_d\tt_dmd\tt_critic\tnormalizer\tcritic_grad_norm\t"
+                                       "heads_grad_norm\tgen_peak_bytes\n",
+                                       err);
     }
     if (st != HL_OK) {
         hl_stage3_destroy(o);
@@ -160,6 +202,11 @@ void hl_stage3_destroy(void *obj) {
     free(o->cw), free(o->cg);
     free(o->noise), free(o->x0), free(o->eps), free(o->xt), free(o->v), free(o->a), free(o->b);
     free(o->real), free(o->dx0);
+    stage3_gan *g = &o->gan;
+    hl_gan_free(g->heads), hl_gan_free(g->grads);
+    hl_adamw_free(&g->adam);
+    hl_params_free(&g->layout);
+    free(g->w), free(g->g), free(g->real), free(g->pert), free(g->dx), free(g->z), free(g->dz);
     if (o->log) fclose(o->log);
     free(o);
 }
@@ -202,8 +249,11 @@ static double full_mu(const stage3 *o) {
 }
 
 typedef struct terms {
-    double dmd, gan_g, critic, gan_d, t_dmd, t_critic, normalizer, critic_norm;
+    double dmd, gan_g, critic, gan_d, t_dmd, t_critic, normalizer, critic_norm, heads_norm;
+    size_t gen_peak; /* activation bytes alive at once in the generator step (tapes + scratch) */
 } terms;
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
 static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text, int64_t s,
                                 hl_rng *rng, terms *tm) {
@@ -229,18 +279,75 @@ static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text,
         hl_dmd_flow_to_x0(o->xt, o->v, sigma, n, o->a);
         tm->dmd = hl_dmd_loss(o->x0, o->real, o->a, n, NULL, o->dx0, &tm->normalizer);
         tm->t_dmd = t;
-        if (o->gan.gen_term) /* the GAN generator term adds here (weight gan_g_weight) */
-            tm->gan_g = o->gan_g_weight * o->gan.gen_term(o->gan.user, o->xt, t, text, o->dx0);
+    }
+    /* The GAN generator term: gan_g_weight softplus(-D(x_t)) with D = heads on the critic; its
+     * gradient w.r.t. x_t times dx_t/dx0 = 1 - sigma adds into dx0. Cache Grad: the
+     * discriminator's activations are freed before the student's backward; without it the pass
+     * stays alive through that backward (the same arithmetic, so the same bits). The critic's
+     * parameter gradients of this pass land in its gradient buffer, zeroed by the critic step. */
+    hl_gan_pass *keep = NULL;
+    size_t disc = 0, g_fwd = hl_dit_tape_bytes(run.out_tape);
+    if (st == HL_OK && o->gan.on && o->gan_g_weight > 0) {
+        helios_dit_input in;
+        hl_distill_dit_input(&o->c.sampler, o->xt, sh->H, sh->W, &t, text, &in);
+        hl_gan_critic cr = {o->cm, o->cgv, o->gan.heads, o->c.recompute};
+        if (o->gan.cache_grad) {
+            st = hl_gan_generator_grad(ctx, &cr, &in, &tm->gan_g, o->gan.dx, &disc);
+        } else {
+            st = hl_gan_generator_forward(ctx, &cr, &in, &keep, &tm->gan_g);
+            if (st == HL_OK) st = hl_gan_generator_backward(ctx, &cr, keep, o->gan.dx);
+            disc = hl_gan_pass_bytes(keep);
+        }
+        if (st == HL_OK) hl_gan_add_x0_grad(o->dx0, o->gan.dx, sigma, n);
+    }
+    if (st == HL_OK) {
         float f = (float)-run.out_sigma; /* x0 = x - sigma v */
         for (int64_t i = 0; i < n; i++) o->dx0[i] *= f;
         st = hl_dit_backward(ctx, o->c.m, run.out_tape, o->dx0, o->c.g, NULL);
     }
+    size_t g_all = hl_dit_tape_bytes(run.out_tape);
+    tm->gen_peak = o->gan.cache_grad ? max_sz(g_fwd + disc, g_all) : g_all + disc;
+    hl_gan_pass_free(keep);
     hl_dit_tape_free(run.out_tape);
     return st;
 }
 
-static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, hl_rng *rng,
-                             terms *tm) {
+/* The discriminator's terms (spec §6.4): passes of the critic trunk + heads on the real clip's
+ * latents re-noised at the critic's sigma (fresh noise), on the generated x_t, and on the real one
+ * perturbed by gan_r1_sigma noise (R1); gan_d_weight L_D + gan_r1_weight L_R1; gradients into the
+ * critic (cg, after the flow loss's) and the heads (gan.g). */
+static hl_status gan_critic_term(stage3 *o, const hl_ctx *ctx, const float *text,
+                                 const float *x_real, double sigma, double *t, hl_rng *rng,
+                                 double *loss) {
+    stage3_gan *g = &o->gan;
+    const hl_distill_shape *sh = &o->c.shape;
+    int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W, nz = hl_gan_n_heads(&g->cfg);
+    hl_rng_randn_f32(rng, g->pert, n);
+    float s = (float)sigma, r = (float)(1.0 - sigma);
+    for (int64_t i = 0; i < n; i++) g->real[i] = r * x_real[i] + s * g->pert[i];
+    bool r1 = g->cfg.r1_weight != 0.0f;
+    if (r1) hl_gan_r1_perturb(g->real, n, g->cfg.r1_sigma, rng, g->pert);
+    const float *xs[3] = {g->real, o->xt, g->pert};
+    int np = r1 ? 3 : 2;
+    hl_gan_critic cr = {o->cm, o->cgv, g->heads, o->c.recompute};
+    hl_gan_pass *p[3] = {NULL, NULL, NULL};
+    hl_status st = HL_OK;
+    for (int k = 0; k < np && st == HL_OK; k++) {
+        helios_dit_input in;
+        hl_distill_dit_input(&o->c.sampler, xs[k], sh->H, sh->W, t, text, &in);
+        st = hl_gan_pass_forward(ctx, &cr, &in, &p[k], g->z + k * nz);
+    }
+    if (st == HL_OK)
+        *loss = hl_gan_critic_loss(&g->cfg, g->z, g->z + nz, r1 ? g->z + 2 * nz : NULL, nz, g->dz,
+                                   g->dz + nz, r1 ? g->dz + 2 * nz : NULL);
+    for (int k = 0; k < np && st == HL_OK; k++)
+        st = hl_gan_pass_backward(ctx, &cr, p[k], g->dz + k * nz, g->grads, NULL);
+    for (int k = 0; k < 3; k++) hl_gan_pass_free(p[k]);
+    return st;
+}
+
+static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, const float *x_real,
+                             hl_rng *rng, terms *tm) {
     const hl_distill_shape *sh = &o->c.shape;
     int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W;
     hl_distill_run run;
@@ -260,21 +367,27 @@ static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, hl
     }
     hl_dit_tape_free(tape);
     HL_TRY(st);
-    if (o->gan.critic_term) /* the discriminator's terms and R1 add here (weight gan_d_weight) */
-        tm->gan_d = o->gan_d_weight * o->gan.critic_term(o->gan.user, o->xt, t, text);
+    bool heads = o->gan.on && o->gan_d_weight > 0;
+    if (heads) {
+        memset(o->gan.g, 0, (size_t)o->gan.layout.total * sizeof(float));
+        HL_TRY(gan_critic_term(o, ctx, text, x_real, sigma, &t, rng, &tm->gan_d));
+        tm->heads_norm = hl_clip_grad_norm(o->gan.g, o->gan.layout.total, o->critic_clip);
+    }
     tm->critic_norm = hl_clip_grad_norm(o->cg, o->c.layout->total, o->critic_clip);
-    if (!isfinite(tm->critic) || !isfinite(tm->critic_norm))
+    if (!isfinite(tm->critic) || !isfinite(tm->critic_norm) || !isfinite(tm->gan_d) ||
+        !isfinite(tm->heads_norm))
         return hl_fail(ctx->err, HELIOS_ERR_FORMAT, "stage3: non-finite critic loss or gradient");
     hl_adamw_step(&o->cadam, &o->copt, o->critic_lr, o->cw, o->cg);
+    if (heads) hl_adamw_step(&o->gan.adam, &o->copt, o->critic_lr, o->gan.w, o->gan.g);
     return HL_OK;
 }
 
 static hl_status write_log(stage3 *o, int64_t step, bool gen, const terms *t, hl_error *err) {
     if (!o->log && !(o->log = fopen(o->log_path, "a")))
         return hl_fail(err, HELIOS_ERR_IO, "%s: %s", o->log_path, strerror(errno));
-    fprintf(o->log, "%lld\t%d\t%.9g\t%.9g\t%.9g\t%.9g\t%.6g\t%.6g\t%.9g\t%.9g\n", (long long)step,
-            gen ? 1 : 0, t->dmd, t->gan_g, t->critic, t->gan_d, t->t_dmd, t->t_critic,
-            t->normalizer, t->critic_norm);
+    fprintf(o->log, "%lld\t%d\t%.9g\t%.9g\t%.9g\t%.9g\t%.6g\t%.6g\t%.9g\t%.9g\t%.9g\t%zu\n",
+            (long long)step, gen ? 1 : 0, t->dmd, t->gan_g, t->critic, t->gan_d, t->t_dmd,
+            t->t_critic, t->normalizer, t->critic_norm, t->heads_norm, t->gen_peak);
     fflush(o->log);
     return HL_OK;
 }
@@ -290,7 +403,8 @@ hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const flo
     bool gen = hl_dmd_generator_step(sample_index, o->gen_every);
     terms t = {0};
     if (gen) HL_TRY(generator_step(o, &ctx, text, sample_index, rng, &t));
-    HL_TRY(critic_step(o, &ctx, text, rng, &t));
+    size_t clip = (size_t)(sample_index % d->count), n = (size_t)d->C * d->F * d->H * d->W;
+    HL_TRY(critic_step(o, &ctx, text, d->latents + clip * n, rng, &t));
     *loss = t.dmd + t.gan_g + t.critic + t.gan_d;
     return write_log(o, sample_index + 1, gen, &t, err);
 }
@@ -306,59 +420,78 @@ hl_status hl_stage3_validate(void *obj, int64_t step, const float *params, const
     return hl_distill_log_distance(&o->c, step, ema ? ema : params, loss, err);
 }
 
-/* ---- the critic in the checkpoint ------------------------------------------------------- */
+/* ---- the critic (and the GAN heads) in the checkpoint ----------------------------------- */
 
-hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err) {
-    stage3 *o = obj;
-    const hl_params *L = o->c.layout;
+/* path: "<first>NAME", "exp_avg.NAME", "exp_avg_sq.NAME" of every parameter of L, metadata step. */
+static hl_status save_state(const char *path, const char *format, const char *first,
+                            const hl_params *L, const float *w, const hl_adamw *a, hl_error *err) {
     size_t n = L->n * 3;
     hl_st_entry *e = calloc(n, sizeof *e);
     char(*names)[200] = calloc(n, sizeof *names);
     hl_status st = e && names ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
-    static const char *const prefix[3] = {"critic.", "exp_avg.", "exp_avg_sq."};
-    const float *src[3] = {o->cw, o->cadam.m, o->cadam.v};
-    for (size_t w = 0, k = 0; st == HL_OK && w < 3; w++)
-        for (size_t i = 0; i < L->n; i++, k++) {
-            snprintf(names[k], sizeof names[k], "%s%s", prefix[w], L->p[i].name);
-            e[k].name = names[k];
-            e[k].t = hl_tensor_make((void *)(src[w] + L->p[i].offset), HL_F32, L->p[i].ndim,
+    const char *const prefix[3] = {first, "exp_avg.", "exp_avg_sq."};
+    const float *src[3] = {w, a->m, a->v};
+    for (size_t k = 0, j = 0; st == HL_OK && k < 3; k++)
+        for (size_t i = 0; i < L->n; i++, j++) {
+            snprintf(names[j], sizeof names[j], "%s%s", prefix[k], L->p[i].name);
+            e[j].name = names[j];
+            e[j].t = hl_tensor_make((void *)(src[k] + L->p[i].offset), HL_F32, L->p[i].ndim,
                                     L->p[i].shape);
         }
-    char p[4200], step[32];
-    snprintf(p, sizeof p, "%s/critic.safetensors", dir);
-    snprintf(step, sizeof step, "%lld", (long long)o->cadam.step);
-    const char *meta[] = {"format", "helios-stage3-critic", "step", step, NULL};
-    if (st == HL_OK) st = hl_st_write(p, e, n, meta, err);
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)a->step);
+    const char *meta[] = {"format", format, "step", step, NULL};
+    if (st == HL_OK) st = hl_st_write(path, e, n, meta, err);
     free(e);
     free(names);
-    if (st == HL_OK) st = hl_distill_write_model_folder(&o->c, dir, err);
     return st;
+}
+
+static hl_status load_state(const char *path, const char *first, const hl_params *L, float *w,
+                            hl_adamw *a, hl_error *err) {
+    hl_safetensors *st;
+    HL_TRY(hl_st_open(path, &st, err));
+    const char *step = hl_st_meta(st, "step");
+    hl_status s = step ? HL_OK : hl_fail(err, HELIOS_ERR_FORMAT, "%s: no step", path);
+    if (s == HL_OK) a->step = strtoll(step, NULL, 10);
+    const char *const prefix[3] = {first, "exp_avg.", "exp_avg_sq."};
+    float *dst[3] = {w, a->m, a->v};
+    for (int k = 0; k < 3 && s == HL_OK; k++)
+        for (size_t i = 0; i < L->n && s == HL_OK; i++) {
+            char name[200];
+            snprintf(name, sizeof name, "%s%s", prefix[k], L->p[i].name);
+            const hl_st_tensor *t = hl_st_find(st, name);
+            if (!t || t->dtype != HL_F32 || t->nbytes != (size_t)L->p[i].numel * sizeof(float))
+                s = hl_fail(err, HELIOS_ERR_FORMAT, "%s: tensor '%s' missing or not F32 of %lld",
+                            path, name, (long long)L->p[i].numel);
+            else memcpy(dst[k] + L->p[i].offset, t->data, t->nbytes);
+        }
+    hl_st_close(st);
+    return s;
+}
+
+hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err) {
+    stage3 *o = obj;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/critic.safetensors", dir);
+    HL_TRY(save_state(p, "helios-stage3-critic", "critic.", o->c.layout, o->cw, &o->cadam, err));
+    if (o->gan.on) {
+        snprintf(p, sizeof p, "%s/gan.safetensors", dir);
+        HL_TRY(save_state(p, "helios-stage3-gan", "heads.", &o->gan.layout, o->gan.w, &o->gan.adam,
+                          err));
+    }
+    return hl_distill_write_model_folder(&o->c, dir, err);
 }
 
 hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err) {
     stage3 *o = obj;
-    const hl_params *L = o->c.layout;
     char p[4200];
     snprintf(p, sizeof p, "%s/critic.safetensors", dir);
-    hl_safetensors *st;
-    HL_TRY(hl_st_open(p, &st, err));
-    const char *step = hl_st_meta(st, "step");
-    hl_status s = step ? HL_OK : hl_fail(err, HELIOS_ERR_FORMAT, "%s: no step", p);
-    if (s == HL_OK) o->cadam.step = strtoll(step, NULL, 10);
-    static const char *const prefix[3] = {"critic.", "exp_avg.", "exp_avg_sq."};
-    float *dst[3] = {o->cw, o->cadam.m, o->cadam.v};
-    for (int w = 0; w < 3 && s == HL_OK; w++)
-        for (size_t i = 0; i < L->n && s == HL_OK; i++) {
-            char name[200];
-            snprintf(name, sizeof name, "%s%s", prefix[w], L->p[i].name);
-            const hl_st_tensor *t = hl_st_find(st, name);
-            if (!t || t->dtype != HL_F32 || t->nbytes != (size_t)L->p[i].numel * sizeof(float))
-                s = hl_fail(err, HELIOS_ERR_FORMAT, "%s: tensor '%s' missing or not F32 of %lld", p,
-                            name, (long long)L->p[i].numel);
-            else memcpy(dst[w] + L->p[i].offset, t->data, t->nbytes);
-        }
-    hl_st_close(st);
-    HL_TRY(s);
+    HL_TRY(load_state(p, "critic.", o->c.layout, o->cw, &o->cadam, err));
+    if (o->gan.on) {
+        snprintf(p, sizeof p, "%s/gan.safetensors", dir);
+        HL_TRY(load_state(p, "heads.", &o->gan.layout, o->gan.w, &o->gan.adam, err));
+    }
     if (o->log) fclose(o->log), o->log = NULL;
     int64_t last = hl_distill_dir_step(dir);
     char d[4200];

@@ -49,8 +49,8 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
     return HL_OK;
 }
 
-void hl_vae_posterior_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
-                             float *z) {
+void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
+                        float *z) {
     for (int64_t i = 0; i < n; i++) {
         float s = expf(0.5f * clamp_lv(logvar[i]));
         float d = s * eps[i];
@@ -58,8 +58,8 @@ void hl_vae_posterior_sample(const float *mean, const float *logvar, const float
     }
 }
 
-void hl_vae_posterior_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
-                               float *d_mean, float *d_logvar) {
+void hl_vae_loss_sample_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
+                                 float *d_mean, float *d_logvar) {
     for (int64_t i = 0; i < n; i++) {
         d_mean[i] += dz[i];
         if (!clamped(logvar[i])) d_logvar[i] += dz[i] * eps[i] * 0.5f * expf(0.5f * logvar[i]);

@@ -45,9 +45,9 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
  * sample/prepare.h hl_latent_sample computes before normalising) and its backward: given dz,
  * d_mean += dz and d_logvar += dz·eps·0.5·exp(0.5·lv) (0 where clamped). These accumulate, to add
  * the decoder's path to the KL gradient hl_vae_loss wrote. n elements. */
-void hl_vae_posterior_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
-                             float *z);
-void hl_vae_posterior_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
-                               float *d_mean, float *d_logvar);
+void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
+                        float *z);
+void hl_vae_loss_sample_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
+                                 float *d_mean, float *d_logvar);
 
 #endif

@@ -269,8 +269,9 @@ static hl_status record_params(hl_vae *v, const binder *b, hl_error *err) {
         p->field = r->dst;
         for (size_t k = 0; k < b->n_small; k++)
             if (r->dst == &b->small[k].view) p->field = b->small[k].dst, p->gain = true;
+        p->ndim = r->ndim;
         p->numel = 1;
-        for (int d = 0; d < r->ndim; d++) p->numel *= r->shape[d];
+        for (int d = 0; d < r->ndim; d++) p->numel *= (p->shape[d] = r->shape[d]);
     }
     v->n_params = (int)b->n;
     return HL_OK;

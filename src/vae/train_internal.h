@@ -7,7 +7,8 @@
 
 struct hl_vae_grads {
     const hl_vae *v;
-    float **g; /* [n_params], numel floats each */
+    float **g;     /* [n_params], numel floats each */
+    bool borrowed; /* g[i] belong to the caller (hl_vae_grads_wrap) */
 };
 
 /* A float32 channels-last activation [T, H, W, C] in its own allocation (tape-counted). */

@@ -83,6 +83,22 @@ hl_status hl_vae_grads_new(const hl_vae *v, hl_vae_grads **out, hl_error *err) {
     return HL_OK;
 }
 
+hl_status hl_vae_grads_wrap(const hl_vae *v, float *const *bufs, hl_vae_grads **out,
+                            hl_error *err) {
+    *out = NULL;
+    hl_vae_grads *g = calloc(1, sizeof *g);
+    if (g) g->g = calloc((size_t)(v->n_params ? v->n_params : 1), sizeof *g->g);
+    if (!g || !g->g) {
+        free(g);
+        return hl_fail(err, HELIOS_ERR_OOM, "VAE: out of memory for the gradients");
+    }
+    for (int i = 0; i < v->n_params; i++) g->g[i] = bufs[i];
+    g->v = v;
+    g->borrowed = true;
+    *out = g;
+    return HL_OK;
+}
+
 void hl_vae_grads_zero(hl_vae_grads *g) {
     for (int i = 0; i < g->v->n_params; i++)
         memset(g->g[i], 0, (size_t)g->v->params[i].numel * sizeof(float));
@@ -90,7 +106,7 @@ void hl_vae_grads_zero(hl_vae_grads *g) {
 
 void hl_vae_grads_free(hl_vae_grads *g) {
     if (!g) return;
-    for (int i = 0; g->g && i < g->v->n_params; i++) free(g->g[i]);
+    for (int i = 0; !g->borrowed && g->g && i < g->v->n_params; i++) free(g->g[i]);
     free(g->g);
     free(g);
 }

@@ -132,6 +132,8 @@ typedef struct hl_vae_param {
     char name[160];
     const void *field;
     bool gain;
+    int ndim; /* the checkpoint's shape (a gain: [C, 1, 1, 1] or [C, 1, 1]) */
+    int64_t shape[HL_MAX_DIMS];
     int64_t numel;
 } hl_vae_param;
 
@@ -254,6 +256,9 @@ void hl_vae_grads_zero(hl_vae_grads *g);
 void hl_vae_grads_free(hl_vae_grads *g);
 /* The gradient of the parameter with checkpoint name `name` (numel values), NULL if none. */
 float *hl_vae_grad_by_name(hl_vae_grads *g, const char *name, int64_t *numel);
+/* Gradients in the caller's memory: parameter i's gradient is bufs[i] (params[i].numel floats,
+ * e.g. slices of one flat buffer); hl_vae_grads_zero clears them, hl_vae_grads_free leaves them. */
+hl_status hl_vae_grads_wrap(const hl_vae *v, float *const *bufs, hl_vae_grads **out, hl_error *err);
 
 /* What a forward saved for its backward (activations, float32), owned by the caller. */
 typedef struct hl_vae_tape hl_vae_tape;

@@ -1,5 +1,7 @@
-/* cpu linear: y[M, N] = x[M, K] · W[N, K]ᵀ + b through a cached oneDNN matmul.
+/* cpu linear: y[M, N] = x[M, K] · W[N, K]ᵀ + b through our GEMM (gemm/) or a cached oneDNN
+ * matmul, whichever is faster for the shape (gemm.h, "routing"; HELIOS_GEMM forces one).
  *
+ * The oneDNN path:
  * W BF16: x is rounded to bf16 (RNE) into a dense scratch copy and a bf16 x bf16 -> f32 matmul
  * runs on the AMX brgemm kernels (without bf16 kernels, AVX2-only CPUs: W converted to f32, an f32
  * matmul). W F32: an f32 matmul. W F16: HELIOS_ERR_UNSUPPORTED (no f16 GEMM here), which ops.c
@@ -22,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/cpu/cpu_internal.h"
+#include "ops/cpu/gemm/gemm.h"
 
 enum { LIN_BLOCKED_MIN_M = 1024, LIN_PAR_MIN = 1 << 15 /* elements before threads pay */ };
 
@@ -59,8 +63,8 @@ static hl_status bias_f32(const hl_ctx *ctx, const hl_tensor *b, int64_t N, cons
     return HL_OK;
 }
 
-/* The matmul proper, with the backend lock held. */
-static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+/* The oneDNN matmul, with the backend lock held. */
+static hl_status linear_onednn(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
                                int64_t ldx, const hl_tensor *W, const float *bias, float *y,
                                int64_t ldy) {
     hl_cpu *cpu = hl_cpu_of(ctx);
@@ -115,6 +119,57 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
 oom:
     return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (M=%lld N=%lld K=%lld)",
                    (long long)M, (long long)N, (long long)K);
+}
+
+/* Our GEMM (gemm/gemm.h): y = b (then beta 1) or beta 0, x·Wᵀ is the NT form; strided x and y
+ * need no copies, bf16 weights are packed panel by panel (no converted copy of W). */
+static hl_status linear_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                             int64_t ldx, const hl_tensor *W, const float *bias, float *y,
+                             int64_t ldy) {
+    if (bias) {
+#pragma omp parallel for schedule(static) if (M * N >= LIN_PAR_MIN)
+        for (int64_t m = 0; m < M; m++) memcpy(y + m * ldy, bias, (size_t)N * sizeof *y);
+    }
+    const int nthr = hl_cpu_nthr_for((double)M * N * K), beta = bias != NULL;
+    int rc = W->dtype == HL_BF16
+                 ? hl_gemm_bf16(HL_GEMM_AUTO, nthr, 0, 1, M, N, K, x, ldx, W->data, K, beta, y, ldy)
+                 : hl_gemm_f32(HL_GEMM_AUTO, nthr, 0, 1, M, N, K, x, ldx, W->data, K, beta, y, ldy);
+    if (rc != 0)
+        return hl_fail(ctx->err, HELIOS_ERR_OOM, "linear: out of memory (M=%lld N=%lld K=%lld)",
+                       (long long)M, (long long)N, (long long)K);
+    return HL_OK;
+}
+
+/* Which GEMM runs (gemm.h, "routing"); with the lock held. A probe times both on this call's
+ * operands (each writes y), oneDNN first (its run creates the primitive), then ours, oneDNN,
+ * ours, oneDNN; the winner runs last, so y is the chosen route's result. Ours must be 10%
+ * faster to be chosen (a tie keeps the library). */
+static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                               int64_t ldx, const hl_tensor *W, const float *bias, float *y,
+                               int64_t ldy) {
+    const hl_gemm_mode mode = hl_gemm_mode_get();
+    const double macs = (double)M * N * K;
+    if (mode == HL_GEMM_MODE_OURS || (mode == HL_GEMM_MODE_AUTO && macs < HL_GEMM_PROBE_MIN_MACS))
+        return linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy);
+    if (mode == HL_GEMM_MODE_ONEDNN) return linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy);
+    hl_gemm_class c = {M, N, K, 0, W->dtype == HL_BF16, hl_cpu_nthr_for(macs)};
+    int ours = hl_gemm_route_get(&c);
+    if (ours == 1) return linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy);
+    if (ours == 0) return linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy);
+    double t_o = 1e30, t_d = 1e30;
+    HL_TRY(linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy));
+    for (int i = 0; i < 2; i++) {
+        double t0 = hl_time();
+        HL_TRY(linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy));
+        double t1 = hl_time();
+        HL_TRY(linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy));
+        double t2 = hl_time();
+        if (t1 - t0 < t_o) t_o = t1 - t0;
+        if (t2 - t1 < t_d) t_d = t2 - t1;
+    }
+    ours = t_o < 0.9 * t_d; /* a clear win only: fewer routes that flip with the noise */
+    hl_gemm_route_put(&c, ours, t_o, t_d);
+    return ours ? linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy) : HL_OK;
 }
 
 hl_status hl_cpu_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,

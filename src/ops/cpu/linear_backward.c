@@ -1,4 +1,5 @@
-/* cpu linear backward: two cached oneDNN matmuls and a column sum.
+/* cpu linear backward: two GEMMs (cached oneDNN matmuls, or our GEMM: backward_ours) and a
+ * column sum.
  *   dx  = dy·W      A = dy [M, N], B = W as stored ([N, K]: N rows of K = "K rows of N" for a
  *                   GEMM whose reduction runs over N), C = dx; accumulate_dx: a sum post-op
  *   dW += dyᵀ·x     A = dy read transposed (atrans), B = x [M, K], C = dW with a sum post-op
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "ops/cpu/cpu_internal.h"
+#include "ops/cpu/gemm/gemm.h"
 #include "ops/cpu/vec_math.h"
 
 enum { LB_PAR_MIN = 1 << 15, LB_COLS = 256 };
@@ -156,13 +158,52 @@ static hl_status backward_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_
     return HL_OK;
 }
 
+/* The same on our GEMM (gemm/gemm.h): dx = dy·W is its NN form (beta = accumulate_dx), dW +=
+ * dyᵀ·x its TN form (beta 1); strided dy, x and dx are read and written in place. With bf16
+ * weights dy is rounded to bf16 while packed, and x is rounded into a bf16 copy for dW. */
+static hl_status backward_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                               int64_t ldx, const hl_tensor *W, const float *dy, int64_t lddy,
+                               float *dx, int64_t lddx, int acc_dx, float *dW, float *db) {
+    const int bf16 = W->dtype == HL_BF16, nthr = hl_cpu_nthr_for((double)M * N * K);
+    int rc = 0;
+    if (db) {
+        const int64_t nblk = (N + LB_COLS - 1) / LB_COLS;
+#pragma omp parallel for schedule(static) if (M * N >= LB_PAR_MIN)
+        for (int64_t b = 0; b < nblk; b++) {
+            int64_t j0 = b * LB_COLS, w = N - j0 < LB_COLS ? N - j0 : LB_COLS;
+            dy_cols(M, N, j0, w, dy, lddy, 0, NULL, db);
+        }
+    }
+    if (dx)
+        rc = bf16 ? hl_gemm_bf16(HL_GEMM_AUTO, nthr, 0, 0, M, K, N, dy, lddy, W->data, K, acc_dx,
+                                 dx, lddx)
+                  : hl_gemm_f32(HL_GEMM_AUTO, nthr, 0, 0, M, K, N, dy, lddy, W->data, K, acc_dx, dx,
+                                lddx);
+    if (dW && rc == 0 && bf16) {
+        hl_bf16 *xb = hl_cpu_scratch(hl_cpu_of(ctx), HL_SLOT_LINB_X, (size_t)(M * K) * 2);
+        if (!xb) return OOM();
+        pack_rows(M, K, x, ldx, 1, xb);
+        rc = hl_gemm_bf16(HL_GEMM_AUTO, nthr, 1, 0, N, K, M, dy, lddy, xb, K, 1, dW, K);
+    } else if (dW && rc == 0) {
+        rc = hl_gemm_f32(HL_GEMM_AUTO, nthr, 1, 0, N, K, M, dy, lddy, x, ldx, 1, dW, K);
+    }
+    return rc == 0 ? HL_OK : OOM();
+}
+
 hl_status hl_cpu_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
                                  const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
                                  int64_t lddx, int accumulate_dx, float *dW, float *db) {
     const int64_t N = W->shape[0], K = hl_tensor_numel(W) / N;
+    /* Routing (gemm.h): ours when forced, and below the probe size as in the forward; above it
+     * oneDNN, which measured faster on both backward forms here (docs/design.md, "Our GEMM").
+     * A probe would have to time GEMMs that accumulate into dW: not done yet. */
+    const hl_gemm_mode mode = hl_gemm_mode_get();
+    const int ours = mode == HL_GEMM_MODE_OURS ||
+                     (mode == HL_GEMM_MODE_AUTO && (double)M * N * K < HL_GEMM_PROBE_MIN_MACS);
     hl_cpu_lock(hl_cpu_of(ctx));
-    hl_status st = backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW,
-                                   db);
+    hl_status st =
+        ours ? backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db)
+             : backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db);
     hl_cpu_unlock(hl_cpu_of(ctx));
     if (st != HL_OK && st != HELIOS_ERR_OOM) hl_error_prefix(ctx->err, "linear_backward");
     return st;

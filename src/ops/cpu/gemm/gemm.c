@@ -1,0 +1,416 @@
+/* Our GEMM's driver: the BLIS loop nest, the packing of both operand orientations, the scalar
+ * kernel, and the run-time choice of kernel (CPUID / XGETBV). See gemm.h for the contract.
+ *
+ * Loops (BLIS, Goto): for each NC-wide column block of C (jc) and each KC-deep slice of K (pc),
+ * B[pc:pc+KC, jc:jc+NC] is packed once into NR-wide micro-panels shared by all threads; then the
+ * MC-tall row blocks of A (ic) are packed into MR-tall micro-panels, each by the thread that
+ * uses it, and for each B micro-panel (jr) and A micro-panel (ir) the microkernel updates one
+ * MR x NR tile of C. The first K slice stores (beta 0) or adds (beta 1), later ones add.
+ *
+ * Block sizes for Zen 5 (48 KiB L1d, 1 MiB L2 per core, 32 MiB L3 per 8-core CCX); the same
+ * reasoning holds for Zen 4 and recent Intel cores:
+ *   KC  a B micro-panel, KC x NR, stays in L1 while the ir loop streams A micro-panels through
+ *       it: 256 k x 32 x 4 bytes = 32 KiB (f32; bf16: 512 k x 32 x 2 bytes, the same bytes),
+ *       leaving L1 room for the A micro-panel (14 KiB) and the C tile.
+ *   MC  the packed A block, MC x KC, stays in L2 across the jr loop: 336 x 256 x 4 = 336 KiB
+ *       (a third of L2: the B micro-panels and C stream through the rest).
+ *   NC  the packed B block, KC x NC, is shared by the threads from L3: 256 x 2048 x 4 = 2 MiB.
+ * The C tile's load + store is amortised over KC steps of MR x NR multiply-adds.
+ *
+ * Threads: inside one parallel region, the threads pack the B block's micro-panels (a static
+ * split), then share the (ic, jr-chunk) grid of the block in a static schedule; the grid has
+ * more than one chunk of jr per ic only when there are too few ic blocks to keep the threads
+ * busy (small M), at the price of packing an A block once per chunk. Which thread computes a
+ * tile does not change its value (one thread sums it, in k order), so the results are the same
+ * for every thread count.
+ *
+ * Memory: the packed blocks live in grow-only per-thread buffers of the calling thread
+ * (B block + one A block per thread: 2 MiB + 336 KiB per thread for f32; with bf16 weights on
+ * an f32 kernel (no AVX512-BF16), the panels hold the widened float32 values: the same sizes,
+ * never a converted copy of the whole weight). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "ops/cpu/cpu_internal.h"
+#include "ops/cpu/gemm/gemm.h"
+#include "ops/cpu/gemm/gemm_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#define GEMM_X86 1
+#else
+#define GEMM_X86 0
+#endif
+
+/* ---- CPU features ---------------------------------------------------------------------------- */
+
+typedef struct caps {
+    int avx2_fma, avx512f, avx512bf16;
+} caps;
+
+#if GEMM_X86
+static unsigned long long xgetbv0(void) {
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+#endif
+
+static caps caps_probe(void) {
+    caps c = {0};
+#if GEMM_X86
+    unsigned a, b, cx, d;
+    if (!__get_cpuid(1, &a, &b, &cx, &d)) return c;
+    const int fma = (cx >> 12) & 1;
+    if (!((cx >> 27) & 1)) return c; /* no OSXSAVE */
+    const unsigned long long xcr0 = xgetbv0();
+    const int ymm = (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+    if (__get_cpuid_max(0, NULL) < 7) return c;
+    __cpuid_count(7, 0, a, b, cx, d);
+    const unsigned max_sub = a;
+    c.avx2_fma = ymm && fma && ((b >> 5) & 1);
+    c.avx512f = zmm && ((b >> 16) & 1);
+    if (c.avx512f && max_sub >= 1) {
+        __cpuid_count(7, 1, a, b, cx, d);
+        c.avx512bf16 = (a >> 5) & 1;
+    }
+#endif
+    return c;
+}
+
+static caps caps_get(void) {
+    static caps cached;
+    static int done;
+    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+        cached = caps_probe(); /* idempotent: a race writes the same values */
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+    return cached;
+}
+
+int hl_gemm_kernel_available(hl_gemm_kernel k) {
+    const caps c = caps_get();
+    switch (k) {
+    case HL_GEMM_AUTO:
+    case HL_GEMM_SCALAR: return 1;
+    case HL_GEMM_AVX2: return c.avx2_fma && hl_gemm_ukr_avx2.fn != NULL;
+    case HL_GEMM_AVX512: return c.avx512f && hl_gemm_ukr_avx512.fn != NULL;
+    case HL_GEMM_AVX512_BF16: return c.avx512bf16 && hl_gemm_ukr_avx512_bf16.fn != NULL;
+    default: return 0;
+    }
+}
+
+const char *hl_gemm_kernel_name(hl_gemm_kernel k) {
+    static const char *const names[HL_GEMM_KERNEL_COUNT] = {"scalar", "avx2", "avx512",
+                                                            "avx512-bf16"};
+    return k == HL_GEMM_AUTO ? "auto" : (k >= 0 && k < HL_GEMM_KERNEL_COUNT ? names[k] : "?");
+}
+
+hl_gemm_kernel hl_gemm_kernel_best(int bf16) {
+    if (bf16 && hl_gemm_kernel_available(HL_GEMM_AVX512_BF16)) return HL_GEMM_AVX512_BF16;
+    if (hl_gemm_kernel_available(HL_GEMM_AVX512)) return HL_GEMM_AVX512;
+    if (hl_gemm_kernel_available(HL_GEMM_AVX2)) return HL_GEMM_AVX2;
+    return HL_GEMM_SCALAR;
+}
+
+/* ---- the scalar kernel, 4 x 8 ---------------------------------------------------------------- */
+
+static void ukr_scalar(int64_t kc, const void *pa, const void *pb, float *c, int64_t ldc, int add) {
+    const float *a = pa, *b = pb;
+    float acc[4][8] = {{0}};
+    for (int64_t k = 0; k < kc; k++, a += 4, b += 8)
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 8; j++) acc[r][j] += a[r] * b[j];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 8; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+
+static const hl_gemm_ukr_desc ukr_scalar_desc = {4, 8, 1, ukr_scalar};
+
+/* ---- the plan -------------------------------------------------------------------------------- */
+
+typedef struct plan {
+    const hl_gemm_ukr_desc *u;
+    int64_t mc, kc, nc; /* block sizes; kc even for pair kernels */
+    int64_t M, N, K;
+    const float *A;
+    int64_t sai, sak; /* op(A)(i, k) = A[i·sai + k·sak] */
+    const void *B;
+    int64_t sbk, sbj; /* op(B)(k, j) = B[k·sbk + j·sbj] */
+    int b_bf16;       /* B holds bf16 */
+    int round_a;      /* A rounded to bf16 while packed (bf16 GEMM on an f32 kernel) */
+    int beta;
+    float *C;
+    int64_t ldc;
+} plan;
+
+static inline float b_at(const plan *p, int64_t k, int64_t j) {
+    const int64_t o = k * p->sbk + j * p->sbj;
+    return p->b_bf16 ? hl_bf16_to_f32(((const hl_bf16 *)p->B)[o]) : ((const float *)p->B)[o];
+}
+
+/* ---- packing ---------------------------------------------------------------------------------
+ * A block: rows [i0, i0 + mb) of op(A), k in [k0, k0 + kb), into ceil(mb / MR) micro-panels of
+ * MR·kp elements (kp = kb, or kb rounded up to even for pairs), rows past mb and the odd k zero.
+ * B block: columns [j0, j0 + nb), NR-wide micro-panels [q0, q1) of the block. The inner loop
+ * follows the operand's contiguous direction. */
+
+/* The packing loops read a row segment of kb elements, then jump to the next row: too short a
+ * run for the hardware prefetcher (profiled: the loads of the first touch were ~20% of a
+ * 1152 x 1536 x 1536 GEMM), so the segment PF_AHEAD rows ahead is prefetched, a line at a time. */
+enum { PF_AHEAD = 2, KC_MAX = 1024 };
+static inline void prefetch_row(const void *row, int valid, int64_t n, int esz) {
+    if (!valid) return;
+    for (int64_t o = 0; o < n * esz; o += 64) __builtin_prefetch((const char *)row + o, 0, 3);
+}
+
+static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, void *dst) {
+    const int MR = p->u->mr;
+    const int64_t kp = p->u->pair == 2 ? (kb + 1) & ~(int64_t)1 : kb;
+    for (int64_t ir = 0; ir < mb; ir += MR) {
+        const int64_t rows = mb - ir < MR ? mb - ir : MR;
+        const float *a = p->A + (i0 + ir) * p->sai + k0 * p->sak;
+        if (p->u->pair == 1) {
+            float *d = (float *)dst + ir * kp;
+            if (rows < MR) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
+            if (p->sak == 1) {
+                for (int64_t k0b = 0; k0b < kb; k0b += 16) {
+                    const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t k = k0b; k < ke; k++) d[k * MR + r] = a[r * p->sai + k];
+                }
+            } else {
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t r = 0; r < rows; r++) d[k * MR + r] = a[k * p->sak + r];
+            }
+            if (p->round_a)
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t r = 0; r < rows; r++)
+                        d[k * MR + r] = hl_bf16_to_f32(hl_f32_to_bf16(d[k * MR + r]));
+        } else {
+            hl_bf16 *d = (hl_bf16 *)dst + ir * kp;
+            if (rows < MR || kp != kb) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
+            if (p->sak == 1 && kb <= KC_MAX) {
+                /* rows rounded by the vector conversion into tmp, then moved a pair at a time */
+                static _Thread_local hl_bf16 tmp[16][KC_MAX + 2];
+                uint32_t *d32 = (uint32_t *)d;
+                for (int64_t r = 0; r < rows; r++) {
+                    hl_cpu_f32_to_bf16(a + r * p->sai, tmp[r], kb);
+                    tmp[r][kb] = 0;
+                }
+                for (int64_t g0 = 0; g0 < kp / 2; g0 += 16) {
+                    const int64_t ge = kp / 2 - g0 < 16 ? kp / 2 : g0 + 16;
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t g = g0; g < ge; g++)
+                            memcpy(&d32[g * MR + r], &tmp[r][2 * g], 4);
+                }
+            } else if (p->sak == 1) {
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t k = 0; k < kb; k++)
+                        d[((k >> 1) * MR + r) * 2 + (k & 1)] = hl_f32_to_bf16(a[r * p->sai + k]);
+            } else {
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t r = 0; r < rows; r++)
+                        d[((k >> 1) * MR + r) * 2 + (k & 1)] = hl_f32_to_bf16(a[k * p->sak + r]);
+            }
+        }
+    }
+}
+
+static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb, int64_t q0,
+                   int64_t q1, void *dst) {
+    const int NR = p->u->nr;
+    const int64_t kp = p->u->pair == 2 ? (kb + 1) & ~(int64_t)1 : kb;
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t jr = q * NR, cols = nb - jr < NR ? nb - jr : NR;
+        const int64_t jj = j0 + jr;
+        if (p->u->pair == 1) {
+            float *d = (float *)dst + jr * kp;
+            if (cols < NR) memset(d, 0, (size_t)(NR * kp) * sizeof *d);
+            if (p->sbk == 1 && !p->b_bf16) {
+                const float *b = (const float *)p->B + jj * p->sbj + k0;
+                for (int64_t k0b = 0; k0b < kb; k0b += 16) {
+                    const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
+                    for (int64_t c = 0; c < cols; c++)
+                        for (int64_t k = k0b; k < ke; k++) d[k * NR + c] = b[c * p->sbj + k];
+                }
+            } else if (p->sbk == 1) {
+                const hl_bf16 *b = (const hl_bf16 *)p->B + jj * p->sbj + k0;
+                for (int64_t c = 0; c < cols; c++) {
+                    prefetch_row(b + (c + PF_AHEAD) * p->sbj, c + PF_AHEAD < cols, kb, 2);
+                    for (int64_t k = 0; k < kb; k++)
+                        d[k * NR + c] = hl_bf16_to_f32(b[c * p->sbj + k]);
+                }
+            } else {
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t c = 0; c < cols; c++) d[k * NR + c] = b_at(p, k0 + k, jj + c);
+            }
+        } else { /* pairs: B is bf16 */
+            const hl_bf16 *b = p->B;
+            hl_bf16 *d = (hl_bf16 *)dst + jr * kp;
+            if (cols < NR || kp != kb) memset(d, 0, (size_t)(NR * kp) * sizeof *d);
+            if (p->sbk == 1) { /* a pair of k is 4 contiguous bytes of a row of B */
+                const hl_bf16 *s = b + jj * p->sbj + k0;
+                uint32_t *d32 = (uint32_t *)d;
+                for (int64_t g0 = 0; g0 < kb / 2; g0 += 16) {
+                    const int64_t ge = kb / 2 - g0 < 16 ? kb / 2 : g0 + 16;
+                    for (int64_t c = 0; c < cols; c++)
+                        for (int64_t g = g0; g < ge; g++)
+                            memcpy(&d32[g * NR + c], s + c * p->sbj + 2 * g, 4);
+                }
+                if (kb & 1)
+                    for (int64_t c = 0; c < cols; c++)
+                        d[((kb >> 1) * NR + c) * 2] = s[c * p->sbj + kb - 1];
+            } else {
+                for (int64_t k = 0; k < kb; k++) {
+                    const hl_bf16 *s = b + (k0 + k) * p->sbk + jj * p->sbj;
+                    for (int64_t c = 0; c < cols; c++)
+                        d[((k >> 1) * NR + c) * 2 + (k & 1)] = s[c * p->sbj];
+                }
+            }
+        }
+    }
+}
+
+/* ---- the loop nest --------------------------------------------------------------------------- */
+
+/* One A block (rows [i0, i0 + mb)) against B micro-panels [q0, q1) of the packed B block. */
+static void macro_kernel(const plan *p, int64_t i0, int64_t mb, int64_t j0, int64_t nb, int64_t kb,
+                         int add, const char *pa, const char *pb, int64_t q0, int64_t q1) {
+    const int MR = p->u->mr, NR = p->u->nr, esz = p->u->pair == 2 ? 2 : 4;
+    const int64_t kp = p->u->pair == 2 ? (kb + 1) / 2 * 2 : kb;
+    const int64_t ksteps = p->u->pair == 2 ? kp / 2 : kb;
+    float tmp[16 * 32] __attribute__((aligned(64))); /* MR x NR <= 16 x 32 */
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t jr = q * NR, cols = nb - jr < NR ? nb - jr : NR;
+        const char *b = pb + (size_t)(jr * kp) * esz;
+        for (int64_t ir = 0; ir < mb; ir += MR) {
+            const int64_t rows = mb - ir < MR ? mb - ir : MR;
+            const char *a = pa + (size_t)(ir * kp) * esz;
+            float *c = p->C + (i0 + ir) * p->ldc + j0 + jr;
+            if (rows == MR && cols == NR) {
+                p->u->fn(ksteps, a, b, c, p->ldc, add);
+                continue;
+            }
+            p->u->fn(ksteps, a, b, tmp, NR, 0);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < cols; j++)
+                    c[r * p->ldc + j] = add ? c[r * p->ldc + j] + tmp[r * NR + j] : tmp[r * NR + j];
+        }
+    }
+}
+
+/* The loop nest over rows [i0, i1) and columns [js, je) of C, on one thread. */
+static void run_part(const plan *p, int64_t i0, int64_t i1, int64_t js, int64_t je, char *bbuf,
+                     char *abuf) {
+    const int NR = p->u->nr;
+    for (int64_t j0 = js; j0 < je; j0 += p->nc) {
+        const int64_t nb = je - j0 < p->nc ? je - j0 : p->nc, n_q = (nb + NR - 1) / NR;
+        for (int64_t k0 = 0; k0 < p->K; k0 += p->kc) {
+            const int64_t kb = p->K - k0 < p->kc ? p->K - k0 : p->kc;
+            const int add = k0 > 0 || p->beta;
+            pack_b(p, j0, nb, k0, kb, 0, n_q, bbuf);
+            for (int64_t ic = i0; ic < i1; ic += p->mc) {
+                const int64_t mb = i1 - ic < p->mc ? i1 - ic : p->mc;
+                pack_a(p, ic, mb, k0, kb, abuf);
+                macro_kernel(p, ic, mb, j0, nb, kb, add, abuf, bbuf, 0, n_q);
+            }
+        }
+    }
+}
+
+/* Thread t of nt takes a fixed part of C: a band of rows (whole register tiles), or when there
+ * are too few rows for that, a band of columns; it packs its own B and A blocks, so the threads
+ * never wait for each other (a barrier per block cost a lot on a loaded machine, where one
+ * descheduled thread stalls the others). B is packed once per thread: for the row bands, nt
+ * times in all, a K x N pass next to M x N x K / nt multiply-adds each. */
+static void run_plan(const plan *p, int nthr, char *bufs, size_t a_bytes, size_t b_bytes) {
+    const int MR = p->u->mr, NR = p->u->nr;
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        char *bbuf = bufs + (size_t)t * (a_bytes + b_bytes), *abuf = bbuf + b_bytes;
+        int64_t i0 = 0, i1 = p->M, js = 0, je = p->N;
+        if (p->M >= (int64_t)nt * 4 * MR) {
+            const int64_t per = ((p->M + MR - 1) / MR + nt - 1) / nt * MR;
+            i0 = t * per < p->M ? t * per : p->M;
+            i1 = i0 + per < p->M ? i0 + per : p->M;
+        } else {
+            const int64_t per = ((p->N + NR - 1) / NR + nt - 1) / nt * NR;
+            js = t * per < p->N ? t * per : p->N;
+            je = js + per < p->N ? js + per : p->N;
+        }
+        if (i0 < i1 && js < je) run_part(p, i0, i1, js, je, bbuf, abuf);
+    }
+}
+
+/* Grow-only buffers of the calling thread (OpenMP threads and the model's thread live as long
+ * as the process; a first-touch page fault per call would cost more than the small GEMMs). */
+static _Thread_local struct {
+    void *p;
+    size_t cap;
+} tl_buf;
+
+static void *buf_get(size_t bytes) {
+    if (tl_buf.cap >= bytes) return tl_buf.p;
+    free(tl_buf.p);
+    tl_buf.p = NULL;
+    tl_buf.cap = 0;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    tl_buf.p = p;
+    tl_buf.cap = bytes;
+    return p;
+}
+
+static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, int64_t M, int64_t N,
+                int64_t K, const float *A, int64_t lda, const void *B, int64_t ldb, int beta,
+                float *C, int64_t ldc) {
+    if (k == HL_GEMM_AUTO) k = hl_gemm_kernel_best(bf16);
+    if (!bf16 && k == HL_GEMM_AVX512_BF16) k = HL_GEMM_AVX512;
+    if (!hl_gemm_kernel_available(k)) return -1;
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0) {
+        if (!beta)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+        return 0;
+    }
+    plan p = {
+        .M = M, .N = N, .K = K, .A = A, .B = B, .b_bf16 = bf16, .beta = beta, .C = C, .ldc = ldc};
+    p.sai = transA ? 1 : lda, p.sak = transA ? lda : 1;
+    p.sbk = transB ? 1 : ldb, p.sbj = transB ? ldb : 1;
+    switch (k) {
+    case HL_GEMM_AVX2: p.u = &hl_gemm_ukr_avx2, p.mc = 288, p.kc = 512, p.nc = 2048; break;
+    case HL_GEMM_AVX512: p.u = &hl_gemm_ukr_avx512, p.mc = 336, p.kc = 512, p.nc = 2048; break;
+    case HL_GEMM_AVX512_BF16:
+        p.u = &hl_gemm_ukr_avx512_bf16, p.mc = 336, p.kc = KC_MAX, p.nc = 2048;
+        break;
+    default: p.u = &ukr_scalar_desc, p.mc = 128, p.kc = 256, p.nc = 1024; break;
+    }
+    p.round_a = bf16 && p.u->pair == 1;
+    if (nthr < 1 || omp_in_parallel()) nthr = 1;
+    const int MR = p.u->mr, NR = p.u->nr, esz = p.u->pair == 2 ? 2 : 4;
+    /* kc rounded to even; blocks no larger than the problem (rounded to whole panels) */
+    const int64_t kb = K < p.kc ? (K + 1) & ~(int64_t)1 : p.kc;
+    const int64_t mb = (M < p.mc ? M : p.mc) + MR - 1, nb = (N < p.nc ? N : p.nc) + NR - 1;
+    const size_t a_bytes = ((size_t)(mb / MR * MR * kb) * esz + 63) & ~(size_t)63;
+    const size_t b_bytes = ((size_t)(nb / NR * NR * kb) * esz + 63) & ~(size_t)63;
+    char *buf = buf_get((size_t)nthr * (a_bytes + b_bytes));
+    if (!buf) return -1;
+    run_plan(&p, nthr, buf, a_bytes, b_bytes);
+    return 0;
+}
+
+int hl_gemm_f32(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                const float *A, int64_t lda, const float *B, int64_t ldb, int beta, float *C,
+                int64_t ldc) {
+    return gemm(k, 0, nthr, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N,
+                 int64_t K, const float *A, int64_t lda, const hl_bf16 *B, int64_t ldb, int beta,
+                 float *C, int64_t ldc) {
+    return gemm(k, 1, nthr, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}

@@ -1,0 +1,90 @@
+/* Our own GEMM (issue 11 item 2): packed, cache-blocked microkernels in the BLIS style.
+ *
+ *   C[M, N] (+)= op(A)[M, K] · op(B)[K, N]        float32 accumulation, row-major C
+ *
+ * op(A) is A [M, K] (lda apart) or, transA, Aᵀ with A stored [K, M]; op(B) is B [K, N] or,
+ * transB, Bᵀ with B stored [N, K] (a Linear weight). So the forms training needs are
+ *   NT: x·Wᵀ (forward), NN: dy·W (dx), TN: dyᵀ·x (dW), with beta = 1 to accumulate.
+ * beta is 0 (C is overwritten and never read: it may hold NaNs) or 1 (C += ...).
+ *
+ * hl_gemm_bf16 takes B in bf16 (weights) and A in float32, rounded to bf16 (RNE, as
+ * hl_f32_to_bf16) while it is packed: the cpu backend's precision rule for bf16 weights
+ * (ops.h). On the AVX512-BF16 kernel the products run on vdpbf16ps (pairs of k per f32 lane);
+ * on the other kernels the rounded A and the bf16 B are widened to float32 while packing (exact)
+ * and the f32 microkernel runs (item 4: where there is no bf16 arithmetic; the packed panels
+ * are float32, twice the bf16 bytes, a few MiB at most: see gemm.c).
+ *
+ * Results: every C element is summed by one thread in a fixed order (k in blocks of KC, each
+ * block's partial sum added to C in order), so the result does not depend on the thread count
+ * or on M / N / the strides: identical bits run to run, thread count to thread count. It does
+ * depend on the kernel (different register tiles sum the same way, but FMA vs the scalar
+ * kernel's separate multiply-add, and vdpbf16ps's pair sums, round differently).
+ *
+ * Kernels are compiled with per-function target attributes and picked by CPUID (and XGETBV for
+ * the OS's AVX / AVX-512 state) at run time, so the library runs on any x86-64 CPU. AMX is not
+ * here: the development machine (AMD Zen 5) has none, and an untested kernel is not shipped. */
+#ifndef HL_CPU_GEMM_H
+#define HL_CPU_GEMM_H
+
+#include <stdint.h>
+
+#include "core/dtype.h"
+
+typedef enum hl_gemm_kernel {
+    HL_GEMM_AUTO = -1,   /* the best this CPU has: bf16 > avx512 > avx2 > scalar */
+    HL_GEMM_SCALAR = 0,  /* plain C, 4 x 8 tile: the fallback and the oracle of the others */
+    HL_GEMM_AVX2,        /* AVX2 + FMA f32, 6 x 16 tile */
+    HL_GEMM_AVX512,      /* AVX-512F f32, 14 x 32 tile */
+    HL_GEMM_AVX512_BF16, /* AVX512-BF16 vdpbf16ps, 14 x 32 tile (hl_gemm_bf16 only; for
+                               hl_gemm_f32 it means HL_GEMM_AVX512) */
+    HL_GEMM_KERNEL_COUNT
+} hl_gemm_kernel;
+
+/* 1 when this CPU and OS run kernel k (HL_GEMM_AUTO and HL_GEMM_SCALAR: always). */
+int hl_gemm_kernel_available(hl_gemm_kernel k);
+const char *hl_gemm_kernel_name(hl_gemm_kernel k); /* "scalar", "avx2", "avx512", "avx512-bf16" */
+/* The kernel HL_GEMM_AUTO runs for f32 (bf16 = 0) or bf16 (bf16 = 1) operands. */
+hl_gemm_kernel hl_gemm_kernel_best(int bf16);
+
+/* The GEMM on nthr OpenMP threads (<= 1: the calling thread; inside a parallel region: the
+ * calling thread). Strides in elements, lda >= op(A)'s stored row width, etc. M, N or K may be
+ * 0 (K = 0: C = beta ? C : 0). Returns 0, or -1 when out of memory or the kernel is not
+ * available here (C untouched). */
+int hl_gemm_f32(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                const float *A, int64_t lda, const float *B, int64_t ldb, int beta, float *C,
+                int64_t ldc);
+int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N,
+                 int64_t K, const float *A, int64_t lda, const hl_bf16 *B, int64_t ldb, int beta,
+                 float *C, int64_t ldc);
+
+/* ---- routing: our GEMM or oneDNN ------------------------------------------------------------
+ * The cpu ops that multiply matrices (hl_cpu_linear) run our GEMM or oneDNN's, whichever is
+ * faster for the shape, decided on the first call of each shape class by timing both (twice
+ * each, the faster of each pair counted; ours must win by 10%) on the call's own operands and kept for the life of
+ * the process (one table for all backend instances, so two sessions take the same route and
+ * give the same bits). Below HL_GEMM_PROBE_MIN_MACS multiply-adds there is no probe: ours runs
+ * (oneDNN's primitive creation alone costs more than such a GEMM). The environment variable
+ * HELIOS_GEMM=ours|onednn|auto (read once) forces one side, for measurement and tests; auto
+ * (the default) probes. A route that timing chose may differ between two processes when the
+ * two are within noise of each other: HELIOS_GEMM pins it where runs must agree bit for bit. */
+enum { HL_GEMM_PROBE_MIN_MACS = 1 << 24 };
+typedef enum hl_gemm_mode {
+    HL_GEMM_MODE_AUTO,
+    HL_GEMM_MODE_OURS,
+    HL_GEMM_MODE_ONEDNN
+} hl_gemm_mode;
+hl_gemm_mode hl_gemm_mode_get(void);
+
+/* A shape class: the GEMM's sizes, form, operand dtype and thread count. */
+typedef struct hl_gemm_class {
+    int64_t M, N, K;
+    int form; /* caller-defined: e.g. 0 x·Wᵀ, 1 dy·W, 2 dyᵀ·x */
+    int dtype, nthr;
+} hl_gemm_class;
+
+/* The route stored for c: 1 ours, 0 oneDNN, -1 not probed yet. */
+int hl_gemm_route_get(const hl_gemm_class *c);
+/* Stores the route for c (a full table keeps its entries; c is then probed again next time). */
+void hl_gemm_route_put(const hl_gemm_class *c, int ours, double t_ours, double t_onednn);
+
+#endif

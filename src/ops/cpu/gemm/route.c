@@ -1,0 +1,69 @@
+/* The process-wide table of GEMM routes (gemm.h, "routing"). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "ops/cpu/gemm/gemm.h"
+
+enum { ROUTES_MAX = 256 };
+
+static struct {
+    hl_gemm_class c;
+    int ours;
+} g_routes[ROUTES_MAX];
+static int g_n_routes;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static hl_gemm_mode mode_read(void) {
+    const char *e = getenv("HELIOS_GEMM");
+    if (!e || !*e || !strcmp(e, "auto")) return HL_GEMM_MODE_AUTO;
+    if (!strcmp(e, "ours")) return HL_GEMM_MODE_OURS;
+    if (!strcmp(e, "onednn")) return HL_GEMM_MODE_ONEDNN;
+    HL_WARN("HELIOS_GEMM='%s' is not ours, onednn or auto: auto", e);
+    return HL_GEMM_MODE_AUTO;
+}
+
+hl_gemm_mode hl_gemm_mode_get(void) {
+    static int mode = -1;
+    pthread_mutex_lock(&g_lock);
+    if (mode < 0) {
+        mode = (int)mode_read();
+        if (mode != HL_GEMM_MODE_AUTO)
+            HL_INFO("cpu: HELIOS_GEMM: every GEMM of the linear ops runs on %s",
+                    mode == HL_GEMM_MODE_OURS ? "our kernels" : "oneDNN");
+    }
+    pthread_mutex_unlock(&g_lock);
+    return (hl_gemm_mode)mode;
+}
+
+static int same(const hl_gemm_class *a, const hl_gemm_class *b) {
+    return a->M == b->M && a->N == b->N && a->K == b->K && a->form == b->form &&
+           a->dtype == b->dtype && a->nthr == b->nthr;
+}
+
+int hl_gemm_route_get(const hl_gemm_class *c) {
+    int r = -1;
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < g_n_routes && r < 0; i++)
+        if (same(&g_routes[i].c, c)) r = g_routes[i].ours;
+    pthread_mutex_unlock(&g_lock);
+    return r;
+}
+
+void hl_gemm_route_put(const hl_gemm_class *c, int ours, double t_ours, double t_onednn) {
+    pthread_mutex_lock(&g_lock);
+    int found = 0;
+    for (int i = 0; i < g_n_routes && !found; i++) found = same(&g_routes[i].c, c);
+    if (!found && g_n_routes < ROUTES_MAX) {
+        g_routes[g_n_routes].c = *c;
+        g_routes[g_n_routes].ours = ours;
+        g_n_routes++;
+        HL_INFO("cpu: gemm %lldx%lldx%lld (form %d, %s, %d threads): ours %.2f ms, oneDNN %.2f ms: "
+                "%s",
+                (long long)c->M, (long long)c->N, (long long)c->K, c->form,
+                c->dtype ? "bf16" : "f32", c->nthr, t_ours * 1e3, t_onednn * 1e3,
+                ours ? "ours" : "oneDNN");
+    }
+    pthread_mutex_unlock(&g_lock);
+}
