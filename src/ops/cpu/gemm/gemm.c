@@ -28,6 +28,7 @@
  * (B block + one A block per thread: 2 MiB + 336 KiB per thread for f32; with bf16 weights on
  * an f32 kernel (no AVX512-BF16), the panels hold the widened float32 values: the same sizes,
  * never a converted copy of the whole weight). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -347,21 +348,44 @@ static void run_plan(const plan *p, int nthr, char *bufs, size_t a_bytes, size_t
 }
 
 /* Grow-only buffers of the calling thread (OpenMP threads and the model's thread live as long
- * as the process; a first-touch page fault per call would cost more than the small GEMMs). */
-static _Thread_local struct {
+ * as the process; a first-touch page fault per call would cost more than the small GEMMs). Kept
+ * under a pthread key so a thread that ends (a session's worker) frees its buffer. */
+typedef struct thread_buf {
     void *p;
     size_t cap;
-} tl_buf;
+} thread_buf;
+
+static pthread_key_t g_buf_key;
+static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
+static int g_buf_key_ok;
+
+static void buf_free(void *b) {
+    thread_buf *t = b;
+    free(t->p);
+    free(t);
+}
+
+static void buf_key_make(void) { g_buf_key_ok = pthread_key_create(&g_buf_key, buf_free) == 0; }
 
 static void *buf_get(size_t bytes) {
-    if (tl_buf.cap >= bytes) return tl_buf.p;
-    free(tl_buf.p);
-    tl_buf.p = NULL;
-    tl_buf.cap = 0;
+    pthread_once(&g_buf_once, buf_key_make);
+    if (!g_buf_key_ok) return NULL;
+    thread_buf *t = pthread_getspecific(g_buf_key);
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t))) return NULL;
+        if (pthread_setspecific(g_buf_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    if (t->cap >= bytes) return t->p;
+    free(t->p);
+    t->p = NULL;
+    t->cap = 0;
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-    tl_buf.p = p;
-    tl_buf.cap = bytes;
+    t->p = p;
+    t->cap = bytes;
     return p;
 }
 
