@@ -22,6 +22,7 @@
 #include "train/dist.h"
 #include "train/dit_flat.h"
 #include "io/safetensors_write.h"
+#include "train/distill.h"
 #include "train/lora.h"
 #include "train/lora_step.h"
 #include "train/objective.h"
@@ -233,29 +234,7 @@ static hl_status make_dirs(const char *path, hl_error *err) {
 
 /* Keeps the lines of the log whose step is <= last (a resume rewrites what follows). */
 static hl_status truncate_log(const char *path, int64_t last, hl_error *err) {
-    if (!hl_file_is_regular(path)) return HL_OK;
-    char *buf;
-    size_t len;
-    HL_TRY(hl_file_read_all(path, (size_t)1 << 32, "loss log", &buf, &len, err));
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(buf);
-        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    for (char *line = buf; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (strtoll(line, NULL, 10) <= last && nl) fwrite(line, 1, n, f);
-        line += n;
-    }
-    free(buf);
-    int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0)
-        return hl_fail(err, HELIOS_ERR_IO, "%s: cannot rewrite: %s", path, strerror(errno));
-    return HL_OK;
+    return hl_distill_truncate_log(path, last, err);
 }
 
 static void format_eta(double s, char *out, size_t n) {
