@@ -465,38 +465,58 @@ static int run_gemm(const bench_opts *o, const hl_peak *pk) {
     return 0;
 }
 
-/* Training steps (issue 10 item 9): the block shape, then the tiny model on stage 1. */
-static int run_train(const bench_opts *o, const yardstick *y) {
+/* One training step at the block shape: f32, or bf16 (f32 master weights, bf16 GEMM operands). */
+static int train_block(const bench_opts *o, const yardstick *y, int bf16) {
     hl_error err = {0};
     hl_train_bench b;
-    if (hl_train_bench_block(o->dim, (int)o->heads, o->ffn, o->tokens, o->text, o->reps, &b,
+    const char *dt = bf16 ? "bf16" : "f32";
+    if (hl_train_bench_block(o->dim, (int)o->heads, o->ffn, o->tokens, o->text, bf16, o->reps, &b,
                              &err) != HL_OK) {
-        fprintf(stderr, "helios bench: training block: %s\n", err.msg);
+        fprintf(stderr, "helios bench: training block %s: %s\n", dt, err.msg);
         return 1;
     }
-    printf("train block f32: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text, %.1fM "
+    printf("train block %s: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text, %.1fM "
            "parameters: forward %.3f s, backward %.3f s (%.2fx the forward), AdamW %.3f s "
            "(medians of %d)\n",
-           (long long)o->dim, (long long)o->heads, (long long)o->ffn, (long long)o->tokens,
+           dt, (long long)o->dim, (long long)o->heads, (long long)o->ffn, (long long)o->tokens,
            (long long)o->text, (double)b.params * 1e-6, b.fwd_s, b.bwd_s, b.bwd_s / b.fwd_s,
            b.opt_s, o->reps);
     double step = b.fwd_s + b.bwd_s + b.opt_s;
-    printf("train block forward: ");
+    printf("train block %s forward: ", dt);
     quote(y, b.fwd_flops / b.fwd_s * 1e-9);
-    printf("\ntrain block backward: ");
+    printf("\ntrain block %s backward: ", dt);
     quote(y, 2 * b.fwd_flops / b.bwd_s * 1e-9);
-    printf("\ntrain block step: %.0f tokens/s, ", (double)b.tokens / step);
+    printf("\ntrain block %s step: %.0f tokens/s, ", dt, (double)b.tokens / step);
     quote(y, b.step_flops / step * 1e-9);
-    printf("\ntrain block memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
+    printf("\ntrain block %s memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
            "MiB\n",
-           (double)b.act_bytes / 1048576.0, peak_rss_mib());
+           dt, (double)b.act_bytes / 1048576.0, peak_rss_mib());
+    return 0;
+}
+
+/* Training steps (issue 10 item 9): the block shape in f32 and, where oneDNN has bf16 GEMMs, in
+ * mixed precision (quoted against the bf16 baseline), then the tiny model on stage 1. */
+static int run_train(const bench_opts *o, const yardstick *y) {
+    hl_error err = {0};
+    hl_train_bench b;
+    if (train_block(o, y, 0)) return 1;
+    double bf16_base = hl_cpu_gemm_ceiling_gflops(o->gemm_n, HL_BF16, o->reps);
+    if (bf16_base > 0) {
+        printf("baseline: oneDNN bf16 GEMM %lld^3: %.0f GFLOP/s (median of %d), %.0f%% of peak\n",
+               (long long)o->gemm_n, bf16_base, o->reps, 100.0 * bf16_base / y->peak);
+        yardstick yb = *y;
+        yb.baseline = bf16_base;
+        if (train_block(o, &yb, 1)) return 1;
+    } else {
+        printf("train block bf16: skipped: oneDNN has no bf16 GEMM on this CPU\n");
+    }
     hl_train_bench keep;
     if (hl_train_bench_model(o->tiny_model, 9, 8, 8, 0, 1, &keep, &err) != HL_OK ||
         hl_train_bench_model(o->tiny_model, 9, 8, 8, 1, o->reps, &b, &err) != HL_OK) {
         fprintf(stderr, "helios bench: training %s: %s\n", o->tiny_model, err.msg);
         return 1;
     }
-    step = b.fwd_s + b.opt_s;
+    double step = b.fwd_s + b.opt_s;
     printf("train model %s (stage 1, 9x8x8 latent chunk with a full history, %lld tokens, "
            "%.2fM parameters): step %.1f ms (AdamW %.1f ms), %.0f tokens/s, %.1f GFLOP/s, "
            "%.1f%% of peak\n",
@@ -510,34 +530,35 @@ static int run_train(const bench_opts *o, const yardstick *y) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: helios bench [options]\n"
-            "\n"
-            "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
-            "baseline) and times one transformer block (random weights) against both.\n"
-            "  --threads N     threads, 1..%d (default 0: all cores)\n"
-            "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
-            "  --f32           f32 weights and GEMMs instead of bf16\n"
-            "  --tokens N      current tokens (default 2304)\n"
-            "  --text N        text tokens (default 512)\n"
-            "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
-            "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-            "  --only block|umt5|vae|tiny|linear|train|gemm  run one part (default: block and\n"
-            "                  linear; with --full also umt5 and vae); tiny: the tiny random\n"
-            "                  model end to end (frames/s, the share of time inside the ops);\n"
-            "                  linear: hl_linear against hl_linear_backward at the block's\n"
-            "                  linear shapes; train: training steps (f32) of the block shape\n"
-            "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
-            "                  and form at --gemm N and the block shapes, against each ISA's\n"
-            "                  peak and oneDNN on the same shape\n"
-            "  --train         the same as --only train\n"
-            "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
-            "  --tiny-frames N   video frames at 256x128 (default 33)\n"
-            "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
-            "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
-            "Numbers must be whole values in range; an option given twice takes its last value.\n"
-            "A bad command line exits with status 2.\n",
-            HELIOS_MAX_THREADS);
+    fprintf(
+        f,
+        "usage: helios bench [options]\n"
+        "\n"
+        "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
+        "baseline) and times one transformer block (random weights) against both.\n"
+        "  --threads N     threads, 1..%d (default 0: all cores)\n"
+        "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
+        "  --f32           f32 weights and GEMMs instead of bf16\n"
+        "  --tokens N      current tokens (default 2304)\n"
+        "  --text N        text tokens (default 512)\n"
+        "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
+        "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
+        "  --only block|umt5|vae|tiny|linear|train|gemm  run one part (default: block and\n"
+        "                  linear; with --full also umt5 and vae); tiny: the tiny random\n"
+        "                  model end to end (frames/s, the share of time inside the ops);\n"
+        "                  linear: hl_linear against hl_linear_backward at the block's\n"
+        "                  linear shapes; train: training steps (f32 and bf16) of the block shape\n"
+        "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
+        "                  and form at --gemm N and the block shapes, against each ISA's\n"
+        "                  peak and oneDNN on the same shape\n"
+        "  --train         the same as --only train\n"
+        "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
+        "  --tiny-frames N   video frames at 256x128 (default 33)\n"
+        "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
+        "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
+        "Numbers must be whole values in range; an option given twice takes its last value.\n"
+        "A bad command line exits with status 2.\n",
+        HELIOS_MAX_THREADS);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -592,7 +613,9 @@ int cmd_bench(int argc, char **argv) {
         return args_fail(&a, "--dim %lld does not split into --heads %lld of even width",
                          (long long)o.dim, (long long)o.heads);
     hl_set_threads(o.threads);
-    printf("threads: %d\n", hl_get_threads());
+    const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
+    printf("threads: %d (idle threads: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s)\n", hl_get_threads(),
+           wp ? wp : "unset", sc ? sc : "unset");
     char feat[256];
     hl_cpu_features(feat, sizeof feat);
     printf("cpu: %s\n", feat);

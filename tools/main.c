@@ -1,6 +1,8 @@
 /* helios — command-line entry: dispatches to subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helios.h"
 #include "tools/commands.h"
@@ -24,7 +26,22 @@ static void usage(FILE *f) {
         "Run 'helios <command> --help' for the options of a command.\n");
 }
 
+/* Idle OpenMP threads must not spin for long: on a shared machine libgomp's default (300,000
+ * spins after every parallel region) burns the cores the other threads need, and made the tiny
+ * model 3-5x slower with other jobs running (issue 11). libgomp reads its wait policy once, in its
+ * own constructor, before main, and has no call to change it; glibc also resets the environment
+ * after .preinit_array runs. So the first start sets GOMP_SPINCOUNT (bounded spinning, then
+ * sleeping) and re-executes itself once. A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins; if the
+ * exec fails the program runs on with libgomp's default. Programs linking libhelios set these
+ * themselves (README). */
+static void bounded_spin(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", "1000", 0) != 0) return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+    bounded_spin(argv);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);

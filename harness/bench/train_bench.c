@@ -54,8 +54,8 @@ static void block_range(const hl_params *l, int64_t *off, int64_t *n) {
     *n = hi - *off;
 }
 
-hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int reps,
-                               hl_train_bench *out, hl_error *err) {
+hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int bf16,
+                               int reps, hl_train_bench *out, hl_error *err) {
     memset(out, 0, sizeof *out);
     hl_dit_config c = {.patch = {1, 2, 2},
                        .heads = heads,
@@ -80,17 +80,22 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
     hl_dit *m = NULL, *g = NULL;
     hl_adamw opt = {0};
     float *w = NULL, *gw = NULL;
+    hl_bf16 *shadow = NULL;
     hl_status st = hl_dit_params_layout(&c, &layout, err);
     if (st == HL_OK) {
         w = calloc((size_t)layout.total, sizeof *w);
         gw = calloc((size_t)layout.total, sizeof *gw);
-        if (!w || !gw) st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory");
+        if (bf16) shadow = calloc((size_t)layout.total, sizeof *shadow);
+        if (!w || !gw || (bf16 && !shadow))
+            st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory");
     }
     hl_rng rng = {.path = HL_RNG_NORMAL_AVX2};
     hl_rng_seed(&rng, 1);
     if (st == HL_OK) {
         hl_dit_params_init_random(&c, &layout, w, &rng);
-        st = hl_dit_new_flat(&c, &layout, w, &m, err);
+        if (bf16) hl_params_to_bf16(&layout, w, shadow);
+        st = bf16 ? hl_dit_new_flat_bf16(&c, &layout, w, shadow, &m, err)
+                  : hl_dit_new_flat(&c, &layout, w, &m, err);
     }
     if (st == HL_OK) st = hl_dit_new_flat(&c, &layout, gw, &g, err);
     int64_t off, n;
@@ -136,6 +141,7 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
                                        &g->blocks[0], dtproj, denc, dx);
         double t2 = hl_time();
         if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-5, w + off, gw + off);
+        if (st == HL_OK && bf16) hl_params_to_bf16(&layout, w, shadow);
         double t3 = hl_time();
         if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1, to[r] = t3 - t2;
     }
@@ -152,7 +158,7 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
     hl_bufs_free(&bufs);
     hl_adamw_free(&opt);
     hl_dit_free(m), hl_dit_free(g);
-    free(w), free(gw);
+    free(w), free(gw), free(shadow);
     hl_params_free(&layout);
     return st;
 }

@@ -17,10 +17,12 @@ typedef struct hl_train_bench {
     size_t act_bytes;           /* activations kept for the backward plus its scratch */
 } hl_train_bench;
 
-/* One block (D, heads, ffn) over S tokens attending to L text tokens, float32 weights, training
- * forward + backward + AdamW over the block's parameters; reps timed steps after one warm-up. */
-hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int reps,
-                               hl_train_bench *out, hl_error *err);
+/* One block (D, heads, ffn) over S tokens attending to L text tokens, training forward +
+ * backward + AdamW over the block's parameters; reps timed steps after one warm-up. bf16: mixed
+ * precision as `"precision": "bf16"` trains (f32 master weights, GEMMs on a bf16 shadow that is
+ * refreshed after every AdamW step, the refresh timed with AdamW); otherwise float32 throughout. */
+hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int bf16,
+                               int reps, hl_train_bench *out, hl_error *err);
 
 /* The transformer of model_dir (its transformer/config.json, random init) on the stage-1
  * objective with synthetic clips of the given latent size (frames = 3 chunks of chunk_frames):
