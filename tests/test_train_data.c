@@ -564,15 +564,19 @@ static void test_latent_stats(void) {
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
     hl_vae_config c = v->cfg;
     const int z = c.z_dim;
-    CHECK(hl_vae_latent_stats(&ctx, v, ds, 3, c.latents_mean, c.latents_std, &err) == HL_OK, "%s",
-          err.msg);
+    hl_vae_recon rec;
+    CHECK(hl_vae_latent_stats(&ctx, v, ds, 3, c.latents_mean, c.latents_std, &rec, true, &err) ==
+              HL_OK,
+          "%s", err.msg);
     c.latents_n = z;
     float scratch[HL_VAE_MAX_Z];
-    CHECK(hl_vae_latent_stats(&ctx, v, ds, 4, scratch, scratch, &err) == HELIOS_ERR_INVALID_ARG,
+    CHECK(hl_vae_latent_stats(&ctx, v, ds, 4, scratch, scratch, NULL, false, &err) ==
+              HELIOS_ERR_INVALID_ARG,
           "more clips than the dataset holds must be refused");
     /* independent check: normalise each clip's posterior mean with the pipelines' function */
-    double sum[HL_VAE_MAX_Z] = {0}, sq[HL_VAE_MAX_Z] = {0};
+    double sum[HL_VAE_MAX_Z] = {0}, sq[HL_VAE_MAX_Z] = {0}, se = 0;
     int64_t count = 0;
+    int pair_ok = rec.pair != NULL;
     for (int64_t i = 0; i < 3; i++) {
         hl_clip clip;
         CHECK(hl_dataset_get(ds, i, &clip, &err) == HL_OK, "%s", err.msg);
@@ -583,6 +587,18 @@ static void test_latent_stats(void) {
         float *mu = malloc((size_t)(z * n) * sizeof *mu);
         CHECK(hl_vae_encode(&ctx, v, 1, 5, 16, 32, clip.pixels, mom) == HL_OK, "%s", err.msg);
         hl_vae_posterior(1, z, n, mom, mu, NULL, NULL);
+        float *y = malloc((size_t)(3 * 5 * 16 * 32) * sizeof *y);
+        CHECK(hl_vae_decode(&ctx, v, 1, T, h, w, mu, y) == HL_OK, "%s", err.msg);
+        for (int64_t k = 0; k < 3 * 5 * 16 * 32; k++) {
+            double d = (double)y[k] - clip.pixels[k];
+            se += d * d;
+            /* clip 0's pair: row r of (3, 5, 16) is [clip row | reconstruction row] */
+            int64_t r = k / 32, col = k % 32;
+            if (i == 0 && rec.pair)
+                pair_ok &= rec.pair[r * 64 + col] == clip.pixels[k] &&
+                           rec.pair[r * 64 + 32 + col] == y[k];
+        }
+        free(y);
         CHECK(hl_vae_normalize_latents(&c, 1, n, mu, &err) == HL_OK, "%s", err.msg);
         for (int ch = 0; ch < z; ch++)
             for (int64_t k = 0; k < n; k++) {
@@ -599,6 +615,11 @@ static void test_latent_stats(void) {
         worst = fmax(worst, fmax(fabs(m), fabs(sd - 1)));
     }
     CHECK(worst < 1e-4, "normalised latents: worst |mean| or |std - 1| %.3g", worst);
+    double mse = se / (3.0 * 3 * 5 * 16 * 32);
+    CHECK(fabs(rec.mse - mse) <= 1e-9 * mse && fabs(rec.psnr - 10 * log10(4 / mse)) < 1e-9,
+          "reconstruction: mse %.9g, expected %.9g", rec.mse, mse);
+    CHECK(pair_ok, "clip 0 | reconstruction is not the clip beside its decode");
+    free(rec.pair);
     /* the config text round trip */
     char *text = hl_vae_config_to_json(&c);
     hl_json *j = NULL;

@@ -6,13 +6,14 @@
 #include <sys/stat.h>
 
 #include "core/parallel.h"
+#include "io/media.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "train/checkpoint.h"
 #include "train/latent_stats.h"
 
 typedef struct stats_opts {
-    const char *path, *data;
+    const char *path, *data, *recon;
     int clips, width, height, frames, seed, threads, write;
 } stats_opts;
 
@@ -54,6 +55,7 @@ static int parse(int argc, char **argv, stats_opts *o) {
         else if (args_is(&a, NULL, "--seed")) rc = args_int(&a, 0, 2147483647, &o->seed);
         else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 512, &o->threads);
         else if (args_is(&a, NULL, "--write")) o->write = 1;
+        else if (args_is(&a, NULL, "--recon")) rc = args_str(&a, &o->recon);
         else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option '%s'", a.opt);
         else if (o->path) return args_fail(&a, "one PATH only ('%s' and '%s')", o->path, a.opt);
         else o->path = a.opt;
@@ -79,6 +81,20 @@ static void print_floats(const char *key, const float *v, int n, const char *end
     printf("]%s\n", end);
 }
 
+/* clip 0 | its reconstruction, (3, frames, H, 2W), as a video */
+static hl_status write_pair(const stats_opts *o, const float *pair, hl_error *err) {
+    hl_video_writer *w = NULL;
+    HL_TRY(hl_video_writer_open(o->recon, 2 * o->width, o->height, NULL, &w, err));
+    hl_status st = hl_video_writer_write(w, pair, o->frames, 0, o->frames, err);
+    if (st != HL_OK) {
+        hl_video_writer_discard(w);
+        return st;
+    }
+    HL_TRY(hl_video_writer_close(w, err));
+    fprintf(stderr, "helios vae-stats: wrote %s (clip 0 | its reconstruction)\n", o->recon);
+    return HL_OK;
+}
+
 static hl_status run(const stats_opts *o, hl_error *err) {
     char dir[4096], cfg_path[4200];
     vae_dir(o->path, dir, sizeof dir);
@@ -95,10 +111,17 @@ static hl_status run(const stats_opts *o, hl_error *err) {
     int64_t n = ds && hl_dataset_count(ds) < o->clips ? hl_dataset_count(ds) : o->clips;
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
     hl_vae_config c = v->cfg;
-    if (st == HL_OK) st = hl_vae_latent_stats(&ctx, v, ds, n, c.latents_mean, c.latents_std, err);
+    hl_vae_recon rec = {0};
+    if (st == HL_OK)
+        st = hl_vae_latent_stats(&ctx, v, ds, n, c.latents_mean, c.latents_std, &rec,
+                                 o->recon != NULL, err);
+    if (st == HL_OK && o->recon) st = write_pair(o, rec.pair, err);
+    free(rec.pair);
     if (st == HL_OK) {
         c.latents_n = c.z_dim;
-        printf("{\n  \"clips\": %lld,\n", (long long)n);
+        printf("{\n  \"clips\": %lld,\n  \"reconstruction_mse\": %.6g,\n"
+               "  \"reconstruction_psnr_db\": %.2f,\n",
+               (long long)n, rec.mse, rec.psnr);
         print_floats("latents_mean", c.latents_mean, c.z_dim, ",");
         print_floats("latents_std", c.latents_std, c.z_dim, "");
         printf("}\n");

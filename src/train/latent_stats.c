@@ -6,8 +6,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Decodes the posterior mean mu (1, z, T, h, w) of clip c and adds its squared error to *se;
+ * pair: clip | reconstruction, (3, frames, H, 2W). */
+static hl_status reconstruct(const hl_ctx *ctx, hl_vae *v, const hl_clip *c, const float *mu,
+                             int64_t T, int64_t h, int64_t w, double *se, float *pair,
+                             hl_error *err) {
+    const int64_t F = hl_vae_decoded_frames(&v->cfg, T), H = c->height, W = c->width;
+    if (F != c->frames || v->cfg.out_channels != 3)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "reconstruction: %lld frames decoded for %d (or not 3 channels)",
+                       (long long)F, c->frames);
+    float *y = malloc((size_t)(3 * F * H * W) * sizeof *y);
+    if (!y) return hl_fail(err, HELIOS_ERR_OOM, "reconstruction: out of memory");
+    hl_status st = hl_vae_decode(ctx, v, 1, T, h, w, mu, y);
+    for (int64_t i = 0; st == HL_OK && i < 3 * F * H * W; i++) {
+        double d = (double)y[i] - c->pixels[i];
+        *se += d * d;
+    }
+    for (int64_t r = 0; st == HL_OK && pair && r < 3 * F * H; r++) { /* rows of (3, F, H) */
+        memcpy(pair + r * 2 * W, c->pixels + r * W, (size_t)W * sizeof *pair);
+        memcpy(pair + r * 2 * W + W, y + r * W, (size_t)W * sizeof *pair);
+    }
+    free(y);
+    return st;
+}
+
 hl_status hl_vae_latent_stats(const hl_ctx *ctx, hl_vae *v, hl_dataset *ds, int64_t n_clips,
-                              float *mean, float *std, hl_error *err) {
+                              float *mean, float *std, hl_vae_recon *recon, bool want_pair,
+                              hl_error *err) {
     const int64_t z = v->cfg.z_dim;
     if (n_clips < 1 || n_clips > hl_dataset_count(ds))
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
@@ -18,7 +44,10 @@ hl_status hl_vae_latent_stats(const hl_ctx *ctx, hl_vae *v, hl_dataset *ds, int6
     double *sum = calloc((size_t)(2 * z), sizeof *sum), *sq = sum ? sum + z : NULL;
     float *moments = NULL;
     hl_status st = sum ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "latent statistics: out of memory");
-    int64_t count = 0; /* values per channel so far */
+    int64_t count = 0;  /* values per channel so far */
+    double se = 0;      /* squared reconstruction error */
+    int64_t pixels = 0; /* values reconstructed */
+    if (recon) *recon = (hl_vae_recon){0};
     for (int64_t i = 0; st == HL_OK && i < n_clips; i++) {
         hl_clip c = {0};
         if ((st = hl_dataset_get(ds, i, &c, err)) != HL_OK) break;
@@ -39,6 +68,16 @@ hl_status hl_vae_latent_stats(const hl_ctx *ctx, hl_vae *v, hl_dataset *ds, int6
                 sq[ch] += x * x;
             }
         count += n;
+        if (st == HL_OK && recon) {
+            const size_t pair = (size_t)(3 * c.frames * c.height * 2 * c.width);
+            if (want_pair && i == 0 && !(recon->pair = malloc(pair * sizeof *recon->pair)))
+                st = hl_fail(err, HELIOS_ERR_OOM, "reconstruction: out of memory");
+            if (st == HL_OK)
+                st = reconstruct(ctx, v, &c, moments, T, h, w, &se, i == 0 ? recon->pair : NULL,
+                                 err); /* the first z channels of the moments are the mean */
+            if (st != HL_OK) hl_error_prefix(err, "clip %lld (%s)", (long long)i, c.source);
+            pixels += 3 * (int64_t)c.frames * c.height * c.width;
+        }
         hl_clip_free(&c);
     }
     for (int64_t ch = 0; st == HL_OK && ch < z; ch++) {
@@ -50,6 +89,11 @@ hl_status hl_vae_latent_stats(const hl_ctx *ctx, hl_vae *v, hl_dataset *ds, int6
                          "latent statistics: channel %lld is constant over %lld clips",
                          (long long)ch, (long long)n_clips);
     }
+    if (st == HL_OK && recon) {
+        recon->mse = se / (double)pixels;
+        recon->psnr = 10.0 * log10(4.0 / (recon->mse > 0 ? recon->mse : 1e-30));
+    }
+    if (st != HL_OK && recon) free(recon->pair), recon->pair = NULL;
     free(sum);
     free(moments);
     return st;

@@ -9,15 +9,27 @@
 #ifndef HL_TRAIN_LATENT_STATS_H
 #define HL_TRAIN_LATENT_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "train/dataset.h"
 #include "vae/vae.h"
 
+/* How well the VAE reconstructs the clips (the posterior mean decoded), when asked for. */
+typedef struct hl_vae_recon {
+    double mse;  /* mean squared error over every pixel value of every clip, in [-1, 1] units */
+    double psnr; /* 10 log10(2^2 / mse): the peak-to-peak range is 2 */
+    float *pair; /* optional, (3, frames, H, 2W) of clip 0: the clip | its reconstruction,
+                    malloc'ed; free it */
+} hl_vae_recon;
+
 /* mean, std: [v->cfg.z_dim]. Clips 0 .. n_clips-1 of ds (n_clips <= its count), each encoded whole
- * (batch 1). Errors name the clip. */
+ * (batch 1). recon (may be NULL) also decodes each clip's posterior mean and measures the error;
+ * with want_pair its pair holds clip 0 side by side with its reconstruction. Errors name the
+ * clip. */
 hl_status hl_vae_latent_stats(const hl_ctx *ctx, hl_vae *v, hl_dataset *ds, int64_t n_clips,
-                              float *mean, float *std, hl_error *err);
+                              float *mean, float *std, hl_vae_recon *recon, bool want_pair,
+                              hl_error *err);
 
 /* c as a diffusers vae/config.json (AutoencoderKLWan), with latents_n tables (z_dim values each);
  * malloc'ed text, NULL when out of memory. Every field hl_vae_config_parse reads is written, so
