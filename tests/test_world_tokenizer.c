@@ -163,6 +163,11 @@ static void test_pieces(void) {
     const hl_spm_info *in = hl_spm_get_info(m);
     CHECK(in->pad_id == 0 && in->eos_id == 1 && in->unk_id == 2 && in->bos_id == -1,
           "specials pad %d eos %d unk %d bos %d", in->pad_id, in->eos_id, in->unk_id, in->bos_id);
+    static const char *const special[] = {"<pad>", "</s>", "<unk>"};
+    for (int i = 0; i < 3; i++) {
+        const char *p = hl_spm_id_to_piece(m, i, NULL);
+        CHECK(p && !strcmp(p, special[i]), "piece %d is '%s', not '%s'", i, p ? p : "", special[i]);
+    }
     CHECK(in->model_type == 1 && !in->byte_fallback && in->charsmap_size == 0 &&
               in->add_dummy_prefix && in->remove_extra_whitespaces && in->escape_whitespaces &&
               !strcmp(in->normalizer_name, "identity"),
