@@ -168,9 +168,9 @@ static void test_pieces(void) {
         const char *p = hl_spm_id_to_piece(m, i, NULL);
         CHECK(p && !strcmp(p, special[i]), "piece %d is '%s', not '%s'", i, p ? p : "", special[i]);
     }
-    CHECK(in->model_type == 1 && !in->byte_fallback && in->charsmap_size == 0 &&
+    CHECK(in->model_type == 1 && !in->byte_fallback && in->charsmap_size > 0 &&
               in->add_dummy_prefix && in->remove_extra_whitespaces && in->escape_whitespaces &&
-              !strcmp(in->normalizer_name, "identity"),
+              !strcmp(in->normalizer_name, "ascii_lowercase"),
           "model and normalizer spec");
     CHECK(in->n_pieces >= 100 && in->n_pieces <= 300, "%d pieces", in->n_pieces);
     hl_world_vocab v;
@@ -200,8 +200,10 @@ static void test_pieces(void) {
         {"a red dog.", SPACE "a " SPACE "red " SPACE " d o g ."},
         {"  42  blue balls ", SPACE " 4 2 " SPACE "blue " SPACE "balls"},
         {"reds", SPACE "red s"},
-        {"A Red", SPACE " <unk> " SPACE " <unk> e d"},
-        {"\xc3\xa9t\xc3\xa9", SPACE " <unk> t <unk>"},
+        {"A Red", SPACE "a " SPACE "red"},
+        {"A LARGE Red STAR.", SPACE "a " SPACE "large " SPACE "red " SPACE "star ."},
+        {"\xc3\xa9t\xc3\xa9 \xc3\x89T\xc3\x89", SPACE " <unk> t <unk> " SPACE " <unk> t <unk>"},
+        {"red+blue", SPACE "red <unk> b l u e"},
         {"", ""},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -399,21 +401,42 @@ static void test_writer_errors(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         hl_error_clear(&err);
-        hl_status st = hl_spm_write_unigram(cases[c].p, 2, &buf, &len, &err);
+        hl_status st = hl_spm_write_unigram(cases[c].p, 2, c % 2, &buf, &len, &err);
         CHECK(st != HL_OK && !buf && strstr(err.msg, cases[c].want), "case %zu: %d '%s'", c,
               (int)st, err.msg);
     }
     /* a minimal model: the specials alone, then one piece */
-    CHECK(hl_spm_write_unigram(NULL, 0, &buf, &len, &err) == HL_OK, "no pieces: %s", err.msg);
+    CHECK(hl_spm_write_unigram(NULL, 0, false, &buf, &len, &err) == HL_OK, "no pieces: %s",
+          err.msg);
     free(buf);
     hl_spm_new_piece one = {SPACE "x", -1};
-    CHECK(hl_spm_write_unigram(&one, 1, &buf, &len, &err) == HL_OK, "%s", err.msg);
-    hl_spm *m = NULL;
-    CHECK(buf && hl_spm_load_mem(buf, len, "one", &m, &err) == HL_OK &&
-              hl_spm_get_info(m)->n_pieces == 4 && hl_spm_piece_score(m, 3) == -1.0f,
-          "one piece: %s", err.msg);
-    hl_spm_free(m);
-    free(buf);
+    for (int lower = 0; lower < 2; lower++) {
+        CHECK(hl_spm_write_unigram(&one, 1, lower, &buf, &len, &err) == HL_OK, "%s", err.msg);
+        hl_spm *m = NULL;
+        CHECK(buf && hl_spm_load_mem(buf, len, "one", &m, &err) == HL_OK &&
+                  hl_spm_get_info(m)->n_pieces == 4 && hl_spm_piece_score(m, 3) == -1.0f,
+              "one piece: %s", err.msg);
+        free(buf);
+        buf = NULL;
+        if (!m) continue;
+        CHECK(!strcmp(hl_spm_get_info(m)->normalizer_name, lower ? "ascii_lowercase" : "identity"),
+              "normalizer '%s'", hl_spm_get_info(m)->normalizer_name);
+        /* the case folding: every ASCII byte before "AB", and after */
+        for (int c = 0; c < 128; c++) {
+            if (c == ' ') continue;
+            char text[4] = {(char)c, 'A', 'B', (char)c}, want[8] = SPACE;
+            int lc = lower && c >= 'A' && c <= 'Z' ? c + 32 : c;
+            want[3] = (char)lc, want[4] = lower ? 'a' : 'A', want[5] = lower ? 'b' : 'B';
+            want[6] = (char)lc;
+            char *norm = NULL;
+            size_t nl = 0;
+            CHECK(hl_spm_normalize(m, text, 4, &norm, &nl, &err) == HL_OK && nl == 7 &&
+                      !memcmp(norm, want, 7),
+                  "lower %d: byte %d: '%.*s'", lower, c, (int)nl, norm ? norm : "");
+            free(norm);
+        }
+        hl_spm_free(m);
+    }
 }
 
 int main(void) {

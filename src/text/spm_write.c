@@ -5,8 +5,8 @@
  *   SentencePiece    1 piece, 2 score (float), 3 type (omitted for NORMAL, the default)
  *   TrainerSpec      3 model_type, 4 vocab_size, 40..43 unk/bos/eos/pad_id,
  *                    45 unk_piece, 47 eos_piece, 48 pad_piece
- *   NormalizerSpec   1 name, 3 add_dummy_prefix, 4 remove_extra_whitespaces,
- *                    5 escape_whitespaces
+ *   NormalizerSpec   1 name, 2 precompiled_charsmap, 3 add_dummy_prefix,
+ *                    4 remove_extra_whitespaces, 5 escape_whitespaces
  *
  * The specs come first and the pieces last (protobuf readers take fields in any order): a prefix
  * of a protobuf is often a valid protobuf, and this way every prefix of the file is refused by
@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "text/spm_internal.h"
-#include "train/checkpoint.h"
 
 enum { WIRE_VARINT = 0, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
 
@@ -85,6 +84,37 @@ static const struct {
     {"<unk>", HL_SPM_UNKNOWN}, /* 2 */
 };
 
+/* The precompiled charsmap that lowercases A-Z: `uint32 trie bytes (LE) | darts-clone units |
+ * "a\0b\0...z\0"`. A unit is 32 bits: bits 0-7 the label, bit 8 "has a leaf", bits 10-30 the
+ * offset (the XOR from a node to the base of its children); a leaf unit has bit 31 set and holds
+ * a value (here the offset of the replacement in the strings). From the root (unit 0, offset
+ * ROOT), byte c leads to unit ROOT ^ c, which must carry label c; its leaf is at LEAF + k for
+ * the k-th letter. Every other unit a lookup can reach fails the label check: zero units have
+ * label 0 (no byte after the first matches it), the root's own leaf slot (ROOT ^ 0, reached by a
+ * NUL) and the leaves have bit 31 set in their label, and the children of a leaf, LEAF + k ^ d
+ * with d >= 1, are >= 256 apart from ROOT ^ c. */
+enum { CM_ROOT = 256, CM_LEAF = 512, CM_UNITS = CM_LEAF + 26 };
+
+static void put_lowercase_charsmap(hl_spm_buf *b) {
+    uint32_t units[CM_UNITS] = {0};
+    units[0] = (uint32_t)CM_ROOT << 10;
+    units[CM_ROOT] = 1u << 31; /* the root has no leaf: a NUL matches nothing */
+    char strings[52];
+    for (uint32_t k = 0; k < 26; k++) {
+        uint32_t c = 'A' + k, node = CM_ROOT ^ c, leaf = CM_LEAF + k;
+        units[node] = (node ^ leaf) << 10 | 1u << 8 | c;
+        units[leaf] = 1u << 31 | 2 * k; /* value: offset of the replacement */
+        strings[2 * k] = (char)('a' + k), strings[2 * k + 1] = '\0';
+    }
+    unsigned char blob[4 + 4 * CM_UNITS + sizeof strings];
+    uint32_t trie = 4 * CM_UNITS;
+    for (int i = 0; i < 4; i++) blob[i] = (unsigned char)(trie >> (8 * i));
+    for (int u = 0; u < CM_UNITS; u++)
+        for (int i = 0; i < 4; i++) blob[4 + 4 * u + i] = (unsigned char)(units[u] >> (8 * i));
+    memcpy(blob + 4 + 4 * CM_UNITS, strings, sizeof strings);
+    put_bytes(b, 2, blob, sizeof blob);
+}
+
 static hl_status check_piece(const hl_spm_new_piece *p, size_t i, hl_error *err) {
     if (!p->piece || !p->piece[0])
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "tokenizer: piece %zu is empty", i);
@@ -114,7 +144,7 @@ static hl_status check_piece(const hl_spm_new_piece *p, size_t i, hl_error *err)
     return HL_OK;
 }
 
-hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, char **out,
+hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, bool lowercase, char **out,
                                size_t *out_len, hl_error *err) {
     *out = NULL;
     *out_len = 0;
@@ -138,7 +168,8 @@ hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, char **
     free(t.p);
 
     hl_spm_buf ns = {0}; /* NormalizerSpec */
-    put_string(&ns, 1, "identity");
+    put_string(&ns, 1, lowercase ? "ascii_lowercase" : "identity");
+    if (lowercase) put_lowercase_charsmap(&ns);
     put_int(&ns, 3, 1); /* add_dummy_prefix */
     put_int(&ns, 4, 1); /* remove_extra_whitespaces */
     put_int(&ns, 5, 1); /* escape_whitespaces */
@@ -165,6 +196,12 @@ hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, char **
     const hl_spm_info *in = hl_spm_get_info(m);
     bool ok = (size_t)in->n_pieces == n + HL_SPM_WRITE_N_SPECIAL && in->pad_id == 0 &&
               in->eos_id == 1 && in->unk_id == 2 && in->bos_id == -1 && !in->byte_fallback;
+    char *norm = NULL;
+    size_t norm_len = 0;
+    if (ok)
+        ok = hl_spm_normalize(m, "Az", 2, &norm, &norm_len, err) == HL_OK &&
+             !strcmp(norm, lowercase ? HL_SPM_SPACE "az" : HL_SPM_SPACE "Az");
+    free(norm);
     hl_spm_free(m);
     if (!ok) {
         free(b.p);
@@ -173,14 +210,4 @@ hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, char **
     *out = b.p;
     *out_len = b.len;
     return HL_OK;
-}
-
-hl_status hl_spm_write_unigram_file(const char *path, const hl_spm_new_piece *pieces, size_t n,
-                                    hl_error *err) {
-    char *buf;
-    size_t len;
-    HL_TRY(hl_spm_write_unigram(pieces, n, &buf, &len, err));
-    hl_status st = hl_write_file_atomic(path, buf, len, err);
-    free(buf);
-    return st;
 }

@@ -8,10 +8,12 @@
  * then the given pieces as NORMAL pieces with their scores (log probabilities: the Viterbi
  * segmentation picks the path with the highest sum), in the given order (ids 3, 4, ...).
  * TrainerSpec says model_type UNIGRAM, vocab_size, pad/eos/unk ids 0/1/2 and bos -1, no byte
- * fallback (a character no piece covers is <unk>, a run of them one <unk>). NormalizerSpec is
- * "identity" without a precompiled charsmap: text is not rewritten (no NFKC, no case folding);
+ * fallback (a character no piece covers is <unk>, a run of them one <unk>). NormalizerSpec:
  * leading, trailing and repeated spaces are removed, a space is prefixed, and spaces are written
- * as U+2581 "▁" (so a word piece is "▁word").
+ * as U+2581 "▁" (so a word piece is "▁word"); otherwise the text is not rewritten (no NFKC):
+ * "identity" without a precompiled charsmap, or with lowercase "ascii_lowercase", whose charsmap
+ * maps A-Z to a-z (26 one-byte rules in a darts-clone double array, as SentencePiece stores its
+ * normalization rules; other characters, accented capitals included, are kept).
  *
  * The bytes are a deterministic function of the pieces, so the same pieces give the same file.
  * The specs are written before the pieces, so that any truncation of the file is refused by
@@ -19,6 +21,7 @@
 #ifndef HL_TEXT_SPM_WRITE_H
 #define HL_TEXT_SPM_WRITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/error.h"
@@ -35,11 +38,7 @@ typedef struct hl_spm_new_piece {
  * non-empty valid UTF-8, unique, not one of the special pieces, and have finite scores
  * (HELIOS_ERR_INVALID_ARG naming the piece otherwise). The result is checked by loading it
  * with hl_spm_load_mem. */
-hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, char **out,
+hl_status hl_spm_write_unigram(const hl_spm_new_piece *pieces, size_t n, bool lowercase, char **out,
                                size_t *out_len, hl_error *err);
-
-/* The same written to path atomically (path.part, fsync, rename). */
-hl_status hl_spm_write_unigram_file(const char *path, const hl_spm_new_piece *pieces, size_t n,
-                                    hl_error *err);
 
 #endif

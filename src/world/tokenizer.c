@@ -54,7 +54,7 @@ hl_status hl_world_tokenizer(char **buf, size_t *len, int *n_pieces, hl_error *e
             pieces[n].score = k_char;
         }
         for (size_t i = 0; i < n; i++) pieces[i].piece = text[i];
-        st = hl_spm_write_unigram(pieces, n, buf, len, err);
+        st = hl_spm_write_unigram(pieces, n, true, buf, len, err);
     }
     if (st == HL_OK && n_pieces) *n_pieces = (int)n + HL_SPM_WRITE_N_SPECIAL;
     free(v);

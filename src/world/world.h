@@ -79,8 +79,8 @@ hl_status hl_world_vocab_words(hl_world_vocab *v, hl_error *err);
 /* A SentencePiece unigram model (the `.model` format hl_spm_load reads; text/spm_write.h) for the
  * world's vocabulary: <pad> 0, </s> 1, <unk> 2 as umT5's; then "▁word" for every word of
  * hl_world_vocab_words (caption words first), the caption punctuation and "." as pieces of their
- * own, and the fallbacks "▁" and the single characters a-z, 0-9 so that any lowercase text
- * tokenizes without <unk> (other characters are <unk>). Every caption tokenizes into one piece
+ * own, and the fallbacks "▁" and the single characters a-z, 0-9. The normalizer lowercases A-Z,
+ * so any ASCII letters and digits tokenize without <unk> (other characters are <unk>). Every caption tokenizes into one piece
  * per word and one per punctuation mark. The bytes are the same on every run.
  * hl_world_tokenizer gives the file's bytes (malloc'ed), hl_world_tokenizer_write writes it
  * atomically; *n_pieces (may be NULL) gets the number of pieces (the embedding rows it needs). */
