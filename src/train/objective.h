@@ -50,8 +50,10 @@ typedef struct hl_train_objective {
     /* Optional (NULL: not reported): the tokens one sample's forward processes, for the
      * progress line's tokens/s (= samples/s x this). Transformer (stage1, stage2): history plus
      * current-chunk patch tokens per forward, summed over a sample's forwards, averaged over
-     * the samples stepped so far; vae: latent positions (T_lat x h x w) of one clip; mlm: the
-     * caption's text tokens, </s> included, averaged over the captions. */
+     * the samples stepped so far (ode_init: its one forward's; stage3: none, a sample runs a
+     * varying mix of student, teacher and critic forwards); vae: latent positions
+     * (T_lat x h x w) of one clip; mlm: the caption's text tokens, </s> included, averaged over
+     * the captions. */
     double (*tokens_per_sample)(void *obj);
 } hl_train_objective;
 
@@ -116,6 +118,7 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
 hl_status hl_ode_validate(void *obj, int64_t step, const float *params, const float *ema,
                           double *loss, char *sample, size_t cap, hl_error *err);
 void hl_ode_destroy(void *obj);
+double hl_ode_tokens(void *obj);
 hl_status hl_ode_save(void *obj, const char *dir, hl_error *err);
 hl_status hl_ode_load(void *obj, const char *dir, hl_error *err);
 
