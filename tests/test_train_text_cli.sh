@@ -29,10 +29,11 @@ fails() { # name, exit status wanted, text the message must hold, command...
     fi
 }
 # cfg NAME OUTPUT STEPS [EXTRA TOP-LEVEL MEMBERS] [EXTRA OBJECTIVE MEMBERS] [DATASET BLOCK]
+# ("init" is $INIT, default random)
 cfg() {
     ds=${6:-'{"clips": 4, "seed": 0}'}
     cat >"$T/$1.json" <<EOF
-{"model": "$M", "component": "text_encoder", "init": "random", "output": "$T/$2", "steps": $3,
+{"model": "$M", "component": "text_encoder", "init": "${INIT:-random}", "output": "$T/$2", "steps": $3,
  "lr": 0.003, "seed": 3, "checkpoint_every": 25, "threads": 1, "data": "procedural"${4:-},
  "objective": {"type": "mlm", "dataset": $ds${5:-}}}
 EOF
@@ -69,6 +70,11 @@ check "300 steps from scratch run" "[ $rc -eq 0 ] && [ \$(wc -l <$T/ref/losses.t
 check "losses finite" "! cut -f3 $T/ref/losses.tsv | grep -qiE 'nan|inf'"
 check "loss falls" "awk -F'\t' 'NR<=30{a+=\$3} NR>270{b+=\$3} END{print \"first 30:\", a/30, \"last 30:\", b/30; exit !(b < 0.8 * a)}' $T/ref/losses.tsv"
 check "progress shows tokens/s" "grep -qE 'samples/s  [0-9.e+]+ tokens/s  ETA' $T/ref.err"
+
+# from the model's weights ("init": "model"; its file also holds the tied encoder.embed_tokens)
+INIT=model cfg init init 2
+check "init model runs" "$H train -q $T/init.json >/dev/null 2>&1 && [ \$(wc -l <$T/init/losses.tsv) -eq 2 ]"
+check "init model: another first loss than random init" "[ \"\$(head -1 $T/init/losses.tsv | cut -f2)\" != \"\$(head -1 $T/ref/losses.tsv | cut -f2)\" ]"
 
 # the same run killed with SIGKILL mid-way, then resumed: the same bits
 cfg kill kill 300
