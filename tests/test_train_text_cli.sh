@@ -69,6 +69,7 @@ rc=$?
 check "300 steps from scratch run" "[ $rc -eq 0 ] && [ \$(wc -l <$T/ref/losses.tsv 2>/dev/null || echo 0) -eq 300 ]"
 check "losses finite" "! cut -f3 $T/ref/losses.tsv | grep -qiE 'nan|inf'"
 check "loss falls" "awk -F'\t' 'NR<=30{a+=\$3} NR>270{b+=\$3} END{print \"first 30:\", a/30, \"last 30:\", b/30; exit !(b < 0.8 * a)}' $T/ref/losses.tsv"
+check "mask id: the pad piece (700 pieces for 700 rows, no sentinels)" "grep -q 'mask id 0 (the pad piece)' $T/ref.err"
 check "progress shows tokens/s" "grep -qE 'samples/s  [0-9.e+]+ tokens/s  ETA' $T/ref.err"
 
 # from the model's weights ("init": "model"; its file also holds the tied encoder.embed_tokens)

@@ -101,18 +101,20 @@ static hl_status load_spm(const hl_cfg_keys *k, const char *dir, hl_spm **spm) {
  * attention and zeroed, so a pad row that learned "masked" changes no encoding. */
 static hl_status choose_mask_id(const hl_cfg_keys *k, const hl_spm *spm, int vocab, text_obj *o) {
     int id = -1;
+    const char *why = "objective.mask_id";
     HL_TRY(hl_cfg_int(k, "mask_id", 0, vocab - 1, &id));
     const hl_spm_info *in = hl_spm_get_info(spm);
-    if (id < 0 && vocab > in->n_pieces) id = vocab - 1;
+    if (id < 0 && vocab > in->n_pieces) id = vocab - 1, why = "the last row, past the tokenizer";
     if (id < 0) {
         int e = hl_spm_piece_to_id(spm, "<extra_id_0>", 12);
-        if (e != in->unk_id) id = e;
+        if (e != in->unk_id) id = e, why = "<extra_id_0>";
     }
-    if (id < 0) id = in->pad_id;
+    if (id < 0) id = in->pad_id, why = "the pad piece";
     if (id < 0)
         return hl_cfg_bad(k, "mask_id",
                           "is not set and the vocabulary has no free row, <extra_id_0> nor pad "
                           "piece: set it to an id the captions do not use");
+    HL_INFO("mask id %d (%s)", id, why);
     o->mp.mask_id = id;
     return HL_OK;
 }
