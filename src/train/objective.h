@@ -44,6 +44,10 @@ typedef struct hl_train_objective {
     hl_status (*load_state)(void *obj, const char *dir, hl_error *err);
     hl_train_update_fn updates;
     const char *component; /* what it trains: NULL "transformer", "vae", or "any" */
+    /* Optional (NULL: none): with an EMA (and no LoRA), each checkpoint also holds the EMA weights
+     * as DIR/ema_folder/COMPONENT/ (hl_ckpt_io.ema_folder), which save_state may complete into a
+     * model folder (the stage-3 objectives: "ema", a Distilled model folder). */
+    const char *ema_folder;
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
