@@ -327,3 +327,42 @@ double hl_gan_critic_loss(const hl_gan_config *g, const float *z_real, const flo
     }
     return L;
 }
+
+/* ---- the random crop ------------------------------------------------------------------- */
+
+hl_status hl_gan_crop_size(int H, int W, int ph, int pw, double frac, const char *key, int *h,
+                           int *w, hl_error *err) {
+    if (!(frac > 0 && frac <= 1))
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "'%s' must be in (0, 1], not %g", key, frac);
+    if (ph < 1 || pw < 1 || H < ph || W < pw || H % ph || W % pw)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "'%s': the latent %dx%d is not a whole number of %dx%d patches", key, H, W,
+                       ph, pw);
+    int a = (int)floor(frac * H) / ph * ph, b = (int)floor(frac * W) / pw * pw;
+    *h = a < ph ? ph : a;
+    *w = b < pw ? pw : b;
+    return HL_OK;
+}
+
+void hl_gan_crop_draw(int H, int W, int h, int w, hl_rng *rng, hl_gan_crop *c) {
+    c->h = h, c->w = w, c->y = c->x = 0;
+    if (h == H && w == W) return;
+    c->y = (int)(hl_rng_u32(rng) % (uint32_t)(H - h + 1));
+    c->x = (int)(hl_rng_u32(rng) % (uint32_t)(W - w + 1));
+}
+
+void hl_gan_crop_copy(const float *src, int64_t P, int H, int W, const hl_gan_crop *c, float *dst) {
+    for (int64_t p = 0; p < P; p++)
+        for (int i = 0; i < c->h; i++)
+            memcpy(dst + (p * c->h + i) * c->w, src + (p * H + c->y + i) * W + c->x,
+                   (size_t)c->w * sizeof *dst);
+}
+
+void hl_gan_crop_uncrop(const float *src, int64_t P, int H, int W, const hl_gan_crop *c,
+                        float *dst) {
+    memset(dst, 0, (size_t)(P * H * W) * sizeof *dst);
+    for (int64_t p = 0; p < P; p++)
+        for (int i = 0; i < c->h; i++)
+            memcpy(dst + (p * H + c->y + i) * W + c->x, src + (p * c->h + i) * c->w,
+                   (size_t)c->w * sizeof *dst);
+}

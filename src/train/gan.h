@@ -122,6 +122,28 @@ double hl_gan_critic_loss(const hl_gan_config *g, const float *z_real, const flo
                           const float *z_pert, int64_t n, float *dz_real, float *dz_fake,
                           float *dz_pert);
 
+/* ---- the random crop of the discriminator's inputs (spec §6.3-6.4) --------------------------
+ * The reference's discriminator reads a random half-height, half-width spatial window of the
+ * noisy latent (every frame, every channel). The window is h x w of an H x W latent with its
+ * top-left corner at (y, x). */
+typedef struct hl_gan_crop {
+    int h, w, y, x;
+} hl_gan_crop;
+
+/* The window's size: floor(frac·H) and floor(frac·W) rounded down to multiples of the patch
+ * (ph, pw), at least one patch; frac in (0, 1] (0.5: the reference). An error naming `key` when H
+ * or W is not a multiple of the patch or frac is outside (0, 1]. */
+hl_status hl_gan_crop_size(int H, int W, int ph, int pw, double frac, const char *key, int *h,
+                           int *w, hl_error *err);
+/* The window's position, uniform: y = u32 % (H - h + 1), then x = u32 % (W - w + 1) (two words
+ * of rng; none when the window is the whole latent: y = x = 0). */
+void hl_gan_crop_draw(int H, int W, int h, int w, hl_rng *rng, hl_gan_crop *c);
+/* dst[p, i, j] = src[p, y + i, x + j] for P planes (P = C·F) of H x W: dst is [P, h, w]. */
+void hl_gan_crop_copy(const float *src, int64_t P, int H, int W, const hl_gan_crop *c, float *dst);
+/* The crop's backward: dst [P, H, W] = 0 outside the window, src [P, h, w] inside. */
+void hl_gan_crop_uncrop(const float *src, int64_t P, int H, int W, const hl_gan_crop *c,
+                        float *dst);
+
 /* ---- the generator step: Cache Grad (spec §6.6) ------------------------------------------- */
 
 /* The discriminator of the generator step: the critic trunk (fake score) with the heads on its
