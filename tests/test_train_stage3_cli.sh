@@ -58,6 +58,10 @@ cfg gan o 2 stage3 ', "gan_crop": 0'
 fails "GAN crop 0" 2 "objective.gan_crop" "$H" train -q "$T/gan.json"
 cfg gan o 2 stage3 ', "gan_crop": 1.5'
 fails "GAN crop above 1" 2 "objective.gan_crop" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_g_weight": 0.05, "gan_head": "conv3d"'
+fails "Conv3d heads on a 2-frame window" 2 "objective.gan_head" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_head": "conv"'
+fails "unknown GAN head" 2 "objective.gan_head" "$H" train -q "$T/gan.json"
 cfg batch o 2 stage3 '' ', "batch": 2'
 fails "batch 2" 2 "batch 1" "$H" train -q "$T/batch.json"
 
@@ -131,6 +135,25 @@ awk 'NR==4{printf "generator-step peak: %s bytes with Cache Grad, ", $12}' "$T/g
 awk 'NR==4{printf "%s without\n", $12}' "$T/gn/stage3.tsv"
 check "no GAN: generator-step peak = the student's tape (also before gan_start)" \
     "[ \$(awk 'NR==4{print \$12}' '$T/s4/stage3.tsv') -gt 0 ] && [ \$(awk 'NR==4{print \$12}' '$T/s4/stage3.tsv') -lt \$(awk 'NR==4{print \$12}' '$T/g4/stage3.tsv') ] && [ \$(awk 'NR==2{print \$12}' '$T/s4/stage3.tsv') -eq \$(awk 'NR==2{print \$12}' '$T/g4/stage3.tsv') ]"
+
+# the reference's Conv3d heads (gan_head "conv3d") on 4 latent frames (a 4x4x4 token window):
+# 4 straight vs 2 + resume to 4, the heads' Conv3d parameters in gan.safetensors, GAN terms > 0
+cf() { # NAME STEPS
+    cfg "$1" "$1" "$2" stage3 "$G"', "gan_head": "conv3d"'
+    sed 's#"frames": 2#"frames": 4#' "$T/$1.json" >"$T/$1.tmp" && mv "$T/$1.tmp" "$T/$1.json"
+}
+cf c4 4
+cf c2 2
+sed "s#\"steps\": 2,#\"steps\": 4,#" "$T/c2.json" >"$T/c2r.json"
+"$H" train -q "$T/c4.json" 2>/dev/null
+"$H" train -q "$T/c2.json" 2>/dev/null
+"$H" train -q --resume "$T/c2r.json" 2>/dev/null
+check "Conv3d heads: run, Conv3d parameters saved" \
+    "[ -f '$T/c4/checkpoint-4/COMPLETE' ] && grep -qa 'heads.disc.heads.0.conv.5.weight' '$T/c4/checkpoint-4/gan.safetensors'"
+check "Conv3d heads: GAN columns non-zero from step 2" \
+    "awk -F'\t' 'NR>2 && ((\$2==1 && \$4+0==0) || \$6+0==0 || \$11+0==0){bad=1} END{exit bad}' '$T/c4/stage3.tsv'"
+check "Conv3d heads resume: losses, terms, heads, critic, student" \
+    "same c4 c2 losses.tsv && same c4 c2 stage3.tsv && same c4 c2 checkpoint-4/gan.safetensors && same c4 c2 checkpoint-4/critic.safetensors && same c4 c2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
 
 # ode_init: 4 straight vs 2 + resume to 4; the resume reads the cached trajectories
 cfg o4 o4 4 ode_init ', "trajectories": 2'

@@ -52,6 +52,7 @@ typedef struct stage3_gan {
     int64_t start;      /* gan_start: the GAN terms run on steps s >= start */
     double crop;        /* gan_crop: the window's fraction of the height and width */
     int crop_h, crop_w; /* the window (hl_gan_crop_size) */
+    bool conv;          /* gan_head "conv3d": the reference's Conv3d heads */
     float *cx, *cdx;    /* scratch: a cropped input, its gradient [n] */
     float *cr, *cp;     /* scratch: the cropped real clip and perturbed real [n] */
 } stage3_gan;
@@ -79,7 +80,7 @@ static const char *const k_keys[] = {
     "gen_every",    "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
     "t_min",        "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
     "critic_eps",   "critic_clip",   "gan_g_weight",  "gan_d_weight", "gan_r1_weight",
-    "gan_r1_sigma", "cache_grad",    "gan_start",     "gan_crop"};
+    "gan_r1_sigma", "cache_grad",    "gan_start",     "gan_crop",     "gan_head"};
 
 static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     size_t nc = hl_distill_common_nkeys, n = nc + sizeof k_keys / sizeof *k_keys;
@@ -120,6 +121,11 @@ static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     HL_TRY(hl_cfg_num(k, "gan_crop", 0, 1, &o->gan.crop));
     if (!(o->gan.crop > 0)) return hl_cfg_bad(k, "gan_crop", "must be in (0, 1]");
     o->gan.start = gan_start;
+    const char *head = "token";
+    HL_TRY(hl_cfg_str(k, "gan_head", &head));
+    if (strcmp(head, "token") && strcmp(head, "conv3d"))
+        return hl_cfg_bad(k, "gan_head", "must be \"token\" or \"conv3d\"");
+    o->gan.conv = !strcmp(head, "conv3d");
     o->gan.on = o->gan_g_weight > 0 || o->gan_d_weight > 0;
     o->copt.beta1 = betas[0], o->copt.beta2 = betas[1];
     o->renoise.a0 = al[0], o->renoise.a1 = al[1], o->renoise.b0 = be[0], o->renoise.b1 = be[1];
@@ -139,6 +145,7 @@ static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error
     hl_gan_config_default(env->dit, &g->cfg);
     g->cfg.g_weight = (float)o->gan_g_weight, g->cfg.d_weight = (float)o->gan_d_weight;
     g->cfg.r1_weight = (float)o->gan_r1_weight, g->cfg.r1_sigma = (float)o->gan_r1_sigma;
+    g->cfg.conv = g->conv;
     HL_TRY(hl_gan_config_check(&g->cfg, env->dit, err));
     HL_TRY(hl_gan_params_layout(&g->cfg, &g->layout, err));
     size_t P = (size_t)g->layout.total, nz = 3 * (size_t)hl_gan_n_heads(&g->cfg);
@@ -158,6 +165,14 @@ static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error
         hl_error_prefix(err, "%s", env->config_path);
         return cs;
     }
+    const int *pt = env->dit->patch;
+    int64_t T = sh->F / pt[0], Hp = g->crop_h / pt[1], Wp = g->crop_w / pt[2];
+    if (!hl_gan_grid_ok(&g->cfg, T, Hp, Wp))
+        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "objective.gan_head",
+                           "\"conv3d\" needs at least 4 tokens along every axis of the GAN's "
+                           "window, which has %lldx%lldx%lld (frames x height x width; raise "
+                           "objective.synthetic frames/height/width or gan_crop)",
+                           (long long)T, (long long)Hp, (long long)Wp);
     hl_rng r;
     hl_rng_seed(&r, env->seed + UINT64_C(0x9e3779b97f4a7c15));
     hl_gan_params_init_random(&g->layout, g->w, &r);
