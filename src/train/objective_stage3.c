@@ -15,8 +15,8 @@
  *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, s >= gan_start, gan_d_weight >
  *     0) the discriminator on one random gan_crop window of the real clip's latents re-noised at
  *     the same sigma, of x_t and of the real one + gan_r1_sigma noise: gan_d_weight L_D +
- *     gan_r1_weight L_R1, gradients into the
- *     critic and the heads; each clipped to critic_clip, AdamW (critic_*) for both.
+ *     gan_r1_weight L_R1, gradients into the critic and the heads; each clipped to critic_clip,
+ *     AdamW (critic_*) for both.
  * The reported loss is the sum of the step's terms; every term goes to OUTPUT/stage3.tsv, with
  * the activation bytes alive at once in the generator step (gen_peak_bytes). The loop's update
  * filter skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments
@@ -54,7 +54,7 @@ typedef struct stage3_gan {
     int crop_h, crop_w; /* the window (hl_gan_crop_size) */
     bool conv;          /* gan_head "conv3d": the reference's Conv3d heads */
     float *cx, *cdx;    /* scratch: a cropped input, its gradient [n] */
-    float *cr, *cp;     /* scratch: the cropped real clip and perturbed real [n] */
+    float *cr;          /* scratch: the cropped real clip [n] */
 } stage3_gan;
 
 typedef struct stage3 {
@@ -154,9 +154,9 @@ static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error
     g->dx = malloc(n * sizeof(float));
     g->z = malloc(nz * sizeof(float)), g->dz = malloc(nz * sizeof(float));
     g->cx = malloc(n * sizeof(float)), g->cdx = malloc(n * sizeof(float));
-    g->cr = malloc(n * sizeof(float)), g->cp = malloc(n * sizeof(float));
+    g->cr = malloc(n * sizeof(float));
     if (!g->w || !g->g || !g->real || !g->pert || !g->dx || !g->z || !g->dz || !g->cx || !g->cdx ||
-        !g->cr || !g->cp)
+        !g->cr)
         return hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
     const hl_distill_shape *sh = &o->c.shape;
     hl_status cs = hl_gan_crop_size(sh->H, sh->W, env->dit->patch[1], env->dit->patch[2], g->crop,
@@ -245,7 +245,7 @@ void hl_stage3_destroy(void *obj) {
     hl_adamw_free(&g->adam);
     hl_params_free(&g->layout);
     free(g->w), free(g->g), free(g->real), free(g->pert), free(g->dx), free(g->z), free(g->dz);
-    free(g->cx), free(g->cdx), free(g->cr), free(g->cp);
+    free(g->cx), free(g->cdx), free(g->cr);
     if (o->log) fclose(o->log);
     free(o);
 }
