@@ -3,7 +3,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/file.h"
 #include "train/train_loop.h"
 
 /* clang-format off */
@@ -262,4 +264,34 @@ uint64_t train_cfg_hash(const train_cfg *c, const char *model_config) {
     const hl_json *lora = hl_json_get(c->root, "lora");
     if (lora) h = hash_json(h, lora);
     return hash_json(h, c->objective);
+}
+
+static bool is_dir(const char *p) {
+    struct stat s;
+    return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+hl_status train_component_config(const train_cfg *c, const char *sub, char *cfg_path, char *dir,
+                                 size_t n, char **text, hl_json **j, hl_error *err) {
+    char t[4096];
+    snprintf(t, sizeof t, "%s/%s", c->model, sub);
+    if (is_dir(c->model) && is_dir(t)) snprintf(dir, n, "%s", t);
+    else if (is_dir(c->model)) snprintf(dir, n, "%s", c->model);
+    if (is_dir(c->model)) {
+        snprintf(cfg_path, n, "%s/config.json", dir);
+    } else { /* a config.json: the weights beside it */
+        snprintf(cfg_path, n, "%s", c->model);
+        const char *slash = strrchr(c->model, '/');
+        if (slash) snprintf(dir, n, "%.*s", (int)(slash - c->model), c->model);
+        else snprintf(dir, n, ".");
+    }
+    size_t len;
+    hl_status st = hl_file_read_all(cfg_path, HL_FILE_MAX_CONFIG, "JSON config", text, &len, err);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s: 'model' \"%s\"", c->path, c->model);
+        return st;
+    }
+    *j = NULL;
+    if ((st = hl_json_parse(*text, len, j, err)) != HL_OK) hl_error_prefix(err, "%s", cfg_path);
+    return st;
 }

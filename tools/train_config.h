@@ -50,4 +50,11 @@ void train_cfg_free(train_cfg *c);
  * model's config.json text. */
 uint64_t train_cfg_hash(const train_cfg *c, const char *model_config);
 
+/* The config of a component trained on its own (sub "vae", "text_encoder"): "model" is a model
+ * folder (its SUB/), the component's folder, or a config.json. Sets cfg_path and dir (the weights
+ * folder; n bytes each), reads the config into *text (malloc'ed) and parses it into *j (free
+ * with hl_json_free). Errors name the configuration's "model" or the config file. */
+hl_status train_component_config(const train_cfg *c, const char *sub, char *cfg_path, char *dir,
+                                 size_t n, char **text, hl_json **j, hl_error *err);
+
 #endif
