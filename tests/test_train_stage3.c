@@ -173,7 +173,7 @@ static void test_sampler(void) {
     /* the teacher's trajectory: level starts and ends at their sizes, the last end = the sample */
     float *st[3], *en[3];
     for (int k = 0; k < 3; k++) st[k] = calloc(n, 4), en[k] = calloc(n, 4);
-    CHECK(hl_distill_teacher_sample(&ctx, &sh, m, text, 42, st, en, a) == HL_OK, "%s", e.msg);
+    CHECK(hl_distill_teacher_sample(&ctx, &sh, m, text, 42, NULL, st, en, a) == HL_OK, "%s", e.msg);
     CHECK(!memcmp(en[2], a, n * 4), "the last level's end is the sample");
     size_t n0 = n / 16;
     CHECK(en[0][n0 - 1] != 0 && en[0][n0] == 0 && st[1][n / 4 - 1] != 0 && st[1][n / 4] == 0,
