@@ -500,6 +500,13 @@ helios_status helios_world_step(helios_world *w);
 /* Message of this world's last failure ("" if none). */
 const char *helios_world_error(const helios_world *w);
 void helios_world_free(helios_world *w);
+/* Writes the tokenizer of the tiny models to path (atomically): a SentencePiece unigram
+ * `.model` -- the format of umT5's spiece.model, which helios generate reads from a model's
+ * tokenizer/ folder -- whose pieces are the world's vocabulary: <pad> 0, </s> 1, <unk> 2, then
+ * one "▁word" piece per word captions or prompts use, the punctuation, and single-character
+ * fallbacks (docs/world.md). The same file on every run. *n_pieces (may be NULL) gets the
+ * number of pieces. Errors: the session's. */
+helios_status helios_world_write_tokenizer(helios_session *s, const char *path, int *n_pieces);
 
 /* ---- evaluation against the tiny world ------------------------------------------------------- */
 

@@ -52,8 +52,8 @@ cfg bad3 o 4 ', "clip": -1'
 fails "out of range" 2 "'clip' must be in" $H train "$T/bad3.json"
 cfg bad4 o 4 ', "betas": [0.9, 1.5]'
 fails "betas range" 2 "'betas[1]' must be in [0, 1)" $H train "$T/bad4.json"
-cfg bad5 o 4 ', "component": "text_encoder"'
-fails "text encoder not yet" 2 "'component' \"text_encoder\" cannot be trained yet" $H train "$T/bad5.json"
+cfg bad5 o 4 ', "component": "bogus"'
+fails "unknown component" 2 "'component'" $H train "$T/bad5.json"
 cfg bad6 o 4 ', "schedule": "linear"'
 fails "bad enum" 2 "expected one of \"constant\", \"cosine\"" $H train "$T/bad6.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3"}}' "$M" "$T" >"$T/bad7.json"
@@ -124,6 +124,11 @@ s1 s1ref s1ref 6
 $H train -q "$T/s1ref.json" 2>"$T/s1.err"
 rc=$?
 check "stage1: 6 steps run" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1ref/losses.tsv) -eq 6 ]"
+# tokens/s of the flow objective: per sample the history (long 16 frames -> 4 tokens, mid 2 -> 4,
+# short 1 + the first-frame anchor -> 2 x 16) plus the current chunk's 3 x 4 x 4 patch tokens = 88
+s1 s1tok s1tok 2
+$H train "$T/s1tok.json" 2>"$T/s1tok.err"
+check "stage1: tokens/s = 88 x samples/s" "tail -n 2 $T/s1tok.err | awk '/tokens\/s/{for (i = 1; i < NF; i++) {if (\$(i + 1) == \"samples/s\") s = \$i; if (\$(i + 1) == \"tokens/s\") t = \$i}; r = t / s} END{exit !(r > 87 && r < 89)}'"
 s1 s1half s1res 3
 s1 s1full s1res 6
 $H train -q "$T/s1half.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1full.json" 2>>"$T/s1.err"

@@ -8,9 +8,13 @@
  *   (window by window) and prompt encode bit for bit; a second open reuses the files (no write,
  *   same mtime); a kill's leftover .part, a truncated file, a flipped data byte and another clip's
  *   file are never used (recomputed, same bits); a cache made for another size is refused by
- *   field, or recomputed when allowed. */
+ *   field, or recomputed when allowed;
+ *   latent statistics: the clips' posterior means normalised by the measured tables (through the
+ *   pipelines' hl_vae_normalize_latents) have mean 0 and standard deviation 1 per channel; the
+ *   config written with the tables parses back to the same config. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +27,7 @@
 #include "text/prompt_encode.h"
 #include "train/dataset.h"
 #include "train/latent_cache.h"
+#include "train/latent_stats.h"
 #include "vae/vae.h"
 #include "world/world.h"
 
@@ -544,6 +549,91 @@ static void remove_tree(const char *dir) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+static void test_latent_stats(void) {
+    hl_error err = {0};
+    hl_vae *v = NULL;
+    if (hl_vae_load(MODEL_DIR "/vae", NULL, NULL, &v, &err) != HL_OK) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    hl_dataset_config dc;
+    hl_dataset_config_default(&dc);
+    dc.width = 32, dc.height = 16, dc.frames = 5, dc.n_clips = 3, dc.seed = 5;
+    hl_dataset *ds = NULL;
+    CHECK(hl_dataset_open(&dc, &ds, &err) == HL_OK, "%s", err.msg);
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
+    hl_vae_config c = v->cfg;
+    const int z = c.z_dim;
+    hl_vae_recon rec;
+    CHECK(hl_vae_latent_stats(&ctx, v, ds, 3, c.latents_mean, c.latents_std, &rec, true, &err) ==
+              HL_OK,
+          "%s", err.msg);
+    c.latents_n = z;
+    float scratch[HL_VAE_MAX_Z];
+    CHECK(hl_vae_latent_stats(&ctx, v, ds, 4, scratch, scratch, NULL, false, &err) ==
+              HELIOS_ERR_INVALID_ARG,
+          "more clips than the dataset holds must be refused");
+    /* independent check: normalise each clip's posterior mean with the pipelines' function */
+    double sum[HL_VAE_MAX_Z] = {0}, sq[HL_VAE_MAX_Z] = {0}, se = 0;
+    int64_t count = 0;
+    int pair_ok = rec.pair != NULL;
+    for (int64_t i = 0; i < 3; i++) {
+        hl_clip clip;
+        CHECK(hl_dataset_get(ds, i, &clip, &err) == HL_OK, "%s", err.msg);
+        int64_t T, h, w;
+        hl_vae_latent_shape(&c, 5, 16, 32, &T, &h, &w);
+        int64_t n = T * h * w;
+        float *mom = malloc((size_t)(2 * z * n) * sizeof *mom);
+        float *mu = malloc((size_t)(z * n) * sizeof *mu);
+        CHECK(hl_vae_encode(&ctx, v, 1, 5, 16, 32, clip.pixels, mom) == HL_OK, "%s", err.msg);
+        hl_vae_posterior(1, z, n, mom, mu, NULL, NULL);
+        float *y = malloc((size_t)(3 * 5 * 16 * 32) * sizeof *y);
+        CHECK(hl_vae_decode(&ctx, v, 1, T, h, w, mu, y) == HL_OK, "%s", err.msg);
+        for (int64_t k = 0; k < 3 * 5 * 16 * 32; k++) {
+            double d = (double)y[k] - clip.pixels[k];
+            se += d * d;
+            /* clip 0's pair: row r of (3, 5, 16) is [clip row | reconstruction row] */
+            int64_t r = k / 32, col = k % 32;
+            if (i == 0 && rec.pair)
+                pair_ok &= rec.pair[r * 64 + col] == clip.pixels[k] &&
+                           rec.pair[r * 64 + 32 + col] == y[k];
+        }
+        free(y);
+        CHECK(hl_vae_normalize_latents(&c, 1, n, mu, &err) == HL_OK, "%s", err.msg);
+        for (int ch = 0; ch < z; ch++)
+            for (int64_t k = 0; k < n; k++) {
+                double x = mu[ch * n + k];
+                sum[ch] += x, sq[ch] += x * x;
+            }
+        count += n;
+        free(mom), free(mu);
+        hl_clip_free(&clip);
+    }
+    double worst = 0;
+    for (int ch = 0; ch < z; ch++) {
+        double m = sum[ch] / (double)count, sd = sqrt(sq[ch] / (double)count - m * m);
+        worst = fmax(worst, fmax(fabs(m), fabs(sd - 1)));
+    }
+    CHECK(worst < 1e-4, "normalised latents: worst |mean| or |std - 1| %.3g", worst);
+    double mse = se / (3.0 * 3 * 5 * 16 * 32);
+    CHECK(fabs(rec.mse - mse) <= 1e-9 * mse && fabs(rec.psnr - 10 * log10(4 / mse)) < 1e-9,
+          "reconstruction: mse %.9g, expected %.9g", rec.mse, mse);
+    CHECK(pair_ok, "clip 0 | reconstruction is not the clip beside its decode");
+    free(rec.pair);
+    /* the config text round trip */
+    char *text = hl_vae_config_to_json(&c);
+    hl_json *j = NULL;
+    hl_vae_config back;
+    memset(&back, 0, sizeof back);
+    CHECK(text && hl_json_parse(text, strlen(text), &j, &err) == HL_OK, "%s", err.msg);
+    CHECK(j && hl_vae_config_parse(j, &back, &err) == HL_OK, "%s", err.msg);
+    CHECK(!memcmp(&back, &c, sizeof c), "the written config does not parse back to itself");
+    hl_json_free(j);
+    free(text);
+    hl_dataset_free(ds);
+    hl_vae_free(v);
+}
+
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "%s/helios_test_data_XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -556,6 +646,7 @@ int main(void) {
     test_folder();
     test_cache();
     test_cache_folder();
+    test_latent_stats();
     hl_log_set_sink(NULL, NULL);
     if (getenv("HELIOS_TEST_KEEP")) fprintf(stderr, "kept %s\n", g_tmp); /* for a look */
     else remove_tree(g_tmp);

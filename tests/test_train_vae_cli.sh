@@ -53,7 +53,9 @@ fails "vae refuses component transformer" 2 "trains the vae, not 'component' \"t
 
 # from scratch on one clip: 12 steps, the loss is finite and falls (last 3 < first 3 on average)
 cfg learn learn 12 ', "init": "random"' '' '{"width": 32, "height": 32, "frames": 5, "clips": 1}'
-$H train -q "$T/learn.json" >/dev/null 2>"$T/learn.err"
+$H train "$T/learn.json" >/dev/null 2>"$T/learn.err"
+# tokens/s of the vae objective: the latent positions of a 32x32x5 clip, 2 x 4 x 4 = 32 per sample
+check "tokens/s = 32 x samples/s" "grep 'step 12/12' $T/learn.err | awk '{for (i = 1; i < NF; i++) {if (\$(i + 1) == \"samples/s\") s = \$i; if (\$(i + 1) == \"tokens/s\") t = \$i}; r = t / s} END{exit !(r > 31.5 && r < 32.5)}'"
 check "12 steps from scratch run" "[ \$(wc -l <$T/learn/losses.tsv 2>/dev/null || echo 0) -eq 12 ]"
 check "losses finite" "! cut -f3 $T/learn/losses.tsv | grep -qiE 'nan|inf'"
 check "loss falls" "awk -F'\t' 'NR<=3{a+=\$3} NR>9{b+=\$3} END{exit !(b < a)}' $T/learn/losses.tsv"

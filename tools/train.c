@@ -18,6 +18,7 @@
 #include "tools/commands.h"
 #include "tools/train_config.h"
 #include "tools/train_memory.h"
+#include "tools/train_text.h"
 #include "tools/train_vae.h"
 #include "train/dist.h"
 #include "train/dit_flat.h"
@@ -40,8 +41,9 @@ static void usage(FILE *f) {
         "usage: helios train CONFIG.json [options]\n"
         "\n"
         "Trains a model component as CONFIG.json says (keys: docs/training.md). Checkpoints go\n"
-        "to OUTPUT/checkpoint-STEP/ (the transformer/ or vae/ folder in each loads as a\n"
-        "model's), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, lr,\n"
+        "to OUTPUT/checkpoint-STEP/ (the transformer/, vae/ or text_encoder/ folder in each\n"
+        "loads as a model's), one line per step to OUTPUT/losses.tsv (step, loss in %%a and %%g, "
+        "lr,\n"
         "gradient norm), one per validation to OUTPUT/validation.tsv (step, loss in %%a and\n"
         "%%g, the video or -), progress to stderr. Ctrl-C (or SIGTERM, SIGUSR1) writes a\n"
         "checkpoint and exits 0; a second one kills at once.\n"
@@ -145,16 +147,20 @@ typedef struct model {
     char cfg_path[4096], weights[4096];
     char *config_text;
     hl_dit_config dit;
-    hl_vae_config vae; /* component "vae" */
-    bool is_vae;
+    hl_vae_config vae;   /* component "vae" */
+    hl_umt5_config umt5; /* component "text_encoder" */
+    bool is_vae, is_text;
     hl_params layout;
     float *params, *ema;
 } model;
 
 static hl_status load_model(const train_cfg *c, model *m, hl_error *err) {
-    if (!strcmp(c->component, "vae")) {
-        m->is_vae = true;
-        HL_TRY(train_vae_load(c, &m->vae, &m->layout, &m->config_text, &m->params, err));
+    m->is_vae = !strcmp(c->component, "vae");
+    m->is_text = !strcmp(c->component, "text_encoder");
+    if (m->is_vae || m->is_text) {
+        if (m->is_vae)
+            HL_TRY(train_vae_load(c, &m->vae, &m->layout, &m->config_text, &m->params, err));
+        else HL_TRY(train_text_load(c, &m->umt5, &m->layout, &m->config_text, &m->params, err));
         if (c->ema > 0 && !(m->ema = malloc(((size_t)m->layout.total + 1) * sizeof(float))))
             return hl_fail(err, HELIOS_ERR_OOM, "out of memory for the EMA");
         return HL_OK;
@@ -207,6 +213,8 @@ static void free_model(model *m) {
 
 typedef struct reporter {
     const train_opts *o;
+    double (*tokens_per_sample)(void *obj); /* the objective's, or NULL */
+    void *obj;
     char log_path[4096], val_path[4096];
     FILE *log, *val; /* losses.tsv, validation.tsv */
     bool append;
@@ -273,13 +281,17 @@ static void on_step(void *user, const hl_train_progress *p) {
             const char *slash = strrchr(p->checkpoint, '/');
             snprintf(ck, sizeof ck, "  -> %s", slash ? slash + 1 : p->checkpoint);
         }
+        char tok[48] = "";
+        if (r->tokens_per_sample)
+            snprintf(tok, sizeof tok, "  %.4g tokens/s",
+                     p->samples_per_s * r->tokens_per_sample(r->obj));
         bool tty = isatty(2);
-        fprintf(
-            stderr,
-            "%sstep %lld/%lld  loss %.6g  lr %.3g  grad norm %.3g  %.2f samples/s  ETA %s%s%s%s",
-            tty ? "\r" : "", (long long)p->step, (long long)p->steps, p->loss, p->lr, p->grad_norm,
-            p->samples_per_s, eta, val, ck,
-            tty && !p->checkpoint && !p->has_validation ? "   " : "\n");
+        fprintf(stderr,
+                "%sstep %lld/%lld  loss %.6g  lr %.3g  grad norm %.3g  %.2f samples/s%s  ETA "
+                "%s%s%s%s",
+                tty ? "\r" : "", (long long)p->step, (long long)p->steps, p->loss, p->lr,
+                p->grad_norm, p->samples_per_s, tok, eta, val, ck,
+                tty && !p->checkpoint && !p->has_validation ? "   " : "\n");
         if (p->has_validation) {
             const char *v = p->validation_sample;
             fprintf(stderr, "validation: step %lld loss %.9g%s%s\n", (long long)p->step,
@@ -296,13 +308,6 @@ static void on_step(void *user, const hl_train_progress *p) {
 
 /* Checks what this build can train; 0 or an exit status. */
 static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
-    if (strcmp(c->component, "transformer") && strcmp(c->component, "vae")) {
-        fprintf(stderr,
-                "helios train: %s: 'component' \"%s\" cannot be trained yet (only "
-                "\"transformer\" and \"vae\")\n",
-                c->path, c->component);
-        return 2;
-    }
     struct stat sb;
     if (strcmp(c->data, "procedural") && strcmp(c->data, "synthetic") &&
         (stat(c->data, &sb) || !S_ISDIR(sb.st_mode))) {
@@ -331,8 +336,9 @@ static int check_supported(const train_cfg *c, const hl_train_objective **obj) {
                 c->path, c->objective_type, trains, c->component);
         return 2;
     }
-    if (!strcmp(c->component, "vae") && c->lora_rank) {
-        fprintf(stderr, "helios train: %s: 'lora' is for the transformer, not the vae\n", c->path);
+    if (strcmp(c->component, "transformer") && c->lora_rank) {
+        fprintf(stderr, "helios train: %s: 'lora' is for the transformer, not the %s\n", c->path,
+                c->component);
         return 2;
     }
     return 0;
@@ -446,7 +452,7 @@ int cmd_train(int argc, char **argv) {
     hl_set_threads(o.threads >= 0 ? o.threads : c.threads);
     rc = 1;
     st = load_model(&c, &m, &err);
-    if (st == HL_OK && o.gan_memory && m.is_vae) {
+    if (st == HL_OK && o.gan_memory && (m.is_vae || m.is_text)) {
         st = hl_fail(&err, HELIOS_ERR_INVALID_ARG, "--gan-memory is for the transformer");
         rc = 2;
         goto done;
@@ -458,7 +464,7 @@ int cmd_train(int argc, char **argv) {
     }
     hl_train_env env = {o.config,
                         &m.layout,
-                        m.is_vae ? NULL : &m.dit,
+                        m.is_vae || m.is_text ? NULL : &m.dit,
                         m.params,
                         c.seed,
                         c.data,
@@ -466,7 +472,8 @@ int cmd_train(int argc, char **argv) {
                         c.output,
                         m.config_text,
                         c.batch * c.accumulation * dist.world,
-                        m.is_vae ? &m.vae : NULL};
+                        m.is_vae ? &m.vae : NULL,
+                        m.is_text ? &m.umt5 : NULL};
     /* An objective that trains a model of its own (stage 3's critic) would train one per rank. */
     if (st == HL_OK && dist.world > 1 && (objective->save_state || objective->updates)) {
         st = hl_fail(&err, HELIOS_ERR_UNSUPPORTED,
@@ -525,12 +532,15 @@ int cmd_train(int argc, char **argv) {
         tc.io.config_json = NULL;
         tc.io.layout = &lr.lora.layout;
     }
+    if (m.is_text) tc.io.weights_name = "model.safetensors"; /* transformers' file name */
     tc.io.extra_save = objective->save_state;
     tc.io.extra_load = objective->load_state;
     tc.io.extra_user = obj;
     tc.updates = objective->updates;
     tc.report = on_step;
     tc.report_user = &rep;
+    rep.tokens_per_sample = objective->tokens_per_sample;
+    rep.obj = obj;
     tc.stop = &g_stop;
     snprintf(rep.log_path, sizeof rep.log_path, "%s/losses.tsv", c.output);
     snprintf(rep.val_path, sizeof rep.val_path, "%s/validation.tsv", c.output);

@@ -15,7 +15,7 @@
 
 typedef struct world_opts {
     helios_world_params wp;
-    const char *output, *truth, *captions;
+    const char *output, *truth, *captions, *tokenizer;
     int64_t frames; /* < 0: unbounded */
     int quiet;
 } world_opts;
@@ -26,6 +26,7 @@ static void usage(FILE *f) {
     fprintf(
         f,
         "usage: helios world -o OUTPUT [options]\n"
+        "       helios world --tokenizer FILE.model\n"
         "\n"
         "Renders the tiny world -- a few shapes moving over a background, with captions and\n"
         "per-frame ground truth -- deterministically from a seed (docs/world.md).\n"
@@ -44,6 +45,9 @@ static void usage(FILE *f) {
         "      --no-lighting        no lighting change\n"
         "      --truth FILE         ground truth: one JSON line per frame (includes the caption)\n"
         "      --captions FILE      \"FRAME<TAB>CAPTION\" each time the caption changes\n"
+        "      --tokenizer FILE     write the tiny models' tokenizer: a SentencePiece unigram\n"
+        "                           .model of the world's vocabulary (put it in a model's\n"
+        "                           tokenizer/ as spiece.model); alone, or with -o\n"
         "  -q, --quiet              no summary line\n",
         p.width, p.height, p.fps, p.max_objects);
 }
@@ -73,6 +77,7 @@ static int parse(int argc, char **argv, world_opts *o) {
         else if (args_is(&a, NULL, "--max-objects")) rc = args_int(&a, 1, 6, &o->wp.max_objects);
         else if (args_is(&a, NULL, "--truth")) rc = args_str(&a, &o->truth);
         else if (args_is(&a, NULL, "--captions")) rc = args_str(&a, &o->captions);
+        else if (args_is(&a, NULL, "--tokenizer")) rc = args_str(&a, &o->tokenizer);
         else if (args_is(&a, NULL, "--no-events")) o->wp.events = 0;
         else if (args_is(&a, NULL, "--no-camera")) o->wp.camera = 0;
         else if (args_is(&a, NULL, "--no-lighting")) o->wp.lighting = 0;
@@ -80,7 +85,8 @@ static int parse(int argc, char **argv, world_opts *o) {
         else rc = args_fail(&a, "unknown option '%s' (see --help)", a.opt);
         if (rc) return rc;
     }
-    if (!o->output) return args_fail(&a, "-o OUTPUT is required (see --help)");
+    if (!o->output && !o->tokenizer)
+        return args_fail(&a, "-o OUTPUT (or --tokenizer FILE) is required (see --help)");
     if (seconds > 0) {
         o->frames = llround(seconds * o->wp.fps);
         if (o->frames < 1) o->frames = 1;
@@ -152,8 +158,21 @@ int cmd_world(int argc, char **argv) {
     text_out truth = {0}, caps = {0};
     float *block = NULL;
     char last_caption[512] = "";
-    int ok = 0, to_none = !strcmp(o.output, "none");
+    int ok = 0, to_none = o.output && !strcmp(o.output, "none");
     rc = 1;
+    if (o.tokenizer) {
+        int n_pieces = 0;
+        if (helios_world_write_tokenizer(s, o.tokenizer, &n_pieces) != HELIOS_OK) {
+            fprintf(stderr, "helios world: %s\n", helios_session_error(s));
+            goto done;
+        }
+        if (!o.quiet)
+            fprintf(stderr, "world: tokenizer of %d pieces -> %s\n", n_pieces, o.tokenizer);
+        if (!o.output) {
+            rc = 0;
+            goto done;
+        }
+    }
     if (!to_none && helios_video_path_check(s, o.output) != HELIOS_OK) {
         fprintf(stderr, "helios world: %s (use .mp4, .y4m, -, a directory/ or none)\n",
                 helios_session_error(s));

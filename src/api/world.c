@@ -75,3 +75,11 @@ void helios_world_free(helios_world *w) {
     hl_world_release(&w->w);
     free(w);
 }
+
+helios_status helios_world_write_tokenizer(helios_session *s, const char *path, int *n_pieces) {
+    hl_error_clear(&s->err);
+    if (n_pieces) *n_pieces = 0;
+    if (!path || !path[0])
+        return hl_fail(&s->err, HELIOS_ERR_INVALID_ARG, "world tokenizer: no output path");
+    return hl_world_tokenizer_write(path, n_pieces, &s->err);
+}

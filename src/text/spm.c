@@ -293,6 +293,13 @@ hl_status hl_spm_load_mem(const void *buf, size_t size, const char *name, hl_spm
     hl_spm *m;
     HL_TRY(hl_spm_new(name, &m, err));
     hl_status st = hl_spm_parse_proto(m, buf, size, err);
+    /* The trainer writes vocab_size = the number of pieces. Fewer pieces than that is a file
+     * cut between two pieces (a prefix of a protobuf is often a valid protobuf); more is fine
+     * (pieces added to a trained model). */
+    if (st == HL_OK && m->tr_vocab_size > 0 && m->n_pieces < (size_t)m->tr_vocab_size)
+        st = hl_fail(err, HELIOS_ERR_FORMAT,
+                     "%s: truncated: %zu pieces, but trainer_spec.vocab_size is %d", m->name,
+                     m->n_pieces, (int)m->tr_vocab_size);
     if (st == HL_OK) st = hl_spm_finish(m, err);
     if (st != HL_OK) {
         hl_spm_free(m);

@@ -9,7 +9,8 @@
  *               pieces of its UTF-8 bytes, without it a run of unknowns is one <unk> id
  *
  * Only the unigram model type is supported (T5 / mT5 / umT5 tokenizers are unigram). Loading
- * validates the whole file; a truncated or hostile file is a HELIOS_ERR_FORMAT naming it.
+ * validates the whole file; a truncated or hostile file is a HELIOS_ERR_FORMAT naming it (a file
+ * with fewer pieces than its trainer_spec.vocab_size counts as truncated).
  * A loaded model is read-only: encoding from several threads at once is safe. */
 #ifndef HL_TEXT_SPM_H
 #define HL_TEXT_SPM_H

@@ -37,6 +37,7 @@ struct hl_spm {
     /* TrainerSpec */
     int model_type;
     int32_t tr_unk_id, tr_bos_id, tr_eos_id, tr_pad_id; /* the raw fields (informative) */
+    int32_t tr_vocab_size;                              /* TrainerSpec.vocab_size (0: absent) */
     bool byte_fallback, treat_whitespace_as_suffix;
     char *unk_piece, *bos_piece, *eos_piece, *pad_piece; /* NULL = default */
 

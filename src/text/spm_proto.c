@@ -6,7 +6,7 @@
  *   ModelProto       1 pieces (repeated SentencePiece), 2 trainer_spec, 3 normalizer_spec,
  *                    4 self_test_data and 5 denormalizer_spec (skipped)
  *   SentencePiece    1 piece (string), 2 score (float), 3 type (enum, default NORMAL)
- *   TrainerSpec      3 model_type, 24 treat_whitespace_as_suffix, 35 byte_fallback,
+ *   TrainerSpec      3 model_type, 4 vocab_size, 24 treat_whitespace_as_suffix, 35 byte_fallback,
  *                    40..43 unk/bos/eos/pad_id, 45..48 unk/bos/eos/pad_piece
  *   NormalizerSpec   1 name, 2 precompiled_charsmap, 3 add_dummy_prefix,
  *                    4 remove_extra_whitespaces, 5 escape_whitespaces
@@ -171,13 +171,14 @@ static hl_status parse_trainer(hl_spm *m, pb *r) {
         int wire = 0;
         uint64_t v = 0;
         HL_TRY(pb_key(r, &field, &wire));
-        if (wire == WIRE_VARINT &&
-            (field == 3 || field == 24 || field == 35 || (field >= 40 && field <= 43))) {
+        if (wire == WIRE_VARINT && (field == 3 || field == 4 || field == 24 || field == 35 ||
+                                    (field >= 40 && field <= 43))) {
             HL_TRY(pb_varint(r, &v));
             switch (field) {
             case 3:
                 if (v >= 1 && v <= 4) m->model_type = (int)v; /* UNIGRAM BPE WORD CHAR */
                 break;
+            case 4: m->tr_vocab_size = (int32_t)(uint32_t)v; break;
             case 24: m->treat_whitespace_as_suffix = v != 0; break;
             case 35: m->byte_fallback = v != 0; break;
             case 40: m->tr_unk_id = (int32_t)(uint32_t)v; break; /* int32: low 32 bits */

@@ -64,37 +64,41 @@ hl_status hl_umt5_config_parse(const hl_json *j, hl_umt5_config *c, hl_error *er
 #define SHAPE(...) \
     (const int64_t[]) { __VA_ARGS__ }
 
-static hl_status bind(hl_umt5 *m, hl_weights *w, hl_error *err) {
+hl_status hl_umt5_binder(hl_umt5 *m, hl_binder *b, hl_error *err) {
     const hl_umt5_config *c = &m->cfg;
     int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, F = c->d_ff;
-    m->layers = calloc((size_t)c->num_layers + 1, sizeof *m->layers);
-    if (!m->layers) return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory");
-    hl_binder b;
-    HL_TRY(hl_binder_init(&b, 4 + (size_t)c->num_layers * 12, err));
-    hl_binder_tensor(&b, &m->shared, 2, SHAPE(c->vocab_size, D), "shared.weight");
+    if (!m->layers && !(m->layers = calloc((size_t)c->num_layers + 1, sizeof *m->layers)))
+        return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory");
+    HL_TRY(hl_binder_init(b, 4 + (size_t)c->num_layers * 12, err));
+    hl_binder_tensor(b, &m->shared, 2, SHAPE(c->vocab_size, D), "shared.weight");
     for (int i = 0; i < c->num_layers; i++) {
         hl_umt5_layer *l = &m->layers[i];
-        hl_binder_f32(&b, &l->ln_attn, 1, SHAPE(D), "encoder.block.%d.layer.0.layer_norm.weight",
-                      i);
-        hl_binder_tensor(&b, &l->q, 2, SHAPE(I, D),
+        hl_binder_f32(b, &l->ln_attn, 1, SHAPE(D), "encoder.block.%d.layer.0.layer_norm.weight", i);
+        hl_binder_tensor(b, &l->q, 2, SHAPE(I, D),
                          "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
-        hl_binder_tensor(&b, &l->k, 2, SHAPE(I, D),
+        hl_binder_tensor(b, &l->k, 2, SHAPE(I, D),
                          "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
-        hl_binder_tensor(&b, &l->v, 2, SHAPE(I, D),
+        hl_binder_tensor(b, &l->v, 2, SHAPE(I, D),
                          "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
-        hl_binder_tensor(&b, &l->o, 2, SHAPE(D, I),
+        hl_binder_tensor(b, &l->o, 2, SHAPE(D, I),
                          "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
-        hl_binder_f32(&b, &l->rel_bias, 2, SHAPE(c->num_buckets, c->num_heads),
+        hl_binder_f32(b, &l->rel_bias, 2, SHAPE(c->num_buckets, c->num_heads),
                       "encoder.block.%d.layer.0.SelfAttention.relative_attention_bias.weight", i);
-        hl_binder_f32(&b, &l->ln_ffn, 1, SHAPE(D), "encoder.block.%d.layer.1.layer_norm.weight", i);
-        hl_binder_tensor(&b, &l->wi_0, 2, SHAPE(F, D),
+        hl_binder_f32(b, &l->ln_ffn, 1, SHAPE(D), "encoder.block.%d.layer.1.layer_norm.weight", i);
+        hl_binder_tensor(b, &l->wi_0, 2, SHAPE(F, D),
                          "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
-        hl_binder_tensor(&b, &l->wi_1, 2, SHAPE(F, D),
+        hl_binder_tensor(b, &l->wi_1, 2, SHAPE(F, D),
                          "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
-        hl_binder_tensor(&b, &l->wo, 2, SHAPE(D, F),
+        hl_binder_tensor(b, &l->wo, 2, SHAPE(D, F),
                          "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
     }
-    hl_binder_f32(&b, &m->final_ln, 1, SHAPE(D), "encoder.final_layer_norm.weight");
+    hl_binder_f32(b, &m->final_ln, 1, SHAPE(D), "encoder.final_layer_norm.weight");
+    return HL_OK;
+}
+
+static hl_status bind(hl_umt5 *m, hl_weights *w, hl_error *err) {
+    hl_binder b;
+    HL_TRY(hl_umt5_binder(m, &b, err));
     /* the tied copy of shared.weight that some exports carry */
     static const char *const ignore[] = {"encoder.embed_tokens.weight", NULL};
     hl_status st = hl_binder_bind(&b, w, ignore, &m->small, err);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "core/probe.h"
+#include "io/binder.h"
 #include "io/json.h"
 #include "io/weights.h"
 #include "ops/ops.h"
@@ -41,6 +42,13 @@ typedef struct hl_umt5 {
 hl_status hl_umt5_load(const char *config_path, const char *weights_path, hl_umt5 **out,
                        hl_error *err);
 void hl_umt5_free(hl_umt5 *m);
+
+/* The loader's name -> field table of m (m->cfg set; m->layers allocated when NULL): rows in
+ * state_dict order (shared.weight, then per block layer.0 norm, q, k, v, o, relative bias,
+ * layer.1 norm, wi_0, wi_1, wo, then encoder.final_layer_norm.weight), the checkpoint's names and
+ * shapes. Initialises *b (free with hl_binder_free). Training lays its flat buffer out from it
+ * (train/umt5_flat.h), so a trained checkpoint loads with hl_umt5_load as is. */
+hl_status hl_umt5_binder(hl_umt5 *m, hl_binder *b, hl_error *err);
 
 /* T5's bidirectional relative position bucket of n = key position - query position, computed in
  * float32 as the reference does (the rounding decides bucket edges). */

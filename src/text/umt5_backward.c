@@ -11,21 +11,16 @@
 
 /* ---- gradients ----------------------------------------------------------------------------- */
 
-hl_status hl_umt5_grads_new(const hl_umt5 *m, hl_umt5_grads **out, hl_error *err) {
-    const hl_umt5_config *c = &m->cfg;
+/* Floats of every gradient (= of every weight) of c. */
+static int64_t grads_numel(const hl_umt5_config *c) {
     int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, F = c->d_ff;
     int64_t per = 2 * D + 4 * I * D + (int64_t)c->num_buckets * c->num_heads + 3 * F * D;
-    int64_t n = (int64_t)c->vocab_size * D + (int64_t)c->num_layers * per + D;
-    *out = NULL;
-    hl_umt5_grads *g = calloc(1, sizeof *g);
-    if (g) g->layers = calloc((size_t)c->num_layers, sizeof *g->layers);
-    if (g && g->layers) g->buf = calloc((size_t)n, sizeof *g->buf);
-    if (!g || !g->buf) {
-        hl_umt5_grads_free(g);
-        return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory for %lld gradients", (long long)n);
-    }
-    g->numel = n;
-    float *p = g->buf;
+    return (int64_t)c->vocab_size * D + (int64_t)c->num_layers * per + D;
+}
+
+/* Points g's arrays into p, back to back in state_dict order (hl_umt5_binder's row order). */
+static void grads_take(const hl_umt5_config *c, hl_umt5_grads *g, float *p) {
+    int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, F = c->d_ff;
 #define TAKE(field, count) (field = p, p += (count))
     TAKE(g->shared, (int64_t)c->vocab_size * D);
     for (int i = 0; i < c->num_layers; i++) {
@@ -38,11 +33,43 @@ hl_status hl_umt5_grads_new(const hl_umt5 *m, hl_umt5_grads **out, hl_error *err
     }
     TAKE(g->final_ln, D);
 #undef TAKE
+}
+
+hl_status hl_umt5_grads_new(const hl_umt5 *m, hl_umt5_grads **out, hl_error *err) {
+    const hl_umt5_config *c = &m->cfg;
+    int64_t n = grads_numel(c);
+    *out = NULL;
+    hl_umt5_grads *g = calloc(1, sizeof *g);
+    if (g) g->layers = calloc((size_t)c->num_layers, sizeof *g->layers);
+    if (g && g->layers) g->buf = calloc((size_t)n, sizeof *g->buf);
+    if (!g || !g->buf) {
+        hl_umt5_grads_free(g);
+        return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory for %lld gradients", (long long)n);
+    }
+    g->numel = n;
+    grads_take(c, g, g->buf);
     *out = g;
     return HL_OK;
 }
 
-void hl_umt5_grads_zero(hl_umt5_grads *g) { memset(g->buf, 0, (size_t)g->numel * sizeof *g->buf); }
+hl_status hl_umt5_grads_wrap(const hl_umt5 *m, float *buf, hl_umt5_grads **out, hl_error *err) {
+    const hl_umt5_config *c = &m->cfg;
+    *out = NULL;
+    hl_umt5_grads *g = calloc(1, sizeof *g);
+    if (g) g->layers = calloc((size_t)c->num_layers, sizeof *g->layers);
+    if (!g || !g->layers) {
+        hl_umt5_grads_free(g);
+        return hl_fail(err, HELIOS_ERR_OOM, "umt5: out of memory");
+    }
+    g->numel = grads_numel(c);
+    grads_take(c, g, buf); /* g->buf stays NULL: the caller owns buf */
+    *out = g;
+    return HL_OK;
+}
+
+void hl_umt5_grads_zero(hl_umt5_grads *g) {
+    memset(g->shared, 0, (size_t)g->numel * sizeof *g->shared); /* shared is the first array */
+}
 
 void hl_umt5_grads_free(hl_umt5_grads *g) {
     if (!g) return;

@@ -32,12 +32,16 @@ typedef struct hl_umt5_grads {
     float *shared; /* shared.weight [vocab, D] (= encoder.embed_tokens.weight, tied) */
     hl_umt5_layer_grads *layers;
     float *final_ln; /* encoder.final_layer_norm.weight [D] */
-    float *buf;      /* owns every array above */
+    float *buf;      /* owns every array above (NULL: wrapped, hl_umt5_grads_wrap) */
     int64_t numel;   /* floats in buf */
 } hl_umt5_grads;
 
 /* Zeroed gradients for m's weights. */
 hl_status hl_umt5_grads_new(const hl_umt5 *m, hl_umt5_grads **out, hl_error *err);
+/* Gradients over the caller's buffer buf (numel floats, laid out as the weights in state_dict
+ * order, i.e. hl_umt5_binder's rows: train/umt5_flat.h's flat gradient buffer); not zeroed, not
+ * owned (g->buf is NULL; hl_umt5_grads_free leaves buf alone). */
+hl_status hl_umt5_grads_wrap(const hl_umt5 *m, float *buf, hl_umt5_grads **out, hl_error *err);
 void hl_umt5_grads_zero(hl_umt5_grads *g);
 void hl_umt5_grads_free(hl_umt5_grads *g);
 

@@ -8,6 +8,7 @@
 #define HL_TRAIN_OBJECTIVE_H
 
 #include "dit/dit.h"
+#include "text/umt5.h"
 #include "io/json.h"
 #include "train/params.h"
 #include "train/train_loop.h"
@@ -26,6 +27,8 @@ typedef struct hl_train_env {
     const char *config_json;  /* the transformer's config.json text (validation model folders) */
     int samples_per_step;     /* batch x accumulation */
     const hl_vae_config *vae; /* the VAE's config (component "vae"), else NULL */
+    const hl_umt5_config
+        *umt5; /* the text encoder's config (component "text_encoder"), else NULL */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -43,7 +46,15 @@ typedef struct hl_train_objective {
     hl_status (*save_state)(void *obj, const char *dir, hl_error *err);
     hl_status (*load_state)(void *obj, const char *dir, hl_error *err);
     hl_train_update_fn updates;
-    const char *component; /* what it trains: NULL "transformer", "vae", or "any" */
+    const char *component; /* what it trains: NULL "transformer", "vae", "text_encoder", "any" */
+    /* Optional (NULL: not reported): the tokens one sample's forward processes, for the
+     * progress line's tokens/s (= samples/s x this). Transformer (stage1, stage2): history plus
+     * current-chunk patch tokens per forward, summed over a sample's forwards, averaged over
+     * the samples stepped so far (ode_init: its one forward's; stage3: none, a sample runs a
+     * varying mix of student, teacher and critic forwards); vae: latent positions
+     * (T_lat x h x w) of one clip; mlm: the caption's text tokens, </s> included, averaged over
+     * the captions. */
+    double (*tokens_per_sample)(void *obj);
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
@@ -107,6 +118,7 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
 hl_status hl_ode_validate(void *obj, int64_t step, const float *params, const float *ema,
                           double *loss, char *sample, size_t cap, hl_error *err);
 void hl_ode_destroy(void *obj);
+double hl_ode_tokens(void *obj);
 hl_status hl_ode_save(void *obj, const char *dir, hl_error *err);
 hl_status hl_ode_load(void *obj, const char *dir, hl_error *err);
 
@@ -121,5 +133,24 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
 hl_status hl_vae_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
                                 float *grads, double *loss, hl_error *err);
 void hl_vae_objective_destroy(void *obj);
+double hl_vae_objective_tokens(void *obj);
+
+/* ---- "mlm": masked-token prediction of the UMT5 text encoder (train/objective_text.c) -------
+ * Per sample the caption of clip `sample_index mod clips` ("data": "procedural" = the tiny
+ * world's captions, or a folder's caption files), cleaned and tokenized as the pipelines do (the
+ * T5 call with </s>, truncated to max_length, no padding), corrupted as train/mlm.h says (15% of
+ * the non-control tokens chosen; 80% -> mask id, 10% -> a random word piece, 10% kept), the
+ * encoder forward, logits = (d_model^-1/2 h) · shared.weightᵀ at the chosen positions,
+ * cross-entropy mean over them, backward through the tied head and the encoder. Keys:
+ * "mask_prob" (0.15), "mask_token_prob" (0.8), "random_token_prob" (0.1), "max_length" (512),
+ * "mask_id" (default: vocab_size - 1 when the tokenizer has fewer pieces than vocab_size, else
+ * the piece <extra_id_0>), "tokenizer" (default MODEL/tokenizer or the tokenizer/ beside the text
+ * encoder folder), "dataset" {"clips" (64), "seed" (0)}. Component "text_encoder" only. */
+hl_status hl_text_objective_create(const hl_json *settings, const hl_train_env *env, void **obj,
+                                   hl_error *err);
+hl_status hl_text_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
+                                 float *grads, double *loss, hl_error *err);
+void hl_text_objective_destroy(void *obj);
+double hl_text_objective_tokens(void *obj);
 
 #endif

@@ -1,5 +1,7 @@
 #include "train/objective_flow.h"
 
+#include "dit/tape.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +88,9 @@ static hl_status forward_backward(hl_flow_objective *o, const hl_ctx *ctx,
     hl_status st = pred && dpred ? HL_OK : hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
     hl_dit_tape *tape = NULL;
     if (st == HL_OK) st = hl_dit_forward_train(ctx, o->m, in, o->recompute, &tape, pred);
+    hl_dit_plan plan;
+    if (st == HL_OK && hl_dit_plan_make(&o->cfg, in, &plan, ctx->err) == HL_OK)
+        o->tokens += (int64_t)plan.B * plan.S; /* history + current patch tokens */
     if (st == HL_OK) {
         /* mean((pred - target)²) / K and its gradient: hl_flow_loss of one row, scaled */
         *loss += hl_flow_loss(pred, target, NULL, 1, n, dpred) / K;
@@ -152,8 +157,15 @@ hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, c
                        "stage %d: clip %lld has %d latent channels, the transformer %d", o->stage,
                        (long long)(sample_index % o->src.count), clip.C, o->cfg.in_channels);
     *loss = 0.0;
-    return o->stage == 1 ? step_stage1(o, &ctx, &clip, rng, loss)
-                         : step_stage2(o, &ctx, &clip, rng, loss);
+    hl_status st = o->stage == 1 ? step_stage1(o, &ctx, &clip, rng, loss)
+                                 : step_stage2(o, &ctx, &clip, rng, loss);
+    if (st == HL_OK) o->token_samples++;
+    return st;
+}
+
+double hl_flow_objective_tokens(void *obj) {
+    const hl_flow_objective *o = obj;
+    return o->token_samples ? (double)o->tokens / (double)o->token_samples : 0.0;
 }
 
 /* ---- validation: the loss alone, forward only ----------------------------------------------- */

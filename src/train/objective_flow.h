@@ -59,6 +59,7 @@ typedef struct hl_flow_objective {
     size_t peak_tape_bytes;   /* the largest training forward + backward seen */
     hl_stage1_task last_task; /* of the last sample, for logging */
     double last_timestep;
+    int64_t tokens, token_samples; /* tokens the training forwards processed, over samples */
 } hl_flow_objective;
 
 hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const hl_dit_config *cfg,
@@ -69,6 +70,11 @@ void hl_flow_objective_free(hl_flow_objective *o);
 /* hl_train_step_fn: sample `sample_index` uses clip sample_index mod count. */
 hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
                                  float *grads, double *loss, hl_error *err);
+
+/* The mean tokens per sample of the samples stepped so far (0 before the first): per forward
+ * its history tokens (long, mid, short) plus the current chunk's patch tokens, summed over a
+ * stage-2 sample's K forwards (hl_train_objective.tokens_per_sample). */
+double hl_flow_objective_tokens(void *obj);
 
 /* The validation loss: the mean flow loss (no backward) of the weights `weights` (the EMA or the
  * current ones; laid out as o->layout) over `samples` held-out samples, each a clip index and a

@@ -28,6 +28,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "dit/tape.h"
 #include "io/safetensors.h"
 #include "io/safetensors_write.h"
 #include "sample/steps.h"
@@ -43,6 +44,7 @@ typedef struct ode {
     float **start, **end;  /* [T * levels] each, level sizes */
     hl_distill_hist *hist; /* [T] each trajectory's chunk */
     float *x, *v, *dx0;
+    int64_t tokens, token_samples; /* tokens the training forwards processed, over samples */
 } ode;
 
 void hl_ode_destroy(void *obj);
@@ -256,12 +258,20 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
         &in);
     hl_dit_tape *tape = NULL;
     hl_status st = hl_dit_forward_train(&ctx, o->c.m, &in, o->c.recompute, &tape, o->v);
+    hl_dit_plan plan;
+    if (st == HL_OK && (st = hl_dit_plan_make(&o->c.cfg, &in, &plan, err)) == HL_OK)
+        o->tokens += (int64_t)plan.B * plan.S, o->token_samples++;
     if (st == HL_OK) {
         *loss = hl_ode_regression_loss(o->x, o->v, sigma, E, o->weight, n, o->dx0);
         st = hl_dit_backward(&ctx, o->c.m, tape, o->dx0, o->c.g, NULL);
     }
     hl_dit_tape_free(tape);
     return st;
+}
+
+double hl_ode_tokens(void *obj) {
+    const ode *o = obj;
+    return o->token_samples ? (double)o->tokens / (double)o->token_samples : 0.0;
 }
 
 hl_status hl_ode_validate(void *obj, int64_t step, const float *params, const float *ema,

@@ -173,3 +173,9 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
     *loss = v.loss;
     return HL_OK;
 }
+
+/* Latent positions of one clip: T_lat x h x w (the encoder's output grid). */
+double hl_vae_objective_tokens(void *p) {
+    const vae_obj *o = p;
+    return (double)o->T_lat * (double)o->h * (double)o->w;
+}

@@ -7,10 +7,27 @@
 
 #include "world/world.h"
 
-static const char *const verb_one[HL_N_MOTIONS] = {"bounces", "orbits", "drifts",
-                                                   "grows and shrinks", "spins"};
-static const char *const verb_many[HL_N_MOTIONS] = {"bounce", "orbit", "drift", "grow and shrink",
-                                                    "spin"};
+/* Every fixed text of a caption: hl_world_describe writes these and the names of vocab.c only.
+ * hl_caption_texts lists them for the tokenizer's vocabulary (hl_world_vocab_words), so a text
+ * changed here changes the vocabulary with it. */
+#define VERBS_ONE "bounces", "orbits", "drifts", "grows and shrinks", "spins"
+#define VERBS_MANY "bounce", "orbit", "drift", "grow and shrink", "spin"
+#define CAP_OBJECT "%sa %s %s %s" /* separator, size, colour, shape */
+#define CAP_COMMA ", "
+#define CAP_AND " and "
+#define CAP_VERB " %s"
+#define CAP_GRADIENT " on a %s and %s gradient background"
+#define CAP_PLAIN " on a %s%s background"
+#define CAP_TEXTURED " textured"
+#define CAP_LIGHT " in changing light"
+#define CAP_PAN " as the camera pans"
+
+static const char *const verb_one[HL_N_MOTIONS] = {VERBS_ONE};
+static const char *const verb_many[HL_N_MOTIONS] = {VERBS_MANY};
+
+const char *const hl_caption_texts[] = {CAP_OBJECT,   CAP_COMMA, CAP_AND,      CAP_VERB,
+                                        CAP_GRADIENT, CAP_PLAIN, CAP_TEXTURED, CAP_LIGHT,
+                                        CAP_PAN,      VERBS_ONE, VERBS_MANY,   NULL};
 
 typedef struct sbuf {
     char *p;
@@ -38,20 +55,20 @@ void hl_world_describe(hl_world *w) {
     for (int i = 1; i < n; i++) same &= live[i]->motion == live[0]->motion;
     for (int i = 0; i < n; i++) {
         const hl_object *o = live[i];
-        put(&s, "%sa %s %s %s",
+        put(&s, CAP_OBJECT,
             i == 0       ? ""
-            : i == n - 1 ? " and "
-                         : ", ",
+            : i == n - 1 ? CAP_AND
+                         : CAP_COMMA,
             hl_size_names[o->size], hl_obj_colours[o->colour].name, hl_shape_names[o->shape]);
-        if (!same) put(&s, " %s", verb_one[o->motion]);
+        if (!same) put(&s, CAP_VERB, verb_one[o->motion]);
     }
-    if (same && n) put(&s, " %s", n == 1 ? verb_one[live[0]->motion] : verb_many[live[0]->motion]);
+    if (same && n)
+        put(&s, CAP_VERB, n == 1 ? verb_one[live[0]->motion] : verb_many[live[0]->motion]);
     const char *c1 = hl_bg_colours[w->bg_colour].name;
-    if (w->bg_kind == HL_BG_GRADIENT)
-        put(&s, " on a %s and %s gradient background", c1, hl_bg_colours[w->bg_colour2].name);
-    else put(&s, " on a %s%s background", c1, w->bg_kind == HL_BG_TEXTURE ? " textured" : "");
-    if (w->lighting) put(&s, " in changing light");
-    if (w->camera_pan) put(&s, " as the camera pans");
+    if (w->bg_kind == HL_BG_GRADIENT) put(&s, CAP_GRADIENT, c1, hl_bg_colours[w->bg_colour2].name);
+    else put(&s, CAP_PLAIN, c1, w->bg_kind == HL_BG_TEXTURE ? CAP_TEXTURED : "");
+    if (w->lighting) put(&s, CAP_LIGHT);
+    if (w->camera_pan) put(&s, CAP_PAN);
 }
 
 static const char *const state_names[] = {"in", "entering", "leaving"};

@@ -58,6 +58,35 @@ typedef struct hl_phrase {
 
 void hl_phrase_parse(const char *text, hl_phrase *out);
 
+/* Every word of the vocabulary once, lowercase: first the words captions are made of (the fixed
+ * texts of describe.c, hl_caption_texts, then the size, colour and shape names), then the other
+ * words the parser accepts (synonyms, "texture", "panning", ...); and the punctuation characters
+ * of the caption texts (","). Built from the tables themselves, so it follows them: the
+ * tokenizer of the tiny models (tokenizer.c) is made from it. Fails (HELIOS_ERR_INTERNAL) only
+ * if the tables outgrow the fixed sizes below. */
+#define HL_WORLD_MAX_WORDS 192
+#define HL_WORLD_WORD_LEN 24 /* longest word + NUL */
+typedef struct hl_world_vocab {
+    int n_words;
+    int n_caption_words; /* words[0..n_caption_words) are the ones captions use */
+    char words[HL_WORLD_MAX_WORDS][HL_WORLD_WORD_LEN];
+    char punct[8]; /* NUL-terminated */
+} hl_world_vocab;
+hl_status hl_world_vocab_words(hl_world_vocab *v, hl_error *err);
+
+/* ---- the tokenizer of the tiny models (tokenizer.c) ----------------------------------------- */
+
+/* A SentencePiece unigram model (the `.model` format hl_spm_load reads; text/spm_write.h) for the
+ * world's vocabulary: <pad> 0, </s> 1, <unk> 2 as umT5's; then "▁word" for every word of
+ * hl_world_vocab_words (caption words first), the caption punctuation and "." as pieces of their
+ * own, and the fallbacks "▁" and the single characters a-z, 0-9. The normalizer lowercases A-Z,
+ * so any ASCII letters and digits tokenize without <unk> (other characters are <unk>). Every caption tokenizes into one piece
+ * per word and one per punctuation mark. The bytes are the same on every run.
+ * hl_world_tokenizer gives the file's bytes (malloc'ed), hl_world_tokenizer_write writes it
+ * atomically; *n_pieces (may be NULL) gets the number of pieces (the embedding rows it needs). */
+hl_status hl_world_tokenizer(char **buf, size_t *len, int *n_pieces, hl_error *err);
+hl_status hl_world_tokenizer_write(const char *path, int *n_pieces, hl_error *err);
+
 /* ---- the scene (scene.c) --------------------------------------------------------------------- */
 
 typedef enum hl_obj_state { HL_OBJ_IN, HL_OBJ_ENTERING, HL_OBJ_LEAVING } hl_obj_state;
@@ -123,6 +152,9 @@ void hl_world_render(hl_world *w, float *out, size_t plane_stride);
 
 /* ---- description (describe.c) ---------------------------------------------------------------- */
 
+/* Every fixed text hl_world_describe puts between the names (printf formats and verbs),
+ * NULL-terminated: hl_world_vocab_words reads its caption words from them. */
+extern const char *const hl_caption_texts[];
 /* The caption of the current scene into w->caption. */
 void hl_world_describe(hl_world *w);
 /* The ground truth of the current frame as one JSON line (no newline) in w->json. */

@@ -1,0 +1,152 @@
+/* helios vae-stats — measures a VAE's latents_mean / latents_std over training clips and, with
+ * --write, puts them into its config.json (train/latent_stats.h says why they matter). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/parallel.h"
+#include "io/media.h"
+#include "tools/args.h"
+#include "tools/commands.h"
+#include "train/checkpoint.h"
+#include "train/latent_stats.h"
+
+typedef struct stats_opts {
+    const char *path, *data, *recon;
+    int clips, width, height, frames, seed, threads, write;
+} stats_opts;
+
+static void usage(FILE *f) {
+    fprintf(
+        f, "usage: helios vae-stats PATH [options]\n"
+           "\n"
+           "Encodes training clips with the VAE at PATH (a model folder with vae/, or a VAE\n"
+           "folder: config.json + diffusion_pytorch_model.safetensors) and prints the mean and\n"
+           "standard deviation of each latent channel of the posterior means, as the\n"
+           "latents_mean / latents_std of a diffusers vae/config.json.\n"
+           "\n"
+           "  --data SOURCE      procedural (the tiny world, default) or a folder of videos with\n"
+           "                     captions (docs/data.md)\n"
+           "  --clips N          clips, 1..65536 (default 64)\n"
+           "  --width W --height H  clip size, multiples of 8 (default 64x64)\n"
+           "  --frames N         frames per clip, 1 + 4k (default 33)\n"
+           "  --seed S           world clip seed (default 0)\n"
+           "  --threads N        threads, 0 = all cores (default 0)\n"
+           "  --write            replace latents_mean / latents_std in the config.json (written\n"
+           "                     to a temporary file and renamed)\n"
+           "An option given twice takes its last value. A bad command line exits with status 2.\n");
+}
+
+static int parse(int argc, char **argv, stats_opts *o) {
+    *o = (stats_opts){.data = "procedural", .clips = 64, .width = 64, .height = 64, .frames = 33};
+    args a;
+    args_init(&a, "helios vae-stats", argc, argv);
+    while (args_next(&a)) {
+        int rc = 0;
+        if (args_is(&a, "-h", "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (args_is(&a, NULL, "--data")) rc = args_str(&a, &o->data);
+        else if (args_is(&a, NULL, "--clips")) rc = args_int(&a, 1, 65536, &o->clips);
+        else if (args_is(&a, NULL, "--width")) rc = args_int(&a, 16, 4096, &o->width);
+        else if (args_is(&a, NULL, "--height")) rc = args_int(&a, 16, 4096, &o->height);
+        else if (args_is(&a, NULL, "--frames")) rc = args_int(&a, 1, 1 + 4 * 256, &o->frames);
+        else if (args_is(&a, NULL, "--seed")) rc = args_int(&a, 0, 2147483647, &o->seed);
+        else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 512, &o->threads);
+        else if (args_is(&a, NULL, "--write")) o->write = 1;
+        else if (args_is(&a, NULL, "--recon")) rc = args_str(&a, &o->recon);
+        else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option '%s'", a.opt);
+        else if (o->path) return args_fail(&a, "one PATH only ('%s' and '%s')", o->path, a.opt);
+        else o->path = a.opt;
+        if (rc) return rc;
+    }
+    if (!o->path) return args_fail(&a, "PATH is missing (a model folder or a VAE folder)");
+    if (o->width % 8 || o->height % 8)
+        return args_fail(&a, "--width and --height must be multiples of 8");
+    if ((o->frames - 1) % 4) return args_fail(&a, "--frames must be 1 + 4k (1, 5, 9, ..., 33)");
+    return 0;
+}
+
+/* PATH/vae when PATH is a model folder, else PATH. */
+static void vae_dir(const char *path, char *dir, size_t n) {
+    struct stat s;
+    snprintf(dir, n, "%s/vae", path);
+    if (stat(dir, &s) != 0 || !S_ISDIR(s.st_mode)) snprintf(dir, n, "%s", path);
+}
+
+static void print_floats(const char *key, const float *v, int n, const char *end) {
+    printf("  \"%s\": [", key);
+    for (int i = 0; i < n; i++) printf("%s%.6g", i ? ", " : "", (double)v[i]);
+    printf("]%s\n", end);
+}
+
+/* clip 0 | its reconstruction, (3, frames, H, 2W), as a video */
+static hl_status write_pair(const stats_opts *o, const float *pair, hl_error *err) {
+    hl_video_writer *w = NULL;
+    HL_TRY(hl_video_writer_open(o->recon, 2 * o->width, o->height, NULL, &w, err));
+    hl_status st = hl_video_writer_write(w, pair, o->frames, 0, o->frames, err);
+    if (st != HL_OK) {
+        hl_video_writer_discard(w);
+        return st;
+    }
+    HL_TRY(hl_video_writer_close(w, err));
+    fprintf(stderr, "helios vae-stats: wrote %s (clip 0 | its reconstruction)\n", o->recon);
+    return HL_OK;
+}
+
+static hl_status run(const stats_opts *o, hl_error *err) {
+    char dir[4096], cfg_path[4200];
+    vae_dir(o->path, dir, sizeof dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    hl_vae *v = NULL;
+    HL_TRY(hl_vae_load(dir, NULL, NULL, &v, err));
+    hl_dataset_config dc;
+    hl_dataset_config_default(&dc);
+    hl_dataset_config_set_source(&dc, strcmp(o->data, "procedural") ? o->data : "world");
+    dc.width = o->width, dc.height = o->height, dc.frames = o->frames;
+    dc.n_clips = o->clips, dc.seed = (uint64_t)o->seed;
+    hl_dataset *ds = NULL;
+    hl_status st = hl_dataset_open(&dc, &ds, err);
+    int64_t n = ds && hl_dataset_count(ds) < o->clips ? hl_dataset_count(ds) : o->clips;
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
+    hl_vae_config c = v->cfg;
+    hl_vae_recon rec = {0};
+    if (st == HL_OK)
+        st = hl_vae_latent_stats(&ctx, v, ds, n, c.latents_mean, c.latents_std, &rec,
+                                 o->recon != NULL, err);
+    if (st == HL_OK && o->recon) st = write_pair(o, rec.pair, err);
+    free(rec.pair);
+    if (st == HL_OK) {
+        c.latents_n = c.z_dim;
+        printf("{\n  \"clips\": %lld,\n  \"reconstruction_mse\": %.6g,\n"
+               "  \"reconstruction_psnr_db\": %.2f,\n",
+               (long long)n, rec.mse, rec.psnr);
+        print_floats("latents_mean", c.latents_mean, c.z_dim, ",");
+        print_floats("latents_std", c.latents_std, c.z_dim, "");
+        printf("}\n");
+    }
+    if (st == HL_OK && o->write) {
+        char *text = hl_vae_config_to_json(&c);
+        st = text ? hl_write_file_atomic(cfg_path, text, strlen(text), err)
+                  : hl_fail(err, HELIOS_ERR_OOM, "out of memory");
+        if (st == HL_OK) fprintf(stderr, "helios vae-stats: wrote %s\n", cfg_path);
+        free(text);
+    }
+    hl_dataset_free(ds);
+    hl_vae_free(v);
+    return st;
+}
+
+int cmd_vae_stats(int argc, char **argv) {
+    stats_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    hl_set_threads(o.threads);
+    hl_error err = {0};
+    if (run(&o, &err) != HL_OK) {
+        fprintf(stderr, "helios vae-stats: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
