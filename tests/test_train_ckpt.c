@@ -67,6 +67,7 @@ static void test_roundtrip_dit(void) {
                      NULL,
                      NULL,
                      NULL,
+                     NULL,
                      NULL};
     hl_ckpt_state st = {7, 112, 0x0123456789abcdefull, 0.1}, st2;
     CHECK(hl_ckpt_save(&io, w, &opt, ema, &st, &e) == HL_OK, "%s", e.msg);
@@ -152,9 +153,17 @@ static void test_latest_clean_prune(void) {
     sub(p, "small");
     hl_param prm = {.name = "w", .ndim = 1, .shape = {3}, .offset = 0, .numel = 3};
     hl_params L = {&prm, 1, 3};
-    hl_ckpt_io io = {
-        p,    "transformer", "diffusion_pytorch_model.safetensors", NULL, &L, NULL, NULL, NULL,
-        NULL, NULL};
+    hl_ckpt_io io = {p,
+                     "transformer",
+                     "diffusion_pytorch_model.safetensors",
+                     NULL,
+                     &L,
+                     NULL,
+                     NULL,
+                     NULL,
+                     NULL,
+                     NULL,
+                     NULL};
     int64_t step;
     CHECK(hl_ckpt_latest(p, &step, out, sizeof out, &e) == HL_OK && step == -1,
           "no folder: no checkpoint");

@@ -164,19 +164,24 @@ static void test_taps(const hl_ctx *ctx, model *md, const hl_dit_case *cs) {
 
 enum { HB = 2, HN = 3 };
 
+/* The token grid of heads_loss: 1 x 1 x HN for the token-wise heads, set by the Conv3d test. */
+static int64_t g_T = 1, g_H = 1, g_W = HN;
+
 static double heads_loss(const hl_ctx *ctx, const hl_gan *d, float *const *x, const float *r) {
     hl_gan_tape *t = NULL;
     float z[HL_GAN_MAX_HEADS * HB];
-    if (hl_gan_forward(ctx, d, HB, HN, (const float *const *)x, &t, z) != HL_OK) return NAN;
+    if (hl_gan_forward_grid(ctx, d, HB, g_T, g_H, g_W, (const float *const *)x, &t, z) != HL_OK)
+        return NAN;
     hl_gan_tape_free(t);
     return dot(z, r, (int64_t)hl_gan_n_heads(&d->cfg) * HB);
 }
 
 /* Each element of x[0..n) against the central difference of heads_loss; worst ratio to tol. */
-static double fd_elements(const hl_ctx *ctx, const hl_gan *d, float *const *xs, const float *r,
-                          float *x, const float *g, int64_t n, const char *what) {
+static double fd_elements_every(const hl_ctx *ctx, const hl_gan *d, float *const *xs,
+                                const float *r, float *x, const float *g, int64_t n, int64_t every,
+                                const char *what) {
     double worst = 0.0;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i += every) {
         float s = x[i];
         double h = 1e-2 * fmax(1.0, fabs(s));
         x[i] = (float)(s + h);
@@ -190,6 +195,90 @@ static double fd_elements(const hl_ctx *ctx, const hl_gan *d, float *const *xs, 
               what, (long long)i, fd, (double)g[i]);
     }
     return worst;
+}
+
+static double fd_elements(const hl_ctx *ctx, const hl_gan *d, float *const *xs, const float *r,
+                          float *x, const float *g, int64_t n, const char *what) {
+    return fd_elements_every(ctx, d, xs, r, x, g, n, 1, what);
+}
+
+/* The reference's Conv3d heads (conv = 1) on a 4 x 8 x 8 token grid (down to 1 x 2 x 2 after the
+ * strided convolutions), two heads of different input widths, GroupNorm with 2 groups of 2
+ * channels: every parameter and every 5th input element against central differences; a grid
+ * too small for the stack is refused. */
+static void test_conv_heads(const hl_ctx *ctx, hl_error *e) {
+    hl_gan_config g = {.n_blocks = 1,
+                       .blocks = {0},
+                       .final_head = 1,
+                       .dim = 3,
+                       .final_dim = 2,
+                       .head_dim = 4,
+                       .eps = 1e-6f,
+                       .conv = 1,
+                       .groups = 2};
+    hl_params lay;
+    hl_gan *d = NULL, *gd = NULL;
+    CHECK(hl_gan_params_layout(&g, &lay, e) == HL_OK, "conv layout: %s", e->msg);
+    const hl_param *c0 = hl_params_find(&lay, "disc.heads.1.conv.0.weight"),
+                   *c1 = hl_params_find(&lay, "disc.heads.0.conv.1.weight"),
+                   *c5 = hl_params_find(&lay, "disc.heads.0.conv.5.weight");
+    CHECK(lay.n == 2 * 18 && c0 && c0->ndim == 5 && c0->shape[1] == 2 && c0->shape[2] == 3 && c1 &&
+              c1->shape[2] == 4 && c5 && c5->shape[2] == 1 && c5->shape[3] == 3 &&
+              hl_params_find(&lay, "disc.heads.1.norm.1.bias"),
+          "conv layout: %zu rows", lay.n);
+    float *w = calloc((size_t)lay.total, sizeof *w), *gw = calloc((size_t)lay.total, sizeof *gw);
+    hl_rng rng;
+    hl_rng_seed(&rng, 7);
+    hl_gan_params_init_random(&lay, w, &rng);
+    for (size_t i = 0; i < lay.n; i++)
+        if (strstr(lay.p[i].name, ".norm.") || strstr(lay.p[i].name, ".bias")) {
+            float *q = w + lay.p[i].offset;
+            fill_random(q, lay.p[i].numel, 80 + i);
+            for (int64_t k = 0; k < lay.p[i].numel; k++) q[k] = q[k] * 0.5f + 1.0f;
+        }
+    CHECK(hl_gan_new_flat(&g, &lay, w, &d, e) == HL_OK &&
+              hl_gan_new_flat(&g, &lay, gw, &gd, e) == HL_OK,
+          "conv bind: %s", e->msg);
+    if (!d || !gd) return;
+    g_T = 4, g_H = 8, g_W = 8;
+    int64_t N = g_T * g_H * g_W;
+    int nh = hl_gan_n_heads(&g);
+    float *x[HL_GAN_MAX_HEADS], *dx[HL_GAN_MAX_HEADS], r[HL_GAN_MAX_HEADS * HB],
+        z[HL_GAN_MAX_HEADS * HB];
+    for (int k = 0; k < nh; k++) {
+        int64_t n = (int64_t)HB * N * hl_gan_in_dim(&g, k);
+        x[k] = malloc((size_t)n * sizeof(float)), dx[k] = malloc((size_t)n * sizeof(float));
+        fill_random(x[k], n, 90 + k);
+    }
+    fill_random(r, nh * HB, 4);
+    hl_gan_tape *t = NULL;
+    CHECK(hl_gan_forward_grid(ctx, d, HB, g_T, g_H, g_W, (const float *const *)x, &t, z) == HL_OK &&
+              hl_gan_backward(ctx, d, t, r, gd, dx) == HL_OK,
+          "conv heads: %s", e->msg);
+    hl_gan_tape_free(t);
+    CHECK(isfinite(z[0]) && z[0] != z[1], "conv heads: logits %g %g", z[0], z[1]);
+    double worst = fd_elements(ctx, d, x, r, w, gw, lay.total, "conv params");
+    for (int k = 0; k < nh; k++)
+        worst = fmax(worst,
+                     fd_elements_every(ctx, d, x, r, x[k], dx[k],
+                                       (int64_t)HB * N * hl_gan_in_dim(&g, k), 5, "conv input"));
+    printf("conv heads: %lld parameters + inputs of %d Conv3d heads (grid 4x8x8) vs central "
+           "differences, worst %.3f of the tolerance\n",
+           (long long)lay.total, nh, worst);
+    CHECK(!hl_gan_grid_ok(&g, 2, 8, 8) && hl_gan_grid_ok(&g, 4, 4, 4), "grid sizes");
+    CHECK(hl_gan_forward_grid(ctx, d, HB, 2, 8, 8, (const float *const *)x, &t, z) ==
+                  HELIOS_ERR_INVALID_ARG &&
+              !t && strstr(e->msg, "4 tokens"),
+          "a 2-frame grid is refused: %s", e->msg);
+    CHECK(hl_gan_forward(ctx, d, HB, N, (const float *const *)x, &t, z) == HELIOS_ERR_INVALID_ARG,
+          "conv heads without a grid are refused");
+    g.groups = 3;
+    CHECK(hl_gan_config_check(&g, NULL, e) != HL_OK, "3 groups of head_dim 4 refused");
+    g_T = 1, g_H = 1, g_W = HN;
+    for (int k = 0; k < nh; k++) free(x[k]), free(dx[k]);
+    hl_gan_free(d), hl_gan_free(gd);
+    free(w), free(gw);
+    hl_params_free(&lay);
 }
 
 static void test_heads(const hl_ctx *ctx, hl_error *e) {
@@ -536,6 +625,7 @@ int main(void) {
     hl_ctx ctx = test_ctx(HELIOS_BACKEND_REF, &e);
     test_losses();
     test_heads(&ctx, &e);
+    test_conv_heads(&ctx, &e);
     model md = {0};
     CHECK(load(&md, &e), "load: %s", e.msg);
     hl_safetensors *st = NULL;

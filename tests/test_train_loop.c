@@ -103,7 +103,7 @@ static hl_train_config config(const char *out, int64_t steps, bool resume,
     c.io = (hl_ckpt_io){out,    "model",   "diffusion_pytorch_model.safetensors",
                         "{}\n", &g_layout, kill_hook,
                         NULL,   NULL,      NULL,
-                        NULL};
+                        NULL,   NULL};
     c.report = on_step;
     c.report_user = l;
     c.stop = stop;

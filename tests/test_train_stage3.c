@@ -9,7 +9,12 @@
  *   - with a history: the sampler on a later chunk (the history helios generate's chunk loop holds
  *     after chunk 0, its generator) equals that loop's chunk 1 bit for bit, with the plain
  *     (non-amplified) schedule; the history is seen (an empty one gives another sample, so does
- *     the teacher's); a history given as transformer inputs turns back into the same window. */
+ *     the teacher's); a history given as transformer inputs turns back into the same window;
+ *   - the GAN's random crop (size, positions covering the range over seeds, copy and its
+ *     backward) and its start step: the "stage3" objective with the GAN starting at step 2 gives
+ *     the DMD-only loss and gradients, bit for bit, before it and other ones from it;
+ *   - the EMA exported as a model folder in each checkpoint (ema/): the recurrence, step by step,
+ *     bit for bit, and different from the student. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +26,9 @@
 #include "train/distill.h"
 #include "train/dit_flat.h"
 #include "train/dmd.h"
+#include "train/gan.h"
+#include "train/objective.h"
+#include "train/train_loop.h"
 
 #define MODEL HELIOS_VECTORS "/../models/tiny-random-model"
 
@@ -192,6 +200,233 @@ static void test_sampler(void) {
     hl_params_free(&L);
 }
 
+static void test_crop(void) {
+    hl_error e = {0};
+    int h, w;
+    CHECK(hl_gan_crop_size(16, 16, 2, 2, 0.5, "k", &h, &w, &e) == HL_OK && h == 8 && w == 8,
+          "half of 16x16: %dx%d", h, w);
+    CHECK(hl_gan_crop_size(18, 12, 2, 2, 0.5, "k", &h, &w, &e) == HL_OK && h == 8 && w == 6,
+          "half of 18x12 in whole patches: %dx%d", h, w);
+    CHECK(hl_gan_crop_size(4, 4, 2, 2, 0.1, "k", &h, &w, &e) == HL_OK && h == 2 && w == 2,
+          "at least one patch: %dx%d", h, w);
+    CHECK(hl_gan_crop_size(16, 16, 2, 2, 1.0, "k", &h, &w, &e) == HL_OK && h == 16 && w == 16,
+          "1: the whole latent");
+    CHECK(hl_gan_crop_size(15, 16, 2, 2, 0.5, "objective.gan_crop", &h, &w, &e) != HL_OK &&
+              strstr(e.msg, "objective.gan_crop"),
+          "odd latent: %s", e.msg);
+    CHECK(hl_gan_crop_size(16, 16, 2, 2, 0, "objective.gan_crop", &h, &w, &e) != HL_OK &&
+              strstr(e.msg, "objective.gan_crop"),
+          "fraction 0: %s", e.msg);
+    /* positions: uniform over [0, H - h] x [0, W - w], every value reached over seeds */
+    int seen_y[9] = {0}, seen_x[9] = {0};
+    bool in_range = true;
+    for (int seed = 0; seed < 400; seed++) {
+        hl_rng g = {0};
+        hl_rng_seed(&g, (uint64_t)seed);
+        hl_gan_crop c;
+        hl_gan_crop_draw(16, 16, 8, 8, &g, &c);
+        in_range = in_range && c.h == 8 && c.w == 8 && c.y >= 0 && c.y <= 8 && c.x >= 0 && c.x <= 8;
+        if (in_range) seen_y[c.y]++, seen_x[c.x]++;
+    }
+    CHECK(in_range, "windows inside the latent");
+    for (int i = 0; i < 9; i++)
+        CHECK(seen_y[i] > 15 && seen_x[i] > 15, "position %d: %d (y), %d (x) of 400", i, seen_y[i],
+              seen_x[i]);
+    hl_rng g = {0};
+    hl_rng_seed(&g, 1);
+    hl_rng_u32(&g);
+    int before = g.next;
+    hl_gan_crop c;
+    hl_gan_crop_draw(16, 16, 16, 16, &g, &c); /* the whole latent: no draw */
+    CHECK(c.y == 0 && c.x == 0 && g.next == before, "whole latent: no draw");
+    /* copy and its backward on 2 planes of 4x6, window 2x3 at (1, 2) */
+    float src[48], dst[12], back[48];
+    for (int i = 0; i < 48; i++) src[i] = (float)i;
+    c = (hl_gan_crop){2, 3, 1, 2};
+    hl_gan_crop_copy(src, 2, 4, 6, &c, dst);
+    const float want[12] = {8, 9, 10, 14, 15, 16, 32, 33, 34, 38, 39, 40};
+    CHECK(!memcmp(dst, want, sizeof want), "crop copy");
+    hl_gan_crop_uncrop(dst, 2, 4, 6, &c, back);
+    bool ok = true;
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 6; j++) {
+                int k = (p * 4 + i) * 6 + j;
+                bool inside = i >= 1 && i < 3 && j >= 2 && j < 5;
+                ok = ok && back[k] == (inside ? src[k] : 0);
+            }
+    CHECK(ok, "uncrop: the window back in place, zero outside");
+}
+
+/* A "stage3" objective over the tiny model (teacher = the same weights). */
+static hl_status make_stage3(const char *json, const hl_train_env *env, void **obj, hl_error *e) {
+    hl_json *j;
+    HL_TRY(hl_json_parse(json, strlen(json), &j, e));
+    hl_status st = hl_stage3_create(j, env, obj, e);
+    hl_json_free(j);
+    return st;
+}
+
+static void last_terms(const char *dir, double *gan_g, double *gan_d) {
+    char p[512], line[1024] = "", cur[1024];
+    snprintf(p, sizeof p, "%s/stage3.tsv", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return;
+    while (fgets(cur, sizeof cur, f)) memcpy(line, cur, sizeof line);
+    fclose(f);
+    double v[6] = {0};
+    sscanf(line, "%lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
+    *gan_g = v[3], *gan_d = v[5];
+}
+
+#define S3_COMMON                                                                              \
+    "\"type\": \"stage3\", \"gen_every\": 1, \"teacher_steps\": 1, \"eval_prompts\": 0, "      \
+    "\"steps\": [1, 1, 1], \"critic_lr\": 1e-4, \"synthetic\": {\"clips\": 2, \"frames\": 2, " \
+    "\"height\": 16, \"width\": 16, \"text_len\": 8}"
+
+static void test_gan_start(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    char root[] = "/tmp/helios_s3_XXXXXX", d_gan[300], d_dmd[300];
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    snprintf(d_gan, sizeof d_gan, "%s/gan", root);
+    snprintf(d_dmd, sizeof d_dmd, "%s/dmd", root);
+    hl_train_env env = {"test.json", &L,    &cfg, w, 3,    "synthetic",
+                        MODEL,       d_gan, NULL, 1, NULL, NULL};
+    void *gan = NULL, *dmd = NULL;
+    CHECK(make_stage3("{" S3_COMMON ", \"gan_g_weight\": 0.05, \"gan_d_weight\": 0.01, "
+                      "\"gan_start\": 2}",
+                      &env, &gan, &e) == HL_OK,
+          "%s", e.msg);
+    env.output = d_dmd;
+    CHECK(make_stage3("{" S3_COMMON "}", &env, &dmd, &e) == HL_OK, "%s", e.msg);
+    void *bad = NULL;
+    CHECK(make_stage3("{" S3_COMMON ", \"gan_crop\": 0}", &env, &bad, &e) != HL_OK &&
+              strstr(e.msg, "objective.gan_crop"),
+          "gan_crop 0: %s", e.msg);
+    CHECK(make_stage3("{" S3_COMMON ", \"gan_start\": -1}", &env, &bad, &e) != HL_OK &&
+              strstr(e.msg, "objective.gan_start"),
+          "gan_start -1: %s", e.msg);
+    if (!gan || !dmd) goto out;
+    size_t N = (size_t)L.total;
+    float *ga = calloc(N, 4), *gb = calloc(N, 4);
+    for (int64_t s = 0; s < 3; s++) {
+        /* the student's weights stay w: the generator gradients of both compare directly */
+        memset(ga, 0, N * 4), memset(gb, 0, N * 4);
+        hl_rng ra = {0}, rb = {0};
+        hl_rng_seed(&ra, 100 + (uint64_t)s), hl_rng_seed(&rb, 100 + (uint64_t)s);
+        double la = 0, lb = 0, gg = -1, gd = -1;
+        CHECK(hl_stage3_step(gan, &ra, s, w, ga, &la, &e) == HL_OK, "%s", e.msg);
+        CHECK(hl_stage3_step(dmd, &rb, s, w, gb, &lb, &e) == HL_OK, "%s", e.msg);
+        last_terms(d_gan, &gg, &gd);
+        size_t differ = 0;
+        for (size_t i = 0; i < N; i++) differ += memcmp(&ga[i], &gb[i], 4) != 0;
+        printf("  step %lld: loss %.9g (GAN configured) vs %.9g (DMD only), L_G %.6g, L_D %.6g, "
+               "%zu of %zu gradients differ\n",
+               (long long)s, la, lb, gg, gd, differ, N);
+        if (s < 2) {
+            CHECK(la == lb && differ == 0,
+                  "before gan_start: the DMD-only loss and generator gradient, bit for bit");
+            CHECK(gg == 0 && gd == 0, "before gan_start: GAN terms 0");
+        } else {
+            CHECK(la != lb && differ > 0, "from gan_start: the GAN changes loss and gradient");
+            CHECK(gg > 0 && gd > 0, "from gan_start: GAN terms > 0");
+        }
+    }
+    free(ga), free(gb);
+out:
+    hl_stage3_destroy(gan);
+    hl_stage3_destroy(dmd);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
+/* helios train's checkpoints with ema_folder "ema": OUT/checkpoint-S/ema/ is a Distilled model
+ * folder holding the EMA: e_S = e_{S-1} - (1 - decay)(e_{S-1} - p_S) after generator steps (TTUR:
+ * steps 0 and 2 of gen_every 2), e_S = e_{S-1} after critic-only steps, e_0 = the initial
+ * weights; checked bit for bit against the students p_S of every checkpoint. */
+static void test_ema_export(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    char root[] = "/tmp/helios_ema_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    size_t N = (size_t)L.total;
+    float *init = malloc(N * 4), *ema = malloc(N * 4), *want = malloc(N * 4), *p = malloc(N * 4),
+          *got = malloc(N * 4);
+    memcpy(init, w, N * 4);
+    hl_train_env env = {"test.json", &L,   &cfg, init, 3,    "synthetic",
+                        MODEL,       root, NULL, 1,    NULL, NULL};
+    void *obj = NULL;
+    const char *js = "{\"type\": \"stage3\", \"gen_every\": 2, \"teacher_steps\": 1, "
+                     "\"eval_prompts\": 0, \"steps\": [1, 1, 1], \"synthetic\": {\"clips\": 2, "
+                     "\"frames\": 2, \"height\": 16, \"width\": 16, \"text_len\": 8}}";
+    CHECK(make_stage3(js, &env, &obj, &e) == HL_OK, "%s", e.msg);
+    if (!obj) goto out;
+    hl_train_config tc = {0};
+    tc.steps = 4, tc.batch = 1, tc.micro_batches = 1;
+    tc.adamw = (hl_adamw_config){0.0, 0.999, 1e-8, 1e-3};
+    tc.lr = (hl_lr_schedule){HL_LR_CONSTANT, 1e-3, 0, 0, 4};
+    tc.clip = 10, tc.ema_decay = 0.9, tc.seed = 3, tc.checkpoint_every = 1, tc.keep = 0;
+    tc.io = (hl_ckpt_io){.out_dir = root,
+                         .component = "transformer",
+                         .weights_name = "diffusion_pytorch_model.safetensors",
+                         .config_json = "{}",
+                         .layout = &L,
+                         .extra_save = hl_stage3_save,
+                         .extra_load = hl_stage3_load,
+                         .extra_user = obj,
+                         .ema_folder = "ema"};
+    tc.updates = hl_stage3_updates;
+    hl_train_result res;
+    CHECK(hl_train_run(&tc, hl_stage3_step, NULL, obj, w, ema, &res, &e) == HL_OK, "%s", e.msg);
+    memcpy(want, init, N * 4);
+    for (int S = 1; S <= 4; S++) {
+        char d[400], q[500];
+        snprintf(d, sizeof d, "%s/checkpoint-%d", root, S);
+        CHECK(hl_distill_load_weights(d, &L, p, &e) == HL_OK, "%s", e.msg);
+        snprintf(d, sizeof d, "%s/checkpoint-%d/ema", root, S);
+        CHECK(hl_distill_load_weights(d, &L, got, &e) == HL_OK, "%s", e.msg);
+        if (hl_dmd_generator_step(S - 1, 2)) hl_ema_update(want, p, (int64_t)N, 0.9);
+        CHECK(!memcmp(got, want, N * 4), "checkpoint-%d: the EMA recurrence, bit for bit", S);
+        snprintf(q, sizeof q, "%s/model_index.json", d);
+        CHECK(hl_file_is_regular(q), "checkpoint-%d/ema/model_index.json", S);
+        snprintf(q, sizeof q, "%s/scheduler/scheduler_config.json", d);
+        CHECK(hl_file_is_regular(q), "checkpoint-%d/ema/scheduler", S);
+    }
+    size_t differ = 0;
+    double md = 0;
+    for (size_t i = 0; i < N; i++) {
+        differ += got[i] != p[i];
+        md = fmax(md, fabs((double)got[i] - p[i]));
+    }
+    printf("  EMA vs student after 4 steps: %zu of %zu weights differ, max %.3g\n", differ, N, md);
+    CHECK(differ > N / 2, "the EMA differs from the student");
+    CHECK(!memcmp(got, ema, N * 4), "the exported EMA is the loop's");
+out:
+    hl_stage3_destroy(obj);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    free(init), free(ema), free(want), free(p), free(got);
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
 /* Runs the loop to the end of its next chunk. */
 static hl_status next_chunk(hl_loop *l, hl_loop_event *ev) {
     hl_status st = HL_OK;
@@ -308,5 +543,8 @@ int main(void) {
     test_renoise_schedule();
     test_sampler();
     test_sampler_history();
+    test_crop();
+    test_gan_start();
+    test_ema_export();
     return test_done("test_train_stage3");
 }

@@ -5,7 +5,9 @@
 # the checkpoint is a model folder `helios generate -m` runs with the Distilled recipe; "ode_init"
 # caches its teacher trajectories, reuses them on a resume, and resumes bit for bit too. With the
 # GAN on: 2 + resume 2 = 4 bit for bit (heads' gan.safetensors included), non-zero GAN columns,
-# cache_grad false gives the same bits with a larger generator-step peak (gen_peak_bytes).
+# cache_grad false gives the same bits with a larger generator-step peak (gen_peak_bytes); the GAN
+# starting at step 1 (gan_start) leaves step 0 as without it. Each checkpoint's ema/ is a second
+# model folder holding the EMA, which `helios generate -m` runs as Distilled too.
 # Histories (the default: stage 1's target chunk, history and task mix on 3-chunk clips): the runs
 # above draw later chunks with a history (tasks.tsv), resume bit for bit with them (tasks.tsv too),
 # and differ from p_t2v 1 (every sample a first chunk, nothing drawn), which gives the same bits
@@ -59,6 +61,16 @@ cfg pt o 2 stage3 ', "p_t2v": 1.5'
 fails "p_t2v above 1" 2 "objective.p_t2v" "$H" train -q "$T/pt.json"
 cfg pt o 2 ode_init ', "clip_chunks": 0'
 fails "clip_chunks 0" 2 "objective.clip_chunks" "$H" train -q "$T/pt.json"
+cfg gan o 2 stage3 ', "gan_start": -1'
+fails "negative GAN start" 2 "objective.gan_start" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_crop": 0'
+fails "GAN crop 0" 2 "objective.gan_crop" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_crop": 1.5'
+fails "GAN crop above 1" 2 "objective.gan_crop" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_g_weight": 0.05, "gan_head": "conv3d"'
+fails "Conv3d heads on a 2-frame window" 2 "objective.gan_head" "$H" train -q "$T/gan.json"
+cfg gan o 2 stage3 ', "gan_head": "conv"'
+fails "unknown GAN head" 2 "objective.gan_head" "$H" train -q "$T/gan.json"
 cfg batch o 2 stage3 '' ', "batch": 2'
 fails "batch 2" 2 "batch 1" "$H" train -q "$T/batch.json"
 
@@ -89,10 +101,20 @@ check "model folder: DMD scheduler, is_distilled" \
     -o "$T/g.safetensors" --threads 2 >"$T/gen.log" 2>&1
 check "generate runs the student with the Distilled recipe" \
     "[ -s '$T/g.safetensors' ] && grep -q 'Distilled' '$T/gen.log'"
+check "EMA model folder: DMD scheduler, is_distilled, EMA weights" \
+    "grep -q '\"is_distilled\": true' '$T/s4/checkpoint-4/ema/model_index.json' && grep -q HeliosDMDScheduler '$T/s4/checkpoint-4/ema/scheduler/scheduler_config.json' && [ -s '$T/s4/checkpoint-4/ema/transformer/diffusion_pytorch_model.safetensors' ] && same s4 s4 checkpoint-4/transformer/config.json && cmp -s '$T/s4/checkpoint-4/transformer/config.json' '$T/s4/checkpoint-4/ema/transformer/config.json'"
+check "EMA weights differ from the student's" \
+    "! cmp -s '$T/s4/checkpoint-4/transformer/diffusion_pytorch_model.safetensors' '$T/s4/checkpoint-4/ema/transformer/diffusion_pytorch_model.safetensors'"
+check "EMA resume: the same EMA folder" \
+    "same s4 s2 checkpoint-4/ema/transformer/diffusion_pytorch_model.safetensors"
+"$H" generate -m "$T/s4/checkpoint-4/ema" -p "a red ball" --width 128 --height 128 --chunks 1 \
+    -o "$T/ge.safetensors" --threads 2 >"$T/gene.log" 2>&1
+check "generate runs the EMA folder with the Distilled recipe" \
+    "[ -s '$T/ge.safetensors' ] && grep -q 'Distilled' '$T/gene.log' && ! cmp -s '$T/g.safetensors' '$T/ge.safetensors'"
 
 # stage3 with the GAN (heads on the critic, R1, Cache Grad): 4 straight vs 2 + resume to 4, and
 # the same 4 steps without Cache Grad: the same bits, a larger generator-step peak
-G=', "gan_g_weight": 0.05, "gan_d_weight": 0.01, "gan_r1_weight": 100, "gan_r1_sigma": 0.1'
+G=', "gan_g_weight": 0.05, "gan_d_weight": 0.01, "gan_r1_weight": 100, "gan_r1_sigma": 0.1, "gan_start": 1'
 cfg g4 g4 4 stage3 "$G"
 cfg g2 g2 2 stage3 "$G"
 cfg gn gn 4 stage3 "$G"', "cache_grad": false'
@@ -108,20 +130,42 @@ check "GAN resume: critic" "same g4 g2 checkpoint-4/critic.safetensors"
 check "GAN resume: heads and their moments" "same g4 g2 checkpoint-4/gan.safetensors"
 check "GAN resume: student" \
     "same g4 g2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
-check "GAN loss columns non-zero (generator steps: gan_g; every step: gan_d, heads norm)" \
-    "awk -F'\t' 'NR>1 && ((\$2==1 && \$4+0==0) || \$6+0==0 || \$11+0==0){bad=1} END{exit bad}' '$T/g4/stage3.tsv'"
-check "GAN changes the losses" "! same s4 g4 losses.tsv"
+check "GAN from gan_start 1: step 1 as without the GAN (GAN columns 0, the same loss)" \
+    "awk -F'\t' 'NR==2 && (\$4+0!=0 || \$6+0!=0 || \$11+0!=0){bad=1} END{exit bad}' '$T/g4/stage3.tsv' && [ \"\$(sed -n 1p '$T/g4/losses.tsv')\" = \"\$(sed -n 1p '$T/s4/losses.tsv')\" ]"
+check "GAN loss columns non-zero from step 2 (generator steps: gan_g; every step: gan_d, heads norm)" \
+    "awk -F'\t' 'NR>2 && ((\$2==1 && \$4+0==0) || \$6+0==0 || \$11+0==0){bad=1} END{exit bad}' '$T/g4/stage3.tsv'"
+check "GAN changes the losses from step 2" \
+    "[ \"\$(sed -n 2,4p '$T/g4/losses.tsv')\" != \"\$(sed -n 2,4p '$T/s4/losses.tsv')\" ]"
 check "Cache Grad off: the same losses" "same g4 gn losses.tsv"
 check "Cache Grad off: the same terms" \
     "[ \"\$(cut -f1-11 '$T/g4/stage3.tsv')\" = \"\$(cut -f1-11 '$T/gn/stage3.tsv')\" ]"
 check "Cache Grad off: the same student, critic, heads" \
     "same g4 gn checkpoint-4/transformer/diffusion_pytorch_model.safetensors && same g4 gn checkpoint-4/critic.safetensors && same g4 gn checkpoint-4/gan.safetensors"
-check "Cache Grad: lower generator-step peak (step 1)" \
-    "[ \$(awk 'NR==2{print \$12}' '$T/g4/stage3.tsv') -lt \$(awk 'NR==2{print \$12}' '$T/gn/stage3.tsv') ]"
-awk 'NR==2{printf "generator-step peak: %s bytes with Cache Grad, ", $12}' "$T/g4/stage3.tsv"
-awk 'NR==2{printf "%s without\n", $12}' "$T/gn/stage3.tsv"
-check "no GAN: generator-step peak = the student's tape" \
-    "[ \$(awk 'NR==2{print \$12}' '$T/s4/stage3.tsv') -gt 0 ] && [ \$(awk 'NR==2{print \$12}' '$T/s4/stage3.tsv') -lt \$(awk 'NR==2{print \$12}' '$T/g4/stage3.tsv') ]"
+check "Cache Grad: lower generator-step peak (step 3, the first generator step with the GAN)" \
+    "[ \$(awk 'NR==4{print \$12}' '$T/g4/stage3.tsv') -lt \$(awk 'NR==4{print \$12}' '$T/gn/stage3.tsv') ]"
+awk 'NR==4{printf "generator-step peak: %s bytes with Cache Grad, ", $12}' "$T/g4/stage3.tsv"
+awk 'NR==4{printf "%s without\n", $12}' "$T/gn/stage3.tsv"
+check "no GAN: generator-step peak = the student's tape (also before gan_start)" \
+    "[ \$(awk 'NR==4{print \$12}' '$T/s4/stage3.tsv') -gt 0 ] && [ \$(awk 'NR==4{print \$12}' '$T/s4/stage3.tsv') -lt \$(awk 'NR==4{print \$12}' '$T/g4/stage3.tsv') ] && [ \$(awk 'NR==2{print \$12}' '$T/s4/stage3.tsv') -eq \$(awk 'NR==2{print \$12}' '$T/g4/stage3.tsv') ]"
+
+# the reference's Conv3d heads (gan_head "conv3d") on 4 latent frames (a 4x4x4 token window):
+# 4 straight vs 2 + resume to 4, the heads' Conv3d parameters in gan.safetensors, GAN terms > 0
+cf() { # NAME STEPS
+    cfg "$1" "$1" "$2" stage3 "$G"', "gan_head": "conv3d"'
+    sed 's#"frames": 2#"frames": 4#' "$T/$1.json" >"$T/$1.tmp" && mv "$T/$1.tmp" "$T/$1.json"
+}
+cf c4 4
+cf c2 2
+sed "s#\"steps\": 2,#\"steps\": 4,#" "$T/c2.json" >"$T/c2r.json"
+"$H" train -q "$T/c4.json" 2>/dev/null
+"$H" train -q "$T/c2.json" 2>/dev/null
+"$H" train -q --resume "$T/c2r.json" 2>/dev/null
+check "Conv3d heads: run, Conv3d parameters saved" \
+    "[ -f '$T/c4/checkpoint-4/COMPLETE' ] && grep -qa 'heads.disc.heads.0.conv.5.weight' '$T/c4/checkpoint-4/gan.safetensors'"
+check "Conv3d heads: GAN columns non-zero from step 2" \
+    "awk -F'\t' 'NR>2 && ((\$2==1 && \$4+0==0) || \$6+0==0 || \$11+0==0){bad=1} END{exit bad}' '$T/c4/stage3.tsv'"
+check "Conv3d heads resume: losses, terms, heads, critic, student" \
+    "same c4 c2 losses.tsv && same c4 c2 stage3.tsv && same c4 c2 checkpoint-4/gan.safetensors && same c4 c2 checkpoint-4/critic.safetensors && same c4 c2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
 
 # p_t2v 1: first chunks only, the same bits on 3-chunk and 1-chunk clips, not those of histories
 cfg p3 p3 4 stage3 "$G"', "p_t2v": 1'

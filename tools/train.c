@@ -525,7 +525,7 @@ int cmd_train(int argc, char **argv) {
     tc.io = (hl_ckpt_io){c.output,      c.component, "diffusion_pytorch_model.safetensors",
                          m.config_text, &m.layout,   NULL,
                          NULL,          NULL,        NULL,
-                         NULL};
+                         NULL,          NULL};
     if (c.lora_rank) { /* checkpoints hold the adapters (the loop's parameters) */
         tc.io.component = "transformer_lora";
         tc.io.weights_name = "pytorch_lora_weights.safetensors";
@@ -533,6 +533,7 @@ int cmd_train(int argc, char **argv) {
         tc.io.layout = &lr.lora.layout;
     }
     if (m.is_text) tc.io.weights_name = "model.safetensors"; /* transformers' file name */
+    if (!c.lora_rank && c.ema > 0) tc.io.ema_folder = objective->ema_folder;
     tc.io.extra_save = objective->save_state;
     tc.io.extra_load = objective->load_state;
     tc.io.extra_user = obj;

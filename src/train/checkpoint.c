@@ -346,6 +346,29 @@ static hl_status write_optimizer(const char *path, const hl_params *L, const hl_
     return st;
 }
 
+/* COMPONENT/WEIGHTS (F32, the layout's names) from w, and COMPONENT/config.json, fsync'ed. */
+static hl_status write_component(const hl_ckpt_io *io, const char *comp, const float *w,
+                                 hl_error *err) {
+    char p[PATH_CAP];
+    size_t n = io->layout->n;
+    hl_st_entry *e = calloc(n ? n : 1, sizeof *e);
+    if (!e) return hl_fail(err, HELIOS_ERR_OOM, "checkpoint: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const hl_param *q = &io->layout->p[i];
+        e[i].name = q->name;
+        e[i].t = hl_tensor_make((void *)(w + q->offset), HL_F32, q->ndim, q->shape);
+    }
+    hl_status s = join(p, comp, io->weights_name, err);
+    if (s == HL_OK) s = hl_st_write(p, e, n, (const char *const[]){"format", "pt", NULL}, err);
+    free(e);
+    HL_TRY(s);
+    if (io->config_json) {
+        HL_TRY(join(p, comp, "config.json", err));
+        HL_TRY(write_synced(p, io->config_json, strlen(io->config_json), err));
+    }
+    return fsync_path(comp, true, err);
+}
+
 hl_status hl_ckpt_save(const hl_ckpt_io *io, const float *params, const hl_adamw *opt,
                        const float *ema, const hl_ckpt_state *st, hl_error *err) {
     char name[64], tmp_name[64], fin[PATH_CAP], tmp[PATH_CAP], comp[PATH_CAP], p[PATH_CAP];
@@ -362,24 +385,17 @@ hl_status hl_ckpt_save(const hl_ckpt_io *io, const float *params, const hl_adamw
     HL_TRY(make_dir(tmp, err));
     HL_TRY(make_dir(comp, err));
 
-    /* the weights, as the model's own folder */
-    size_t n = io->layout->n;
-    hl_st_entry *e = calloc(n ? n : 1, sizeof *e);
-    if (!e) return hl_fail(err, HELIOS_ERR_OOM, "checkpoint: out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const hl_param *q = &io->layout->p[i];
-        e[i].name = q->name;
-        e[i].t = hl_tensor_make((void *)(params + q->offset), HL_F32, q->ndim, q->shape);
+    /* the weights, as the model's own folder (and the EMA's, when asked) */
+    HL_TRY(write_component(io, comp, params, err));
+    if (io->ema_folder && ema) {
+        char ef[PATH_CAP], ec[PATH_CAP];
+        HL_TRY(join(ef, tmp, io->ema_folder, err));
+        HL_TRY(join(ec, ef, io->component, err));
+        HL_TRY(make_dir(ef, err));
+        HL_TRY(make_dir(ec, err));
+        HL_TRY(write_component(io, ec, ema, err));
+        HL_TRY(fsync_path(ef, true, err));
     }
-    hl_status s = join(p, comp, io->weights_name, err);
-    if (s == HL_OK) s = hl_st_write(p, e, n, (const char *const[]){"format", "pt", NULL}, err);
-    free(e);
-    HL_TRY(s);
-    if (io->config_json) {
-        HL_TRY(join(p, comp, "config.json", err));
-        HL_TRY(write_synced(p, io->config_json, strlen(io->config_json), err));
-    }
-    HL_TRY(fsync_path(comp, true, err));
     hook(io, st->step, "weights");
 
     HL_TRY(join(p, tmp, "optimizer.safetensors", err));
@@ -390,6 +406,7 @@ hl_status hl_ckpt_save(const hl_ckpt_io *io, const float *params, const hl_adamw
         hook(io, st->step, "extra");
     }
 
+    hl_status s;
     char *js = state_json(st);
     if (!js) return hl_fail(err, HELIOS_ERR_OOM, "checkpoint: out of memory");
     s = join(p, tmp, "state.json", err);

@@ -6,6 +6,7 @@
  *     COMPONENT/config.json                          the model's config.json, verbatim
  *     COMPONENT/diffusion_pytorch_model.safetensors  the weights (F32, diffusers names): the
  *                                                    folder loads as a transformer folder as is
+ *     EMA_FOLDER/COMPONENT/...  the EMA weights as a component folder (io.ema_folder, with an EMA)
  *     optimizer.safetensors    exp_avg.NAME, exp_avg_sq.NAME (AdamW moments), ema.NAME (EMA
  *                              weights, when kept); metadata "step" = AdamW's step count
  *     state.json               version 2: step, samples consumed (the data position), config
@@ -55,6 +56,12 @@ typedef struct hl_ckpt_io {
     hl_status (*extra_save)(void *user, const char *dir, hl_error *err);
     hl_status (*extra_load)(void *user, const char *dir, hl_error *err);
     void *extra_user;
+    /* Optional: with an EMA, its weights also as a model's own folder, written before extra_save:
+     * DIR/ema_folder/COMPONENT/{config.json, WEIGHTS} (the same files as COMPONENT/, the EMA
+     * weights in place of the trained ones), so that an objective's extra_save can complete
+     * DIR/ema_folder into a loadable model folder. Only read back as part of the EMA in
+     * optimizer.safetensors (the same bits). NULL: not written. */
+    const char *ema_folder;
 } hl_ckpt_io;
 
 /* Writes OUT/checkpoint-STEP (STEP = st->step) from params, the AdamW moments and ema (NULL: no

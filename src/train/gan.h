@@ -5,8 +5,9 @@
  * Heads. The reference (`Discriminator3DHead`, gan_cond_map_dim 768) reads the noisy-token hidden
  * states of fake-score blocks 5, 15, 25, 35 (of 40) plus the final 16-channel output, each through
  * Conv3d(5120→768, k3) → GN/SiLU → four strided Conv3d → Conv3d(1,3,3) → GN/SiLU → global
- * average pool → Linear(768→1). Scaled to this engine (tiny grids of a few tokens cannot carry
- * k4/s2 convolutions), one head k reads tokens x [B, N, Din] (N = current tokens) as
+ * average pool → Linear(768→1). That stack is below (conv = 1, grids of at least 4 tokens a
+ * side); scaled to tiny grids (a few tokens cannot carry k4/s2 convolutions), the token-wise head
+ * k (conv = 0) reads tokens x [B, N, Din] (N = current tokens) as
  *   u = x·Wpᵀ + bp            [B·N, Dh]   the token-wise projection (the k3 conv as 1x1x1)
  *   v = LN(u)·γ + β           [B·N, Dh]   the norm (GroupNorm as a per-token LayerNorm)
  *   a = SiLU(v)
@@ -27,6 +28,20 @@
  * Generator total: g_weight·L_G (0.05); critic total: d_weight·L_D + r1_weight·L_R1 (0.01, 100,
  * r1_sigma 0.1). A weight of 0 switches its term off.
  *
+ * Conv3d heads (conv = 1, the reference's Discriminator3DHead as spec §6.4 lists it) read the
+ * same tokens as a channels-last grid x [B, T, H, W, Din] (the patch grid of the critic input):
+ *   a0 = Conv3d(Din→Dh, k3, pad 1)                  GN0 → SiLU
+ *   a1 = Conv3d(Dh→Dh, k4, stride 2, pad 1)(·)      a2 = the same on a1
+ *   a3 = Conv3d(Dh→Dh, k3, stride (2,1,1), pad 1)   a4 = the same on a3
+ *   a5 = Conv3d(Dh→Dh, k(1,3,3), pad (0,1,1))       GN1 → SiLU
+ *   p = mean over the positions [B, Dh], z = p·Woᵀ + bo
+ * (no activation between the strided convolutions: the spec names GN/SiLU after the first and
+ * the last only; padding 1, unstated in the spec, keeps a 4-token axis alive: 4 → 2 → 1). GN =
+ * GroupNorm(groups, Dh) with affine gain and bias, eps as the token heads. Parameters per head k:
+ *   disc.heads.k.conv.j.weight [Dh, Cin, kt, kh, kw], disc.heads.k.conv.j.bias [Dh]  (j = 0..5)
+ *   disc.heads.k.norm.j.weight [Dh], disc.heads.k.norm.j.bias [Dh]                  (j = 0, 1)
+ *   disc.heads.k.out.weight [1, Dh], disc.heads.k.out.bias [1]
+ *
  * Gradient conventions as ops.h: input gradients are overwritten, parameter gradients accumulate
  * into a gradient view (hl_gan_new_flat on the gradient buffer). */
 #ifndef HL_TRAIN_GAN_H
@@ -39,13 +54,16 @@
 #define HL_GAN_MAX_HEADS 8
 
 typedef struct hl_gan_config {
-    int n_blocks;                        /* heads on block outputs */
-    int blocks[HL_GAN_MAX_HEADS];        /* their block indices */
-    int final_head;                      /* 1: one more head on the final output */
-    int dim;                             /* D: input width of a block head */
-    int final_dim;                       /* pt·ph·pw·C_out: input width of the final head */
-    int head_dim;                        /* Dh */
-    float eps;                           /* the heads' norm */
+    int n_blocks;                 /* heads on block outputs */
+    int blocks[HL_GAN_MAX_HEADS]; /* their block indices */
+    int final_head;               /* 1: one more head on the final output */
+    int dim;                      /* D: input width of a block head */
+    int final_dim;                /* pt·ph·pw·C_out: input width of the final head */
+    int head_dim;                 /* Dh */
+    float eps;                    /* the heads' norm */
+    int conv;   /* 0: the token-wise heads above; 1: the reference's Conv3d stack (below) */
+    int groups; /* the Conv3d heads' GroupNorm groups (divides head_dim; default: the largest
+                   divisor of head_dim up to min(32, head_dim / 24), at least 1) */
     float g_weight, d_weight, r1_weight; /* 0: term off */
     float r1_sigma;
 } hl_gan_config;
@@ -64,8 +82,10 @@ void hl_gan_config_default(const hl_dit_config *c, hl_gan_config *g);
 hl_status hl_gan_config_check(const hl_gan_config *g, const hl_dit_config *c, hl_error *err);
 
 typedef struct hl_gan_head {
-    hl_tensor proj_w, proj_b;
+    hl_tensor proj_w, proj_b; /* token-wise heads */
     const float *norm_w, *norm_b;
+    hl_tensor conv_w[6], conv_b[6]; /* Conv3d heads */
+    const float *gn_w[2], *gn_b[2];
     hl_tensor out_w, out_b;
 } hl_gan_head;
 
@@ -88,9 +108,16 @@ void hl_gan_params_init_random(const hl_params *layout, float *data, hl_rng *rng
 typedef struct hl_gan_tape hl_gan_tape;
 
 /* z [n_heads, B] from x[k] [B, N, in_dim(k)] (k < n_heads; the arrays must stay unchanged until
- * the backward). */
+ * the backward). Token-wise heads only (N tokens without a grid). */
 hl_status hl_gan_forward(const hl_ctx *ctx, const hl_gan *d, int B, int64_t N,
                          const float *const *x, hl_gan_tape **tape, float *z);
+/* The same with the tokens' grid, N = T·H·W in (t, h, w) order: x[k] is [B, T, H, W, in_dim(k)]
+ * (channels last), which the Conv3d heads need. */
+hl_status hl_gan_forward_grid(const hl_ctx *ctx, const hl_gan *d, int B, int64_t T, int64_t H,
+                              int64_t W, const float *const *x, hl_gan_tape **tape, float *z);
+/* Whether a T x H x W token grid is large enough for the heads (always for token-wise heads; the
+ * Conv3d stack needs at least 4 tokens along every axis). */
+bool hl_gan_grid_ok(const hl_gan_config *g, int64_t T, int64_t H, int64_t W);
 /* From dz [n_heads, B]: dx[k] (NULL array or entry: not wanted) overwritten; parameter gradients
  * accumulate into g (NULL: none). */
 hl_status hl_gan_backward(const hl_ctx *ctx, const hl_gan *d, hl_gan_tape *t, const float *dz,
@@ -121,6 +148,28 @@ void hl_gan_r1_perturb(const float *x, int64_t n, float sigma, hl_rng *rng, floa
 double hl_gan_critic_loss(const hl_gan_config *g, const float *z_real, const float *z_fake,
                           const float *z_pert, int64_t n, float *dz_real, float *dz_fake,
                           float *dz_pert);
+
+/* ---- the random crop of the discriminator's inputs (spec §6.3-6.4) --------------------------
+ * The reference's discriminator reads a random half-height, half-width spatial window of the
+ * noisy latent (every frame, every channel). The window is h x w of an H x W latent with its
+ * top-left corner at (y, x). */
+typedef struct hl_gan_crop {
+    int h, w, y, x;
+} hl_gan_crop;
+
+/* The window's size: floor(frac·H) and floor(frac·W) rounded down to multiples of the patch
+ * (ph, pw), at least one patch; frac in (0, 1] (0.5: the reference). An error naming `key` when H
+ * or W is not a multiple of the patch or frac is outside (0, 1]. */
+hl_status hl_gan_crop_size(int H, int W, int ph, int pw, double frac, const char *key, int *h,
+                           int *w, hl_error *err);
+/* The window's position, uniform: y = u32 % (H - h + 1), then x = u32 % (W - w + 1) (two words
+ * of rng; none when the window is the whole latent: y = x = 0). */
+void hl_gan_crop_draw(int H, int W, int h, int w, hl_rng *rng, hl_gan_crop *c);
+/* dst[p, i, j] = src[p, y + i, x + j] for P planes (P = C·F) of H x W: dst is [P, h, w]. */
+void hl_gan_crop_copy(const float *src, int64_t P, int H, int W, const hl_gan_crop *c, float *dst);
+/* The crop's backward: dst [P, H, W] = 0 outside the window, src [P, h, w] inside. */
+void hl_gan_crop_uncrop(const float *src, int64_t P, int H, int W, const hl_gan_crop *c,
+                        float *dst);
 
 /* ---- the generator step: Cache Grad (spec §6.6) ------------------------------------------- */
 

@@ -79,8 +79,8 @@ hl_status hl_gan_pass_forward(const hl_ctx *ctx, const hl_gan_critic *cr,
         st = hl_gan_out_tokens(ctx, &cr->trunk->cfg, p->B, p->T, p->Hp, p->Wp, p->out,
                                p->hidden[g->n_blocks]);
     if (st == HL_OK)
-        st = hl_gan_forward(ctx, cr->heads, p->B, p->N, (const float *const *)p->hidden, &p->heads,
-                            p->z);
+        st = hl_gan_forward_grid(ctx, cr->heads, p->B, p->T, p->Hp, p->Wp,
+                                 (const float *const *)p->hidden, &p->heads, p->z);
     if (st != HL_OK) {
         hl_gan_pass_free(p);
         return st;

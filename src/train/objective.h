@@ -47,6 +47,10 @@ typedef struct hl_train_objective {
     hl_status (*load_state)(void *obj, const char *dir, hl_error *err);
     hl_train_update_fn updates;
     const char *component; /* what it trains: NULL "transformer", "vae", "text_encoder", "any" */
+    /* Optional (NULL: none): with an EMA (and no LoRA), each checkpoint also holds the EMA weights
+     * as DIR/ema_folder/COMPONENT/ (hl_ckpt_io.ema_folder), which save_state may complete into a
+     * model folder (the stage-3 objectives: "ema", a Distilled model folder). */
+    const char *ema_folder;
     /* Optional (NULL: not reported): the tokens one sample's forward processes, for the
      * progress line's tokens/s (= samples/s x this). Transformer (stage1, stage2): history plus
      * current-chunk patch tokens per forward, summed over a sample's forwards, averaged over

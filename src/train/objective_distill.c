@@ -287,8 +287,19 @@ static bool is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+static hl_status write_model_folder(const hl_distill_common *c, const char *dir, hl_error *err);
+
 hl_status hl_distill_write_model_folder(const hl_distill_common *c, const char *dir,
                                         hl_error *err) {
+    HL_TRY(write_model_folder(c, dir, err));
+    char p[4200];
+    snprintf(p, sizeof p, "%s/ema/transformer/config.json", dir);
+    if (!hl_file_is_regular(p)) return HL_OK;
+    snprintf(p, sizeof p, "%s/ema", dir); /* the EMA's transformer (train/checkpoint.h) */
+    return write_model_folder(c, p, err);
+}
+
+static hl_status write_model_folder(const hl_distill_common *c, const char *dir, hl_error *err) {
     char p[4200], q[PATH_MAX + 64], root[PATH_MAX];
     const hl_sched_config *s = &c->shape.sched;
     snprintf(p, sizeof p, "%s/scheduler", dir);

@@ -97,7 +97,8 @@ hl_status hl_distill_log_distance(hl_distill_common *c, int64_t step, const floa
  * scheduler/scheduler_config.json (HeliosDMDScheduler, the student's), and links to the
  * teacher's text_encoder, tokenizer and vae, so the folder is a model folder `helios generate -m`
  * runs with the Distilled recipe. Without a teacher model folder (model_index.json) only the
- * scheduler is written. */
+ * scheduler is written. When DIR/ema/transformer/config.json exists (the checkpoint's EMA
+ * weights, hl_ckpt_io.ema_folder "ema"), DIR/ema gets the same files: a second model folder. */
 hl_status hl_distill_write_model_folder(const hl_distill_common *c, const char *dir, hl_error *err);
 
 /* "checkpoint-STEP" of a folder path: STEP, or -1. */

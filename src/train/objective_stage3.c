@@ -10,14 +10,16 @@
  *     exit step per level, the final level's exit step with a tape); t from the dynamic Beta
  *     re-noise at generator step k = ceil(s / gen_every); x_t = (1 - sigma) x0 + sigma eps;
  *     real = CFG of the teacher's x0 predictions (prompt, zero prompt), fake = the critic's;
- *     L_DMD (train/dmd.h) + gan_g_weight L_G (GAN on: D = heads on the critic's tapped blocks
- *     and output at x_t, its input gradient by Cache Grad (train/gan.h) times 1 - sigma added
- *     into dL/dx0); dL/dv = -sigma_exit dL/dx0 through the student's exit step only.
+ *     L_DMD (train/dmd.h) + gan_g_weight L_G (GAN on and s >= gan_start: D = heads on the
+ *     critic's tapped blocks and output at a random gan_crop window of x_t, its input gradient
+ *     by Cache Grad (train/gan.h), zero outside the window, times 1 - sigma added into dL/dx0);
+ *     dL/dv = -sigma_exit dL/dx0 through the student's exit step only.
  *   critic: x0 = the same simulation without a tape; t uniform in [t_min, t_max] (shifted);
- *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, gan_d_weight > 0) the
- *     discriminator on the real clip's latents re-noised at the same sigma, on x_t and on the
- *     real one + gan_r1_sigma noise: gan_d_weight L_D + gan_r1_weight L_R1, gradients into the
- *     critic and the heads; each clipped to critic_clip, AdamW (critic_*) for both.
+ *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, s >= gan_start, gan_d_weight >
+ *     0) the discriminator on one random gan_crop window of the real clip's latents re-noised at
+ *     the same sigma, of x_t and of the real one + gan_r1_sigma noise: gan_d_weight L_D +
+ *     gan_r1_weight L_R1, gradients into the critic and the heads; each clipped to critic_clip,
+ *     AdamW (critic_*) for both.
  * The reported loss is the sum of the step's terms; every term goes to OUTPUT/stage3.tsv, with
  * the activation bytes alive at once in the generator step (gen_peak_bytes). The loop's update
  * filter skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments
@@ -48,8 +50,14 @@ typedef struct stage3_gan {
     hl_gan *heads, *grads;
     hl_adamw adam;
     float *real, *pert, *z,
-        *dz;   /* scratch: [n] x2, logits [3][heads], their gradients [3][heads] */
-    float *dx; /* the generator term's input gradient [n] */
+        *dz;            /* scratch: [n] x2, logits [3][heads], their gradients [3][heads] */
+    float *dx;          /* the generator term's input gradient [n] */
+    int64_t start;      /* gan_start: the GAN terms run on steps s >= start */
+    double crop;        /* gan_crop: the window's fraction of the height and width */
+    int crop_h, crop_w; /* the window (hl_gan_crop_size) */
+    bool conv;          /* gan_head "conv3d": the reference's Conv3d heads */
+    float *cx, *cdx;    /* scratch: a cropped input, its gradient [n] */
+    float *cr;          /* scratch: the cropped real clip [n] */
 } stage3_gan;
 
 typedef struct stage3 {
@@ -75,7 +83,7 @@ static const char *const k_keys[] = {
     "gen_every",    "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
     "t_min",        "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
     "critic_eps",   "critic_clip",   "gan_g_weight",  "gan_d_weight", "gan_r1_weight",
-    "gan_r1_sigma", "cache_grad"};
+    "gan_r1_sigma", "cache_grad",    "gan_start",     "gan_crop",     "gan_head"};
 
 static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     size_t nc = hl_distill_common_nkeys, n = nc + sizeof k_keys / sizeof *k_keys;
@@ -110,6 +118,17 @@ static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     HL_TRY(hl_cfg_num(k, "gan_r1_weight", 0, 1e6, &o->gan_r1_weight));
     HL_TRY(hl_cfg_num(k, "gan_r1_sigma", 0, 100, &o->gan_r1_sigma));
     HL_TRY(hl_cfg_bool(k, "cache_grad", &o->gan.cache_grad));
+    int gan_start = 1000;
+    o->gan.crop = 0.5;
+    HL_TRY(hl_cfg_int(k, "gan_start", 0, 2147483647, &gan_start));
+    HL_TRY(hl_cfg_num(k, "gan_crop", 0, 1, &o->gan.crop));
+    if (!(o->gan.crop > 0)) return hl_cfg_bad(k, "gan_crop", "must be in (0, 1]");
+    o->gan.start = gan_start;
+    const char *head = "token";
+    HL_TRY(hl_cfg_str(k, "gan_head", &head));
+    if (strcmp(head, "token") && strcmp(head, "conv3d"))
+        return hl_cfg_bad(k, "gan_head", "must be \"token\" or \"conv3d\"");
+    o->gan.conv = !strcmp(head, "conv3d");
     o->gan.on = o->gan_g_weight > 0 || o->gan_d_weight > 0;
     o->copt.beta1 = betas[0], o->copt.beta2 = betas[1];
     o->renoise.a0 = al[0], o->renoise.a1 = al[1], o->renoise.b0 = be[0], o->renoise.b1 = be[1];
@@ -129,6 +148,7 @@ static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error
     hl_gan_config_default(env->dit, &g->cfg);
     g->cfg.g_weight = (float)o->gan_g_weight, g->cfg.d_weight = (float)o->gan_d_weight;
     g->cfg.r1_weight = (float)o->gan_r1_weight, g->cfg.r1_sigma = (float)o->gan_r1_sigma;
+    g->cfg.conv = g->conv;
     HL_TRY(hl_gan_config_check(&g->cfg, env->dit, err));
     HL_TRY(hl_gan_params_layout(&g->cfg, &g->layout, err));
     size_t P = (size_t)g->layout.total, nz = 3 * (size_t)hl_gan_n_heads(&g->cfg);
@@ -136,8 +156,26 @@ static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error
     g->real = malloc(n * sizeof(float)), g->pert = malloc(n * sizeof(float));
     g->dx = malloc(n * sizeof(float));
     g->z = malloc(nz * sizeof(float)), g->dz = malloc(nz * sizeof(float));
-    if (!g->w || !g->g || !g->real || !g->pert || !g->dx || !g->z || !g->dz)
+    g->cx = malloc(n * sizeof(float)), g->cdx = malloc(n * sizeof(float));
+    g->cr = malloc(n * sizeof(float));
+    if (!g->w || !g->g || !g->real || !g->pert || !g->dx || !g->z || !g->dz || !g->cx || !g->cdx ||
+        !g->cr)
         return hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
+    const hl_distill_shape *sh = &o->c.shape;
+    hl_status cs = hl_gan_crop_size(sh->H, sh->W, env->dit->patch[1], env->dit->patch[2], g->crop,
+                                    "objective.gan_crop", &g->crop_h, &g->crop_w, err);
+    if (cs != HL_OK) {
+        hl_error_prefix(err, "%s", env->config_path);
+        return cs;
+    }
+    const int *pt = env->dit->patch;
+    int64_t T = sh->F / pt[0], Hp = g->crop_h / pt[1], Wp = g->crop_w / pt[2];
+    if (!hl_gan_grid_ok(&g->cfg, T, Hp, Wp))
+        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "objective.gan_head",
+                           "\"conv3d\" needs at least 4 tokens along every axis of the GAN's "
+                           "window, which has %lldx%lldx%lld (frames x height x width; raise "
+                           "objective.synthetic frames/height/width or gan_crop)",
+                           (long long)T, (long long)Hp, (long long)Wp);
     hl_rng r;
     hl_rng_seed(&r, env->seed + UINT64_C(0x9e3779b97f4a7c15));
     hl_gan_params_init_random(&g->layout, g->w, &r);
@@ -210,6 +248,7 @@ void hl_stage3_destroy(void *obj) {
     hl_adamw_free(&g->adam);
     hl_params_free(&g->layout);
     free(g->w), free(g->g), free(g->real), free(g->pert), free(g->dx), free(g->z), free(g->dz);
+    free(g->cx), free(g->cdx), free(g->cr);
     if (o->log) fclose(o->log);
     free(o);
 }
@@ -258,6 +297,9 @@ typedef struct terms {
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+/* The GAN's terms run on step s (0-based) when it is on and s >= gan_start. */
+static bool gan_active(const stage3 *o, int64_t s) { return o->gan.on && s >= o->gan.start; }
+
 static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text, int64_t s,
                                 hl_rng *rng, terms *tm) {
     const hl_distill_shape *sh = &o->c.shape;
@@ -290,18 +332,27 @@ static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text,
      * parameter gradients of this pass land in its gradient buffer, zeroed by the critic step. */
     hl_gan_pass *keep = NULL;
     size_t disc = 0, g_fwd = hl_dit_tape_bytes(run.out_tape);
-    if (st == HL_OK && o->gan.on && o->gan_g_weight > 0) {
+    if (st == HL_OK && gan_active(o, s) && o->gan_g_weight > 0) {
+        /* the discriminator reads a random window of x_t; its gradient is 0 outside */
+        stage3_gan *g = &o->gan;
+        hl_gan_crop w;
+        hl_gan_crop_draw(sh->H, sh->W, g->crop_h, g->crop_w, rng, &w);
+        int64_t P = (int64_t)sh->C * sh->F;
+        hl_gan_crop_copy(o->xt, P, sh->H, sh->W, &w, g->cx);
         helios_dit_input in;
-        hl_distill_dit_input(&o->c.sampler, o->xt, sh->H, sh->W, &t, text, &in);
+        hl_distill_dit_input(&o->c.sampler, g->cx, w.h, w.w, &t, text, &in);
         hl_gan_critic cr = {o->cm, o->cgv, o->gan.heads, o->c.recompute};
         if (o->gan.cache_grad) {
-            st = hl_gan_generator_grad(ctx, &cr, &in, &tm->gan_g, o->gan.dx, &disc);
+            st = hl_gan_generator_grad(ctx, &cr, &in, &tm->gan_g, g->cdx, &disc);
         } else {
             st = hl_gan_generator_forward(ctx, &cr, &in, &keep, &tm->gan_g);
-            if (st == HL_OK) st = hl_gan_generator_backward(ctx, &cr, keep, o->gan.dx);
+            if (st == HL_OK) st = hl_gan_generator_backward(ctx, &cr, keep, g->cdx);
             disc = hl_gan_pass_bytes(keep);
         }
-        if (st == HL_OK) hl_gan_add_x0_grad(o->dx0, o->gan.dx, sigma, n);
+        if (st == HL_OK) {
+            hl_gan_crop_uncrop(g->cdx, P, sh->H, sh->W, &w, g->dx);
+            hl_gan_add_x0_grad(o->dx0, g->dx, sigma, n);
+        }
     }
     if (st == HL_OK) {
         float f = (float)-run.out_sigma; /* x0 = x - sigma v */
@@ -324,20 +375,26 @@ static hl_status gan_critic_term(stage3 *o, const hl_ctx *ctx, const float *text
                                  double *loss) {
     stage3_gan *g = &o->gan;
     const hl_distill_shape *sh = &o->c.shape;
-    int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W, nz = hl_gan_n_heads(&g->cfg);
+    int64_t nz = hl_gan_n_heads(&g->cfg), P = (int64_t)sh->C * sh->F;
+    /* one random window for the step's three inputs (R1 perturbs the real window it scores) */
+    hl_gan_crop w;
+    hl_gan_crop_draw(sh->H, sh->W, g->crop_h, g->crop_w, rng, &w);
+    int64_t n = P * w.h * w.w;
+    hl_gan_crop_copy(x_real, P, sh->H, sh->W, &w, g->cr);
+    hl_gan_crop_copy(o->xt, P, sh->H, sh->W, &w, g->cx);
     hl_rng_randn_f32(rng, g->pert, n);
     float s = (float)sigma, r = (float)(1.0 - sigma);
-    for (int64_t i = 0; i < n; i++) g->real[i] = r * x_real[i] + s * g->pert[i];
+    for (int64_t i = 0; i < n; i++) g->real[i] = r * g->cr[i] + s * g->pert[i];
     bool r1 = g->cfg.r1_weight != 0.0f;
     if (r1) hl_gan_r1_perturb(g->real, n, g->cfg.r1_sigma, rng, g->pert);
-    const float *xs[3] = {g->real, o->xt, g->pert};
+    const float *xs[3] = {g->real, g->cx, g->pert};
     int np = r1 ? 3 : 2;
     hl_gan_critic cr = {o->cm, o->cgv, g->heads, o->c.recompute};
     hl_gan_pass *p[3] = {NULL, NULL, NULL};
     hl_status st = HL_OK;
     for (int k = 0; k < np && st == HL_OK; k++) {
         helios_dit_input in;
-        hl_distill_dit_input(&o->c.sampler, xs[k], sh->H, sh->W, t, text, &in);
+        hl_distill_dit_input(&o->c.sampler, xs[k], w.h, w.w, t, text, &in);
         st = hl_gan_pass_forward(ctx, &cr, &in, &p[k], g->z + k * nz);
     }
     if (st == HL_OK)
@@ -350,7 +407,7 @@ static hl_status gan_critic_term(stage3 *o, const hl_ctx *ctx, const float *text
 }
 
 static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, const float *x_real,
-                             hl_rng *rng, terms *tm) {
+                             int64_t step, hl_rng *rng, terms *tm) {
     const hl_distill_shape *sh = &o->c.shape;
     int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W;
     hl_distill_run run;
@@ -370,7 +427,7 @@ static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, co
     }
     hl_dit_tape_free(tape);
     HL_TRY(st);
-    bool heads = o->gan.on && o->gan_d_weight > 0;
+    bool heads = gan_active(o, step) && o->gan_d_weight > 0;
     if (heads) {
         memset(o->gan.g, 0, (size_t)o->gan.layout.total * sizeof(float));
         HL_TRY(gan_critic_term(o, ctx, text, x_real, sigma, &t, rng, &tm->gan_d));
@@ -410,7 +467,8 @@ hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const flo
     hl_distill_hist_use(&o->c, &o->c.cur);
     HL_TRY(hl_distill_log_task(&o->c, sample_index + 1, &o->c.cur, err));
     if (gen) HL_TRY(generator_step(o, &ctx, text, sample_index, rng, &t));
-    HL_TRY(critic_step(o, &ctx, text, hl_distill_hist_real(&o->c, &o->c.cur, clip), rng, &t));
+    HL_TRY(critic_step(o, &ctx, text, hl_distill_hist_real(&o->c, &o->c.cur, clip), sample_index,
+                       rng, &t));
     *loss = t.dmd + t.gan_g + t.critic + t.gan_d;
     return write_log(o, sample_index + 1, gen, &t, err);
 }
