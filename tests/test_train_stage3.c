@@ -6,6 +6,10 @@
  *   - the student's step-wise sampler with every level run to its last step equals the chunk loop
  *     (what helios generate runs with the Distilled recipe) bit for bit; an early exit and the
  *     tape's sigma; the teacher's trajectory capture (level starts and ends);
+ *   - with a history: the sampler on a later chunk (the history helios generate's chunk loop holds
+ *     after chunk 0, its generator) equals that loop's chunk 1 bit for bit, with the plain
+ *     (non-amplified) schedule; the history is seen (an empty one gives another sample, so does
+ *     the teacher's); a history given as transformer inputs turns back into the same window;
  *   - the GAN's random crop (size, positions covering the range over seeds, copy and its
  *     backward) and its start step: the "stage3" objective with the GAN starting at step 2 gives
  *     the DMD-only loss and gradients, bit for bit, before it and other ones from it;
@@ -17,6 +21,7 @@
 
 #include "core/file.h"
 #include "io/json.h"
+#include "sample/chunk_loop.h"
 #include "test_util.h"
 #include "train/distill.h"
 #include "train/dit_flat.h"
@@ -181,7 +186,7 @@ static void test_sampler(void) {
     /* the teacher's trajectory: level starts and ends at their sizes, the last end = the sample */
     float *st[3], *en[3];
     for (int k = 0; k < 3; k++) st[k] = calloc(n, 4), en[k] = calloc(n, 4);
-    CHECK(hl_distill_teacher_sample(&ctx, &sh, m, text, 42, st, en, a) == HL_OK, "%s", e.msg);
+    CHECK(hl_distill_teacher_sample(&ctx, &sh, m, text, 42, NULL, st, en, a) == HL_OK, "%s", e.msg);
     CHECK(!memcmp(en[2], a, n * 4), "the last level's end is the sample");
     size_t n0 = n / 16;
     CHECK(en[0][n0 - 1] != 0 && en[0][n0] == 0 && st[1][n / 4 - 1] != 0 && st[1][n / 4] == 0,
@@ -422,10 +427,122 @@ out:
     hl_params_free(&L);
 }
 
+/* Runs the loop to the end of its next chunk. */
+static hl_status next_chunk(hl_loop *l, hl_loop_event *ev) {
+    hl_status st = HL_OK;
+    *ev = (hl_loop_event){0};
+    while (st == HL_OK && !ev->chunk_done) st = hl_loop_step(l, ev);
+    return st;
+}
+
+static void test_sampler_history(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    hl_backend *be = hl_backend_new(HELIOS_BACKEND_CPU, 0, &e);
+    hl_ctx ctx = {be, &e};
+    hl_distill_shape sh;
+    hl_distill_shape_default(&sh);
+    sh.C = cfg.in_channels, sh.F = 2, sh.H = 16, sh.W = 16, sh.L = 8;
+    sh.teacher_steps = 2;
+    hl_distill_sampler s;
+    CHECK(hl_distill_sampler_init(&s, &sh, &cfg, &e) == HL_OK, "%s", e.msg);
+    size_t n = (size_t)sh.C * sh.F * sh.H * sh.W;
+    float *text = malloc((size_t)sh.L * cfg.text_dim * sizeof *text), *noise = malloc(n * 4),
+          *a = malloc(n * 4), *b = malloc(n * 4), *c0 = malloc(n * 4);
+    fill_random(text, (int64_t)sh.L * cfg.text_dim, 5);
+    /* helios generate's chunk loop with the Distilled recipe: chunks 0 and 1 */
+    hl_loop_config c;
+    hl_loop_config_default(&c);
+    c.pyramid = true, c.n_stages = sh.levels, c.latent_frames = sh.F;
+    for (int i = 0; i < 3; i++) c.history_sizes[i] = sh.history_sizes[i];
+    c.height = sh.H, c.width = sh.W, c.seed = 11;
+    c.cfg_zero_star = false, c.use_zero_init = false;
+    c.sched = sh.sched;
+    for (int k = 0; k < sh.levels; k++) c.stage_steps[k] = sh.steps[k];
+    c.guidance_scale = 1.0;
+    c.amplify_first_chunk = true;
+    hl_loop *l = NULL;
+    hl_loop_event ev;
+    hl_history h = {0};
+    hl_rng g = {0};
+    CHECK(hl_loop_new(&ctx, m, &c, text, NULL, sh.L, NULL, NULL, &l) == HL_OK, "%s", e.msg);
+    CHECK(l && next_chunk(l, &ev) == HL_OK && ev.chunk == 0, "chunk 0: %s", e.msg);
+    if (l) memcpy(c0, ev.latents, n * 4);
+    CHECK(hl_history_init(&h, 1, sh.C, sh.H, sh.W, sh.history_sizes, &e) == HL_OK, "%s", e.msg);
+    if (l) { /* the history and the generator chunk 1 starts from */
+        const hl_history *lh = hl_loop_history(l);
+        memcpy(h.frames, lh->frames, (size_t)sh.C * h.total * sh.H * sh.W * 4);
+        memcpy(h.anchor, lh->anchor, (size_t)sh.C * sh.H * sh.W * 4);
+        h.has_anchor = lh->has_anchor, h.generated = lh->generated;
+        g = *hl_loop_rng(l);
+    }
+    CHECK(l && h.has_anchor && h.generated == sh.F, "the history after chunk 0");
+    CHECK(l && next_chunk(l, &ev) == HL_OK && ev.chunk == 1, "chunk 1: %s", e.msg);
+    if (l) memcpy(a, ev.latents, n * 4);
+    hl_loop_free(l);
+    /* the sampler on that chunk: the loop's history, its generator */
+    hl_history_inputs hi;
+    CHECK(hl_history_inputs_build(&h, sh.F, &hi, &e) == HL_OK, "%s", e.msg);
+    hl_distill_sampler_set_history(&s, &hi);
+    CHECK(hl_distill_level_steps(&s, 0) == 2 && hl_distill_level_steps(&s, 2) == 2,
+          "a later chunk: the plain schedule, 2 steps per level");
+    hl_rng g1 = g;
+    hl_rng_randn_f32(&g1, noise, (int64_t)n);
+    hl_distill_run run = {{-1, -1, -1}, false, 0, NULL, 0};
+    CHECK(hl_distill_sample(&ctx, &s, m, text, noise, &g1, &run, b) == HL_OK, "%s", e.msg);
+    {
+        double md = 0;
+        for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b[i]));
+        CHECK(md == 0,
+              "sampler with history == the chunk loop's chunk 1, bit for bit (max diff %g)", md);
+    }
+    /* the same noise without the history (the first chunk's inputs and schedule): another sample */
+    hl_distill_sampler_set_history(&s, NULL);
+    CHECK(hl_distill_level_steps(&s, 0) == 4, "back to the first chunk: amplified");
+    g1 = g;
+    hl_rng_randn_f32(&g1, noise, (int64_t)n);
+    CHECK(hl_distill_sample(&ctx, &s, m, text, noise, &g1, &run, b) == HL_OK, "%s", e.msg);
+    CHECK(memcmp(a, b, n * 4) != 0, "the history changes the sample");
+    /* inputs -> window -> inputs */
+    hl_history h2 = {0};
+    hl_history_inputs hi2 = {0};
+    CHECK(hl_distill_history_from_inputs(&hi, sh.C, sh.H, sh.W, sh.history_sizes, &h2, &e) ==
+                  HL_OK &&
+              hl_history_inputs_build(&h2, sh.F, &hi2, &e) == HL_OK,
+          "%s", e.msg);
+    size_t fr = (size_t)sh.C * sh.H * sh.W * 4;
+    CHECK(hi2.lat_long && !memcmp(hi.lat_long, hi2.lat_long, fr * sh.history_sizes[0]) &&
+              !memcmp(hi.lat_mid, hi2.lat_mid, fr * sh.history_sizes[1]) &&
+              !memcmp(hi.lat_short, hi2.lat_short, fr * 2) &&
+              !memcmp(hi.idx_cur, hi2.idx_cur, (size_t)sh.F * sizeof(int64_t)),
+          "history inputs -> window -> the same inputs");
+    /* the teacher continues a history: another sample than from an empty one */
+    CHECK(hl_distill_teacher_sample(&ctx, &sh, m, text, 9, &h2, NULL, NULL, a) == HL_OK &&
+              hl_distill_teacher_sample(&ctx, &sh, m, text, 9, NULL, NULL, NULL, b) == HL_OK,
+          "%s", e.msg);
+    CHECK(memcmp(a, b, n * 4) != 0, "the teacher sees the history");
+    hl_history_inputs_free(&hi2);
+    hl_history_free(&h2);
+    hl_history_inputs_free(&hi);
+    hl_history_free(&h);
+    hl_distill_sampler_free(&s);
+    free(text), free(noise), free(a), free(b), free(c0);
+    hl_backend_free(be);
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
 int main(void) {
     test_dmd_loss();
     test_renoise_schedule();
     test_sampler();
+    test_sampler_history();
     test_crop();
     test_gan_start();
     test_ema_export();

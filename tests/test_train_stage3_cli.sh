@@ -8,6 +8,11 @@
 # cache_grad false gives the same bits with a larger generator-step peak (gen_peak_bytes); the GAN
 # starting at step 1 (gan_start) leaves step 0 as without it. Each checkpoint's ema/ is a second
 # model folder holding the EMA, which `helios generate -m` runs as Distilled too.
+# Histories (the default: stage 1's target chunk, history and task mix on 3-chunk clips): the runs
+# above draw later chunks with a history (tasks.tsv), resume bit for bit with them (tasks.tsv too),
+# and differ from p_t2v 1 (every sample a first chunk, nothing drawn), which gives the same bits
+# whatever the clip length (clip_chunks 1 = the data of the runs before histories); ode_init's
+# trajectories continue histories and their cache is reused on a resume.
 # usage: test_train_stage3_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -52,6 +57,10 @@ cfg gan o 2 stage3 ', "gan_g_weight": -1'
 fails "negative GAN weight" 2 "objective.gan_g_weight" "$H" train -q "$T/gan.json"
 cfg gan o 2 stage3 ', "cache_grad": 1'
 fails "cache_grad not a boolean" 2 "objective.cache_grad" "$H" train -q "$T/gan.json"
+cfg pt o 2 stage3 ', "p_t2v": 1.5'
+fails "p_t2v above 1" 2 "objective.p_t2v" "$H" train -q "$T/pt.json"
+cfg pt o 2 ode_init ', "clip_chunks": 0'
+fails "clip_chunks 0" 2 "objective.clip_chunks" "$H" train -q "$T/pt.json"
 cfg gan o 2 stage3 ', "gan_start": -1'
 fails "negative GAN start" 2 "objective.gan_start" "$H" train -q "$T/gan.json"
 cfg gan o 2 stage3 ', "gan_crop": 0'
@@ -80,6 +89,9 @@ check "stage3 resume: critic" "same s4 s2 checkpoint-4/critic.safetensors"
 check "stage3 resume: student" \
     "same s4 s2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
 check "stage3 resume: moments and EMA" "same s4 s2 checkpoint-4/optimizer.safetensors"
+check "stage3 resume: tasks.tsv" "same s4 s2 tasks.tsv"
+check "stage3: tasks.tsv has 4 steps, some a later chunk with a history" \
+    "[ \$(wc -l <'$T/s4/tasks.tsv') -eq 5 ] && awk 'NR>1 && \$2!=\"t2v\" && \$3>0{ok=1} END{exit !ok}' '$T/s4/tasks.tsv'"
 check "stage3.tsv: header + 4 steps, generator on steps 1 and 3" \
     "[ \$(wc -l <'$T/s4/stage3.tsv') -eq 5 ] && [ \$(awk 'NR>1{printf \"%s\", \$2}' '$T/s4/stage3.tsv') = 1010 ]"
 check "distance.tsv: steps 0, 2, 4" "[ \$(cut -f1 '$T/s4/distance.tsv' | tr -d '\n') = 024 ]"
@@ -155,16 +167,29 @@ check "Conv3d heads: GAN columns non-zero from step 2" \
 check "Conv3d heads resume: losses, terms, heads, critic, student" \
     "same c4 c2 losses.tsv && same c4 c2 stage3.tsv && same c4 c2 checkpoint-4/gan.safetensors && same c4 c2 checkpoint-4/critic.safetensors && same c4 c2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
 
+# p_t2v 1: first chunks only, the same bits on 3-chunk and 1-chunk clips, not those of histories
+cfg p3 p3 4 stage3 "$G"', "p_t2v": 1'
+cfg p1 p1 4 stage3 "$G"', "p_t2v": 1, "clip_chunks": 1'
+"$H" train -q "$T/p3.json" 2>/dev/null
+"$H" train -q "$T/p1.json" 2>/dev/null
+check "p_t2v 1: every step a first chunk" \
+    "[ \$(awk 'NR>1 && \$2==\"t2v\" && \$3==0' '$T/p3/tasks.tsv' | wc -l) -eq 4 ]"
+check "p_t2v 1: the clip's length changes nothing" \
+    "same p3 p1 losses.tsv && same p3 p1 stage3.tsv && same p3 p1 checkpoint-4/critic.safetensors && same p3 p1 checkpoint-4/gan.safetensors && same p3 p1 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
+check "histories change the run" "! same g4 p3 stage3.tsv"
+
 # ode_init: 4 straight vs 2 + resume to 4; the resume reads the cached trajectories
-cfg o4 o4 4 ode_init ', "trajectories": 2'
-cfg o2 o2 2 ode_init ', "trajectories": 2'
+cfg o4 o4 4 ode_init ', "trajectories": 3'
+cfg o2 o2 2 ode_init ', "trajectories": 3'
 sed "s#\"steps\": 2,#\"steps\": 4,#" "$T/o2.json" >"$T/o2r.json"
 "$H" train -q "$T/o4.json" 2>/dev/null
 "$H" train -q "$T/o2.json" 2>/dev/null
 "$H" train --resume "$T/o2r.json" 2>"$T/o2r.log"
 check "ode_init: trajectories cached" "[ -f '$T/o4/ode_cache/traj-0001.safetensors' ]"
-check "ode_init resume: cache reused" "grep -q '0 computed, 2 from the cache' '$T/o2r.log'"
+check "ode_init resume: cache reused" "grep -q '0 computed, 3 from the cache' '$T/o2r.log'"
 check "ode_init resume: losses.tsv" "same o4 o2 losses.tsv"
+check "ode_init: trajectories continue histories" "grep -q '[1-9][0-9]* continue a history' '$T/o2r.log'"
+check "ode_init resume: tasks.tsv" "same o4 o2 tasks.tsv"
 check "ode_init resume: student" \
     "same o4 o2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
 check "ode_init: model folder" "[ -f '$T/o4/checkpoint-4/scheduler/scheduler_config.json' ]"

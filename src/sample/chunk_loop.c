@@ -174,6 +174,8 @@ void hl_loop_set_probe(hl_loop *l, const hl_probe *probe) { l->probe = probe; }
 
 const hl_history *hl_loop_history(const hl_loop *l) { return &l->hist; }
 
+const hl_rng *hl_loop_rng(const hl_loop *l) { return &l->rng; }
+
 /* text = from + w (to - from) with w = done / total of the interpolation (1 when finished). */
 static void update_text(hl_loop *l) {
     size_t n = (size_t)l->n_cond * (size_t)(l->L * l->E);

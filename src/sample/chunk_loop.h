@@ -72,5 +72,7 @@ hl_status hl_loop_set_prompt(hl_loop *l, const float *text, const float *neg, in
 
 void hl_loop_set_probe(hl_loop *l, const hl_probe *probe);
 const hl_history *hl_loop_history(const hl_loop *l);
+/* The generator the next chunk draws its noise (then its block noises) from. */
+const hl_rng *hl_loop_rng(const hl_loop *l);
 
 #endif

@@ -70,9 +70,12 @@ hl_status hl_distill_sampler_init(hl_distill_sampler *s, const hl_distill_shape 
             shape->F, h, w, dit->patch[0], dit->patch[1], dit->patch[2]));
         HL_TRY(hl_sched_set_timesteps(&s->sched, shape->steps[k], k, mu, shape->amplify, &s->sc[k],
                                       err));
+        HL_TRY(
+            hl_sched_set_timesteps(&s->sched, shape->steps[k], k, mu, false, &s->sc_next[k], err));
     }
     HL_TRY(hl_history_init(&s->hist, 1, shape->C, shape->H, shape->W, shape->history_sizes, err));
     HL_TRY(hl_history_inputs_build(&s->hist, shape->F, &s->hi, err));
+    hl_distill_sampler_set_history(s, NULL);
     size_t n = (size_t)shape->C * shape->F * shape->H * shape->W;
     float **bufs[] = {&s->x, &s->next, &s->start, &s->v, &s->noise, &s->up};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -82,7 +85,8 @@ hl_status hl_distill_sampler_init(hl_distill_sampler *s, const hl_distill_shape 
 }
 
 void hl_distill_sampler_free(hl_distill_sampler *s) {
-    for (int k = 0; k < HL_DISTILL_MAX_LEVELS; k++) hl_schedule_free(&s->sc[k]);
+    for (int k = 0; k < HL_DISTILL_MAX_LEVELS; k++)
+        hl_schedule_free(&s->sc[k]), hl_schedule_free(&s->sc_next[k]);
     hl_sched_free(&s->sched);
     hl_history_inputs_free(&s->hi);
     hl_history_free(&s->hist);
@@ -90,7 +94,37 @@ void hl_distill_sampler_free(hl_distill_sampler *s) {
     memset(s, 0, sizeof *s);
 }
 
-int hl_distill_level_steps(const hl_distill_sampler *s, int k) { return s->sc[k].n; }
+void hl_distill_sampler_set_history(hl_distill_sampler *s, const hl_history_inputs *hi) {
+    s->first = !hi;
+    s->h = hi ? hi : &s->hi;
+}
+
+const hl_schedule *hl_distill_level_schedule(const hl_distill_sampler *s, int k) {
+    return s->first ? &s->sc[k] : &s->sc_next[k];
+}
+
+int hl_distill_level_steps(const hl_distill_sampler *s, int k) {
+    return hl_distill_level_schedule(s, k)->n;
+}
+
+hl_status hl_distill_history_from_inputs(const hl_history_inputs *in, int C, int H, int W,
+                                         const int sizes[3], hl_history *h, hl_error *err) {
+    HL_TRY(hl_history_init(h, 1, C, H, W, sizes, err));
+    size_t plane = (size_t)H * W;
+    int nl = h->n_long, nm = h->n_mid, T = h->total;
+    for (int c = 0; c < C; c++) {
+        float *win = h->frames + (size_t)c * T * plane;
+        memcpy(win, in->lat_long + (size_t)c * nl * plane, (size_t)nl * plane * sizeof(float));
+        memcpy(win + (size_t)nl * plane, in->lat_mid + (size_t)c * nm * plane,
+               (size_t)nm * plane * sizeof(float));
+        memcpy(win + (size_t)(T - 1) * plane, in->lat_short + ((size_t)c * 2 + 1) * plane,
+               plane * sizeof(float));
+        memcpy(h->anchor + (size_t)c * plane, in->lat_short + (size_t)c * 2 * plane,
+               plane * sizeof(float));
+    }
+    h->has_anchor = true;
+    return HL_OK;
+}
 
 void hl_distill_dit_input(const hl_distill_sampler *s, const float *x, int h, int w,
                           const double *ts, const float *text, helios_dit_input *in) {
@@ -98,14 +132,14 @@ void hl_distill_dit_input(const hl_distill_sampler *s, const float *x, int h, in
     in->batch = 1, in->frames = s->shape.F, in->height = h, in->width = w;
     in->hidden_states = x, in->timestep = ts;
     in->text_len = s->shape.L, in->encoder_hidden_states = text;
-    in->indices_hidden_states = s->hi.idx_cur;
+    in->indices_hidden_states = s->h->idx_cur;
     in->hist_height = s->shape.H, in->hist_width = s->shape.W;
-    in->short_frames = 2, in->latents_history_short = s->hi.lat_short;
-    in->indices_latents_history_short = s->hi.idx_short;
-    in->mid_frames = s->hist.n_mid, in->latents_history_mid = s->hi.lat_mid;
-    in->indices_latents_history_mid = s->hi.idx_mid;
-    in->long_frames = s->hist.n_long, in->latents_history_long = s->hi.lat_long;
-    in->indices_latents_history_long = s->hi.idx_long;
+    in->short_frames = 2, in->latents_history_short = s->h->lat_short;
+    in->indices_latents_history_short = s->h->idx_short;
+    in->mid_frames = s->hist.n_mid, in->latents_history_mid = s->h->lat_mid;
+    in->indices_latents_history_mid = s->h->idx_mid;
+    in->long_frames = s->hist.n_long, in->latents_history_long = s->h->lat_long;
+    in->indices_latents_history_long = s->h->idx_long;
 }
 
 static void swap(float **a, float **b) {
@@ -140,7 +174,7 @@ hl_status hl_distill_sample(const hl_ctx *ctx, hl_distill_sampler *s, const hl_d
         }
         int64_t n = planes * h * w;
         memcpy(s->start, s->x, (size_t)n * sizeof(float));
-        const hl_schedule *sc = &s->sc[k];
+        const hl_schedule *sc = hl_distill_level_schedule(s, k);
         int e = run->exit[k] < 0 || run->exit[k] >= sc->n ? sc->n - 1 : run->exit[k];
         bool final = k == sh->levels - 1;
         for (int i = 0; i <= e; i++) {
@@ -189,10 +223,10 @@ static void on_probe(void *user, const char *name, const float *x, int64_t rows,
 }
 
 static hl_status run_loop(const hl_ctx *ctx, const hl_dit *m, const hl_loop_config *c,
-                          const float *text, const float *neg, int L, const hl_probe *probe,
-                          float *x0) {
+                          const float *text, const float *neg, int L, const hl_history *hist,
+                          const hl_probe *probe, float *x0) {
     hl_loop *l;
-    HL_TRY(hl_loop_new(ctx, m, c, text, neg, L, NULL, NULL, &l));
+    HL_TRY(hl_loop_new(ctx, m, c, text, neg, L, hist, NULL, &l));
     if (probe) hl_loop_set_probe(l, probe);
     hl_loop_event ev = {0};
     hl_status st = HL_OK;
@@ -219,7 +253,7 @@ static void loop_config(const hl_distill_shape *sh, uint64_t seed, hl_loop_confi
 
 hl_status hl_distill_teacher_sample(const hl_ctx *ctx, const hl_distill_shape *sh,
                                     const hl_dit *teacher, const float *text, uint64_t seed,
-                                    float **start, float **end, float *x0) {
+                                    const hl_history *hist, float **start, float **end, float *x0) {
     hl_loop_config c;
     loop_config(sh, seed, &c);
     hl_sched_config_default(&c.sched, HL_SCHED_UNIPC);
@@ -238,7 +272,7 @@ hl_status hl_distill_teacher_sample(const hl_ctx *ctx, const hl_distill_shape *s
     if (cfg && !neg) return hl_fail(ctx->err, HELIOS_ERR_OOM, "teacher sample: out of memory");
     capture cap = {sh, cfg ? 2 : 1, sh->teacher_steps, start, end};
     hl_probe probe = {on_probe, &cap};
-    hl_status st = run_loop(ctx, teacher, &c, text, neg, sh->L, &probe, x0);
+    hl_status st = run_loop(ctx, teacher, &c, text, neg, sh->L, hist, &probe, x0);
     free(neg);
     return st;
 }
@@ -251,7 +285,7 @@ hl_status hl_distill_student_sample(const hl_ctx *ctx, hl_distill_sampler *s, co
     for (int k = 0; k < s->shape.levels; k++) c.stage_steps[k] = s->shape.steps[k];
     c.guidance_scale = 1.0;
     c.amplify_first_chunk = s->shape.amplify;
-    return run_loop(ctx, m, &c, text, NULL, s->shape.L, NULL, x0);
+    return run_loop(ctx, m, &c, text, NULL, s->shape.L, NULL, NULL, x0);
 }
 
 /* ---- weights, evidence, logs ----------------------------------------------------------- */
@@ -280,7 +314,8 @@ hl_status hl_distill_eval_init(hl_distill_eval *e, const hl_ctx *ctx, const hl_d
     size_t tn = (size_t)shape->L * (size_t)teacher->cfg.text_dim;
     for (int i = 0; i < E; i++)
         HL_TRY(hl_distill_teacher_sample(ctx, shape, teacher, prompts + (size_t)i * tn,
-                                         seed0 + (uint64_t)i, NULL, NULL, e->teacher + i * n));
+                                         seed0 + (uint64_t)i, NULL, NULL, NULL,
+                                         e->teacher + i * n));
     return HL_OK;
 }
 

@@ -1,12 +1,15 @@
 /* Shared pieces of the stage-3 objectives "ode_init" and "stage3" (spec training.md §6):
  *
  *   - the student's few-step sampler: the Distilled recipe (HeliosPyramidPipeline with the DMD
- *     scheduler, no CFG) on one text-to-video first chunk (empty history), written step by step
- *     so that a level can exit early (the staged backward simulation of §6.3) and the final
- *     level's exit step can run with a tape (the generator's gradient goes through it only);
- *     with every level run to its last step it is exactly `helios generate`'s chunk 0;
+ *     scheduler, no CFG) on one chunk, written step by step so that a level can exit early (the
+ *     staged backward simulation of §6.3) and the final level's exit step can run with a tape
+ *     (the generator's gradient goes through it only). The chunk is either a first chunk (empty
+ *     history, the amplified schedule) or a later chunk with a given history (the transformer's
+ *     history inputs, the plain schedule); with every level run to its last step it is exactly
+ *     `helios generate`'s chunk 0, or its chunk k given the history that chunk sees;
  *   - the teacher's multi-step sample: the same pyramid with UniPC and CFG (hl_loop), keeping each
- *     level's start point and end state (the ODE trajectory of §6.2);
+ *     level's start point and end state (the ODE trajectory of §6.2), optionally continuing a
+ *     given history;
  *   - the evidence: the RMS distance between the student's few-step samples and the teacher's
  *     multi-step samples for fixed prompts and noise seeds;
  *   - a frozen transformer loaded into a flat buffer of the student's layout. */
@@ -47,18 +50,33 @@ typedef struct hl_distill_sampler {
     hl_distill_shape shape;
     hl_dit_config dit;
     hl_sched sched;
-    hl_schedule sc[HL_DISTILL_MAX_LEVELS]; /* each level's timesteps (first chunk) */
-    hl_history hist;
-    hl_history_inputs hi;
-    float *x, *next, *start, *v, *noise, *up; /* full-resolution sized scratch */
+    hl_schedule sc[HL_DISTILL_MAX_LEVELS];      /* each level's timesteps (first chunk) */
+    hl_schedule sc_next[HL_DISTILL_MAX_LEVELS]; /* ... of a later chunk (never amplified) */
+    hl_history hist;                            /* empty */
+    hl_history_inputs hi;                       /* its inputs (the first chunk's) */
+    const hl_history_inputs *h;                 /* the history of the next calls (&hi or given) */
+    bool first;                                 /* h is the empty history: sc, else sc_next */
+    float *x, *next, *start, *v, *noise, *up;   /* full-resolution sized scratch */
     double ts; /* the timestep of the last forward (kept for the tape's input) */
 } hl_distill_sampler;
 
 hl_status hl_distill_sampler_init(hl_distill_sampler *s, const hl_distill_shape *shape,
                                   const hl_dit_config *dit, hl_error *err);
 void hl_distill_sampler_free(hl_distill_sampler *s);
-/* Steps of level k of the sampler's schedule (amplified or not). */
+/* The chunk the next calls sample and the forwards see: hi NULL = a first chunk (empty history,
+ * the amplified schedule when shape.amplify; the state after init), else a later chunk with the
+ * history inputs hi (built for shape.F frames and the shape's history sizes; kept by pointer, so
+ * hi must outlive its use) and the plain schedule, as helios generate's chunks after the first. */
+void hl_distill_sampler_set_history(hl_distill_sampler *s, const hl_history_inputs *hi);
+/* Level k's schedule of the current chunk, and its number of steps. */
+const hl_schedule *hl_distill_level_schedule(const hl_distill_sampler *s, int k);
 int hl_distill_level_steps(const hl_distill_sampler *s, int k);
+
+/* The window (frames and anchor) whose hl_history_inputs_build is in: h is initialised here
+ * (free with hl_history_free), has_anchor set. Lets a history given as transformer inputs (e.g.
+ * train/stage1.h's, after the task mix) be continued by hl_loop (the teacher). */
+hl_status hl_distill_history_from_inputs(const hl_history_inputs *in, int C, int H, int W,
+                                         const int sizes[3], hl_history *h, hl_error *err);
 
 /* Where to leave each level and what to keep for the backward. */
 typedef struct hl_distill_run {
@@ -85,12 +103,14 @@ void hl_distill_dit_input(const hl_distill_sampler *s, const float *x, int h, in
                           const double *ts, const float *text, helios_dit_input *in);
 
 /* The teacher's multi-step sample of prompt text from seed: the pipeline's generator seeded
- * with seed draws the noise and block noises (as `helios generate --seed`). start[k] and end[k]
+ * with seed draws the noise and block noises (as `helios generate --seed`). hist (may be NULL:
+ * empty) is the history the chunk continues (hl_loop's prepared history). start[k] and end[k]
  * (each [C, F, h_k, w_k], may be NULL) receive level k's start point and end state; x0 the
- * final sample [C, F, H, W]. guidance <= 1 runs without CFG (uncond = zero prompt). */
+ * final sample [C, F, H, W]. guidance <= 1 runs without CFG (uncond = zero prompt, same
+ * history). */
 hl_status hl_distill_teacher_sample(const hl_ctx *ctx, const hl_distill_shape *shape,
                                     const hl_dit *teacher, const float *text, uint64_t seed,
-                                    float **start, float **end, float *x0);
+                                    const hl_history *hist, float **start, float **end, float *x0);
 /* The student's sample from seed as helios generate draws it (every level to its last step). */
 hl_status hl_distill_student_sample(const hl_ctx *ctx, hl_distill_sampler *s, const hl_dit *m,
                                     const float *text, uint64_t seed, float *x0);

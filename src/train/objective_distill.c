@@ -14,8 +14,9 @@
 #include "train/dit_flat.h"
 
 const char *const hl_distill_common_keys[] = {
-    "type",         "teacher",   "steps",     "amplify",  "teacher_steps", "teacher_guidance",
-    "eval_prompts", "eval_seed", "recompute", "synthetic"};
+    "type",         "teacher",   "steps",     "amplify",   "teacher_steps", "teacher_guidance",
+    "eval_prompts", "eval_seed", "recompute", "synthetic", "clip_chunks",   "p_t2v",
+    "p_i2v",        "p_v2v"};
 const size_t hl_distill_common_nkeys = sizeof hl_distill_common_keys / sizeof(char *);
 
 static hl_status read_synthetic(const hl_cfg_keys *parent, const hl_train_env *env,
@@ -79,6 +80,19 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
     HL_TRY(hl_cfg_bool(k, "recompute", &recompute));
     HL_TRY(read_synthetic(k, env, sh, &clips, &seed));
     c->recompute = recompute;
+    hl_stage1_config *tc = &c->task;
+    hl_stage1_config_default(tc);
+    tc->p_t2v = 0.4f, tc->p_i2v = 0.0f, tc->p_v2v = 0.5f; /* §6.3: stage 1's, V2V ratio 0.5 */
+    tc->corrupt_history = false;
+    c->clip_chunks = 3;
+    double pr[3] = {tc->p_t2v, tc->p_i2v, tc->p_v2v};
+    HL_TRY(hl_cfg_int(k, "clip_chunks", 1, 1024, &c->clip_chunks));
+    HL_TRY(hl_cfg_num(k, "p_t2v", 0, 1, &pr[0]));
+    HL_TRY(hl_cfg_num(k, "p_i2v", 0, 1, &pr[1]));
+    HL_TRY(hl_cfg_num(k, "p_v2v", 0, 1, &pr[2]));
+    tc->p_t2v = (float)pr[0], tc->p_i2v = (float)pr[1], tc->p_v2v = (float)pr[2];
+    tc->chunk_frames = sh->F;
+    for (int i = 0; i < 3; i++) tc->history_sizes[i] = sh->history_sizes[i];
     if (!env->data || strcmp(env->data, "synthetic"))
         return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "data",
                            "the %s objective reads \"synthetic\" data (prompts) only in this build",
@@ -93,8 +107,10 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
     snprintf(c->output, sizeof c->output, "%s", env->output ? env->output : ".");
     HL_TRY(hl_distill_shape_check(sh, env->dit, err));
     HL_TRY(make_dirs(c->output, err));
-    HL_TRY(hl_synthetic_make(&c->data, sh->C, sh->F, sh->H, sh->W, sh->L, env->dit->text_dim, clips,
-                             (uint64_t)seed, err));
+    HL_TRY(hl_synthetic_make(&c->data, sh->C, sh->F * c->clip_chunks, sh->H, sh->W, sh->L,
+                             env->dit->text_dim, clips, (uint64_t)seed, err));
+    if (!(c->chunk0 = malloc((size_t)sh->C * sh->F * sh->H * sh->W * sizeof(float))))
+        return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", name);
     if (!(c->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) return HELIOS_ERR_OOM;
     c->ctx = (hl_ctx){c->be, &c->err};
     size_t tn = (size_t)sh->L * env->dit->text_dim;
@@ -120,6 +136,11 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
     int64_t last;
     char dir[4096];
     HL_TRY(hl_ckpt_latest(c->output, &last, dir, sizeof dir, err));
+    if (last < 0) { /* a fresh run: a new task log */
+        char p[4200];
+        snprintf(p, sizeof p, "%s/tasks.tsv", c->output);
+        HL_TRY(hl_distill_write_text(p, "step\ttask\tchunk\tdropped\n", err));
+    }
     if (last < 0 && E > 0) {
         char p[4200];
         snprintf(p, sizeof p, "%s/distance.tsv", c->output);
@@ -138,11 +159,71 @@ void hl_distill_common_free(hl_distill_common *c) {
     free(c->teacher_w);
     free(c->zeros);
     free(c->eval_prompts);
+    free(c->chunk0);
+    hl_distill_hist_free(&c->cur);
+    if (c->tasks) fclose(c->tasks);
     hl_distill_eval_free(&c->eval);
     hl_distill_sampler_free(&c->sampler);
     hl_synthetic_free(&c->data);
     hl_backend_free(c->be);
     memset(c, 0, sizeof *c);
+}
+
+hl_status hl_distill_hist_draw(hl_distill_common *c, int64_t clip, hl_rng *g, hl_distill_hist *h,
+                               hl_error *err) {
+    hl_distill_hist_free(h);
+    if (c->task.p_t2v >= 1.0f) {
+        h->first = true;
+        return HL_OK;
+    }
+    const hl_synthetic *d = &c->data;
+    size_t n = (size_t)d->C * d->F * d->H * d->W;
+    HL_TRY(hl_stage1_history_make(&c->task, d->latents + (size_t)clip * n, d->C, d->F, d->H, d->W,
+                                  g, &h->s, err));
+    h->drawn = true;
+    h->first = h->s.task == HL_TASK_T2V || h->s.chunk == 0;
+    return HL_OK;
+}
+
+void hl_distill_hist_free(hl_distill_hist *h) {
+    hl_stage1_sample_free(&h->s);
+    memset(h, 0, sizeof *h);
+}
+
+void hl_distill_hist_use(hl_distill_common *c, const hl_distill_hist *h) {
+    hl_distill_sampler_set_history(&c->sampler, h->first ? NULL : &h->s.hist);
+}
+
+const float *hl_distill_hist_real(hl_distill_common *c, const hl_distill_hist *h, int64_t clip) {
+    if (h->drawn) return h->s.x0;
+    const hl_synthetic *d = &c->data;
+    size_t chunk = (size_t)c->shape.F * d->H * d->W, frames = (size_t)d->F * d->H * d->W;
+    const float *x = d->latents + (size_t)clip * d->C * frames;
+    for (int ch = 0; ch < d->C; ch++)
+        memcpy(c->chunk0 + ch * chunk, x + ch * frames, chunk * sizeof(float));
+    return c->chunk0;
+}
+
+const char *hl_distill_hist_name(const hl_distill_hist *h) {
+    return !h->drawn || h->first ? "t2v" : hl_stage1_task_name(h->s.task);
+}
+
+hl_status hl_distill_log_task(hl_distill_common *c, int64_t step, const hl_distill_hist *h,
+                              hl_error *err) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/tasks.tsv", c->output);
+    if (!c->tasks && !(c->tasks = fopen(p, "a")))
+        return hl_fail(err, HELIOS_ERR_IO, "%s: %s", p, strerror(errno));
+    fprintf(c->tasks, "%lld\t%s\t%d\t%d\n", (long long)step, hl_distill_hist_name(h),
+            h->drawn ? h->s.chunk : 0, h->drawn ? h->s.dropped : 0);
+    return fflush(c->tasks) == 0 ? HL_OK : hl_fail(err, HELIOS_ERR_IO, "%s: cannot write", p);
+}
+
+hl_status hl_distill_truncate_tasks(hl_distill_common *c, int64_t last, hl_error *err) {
+    if (c->tasks) fclose(c->tasks), c->tasks = NULL;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/tasks.tsv", c->output);
+    return hl_distill_truncate_log(p, last, err);
 }
 
 hl_status hl_distill_bind(hl_distill_common *c, const float *params, float *grads, hl_error *err) {

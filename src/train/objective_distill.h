@@ -6,7 +6,11 @@
  * configuration's "model"), steps ([2, 2, 2] student steps per level), amplify (true: the
  * first-chunk schedule, 2n steps per level), teacher_steps (10 UniPC steps per level),
  * teacher_guidance (4: v = u + 4 (c - u), i.e. c + 3 (c - u)), eval_prompts (2), eval_seed (1000),
- * recompute (true), synthetic {clips, frames, height, width, text_len, seed}. */
+ * recompute (true), synthetic {clips, frames, height, width, text_len, seed}; the history of each
+ * sample (spec §6.3 step 1, stage 1's draws, train/stage1.h): clip_chunks (3: a synthetic clip
+ * holds clip_chunks x frames latent frames), p_t2v (0.4), p_i2v (0), p_v2v (0.5). p_t2v = 1 draws
+ * nothing: every sample is a first chunk of the clip with an empty history, as before histories
+ * (the same bits). */
 #ifndef HL_TRAIN_OBJECTIVE_DISTILL_H
 #define HL_TRAIN_OBJECTIVE_DISTILL_H
 
@@ -15,7 +19,15 @@
 #include "train/cfg_keys.h"
 #include "train/distill.h"
 #include "train/objective.h"
+#include "train/stage1.h"
 #include "train/synthetic.h"
+
+/* One sample's chunk: a first chunk (empty history) or a later one with its history. */
+typedef struct hl_distill_hist {
+    bool drawn; /* stage 1's draws were made (p_t2v < 1): s holds them */
+    bool first; /* empty history (not drawn, task T2V, or chunk 0): the amplified schedule */
+    hl_stage1_sample s; /* x0 = the target chunk, hist = the history inputs, chunk, task, dropped */
+} hl_distill_hist;
 
 typedef struct hl_distill_common {
     hl_backend *be;
@@ -25,7 +37,12 @@ typedef struct hl_distill_common {
     const hl_params *layout;
     hl_distill_shape shape;
     hl_distill_sampler sampler;
-    hl_synthetic data;
+    hl_synthetic data; /* clips of clip_chunks x shape.F frames */
+    int clip_chunks;
+    hl_stage1_config task; /* the history draws (chunk_frames = shape.F, no corruption, no drop) */
+    float *chunk0;         /* scratch: a clip's first chunk [C, F, H, W] */
+    hl_distill_hist cur;   /* the current sample's chunk */
+    FILE *tasks;           /* OUTPUT/tasks.tsv, opened on the first line */
     int recompute;
     char teacher_path[4096], output[4096];
     float *teacher_w; /* frozen */
@@ -48,6 +65,25 @@ extern const size_t hl_distill_common_nkeys;
 hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const hl_cfg_keys *k,
                                  const hl_train_env *env, hl_error *err);
 void hl_distill_common_free(hl_distill_common *c);
+
+/* Draws the chunk of a sample of clip `clip` from g (nothing when p_t2v = 1): stage 1's target
+ * chunk, history and task mix (train/stage1.h hl_stage1_history_make). h is freed first (zero it
+ * before the first use); free with hl_distill_hist_free. */
+hl_status hl_distill_hist_draw(hl_distill_common *c, int64_t clip, hl_rng *g, hl_distill_hist *h,
+                               hl_error *err);
+void hl_distill_hist_free(hl_distill_hist *h);
+/* Points the sampler (and so every forward of hl_distill_dit_input) at h's history and schedule. */
+void hl_distill_hist_use(hl_distill_common *c, const hl_distill_hist *h);
+/* The real chunk of h [C, F, H, W]: the drawn target chunk, else the clip's first chunk. */
+const float *hl_distill_hist_real(hl_distill_common *c, const hl_distill_hist *h, int64_t clip);
+/* "t2v" for a first chunk, else the stage-1 task name of the draw ("full", "i2v", "v2v"). */
+const char *hl_distill_hist_name(const hl_distill_hist *h);
+
+/* Appends "step<TAB>task<TAB>chunk<TAB>dropped" of h to OUTPUT/tasks.tsv (a fresh run starts it
+ * with its header); hl_distill_truncate_tasks keeps the lines up to step last (a resume). */
+hl_status hl_distill_log_task(hl_distill_common *c, int64_t step, const hl_distill_hist *h,
+                              hl_error *err);
+hl_status hl_distill_truncate_tasks(hl_distill_common *c, int64_t last, hl_error *err);
 
 /* The student bound to the loop's buffers (rebound when they move). */
 hl_status hl_distill_bind(hl_distill_common *c, const float *params, float *grads, hl_error *err);

@@ -8,6 +8,13 @@
  * (start0.., end0.., written atomically; a file whose metadata "key" does not match the settings
  * is recomputed), so a resumed or repeated run reuses them.
  *
+ * The chunk of trajectory j (objective_distill.h): drawn from a generator keyed by
+ * (trajectory_seed, j) on clip j mod clips (stage 1's target chunk, history and task mix; nothing
+ * drawn with p_t2v = 1): a first chunk (empty history) or a later chunk whose teacher sample
+ * continues the history (hl_loop's prepared history; the spec's ODE pairs continue the teacher's
+ * own previous chunks, here the real clip's frames stand in for them). The student sees the same
+ * history, with the plain schedule for a later chunk and the amplified one for a first chunk.
+ *
  * Step: trajectory j = sample mod trajectories, level k and step i uniform from the RNG; the
  * student's input is the state its DMD sampler would hold at step i if every earlier x0 had been
  * E_k: x = S_k at i = 0, else (1 - s_i) E_k + s_i S_k with s_i the DMD sigma of timestep t_i (the
@@ -34,7 +41,8 @@ typedef struct ode {
     int seed;
     double weight;
     char cache[4096];
-    float **start, **end; /* [T * levels] each, level sizes */
+    float **start, **end;  /* [T * levels] each, level sizes */
+    hl_distill_hist *hist; /* [T] each trajectory's chunk */
     float *x, *v, *dx0;
     int64_t tokens, token_samples; /* tokens the training forwards processed, over samples */
 } ode;
@@ -54,6 +62,21 @@ static void traj_key(const ode *o, int j, char *out, size_t n) {
         out, n, "teacher=%s;C%dF%dH%dW%dL%d;levels%d;steps%d;guidance%.17g;seed%llu;prompt%lld",
         o->c.teacher_path, sh->C, sh->F, sh->H, sh->W, sh->L, sh->levels, sh->teacher_steps,
         sh->teacher_guidance, (unsigned long long)(o->seed + j), (long long)(j % o->c.data.count));
+    const hl_distill_hist *h = &o->hist[j];
+    size_t len = strlen(out);
+    if (h->drawn &&
+        len < n) /* the history: its draw (cache files of first chunks keep their key) */
+        snprintf(out + len, n - len, ";clip_chunks%d;task%s;chunk%d;dropped%d;p%.9g,%.9g,%.9g",
+                 o->c.clip_chunks, hl_distill_hist_name(h), h->s.chunk, h->s.dropped,
+                 (double)o->c.task.p_t2v, (double)o->c.task.p_i2v, (double)o->c.task.p_v2v);
+}
+
+/* Trajectory j's chunk, from its own generator (seed, j). */
+static hl_status draw_hist(ode *o, int j, hl_error *err) {
+    const uint32_t key[3] = {(uint32_t)o->seed, (uint32_t)j, 0x6f646568u};
+    hl_rng g = {.path = HL_RNG_NORMAL_AVX2};
+    hl_rng_seed_array(&g, key, 3);
+    return hl_distill_hist_draw(&o->c, j % o->c.data.count, &g, &o->hist[j], err);
 }
 
 static hl_status load_traj(ode *o, int j, const char *path, const char *key, bool *ok,
@@ -91,9 +114,17 @@ static hl_status make_traj(ode *o, int j, const char *path, const char *key, hl_
     float *x0 = malloc((size_t)level_numel(sh, P - 1) * sizeof(float));
     if (!x0) return hl_fail(err, HELIOS_ERR_OOM, "ode_init: out of memory");
     hl_ctx ctx = {o->c.be, err};
-    hl_status s = hl_distill_teacher_sample(
-        &ctx, sh, o->c.teacher, o->c.data.embeds + (size_t)(j % o->c.data.count) * tn,
-        (uint64_t)(o->seed + j), o->start + j * P, o->end + j * P, x0);
+    const hl_distill_hist *hd = &o->hist[j];
+    hl_history hist = {0};
+    hl_status s = hd->first ? HL_OK
+                            : hl_distill_history_from_inputs(&hd->s.hist, sh->C, sh->H, sh->W,
+                                                             sh->history_sizes, &hist, err);
+    if (s == HL_OK)
+        s = hl_distill_teacher_sample(&ctx, sh, o->c.teacher,
+                                      o->c.data.embeds + (size_t)(j % o->c.data.count) * tn,
+                                      (uint64_t)(o->seed + j), hd->first ? NULL : &hist,
+                                      o->start + j * P, o->end + j * P, x0);
+    hl_history_free(&hist);
     free(x0);
     HL_TRY(s);
     hl_st_entry e[2 * HL_DISTILL_MAX_LEVELS];
@@ -116,9 +147,11 @@ static hl_status make_traj(ode *o, int j, const char *path, const char *key, hl_
 static hl_status build_cache(ode *o, hl_error *err) {
     if (mkdir(o->cache, 0755) != 0 && errno != EEXIST)
         return hl_fail(err, HELIOS_ERR_IO, "%s: cannot create the trajectory cache", o->cache);
-    int made = 0;
+    int made = 0, later = 0;
     for (int j = 0; j < o->T; j++) {
         char path[4200], key[8192];
+        HL_TRY(draw_hist(o, j, err));
+        later += !o->hist[j].first;
         snprintf(path, sizeof path, "%s/traj-%04d.safetensors", o->cache, j);
         traj_key(o, j, key, sizeof key);
         bool ok;
@@ -128,8 +161,9 @@ static hl_status build_cache(ode *o, hl_error *err) {
             made++;
         }
     }
-    HL_INFO("ode_init: %d teacher trajectories in %s (%d computed, %d from the cache)", o->T,
-            o->cache, made, o->T - made);
+    HL_INFO("ode_init: %d teacher trajectories in %s (%d computed, %d from the cache; %d continue "
+            "a history)",
+            o->T, o->cache, made, o->T - made, later);
     return HL_OK;
 }
 
@@ -159,10 +193,11 @@ hl_status hl_ode_create(const hl_json *settings, const hl_train_env *env, void *
         int64_t n = level_numel(&o->c.shape, P - 1);
         o->start = calloc((size_t)o->T * P, sizeof *o->start);
         o->end = calloc((size_t)o->T * P, sizeof *o->end);
+        o->hist = calloc((size_t)o->T, sizeof *o->hist);
         o->x = malloc((size_t)n * sizeof(float));
         o->v = malloc((size_t)n * sizeof(float));
         o->dx0 = malloc((size_t)n * sizeof(float));
-        bool ok = o->start && o->end && o->x && o->v && o->dx0;
+        bool ok = o->start && o->end && o->hist && o->x && o->v && o->dx0;
         for (int i = 0; ok && i < o->T * P; i++) {
             int64_t m = level_numel(&o->c.shape, i % P);
             ok = (o->start[i] = malloc((size_t)m * sizeof(float))) &&
@@ -186,7 +221,8 @@ void hl_ode_destroy(void *obj) {
         if (o->start) free(o->start[i]);
         if (o->end) free(o->end[i]);
     }
-    free(o->start), free(o->end), free(o->x), free(o->v), free(o->dx0);
+    for (int j = 0; o->hist && j < o->T; j++) hl_distill_hist_free(&o->hist[j]);
+    free(o->start), free(o->end), free(o->hist), free(o->x), free(o->v), free(o->dx0);
     hl_distill_common_free(&o->c);
     free(o);
 }
@@ -199,7 +235,9 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
     const hl_distill_shape *sh = &o->c.shape;
     int P = sh->levels, j = (int)(sample_index % o->T);
     int k = (int)(hl_rng_u32(rng) % (uint32_t)P);
-    const hl_schedule *sc = &o->c.sampler.sc[k];
+    hl_distill_hist_use(&o->c, &o->hist[j]); /* the trajectory's history and schedule */
+    HL_TRY(hl_distill_log_task(&o->c, sample_index + 1, &o->hist[j], err));
+    const hl_schedule *sc = hl_distill_level_schedule(&o->c.sampler, k);
     int i = (int)(hl_rng_u32(rng) % (uint32_t)sc->n);
     const float *S = o->start[j * P + k], *E = o->end[j * P + k];
     int64_t n = level_numel(sh, k);
@@ -251,5 +289,6 @@ hl_status hl_ode_load(void *obj, const char *dir, hl_error *err) {
     ode *o = obj;
     char d[4200];
     snprintf(d, sizeof d, "%s/distance.tsv", o->c.output);
+    HL_TRY(hl_distill_truncate_tasks(&o->c, hl_distill_dir_step(dir), err));
     return hl_distill_truncate_log(d, hl_distill_dir_step(dir), err);
 }

@@ -3,6 +3,9 @@
  * (fake score) that this objective holds with its own AdamW state, and optionally the GAN.
  *
  * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
+ *   the sample's chunk first (objective_distill.h hl_distill_hist_draw, logged to tasks.tsv): a
+ *     first chunk or a later one with its history, which the student, the teacher (both CFG
+ *     branches), the critic and the heads all see; the real latents are its target chunk;
  *   generator (when its step):  x0 = student's staged simulation (noise from the RNG, a random
  *     exit step per level, the final level's exit step with a tape); t from the dynamic Beta
  *     re-noise at generator step k = ceil(s / gen_every); x_t = (1 - sigma) x0 + sigma eps;
@@ -459,9 +462,13 @@ hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const flo
                         (size_t)(sample_index % d->count) * (size_t)d->L * (size_t)d->text_dim;
     bool gen = hl_dmd_generator_step(sample_index, o->gen_every);
     terms t = {0};
+    int64_t clip = sample_index % d->count; /* the chunk and its history: every pass sees them */
+    HL_TRY(hl_distill_hist_draw(&o->c, clip, rng, &o->c.cur, err));
+    hl_distill_hist_use(&o->c, &o->c.cur);
+    HL_TRY(hl_distill_log_task(&o->c, sample_index + 1, &o->c.cur, err));
     if (gen) HL_TRY(generator_step(o, &ctx, text, sample_index, rng, &t));
-    size_t clip = (size_t)(sample_index % d->count), n = (size_t)d->C * d->F * d->H * d->W;
-    HL_TRY(critic_step(o, &ctx, text, d->latents + clip * n, sample_index, rng, &t));
+    HL_TRY(critic_step(o, &ctx, text, hl_distill_hist_real(&o->c, &o->c.cur, clip), sample_index,
+                       rng, &t));
     *loss = t.dmd + t.gan_g + t.critic + t.gan_d;
     return write_log(o, sample_index + 1, gen, &t, err);
 }
@@ -554,5 +561,6 @@ hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err) {
     char d[4200];
     snprintf(d, sizeof d, "%s/distance.tsv", o->c.output);
     HL_TRY(hl_distill_truncate_log(d, last, err));
+    HL_TRY(hl_distill_truncate_tasks(&o->c, last, err));
     return hl_distill_truncate_log(o->log_path, last, err);
 }
