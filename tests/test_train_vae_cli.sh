@@ -6,26 +6,7 @@
 # usage: test_train_vae_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
-fail=0 n=0
-check() { # name, condition (a shell command)
-    n=$((n + 1))
-    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
-}
-fails() { # name, exit status wanted, text the message must hold, command...
-    name=$1 want=$2 msg=$3
-    shift 3
-    n=$((n + 1))
-    out=$("$@" 2>&1 >/dev/null)
-    rc=$?
-    if [ $rc -eq "$want" ] && printf '%s\n' "$out" | grep -qF -- "$msg"; then
-        echo "ok   $name"
-    else
-        echo "FAIL $name: exit $rc (want $want), message: $out"
-        fail=$((fail + 1))
-    fi
-}
+. "$(dirname "$0")/cli_lib.sh"
 # cfg NAME OUTPUT STEPS [EXTRA TOP-LEVEL MEMBERS] [EXTRA OBJECTIVE MEMBERS] [DATASET BLOCK]
 cfg() {
     ds=${6:-'{"width": 32, "height": 32, "frames": 5, "clips": 4, "seed": 0}'}

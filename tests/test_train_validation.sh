@@ -11,28 +11,8 @@
 # usage: test_train_validation.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
-fail=0 n=0
-check() { # name, condition (a shell command)
-    n=$((n + 1))
-    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
-}
+. "$(dirname "$0")/cli_lib.sh"
 # name, exit status wanted, text the message must hold, command...
-fails() {
-    name=$1 want=$2 msg=$3
-    shift 3
-    n=$((n + 1))
-    out=$("$@" 2>&1 >/dev/null)
-    rc=$?
-    if [ $rc -eq "$want" ] && printf '%s\n' "$out" | grep -qF -- "$msg" &&
-        ! printf '%s\n' "$out" | grep -qE 'Sanitizer|runtime error'; then
-        echo "ok   $name"
-    else
-        echo "FAIL $name: exit $rc (want $want), message: $out"
-        fail=$((fail + 1))
-    fi
-}
 frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
 
 # cfg NAME MODEL VALIDATION_EVERY [EXTRA OBJECTIVE MEMBERS]: writes $T/NAME.json, output $T/NAME

@@ -5,13 +5,7 @@
 # usage: test_verify_cli.sh HELIOS_BINARY VECTORS_DIR
 set -u
 H=$1 V=$(cd "$2" && pwd) || exit 1
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
-fail=0 n=0
-check() { # name, condition (a shell command)
-    n=$((n + 1))
-    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
-}
+. "$(dirname "$0")/cli_lib.sh"
 mkdir "$T/empty" "$T/set"
 $H verify "$T/empty" > "$T/out" 2>&1; rc=$?
 check "empty dir: non-zero exit" "[ $rc -ne 0 ]"

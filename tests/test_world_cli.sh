@@ -4,13 +4,7 @@
 # usage: test_world_cli.sh HELIOS_BINARY
 set -u
 H=$1
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
-fail=0 n=0
-check() { # name, condition (a shell command)
-    n=$((n + 1))
-    if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi
-}
+. "$(dirname "$0")/cli_lib.sh"
 W="$H world -q --width 64 --height 48"
 
 check "world --help" "$H world --help | grep -q 'usage: helios world'"
