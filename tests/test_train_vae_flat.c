@@ -6,13 +6,18 @@
  *     encode and decode forwards and backwards, bit for bit, as the loaded one, and its parameter
  *     gradients land in the flat gradient buffer equal to hl_vae_grads' own buffers;
  *   - rebinding to other buffers moves both the weights read and the gradients written;
- *   - the random init: gains 1, biases 0, weights in ±1/sqrt(fan_in), the same for a seed. */
+ *   - the random init: gains 1, biases 0, weights in ±1/sqrt(fan_in), the same for a seed;
+ *   - the "vae" objective's whole step (encode, posterior sample, decode, loss, and back) against
+ *     central differences of its loss along entries of encoder, bottleneck and decoder weights
+ *     (the temporal taps that see the frame, not the causal padding), same sample and noise. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench/vae_bench.h"
 #include "test_util.h"
+#include "io/json.h"
+#include "train/objective.h"
 #include "train/vae_flat.h"
 
 static hl_error g_err;
@@ -55,6 +60,62 @@ static void run(const hl_ctx *ctx, hl_vae *v, hl_vae_grads *gr, float *out) {
     CHECK(hl_vae_decode_backward(t, dv, o2 + n_pix, gr) == HL_OK, "decode backward");
     hl_vae_tape_free(t);
     free(x), free(dm), free(dv), free(z);
+}
+
+/* Central differences of the whole objective step (its loss) along a few weights of each tensor
+ * in names, on 2 world clips of 16x16x1 (loss MSE: smooth, so a tight bound holds). */
+static void test_objective_fd(const hl_vae_config *c, hl_vae_flat *f) {
+    const char *s =
+        "{\"type\": \"vae\", \"l1\": 0, \"l2\": 1, \"kl\": 1e-3, \"dataset\": {\"width\": 16, "
+        "\"height\": 16, \"frames\": 1, \"clips\": 2, \"seed\": 1}}";
+    hl_json *js = NULL;
+    CHECK(hl_json_parse(s, strlen(s), &js, &g_err) == HL_OK, "%s", g_err.msg);
+    hl_train_env env = {0};
+    env.config_path = "test.json", env.layout = &f->layout, env.data = "procedural";
+    env.vae = c, env.samples_per_step = 1;
+    void *o = NULL;
+    CHECK(hl_vae_objective_create(js, &env, &o, &g_err) == HL_OK, "%s", g_err.msg);
+    hl_json_free(js);
+    if (!o) return;
+    int64_t N = f->layout.total;
+    float *w = malloc((size_t)N * sizeof *w), *g = calloc((size_t)N, sizeof *g),
+          *g2 = calloc((size_t)N, sizeof *g2);
+    hl_rng r = {.path = HL_RNG_NORMAL_AVX2};
+    hl_rng_seed(&r, 1);
+    hl_vae_params_init_random(&f->layout, w, &r);
+    double loss, lp, lm, worst = 0;
+    hl_rng_seed(&r, 5);
+    CHECK(hl_vae_objective_step(o, &r, 1, w, g, &loss, &g_err) == HL_OK, "%s", g_err.msg);
+    static const char *const names[] = {"encoder.conv_in.weight",  "encoder.conv_out.weight",
+                                        "quant_conv.weight",       "quant_conv.bias",
+                                        "post_quant_conv.weight",  "decoder.conv_in.weight",
+                                        "decoder.conv_out.weight", "decoder.conv_out.bias"};
+    for (int t = 0; t < 8; t++) {
+        const hl_param *p = hl_params_find(&f->layout, names[t]);
+        CHECK(p != NULL, "no %s", names[t]);
+        if (!p) continue;
+        int64_t taps = p->numel % 27 == 0 ? 27 : 1; /* 3x3x3: kt = 2 sees a single frame */
+        for (int k = 0; k < 3; k++) {
+            int64_t i = p->offset + (taps == 27 ? ((k * 7919) % (p->numel / 27)) * 27 + 22
+                                                : (k * 7919) % p->numel);
+            float h = 5e-2f * fmaxf(fabsf(w[i]), 2e-2f), w0 = w[i];
+            w[i] = w0 + h;
+            hl_rng_seed(&r, 5);
+            hl_vae_objective_step(o, &r, 1, w, g2, &lp, &g_err);
+            w[i] = w0 - h;
+            hl_rng_seed(&r, 5);
+            hl_vae_objective_step(o, &r, 1, w, g2, &lm, &g_err);
+            w[i] = w0;
+            double fd = (lp - lm) / (2.0 * (double)h);
+            double err = fabs(fd - g[i]) / (fabs(fd) + fabs(g[i]) + 1e-4);
+            worst = fmax(worst, err);
+            CHECK(err < 0.05, "%s[%lld]: analytic %.6e, central difference %.6e", names[t],
+                  (long long)(i - p->offset), (double)g[i], fd);
+        }
+    }
+    printf("  vae objective vs central differences: worst relative gap %.3g (limit 0.05)\n", worst);
+    free(w), free(g), free(g2);
+    hl_vae_objective_destroy(o);
 }
 
 int main(void) {
@@ -143,6 +204,7 @@ int main(void) {
     }
     CHECK(wrong == 0, "%d initial values out of rule", wrong);
 
+    test_objective_fd(&c, &f);
     hl_vae_grads_free(ref);
     free(w), free(g), free(w2), free(g2), free(g_before), free(out_a), free(out_b);
     hl_vae_flat_free(&f);
