@@ -23,6 +23,8 @@ cfg bad1 o 3 '' ', "bogus": 1'
 fails "unknown objective key" 2 "'objective.bogus'" $H train "$T/bad1.json"
 cfg bad2 o 3 '' ', "kl": -1'
 fails "kl range" 2 "'objective.kl'" $H train "$T/bad2.json"
+cfg bad7 o 3 '' ', "posterior": "median"'
+fails "posterior sample or mode" 2 "'objective.posterior'" $H train "$T/bad7.json"
 cfg bad3 o 3 '' '' '{"frames": 4}'
 fails "frames 1 + 4k" 2 "'objective.dataset.frames'" $H train "$T/bad3.json"
 cfg bad4 o 3 '' '' '{"fps": 4}'
@@ -40,6 +42,17 @@ check "tokens/s = 32 x samples/s" "grep 'step 12/12' $T/learn.err | awk '{for (i
 check "12 steps from scratch run" "[ \$(wc -l <$T/learn/losses.tsv 2>/dev/null || echo 0) -eq 12 ]"
 check "losses finite" "! cut -f3 $T/learn/losses.tsv | grep -qiE 'nan|inf'"
 check "loss falls" "awk -F'\t' 'NR<=3{a+=\$3} NR>9{b+=\$3} END{exit !(b < a)}' $T/learn/losses.tsv"
+# "posterior": "mode" decodes the mean: the first loss does not depend on the noise seed
+for m in mode sample; do
+    for s in 3 4; do
+        cfg $m$s $m$s 1 ', "init": "model"' ', "posterior": "'$m'"'
+        sed -i "s/\"seed\": 3,/\"seed\": $s,/" "$T/$m$s.json"
+        $H train -q "$T/$m$s.json" >/dev/null 2>&1
+    done
+done
+same_loss() { [ -s "$T/${1}3/losses.tsv" ] && [ "$(cut -f3 "$T/${1}3/losses.tsv")" = "$(cut -f3 "$T/${1}4/losses.tsv")" ]; }
+check "mode: the same first loss for two noise seeds" "same_loss mode"
+check "sample: two noise seeds, two first losses" "[ -s $T/sample4/losses.tsv ] && ! same_loss sample"
 
 # from the model's VAE: 6 straight steps == 3 + resume to 6
 cfg ref ref 6 ', "init": "model"'

@@ -6,7 +6,8 @@
  *     encode and decode forwards and backwards, bit for bit, as the loaded one, and its parameter
  *     gradients land in the flat gradient buffer equal to hl_vae_grads' own buffers;
  *   - rebinding to other buffers moves both the weights read and the gradients written;
- *   - the random init: gains 1, biases 0, weights in ±1/sqrt(fan_in), the same for a seed;
+ *   - the random init: gains 1, biases 0, weights He uniform in ±sqrt(6/fan_in) (filling the
+ *     range), the same for a seed;
  *   - the "vae" objective's whole step (encode, posterior sample, decode, loss, and back) against
  *     central differences of its loss along entries of encoder, bottleneck and decoder weights
  *     (the temporal taps that see the frame, not the causal padding), same sample and noise. */
@@ -195,12 +196,16 @@ int main(void) {
         const hl_param *p = &f.layout.p[i];
         const float *d = w + p->offset;
         size_t L = strlen(p->name);
-        float bound = 1.0f / sqrtf((float)(p->numel / p->shape[0]));
+        float bound = sqrtf(6.0f / (float)(p->numel / p->shape[0])), peak = 0.0f;
+        bool weight = !(L > 6 && !strcmp(p->name + L - 6, ".gamma")) &&
+                      !(L > 5 && !strcmp(p->name + L - 5, ".bias"));
         for (int64_t k = 0; k < p->numel; k++) {
             if (L > 6 && !strcmp(p->name + L - 6, ".gamma")) wrong += d[k] != 1.0f;
             else if (L > 5 && !strcmp(p->name + L - 5, ".bias")) wrong += d[k] != 0.0f;
             else wrong += !(fabsf(d[k]) <= bound) || (k > 0 && d[k] == d[k - 1]);
+            peak = fmaxf(peak, fabsf(d[k]));
         }
+        wrong += weight && p->numel >= 256 && peak < 0.9f * bound; /* the whole range is used */
     }
     CHECK(wrong == 0, "%d initial values out of rule", wrong);
 

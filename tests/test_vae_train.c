@@ -11,6 +11,9 @@
  *     attention, time convs of both resample kinds). Decode: R is zeroed where |out| > 0.9, so
  *     no output that matters crosses the clamp. Float32 differences with h = 1e-2 carry ~1e-4
  *     of noise: pass when |analytic - fd| <= 1e-2 · max(|fd|, 0.1 · max|analytic|);
+ *   - the unclamped decode (the objective's): its output clamped to [-1, 1] is the decode's, bit
+ *     for bit, some of it lies outside, and a gradient only on those pixels reaches z through it
+ *     and not through the clamped decode;
  *   - the rules: dz / dvideo overwritten, parameter gradients accumulated over two backwards,
  *     a tape runs one backward;
  *   - the decode forward + backward at the vector shape (z (1, 16, 2, 4, 4)) timed on each
@@ -235,6 +238,38 @@ static double cpu_seconds(void) {
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
+static void test_unclamped(hl_vae *v) {
+    int64_t nz = 16 * 2 * 4 * 4, ny = 3 * 5 * 32 * 32;
+    float *z = xalloc(nz), *yc = xalloc(ny), *yu = xalloc(ny), *R = xalloc(ny);
+    float *dzc = xalloc(nz), *dzu = xalloc(nz);
+    fill_random(z, nz, 41);
+    for (int64_t i = 0; i < nz; i++) z[i] *= 30.0f; /* outputs past ±1 */
+    hl_vae_tape *tc = NULL, *tu = NULL;
+    CHECK(hl_vae_decode_forward_save(&g_fd, v, 2, 4, 4, z, yc, &tc) == HL_OK, "clamped");
+    CHECK(hl_vae_decode_forward_save_unclamped(&g_fd, v, 2, 4, 4, z, yu, &tu) == HL_OK, "raw");
+    int64_t outside = 0, differ = 0;
+    for (int64_t i = 0; i < ny; i++) {
+        float c = fminf(fmaxf(yu[i], -1.0f), 1.0f);
+        differ += c != yc[i];
+        outside += fabsf(yu[i]) > 1.0f;
+        R[i] = fabsf(yu[i]) > 1.0f ? 1.0f : 0.0f;
+    }
+    CHECK(differ == 0, "unclamped decode, clamped, differs from the decode at %lld",
+          (long long)differ);
+    CHECK(outside > 0, "no output past ±1: the test shows nothing");
+    if (tc && tu) {
+        CHECK(hl_vae_decode_backward(tc, R, dzc, NULL) == HL_OK, "clamped backward");
+        CHECK(hl_vae_decode_backward(tu, R, dzu, NULL) == HL_OK, "raw backward");
+        double nc = 0, nu = 0;
+        for (int64_t i = 0; i < nz; i++) nc += fabsf(dzc[i]), nu += fabsf(dzu[i]);
+        CHECK(nc == 0 && nu > 0, "gradient on clamped pixels: clamped |dz| %g, unclamped %g", nc,
+              nu);
+    }
+    hl_vae_tape_free(tc);
+    hl_vae_tape_free(tu);
+    free(z), free(yc), free(yu), free(R), free(dzc), free(dzu);
+}
+
 static void time_decode(hl_vae *v, helios_backend kind, int reps) {
     hl_ctx ctx = test_ctx(kind, &g_err);
     int64_t nz = 16 * 2 * 4 * 4, ny = 3 * 5 * 32 * 32;
@@ -290,6 +325,7 @@ int main(int argc, char **argv) {
     test_fd(v, 1);
     test_fd(v, 0);
     printf("  worst finite-difference ratio %.3g (limit 1)\n", g_worst);
+    test_unclamped(v);
     time_decode(v, HELIOS_BACKEND_REF, 1);
     for (int b = 0; b < test_n_backends; b++) time_decode(v, test_backends[b], 3);
     hl_vae_free(v);

@@ -17,6 +17,7 @@ typedef struct vae_obj {
     hl_error err;
     hl_ctx ctx;
     int T, H, W;
+    int sample; /* 1: decode mean + std·eps (the VAE's sample), 0: decode the mean (its mode) */
     int64_t n_clips, n_pix, n_lat, T_lat, h, w;
     float **clips; /* every clip's pixels (3, T, H, W), read once */
     /* per-step buffers */
@@ -87,8 +88,8 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
                                   hl_error *err) {
     *out = NULL;
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
-    static const char *const known[] = {"type", "l1", "l2", "kl", "dataset"};
-    HL_TRY(hl_cfg_only(&k, known, 5));
+    static const char *const known[] = {"type", "l1", "l2", "kl", "posterior", "dataset"};
+    HL_TRY(hl_cfg_only(&k, known, 6));
     if (!env->vae)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "%s: objective \"vae\" trains the VAE: set \"component\": \"vae\"",
@@ -101,6 +102,11 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     if (st == HL_OK) st = hl_cfg_num(&k, "l2", 0, 1e6, &l2);
     if (st == HL_OK) st = hl_cfg_num(&k, "kl", 0, 1e6, &kl);
     o->lp.w_l1 = (float)l1, o->lp.w_l2 = (float)l2, o->lp.w_kl = (float)kl;
+    const char *post = "sample";
+    if (st == HL_OK) st = hl_cfg_str(&k, "posterior", &post);
+    if (st == HL_OK && strcmp(post, "sample") && strcmp(post, "mode"))
+        st = hl_cfg_bad(&k, "posterior", "must be \"sample\" or \"mode\"");
+    o->sample = !strcmp(post, "sample");
     if (st == HL_OK) st = read_clips(&k, env, o);
     if (st == HL_OK) st = hl_vae_flat_new(env->vae, &o->f, err);
     if (st == HL_OK && o->f.layout.total != env->layout->total)
@@ -149,9 +155,11 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
                                               &te);
     const float *mean = o->moments, *logvar = o->moments + o->n_lat;
     if (st == HL_OK) {
-        hl_rng_randn_f32(rng, o->eps, o->n_lat);
-        hl_vae_loss_sample(mean, logvar, o->eps, o->n_lat, o->z);
-        st = hl_vae_decode_forward_save(&o->ctx, o->f.m, o->T_lat, o->h, o->w, o->z, o->recon, &td);
+        hl_rng_randn_f32(rng, o->eps, o->n_lat); /* drawn either way: same RNG stream */
+        if (o->sample) hl_vae_loss_sample(mean, logvar, o->eps, o->n_lat, o->z);
+        else memcpy(o->z, mean, (size_t)o->n_lat * sizeof *o->z);
+        st = hl_vae_decode_forward_save_unclamped(&o->ctx, o->f.m, o->T_lat, o->h, o->w, o->z,
+                                                  o->recon, &td);
     }
     hl_vae_loss_value v;
     float *dmean = o->dmoments, *dlogvar = o->dmoments + o->n_lat;
@@ -160,7 +168,9 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
                          dmean, dlogvar, err);
     if (st == HL_OK) st = hl_vae_decode_backward(td, o->drecon, o->dz, o->f.grads);
     if (st == HL_OK) {
-        hl_vae_loss_sample_backward(logvar, o->eps, o->dz, o->n_lat, dmean, dlogvar);
+        if (o->sample) hl_vae_loss_sample_backward(logvar, o->eps, o->dz, o->n_lat, dmean, dlogvar);
+        else
+            for (int64_t i = 0; i < o->n_lat; i++) dmean[i] += o->dz[i];
         st = hl_vae_encode_backward(te, o->dmoments, NULL, o->f.grads);
     }
     hl_vae_tape_free(td);

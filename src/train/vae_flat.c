@@ -95,7 +95,7 @@ void hl_vae_params_init_random(const hl_params *layout, float *data, hl_rng *rng
             memset(d, 0, (size_t)p->numel * sizeof *d);
         } else {
             int64_t fan_in = p->numel / p->shape[0];
-            float bound = 1.0f / sqrtf((float)(fan_in > 0 ? fan_in : 1));
+            float bound = sqrtf(6.0f / (float)(fan_in > 0 ? fan_in : 1));
             hl_rng_rand_f32(rng, d, p->numel);
             for (int64_t k = 0; k < p->numel; k++) d[k] = (2.0f * d[k] - 1.0f) * bound;
         }

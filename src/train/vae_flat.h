@@ -40,12 +40,15 @@ hl_status hl_vae_params_layout(const hl_vae *v, hl_params *out, hl_error *err);
  * frees the placeholder weights, so a bound model costs the two flat buffers only. */
 hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *err);
 
-/* From-scratch initialisation (the Wan VAE's own is unpublished; this is PyTorch's default for
- * Conv2d/Conv3d weights and a common VAE choice otherwise):
- *   - every conv / attention weight [O, C, k...]: kaiming_uniform(a = sqrt(5)), i.e.
- *     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = C · prod(k);
+/* From-scratch initialisation (the Wan VAE's own is unpublished):
+ *   - every conv / attention weight [O, C, k...]: He uniform, U(-sqrt(6/fan_in), sqrt(6/fan_in))
+ *     with fan_in = C · prod(k) (kaiming_uniform with gain sqrt(2));
  *   - every bias: zeros;  every norm gain (*.gamma): ones.
- * Draws come from rng in layout order (one hl_rng_rand_f32 call per weight). */
+ * Not PyTorch's default (bound 1/sqrt(fan_in)): the Wan VAE's RMS norms do not subtract a mean,
+ * so with convs that shrink their input 3x in variance the latent's share of the decoder's
+ * activations is a few hundredths, the biases learnt in the first steps swamp it, and the decoder
+ * settles on one picture for every clip (train/tiny/README.md has the probes). Draws come from
+ * rng in layout order (one hl_rng_rand_f32 call per weight). */
 void hl_vae_params_init_random(const hl_params *layout, float *data, hl_rng *rng);
 
 /* Copies the weights of a loaded VAE (F32 or BF16, same config) into data laid out as layout

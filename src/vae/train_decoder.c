@@ -1,6 +1,7 @@
 /* Decoder training: post_quant_conv and WanDecoder3d over the whole clip with the tape, the
  * clamp to [-1, 1], and the backward of all of it (vae.h "training"). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "vae/train_internal.h"
@@ -53,14 +54,15 @@ static hl_status decode_forward(hl_vae_tape *tp, const float *z, float *video) {
     }
     HL_TRY(hl_train_head_forward(tp, &d->norm_out, &d->conv_out, &x)); /* [F, H, W, 3] */
     tp->dims[3] = x.T;
-    st = hl_to_channels_first(ctx, x.C, x.T, x.H * x.W, x.x, -1.0f, 1.0f, video, x.T * x.H * x.W);
+    st = hl_to_channels_first(ctx, x.C, x.T, x.H * x.W, x.x, tp->lo, tp->hi, video,
+                              x.T * x.H * x.W);
     if (st == HL_OK) st = hl_tape_push(tp, &x); /* the unclamped output, for the clamp */
     else hl_tape_release(tp, &x);
     return st;
 }
 
-hl_status hl_vae_decode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h,
-                                     int64_t w, const float *z, float *video, hl_vae_tape **tape) {
+static hl_status decode_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h, int64_t w,
+                             const float *z, bool clamp, float *video, hl_vae_tape **tape) {
     *tape = NULL;
     if (T_lat < 1 || h < 1 || w < 1 || !z || !video)
         return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "VAE decode (training): bad sizes");
@@ -68,6 +70,7 @@ hl_status hl_vae_decode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat
     hl_vae_tape *tp;
     HL_TRY(new_tape(ctx, v, &tp));
     tp->dims[0] = T_lat, tp->dims[1] = h, tp->dims[2] = w;
+    tp->lo = clamp ? -1.0f : -INFINITY, tp->hi = clamp ? 1.0f : INFINITY;
     hl_status st = decode_forward(tp, z, video);
     if (st != HL_OK) {
         hl_vae_tape_free(tp);
@@ -75,6 +78,17 @@ hl_status hl_vae_decode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat
     }
     *tape = tp;
     return HL_OK;
+}
+
+hl_status hl_vae_decode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h,
+                                     int64_t w, const float *z, float *video, hl_vae_tape **tape) {
+    return decode_save(ctx, v, T_lat, h, w, z, true, video, tape);
+}
+
+hl_status hl_vae_decode_forward_save_unclamped(const hl_ctx *ctx, hl_vae *v, int64_t T_lat,
+                                               int64_t h, int64_t w, const float *z, float *video,
+                                               hl_vae_tape **tape) {
+    return decode_save(ctx, v, T_lat, h, w, z, false, video, tape);
 }
 
 hl_status hl_vae_decode_backward(hl_vae_tape *tp, const float *dvideo, float *dz,
@@ -93,7 +107,7 @@ hl_status hl_vae_decode_backward(hl_vae_tape *tp, const float *dvideo, float *dz
     int64_t F = y.T, S = y.H * y.W;
     hl_status st = hl_tape_alloc(tp, &g, F, y.H, y.W, O);
     if (st == HL_OK) st = hl_to_channels_last(ctx, O, F, S, dvideo, F * S, HL_F32, g.x);
-    if (st == HL_OK) st = hl_clamp_backward(ctx, hl_tact_n(&g), y.x, -1.0f, 1.0f, g.x, g.x);
+    if (st == HL_OK) st = hl_clamp_backward(ctx, hl_tact_n(&g), y.x, tp->lo, tp->hi, g.x, g.x);
     hl_tape_release(tp, &y);
     if (st != HL_OK) {
         hl_tape_release(tp, &g);

@@ -28,6 +28,7 @@ struct hl_vae_tape {
     size_t bytes, peak_bytes; /* saved + live temporaries */
     int64_t dims[4];          /* the clip: decode (T_lat, h, w, F) / encode (T, H, W, T_lat) */
     int done;                 /* the backward ran */
+    float lo, hi;             /* decode: the output clamp ([-1, 1], or ±inf: none) */
 };
 
 /* An activation of T·H·W·C floats (uninitialised), counted against the tape; x NULL on OOM. */

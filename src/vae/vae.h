@@ -270,6 +270,11 @@ size_t hl_vae_tape_peak_bytes(const hl_vae_tape *t);
  * clamped to [-1, 1]; *tape: what hl_vae_decode_backward needs. */
 hl_status hl_vae_decode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h,
                                      int64_t w, const float *z, float *video, hl_vae_tape **tape);
+/* The same without the clamp: training losses on the raw output keep a gradient where an
+ * overshooting pixel would otherwise sit in the clamp's flat part for good. */
+hl_status hl_vae_decode_forward_save_unclamped(const hl_ctx *ctx, hl_vae *v, int64_t T_lat,
+                                               int64_t h, int64_t w, const float *z, float *video,
+                                               hl_vae_tape **tape);
 /* From dvideo = ∂L/∂video: dz = ∂L/∂z (overwrite; NULL: not wanted), grads += ∂L/∂param of
  * post_quant_conv and the decoder (NULL: none). The clamp passes the gradient where
  * -1 <= x <= 1 (torch.clamp). Runs once per tape. */
