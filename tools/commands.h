@@ -10,5 +10,6 @@ int cmd_world(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_vae_stats(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

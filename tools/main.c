@@ -21,6 +21,7 @@ static void usage(FILE *f) {
         "  eval VIDEO   measure a video against the tiny world (accuracy, drift, seams, motion)\n"
         "  train CFG    train the transformer as the JSON configuration CFG says\n"
         "  vae-stats P  measure a VAE's latents_mean / latents_std over training clips\n"
+        "  convert I O  rewrite a .safetensors file in bf16 (or f32)\n"
         "  version      the library version\n"
         "  help         this text\n"
         "\n"
@@ -61,6 +62,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "vae-stats")) return cmd_vae_stats(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     fprintf(stderr, "helios: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
