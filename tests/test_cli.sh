@@ -79,6 +79,10 @@ fails "bench --dim/--heads" 2 "--dim 100 does not split into --heads 12" $H benc
 fails "verify --threads x" 2 "--threads 'x' is not an integer" $H verify --threads x "$T"
 fails "verify --backend gpu" 2 "--backend 'gpu' is not one of cpu or ref" $H verify --backend gpu "$T"
 fails "info with two paths" 2 "one PATH only" $H info a b
+# without -m: $HELIOS_MODEL, else models/helios-tiny beside the binary
+check "no -m: \$HELIOS_MODEL is the model" "HELIOS_MODEL=$M $H generate -q --width 128 --height 64 --chunks 1 -p x -o $T/env.mp4 >/dev/null 2>&1 && [ -s $T/env.mp4 ]"
+fails "no -m, \$HELIOS_MODEL not a model folder" 1 "$T/nothere/model_index.json" env HELIOS_MODEL=$T/nothere $H generate -q -p x -o $T/x.mp4
+fails "-p is required" 2 "-p PROMPT is required" $H generate -q -m $M -o $T/x.mp4
 # a ~4 KB model path: the message keeps what is wrong, not the path alone (a 1 KB cut)
 long=$T/$(printf '%0200d/' 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 | tr 0 d)
 fails "4 KB model path keeps the reason" 1 "model_index.json: cannot open: " $H generate -q -m "$long" -p x -o $T/x.mp4

@@ -30,7 +30,35 @@ typedef struct gen_opts {
     double seconds, guidance;
     uint64_t seed;
     helios_backend backend;
+    char model_buf[4200]; /* the default model's path */
 } gen_opts;
+
+/* The model used without -m: $HELIOS_MODEL, else the shipped tiny Distilled model beside the
+ * binary (<dir of the binary>/../models/helios-tiny: build/helios in a checkout), else its
+ * installed copy. The buffer holds the path chosen; NULL when none is a folder. */
+#ifndef HELIOS_DATA_DIR
+#define HELIOS_DATA_DIR "/usr/local/share/helios"
+#endif
+static const char *default_model(char *buf, size_t n) {
+    const char *env = getenv("HELIOS_MODEL");
+    if (env && *env) return snprintf(buf, n, "%s", env) < (int)n ? buf : NULL;
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(buf, n, "%s/../models/helios-tiny/model_index.json", exe);
+        if (access(buf, R_OK) == 0) {
+            buf[strlen(buf) - strlen("/model_index.json")] = '\0';
+            return buf;
+        }
+    }
+    snprintf(buf, n, "%s/models/helios-tiny/model_index.json", HELIOS_DATA_DIR);
+    if (access(buf, R_OK) != 0) return NULL;
+    buf[strlen(buf) - strlen("/model_index.json")] = '\0';
+    return buf;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -49,13 +77,14 @@ static void usage(FILE *f) {
     int chunk_frames = (base->latent_frames_per_chunk - 1) * 4 + 1;
     fprintf(
         f,
-        "usage: helios generate -m MODEL_DIR -p PROMPT [options]\n"
+        "usage: helios generate -p PROMPT [-m MODEL_DIR] [options]\n"
         "\n"
         "Generates a video chunk by chunk with a Helios model folder (diffusers layout:\n"
         "model_index.json, scheduler/, transformer/, text_encoder/, tokenizer/, vae/). The\n"
         "recipe (Base, Mid or Distilled) comes from the folder's model_index.json.\n"
         "\n"
-        "  -m, --model DIR          model folder\n"
+        "  -m, --model DIR          model folder (default: $HELIOS_MODEL, else the shipped\n"
+        "                           tiny Distilled model, models/helios-tiny)\n"
         "  -p, --prompt TEXT        what to generate\n"
         "  -n, --negative-prompt T  negative prompt (with guidance; default \"\")\n"
         "  -o, --output PATH        out.mp4 | out.y4m | - (Y4M on stdout) | dir/ (PNG frames) |\n"
@@ -189,8 +218,10 @@ static int parse(int argc, char **argv, gen_opts *o) {
     if (o->length_opts > 1)
         return args_fail(&a, "give one of --frames, --seconds and --chunks, not several");
     if (o->image && o->video) return args_fail(&a, "give --image or --video, not both");
-    if (!o->model || !o->prompt)
-        return args_fail(&a, "-m MODEL_DIR and -p PROMPT are required (see --help)");
+    if (!o->prompt) return args_fail(&a, "-p PROMPT is required (see --help)");
+    if (!o->model && !(o->model = default_model(o->model_buf, sizeof o->model_buf)))
+        return args_fail(&a, "no -m MODEL_DIR, and no default model (neither $HELIOS_MODEL nor "
+                             "models/helios-tiny beside the binary or in " HELIOS_DATA_DIR ")");
     qsort(o->switches, (size_t)o->n_switches, sizeof *o->switches, cmp_switch);
     for (int i = 1; i < o->n_switches; i++)
         if (o->switches[i].chunk == o->switches[i - 1].chunk)
