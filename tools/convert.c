@@ -12,11 +12,16 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: helios convert IN.safetensors OUT.safetensors [--dtype bf16|f32]\n"
+               "                      [--prefix P]\n"
                "\n"
                "Writes OUT with every floating-point tensor of IN (F32, BF16, F16, F64) in the\n"
                "chosen dtype (default bf16: round to nearest even, as torch's .to(bfloat16)),\n"
                "other tensors and the __metadata__ strings as they are. OUT is written to\n"
-               "OUT.part and renamed when complete. A bad command line exits with status 2.\n");
+               "OUT.part and renamed when complete.\n"
+               "  --prefix P   only the tensors whose name starts with P, without it: e.g.\n"
+               "               --prefix ema. takes a checkpoint's EMA weights out of its\n"
+               "               optimizer.safetensors\n"
+               "A bad command line exits with status 2.\n");
 }
 
 static bool is_float(hl_dtype t) {
@@ -50,16 +55,23 @@ static hl_status convert_one(const hl_st_tensor *t, hl_dtype dt, hl_st_entry *e,
     return HL_OK;
 }
 
-static hl_status convert(const char *in, const char *out, hl_dtype dt, hl_error *err) {
+static hl_status convert(const char *in, const char *out, hl_dtype dt, const char *prefix,
+                         hl_error *err) {
     hl_safetensors *st;
     HL_TRY(hl_st_open(in, &st, err));
-    size_t n = st->n, nm = st->metadata ? st->metadata->n : 0;
-    hl_st_entry *e = calloc(n + 1, sizeof *e);
-    void **owned = calloc(n + 1, sizeof *owned);
+    size_t n = 0, nm = st->metadata ? st->metadata->n : 0, lp = strlen(prefix);
+    hl_st_entry *e = calloc(st->n + 1, sizeof *e);
+    void **owned = calloc(st->n + 1, sizeof *owned);
     const char **meta = calloc(2 * nm + 1, sizeof *meta);
     hl_status st_ = e && owned && meta ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "out of memory");
-    for (size_t i = 0; st_ == HL_OK && i < n; i++)
-        st_ = convert_one(&st->tensors[i], dt, &e[i], &owned[i], err);
+    for (size_t i = 0; st_ == HL_OK && i < st->n; i++) {
+        if (strncmp(st->tensors[i].name, prefix, lp)) continue;
+        st_ = convert_one(&st->tensors[i], dt, &e[n], &owned[n], err);
+        e[n++].name += lp;
+    }
+    if (st_ == HL_OK && n == 0)
+        st_ = hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: no tensor name starts with '%s'", in,
+                      prefix);
     size_t k = 0;
     for (size_t i = 0; st_ == HL_OK && i < nm; i++) /* strings only, as the format allows */
         if (st->metadata->items[i].type == HL_JSON_STRING) {
@@ -76,7 +88,7 @@ static hl_status convert(const char *in, const char *out, hl_dtype dt, hl_error 
 int cmd_convert(int argc, char **argv) {
     args a;
     args_init(&a, "helios convert", argc, argv);
-    const char *path[2] = {NULL, NULL}, *dts = "bf16";
+    const char *path[2] = {NULL, NULL}, *dts = "bf16", *prefix = "";
     int np = 0;
     while (args_next(&a)) {
         int rc = 0;
@@ -84,6 +96,7 @@ int cmd_convert(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else if (args_is(&a, NULL, "--dtype")) rc = args_str(&a, &dts);
+        else if (args_is(&a, NULL, "--prefix")) rc = args_str(&a, &prefix);
         else if (a.opt[0] == '-' && a.opt[1]) rc = args_fail(&a, "unknown option '%s'", a.opt);
         else if (np == 2) rc = args_fail(&a, "two paths only (IN and OUT), not '%s'", a.opt);
         else path[np++] = a.opt;
@@ -97,7 +110,7 @@ int cmd_convert(int argc, char **argv) {
     if (dt == HL_DTYPE_COUNT) return args_fail(&a, "--dtype must be bf16 or f32, not '%s'", dts);
     if (!strcmp(path[0], path[1])) return args_fail(&a, "IN and OUT are the same file");
     hl_error err = {0};
-    if (convert(path[0], path[1], dt, &err) != HL_OK) {
+    if (convert(path[0], path[1], dt, prefix, &err) != HL_OK) {
         fprintf(stderr, "helios convert: %s\n", err.msg);
         return 1;
     }
