@@ -3,8 +3,9 @@
 # model folder (VAE, text encoder and tokenizer encode the clips into the latent cache; teacher =
 # the same folder): "ode_init" and "stage3" run 2 steps on 2 cached clips of 66 frames (2 chunks of
 # 9 latent frames, 8x8 latents), writing their losses and the cache (OUTPUT/cache by default, a
-# given folder reused); "synthetic" with "dataset", a block with the wrong "data" and a
-# clip_chunks the clips contradict exit 2 naming the key; stage3 resumes bit for bit.
+# given folder reused; ode_init's trajectories reused on the same clips only); "synthetic" with "dataset", a block with the wrong "data" and a
+# clip_chunks the clips contradict exit 2 naming the key; stage3 resumes bit for bit; stage3 runs
+# on a folder of 2 captioned videos (made with ffmpeg, skipped without it).
 # usage: test_train_stage3_world_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -42,6 +43,14 @@ check "ode_init on the world: 2 losses, 2 trajectories" \
 check "ode_init on the world: latent cache in OUTPUT/cache" \
     "[ -f '$T/ode/cache/cache.json' ] && [ -f '$T/ode/cache/1.safetensors' ]"
 
+# the trajectories' keys hold the clip: the same clips reuse them, another world seed recomputes
+cfg od2 od2 ode_init procedural ", \"cache\": \"$T/ode/ode_cache\"" ", \"cache\": \"$T/ode/cache\""
+"$H" train "$T/od2.json" 2>"$T/od2.err"
+check "ode_init on the same clips: trajectories reused" "grep -q '0 computed, 2 from the cache' '$T/od2.err'"
+cfg od3 od3 ode_init procedural ", \"cache\": \"$T/ode/ode_cache\"" ', "seed": 1'
+"$H" train "$T/od3.json" 2>"$T/od3.err"
+check "ode_init on other clips: trajectories recomputed" "grep -q '2 computed, 0 from the cache' '$T/od3.err'"
+
 cfg s3 s3 stage3 procedural '' ", \"cache\": \"$T/ode/cache\""
 "$H" train "$T/s3.json" 2>"$T/s3.err"
 rc=$?
@@ -59,6 +68,22 @@ sed 's#"steps": 2,#"steps": 4,#' "$T/s3.json" >"$T/s3r.json"
 "$H" train -q --resume "$T/s3r.json" 2>/dev/null
 check "stage3 on the world: resume bit for bit (losses, terms, tasks, student)" \
     "same s4 s3 losses.tsv && same s4 s3 stage3.tsv && same s4 s3 tasks.tsv && same s4 s3 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
+
+# a folder of 2 captioned videos (made with ffmpeg when it is there): stage3 for 2 steps
+if command -v ffmpeg >/dev/null 2>&1; then
+    mkdir -p "$T/vids"
+    for v in a b; do
+        ffmpeg -loglevel error -f lavfi -i testsrc=size=96x80:rate=16 -frames:v 40 \
+            -pix_fmt yuv420p "$T/vids/$v.mp4" && echo "a test pattern $v" >"$T/vids/$v.txt"
+    done
+    cfg fold fold stage3 "$T/vids" '' ', "frames": 33'
+    "$H" train -q "$T/fold.json" 2>"$T/fold.err"
+    rc=$?
+    check "stage3 on a folder of videos: exit 0, 2 losses, 2 cached clips" \
+        "[ $rc -eq 0 ] && [ \$(wc -l <'$T/fold/losses.tsv') -eq 2 ] && [ -f '$T/fold/cache/1.safetensors' ] || { cat '$T/fold.err'; false; }"
+else
+    echo "skip stage3 on a folder of videos (no ffmpeg)"
+fi
 
 echo "test_train_stage3_world_cli: $n checks, $fail failed"
 [ $fail -eq 0 ]
