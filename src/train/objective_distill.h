@@ -1,5 +1,5 @@
 /* What the stage-3 objectives "ode_init" and "stage3" share (train/objective.h): the settings of
- * the student's sampler, the teacher and the evidence, the synthetic prompts, the student bound to
+ * the student's sampler, the teacher and the evidence, the data (synthetic or cached clips), the student bound to
  * the loop's buffers, the evidence log and the model folder written next to every checkpoint.
  *
  * Common settings (docs/training.md): teacher (a model or transformer folder, default the
