@@ -1,6 +1,7 @@
 /* What the stage-3 objectives "ode_init" and "stage3" share (train/objective.h): the settings of
- * the student's sampler, the teacher and the evidence, the data (synthetic or cached clips), the student bound to
- * the loop's buffers, the evidence log and the model folder written next to every checkpoint.
+ * the student's sampler, the teacher and the evidence, the data (synthetic or cached clips), the
+ * student bound to the loop's buffers, the evidence log and the model folder written next to every
+ * checkpoint.
  *
  * Common settings (docs/training.md): teacher (a model or transformer folder, default the
  * configuration's "model"), steps ([2, 2, 2] student steps per level), amplify (true: the
