@@ -36,8 +36,8 @@ cfg bad5 o 4 ', "component": "bogus"'
 fails "unknown component" 2 "'component'" $H train "$T/bad5.json"
 cfg bad6 o 4 ', "schedule": "linear"'
 fails "bad enum" 2 "expected one of \"constant\", \"cosine\"" $H train "$T/bad6.json"
-printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3"}}' "$M" "$T" >"$T/bad7.json"
-fails "stage3 needs synthetic prompts" 2 "'data' the stage3 objective reads" $H train "$T/bad7.json"
+printf '{"model": "%s", "output": "%s/o", "steps": 2, "objective": {"type": "stage3", "synthetic": {}, "dataset": {}}}' "$M" "$T" >"$T/bad7.json"
+fails "stage3: synthetic and dataset blocks both" 2 "'objective.dataset' give" $H train "$T/bad7.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "%s/nope", "objective": {"type": "stage1"}}' "$M" "$T" "$T" >"$T/bad7b.json"
 fails "data: not a folder" 2 "'data' \"$T/nope\" is not" $H train "$T/bad7b.json"
 printf '{"model": "%s", "output": "%s/o", "steps": 2, "data": "synthetic", "objective": {"type": "stage1", "p_t2v": 2}}' "$M" "$T" >"$T/bad7c.json"

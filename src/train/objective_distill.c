@@ -16,7 +16,7 @@
 const char *const hl_distill_common_keys[] = {
     "type",         "teacher",   "steps",     "amplify",   "teacher_steps", "teacher_guidance",
     "eval_prompts", "eval_seed", "recompute", "synthetic", "clip_chunks",   "p_t2v",
-    "p_i2v",        "p_v2v"};
+    "p_i2v",        "p_v2v",     "dataset"};
 const size_t hl_distill_common_nkeys = sizeof hl_distill_common_keys / sizeof(char *);
 
 static hl_status read_synthetic(const hl_cfg_keys *parent, const hl_train_env *env,
@@ -50,6 +50,66 @@ static hl_status make_dirs(const char *path, hl_error *err) {
         if (!ch) break;
         *s = ch;
     }
+    return HL_OK;
+}
+
+/* Which block goes with "data": "synthetic" for synthetic data, "dataset" for world or folder
+ * data, never both. */
+static hl_status check_data_blocks(const hl_cfg_keys *k, bool synthetic) {
+    bool has_syn = hl_json_get(k->s, "synthetic") != NULL,
+         has_ds = hl_json_get(k->s, "dataset") != NULL;
+    if (has_syn && has_ds)
+        return hl_cfg_bad(k, "dataset",
+                          "give \"synthetic\" (for \"data\": \"synthetic\") or \"dataset\" (for "
+                          "world or folder data), not both");
+    if (synthetic && has_ds)
+        return hl_cfg_bad(k, "dataset",
+                          "is for world or folder data; \"data\" is \"synthetic\" (its sizes are "
+                          "the \"synthetic\" block)");
+    if (!synthetic && has_syn)
+        return hl_cfg_bad(k, "synthetic",
+                          "is for \"data\": \"synthetic\"; world and folder data read the "
+                          "\"dataset\" block");
+    return HL_OK;
+}
+
+/* Latent frames of the student's chunk on cached data: one 33-frame VAE window of the cache. */
+#define CACHED_CHUNK_FRAMES (1 + (33 - 1) / 4)
+
+/* World or folder data: every cached clip into c->data (hl_distill_data_open); the student's
+ * chunk is one VAE window, its height, width and text length and clip_chunks follow from the
+ * clips. */
+static hl_status open_data(hl_distill_common *c, const hl_cfg_keys *k, const hl_train_env *env,
+                           int *clips, hl_error *err) {
+    hl_distill_shape *sh = &c->shape;
+    HL_TRY(make_dirs(c->output, err));
+    HL_TRY(hl_distill_data_open(k, env, &c->ctx, &c->data, err));
+    const hl_synthetic *d = &c->data;
+    sh->F = CACHED_CHUNK_FRAMES;
+    char why[256];
+    if (d->F % sh->F) {
+        snprintf(why, sizeof why,
+                 "the cached clips hold %d latent frames, not a multiple of the student's %d "
+                 "(one 33-frame window)",
+                 d->F, sh->F);
+        return hl_cfg_bad(k, "dataset", why);
+    }
+    int n = d->F / sh->F;
+    if (hl_json_get(k->s, "clip_chunks") && c->clip_chunks != n) {
+        snprintf(why, sizeof why,
+                 "is %d but the cached clips hold %d latent frames = %d chunks of %d (it follows "
+                 "from dataset.frames: leave it out)",
+                 c->clip_chunks, d->F, n, sh->F);
+        return hl_cfg_bad(k, "clip_chunks", why);
+    }
+    if (d->text_dim != env->dit->text_dim)
+        return hl_fail_key(err, HELIOS_ERR_SHAPE, env->config_path, "model",
+                           "the text encoder's width %d is not the transformer's text_dim %d",
+                           d->text_dim, env->dit->text_dim);
+    c->cached = true;
+    c->clip_chunks = n;
+    sh->H = d->H, sh->W = d->W, sh->L = d->L;
+    *clips = (int)d->count;
     return HL_OK;
 }
 
@@ -91,28 +151,31 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
     HL_TRY(hl_cfg_num(k, "p_i2v", 0, 1, &pr[1]));
     HL_TRY(hl_cfg_num(k, "p_v2v", 0, 1, &pr[2]));
     tc->p_t2v = (float)pr[0], tc->p_i2v = (float)pr[1], tc->p_v2v = (float)pr[2];
-    tc->chunk_frames = sh->F;
-    for (int i = 0; i < 3; i++) tc->history_sizes[i] = sh->history_sizes[i];
-    if (!env->data || strcmp(env->data, "synthetic"))
-        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "data",
-                           "the %s objective reads \"synthetic\" data (prompts) only in this build",
-                           name);
+    bool synthetic = env->data && !strcmp(env->data, "synthetic");
+    HL_TRY(check_data_blocks(k, synthetic));
     if (env->samples_per_step != 1)
         return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "batch",
                            "the %s objective needs batch 1 and accumulation 1 (one sample per "
                            "step: the critic and the TTUR pattern follow the step)",
                            name);
-    if (E > clips) E = clips;
     snprintf(c->teacher_path, sizeof c->teacher_path, "%s", teacher);
     snprintf(c->output, sizeof c->output, "%s", env->output ? env->output : ".");
-    HL_TRY(hl_distill_shape_check(sh, env->dit, err));
-    HL_TRY(make_dirs(c->output, err));
-    HL_TRY(hl_synthetic_make(&c->data, sh->C, sh->F * c->clip_chunks, sh->H, sh->W, sh->L,
-                             env->dit->text_dim, clips, (uint64_t)seed, err));
-    if (!(c->chunk0 = malloc((size_t)sh->C * sh->F * sh->H * sh->W * sizeof(float))))
-        return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", name);
     if (!(c->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) return HELIOS_ERR_OOM;
     c->ctx = (hl_ctx){c->be, &c->err};
+    if (!synthetic) HL_TRY(open_data(c, k, env, &clips, err));
+    if (E > clips) E = clips;
+    tc->chunk_frames = sh->F;
+    for (int i = 0; i < 3; i++) tc->history_sizes[i] = sh->history_sizes[i];
+    hl_status sst = hl_distill_shape_check(sh, env->dit, err);
+    if (sst != HL_OK && c->cached) /* the sizes are the dataset's */
+        hl_error_prefix(err, "%s: 'objective.dataset' (width, height)", env->config_path);
+    HL_TRY(sst);
+    HL_TRY(make_dirs(c->output, err));
+    if (synthetic)
+        HL_TRY(hl_synthetic_make(&c->data, sh->C, sh->F * c->clip_chunks, sh->H, sh->W, sh->L,
+                                 env->dit->text_dim, clips, (uint64_t)seed, err));
+    if (!(c->chunk0 = malloc((size_t)sh->C * sh->F * sh->H * sh->W * sizeof(float))))
+        return hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", name);
     size_t tn = (size_t)sh->L * env->dit->text_dim;
     c->teacher_w = malloc((size_t)env->layout->total * sizeof(float));
     c->zeros = calloc(tn, sizeof(float));

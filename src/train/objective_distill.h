@@ -1,14 +1,18 @@
 /* What the stage-3 objectives "ode_init" and "stage3" share (train/objective.h): the settings of
- * the student's sampler, the teacher and the evidence, the synthetic prompts, the student bound to
- * the loop's buffers, the evidence log and the model folder written next to every checkpoint.
+ * the student's sampler, the teacher and the evidence, the data (synthetic or cached clips), the
+ * student bound to the loop's buffers, the evidence log and the model folder written next to every
+ * checkpoint.
  *
  * Common settings (docs/training.md): teacher (a model or transformer folder, default the
  * configuration's "model"), steps ([2, 2, 2] student steps per level), amplify (true: the
  * first-chunk schedule, 2n steps per level), teacher_steps (10 UniPC steps per level),
  * teacher_guidance (4: v = u + 4 (c - u), i.e. c + 3 (c - u)), eval_prompts (2), eval_seed (1000),
- * recompute (true), synthetic {clips, frames, height, width, text_len, seed}; the history of each
- * sample (spec §6.3 step 1, stage 1's draws, train/stage1.h): clip_chunks (3: a synthetic clip
- * holds clip_chunks x frames latent frames), p_t2v (0.4), p_i2v (0), p_v2v (0.5). p_t2v = 1 draws
+ * recompute (true), synthetic {clips, frames, height, width, text_len, seed} ("data":
+ * "synthetic") or dataset {width, height, frames, clips, seed, text_len, cache} (world or folder
+ * data, hl_distill_data_open: chunks of 9 latent frames, the sizes and clip_chunks follow from the
+ * cached clips); the history of each sample (spec §6.3 step 1, stage 1's draws, train/stage1.h):
+ * clip_chunks (3: a synthetic clip holds clip_chunks x frames latent frames), p_t2v (0.4), p_i2v
+ * (0), p_v2v (0.5). p_t2v = 1 draws
  * nothing: every sample is a first chunk of the clip with an empty history, as before histories
  * (the same bits). */
 #ifndef HL_TRAIN_OBJECTIVE_DISTILL_H
@@ -38,6 +42,7 @@ typedef struct hl_distill_common {
     hl_distill_shape shape;
     hl_distill_sampler sampler;
     hl_synthetic data; /* clips of clip_chunks x shape.F frames */
+    bool cached;       /* data from the latent cache (world or folder), not synthetic */
     int clip_chunks;
     hl_stage1_config task; /* the history draws (chunk_frames = shape.F, no corruption, no drop) */
     float *chunk0;         /* scratch: a clip's first chunk [C, F, H, W] */
@@ -59,6 +64,16 @@ typedef struct hl_distill_common {
 /* The common keys of every objective that lists them in known (checked strictly there). */
 extern const char *const hl_distill_common_keys[];
 extern const size_t hl_distill_common_nkeys;
+
+/* "data": "procedural" (the tiny world) or a folder of videos: reads the objective's "dataset"
+ * block (k: the objective block; stage 1's keys and defaults, errors naming
+ * objective.dataset.KEY), opens the dataset and its latent cache (the clips encoded once by the
+ * VAE and text encoder of env->model, which must hold vae/, text_encoder/, tokenizer/; default
+ * folder OUTPUT/cache), fills the cache and copies every clip into d: latents [count, C, F, H, W]
+ * (the normalised posterior mean, F = 9 per 33 video frames), embeds [count, L, text_dim] (L =
+ * text_len). ctx's backend runs the encodes. On failure d may hold arrays: hl_synthetic_free. */
+hl_status hl_distill_data_open(const hl_cfg_keys *k, const hl_train_env *env, const hl_ctx *ctx,
+                               hl_synthetic *d, hl_error *err);
 
 /* Reads the common keys, builds the data, loads the teacher, the sampler and the evidence set
  * (the teacher's samples), writes the start distance of env->init_params (a fresh run). */

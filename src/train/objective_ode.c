@@ -69,6 +69,19 @@ static void traj_key(const ode *o, int j, char *out, size_t n) {
         snprintf(out + len, n - len, ";clip_chunks%d;task%s;chunk%d;dropped%d;p%.9g,%.9g,%.9g",
                  o->c.clip_chunks, hl_distill_hist_name(h), h->s.chunk, h->s.dropped,
                  (double)o->c.task.p_t2v, (double)o->c.task.p_i2v, (double)o->c.task.p_v2v);
+    len = strlen(out);
+    if (o->c.cached && len < n) { /* cached clips: their bits (another dataset, other prompts) */
+        const hl_synthetic *d = &o->c.data;
+        int64_t i = j % d->count;
+        size_t ln = (size_t)d->C * d->F * d->H * d->W, tn = (size_t)d->L * d->text_dim;
+        uint64_t hsh = 1469598103934665603ull; /* FNV-1a */
+        const unsigned char *b[2] = {(const unsigned char *)(d->latents + (size_t)i * ln),
+                                     (const unsigned char *)(d->embeds + (size_t)i * tn)};
+        size_t nb[2] = {ln * sizeof(float), tn * sizeof(float)};
+        for (int a = 0; a < 2; a++)
+            for (size_t q = 0; q < nb[a]; q++) hsh = (hsh ^ b[a][q]) * 1099511628211ull;
+        snprintf(out + len, n - len, ";clip%016llx", (unsigned long long)hsh);
+    }
 }
 
 /* Trajectory j's chunk, from its own generator (seed, j). */
