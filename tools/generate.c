@@ -12,6 +12,7 @@
 #include "helios.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/model_default.h"
 
 /* One --switch-prompt C:TEXT: after chunk C-1 is done (chunks count from 0), the conditioning
  * moves to TEXT, so chunk C is the first to see it. */
@@ -32,33 +33,6 @@ typedef struct gen_opts {
     helios_backend backend;
     char model_buf[4200]; /* the default model's path */
 } gen_opts;
-
-/* The model used without -m: $HELIOS_MODEL, else the shipped tiny Distilled model beside the
- * binary (<dir of the binary>/../models/helios-tiny: build/helios in a checkout), else its
- * installed copy. The buffer holds the path chosen; NULL when none is a folder. */
-#ifndef HELIOS_DATA_DIR
-#define HELIOS_DATA_DIR "/usr/local/share/helios"
-#endif
-static const char *default_model(char *buf, size_t n) {
-    const char *env = getenv("HELIOS_MODEL");
-    if (env && *env) return snprintf(buf, n, "%s", env) < (int)n ? buf : NULL;
-    char exe[4096];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k > 0) {
-        exe[k] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        snprintf(buf, n, "%s/../models/helios-tiny/model_index.json", exe);
-        if (access(buf, R_OK) == 0) {
-            buf[strlen(buf) - strlen("/model_index.json")] = '\0';
-            return buf;
-        }
-    }
-    snprintf(buf, n, "%s/models/helios-tiny/model_index.json", HELIOS_DATA_DIR);
-    if (access(buf, R_OK) != 0) return NULL;
-    buf[strlen(buf) - strlen("/model_index.json")] = '\0';
-    return buf;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -220,8 +194,7 @@ static int parse(int argc, char **argv, gen_opts *o) {
     if (o->image && o->video) return args_fail(&a, "give --image or --video, not both");
     if (!o->prompt) return args_fail(&a, "-p PROMPT is required (see --help)");
     if (!o->model && !(o->model = default_model(o->model_buf, sizeof o->model_buf)))
-        return args_fail(&a, "no -m MODEL_DIR, and no default model (neither $HELIOS_MODEL nor "
-                             "models/helios-tiny beside the binary or in " HELIOS_DATA_DIR ")");
+        return args_fail(&a, "no -m MODEL_DIR, and no default model (%s)", default_model_places());
     qsort(o->switches, (size_t)o->n_switches, sizeof *o->switches, cmp_switch);
     for (int i = 1; i < o->n_switches; i++)
         if (o->switches[i].chunk == o->switches[i - 1].chunk)
