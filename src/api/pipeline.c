@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/gen_times.h"
 #include "api/memory.h"
 #include "api/recipes.h"
 #include "api/session.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "dit/dit.h"
 #include "sample/chunk_loop.h"
 #include "sample/condition_encode.h"
@@ -43,6 +45,7 @@ struct helios_gen {
     bool decode;
     float *frames;    /* (3, (F-1)·4+1, H, W): the decoded chunk */
     int total_frames; /* trimmed length of a bounded video */
+    hl_gen_times times;
 };
 
 void helios_pipeline_params_init(helios_pipeline_params *p) { memset(p, 0, sizeof *p); }
@@ -609,11 +612,14 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
     }
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
+    double t0 = hl_time();
     hl_status st = prompt_embeddings(p, &gen->ctx, g->prompt, g->prompt_embeds, g->text_len,
                                      gen->max_len, &text, &L);
     if (st == HL_OK && gen->guidance)
         st = prompt_embeddings(p, &gen->ctx, g->negative_prompt, g->negative_prompt_embeds,
                                g->text_len, gen->max_len, &neg, &Ln);
+    gen->times.text_s += hl_time() - t0;
+    gen->times.prompts += 1 + gen->guidance;
     if (st == HL_OK && gen->guidance && Ln != L)
         st = hl_fail(err, HELIOS_ERR_SHAPE, "generate: prompt and negative prompt lengths differ");
     if (p->low_memory && p->te) hl_text_encoder_release(p->te); /* before the transformer runs */
@@ -674,7 +680,14 @@ helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
         return HELIOS_OK;
     }
     hl_loop_event ev;
-    HL_TRY(hl_loop_step(g->loop, &ev));
+    double t0 = hl_time();
+    hl_status st = hl_loop_step(g->loop, &ev);
+    double t1 = hl_time();
+    g->times.transformer_s += ev.dit_seconds;
+    g->times.sampler_s += t1 - t0 - ev.dit_seconds;
+    g->times.transformer_calls += ev.calls;
+    g->times.steps++;
+    HL_TRY(st);
     pr->chunk = ev.chunk, pr->n_chunks = g->n_chunks;
     pr->stage = ev.stage, pr->n_stages = g->n_stages, pr->step = ev.step,
     pr->n_steps = ev.stage_steps;
@@ -684,7 +697,12 @@ helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
         pr->latents = ev.latents;
         g->chunks_done++;
         pr->finished = g->n_chunks > 0 && g->chunks_done >= g->n_chunks;
-        if (g->decode) HL_TRY(decode_chunk(g, ev.latents, pr));
+        if (g->decode) {
+            st = decode_chunk(g, ev.latents, pr);
+            g->times.decode_s += hl_time() - t1;
+            g->times.decodes++;
+            HL_TRY(st);
+        }
     }
     return HELIOS_OK;
 }
@@ -699,9 +717,12 @@ helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const cha
                        HELIOS_MAX_CHUNKS);
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
+    double t0 = hl_time();
     hl_status st = prompt_embeddings(p, &g->ctx, prompt, NULL, 0, g->max_len, &text, &L);
     if (st == HL_OK && g->guidance)
         st = prompt_embeddings(p, &g->ctx, negative_prompt, NULL, 0, g->max_len, &neg, &Ln);
+    g->times.text_s += hl_time() - t0;
+    g->times.prompts += 1 + g->guidance;
     if (st == HL_OK && L != g->L)
         st = hl_fail(&g->err, HELIOS_ERR_SHAPE,
                      "set_prompt: %d text tokens, the generation uses %d", L, g->L);
@@ -722,6 +743,8 @@ helios_status helios_gen_run(helios_gen *g, helios_progress_fn on_progress, void
 }
 
 int helios_gen_n_chunks(const helios_gen *g) { return g ? g->n_chunks : 0; }
+
+hl_gen_times hl_gen_times_get(const helios_gen *g) { return g ? g->times : (hl_gen_times){0}; }
 
 const char *helios_gen_error(const helios_gen *g) { return g ? g->err.msg : ""; }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "sample/guidance.h"
 #include "sample/pyramid.h"
 
@@ -254,7 +255,7 @@ static hl_status begin_chunk(hl_loop *l) {
 }
 
 /* v = the guided velocity for x at timestep t (one batched transformer call). */
-static hl_status predict(hl_loop *l, double t) {
+static hl_status predict(hl_loop *l, double t, double *dit_seconds) {
     const hl_loop_config *c = &l->cfg;
     size_t n = (size_t)l->C * l->F * l->h * l->w;
     repeat_batch(l->in, l->x, n, l->n_cond);
@@ -272,7 +273,10 @@ static hl_status predict(hl_loop *l, double t) {
     in.indices_latents_history_mid = l->hi.idx_mid;
     in.long_frames = l->hist.n_long, in.latents_history_long = l->hist_long,
     in.indices_latents_history_long = l->hi.idx_long;
-    HL_TRY(hl_dit_forward(l->ctx, l->dit, &in, NULL, l->out));
+    double t0 = hl_time();
+    hl_status st = hl_dit_forward(l->ctx, l->dit, &in, NULL, l->out);
+    *dit_seconds += hl_time() - t0;
+    HL_TRY(st);
     for (int b = 0; b < l->n_cond; b++) { /* the reference makes one call per condition */
         hl_probe_emit(l->probe, l->x, 1, (int64_t)n, "call%03d.hidden_states", l->n_calls);
         hl_probe_emit(l->probe, l->out + b * n, 1, (int64_t)n, "call%03d.output", l->n_calls);
@@ -353,7 +357,7 @@ hl_status hl_loop_step(hl_loop *l, hl_loop_event *ev) {
     double model_t = l->cfg.pyramid ? (double)hl_sched_model_timestep(t) : t;
     ev->chunk = l->chunk, ev->stage = l->stage, ev->step = l->step, ev->stage_steps = l->sc.n;
     ev->calls = l->n_cond;
-    HL_TRY(predict(l, model_t));
+    HL_TRY(predict(l, model_t, &ev->dit_seconds));
     size_t n = (size_t)l->C * l->F * l->h * l->w;
     HL_TRY(check_finite(l, l->out, (size_t)l->n_cond * n, "transformer output"));
     HL_TRY(check_finite(l, l->v, n, "guided velocity"));

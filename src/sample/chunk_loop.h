@@ -48,6 +48,7 @@ typedef struct hl_loop_event {
     int chunk, stage, step; /* of the step just run */
     int stage_steps;        /* steps of this stage */
     int calls;              /* transformer calls it made (1, or 2 with CFG) */
+    double dit_seconds;     /* wall time inside those calls (hl_dit_forward) */
     bool chunk_done;        /* the chunk is finished: latents below */
     const float *latents;   /* [1, C, F, H, W], valid until the next step */
 } hl_loop_event;
