@@ -9,29 +9,38 @@
  *   linear bf16 M <M> K <K> N <N>: forward <t> ms, <G> GFLOP/s, ... (quoted as above)
  *   linear bf16 M <M> K <K> N <N>: backward (dx, dW, db) <t> ms, <r>x forward, <G> GFLOP/s, ...
  * and, with --only tiny, the tiny random model's end-to-end generation (frames/s) with the share
- * of its wall time spent inside the ops. Figures are medians over --reps runs after one warm-up. */
+ * of its wall time spent inside the ops, and with --only e2e a model folder (default: the shipped
+ * helios-tiny) from prompt to MP4 frames, timed once over a long video (run_e2e). Other figures
+ * are medians over --reps runs after one warm-up. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bench/cpu_bench.h"
 #include "bench/umt5_bench.h"
 #include "bench/vae_bench.h"
 #include "core/parallel.h"
 #include "bench/train_bench.h"
+#include "api/gen_times.h"
 #include "dit/dit.h"
 #include "helios.h"
 #include "ops/ops_backends.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/model_default.h"
 #include "vae/vae.h"
 
 typedef struct bench_opts {
-    const char *only; /* "block", "umt5", "vae", "tiny", "train" or NULL for the default set */
+    const char *only; /* "block", "umt5", "vae", "tiny", "train", "e2e", ... or NULL (defaults) */
     const char *tiny_model;
     int tiny_frames, tiny_width, tiny_height;
+    const char *e2e_model; /* NULL: default_model() */
+    double e2e_seconds;
+    int e2e_width, e2e_height;
     int full;      /* the default set also has the slow umt5 and vae lines */
     int vae_sizes; /* 1: 256x256 only; 2: also 384x640 */
     int threads, reps;
@@ -403,6 +412,138 @@ done:
     return rc;
 }
 
+/* The process's peak resident set (VmHWM) in MiB; getrusage's where /proc is not mounted. */
+static double vm_hwm_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb >= 0 ? (double)kb / 1024.0 : peak_rss_mib();
+}
+
+/* The last component of a folder's path ("models/helios-tiny/" -> "helios-tiny"). */
+static void folder_name(const char *path, char *out, size_t n) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t b = len;
+    while (b > 0 && path[b - 1] != '/') b--;
+    snprintf(out, n, "%.*s", (int)(len - b), path + b);
+}
+
+/* A model folder end to end, as a user of helios.h meets it (issue 14 item 3): from
+ * helios_gen_new with a prompt (its encoding included) to the last frame encoded as H.264 MP4
+ * into a temporary file, one run, no warm-up; the pipeline is loaded first, outside the timing.
+ * The split comes from the generation's own clocks (api/gen_times.h) and the bench's around the
+ * video writer; "other" is the rest of the wall time (the generation's setup, the first chunk's
+ * preparation, this loop). Peak RSS (VmHWM) is read when the first minute of video (24 fps) has
+ * been encoded and at the end: equal values mean memory stayed flat after the first minute. */
+static int run_e2e(const bench_opts *o, const char *model) {
+    enum { FPS = 24, TARGET = 24 };
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.n_threads = o->threads;
+    helios_session *s;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: e2e: %s\n", helios_session_new_error());
+        return 1;
+    }
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    pp.model_dir = model;
+    helios_pipeline *pipe = NULL;
+    helios_gen *g = NULL;
+    helios_video_writer *w = NULL;
+    char dir[4096] = "", path[4200] = "", name[256];
+    int rc = 1;
+    folder_name(model, name, sizeof name);
+    double tl = hl_time();
+    if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: e2e: %s: %s\n", model, helios_session_error(s));
+        goto done;
+    }
+    tl = hl_time() - tl;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/helios-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "helios bench: e2e: cannot make a temporary folder %s\n", dir);
+        dir[0] = '\0';
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/e2e.mp4", dir);
+    helios_video_writer_params wp;
+    helios_video_writer_params_init(&wp);
+    wp.width = o->e2e_width, wp.height = o->e2e_height, wp.fps = FPS;
+    helios_gen_params gp;
+    helios_gen_params_init(&gp);
+    gp.prompt = "a small red circle and a medium blue square bounce on a dark green background";
+    gp.width = o->e2e_width, gp.height = o->e2e_height;
+    gp.num_frames = (int)(o->e2e_seconds * FPS + 0.5);
+    if (gp.num_frames < 1) gp.num_frames = 1;
+    gp.decode = 1;
+    double rss_1min = -1, enc = 0, t0 = hl_time();
+    if (helios_gen_new(pipe, &gp, &g) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: e2e: %s: %s\n", model, helios_session_error(s));
+        goto done;
+    }
+    double te = hl_time();
+    if (helios_video_writer_open(s, path, &wp, &w) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: e2e: %s\n", helios_session_error(s));
+        goto done;
+    }
+    enc += hl_time() - te;
+    int chunks = 0, frames = 0;
+    for (helios_gen_progress p = {0}; !p.finished;) {
+        if (helios_gen_step(g, &p) != HELIOS_OK) {
+            fprintf(stderr, "helios bench: e2e: %s\n", helios_gen_error(g));
+            goto done;
+        }
+        if (!p.chunk_done) continue;
+        te = hl_time();
+        if (helios_video_writer_write(w, p.frames, p.chunk_frames, 0, p.n_frames) != HELIOS_OK) {
+            fprintf(stderr, "helios bench: e2e: %s\n", helios_video_writer_error(w));
+            goto done;
+        }
+        enc += hl_time() - te;
+        chunks++, frames += p.n_frames;
+        if (rss_1min < 0 && frames >= 60 * FPS) rss_1min = vm_hwm_mib();
+    }
+    te = hl_time();
+    if (helios_video_writer_close(w) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: e2e: %s\n", helios_video_writer_error(w));
+        goto done;
+    }
+    double t1 = hl_time(), wall = t1 - t0;
+    enc += t1 - te;
+    double rss_end = vm_hwm_mib();
+    hl_gen_times gt = hl_gen_times_get(g);
+    struct stat st;
+    double mp4_kib = stat(path, &st) == 0 ? (double)st.st_size / 1024.0 : 0;
+    double other = wall - gt.text_s - gt.transformer_s - gt.sampler_s - gt.decode_s - enc;
+    double fps = frames / wall;
+    printf("e2e: %s %dx%d %d frames (%.1f s of video, %d chunks, MP4 %.0f KiB) in %.2f s = %.1f "
+           "frames/s (target %d: %s) | text %.3f s (%lld prompt%s), transformer %.2f s (%lld "
+           "calls), sampler %.2f s (%lld steps), vae decode %.2f s (%lld chunks), video encode "
+           "%.2f s, other %.2f s | peak RSS at 1 min ",
+           name, o->e2e_width, o->e2e_height, frames, (double)frames / FPS, chunks, mp4_kib, wall,
+           fps, TARGET, fps >= TARGET ? "met" : "not met", gt.text_s, (long long)gt.prompts,
+           gt.prompts == 1 ? "" : "s", gt.transformer_s, (long long)gt.transformer_calls,
+           gt.sampler_s, (long long)gt.steps, gt.decode_s, (long long)gt.decodes, enc, other);
+    if (rss_1min >= 0) printf("%.0f MiB", rss_1min);
+    else printf("- (the video is shorter)");
+    printf(", at end %.0f MiB (load %.2f s, not timed)\n", rss_end, tl);
+    rc = 0;
+done:
+    helios_video_writer_free(w); /* after a failure: drops the .part file */
+    helios_gen_free(g);
+    helios_pipeline_free(pipe);
+    helios_session_free(s);
+    if (path[0]) unlink(path);
+    if (dir[0]) rmdir(dir);
+    return rc;
+}
+
 /* Our GEMM (src/ops/cpu/gemm) per kernel and form at n^3 and at the block's shapes, each against
  * its ISA's peak (measured again just before each kernel's lines) and oneDNN's matmul on the
  * same shape and layouts (runs interleaved with ours), all measured in this run. */
@@ -543,9 +684,14 @@ static void usage(FILE *f) {
         "  --text N        text tokens (default 512)\n"
         "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
         "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-        "  --only block|umt5|vae|tiny|linear|train|gemm  run one part (default: block and\n"
-        "                  linear; with --full also umt5 and vae); tiny: the tiny random\n"
+        "  --only block|umt5|vae|tiny|linear|train|gemm|e2e  run one part (default: block\n"
+        "                  and linear; with --full also umt5 and vae); tiny: the tiny random\n"
         "                  model end to end (frames/s, the share of time inside the ops);\n"
+        "                  e2e: --model from prompt to frames encoded (H.264 MP4 in a\n"
+        "                  temporary file), one run: frames/s against the target of %d, the\n"
+        "                  time in the text encoder, transformer calls, the sampler, VAE\n"
+        "                  decode and video encoding, and peak RSS after 1 minute of video and\n"
+        "                  at the end;\n"
         "                  linear: hl_linear against hl_linear_backward at the block's\n"
         "                  linear shapes; train: training steps (f32 and bf16) of the block shape\n"
         "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
@@ -554,11 +700,15 @@ static void usage(FILE *f) {
         "  --train         the same as --only train\n"
         "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
         "  --tiny-frames N   video frames at 256x128 (default 33)\n"
+        "  --model DIR       e2e: a model folder (default: $HELIOS_MODEL, else the shipped\n"
+        "                    tiny Distilled model, models/helios-tiny, as helios generate)\n"
+        "  --seconds S       e2e: video length at 24 fps (default 60; 600 = 10 minutes)\n"
+        "  --width W --height H  e2e: video size (default 64x64, helios-tiny's native size)\n"
         "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
         "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
         "Numbers must be whole values in range; an option given twice takes its last value.\n"
         "A bad command line exits with status 2.\n",
-        HELIOS_MAX_THREADS);
+        HELIOS_MAX_THREADS, 24);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -574,8 +724,12 @@ int cmd_bench(int argc, char **argv) {
                     .tiny_model = "tests/models/tiny-random-model",
                     .tiny_frames = 33,
                     .tiny_width = 256,
-                    .tiny_height = 128};
-    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "linear", "train", "gemm"};
+                    .tiny_height = 128,
+                    .e2e_seconds = 60,
+                    .e2e_width = 64,
+                    .e2e_height = 64};
+    static const char *const parts[] = {"block",  "umt5",  "vae",  "tiny",
+                                        "linear", "train", "gemm", "e2e"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -588,7 +742,7 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 7, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 8, &k))) o.only = parts[k];
         } else if (args_is(&a, NULL, "--train")) {
             o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
@@ -603,6 +757,12 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--tiny-model")) rc = args_str(&a, &o.tiny_model);
         else if (args_is(&a, NULL, "--tiny-frames")) rc = args_int(&a, 1, 1024, &o.tiny_frames);
         else if (args_is(&a, NULL, "--gemm")) rc = args_i64(&a, 64, 1 << 14, &o.gemm_n);
+        else if (args_is(&a, NULL, "--model")) rc = args_str(&a, &o.e2e_model);
+        else if (args_is(&a, NULL, "--seconds"))
+            rc = args_double(&a, 1.0 / 24, (double)HELIOS_MAX_FRAMES / 24, &o.e2e_seconds);
+        else if (args_is(&a, NULL, "--width")) rc = args_int(&a, 1, HELIOS_MAX_SIDE, &o.e2e_width);
+        else if (args_is(&a, NULL, "--height"))
+            rc = args_int(&a, 1, HELIOS_MAX_SIDE, &o.e2e_height);
         else {
             rc = args_fail(&a, "unknown option '%s'\n", a.opt);
             usage(stderr);
@@ -612,6 +772,12 @@ int cmd_bench(int argc, char **argv) {
     if (o.dim % o.heads || (o.dim / o.heads) % 2)
         return args_fail(&a, "--dim %lld does not split into --heads %lld of even width",
                          (long long)o.dim, (long long)o.heads);
+    int e2e = o.only && !strcmp(o.only, "e2e");
+    char model_buf[4200];
+    const char *model = o.e2e_model;
+    if (e2e && !model && !(model = default_model(model_buf, sizeof model_buf)))
+        return args_fail(&a, "--only e2e: no --model DIR, and no default model (%s)",
+                         default_model_places());
     hl_set_threads(o.threads);
     const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
     printf("threads: %d (idle threads: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s)\n", hl_get_threads(),
@@ -619,6 +785,7 @@ int cmd_bench(int argc, char **argv) {
     char feat[256];
     hl_cpu_features(feat, sizeof feat);
     printf("cpu: %s\n", feat);
+    if (e2e) return run_e2e(&o, model);
     hl_peak pk[HL_PEAK_COUNT];
     hl_cpu_peaks(o.reps, pk);
     yardstick y = {.peak = -1, .peak_isa = "none"};
