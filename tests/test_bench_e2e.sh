@@ -1,0 +1,47 @@
+#!/bin/sh
+# helios bench --only e2e on the tiny random model folder (a Distilled folder: sizes in
+# multiples of 64): one line with every field of the split, positive numbers, no temporary MP4
+# left behind; a missing --model exits 1 naming the folder.
+# usage: test_bench_e2e.sh HELIOS_BINARY MODEL_DIR
+set -u
+H=$1 M=$2
+. "$(dirname "$0")/cli_lib.sh"
+
+TMPDIR=$T $H bench --only e2e --model "$M" --seconds 2 --width 128 --height 64 >"$T/out" 2>"$T/err"
+rc=$?
+check "e2e: exit 0" "[ $rc = 0 ]"
+line=$(grep '^e2e: ' "$T/out")
+echo "$line"
+check "e2e: one line" "[ \$(grep -c '^e2e: ' $T/out) = 1 ]"
+# 2 s at 24 fps = 48 frames: 2 chunks of 33, trimmed to 4k + 1 = 65
+check "e2e: model, size and frames" \
+    "printf '%s' \"\$line\" | grep -qE '^e2e: tiny-random-model 128x64 65 frames \\(2\\.7 s of video, 2 chunks'"
+check "e2e: frames/s and the target" \
+    "printf '%s' \"\$line\" | grep -qE ' in [0-9.]+ s = [0-9.]+ frames/s \\(target 24: (met|not met)\\)'"
+# every time and count of the split, and both peak RSS readings (the video is under a minute)
+for f in 'text [0-9.]+ s \(1 prompt\)' 'transformer [0-9.]+ s \([0-9]+ calls\)' \
+    'sampler [0-9.]+ s \([0-9]+ steps\)' 'vae decode [0-9.]+ s \(2 chunks\)' \
+    'video encode [0-9.]+ s' 'other -?[0-9.]+ s' 'peak RSS at 1 min - \(the video is shorter\)' \
+    'at end [0-9]+ MiB' 'MP4 [0-9]+ KiB'; do
+    check "e2e: field '$f'" "printf '%s' \"\$line\" | grep -qE '$f'"
+done
+# positive: the wall time, frames/s, the transformer, the decode, the encode, the RSS, the MP4
+pos() {
+    v=$(printf '%s' "$line" | sed -nE "s|.*$1.*|\\1|p")
+    [ -n "$v" ] && awk -v v="$v" 'BEGIN { exit !(v + 0 > 0) }'
+}
+for f in ' in ([0-9.]+) s =' '= ([0-9.]+) frames/s' 'transformer ([0-9.]+) s' \
+    'transformer [0-9.]+ s \(([0-9]+) calls' 'vae decode ([0-9.]+) s' 'video encode ([0-9.]+) s' \
+    'at end ([0-9]+) MiB' 'MP4 ([0-9]+) KiB'; do
+    check "e2e: positive '$f'" "pos '$f'"
+done
+check "e2e: the temporary MP4 is removed" "[ -z \"\$(ls $T | grep helios-bench)\" ]"
+
+fails "e2e: a missing --model names the folder" 1 "$T/no-such-model" \
+    $H bench --only e2e --model "$T/no-such-model" --seconds 1
+fails "e2e: --width 100 (not a multiple of 64)" 1 "width 100 must be a multiple of 64" \
+    $H bench --only e2e --model "$M" --seconds 1 --width 100
+fails "e2e: --seconds 0" 2 "--seconds '0' is out of range" $H bench --only e2e --model "$M" --seconds 0
+
+echo "$((n - fail))/$n passed"
+[ $fail -eq 0 ]
