@@ -1,7 +1,7 @@
 #!/bin/sh
 # helios bench --only e2e on the tiny random model folder (a Distilled folder: sizes in
-# multiples of 64): one line with every field of the split, positive numbers, no temporary MP4
-# left behind; a missing --model exits 1 naming the folder.
+# multiples of 64): the e2e line with every field of the split and positive numbers, the ops
+# line, no temporary MP4 left behind; a missing --model exits 1 naming the folder.
 # usage: test_bench_e2e.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -35,6 +35,9 @@ for f in ' in ([0-9.]+) s =' '= ([0-9.]+) frames/s' 'transformer ([0-9.]+) s' \
     'at end ([0-9]+) MiB' 'MP4 ([0-9]+) KiB'; do
     check "e2e: positive '$f'" "pos '$f'"
 done
+check "e2e ops: the share inside the ops" \
+    "grep -qE '^e2e ops: [0-9]+% of the wall time inside the ops \\([0-9.]+ s.*, [0-9]+ op calls' $T/out"
+check "e2e ops: the largest ops" "grep -qE '^e2e ops: .*; (linear|conv3d|attention_biased) [0-9.]+ s in [0-9]+' $T/out"
 check "e2e: the temporary MP4 is removed" "[ -z \"\$(ls $T | grep helios-bench)\" ]"
 
 fails "e2e: a missing --model names the folder" 1 "$T/no-such-model" \

@@ -438,7 +438,9 @@ static void folder_name(const char *path, char *out, size_t n) {
  * The split comes from the generation's own clocks (api/gen_times.h) and the bench's around the
  * video writer; "other" is the rest of the wall time (the generation's setup, the first chunk's
  * preparation, this loop). Peak RSS (VmHWM) is read when the first minute of video (24 fps) has
- * been encoded and at the end: equal values mean memory stayed flat after the first minute. */
+ * been encoded and at the end: equal values mean memory stayed flat after the first minute. A
+ * second line gives the share of the wall time inside the ops (the op timer, as run_tiny) and the
+ * largest ops: what is left between them is the model code's own per-call overhead. */
 static int run_e2e(const bench_opts *o, const char *model) {
     enum { FPS = 24, TARGET = 24 };
     helios_session_params sp;
@@ -482,7 +484,9 @@ static int run_e2e(const bench_opts *o, const char *model) {
     gp.num_frames = (int)(o->e2e_seconds * FPS + 0.5);
     if (gp.num_frames < 1) gp.num_frames = 1;
     gp.decode = 1;
-    double rss_1min = -1, enc = 0, t0 = hl_time();
+    double rss_1min = -1, enc = 0;
+    hl_op_timing_set(1); /* a clock read per op call: the second line's share inside the ops */
+    double t0 = hl_time();
     if (helios_gen_new(pipe, &gp, &g) != HELIOS_OK) {
         fprintf(stderr, "helios bench: e2e: %s: %s\n", model, helios_session_error(s));
         goto done;
@@ -516,6 +520,8 @@ static int run_e2e(const bench_opts *o, const char *model) {
     }
     double t1 = hl_time(), wall = t1 - t0;
     enc += t1 - te;
+    hl_op_times ops = *hl_op_times_get();
+    hl_op_timing_set(0);
     double rss_end = vm_hwm_mib();
     hl_gen_times gt = hl_gen_times_get(g);
     struct stat st;
@@ -533,8 +539,26 @@ static int run_e2e(const bench_opts *o, const char *model) {
     if (rss_1min >= 0) printf("%.0f MiB", rss_1min);
     else printf("- (the video is shorter)");
     printf(", at end %.0f MiB (load %.2f s, not timed)\n", rss_end, tl);
+    double in_ops = 0;
+    int64_t op_calls = 0;
+    for (int i = 0; i < HL_OP_COUNT; i++) in_ops += ops.seconds[i], op_calls += ops.calls[i];
+    printf("e2e ops: %.0f%% of the wall time inside the ops (%.2f s; the transformer and the VAE), "
+           "%lld op calls, %.0f us each on average;",
+           100.0 * in_ops / wall, in_ops, (long long)op_calls,
+           op_calls ? 1e6 * in_ops / (double)op_calls : 0.0);
+    for (int n = 0; n < 5; n++) { /* the largest ops */
+        int best = -1;
+        for (int i = 0; i < HL_OP_COUNT; i++)
+            if (ops.seconds[i] > 0 && (best < 0 || ops.seconds[i] > ops.seconds[best])) best = i;
+        if (best < 0) break;
+        printf(" %s %.2f s in %lld", hl_op_name((hl_op_id)best), ops.seconds[best],
+               (long long)ops.calls[best]);
+        ops.seconds[best] = 0;
+    }
+    printf("\n");
     rc = 0;
 done:
+    hl_op_timing_set(0);
     helios_video_writer_free(w); /* after a failure: drops the .part file */
     helios_gen_free(g);
     helios_pipeline_free(pipe);
@@ -691,7 +715,7 @@ static void usage(FILE *f) {
         "                  temporary file), one run: frames/s against the target of %d, the\n"
         "                  time in the text encoder, transformer calls, the sampler, VAE\n"
         "                  decode and video encoding, and peak RSS after 1 minute of video and\n"
-        "                  at the end;\n"
+        "                  at the end; then the share of that time inside the ops;\n"
         "                  linear: hl_linear against hl_linear_backward at the block's\n"
         "                  linear shapes; train: training steps (f32 and bf16) of the block shape\n"
         "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
