@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "core/dtype.h"
 #include "ops/ops_backends.h"
 #include "test_util.h"
@@ -241,6 +243,65 @@ static void test_conv3d_backward(void) {
     run_conv_case(&cases[2], HL_BF16);
 }
 
+/* Shapes large enough for the cpu backward's blocks of output positions (conv_backward.c: about
+ * 2^18 / (taps·C) rows each) to split rows, images and the stride's phases: every backend against
+ * ref (no finite differences: too slow here), and the same bits on 1 thread as on all. */
+static void test_conv3d_backward_blocks(void) {
+    /* clang-format off */
+    const conv_case cases[] = {
+        {"5 blocks, causal 3x3x3 C=16, N=2", HL_NTHWC, 2, 16, 4, 11, 29, 8, 3, 3, 3, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}},
+        {"5 blocks, 3x3x3 stride 2, C=40", HL_NTHWC, 2, 40, 5, 23, 31, 6, 3, 3, 3, 0, {2, 2, 2}, {2, 0, 1, 1, 1, 1}},
+        {"2 blocks, 1x1x1 C=128", HL_NTHWC, 1, 128, 3, 20, 40, 16, 1, 1, 1, 0, {1, 1, 1}, {0}},
+    };
+    /* clang-format on */
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *cc = &cases[ci];
+        hl_conv3d_shape s = {
+            cc->layout,
+            HL_F32,
+            cc->N,
+            cc->C,
+            cc->T,
+            cc->H,
+            cc->W,
+            {cc->stride[0], cc->stride[1], cc->stride[2]},
+            {cc->pad[0], cc->pad[1], cc->pad[2], cc->pad[3], cc->pad[4], cc->pad[5]},
+            0};
+        int64_t To = hl_conv_out_len(cc->T, cc->kt, s.stride[0], s.pad[0], s.pad[1]),
+                Ho = hl_conv_out_len(cc->H, cc->kh, s.stride[1], s.pad[2], s.pad[3]),
+                Wo = hl_conv_out_len(cc->W, cc->kw, s.stride[2], s.pad[4], s.pad[5]);
+        int64_t nx = cc->N * cc->C * cc->T * cc->H * cc->W, K = cc->C * cc->kt * cc->kh * cc->kw,
+                nw = cc->O * K, ny = cc->N * cc->O * To * Ho * Wo;
+        float *x = frand(nx, 201, 1.0f), *w = frand(nw, 202, 1.0f / sqrtf((float)K)),
+              *R = frand(ny, 204, 1.0f);
+        int64_t s5[5] = {cc->O, cc->C, cc->kt, cc->kh, cc->kw};
+        hl_tensor wt = hl_tensor_make(w, HL_F32, 5, s5);
+        float *dx = filled(nx, NAN), *dw = filled(nw, 1.0f), *db = filled(cc->O, 1.0f);
+        CHECK(hl_conv3d_backward(&g_ref, &s, x, &wt, R, dx, dw, db) == HL_OK, "%s: ref status",
+              cc->name);
+        for (int bi = 0; bi < test_n_backends; bi++) {
+            hl_ctx be = test_ctx(test_backends[bi], &g_err);
+            float *ex[2], *ew[2], *eb[2];
+            const int saved = omp_get_max_threads();
+            for (int r = 0; r < 2; r++) { /* r = 0: all threads, r = 1: one */
+                ex[r] = filled(nx, NAN), ew[r] = filled(nw, 1.0f), eb[r] = filled(cc->O, 1.0f);
+                omp_set_num_threads(r ? 1 : saved);
+                CHECK(hl_conv3d_backward(&be, &s, x, &wt, R, ex[r], ew[r], eb[r]) == HL_OK,
+                      "%s: %s status", cc->name, hl_backend_name(be.backend));
+            }
+            omp_set_num_threads(saved);
+            CHECK(close_to(ex[0], dx, nx, 1e-6) && close_to(ew[0], dw, nw, 1e-6) &&
+                      close_to(eb[0], db, cc->O, 1e-6),
+                  "%s: %s differs from ref", cc->name, hl_backend_name(be.backend));
+            CHECK(same(ex[0], ex[1], nx) && same(ew[0], ew[1], nw) && same(eb[0], eb[1], cc->O),
+                  "%s: %s on %d threads differs from 1 thread", cc->name,
+                  hl_backend_name(be.backend), saved);
+            for (int r = 0; r < 2; r++) free(ex[r]), free(ew[r]), free(eb[r]);
+        }
+        free(x), free(w), free(R), free(dx), free(dw), free(db);
+    }
+}
+
 static void test_conv3d_backward_args(void) {
     float x[64] = {0}, dy[64] = {0}, dx[64], wv[27] = {0};
     int64_t shape[5] = {1, 1, 3, 3, 3};
@@ -460,6 +521,7 @@ int main(int argc, char **argv) {
     g_ref = test_ctx(HELIOS_BACKEND_REF, &g_err);
     test_conv3d_backward();
     test_conv3d_backward_args();
+    test_conv3d_backward_blocks();
     test_channel_rmsnorm_backward();
     test_upsample2x_backward();
     test_clamp_backward();
