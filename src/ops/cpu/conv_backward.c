@@ -1,18 +1,24 @@
 /* cpu Conv3d backward (channels-last only; NCTHW returns HELIOS_ERR_UNSUPPORTED and runs on ref),
  * over our GEMM (gemm/gemm.h), in blocks of output positions p (rows of dy [P][O], P =
- * N·To·Ho·Wo; a block is CB_BLOCK_FLOATS / (taps·C) rows, at least CB_MIN_ROWS, taken in order):
+ * N·To·Ho·Wo; a block is CB_BLOCK_FLOATS / (taps·C) rows, at least CB_MIN_ROWS, taken in order;
+ * its temporaries, a few MiB, live in the HL_SLOT_CONVB scratch under the instance's lock):
  *   dx: G[p][tap·C + c] = Σ_o dy[p][o] · w[o][c][tap]   (one GEMM per block: M rows, N = taps·C,
- *       K = O; float32 sums of O terms), then col2im: G is added into dx at the input position
- *       each (p, tap) reads, padding skipped. The adds are split over threads by input row
- *       (n, t, h), so each dx element is summed by one thread in a fixed order (block, then
- *       (kt, kh) tap, output column, kw tap): the same bits for every thread count.
+ *       K = O; float32 sums of O terms), then col2im: G is added into dx (zeroed first) at the
+ *       input position each (p, tap) reads, padding skipped. The adds are split over threads by
+ *       input row (n, t, h), so each dx element is summed by one thread in a fixed order (block,
+ *       then (kt, kh) tap, output column, kw tap).
  *   dw: im2col X[p][tap·C + c] = x at the input position (p, tap) reads (0 in the padding), then
- *       dyᵀ·X (one GEMM per block: M = O, N = taps·C, K = rows; float32 sums over the block),
- *       each block's result added into double accumulators [O][tap·C], reordered to
- *       [O][C][kt][kh][kw] and added into dw at the end; db: Σ dy in double, block by block.
+ *       dyᵀ·X per CB_DW_ROWS rows of the block (GEMM M = O, N = taps·C, K <= 256: float32 sums
+ *       of at most 256 terms), each result added into double accumulators [O][tap·C], reordered
+ *       to [O][C][kt][kh][kw] and added into dw at the end; db: Σ dy in double, in p order.
  * A pointwise conv (1x1x1, stride 1, no padding) skips both copies: X is x itself and the dx GEMM
- * writes dx. Results do not depend on the thread count (the GEMM's and the copies' alike); they
- * do depend on the GEMM kernel this CPU runs (gemm.h). */
+ * writes dx. Results do not depend on the thread count (the GEMM's, the copies' and the sums'
+ * order is fixed); they do depend on the GEMM kernel this CPU runs (gemm.h). Against ref (double
+ * sums): within 5e-7 of each tensor's max in test_vae_ops_grad.
+ * Measured (helios-tiny VAE, 64x64x33 clips, 1 thread, 2 cores shared with a training job; old
+ * and new binaries alternated, medians of 3): a training step 3.7x as fast as the direct loops
+ * this replaced (0.19 -> 0.70 samples/s); perf: 87% of the step in the conv backward before, about
+ * half now (GEMM microkernel 24%, its packing 10%, col2im 9%, im2col 5%). */
 #include <stdlib.h>
 #include <string.h>
 
