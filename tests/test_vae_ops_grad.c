@@ -166,17 +166,23 @@ static double conv_loss(void *p) {
 }
 
 /* wdt: the weight's dtype (BF16: the values rounded, the double forward uses the rounded ones) */
+/* The op's shape of a case (float32 input). */
+static hl_conv3d_shape case_shape(const conv_case *cc) {
+    return (hl_conv3d_shape){
+        cc->layout,
+        HL_F32,
+        cc->N,
+        cc->C,
+        cc->T,
+        cc->H,
+        cc->W,
+        {cc->stride[0], cc->stride[1], cc->stride[2]},
+        {cc->pad[0], cc->pad[1], cc->pad[2], cc->pad[3], cc->pad[4], cc->pad[5]},
+        0};
+}
+
 static void run_conv_case(const conv_case *cc, hl_dtype wdt) {
-    hl_conv3d_shape s = {cc->layout,
-                         HL_F32,
-                         cc->N,
-                         cc->C,
-                         cc->T,
-                         cc->H,
-                         cc->W,
-                         {cc->stride[0], cc->stride[1], cc->stride[2]},
-                         {cc->pad[0], cc->pad[1], cc->pad[2], cc->pad[3], cc->pad[4], cc->pad[5]},
-                         0};
+    hl_conv3d_shape s = case_shape(cc);
     conv_ctx k = {.cc = cc,
                   .To = hl_conv_out_len(cc->T, cc->kt, s.stride[0], s.pad[0], s.pad[1]),
                   .Ho = hl_conv_out_len(cc->H, cc->kh, s.stride[1], s.pad[2], s.pad[3]),
@@ -258,17 +264,7 @@ static void test_conv3d_backward_blocks(void) {
     /* clang-format on */
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const conv_case *cc = &cases[ci];
-        hl_conv3d_shape s = {
-            cc->layout,
-            HL_F32,
-            cc->N,
-            cc->C,
-            cc->T,
-            cc->H,
-            cc->W,
-            {cc->stride[0], cc->stride[1], cc->stride[2]},
-            {cc->pad[0], cc->pad[1], cc->pad[2], cc->pad[3], cc->pad[4], cc->pad[5]},
-            0};
+        hl_conv3d_shape s = case_shape(cc);
         int64_t To = hl_conv_out_len(cc->T, cc->kt, s.stride[0], s.pad[0], s.pad[1]),
                 Ho = hl_conv_out_len(cc->H, cc->kh, s.stride[1], s.pad[2], s.pad[3]),
                 Wo = hl_conv_out_len(cc->W, cc->kw, s.stride[2], s.pad[4], s.pad[5]);
