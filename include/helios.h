@@ -521,14 +521,17 @@ helios_status helios_world_write_tokenizer(helios_session *s, const char *path, 
 typedef struct helios_eval helios_eval;
 
 typedef struct helios_eval_params {
-    int width, height;      /* frame size, at least 16 x 16 */
-    int fps;                /* 24: one Fréchet window is fps frames */
-    int chunk;              /* 33: frames per generated chunk, for the seam strength */
-    const char *prompt;     /* what every frame should show (copied), or NULL */
-    const char *truth_path; /* or a `helios world --truth` file: each frame's caption, and the
+    int width, height;           /* frame size, at least 16 x 16 */
+    int fps;                     /* 24: one Fréchet window is fps frames */
+    int chunk;                   /* 33: frames per generated chunk, for the seam strength */
+    const char *prompt;          /* what every frame should show (copied), or NULL */
+    const char *truth_path;      /* or a `helios world --truth` file: each frame's caption, and the
                               * frame size and count the video must have */
-    int reference_seeds;    /* 4: seeds of real footage for the Fréchet distance (0 = none) */
-    int reference_frames;   /* frames per seed; 0 = as many as the video, at most 480 */
+    int reference_seeds;         /* 4: seeds of real footage for the Fréchet distance (0 = none) */
+    int reference_frames;        /* frames per seed; 0 = as many as the video, at most 480 */
+    const int64_t *sheet_frames; /* frames kept for helios_eval_sheet (indices, copied; one
+                                  * past the video's end stands for its last frame), or NULL */
+    int n_sheet;                 /* how many (at most 64) */
 } helios_eval_params;
 
 typedef struct helios_eval_metric {
@@ -549,6 +552,9 @@ helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t,
 helios_status helios_eval_finish(helios_eval *e, const helios_eval_metric **metrics, int *n);
 /* Writes a PNG plot of each metric over time (after helios_eval_finish). */
 helios_status helios_eval_plot(helios_eval *e, const char *path);
+/* Writes a PNG contact sheet of the params' sheet_frames (after helios_eval_finish): the frames
+ * side by side, each labelled with its time and index. */
+helios_status helios_eval_sheet(helios_eval *e, const char *path);
 /* Message of this evaluation's last failure ("" if none). */
 const char *helios_eval_error(const helios_eval *e);
 void helios_eval_free(helios_eval *e);

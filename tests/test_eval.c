@@ -253,6 +253,63 @@ static void test_bad_input(void) {
     remove(path);
 }
 
+/* The contact sheet: frames of solid colours, kept at indices 0, 5 and past the end (the last
+ * frame stands in), read back from the PNG: its size and each tile's colour and label strip. */
+static void test_sheet(void) {
+    const int64_t at[3] = {0, 5, 100};
+    helios_eval_params p;
+    helios_eval_params_init(&p);
+    p.width = W, p.height = H / 2, p.reference_seeds = 0, p.sheet_frames = at, p.n_sheet = 3;
+    helios_eval *e = NULL;
+    CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_OK, "eval_new: %s", helios_session_error(g_s));
+    int plane = W * H / 2;
+    float *f = malloc(sizeof(float) * 3 * plane);
+    for (int t = 0; t < 10; t++) { /* frame t: red = t / 9, green 0, blue the reverse */
+        for (int i = 0; i < plane; i++)
+            f[i] = 2.0f * t / 9 - 1, f[plane + i] = -1, f[2 * plane + i] = 1 - 2.0f * t / 9;
+        helios_eval_add(e, f, 1, 0, NULL);
+    }
+    free(f);
+    CHECK(helios_eval_sheet(e, "/tmp/x.png") == HELIOS_ERR_INVALID_ARG, "sheet before finish");
+    metric(e, "frames");
+    char path[] = "/tmp/helios_test_sheet_XXXXXX.png";
+    int fd = mkstemps(path, 4);
+    CHECK(fd >= 0, "mkstemps");
+    close(fd);
+    CHECK(helios_eval_sheet(e, path) == HELIOS_OK, "sheet: %s", helios_eval_error(e));
+    helios_media *m = NULL;
+    CHECK(helios_image_read(g_s, path, 0, 0, &m) == HELIOS_OK, "read back: %s",
+          helios_session_error(g_s));
+    if (m) { /* 64x32 tiles scaled by 4 to 256x128; 8 pixels around, 28 of labels */
+        int w = m->width, h = m->height;
+        CHECK(w == 3 * (256 + 8) + 8 && h == 128 + 28 + 16, "sheet of %dx%d", w, h);
+        const int frame_of[3] = {0, 5, 9};
+        for (int j = 0; j < 3 && w == 800; j++) {
+            const float *x = m->data + 8 * w + 8 + j * (256 + 8) + 100 * w + 50;
+            float red = x[0], blue = x[2 * (size_t)w * h], want = 2.0f * frame_of[j] / 9 - 1;
+            CHECK(fabsf(red - want) < 0.02f && fabsf(blue + want) < 0.02f,
+                  "tile %d shows frame %d: red %.3f blue %.3f want %.3f", j, frame_of[j], red, blue,
+                  want);
+            float label = m->data[(size_t)(8 + 128 + 2) * w + 8 + j * (256 + 8)];
+            CHECK(label == 1.0f, "tile %d: white above its label (%.3f)", j, label);
+        }
+        helios_media_free(m);
+    }
+    unlink(path);
+    helios_eval_free(e);
+    const int64_t bad[1] = {-1};
+    p.sheet_frames = bad, p.n_sheet = 1;
+    CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_ERR_INVALID_ARG && !e, "sheet frame -1 refused");
+    p.n_sheet = 65;
+    CHECK(helios_eval_new(g_s, &p, &e) == HELIOS_ERR_INVALID_ARG && !e, "65 sheet frames refused");
+    e = new_eval(NULL, 0);
+    float z[3 * PLANE] = {0};
+    for (int t = 0; t < 8; t++) helios_eval_add(e, z, 1, 0, NULL);
+    metric(e, "frames");
+    CHECK(helios_eval_sheet(e, "/tmp/x.png") == HELIOS_ERR_INVALID_ARG, "no sheet asked for");
+    helios_eval_free(e);
+}
+
 int main(void) {
     helios_session_params sp;
     helios_session_params_init(&sp);
@@ -265,6 +322,7 @@ int main(void) {
     test_shapes();
     test_frechet();
     test_bad_input();
+    test_sheet();
     helios_session_free(g_s);
     return test_done("test_eval");
 }

@@ -10,7 +10,7 @@
 #include "tools/commands.h"
 
 typedef struct eval_opts {
-    const char *video, *prompt, *truth, *plot;
+    const char *video, *prompt, *truth, *plot, *sheet, *sheet_at;
     int chunk, json, seeds, ref_frames, fps;
 } eval_opts;
 
@@ -36,7 +36,10 @@ static void usage(FILE *f) {
         "none)\n"
         "      --reference-frames N frames per seed (default: the video's, at most 480)\n"
         "      --json               one JSON object on stdout instead of the table\n"
-        "      --plot FILE.png      each metric over time as a PNG\n");
+        "      --plot FILE.png      each metric over time as a PNG\n"
+        "      --sheet FILE.png     a contact sheet: frames across the video side by side\n"
+        "      --sheet-at LIST      its times in seconds, e.g. 0,60,300,600 (default: 8 frames\n"
+        "                           spread over the video; a time past the end shows the last)\n");
 }
 
 static int parse(int argc, char **argv, eval_opts *o) {
@@ -52,6 +55,8 @@ static int parse(int argc, char **argv, eval_opts *o) {
         } else if (args_is(&a, "-p", "--prompt")) rc = args_str(&a, &o->prompt);
         else if (args_is(&a, NULL, "--truth")) rc = args_str(&a, &o->truth);
         else if (args_is(&a, NULL, "--plot")) rc = args_str(&a, &o->plot);
+        else if (args_is(&a, NULL, "--sheet")) rc = args_str(&a, &o->sheet);
+        else if (args_is(&a, NULL, "--sheet-at")) rc = args_str(&a, &o->sheet_at);
         else if (args_is(&a, NULL, "--chunk")) rc = args_int(&a, 1, 1 << 20, &o->chunk);
         else if (args_is(&a, NULL, "--fps")) rc = args_int(&a, 1, 1000, &o->fps);
         else if (args_is(&a, NULL, "--reference-seeds")) rc = args_int(&a, 0, 64, &o->seeds);
@@ -65,6 +70,7 @@ static int parse(int argc, char **argv, eval_opts *o) {
     }
     if (!o->video) return args_fail(&a, "a VIDEO is required (see --help)");
     if (o->prompt && o->truth) return args_fail(&a, "give --prompt or --truth, not both");
+    if (o->sheet_at && !o->sheet) return args_fail(&a, "--sheet-at needs --sheet FILE.png");
     return 0;
 }
 
@@ -77,6 +83,60 @@ static void print_json_string(const char *s) {
         else putchar(c);
     }
     putchar('"');
+}
+
+/* The frames the video holds, read through once (for a container that does not say): 0 when
+ * it cannot be read (after printing why). */
+static int64_t count_frames(helios_session *s, const char *path) {
+    helios_video_reader *r;
+    if (helios_video_reader_open(s, path, 16, 16, &r) != HELIOS_OK) {
+        fprintf(stderr, "helios eval: %s\n", helios_session_error(s));
+        return 0;
+    }
+    float x[3 * 16 * 16 * 64];
+    int64_t n = 0;
+    for (int got = 1; got > 0; n += got)
+        if (helios_video_reader_read(r, x, 64, 0, 64, &got) != HELIOS_OK) {
+            fprintf(stderr, "helios eval: %s\n", helios_video_reader_error(r));
+            n = 0;
+            break;
+        }
+    helios_video_reader_free(r);
+    return n;
+}
+
+/* The sheet's frame indices: the --sheet-at times (seconds, comma-separated) at fps, or 8 frames
+ * spread over the video. Returns the count; after printing an error, -2 for a bad --sheet-at, -1
+ * for an unreadable video. */
+static int sheet_frames(const eval_opts *o, helios_session *s, int fps, int64_t stated,
+                        int64_t out[64]) {
+    if (!o->sheet_at) {
+        int64_t total = stated > 0 ? stated : count_frames(s, o->video);
+        if (total < 1) return -1;
+        int n = total < 8 ? (int)total : 8;
+        for (int j = 0; j < n; j++) out[j] = n > 1 ? j * (total - 1) / (n - 1) : 0;
+        return n;
+    }
+    char buf[1024];
+    int n = 0;
+    if (strlen(o->sheet_at) >= sizeof buf) goto bad;
+    strcpy(buf, o->sheet_at);
+    for (char *p = buf;;) {
+        char *end = strchr(p, ',');
+        if (end) *end = 0;
+        double sec;
+        if (n == 64 || args_parse_double(p, 0, 1e7, &sec) != NULL) goto bad;
+        out[n++] = (int64_t)(sec * fps + 0.5);
+        if (!end) break;
+        p = end + 1;
+    }
+    return n;
+bad:
+    fprintf(stderr,
+            "helios eval: --sheet-at '%s': want up to 64 times in seconds, comma-separated, "
+            "each 0 to 1e7\n",
+            o->sheet_at);
+    return -2;
 }
 
 typedef struct video_desc {
@@ -136,6 +196,15 @@ int cmd_eval(int argc, char **argv) {
     else if (vi.fps >= 1 && vi.fps <= 1000) ep.fps = (int)lround(vi.fps);
     ep.prompt = o.prompt, ep.truth_path = o.truth;
     ep.reference_seeds = o.seeds, ep.reference_frames = o.ref_frames;
+    int64_t sheet[64];
+    if (o.sheet) {
+        ep.sheet_frames = sheet;
+        ep.n_sheet = sheet_frames(&o, s, ep.fps, vi.frames, sheet);
+        if (ep.n_sheet < 0) {
+            rc = -ep.n_sheet;
+            goto done;
+        }
+    }
     if (helios_eval_new(s, &ep, &e) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s: %s\n", o.video, helios_session_error(s));
         goto done;
@@ -170,6 +239,10 @@ int cmd_eval(int argc, char **argv) {
     video_desc v = {(int)mt[0].value, ep.width, ep.height, ep.fps};
     report(&o, &v, mt, n);
     if (o.plot && helios_eval_plot(e, o.plot) != HELIOS_OK) {
+        fprintf(stderr, "helios eval: %s\n", helios_eval_error(e));
+        goto done;
+    }
+    if (o.sheet && helios_eval_sheet(e, o.sheet) != HELIOS_OK) {
         fprintf(stderr, "helios eval: %s\n", helios_eval_error(e));
         goto done;
     }

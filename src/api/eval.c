@@ -17,7 +17,9 @@ struct helios_eval {
     int64_t n, cap;
     char *phrase_text; /* the caption `phrase` was parsed from */
     hl_phrase phrase;
-    char *first_caption; /* for the reference footage */
+    char *first_caption;  /* for the reference footage */
+    int64_t *sheet_index; /* [n_sheet] the frames the sheet shows */
+    uint8_t *sheet_rgb;   /* [n_sheet + 1] (H, W, 3) frames; the last slot: the newest frame */
     hl_metric metrics[HL_N_METRICS];
     helios_eval_metric out[HL_N_METRICS];
     bool finished;
@@ -29,6 +31,45 @@ void helios_eval_params_init(helios_eval_params *p) {
     p->fps = 24;
     p->chunk = 33;
     p->reference_seeds = 4;
+}
+
+/* Copies the sheet's frame indices and makes room for their pixels. */
+static hl_status sheet_init(helios_eval *e, const helios_eval_params *p, hl_error *err) {
+    if (p->n_sheet == 0) return HL_OK;
+    if (p->n_sheet < 0 || p->n_sheet > 64 || !p->sheet_frames) {
+        e->p.n_sheet = 0;
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "eval: %d sheet frames (1 to 64)", p->n_sheet);
+    }
+    for (int j = 0; j < p->n_sheet; j++)
+        if (p->sheet_frames[j] < 0) {
+            e->p.n_sheet = 0;
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG, "eval: sheet frame %lld",
+                           (long long)p->sheet_frames[j]);
+        }
+    size_t frame = 3 * (size_t)p->width * p->height;
+    e->sheet_index = malloc(sizeof(int64_t) * (size_t)p->n_sheet);
+    e->sheet_rgb = malloc(frame * (size_t)(p->n_sheet + 1));
+    if (!e->sheet_index || !e->sheet_rgb) {
+        e->p.n_sheet = 0;
+        return hl_fail(err, HELIOS_ERR_OOM, "eval: out of memory for the sheet's frames");
+    }
+    memcpy(e->sheet_index, p->sheet_frames, sizeof(int64_t) * (size_t)p->n_sheet);
+    return HL_OK;
+}
+
+/* Keeps frame e->n (planar in [-1, 1], planes plane apart) where the sheet shows it, and as the
+ * newest frame (for indices past the end). */
+static void sheet_keep(helios_eval *e, const float *x, size_t plane) {
+    if (e->p.n_sheet == 0) return;
+    size_t hw = (size_t)e->p.width * e->p.height;
+    uint8_t *last = e->sheet_rgb + 3 * hw * (size_t)e->p.n_sheet;
+    for (size_t i = 0; i < hw; i++)
+        for (int ch = 0; ch < 3; ch++) {
+            float v = (x[ch * plane + i] + 1.0f) * 127.5f;
+            last[3 * i + ch] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : v + 0.5f);
+        }
+    for (int j = 0; j < e->p.n_sheet; j++)
+        if (e->sheet_index[j] == e->n) memcpy(e->sheet_rgb + 3 * hw * (size_t)j, last, 3 * hw);
 }
 
 helios_status helios_eval_new(helios_session *s, const helios_eval_params *p, helios_eval **out) {
@@ -47,7 +88,8 @@ helios_status helios_eval_new(helios_session *s, const helios_eval_params *p, he
     if (!e) return hl_fail(&s->err, HELIOS_ERR_OOM, "eval: out of memory");
     e->p = *p;
     e->p.prompt = e->p.truth_path = NULL;
-    hl_status st = HL_OK;
+    e->p.sheet_frames = NULL;
+    hl_status st = sheet_init(e, p, &s->err);
     if (p->prompt && !(e->prompt = strdup(p->prompt)))
         st = hl_fail(&s->err, HELIOS_ERR_OOM, "eval: out of memory");
     if (st == HL_OK && p->truth_path) {
@@ -99,6 +141,7 @@ helios_status helios_eval_add(helios_eval *e, const float *frames, int T, int t,
     size_t plane = (size_t)e->p.width * e->p.height;
     hl_featurize(&e->feat, frames + (size_t)t * plane, (size_t)T * plane, phrase_for(e, caption),
                  &e->stats[e->n]);
+    sheet_keep(e, frames + (size_t)t * plane, (size_t)T * plane);
     e->n++;
     e->finished = false;
     return HELIOS_OK;
@@ -213,8 +256,30 @@ helios_status helios_eval_plot(helios_eval *e, const char *path) {
 
 const char *helios_eval_error(const helios_eval *e) { return e->err.msg; }
 
+helios_status helios_eval_sheet(helios_eval *e, const char *path) {
+    hl_error_clear(&e->err);
+    if (!e->finished)
+        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG,
+                       "eval_sheet: call helios_eval_finish first");
+    int n = e->p.n_sheet;
+    if (n == 0)
+        return hl_fail(&e->err, HELIOS_ERR_INVALID_ARG,
+                       "eval_sheet: no sheet frames were asked for");
+    size_t frame = 3 * (size_t)e->p.width * e->p.height;
+    const uint8_t *tiles[64];
+    int64_t index[64];
+    for (int j = 0; j < n; j++) {
+        bool past = e->sheet_index[j] >= e->n; /* the newest frame stands in */
+        tiles[j] = e->sheet_rgb + frame * (size_t)(past ? n : j);
+        index[j] = past ? e->n - 1 : e->sheet_index[j];
+    }
+    return hl_sheet_png(path, tiles, index, n, e->p.width, e->p.height, e->p.fps, &e->err);
+}
+
 void helios_eval_free(helios_eval *e) {
     if (!e) return;
+    free(e->sheet_index);
+    free(e->sheet_rgb);
     hl_featurizer_release(&e->feat);
     hl_truth_release(&e->truth);
     free(e->stats);

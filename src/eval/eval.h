@@ -85,6 +85,26 @@ void hl_window_features(const hl_frame_stats *s, int n, double *out);
  * with fewer than 2 samples in either. */
 double hl_frechet(const double *a, int na, const double *b, int nb, int d);
 
+/* ---- drawing (canvas.c) ------------------------------------------------------------------- */
+
+typedef struct hl_canvas {
+    uint8_t *px; /* (h, w, 3) RGB */
+    int w, h;
+} hl_canvas;
+
+/* One pixel; outside the canvas: nothing. */
+void hl_canvas_dot(hl_canvas *c, int x, int y, const uint8_t rgb[3]);
+/* Text from its top-left corner, 8 pixels per character, 10 high (letters, digits, . - _ : +). */
+void hl_canvas_text(hl_canvas *c, int x, int y, const char *s, const uint8_t rgb[3]);
+
+/* ---- contact sheet (sheet.c) ---------------------------------------------------------------- */
+
+/* n frames (each (height, width, 3) RGB) tiled left to right, up to 8 per row, each scaled up by
+ * the smallest integer that makes its short side at least 128 pixels and labelled below with its
+ * time at fps (m:ss) and its frame index; a PNG at path. */
+hl_status hl_sheet_png(const char *path, const uint8_t *const *frames, const int64_t *index, int n,
+                       int width, int height, int fps, hl_error *err);
+
 /* ---- plot (plot.c) ----------------------------------------------------------------------- */
 
 typedef struct hl_plot_series {

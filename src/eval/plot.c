@@ -1,7 +1,7 @@
 /* The metric plot of `helios eval --plot`: one panel per series stacked vertically, x = frame
  * (a column spans several frames in long videos: it draws their min..max), chunk boundaries as
- * faint vertical lines, each panel labelled with its name and range in a built-in 3x5 pixel font
- * (no font dependency). Written as PNG through io/. */
+ * faint vertical lines, each panel labelled with its name and range (canvas.c's font). Written as
+ * PNG through io/. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,55 +15,13 @@
 #define MARGIN 8
 #define LABEL 16 /* label strip above each panel's curve */
 
-/* 3x5 glyphs: five rows top to bottom, each an octal digit (4 = left column, 1 = right). */
-static const char *glyph(char c) {
-    static const char *const az[26] = {
-        "25755", "65656", "34443", "65556", "74647", "74644", "34553", "55755", "72227",
-        "11152", "55655", "44447", "57755", "65555", "25552", "65644", "25563", "65655",
-        "34216", "72222", "55557", "55552", "55775", "55255", "55222", "71247"};
-    static const char *const digits[10] = {"75557", "26227", "61247", "61216", "55711",
-                                           "74616", "34757", "71122", "75757", "75716"};
-    if (c >= 'a' && c <= 'z') return az[c - 'a'];
-    if (c >= 'A' && c <= 'Z') return az[c - 'A'];
-    if (c >= '0' && c <= '9') return digits[c - '0'];
-    switch (c) {
-    case '.': return "00002";
-    case '-': return "00700";
-    case '_': return "00007";
-    case ':': return "02020";
-    case '+': return "02720";
-    default: return "00000";
-    }
-}
-
-typedef struct canvas {
-    uint8_t *px;
-    int w, h;
-} canvas;
-
-static void dot(canvas *c, int x, int y, const uint8_t rgb[3]) {
-    if (x < 0 || y < 0 || x >= c->w || y >= c->h) return;
-    memcpy(c->px + 3 * ((size_t)y * c->w + x), rgb, 3);
-}
-
-static void text(canvas *c, int x, int y, const char *s, const uint8_t rgb[3]) {
-    for (; *s; s++, x += 8) { /* glyphs drawn at 2x: 6 x 10 pixels plus spacing */
-        const char *g = glyph(*s);
-        for (int row = 0; row < 5; row++)
-            for (int col = 0; col < 3; col++)
-                if ((g[row] - '0') & (4 >> col))
-                    for (int k = 0; k < 4; k++)
-                        dot(c, x + 2 * col + (k & 1), y + 2 * row + (k >> 1), rgb);
-    }
-}
-
 hl_status hl_plot_png(const char *path, const hl_plot_series *s, int n_series, int64_t n, int chunk,
                       hl_error *err) {
     static const uint8_t ink[6][3] = {{200, 40, 40}, {40, 90, 200},  {30, 150, 60},
                                       {180, 90, 20}, {130, 50, 170}, {20, 140, 150}};
     static const uint8_t grey[3] = {200, 200, 200}, dark[3] = {40, 40, 40},
                          seam[3] = {225, 225, 235};
-    canvas c = {.w = PW + 2 * MARGIN, .h = n_series * (PH + LABEL + MARGIN) + MARGIN};
+    hl_canvas c = {.w = PW + 2 * MARGIN, .h = n_series * (PH + LABEL + MARGIN) + MARGIN};
     c.px = malloc((size_t)c.w * c.h * 3);
     if (!c.px) return hl_fail(err, HELIOS_ERR_OOM, "plot: out of memory");
     memset(c.px, 255, (size_t)c.w * c.h * 3);
@@ -79,17 +37,20 @@ hl_status hl_plot_png(const char *path, const hl_plot_series *s, int n_series, i
         char label[160];
         if (lo > hi) snprintf(label, sizeof label, "%s: n/a", s[p].name);
         else snprintf(label, sizeof label, "%s  min %.4g  max %.4g", s[p].name, lo, hi);
-        text(&c, MARGIN, top + 2, label, dark);
+        hl_canvas_text(&c, MARGIN, top + 2, label, dark);
         if (lo > hi) continue;
         if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
         for (int x = 0; x < PW; x++)
-            dot(&c, MARGIN + x, y0 + PH - 1, grey), dot(&c, MARGIN + x, y0, grey);
+            hl_canvas_dot(&c, MARGIN + x, y0 + PH - 1, grey),
+                hl_canvas_dot(&c, MARGIN + x, y0, grey);
         for (int y = 0; y < PH; y++)
-            dot(&c, MARGIN, y0 + y, grey), dot(&c, MARGIN + PW - 1, y0 + y, grey);
+            hl_canvas_dot(&c, MARGIN, y0 + y, grey),
+                hl_canvas_dot(&c, MARGIN + PW - 1, y0 + y, grey);
         if (chunk > 0 && n / chunk < PW / 4)
             for (int64_t b = chunk; b < n; b += chunk)
                 for (int y = 1; y < PH - 1; y++)
-                    dot(&c, MARGIN + (int)(b * (PW - 1) / (n > 1 ? n - 1 : 1)), y0 + y, seam);
+                    hl_canvas_dot(&c, MARGIN + (int)(b * (PW - 1) / (n > 1 ? n - 1 : 1)), y0 + y,
+                                  seam);
         int prev_y = -1;
         for (int x = 0; x < PW; x++) {
             int64_t a = n > 1 ? x * (n - 1) / (PW - 1) : 0,
@@ -112,7 +73,7 @@ hl_status hl_plot_png(const char *path, const hl_plot_series *s, int n_series, i
                 if (prev_y < ya) ya = prev_y;
                 if (prev_y > yb) yb = prev_y;
             }
-            for (int y = ya; y <= yb; y++) dot(&c, MARGIN + x, y, ink[p % 6]);
+            for (int y = ya; y <= yb; y++) hl_canvas_dot(&c, MARGIN + x, y, ink[p % 6]);
             prev_y = (ya + yb) / 2;
         }
     }
