@@ -78,3 +78,36 @@ hl_status hl_cfg_nums(const hl_cfg_keys *k, const char *key, int n, double lo, d
     }
     return HL_OK;
 }
+
+hl_status hl_cfg_dataset(const hl_cfg_keys *parent, const char *data, hl_dataset_config *dc,
+                         int *text_len, const char **cache) {
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "%s.dataset", parent->prefix);
+    hl_cfg_keys k = {hl_json_get(parent->s, "dataset"), parent->file, prefix, parent->err};
+    hl_dataset_config_default(dc);
+    hl_dataset_config_set_source(dc, strcmp(data, "procedural") ? data : "world");
+    int w = 64, h = 64, frames = 66, clips = 64, seed = 0, L = 512;
+    *cache = NULL;
+    if (k.s) {
+        if (k.s->type != HL_JSON_OBJECT) return hl_cfg_bad(parent, "dataset", "must be an object");
+        static const char *const known[] = {"width", "height",   "frames", "clips",
+                                            "seed",  "text_len", "cache"};
+        HL_TRY(hl_cfg_only(&k, known, 7));
+        HL_TRY(hl_cfg_int(&k, "width", 16, 4096, &w));
+        HL_TRY(hl_cfg_int(&k, "height", 16, 4096, &h));
+        HL_TRY(hl_cfg_int(&k, "frames", 33, 33 * 64, &frames));
+        HL_TRY(hl_cfg_int(&k, "clips", 1, 1 << 20, &clips));
+        HL_TRY(hl_cfg_int(&k, "seed", 0, 2147483647, &seed));
+        HL_TRY(hl_cfg_int(&k, "text_len", 1, 4096, &L));
+        if (hl_json_get(k.s, "cache") && !(*cache = hl_json_get_string(k.s, "cache")))
+            return hl_cfg_bad(&k, "cache", "must be a string (a folder)");
+    }
+    if (frames % 33 || w % 16 || h % 16)
+        return hl_cfg_bad(&k, "frames",
+                          "must be a multiple of 33 (frames) with width and height "
+                          "multiples of 16");
+    dc->width = w, dc->height = h, dc->frames = frames, dc->n_clips = clips;
+    dc->seed = (uint64_t)seed;
+    *text_len = L;
+    return HL_OK;
+}

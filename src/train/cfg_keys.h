@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/json.h"
+#include "train/dataset.h"
 
 typedef struct hl_cfg_keys {
     const hl_json *s;
@@ -26,5 +27,12 @@ hl_status hl_cfg_str(const hl_cfg_keys *k, const char *key, const char **out);
 /* An array of exactly n numbers, each in [lo, hi]. */
 hl_status hl_cfg_nums(const hl_cfg_keys *k, const char *key, int n, double lo, double hi,
                       double *out);
+
+/* The "dataset" block of the objective parent (stage 1, 2 and 3 on "data" "procedural" = the
+ * tiny world, or a folder of captioned videos): {"width" 64, "height" 64, "frames" 66 (a
+ * multiple of 33: one VAE window each), "clips" 64, "seed" 0 (world), "text_len" 512, "cache"
+ * (a folder; *cache stays NULL when absent)}. Errors name "PREFIX.dataset.KEY". */
+hl_status hl_cfg_dataset(const hl_cfg_keys *parent, const char *data, hl_dataset_config *dc,
+                         int *text_len, const char **cache);
 
 #endif

@@ -48,31 +48,11 @@ static hl_status copy_clips(hl_latent_cache *lc, int64_t count, hl_synthetic *d,
 
 hl_status hl_distill_data_open(const hl_cfg_keys *parent, const hl_train_env *env,
                                const hl_ctx *ctx, hl_synthetic *d, hl_error *err) {
-    hl_cfg_keys k = {hl_json_get(parent->s, "dataset"), parent->file, "objective.dataset", err};
     const char *data = env->data ? env->data : "procedural";
     hl_dataset_config dc;
-    hl_dataset_config_default(&dc);
-    hl_dataset_config_set_source(&dc, strcmp(data, "procedural") ? data : "world");
-    int w = 64, h = 64, frames = 66, clips = 64, seed = 0, L = 512; /* stage 1's defaults */
-    const char *cache = NULL;
-    if (k.s) {
-        if (k.s->type != HL_JSON_OBJECT) return hl_cfg_bad(parent, "dataset", "must be an object");
-        static const char *const known[] = {"width", "height",   "frames", "clips",
-                                            "seed",  "text_len", "cache"};
-        HL_TRY(hl_cfg_only(&k, known, 7));
-        HL_TRY(hl_cfg_int(&k, "width", 16, 4096, &w));
-        HL_TRY(hl_cfg_int(&k, "height", 16, 4096, &h));
-        HL_TRY(hl_cfg_int(&k, "frames", 33, 33 * 64, &frames));
-        HL_TRY(hl_cfg_int(&k, "clips", 1, 1 << 20, &clips));
-        HL_TRY(hl_cfg_int(&k, "seed", 0, 2147483647, &seed));
-        HL_TRY(hl_cfg_int(&k, "text_len", 1, 4096, &L));
-        if (hl_json_get(k.s, "cache") && !(cache = hl_json_get_string(k.s, "cache")))
-            return hl_cfg_bad(&k, "cache", "must be a string (a folder)");
-    }
-    if (frames % 33 || w % 16 || h % 16)
-        return hl_cfg_bad(&k, "frames",
-                          "must be a multiple of 33 (frames) with width and height "
-                          "multiples of 16");
+    int L;
+    const char *cache;
+    HL_TRY(hl_cfg_dataset(parent, data, &dc, &L, &cache));
     const char *model = env->model ? env->model : "";
     static const char *const parts[] = {"vae", "text_encoder", "tokenizer"};
     for (int i = 0; i < 3; i++) {
@@ -84,7 +64,6 @@ hl_status hl_distill_data_open(const hl_cfg_keys *parent, const hl_train_env *en
                                "cache by the model folder's vae/, text_encoder/ and tokenizer/",
                                model, parts[i], data);
     }
-    dc.width = w, dc.height = h, dc.frames = frames, dc.n_clips = clips, dc.seed = (uint64_t)seed;
     char dir[4200];
     if (cache) snprintf(dir, sizeof dir, "%s", cache);
     else snprintf(dir, sizeof dir, "%s/cache", env->output ? env->output : ".");

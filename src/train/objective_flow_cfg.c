@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/log.h"
+#include "train/cfg_keys.h"
 #include "train/dataset.h"
 #include "train/latent_cache.h"
 #include "train/objective_flow.h"
@@ -182,35 +183,14 @@ static hl_status cached_get(void *user, int64_t i, hl_latent_clip *c, hl_error *
 }
 
 /* "data": "procedural" (the tiny world) or a folder of captioned videos, encoded once into a
- * latent cache by the model folder's VAE and text encoder: "dataset": {"width", "height",
- * "frames" (a multiple of 33: one VAE window of 9 latent frames each), "clips", "seed" (world),
- * "text_len", "cache" (default OUTPUT/cache)}. */
+ * latent cache by the model folder's VAE and text encoder; the "dataset" block as
+ * hl_cfg_dataset reads it, its cache by default OUTPUT/cache. */
 static hl_status open_dataset(const keys *parent, const hl_train_env *env, flow_state *s) {
-    keys k = {hl_json_get(parent->s, "dataset"), parent->file, "objective.dataset", parent->err};
+    hl_cfg_keys pk = {parent->s, parent->file, parent->prefix, parent->err};
     hl_dataset_config dc;
-    hl_dataset_config_default(&dc);
-    hl_dataset_config_set_source(&dc, strcmp(env->data, "procedural") ? env->data : "world");
-    int w = 64, h = 64, frames = 66, clips = 64, seed = 0, L = 512;
-    const char *cache = NULL;
-    if (k.s) {
-        if (k.s->type != HL_JSON_OBJECT) return bad(parent, "dataset", "must be an object");
-        static const char *const known[] = {"width", "height",   "frames", "clips",
-                                            "seed",  "text_len", "cache"};
-        HL_TRY(only(&k, known, 7));
-        HL_TRY(integer(&k, "width", 16, 4096, &w));
-        HL_TRY(integer(&k, "height", 16, 4096, &h));
-        HL_TRY(integer(&k, "frames", 33, 33 * 64, &frames));
-        HL_TRY(integer(&k, "clips", 1, 1 << 20, &clips));
-        HL_TRY(integer(&k, "seed", 0, 2147483647, &seed));
-        HL_TRY(integer(&k, "text_len", 1, 4096, &L));
-        if (hl_json_get(k.s, "cache") && !(cache = hl_json_get_string(k.s, "cache")))
-            return bad(&k, "cache", "must be a string (a folder)");
-    }
-    if (frames % 33 || w % 16 || h % 16)
-        return bad(&k, "frames",
-                   "must be a multiple of 33 (frames) with width and height "
-                   "multiples of 16");
-    dc.width = w, dc.height = h, dc.frames = frames, dc.n_clips = clips, dc.seed = (uint64_t)seed;
+    int L;
+    const char *cache;
+    HL_TRY(hl_cfg_dataset(&pk, env->data, &dc, &L, &cache));
     if (cache) snprintf(s->cache_dir, sizeof s->cache_dir, "%s", cache);
     else {
         if (mkdir(env->output, 0755) && errno != EEXIST)
