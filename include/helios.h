@@ -256,6 +256,9 @@ helios_status helios_pipeline_load(helios_session *s, const helios_pipeline_para
 void helios_pipeline_free(helios_pipeline *p);
 /* The recipe model_index.json chose. */
 helios_recipe helios_pipeline_recipe(const helios_pipeline *p);
+/* The size the model was trained at: model_index.json's "default_width" and "default_height"
+ * (a helios key; the tiny family has 64 x 64), else 640 x 384 (the released checkpoints'). */
+void helios_pipeline_default_size(const helios_pipeline *p, int *width, int *height);
 
 typedef struct helios_gen_params {
     const char *prompt;          /* text, encoded by the pipeline's text encoder ... */

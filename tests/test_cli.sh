@@ -127,6 +127,17 @@ model no_vae_latents "" && rm -r "$T/no_vae_latents/vae"
 bad_model no_vae_latents vae/config.json "'vae'" "$T/lat.safetensors"
 model latents_mean_15 vae/config.json '/"latents_mean"/{n;d}'
 bad_model latents_mean_15 vae/config.json "'latents_mean'"
+model size_str model_index.json 's/"is_distilled": true/"is_distilled": true, "default_width": "64"/'
+bad_model size_str model_index.json "'default_width'"
+model size_odd model_index.json 's/"is_distilled": true/"is_distilled": true, "default_height": 8/'
+bad_model size_odd model_index.json "'default_height'"
+# a size not given is the model's: default_width / default_height, else 640x384
+model native model_index.json 's/"is_distilled": true/"is_distilled": true, "default_width": 192, "default_height": 64/'
+$H generate -q -m "$T/native" --chunks 1 -p x -o "$T/native.y4m" 2>/dev/null
+check "no --width/--height: the model's default_width x default_height" "head -c 64 $T/native.y4m | grep -q 'W192 H64'"
+$H generate -q -m "$T/native" --width 128 --chunks 1 -p x -o "$T/native2.y4m" 2>/dev/null
+check "--width given, height the model's" "head -c 64 $T/native2.y4m | grep -q 'W128 H64'"
+rm -rf "$T/native"
 model base_dmd model_index.json 's/HeliosPyramidPipeline/HeliosPipeline/'
 bad_model base_dmd model_index.json DMD
 model umt5_eps0 text_encoder/config.json 's/"layer_norm_epsilon": 1e-06/"layer_norm_epsilon": 0/'

@@ -66,8 +66,9 @@ static void usage(FILE *f) {
         "                           kind is the path's ending\n"
         "      --image IMG          image-to-video: start from this image (PNG, JPEG, WebP, ...)\n"
         "      --video VID          video-to-video: continue this video (MP4, WebM, MKV, ...)\n"
-        "      --width W --height H video size in pixels (default %dx%d), at most %d; multiples\n"
-        "                           of %d for Base, %d for Mid and Distilled\n"
+        "      --width W --height H video size in pixels (default: the model's, e.g. 64x64 for\n"
+        "                           the tiny family, %dx%d for the released checkpoints), at\n"
+        "                           most %d; multiples of %d for Base, %d for Mid and Distilled\n"
         "      --frames N           video frames, 1..%d (default %d: chunks of %d)\n"
         "      --seconds S          video length at %d fps (instead of --frames)\n"
         "      --chunks N           exact number of chunks, 1..%d (instead of --frames)\n"
@@ -130,8 +131,7 @@ static int parse(int argc, char **argv, gen_opts *o) {
     helios_video_writer_params wp;
     helios_video_writer_params_init(&wp);
     memset(o, 0, sizeof *o);
-    o->width = g.width, o->height = g.height, o->guidance = -1, o->interp_chunks = 3,
-    o->output = "out.mp4";
+    o->guidance = -1, o->interp_chunks = 3, o->output = "out.mp4";
     if (!(o->switches = calloc((size_t)argc, sizeof *o->switches))) {
         fprintf(stderr, "helios generate: out of memory\n");
         return 1;
@@ -270,9 +270,13 @@ int cmd_generate(int argc, char **argv) {
     helios_media *media = NULL;
     helios_video_writer_params wp;
     helios_video_writer_params_init(&wp);
-    wp.width = o.width, wp.height = o.height;
     rc = 1;
     if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) goto fail;
+    int native_w, native_h; /* a size not given is the model's */
+    helios_pipeline_default_size(pipe, &native_w, &native_h);
+    if (!o.width) o.width = native_w;
+    if (!o.height) o.height = native_h;
+    wp.width = o.width, wp.height = o.height;
     helios_gen_params gp;
     helios_gen_params_init(&gp);
     gp.prompt = o.prompt;

@@ -32,6 +32,7 @@ struct helios_pipeline {
     hl_text_encoder *te; /* NULL when the folder has no text encoder (embeddings must be given) */
     hl_vae *vae;         /* NULL when the folder has no vae/ (latents only) */
     int low_memory;
+    int width, height; /* the model's native size (model_index.json's default_*, else 640x384) */
 };
 
 struct helios_gen {
@@ -96,6 +97,19 @@ static hl_status index_flag(const hl_json *j, const char *path, const char *key,
     return HL_OK;
 }
 
+/* A size of model_index.json (a helios key, "default_width" / "default_height": the size the
+ * model was trained at; diffusers ignores it): absent or null keeps *out. */
+static hl_status index_size(const hl_json *j, const char *path, const char *key, int *out,
+                            hl_error *err) {
+    const hl_json *m = hl_json_get(j, key);
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_NUMBER || !m->is_int || m->number < 16 || m->number > HELIOS_MAX_SIDE)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key,
+                           "must be a whole number of pixels, 16..%d", HELIOS_MAX_SIDE);
+    *out = (int)m->number;
+    return HL_OK;
+}
+
 static hl_status index_component(const hl_json *j, const char *path, int c, comp_state *state,
                                  hl_error *err) {
     const char *key = k_components[c].key;
@@ -146,6 +160,9 @@ static hl_status read_model_index(helios_pipeline *p, const char *dir, comp_stat
     p->pyramid = cls && !strcmp(cls, "HeliosPyramidPipeline");
     if (st == HL_OK) st = index_flag(j, path, "is_distilled", &p->distilled, err);
     if (st == HL_OK) st = index_flag(j, path, "is_cfg_zero_star", &p->cfg_zero_star, err);
+    p->width = 640, p->height = 384;
+    if (st == HL_OK) st = index_size(j, path, "default_width", &p->width, err);
+    if (st == HL_OK) st = index_size(j, path, "default_height", &p->height, err);
     for (int c = 0; st == HL_OK && c < C_COUNT; c++)
         st = index_component(j, path, c, &comp[c], err);
     hl_json_free(j);
@@ -323,6 +340,10 @@ void helios_pipeline_free(helios_pipeline *p) {
     hl_text_encoder_free(p->te);
     hl_vae_free(p->vae);
     free(p);
+}
+
+void helios_pipeline_default_size(const helios_pipeline *p, int *width, int *height) {
+    *width = p->width, *height = p->height;
 }
 
 helios_recipe helios_pipeline_recipe(const helios_pipeline *p) {
