@@ -257,7 +257,8 @@ void helios_pipeline_free(helios_pipeline *p);
 /* The recipe model_index.json chose. */
 helios_recipe helios_pipeline_recipe(const helios_pipeline *p);
 /* The size the model was trained at: model_index.json's "default_width" and "default_height"
- * (a helios key; the tiny family has 64 x 64), else 640 x 384 (the released checkpoints'). */
+ * (helios keys, as "max_sequence_length": the text length it was trained with; the tiny family
+ * has 64 x 64), else 640 x 384 (the released checkpoints'). */
 void helios_pipeline_default_size(const helios_pipeline *p, int *width, int *height);
 
 typedef struct helios_gen_params {
@@ -267,7 +268,9 @@ typedef struct helios_gen_params {
     const float *negative_prompt_embeds;
     int text_len;                /* of the embeddings (1 .. HELIOS_MAX_SEQUENCE_LENGTH); the
                                     * encoder pads to max_sequence_length */
-    int max_sequence_length;     /* 512; 1 .. HELIOS_MAX_SEQUENCE_LENGTH (0 = 512) */
+    int max_sequence_length;     /* 1 .. HELIOS_MAX_SEQUENCE_LENGTH; 0 (the default) = the
+                                    * model's: model_index.json's "max_sequence_length" (a
+                                    * helios key; the tiny family's 64), else 512 */
     int height, width;           /* pixels (384 x 640), at most HELIOS_MAX_SIDE; multiples of
                                     * the recipe's size_multiple (16 Base, 64 Mid/Distilled) */
     int num_frames;              /* video frames wanted (132), 0 .. HELIOS_MAX_FRAMES; 0 =

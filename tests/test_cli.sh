@@ -131,6 +131,8 @@ model size_str model_index.json 's/"is_distilled": true/"is_distilled": true, "d
 bad_model size_str model_index.json "'default_width'"
 model size_odd model_index.json 's/"is_distilled": true/"is_distilled": true, "default_height": 8/'
 bad_model size_odd model_index.json "'default_height'"
+model msl_0 model_index.json 's/"is_distilled": true/"is_distilled": true, "max_sequence_length": 0/'
+bad_model msl_0 model_index.json "'max_sequence_length'"
 # a size not given is the model's: default_width / default_height, else 640x384
 model native model_index.json 's/"is_distilled": true/"is_distilled": true, "default_width": 192, "default_height": 64/'
 $H generate -q -m "$T/native" --chunks 1 -p x -o "$T/native.y4m" 2>/dev/null

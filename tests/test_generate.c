@@ -598,6 +598,38 @@ static void test_model_check(helios_session *s) {
     }
     helios_pipeline_free(p);
     remove_model(dir);
+
+    /* model_index.json's max_sequence_length is the text length when the caller leaves 0: the
+     * same latents as asking for 8 on the plain folder, others than its 512 */
+    snprintf(dir, sizeof dir, "%s/text_len_8", root);
+    CHECK(make_model(dir, "model_index.json", "\"is_distilled\": true",
+                     "\"is_distilled\": true, \"max_sequence_length\": 8", NULL),
+          "text_len_8 folder");
+    pp.model_dir = dir;
+    p = NULL;
+    CHECK(helios_pipeline_load(s, &pp, &p) == HELIOS_OK, "max_sequence_length 8 loads: %s",
+          helios_session_error(s));
+    pp.model_dir = MODEL;
+    helios_pipeline *plain = NULL;
+    CHECK(helios_pipeline_load(s, &pp, &plain) == HELIOS_OK, "plain folder: %s",
+          helios_session_error(s));
+    if (p && plain) {
+        size_t n = 16 * 3 * 8 * 16;
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
+        char msg[1024];
+        helios_gen_params g = small_params();
+        CHECK(first_chunk(p, &g, a, n, msg, sizeof msg) == HELIOS_OK, "default length: %s", msg);
+        g.max_sequence_length = 8;
+        CHECK(first_chunk(plain, &g, b, n, msg, sizeof msg) == HELIOS_OK, "length 8: %s", msg);
+        g.max_sequence_length = 0;
+        CHECK(first_chunk(plain, &g, c, n, msg, sizeof msg) == HELIOS_OK, "length 512: %s", msg);
+        CHECK(!memcmp(a, b, n * sizeof *a), "the folder's max_sequence_length 8 is used");
+        CHECK(memcmp(a, c, n * sizeof *a), "... and differs from the default 512");
+        free(a), free(b), free(c);
+    }
+    helios_pipeline_free(p);
+    helios_pipeline_free(plain);
+    remove_model(dir);
     rmdir(root);
 }
 

@@ -33,6 +33,7 @@ struct helios_pipeline {
     hl_vae *vae;         /* NULL when the folder has no vae/ (latents only) */
     int low_memory;
     int width, height; /* the model's native size (model_index.json's default_*, else 640x384) */
+    int max_len;       /* its text length (model_index.json's max_sequence_length, else 512) */
 };
 
 struct helios_gen {
@@ -97,15 +98,16 @@ static hl_status index_flag(const hl_json *j, const char *path, const char *key,
     return HL_OK;
 }
 
-/* A size of model_index.json (a helios key, "default_width" / "default_height": the size the
- * model was trained at; diffusers ignores it): absent or null keeps *out. */
-static hl_status index_size(const hl_json *j, const char *path, const char *key, int *out,
-                            hl_error *err) {
+/* A number of model_index.json (helios keys, what the model was trained with, which diffusers
+ * ignores: "default_width" / "default_height" in pixels, "max_sequence_length" in tokens):
+ * absent or null keeps *out. */
+static hl_status index_size(const hl_json *j, const char *path, const char *key, int lo, int hi,
+                            int *out, hl_error *err) {
     const hl_json *m = hl_json_get(j, key);
     if (!m || m->type == HL_JSON_NULL) return HL_OK;
-    if (m->type != HL_JSON_NUMBER || !m->is_int || m->number < 16 || m->number > HELIOS_MAX_SIDE)
-        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key,
-                           "must be a whole number of pixels, 16..%d", HELIOS_MAX_SIDE);
+    if (m->type != HL_JSON_NUMBER || !m->is_int || m->number < lo || m->number > hi)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key, "must be a whole number, %d..%d", lo,
+                           hi);
     *out = (int)m->number;
     return HL_OK;
 }
@@ -160,9 +162,13 @@ static hl_status read_model_index(helios_pipeline *p, const char *dir, comp_stat
     p->pyramid = cls && !strcmp(cls, "HeliosPyramidPipeline");
     if (st == HL_OK) st = index_flag(j, path, "is_distilled", &p->distilled, err);
     if (st == HL_OK) st = index_flag(j, path, "is_cfg_zero_star", &p->cfg_zero_star, err);
-    p->width = 640, p->height = 384;
-    if (st == HL_OK) st = index_size(j, path, "default_width", &p->width, err);
-    if (st == HL_OK) st = index_size(j, path, "default_height", &p->height, err);
+    p->width = 640, p->height = 384, p->max_len = 512;
+    if (st == HL_OK) st = index_size(j, path, "default_width", 16, HELIOS_MAX_SIDE, &p->width, err);
+    if (st == HL_OK)
+        st = index_size(j, path, "default_height", 16, HELIOS_MAX_SIDE, &p->height, err);
+    if (st == HL_OK)
+        st = index_size(j, path, "max_sequence_length", 1, HELIOS_MAX_SEQUENCE_LENGTH, &p->max_len,
+                        err);
     for (int c = 0; st == HL_OK && c < C_COUNT; c++)
         st = index_component(j, path, c, &comp[c], err);
     hl_json_free(j);
@@ -352,7 +358,6 @@ helios_recipe helios_pipeline_recipe(const helios_pipeline *p) {
 
 void helios_gen_params_init(helios_gen_params *g) {
     memset(g, 0, sizeof *g);
-    g->max_sequence_length = 512;
     g->height = 384, g->width = 640;
     g->num_frames = 132;
     g->guidance_scale = -1.0f;
@@ -557,7 +562,7 @@ static hl_status check_gen_params(const helios_pipeline *p, const helios_gen_par
         }
     if (g->max_sequence_length < 0 || g->max_sequence_length > HELIOS_MAX_SEQUENCE_LENGTH)
         return range_fail(err, "max_sequence_length", g->max_sequence_length, 0,
-                          HELIOS_MAX_SEQUENCE_LENGTH, "; 0 = 512");
+                          HELIOS_MAX_SEQUENCE_LENGTH, "; 0 = the model's");
     if (g->prompt_embeds && (g->text_len < 1 || g->text_len > HELIOS_MAX_SEQUENCE_LENGTH))
         return range_fail(err, "text_len", g->text_len, 1, HELIOS_MAX_SEQUENCE_LENGTH,
                           " with prompt_embeds");
@@ -609,7 +614,7 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
     gen->ctx = p->s->ctx; /* reports to the session until the generation exists */
     gen->F = c.latent_frames, gen->h = c.height, gen->w = c.width;
     gen->n_stages = c.n_stages;
-    gen->max_len = g->max_sequence_length > 0 ? g->max_sequence_length : 512;
+    gen->max_len = g->max_sequence_length > 0 ? g->max_sequence_length : p->max_len;
     /* In int64: the parameters are bounded above, but the sums must not be done in int (a
      * num_frames near INT_MAX once overflowed here and streamed forever). */
     int frames_per_chunk = (c.latent_frames - 1) * VAE_TEMPORAL + 1;
