@@ -101,6 +101,17 @@ wait $locker 2>/dev/null
 echo stale > "$T/stale.mp4.part"
 $G1 -o "$T/stale.mp4" 2>/dev/null
 check "a killed run's .part is taken over" "[ \"\$(frames $T/stale.mp4)\" = 33 ] && [ ! -e $T/stale.mp4.part ]"
+# --chunks -1: no end; SIGINT once the output exists ends the video after the chunk in progress
+$G -p x --chunks -1 -o "$T/stream.mp4" 2>"$T/stream.err" &
+streamer=$!
+for i in $(seq 1 600); do [ -e "$T/stream.mp4.part" ] && break; sleep 0.1; done
+kill -INT $streamer
+wait $streamer
+rc=$?
+check "--chunks -1 stopped by SIGINT: exit 0, whole chunks, no .part" \
+    "[ $rc -eq 0 ] && grep -q 'stopped after' $T/stream.err && [ \$((\$(frames $T/stream.mp4) % 33)) -eq 0 ] && [ ! -e $T/stream.mp4.part ]"
+fails "--chunks -1 into latents" 2 "cannot hold a video without an end" $G1 --chunks -1 -o $T/x.safetensors
+fails "--chunks 0" 2 "--chunks 0: give 1..65536, or -1" $G1 --chunks 0 -o $T/x.mp4
 check "missing model fails, named" "$H generate -q -m $T/nope -p x -o $T/x.mp4 2>&1 | grep -q nope"
 check "unreadable image fails, named" "echo garbage > $T/bad.png; $G -p x --image $T/bad.png -o $T/x.mp4 2>&1 | grep -q bad.png"
 check "video shorter than a chunk fails" "$G -p x --video $T/first.png -o $T/x.mp4 2>&1 | grep -q 'fewer than one chunk'"

@@ -1,6 +1,7 @@
 /* helios generate — text-to-video with a Helios model folder (diffusers layout). Chunks are
  * handed on as soon as they are denoised; a progress line shows chunk, stage, step and speed.
  * A client of helios.h only: it uses no internal header. */
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,9 @@ static void usage(FILE *f) {
         "                           most %d; multiples of %d for Base, %d for Mid and Distilled\n"
         "      --frames N           video frames, 1..%d (default %d: chunks of %d)\n"
         "      --seconds S          video length at %d fps (instead of --frames)\n"
-        "      --chunks N           exact number of chunks, 1..%d (instead of --frames)\n"
+        "      --chunks N           exact number of chunks, 1..%d (instead of --frames); -1:\n"
+        "                           no end, until stopped (Ctrl-C or SIGTERM ends the video\n"
+        "                           cleanly when the chunk in progress is done)\n"
         "      --steps N            Base: sampling steps, 1..%d (default %d)\n"
         "      --pyramid-steps A,B,C  Mid/Distilled: steps per stage (default %d,%d,%d / "
         "%d,%d,%d)\n"
@@ -125,6 +128,24 @@ static int parse_switch(const args *a, const char *v, prompt_switch *out) {
     return 0;
 }
 
+/* --chunks -1: the first SIGINT or SIGTERM asks the loop to stop when the chunk in progress is
+ * done and close the video (a second one kills as usual). */
+static volatile sig_atomic_t g_stop;
+static void on_stop(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void catch_stop(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = (int)SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static int parse(int argc, char **argv, gen_opts *o) {
     helios_gen_params g;
     helios_gen_params_init(&g);
@@ -163,7 +184,7 @@ static int parse(int argc, char **argv, gen_opts *o) {
             rc = args_double(&a, 1.0 / wp.fps, (double)HELIOS_MAX_FRAMES / wp.fps, &o->seconds),
             seconds = true;
         else if (args_is(&a, NULL, "--chunks"))
-            rc = args_int(&a, 1, HELIOS_MAX_CHUNKS, &o->chunks), chunks = true;
+            rc = args_int(&a, -1, HELIOS_MAX_CHUNKS, &o->chunks), chunks = true;
         else if (args_is(&a, NULL, "--steps")) rc = args_int(&a, 1, HELIOS_MAX_STEPS, &o->steps);
         else if (args_is(&a, NULL, "--pyramid-steps"))
             rc = args_int_list(&a, 3, 1, HELIOS_MAX_STEPS, o->pyramid);
@@ -191,6 +212,8 @@ static int parse(int argc, char **argv, gen_opts *o) {
     o->length_opts = frames + seconds + chunks;
     if (o->length_opts > 1)
         return args_fail(&a, "give one of --frames, --seconds and --chunks, not several");
+    if (chunks && o->chunks == 0)
+        return args_fail(&a, "--chunks 0: give 1..%d, or -1 for no end", HELIOS_MAX_CHUNKS);
     if (o->image && o->video) return args_fail(&a, "give --image or --video, not both");
     if (!o->prompt) return args_fail(&a, "-p PROMPT is required (see --help)");
     if (!o->model && !(o->model = default_model(o->model_buf, sizeof o->model_buf)))
@@ -324,6 +347,15 @@ int cmd_generate(int argc, char **argv) {
             rc = 2;
             goto done;
         }
+    if (n_chunks < 0 && !gp.decode) {
+        fprintf(stderr,
+                "helios generate: --chunks -1 streams frames; %s cannot hold a video "
+                "without an end\n",
+                o.output);
+        rc = 2;
+        goto done;
+    }
+    if (n_chunks < 0) catch_stop(); /* before the output exists: a stop from then on is clean */
     if (gp.decode && helios_video_writer_open(s, o.output, &wp, &r.writer) != HELIOS_OK) goto fail;
 
     r.t0 = r.t_step = now_s();
@@ -357,6 +389,11 @@ int cmd_generate(int argc, char **argv) {
                     goto gen_fail;
         }
         progress_line(&r, &p);
+        if (g_stop && p.chunk_done) { /* a video without an end, stopped: it ends here */
+            fprintf(stderr, "%sstopped after %d frames\n", isatty(2) && !o.quiet ? "\n" : "",
+                    r.frames_done);
+            break;
+        }
     }
     if (r.writer) {
         if (helios_video_writer_close(r.writer) != HELIOS_OK) {
