@@ -6,6 +6,7 @@
 
 #include "api/session.h"
 #include "eval/eval.h"
+#include "io/media.h"
 
 struct helios_eval {
     helios_eval_params p;
@@ -63,11 +64,9 @@ static void sheet_keep(helios_eval *e, const float *x, size_t plane) {
     if (e->p.n_sheet == 0) return;
     size_t hw = (size_t)e->p.width * e->p.height;
     uint8_t *last = e->sheet_rgb + 3 * hw * (size_t)e->p.n_sheet;
-    for (size_t i = 0; i < hw; i++)
-        for (int ch = 0; ch < 3; ch++) {
-            float v = (x[ch * plane + i] + 1.0f) * 127.5f;
-            last[3 * i + ch] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : v + 0.5f);
-        }
+    for (size_t i = 0; i < hw; i++) /* as the video writer rounds (NaN: 0) */
+        for (int ch = 0; ch < 3; ch++)
+            last[3 * i + ch] = hl_video_quantize(x[ch * plane + i], HL_QUANT_ROUND);
     for (int j = 0; j < e->p.n_sheet; j++)
         if (e->sheet_index[j] == e->n) memcpy(e->sheet_rgb + 3 * hw * (size_t)j, last, 3 * hw);
 }
