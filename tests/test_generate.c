@@ -324,6 +324,20 @@ static helios_status first_chunk(helios_pipeline *p, const helios_gen_params *g,
     return st;
 }
 
+/* Every chunk's latents of a run, one after another (n floats a chunk). */
+static helios_status all_chunks(helios_pipeline *p, const helios_gen_params *g, float *out,
+                                size_t n) {
+    helios_gen *gen = NULL;
+    helios_status st = helios_gen_new(p, g, &gen);
+    for (helios_gen_progress pr = {0}; st == HELIOS_OK && !pr.finished;) {
+        st = helios_gen_step(gen, &pr);
+        if (st == HELIOS_OK && pr.chunk_done)
+            memcpy(out + (size_t)pr.chunk * n, pr.latents, n * sizeof(float));
+    }
+    helios_gen_free(gen);
+    return st;
+}
+
 /* Bad input (issue 15): an infinite guidance scale is refused; V2V from
  * frame 0 + the newest frames (helios_video_read_tail's shape) gives the latents of the whole
  * video; a generation over the address-space limit is refused before it allocates. */
@@ -488,6 +502,37 @@ static void remove_model(const char *dir) {
     rmdir(dir);
 }
 
+/* model_index.json's "keep_first_frame": false (a model trained without the first-frame
+ * anchor): chunk 0 is the same, later chunks see a zero anchor and differ. */
+static void test_no_anchor(helios_session *s, const char *root) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/no_anchor", root);
+    CHECK(make_model(dir, "model_index.json", "\"is_cfg_zero_star\": false",
+                     "\"is_cfg_zero_star\": false, \"keep_first_frame\": false", NULL),
+          "no-anchor folder");
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    helios_pipeline *with = NULL, *without = NULL;
+    pp.model_dir = MODEL;
+    CHECK(helios_pipeline_load(s, &pp, &with) == HELIOS_OK, "load: %s", helios_session_error(s));
+    pp.model_dir = dir;
+    CHECK(helios_pipeline_load(s, &pp, &without) == HELIOS_OK, "no-anchor folder loads: %s",
+          helios_session_error(s));
+    enum { N = 16 * 3 * 8 * 16 };
+    static float a[2 * N], b[2 * N];
+    helios_gen_params g = small_params();
+    g.num_chunks = 2, g.decode = 0;
+    if (with && without) {
+        CHECK(all_chunks(with, &g, a, N) == HELIOS_OK && all_chunks(without, &g, b, N) == HELIOS_OK,
+              "2 chunks each");
+        CHECK(!memcmp(a, b, N * sizeof *a), "chunk 0 does not depend on keep_first_frame");
+        CHECK(memcmp(a + N, b + N, N * sizeof *a), "chunk 1 ignores keep_first_frame: false");
+    }
+    helios_pipeline_free(with);
+    helios_pipeline_free(without);
+    remove_model(dir);
+}
+
 static void test_model_check(helios_session *s) {
     static const struct {
         const char *what, *file, *from, *to, *drop;
@@ -515,6 +560,9 @@ static void test_model_check(helios_session *s) {
         {"is_cfg_zero_star 1", "model_index.json", "\"is_cfg_zero_star\": false",
          "\"is_cfg_zero_star\": 1", NULL, HELIOS_ERR_FORMAT, "model_index.json",
          "'is_cfg_zero_star'"},
+        {"keep_first_frame \"no\"", "model_index.json", "\"is_cfg_zero_star\": false",
+         "\"is_cfg_zero_star\": false, \"keep_first_frame\": \"no\"", NULL, HELIOS_ERR_FORMAT,
+         "model_index.json", "'keep_first_frame'"},
         {"an AutoencoderKL", "model_index.json", "\"AutoencoderKLWan\"", "\"AutoencoderKL\"", NULL,
          HELIOS_ERR_UNSUPPORTED, "model_index.json", "'vae'"},
         {"a DDIMScheduler", "model_index.json", "\"HeliosDMDScheduler\"", "\"DDIMScheduler\"", NULL,
@@ -598,6 +646,7 @@ static void test_model_check(helios_session *s) {
     }
     helios_pipeline_free(p);
     remove_model(dir);
+    test_no_anchor(s, root);
 
     /* model_index.json's max_sequence_length is the text length when the caller leaves 0: the
      * same latents as asking for 8 on the plain folder, others than its 512 */

@@ -617,6 +617,22 @@ static void test_sample_layout(void) {
         hl_stage1_sample_free(&s);
     }
     CHECK(seen[0] && seen[1] && seen[2] && seen[3], "not every chunk drawn in 64 samples");
+    /* without keep_first_frame (the ablation) the anchor is zero for every chunk, and the rest
+     * of the history is the same */
+    cfg.keep_first_frame = false;
+    for (int rep = 0, later = 0; rep < 16 || !later; rep++) {
+        hl_stage1_sample s;
+        if (hl_stage1_sample_make(&cfg, clip, SC, n_chunks * SF, SH, SW, &g, &s, &err) != HL_OK) {
+            CHECK(0, "%s", err.msg);
+            break;
+        }
+        later += s.chunk > 0;
+        int start = s.chunk * SF;
+        CHECK(frame_is(s.hist.lat_short, 2, 0, -1) && frame_is(s.hist.lat_short, 2, 1, start - 1),
+              "no anchor: chunk %d's short history is not [zero, frame %d]", s.chunk, start - 1);
+        hl_stage1_sample_free(&s);
+    }
+    cfg.keep_first_frame = true;
     /* a clip that is not whole chunks */
     hl_stage1_sample s;
     CHECK(hl_stage1_sample_make(&cfg, clip, SC, 10, SH, SW, &g, &s, &err) == HELIOS_ERR_INVALID_ARG,

@@ -29,8 +29,9 @@ struct helios_pipeline {
     hl_dit *dit;
     hl_sched_config sched;
     bool pyramid, distilled, cfg_zero_star;
-    hl_text_encoder *te; /* NULL when the folder has no text encoder (embeddings must be given) */
-    hl_vae *vae;         /* NULL when the folder has no vae/ (latents only) */
+    bool keep_first_frame; /* model_index.json's "keep_first_frame" (absent: true) */
+    hl_text_encoder *te;   /* NULL when the folder has no text encoder (embeddings must be given) */
+    hl_vae *vae;           /* NULL when the folder has no vae/ (latents only) */
     int low_memory;
     int width, height; /* the model's native size (model_index.json's default_*, else 640x384) */
     int max_len;       /* its text length (model_index.json's max_sequence_length, else 512) */
@@ -84,12 +85,12 @@ static const char *json_type_name(const hl_json *m) {
     return names[m->type];
 }
 
-/* A flag of model_index.json: absent or null is false; anything but a boolean is an error
+/* A flag of model_index.json: absent or null is `absent`; anything but a boolean is an error
  * ("yes" must not be read as true, nor silently as false). */
-static hl_status index_flag(const hl_json *j, const char *path, const char *key, bool *out,
-                            hl_error *err) {
+static hl_status index_flag(const hl_json *j, const char *path, const char *key, bool absent,
+                            bool *out, hl_error *err) {
     const hl_json *m = hl_json_get(j, key);
-    *out = false;
+    *out = absent;
     if (!m || m->type == HL_JSON_NULL) return HL_OK;
     if (m->type != HL_JSON_BOOL)
         return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key, "must be true or false, not %s",
@@ -160,8 +161,10 @@ static hl_status read_model_index(helios_pipeline *p, const char *dir, comp_stat
                          : cm ? json_type_name(cm)
                               : "missing");
     p->pyramid = cls && !strcmp(cls, "HeliosPyramidPipeline");
-    if (st == HL_OK) st = index_flag(j, path, "is_distilled", &p->distilled, err);
-    if (st == HL_OK) st = index_flag(j, path, "is_cfg_zero_star", &p->cfg_zero_star, err);
+    if (st == HL_OK) st = index_flag(j, path, "is_distilled", false, &p->distilled, err);
+    if (st == HL_OK) st = index_flag(j, path, "is_cfg_zero_star", false, &p->cfg_zero_star, err);
+    /* helios key: false for a model trained without the first-frame anchor (an ablation) */
+    if (st == HL_OK) st = index_flag(j, path, "keep_first_frame", true, &p->keep_first_frame, err);
     p->width = 640, p->height = 384, p->max_len = 512;
     if (st == HL_OK) st = index_size(j, path, "default_width", 16, HELIOS_MAX_SIDE, &p->width, err);
     if (st == HL_OK)
@@ -376,6 +379,7 @@ static void apply_recipe(const helios_pipeline *p, const helios_gen_params *g, h
     c->pyramid = p->pyramid;
     c->n_stages = p->pyramid ? p->sched.stages : 1;
     c->cfg_zero_star = p->cfg_zero_star;
+    c->keep_first_frame = p->keep_first_frame;
     const helios_recipe_defaults *r = helios_recipe_defaults_get(
         hl_recipe_for(p->pyramid, c->sched.kind == HL_SCHED_DMD));
     c->amplify_first_chunk = r->amplify_first_chunk;

@@ -17,6 +17,7 @@ void hl_loop_config_default(hl_loop_config *c) {
     c->steps = r->steps;
     c->guidance_scale = r->guidance_scale;
     c->use_zero_init = true;
+    c->keep_first_frame = true;
     c->zero_steps = r->zero_init_steps;
     c->latent_frames = r->latent_frames_per_chunk;
     for (int i = 0; i < 3; i++) c->history_sizes[i] = r->history_frames[i];
@@ -320,7 +321,8 @@ static hl_status scheduler_step(hl_loop *l, double t) {
 
 /* The chunk is denoised: first-frame anchor, history, hand-off. */
 static void finish_chunk(hl_loop *l, hl_loop_event *ev) {
-    if (!l->hist.has_anchor) hl_history_set_anchor(&l->hist, l->x, l->F, 0); /* keep_first_frame */
+    if (l->cfg.keep_first_frame && !l->hist.has_anchor)
+        hl_history_set_anchor(&l->hist, l->x, l->F, 0);
     hl_history_append(&l->hist, l->x, l->F);
     hl_history_inputs_free(&l->hi);
     ev->chunk_done = true;

@@ -32,6 +32,7 @@ typedef struct hl_loop_config {
     bool use_zero_init; /* CFG-Zero*: v = 0 for steps i <= zero_steps of stage 0 */
     int zero_steps;
     bool amplify_first_chunk; /* DMD: more steps on chunk 0 */
+    bool keep_first_frame;    /* T2V: chunk 0's first latent frame becomes the anchor */
     int latent_frames;        /* F per chunk (9) */
     int history_sizes[3];     /* long, mid, 1x (16, 2, 1) */
     int height, width;        /* latent H, W (full resolution) */

@@ -110,11 +110,11 @@ static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
 
 static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool *recompute) {
     static const char *const known[] = {
-        "type",      "chunk_frames", "history_sizes",   "p_t2v",           "p_i2v",
-        "p_v2v",     "p_drop_text",  "corrupt_history", "corrupt",         "p_clean_history",
-        "p_noise",   "p_blur",       "p_exposure",      "noise_sigma_max", "logit_mean",
-        "logit_std", "shift",        "recompute",       "synthetic",       "dataset",
-        "precision", "validation",   "ratios"};
+        "type",      "chunk_frames", "history_sizes",    "p_t2v",           "p_i2v",
+        "p_v2v",     "p_drop_text",  "corrupt_history",  "corrupt",         "p_clean_history",
+        "p_noise",   "p_blur",       "p_exposure",       "noise_sigma_max", "logit_mean",
+        "logit_std", "shift",        "recompute",        "synthetic",       "dataset",
+        "precision", "validation",   "keep_first_frame", "ratios"};
     HL_TRY(only(k, known, sizeof known / sizeof *known - (stage == 1)));
     hl_stage1_config *c = &s2->base;
     if (stage == 2) HL_TRY(read_ratios(k, s2));
@@ -137,6 +137,7 @@ static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool 
     HL_TRY(num(k, "p_v2v", 0, 1, &c->p_v2v));
     HL_TRY(num(k, "p_drop_text", 0, 1, &c->p_drop_text));
     HL_TRY(boolean(k, "corrupt_history", &c->corrupt_history));
+    HL_TRY(boolean(k, "keep_first_frame", &c->keep_first_frame));
     HL_TRY(num(k, "p_clean_history", 0, 1, &c->corrupt.p_clean_history));
     HL_TRY(num(k, "p_noise", 0, 1, &c->corrupt.p_noise));
     HL_TRY(num(k, "p_blur", 0, 1, &c->corrupt.p_blur));

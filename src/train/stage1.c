@@ -25,6 +25,7 @@ void hl_stage1_config_default(hl_stage1_config *c) {
     c->p_drop_text = 0.0f;
     c->zero_history_timestep = true;
     c->corrupt_history = true;
+    c->keep_first_frame = true;
     hl_corrupt_params_default(&c->corrupt);
     hl_tsample_params_default(&c->tsample);
 }
@@ -139,7 +140,8 @@ static hl_status lay_out(const hl_stage1_config *cfg, const float *clip, int F_c
             free(frames);
         }
     }
-    if (st == HL_OK && s->chunk > 0) hl_history_set_anchor(&h, clip, F_clip, 0);
+    if (st == HL_OK && cfg->keep_first_frame && s->chunk > 0)
+        hl_history_set_anchor(&h, clip, F_clip, 0);
     if (st == HL_OK) st = hl_history_inputs_build(&h, s->F, &s->hist, err);
     hl_history_free(&h);
     return st;

@@ -13,7 +13,9 @@
  *      (hl_history_inputs_build): long = window[0:16] RoPE 1..16, mid = window[16:18] RoPE 17..18,
  *      short = [anchor, window[18]] RoPE 0 and 19, current chunk RoPE 20..28;
  *   3. the first-frame anchor (spec §3.2) = the clip's first latent frame clip[:, 0], zero when
- *      k = 0 (the dataloader's rule: the target chunk is then the start of the video, T2V);
+ *      k = 0 (the dataloader's rule: the target chunk is then the start of the video, T2V) or
+ *      without keep_first_frame (the ablation; model_index.json's "keep_first_frame": false
+ *      then keeps it zero at inference too);
  *   4. the task mix (released is_random_drop): u <= p_t2v: T2V, the whole history and the anchor
  *      zeroed; else u <= p_i2v: I2V, every history frame but the newest zeroed (anchor kept);
  *      else u <= p_v2v: V2V with a shorter history, the oldest (19 mod F) + j·F frames zeroed,
@@ -62,6 +64,7 @@ typedef struct hl_stage1_config {
     float p_drop_text;          /* 0.0 [CFG caption_dropout_p] */
     bool zero_history_timestep; /* true [CFG zero_history_timestep] */
     bool corrupt_history;       /* true [CFG corrupt_history] */
+    bool keep_first_frame;      /* true: the anchor of step 3 (false: always zero, an ablation) */
     hl_corrupt_params corrupt;  /* hl_corrupt_params_default (released stage 1) */
     hl_tsample_params tsample;  /* logit-normal (0, 1), shift 1 [CFG weighting_scheme ...] */
 } hl_stage1_config;
