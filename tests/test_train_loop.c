@@ -291,6 +291,48 @@ static void test_sample_generators(void) {
     CHECK(loss1[0] == loss1[1], "the same first loss: %a vs %a", loss1[0], loss1[1]);
 }
 
+/* ema_start: the EMA is the weights through that step, then the recurrence from there. */
+static void run_ema_start(const char *name, int64_t steps, int64_t ema_start, float *w, float *ema,
+                          hl_status *st) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", g_root, name);
+    hl_train_config c = config(dir, steps, false, NULL, NULL);
+    c.report = NULL;
+    c.ema_start = ema_start;
+    for (int k = 0; k < O * I + O; k++) w[k] = 0.1f * (float)k - 0.5f;
+    hl_error e = {0};
+    hl_train_result r;
+    *st = hl_train_run(&c, toy_step, NULL, &g_toy, w, ema, &r, &e);
+}
+
+static void test_ema_start(void) {
+    enum { N = O * I + O };
+    float w[3][N], ema[3][N];
+    hl_status st[3];
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "ema_start%d", k);
+        run_ema_start(name, 3 + k, 3, w[k], ema[k], &st[k]);
+    }
+    CHECK(st[0] == HL_OK && st[1] == HL_OK && st[2] == HL_OK, "ema_start runs");
+    CHECK(!memcmp(w[0], ema[0], sizeof w[0]), "ema_start 3: the EMA after step 3 is the weights");
+    int bad = 0; /* after 5 steps: 0.9 (0.9 w3 + 0.1 w4) + 0.1 w5 */
+    for (int i = 0; i < N; i++) {
+        double want = 0.9 * (0.9 * w[0][i] + 0.1 * w[1][i]) + 0.1 * w[2][i];
+        bad += fabs(ema[2][i] - want) > 1e-6 * (1 + fabs(want));
+    }
+    CHECK(bad == 0 && memcmp(ema[2], w[2], sizeof w[2]),
+          "ema_start 3: %d entries off the "
+          "recurrence after 5 steps",
+          bad);
+    float w0[N], e0[N];
+    run_ema_start("ema_start_none", 5, 0, w0, e0, &st[0]);
+    CHECK(st[0] == HL_OK && !memcmp(w0, w[2], sizeof w0) && memcmp(e0, ema[2], sizeof e0),
+          "ema_start changes only the EMA");
+    run_ema_start("ema_start_neg", 5, -1, w0, e0, &st[0]);
+    CHECK(st[0] == HELIOS_ERR_INVALID_ARG, "ema_start -1 refused (%d)", (int)st[0]);
+}
+
 /* train/dist.h without a launcher: one process; the stub's refusal under a launcher. */
 static void test_dist_single(void) {
     unsetenv("OMPI_COMM_WORLD_SIZE"), unsetenv("PMI_SIZE"), unsetenv("PMIX_SIZE");
@@ -400,6 +442,7 @@ int main(void) {
     test_resume();
     test_sample_generators();
     test_dist_single();
+    test_ema_start();
     const char *stages[] = {"weights", "optimizer", "state", "renamed", "complete"};
     for (int i = 0; i < 5; i++) test_kill_during_checkpoint(stages[i], i);
     test_hooks();

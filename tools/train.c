@@ -517,6 +517,7 @@ int cmd_train(int argc, char **argv) {
                              c.min_lr, c.warmup, c.steps};
     tc.clip = c.clip;
     tc.ema_decay = c.ema;
+    tc.ema_start = c.ema_start;
     tc.seed = c.seed;
     tc.checkpoint_every = c.checkpoint_every;
     tc.keep = c.keep;

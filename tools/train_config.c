@@ -11,7 +11,7 @@
 /* clang-format off */
 static const char *const k_keys[] = {
     "model", "init", "output", "component", "steps", "batch", "accumulation", "lr", "min_lr",
-    "warmup", "schedule", "betas", "eps", "weight_decay", "clip", "ema", "seed", "threads",
+    "warmup", "schedule", "betas", "eps", "weight_decay", "clip", "ema", "ema_start", "seed", "threads",
     "checkpoint_every", "keep", "data", "objective", "validation_every", "lora",
 };
 /* clang-format on */
@@ -186,6 +186,7 @@ static hl_status read_all(train_cfg *c, hl_error *err) {
     HL_TRY(get_double(c, "clip", 0, 1e30, &c->clip, err));
     HL_TRY(get_double(c, "ema", 0, 1, &c->ema, err));
     if (c->ema >= 1) return bad(c, err, "ema", "must be < 1 (0 turns the EMA off)");
+    HL_TRY(get_i64(c, "ema_start", false, 0, INT64_MAX, &c->ema_start, err));
     int64_t seed = 0;
     HL_TRY(get_i64(c, "seed", false, 0, INT64_MAX, &seed, err));
     c->seed = (uint64_t)seed;
@@ -260,6 +261,10 @@ uint64_t train_cfg_hash(const train_cfg *c, const char *model_config) {
              c->betas[1], c->eps, c->weight_decay, c->clip, c->ema, (unsigned long long)c->seed,
              c->data);
     uint64_t h = hash_str(HL_HASH_INIT, buf);
+    if (c->ema_start) { /* only when set: the runs before the key keep their hash */
+        snprintf(buf, sizeof buf, "ema_start %lld", (long long)c->ema_start);
+        h = hash_str(h, buf);
+    }
     h = hash_str(h, model_config ? model_config : "");
     const hl_json *lora = hl_json_get(c->root, "lora");
     if (lora) h = hash_json(h, lora);

@@ -25,6 +25,7 @@ typedef struct train_cfg {
     int64_t warmup;
     train_schedule schedule;
     double betas[2], eps, weight_decay, clip, ema;
+    int64_t ema_start;
     uint64_t seed;
     int threads;
     int64_t checkpoint_every;

@@ -26,8 +26,8 @@ static hl_status check_config(const hl_train_config *c, const float *ema, hl_err
         bad = "betas outside [0, 1)";
     else if (!(c->adamw.eps > 0) || !(c->adamw.weight_decay >= 0)) bad = "eps or weight_decay";
     else if (!(c->lr.lr >= 0) || !(c->lr.min_lr >= 0) || c->lr.warmup < 0) bad = "learning rate";
-    else if (c->checkpoint_every < 0 || c->validation_every < 0 || c->keep < 0)
-        bad = "checkpoint_every, validation_every or keep < 0";
+    else if (c->checkpoint_every < 0 || c->validation_every < 0 || c->keep < 0 || c->ema_start < 0)
+        bad = "checkpoint_every, validation_every, keep or ema_start < 0";
     else if (!c->io.out_dir || !c->io.component || !c->io.weights_name || !c->io.layout)
         bad = "output folder, component or layout missing";
     if (bad) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "train: %s", bad);
@@ -180,7 +180,9 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
     *lr = hl_lr_at(&c->lr, r->step);
     if (!c->updates || c->updates(obj, r->step)) {
         hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
-        if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
+        if (c->ema_decay > 0 && r->step < c->ema_start)
+            memcpy(ema, params, (size_t)r->n * sizeof *ema);
+        else if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
     }
     r->step++;
     return HL_OK;

@@ -85,6 +85,8 @@ typedef struct hl_train_config {
     hl_lr_schedule lr; /* lr.total is set to steps by the loop when 0 */
     double clip;       /* max gradient norm; <= 0: no clipping (the norm is still reported) */
     double ema_decay;  /* 0: no EMA; else in (0, 1) */
+    int64_t ema_start; /* the EMA copies the weights through this step, then averages (spec
+                          training.md §6.1: 750 in stage 3, 250 in the ODE phase) */
     uint64_t seed;     /* of the samples' generators */
     int64_t checkpoint_every; /* 0: only at the end and on stop */
     int keep;                 /* complete checkpoints to keep (0: all) */
