@@ -27,6 +27,7 @@
 #include "train/dit_flat.h"
 #include "train/dmd.h"
 #include "train/gan.h"
+#include "train/objective_distill.h"
 #include "train/objective.h"
 #include "train/train_loop.h"
 
@@ -350,6 +351,68 @@ out:
     hl_params_free(&L);
 }
 
+/* Stage 3's histories get Frame-Aware Corrupt (spec §6.3 step 1): the same target chunks as
+ * without it, and every later chunk's history changed unless its draw kept it clean. */
+static void test_corrupt_history(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    char root[] = "/tmp/helios_s3c_XXXXXX", d_on[300], d_off[300];
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    snprintf(d_on, sizeof d_on, "%s/on", root);
+    snprintf(d_off, sizeof d_off, "%s/off", root);
+    hl_train_env env = {"test.json", &L, &cfg, w, 3, "synthetic", MODEL, d_on, NULL, 1, NULL, NULL};
+    void *on = NULL, *off = NULL, *bad = NULL;
+    CHECK(make_stage3("{" S3_COMMON ", \"p_t2v\": 0, \"p_v2v\": 0}", &env, &on, &e) == HL_OK, "%s",
+          e.msg);
+    env.output = d_off;
+    CHECK(make_stage3("{" S3_COMMON ", \"p_t2v\": 0, \"p_v2v\": 0, \"corrupt_history\": false}",
+                      &env, &off, &e) == HL_OK,
+          "%s", e.msg);
+    CHECK(make_stage3("{" S3_COMMON ", \"corrupt\": \"heavy\"}", &env, &bad, &e) != HL_OK &&
+              strstr(e.msg, "objective.corrupt"),
+          "corrupt \"heavy\": %s", e.msg);
+    int later = 0, changed = 0, clean = 0, same_target = 1;
+    for (uint64_t seed = 0; on && off && seed < 24; seed++) {
+        hl_distill_common *a = on, *b = off;
+        hl_distill_hist ha = {0}, hb = {0};
+        hl_rng ra = {0}, rb = {0};
+        hl_rng_seed(&ra, seed), hl_rng_seed(&rb, seed);
+        CHECK(hl_distill_hist_draw(a, (int64_t)(seed % 2), &ra, &ha, &e) == HL_OK &&
+                  hl_distill_hist_draw(b, (int64_t)(seed % 2), &rb, &hb, &e) == HL_OK,
+              "%s", e.msg);
+        size_t plane = (size_t)ha.s.C * ha.s.H * ha.s.W * sizeof(float);
+        same_target &= ha.s.chunk == hb.s.chunk && ha.first == hb.first &&
+                       !memcmp(ha.s.x0, hb.s.x0, plane * (size_t)ha.s.F);
+        if (!ha.first) {
+            const hl_history_inputs *x = &ha.s.hist, *y = &hb.s.hist;
+            later++;
+            clean += ha.s.corrupt.history_clean;
+            changed += memcmp(x->lat_long, y->lat_long, plane * (size_t)ha.s.n_long) ||
+                       memcmp(x->lat_mid, y->lat_mid, plane * (size_t)ha.s.n_mid) ||
+                       memcmp(x->lat_short, y->lat_short, plane * 2);
+        }
+        hl_distill_hist_free(&ha), hl_distill_hist_free(&hb);
+    }
+    printf("  %d later chunks of 24 draws: %d histories corrupted, %d kept clean\n", later, changed,
+           clean);
+    CHECK(same_target, "corruption changed the target chunk or task");
+    CHECK(later > 0 && changed > 0 && changed + clean == later,
+          "later chunks %d: %d corrupted + %d clean", later, changed, clean);
+    hl_stage3_destroy(on);
+    hl_stage3_destroy(off);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
 /* helios train's checkpoints with ema_folder "ema": OUT/checkpoint-S/ema/ is a Distilled model
  * folder holding the EMA: e_S = e_{S-1} - (1 - decay)(e_{S-1} - p_S) after generator steps (TTUR:
  * steps 0 and 2 of gen_every 2), e_S = e_{S-1} after critic-only steps, e_0 = the initial
@@ -545,6 +608,7 @@ int main(void) {
     test_sampler_history();
     test_crop();
     test_gan_start();
+    test_corrupt_history();
     test_ema_export();
     return test_done("test_train_stage3");
 }

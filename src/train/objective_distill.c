@@ -245,7 +245,10 @@ hl_status hl_distill_hist_draw(hl_distill_common *c, int64_t clip, hl_rng *g, hl
                                   g, &h->s, err));
     h->drawn = true;
     h->first = h->s.task == HL_TASK_T2V || h->s.chunk == 0;
-    return HL_OK;
+    if (!c->task.corrupt_history || h->first) return HL_OK; /* a first chunk has no history */
+    return hl_corrupt_history(&c->task.corrupt, g, &h->s.hist, d->C, d->H, d->W,
+                              c->task.history_sizes[0], c->task.history_sizes[1], &h->s.corrupt,
+                              err);
 }
 
 void hl_distill_hist_free(hl_distill_hist *h) {

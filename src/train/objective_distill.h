@@ -44,7 +44,8 @@ typedef struct hl_distill_common {
     hl_synthetic data; /* clips of clip_chunks x shape.F frames */
     bool cached;       /* data from the latent cache (world or folder), not synthetic */
     int clip_chunks;
-    hl_stage1_config task; /* the history draws (chunk_frames = shape.F, no corruption, no drop) */
+    hl_stage1_config task; /* the history draws (chunk_frames = shape.F; corrupt_history: stage3's
+                              key, off in ode_init, whose history is the teacher's own) */
     float *chunk0;         /* scratch: a clip's first chunk [C, F, H, W] */
     hl_distill_hist cur;   /* the current sample's chunk */
     FILE *tasks;           /* OUTPUT/tasks.tsv, opened on the first line */
@@ -82,7 +83,8 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
 void hl_distill_common_free(hl_distill_common *c);
 
 /* Draws the chunk of a sample of clip `clip` from g (nothing when p_t2v = 1): stage 1's target
- * chunk, history and task mix (train/stage1.h hl_stage1_history_make). h is freed first (zero it
+ * chunk, history and task mix (train/stage1.h hl_stage1_history_make), then, for a later chunk
+ * with task.corrupt_history, Frame-Aware Corrupt of its history (train/corrupt.h). h is freed first (zero it
  * before the first use); free with hl_distill_hist_free. */
 hl_status hl_distill_hist_draw(hl_distill_common *c, int64_t clip, hl_rng *g, hl_distill_hist *h,
                                hl_error *err);

@@ -5,7 +5,9 @@
  * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
  *   the sample's chunk first (objective_distill.h hl_distill_hist_draw, logged to tasks.tsv): a
  *     first chunk or a later one with its history, which the student, the teacher (both CFG
- *     branches), the critic and the heads all see; the real latents are its target chunk;
+ *     branches), the critic and the heads all see; the real latents are its target chunk; a
+ *     later chunk's history gets Frame-Aware Corrupt (corrupt_history, default on; "corrupt":
+ *     "released" noise only as stage_3_post, or "paper": noise 0.4, blur 0.4);
  *   generator (when its step):  x0 = student's staged simulation (noise from the RNG, a random
  *     exit step per level, the final level's exit step with a tape); t from the dynamic Beta
  *     re-noise at generator step k = ceil(s / gen_every); x_t = (1 - sigma) x0 + sigma eps;
@@ -69,6 +71,8 @@ typedef struct stage3 {
     double critic_lr, critic_clip;
     double gan_g_weight, gan_d_weight, gan_r1_weight, gan_r1_sigma;
     stage3_gan gan;
+    bool corrupt_history;      /* Frame-Aware Corrupt of the drawn histories (spec §6.3 step 1) */
+    hl_corrupt_params corrupt; /* "released" (stage_3_post: noise only) or "paper" (stage 3) */
     /* the critic */
     float *cw, *cg;
     hl_dit *cm, *cgv;
@@ -80,10 +84,11 @@ typedef struct stage3 {
 } stage3;
 
 static const char *const k_keys[] = {
-    "gen_every",    "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
-    "t_min",        "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
-    "critic_eps",   "critic_clip",   "gan_g_weight",  "gan_d_weight", "gan_r1_weight",
-    "gan_r1_sigma", "cache_grad",    "gan_start",     "gan_crop",     "gan_head"};
+    "gen_every",       "real_guidance", "renoise_alpha", "renoise_beta", "renoise_decay_steps",
+    "t_min",           "t_max",         "critic_lr",     "critic_betas", "critic_weight_decay",
+    "critic_eps",      "critic_clip",   "gan_g_weight",  "gan_d_weight", "gan_r1_weight",
+    "gan_r1_sigma",    "cache_grad",    "gan_start",     "gan_crop",     "gan_head",
+    "corrupt_history", "corrupt"};
 
 static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     size_t nc = hl_distill_common_nkeys, n = nc + sizeof k_keys / sizeof *k_keys;
@@ -125,6 +130,14 @@ static hl_status read_keys(stage3 *o, const hl_cfg_keys *k) {
     if (!(o->gan.crop > 0)) return hl_cfg_bad(k, "gan_crop", "must be in (0, 1]");
     o->gan.start = gan_start;
     const char *head = "token";
+    o->corrupt_history = true;
+    hl_corrupt_params_default(&o->corrupt);
+    HL_TRY(hl_cfg_bool(k, "corrupt_history", &o->corrupt_history));
+    const char *preset = "released";
+    HL_TRY(hl_cfg_str(k, "corrupt", &preset));
+    if (strcmp(preset, "released") && strcmp(preset, "paper"))
+        return hl_cfg_bad(k, "corrupt", "must be \"released\" or \"paper\"");
+    if (!strcmp(preset, "paper")) hl_corrupt_params_paper(&o->corrupt, 3);
     HL_TRY(hl_cfg_str(k, "gan_head", &head));
     if (strcmp(head, "token") && strcmp(head, "conv3d"))
         return hl_cfg_bad(k, "gan_head", "must be \"token\" or \"conv3d\"");
@@ -192,6 +205,8 @@ hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, voi
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
     hl_status st = read_keys(o, &k);
     if (st == HL_OK) st = hl_distill_common_init(&o->c, "stage3", &k, env, err);
+    o->c.task.corrupt_history = o->corrupt_history;
+    o->c.task.corrupt = o->corrupt;
     size_t N = (size_t)env->layout->total;
     if (st == HL_OK) {
         o->cw = malloc(N * sizeof(float)), o->cg = calloc(N, sizeof(float));
