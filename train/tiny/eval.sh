@@ -5,7 +5,8 @@
 # both measured by `helios eval`; then the mean of every metric over the prompts, generated
 # beside real, and the generation speed. Prompt 1 also gets a contact sheet (0, 1, 5, 10 min).
 # usage: sh train/tiny/eval.sh OUTDIR [SECONDS [MODEL [N]]]   (defaults 600, models/helios-tiny, 8)
-# HELIOS names the binary (default ./build/helios). Videos stay in OUTDIR (not in git).
+# HELIOS names the binary (default ./build/helios); STEPS, if set, is the Base sampler's --steps.
+# Videos stay in OUTDIR (not in git).
 set -eu
 H=${HELIOS:-./build/helios}
 out=$1 sec=${2:-600} model=${3:-models/helios-tiny} n=${4:-8}
@@ -17,7 +18,8 @@ i=0
 while IFS= read -r p && [ $i -lt "$n" ]; do
     i=$((i + 1))
     t0=$(date +%s.%N)
-    "$H" generate -q -m "$model" -p "$p" --seconds "$sec" --seed $i -o "$out/gen-$i.mp4" \
+    "$H" generate -q -m "$model" -p "$p" --seconds "$sec" --seed $i ${STEPS:+--steps "$STEPS"} \
+        -o "$out/gen-$i.mp4" \
         2>"$out/gen-$i.log"
     t1=$(date +%s.%N)
     "$H" world -q --prompt "$p" --seconds "$sec" --width 64 --height 64 --seed $i -o "$out/real-$i.mp4"
