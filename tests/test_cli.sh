@@ -73,7 +73,7 @@ fails "--switch-prompt 0:TEXT" 2 "the chunk '0' is out of range" $G1 --switch-pr
 fails "--guidance 1e39 (a uniform video, exit 0)" 2 "--guidance '1e39' is out of range (0..100)" \
     $G1 --sampler euler --guidance 1e39 -o $T/x.mp4
 fails "--interp -1" 2 "--interp '-1' is out of range" $G1 --interp -1 -o $T/x.mp4
-fails "bench --only bogus (ran nothing, exit 0)" 2 "--only 'bogus' is not one of block, umt5, vae, tiny, linear, train, gemm or e2e" $H bench --only bogus
+fails "bench --only bogus (ran nothing, exit 0)" 2 "--only 'bogus' is not one of block, umt5, vae, tiny, linear, train, gemm, e2e or pack" $H bench --only bogus
 fails "bench --reps -1 (blamed the heads)" 2 "--reps '-1' is out of range (1..64)" $H bench --reps -1
 fails "bench --dim/--heads" 2 "--dim 100 does not split into --heads 12" $H bench --dim 100
 fails "verify --threads x" 2 "--threads 'x' is not an integer" $H verify --threads x "$T"

@@ -694,6 +694,49 @@ static int run_train(const bench_opts *o, const yardstick *y) {
     return 0;
 }
 
+/* Stage 2's pyramid (issue 13 item 1): the K = 4 level samples of one chunk (ratios [1, 2, 1])
+ * of a --width x --height video, each with the chunk's full-resolution history, in turn (as
+ * helios trains) or packed into one variable-length sequence (as the released training does). */
+static int run_pack(const bench_opts *o) {
+    int64_t h = o->e2e_height / 8, w = o->e2e_width / 8; /* the latent */
+    if (o->e2e_width % 64 || o->e2e_height % 64) {
+        fprintf(stderr, "helios bench: --only pack needs --width and --height multiples of 64 "
+                        "(3 pyramid levels of 2x2 patches)\n");
+        return 2;
+    }
+    int64_t hist = 4 * ((h + 7) / 8) * ((w + 7) / 8) + ((h + 3) / 4) * ((w + 3) / 4) +
+                   2 * (h / 2) * (w / 2); /* long 16 (4,8,8), mid 2 (2,4,4), short 2 (1,2,2) */
+    int64_t n[4];
+    const int level[4] = {0, 1, 1, 2}; /* ratios [1, 2, 1], level 2 the full resolution */
+    for (int i = 0; i < 4; i++) {
+        int down = 2 - level[i];
+        n[i] = hist + 9 * ((h >> down) / 2) * ((w >> down) / 2);
+    }
+    hl_error err = {0};
+    hl_train_pack_times b;
+    if (hl_train_bench_pack(o->dim, (int)o->heads, o->ffn, o->text, n, 4, o->reps, &b, &err) !=
+        HL_OK) {
+        fprintf(stderr, "helios bench: pack: %s\n", err.msg);
+        return 1;
+    }
+    printf("pack: stage 2 at %dx%d (latent %lldx%lld), one block D %lld, %lld heads, ffn %lld, "
+           "%lld text, f32: 4 level samples of %lld, %lld, %lld, %lld tokens (history %lld "
+           "each), %lld packed (medians of %d)\n",
+           o->e2e_width, o->e2e_height, (long long)h, (long long)w, (long long)o->dim,
+           (long long)o->heads, (long long)o->ffn, (long long)o->text, (long long)n[0],
+           (long long)n[1], (long long)n[2], (long long)n[3], (long long)hist, (long long)b.tokens,
+           o->reps);
+    printf("pack: in turn %.2f ms | packed, variable-length attention %.2f ms (%.2fx) | packed "
+           "with full attention %.2f ms (the upper bound) | attention alone: parts %.2f ms, "
+           "packed %.2f ms\n",
+           b.in_turn_s * 1e3, b.packed_s * 1e3, b.in_turn_s / b.packed_s, b.full_s * 1e3,
+           b.attn_parts_s * 1e3, b.attn_full_s * 1e3);
+    printf("pack: %s\n", b.packed_s < 0.95 * b.in_turn_s   ? "packing pays at this shape"
+                         : b.packed_s > 1.05 * b.in_turn_s ? "in turn is faster at this shape"
+                                                           : "no difference at this shape (5%)");
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(
         f,
@@ -708,7 +751,7 @@ static void usage(FILE *f) {
         "  --text N        text tokens (default 512)\n"
         "  --dim N --heads N --ffn N   block shape (default 1536, 12, 8960: Wan2.1-1.3B)\n"
         "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
-        "  --only block|umt5|vae|tiny|linear|train|gemm|e2e  run one part (default: block\n"
+        "  --only block|umt5|vae|tiny|linear|train|gemm|e2e|pack  run one part (default: block\n"
         "                  and linear; with --full also umt5 and vae); tiny: the tiny random\n"
         "                  model end to end (frames/s, the share of time inside the ops);\n"
         "                  e2e: --model from prompt to frames encoded (H.264 MP4 in a\n"
@@ -720,14 +763,18 @@ static void usage(FILE *f) {
         "                  linear shapes; train: training steps (f32 and bf16) of the block shape\n"
         "                  and of the --tiny-model on stage 1; gemm: our GEMM per kernel\n"
         "                  and form at --gemm N and the block shapes, against each ISA's\n"
-        "                  peak and oneDNN on the same shape\n"
+        "                  peak and oneDNN on the same shape; pack: stage 2's four level\n"
+        "                  samples of a --width x --height chunk through one block (the\n"
+        "                  --dim/--heads/--ffn/--text shape, f32), in turn vs packed into\n"
+        "                  one variable-length sequence\n"
         "  --train         the same as --only train\n"
         "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
         "  --tiny-frames N   video frames at 256x128 (default 33)\n"
         "  --model DIR       e2e: a model folder (default: $HELIOS_MODEL, else the shipped\n"
         "                    tiny Distilled model, models/helios-tiny, as helios generate)\n"
         "  --seconds S       e2e: video length at 24 fps (default 60; 600 = 10 minutes)\n"
-        "  --width W --height H  e2e: video size (default 64x64, helios-tiny's native size)\n"
+        "  --width W --height H  e2e and pack: video size (default 64x64, helios-tiny's\n"
+        "                  native size)\n"
         "  --full          also the umT5-XXL encode and the VAE decode (slow: minutes)\n"
         "  --vae-full      the VAE line also decodes 384x640 (slow: ~1 min more)\n"
         "Numbers must be whole values in range; an option given twice takes its last value.\n"
@@ -752,8 +799,8 @@ int cmd_bench(int argc, char **argv) {
                     .e2e_seconds = 60,
                     .e2e_width = 64,
                     .e2e_height = 64};
-    static const char *const parts[] = {"block",  "umt5",  "vae",  "tiny",
-                                        "linear", "train", "gemm", "e2e"};
+    static const char *const parts[] = {"block", "umt5", "vae", "tiny", "linear",
+                                        "train", "gemm", "e2e", "pack"};
     args a;
     args_init(&a, "helios bench", argc, argv);
     int rc = 0, k;
@@ -766,7 +813,7 @@ int cmd_bench(int argc, char **argv) {
         else if (args_is(&a, NULL, "--vae-full")) o.vae_sizes = 2;
         else if (args_is(&a, NULL, "--full")) o.full = 1;
         else if (args_is(&a, NULL, "--only")) {
-            if (!(rc = args_choice(&a, parts, 8, &k))) o.only = parts[k];
+            if (!(rc = args_choice(&a, parts, 9, &k))) o.only = parts[k];
         } else if (args_is(&a, NULL, "--train")) {
             o.only = "train";
         } else if (args_is(&a, NULL, "--threads"))
@@ -820,6 +867,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (o.only && !strcmp(o.only, "tiny")) return run_tiny(&o);
     if (o.only && !strcmp(o.only, "gemm")) return run_gemm(&o, pk);
+    if (o.only && !strcmp(o.only, "pack")) return run_pack(&o);
     if (!(y.peak > 0)) { /* no vector ISA found: quote against the baseline alone */
         printf("peak: none of these ISAs here; lines quote the library baseline\n");
         y.peak_isa = "baseline";

@@ -8,6 +8,7 @@
 #include "core/parallel.h"
 #include "dit/tape.h"
 #include "io/json.h"
+#include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/dit_flat.h"
 #include "train/objective_flow.h"
@@ -233,4 +234,70 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     free(w), free(gw);
     hl_params_free(&layout);
     return st;
+}
+
+/* Self-attention over S tokens (H heads of hd), forward + backward, random q, k, v: the median
+ * of reps after a warm-up. */
+static hl_status attention_time(int64_t S, int H, int hd, int reps, double *sec, hl_error *err) {
+    size_t n = (size_t)S * (size_t)H * (size_t)hd;
+    float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
+    float *o = malloc(n * sizeof *o), *dout = malloc(n * sizeof *dout);
+    float *dq = malloc(n * sizeof *dq), *dk = malloc(n * sizeof *dk), *dv = malloc(n * sizeof *dv);
+    hl_status st = q && k && v && o && dout && dq && dk && dv
+                       ? HL_OK
+                       : hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory for attention");
+    uint64_t seed = 3;
+    if (st == HL_OK) {
+        fill(q, (int64_t)n, &seed, 1.0f), fill(k, (int64_t)n, &seed, 1.0f);
+        fill(v, (int64_t)n, &seed, 1.0f), fill(dout, (int64_t)n, &seed, 1e-3f);
+    }
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
+    int64_t D = (int64_t)H * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    double t[64];
+    for (int r = -1; st == HL_OK && r < reps; r++) {
+        double t0 = hl_time();
+        st = hl_attention(&ctx, S, S, H, hd, q, D, k, D, v, D, scale, HL_F32, o, D);
+        if (st == HL_OK)
+            st = hl_attention_backward(&ctx, S, S, H, hd, q, D, k, D, v, D, scale, HL_F32, o, D,
+                                       dout, D, dq, D, dk, D, dv, D);
+        if (r >= 0) t[r] = hl_time() - t0;
+    }
+    if (st == HL_OK) *sec = median(t, reps);
+    free(q), free(k), free(v), free(o), free(dout), free(dq), free(dk), free(dv);
+    return st;
+}
+
+hl_status hl_train_bench_pack(int64_t D, int heads, int64_t ffn, int64_t L, const int64_t *n, int K,
+                              int reps, hl_train_pack_times *out, hl_error *err) {
+    memset(out, 0, sizeof *out);
+    reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
+    if (K < 1 || K > 64)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "bench: %d sequences to pack (1..64)", K);
+    int hd = (int)(D / heads);
+    int64_t total = 0;
+    double one[64], attn[64];
+    for (int i = 0; i < K; i++) {
+        int same = -1; /* a length met before (the level ratios repeat one) is timed once */
+        for (int j = 0; j < i && same < 0; j++)
+            if (n[j] == n[i]) same = j;
+        if (same >= 0) {
+            one[i] = one[same], attn[i] = attn[same];
+        } else {
+            hl_train_bench b;
+            HL_TRY(hl_train_bench_block(D, heads, ffn, n[i], L, 0, reps, &b, err));
+            one[i] = b.fwd_s + b.bwd_s;
+            HL_TRY(attention_time(n[i], heads, hd, reps, &attn[i], err));
+        }
+        out->in_turn_s += one[i];
+        out->attn_parts_s += attn[i];
+        total += n[i];
+    }
+    hl_train_bench b;
+    HL_TRY(hl_train_bench_block(D, heads, ffn, total, L, 0, reps, &b, err));
+    out->full_s = b.fwd_s + b.bwd_s;
+    HL_TRY(attention_time(total, heads, hd, reps, &out->attn_full_s, err));
+    out->packed_s = out->full_s - out->attn_full_s + out->attn_parts_s;
+    out->tokens = total;
+    return HL_OK;
 }

@@ -32,4 +32,21 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
 hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
                                int recompute, int reps, hl_train_bench *out, hl_error *err);
 
+/* Stage 2's level samples of one chunk (K sequences of n[i] tokens: history + the level's chunk)
+ * through one block (f32, training forward + backward, medians of reps), run in turn as helios
+ * trains, or packed into one sequence of sum(n) tokens as the released training does (NaViT,
+ * variable-length attention: each sequence attends only to itself).
+ *   in_turn_s   the K block steps one after another
+ *   full_s      one block step over the packed tokens with full attention (an upper bound)
+ *   attn_*_s    self-attention forward + backward alone: over sum(n) tokens, and over each n[i]
+ *   packed_s    full_s - attn_full_s + attn_parts_s: the packed step with variable-length
+ *               attention (the same linear work as full_s, the attention of the parts) */
+typedef struct hl_train_pack_times {
+    double in_turn_s, full_s, attn_full_s, attn_parts_s, packed_s;
+    int64_t tokens;
+} hl_train_pack_times;
+
+hl_status hl_train_bench_pack(int64_t D, int heads, int64_t ffn, int64_t L, const int64_t *n, int K,
+                              int reps, hl_train_pack_times *out, hl_error *err);
+
 #endif
