@@ -63,7 +63,8 @@ static void usage(FILE *f) {
         "Data-parallel over MPI (%s): mpirun -np N helios train CONFIG.json runs N ranks;\n"
         "each step takes accumulation micro-batches on every rank (N x accumulation in all),\n"
         "with the same results, bit for bit, as one process with N x accumulation. Rank 0\n"
-        "writes the checkpoints, losses.tsv and progress. Stop such a run with\n"
+        "writes the checkpoints, losses.tsv and progress (and stage 3's logs; its critic\n"
+        "updates once per step, the same on every rank). Stop such a run with\n"
         "kill -USR1 MPIRUN_PID (mpirun forwards it to every rank).\n"
         "\n"
         "objectives (\"objective\": {\"type\": ...}):\n",

@@ -2,8 +2,10 @@
  * (the loop's parameters) against the frozen teacher (real score, CFG) with a trainable critic
  * (fake score) that this objective holds with its own AdamW state, and optionally the GAN.
  *
- * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
- *   the sample's chunk first (objective_distill.h hl_distill_hist_draw, logged to tasks.tsv): a
+ * Optimizer step s (0-based) runs its S = batch x accumulation x ranks samples; every sample of
+ * it takes the TTUR pattern (the generator on s % gen_every == 0, the critic on every step), the
+ * re-noise schedule's generator-step count and gan_start from s. Each sample:
+ *   the sample's chunk first (objective_distill.h hl_distill_hist_draw, noted for tasks.tsv): a
  *     first chunk or a later one with its history, which the student, the teacher (both CFG
  *     branches), the critic and the heads all see; the real latents are its target chunk; a
  *     later chunk's history gets Frame-Aware Corrupt (corrupt_history, default on; "corrupt":
@@ -15,17 +17,25 @@
  *     L_DMD (train/dmd.h) + gan_g_weight L_G (GAN on and s >= gan_start: D = heads on the
  *     critic's tapped blocks and output at a random gan_crop window of x_t, its input gradient
  *     by Cache Grad (train/gan.h), zero outside the window, times 1 - sigma added into dL/dx0);
- *     dL/dv = -sigma_exit dL/dx0 through the student's exit step only.
+ *     dL/dv = -sigma_exit dL/dx0 through the student's exit step only (into the loop's
+ *     gradients; a whole sample's at once with batch > 1, hl_distill_backward).
  *   critic: x0 = the same simulation without a tape; t uniform in [t_min, t_max] (shifted);
  *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, s >= gan_start, gan_d_weight >
  *     0) the discriminator on one random gan_crop window of the real clip's latents re-noised at
  *     the same sigma, of x_t and of the real one + gan_r1_sigma noise: gan_d_weight L_D +
- *     gan_r1_weight L_R1, gradients into the critic and the heads; each clipped to critic_clip,
- *     AdamW (critic_*) for both.
- * The reported loss is the sum of the step's terms; every term goes to OUTPUT/stage3.tsv, with
- * the activation bytes alive at once in the generator step (gen_peak_bytes). The loop's update
- * filter skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments
- * live in critic.safetensors of each checkpoint, the heads' in gan.safetensors. */
+ *     gan_r1_weight L_R1, gradients into the critic's and the heads' sample buffers.
+ * The critic and the heads then update once per step (hl_stage3_sync, the loop's hooks, on every
+ * rank alike): their sample gradients summed as the loop sums the student's (in each micro-batch
+ * in sample order, the micro-batches in rank order: hl_dist_ordered_add_f32), divided by S, each
+ * clipped to critic_clip, AdamW (critic_*) for both; all samples of a step see the same critic.
+ * With S = 1 this is the per-sample update of before, bit for bit.
+ * The reported loss is the sum of a sample's terms; OUTPUT/stage3.tsv holds each step's terms
+ * (the mean over its samples, the norms of its averaged critic and heads gradients, the largest
+ * activation bytes alive at once in a sample's generator step: gen_peak_bytes), tasks.tsv each
+ * sample's chunk, both written by rank 0 from every rank's samples. The loop's update filter
+ * skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments live in
+ * critic.safetensors of each checkpoint, the heads' in gan.safetensors (rank 0 writes them; on a
+ * resume rank 0 reads them and sends them to the other ranks). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
