@@ -13,6 +13,9 @@
  *   - the GAN's random crop (size, positions covering the range over seeds, copy and its
  *     backward) and its start step: the "stage3" objective with the GAN starting at step 2 gives
  *     the DMD-only loss and gradients, bit for bit, before it and other ones from it;
+ *   - the critic and the heads update once per step with the mean of its samples' gradients (a
+ *     step of 2 samples against each alone, bit for bit), and every sample of a step follows the
+ *     optimizer step (TTUR, gan_start);
  *   - the EMA exported as a model folder in each checkpoint (ema/): the recurrence, step by step,
  *     bit for bit, and different from the student. */
 #include <math.h>
@@ -484,6 +487,56 @@ out:
     hl_params_free(&L);
 }
 
+/* Every sample of a step follows the optimizer step (TTUR, gan_start), not its own index: with 2
+ * samples per step, gen_every 2 and gan_start 1, samples 0 and 1 (step 0) both run the generator
+ * (each adds a student gradient) and no GAN term, samples 2 and 3 (step 1) run none (the student's
+ * gradient stays) and the GAN; stage3.tsv has one line per step. */
+static void test_step_ttur(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    char root[] = "/tmp/helios_s3t_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    hl_train_env env = tiny_env(&L, &cfg, w, root, 2, 2);
+    void *obj = NULL;
+    CHECK(make_stage3("{" S3_COMMON ", \"gen_every\": 2, \"gan_g_weight\": 0.05, "
+                      "\"gan_d_weight\": 0.01, \"gan_start\": 1}",
+                      &env, &obj, &e) == HL_OK,
+          "%s", e.msg);
+    size_t N = (size_t)L.total;
+    float *g = calloc(N, 4), *before = malloc(N * 4);
+    bool grew[4] = {false};
+    double gan[2][2] = {{-1, -1}, {-1, -1}};
+    for (int64_t i = 0; obj && i < 4; i++) {
+        memcpy(before, g, N * 4);
+        hl_rng r = {0};
+        hl_rng_seed(&r, 100 + (uint64_t)i);
+        double loss;
+        CHECK(hl_stage3_step(obj, &r, i, w, g, &loss, &e) == HL_OK, "%s", e.msg);
+        grew[i] = memcmp(before, g, N * 4) != 0;
+        if (i % 2 == 0) continue;
+        CHECK(end_step(obj, i / 2, &e) == HL_OK, "%s", e.msg);
+        last_terms(root, &gan[i / 2][0], &gan[i / 2][1]);
+    }
+    CHECK(grew[0] && grew[1], "step 0 (a generator step): both samples add a student gradient");
+    CHECK(!grew[2] && !grew[3], "step 1 (critic only): no sample adds a student gradient");
+    CHECK(gan[0][0] == 0 && gan[0][1] == 0, "step 0 (before gan_start): GAN terms 0 (%g, %g)",
+          gan[0][0], gan[0][1]);
+    CHECK(gan[1][1] > 0, "step 1 (from gan_start): L_D > 0 (%g)", gan[1][1]);
+    hl_stage3_destroy(obj);
+    free(g), free(before);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
 /* Stage 3's histories get Frame-Aware Corrupt (spec §6.3 step 1): the same target chunks as
  * without it, and every later chunk's history changed unless its draw kept it clean. */
 static void test_corrupt_history(void) {
@@ -743,6 +796,7 @@ int main(void) {
     test_gan_start();
     test_corrupt_history();
     test_step_update();
+    test_step_ttur();
     test_ema_export();
     return test_done("test_train_stage3");
 }
