@@ -176,6 +176,17 @@ $H train -q "$T/t3.json" 2>"$T/t3.err"
 check "stage3: one process, batch 2" "[ \$? -eq 0 ]" || cat "$T/t3.err"
 same3 t1 t3 6
 
+# 2 ranks x 2 micro-batches of 2 samples == 1 process x 4 of 2: the micro-batches' critic and
+# heads gradients are added in global micro-batch order (rank order; with one micro-batch per
+# rank the order of two would not show, x0 + x1 = x1 + x0)
+s3 t6 4 4 2
+s3 t7 4 2 2
+$H train -q "$T/t6.json" 2>"$T/t6.err"
+check "stage3: one process, accumulation 4, batch 2" "[ \$? -eq 0 ]" || cat "$T/t6.err"
+mpi2 $H train -q "$T/t7.json" >"$T/t7.err" 2>&1
+check "stage3: mpirun -np 2, accumulation 2, batch 2" "[ \$? -eq 0 ]" || cat "$T/t7.err"
+same3 t6 t7 4
+
 # a 2-rank stage-3 run stopped at step 3 (its checkpoint), resumed on 2 ranks: rank 0 reads the
 # critic and heads and sends them to rank 1; the same run
 s3 t4 3 1 1

@@ -136,8 +136,10 @@ hl_status hl_distill_sync_tasks(void *obj, const hl_dist *d, int64_t step, int64
 hl_status hl_distill_bind(hl_distill_common *c, const float *params, float *grads, hl_error *err);
 /* The student's backward of one sample (dout: d loss / d its output) into the loop's gradients:
  * directly with batch 1; with batch > 1 into a zeroed buffer of the sample's own, then added,
- * so a micro-batch sums whole sample gradients in sample order, as micro-batches of one sample
- * (or ranks) do: the bits depend on the samples per step, not on how they are split. */
+ * so a micro-batch sums whole sample gradients in sample order, as B micro-batches of one sample
+ * (or B ranks) do, and a batch of B gives their bits. (The backward adds some parameters'
+ * gradients in several pieces, so adding a second sample's pieces into the first's sum, as a
+ * direct accumulation would, rounds otherwise.) */
 hl_status hl_distill_backward(hl_distill_common *c, const hl_ctx *ctx, hl_dit_tape *tape,
                               const float *dout);
 
