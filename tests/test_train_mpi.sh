@@ -3,9 +3,9 @@
 # losses.tsv, weights and optimizer state, bit for bit, as one process with accumulation 2a, for
 # the toy ("quadratic") and the stage-1 objective (synthetic latent clips, and the tiny world
 # through the latent cache); a 2-rank run resumed by one process continues the same run. Stage 3
-# (with the GAN) likewise, its critic, heads and logs included, and as one process with batch 2; a
-# 2-rank stage-3 run stopped, or killed with SIGKILL, and resumed on 2 ranks continues the same
-# run; ode_init on 2 ranks = 1 x 2. Exits 77 (ctest: skipped) without MPI in the build or without
+# (with the GAN) likewise, its critic, heads and logs included, and as one process with batch 2
+# (and 2 ranks x 2 micro-batches of 2 == 1 x 4 of 2); a 2-rank stage-3 run stopped, or killed
+# with SIGKILL, and resumed on 2 ranks continues the same run; ode_init on 2 ranks = 1 x 2. Exits 77 (ctest: skipped) without MPI in the build or without
 # the launcher.
 # usage: test_train_mpi.sh HELIOS_BINARY MODEL_DIR MPIEXEC|""
 set -u

@@ -13,7 +13,7 @@
 # and differ from p_t2v 1 (every sample a first chunk, nothing drawn), which gives the same bits
 # whatever the clip length (clip_chunks 1 = the data of the runs before histories); ode_init's
 # trajectories continue histories and their cache is reused on a resume. Two samples per step:
-# batch 2 == accumulation 2, bit for bit.
+# batch 2 == accumulation 2, bit for bit. With LoRA a critic-only step leaves the adapters.
 # usage: test_train_stage3_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -141,6 +141,16 @@ check "batch 2 == accumulation 2: losses, terms, tasks, critic, heads, student, 
     "same b2 a2 losses.tsv && same b2 a2 stage3.tsv && same b2 a2 tasks.tsv && same b2 a2 distance.tsv && same b2 a2 checkpoint-4/critic.safetensors && same b2 a2 checkpoint-4/gan.safetensors && same b2 a2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors && same b2 a2 checkpoint-4/optimizer.safetensors"
 check "2 samples per step: another run than 1 (the same first sample)" \
     "! same b2 g4 stage3.tsv && [ \"\$(sed -n 2p '$T/b2/tasks.tsv')\" = \"\$(sed -n 2p '$T/g4/tasks.tsv')\" ]"
+
+# LoRA: the loop trains the adapters and the TTUR filter still reads the stage-3 objective (the
+# loop's hook_user), so a critic-only step leaves the adapters as they were
+cfg lo lo 3 stage3 '' ', "lora": {"rank": 4}'
+sed 's/"checkpoint_every": 2, "keep": 2/"checkpoint_every": 1, "keep": 0/' "$T/lo.json" >"$T/lo.tmp" &&
+    mv "$T/lo.tmp" "$T/lo.json"
+"$H" train -q "$T/lo.json" 2>/dev/null
+A=transformer_lora/pytorch_lora_weights.safetensors
+check "LoRA: the critic-only step 2 leaves the adapters, generator steps 1 and 3 move them" \
+    "[ -f '$T/lo/checkpoint-3/COMPLETE' ] && same lo lo checkpoint-1/$A && cmp -s '$T/lo/checkpoint-1/$A' '$T/lo/checkpoint-2/$A' && ! cmp -s '$T/lo/checkpoint-2/$A' '$T/lo/checkpoint-3/$A'"
 
 # the reference's Conv3d heads (gan_head "conv3d") on 4 latent frames (a 4x4x4 token window):
 # 4 straight vs 2 + resume to 4, the heads' Conv3d parameters in gan.safetensors, GAN terms > 0
