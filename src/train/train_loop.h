@@ -43,7 +43,8 @@
  * After each hook the loop exchanges the ranks' statuses, so a hook failing on one rank fails the
  * step on every rank. A hook therefore makes its collective calls on every rank unconditionally,
  * before anything that may fail on one rank only (a log file rank 0 writes): then no rank waits in
- * a collective for one that has given up. */
+ * a collective for one that has given up. The step function makes none (a rank whose sample
+ * failed would never reach it). */
 #ifndef HL_TRAIN_LOOP_H
 #define HL_TRAIN_LOOP_H
 
