@@ -2,7 +2,10 @@
 # Data-parallel helios train over MPI on loopback: `mpirun -np 2` with accumulation a gives the same
 # losses.tsv, weights and optimizer state, bit for bit, as one process with accumulation 2a, for
 # the toy ("quadratic") and the stage-1 objective (synthetic latent clips, and the tiny world
-# through the latent cache); a 2-rank run resumed by one process continues the same run. Exits 77 (ctest: skipped) without MPI in the build or without
+# through the latent cache); a 2-rank run resumed by one process continues the same run. Stage 3
+# (with the GAN) likewise, its critic, heads and logs included, and as one process with batch 2
+# (and 2 ranks x 2 micro-batches of 2 == 1 x 4 of 2); a 2-rank stage-3 run stopped, or killed
+# with SIGKILL, and resumed on 2 ranks continues the same run; ode_init on 2 ranks = 1 x 2. Exits 77 (ctest: skipped) without MPI in the build or without
 # the launcher.
 # usage: test_train_mpi.sh HELIOS_BINARY MODEL_DIR MPIEXEC|""
 set -u
@@ -133,15 +136,103 @@ check "world: mpirun -np 2, accumulation 1" "[ \$? -eq 0 ] && [ -f $T/w2/cache/1
     cat "$T/w2.err"
 same w1 w2 2
 
-# stage 3 trains a critic of its own in each process: refused on several ranks, by name
-cat >"$T/s3.json" <<EOF
-{"model": "$M", "init": "model", "output": "$T/s3", "steps": 2, "lr": 1e-4, "seed": 3,
- "data": "synthetic", "threads": 1, "objective": {"type": "stage3", "gen_every": 2,
- "teacher_steps": 2, "eval_prompts": 1, "steps": [1, 1, 1],
+# Stage 3 (DMD with the GAN from step 1): the critic and the GAN heads, which the objective trains
+# itself, are updated once per step with the mean of the step's sample gradients, added in sample
+# order over the ranks, so 2 ranks x batch 1 == 1 process x accumulation 2 == 1 process x batch 2:
+# losses.tsv, stage3.tsv (every term, the step's mean), tasks.tsv (every sample, in order),
+# distance.tsv, the student, its moments and EMA, critic.safetensors and gan.safetensors.
+s3() { # NAME STEPS ACCUMULATION BATCH
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "init": "model", "output": "$T/$1", "steps": $2, "lr": 1e-4,
+ "betas": [0.0, 0.999], "weight_decay": 0.001, "clip": 10, "ema": 0.9, "seed": 3,
+ "accumulation": $3, "batch": $4, "data": "synthetic", "checkpoint_every": 2, "keep": 2,
+ "validation_every": 2, "threads": 1, "objective": {"type": "stage3", "gen_every": 2,
+ "critic_lr": 1e-4, "teacher_steps": 2, "eval_prompts": 1, "steps": [1, 1, 1],
+ "gan_g_weight": 0.05, "gan_d_weight": 0.01, "gan_start": 1,
+ "synthetic": {"clips": 3, "frames": 2, "height": 16, "width": 16, "text_len": 8}}}
+EOF
+}
+same3() { # RUN_A RUN_B STEP: what same checks, and stage 3's logs, critic, heads and EMA folder
+    same "$1" "$2" "$3"
+    a=$T/$1 b=$T/$2 c=checkpoint-$3
+    for f in stage3.tsv tasks.tsv distance.tsv $c/critic.safetensors $c/gan.safetensors \
+        $c/ema/transformer/diffusion_pytorch_model.safetensors; do
+        check "$1 == $2: $f" "[ -s $a/$f ] && cmp -s $a/$f $b/$f"
+    done
+}
+s3 t1 6 2 1
+s3 t2 6 1 1
+s3 t3 6 1 2
+$H train -q "$T/t1.json" 2>"$T/t1.err"
+check "stage3: one process, accumulation 2" "[ \$? -eq 0 ] && [ \$(wc -l <$T/t1/losses.tsv) -eq 6 ]" ||
+    cat "$T/t1.err"
+check "stage3: tasks.tsv holds both samples of every step, stage3.tsv one line per step" \
+    "[ \$(wc -l <$T/t1/tasks.tsv) -eq 13 ] && [ \$(wc -l <$T/t1/stage3.tsv) -eq 7 ] && [ \$(cut -f1 $T/t1/distance.tsv | tr -d '\n') = 0246 ]"
+check "stage3: GAN terms from step 2" "awk -F'\t' 'NR>2 && (\$6+0==0 || \$11+0==0){bad=1} END{exit bad}' $T/t1/stage3.tsv"
+mpi2 $H train -q "$T/t2.json" >"$T/t2.err" 2>&1
+check "stage3: mpirun -np 2, accumulation 1" "[ \$? -eq 0 ]" || cat "$T/t2.err"
+same3 t1 t2 6
+$H train -q "$T/t3.json" 2>"$T/t3.err"
+check "stage3: one process, batch 2" "[ \$? -eq 0 ]" || cat "$T/t3.err"
+same3 t1 t3 6
+
+# 2 ranks x 2 micro-batches of 2 samples == 1 process x 4 of 2: the micro-batches' critic and
+# heads gradients are added in global micro-batch order (rank order; with one micro-batch per
+# rank the order of two would not show, x0 + x1 = x1 + x0)
+s3 t6 4 4 2
+s3 t7 4 2 2
+$H train -q "$T/t6.json" 2>"$T/t6.err"
+check "stage3: one process, accumulation 4, batch 2" "[ \$? -eq 0 ]" || cat "$T/t6.err"
+mpi2 $H train -q "$T/t7.json" >"$T/t7.err" 2>&1
+check "stage3: mpirun -np 2, accumulation 2, batch 2" "[ \$? -eq 0 ]" || cat "$T/t7.err"
+same3 t6 t7 4
+
+# a 2-rank stage-3 run stopped at step 3 (its checkpoint), resumed on 2 ranks: rank 0 reads the
+# critic and heads and sends them to rank 1; the same run
+s3 t4 3 1 1
+mpi2 $H train -q "$T/t4.json" >"$T/t4.err" 2>&1
+sed "s/\"steps\": 3,/\"steps\": 6,/" "$T/t4.json" >"$T/t4b.json"
+mpi2 $H train -q --resume "$T/t4b.json" >>"$T/t4.err" 2>&1
+check "stage3: 3 steps on 2 ranks + resume on 2 ranks" "[ \$? -eq 0 ]" || cat "$T/t4.err"
+same3 t1 t4 6
+
+# SIGKILL to both ranks of a 2-rank stage-3 run after its step-2 checkpoint (the logs may run
+# ahead of it), resumed on 2 ranks: the logs are cut back to the checkpoint, the same run
+s3 t5 6 1 1
+ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$MPIEXEC" $root --timeout 300 --oversubscribe \
+    --mca plm isolated --mca btl self,tcp --mca btl_tcp_if_include lo \
+    --mca oob_tcp_if_include lo -np 2 $H train -q --throttle 300 "$T/t5.json" >"$T/t5.err" 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 1200 ] && [ "$(cat "$T/t5/losses.tsv" 2>/dev/null | wc -l)" -lt 3 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+for c in $(pgrep -P $pid); do kill -KILL "$c"; done # the ranks (mpirun's children)
+wait $pid 2>/dev/null
+k=$(wc -l <"$T/t5/losses.tsv")
+check "stage3: both ranks killed at step $k" "[ $k -ge 3 ] && [ $k -lt 6 ] && [ ! -e $T/t5/checkpoint-6 ]"
+mpi2 $H train -q --resume "$T/t5.json" >>"$T/t5.err" 2>&1
+check "stage3: SIGKILL + resume on 2 ranks" "[ \$? -eq 0 ]" || cat "$T/t5.err"
+same3 t1 t5 6
+
+# ode_init (trajectories cached by rank 0, read by rank 1): tasks.tsv in sample order
+o() { # NAME ACCUMULATION
+    cat >"$T/$1.json" <<EOF
+{"model": "$M", "init": "model", "output": "$T/$1", "steps": 3, "lr": 1e-4, "seed": 3,
+ "accumulation": $2, "data": "synthetic", "threads": 1, "objective": {"type": "ode_init",
+ "teacher_steps": 2, "trajectories": 3, "eval_prompts": 1, "steps": [1, 1, 1],
  "synthetic": {"clips": 2, "frames": 2, "height": 16, "width": 16, "text_len": 8}}}
 EOF
-mpi2 $H train -q "$T/s3.json" >"$T/s3.err" 2>&1
-check "stage3 on 2 ranks: refused" "grep -q 'not data-parallel yet' $T/s3.err && [ ! -e $T/s3 ]"
+}
+o o1 2
+o o2 1
+$H train -q "$T/o1.json" 2>"$T/o1.err"
+check "ode_init: one process, accumulation 2" "[ \$? -eq 0 ]" || cat "$T/o1.err"
+mpi2 $H train -q "$T/o2.json" >"$T/o2.err" 2>&1
+check "ode_init: mpirun -np 2, accumulation 1" "[ \$? -eq 0 ]" || cat "$T/o2.err"
+same o1 o2 3
+check "o1 == o2: tasks.tsv" "[ \$(wc -l <$T/o1/tasks.tsv) -eq 7 ] && cmp -s $T/o1/tasks.tsv $T/o2/tasks.tsv"
 
 echo "test_train_mpi: $n checks, $fail failed"
 [ $fail -eq 0 ]

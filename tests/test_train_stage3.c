@@ -13,14 +13,19 @@
  *   - the GAN's random crop (size, positions covering the range over seeds, copy and its
  *     backward) and its start step: the "stage3" objective with the GAN starting at step 2 gives
  *     the DMD-only loss and gradients, bit for bit, before it and other ones from it;
+ *   - the critic and the heads update once per step with the mean of its samples' gradients (a
+ *     step of 2 samples against each alone, bit for bit), and every sample of a step follows the
+ *     optimizer step (TTUR, gan_start);
  *   - the EMA exported as a model folder in each checkpoint (ema/): the recurrence, step by step,
  *     bit for bit, and different from the student. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/file.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "sample/chunk_loop.h"
 #include "test_util.h"
 #include "train/distill.h"
@@ -259,6 +264,27 @@ static void test_crop(void) {
     CHECK(ok, "uncrop: the window back in place, zero outside");
 }
 
+/* What helios train gives an objective on the tiny model: samples per step, per micro-batch. */
+static hl_train_env tiny_env(const hl_params *L, const hl_dit_config *cfg, const float *init,
+                             const char *out, int spp, int batch) {
+    return (hl_train_env){.config_path = "test.json",
+                          .layout = L,
+                          .dit = cfg,
+                          .init_params = init,
+                          .seed = 3,
+                          .data = "synthetic",
+                          .model = MODEL,
+                          .output = out,
+                          .samples_per_step = spp,
+                          .batch = batch};
+}
+
+/* The loop's hooks after a step of one micro-batch in one process (train_loop.h). */
+static hl_status end_step(void *obj, int64_t step, hl_error *e) {
+    HL_TRY(hl_stage3_sync.micro_batch(obj, NULL, step, 0, e));
+    return hl_stage3_sync.step_end(obj, NULL, step, e);
+}
+
 /* A "stage3" objective over the tiny model (teacher = the same weights). */
 static hl_status make_stage3(const char *json, const hl_train_env *env, void **obj, hl_error *e) {
     hl_json *j;
@@ -297,8 +323,7 @@ static void test_gan_start(void) {
     CHECK(mkdtemp(root) != NULL, "mkdtemp");
     snprintf(d_gan, sizeof d_gan, "%s/gan", root);
     snprintf(d_dmd, sizeof d_dmd, "%s/dmd", root);
-    hl_train_env env = {"test.json", &L,    &cfg, w, 3,    "synthetic",
-                        MODEL,       d_gan, NULL, 1, NULL, NULL};
+    hl_train_env env = tiny_env(&L, &cfg, w, d_gan, 1, 1);
     void *gan = NULL, *dmd = NULL;
     CHECK(make_stage3("{" S3_COMMON ", \"gan_g_weight\": 0.05, \"gan_d_weight\": 0.01, "
                       "\"gan_start\": 2}",
@@ -322,8 +347,10 @@ static void test_gan_start(void) {
         hl_rng ra = {0}, rb = {0};
         hl_rng_seed(&ra, 100 + (uint64_t)s), hl_rng_seed(&rb, 100 + (uint64_t)s);
         double la = 0, lb = 0, gg = -1, gd = -1;
-        CHECK(hl_stage3_step(gan, &ra, s, w, ga, &la, &e) == HL_OK, "%s", e.msg);
-        CHECK(hl_stage3_step(dmd, &rb, s, w, gb, &lb, &e) == HL_OK, "%s", e.msg);
+        CHECK(hl_stage3_step(gan, &ra, s, w, ga, &la, &e) == HL_OK && end_step(gan, s, &e) == HL_OK,
+              "%s", e.msg);
+        CHECK(hl_stage3_step(dmd, &rb, s, w, gb, &lb, &e) == HL_OK && end_step(dmd, s, &e) == HL_OK,
+              "%s", e.msg);
         last_terms(d_gan, &gg, &gd);
         size_t differ = 0;
         for (size_t i = 0; i < N; i++) differ += memcmp(&ga[i], &gb[i], 4) != 0;
@@ -351,6 +378,165 @@ out:
     hl_params_free(&L);
 }
 
+/* OUT/NAME.safetensors' exp_avg.* of layout L into out (n floats). */
+static hl_status read_moment(const char *dir, const char *name, const hl_params *L, float *out,
+                             hl_error *e) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s.safetensors", dir, name);
+    hl_safetensors *st;
+    HL_TRY(hl_st_open(p, &st, e));
+    hl_status s = HL_OK;
+    for (size_t i = 0; i < L->n && s == HL_OK; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "exp_avg.%s", L->p[i].name);
+        const hl_st_tensor *t = hl_st_find(st, key);
+        if (!t || t->nbytes != (size_t)L->p[i].numel * 4)
+            s = hl_fail(e, HELIOS_ERR_FORMAT, "%s", key);
+        else memcpy(out + L->p[i].offset, t->data, t->nbytes);
+    }
+    hl_st_close(st);
+    return s;
+}
+
+/* Runs samples [first, first + n) as one step (one micro-batch of n) into grads, the hooks
+ * after, then writes the critic and heads to dir. */
+static hl_status run_step(void *obj, int64_t first, int n, int64_t step, const float *w,
+                          float *grads, const char *dir, hl_error *e) {
+    for (int i = 0; i < n; i++) {
+        hl_rng r = {0};
+        hl_rng_seed(&r, 100 + (uint64_t)(first + i));
+        double loss;
+        HL_TRY(hl_stage3_step(obj, &r, first + i, w, grads, &loss, e));
+    }
+    HL_TRY(end_step(obj, step, e));
+    if (mkdir(dir, 0755) != 0) return hl_fail(e, HELIOS_ERR_IO, "mkdir %s", dir);
+    return hl_stage3_save(obj, dir, e);
+}
+
+/* The critic (and the heads) update once per optimizer step with the mean of its samples'
+ * gradients: a step of 2 samples (batch 2) against two 1-sample runs of the same samples (each
+ * from the initial critic; gen_every 1 and no re-noise decay, so a sample computes the same
+ * whatever its step). With critic_betas [0, 0.999], AdamW's first exp_avg is its gradient, bit
+ * for bit: the pair's is (g0 + g1) / 2 of the singles' (no clipping: critic_clip 0). The student's
+ * gradient of the pair is the sum of the singles'. */
+static void test_step_update(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    char root[] = "/tmp/helios_s3u_XXXXXX", d[3][300], ck[3][320];
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    const char *js = "{" S3_COMMON ", \"renoise_decay_steps\": 0, \"critic_clip\": 0, "
+                     "\"gan_g_weight\": 0.05, \"gan_d_weight\": 0.01, \"gan_start\": 0}";
+    void *obj[3] = {NULL, NULL, NULL}; /* the pair, sample 0 alone, sample 1 alone */
+    for (int k = 0; k < 3; k++) {
+        snprintf(d[k], sizeof d[k], "%s/%d", root, k);
+        snprintf(ck[k], sizeof ck[k], "%s/ck", d[k]);
+        hl_train_env env = tiny_env(&L, &cfg, w, d[k], k ? 1 : 2, k ? 1 : 2);
+        CHECK(make_stage3(js, &env, &obj[k], &e) == HL_OK, "%s", e.msg);
+    }
+    size_t N = (size_t)L.total;
+    float *g[3], *mo[3];
+    for (int k = 0; k < 3; k++) g[k] = calloc(N, 4), mo[k] = malloc(N * 4);
+    if (!obj[0] || !obj[1] || !obj[2]) goto out;
+    CHECK(run_step(obj[0], 0, 2, 0, w, g[0], ck[0], &e) == HL_OK, "%s", e.msg);
+    CHECK(run_step(obj[1], 0, 1, 0, w, g[1], ck[1], &e) == HL_OK, "%s", e.msg);
+    CHECK(run_step(obj[2], 1, 1, 1, w, g[2], ck[2], &e) == HL_OK, "%s", e.msg);
+    const char *name[2] = {"critic", "gan"};
+    for (int f = 0; f < 2; f++) {
+        hl_params H = {0};
+        const hl_params *lay = &L;
+        if (f == 1) { /* the heads' layout, as the objective builds it */
+            hl_gan_config gc;
+            hl_gan_config_default(&cfg, &gc);
+            CHECK(hl_gan_params_layout(&gc, &H, &e) == HL_OK, "%s", e.msg);
+            lay = &H;
+        }
+        for (int k = 0; k < 3; k++)
+            CHECK(read_moment(ck[k], name[f], lay, mo[k], &e) == HL_OK, "%s", e.msg);
+        size_t bad = 0, moved = 0;
+        for (int64_t i = 0; i < lay->total; i++) {
+            float want = (0.0f + mo[1][i] + mo[2][i]) * 0.5f;
+            bad += memcmp(&want, &mo[0][i], 4) != 0;
+            moved += mo[1][i] != mo[2][i];
+        }
+        printf("  %s: exp_avg of the pair = the singles' mean at %lld of %lld (%zu differ "
+               "between the singles)\n",
+               name[f], (long long)(lay->total - (int64_t)bad), (long long)lay->total, moved);
+        CHECK(bad == 0 && moved > 0, "%s: one update with the mean of the samples' gradients",
+              name[f]);
+        hl_params_free(&H);
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        float want = 0.0f + g[1][i] + g[2][i];
+        bad += memcmp(&want, &g[0][i], 4) != 0;
+    }
+    CHECK(bad == 0, "the student's gradient of the pair = the sum of the singles' (%zu differ)",
+          bad);
+out:
+    for (int k = 0; k < 3; k++) hl_stage3_destroy(obj[k]), free(g[k]), free(mo[k]);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
+/* Every sample of a step follows the optimizer step (TTUR, gan_start), not its own index: with 2
+ * samples per step, gen_every 2 and gan_start 1, samples 0 and 1 (step 0) both run the generator
+ * (each adds a student gradient) and no GAN term, samples 2 and 3 (step 1) run none (the student's
+ * gradient stays) and the GAN; stage3.tsv has one line per step. */
+static void test_step_ttur(void) {
+    hl_error e = {0};
+    hl_dit_config cfg;
+    hl_params L;
+    float *w = NULL;
+    hl_dit *m = NULL;
+    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
+    if (!m) return;
+    char root[] = "/tmp/helios_s3t_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    hl_train_env env = tiny_env(&L, &cfg, w, root, 2, 2);
+    void *obj = NULL;
+    CHECK(make_stage3("{" S3_COMMON ", \"gen_every\": 2, \"gan_g_weight\": 0.05, "
+                      "\"gan_d_weight\": 0.01, \"gan_start\": 1}",
+                      &env, &obj, &e) == HL_OK,
+          "%s", e.msg);
+    size_t N = (size_t)L.total;
+    float *g = calloc(N, 4), *before = malloc(N * 4);
+    bool grew[4] = {false};
+    double gan[2][2] = {{-1, -1}, {-1, -1}};
+    for (int64_t i = 0; obj && i < 4; i++) {
+        memcpy(before, g, N * 4);
+        hl_rng r = {0};
+        hl_rng_seed(&r, 100 + (uint64_t)i);
+        double loss;
+        CHECK(hl_stage3_step(obj, &r, i, w, g, &loss, &e) == HL_OK, "%s", e.msg);
+        grew[i] = memcmp(before, g, N * 4) != 0;
+        if (i % 2 == 0) continue;
+        CHECK(end_step(obj, i / 2, &e) == HL_OK, "%s", e.msg);
+        last_terms(root, &gan[i / 2][0], &gan[i / 2][1]);
+    }
+    CHECK(grew[0] && grew[1], "step 0 (a generator step): both samples add a student gradient");
+    CHECK(!grew[2] && !grew[3], "step 1 (critic only): no sample adds a student gradient");
+    CHECK(gan[0][0] == 0 && gan[0][1] == 0, "step 0 (before gan_start): GAN terms 0 (%g, %g)",
+          gan[0][0], gan[0][1]);
+    CHECK(gan[1][1] > 0, "step 1 (from gan_start): L_D > 0 (%g)", gan[1][1]);
+    hl_stage3_destroy(obj);
+    free(g), free(before);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(&L);
+}
+
 /* Stage 3's histories get Frame-Aware Corrupt (spec §6.3 step 1): the same target chunks as
  * without it, and every later chunk's history changed unless its draw kept it clean. */
 static void test_corrupt_history(void) {
@@ -365,7 +551,7 @@ static void test_corrupt_history(void) {
     CHECK(mkdtemp(root) != NULL, "mkdtemp");
     snprintf(d_on, sizeof d_on, "%s/on", root);
     snprintf(d_off, sizeof d_off, "%s/off", root);
-    hl_train_env env = {"test.json", &L, &cfg, w, 3, "synthetic", MODEL, d_on, NULL, 1, NULL, NULL};
+    hl_train_env env = tiny_env(&L, &cfg, w, d_on, 1, 1);
     void *on = NULL, *off = NULL, *bad = NULL;
     CHECK(make_stage3("{" S3_COMMON ", \"p_t2v\": 0, \"p_v2v\": 0}", &env, &on, &e) == HL_OK, "%s",
           e.msg);
@@ -431,8 +617,7 @@ static void test_ema_export(void) {
     float *init = malloc(N * 4), *ema = malloc(N * 4), *want = malloc(N * 4), *p = malloc(N * 4),
           *got = malloc(N * 4);
     memcpy(init, w, N * 4);
-    hl_train_env env = {"test.json", &L,   &cfg, init, 3,    "synthetic",
-                        MODEL,       root, NULL, 1,    NULL, NULL};
+    hl_train_env env = tiny_env(&L, &cfg, init, root, 1, 1);
     void *obj = NULL;
     const char *js = "{\"type\": \"stage3\", \"gen_every\": 2, \"teacher_steps\": 1, "
                      "\"eval_prompts\": 0, \"steps\": [1, 1, 1], \"synthetic\": {\"clips\": 2, "
@@ -454,6 +639,7 @@ static void test_ema_export(void) {
                          .extra_user = obj,
                          .ema_folder = "ema"};
     tc.updates = hl_stage3_updates;
+    tc.sync = &hl_stage3_sync;
     hl_train_result res;
     CHECK(hl_train_run(&tc, hl_stage3_step, NULL, obj, w, ema, &res, &e) == HL_OK, "%s", e.msg);
     memcpy(want, init, N * 4);
@@ -609,6 +795,8 @@ int main(void) {
     test_crop();
     test_gan_start();
     test_corrupt_history();
+    test_step_update();
+    test_step_ttur();
     test_ema_export();
     return test_done("test_train_stage3");
 }

@@ -63,7 +63,8 @@ static void usage(FILE *f) {
         "Data-parallel over MPI (%s): mpirun -np N helios train CONFIG.json runs N ranks;\n"
         "each step takes accumulation micro-batches on every rank (N x accumulation in all),\n"
         "with the same results, bit for bit, as one process with N x accumulation. Rank 0\n"
-        "writes the checkpoints, losses.tsv and progress. Stop such a run with\n"
+        "writes the checkpoints, losses.tsv and progress (and stage 3's logs; its critic\n"
+        "updates once per step, the same on every rank). Stop such a run with\n"
         "kill -USR1 MPIRUN_PID (mpirun forwards it to every rank).\n"
         "\n"
         "objectives (\"objective\": {\"type\": ...}):\n",
@@ -468,20 +469,24 @@ int cmd_train(int argc, char **argv) {
         st = rc ? HELIOS_ERR_INVALID_ARG : HL_OK;
         goto done;
     }
-    hl_train_env env = {o.config,
-                        &m.layout,
-                        m.is_vae || m.is_text ? NULL : &m.dit,
-                        m.params,
-                        c.seed,
-                        c.data,
-                        c.model,
-                        c.output,
-                        m.config_text,
-                        c.batch * c.accumulation * dist.world,
-                        m.is_vae ? &m.vae : NULL,
-                        m.is_text ? &m.umt5 : NULL};
-    /* An objective that trains a model of its own (stage 3's critic) would train one per rank. */
-    if (st == HL_OK && dist.world > 1 && (objective->save_state || objective->updates)) {
+    hl_train_env env = {.config_path = o.config,
+                        .layout = &m.layout,
+                        .dit = m.is_vae || m.is_text ? NULL : &m.dit,
+                        .init_params = m.params,
+                        .seed = c.seed,
+                        .data = c.data,
+                        .model = c.model,
+                        .output = c.output,
+                        .config_json = m.config_text,
+                        .samples_per_step = c.batch * c.accumulation * dist.world,
+                        .vae = m.is_vae ? &m.vae : NULL,
+                        .umt5 = m.is_text ? &m.umt5 : NULL,
+                        .batch = c.batch,
+                        .dist = &dist};
+    /* An objective that trains a model of its own without the hooks that keep it data-parallel
+     * (hl_train_sync) would train one per rank. */
+    if (st == HL_OK && dist.world > 1 && (objective->save_state || objective->updates) &&
+        !objective->sync) {
         st = hl_fail(&err, HELIOS_ERR_UNSUPPORTED,
                      "%s: objective \"%s\" keeps a model of its own, which is not data-parallel "
                      "yet: run it on one process (with accumulation %d for the same steps)",
@@ -545,6 +550,8 @@ int cmd_train(int argc, char **argv) {
     tc.io.extra_load = objective->load_state;
     tc.io.extra_user = obj;
     tc.updates = objective->updates;
+    tc.sync = objective->sync;
+    tc.hook_user = obj; /* the objective's, also under LoRA (whose loop object wraps it) */
     tc.report = on_step;
     tc.report_user = &rep;
     rep.tokens_per_sample = objective->tokens_per_sample;

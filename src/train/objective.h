@@ -25,10 +25,12 @@ typedef struct hl_train_env {
     const char *model;        /* the configuration's "model" (a model folder for cached data) */
     const char *output;       /* the output folder (may not exist yet) */
     const char *config_json;  /* the transformer's config.json text (validation model folders) */
-    int samples_per_step;     /* batch x accumulation */
+    int samples_per_step;     /* batch x accumulation x ranks */
     const hl_vae_config *vae; /* the VAE's config (component "vae"), else NULL */
     const hl_umt5_config
-        *umt5; /* the text encoder's config (component "text_encoder"), else NULL */
+        *umt5;           /* the text encoder's config (component "text_encoder"), else NULL */
+    int batch;           /* samples per micro-batch (0: samples_per_step / ranks) */
+    const hl_dist *dist; /* the data-parallel ranks (NULL: one process); rank 0 writes the logs */
 } hl_train_env;
 
 typedef struct hl_train_objective {
@@ -59,6 +61,10 @@ typedef struct hl_train_objective {
      * (T_lat x h x w) of one clip; mlm: the caption's text tokens, </s> included, averaged over
      * the captions. */
     double (*tokens_per_sample)(void *obj);
+    /* Optional (NULL: none): the hooks that keep the objective's own model (stage 3's critic) and
+     * its per-sample logs data-parallel with the loop (hl_train_config.sync, train_loop.h). An
+     * objective with save_state or updates but no sync cannot run on several ranks. */
+    const hl_train_sync *sync;
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
@@ -115,6 +121,9 @@ void hl_stage3_destroy(void *obj);
 hl_status hl_stage3_save(void *obj, const char *dir, hl_error *err);
 hl_status hl_stage3_load(void *obj, const char *dir, hl_error *err);
 bool hl_stage3_updates(void *obj, int64_t step);
+/* The critic's gradient summed over a step's samples in sample order (every rank's), averaged,
+ * clipped and applied once per step by step_end; rank 0 writes stage3.tsv and tasks.tsv. */
+extern const hl_train_sync hl_stage3_sync;
 hl_status hl_ode_create(const hl_json *settings, const hl_train_env *env, void **obj,
                         hl_error *err);
 hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
@@ -125,6 +134,8 @@ void hl_ode_destroy(void *obj);
 double hl_ode_tokens(void *obj);
 hl_status hl_ode_save(void *obj, const char *dir, hl_error *err);
 hl_status hl_ode_load(void *obj, const char *dir, hl_error *err);
+/* tasks.tsv in sample order, every rank's samples, written by rank 0 (hl_distill_sync). */
+extern const hl_train_sync hl_ode_sync;
 
 /* ---- "vae": the Wan VAE's reconstruction objective (train/objective_vae.c) -----------------
  * Per sample one clip of the dataset ("data": "procedural" = the tiny world, or a folder), pixels

@@ -113,6 +113,24 @@ static hl_status open_data(hl_distill_common *c, const hl_cfg_keys *k, const hl_
     return HL_OK;
 }
 
+/* The step's samples, micro-batch and ranks (env), and the task notes they fill. */
+static hl_status step_shape(hl_distill_common *c, const hl_train_env *env, hl_error *err) {
+    c->world = env->dist ? env->dist->world : 1;
+    c->lead = !env->dist || env->dist->rank == 0;
+    c->spp = env->samples_per_step;
+    c->batch = env->batch ? env->batch : c->spp / c->world;
+    if (c->batch < 1 || c->spp < 1 || c->spp % (c->batch * c->world))
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "%s: %d samples per step are not micro-batches of %d samples on %d ranks",
+                       c->name, c->spp, c->batch, c->world);
+    c->task_mb = calloc((size_t)c->batch, sizeof *c->task_mb);
+    c->task_all = calloc((size_t)c->batch * (size_t)c->world, sizeof *c->task_all);
+    bool ok = c->task_mb && c->task_all;
+    if (ok && c->batch > 1)
+        ok = (c->sample_g = malloc((size_t)env->layout->total * sizeof(float))) != NULL;
+    return ok ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "%s: out of memory", c->name);
+}
+
 hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const hl_cfg_keys *k,
                                  const hl_train_env *env, hl_error *err) {
     memset(c, 0, sizeof *c);
@@ -153,11 +171,7 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
     tc->p_t2v = (float)pr[0], tc->p_i2v = (float)pr[1], tc->p_v2v = (float)pr[2];
     bool synthetic = env->data && !strcmp(env->data, "synthetic");
     HL_TRY(check_data_blocks(k, synthetic));
-    if (env->samples_per_step != 1)
-        return hl_fail_key(err, HELIOS_ERR_INVALID_ARG, env->config_path, "batch",
-                           "the %s objective needs batch 1 and accumulation 1 (one sample per "
-                           "step: the critic and the TTUR pattern follow the step)",
-                           name);
+    HL_TRY(step_shape(c, env, err));
     snprintf(c->teacher_path, sizeof c->teacher_path, "%s", teacher);
     snprintf(c->output, sizeof c->output, "%s", env->output ? env->output : ".");
     if (!(c->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) return HELIOS_ERR_OOM;
@@ -193,8 +207,11 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
         memcpy(c->eval_prompts + (size_t)i * tn, c->data.embeds + (size_t)i * tn,
                tn * sizeof(float));
     hl_ctx ctx = {c->be, err};
-    HL_TRY(hl_distill_eval_init(&c->eval, &ctx, sh, c->teacher, c->eval_prompts, E,
+    /* the evidence is rank 0's (validation runs there alone): the other ranks skip the teacher's
+     * samples and every log */
+    HL_TRY(hl_distill_eval_init(&c->eval, &ctx, sh, c->teacher, c->eval_prompts, c->lead ? E : 0,
                                 (uint64_t)eval_seed, err));
+    if (!c->lead) return HL_OK;
     /* a fresh run: the distance before training opens the evidence log */
     int64_t last;
     char dir[4096];
@@ -223,6 +240,9 @@ void hl_distill_common_free(hl_distill_common *c) {
     free(c->zeros);
     free(c->eval_prompts);
     free(c->chunk0);
+    free(c->task_mb);
+    free(c->task_all);
+    free(c->sample_g);
     hl_distill_hist_free(&c->cur);
     if (c->tasks) fclose(c->tasks);
     hl_distill_eval_free(&c->eval);
@@ -274,15 +294,40 @@ const char *hl_distill_hist_name(const hl_distill_hist *h) {
     return !h->drawn || h->first ? "t2v" : hl_stage1_task_name(h->s.task);
 }
 
-hl_status hl_distill_log_task(hl_distill_common *c, int64_t step, const hl_distill_hist *h,
-                              hl_error *err) {
+void hl_distill_note_task(hl_distill_common *c, int64_t sample_index, const hl_distill_hist *h) {
+    /* a micro-batch's first sample index is a multiple of batch (train_loop.h) */
+    hl_distill_task *t = &c->task_mb[sample_index % c->batch];
+    t->task = !h->drawn || h->first ? -1 : (int32_t)h->s.task;
+    t->chunk = h->drawn ? h->s.chunk : 0;
+    t->dropped = h->drawn ? h->s.dropped : 0;
+}
+
+hl_status hl_distill_gather_tasks(hl_distill_common *c, const hl_dist *d, hl_error *err) {
+    return hl_dist_allgather(d, c->task_mb, (size_t)c->batch * sizeof *c->task_mb, c->task_all,
+                             err);
+}
+
+hl_status hl_distill_log_tasks(hl_distill_common *c, int64_t step, hl_error *err) {
+    if (!c->lead) return HL_OK;
     char p[4200];
     snprintf(p, sizeof p, "%s/tasks.tsv", c->output);
     if (!c->tasks && !(c->tasks = fopen(p, "a")))
         return hl_fail(err, HELIOS_ERR_IO, "%s: %s", p, strerror(errno));
-    fprintf(c->tasks, "%lld\t%s\t%d\t%d\n", (long long)step, hl_distill_hist_name(h),
-            h->drawn ? h->s.chunk : 0, h->drawn ? h->s.dropped : 0);
+    for (int i = 0; i < c->batch * c->world; i++) {
+        const hl_distill_task *t = &c->task_all[i];
+        fprintf(c->tasks, "%lld\t%s\t%d\t%d\n", (long long)step,
+                t->task < 0 ? "t2v" : hl_stage1_task_name((hl_stage1_task)t->task), t->chunk,
+                t->dropped);
+    }
     return fflush(c->tasks) == 0 ? HL_OK : hl_fail(err, HELIOS_ERR_IO, "%s: cannot write", p);
+}
+
+hl_status hl_distill_sync_tasks(void *obj, const hl_dist *d, int64_t step, int64_t j,
+                                hl_error *err) {
+    hl_distill_common *c = obj;
+    (void)j;
+    HL_TRY(hl_distill_gather_tasks(c, d, err));
+    return hl_distill_log_tasks(c, step + 1, err);
 }
 
 hl_status hl_distill_truncate_tasks(hl_distill_common *c, int64_t last, hl_error *err) {
@@ -298,10 +343,20 @@ hl_status hl_distill_bind(hl_distill_common *c, const float *params, float *grad
     hl_dit_free(c->g);
     c->m = c->g = NULL;
     HL_TRY(hl_dit_new_flat(&c->cfg, c->layout, (float *)params, &c->m, err));
-    if (grads) HL_TRY(hl_dit_new_flat(&c->cfg, c->layout, grads, &c->g, err));
+    float *g = c->sample_g ? c->sample_g : grads;
+    if (grads) HL_TRY(hl_dit_new_flat(&c->cfg, c->layout, g, &c->g, err));
     c->m_data = params;
     c->g_data = grads;
     return HL_OK;
+}
+
+hl_status hl_distill_backward(hl_distill_common *c, const hl_ctx *ctx, hl_dit_tape *tape,
+                              const float *dout) {
+    int64_t n = c->layout->total;
+    if (c->sample_g) memset(c->sample_g, 0, (size_t)n * sizeof(float));
+    HL_TRY(hl_dit_backward(ctx, c->m, tape, dout, c->g, NULL));
+    /* the loop's micro-batch buffer += the sample's (this process's add: no ranks) */
+    return c->sample_g ? hl_dist_ordered_add_f32(NULL, c->g_data, c->sample_g, n, ctx->err) : HL_OK;
 }
 
 hl_status hl_distill_log_distance(hl_distill_common *c, int64_t step, const float *params,

@@ -26,6 +26,13 @@
 #include "train/stage1.h"
 #include "train/synthetic.h"
 
+/* A sample's line of tasks.tsv: its task (-1: a first chunk, "t2v"; else an hl_stage1_task), the
+ * chunk and the dropped history frames (0 when nothing was drawn). Plain bytes: the ranks gather
+ * them. */
+typedef struct hl_distill_task {
+    int32_t task, chunk, dropped;
+} hl_distill_task;
+
 /* One sample's chunk: a first chunk (empty history) or a later one with its history. */
 typedef struct hl_distill_hist {
     bool drawn; /* stage 1's draws were made (p_t2v < 1): s holds them */
@@ -48,7 +55,15 @@ typedef struct hl_distill_common {
                               key, off in ode_init, whose history is the teacher's own) */
     float *chunk0;         /* scratch: a clip's first chunk [C, F, H, W] */
     hl_distill_hist cur;   /* the current sample's chunk */
-    FILE *tasks;           /* OUTPUT/tasks.tsv, opened on the first line */
+    FILE *tasks;           /* OUTPUT/tasks.tsv, opened on the first line (rank 0) */
+    /* An optimizer step is spp samples: micro-batches of batch samples on each of world ranks
+     * (hl_train_env); its samples agree on everything that follows the step. Rank 0 (lead) alone
+     * writes the logs and holds the evidence set. */
+    int spp, batch, world;
+    bool lead;
+    hl_distill_task *task_mb, *task_all; /* this rank's micro-batch [batch], every rank's
+                                            [world x batch] in sample order */
+    float *sample_g; /* batch > 1: one sample's student gradient (hl_distill_backward) */
     int recompute;
     char teacher_path[4096], output[4096];
     float *teacher_w; /* frozen */
@@ -76,8 +91,9 @@ extern const size_t hl_distill_common_nkeys;
 hl_status hl_distill_data_open(const hl_cfg_keys *k, const hl_train_env *env, const hl_ctx *ctx,
                                hl_synthetic *d, hl_error *err);
 
-/* Reads the common keys, builds the data, loads the teacher, the sampler and the evidence set
- * (the teacher's samples), writes the start distance of env->init_params (a fresh run). */
+/* Reads the common keys, builds the data, loads the teacher, the sampler and (rank 0) the
+ * evidence set (the teacher's samples), writes the start distance of env->init_params (a fresh
+ * run, rank 0). */
 hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const hl_cfg_keys *k,
                                  const hl_train_env *env, hl_error *err);
 void hl_distill_common_free(hl_distill_common *c);
@@ -96,14 +112,36 @@ const float *hl_distill_hist_real(hl_distill_common *c, const hl_distill_hist *h
 /* "t2v" for a first chunk, else the stage-1 task name of the draw ("full", "i2v", "v2v"). */
 const char *hl_distill_hist_name(const hl_distill_hist *h);
 
-/* Appends "step<TAB>task<TAB>chunk<TAB>dropped" of h to OUTPUT/tasks.tsv (a fresh run starts it
- * with its header); hl_distill_truncate_tasks keeps the lines up to step last (a resume). */
-hl_status hl_distill_log_task(hl_distill_common *c, int64_t step, const hl_distill_hist *h,
-                              hl_error *err);
+/* The optimizer step (0-based) of a sample: every sample of a step takes its TTUR pattern,
+ * schedules and GAN start from it. */
+static inline int64_t hl_distill_step_of(const hl_distill_common *c, int64_t sample_index) {
+    return sample_index / c->spp;
+}
+
+/* tasks.tsv, one line "step<TAB>task<TAB>chunk<TAB>dropped" per sample in sample order (step: the
+ * optimizer step, 1-based; a fresh run starts it with its header), whichever rank ran the sample:
+ * the step function notes its sample's task (hl_distill_note_task), the micro_batch hook gathers
+ * the micro-batch's notes from every rank (a collective) and rank 0 appends them
+ * (hl_distill_log_tasks). hl_distill_truncate_tasks keeps the lines up to step last (a resume). */
+void hl_distill_note_task(hl_distill_common *c, int64_t sample_index, const hl_distill_hist *h);
+hl_status hl_distill_gather_tasks(hl_distill_common *c, const hl_dist *d, hl_error *err);
+hl_status hl_distill_log_tasks(hl_distill_common *c, int64_t step, hl_error *err);
 hl_status hl_distill_truncate_tasks(hl_distill_common *c, int64_t last, hl_error *err);
+/* hl_train_sync.micro_batch of an objective (its first member an hl_distill_common) whose only
+ * per-sample record is tasks.tsv: gather, then rank 0 appends. */
+hl_status hl_distill_sync_tasks(void *obj, const hl_dist *d, int64_t step, int64_t j,
+                                hl_error *err);
 
 /* The student bound to the loop's buffers (rebound when they move). */
 hl_status hl_distill_bind(hl_distill_common *c, const float *params, float *grads, hl_error *err);
+/* The student's backward of one sample (dout: d loss / d its output) into the loop's gradients:
+ * directly with batch 1; with batch > 1 into a zeroed buffer of the sample's own, then added,
+ * so a micro-batch sums whole sample gradients in sample order, as B micro-batches of one sample
+ * (or B ranks) do, and a batch of B gives their bits. (The backward adds some parameters'
+ * gradients in several pieces, so adding a second sample's pieces into the first's sum, as a
+ * direct accumulation would, rounds otherwise.) */
+hl_status hl_distill_backward(hl_distill_common *c, const hl_ctx *ctx, hl_dit_tape *tape,
+                              const float *dout);
 
 /* The distance of the student (params) to the teacher on the evidence set, appended to
  * OUTPUT/distance.tsv as "step<TAB>rms". */

@@ -249,7 +249,7 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
     int P = sh->levels, j = (int)(sample_index % o->T);
     int k = (int)(hl_rng_u32(rng) % (uint32_t)P);
     hl_distill_hist_use(&o->c, &o->hist[j]); /* the trajectory's history and schedule */
-    HL_TRY(hl_distill_log_task(&o->c, sample_index + 1, &o->hist[j], err));
+    hl_distill_note_task(&o->c, sample_index, &o->hist[j]); /* logged by hl_ode_sync */
     const hl_schedule *sc = hl_distill_level_schedule(&o->c.sampler, k);
     int i = (int)(hl_rng_u32(rng) % (uint32_t)sc->n);
     const float *S = o->start[j * P + k], *E = o->end[j * P + k];
@@ -276,7 +276,7 @@ hl_status hl_ode_step(void *obj, hl_rng *rng, int64_t sample_index, const float 
         o->tokens += (int64_t)plan.B * plan.S, o->token_samples++;
     if (st == HL_OK) {
         *loss = hl_ode_regression_loss(o->x, o->v, sigma, E, o->weight, n, o->dx0);
-        st = hl_dit_backward(&ctx, o->c.m, tape, o->dx0, o->c.g, NULL);
+        st = hl_distill_backward(&o->c, &ctx, tape, o->dx0);
     }
     hl_dit_tape_free(tape);
     return st;
@@ -305,3 +305,6 @@ hl_status hl_ode_load(void *obj, const char *dir, hl_error *err) {
     HL_TRY(hl_distill_truncate_tasks(&o->c, hl_distill_dir_step(dir), err));
     return hl_distill_truncate_log(d, hl_distill_dir_step(dir), err);
 }
+
+/* ode_init trains nothing of its own: the hooks only log the tasks in sample order. */
+const hl_train_sync hl_ode_sync = {NULL, hl_distill_sync_tasks, NULL};

@@ -2,8 +2,10 @@
  * (the loop's parameters) against the frozen teacher (real score, CFG) with a trainable critic
  * (fake score) that this objective holds with its own AdamW state, and optionally the GAN.
  *
- * Step s (one sample; TTUR: the generator on s % gen_every == 0, the critic on every step):
- *   the sample's chunk first (objective_distill.h hl_distill_hist_draw, logged to tasks.tsv): a
+ * Optimizer step s (0-based) runs its S = batch x accumulation x ranks samples; every sample of
+ * it takes the TTUR pattern (the generator on s % gen_every == 0, the critic on every step), the
+ * re-noise schedule's generator-step count and gan_start from s. Each sample:
+ *   the sample's chunk first (objective_distill.h hl_distill_hist_draw, noted for tasks.tsv): a
  *     first chunk or a later one with its history, which the student, the teacher (both CFG
  *     branches), the critic and the heads all see; the real latents are its target chunk; a
  *     later chunk's history gets Frame-Aware Corrupt (corrupt_history, default on; "corrupt":
@@ -15,17 +17,25 @@
  *     L_DMD (train/dmd.h) + gan_g_weight L_G (GAN on and s >= gan_start: D = heads on the
  *     critic's tapped blocks and output at a random gan_crop window of x_t, its input gradient
  *     by Cache Grad (train/gan.h), zero outside the window, times 1 - sigma added into dL/dx0);
- *     dL/dv = -sigma_exit dL/dx0 through the student's exit step only.
+ *     dL/dv = -sigma_exit dL/dx0 through the student's exit step only (into the loop's
+ *     gradients; a whole sample's at once with batch > 1, hl_distill_backward).
  *   critic: x0 = the same simulation without a tape; t uniform in [t_min, t_max] (shifted);
  *     L = mean (v_fake - (eps - x0))^2, backward; then (GAN on, s >= gan_start, gan_d_weight >
  *     0) the discriminator on one random gan_crop window of the real clip's latents re-noised at
  *     the same sigma, of x_t and of the real one + gan_r1_sigma noise: gan_d_weight L_D +
- *     gan_r1_weight L_R1, gradients into the critic and the heads; each clipped to critic_clip,
- *     AdamW (critic_*) for both.
- * The reported loss is the sum of the step's terms; every term goes to OUTPUT/stage3.tsv, with
- * the activation bytes alive at once in the generator step (gen_peak_bytes). The loop's update
- * filter skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments
- * live in critic.safetensors of each checkpoint, the heads' in gan.safetensors. */
+ *     gan_r1_weight L_R1, gradients into the critic's and the heads' sample buffers.
+ * The critic and the heads then update once per step (hl_stage3_sync, the loop's hooks, on every
+ * rank alike): their sample gradients summed as the loop sums the student's (in each micro-batch
+ * in sample order, the micro-batches in rank order: hl_dist_ordered_add_f32), divided by S, each
+ * clipped to critic_clip, AdamW (critic_*) for both; all samples of a step see the same critic.
+ * With S = 1 this is the per-sample update of before, bit for bit.
+ * The reported loss is the sum of a sample's terms; OUTPUT/stage3.tsv holds each step's terms
+ * (the mean over its samples, the norms of its averaged critic and heads gradients, the largest
+ * activation bytes alive at once in a sample's generator step: gen_peak_bytes), tasks.tsv each
+ * sample's chunk, both written by rank 0 from every rank's samples. The loop's update filter
+ * skips the student's AdamW and EMA on critic-only steps. The critic's weights and moments live in
+ * critic.safetensors of each checkpoint, the heads' in gan.safetensors (rank 0 writes them; on a
+ * resume rank 0 reads them and sends them to the other ranks). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +51,13 @@
 #include "train/gan.h"
 #include "train/objective_distill.h"
 
+/* A line of stage3.tsv: one sample's terms, or a step's (the mean over its samples, the norms of
+ * its averaged gradients). Plain bytes: the ranks gather them. */
+typedef struct terms {
+    double dmd, gan_g, critic, gan_d, t_dmd, t_critic, normalizer, critic_norm, heads_norm;
+    size_t gen_peak; /* activation bytes alive at once in the generator step (tapes + scratch) */
+} terms;
+
 /* The GAN (train/gan.h), on when gan_g_weight or gan_d_weight > 0: discriminator heads on the
  * critic's tapped blocks and output, their own flat parameters and AdamW state (critic_* settings),
  * saved as gan.safetensors next to critic.safetensors. */
@@ -48,7 +65,8 @@ typedef struct stage3_gan {
     bool on, cache_grad;
     hl_gan_config cfg;
     hl_params layout;
-    float *w, *g; /* parameters, gradients */
+    float *w, *g;    /* parameters, one sample's gradients */
+    float *mb, *acc; /* the micro-batch's and the step's gradients (as the critic's cmb, cacc) */
     hl_gan *heads, *grads;
     hl_adamw adam;
     float *real, *pert, *z,
@@ -73,10 +91,17 @@ typedef struct stage3 {
     stage3_gan gan;
     bool corrupt_history;      /* Frame-Aware Corrupt of the drawn histories (spec §6.3 step 1) */
     hl_corrupt_params corrupt; /* "released" (stage_3_post: noise only) or "paper" (stage 3) */
-    /* the critic */
+    /* the critic: weights, one sample's gradient (cgv is its view) */
     float *cw, *cg;
     hl_dit *cm, *cgv;
     hl_adamw cadam;
+    /* The step's update (hl_stage3_sync, as the loop's for the student): cmb sums the micro-batch's
+     * sample gradients (batch > 1; else the micro-batch's gradient is cg), cacc the step's
+     * micro-batches of every rank in rank order (more than one; else the micro-batch's). */
+    float *cmb, *cacc;
+    /* the terms of this rank's micro-batch [batch], of every rank's [world x batch]; the step's
+     * so far, summed in sample order */
+    terms *rec, *rec_all, sum;
     /* scratch of one full-resolution latent */
     float *noise, *x0, *eps, *xt, *v, *a, *b, *real, *dx0;
     FILE *log;
@@ -197,6 +222,21 @@ static hl_status gan_init(stage3 *o, const hl_train_env *env, size_t n, hl_error
     return hl_gan_new_flat(&g->cfg, &g->layout, g->g, &g->grads, err);
 }
 
+/* The buffers of the step's update: a micro-batch's gradient sum with batch > 1, the step's with
+ * several micro-batches per step (accumulation or ranks), the gathered terms. */
+static hl_status step_buffers(stage3 *o, hl_error *err) {
+    const hl_distill_common *c = &o->c;
+    size_t N = (size_t)c->layout->total, P = o->gan.on ? (size_t)o->gan.layout.total : 0;
+    bool mb = c->batch > 1, acc = c->spp > c->batch, ok = true;
+    if (mb) ok = ok && (o->cmb = malloc(N * sizeof(float)));
+    if (acc) ok = ok && (o->cacc = malloc(N * sizeof(float)));
+    if (mb && P) ok = ok && (o->gan.mb = malloc(P * sizeof(float)));
+    if (acc && P) ok = ok && (o->gan.acc = malloc(P * sizeof(float)));
+    ok = ok && (o->rec = calloc((size_t)c->batch, sizeof *o->rec));
+    ok = ok && (o->rec_all = calloc((size_t)c->batch * (size_t)c->world, sizeof *o->rec_all));
+    return ok ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "stage3: out of memory");
+}
+
 hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, void **obj,
                            hl_error *err) {
     *obj = NULL;
@@ -228,7 +268,8 @@ hl_status hl_stage3_create(const hl_json *settings, const hl_train_env *env, voi
         const hl_distill_shape *sh = &o->c.shape;
         st = gan_init(o, env, (size_t)sh->C * sh->F * sh->H * sh->W, err);
     }
-    if (st == HL_OK) {
+    if (st == HL_OK) st = step_buffers(o, err);
+    if (st == HL_OK && o->c.lead) { /* rank 0 writes the logs */
         snprintf(o->log_path, sizeof o->log_path, "%s/stage3.tsv", o->c.output);
         int64_t last;
         char dir[4096];
@@ -255,14 +296,15 @@ void hl_stage3_destroy(void *obj) {
     hl_dit_free(o->cm);
     hl_dit_free(o->cgv);
     hl_adamw_free(&o->cadam);
-    free(o->cw), free(o->cg);
+    free(o->cw), free(o->cg), free(o->cmb), free(o->cacc), free(o->rec), free(o->rec_all);
     free(o->noise), free(o->x0), free(o->eps), free(o->xt), free(o->v), free(o->a), free(o->b);
     free(o->real), free(o->dx0);
     stage3_gan *g = &o->gan;
     hl_gan_free(g->heads), hl_gan_free(g->grads);
     hl_adamw_free(&g->adam);
     hl_params_free(&g->layout);
-    free(g->w), free(g->g), free(g->real), free(g->pert), free(g->dx), free(g->z), free(g->dz);
+    free(g->w), free(g->g), free(g->mb), free(g->acc), free(g->real), free(g->pert), free(g->dx),
+        free(g->z), free(g->dz);
     free(g->cx), free(g->cdx), free(g->cr);
     if (o->log) fclose(o->log);
     free(o);
@@ -304,11 +346,6 @@ static double full_mu(const stage3 *o) {
                                                 sh->F, sh->H, sh->W, p[0], p[1], p[2]))
                                           : 0.0;
 }
-
-typedef struct terms {
-    double dmd, gan_g, critic, gan_d, t_dmd, t_critic, normalizer, critic_norm, heads_norm;
-    size_t gen_peak; /* activation bytes alive at once in the generator step (tapes + scratch) */
-} terms;
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
@@ -372,7 +409,7 @@ static hl_status generator_step(stage3 *o, const hl_ctx *ctx, const float *text,
     if (st == HL_OK) {
         float f = (float)-run.out_sigma; /* x0 = x - sigma v */
         for (int64_t i = 0; i < n; i++) o->dx0[i] *= f;
-        st = hl_dit_backward(ctx, o->c.m, run.out_tape, o->dx0, o->c.g, NULL);
+        st = hl_distill_backward(&o->c, ctx, run.out_tape, o->dx0);
     }
     size_t g_all = hl_dit_tape_bytes(run.out_tape);
     tm->gen_peak = o->gan.cache_grad ? max_sz(g_fwd + disc, g_all) : g_all + disc;
@@ -421,7 +458,12 @@ static hl_status gan_critic_term(stage3 *o, const hl_ctx *ctx, const float *text
     return st;
 }
 
-static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, const float *x_real,
+/* The heads train on step s (0-based): the GAN's discriminator terms run. */
+static bool heads_on(const stage3 *o, int64_t s) { return gan_active(o, s) && o->gan_d_weight > 0; }
+
+/* The critic's loss of the sample (and the discriminator's, from gan_start): its gradient into cg
+ * (and the heads' into gan.g), both zeroed first; the step's update applies them (step_end). */
+static hl_status critic_grad(stage3 *o, const hl_ctx *ctx, const float *text, const float *x_real,
                              int64_t step, hl_rng *rng, terms *tm) {
     const hl_distill_shape *sh = &o->c.shape;
     int64_t n = (int64_t)sh->C * sh->F * sh->H * sh->W;
@@ -437,23 +479,36 @@ static hl_status critic_step(stage3 *o, const hl_ctx *ctx, const float *text, co
     if (st == HL_OK) {
         tm->critic = hl_dmd_critic_loss(o->v, o->eps, o->x0, n, o->dx0);
         tm->t_critic = t;
+        /* also drops what the generator's GAN term left in the critic's gradient */
         memset(o->cg, 0, (size_t)o->c.layout->total * sizeof(float));
         st = hl_dit_backward(ctx, o->cm, tape, o->dx0, o->cgv, NULL);
     }
     hl_dit_tape_free(tape);
     HL_TRY(st);
-    bool heads = gan_active(o, step) && o->gan_d_weight > 0;
-    if (heads) {
+    if (heads_on(o, step)) {
         memset(o->gan.g, 0, (size_t)o->gan.layout.total * sizeof(float));
         HL_TRY(gan_critic_term(o, ctx, text, x_real, sigma, &t, rng, &tm->gan_d));
-        tm->heads_norm = hl_clip_grad_norm(o->gan.g, o->gan.layout.total, o->critic_clip);
     }
-    tm->critic_norm = hl_clip_grad_norm(o->cg, o->c.layout->total, o->critic_clip);
-    if (!isfinite(tm->critic) || !isfinite(tm->critic_norm) || !isfinite(tm->gan_d) ||
-        !isfinite(tm->heads_norm))
-        return hl_fail(ctx->err, HELIOS_ERR_FORMAT, "stage3: non-finite critic loss or gradient");
-    hl_adamw_step(&o->cadam, &o->copt, o->critic_lr, o->cw, o->cg);
-    if (heads) hl_adamw_step(&o->gan.adam, &o->copt, o->critic_lr, o->gan.w, o->gan.g);
+    if (!isfinite(tm->critic) || !isfinite(tm->gan_d))
+        return hl_fail(ctx->err, HELIOS_ERR_FORMAT, "stage3: non-finite critic loss");
+    return HL_OK;
+}
+
+/* acc (+)= x over n floats: acc zeroed first when `first`, then x added (d: in rank order, every
+ * rank's x; NULL: this process's). Zero-then-add for every sum, so a batch of B samples, B
+ * micro-batches of 1 and B ranks of 1 all add the same numbers in the same order. */
+static hl_status add_into(const hl_dist *d, float *acc, const float *x, int64_t n, bool first,
+                          hl_error *err) {
+    if (first) memset(acc, 0, (size_t)n * sizeof *acc);
+    return hl_dist_ordered_add_f32(d, acc, x, n, err);
+}
+
+/* The sample's gradients into its micro-batch's sums (batch > 1). */
+static hl_status add_sample(stage3 *o, int64_t sample_index, int64_t step, hl_error *err) {
+    bool first = sample_index % o->c.batch == 0; /* a micro-batch starts at a multiple of batch */
+    if (o->cmb) HL_TRY(add_into(NULL, o->cmb, o->cg, o->c.layout->total, first, err));
+    if (o->gan.mb && heads_on(o, step))
+        HL_TRY(add_into(NULL, o->gan.mb, o->gan.g, o->gan.layout.total, first, err));
     return HL_OK;
 }
 
@@ -475,22 +530,111 @@ hl_status hl_stage3_step(void *obj, hl_rng *rng, int64_t sample_index, const flo
     const hl_synthetic *d = &o->c.data;
     const float *text = d->embeds +
                         (size_t)(sample_index % d->count) * (size_t)d->L * (size_t)d->text_dim;
-    bool gen = hl_dmd_generator_step(sample_index, o->gen_every);
+    int64_t step = hl_distill_step_of(&o->c, sample_index);
+    bool gen = hl_dmd_generator_step(step, o->gen_every);
     terms t = {0};
     int64_t clip = sample_index % d->count; /* the chunk and its history: every pass sees them */
     HL_TRY(hl_distill_hist_draw(&o->c, clip, rng, &o->c.cur, err));
     hl_distill_hist_use(&o->c, &o->c.cur);
-    HL_TRY(hl_distill_log_task(&o->c, sample_index + 1, &o->c.cur, err));
-    if (gen) HL_TRY(generator_step(o, &ctx, text, sample_index, rng, &t));
-    HL_TRY(critic_step(o, &ctx, text, hl_distill_hist_real(&o->c, &o->c.cur, clip), sample_index,
-                       rng, &t));
+    hl_distill_note_task(&o->c, sample_index, &o->c.cur);
+    if (gen) HL_TRY(generator_step(o, &ctx, text, step, rng, &t));
+    HL_TRY(critic_grad(o, &ctx, text, hl_distill_hist_real(&o->c, &o->c.cur, clip), step, rng, &t));
+    HL_TRY(add_sample(o, sample_index, step, err));
+    o->rec[sample_index % o->c.batch] = t;
     *loss = t.dmd + t.gan_g + t.critic + t.gan_d;
-    return write_log(o, sample_index + 1, gen, &t, err);
+    return HL_OK;
 }
 
 bool hl_stage3_updates(void *obj, int64_t step) {
     return hl_dmd_generator_step(step, ((stage3 *)obj)->gen_every);
 }
+
+/* ---- the step's update over the ranks (hl_stage3_sync, train_loop.h) ---------------------- */
+
+/* sum (+)= x: a sample's terms into the step's, in sample order (the first sample's start it). */
+static void sum_terms(terms *sum, const terms *x, bool first) {
+    if (first) {
+        *sum = *x;
+        return;
+    }
+    sum->dmd += x->dmd, sum->gan_g += x->gan_g, sum->critic += x->critic, sum->gan_d += x->gan_d;
+    sum->t_dmd += x->t_dmd, sum->t_critic += x->t_critic, sum->normalizer += x->normalizer;
+    sum->gen_peak = max_sz(sum->gen_peak, x->gen_peak); /* the peak of any sample */
+}
+
+static void mean_terms(terms *t, int n) {
+    double k = (double)n; /* x / 1 = x: one sample per step keeps its bits */
+    t->dmd /= k, t->gan_g /= k, t->critic /= k, t->gan_d /= k;
+    t->t_dmd /= k, t->t_critic /= k, t->normalizer /= k;
+}
+
+/* After micro-batch j: its critic and heads gradients of every rank into the step's (rank order),
+ * its terms and tasks from every rank; then rank 0 logs the tasks. Collectives first. */
+static hl_status sync_micro_batch(void *obj, const hl_dist *d, int64_t step, int64_t j,
+                                  hl_error *err) {
+    stage3 *o = obj;
+    hl_distill_common *c = &o->c;
+    if (o->cacc)
+        HL_TRY(add_into(d, o->cacc, o->cmb ? o->cmb : o->cg, c->layout->total, j == 0, err));
+    if (o->gan.acc && heads_on(o, step))
+        HL_TRY(add_into(d, o->gan.acc, o->gan.mb ? o->gan.mb : o->gan.g, o->gan.layout.total,
+                        j == 0, err));
+    HL_TRY(hl_dist_allgather(d, o->rec, (size_t)c->batch * sizeof *o->rec, o->rec_all, err));
+    HL_TRY(hl_distill_gather_tasks(c, d, err));
+    for (int i = 0; i < c->batch * c->world; i++)
+        sum_terms(&o->sum, &o->rec_all[i], j == 0 && i == 0);
+    return hl_distill_log_tasks(c, step + 1, err);
+}
+
+static void scale(float *g, int64_t n, float k) {
+    for (int64_t i = 0; i < n; i++) g[i] *= k;
+}
+
+/* After the step's micro-batches, on every rank alike: the critic's (and heads') gradient summed
+ * over the step's samples, / samples, clipped, AdamW; rank 0 logs the step's terms. */
+static hl_status sync_step_end(void *obj, const hl_dist *d, int64_t step, hl_error *err) {
+    stage3 *o = obj;
+    (void)d; /* every rank holds the same sums: no exchange */
+    int S = o->c.spp;
+    int64_t N = o->c.layout->total, P = o->gan.on ? o->gan.layout.total : 0;
+    float *cg = o->cacc ? o->cacc : o->cmb ? o->cmb : o->cg;
+    float *hg = o->gan.acc ? o->gan.acc : o->gan.mb ? o->gan.mb : o->gan.g;
+    bool heads = heads_on(o, step);
+    terms *t = &o->sum;
+    if (S > 1) scale(cg, N, (float)(1.0 / S)); /* as the loop scales the student's */
+    if (S > 1 && heads) scale(hg, P, (float)(1.0 / S));
+    t->heads_norm = heads ? hl_clip_grad_norm(hg, P, o->critic_clip) : 0.0;
+    t->critic_norm = hl_clip_grad_norm(cg, N, o->critic_clip);
+    if (!isfinite(t->critic_norm) || !isfinite(t->heads_norm))
+        return hl_fail(err, HELIOS_ERR_FORMAT, "stage3: non-finite critic gradient at step %lld",
+                       (long long)step + 1);
+    hl_adamw_step(&o->cadam, &o->copt, o->critic_lr, o->cw, cg);
+    if (heads) hl_adamw_step(&o->gan.adam, &o->copt, o->critic_lr, o->gan.w, hg);
+    mean_terms(t, S);
+    if (!o->c.lead) return HL_OK;
+    return write_log(o, step + 1, hl_dmd_generator_step(step, o->gen_every), t, err);
+}
+
+/* rank 0's model and moments to every rank (bcast: one reader of the checkpoint, the same bits). */
+static hl_status share_model(const hl_dist *d, float *w, hl_adamw *a, hl_error *err) {
+    size_t bytes = (size_t)a->n * sizeof(float);
+    HL_TRY(hl_dist_bcast(d, w, bytes, err));
+    HL_TRY(hl_dist_bcast(d, a->m, bytes, err));
+    HL_TRY(hl_dist_bcast(d, a->v, bytes, err));
+    return hl_dist_bcast(d, &a->step, sizeof a->step, err);
+}
+
+/* A resume: rank 0 alone read critic.safetensors (and gan.safetensors); the others get them. A
+ * fresh run needs nothing: every rank made the critic from the teacher and the heads from the
+ * seed. */
+static hl_status sync_start(void *obj, const hl_dist *d, bool resumed, hl_error *err) {
+    stage3 *o = obj;
+    if (!resumed) return HL_OK;
+    HL_TRY(share_model(d, o->cw, &o->cadam, err));
+    return o->gan.on ? share_model(d, o->gan.w, &o->gan.adam, err) : HL_OK;
+}
+
+const hl_train_sync hl_stage3_sync = {sync_start, sync_micro_batch, sync_step_end};
 
 hl_status hl_stage3_validate(void *obj, int64_t step, const float *params, const float *ema,
                              double *loss, char *sample, size_t cap, hl_error *err) {

@@ -44,6 +44,7 @@ typedef struct run {
     hl_adamw opt;
     int64_t step, samples, last_ckpt;
     double loss;
+    void *user; /* what c->updates and c->sync get */
 } run;
 
 /* The generator of sample `index`: MT19937 keyed by (seed, index), so a sample draws the same
@@ -140,6 +141,44 @@ static hl_status micro_batch(run *r, hl_train_step_fn fn, void *obj, const float
     return HL_OK;
 }
 
+/* The hook's status s to every rank (in the exchange rows, free again after a micro-batch): all
+ * fail when one did, none waits for a failed one. */
+static hl_status sync_status(run *r, hl_status s, const char *hook, hl_error *err) {
+    int w = r->dist.world;
+    if (w == 1) return s;
+    r->mine[0] = s != HL_OK;
+    hl_status x = hl_dist_allgather(&r->dist, r->mine, sizeof *r->mine, r->exch,
+                                    s == HL_OK ? err : &(hl_error){0});
+    if (s != HL_OK) return s;
+    HL_TRY(x);
+    for (int k = 0; k < w; k++)
+        if (r->exch[k] != 0)
+            return hl_fail(err, HELIOS_ERR_INTERNAL,
+                           "train: step %lld: rank %d of %d failed in the objective's %s (its "
+                           "message is in its output)",
+                           (long long)r->step + 1, k, w, hook);
+    return HL_OK;
+}
+
+/* The objective's hooks (c->sync), each followed by the status exchange; absent ones succeed. */
+static hl_status sync_start(run *r, bool resumed, hl_error *err) {
+    const hl_train_sync *h = r->c->sync;
+    if (!h || !h->start) return HL_OK;
+    return sync_status(r, h->start(r->user, &r->dist, resumed, err), "start", err);
+}
+
+static hl_status sync_micro_batch(run *r, int64_t j, hl_error *err) {
+    const hl_train_sync *h = r->c->sync;
+    if (!h || !h->micro_batch) return HL_OK;
+    return sync_status(r, h->micro_batch(r->user, &r->dist, r->step, j, err), "micro_batch", err);
+}
+
+static hl_status sync_step_end(run *r, hl_error *err) {
+    const hl_train_sync *h = r->c->sync;
+    if (!h || !h->step_end) return HL_OK;
+    return sync_status(r, h->step_end(r->user, &r->dist, r->step, err), "step_end", err);
+}
+
 /* One optimizer step: accumulate (every rank's micro-batches, in the order of one process),
  * average, clip, AdamW, EMA. */
 static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params, float *ema,
@@ -167,7 +206,9 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
         for (int k = 0; k < w; k++)
             for (int b = 0; b < c->batch; b++) sum += r->exch[(size_t)k * row + 1 + (size_t)b];
         if (r->mb_grads) HL_TRY(hl_dist_ordered_add_f32(&r->dist, r->grads, g, r->n, err));
+        HL_TRY(sync_micro_batch(r, j, err));
     }
+    HL_TRY(sync_step_end(r, err));
     r->samples += nb;
     if (nb > 1) hl_parallel_for(r->n, scale_slice, &(scale_args){r->grads, (float)(1.0 / nb)});
     r->loss = sum / (double)nb;
@@ -178,7 +219,7 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
                        "updated (lower the learning rate or check the data)",
                        isfinite(r->loss) ? "gradient" : "loss", (long long)r->step + 1);
     *lr = hl_lr_at(&c->lr, r->step);
-    if (!c->updates || c->updates(obj, r->step)) {
+    if (!c->updates || c->updates(r->user, r->step)) {
         hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
         if (c->ema_decay > 0 && r->step < c->ema_start)
             memcpy(ema, params, (size_t)r->n * sizeof *ema);
@@ -270,7 +311,8 @@ hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
     HL_TRY(check_config(cfg, ema, err));
     hl_train_config c = *cfg;
     if (c.lr.total == 0) c.lr.total = c.steps;
-    run r = {.c = &c, .n = c.io.layout->total, .last_ckpt = -1};
+    run r = {.c = &c, .n = c.io.layout->total, .last_ckpt = -1, .user = c.hook_user};
+    if (!r.user) r.user = obj;
     if (c.dist) r.dist = *c.dist;
     else hl_dist_single(&r.dist);
     bool lead = r.dist.rank == 0;
@@ -291,6 +333,7 @@ hl_status hl_train_run(const hl_train_config *cfg, hl_train_step_fn fn,
     bool resumed = false;
     if (lead) s = restore(&r, params, ema, &resumed, err);
     s = share_start(&r, s, &resumed, params, ema, err);
+    if (s == HL_OK) s = sync_start(&r, resumed, err);
     if (s == HL_OK && !resumed && c.ema_decay > 0) memcpy(ema, params, (size_t)r.n * sizeof *ema);
     res->first_step = r.step;
     double t0 = hl_time();

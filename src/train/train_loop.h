@@ -8,6 +8,8 @@
  *       g = 0; for each of its batch samples i (= samples + m x batch + b):
  *           fn(obj, rng_i, i, params, g, &loss_i)        accumulates d loss_i / d params into g
  *       grads += g                                       (in the order of m, on every rank)
+ *       sync->micro_batch (the objective's own gradients likewise; hooks: below)
+ *   sync->step_end (the objective's own update)
  *   grads /= W x k x batch; loss = mean of the losses (summed in the order of i)
  *   grad_norm = clip_grad_norm_(grads, clip)
  *   AdamW(lr = schedule(s)); EMA (when ema_decay > 0)
@@ -26,7 +28,23 @@
  *     continues with the same losses, bit for bit, as one that was never interrupted.
  * Over MPI, rank 0 alone reads the checkpoint to resume from (and sends the state to the others),
  * writes checkpoints and reports; its stop flag stops every rank after the same step; an objective
- * failing on any rank fails the step on every rank. */
+ * failing on any rank fails the step on every rank.
+ *
+ * An objective that trains a model of its own (stage 3's critic) keeps it data-parallel with the
+ * loop's parameters through hl_train_sync (below): the loop calls its hooks on every rank, in the
+ * same order, where it exchanges its own state:
+ *   start        after rank 0's checkpoint was shared (the objective's part was read by rank 0
+ *                alone, through hl_ckpt_io.extra_load): rank 0 sends it to the others
+ *   micro_batch  after each micro-batch's status exchange and gradient add (every rank's samples
+ *                of it succeeded): the objective adds its own micro-batch gradients in rank order
+ *                (hl_dist_ordered_add_f32), as the loop does its
+ *   step_end     after the last micro-batch, before the loop's averaging, clipping and AdamW:
+ *                the objective updates its model once per step, identically on every rank
+ * After each hook the loop exchanges the ranks' statuses, so a hook failing on one rank fails the
+ * step on every rank. A hook therefore makes its collective calls on every rank unconditionally,
+ * before anything that may fail on one rank only (a log file rank 0 writes): then no rank waits in
+ * a collective for one that has given up. The step function makes none (a rank whose sample
+ * failed would never reach it). */
 #ifndef HL_TRAIN_LOOP_H
 #define HL_TRAIN_LOOP_H
 
@@ -77,6 +95,16 @@ typedef bool (*hl_train_update_fn)(void *obj, int64_t step);
 
 typedef void (*hl_train_report_fn)(void *user, const hl_train_progress *p);
 
+/* Optional hooks (NULL members: none) of an objective that trains a model of its own; when and why
+ * the loop calls them: the top of this file. d is the loop's ranks (a single process: world 1);
+ * step is the optimizer step (0-based) being run, j its micro-batch on this rank (rank r runs
+ * global micro-batch j x world + r). resumed: rank 0 restored a checkpoint. */
+typedef struct hl_train_sync {
+    hl_status (*start)(void *obj, const hl_dist *d, bool resumed, hl_error *err);
+    hl_status (*micro_batch)(void *obj, const hl_dist *d, int64_t step, int64_t j, hl_error *err);
+    hl_status (*step_end)(void *obj, const hl_dist *d, int64_t step, hl_error *err);
+} hl_train_sync;
+
 typedef struct hl_train_config {
     int64_t steps;     /* optimizer steps of the whole run (counting those before a resume) */
     int batch;         /* samples per micro-batch (>= 1) */
@@ -99,6 +127,9 @@ typedef struct hl_train_config {
     volatile sig_atomic_t *stop; /* non-zero (set from a signal handler): checkpoint, return */
     const hl_dist *dist;         /* data-parallel ranks (train/dist.h); NULL: one process */
     hl_train_update_fn updates;  /* NULL: every step updates the parameters */
+    const hl_train_sync *sync;   /* NULL: the objective trains nothing of its own */
+    void *hook_user; /* what updates and sync get (NULL: the obj of hl_train_run); a wrapper such
+                        as LoRA (train/lora_step.h) passes the objective it wraps */
 } hl_train_config;
 
 typedef struct hl_train_result {
