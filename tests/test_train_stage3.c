@@ -264,6 +264,26 @@ static void test_crop(void) {
     CHECK(ok, "uncrop: the window back in place, zero outside");
 }
 
+/* The tiny model (load_tiny) and a fresh folder root (a mkdtemp template): false when the model
+ * did not load (the failure is counted). */
+static bool tiny_open(hl_dit_config *cfg, hl_params *L, float **w, hl_dit **m, char *root) {
+    hl_error e = {0};
+    CHECK(load_tiny(cfg, L, w, m, &e) == HL_OK, "%s", e.msg);
+    if (!*m) return false;
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    return true;
+}
+
+/* Removes root and frees what tiny_open gave. */
+static void tiny_done(const char *root, hl_dit *m, float *w, hl_params *L) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0, "rm");
+    hl_dit_free(m);
+    free(w);
+    hl_params_free(L);
+}
+
 /* What helios train gives an objective on the tiny model: samples per step, per micro-batch. */
 static hl_train_env tiny_env(const hl_params *L, const hl_dit_config *cfg, const float *init,
                              const char *out, int spp, int batch) {
@@ -317,10 +337,8 @@ static void test_gan_start(void) {
     hl_params L;
     float *w = NULL;
     hl_dit *m = NULL;
-    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
-    if (!m) return;
     char root[] = "/tmp/helios_s3_XXXXXX", d_gan[300], d_dmd[300];
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    if (!tiny_open(&cfg, &L, &w, &m, root)) return;
     snprintf(d_gan, sizeof d_gan, "%s/gan", root);
     snprintf(d_dmd, sizeof d_dmd, "%s/dmd", root);
     hl_train_env env = tiny_env(&L, &cfg, w, d_gan, 1, 1);
@@ -370,12 +388,7 @@ static void test_gan_start(void) {
 out:
     hl_stage3_destroy(gan);
     hl_stage3_destroy(dmd);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "rm");
-    hl_dit_free(m);
-    free(w);
-    hl_params_free(&L);
+    tiny_done(root, m, w, &L);
 }
 
 /* OUT/NAME.safetensors' exp_avg.* of layout L into out (n floats). */
@@ -425,10 +438,8 @@ static void test_step_update(void) {
     hl_params L;
     float *w = NULL;
     hl_dit *m = NULL;
-    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
-    if (!m) return;
     char root[] = "/tmp/helios_s3u_XXXXXX", d[3][300], ck[3][320];
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    if (!tiny_open(&cfg, &L, &w, &m, root)) return;
     const char *js = "{" S3_COMMON ", \"renoise_decay_steps\": 0, \"critic_clip\": 0, "
                      "\"gan_g_weight\": 0.05, \"gan_d_weight\": 0.01, \"gan_start\": 0}";
     void *obj[3] = {NULL, NULL, NULL}; /* the pair, sample 0 alone, sample 1 alone */
@@ -479,12 +490,7 @@ static void test_step_update(void) {
           bad);
 out:
     for (int k = 0; k < 3; k++) hl_stage3_destroy(obj[k]), free(g[k]), free(mo[k]);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "rm");
-    hl_dit_free(m);
-    free(w);
-    hl_params_free(&L);
+    tiny_done(root, m, w, &L);
 }
 
 /* Every sample of a step follows the optimizer step (TTUR, gan_start), not its own index: with 2
@@ -497,10 +503,8 @@ static void test_step_ttur(void) {
     hl_params L;
     float *w = NULL;
     hl_dit *m = NULL;
-    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
-    if (!m) return;
     char root[] = "/tmp/helios_s3t_XXXXXX";
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    if (!tiny_open(&cfg, &L, &w, &m, root)) return;
     hl_train_env env = tiny_env(&L, &cfg, w, root, 2, 2);
     void *obj = NULL;
     CHECK(make_stage3("{" S3_COMMON ", \"gen_every\": 2, \"gan_g_weight\": 0.05, "
@@ -529,12 +533,7 @@ static void test_step_ttur(void) {
     CHECK(gan[1][1] > 0, "step 1 (from gan_start): L_D > 0 (%g)", gan[1][1]);
     hl_stage3_destroy(obj);
     free(g), free(before);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "rm");
-    hl_dit_free(m);
-    free(w);
-    hl_params_free(&L);
+    tiny_done(root, m, w, &L);
 }
 
 /* Stage 3's histories get Frame-Aware Corrupt (spec §6.3 step 1): the same target chunks as
@@ -545,10 +544,8 @@ static void test_corrupt_history(void) {
     hl_params L;
     float *w = NULL;
     hl_dit *m = NULL;
-    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
-    if (!m) return;
     char root[] = "/tmp/helios_s3c_XXXXXX", d_on[300], d_off[300];
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    if (!tiny_open(&cfg, &L, &w, &m, root)) return;
     snprintf(d_on, sizeof d_on, "%s/on", root);
     snprintf(d_off, sizeof d_off, "%s/off", root);
     hl_train_env env = tiny_env(&L, &cfg, w, d_on, 1, 1);
@@ -591,12 +588,7 @@ static void test_corrupt_history(void) {
           "later chunks %d: %d corrupted + %d clean", later, changed, clean);
     hl_stage3_destroy(on);
     hl_stage3_destroy(off);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "rm");
-    hl_dit_free(m);
-    free(w);
-    hl_params_free(&L);
+    tiny_done(root, m, w, &L);
 }
 
 /* helios train's checkpoints with ema_folder "ema": OUT/checkpoint-S/ema/ is a Distilled model
@@ -609,10 +601,8 @@ static void test_ema_export(void) {
     hl_params L;
     float *w = NULL;
     hl_dit *m = NULL;
-    CHECK(load_tiny(&cfg, &L, &w, &m, &e) == HL_OK, "%s", e.msg);
-    if (!m) return;
     char root[] = "/tmp/helios_ema_XXXXXX";
-    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    if (!tiny_open(&cfg, &L, &w, &m, root)) return;
     size_t N = (size_t)L.total;
     float *init = malloc(N * 4), *ema = malloc(N * 4), *want = malloc(N * 4), *p = malloc(N * 4),
           *got = malloc(N * 4);
@@ -667,13 +657,8 @@ static void test_ema_export(void) {
     CHECK(!memcmp(got, ema, N * 4), "the exported EMA is the loop's");
 out:
     hl_stage3_destroy(obj);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0, "rm");
     free(init), free(ema), free(want), free(p), free(got);
-    hl_dit_free(m);
-    free(w);
-    hl_params_free(&L);
+    tiny_done(root, m, w, &L);
 }
 
 /* Runs the loop to the end of its next chunk. */
