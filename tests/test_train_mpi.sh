@@ -5,8 +5,8 @@
 # through the latent cache); a 2-rank run resumed by one process continues the same run. Stage 3
 # (with the GAN) likewise, its critic, heads and logs included, and as one process with batch 2
 # (and 2 ranks x 2 micro-batches of 2 == 1 x 4 of 2); a 2-rank stage-3 run stopped, or killed
-# with SIGKILL, and resumed on 2 ranks continues the same run; ode_init on 2 ranks = 1 x 2. Exits 77 (ctest: skipped) without MPI in the build or without
-# the launcher.
+# with SIGKILL, and resumed on 2 ranks continues the same run; ode_init on 2 ranks = 1 x 2.
+# Exits 77 (ctest: skipped) without MPI in the build or without the launcher.
 # usage: test_train_mpi.sh HELIOS_BINARY MODEL_DIR MPIEXEC|""
 set -u
 H=$1 M=$2 MPIEXEC=${3:-}
@@ -32,10 +32,22 @@ check() { # name, condition (a shell command)
 # at exit are not ours: no leak report from them under ASan.
 root=""
 [ "$(id -u)" -eq 0 ] && root=--allow-run-as-root
+MPI2="--oversubscribe --mca plm isolated --mca btl self,tcp --mca btl_tcp_if_include lo
+    --mca oob_tcp_if_include lo -np 2"
 mpi2() {
-    ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 300 "$MPIEXEC" $root --oversubscribe \
-        --mca plm isolated --mca btl self,tcp --mca btl_tcp_if_include lo \
-        --mca oob_tcp_if_include lo -np 2 "$@"
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" timeout 300 "$MPIEXEC" $root $MPI2 "$@"
+}
+# mpi2_bg ARGS... &: mpirun itself becomes the background job ($! is its pid: signals reach it)
+mpi2_bg() {
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" exec "$MPIEXEC" $root --timeout 300 $MPI2 "$@"
+}
+# wait_lines FILE N TRIES: until FILE has N lines, polling every 50 ms at most TRIES times
+wait_lines() {
+    i=0
+    while [ $i -lt "$3" ] && [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
 }
 # same RUN_A RUN_B STEP: losses.tsv, weights and optimizer state identical
 same() {
@@ -84,15 +96,9 @@ same q1 q5 6
 # every rank stops after the same step, mpirun exits 0; one process with accumulation 2 resumes it
 # into the same run
 quad q6 6 1 1
-ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$MPIEXEC" $root --timeout 300 --oversubscribe \
-    --mca plm isolated --mca btl self,tcp --mca btl_tcp_if_include lo \
-    --mca oob_tcp_if_include lo -np 2 $H train -q --throttle 400 "$T/q6.json" >"$T/q6.err" 2>&1 &
+mpi2_bg $H train -q --throttle 400 "$T/q6.json" >"$T/q6.err" 2>&1 &
 pid=$!
-i=0
-while [ $i -lt 600 ] && [ "$(cat "$T/q6/losses.tsv" 2>/dev/null | wc -l)" -lt 2 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
+wait_lines "$T/q6/losses.tsv" 2 600
 kill -USR1 $pid
 wait $pid
 rc=$?
@@ -199,15 +205,9 @@ same3 t1 t4 6
 # SIGKILL to both ranks of a 2-rank stage-3 run after its step-2 checkpoint (the logs may run
 # ahead of it), resumed on 2 ranks: the logs are cut back to the checkpoint, the same run
 s3 t5 6 1 1
-ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$MPIEXEC" $root --timeout 300 --oversubscribe \
-    --mca plm isolated --mca btl self,tcp --mca btl_tcp_if_include lo \
-    --mca oob_tcp_if_include lo -np 2 $H train -q --throttle 300 "$T/t5.json" >"$T/t5.err" 2>&1 &
+mpi2_bg $H train -q --throttle 300 "$T/t5.json" >"$T/t5.err" 2>&1 &
 pid=$!
-i=0
-while [ $i -lt 1200 ] && [ "$(cat "$T/t5/losses.tsv" 2>/dev/null | wc -l)" -lt 3 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
+wait_lines "$T/t5/losses.tsv" 3 1200
 for c in $(pgrep -P $pid); do kill -KILL "$c"; done # the ranks (mpirun's children)
 wait $pid 2>/dev/null
 k=$(wc -l <"$T/t5/losses.tsv")
