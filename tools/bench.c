@@ -676,8 +676,8 @@ static int run_train(const bench_opts *o, const yardstick *y) {
         printf("train block bf16: skipped: oneDNN has no bf16 GEMM on this CPU\n");
     }
     hl_train_bench keep;
-    if (hl_train_bench_model(o->tiny_model, 9, 8, 8, 0, 1, &keep, &err) != HL_OK ||
-        hl_train_bench_model(o->tiny_model, 9, 8, 8, 1, o->reps, &b, &err) != HL_OK) {
+    if (hl_train_bench_model(o->tiny_model, 1, 0, 9, 8, 8, 0, 1, &keep, &err) != HL_OK ||
+        hl_train_bench_model(o->tiny_model, 1, 0, 9, 8, 8, 1, o->reps, &b, &err) != HL_OK) {
         fprintf(stderr, "helios bench: training %s: %s\n", o->tiny_model, err.msg);
         return 1;
     }
@@ -694,10 +694,36 @@ static int run_train(const bench_opts *o, const yardstick *y) {
     return 0;
 }
 
+/* Whole stage-2 training steps of model's transformer (random weights, synthetic clips of an
+ * h x w latent, the objective's sampling, forward, backward and AdamW), the level samples in turn
+ * and packed ("pack_levels"), measured alternately. */
+static int pack_model(const bench_opts *o, const char *model, int64_t h, int64_t w) {
+    hl_error err = {0};
+    hl_train_bench b[2];
+    double t[2][64];
+    int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
+    for (int r = 0; r < reps; r++) /* alternating: a machine that slows down slows both */
+        for (int pk = 0; pk < 2; pk++) {
+            if (hl_train_bench_model(model, 2, pk, 9, (int)h, (int)w, 0, 1, &b[pk], &err) !=
+                HL_OK) {
+                fprintf(stderr, "helios bench: pack: %s: %s\n", model, err.msg);
+                return 1;
+            }
+            t[pk][r] = b[pk].fwd_s + b[pk].opt_s;
+        }
+    double turn = median(t[0], reps), packed = median(t[1], reps);
+    printf("pack: model %s, stage-2 step (4 level samples, %lld tokens, no recomputation): in "
+           "turn %.1f ms (%.1f MiB of activations) | packed %.1f ms (%.1f MiB) (%.2fx, medians "
+           "of %d)\n",
+           model, (long long)b[1].tokens, turn * 1e3, (double)b[0].act_bytes / 1048576.0,
+           packed * 1e3, (double)b[1].act_bytes / 1048576.0, turn / packed, reps);
+    return 0;
+}
+
 /* Stage 2's pyramid (issue 13 item 1): the K = 4 level samples of one chunk (ratios [1, 2, 1])
  * of a --width x --height video, each with the chunk's full-resolution history, in turn (as
  * helios trains) or packed into one variable-length sequence (as the released training does). */
-static int run_pack(const bench_opts *o) {
+static int run_pack(const bench_opts *o, const char *model) {
     int64_t h = o->e2e_height / 8, w = o->e2e_width / 8; /* the latent */
     if (o->e2e_width % 64 || o->e2e_height % 64) {
         fprintf(stderr, "helios bench: --only pack needs --width and --height multiples of 64 "
@@ -714,8 +740,8 @@ static int run_pack(const bench_opts *o) {
     }
     hl_error err = {0};
     hl_train_pack_times b;
-    if (hl_train_bench_pack(o->dim, (int)o->heads, o->ffn, o->text, n, 4, o->reps, &b, &err) !=
-        HL_OK) {
+    if (hl_train_bench_pack(o->dim, (int)o->heads, o->ffn, o->text, hist, n, 4, o->reps, &b,
+                            &err) != HL_OK) {
         fprintf(stderr, "helios bench: pack: %s\n", err.msg);
         return 1;
     }
@@ -726,15 +752,15 @@ static int run_pack(const bench_opts *o) {
            (long long)o->heads, (long long)o->ffn, (long long)o->text, (long long)n[0],
            (long long)n[1], (long long)n[2], (long long)n[3], (long long)hist, (long long)b.tokens,
            o->reps);
-    printf("pack: in turn %.2f ms | packed, variable-length attention %.2f ms (%.2fx) | packed "
-           "with full attention %.2f ms (the upper bound) | attention alone: parts %.2f ms, "
-           "packed %.2f ms\n",
-           b.in_turn_s * 1e3, b.packed_s * 1e3, b.in_turn_s / b.packed_s, b.full_s * 1e3,
-           b.attn_parts_s * 1e3, b.attn_full_s * 1e3);
+    printf("pack: in turn %.2f ms (%.2f + %.2f + %.2f + %.2f) | packed, variable-length "
+           "attention %.2f ms (%.2fx)\n",
+           b.in_turn_s * 1e3, b.one_s[0] * 1e3, b.one_s[1] * 1e3, b.one_s[2] * 1e3,
+           b.one_s[3] * 1e3, b.packed_s * 1e3, b.in_turn_s / b.packed_s);
     printf("pack: %s\n", b.packed_s < 0.95 * b.in_turn_s   ? "packing pays at this shape"
                          : b.packed_s > 1.05 * b.in_turn_s ? "in turn is faster at this shape"
                                                            : "no difference at this shape (5%)");
-    return 0;
+    return model ? pack_model(o, model, h, w)
+                 : (printf("pack: no model folder: no step line\n"), 0);
 }
 
 static void usage(FILE *f) {
@@ -766,11 +792,12 @@ static void usage(FILE *f) {
         "                  peak and oneDNN on the same shape; pack: stage 2's four level\n"
         "                  samples of a --width x --height chunk through one block (the\n"
         "                  --dim/--heads/--ffn/--text shape, f32), in turn vs packed into\n"
-        "                  one variable-length sequence\n"
+        "                  one variable-length sequence, then whole stage-2 training\n"
+        "                  steps of the --model's transformer both ways\n"
         "  --train         the same as --only train\n"
         "  --tiny-model DIR  (default tests/models/tiny-random-model)\n"
         "  --tiny-frames N   video frames at 256x128 (default 33)\n"
-        "  --model DIR       e2e: a model folder (default: $HELIOS_MODEL, else the shipped\n"
+        "  --model DIR       e2e, pack: a model folder (default: $HELIOS_MODEL, else the shipped\n"
         "                    tiny Distilled model, models/helios-tiny, as helios generate)\n"
         "  --seconds S       e2e: video length at 24 fps (default 60; 600 = 10 minutes)\n"
         "  --width W --height H  e2e and pack: video size (default 64x64, helios-tiny's\n"
@@ -843,9 +870,10 @@ int cmd_bench(int argc, char **argv) {
     if (o.dim % o.heads || (o.dim / o.heads) % 2)
         return args_fail(&a, "--dim %lld does not split into --heads %lld of even width",
                          (long long)o.dim, (long long)o.heads);
-    int e2e = o.only && !strcmp(o.only, "e2e");
+    int e2e = o.only && !strcmp(o.only, "e2e"), pack = o.only && !strcmp(o.only, "pack");
     char model_buf[4200];
     const char *model = o.e2e_model;
+    if (pack && !model) model = default_model(model_buf, sizeof model_buf); /* NULL: none */
     if (e2e && !model && !(model = default_model(model_buf, sizeof model_buf)))
         return args_fail(&a, "--only e2e: no --model DIR, and no default model (%s)",
                          default_model_places());
@@ -867,7 +895,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (o.only && !strcmp(o.only, "tiny")) return run_tiny(&o);
     if (o.only && !strcmp(o.only, "gemm")) return run_gemm(&o, pk);
-    if (o.only && !strcmp(o.only, "pack")) return run_pack(&o);
+    if (pack) return run_pack(&o, model);
     if (!(y.peak > 0)) { /* no vector ISA found: quote against the baseline alone */
         printf("peak: none of these ISAs here; lines quote the library baseline\n");
         y.peak_isa = "baseline";

@@ -55,9 +55,12 @@ static void block_range(const hl_params *l, int64_t *off, int64_t *n) {
     *n = hi - *off;
 }
 
-hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int bf16,
-                               int reps, hl_train_bench *out, hl_error *err) {
+/* One block over the sequences of r (each attending to L text tokens): the training steps of
+ * hl_train_bench_block. */
+static hl_status block_steps(int64_t D, int heads, int64_t ffn, const hl_dit_rows *r, int64_t L,
+                             int bf16, int reps, hl_train_bench *out, hl_error *err) {
     memset(out, 0, sizeof *out);
+    int64_t S = r->M, nL = (int64_t)r->n * L, n12 = (int64_t)r->n * 12 * D;
     hl_dit_config c = {.patch = {1, 2, 2},
                        .heads = heads,
                        .head_dim = (int)(D / heads),
@@ -102,17 +105,17 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
     int64_t off, n;
     block_range(&layout, &off, &n);
     if (st == HL_OK) st = hl_adamw_init(&opt, n, err);
-    hl_dit_plan p = {.B = 1, .T = 1, .Hp = 1, .Wp = S, .n_cur = S, .S = S, .L = L};
     hl_dit_block_tape t;
     hl_dit_block_grad_scratch s;
-    if (st == HL_OK && (hl_dit_block_tape_alloc(&bufs, &c, &p, &t) != HL_OK ||
-                        hl_dit_block_grad_scratch_alloc(&bufs, &c, &p, &s) != HL_OK))
+    if (st == HL_OK && (hl_dit_block_tape_alloc(&bufs, &c, r, &t) != HL_OK ||
+                        hl_dit_block_grad_scratch_alloc(&bufs, &c, r, &s) != HL_OK))
         st = hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory for the block's activations");
     float *x = hl_bufs_alloc(&bufs, (size_t)(S * D)), *y = hl_bufs_alloc(&bufs, (size_t)(S * D));
-    float *dx = hl_bufs_alloc(&bufs, (size_t)(S * D)), *enc = hl_bufs_alloc(&bufs, (size_t)(L * D));
-    float *denc = hl_bufs_alloc(&bufs, (size_t)(L * D)),
-          *tproj = hl_bufs_alloc(&bufs, (size_t)(12 * D));
-    float *dtproj = hl_bufs_alloc(&bufs, (size_t)(12 * D)),
+    float *dx = hl_bufs_alloc(&bufs, (size_t)(S * D)),
+          *enc = hl_bufs_alloc(&bufs, (size_t)(nL * D));
+    float *denc = hl_bufs_alloc(&bufs, (size_t)(nL * D)),
+          *tproj = hl_bufs_alloc(&bufs, (size_t)n12);
+    float *dtproj = hl_bufs_alloc(&bufs, (size_t)n12),
           *rope = hl_bufs_alloc(&bufs, (size_t)(S * hd));
     float *wt = hl_bufs_alloc(&bufs, (size_t)D);
     if (st == HL_OK && !(x && y && dx && enc && denc && tproj && dtproj && rope && wt))
@@ -121,36 +124,39 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
     if (st == HL_OK) {
         uint64_t seed = 7;
         fill(x, S * D, &seed, 1.0f);
-        fill(enc, L * D, &seed, 1.0f);
-        fill(tproj, 12 * D, &seed, 0.1f);
-        int64_t T = S % 256 == 0 ? S / 256 : 1, H = S % 256 == 0 ? 16 : 1;
-        hl_dit_rope_grid(&c, T, NULL, H, S / (T * H), rope);
+        fill(enc, nL * D, &seed, 1.0f);
+        fill(tproj, n12, &seed, 0.1f);
+        for (int i = 0; i < r->n; i++) { /* a grid per sequence: 16-row frames where they fit */
+            int64_t Si = r->seq[i].n_hist + r->seq[i].n_cur;
+            int64_t T = Si % 256 == 0 ? Si / 256 : 1, H = Si % 256 == 0 ? 16 : 1;
+            hl_dit_rope_grid(&c, T, NULL, H, Si / (T * H), rope + r->seq[i].rope0 * hd);
+        }
     }
     double tf[64], tb[64], to[64];
     reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
     hl_adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
-    for (int r = -1; st == HL_OK && r < reps; r++) { /* r = -1: warm-up */
+    for (int k = -1; st == HL_OK && k < reps; k++) { /* k = -1: warm-up */
         uint64_t seed = 11;
         fill(dx, S * D, &seed, 1e-3f);
-        memset(dtproj, 0, (size_t)(12 * D) * sizeof *dtproj);
+        memset(dtproj, 0, (size_t)n12 * sizeof *dtproj);
         double t0 = hl_time();
-        st = hl_dit_block_forward_train(&ctx, &c, &m->blocks[0], &p, tproj, rope, enc, x, &t, y,
-                                        wt);
+        st = hl_dit_block_forward_train(&ctx, &c, &m->blocks[0], r, tproj, rope, enc, x, &t, y, wt);
         double t1 = hl_time();
         if (st == HL_OK)
-            st = hl_dit_block_backward(&ctx, &c, &m->blocks[0], &p, rope, enc, &t, &s,
-                                       &g->blocks[0], dtproj, denc, dx);
+            st = hl_dit_block_backward(&ctx, &c, &m->blocks[0], r, rope, enc, &t, &s, &g->blocks[0],
+                                       dtproj, denc, dx);
         double t2 = hl_time();
         if (st == HL_OK) hl_adamw_step(&opt, &ac, 1e-5, w + off, gw + off);
         if (st == HL_OK && bf16) hl_params_to_bf16(&layout, w, shadow);
         double t3 = hl_time();
-        if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1, to[r] = t3 - t2;
+        if (k >= 0) tf[k] = t1 - t0, tb[k] = t2 - t1, to[k] = t3 - t2;
     }
     if (st == HL_OK) {
         out->fwd_s = median(tf, reps);
         out->bwd_s = median(tb, reps);
         out->opt_s = median(to, reps);
-        out->fwd_flops = block_flops(D, ffn, S, L);
+        for (int i = 0; i < r->n; i++)
+            out->fwd_flops += block_flops(D, ffn, r->seq[i].n_hist + r->seq[i].n_cur, L);
         out->step_flops = 3 * out->fwd_flops;
         out->params = n;
         out->tokens = S;
@@ -164,8 +170,16 @@ hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int
     return st;
 }
 
-hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
-                               int recompute, int reps, hl_train_bench *out, hl_error *err) {
+hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int bf16,
+                               int reps, hl_train_bench *out, hl_error *err) {
+    hl_dit_seq one = {.n_cur = S};
+    hl_dit_rows r = {1, S, L, &one};
+    return block_steps(D, heads, ffn, &r, L, bf16, reps, out, err);
+}
+
+hl_status hl_train_bench_model(const char *model_dir, int stage, int pack_levels, int chunk_frames,
+                               int height, int width, int recompute, int reps, hl_train_bench *out,
+                               hl_error *err) {
     memset(out, 0, sizeof *out);
     char path[4096];
     snprintf(path, sizeof path, "%s/transformer/config.json", model_dir);
@@ -200,8 +214,9 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     s.base.p_t2v = s.base.p_v2v = 0.0f; /* every step with the whole history: the cost measured */
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
     if (st == HL_OK)
-        st = hl_flow_objective_init(&o, &ctx, &c, &layout, 1, &s, hl_synthetic_source(&data),
+        st = hl_flow_objective_init(&o, &ctx, &c, &layout, stage, &s, hl_synthetic_source(&data),
                                     recompute, err);
+    o.pack_levels = pack_levels;
     if (st == HL_OK) st = hl_adamw_init(&opt, layout.total, err);
     double ts[64], to[64];
     reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
@@ -221,9 +236,13 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
                        ((height + 3) / 4) * ((width + 3) / 4) + 2 * (height / 2) * (width / 2);
         int64_t cur = (int64_t)chunk_frames * (height / 2) * (width / 2);
         out->tokens = hist + cur;
+        out->fwd_flops = c.num_layers * block_flops(c.dim, c.ffn_dim, out->tokens, 16);
+        if (stage == 2) { /* the tokens the steps saw: the K level samples of each */
+            out->tokens = (int64_t)(hl_flow_objective_tokens(&o) + 0.5);
+            out->fwd_flops = 0; /* (their FLOPs are not counted here) */
+        }
         out->fwd_s = median(ts, reps);
         out->opt_s = median(to, reps);
-        out->fwd_flops = c.num_layers * block_flops(c.dim, c.ffn_dim, out->tokens, 16);
         out->step_flops = 3 * out->fwd_flops;
         out->params = layout.total;
         out->act_bytes = o.peak_tape_bytes;
@@ -236,68 +255,40 @@ hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int heig
     return st;
 }
 
-/* Self-attention over S tokens (H heads of hd), forward + backward, random q, k, v: the median
- * of reps after a warm-up. */
-static hl_status attention_time(int64_t S, int H, int hd, int reps, double *sec, hl_error *err) {
-    size_t n = (size_t)S * (size_t)H * (size_t)hd;
-    float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
-    float *o = malloc(n * sizeof *o), *dout = malloc(n * sizeof *dout);
-    float *dq = malloc(n * sizeof *dq), *dk = malloc(n * sizeof *dk), *dv = malloc(n * sizeof *dv);
-    hl_status st = q && k && v && o && dout && dq && dk && dv
-                       ? HL_OK
-                       : hl_fail(err, HELIOS_ERR_OOM, "bench: out of memory for attention");
-    uint64_t seed = 3;
-    if (st == HL_OK) {
-        fill(q, (int64_t)n, &seed, 1.0f), fill(k, (int64_t)n, &seed, 1.0f);
-        fill(v, (int64_t)n, &seed, 1.0f), fill(dout, (int64_t)n, &seed, 1e-3f);
-    }
-    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
-    int64_t D = (int64_t)H * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    double t[64];
-    for (int r = -1; st == HL_OK && r < reps; r++) {
-        double t0 = hl_time();
-        st = hl_attention(&ctx, S, S, H, hd, q, D, k, D, v, D, scale, HL_F32, o, D);
-        if (st == HL_OK)
-            st = hl_attention_backward(&ctx, S, S, H, hd, q, D, k, D, v, D, scale, HL_F32, o, D,
-                                       dout, D, dq, D, dk, D, dv, D);
-        if (r >= 0) t[r] = hl_time() - t0;
-    }
-    if (st == HL_OK) *sec = median(t, reps);
-    free(q), free(k), free(v), free(o), free(dout), free(dq), free(dk), free(dv);
-    return st;
-}
-
-hl_status hl_train_bench_pack(int64_t D, int heads, int64_t ffn, int64_t L, const int64_t *n, int K,
-                              int reps, hl_train_pack_times *out, hl_error *err) {
+hl_status hl_train_bench_pack(int64_t D, int heads, int64_t ffn, int64_t L, int64_t hist,
+                              const int64_t *n, int K, int reps, hl_train_pack_times *out,
+                              hl_error *err) {
     memset(out, 0, sizeof *out);
-    reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
     if (K < 1 || K > 64)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "bench: %d sequences to pack (1..64)", K);
-    int hd = (int)(D / heads);
+    hl_dit_seq seq[64];
     int64_t total = 0;
-    double one[64], attn[64];
     for (int i = 0; i < K; i++) {
+        if (n[i] <= hist)
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                           "bench: sequence %d of %lld tokens, "
+                           "history %lld",
+                           i, (long long)n[i], (long long)hist);
+        seq[i] = (hl_dit_seq){.row0 = total, .n_hist = hist, .n_cur = n[i] - hist, .rope0 = total};
         int same = -1; /* a length met before (the level ratios repeat one) is timed once */
         for (int j = 0; j < i && same < 0; j++)
             if (n[j] == n[i]) same = j;
         if (same >= 0) {
-            one[i] = one[same], attn[i] = attn[same];
+            out->one_s[i] = out->one_s[same];
         } else {
+            hl_dit_seq one = {.n_hist = hist, .n_cur = n[i] - hist};
+            hl_dit_rows r = {1, n[i], L, &one};
             hl_train_bench b;
-            HL_TRY(hl_train_bench_block(D, heads, ffn, n[i], L, 0, reps, &b, err));
-            one[i] = b.fwd_s + b.bwd_s;
-            HL_TRY(attention_time(n[i], heads, hd, reps, &attn[i], err));
+            HL_TRY(block_steps(D, heads, ffn, &r, L, 0, reps, &b, err));
+            out->one_s[i] = b.fwd_s + b.bwd_s;
         }
-        out->in_turn_s += one[i];
-        out->attn_parts_s += attn[i];
+        out->in_turn_s += out->one_s[i];
         total += n[i];
     }
+    hl_dit_rows r = {K, total, L, seq};
     hl_train_bench b;
-    HL_TRY(hl_train_bench_block(D, heads, ffn, total, L, 0, reps, &b, err));
-    out->full_s = b.fwd_s + b.bwd_s;
-    HL_TRY(attention_time(total, heads, hd, reps, &out->attn_full_s, err));
-    out->packed_s = out->full_s - out->attn_full_s + out->attn_parts_s;
+    HL_TRY(block_steps(D, heads, ffn, &r, L, 0, reps, &b, err));
+    out->packed_s = b.fwd_s + b.bwd_s;
     out->tokens = total;
     return HL_OK;
 }

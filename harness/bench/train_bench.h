@@ -24,29 +24,31 @@ typedef struct hl_train_bench {
 hl_status hl_train_bench_block(int64_t D, int heads, int64_t ffn, int64_t S, int64_t L, int bf16,
                                int reps, hl_train_bench *out, hl_error *err);
 
-/* The transformer of model_dir (its transformer/config.json, random init) on the stage-1
- * objective with synthetic clips of the given latent size (frames = 3 chunks of chunk_frames):
- * whole training steps (sample, forward, backward, AdamW); fwd_s holds the whole step less
- * AdamW, bwd_s is 0 (the objective runs both). recompute: per-block activation recomputation
- * (act_bytes then holds one block's activations instead of every block's). */
-hl_status hl_train_bench_model(const char *model_dir, int chunk_frames, int height, int width,
-                               int recompute, int reps, hl_train_bench *out, hl_error *err);
+/* The transformer of model_dir (its transformer/config.json, random init) on the stage-1 or
+ * stage-2 objective (stage 2: ratios [1, 2, 1], pack_levels as the objective's key) with
+ * synthetic clips of the given latent size (frames = 3 chunks of chunk_frames): whole training
+ * steps (sample, forward, backward, AdamW); fwd_s holds the whole step less AdamW, bwd_s is 0
+ * (the objective runs both). recompute: per-block activation recomputation (act_bytes then holds
+ * one block's activations instead of every block's). Stage 2: tokens = the mean tokens of a
+ * step's K samples, fwd_flops and step_flops 0 (not counted). */
+hl_status hl_train_bench_model(const char *model_dir, int stage, int pack_levels, int chunk_frames,
+                               int height, int width, int recompute, int reps, hl_train_bench *out,
+                               hl_error *err);
 
-/* Stage 2's level samples of one chunk (K sequences of n[i] tokens: history + the level's chunk)
- * through one block (f32, training forward + backward, medians of reps), run in turn as helios
- * trains, or packed into one sequence of sum(n) tokens as the released training does (NaViT,
- * variable-length attention: each sequence attends only to itself).
- *   in_turn_s   the K block steps one after another
- *   full_s      one block step over the packed tokens with full attention (an upper bound)
- *   attn_*_s    self-attention forward + backward alone: over sum(n) tokens, and over each n[i]
- *   packed_s    full_s - attn_full_s + attn_parts_s: the packed step with variable-length
- *               attention (the same linear work as full_s, the attention of the parts) */
+/* Stage 2's level samples of one chunk (K sequences of n[i] tokens: hist history tokens + the
+ * level's chunk) through one block (f32, training forward + backward, medians of reps), run in
+ * turn (one block call per sequence) or packed into one call over sum(n) token rows with
+ * variable-length attention (each sequence attends only to itself; hl_dit_rows), as
+ * "pack_levels" trains.
+ *   one_s[i]    the block step of sequence i alone; in_turn_s their sum
+ *   packed_s    the block step of the packed call */
 typedef struct hl_train_pack_times {
-    double in_turn_s, full_s, attn_full_s, attn_parts_s, packed_s;
+    double one_s[64], in_turn_s, packed_s;
     int64_t tokens;
 } hl_train_pack_times;
 
-hl_status hl_train_bench_pack(int64_t D, int heads, int64_t ffn, int64_t L, const int64_t *n, int K,
-                              int reps, hl_train_pack_times *out, hl_error *err);
+hl_status hl_train_bench_pack(int64_t D, int heads, int64_t ffn, int64_t L, int64_t hist,
+                              const int64_t *n, int K, int reps, hl_train_pack_times *out,
+                              hl_error *err);
 
 #endif

@@ -144,6 +144,18 @@ static hl_status loss_and_dout(run *r, int k, const float *out, int64_t n, float
     return HL_OK;
 }
 
+/* Input gradients g of one sample added into total (the history is the same for every sample;
+ * the current latents only where the sizes agree, as compare_input_grads reads them). */
+static hl_status add_input_grads(run *r, const int64_t sizes[5], const input_grads *g,
+                                 input_grads *total) {
+    if (!total->buf[0] && !input_grads_alloc(total, sizes))
+        return hl_fail(err_of(r), HELIOS_ERR_OOM, "out of memory");
+    for (int i = 0; i < 5; i++)
+        if (total->n[i] == g->n[i])
+            for (int64_t j = 0; j < g->n[i]; j++) total->buf[i][j] += g->buf[i][j];
+    return HL_OK;
+}
+
 /* Forward and backward of sample k; its input gradients are added into total. */
 static hl_status run_sample(run *r, int k, int recompute, input_grads *total, double *loss) {
     hl_error *err = err_of(r);
@@ -169,14 +181,61 @@ static hl_status run_sample(run *r, int k, int recompute, input_grads *total, do
     }
     hl_dit_input_grads gi = as_gin(&g);
     if (st == HL_OK) st = hl_dit_backward(r->ctx, r->m, tape, dout, r->grad, &gi);
-    if (st == HL_OK && !total->buf[0] && !input_grads_alloc(total, sizes))
-        st = hl_fail(err, HELIOS_ERR_OOM, "out of memory");
-    for (int i = 0; st == HL_OK && i < 5; i++) /* the history is the same for every sample */
-        if (total->n[i] == g.n[i])
-            for (int64_t j = 0; j < g.n[i]; j++) total->buf[i][j] += g.buf[i][j];
+    if (st == HL_OK) st = add_input_grads(r, sizes, &g, total);
     hl_dit_tape_free(tape);
     input_grads_free(&g);
     free(out), free(dout);
+    return st;
+}
+
+/* The K samples of a stage-2 file packed into one forward and one backward
+ * (hl_dit_forward_train_packed), as the stage-2 objective trains by default. */
+static hl_status run_packed(run *r, int recompute, input_grads *total, double *loss) {
+    hl_error *err = err_of(r);
+    int K = r->K;
+    hl_dit_case c[64];
+    helios_dit_input in[64];
+    float *out[64] = {0}, *dout[64] = {0};
+    input_grads g[64];
+    hl_dit_input_grads gi[64];
+    int64_t n[64], sizes[64][5];
+    memset(c, 0, sizeof c), memset(g, 0, sizeof g);
+    hl_status st = HL_OK;
+    for (int k = 0; st == HL_OK && k < K; k++) {
+        char hidden[64], timestep[64];
+        sample_name(r, k, "hidden_states", hidden, sizeof hidden);
+        sample_name(r, k, "timestep", timestep, sizeof timestep);
+        st = hl_dit_case_read_named(r->st, hidden, timestep, &c[k], err);
+        if (st != HL_OK) break;
+        in[k] = c[k].in;
+        n[k] = hl_dit_case_out_numel(&c[k], r->m);
+        input_sizes(r, &in[k], sizes[k]);
+        out[k] = calloc((size_t)n[k], sizeof(float)), dout[k] = calloc((size_t)n[k], sizeof(float));
+        if (!out[k] || !dout[k] || !input_grads_alloc(&g[k], sizes[k]))
+            st = hl_fail(err, HELIOS_ERR_OOM, "out of memory");
+        gi[k] = as_gin(&g[k]);
+    }
+    hl_dit_tape *tape = NULL;
+    if (st == HL_OK)
+        st = hl_dit_forward_train_packed(r->ctx, r->m, K, in, recompute, NULL, &tape, out);
+    for (int k = 0; st == HL_OK && k < K; k++) {
+        char pred[64];
+        double a, t;
+        sample_name(r, k, "model_pred", pred, sizeof pred);
+        if ((st = compare(r, pred, out[k], n[k], &a, &t)) != HL_OK) break;
+        r->report(r->user, r->file, pred, a, fmax(t, 1e-4), 0);
+        st = loss_and_dout(r, k, out[k], n[k], dout[k], loss);
+    }
+    if (st == HL_OK)
+        st = hl_dit_backward_packed(r->ctx, r->m, tape, (const float *const *)dout, NULL, r->grad,
+                                    gi);
+    for (int k = 0; st == HL_OK && k < K; k++) st = add_input_grads(r, sizes[k], &g[k], total);
+    hl_dit_tape_free(tape);
+    for (int k = 0; k < K; k++) {
+        hl_dit_case_free(&c[k]);
+        input_grads_free(&g[k]);
+        free(out[k]), free(dout[k]);
+    }
     return st;
 }
 
@@ -184,7 +243,8 @@ static hl_status check(run *r, int recompute) {
     input_grads total = {0};
     double loss = 0.0;
     hl_status st = HL_OK;
-    for (int k = 0; st == HL_OK && k < (r->K ? r->K : 1); k++)
+    if (r->K > 1) st = run_packed(r, recompute, &total, &loss);
+    for (int k = 0; r->K <= 1 && st == HL_OK && k < (r->K ? r->K : 1); k++)
         st = run_sample(r, k, recompute, &total, &loss);
     float *want = NULL;
     if (st == HL_OK) st = hl_st_read_f32(r->st, "loss", 1, &want, err_of(r));
@@ -204,7 +264,7 @@ hl_status hl_dit_grad_verify(const hl_ctx *ctx, const char *dir, const char *fil
     snprintf(path, sizeof path, "%s/%s", dir, file);
     hl_status st = hl_st_open(path, &r.st, ctx->err);
     if (st == HL_OK && strstr(file, "flow_stage"))
-        for (r.K = 0; r.K < 64; r.K++) {
+        for (r.K = 0; r.K < 64; r.K++) { /* at most 64: run_packed's arrays */
             char name[64];
             snprintf(name, sizeof name, "sample%d.hidden_states", r.K);
             if (!hl_st_find(r.st, name)) break;

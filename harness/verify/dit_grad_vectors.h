@@ -4,7 +4,10 @@
  * §9.1-9.2. The weights (transformer_weights_f32 + transformer_config.json of the same folder) are
  * loaded into a flat float32 parameter buffer as training does; the forward keeps a tape, the
  * backward accumulates into a gradient buffer of the same layout, and every grad.* and
- * grad_input.* tensor is compared (1e-4 · max|ref| each, README §7), the loss to 1e-4 relative. */
+ * grad_input.* tensor is compared (1e-4 · max|ref| each, README §7), the loss to 1e-4 relative.
+ * A file of several samples (stage 2's pyramid levels) runs them packed into one forward and one
+ * backward (hl_dit_forward_train_packed), as the stage-2 objective trains by default; the
+ * single-input path is the one the other files check. */
 #ifndef HL_DIT_GRAD_VECTORS_H
 #define HL_DIT_GRAD_VECTORS_H
 

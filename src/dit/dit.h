@@ -187,6 +187,22 @@ hl_status hl_dit_backward_taps(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *
                                const float *dout, const hl_dit_taps *taps, hl_dit *g,
                                const hl_dit_input_grads *gin);
 
+/* Several inputs in one forward (variable-length packing): every batch element of every input is
+ * one sequence of the token rows; attention (self and cross) stays within a sequence, each
+ * sequence has its own timestep, text and rotary table, and every linear layer runs once over
+ * the rows of all sequences. The result equals one hl_dit_forward_train per input (the sums of
+ * the GEMMs and of the parameter gradients may round differently). in[i] and out[i] / dout[i]
+ * as in the calls above; the inputs must agree on text_len. Taps see the current rows of the
+ * sequences in order: hidden_k [Σ_i B_i·n_cur_i, D]. dout NULL: no gradient through the outputs;
+ * gin NULL or gin[n] (each entry as hl_dit_backward's). */
+hl_status hl_dit_forward_train_packed(const hl_ctx *ctx, const hl_dit *m, int n,
+                                      const helios_dit_input *in, int recompute,
+                                      const hl_dit_taps *taps, hl_dit_tape **tape,
+                                      float *const *out);
+hl_status hl_dit_backward_packed(const hl_ctx *ctx, const hl_dit *m, hl_dit_tape *tape,
+                                 const float *const *dout, const hl_dit_taps *taps, hl_dit *g,
+                                 const hl_dit_input_grads *gin);
+
 /* Bytes of activations the tape holds now (the backward's scratch included once it ran). */
 size_t hl_dit_tape_bytes(const hl_dit_tape *t);
 void hl_dit_tape_free(hl_dit_tape *t);

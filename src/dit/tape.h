@@ -32,10 +32,29 @@ hl_status hl_dit_plan_make(const hl_dit_config *c, const helios_dit_input *in, h
 void hl_dit_build_rope(const hl_dit_config *c, const helios_dit_input *in, const hl_dit_plan *p,
                        float *rope);
 
-/* One block's saved activations, float32, rows as x (M = B·S) unless noted. */
+/* One sequence of a training forward: rows [row0, row0 + n_hist + n_cur) of x, history first;
+ * its rotary table is rows [rope0, rope0 + n_hist + n_cur) of rope. */
+typedef struct hl_dit_seq {
+    int64_t row0, n_hist, n_cur, rope0;
+    int64_t cur0; /* its first current row among every sequence's current rows (the head) */
+    int in, b;    /* the input and batch element it comes from (src/dit/train.c) */
+} hl_dit_seq;
+
+/* The sequences of a training forward, one per batch element of each input, in order: a batch of
+ * B equal sequences, or sequences of other lengths packed into one forward (attention stays
+ * within each sequence). Every sequence attends to its own L text tokens: rows [b·L, (b+1)·L) of
+ * enc for sequence b. */
+typedef struct hl_dit_rows {
+    int n;                 /* sequences */
+    int64_t M, L;          /* rows of x: Σ (n_hist + n_cur); text tokens per sequence */
+    const hl_dit_seq *seq; /* [n] */
+} hl_dit_rows;
+
+/* One block's saved activations, float32, rows as x (M rows, hl_dit_rows) unless noted; n below
+ * is the number of sequences. */
 typedef struct hl_dit_block_tape {
     const float *x;               /* [M, D] the block's input (the caller's, not a copy) */
-    float *mods;                  /* [B, 2, 6, D] table + timestep projection */
+    float *mods;                  /* [n, 2, 6, D] table + timestep projection */
     float *ln1_mean, *ln1_rstd;   /* [M] norm1 (modulated) */
     float *h1;                    /* [M, D] norm1 output: input of to_q/k/v */
     float *q_pre, *k_pre;         /* [M, D] before norm_q / norm_k */
@@ -47,8 +66,8 @@ typedef struct hl_dit_block_tape {
     float *ln2_mean, *ln2_rstd;   /* [M] norm2 (cross_attn_norm), cross-attention rows only */
     float *h2;                    /* [M, D] input of attn2.to_q (cross-attention rows) */
     float *q2_pre, *q2, *q2_rstd; /* [M, D], [M, D], [M] */
-    float *ck_pre, *ck, *cv;      /* [B·L, D] text keys (before / after norm_k), values */
-    float *ck_rstd;               /* [B·L] */
+    float *ck_pre, *ck, *cv;      /* [n·L, D] text keys (before / after norm_k), values */
+    float *ck_rstd;               /* [n·L] */
     float *a2;                    /* [M, D] cross-attention output: input of attn2.to_out */
     float *x2;                    /* [M, D] after the cross-attention residual */
     float *ln3_mean, *ln3_rstd;   /* [M] norm3 (modulated) */
@@ -58,34 +77,35 @@ typedef struct hl_dit_block_tape {
 } hl_dit_block_tape;
 
 /* Allocates every array of t except x. */
-hl_status hl_dit_block_tape_alloc(hl_bufs *bufs, const hl_dit_config *c, const hl_dit_plan *p,
+hl_status hl_dit_block_tape_alloc(hl_bufs *bufs, const hl_dit_config *c, const hl_dit_rows *r,
                                   hl_dit_block_tape *t);
 
 /* Scratch of the block backward. */
 typedef struct hl_dit_block_grad_scratch {
     float *dh, *dq, *dk, *dv, *da; /* [M, D] */
     float *df;                     /* [M, F] */
-    float *dck, *dcv;              /* [B·L, D] */
-    float *dmods;                  /* [B, 2, 6, D] */
+    float *dck, *dcv;              /* [n·L, D] */
+    float *dmods;                  /* [n, 2, 6, D] */
     float *w;                      /* [D] 1 + scale of the segment being run */
 } hl_dit_block_grad_scratch;
 
 hl_status hl_dit_block_grad_scratch_alloc(hl_bufs *bufs, const hl_dit_config *c,
-                                          const hl_dit_plan *p, hl_dit_block_grad_scratch *s);
+                                          const hl_dit_rows *r, hl_dit_block_grad_scratch *s);
 
 /* The block forward on x_in [M, D] into x_out [M, D] (may not alias), keeping t (t->x = x_in,
- * which must stay unchanged until the backward). tproj [B, 2, 6, D], rope [S, hd], enc [B·L, D] as hl_dit_block_forward. */
+ * which must stay unchanged until the backward). tproj [n, 2, 6, D] (slot 0 history, slot 1
+ * current, as hl_dit_block_forward), rope [*, hd] (hl_dit_seq.rope0), enc [n·L, D]. */
 hl_status hl_dit_block_forward_train(const hl_ctx *ctx, const hl_dit_config *c,
-                                     const hl_dit_block *blk, const hl_dit_plan *p,
+                                     const hl_dit_block *blk, const hl_dit_rows *r,
                                      const float *tproj, const float *rope, const float *enc,
                                      const float *x_in, hl_dit_block_tape *t, float *x_out,
                                      float *w_tmp);
 
 /* The block backward: dx [M, D] holds ∂L/∂x_out on entry and ∂L/∂x_in on return. Parameter
  * gradients accumulate into g (a gradient view of the block), ∂L/∂tproj into dtproj
- * [B, 2, 6, D] and ∂L/∂enc into denc [B·L, D]. */
+ * [n, 2, 6, D] and ∂L/∂enc into denc [n·L, D]. */
 hl_status hl_dit_block_backward(const hl_ctx *ctx, const hl_dit_config *c, const hl_dit_block *blk,
-                                const hl_dit_plan *p, const float *rope, const float *enc,
+                                const hl_dit_rows *r, const float *rope, const float *enc,
                                 const hl_dit_block_tape *t, hl_dit_block_grad_scratch *s,
                                 hl_dit_block *g, float *dtproj, float *denc, float *dx);
 

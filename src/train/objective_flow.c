@@ -19,6 +19,7 @@ hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const 
     o->s = *s;
     o->src = src;
     o->recompute = recompute;
+    o->pack_levels = 1;
     if (stage != 1 && stage != 2)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "flow objective: stage %d (1 or 2)", stage);
     HL_TRY(stage == 1 ? hl_stage1_config_check(&s->base, err) : hl_stage2_config_check(s, err));
@@ -105,6 +106,39 @@ static hl_status forward_backward(hl_flow_objective *o, const hl_ctx *ctx,
     return st;
 }
 
+/* Stage 2's K samples packed into one forward and one backward (dit.h,
+ * hl_dit_forward_train_packed): the loss and gradient of forward_backward on each in turn, one
+ * pass over every linear layer instead of K. */
+static hl_status forward_backward_packed(hl_flow_objective *o, const hl_ctx *ctx, int K,
+                                         const helios_dit_input *in, const float *const *target,
+                                         const int64_t *n, double *loss) {
+    float *pred[HL_STAGE2_MAX_SAMPLES] = {0}, *dpred[HL_STAGE2_MAX_SAMPLES] = {0};
+    hl_status st = HL_OK;
+    for (int k = 0; k < K && st == HL_OK; k++) {
+        pred[k] = malloc((size_t)n[k] * sizeof(float));
+        dpred[k] = malloc((size_t)n[k] * sizeof(float));
+        if (!pred[k] || !dpred[k]) st = hl_fail(ctx->err, HELIOS_ERR_OOM, "out of memory");
+    }
+    hl_dit_tape *tape = NULL;
+    if (st == HL_OK)
+        st = hl_dit_forward_train_packed(ctx, o->m, K, in, o->recompute, NULL, &tape, pred);
+    for (int k = 0; st == HL_OK && k < K; k++) {
+        hl_dit_plan plan;
+        if (hl_dit_plan_make(&o->cfg, &in[k], &plan, ctx->err) == HL_OK)
+            o->tokens += (int64_t)plan.B * plan.S; /* history + current patch tokens */
+        /* as forward_backward: mean((pred - target)²) / K and its gradient */
+        *loss += hl_flow_loss(pred[k], target[k], NULL, 1, n[k], dpred[k]) / K;
+        for (int64_t i = 0; K > 1 && i < n[k]; i++) dpred[k][i] /= (float)K;
+    }
+    if (st == HL_OK)
+        st = hl_dit_backward_packed(ctx, o->m, tape, (const float *const *)dpred, NULL, o->g, NULL);
+    size_t bytes = hl_dit_tape_bytes(tape);
+    if (bytes > o->peak_tape_bytes) o->peak_tape_bytes = bytes;
+    hl_dit_tape_free(tape);
+    for (int k = 0; k < K; k++) free(pred[k]), free(dpred[k]);
+    return st;
+}
+
 static hl_status step_stage1(hl_flow_objective *o, const hl_ctx *ctx, const hl_latent_clip *clip,
                              hl_rng *rng, double *loss) {
     hl_stage1_sample s;
@@ -131,14 +165,20 @@ static hl_status step_stage2(hl_flow_objective *o, const hl_ctx *ctx, const hl_l
                                  ctx->err));
     const float *text = prompt(o, clip, s.base.drop_text, ctx->err);
     hl_status st = text ? HL_OK : HELIOS_ERR_OOM;
-    for (int k = 0; st == HL_OK && k < s.K; k++) { /* level by level */
+    helios_dit_input in[HL_STAGE2_MAX_SAMPLES];
+    const float *target[HL_STAGE2_MAX_SAMPLES];
+    int64_t n[HL_STAGE2_MAX_SAMPLES];
+    for (int k = 0; k < s.K; k++) {
         const hl_stage2_item *it = &s.items[k];
-        helios_dit_input in;
-        hl_stage2_dit_input(&s, k, text, clip->L, &in);
-        st = forward_backward(o, ctx, &in, it->target, (int64_t)s.C * s.F * it->H * it->W, s.K,
-                              loss);
+        hl_stage2_dit_input(&s, k, text, clip->L, &in[k]);
+        target[k] = it->target;
+        n[k] = (int64_t)s.C * s.F * it->H * it->W;
         o->last_timestep = it->t.timestep;
     }
+    if (st == HL_OK && o->pack_levels)
+        st = forward_backward_packed(o, ctx, s.K, in, target, n, loss);
+    for (int k = 0; st == HL_OK && !o->pack_levels && k < s.K; k++) /* level by level */
+        st = forward_backward(o, ctx, &in[k], target[k], n[k], s.K, loss);
     o->last_task = s.base.task;
     hl_stage2_sample_free(&s);
     return st;

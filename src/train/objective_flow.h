@@ -4,8 +4,9 @@
  *     Frame-Aware Corrupt, timestep, noise) -> the training forward -> the flow loss
  *     (train/loss.h) -> the backward into the gradient buffer;
  *   stage 2 (Mid, pyramid): the K samples of the clip's chunk at their pyramid levels
- *     (train/stage2.h), each forward and backward in turn (the released code packs them into one
- *     variable-length call; the oracle checks that the two are equal), loss = mean_k loss_k.
+ *     (train/stage2.h), packed into one variable-length forward and backward as the released
+ *     code does (pack_levels, the default: every linear layer runs once over all K samples'
+ *     tokens, attention within each sample) or each in turn; loss = mean_k loss_k.
  *
  *   hl_flow_objective o;
  *   hl_flow_objective_init(&o, ctx, &cfg, &layout, 1, &s2, source, recompute);
@@ -49,6 +50,7 @@ typedef struct hl_flow_objective {
     hl_stage2_config s; /* stage 1 uses s.base */
     hl_latent_source src;
     int recompute;   /* per-block activation recomputation (dit.h) */
+    int pack_levels; /* stage 2: the K samples in one packed forward (1, init's default) */
     int bf16;        /* bf16 compute: the GEMMs on a bf16 shadow of the f32 master weights */
     hl_bf16 *shadow; /* [layout.total] with bf16 */
     hl_dit *m, *g;   /* bound to the buffers below */
