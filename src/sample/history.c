@@ -67,10 +67,6 @@ bool hl_history_layout_parse(const char *s, hl_history_layout *out) {
     return true;
 }
 
-const char *hl_history_layout_name(hl_history_layout l) {
-    return l == HL_HISTORY_UNCOMPRESSED ? "uncompressed" : "compressed";
-}
-
 static hl_status inputs_alloc(const hl_history *h, int F, hl_history_inputs *in, hl_error *err) {
     size_t plane = (size_t)h->H * (size_t)h->W, bc = (size_t)h->B * (size_t)h->C;
     size_t nl = (size_t)(in->n_long ? in->n_long : 1), nm = (size_t)(in->n_mid ? in->n_mid : 1);

@@ -45,7 +45,6 @@ typedef enum hl_history_layout {
 /* "compressed" / "uncompressed" (the key's value in configs and model_index.json); false for
  * anything else. */
 bool hl_history_layout_parse(const char *s, hl_history_layout *out);
-const char *hl_history_layout_name(hl_history_layout l);
 
 /* The transformer's history inputs for a chunk of F frames, contiguous (B, C, T, H, W) copies.
  * A tier with no frames still has a buffer of one frame (never read), so no pointer is NULL. */
