@@ -144,6 +144,16 @@ model size_odd model_index.json 's/"is_distilled": true/"is_distilled": true, "d
 bad_model size_odd model_index.json "'default_height'"
 model msl_0 model_index.json 's/"is_distilled": true/"is_distilled": true, "max_sequence_length": 0/'
 bad_model msl_0 model_index.json "'max_sequence_length'"
+model hist_flat model_index.json 's/"is_distilled": true/"is_distilled": true, "history": "flat"/'
+bad_model hist_flat model_index.json "'history'"
+# "history": "uncompressed" (a model trained without the multi-term memory): generates, and other
+# frames than the compressed history (every chunk: test_generate)
+model hist_unc model_index.json 's/"is_distilled": true/"is_distilled": true, "history": "uncompressed"/'
+$H generate -q -m "$T/hist_unc" --width 128 --height 64 --chunks 2 -p x -o "$T/hist_unc.y4m" 2>/dev/null
+rc=$?
+$H generate -q -m "$M" --width 128 --height 64 --chunks 2 -p x -o "$T/hist_comp.y4m" 2>/dev/null
+check "history uncompressed: generates, other frames" "[ $rc -eq 0 ] && [ -s $T/hist_unc.y4m ] && [ -s $T/hist_comp.y4m ] && ! cmp -s $T/hist_unc.y4m $T/hist_comp.y4m"
+rm -rf "$T/hist_unc" "$T/hist_unc.y4m" "$T/hist_comp.y4m"
 # a size not given is the model's: default_width / default_height, else 640x384
 model native model_index.json 's/"is_distilled": true/"is_distilled": true, "default_width": 192, "default_height": 64/'
 $H generate -q -m "$T/native" --chunks 1 -p x -o "$T/native.y4m" 2>/dev/null

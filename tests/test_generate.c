@@ -533,6 +533,43 @@ static void test_no_anchor(helios_session *s, const char *root) {
     remove_model(dir);
 }
 
+/* model_index.json's "history": "uncompressed" (a model trained without the multi-term memory):
+ * every chunk differs from the compressed run, chunk 0 too: its history is all zero frames, but
+ * zero frames still become tokens (the patch embeddings' biases), 20 frames of 1x2x2 patches
+ * instead of the long / mid / short tiers' fewer. Two runs agree bit for bit. (The layout itself
+ * is checked in test_train_stage1, and the loop against the compressed one where the two must
+ * agree in test_pipeline.) */
+static void test_uncompressed_history(helios_session *s, const char *root) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/uncompressed", root);
+    CHECK(make_model(dir, "model_index.json", "\"is_cfg_zero_star\": false",
+                     "\"is_cfg_zero_star\": false, \"history\": \"uncompressed\"", NULL),
+          "uncompressed folder");
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    helios_pipeline *comp = NULL, *flat = NULL;
+    pp.model_dir = MODEL;
+    CHECK(helios_pipeline_load(s, &pp, &comp) == HELIOS_OK, "load: %s", helios_session_error(s));
+    pp.model_dir = dir;
+    CHECK(helios_pipeline_load(s, &pp, &flat) == HELIOS_OK, "uncompressed folder loads: %s",
+          helios_session_error(s));
+    enum { N = 16 * 3 * 8 * 16 };
+    static float a[2 * N], b[2 * N], c[2 * N];
+    helios_gen_params g = small_params();
+    g.num_chunks = 2, g.decode = 0;
+    if (comp && flat) {
+        CHECK(all_chunks(comp, &g, a, N) == HELIOS_OK && all_chunks(flat, &g, b, N) == HELIOS_OK &&
+                  all_chunks(flat, &g, c, N) == HELIOS_OK,
+              "2 chunks each");
+        CHECK(memcmp(a, b, N * sizeof *a), "chunk 0 ignores \"history\": \"uncompressed\"");
+        CHECK(memcmp(a + N, b + N, N * sizeof *a), "chunk 1 ignores \"history\": \"uncompressed\"");
+        CHECK(!memcmp(b, c, 2 * N * sizeof *b), "two uncompressed runs differ");
+    }
+    helios_pipeline_free(comp);
+    helios_pipeline_free(flat);
+    remove_model(dir);
+}
+
 static void test_model_check(helios_session *s) {
     static const struct {
         const char *what, *file, *from, *to, *drop;
@@ -563,6 +600,12 @@ static void test_model_check(helios_session *s) {
         {"keep_first_frame \"no\"", "model_index.json", "\"is_cfg_zero_star\": false",
          "\"is_cfg_zero_star\": false, \"keep_first_frame\": \"no\"", NULL, HELIOS_ERR_FORMAT,
          "model_index.json", "'keep_first_frame'"},
+        {"history \"flat\"", "model_index.json", "\"is_cfg_zero_star\": false",
+         "\"is_cfg_zero_star\": false, \"history\": \"flat\"", NULL, HELIOS_ERR_FORMAT,
+         "model_index.json", "'history'"},
+        {"history true", "model_index.json", "\"is_cfg_zero_star\": false",
+         "\"is_cfg_zero_star\": false, \"history\": true", NULL, HELIOS_ERR_FORMAT,
+         "model_index.json", "'history'"},
         {"an AutoencoderKL", "model_index.json", "\"AutoencoderKLWan\"", "\"AutoencoderKL\"", NULL,
          HELIOS_ERR_UNSUPPORTED, "model_index.json", "'vae'"},
         {"a DDIMScheduler", "model_index.json", "\"HeliosDMDScheduler\"", "\"DDIMScheduler\"", NULL,
@@ -647,6 +690,7 @@ static void test_model_check(helios_session *s) {
     helios_pipeline_free(p);
     remove_model(dir);
     test_no_anchor(s, root);
+    test_uncompressed_history(s, root);
 
     /* model_index.json's max_sequence_length is the text length when the caller leaves 0: the
      * same latents as asking for 8 on the plain folder, others than its 512 */

@@ -2,6 +2,8 @@
  * Distilled styles): every transformer call, scheduler step, chunk noise and the final latents,
  * on both backends. Plus flat memory: the history window does not grow with the chunk count. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sample/chunk_loop.h"
@@ -40,8 +42,64 @@ static void test_history_window(void) {
     hl_history_free(&h);
 }
 
+/* Every chunk of a loop (n floats a chunk) with the given history window and layout. */
+static bool loop_chunks(const hl_ctx *ctx, const hl_dit *dit, const int sizes[3],
+                        hl_history_layout layout, float *out, size_t n, int chunks) {
+    hl_loop_config c;
+    hl_loop_config_default(&c);
+    hl_sched_config_default(&c.sched, HL_SCHED_UNIPC);
+    c.steps = 2, c.guidance_scale = 1.0, c.latent_frames = 3, c.height = 4, c.width = 6;
+    c.seed = 3, c.history = layout;
+    for (int i = 0; i < 3; i++) c.history_sizes[i] = sizes[i];
+    enum { L = 5 };
+    float text[L * 64];
+    for (int i = 0; i < L * dit->cfg.text_dim && i < L * 64; i++) text[i] = sinf(0.37f * i);
+    hl_loop *l = NULL;
+    if (dit->cfg.text_dim > 64 || hl_loop_new(ctx, dit, &c, text, NULL, L, NULL, NULL, &l) != HL_OK)
+        return false;
+    bool ok = true;
+    for (int done = 0; ok && done < chunks;) {
+        hl_loop_event ev;
+        ok = hl_loop_step(l, &ev) == HL_OK;
+        if (ok && ev.chunk_done) memcpy(out + (size_t)done++ * n, ev.latents, n * sizeof(float));
+    }
+    hl_loop_free(l);
+    return ok;
+}
+
+/* The uncompressed layout in the loop: with a window of [0, 0, 1] the two layouts give the
+ * transformer the same inputs ([anchor, newest] in the short tier) and must agree bit for bit;
+ * with [4, 2, 1] they must not (the older frames move from the long / mid tiers to the short
+ * tier's patches). */
+static void test_uncompressed_loop(void) {
+    hl_error err = {0};
+    hl_ctx ctx = test_ctx(HELIOS_BACKEND_CPU, &err);
+    hl_dit *dit = NULL;
+    const char *dir = HELIOS_VECTORS "/../models/tiny-random-model/transformer";
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    CHECK(hl_dit_load(cfg, dir, &dit, &err) == HL_OK, "%s", err.msg);
+    if (!dit) return;
+    size_t n = (size_t)dit->cfg.in_channels * 3 * 4 * 6;
+    enum { K = 3 };
+    float *a = malloc(K * n * sizeof *a), *b = malloc(K * n * sizeof *b);
+    int flat_window[3] = {0, 0, 1}, window[3] = {4, 2, 1};
+    CHECK(loop_chunks(&ctx, dit, flat_window, HL_HISTORY_COMPRESSED, a, n, K) &&
+              loop_chunks(&ctx, dit, flat_window, HL_HISTORY_UNCOMPRESSED, b, n, K),
+          "loops: %s", err.msg);
+    CHECK(!memcmp(a, b, K * n * sizeof *a), "window [0, 0, 1]: the layouts differ");
+    CHECK(loop_chunks(&ctx, dit, window, HL_HISTORY_COMPRESSED, a, n, K) &&
+              loop_chunks(&ctx, dit, window, HL_HISTORY_UNCOMPRESSED, b, n, K),
+          "loops: %s", err.msg);
+    for (int k = 0; k < K; k++)
+        CHECK(memcmp(a + k * n, b + k * n, n * sizeof *a), "window [4, 2, 1]: chunk %d alike", k);
+    free(a), free(b);
+    hl_dit_free(dit);
+}
+
 int main(void) {
     test_history_window();
+    test_uncompressed_loop();
     helios_backend backends[2] = {HELIOS_BACKEND_REF, HELIOS_BACKEND_CPU};
     for (int k = 0; k < 2; k++) {
         hl_error err = {0};

@@ -109,6 +109,17 @@ check "stage1: 6 steps run" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1ref/losses.tsv) -
 s1 s1tok s1tok 2
 $H train "$T/s1tok.json" 2>"$T/s1tok.err"
 check "stage1: tokens/s = 88 x samples/s" "tail -n 2 $T/s1tok.err | awk '/tokens\/s/{for (i = 1; i < NF; i++) {if (\$(i + 1) == \"samples/s\") s = \$i; if (\$(i + 1) == \"tokens/s\") t = \$i}; r = t / s} END{exit !(r > 87 && r < 89)}'"
+# "history": "uncompressed" (no multi-term memory): the 19 history frames and the anchor at the
+# short tier's patches, 20 x 16, plus the 48 current tokens = 368; other losses than compressed
+sed 's/"type": "stage1"/"type": "stage1", "history": "uncompressed"/; s#s1tok#s1flat#' "$T/s1tok.json" >"$T/s1flat.json"
+$H train "$T/s1flat.json" 2>"$T/s1flat.err"
+rc=$?
+check "stage1 uncompressed: 2 steps run, other losses" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1flat/losses.tsv) -eq 2 ] && ! cmp -s $T/s1tok/losses.tsv $T/s1flat/losses.tsv"
+check "stage1 uncompressed: tokens/s = 368 x samples/s" "tail -n 2 $T/s1flat.err | awk '/tokens\/s/{for (i = 1; i < NF; i++) {if (\$(i + 1) == \"samples/s\") s = \$i; if (\$(i + 1) == \"tokens/s\") t = \$i}; r = t / s} END{exit !(r > 367 && r < 369)}'"
+sed 's/"history": "uncompressed"/"history": "flat"/; s#s1flat#o#' "$T/s1flat.json" >"$T/bad_hist.json"
+fails "stage1: a bad history layout names its key" 2 "'objective.history' must be \"compressed\" or \"uncompressed\"" $H train "$T/bad_hist.json"
+sed 's/"type": "stage1"/"type": "stage2"/; s/"flat"/"uncompressed"/' "$T/bad_hist.json" >"$T/bad_hist2.json"
+fails "stage2: no uncompressed history" 2 "'objective.history' \"uncompressed\" is a stage-1 setting" $H train "$T/bad_hist2.json"
 s1 s1half s1res 3
 s1 s1full s1res 6
 $H train -q "$T/s1half.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1full.json" 2>>"$T/s1.err"

@@ -181,7 +181,7 @@ static void test_oracle_forward(void) {
         hl_flow_table_init(&t, 1000, 1.0f, &err);
         hl_stage1_sample s;
         memset(&s, 0, sizeof s);
-        s.C = 16, s.F = 3, s.H = 8, s.W = 8, s.n_long = 16, s.n_mid = 2;
+        s.C = 16, s.F = 3, s.H = 8, s.W = 8, s.n_long = 16, s.n_mid = 2, s.n_short = 2;
         s.noisy = malloc(n * sizeof(float)), s.target = malloc(n * sizeof(float));
         float *pred = malloc(n * sizeof(float));
         float u = hl_tsample_sigmoid(u_logit[0]); /* the vector's draw, through our own code */
@@ -894,6 +894,170 @@ static void test_vae_loss(void) {
           "batch 0 accepted");
 }
 
+/* ---- uncompressed history (the ablation without multi-term memory) ---------------------------- */
+
+enum { NS_FLAT = 1 + NL + NM + 1 }; /* anchor + the 19 history frames */
+
+/* Frame i (RoPE order) of a sample equals frame i of another, whatever their tiers. */
+static bool hist_frame_equal(const hl_stage1_sample *a, const hl_stage1_sample *b, int i) {
+    int Ta, ta, Tb, tb;
+    const float *x = hl_history_inputs_frame(&a->hist, a->n_long, a->n_mid, a->n_short, i, &Ta,
+                                             &ta);
+    const float *y = hl_history_inputs_frame(&b->hist, b->n_long, b->n_mid, b->n_short, i, &Tb,
+                                             &tb);
+    for (int c = 0; c < SC; c++)
+        if (memcmp(x + (c * Ta + ta) * SP, y + (c * Tb + tb) * SP, SP * sizeof(float)))
+            return false;
+    return true;
+}
+
+/* The short tier holds the anchor and every history frame in time order, with the indices the
+ * compressed layout gives them; long and mid are empty; inference builds the same inputs. */
+static void test_uncompressed_layout(void) {
+    hl_error err = {0};
+    hl_stage1_config cfg;
+    plain_config(&cfg);
+    cfg.history = HL_HISTORY_UNCOMPRESSED;
+    const int n_chunks = 4;
+    float *clip = make_clip(n_chunks);
+    bool seen[4] = {0};
+    hl_rng g = {0};
+    hl_rng_seed(&g, 11);
+    for (int rep = 0; rep < 64; rep++) {
+        hl_stage1_sample s;
+        if (hl_stage1_sample_make(&cfg, clip, SC, n_chunks * SF, SH, SW, &g, &s, &err) != HL_OK) {
+            CHECK(0, "%s", err.msg);
+            break;
+        }
+        int k = s.chunk, start = k * SF;
+        seen[k] = true;
+        CHECK(s.n_long == 0 && s.n_mid == 0 && s.n_short == NS_FLAT, "tiers %d/%d/%d", s.n_long,
+              s.n_mid, s.n_short);
+        bool ok = frame_is(s.hist.lat_short, NS_FLAT, 0, k > 0 ? 0 : -1);
+        for (int t = 1; t < NS_FLAT; t++) /* clip frames start-19 .. start-1, zero before 0 */
+            ok &= frame_is(s.hist.lat_short, NS_FLAT, t, start - 20 + t);
+        CHECK(ok, "chunk %d: short tier is not [anchor, frames %d..%d]", k, start - 19, start - 1);
+        bool idx = true;
+        for (int t = 0; t < NS_FLAT; t++) idx &= s.hist.idx_short[t] == t;
+        for (int t = 0; t < SF; t++) idx &= s.hist.idx_cur[t] == NS_FLAT + t;
+        CHECK(idx, "chunk %d: indices not 0..19 | 20..28", k);
+        /* the inference window after the chunks before it, built uncompressed */
+        hl_history h;
+        hl_history_inputs in;
+        CHECK(hl_history_init(&h, 1, SC, SH, SW, cfg.history_sizes, &err) == HL_OK, "%s", err.msg);
+        float *chunk = malloc((size_t)SC * SF * SP * sizeof *chunk);
+        for (int j = 0; j < k; j++) {
+            for (int c = 0; c < SC; c++)
+                memcpy(chunk + c * SF * SP, clip + (c * n_chunks * SF + j * SF) * SP,
+                       SF * SP * sizeof(float));
+            hl_history_append(&h, chunk, SF);
+            if (j == 0) hl_history_set_anchor(&h, chunk, SF, 0);
+        }
+        CHECK(hl_history_inputs_build_layout(&h, SF, HL_HISTORY_UNCOMPRESSED, &in, &err) == HL_OK,
+              "%s", err.msg);
+        CHECK(in.n_long == 0 && in.n_mid == 0 && in.n_short == NS_FLAT &&
+                  !memcmp(in.lat_short, s.hist.lat_short, (size_t)NS_FLAT * SC * SP * 4) &&
+                  !memcmp(in.idx_short, s.hist.idx_short, NS_FLAT * 8) &&
+                  !memcmp(in.idx_cur, s.hist.idx_cur, SF * 8),
+              "chunk %d: history differs from the inference window's", k);
+        hl_history_inputs_free(&in);
+        hl_history_free(&h);
+        free(chunk);
+        helios_dit_input din;
+        double ts;
+        hl_stage1_dit_input(&s, NULL, 0, &ts, &din);
+        CHECK(din.short_frames == NS_FLAT && din.mid_frames == 0 && din.long_frames == 0 &&
+                  din.latents_history_short == s.hist.lat_short &&
+                  din.indices_latents_history_short == s.hist.idx_short,
+              "dit input: tiers %d/%d/%d", din.long_frames, din.mid_frames, din.short_frames);
+        hl_stage1_sample_free(&s);
+    }
+    CHECK(seen[0] && seen[1] && seen[2] && seen[3], "not every chunk drawn in 64 samples");
+    cfg.history = (hl_history_layout)7;
+    hl_stage1_sample s;
+    CHECK(hl_stage1_sample_make(&cfg, clip, SC, n_chunks * SF, SH, SW, &g, &s, &err) ==
+              HELIOS_ERR_INVALID_ARG,
+          "history layout 7 accepted");
+    free(clip);
+}
+
+/* With the task mix and Frame-Aware Corrupt on, one seed gives the two layouts the same draws:
+ * the same chunk, task, drops, corruption (the anchor's exposure exemption included) and noise,
+ * and the same value for every history frame, only tiered otherwise. Batches stack the flat
+ * short tier; a batch of both layouts is refused. */
+static void test_uncompressed_same_draws(void) {
+    hl_error err = {0};
+    hl_stage1_config comp, flat;
+    hl_stage1_config_default(&comp);
+    comp.p_i2v = 0.1f;
+    hl_corrupt_params_paper(&comp.corrupt, 1); /* blur and exposure too */
+    comp.corrupt.p_noise = 0.3f, comp.corrupt.p_blur = 0.3f, comp.corrupt.p_exposure = 0.3f;
+    flat = comp;
+    flat.history = HL_HISTORY_UNCOMPRESSED;
+    const int n_chunks = 4;
+    float *clip = make_clip(n_chunks);
+    size_t n = (size_t)SC * SF * SP * sizeof(float);
+    int same = 0, frames_same = 0, tasks[4] = {0}, corrupted = 0, N = 200;
+    for (int rep = 0; rep < N; rep++) {
+        hl_rng g1 = {0}, g2 = {0};
+        hl_rng_seed(&g1, 500 + rep), hl_rng_seed(&g2, 500 + rep);
+        hl_stage1_sample a, b;
+        CHECK(hl_stage1_sample_make(&comp, clip, SC, n_chunks * SF, SH, SW, &g1, &a, &err) ==
+                      HL_OK &&
+                  hl_stage1_sample_make(&flat, clip, SC, n_chunks * SF, SH, SW, &g2, &b, &err) ==
+                      HL_OK,
+              "%s", err.msg);
+        same += a.chunk == b.chunk && a.task == b.task && a.dropped == b.dropped &&
+                a.drop_text == b.drop_text && !memcmp(&a.t, &b.t, sizeof a.t) &&
+                !memcmp(a.noisy, b.noisy, n) && !memcmp(a.target, b.target, n) &&
+                !memcmp(&a.corrupt, &b.corrupt, sizeof a.corrupt) && !memcmp(&g1, &g2, sizeof g1);
+        bool all = true;
+        for (int i = 0; i < NS_FLAT; i++) all &= hist_frame_equal(&a, &b, i);
+        frames_same += all;
+        tasks[a.task]++;
+        for (int i = 0; i < a.corrupt.n; i++)
+            corrupted += a.corrupt.kind[i] != HL_CORRUPT_CLEAN &&
+                         a.corrupt.kind[i] != HL_CORRUPT_ZERO;
+        if (rep == 0) { /* a batch of two flat samples, and of one of each */
+            hl_stage1_sample c;
+            hl_rng g3 = {0};
+            hl_rng_seed(&g3, 1);
+            CHECK(hl_stage1_sample_make(&flat, clip, SC, n_chunks * SF, SH, SW, &g3, &c, &err) ==
+                      HL_OK,
+                  "%s", err.msg);
+            const hl_stage1_sample *two[2] = {&b, &c}, *mixed[2] = {&a, &b};
+            hl_stage1_batch bt;
+            size_t fr = (size_t)SC * SP;
+            CHECK(hl_stage1_batch_make(two, 2, &bt, &err) == HL_OK, "%s", err.msg);
+            CHECK(bt.n_short == NS_FLAT && bt.n_long == 0 && bt.n_mid == 0 &&
+                      !memcmp(bt.lat_short, b.hist.lat_short, NS_FLAT * fr * 4) &&
+                      !memcmp(bt.lat_short + NS_FLAT * fr, c.hist.lat_short, NS_FLAT * fr * 4) &&
+                      !memcmp(bt.idx_short, b.hist.idx_short, NS_FLAT * 8),
+                  "flat batch stacking");
+            helios_dit_input in;
+            hl_stage1_batch_dit_input(&bt, NULL, 0, &in);
+            CHECK(in.short_frames == NS_FLAT && in.long_frames == 0 && in.mid_frames == 0 &&
+                      in.latents_history_short == bt.lat_short,
+                  "flat batch dit input");
+            hl_stage1_batch_free(&bt);
+            CHECK(hl_stage1_batch_make(mixed, 2, &bt, &err) == HELIOS_ERR_INVALID_ARG,
+                  "a batch of both layouts accepted");
+            hl_stage1_sample_free(&c);
+        }
+        hl_stage1_sample_free(&a), hl_stage1_sample_free(&b);
+    }
+    CHECK(same == N, "the layouts drew differently (%d of %d alike)", same, N);
+    CHECK(frames_same == N, "history frames differ between the layouts (%d of %d alike)",
+          frames_same, N);
+    CHECK(tasks[0] && tasks[1] && tasks[2] && tasks[3] && corrupted > 100,
+          "not every task and corruption drawn (%d %d %d %d, %d frames corrupted)", tasks[0],
+          tasks[1], tasks[2], tasks[3], corrupted);
+    printf("uncompressed: %d samples drew alike in both layouts (tasks %d/%d/%d/%d, %d frames "
+           "corrupted)\n",
+           N, tasks[0], tasks[1], tasks[2], tasks[3], corrupted);
+    free(clip);
+}
+
 int main(void) {
     test_oracle();
     test_oracle_forward();
@@ -906,6 +1070,8 @@ int main(void) {
     test_sample_determinism();
     test_batch();
     test_task_mix();
+    test_uncompressed_layout();
+    test_uncompressed_same_draws();
     test_vae_loss();
     return test_done("test_train_stage1");
 }

@@ -29,9 +29,10 @@ struct helios_pipeline {
     hl_dit *dit;
     hl_sched_config sched;
     bool pyramid, distilled, cfg_zero_star;
-    bool keep_first_frame; /* model_index.json's "keep_first_frame" (absent: true) */
-    hl_text_encoder *te;   /* NULL when the folder has no text encoder (embeddings must be given) */
-    hl_vae *vae;           /* NULL when the folder has no vae/ (latents only) */
+    bool keep_first_frame;     /* model_index.json's "keep_first_frame" (absent: true) */
+    hl_history_layout history; /* model_index.json's "history" (absent: compressed) */
+    hl_text_encoder *te; /* NULL when the folder has no text encoder (embeddings must be given) */
+    hl_vae *vae;         /* NULL when the folder has no vae/ (latents only) */
     int low_memory;
     int width, height; /* the model's native size (model_index.json's default_*, else 640x384) */
     int max_len;       /* its text length (model_index.json's max_sequence_length, else 512) */
@@ -96,6 +97,22 @@ static hl_status index_flag(const hl_json *j, const char *path, const char *key,
         return hl_fail_key(err, HELIOS_ERR_FORMAT, path, key, "must be true or false, not %s",
                            json_type_name(m));
     *out = m->boolean;
+    return HL_OK;
+}
+
+/* model_index.json's "history" (a helios key): "uncompressed" for a model trained without the
+ * multi-term memory (an ablation, train/stage1.h); absent or null is "compressed". */
+static hl_status index_history(const hl_json *j, const char *path, hl_history_layout *out,
+                               hl_error *err) {
+    const hl_json *m = hl_json_get(j, "history");
+    *out = HL_HISTORY_COMPRESSED;
+    if (!m || m->type == HL_JSON_NULL) return HL_OK;
+    if (m->type != HL_JSON_STRING)
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, "history",
+                           "must be \"compressed\" or \"uncompressed\", not %s", json_type_name(m));
+    if (!hl_history_layout_parse(m->string, out))
+        return hl_fail_key(err, HELIOS_ERR_FORMAT, path, "history",
+                           "must be \"compressed\" or \"uncompressed\", not \"%s\"", m->string);
     return HL_OK;
 }
 
@@ -165,6 +182,7 @@ static hl_status read_model_index(helios_pipeline *p, const char *dir, comp_stat
     if (st == HL_OK) st = index_flag(j, path, "is_cfg_zero_star", false, &p->cfg_zero_star, err);
     /* helios key: false for a model trained without the first-frame anchor (an ablation) */
     if (st == HL_OK) st = index_flag(j, path, "keep_first_frame", true, &p->keep_first_frame, err);
+    if (st == HL_OK) st = index_history(j, path, &p->history, err);
     p->width = 640, p->height = 384, p->max_len = 512;
     if (st == HL_OK) st = index_size(j, path, "default_width", 16, HELIOS_MAX_SIDE, &p->width, err);
     if (st == HL_OK)
@@ -380,6 +398,7 @@ static void apply_recipe(const helios_pipeline *p, const helios_gen_params *g, h
     c->n_stages = p->pyramid ? p->sched.stages : 1;
     c->cfg_zero_star = p->cfg_zero_star;
     c->keep_first_frame = p->keep_first_frame;
+    c->history = p->history;
     const helios_recipe_defaults *r = helios_recipe_defaults_get(
         hl_recipe_for(p->pyramid, c->sched.kind == HL_SCHED_DMD));
     c->amplify_first_chunk = r->amplify_first_chunk;

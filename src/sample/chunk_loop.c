@@ -18,6 +18,7 @@ void hl_loop_config_default(hl_loop_config *c) {
     c->guidance_scale = r->guidance_scale;
     c->use_zero_init = true;
     c->keep_first_frame = true;
+    c->history = HL_HISTORY_COMPRESSED;
     c->zero_steps = r->zero_init_steps;
     c->latent_frames = r->latent_frames_per_chunk;
     for (int i = 0; i < 3; i++) c->history_sizes[i] = r->history_frames[i];
@@ -123,7 +124,11 @@ hl_status hl_loop_new(const hl_ctx *ctx, const hl_dit *dit, const hl_loop_config
     l->text = alloc_f(txt, &ok), l->from = alloc_f(txt, &ok), l->to = alloc_f(txt, &ok);
     l->hist_long = alloc_f(nc * C * (size_t)cfg->history_sizes[0] * plane, &ok);
     l->hist_mid = alloc_f(nc * C * (size_t)cfg->history_sizes[1] * plane, &ok);
-    l->hist_short = alloc_f(nc * C * 2 * plane, &ok);
+    /* the short tier: [anchor, newest], or uncompressed [anchor, the whole window] */
+    const int *hs = cfg->history_sizes;
+    size_t n_short = cfg->history == HL_HISTORY_UNCOMPRESSED ? 1 + (size_t)(hs[0] + hs[1] + hs[2])
+                                                             : 2;
+    l->hist_short = alloc_f(nc * C * n_short * plane, &ok);
     if (cfg->sched.kind == HL_SCHED_DMD)
         for (int s = 0; s < P; s++) l->start[s] = alloc_f(lat, &ok);
     if (st == HL_OK && !ok)
@@ -221,10 +226,10 @@ static hl_status begin_chunk(hl_loop *l) {
     const hl_loop_config *c = &l->cfg;
     size_t plane = (size_t)l->H * l->W, C = (size_t)l->C;
     update_text(l);
-    HL_TRY(hl_history_inputs_build(&l->hist, l->F, &l->hi, l->ctx->err));
-    repeat_batch(l->hist_long, l->hi.lat_long, C * (size_t)l->hist.n_long * plane, l->n_cond);
-    repeat_batch(l->hist_mid, l->hi.lat_mid, C * (size_t)l->hist.n_mid * plane, l->n_cond);
-    repeat_batch(l->hist_short, l->hi.lat_short, C * 2 * plane, l->n_cond);
+    HL_TRY(hl_history_inputs_build_layout(&l->hist, l->F, c->history, &l->hi, l->ctx->err));
+    repeat_batch(l->hist_long, l->hi.lat_long, C * (size_t)l->hi.n_long * plane, l->n_cond);
+    repeat_batch(l->hist_mid, l->hi.lat_mid, C * (size_t)l->hi.n_mid * plane, l->n_cond);
+    repeat_batch(l->hist_short, l->hi.lat_short, C * (size_t)l->hi.n_short * plane, l->n_cond);
     int64_t n = (int64_t)C * l->F * (int64_t)plane;
     hl_rng_randn_f32(&l->rng, l->x, n); /* prepare_latents: (1, C, F, H, W) */
     hl_probe_emit(l->probe, l->x, 1, n, "chunk%d.initial_noise", l->chunk);
@@ -268,11 +273,11 @@ static hl_status predict(hl_loop *l, double t, double *dit_seconds) {
     in.text_len = (int)l->L, in.encoder_hidden_states = l->text;
     in.indices_hidden_states = l->hi.idx_cur;
     in.hist_height = l->H, in.hist_width = l->W;
-    in.short_frames = 2, in.latents_history_short = l->hist_short,
+    in.short_frames = l->hi.n_short, in.latents_history_short = l->hist_short,
     in.indices_latents_history_short = l->hi.idx_short;
-    in.mid_frames = l->hist.n_mid, in.latents_history_mid = l->hist_mid,
+    in.mid_frames = l->hi.n_mid, in.latents_history_mid = l->hist_mid,
     in.indices_latents_history_mid = l->hi.idx_mid;
-    in.long_frames = l->hist.n_long, in.latents_history_long = l->hist_long,
+    in.long_frames = l->hi.n_long, in.latents_history_long = l->hist_long,
     in.indices_latents_history_long = l->hi.idx_long;
     double t0 = hl_time();
     hl_status st = hl_dit_forward(l->ctx, l->dit, &in, NULL, l->out);

@@ -31,11 +31,12 @@ typedef struct hl_loop_config {
     bool cfg_zero_star;                   /* model_index is_cfg_zero_star (pyramid) */
     bool use_zero_init; /* CFG-Zero*: v = 0 for steps i <= zero_steps of stage 0 */
     int zero_steps;
-    bool amplify_first_chunk; /* DMD: more steps on chunk 0 */
-    bool keep_first_frame;    /* T2V: chunk 0's first latent frame becomes the anchor */
-    int latent_frames;        /* F per chunk (9) */
-    int history_sizes[3];     /* long, mid, 1x (16, 2, 1) */
-    int height, width;        /* latent H, W (full resolution) */
+    bool amplify_first_chunk;  /* DMD: more steps on chunk 0 */
+    bool keep_first_frame;     /* T2V: chunk 0's first latent frame becomes the anchor */
+    hl_history_layout history; /* compressed tiers, or every history frame in the short tier */
+    int latent_frames;         /* F per chunk (9) */
+    int history_sizes[3];      /* long, mid, 1x (16, 2, 1) */
+    int height, width;         /* latent H, W (full resolution) */
     uint64_t seed;
 } hl_loop_config;
 

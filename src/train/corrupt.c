@@ -241,11 +241,20 @@ static hl_status apply(const hl_corrupt_params *p, hl_rng *g, hl_corrupt_kind ki
 hl_status hl_corrupt_history(const hl_corrupt_params *p, hl_rng *g, hl_history_inputs *in, int C,
                              int H, int W, int n_long, int n_mid, hl_corrupt_report *rep,
                              hl_error *err) {
+    return hl_corrupt_history_tiers(p, g, in, C, H, W, n_long, n_mid, 2, rep, err);
+}
+
+hl_status hl_corrupt_history_tiers(const hl_corrupt_params *p, hl_rng *g, hl_history_inputs *in,
+                                   int C, int H, int W, int n_long, int n_mid, int n_short,
+                                   hl_corrupt_report *rep, hl_error *err) {
     HL_TRY(hl_corrupt_params_check(p, err));
-    int n = n_long + n_mid + 2;
-    if (C < 1 || H < 1 || W < 1 || n_long < 0 || n_mid < 0 || n > HL_CORRUPT_MAX_FRAMES)
-        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "corrupt: C %d, %dx%d, %d history frames", C, H,
-                       W, n);
+    int n = n_long + n_mid + n_short;
+    if (C < 1 || H < 1 || W < 1 || n_long < 0 || n_mid < 0 || n_short < 2 ||
+        n > HL_CORRUPT_MAX_FRAMES)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                       "corrupt: C %d, %dx%d, history tiers %d/%d/%d (short >= 2: the anchor and "
+                       "the newest frame; at most %d frames)",
+                       C, H, W, n_long, n_mid, n_short, HL_CORRUPT_MAX_FRAMES);
     hl_corrupt_report local;
     if (!rep) rep = &local;
     memset(rep, 0, sizeof *rep);
@@ -253,11 +262,8 @@ hl_status hl_corrupt_history(const hl_corrupt_params *p, hl_rng *g, hl_history_i
     /* frame i (RoPE order) lives at (tensor, T, t) */
     float *base[HL_CORRUPT_MAX_FRAMES];
     int T[HL_CORRUPT_MAX_FRAMES], tt[HL_CORRUPT_MAX_FRAMES];
-    base[0] = in->lat_short, T[0] = 2, tt[0] = 0;
-    for (int i = 0; i < n_long; i++) base[1 + i] = in->lat_long, T[1 + i] = n_long, tt[1 + i] = i;
-    for (int i = 0; i < n_mid; i++)
-        base[1 + n_long + i] = in->lat_mid, T[1 + n_long + i] = n_mid, tt[1 + n_long + i] = i;
-    base[n - 1] = in->lat_short, T[n - 1] = 2, tt[n - 1] = 1;
+    for (int i = 0; i < n; i++)
+        base[i] = hl_history_inputs_frame(in, n_long, n_mid, n_short, i, &T[i], &tt[i]);
 
     size_t plane = (size_t)H * (size_t)W;
     bool clean = uniform(g) < p->p_clean_history;

@@ -83,6 +83,13 @@ typedef struct hl_corrupt_report {
 hl_status hl_corrupt_history(const hl_corrupt_params *p, hl_rng *g, hl_history_inputs *in, int C,
                              int H, int W, int n_long, int n_mid, hl_corrupt_report *rep,
                              hl_error *err);
+/* The same with a short tier of n_short frames = [anchor, the newest n_short - 1 frames]
+ * (sample/history.h hl_history_inputs_frame): the uncompressed layout passes n_long = n_mid = 0
+ * and n_short = history frames + 1. The frames are visited in the same RoPE order whatever the
+ * tiers, so one generator corrupts the same frames alike in both layouts. */
+hl_status hl_corrupt_history_tiers(const hl_corrupt_params *p, hl_rng *g, hl_history_inputs *in,
+                                   int C, int H, int W, int n_long, int n_mid, int n_short,
+                                   hl_corrupt_report *rep, hl_error *err);
 
 /* ---- the single operations on frame t of x (C, T, H, W) ---------------------------------- */
 

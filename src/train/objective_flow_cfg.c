@@ -108,14 +108,26 @@ static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
     return HL_OK;
 }
 
+/* "history": "compressed" (the multi-term memory) or "uncompressed" (the ablation without it,
+ * train/stage1.h step 2). Stage 2's pyramid batches are built for the compressed tiers only. */
+static hl_status read_history(const keys *k, int stage, hl_stage1_config *c) {
+    if (!hl_json_get(k->s, "history")) return HL_OK;
+    if (!hl_history_layout_parse(hl_json_get_string(k->s, "history"), &c->history))
+        return bad(k, "history", "must be \"compressed\" or \"uncompressed\"");
+    if (stage != 1 && c->history != HL_HISTORY_COMPRESSED)
+        return bad(k, "history", "\"uncompressed\" is a stage-1 setting (stage 2 is compressed)");
+    return HL_OK;
+}
+
 static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool *recompute,
                            bool *pack_levels) {
     static const char *const known[] = {
-        "type",      "chunk_frames", "history_sizes",    "p_t2v",           "p_i2v",
-        "p_v2v",     "p_drop_text",  "corrupt_history",  "corrupt",         "p_clean_history",
-        "p_noise",   "p_blur",       "p_exposure",       "noise_sigma_max", "logit_mean",
-        "logit_std", "shift",        "recompute",        "synthetic",       "dataset",
-        "precision", "validation",   "keep_first_frame", "ratios",          "pack_levels"};
+        "type",       "chunk_frames", "history_sizes",    "p_t2v",           "p_i2v",
+        "p_v2v",      "p_drop_text",  "corrupt_history",  "corrupt",         "p_clean_history",
+        "p_noise",    "p_blur",       "p_exposure",       "noise_sigma_max", "logit_mean",
+        "logit_std",  "shift",        "recompute",        "synthetic",       "dataset",
+        "precision",  "validation",   "keep_first_frame", "history",         "ratios",
+        "pack_levels"};
     HL_TRY(only(k, known, sizeof known / sizeof *known - 2 * (stage == 1))); /* stage 2's last */
     hl_stage1_config *c = &s2->base;
     if (stage == 2) HL_TRY(read_ratios(k, s2));
@@ -140,6 +152,7 @@ static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool 
     HL_TRY(num(k, "p_drop_text", 0, 1, &c->p_drop_text));
     HL_TRY(boolean(k, "corrupt_history", &c->corrupt_history));
     HL_TRY(boolean(k, "keep_first_frame", &c->keep_first_frame));
+    HL_TRY(read_history(k, stage, c));
     HL_TRY(num(k, "p_clean_history", 0, 1, &c->corrupt.p_clean_history));
     HL_TRY(num(k, "p_noise", 0, 1, &c->corrupt.p_noise));
     HL_TRY(num(k, "p_blur", 0, 1, &c->corrupt.p_blur));

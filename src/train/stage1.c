@@ -26,6 +26,7 @@ void hl_stage1_config_default(hl_stage1_config *c) {
     c->zero_history_timestep = true;
     c->corrupt_history = true;
     c->keep_first_frame = true;
+    c->history = HL_HISTORY_COMPRESSED;
     hl_corrupt_params_default(&c->corrupt);
     hl_tsample_params_default(&c->tsample);
 }
@@ -38,6 +39,8 @@ hl_status hl_stage1_config_check(const hl_stage1_config *c, hl_error *err) {
                        "stage1: chunk_frames %d, history_sizes [%d, %d, %d] (chunk >= 1, 1x = 1, "
                        "at most %d history frames)",
                        c->chunk_frames, hs[0], hs[1], hs[2], HL_CORRUPT_MAX_FRAMES - 1);
+    if (c->history != HL_HISTORY_COMPRESSED && c->history != HL_HISTORY_UNCOMPRESSED)
+        return hl_fail(err, HELIOS_ERR_INVALID_ARG, "stage1: history layout %d", (int)c->history);
     float ps[4] = {c->p_t2v, c->p_i2v, c->p_v2v, c->p_drop_text};
     for (int i = 0; i < 4; i++)
         if (!(ps[i] >= 0.0f && ps[i] <= 1.0f))
@@ -74,37 +77,31 @@ static void copy_frames(float *dst, const float *src, int C, int T, int first, i
                (size_t)n * plane * sizeof(float));
 }
 
-/* Zeroes frames [0, n) of x (C, T, H, W). */
-static void zero_frames(float *x, int C, int T, int n, size_t plane) {
-    for (int c = 0; c < C; c++)
-        memset(x + (size_t)c * (size_t)T * plane, 0, (size_t)n * plane * sizeof(float));
+/* Zeroes history frame i (RoPE order, 0 = the anchor) of the sample, whatever its layout. */
+static void zero_frame(hl_stage1_sample *s, int i, size_t plane) {
+    int T, t;
+    float *x = hl_history_inputs_frame(&s->hist, s->n_long, s->n_mid, s->n_short, i, &T, &t);
+    for (int c = 0; c < s->C; c++)
+        memset(x + ((size_t)c * (size_t)T + (size_t)t) * plane, 0, plane * sizeof(float));
 }
 
-/* Zeroes the oldest `drop` history frames: long first, then mid, then the 1x frame (short[1]). */
+/* Zeroes the oldest `drop` history frames (RoPE 1 .. drop: long first, then mid, then the 1x
+ * frame; uncompressed, the short tier's frames after the anchor). */
 static void drop_oldest(hl_stage1_sample *s, int drop, size_t plane) {
-    int d = drop < s->n_long ? drop : s->n_long;
-    zero_frames(s->hist.lat_long, s->C, s->n_long, d, plane);
-    drop -= d;
-    d = drop < s->n_mid ? drop : s->n_mid;
-    zero_frames(s->hist.lat_mid, s->C, s->n_mid, d, plane);
-    drop -= d;
-    if (drop > 0)
-        for (int c = 0; c < s->C; c++)
-            memset(s->hist.lat_short + ((size_t)c * 2 + 1) * plane, 0, plane * sizeof(float));
+    for (int i = 1; i <= drop; i++) zero_frame(s, i, plane);
 }
 
 /* Step 4 of the header: the released prepare_stage1_clean_input_from_latents random drop. */
 static void task_mix(const hl_stage1_config *cfg, hl_rng *g, hl_stage1_sample *s) {
     size_t plane = (size_t)s->H * (size_t)s->W;
-    int n_hist = s->n_long + s->n_mid + 1;
+    int n_hist = s->n_long + s->n_mid + s->n_short - 1; /* 19 in either layout */
     s->task = HL_TASK_FULL;
     s->dropped = 0;
     if (cfg->p_t2v != 0.0f && uniform(g) <= cfg->p_t2v) {
         s->task = HL_TASK_T2V;
         s->dropped = n_hist;
         drop_oldest(s, n_hist, plane);
-        for (int c = 0; c < s->C; c++) /* and the anchor */
-            memset(s->hist.lat_short + (size_t)c * 2 * plane, 0, plane * sizeof(float));
+        zero_frame(s, 0, plane); /* and the anchor */
         return;
     }
     if (cfg->p_i2v != 0.0f && uniform(g) <= cfg->p_i2v) {
@@ -142,7 +139,9 @@ static hl_status lay_out(const hl_stage1_config *cfg, const float *clip, int F_c
     }
     if (st == HL_OK && cfg->keep_first_frame && s->chunk > 0)
         hl_history_set_anchor(&h, clip, F_clip, 0);
-    if (st == HL_OK) st = hl_history_inputs_build(&h, s->F, &s->hist, err);
+    if (st == HL_OK) st = hl_history_inputs_build_layout(&h, s->F, cfg->history, &s->hist, err);
+    if (st == HL_OK)
+        s->n_long = s->hist.n_long, s->n_mid = s->hist.n_mid, s->n_short = s->hist.n_short;
     hl_history_free(&h);
     return st;
 }
@@ -158,7 +157,6 @@ hl_status hl_stage1_history_make(const hl_stage1_config *cfg, const float *clip,
                        "chunk's %d",
                        C, F_clip, H, W, cfg->chunk_frames);
     s->C = C, s->F = cfg->chunk_frames, s->H = H, s->W = W;
-    s->n_long = cfg->history_sizes[0], s->n_mid = cfg->history_sizes[1];
     size_t n = (size_t)C * (size_t)s->F * (size_t)H * (size_t)W;
     s->x0 = malloc(n * sizeof(float));
     hl_status st = s->x0 ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "stage1: out of memory");
@@ -186,8 +184,8 @@ hl_status hl_stage1_sample_make(const hl_stage1_config *cfg, const float *clip, 
                        ? HL_OK
                        : hl_fail(err, HELIOS_ERR_OOM, "stage1: out of memory");
     if (st == HL_OK && cfg->corrupt_history)
-        st = hl_corrupt_history(&cfg->corrupt, g, &s->hist, C, H, W, s->n_long, s->n_mid,
-                                &s->corrupt, err);
+        st = hl_corrupt_history_tiers(&cfg->corrupt, g, &s->hist, C, H, W, s->n_long, s->n_mid,
+                                      s->n_short, &s->corrupt, err);
     if (st == HL_OK) st = hl_tsample_draw(&cfg->tsample, &table, g, 1, &s->t, err);
     if (st == HL_OK) {
         hl_rng_randn_f32(g, s->noise, (int64_t)n);
@@ -215,7 +213,7 @@ void hl_stage1_dit_input(const hl_stage1_sample *s, const float *text, int text_
     in->text_len = text_len;
     in->encoder_hidden_states = text;
     in->indices_hidden_states = s->hist.idx_cur;
-    in->short_frames = 2, in->mid_frames = s->n_mid, in->long_frames = s->n_long;
+    in->short_frames = s->n_short, in->mid_frames = s->n_mid, in->long_frames = s->n_long;
     in->hist_height = s->H, in->hist_width = s->W;
     in->latents_history_short = s->hist.lat_short;
     in->latents_history_mid = s->hist.lat_mid;
@@ -232,32 +230,33 @@ hl_status hl_stage1_batch_make(const hl_stage1_sample *const *s, int B, hl_stage
     const hl_stage1_sample *a = s[0];
     for (int i = 1; i < B; i++)
         if (s[i]->C != a->C || s[i]->F != a->F || s[i]->H != a->H || s[i]->W != a->W ||
-            s[i]->n_long != a->n_long || s[i]->n_mid != a->n_mid)
+            s[i]->n_long != a->n_long || s[i]->n_mid != a->n_mid || s[i]->n_short != a->n_short)
             return hl_fail(err, HELIOS_ERR_INVALID_ARG,
-                           "stage1 batch: sample %d is (%d, %d, %d, %d) with history %d/%d, sample "
-                           "0 (%d, %d, %d, %d) with %d/%d",
-                           i, s[i]->C, s[i]->F, s[i]->H, s[i]->W, s[i]->n_long, s[i]->n_mid, a->C,
-                           a->F, a->H, a->W, a->n_long, a->n_mid);
+                           "stage1 batch: sample %d is (%d, %d, %d, %d) with history %d/%d/%d, "
+                           "sample 0 (%d, %d, %d, %d) with %d/%d/%d",
+                           i, s[i]->C, s[i]->F, s[i]->H, s[i]->W, s[i]->n_long, s[i]->n_mid,
+                           s[i]->n_short, a->C, a->F, a->H, a->W, a->n_long, a->n_mid, a->n_short);
     b->B = B, b->C = a->C, b->F = a->F, b->H = a->H, b->W = a->W;
-    b->n_long = a->n_long, b->n_mid = a->n_mid;
+    b->n_long = a->n_long, b->n_mid = a->n_mid, b->n_short = a->n_short;
     size_t frame = (size_t)a->C * (size_t)a->H * (size_t)a->W, cur = frame * (size_t)a->F;
     int nl = a->n_long ? a->n_long : 1, nm = a->n_mid ? a->n_mid : 1;
     b->noisy = malloc((size_t)B * cur * sizeof(float));
     b->target = malloc((size_t)B * cur * sizeof(float));
     b->lat_long = malloc((size_t)B * (size_t)nl * frame * sizeof(float));
     b->lat_mid = malloc((size_t)B * (size_t)nm * frame * sizeof(float));
-    b->lat_short = malloc((size_t)B * 2 * frame * sizeof(float));
+    b->lat_short = malloc((size_t)B * (size_t)a->n_short * frame * sizeof(float));
     b->timesteps = malloc((size_t)B * sizeof(double));
     b->idx_long = malloc((size_t)nl * sizeof(int64_t));
     b->idx_mid = malloc((size_t)nm * sizeof(int64_t));
-    b->idx_short = malloc(2 * sizeof(int64_t));
+    b->idx_short = malloc((size_t)a->n_short * sizeof(int64_t));
     b->idx_cur = malloc((size_t)a->F * sizeof(int64_t));
     if (!b->noisy || !b->target || !b->lat_long || !b->lat_mid || !b->lat_short || !b->timesteps ||
         !b->idx_long || !b->idx_mid || !b->idx_short || !b->idx_cur) {
         hl_stage1_batch_free(b);
         return hl_fail(err, HELIOS_ERR_OOM, "stage1 batch: out of memory");
     }
-    size_t fl = (size_t)a->n_long * frame, fm = (size_t)a->n_mid * frame, fs = 2 * frame;
+    size_t fl = (size_t)a->n_long * frame, fm = (size_t)a->n_mid * frame,
+           fs = (size_t)a->n_short * frame;
     for (int i = 0; i < B; i++) { /* (1, ...) after (1, ...) is (B, ...) */
         const hl_stage1_sample *x = s[i];
         memcpy(b->noisy + (size_t)i * cur, x->noisy, cur * sizeof(float));
@@ -269,7 +268,7 @@ hl_status hl_stage1_batch_make(const hl_stage1_sample *const *s, int B, hl_stage
     for (int i = 0; i < B; i++) b->timesteps[i] = (double)s[i]->t.timestep;
     memcpy(b->idx_long, a->hist.idx_long, (size_t)a->n_long * sizeof(int64_t));
     memcpy(b->idx_mid, a->hist.idx_mid, (size_t)a->n_mid * sizeof(int64_t));
-    memcpy(b->idx_short, a->hist.idx_short, 2 * sizeof(int64_t));
+    memcpy(b->idx_short, a->hist.idx_short, (size_t)a->n_short * sizeof(int64_t));
     memcpy(b->idx_cur, a->hist.idx_cur, (size_t)a->F * sizeof(int64_t));
     return HL_OK;
 }
@@ -290,7 +289,7 @@ void hl_stage1_batch_dit_input(const hl_stage1_batch *b, const float *text, int 
     in->text_len = text_len;
     in->encoder_hidden_states = text;
     in->indices_hidden_states = b->idx_cur;
-    in->short_frames = 2, in->mid_frames = b->n_mid, in->long_frames = b->n_long;
+    in->short_frames = b->n_short, in->mid_frames = b->n_mid, in->long_frames = b->n_long;
     in->hist_height = b->H, in->hist_width = b->W;
     in->latents_history_short = b->lat_short;
     in->latents_history_mid = b->lat_mid;

@@ -11,7 +11,10 @@
  *      of the clip, laid into the inference window (sample/history.h: hl_history_append) and
  *      turned into the transformer's inputs by the inference code itself
  *      (hl_history_inputs_build): long = window[0:16] RoPE 1..16, mid = window[16:18] RoPE 17..18,
- *      short = [anchor, window[18]] RoPE 0 and 19, current chunk RoPE 20..28;
+ *      short = [anchor, window[18]] RoPE 0 and 19, current chunk RoPE 20..28; with history
+ *      uncompressed (the ablation without multi-term memory; model_index.json's "history":
+ *      "uncompressed" then builds it so at inference too) long and mid are empty and
+ *      short = [anchor, window[0:19]] RoPE 0, 1..19, every frame at the 1x2x2 patches;
  *   3. the first-frame anchor (spec §3.2) = the clip's first latent frame clip[:, 0], zero when
  *      k = 0 (the dataloader's rule: the target chunk is then the start of the video, T2V) or
  *      without keep_first_frame (the ablation; model_index.json's "keep_first_frame": false
@@ -24,6 +27,8 @@
  *   5. text dropout: u < p_drop_text sets drop_text (caption_dropout_p; the caller zeroes the
  *      prompt embedding);
  *   6. Frame-Aware Corrupt of the history (train/corrupt.h) when corrupt_history;
+ * Steps 4 and 6 visit the history frames in RoPE order whatever the layout, so the two layouts
+ * draw the same numbers and give the transformer the same frame values, only tiered otherwise.
  *   7. the timestep (train/timestep.h: logit-normal, one draw) and noise = randn (C·F·H·W), then
  *      noisy = (1 - sigma)·x0 + sigma·noise, target = noise - x0 (train/loss.h).
  * A fixed seed therefore gives identical samples, and the generator state (a plain struct) can
@@ -65,6 +70,7 @@ typedef struct hl_stage1_config {
     bool zero_history_timestep; /* true [CFG zero_history_timestep] */
     bool corrupt_history;       /* true [CFG corrupt_history] */
     bool keep_first_frame;      /* true: the anchor of step 3 (false: always zero, an ablation) */
+    hl_history_layout history;  /* compressed (uncompressed: no multi-term memory, step 2) */
     hl_corrupt_params corrupt;  /* hl_corrupt_params_default (released stage 1) */
     hl_tsample_params tsample;  /* logit-normal (0, 1), shift 1 [CFG weighting_scheme ...] */
 } hl_stage1_config;
@@ -81,7 +87,8 @@ typedef struct hl_stage1_sample {
     hl_tdraw t;             /* u, index, sigma, timestep */
     float history_timestep; /* 0 with zero_history_timestep, else t.timestep */
     hl_history_inputs hist; /* lat_long/mid/short (1, C, n, H, W), RoPE indices, idx_cur (F) */
-    int n_long, n_mid;
+    int n_long, n_mid;      /* 16, 2 (uncompressed: 0, 0) */
+    int n_short;            /* 2 = [anchor, newest] (uncompressed: 1 + every history frame) */
     /* for logging */
     int chunk, n_chunks; /* target chunk k of the clip */
     hl_stage1_task task;
@@ -112,11 +119,11 @@ void hl_stage1_dit_input(const hl_stage1_sample *s, const float *text, int text_
  * fixed) and are copied from the first. The batch owns copies: the samples may be freed. The loss
  * of a batch is hl_flow_loss(pred, b.target, NULL, B, C·F·H·W, dpred). */
 typedef struct hl_stage1_batch {
-    int B, C, F, H, W, n_long, n_mid;
+    int B, C, F, H, W, n_long, n_mid, n_short;
     float *noisy, *target;                             /* (B, C, F, H, W) */
-    float *lat_long, *lat_mid, *lat_short;             /* (B, C, n_long | n_mid | 2, H, W) */
+    float *lat_long, *lat_mid, *lat_short;             /* (B, C, n_long | n_mid | n_short, H, W) */
     double *timesteps;                                 /* (B) */
-    int64_t *idx_long, *idx_mid, *idx_short, *idx_cur; /* (n_long), (n_mid), (2), (F) */
+    int64_t *idx_long, *idx_mid, *idx_short, *idx_cur; /* (n_long), (n_mid), (n_short), (F) */
 } hl_stage1_batch;
 
 hl_status hl_stage1_batch_make(const hl_stage1_sample *const *s, int B, hl_stage1_batch *b,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The paper's anti-drift pieces in miniature (issue 14 item 5): four Base models trained from
+# The paper's anti-drift pieces in miniature (issue 14 item 5): five Base models trained from
 # scratch with one budget (train/tiny/ablate/*.json: stage 1 as train/tiny/stage1.json, but
 # 3,000 steps and no validation), each without one piece, then each evaluated by eval.sh on
 # SECONDS-long videos of the first N prompts, with the Base sampler at STEPS steps:
@@ -7,6 +7,8 @@
 #   no_corrupt   "corrupt_history": false (clean history in training)
 #   no_anchor    "keep_first_frame": false in training and in the model folder (a zero anchor)
 #   no_guidance  "guidance_cross_attn": false (history tokens read the text too)
+#   uncompressed "history": "uncompressed" in training and in the model folder (no multi-term
+#                memory: the 19 history frames at the short tier's 1x2x2 patches)
 # Each model folder (runs/tiny/ablate/models/NAME) links the shipped Base's VAE, text encoder,
 # tokenizer and scheduler. Finished runs are skipped, started ones resumed; the tables go to
 # runs/tiny/ablate/NAME.md.
@@ -23,10 +25,11 @@ folder() {
     d=$A/models/$1
     mkdir -p "$d/transformer"
     for c in scheduler text_encoder tokenizer vae; do ln -sfn "$(realpath "$B/$c")" "$d/$c"; done
-    keep=true guid=true
+    keep=true guid=true hist=""
     [ "$1" != no_anchor ] || keep=false
     [ "$1" != no_guidance ] || guid=false
-    sed "s/^ \"max_sequence_length\": 64$/ \"max_sequence_length\": 64,\n \"keep_first_frame\": $keep/" \
+    [ "$1" != uncompressed ] || hist=',\n "history": "uncompressed"'
+    sed "s/^ \"max_sequence_length\": 64$/ \"max_sequence_length\": 64,\n \"keep_first_frame\": $keep$hist/" \
         "$B/model_index.json" >"$d/model_index.json"
     sed "s/\"guidance_cross_attn\": true/\"guidance_cross_attn\": $guid/" \
         "$B/transformer/config.json" >"$d/transformer/config.json"
@@ -41,11 +44,11 @@ train() {
         "$A/models/$1/transformer/$W" --prefix ema.
 }
 
-for m in full no_corrupt no_anchor no_guidance; do
+for m in full no_corrupt no_anchor no_guidance uncompressed; do
     folder $m
     train $m
 done
-for m in full no_corrupt no_anchor no_guidance; do
+for m in full no_corrupt no_anchor no_guidance uncompressed; do
     if [ ! -f "$A/$m.md" ]; then
         STEPS=$sampler_steps HELIOS=$H sh train/tiny/eval.sh "$A/eval-$m" "$sec" "$A/models/$m" \
             "$n" >"$A/$m.md.part"
