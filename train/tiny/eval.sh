@@ -5,7 +5,9 @@
 # both measured by `helios eval`; then the mean of every metric over the prompts, generated
 # beside real, and the generation speed. Prompt 1 also gets a contact sheet (0, 1, 5, 10 min).
 # usage: sh train/tiny/eval.sh OUTDIR [SECONDS [MODEL [N]]]   (defaults 600, models/helios-tiny, 8)
-# HELIOS names the binary (default ./build/helios); STEPS, if set, is the Base sampler's --steps.
+# HELIOS names the binary (default ./build/helios); STEPS, if set, is the Base sampler's --steps;
+# FIRST, if set, skips the prompts before line FIRST (their seeds stay their line numbers, so a
+# later run adds prompts to an earlier one's; the means cover the prompts of this run).
 # Videos stay in OUTDIR (not in git).
 set -eu
 H=${HELIOS:-./build/helios}
@@ -17,6 +19,7 @@ mkdir -p "$out"
 i=0
 while IFS= read -r p && [ $i -lt "$n" ]; do
     i=$((i + 1))
+    [ $i -ge "${FIRST:-1}" ] || continue
     t0=$(date +%s.%N)
     "$H" generate -q -m "$model" -p "$p" --seconds "$sec" --seed $i ${STEPS:+--steps "$STEPS"} \
         -o "$out/gen-$i.mp4" \
@@ -47,7 +50,7 @@ means() {
 }
 means "$out/gen.jsonl" >"$out/gen.means"
 means "$out/real.jsonl" >"$out/real.means"
-echo "$i prompts, $sec s each, model $model"
+echo "$((i - ${FIRST:-1} + 1)) prompts (from line ${FIRST:-1}), $sec s each, model $model"
 printf '| metric | generated | real footage |\n| --- | --- | --- |\n'
 awk 'NR == FNR {r[$1] = $2; next} {print $1, $2, r[$1]}' "$out/real.means" "$out/gen.means" |
     awk '$1 != "width" && $1 != "height" && $1 != "chunk" && $1 != "fps" {printf "| %s | %s | %s |\n", $1, $2, $3}'
