@@ -101,6 +101,11 @@ s1() { # NAME OUTPUT STEPS [STAGE]
 EOF
 }
 s1 s1ref s1ref 6
+# with_key FROM TO SETTING: $T/TO.json is $T/FROM.json with SETTING ('"key": value') added to its
+# objective and its output folder renamed TO
+with_key() {
+    sed 's/\("type": "stage[0-9]"\)/\1, '"$3/; s#$1#$2#" "$T/$1.json" >"$T/$2.json"
+}
 $H train -q "$T/s1ref.json" 2>"$T/s1.err"
 rc=$?
 check "stage1: 6 steps run" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1ref/losses.tsv) -eq 6 ]"
@@ -111,7 +116,7 @@ $H train "$T/s1tok.json" 2>"$T/s1tok.err"
 check "stage1: tokens/s = 88 x samples/s" "tail -n 2 $T/s1tok.err | awk '/tokens\/s/{for (i = 1; i < NF; i++) {if (\$(i + 1) == \"samples/s\") s = \$i; if (\$(i + 1) == \"tokens/s\") t = \$i}; r = t / s} END{exit !(r > 87 && r < 89)}'"
 # "history": "uncompressed" (no multi-term memory): the 19 history frames and the anchor at the
 # short tier's patches, 20 x 16, plus the 48 current tokens = 368; other losses than compressed
-sed 's/"type": "stage1"/"type": "stage1", "history": "uncompressed"/; s#s1tok#s1flat#' "$T/s1tok.json" >"$T/s1flat.json"
+with_key s1tok s1flat '"history": "uncompressed"'
 $H train "$T/s1flat.json" 2>"$T/s1flat.err"
 rc=$?
 check "stage1 uncompressed: 2 steps run, other losses" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1flat/losses.tsv) -eq 2 ] && ! cmp -s $T/s1tok/losses.tsv $T/s1flat/losses.tsv"
@@ -126,7 +131,7 @@ $H train -q "$T/s1half.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1full.j
 check "stage1: 3 + resume 3: same losses.tsv" "cmp -s $T/s1ref/losses.tsv $T/s1res/losses.tsv"
 check "stage1: 3 + resume 3: same weights" "cmp -s $T/s1ref/checkpoint-6/transformer/diffusion_pytorch_model.safetensors $T/s1res/checkpoint-6/transformer/diffusion_pytorch_model.safetensors"
 # bf16 compute on the f32 master weights: runs, and its losses differ from f32's (rounded GEMMs)
-sed 's/"type": "stage1"/"type": "stage1", "precision": "bf16"/; s#s1ref#s1bf#' "$T/s1ref.json" >"$T/s1bf.json"
+with_key s1ref s1bf '"precision": "bf16"'
 $H train -q "$T/s1bf.json" 2>>"$T/s1.err"
 rc=$?
 check "stage1 bf16: 6 steps run, other losses" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1bf/losses.tsv) -eq 6 ] && ! cmp -s $T/s1ref/losses.tsv $T/s1bf/losses.tsv"
@@ -141,14 +146,14 @@ $H train -q "$T/s2half.json" 2>>"$T/s2.err" && $H train -q --resume "$T/s2full.j
 check "stage2: 3 + resume 1: same losses.tsv" "cmp -s $T/s2ref/losses.tsv $T/s2res/losses.tsv"
 # the level samples in turn ("pack_levels": false) instead of packed (the default): the same
 # losses up to the rounding of the GEMMs over other row counts, not the same bits
-sed 's/"type": "stage2"/"type": "stage2", "pack_levels": false/; s#s2ref#s2turn#' "$T/s2ref.json" >"$T/s2turn.json"
+with_key s2ref s2turn '"pack_levels": false'
 $H train -q "$T/s2turn.json" 2>>"$T/s2.err"
 rc=$?
 check "stage2 in turn: 4 steps, the packed losses to 1e-5" "[ $rc -eq 0 ] && paste $T/s2ref/losses.tsv $T/s2turn/losses.tsv | awk -F'\t' '{n++; a = \$3; b = \$(NF / 2 + 3); d = a - b; if (d < 0) d = -d; if (!(d <= 1e-5 * (a < 0 ? -a : a))) bad++} END{exit !(n == 4 && !bad)}'"
 check "stage2 in turn: not the packed run's bits" "! cmp -s $T/s2ref/checkpoint-4/transformer/diffusion_pytorch_model.safetensors $T/s2turn/checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
-sed 's/"type": "stage2"/"type": "stage2", "pack_levels": "yes"/; s#s2ref#s2bad#' "$T/s2ref.json" >"$T/s2bad.json"
+with_key s2ref s2bad '"pack_levels": "yes"'
 fails "stage2: pack_levels not a boolean" 2 "'objective.pack_levels' must be true or false" $H train "$T/s2bad.json"
-sed 's/"type": "stage1"/"type": "stage1", "pack_levels": true/; s#s1ref#s1pk#' "$T/s1ref.json" >"$T/s1pk.json"
+with_key s1ref s1pk '"pack_levels": true'
 fails "stage1: pack_levels is stage 2's" 2 "'objective.pack_levels' is not a setting" $H train "$T/s1pk.json"
 # --gan-memory: both peaks printed, the one with Cache Grad the smaller; nothing trained
 $H train "$T/s1ref.json" --gan-memory >"$T/gm.out" 2>>"$T/s1.err"
