@@ -502,22 +502,33 @@ static void remove_model(const char *dir) {
     rmdir(dir);
 }
 
+/* The test model and a copy of it (root/name) whose model_index.json also says key_value (one
+ * helios key, '"key": value'); both loaded, *base and *variant NULL where loading failed. */
+static void load_variant(helios_session *s, const char *root, const char *name,
+                         const char *key_value, char *dir, size_t cap, helios_pipeline **base,
+                         helios_pipeline **variant) {
+    char to[200];
+    snprintf(dir, cap, "%s/%s", root, name);
+    snprintf(to, sizeof to, "\"is_cfg_zero_star\": false, %s", key_value);
+    CHECK(make_model(dir, "model_index.json", "\"is_cfg_zero_star\": false", to, NULL), "%s folder",
+          name);
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    *base = *variant = NULL;
+    pp.model_dir = MODEL;
+    CHECK(helios_pipeline_load(s, &pp, base) == HELIOS_OK, "load: %s", helios_session_error(s));
+    pp.model_dir = dir;
+    CHECK(helios_pipeline_load(s, &pp, variant) == HELIOS_OK, "%s folder loads: %s", name,
+          helios_session_error(s));
+}
+
 /* model_index.json's "keep_first_frame": false (a model trained without the first-frame
  * anchor): chunk 0 is the same, later chunks see a zero anchor and differ. */
 static void test_no_anchor(helios_session *s, const char *root) {
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/no_anchor", root);
-    CHECK(make_model(dir, "model_index.json", "\"is_cfg_zero_star\": false",
-                     "\"is_cfg_zero_star\": false, \"keep_first_frame\": false", NULL),
-          "no-anchor folder");
-    helios_pipeline_params pp;
-    helios_pipeline_params_init(&pp);
-    helios_pipeline *with = NULL, *without = NULL;
-    pp.model_dir = MODEL;
-    CHECK(helios_pipeline_load(s, &pp, &with) == HELIOS_OK, "load: %s", helios_session_error(s));
-    pp.model_dir = dir;
-    CHECK(helios_pipeline_load(s, &pp, &without) == HELIOS_OK, "no-anchor folder loads: %s",
-          helios_session_error(s));
+    helios_pipeline *with, *without;
+    load_variant(s, root, "no_anchor", "\"keep_first_frame\": false", dir, sizeof dir, &with,
+                 &without);
     enum { N = 16 * 3 * 8 * 16 };
     static float a[2 * N], b[2 * N];
     helios_gen_params g = small_params();
@@ -541,18 +552,9 @@ static void test_no_anchor(helios_session *s, const char *root) {
  * agree in test_pipeline.) */
 static void test_uncompressed_history(helios_session *s, const char *root) {
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/uncompressed", root);
-    CHECK(make_model(dir, "model_index.json", "\"is_cfg_zero_star\": false",
-                     "\"is_cfg_zero_star\": false, \"history\": \"uncompressed\"", NULL),
-          "uncompressed folder");
-    helios_pipeline_params pp;
-    helios_pipeline_params_init(&pp);
-    helios_pipeline *comp = NULL, *flat = NULL;
-    pp.model_dir = MODEL;
-    CHECK(helios_pipeline_load(s, &pp, &comp) == HELIOS_OK, "load: %s", helios_session_error(s));
-    pp.model_dir = dir;
-    CHECK(helios_pipeline_load(s, &pp, &flat) == HELIOS_OK, "uncompressed folder loads: %s",
-          helios_session_error(s));
+    helios_pipeline *comp, *flat;
+    load_variant(s, root, "uncompressed", "\"history\": \"uncompressed\"", dir, sizeof dir, &comp,
+                 &flat);
     enum { N = 16 * 3 * 8 * 16 };
     static float a[2 * N], b[2 * N], c[2 * N];
     helios_gen_params g = small_params();
