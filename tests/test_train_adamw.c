@@ -98,6 +98,36 @@ static void test_threads_same_bits(void) {
     free(g);
 }
 
+/* A step on [begin, end): those parameters and moments as a full step gives them (its elements
+ * do not depend on each other), every other one untouched although its gradient is not zero. */
+static void test_range(void) {
+    enum { N = 1000, B = 137, E = 901 };
+    float p1[N], p2[N], p0[N], g[N];
+    fill_random(p1, N, 7);
+    memcpy(p2, p1, sizeof p1);
+    memcpy(p0, p1, sizeof p1);
+    fill_random(g, N, 8);
+    hl_adamw_config c = {0.9, 0.99, 1e-8, 0.05};
+    hl_adamw a, b;
+    hl_error e = {0};
+    CHECK(hl_adamw_init(&a, N, &e) == HL_OK && hl_adamw_init(&b, N, &e) == HL_OK, "%s", e.msg);
+    for (int k = 0; k < 3; k++) {
+        hl_adamw_step(&a, &c, 1e-2, p1, g);
+        hl_adamw_step_range(&b, &c, 1e-2, p2, g, B, E);
+    }
+    CHECK(b.step == 3, "range: step count %lld", (long long)b.step);
+    CHECK(!memcmp(p1 + B, p2 + B, (E - B) * sizeof *p1) && !memcmp(a.m + B, b.m + B, (E - B) * 4) &&
+              !memcmp(a.v + B, b.v + B, (E - B) * 4),
+          "range: the trained slice differs from a full step's");
+    CHECK(!memcmp(p0, p2, B * sizeof *p0) && !memcmp(p0 + E, p2 + E, (N - E) * sizeof *p0),
+          "range: a parameter outside the slice moved");
+    int zero = 1;
+    for (int i = 0; i < N; i++) zero &= (i >= B && i < E) || (b.m[i] == 0 && b.v[i] == 0);
+    CHECK(zero, "range: moments outside the slice moved");
+    hl_adamw_free(&a);
+    hl_adamw_free(&b);
+}
+
 static void test_clip(void) {
     float g[4] = {3, 0, 4, 0};
     CHECK(hl_grad_norm(g, 4) == 5.0, "norm");
@@ -153,6 +183,7 @@ int main(void) {
     test_adamw(0.01, 0.3); /* the other form of torch's lerp */
     test_adamw_first_step();
     test_threads_same_bits();
+    test_range();
     test_clip();
     test_schedule();
     test_ema();

@@ -552,6 +552,13 @@ int cmd_train(int argc, char **argv) {
     tc.updates = objective->updates;
     tc.sync = objective->sync;
     tc.hook_user = obj; /* the objective's, also under LoRA (whose loop object wraps it) */
+    if (objective->trained) objective->trained(obj, &tc.train_begin, &tc.train_end);
+    if (c.lora_rank && tc.train_end) { /* the range is of the model's weights, not the adapters' */
+        st = hl_fail_key(&err, HELIOS_ERR_INVALID_ARG, c.path, "objective.train",
+                         "trains part of the model; LoRA adapters train all of it");
+        rc = 2;
+        goto done;
+    }
     tc.report = on_step;
     tc.report_user = &rep;
     rep.tokens_per_sample = objective->tokens_per_sample;

@@ -70,6 +70,13 @@ void hl_adamw_step(hl_adamw *s, const hl_adamw_config *c, double lr, float *para
     hl_parallel_for(s->n, adamw_slice, &a);
 }
 
+void hl_adamw_step_range(hl_adamw *s, const hl_adamw_config *c, double lr, float *params,
+                         const float *grads, int64_t begin, int64_t end) {
+    hl_adamw part = {end - begin, s->step, s->m + begin, s->v + begin};
+    hl_adamw_step(&part, c, lr, params + begin, grads + begin);
+    s->step = part.step;
+}
+
 typedef struct norm_args {
     const float *g;
     int64_t n;

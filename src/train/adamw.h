@@ -37,6 +37,10 @@ void hl_adamw_free(hl_adamw *s);
  * with the scalar factors computed in double and rounded to float32, as torch does. */
 void hl_adamw_step(hl_adamw *s, const hl_adamw_config *c, double lr, float *params,
                    const float *grads);
+/* The same step on parameters [begin, end) only (their moments likewise); the others, weight
+ * decay included, are left exactly as they are. The step count advances once. */
+void hl_adamw_step_range(hl_adamw *s, const hl_adamw_config *c, double lr, float *params,
+                         const float *grads, int64_t begin, int64_t end);
 
 #define HL_NORM_BLOCK 65536
 

@@ -65,6 +65,9 @@ typedef struct hl_train_objective {
      * its per-sample logs data-parallel with the loop (hl_train_config.sync, train_loop.h). An
      * objective with save_state or updates but no sync cannot run on several ranks. */
     const hl_train_sync *sync;
+    /* Optional (NULL: all): the slice [*begin, *end) of the parameters the objective trains
+     * (hl_train_config.train_begin / train_end); *end == 0 also means all. */
+    void (*trained)(void *obj, int64_t *begin, int64_t *end);
 } hl_train_objective;
 
 /* The objective called name, or NULL. */
@@ -142,14 +145,18 @@ extern const hl_train_sync hl_ode_sync;
  * Per sample one clip of the dataset ("data": "procedural" = the tiny world, or a folder), pixels
  * in [-1, 1] -> encode -> posterior sample (eps from the training RNG) -> decode ->
  * w_l1·L1 + w_l2·L2 + w_kl·KL (train/vae_loss.h), backward through decoder, posterior and
- * encoder. Keys: "l1" (1), "l2" (0), "kl" (1e-6), "dataset" {"width", "height" (32; multiples
- * of 8), "frames" (5; 1 + 4k), "clips" (8), "seed" (0)}. Component "vae" only. */
+ * encoder. Keys: "l1" (1), "l2" (0), "kl" (1e-6), "posterior" ("sample" or "mode": decode the
+ * mean), "train" ("all", or "decoder": the encoder and quant_conv stay frozen, bit for bit, and
+ * their backward is not run — the latent space a transformer was trained on is kept),
+ * "dataset" {"width", "height" (32; multiples of 8), "frames" (5; 1 + 4k), "clips" (8), "seed"
+ * (0)}. Component "vae" only. */
 hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *env, void **obj,
                                   hl_error *err);
 hl_status hl_vae_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
                                 float *grads, double *loss, hl_error *err);
 void hl_vae_objective_destroy(void *obj);
 double hl_vae_objective_tokens(void *obj);
+void hl_vae_objective_trained(void *obj, int64_t *begin, int64_t *end);
 
 /* ---- "mlm": masked-token prediction of the UMT5 text encoder (train/objective_text.c) -------
  * Per sample the caption of clip `sample_index mod clips` ("data": "procedural" = the tiny

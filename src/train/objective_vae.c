@@ -18,6 +18,10 @@ typedef struct vae_obj {
     hl_ctx ctx;
     int T, H, W;
     int sample; /* 1: decode mean + std·eps (the VAE's sample), 0: decode the mean (its mode) */
+    /* "train": "decoder": parameters [dec_begin, total) (post_quant_conv, decoder) are trained;
+     * the encoder's forward runs without a tape and its backward not at all */
+    int decoder_only;
+    int64_t dec_begin, total;
     int64_t n_clips, n_pix, n_lat, T_lat, h, w;
     float **clips; /* every clip's pixels (3, T, H, W), read once */
     /* per-step buffers */
@@ -84,12 +88,29 @@ static hl_status read_clips(const hl_cfg_keys *parent, const hl_train_env *env, 
     return st;
 }
 
+static int encoder_side(const char *name) {
+    return !strncmp(name, "encoder.", 8) || !strncmp(name, "quant_conv.", 11);
+}
+
+/* The layout lists the encoder side (encoder.*, quant_conv.*) before the decoder side
+ * (post_quant_conv.*, decoder.*): *begin = the decoder side's first float. */
+static hl_status decoder_slice(const hl_params *l, int64_t *begin, hl_error *err) {
+    size_t i = 0;
+    while (i < l->n && encoder_side(l->p[i].name)) i++;
+    *begin = i < l->n ? l->p[i].offset : l->total;
+    for (size_t j = i; j < l->n; j++)
+        if (encoder_side(l->p[j].name))
+            return hl_fail(err, HELIOS_ERR_INTERNAL, "vae objective: '%s' after the decoder's '%s'",
+                           l->p[j].name, l->p[i].name);
+    return HL_OK;
+}
+
 hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *env, void **out,
                                   hl_error *err) {
     *out = NULL;
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
-    static const char *const known[] = {"type", "l1", "l2", "kl", "posterior", "dataset"};
-    HL_TRY(hl_cfg_only(&k, known, 6));
+    static const char *const known[] = {"type", "l1", "l2", "kl", "posterior", "train", "dataset"};
+    HL_TRY(hl_cfg_only(&k, known, 7));
     if (!env->vae)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "%s: objective \"vae\" trains the VAE: set \"component\": \"vae\"",
@@ -107,8 +128,15 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     if (st == HL_OK && strcmp(post, "sample") && strcmp(post, "mode"))
         st = hl_cfg_bad(&k, "posterior", "must be \"sample\" or \"mode\"");
     o->sample = !strcmp(post, "sample");
+    const char *part = "all";
+    if (st == HL_OK) st = hl_cfg_str(&k, "train", &part);
+    if (st == HL_OK && strcmp(part, "all") && strcmp(part, "decoder"))
+        st = hl_cfg_bad(&k, "train", "must be \"all\" or \"decoder\"");
+    o->decoder_only = !strcmp(part, "decoder");
     if (st == HL_OK) st = read_clips(&k, env, o);
     if (st == HL_OK) st = hl_vae_flat_new(env->vae, &o->f, err);
+    if (st == HL_OK) st = decoder_slice(&o->f.layout, &o->dec_begin, err);
+    o->total = o->f.layout.total;
     if (st == HL_OK && o->f.layout.total != env->layout->total)
         st = hl_fail(err, HELIOS_ERR_INVALID_ARG, "vae objective: layout of %lld, expected %lld",
                      (long long)o->f.layout.total, (long long)env->layout->total);
@@ -151,8 +179,10 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
     const float *x = o->clips[sample_index % o->n_clips];
     o->err = (hl_error){0};
     hl_vae_tape *te = NULL, *td = NULL;
-    hl_status st = hl_vae_encode_forward_save(&o->ctx, o->f.m, o->T, o->H, o->W, x, o->moments,
-                                              &te);
+    hl_status st = o->decoder_only
+                       ? hl_vae_encode(&o->ctx, o->f.m, 1, o->T, o->H, o->W, x, o->moments)
+                       : hl_vae_encode_forward_save(&o->ctx, o->f.m, o->T, o->H, o->W, x,
+                                                    o->moments, &te);
     const float *mean = o->moments, *logvar = o->moments + o->n_lat;
     if (st == HL_OK) {
         hl_rng_randn_f32(rng, o->eps, o->n_lat); /* drawn either way: same RNG stream */
@@ -167,7 +197,7 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
         st = hl_vae_loss(&o->lp, 1, o->recon, x, o->n_pix, mean, logvar, o->n_lat, &v, o->drecon,
                          dmean, dlogvar, err);
     if (st == HL_OK) st = hl_vae_decode_backward(td, o->drecon, o->dz, o->f.grads);
-    if (st == HL_OK) {
+    if (st == HL_OK && !o->decoder_only) {
         if (o->sample) hl_vae_loss_sample_backward(logvar, o->eps, o->dz, o->n_lat, dmean, dlogvar);
         else
             for (int64_t i = 0; i < o->n_lat; i++) dmean[i] += o->dz[i];
@@ -188,4 +218,10 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
 double hl_vae_objective_tokens(void *p) {
     const vae_obj *o = p;
     return (double)o->T_lat * (double)o->h * (double)o->w;
+}
+
+void hl_vae_objective_trained(void *p, int64_t *begin, int64_t *end) {
+    const vae_obj *o = p;
+    *begin = o->decoder_only ? o->dec_begin : 0;
+    *end = o->decoder_only ? o->total : 0;
 }

@@ -30,6 +30,10 @@ static hl_status check_config(const hl_train_config *c, const float *ema, hl_err
         bad = "checkpoint_every, validation_every, keep or ema_start < 0";
     else if (!c->io.out_dir || !c->io.component || !c->io.weights_name || !c->io.layout)
         bad = "output folder, component or layout missing";
+    else if ((c->train_begin || c->train_end) &&
+             !(c->train_begin >= 0 && c->train_begin < c->train_end &&
+               c->train_end <= c->io.layout->total))
+        bad = "trained range outside the parameters";
     if (bad) return hl_fail(err, HELIOS_ERR_INVALID_ARG, "train: %s", bad);
     return HL_OK;
 }
@@ -220,10 +224,11 @@ static hl_status one_step(run *r, hl_train_step_fn fn, void *obj, float *params,
                        isfinite(r->loss) ? "gradient" : "loss", (long long)r->step + 1);
     *lr = hl_lr_at(&c->lr, r->step);
     if (!c->updates || c->updates(r->user, r->step)) {
-        hl_adamw_step(&r->opt, &c->adamw, *lr, params, r->grads);
+        int64_t b = c->train_end ? c->train_begin : 0, e = c->train_end ? c->train_end : r->n;
+        hl_adamw_step_range(&r->opt, &c->adamw, *lr, params, r->grads, b, e);
         if (c->ema_decay > 0 && r->step < c->ema_start)
-            memcpy(ema, params, (size_t)r->n * sizeof *ema);
-        else if (c->ema_decay > 0) hl_ema_update(ema, params, r->n, c->ema_decay);
+            memcpy(ema + b, params + b, (size_t)(e - b) * sizeof *ema);
+        else if (c->ema_decay > 0) hl_ema_update(ema + b, params + b, e - b, c->ema_decay);
     }
     r->step++;
     return HL_OK;

@@ -130,6 +130,10 @@ typedef struct hl_train_config {
     const hl_train_sync *sync;   /* NULL: the objective trains nothing of its own */
     void *hook_user; /* what updates and sync get (NULL: the obj of hl_train_run); a wrapper such
                         as LoRA (train/lora_step.h) passes the objective it wraps */
+    /* Parameters [train_begin, train_end) are trained (0, 0: all): AdamW and the EMA touch only
+     * them, the others stay bit for bit (an objective that trains part of a model, e.g. the VAE's
+     * decoder, leaves the rest's gradients zero; the norm and clipping still see all). */
+    int64_t train_begin, train_end;
 } hl_train_config;
 
 typedef struct hl_train_result {
