@@ -54,6 +54,43 @@ same_loss() { [ -s "$T/${1}3/losses.tsv" ] && [ "$(cut -f3 "$T/${1}3/losses.tsv"
 check "mode: the same first loss for two noise seeds" "same_loss mode"
 check "sample: two noise seeds, two first losses" "[ -s $T/sample4/losses.tsv ] && ! same_loss sample"
 
+# "train": "decoder": the encoder side (encoder.*, quant_conv.*) stays bit for bit the model's,
+# weights and EMA, while the decoder side learns; resumable like "all"; a bad value is named
+cfg bad8 o 3 '' ', "train": "encoder"'
+fails "train all or decoder" 2 "'objective.train'" $H train "$T/bad8.json"
+cfg dec dec 6 ', "init": "model", "ema": 0.9' ', "train": "decoder"'
+cfg dec3 dec3 3 ', "init": "model", "ema": 0.9' ', "train": "decoder"'
+cfg dec6 dec3 6 ', "init": "model", "ema": 0.9' ', "train": "decoder"'
+$H train -q "$T/dec.json" >/dev/null 2>"$T/dec.err"
+$H train -q "$T/dec3.json" >/dev/null 2>&1
+$H train -q --resume "$T/dec6.json" >/dev/null 2>&1
+# the model's weights as a checkpoint (lr 0: every step leaves them), in the writer's tensor order
+cfg zero zero 1 ', "init": "model"'
+sed -i 's/"lr": 0.002/"lr": 0/' "$T/zero.json"
+$H train -q "$T/zero.json" >/dev/null 2>&1
+Z=$T/zero/checkpoint-1/vae/diffusion_pytorch_model.safetensors D=$T/dec/checkpoint-6
+# part PREFIX FILE OUT: the tensors under PREFIX of FILE, in f32, without the header (metadata)
+part() {
+    $H convert "$2" "$3.st" --dtype f32 --prefix "$1" >/dev/null 2>&1 &&
+        tail -c +$(($(od -An -t u8 -N8 "$3.st" | tr -d ' ') + 9)) "$3.st" >"$3"
+}
+part encoder. "$Z" "$T/enc.m"
+part encoder. "$D/vae/diffusion_pytorch_model.safetensors" "$T/enc.d"
+part quant_conv. "$Z" "$T/qc.m"
+part quant_conv. "$D/vae/diffusion_pytorch_model.safetensors" "$T/qc.d"
+part ema.encoder. "$D/optimizer.safetensors" "$T/enc.e"
+part decoder. "$Z" "$T/dec.m"
+part decoder. "$D/vae/diffusion_pytorch_model.safetensors" "$T/dec.d"
+part post_quant_conv. "$Z" "$T/pq.m"
+part post_quant_conv. "$D/vae/diffusion_pytorch_model.safetensors" "$T/pq.d"
+check "decoder: 6 steps run, losses finite" "[ \$(wc -l <$T/dec/losses.tsv 2>/dev/null || echo 0) -eq 6 ] && ! cut -f3 $T/dec/losses.tsv | grep -qiE 'nan|inf'"
+check "decoder: encoder weights unchanged" "[ -s $T/enc.m ] && cmp -s $T/enc.m $T/enc.d"
+check "decoder: quant_conv unchanged" "[ -s $T/qc.m ] && cmp -s $T/qc.m $T/qc.d"
+check "decoder: the encoder's EMA unchanged" "[ -s $T/enc.e ] && cmp -s $T/enc.m $T/enc.e"
+check "decoder: the decoder learns" "[ -s $T/dec.d ] && ! cmp -s $T/dec.m $T/dec.d"
+check "decoder: post_quant_conv learns" "[ -s $T/pq.d ] && ! cmp -s $T/pq.m $T/pq.d"
+check "decoder: 3 + resume 3 = 6" "[ -s $T/dec/losses.tsv ] && cmp -s $T/dec/losses.tsv $T/dec3/losses.tsv && cmp -s $D/vae/diffusion_pytorch_model.safetensors $T/dec3/checkpoint-6/vae/diffusion_pytorch_model.safetensors"
+
 # from the model's VAE: 6 straight steps == 3 + resume to 6
 cfg ref ref 6 ', "init": "model"'
 cfg res3 res 3 ', "init": "model"'
@@ -66,6 +103,8 @@ check "checkpoint has vae/ in the diffusers layout" "[ -f $C/config.json ] && [ 
 check "checkpoint config is the model's" "cmp -s $M/vae/config.json $C/config.json"
 check "3 + resume 3: same losses.tsv" "[ -s $T/ref/losses.tsv ] && cmp -s $T/ref/losses.tsv $T/res/losses.tsv"
 check "3 + resume 3: same weights" "cmp -s $C/diffusion_pytorch_model.safetensors $T/res/checkpoint-6/vae/diffusion_pytorch_model.safetensors"
+# "train": "decoder" runs the same forward: the same first loss as "all"
+check "decoder: first loss = train all's" "[ -s $T/dec/losses.tsv ] && [ \"\$(head -1 $T/dec/losses.tsv | cut -f3)\" = \"\$(head -1 $T/ref/losses.tsv | cut -f3)\" ]"
 # the same tensor names and shapes as the model's VAE
 $H info $M/vae | grep '\[' | awk '{$2 = ""; $NF = ""; print}' | sort >"$T/names.a"
 $H info $C | grep '\[' | awk '{$2 = ""; $NF = ""; print}' | sort >"$T/names.b"
@@ -73,6 +112,29 @@ check "same tensor names and shapes as the model's vae" "[ -s $T/names.a ] && cm
 # the trained vae/ in a model folder: the pipeline's VAE loader takes it as is
 mkdir "$T/m2" && cp -r "$M"/* "$T/m2/" && rm -rf "$T/m2/vae" && cp -r "$C" "$T/m2/vae"
 check "trained vae/ loads and decodes (helios generate)" "$H generate -q -m $T/m2 --width 128 --height 64 --chunks 1 -p x -o $T/g.mp4 >/dev/null 2>&1 && [ -s $T/g.mp4 ]"
+
+# helios vae-stats: the latent tables and the reconstruction of world clips, as JSON
+$H vae-stats "$M" --clips 2 --width 32 --height 32 --frames 5 >"$T/stats.json" 2>/dev/null
+check "vae-stats: PSNR and 16 latent means" "grep -q '\"reconstruction_psnr_db\": [0-9]' $T/stats.json && [ \$(grep '\"latents_mean\"' $T/stats.json | tr ',' '\n' | grep -c '[0-9]') -eq 16 ]"
+# --video: 12 frames in windows of 5 -> 2 windows, 10 frames (the partial one dropped); each
+# window on its own (fresh caches): frames 5-9 alone reconstruct to the second window's frames
+$H world -q --seed 4 --frames 12 --width 32 --height 32 -o "$T/w.y4m"
+$H vae-stats "$M" --video "$T/w.y4m" --recon "$T/r.y4m" --frames 5 >"$T/v.json" 2>/dev/null
+fb=$((32 * 32 * 3 / 2 + 6)) # a Y4M frame: "FRAME\n" + 4:2:0 planes
+{ head -n 1 "$T/w.y4m" && tail -c $((7 * fb)) "$T/w.y4m" | head -c $((5 * fb)); } >"$T/w2.y4m"
+$H vae-stats "$M" --video "$T/w2.y4m" --recon "$T/r2.y4m" --frames 5 >/dev/null 2>&1
+check "--video: 2 windows, 10 frames" "grep -q '\"windows\": 2' $T/v.json && grep -q '\"frames\": 10' $T/v.json && [ \$(grep -ao FRAME $T/r.y4m | wc -l) -eq 10 ]"
+check "--video: PSNR printed" "grep -q '\"reconstruction_psnr_db\": [0-9]' $T/v.json"
+tail -c $((5 * fb)) "$T/r.y4m" >"$T/r.b"
+tail -c $((5 * fb)) "$T/r2.y4m" >"$T/r2.b"
+tail -c $((10 * fb)) "$T/r.y4m" | head -c $((5 * fb)) >"$T/r.a"
+check "--video: each window with fresh caches" "[ -s $T/r2.b ] && cmp -s $T/r.b $T/r2.b"
+check "--video: the two windows differ" "[ -s $T/r.a ] && ! cmp -s $T/r.a $T/r.b"
+fails "--video needs --recon" 2 "--video needs --recon" $H vae-stats "$M" --video "$T/w.y4m"
+fails "--video: a missing file named" 1 "$T/none.y4m" $H vae-stats "$M" --video "$T/none.y4m" --recon "$T/x.y4m"
+$H world -q --frames 3 --width 32 --height 32 -o "$T/short.y4m"
+fails "--video: shorter than a window" 1 "fewer than 5 frames" $H vae-stats "$M" --video "$T/short.y4m" --recon "$T/x.y4m" --frames 5
+check "--video: no output left after a failure" "[ ! -e $T/x.y4m ] && [ ! -e $T/x.y4m.part ]"
 
 echo "$((n - fail))/$n passed"
 [ $fail -eq 0 ]

@@ -1,5 +1,6 @@
 /* helios vae-stats — measures a VAE's latents_mean / latents_std over training clips and, with
  * --write, puts them into its config.json (train/latent_stats.h says why they matter). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,29 +14,36 @@
 #include "train/latent_stats.h"
 
 typedef struct stats_opts {
-    const char *path, *data, *recon;
+    const char *path, *data, *recon, *video;
     int clips, width, height, frames, seed, threads, write;
 } stats_opts;
 
 static void usage(FILE *f) {
     fprintf(
-        f, "usage: helios vae-stats PATH [options]\n"
-           "\n"
-           "Encodes training clips with the VAE at PATH (a model folder with vae/, or a VAE\n"
-           "folder: config.json + diffusion_pytorch_model.safetensors) and prints the mean and\n"
-           "standard deviation of each latent channel of the posterior means, as the\n"
-           "latents_mean / latents_std of a diffusers vae/config.json.\n"
-           "\n"
-           "  --data SOURCE      procedural (the tiny world, default) or a folder of videos with\n"
-           "                     captions (docs/data.md)\n"
-           "  --clips N          clips, 1..65536 (default 64)\n"
-           "  --width W --height H  clip size, multiples of 8 (default 64x64)\n"
-           "  --frames N         frames per clip, 1 + 4k (default 33)\n"
-           "  --seed S           world clip seed (default 0)\n"
-           "  --threads N        threads, 0 = all cores (default 0)\n"
-           "  --write            replace latents_mean / latents_std in the config.json (written\n"
-           "                     to a temporary file and renamed)\n"
-           "An option given twice takes its last value. A bad command line exits with status 2.\n");
+        f,
+        "usage: helios vae-stats PATH [options]\n"
+        "\n"
+        "Encodes training clips with the VAE at PATH (a model folder with vae/, or a VAE\n"
+        "folder: config.json + diffusion_pytorch_model.safetensors) and prints the mean and\n"
+        "standard deviation of each latent channel of the posterior means, as the\n"
+        "latents_mean / latents_std of a diffusers vae/config.json.\n"
+        "\n"
+        "  --data SOURCE      procedural (the tiny world, default) or a folder of videos with\n"
+        "                     captions (docs/data.md)\n"
+        "  --clips N          clips, 1..65536 (default 64)\n"
+        "  --width W --height H  clip size, multiples of 8 (default 64x64)\n"
+        "  --frames N         frames per clip, 1 + 4k (default 33)\n"
+        "  --seed S           world clip seed (default 0)\n"
+        "  --threads N        threads, 0 = all cores (default 0)\n"
+        "  --write            replace latents_mean / latents_std in the config.json (written\n"
+        "                     to a temporary file and renamed)\n"
+        "  --recon FILE       write clip 0 beside its reconstruction as a video\n"
+        "  --video FILE       instead of training clips: reconstruct FILE (any video FFmpeg\n"
+        "                     reads) window by window, --frames frames each with fresh caches\n"
+        "                     (as the pipelines encode and decode), into --recon FILE, which is\n"
+        "                     then required; frames after the last whole window are dropped.\n"
+        "                     `helios eval` on it shows what the VAE alone keeps of a video\n"
+        "An option given twice takes its last value. A bad command line exits with status 2.\n");
 }
 
 static int parse(int argc, char **argv, stats_opts *o) {
@@ -56,6 +64,7 @@ static int parse(int argc, char **argv, stats_opts *o) {
         else if (args_is(&a, NULL, "--threads")) rc = args_int(&a, 0, 512, &o->threads);
         else if (args_is(&a, NULL, "--write")) o->write = 1;
         else if (args_is(&a, NULL, "--recon")) rc = args_str(&a, &o->recon);
+        else if (args_is(&a, NULL, "--video")) rc = args_str(&a, &o->video);
         else if (a.opt[0] == '-' && a.opt[1]) return args_fail(&a, "unknown option '%s'", a.opt);
         else if (o->path) return args_fail(&a, "one PATH only ('%s' and '%s')", o->path, a.opt);
         else o->path = a.opt;
@@ -65,6 +74,9 @@ static int parse(int argc, char **argv, stats_opts *o) {
     if (o->width % 8 || o->height % 8)
         return args_fail(&a, "--width and --height must be multiples of 8");
     if ((o->frames - 1) % 4) return args_fail(&a, "--frames must be 1 + 4k (1, 5, 9, ..., 33)");
+    if (o->video && !o->recon)
+        return args_fail(&a, "--video needs --recon OUT (the reconstruction)");
+    if (o->video && o->write) return args_fail(&a, "--video and --write do not go together");
     return 0;
 }
 
@@ -95,12 +107,77 @@ static hl_status write_pair(const stats_opts *o, const float *pair, hl_error *er
     return HL_OK;
 }
 
+/* One window x (3, T, H, W) -> its reconstruction rec: encode, posterior mean, decode. */
+static hl_status round_trip(const hl_ctx *ctx, hl_vae *v, int64_t T, int64_t H, int64_t W,
+                            const float *x, float *moments, float *rec) {
+    int64_t T_lat, h, w;
+    hl_vae_latent_shape(&v->cfg, T, H, W, &T_lat, &h, &w);
+    HL_TRY(hl_vae_encode(ctx, v, 1, T, H, W, x, moments));
+    /* moments (1, 2z, T_lat, h, w): the mean is the first z channels, what decode reads */
+    return hl_vae_decode(ctx, v, 1, T_lat, h, w, moments, rec);
+}
+
+/* --video: o->video reconstructed window by window into o->recon; PSNR over the whole windows. */
+static hl_status run_video(const stats_opts *o, hl_vae *v, hl_error *err) {
+    hl_video_reader *r = NULL;
+    HL_TRY(hl_video_reader_open(o->video, 0, 0, &r, err));
+    hl_video_info info;
+    hl_video_reader_info(r, &info);
+    int64_t T = o->frames, H = info.height, W = info.width, T_lat, h, w;
+    hl_status st = H % 8 || W % 8 ? hl_fail(err, HELIOS_ERR_SHAPE,
+                                            "%s: %dx%d frames; the VAE needs multiples of 8",
+                                            o->video, info.width, info.height)
+                                  : HL_OK;
+    hl_vae_latent_shape(&v->cfg, T, H, W, &T_lat, &h, &w);
+    size_t nx = (size_t)(3 * T * H * W), nm = (size_t)(2 * v->cfg.z_dim * T_lat * h * w);
+    float *x = malloc(nx * sizeof *x), *rec = malloc(nx * sizeof *rec);
+    float *moments = malloc(nm * sizeof *moments);
+    if (st == HL_OK && (!x || !rec || !moments))
+        st = hl_fail(err, HELIOS_ERR_OOM, "vae-stats: out of memory for %lldx%lldx%lld windows",
+                     (long long)T, (long long)H, (long long)W);
+    hl_video_writer *wr = NULL;
+    if (st == HL_OK) st = hl_video_writer_open(o->recon, (int)W, (int)H, NULL, &wr, err);
+    hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), err};
+    double se = 0.0;
+    int64_t windows = 0;
+    int got = (int)T;
+    while (st == HL_OK && got == T) {
+        st = hl_video_reader_read(r, x, (int)T, 0, (int)T, &got, err);
+        if (st != HL_OK || got < T) break;
+        st = round_trip(&ctx, v, T, H, W, x, moments, rec);
+        for (size_t i = 0; st == HL_OK && i < nx; i++)
+            se += ((double)rec[i] - x[i]) * (rec[i] - x[i]);
+        if (st == HL_OK) st = hl_video_writer_write(wr, rec, (int)T, 0, (int)T, err);
+        windows++;
+    }
+    if (st == HL_OK && windows == 0)
+        st = hl_fail(err, HELIOS_ERR_SHAPE, "%s: fewer than %lld frames (one window)", o->video,
+                     (long long)T);
+    if (st == HL_OK) st = hl_video_writer_close(wr, err);
+    else hl_video_writer_discard(wr);
+    if (st == HL_OK) {
+        double mse = se / ((double)nx * windows); /* values in [-1, 1]: peak-to-peak 2 */
+        printf("{\n  \"windows\": %lld,\n  \"frames\": %lld,\n  \"reconstruction_mse\": %.6g,\n"
+               "  \"reconstruction_psnr_db\": %.2f\n}\n",
+               (long long)windows, (long long)(windows * T), mse, 10.0 * log10(4.0 / mse));
+        fprintf(stderr, "helios vae-stats: wrote %s\n", o->recon);
+    }
+    free(x), free(rec), free(moments);
+    hl_video_reader_free(r);
+    return st;
+}
+
 static hl_status run(const stats_opts *o, hl_error *err) {
     char dir[4096], cfg_path[4200];
     vae_dir(o->path, dir, sizeof dir);
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     hl_vae *v = NULL;
     HL_TRY(hl_vae_load(dir, NULL, NULL, &v, err));
+    if (o->video) {
+        hl_status st = run_video(o, v, err);
+        hl_vae_free(v);
+        return st;
+    }
     hl_dataset_config dc;
     hl_dataset_config_default(&dc);
     hl_dataset_config_set_source(&dc, strcmp(o->data, "procedural") ? o->data : "world");

@@ -4,6 +4,8 @@
 # MODEL (seed = the prompt's line number) and real world footage rendered for the same prompt,
 # both measured by `helios eval`; then the mean of every metric over the prompts, generated
 # beside real, and the generation speed. Prompt 1 also gets a contact sheet (0, 1, 5, 10 min).
+# The real footage is also sent through MODEL's VAE alone (encode + decode in 33-frame windows,
+# `helios vae-stats --video`) and measured: the best any transformer over that VAE could do.
 # usage: sh train/tiny/eval.sh OUTDIR [SECONDS [MODEL [N]]]   (defaults 600, models/helios-tiny, 8)
 # HELIOS names the binary (default ./build/helios); STEPS, if set, is the Base sampler's --steps;
 # FIRST, if set, skips the prompts before line FIRST (their seeds stay their line numbers, so a
@@ -15,6 +17,7 @@ out=$1 sec=${2:-600} model=${3:-models/helios-tiny} n=${4:-8}
 mkdir -p "$out"
 : >"$out/gen.jsonl"
 : >"$out/real.jsonl"
+: >"$out/vae.jsonl"
 : >"$out/speed.tsv"
 i=0
 while IFS= read -r p && [ $i -lt "$n" ]; do
@@ -34,6 +37,8 @@ while IFS= read -r p && [ $i -lt "$n" ]; do
         awk '{printf "%d\t%d frames\t%.1f s\t%.1f frames/s\n", $1, $4, $3 - $2, $4 / ($3 - $2)}' >>"$out/speed.tsv"
     [ $i -gt 1 ] || sheet="--sheet $out/sheet-real.png --sheet-at 0,60,300,600"
     "$H" eval "$out/real-$i.mp4" --prompt "$p" --json $sheet >>"$out/real.jsonl"
+    "$H" vae-stats "$model" --video "$out/real-$i.mp4" --recon "$out/vae-$i.mp4" >/dev/null 2>&1
+    "$H" eval "$out/vae-$i.mp4" --prompt "$p" --json >>"$out/vae.jsonl"
 done <train/tiny/eval_prompts.txt
 
 # mean of each numeric field over the lines of a JSON-lines file: "name value" lines, in order
@@ -50,8 +55,10 @@ means() {
 }
 means "$out/gen.jsonl" >"$out/gen.means"
 means "$out/real.jsonl" >"$out/real.means"
+means "$out/vae.jsonl" >"$out/vae.means"
 echo "$((i - ${FIRST:-1} + 1)) prompts (from line ${FIRST:-1}), $sec s each, model $model"
-printf '| metric | generated | real footage |\n| --- | --- | --- |\n'
-awk 'NR == FNR {r[$1] = $2; next} {print $1, $2, r[$1]}' "$out/real.means" "$out/gen.means" |
-    awk '$1 != "width" && $1 != "height" && $1 != "chunk" && $1 != "fps" {printf "| %s | %s | %s |\n", $1, $2, $3}'
+printf '| metric | generated | real footage | real footage through the VAE |\n| --- | --- | --- | --- |\n'
+awk 'FILENAME == ARGV[1] {r[$1] = $2; next} FILENAME == ARGV[2] {v[$1] = $2; next}
+     {print $1, $2, r[$1], v[$1]}' "$out/real.means" "$out/vae.means" "$out/gen.means" |
+    awk '$1 != "width" && $1 != "height" && $1 != "chunk" && $1 != "fps" {printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}'
 awk -F'\t' '{f += $4; n++} END {if (n) printf "generation: %.1f frames/s (mean over %d videos)\n", f / n, n}' "$out/speed.tsv"
