@@ -88,5 +88,21 @@ cfg wide "$M" 2 ', "validation": {"width": 80, "height": 64, "chunks": 1, "steps
 $H train "$T/wide.json" 2>"$T/wide.err"; rc=$?
 check "refused video: warnings, loss, run done" "[ $rc -eq 0 ] && [ \$(grep -c '^validation: step [24] loss [0-9]' $T/wide.err) -eq 2 ] && [ \$(grep -c 'no video: .*width' $T/wide.err) -eq 2 ] && [ \$(wc -l <$T/wide/losses.tsv) -eq 4 ] && [ ! -e $T/wide/validation/step-2.mp4 ] && [ ! -e $T/wide/validation/step-2.model ]"
 
+# the objective's helios keys reach the validation model folder's model_index.json: a run with
+# "history": "uncompressed" makes the video `helios generate` makes from its checkpoint with that
+# key (and not the one without it)
+cfg unc "$M" 4 ', "history": "uncompressed"'"$VAL"
+sed -i 's/"ema": 0.9/"ema": 0/' "$T/unc.json"
+$H train -q "$T/unc.json" 2>"$T/unc.err"
+mkdir -p "$T/um" && cp -r "$M"/* "$T/um/" && rm -rf "$T/um/transformer" &&
+    cp -r "$T/unc/checkpoint-4/transformer" "$T/um/transformer"
+gen() { $H generate -q -m "$T/um" -p "a red ball bouncing" --seed 7 --width 64 --height 64 --chunks 1 --steps 2 -o "$1" >/dev/null 2>&1; }
+pix() { ffmpeg -v error -i "$1" -f rawvideo -pix_fmt rgb24 - | cksum; }
+gen "$T/plain.mp4"
+sed -i 's/^{/{"history": "uncompressed",/' "$T/um/model_index.json"
+gen "$T/keyed.mp4"
+check "uncompressed: the video is made with the objective's key" "[ -f $T/unc/validation/step-4.mp4 ] && [ -s $T/keyed.mp4 ] && [ \"\$(pix $T/unc/validation/step-4.mp4)\" = \"\$(pix $T/keyed.mp4)\" ]"
+check "uncompressed: not the one without it" "[ -s $T/plain.mp4 ] && [ \"\$(pix $T/plain.mp4)\" != \"\$(pix $T/keyed.mp4)\" ]"
+
 echo "test_train_validation: $n checks, $fail failed"
 [ $fail -eq 0 ]

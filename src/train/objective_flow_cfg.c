@@ -25,6 +25,7 @@ typedef struct flow_validation {
     bool warned;    /* the "no full model folder" warning was given */
     hl_val_video v; /* prompts strdup'ed */
     char *model, *output, *config_json;
+    char index_extra[96]; /* v.index_extra: the recipe's keys for model_index.json */
 } flow_validation;
 
 typedef struct flow_state {
@@ -288,6 +289,16 @@ static hl_status read_validation(const keys *parent, const hl_train_env *env, fl
     return HL_OK;
 }
 
+/* The keys a model folder needs for what the objective trains (docs/training.md): validation
+ * videos are made with them, as `helios generate` would run the exported model. */
+static void index_keys(const hl_stage1_config *c, flow_validation *f) {
+    snprintf(f->index_extra, sizeof f->index_extra, "%s%s%s",
+             c->keep_first_frame ? "" : "\"keep_first_frame\": false",
+             !c->keep_first_frame && c->history == HL_HISTORY_UNCOMPRESSED ? ", " : "",
+             c->history == HL_HISTORY_UNCOMPRESSED ? "\"history\": \"uncompressed\"" : "");
+    f->v.index_extra = f->index_extra;
+}
+
 static void free_validation(flow_validation *f) {
     for (int i = 0; i < f->v.n_prompts; i++) free((char *)f->v.prompts[i]);
     free(f->model);
@@ -344,6 +355,7 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
     if (!(s->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
     else s->ctx = (hl_ctx){s->be, &s->err};
     if (st == HL_OK) st = read_validation(&k, env, &s->val);
+    if (st == HL_OK) index_keys(&c.base, &s->val);
     if (st == HL_OK && synthetic) st = read_synthetic(&k, env, &c.base, &s->data);
     else if (st == HL_OK) st = open_dataset(&k, env, s);
     if (st == HL_OK) {

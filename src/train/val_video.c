@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/parallel.h"
 #include "helios.h"
 #include "io/safetensors_write.h"
@@ -66,9 +67,37 @@ static hl_status write_text(const char *path, const char *text, hl_error *err) {
     return HL_OK;
 }
 
-/* dir/transformer from the weights; every other entry of model linked into dir. */
+/* dir/model_index.json: base's with the members extra added before its closing brace. */
+static hl_status write_index(const char *base, const char *extra, const char *dir, hl_error *err) {
+    char p[PATH_CAP], *text = NULL;
+    size_t n = 0;
+    snprintf(p, sizeof p, "%s/model_index.json", base);
+    HL_TRY(hl_file_read_all(p, 1 << 20, "model_index.json", &text, &n, err));
+    char *open = strchr(text, '{'), *close = strrchr(text, '}');
+    if (!open || !close || close < open) {
+        free(text);
+        return hl_fail(err, HELIOS_ERR_FORMAT, "%s: not a JSON object", p);
+    }
+    bool empty = strspn(open + 1, " \t\r\n") == (size_t)(close - open - 1);
+    *close = '\0';
+    size_t cap = n + strlen(extra) + 8;
+    char *out = malloc(cap);
+    hl_status st = out ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "validation: out of memory");
+    if (st == HL_OK) {
+        snprintf(out, cap, "%s%s %s\n}\n", text, empty ? "" : ",", extra);
+        snprintf(p, sizeof p, "%s/model_index.json", dir);
+        st = write_text(p, out, err);
+    }
+    free(out);
+    free(text);
+    return st;
+}
+
+/* dir/transformer from the weights; every other entry of model linked into dir (model_index.json
+ * written with extra's members when extra is not empty). */
 static hl_status make_model(const char *model, const char *config_json, const hl_params *layout,
-                            const float *weights, const char *dir, hl_error *err) {
+                            const float *weights, const char *extra, const char *dir,
+                            hl_error *err) {
     char base[PATH_MAX], p[PATH_CAP], t[PATH_CAP];
     if (!realpath(model, base))
         return hl_fail(err, HELIOS_ERR_IO, "%s: %s", model, strerror(errno));
@@ -89,10 +118,13 @@ static hl_status make_model(const char *model, const char *config_json, const hl
     hl_status st = hl_st_write(p, e, layout->n, (const char *const[]){"format", "pt", NULL}, err);
     free(e);
     HL_TRY(st);
+    bool own_index = extra && extra[0];
+    if (own_index) HL_TRY(write_index(base, extra, dir, err));
     DIR *d = opendir(base);
     if (!d) return hl_fail(err, HELIOS_ERR_IO, "%s: %s", base, strerror(errno));
     for (struct dirent *de; st == HL_OK && (de = readdir(d));) {
         if (de->d_name[0] == '.' || !strcmp(de->d_name, "transformer")) continue;
+        if (own_index && !strcmp(de->d_name, "model_index.json")) continue;
         char from[PATH_CAP], to[PATH_CAP];
         if (snprintf(from, sizeof from, "%s/%s", base, de->d_name) >= (int)sizeof from ||
             snprintf(to, sizeof to, "%s/%s", dir, de->d_name) >= (int)sizeof to)
@@ -182,7 +214,7 @@ hl_status hl_val_video_write(const hl_val_video *v, const char *model, const cha
     HL_TRY(make_dir(out_dir, err));
     HL_TRY(make_dir(vdir, err));
     int threads = hl_get_threads();
-    hl_status st = make_model(model, config_json, layout, weights, dir, err);
+    hl_status st = make_model(model, config_json, layout, weights, v->index_extra, dir, err);
     if (st == HL_OK) st = render(v, dir, path, err);
     hl_set_threads(threads); /* the session set it: the training's bits depend on it */
     hl_status rm = remove_tree(dir, st == HL_OK ? err : &(hl_error){0});

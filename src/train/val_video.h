@@ -4,8 +4,12 @@
  *   OUT/validation/step-N.model/       a model folder for this step, made for the pipeline:
  *     transformer/config.json          the model's config.json, verbatim
  *     transformer/diffusion_pytorch_model.safetensors   the weights (F32, diffusers names)
- *     model_index.json, scheduler/, text_encoder/, tokenizer/, vae/
+ *     scheduler/, text_encoder/, tokenizer/, vae/
  *                                      symbolic links to the base model folder's own
+ *     model_index.json                 likewise, or, with index_extra, the base's text with
+ *                                      those members added (the last duplicate wins): the
+ *                                      helios keys of the recipe being trained
+ *                                      ("keep_first_frame", "history")
  *   OUT/validation/step-N.mp4          every prompt's video, one after another (written as
  *                                      "step-N.mp4.part" and renamed when complete)
  *
@@ -29,10 +33,12 @@ typedef struct hl_val_video {
     const char *prompts[HL_VAL_MAX_PROMPTS]; /* owned by the caller */
     int n_prompts;
     uint64_t seed;
-    int width, height; /* pixels */
-    int frames;        /* video frames; 0: `chunks` decides */
-    int chunks;        /* chunks when frames is 0 */
-    int steps;         /* sampling steps (each pyramid stage's); 0: the recipe's */
+    int width, height;       /* pixels */
+    int frames;              /* video frames; 0: `chunks` decides */
+    int chunks;              /* chunks when frames is 0 */
+    int steps;               /* sampling steps (each pyramid stage's); 0: the recipe's */
+    const char *index_extra; /* JSON members for model_index.json (e.g. "\"history\":
+                              * \"uncompressed\""); NULL or "": the base's file as is */
 } hl_val_video;
 
 /* True when model is a full model folder (model_index.json, transformer/ and the components a
