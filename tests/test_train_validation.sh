@@ -90,19 +90,25 @@ check "refused video: warnings, loss, run done" "[ $rc -eq 0 ] && [ \$(grep -c '
 
 # the objective's helios keys reach the validation model folder's model_index.json: a run with
 # "history": "uncompressed" makes the video `helios generate` makes from its checkpoint with that
-# key (and not the one without it)
+# key (and not the one without it). MP4s of 64-wide frames are not bit-reproducible (x264 reads
+# uninitialised padding, src/io/video_mp4.c): frames compare by PSNR, measured 61 dB between two
+# runs of one command and 38 dB between the two keys.
 cfg unc "$M" 4 ', "history": "uncompressed"'"$VAL"
 sed -i 's/"ema": 0.9/"ema": 0/' "$T/unc.json"
 $H train -q "$T/unc.json" 2>"$T/unc.err"
 mkdir -p "$T/um" && cp -r "$M"/* "$T/um/" && rm -rf "$T/um/transformer" &&
     cp -r "$T/unc/checkpoint-4/transformer" "$T/um/transformer"
 gen() { $H generate -q -m "$T/um" -p "a red ball bouncing" --seed 7 --width 64 --height 64 --chunks 1 --steps 2 -o "$1" >/dev/null 2>&1; }
-pix() { ffmpeg -v error -i "$1" -f rawvideo -pix_fmt rgb24 - | cksum; }
+# near A B: the decoded frames of A and B agree to 50 dB PSNR or more
+near() {
+    db=$(ffmpeg -v info -i "$1" -i "$2" -lavfi psnr -f null - 2>&1 | grep -o 'average:[^ ]*' | cut -d: -f2)
+    [ "$db" = inf ] || awk -v d="${db:-0}" 'BEGIN { exit !(d >= 50) }'
+}
 gen "$T/plain.mp4"
 sed -i 's/^{/{"history": "uncompressed",/' "$T/um/model_index.json"
 gen "$T/keyed.mp4"
-check "uncompressed: the video is made with the objective's key" "[ -f $T/unc/validation/step-4.mp4 ] && [ -s $T/keyed.mp4 ] && [ \"\$(pix $T/unc/validation/step-4.mp4)\" = \"\$(pix $T/keyed.mp4)\" ]"
-check "uncompressed: not the one without it" "[ -s $T/plain.mp4 ] && [ \"\$(pix $T/plain.mp4)\" != \"\$(pix $T/keyed.mp4)\" ]"
+check "uncompressed: the video is made with the objective's key" "[ -f $T/unc/validation/step-4.mp4 ] && [ -s $T/keyed.mp4 ] && near $T/unc/validation/step-4.mp4 $T/keyed.mp4"
+check "uncompressed: not the one without it" "[ -s $T/plain.mp4 ] && ! near $T/unc/validation/step-4.mp4 $T/plain.mp4"
 
 echo "test_train_validation: $n checks, $fail failed"
 [ $fail -eq 0 ]
