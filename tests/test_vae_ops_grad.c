@@ -353,6 +353,37 @@ static double norm_loss(void *p) {
     return L;
 }
 
+/* The VAE's shapes (channels-last, blocks of positions with a partial last one, one thread and
+ * several): every backend's dx equals ref's bit for bit, in place too, dgamma to 1e-6. */
+static void test_channel_rmsnorm_backward_shapes(void) {
+    const int64_t shapes[][3] = {{1, 16, 1001}, {2, 32, 1537}, {1, 5, 70001}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int silu = 0; silu < 2; silu++) {
+            const int64_t N = shapes[si][0], C = shapes[si][1], S = shapes[si][2], n = N * C * S;
+            float *x = frand(n, 211, 2.0f), *g = frand(C, 212, 0.5f), *R = frand(n, 213, 1.0f);
+            x[5 * C + 3] = 0.0f; /* a zero value; position 7 all zeros (the 1e-12 clamp) */
+            for (int64_t c = 0; c < C; c++) x[7 * C + c] = 0.0f, g[c] += 1.0f;
+            float *dx = filled(n, NAN), *dg = filled(C, 0.5f);
+            CHECK(hl_channel_rmsnorm_backward(&g_ref, HL_NTHWC, N, C, S, x, g, silu, R, dx, dg) ==
+                      HL_OK,
+                  "rmsnorm backward status");
+            for (int bi = 0; bi < test_n_backends; bi++) {
+                hl_ctx be = test_ctx(test_backends[bi], &g_err);
+                float *ex = filled(n, NAN), *eg = filled(C, 0.5f), *io = xalloc((size_t)n * 4);
+                memcpy(io, R, (size_t)n * sizeof *io);
+                hl_channel_rmsnorm_backward(&be, HL_NTHWC, N, C, S, x, g, silu, R, ex, eg);
+                CHECK(same(ex, dx, n) && close_to(eg, dg, C, 1e-6),
+                      "rmsnorm backward %s, %lldx%lldx%lld silu %d differs from ref",
+                      hl_backend_name(be.backend), (long long)N, (long long)C, (long long)S, silu);
+                hl_channel_rmsnorm_backward(&be, HL_NTHWC, N, C, S, x, g, silu, io, io, NULL);
+                CHECK(same(io, dx, n), "rmsnorm backward %s in place, %lldx%lldx%lld differs",
+                      hl_backend_name(be.backend), (long long)N, (long long)C, (long long)S);
+                free(ex), free(eg), free(io);
+            }
+            free(x), free(g), free(R), free(dx), free(dg);
+        }
+}
+
 static void test_channel_rmsnorm_backward(void) {
     const int64_t N = 2, C = 7, S = 11, n = N * C * S;
     for (int layout = 0; layout < 2; layout++)
@@ -521,6 +552,7 @@ int main(int argc, char **argv) {
     test_conv3d_backward_args();
     test_conv3d_backward_blocks();
     test_channel_rmsnorm_backward();
+    test_channel_rmsnorm_backward_shapes();
     test_upsample2x_backward();
     test_clamp_backward();
     printf("test_vae_ops_grad: worst finite-difference ratio %.3g (limit %.0e)\n", g_worst, FD_TOL);
