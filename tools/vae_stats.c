@@ -1,6 +1,5 @@
 /* helios vae-stats — measures a VAE's latents_mean / latents_std over training clips and, with
  * --write, puts them into its config.json (train/latent_stats.h says why they matter). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,16 +106,6 @@ static hl_status write_pair(const stats_opts *o, const float *pair, hl_error *er
     return HL_OK;
 }
 
-/* One window x (3, T, H, W) -> its reconstruction rec: encode, posterior mean, decode. */
-static hl_status round_trip(const hl_ctx *ctx, hl_vae *v, int64_t T, int64_t H, int64_t W,
-                            const float *x, float *moments, float *rec) {
-    int64_t T_lat, h, w;
-    hl_vae_latent_shape(&v->cfg, T, H, W, &T_lat, &h, &w);
-    HL_TRY(hl_vae_encode(ctx, v, 1, T, H, W, x, moments));
-    /* moments (1, 2z, T_lat, h, w): the mean is the first z channels, what decode reads */
-    return hl_vae_decode(ctx, v, 1, T_lat, h, w, moments, rec);
-}
-
 /* --video: o->video reconstructed window by window into o->recon; PSNR over the whole windows. */
 static hl_status run_video(const stats_opts *o, hl_vae *v, hl_error *err) {
     hl_video_reader *r = NULL;
@@ -128,6 +117,9 @@ static hl_status run_video(const stats_opts *o, hl_vae *v, hl_error *err) {
                                             "%s: %dx%d frames; the VAE needs multiples of 8",
                                             o->video, info.width, info.height)
                                   : HL_OK;
+    if (st == HL_OK && (v->cfg.in_channels != 3 || v->cfg.out_channels != 3))
+        st = hl_fail(err, HELIOS_ERR_INVALID_ARG, "%s: a VAE of %d -> %d channels, not RGB",
+                     o->path, v->cfg.in_channels, v->cfg.out_channels);
     hl_vae_latent_shape(&v->cfg, T, H, W, &T_lat, &h, &w);
     size_t nx = (size_t)(3 * T * H * W), nm = (size_t)(2 * v->cfg.z_dim * T_lat * h * w);
     float *x = malloc(nx * sizeof *x), *rec = malloc(nx * sizeof *rec);
@@ -144,9 +136,9 @@ static hl_status run_video(const stats_opts *o, hl_vae *v, hl_error *err) {
     while (st == HL_OK && got == T) {
         st = hl_video_reader_read(r, x, (int)T, 0, (int)T, &got, err);
         if (st != HL_OK || got < T) break;
-        st = round_trip(&ctx, v, T, H, W, x, moments, rec);
-        for (size_t i = 0; st == HL_OK && i < nx; i++)
-            se += ((double)rec[i] - x[i]) * (rec[i] - x[i]);
+        /* moments (1, 2z, T_lat, h, w): the mean is the first z channels, what decode reads */
+        st = hl_vae_encode(&ctx, v, 1, T, H, W, x, moments);
+        if (st == HL_OK) st = hl_vae_decode_error(&ctx, v, T_lat, h, w, moments, x, H, W, rec, &se);
         if (st == HL_OK) st = hl_video_writer_write(wr, rec, (int)T, 0, (int)T, err);
         windows++;
     }
@@ -156,10 +148,10 @@ static hl_status run_video(const stats_opts *o, hl_vae *v, hl_error *err) {
     if (st == HL_OK) st = hl_video_writer_close(wr, err);
     else hl_video_writer_discard(wr);
     if (st == HL_OK) {
-        double mse = se / ((double)nx * windows); /* values in [-1, 1]: peak-to-peak 2 */
+        double mse = se / ((double)nx * windows);
         printf("{\n  \"windows\": %lld,\n  \"frames\": %lld,\n  \"reconstruction_mse\": %.6g,\n"
                "  \"reconstruction_psnr_db\": %.2f\n}\n",
-               (long long)windows, (long long)(windows * T), mse, 10.0 * log10(4.0 / mse));
+               (long long)windows, (long long)(windows * T), mse, hl_vae_psnr(mse));
         fprintf(stderr, "helios vae-stats: wrote %s\n", o->recon);
     }
     free(x), free(rec), free(moments);

@@ -6,6 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+hl_status hl_vae_decode_error(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h, int64_t w,
+                              const float *mu, const float *x, int64_t H, int64_t W, float *y,
+                              double *se) {
+    const int64_t n = 3 * hl_vae_decoded_frames(&v->cfg, T_lat) * H * W;
+    HL_TRY(hl_vae_decode(ctx, v, 1, T_lat, h, w, mu, y));
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)y[i] - x[i];
+        *se += d * d;
+    }
+    return HL_OK;
+}
+
+double hl_vae_psnr(double mse) { return 10.0 * log10(4.0 / (mse > 0 ? mse : 1e-30)); }
+
 /* Decodes the posterior mean mu (1, z, T, h, w) of clip c and adds its squared error to *se;
  * pair: clip | reconstruction, (3, frames, H, 2W). */
 static hl_status reconstruct(const hl_ctx *ctx, hl_vae *v, const hl_clip *c, const float *mu,
@@ -18,11 +32,7 @@ static hl_status reconstruct(const hl_ctx *ctx, hl_vae *v, const hl_clip *c, con
                        (long long)F, c->frames);
     float *y = malloc((size_t)(3 * F * H * W) * sizeof *y);
     if (!y) return hl_fail(err, HELIOS_ERR_OOM, "reconstruction: out of memory");
-    hl_status st = hl_vae_decode(ctx, v, 1, T, h, w, mu, y);
-    for (int64_t i = 0; st == HL_OK && i < 3 * F * H * W; i++) {
-        double d = (double)y[i] - c->pixels[i];
-        *se += d * d;
-    }
+    hl_status st = hl_vae_decode_error(ctx, v, T, h, w, mu, c->pixels, H, W, y, se);
     for (int64_t r = 0; st == HL_OK && pair && r < 3 * F * H; r++) { /* rows of (3, F, H) */
         memcpy(pair + r * 2 * W, c->pixels + r * W, (size_t)W * sizeof *pair);
         memcpy(pair + r * 2 * W + W, y + r * W, (size_t)W * sizeof *pair);
@@ -91,7 +101,7 @@ hl_status hl_vae_latent_stats(const hl_ctx *ctx, hl_vae *v, hl_dataset *ds, int6
     }
     if (st == HL_OK && recon) {
         recon->mse = se / (double)pixels;
-        recon->psnr = 10.0 * log10(4.0 / (recon->mse > 0 ? recon->mse : 1e-30));
+        recon->psnr = hl_vae_psnr(recon->mse);
     }
     if (st != HL_OK && recon) free(recon->pair), recon->pair = NULL;
     free(sum);

@@ -23,6 +23,15 @@ typedef struct hl_vae_recon {
                     malloc'ed; free it */
 } hl_vae_recon;
 
+/* y (3, F, H, W) = decode(mu), mu a posterior mean (1, z, T_lat, h, w); *se += the squared error
+ * of y against x (3, F, H, W), F = hl_vae_decoded_frames(T_lat). */
+hl_status hl_vae_decode_error(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_t h, int64_t w,
+                              const float *mu, const float *x, int64_t H, int64_t W, float *y,
+                              double *se);
+
+/* 10 log10(2^2 / mse): the PSNR of values in [-1, 1] (peak-to-peak 2). */
+double hl_vae_psnr(double mse);
+
 /* mean, std: [v->cfg.z_dim]. Clips 0 .. n_clips-1 of ds (n_clips <= its count), each encoded whole
  * (batch 1). recon (may be NULL) also decodes each clip's posterior mean and measures the error;
  * with want_pair its pair holds clip 0 side by side with its reconstruction. Errors name the

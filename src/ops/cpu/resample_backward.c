@@ -61,7 +61,7 @@ static void norm_block(int64_t C, int64_t np, const float *x, const float *gamma
         double *g = gt + c * BP, gc = gamma[c];
         for (int64_t p = 0; p < BP; p++) xh[p] = xt[c * BP + p] / nc[p];
         if (silu) { /* d silu(u)/du = σ(u)·(1 + u·(1 - σ(u))) */
-            for (int64_t p = 0; p < np; p++) e[p] = exp(-(xh[p] * scale * gc));
+            for (int64_t p = 0; p < BP; p++) e[p] = exp(-(xh[p] * scale * gc));
             for (int64_t p = 0; p < BP; p++) {
                 double u = xh[p] * scale * gc, sg = 1.0 / (1.0 + e[p]);
                 g[p] *= sg * (1.0 + u * (1.0 - sg));
