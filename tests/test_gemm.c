@@ -1,4 +1,4 @@
-/* Our GEMM (src/ops/cpu/gemm): every kernel this CPU has (scalar, avx2, avx512, avx512-bf16) in
+/* Our GEMM (src/ops/cpu/gemm): every kernel this CPU has (scalar, avx2, avx512, avx512-bf16, amx) in
  * every form (NN, NT, TN, TT; beta 0 and 1), f32 and bf16 weights, against a scalar double
  * reference: odd shapes (1, primes, K below the register tile, M, N, K across the MC / NC / KC
  * block edges) with strided operands (lda, ldb, ldc > width) and realistic ones (the block's
@@ -184,6 +184,7 @@ int main(int argc, char **argv) {
         {14, 32, 1, 0},    {15, 33, 2, 1},   {29, 31, 37, 4},    {3, 101, 7, 0},
         {97, 61, 257, 3},  {31, 67, 515, 1}, {6, 16, 16, 0},     {337, 45, 19, 2},
         {41, 2053, 13, 1}, {53, 19, 1031, 0},
+        {33, 1057, 4099, 1}, /* AMX: K past its 4096-deep block, N past the 1024-wide one */
     };
     /* clang-format on */
     static const int forms[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
@@ -194,7 +195,8 @@ int main(int argc, char **argv) {
             continue;
         }
         for (int bf16 = 0; bf16 <= 1; bf16++) {
-            if (k == HL_GEMM_AVX512_BF16 && !bf16) continue; /* f32 operands: the avx512 kernel */
+            if ((k == HL_GEMM_AVX512_BF16 || k == HL_GEMM_AMX) && !bf16)
+                continue; /* f32 operands: the avx512 kernel */
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 for (int f = 0; f < 4; f++) {
                     gcase g = {forms[f][0],  forms[f][1],  shapes[s][0],

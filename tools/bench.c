@@ -594,7 +594,8 @@ static int run_gemm(const bench_opts *o, const hl_peak *pk) {
     static const struct {
         hl_gemm_kernel k;
         int bf16, peak;
-    } runs[] = {{HL_GEMM_AVX512_BF16, 1, HL_PEAK_AVX512_BF16},
+    } runs[] = {{HL_GEMM_AMX, 1, HL_PEAK_AMX_BF16},
+                {HL_GEMM_AVX512_BF16, 1, HL_PEAK_AVX512_BF16},
                 {HL_GEMM_AVX512, 1, HL_PEAK_AVX512_F32},
                 {HL_GEMM_AVX512, 0, HL_PEAK_AVX512_F32},
                 {HL_GEMM_AVX2, 0, HL_PEAK_AVX2}};

@@ -156,8 +156,11 @@ typedef struct __attribute__((aligned(64))) amx_cfg {
 
 __attribute__((target("amx-tile,amx-bf16"))) static void loop_amx(long iters) {
     static const unsigned short src[16 * 32] = {0}; /* zeros: the work does not depend on them */
-    amx_cfg cfg = {.palette = 1};
-    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    /* static: GCC 12 may drop the stores into a local configuration (it does not see
+     * _tile_loadconfig read them), and a half-written one faults */
+    static const amx_cfg cfg = {.palette = 1,
+                                .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+                                .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
     _tile_loadconfig(&cfg);
     _tile_zero(0);
     _tile_zero(1);

@@ -16,6 +16,13 @@
  *       (a third of L2: the B micro-panels and C stream through the rest).
  *   NC  the packed B block, KC x NC, is shared by the threads from L3: 256 x 2048 x 4 = 2 MiB.
  * The C tile's load + store is amortised over KC steps of MR x NR multiply-adds.
+ * AMX: a 32 x 32 x 32 step of the kernel needs 4 KiB of A and B per 64 cycles of tdpbf16ps,
+ * and a C tile round trip (4 KiB each way) costs about as much as a few such steps, so
+ * splitting K costs more than the panels' L1 residency gains: KC is the whole K up to
+ * AMX_KC_MAX (4096), the micro-panels (KC x 32 bf16, up to 256 KiB) stream from L2, MC is what
+ * keeps the A block within 1 MiB of L2 and NC the B block within 8 MiB (measured on a 2-core
+ * Xeon with AMX, 2 MiB L2 per core: KC 256-512 with a tile round trip per slice ran 10-30%
+ * slower on the block's shapes).
  *
  * Threads: inside one parallel region, the threads pack the B block's micro-panels (a static
  * split), then share the (ic, jr-chunk) grid of the block in a static schedule; the grid has
@@ -44,11 +51,15 @@
 #else
 #define GEMM_X86 0
 #endif
+#if GEMM_X86 && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /* ---- CPU features ---------------------------------------------------------------------------- */
 
 typedef struct caps {
-    int avx2_fma, avx512f, avx512bf16;
+    int avx2_fma, avx512f, avx512bf16, amx;
 } caps;
 
 #if GEMM_X86
@@ -58,6 +69,19 @@ static unsigned long long xgetbv0(void) {
     return ((unsigned long long)hi << 32) | lo;
 }
 #endif
+
+/* AMX-BF16 in use: CPUID, the OS saving the tile state (XCR0 bits 17-18), and on Linux (5.16+)
+ * the process's permission for the tile data, asked for once (it holds for every thread). */
+static int amx_usable(unsigned long long xcr0, unsigned edx7) {
+    const int cpu = ((edx7 >> 22) & 1) && ((edx7 >> 24) & 1); /* amx_bf16, amx_tile */
+    if (!cpu || (xcr0 & 0x60000) != 0x60000) return 0;
+#if GEMM_X86 && defined(__linux__)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
 
 static caps caps_probe(void) {
     caps c = {0};
@@ -73,6 +97,7 @@ static caps caps_probe(void) {
     const unsigned max_sub = a;
     c.avx2_fma = ymm && fma && ((b >> 5) & 1);
     c.avx512f = zmm && ((b >> 16) & 1);
+    c.amx = c.avx512f && amx_usable(xcr0, d);
     if (c.avx512f && max_sub >= 1) {
         __cpuid_count(7, 1, a, b, cx, d);
         c.avx512bf16 = (a >> 5) & 1;
@@ -99,17 +124,19 @@ int hl_gemm_kernel_available(hl_gemm_kernel k) {
     case HL_GEMM_AVX2: return c.avx2_fma && hl_gemm_ukr_avx2.fn != NULL;
     case HL_GEMM_AVX512: return c.avx512f && hl_gemm_ukr_avx512.fn != NULL;
     case HL_GEMM_AVX512_BF16: return c.avx512bf16 && hl_gemm_ukr_avx512_bf16.fn != NULL;
+    case HL_GEMM_AMX: return c.amx && hl_gemm_ukr_amx.fn != NULL;
     default: return 0;
     }
 }
 
 const char *hl_gemm_kernel_name(hl_gemm_kernel k) {
     static const char *const names[HL_GEMM_KERNEL_COUNT] = {"scalar", "avx2", "avx512",
-                                                            "avx512-bf16"};
+                                                            "avx512-bf16", "amx"};
     return k == HL_GEMM_AUTO ? "auto" : (k >= 0 && k < HL_GEMM_KERNEL_COUNT ? names[k] : "?");
 }
 
 hl_gemm_kernel hl_gemm_kernel_best(int bf16) {
+    if (bf16 && hl_gemm_kernel_available(HL_GEMM_AMX)) return HL_GEMM_AMX;
     if (bf16 && hl_gemm_kernel_available(HL_GEMM_AVX512_BF16)) return HL_GEMM_AVX512_BF16;
     if (hl_gemm_kernel_available(HL_GEMM_AVX512)) return HL_GEMM_AVX512;
     if (hl_gemm_kernel_available(HL_GEMM_AVX2)) return HL_GEMM_AVX2;
@@ -128,13 +155,13 @@ static void ukr_scalar(int64_t kc, const void *pa, const void *pb, float *c, int
         for (int j = 0; j < 8; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
-static const hl_gemm_ukr_desc ukr_scalar_desc = {4, 8, 1, ukr_scalar};
+static const hl_gemm_ukr_desc ukr_scalar_desc = {4, 8, 1, 1, ukr_scalar, 0, 0};
 
 /* ---- the plan -------------------------------------------------------------------------------- */
 
 typedef struct plan {
     const hl_gemm_ukr_desc *u;
-    int64_t mc, kc, nc; /* block sizes; kc even for pair kernels */
+    int64_t mc, kc, nc; /* block sizes; kc a multiple of the kernel's kblk */
     int64_t M, N, K;
     const float *A;
     int64_t sai, sak; /* op(A)(i, k) = A[i·sai + k·sak] */
@@ -146,6 +173,12 @@ typedef struct plan {
     float *C;
     int64_t ldc;
 } plan;
+
+/* kb k padded to the kernel's chunk (gemm_internal.h). */
+static inline int64_t k_padded(const plan *p, int64_t kb) {
+    const int64_t c = p->u->kblk;
+    return (kb + c - 1) / c * c;
+}
 
 static inline float b_at(const plan *p, int64_t k, int64_t j) {
     const int64_t o = k * p->sbk + j * p->sbj;
@@ -161,7 +194,7 @@ static inline float b_at(const plan *p, int64_t k, int64_t j) {
 /* The packing loops read a row segment of kb elements, then jump to the next row: too short a
  * run for the hardware prefetcher (profiled: the loads of the first touch were ~20% of a
  * 1152 x 1536 x 1536 GEMM), so the segment PF_AHEAD rows ahead is prefetched, a line at a time. */
-enum { PF_AHEAD = 2, KC_MAX = 1024 };
+enum { PF_AHEAD = 2, KC_MAX = 1024, AMX_KC_MAX = 4096 };
 static inline void prefetch_row(const void *row, int valid, int64_t n, int esz) {
     if (!valid) return;
     for (int64_t o = 0; o < n * esz; o += 64) __builtin_prefetch((const char *)row + o, 0, 3);
@@ -169,7 +202,7 @@ static inline void prefetch_row(const void *row, int valid, int64_t n, int esz) 
 
 static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, void *dst) {
     const int MR = p->u->mr;
-    const int64_t kp = p->u->pair == 2 ? (kb + 1) & ~(int64_t)1 : kb;
+    const int64_t kp = k_padded(p, kb);
     for (int64_t ir = 0; ir < mb; ir += MR) {
         const int64_t rows = mb - ir < MR ? mb - ir : MR;
         const float *a = p->A + (i0 + ir) * p->sai + k0 * p->sak;
@@ -190,6 +223,19 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
                         d[k * MR + r] = hl_bf16_to_f32(hl_f32_to_bf16(d[k * MR + r]));
+        } else if (p->u->kblk == 32) { /* AMX: 64-byte tile rows of 32 k */
+            hl_bf16 *d = (hl_bf16 *)dst + ir * kp;
+            if (rows < MR || kp != kb) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
+            if (p->sak == 1) {
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t g = 0; g * 32 < kb; g++)
+                        hl_cpu_f32_to_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32,
+                                           kb - g * 32 < 32 ? kb - g * 32 : 32);
+            } else {
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t r = 0; r < rows; r++)
+                        d[((k >> 5) * MR + r) * 32 + (k & 31)] = hl_f32_to_bf16(a[k * p->sak + r]);
+            }
         } else {
             hl_bf16 *d = (hl_bf16 *)dst + ir * kp;
             if (rows < MR || kp != kb) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
@@ -223,7 +269,7 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
 static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb, int64_t q0,
                    int64_t q1, void *dst) {
     const int NR = p->u->nr;
-    const int64_t kp = p->u->pair == 2 ? (kb + 1) & ~(int64_t)1 : kb;
+    const int64_t kp = k_padded(p, kb);
     for (int64_t q = q0; q < q1; q++) {
         const int64_t jr = q * NR, cols = nb - jr < NR ? nb - jr : NR;
         const int64_t jj = j0 + jr;
@@ -281,9 +327,8 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
 static void macro_kernel(const plan *p, int64_t i0, int64_t mb, int64_t j0, int64_t nb, int64_t kb,
                          int add, const char *pa, const char *pb, int64_t q0, int64_t q1) {
     const int MR = p->u->mr, NR = p->u->nr, esz = p->u->pair == 2 ? 2 : 4;
-    const int64_t kp = p->u->pair == 2 ? (kb + 1) / 2 * 2 : kb;
-    const int64_t ksteps = p->u->pair == 2 ? kp / 2 : kb;
-    float tmp[16 * 32] __attribute__((aligned(64))); /* MR x NR <= 16 x 32 */
+    const int64_t kp = k_padded(p, kb), ksteps = kp / p->u->kblk;
+    float tmp[32 * 32] __attribute__((aligned(64))); /* MR x NR <= 32 x 32 */
     for (int64_t q = q0; q < q1; q++) {
         const int64_t jr = q * NR, cols = nb - jr < NR ? nb - jr : NR;
         const char *b = pb + (size_t)(jr * kp) * esz;
@@ -343,7 +388,11 @@ static void run_plan(const plan *p, int nthr, char *bufs, size_t a_bytes, size_t
             js = t * per < p->N ? t * per : p->N;
             je = js + per < p->N ? js + per : p->N;
         }
-        if (i0 < i1 && js < je) run_part(p, i0, i1, js, je, bbuf, abuf);
+        if (i0 < i1 && js < je) {
+            if (p->u->begin) p->u->begin();
+            run_part(p, i0, i1, js, je, bbuf, abuf);
+            if (p->u->end) p->u->end();
+        }
     }
 }
 
@@ -393,7 +442,7 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
                 int64_t K, const float *A, int64_t lda, const void *B, int64_t ldb, int beta,
                 float *C, int64_t ldc) {
     if (k == HL_GEMM_AUTO) k = hl_gemm_kernel_best(bf16);
-    if (!bf16 && k == HL_GEMM_AVX512_BF16) k = HL_GEMM_AVX512;
+    if (!bf16 && (k == HL_GEMM_AVX512_BF16 || k == HL_GEMM_AMX)) k = HL_GEMM_AVX512;
     if (!hl_gemm_kernel_available(k)) return -1;
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
@@ -411,13 +460,21 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
     case HL_GEMM_AVX512_BF16:
         p.u = &hl_gemm_ukr_avx512_bf16, p.mc = 336, p.kc = KC_MAX, p.nc = 2048;
         break;
+    case HL_GEMM_AMX: { /* the blocks: see "AMX" at the top */
+        const int64_t kc = K < AMX_KC_MAX ? (K + 31) / 32 * 32 : AMX_KC_MAX;
+        const int64_t mc = (1 << 20) / (kc * 2) / 32 * 32, nc = (8 << 20) / (kc * 2) / 32 * 32;
+        p.u = &hl_gemm_ukr_amx, p.kc = kc;
+        p.mc = mc < 32 ? 32 : mc > 256 ? 256 : mc;
+        p.nc = nc < 32 ? 32 : nc > 4096 ? 4096 : nc;
+        break;
+    }
     default: p.u = &ukr_scalar_desc, p.mc = 128, p.kc = 256, p.nc = 1024; break;
     }
     p.round_a = bf16 && p.u->pair == 1;
     if (nthr < 1 || omp_in_parallel()) nthr = 1;
     const int MR = p.u->mr, NR = p.u->nr, esz = p.u->pair == 2 ? 2 : 4;
-    /* kc rounded to even; blocks no larger than the problem (rounded to whole panels) */
-    const int64_t kb = K < p.kc ? (K + 1) & ~(int64_t)1 : p.kc;
+    /* k padded to the kernel's chunk; blocks no larger than the problem (whole panels) */
+    const int64_t kb = K < p.kc ? k_padded(&p, K) : p.kc;
     const int64_t mb = (M < p.mc ? M : p.mc) + MR - 1, nb = (N < p.nc ? N : p.nc) + NR - 1;
     const size_t a_bytes = ((size_t)(mb / MR * MR * kb) * esz + 63) & ~(size_t)63;
     const size_t b_bytes = ((size_t)(nb / NR * NR * kb) * esz + 63) & ~(size_t)63;

@@ -9,8 +9,8 @@
  *
  * hl_gemm_bf16 takes B in bf16 (weights) and A in float32, rounded to bf16 (RNE, as
  * hl_f32_to_bf16) while it is packed: the cpu backend's precision rule for bf16 weights
- * (ops.h). On the AVX512-BF16 kernel the products run on vdpbf16ps (pairs of k per f32 lane);
- * on the other kernels the rounded A and the bf16 B are widened to float32 while packing (exact)
+ * (ops.h). On the AVX512-BF16 kernel the products run on vdpbf16ps (pairs of k per f32 lane),
+ * on the AMX kernel on tdpbf16ps tiles; on the f32 kernels the rounded A and the bf16 B are widened to float32 while packing (exact)
  * and the f32 microkernel runs (item 4: where there is no bf16 arithmetic; the packed panels
  * are float32, twice the bf16 bytes, a few MiB at most: see gemm.c).
  *
@@ -21,8 +21,9 @@
  * kernel's separate multiply-add, and vdpbf16ps's pair sums, round differently).
  *
  * Kernels are compiled with per-function target attributes and picked by CPUID (and XGETBV for
- * the OS's AVX / AVX-512 state) at run time, so the library runs on any x86-64 CPU. AMX is not
- * here: the development machine (AMD Zen 5) has none, and an untested kernel is not shipped. */
+ * the OS's AVX / AVX-512 / tile state; for AMX also Linux's permission for the tile data) at run
+ * time, so the library runs on any x86-64 CPU. On AMX the products are exact as on vdpbf16ps
+ * (bf16 x bf16 in f32) and the sums f32; tdpbf16ps flushes bf16 denormals to zero. */
 #ifndef HL_CPU_GEMM_H
 #define HL_CPU_GEMM_H
 
@@ -31,18 +32,20 @@
 #include "core/dtype.h"
 
 typedef enum hl_gemm_kernel {
-    HL_GEMM_AUTO = -1,   /* the best this CPU has: bf16 > avx512 > avx2 > scalar */
+    HL_GEMM_AUTO = -1,   /* the best this CPU has: amx > bf16 > avx512 > avx2 > scalar */
     HL_GEMM_SCALAR = 0,  /* plain C, 4 x 8 tile: the fallback and the oracle of the others */
     HL_GEMM_AVX2,        /* AVX2 + FMA f32, 6 x 16 tile */
     HL_GEMM_AVX512,      /* AVX-512F f32, 14 x 32 tile */
     HL_GEMM_AVX512_BF16, /* AVX512-BF16 vdpbf16ps, 14 x 32 tile (hl_gemm_bf16 only; for
                                hl_gemm_f32 it means HL_GEMM_AVX512) */
+    HL_GEMM_AMX,         /* AMX-BF16 tiles, 32 x 32 (hl_gemm_bf16 only, as avx512-bf16) */
     HL_GEMM_KERNEL_COUNT
 } hl_gemm_kernel;
 
 /* 1 when this CPU and OS run kernel k (HL_GEMM_AUTO and HL_GEMM_SCALAR: always). */
 int hl_gemm_kernel_available(hl_gemm_kernel k);
-const char *hl_gemm_kernel_name(hl_gemm_kernel k); /* "scalar", "avx2", "avx512", "avx512-bf16" */
+/* "scalar", "avx2", "avx512", "avx512-bf16", "amx" */
+const char *hl_gemm_kernel_name(hl_gemm_kernel k);
 /* The kernel HL_GEMM_AUTO runs for f32 (bf16 = 0) or bf16 (bf16 = 1) operands. */
 hl_gemm_kernel hl_gemm_kernel_best(int bf16);
 
