@@ -44,6 +44,7 @@
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/gemm/gemm.h"
 #include "ops/cpu/gemm/gemm_internal.h"
+#include "ops/cpu/vec_math.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
@@ -200,6 +201,38 @@ static inline void prefetch_row(const void *row, int valid, int64_t n, int esz) 
     for (int64_t o = 0; o < n * esz; o += 64) __builtin_prefetch((const char *)row + o, 0, 3);
 }
 
+/* n <= 32 floats of a row to bf16 (RNE, as hl_f32_to_bf16): one AMX tile row. */
+static inline void tile_row_bf16(const float *s, hl_bf16 *d, int64_t n) {
+#ifdef HL_CPU_AVX512
+    if (n == 32) {
+        _mm256_store_si256((__m256i *)d, hl_v_to_bf16(_mm512_loadu_ps(s)));
+        _mm256_store_si256((__m256i *)(d + 16), hl_v_to_bf16(_mm512_loadu_ps(s + 16)));
+        return;
+    }
+#endif
+    hl_cpu_f32_to_bf16(s, d, n);
+}
+
+/* Pairs [g0, g1) of 16 B columns (rows of the stored B, sbj apart: bf16 pairs are 4-byte units
+ * at 2g) into d32[g·NR + c]: one gather of the 16 columns per pair. Returns the first pair not
+ * done (the caller does the rest a value at a time). */
+static inline int64_t pairs16(const hl_bf16 *s, int64_t sbj, int64_t g0, int64_t g1, int NR,
+                              uint32_t *d32) {
+#ifdef HL_CPU_AVX512
+    if (sbj * 2 * 16 < ((int64_t)1 << 31)) {
+        const __m512i off = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7,
+                                                                6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32((int)(sbj * 2)));
+        for (int64_t g = g0; g < g1; g++)
+            _mm512_storeu_si512((void *)(d32 + g * NR),
+                                _mm512_i32gather_epi32(off, (const void *)(s + 2 * g), 1));
+        return g1;
+    }
+#endif
+    (void)s, (void)sbj, (void)g1, (void)NR, (void)d32;
+    return g0;
+}
+
 static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, void *dst) {
     const int MR = p->u->mr;
     const int64_t kp = k_padded(p, kb);
@@ -229,8 +262,8 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
             if (p->sak == 1) {
                 for (int64_t r = 0; r < rows; r++)
                     for (int64_t g = 0; g * 32 < kb; g++)
-                        hl_cpu_f32_to_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32,
-                                           kb - g * 32 < 32 ? kb - g * 32 : 32);
+                        tile_row_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32,
+                                      kb - g * 32 < 32 ? kb - g * 32 : 32);
             } else {
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
@@ -301,9 +334,13 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
             if (p->sbk == 1) { /* a pair of k is 4 contiguous bytes of a row of B */
                 const hl_bf16 *s = b + jj * p->sbj + k0;
                 uint32_t *d32 = (uint32_t *)d;
-                for (int64_t g0 = 0; g0 < kb / 2; g0 += 16) {
+                int64_t c0 = 0; /* columns [0, c0) done: whole micro-panels, 16 at a time */
+                while (cols == NR && c0 < NR &&
+                       pairs16(s + c0 * p->sbj, p->sbj, 0, kb / 2, NR, d32 + c0) == kb / 2)
+                    c0 += 16;
+                for (int64_t g0 = 0; g0 < kb / 2 && c0 < cols; g0 += 16) {
                     const int64_t ge = kb / 2 - g0 < 16 ? kb / 2 : g0 + 16;
-                    for (int64_t c = 0; c < cols; c++)
+                    for (int64_t c = c0; c < cols; c++)
                         for (int64_t g = g0; g < ge; g++)
                             memcpy(&d32[g * NR + c], s + c * p->sbj + 2 * g, 4);
                 }
