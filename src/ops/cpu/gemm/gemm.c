@@ -201,37 +201,74 @@ static inline void prefetch_row(const void *row, int valid, int64_t n, int esz) 
     for (int64_t o = 0; o < n * esz; o += 64) __builtin_prefetch((const char *)row + o, 0, 3);
 }
 
-/* n <= 32 floats of a row to bf16 (RNE, as hl_f32_to_bf16): one AMX tile row. */
-static inline void tile_row_bf16(const float *s, hl_bf16 *d, int64_t n) {
+/* Vector packing (AVX-512 builds; PACK_VEC 0 elsewhere, where the callers pack value by value).
+ * The conversions round as hl_f32_to_bf16 does (hl_v_to_bf16: RNE, NaN kept quiet). */
 #ifdef HL_CPU_AVX512
-    if (n == 32) {
-        _mm256_store_si256((__m256i *)d, hl_v_to_bf16(_mm512_loadu_ps(s)));
-        _mm256_store_si256((__m256i *)(d + 16), hl_v_to_bf16(_mm512_loadu_ps(s + 16)));
-        return;
-    }
-#endif
-    hl_cpu_f32_to_bf16(s, d, n);
+#define PACK_VEC 1
+/* 32 floats of a row to bf16: one AMX tile row. */
+static inline void tile_row_bf16(const float *s, hl_bf16 *d) {
+    _mm256_store_si256((__m256i *)d, hl_v_to_bf16(_mm512_loadu_ps(s)));
+    _mm256_store_si256((__m256i *)(d + 16), hl_v_to_bf16(_mm512_loadu_ps(s + 16)));
 }
 
-/* Pairs [g0, g1) of 16 B columns (rows of the stored B, sbj apart: bf16 pairs are 4-byte units
- * at 2g) into d32[g·NR + c]: one gather of the 16 columns per pair. Returns the first pair not
- * done (the caller does the rest a value at a time). */
-static inline int64_t pairs16(const hl_bf16 *s, int64_t sbj, int64_t g0, int64_t g1, int NR,
-                              uint32_t *d32) {
-#ifdef HL_CPU_AVX512
-    if (sbj * 2 * 16 < ((int64_t)1 << 31)) {
-        const __m512i off = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7,
-                                                                6, 5, 4, 3, 2, 1, 0),
-                                               _mm512_set1_epi32((int)(sbj * 2)));
-        for (int64_t g = g0; g < g1; g++)
-            _mm512_storeu_si512((void *)(d32 + g * NR),
-                                _mm512_i32gather_epi32(off, (const void *)(s + 2 * g), 1));
-        return g1;
-    }
-#endif
-    (void)s, (void)sbj, (void)g1, (void)NR, (void)d32;
-    return g0;
+/* An AMX A chunk from a transposed operand: n <= 32 rows k of 32 values r (the stored A, sak
+ * apart) into 32 tile rows (r) of 32 k, zero past n. The rows are rounded to bf16 a pair of k at
+ * a time into t[p][r] (a pair per uint32, k even in the low half), then each tile row gathers
+ * its 16 pairs. */
+static inline void tile_cols_bf16(const float *a, int64_t sak, int64_t n, uint32_t *d32) {
+    uint32_t t[16][32] __attribute__((aligned(64)));
+    for (int64_t pr = 0; pr < 16; pr++)
+        for (int h = 0; h < 2; h++) {
+            const int64_t k = 2 * pr;
+            const __m512i lo = k < n ? _mm512_cvtepu16_epi32(
+                                           hl_v_to_bf16(_mm512_loadu_ps(a + k * sak + 16 * h)))
+                                     : _mm512_setzero_si512();
+            const __m512i hi = k + 1 < n ? _mm512_cvtepu16_epi32(hl_v_to_bf16(
+                                               _mm512_loadu_ps(a + (k + 1) * sak + 16 * h)))
+                                         : _mm512_setzero_si512();
+            _mm512_store_si512((void *)&t[pr][16 * h],
+                               _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    const __m512i off = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(32 * 4));
+    for (int r = 0; r < 32; r++)
+        _mm512_storeu_si512((void *)(d32 + r * 16),
+                            _mm512_i32gather_epi32(off, (const void *)&t[0][r], 1));
 }
+
+/* 16 columns of two rows of B (k even, k + 1) into 16 bf16 pairs. */
+static inline void interleave16(const hl_bf16 *k0, const hl_bf16 *k1, uint32_t *d32) {
+    const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)k0));
+    const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)k1));
+    _mm512_storeu_si512((void *)d32, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+}
+
+/* np pairs of 16 B columns (rows of the stored B, sbj apart; a pair is a 4-byte unit at 2g)
+ * into d32[g·NR + c]: one gather of the 16 columns per pair. The byte offsets must fit 32 bits. */
+static inline int pairs16_ok(int64_t sbj) { return sbj * 2 * 16 < ((int64_t)1 << 31); }
+static inline void pairs16(const hl_bf16 *s, int64_t sbj, int64_t np, int NR, uint32_t *d32) {
+    const __m512i off = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int)(sbj * 2)));
+    for (int64_t g = 0; g < np; g++)
+        _mm512_storeu_si512((void *)(d32 + g * NR),
+                            _mm512_i32gather_epi32(off, (const void *)(s + 2 * g), 1));
+}
+#else
+#define PACK_VEC 0
+static inline void tile_row_bf16(const float *s, hl_bf16 *d) { (void)s, (void)d; }
+static inline void tile_cols_bf16(const float *a, int64_t sak, int64_t n, uint32_t *d32) {
+    (void)a, (void)sak, (void)n, (void)d32;
+}
+static inline void interleave16(const hl_bf16 *k0, const hl_bf16 *k1, uint32_t *d32) {
+    (void)k0, (void)k1, (void)d32;
+}
+static inline int pairs16_ok(int64_t sbj) { return (void)sbj, 0; }
+static inline void pairs16(const hl_bf16 *s, int64_t sbj, int64_t np, int NR, uint32_t *d32) {
+    (void)s, (void)sbj, (void)np, (void)NR, (void)d32;
+}
+#endif
 
 static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, void *dst) {
     const int MR = p->u->mr;
@@ -261,11 +298,20 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
             if (rows < MR || kp != kb) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
             if (p->sak == 1) {
                 for (int64_t r = 0; r < rows; r++)
-                    for (int64_t g = 0; g * 32 < kb; g++)
-                        tile_row_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32,
-                                      kb - g * 32 < 32 ? kb - g * 32 : 32);
+                    for (int64_t g = 0; g * 32 < kb; g++) {
+                        const int64_t n = kb - g * 32 < 32 ? kb - g * 32 : 32;
+                        if (PACK_VEC && n == 32)
+                            tile_row_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32);
+                        else hl_cpu_f32_to_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32, n);
+                    }
             } else {
-                for (int64_t k = 0; k < kb; k++)
+                int64_t g = 0; /* 32-k chunks [0, g) done by the vector transpose */
+                if (PACK_VEC && rows == 32)
+                    for (; g * 32 < kb; g++)
+                        tile_cols_bf16(a + g * 32 * p->sak, p->sak,
+                                       kb - g * 32 < 32 ? kb - g * 32 : 32,
+                                       (uint32_t *)(d + g * MR * 32));
+                for (int64_t k = g * 32; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
                         d[((k >> 5) * MR + r) * 32 + (k & 31)] = hl_f32_to_bf16(a[k * p->sak + r]);
             }
@@ -335,9 +381,9 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
                 const hl_bf16 *s = b + jj * p->sbj + k0;
                 uint32_t *d32 = (uint32_t *)d;
                 int64_t c0 = 0; /* columns [0, c0) done: whole micro-panels, 16 at a time */
-                while (cols == NR && c0 < NR &&
-                       pairs16(s + c0 * p->sbj, p->sbj, 0, kb / 2, NR, d32 + c0) == kb / 2)
-                    c0 += 16;
+                if (PACK_VEC && cols == NR && NR % 16 == 0 && pairs16_ok(p->sbj))
+                    for (; c0 < NR; c0 += 16)
+                        pairs16(s + c0 * p->sbj, p->sbj, kb / 2, NR, d32 + c0);
                 for (int64_t g0 = 0; g0 < kb / 2 && c0 < cols; g0 += 16) {
                     const int64_t ge = kb / 2 - g0 < 16 ? kb / 2 : g0 + 16;
                     for (int64_t c = c0; c < cols; c++)
@@ -348,7 +394,14 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
                     for (int64_t c = 0; c < cols; c++)
                         d[((kb >> 1) * NR + c) * 2] = s[c * p->sbj + kb - 1];
             } else {
-                for (int64_t k = 0; k < kb; k++) {
+                int64_t k = 0; /* pairs of rows [0, k) done 16 columns at a time */
+                if (PACK_VEC && p->sbj == 1 && cols == NR && NR % 16 == 0)
+                    for (; k + 2 <= kb; k += 2) {
+                        const hl_bf16 *s = b + (k0 + k) * p->sbk + jj;
+                        for (int64_t c = 0; c < NR; c += 16)
+                            interleave16(s + c, s + p->sbk + c, (uint32_t *)d + (k >> 1) * NR + c);
+                    }
+                for (; k < kb; k++) {
                     const hl_bf16 *s = b + (k0 + k) * p->sbk + jj * p->sbj;
                     for (int64_t c = 0; c < cols; c++)
                         d[((k >> 1) * NR + c) * 2 + (k & 1)] = s[c * p->sbj];
