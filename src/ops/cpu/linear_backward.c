@@ -13,8 +13,10 @@
  * Deterministic for a given thread count: the GEMMs are (oneDNN fixes its partition from the
  * primitive's thread count), and each column of db is summed by one task in row order. */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/gemm/gemm.h"
 #include "ops/cpu/vec_math.h"
@@ -190,20 +192,85 @@ static hl_status backward_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
     return rc == 0 ? HL_OK : OOM();
 }
 
+/* The outputs a backward accumulates into (dx when accumulate_dx, dW, db), kept while a probe
+ * runs both routes on them. */
+typedef struct lb_saved {
+    float *dx, *dW, *db;
+} lb_saved;
+
+static void lb_copy(int64_t M, int64_t N, int64_t K, float *dx, int64_t lddx, float *dW, float *db,
+                    lb_saved *s, int restore) {
+    if (s->dx)
+        for (int64_t m = 0; m < M; m++) {
+            float *a = dx + m * lddx, *b = s->dx + m * K;
+            memcpy(restore ? a : b, restore ? b : a, (size_t)K * sizeof *a);
+        }
+    if (s->dW) memcpy(restore ? dW : s->dW, restore ? s->dW : dW, (size_t)(N * K) * sizeof *dW);
+    if (s->db) memcpy(restore ? db : s->db, restore ? s->db : db, (size_t)N * sizeof *db);
+}
+
+/* Which GEMMs run, as the forward's linear_locked decides (gemm.h, "routing"): the first call
+ * of a shape class times the whole backward on both routes on its own operands (oneDNN first:
+ * its run creates the primitives; then ours, oneDNN, ours, oneDNN), with dx (when it
+ * accumulates), dW and db saved first and put back before each run; the winner then runs on
+ * them. Ours must be 10% faster. Without memory for the copies, oneDNN runs unprobed. */
+static hl_status backward_routed(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
+                                 int64_t ldx, const hl_tensor *W, const float *dy, int64_t lddy,
+                                 float *dx, int64_t lddx, int acc_dx, float *dW, float *db) {
+    const int form = 8 + (dx != NULL) + 2 * (dW != NULL) + 4 * (dx && acc_dx) + 8 * (db != NULL);
+    hl_gemm_class c = {M, N, K, form, W->dtype == HL_BF16, hl_cpu_nthr_for((double)M * N * K)};
+    const int route = hl_gemm_route_get(&c);
+    if (route == 1)
+        return backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+    lb_saved s = {dx && acc_dx ? malloc((size_t)(M * K) * sizeof(float)) : NULL,
+                  dW ? malloc((size_t)(N * K) * sizeof(float)) : NULL,
+                  db ? malloc((size_t)N * sizeof(float)) : NULL};
+    if (route == 0 || (dx && acc_dx && !s.dx) || (dW && !s.dW) || (db && !s.db)) {
+        free(s.dx), free(s.dW), free(s.db);
+        return backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+    }
+    lb_copy(M, N, K, dx, lddx, dW, db, &s, 0);
+    double t_o = 1e30, t_d = 1e30;
+    hl_status st = backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+    for (int i = 0; i < 2 && st == HL_OK; i++) {
+        lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
+        double t0 = hl_time();
+        st = backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+        double t1 = hl_time();
+        lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
+        if (st == HL_OK)
+            st = backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+        double t2 = hl_time();
+        if (t1 - t0 < t_o) t_o = t1 - t0;
+        if (t2 - t1 < t_d) t_d = t2 - t1;
+    }
+    const int ours = t_o < 0.9 * t_d;
+    if (st == HL_OK) {
+        hl_gemm_route_put(&c, ours, t_o, t_d);
+        if (ours) {
+            lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
+            st = backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+        }
+    }
+    free(s.dx), free(s.dW), free(s.db);
+    return st;
+}
+
 hl_status hl_cpu_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,
                                  const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
                                  int64_t lddx, int accumulate_dx, float *dW, float *db) {
     const int64_t N = W->shape[0], K = hl_tensor_numel(W) / N;
     /* Routing (gemm.h): ours when forced, and below the probe size as in the forward; above it
-     * oneDNN, which measured faster on both backward forms here (docs/design.md, "Our GEMM").
-     * A probe would have to time GEMMs that accumulate into dW: not done yet. */
+     * the faster of the two, probed (backward_routed). */
     const hl_gemm_mode mode = hl_gemm_mode_get();
     const int ours = mode == HL_GEMM_MODE_OURS ||
                      (mode == HL_GEMM_MODE_AUTO && (double)M * N * K < HL_GEMM_PROBE_MIN_MACS);
     hl_cpu_lock(hl_cpu_of(ctx));
     hl_status st =
         ours ? backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db)
-             : backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db);
+        : mode == HL_GEMM_MODE_ONEDNN
+            ? backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db)
+            : backward_routed(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, accumulate_dx, dW, db);
     hl_cpu_unlock(hl_cpu_of(ctx));
     if (st != HL_OK && st != HELIOS_ERR_OOM) hl_error_prefix(ctx->err, "linear_backward");
     return st;
