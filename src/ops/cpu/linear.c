@@ -141,9 +141,10 @@ static hl_status linear_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K,
 }
 
 /* Which GEMM runs (gemm.h, "routing"); with the lock held. A probe times both on this call's
- * operands (each writes y), oneDNN first (its run creates the primitive), then ours, oneDNN,
- * ours, oneDNN; the winner runs last, so y is the chosen route's result. Ours must be 10%
- * faster to be chosen (a tie keeps the library). */
+ * operands (each writes y): oneDNN and ours once untimed (its run creates the primitive; ours
+ * grows its packing buffers: a first run of ours measured 3-5x its later ones), then ours,
+ * oneDNN, ours, oneDNN timed; the winner runs last, so y is the chosen route's result. Ours
+ * must be 10% faster to be chosen (a tie keeps the library). */
 static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
                                int64_t ldx, const hl_tensor *W, const float *bias, float *y,
                                int64_t ldy) {
@@ -158,6 +159,7 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
     if (ours == 0) return linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy);
     double t_o = 1e30, t_d = 1e30;
     HL_TRY(linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy));
+    HL_TRY(linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy));
     for (int i = 0; i < 2; i++) {
         double t0 = hl_time();
         HL_TRY(linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy));
