@@ -469,11 +469,13 @@ static void run_part(const plan *p, int64_t i0, int64_t i1, int64_t js, int64_t 
     }
 }
 
-/* Thread t of nt takes a fixed part of C: a band of rows (whole register tiles), or when there
- * are too few rows for that, a band of columns; it packs its own B and A blocks, so the threads
- * never wait for each other (a barrier per block cost a lot on a loaded machine, where one
- * descheduled thread stalls the others). B is packed once per thread: for the row bands, nt
- * times in all, a K x N pass next to M x N x K / nt multiply-adds each. */
+/* Thread t of nt takes a fixed part of C: a band of rows (whole register tiles), or a band of
+ * columns when there are too few rows for that or when N > M; it packs its own B and A blocks,
+ * so the threads never wait for each other (a barrier per block cost a lot on a loaded machine,
+ * where one descheduled thread stalls the others). So each thread packs all of the operand its
+ * band spans: B (K x N) for row bands, A (M x K) for column bands, and the split duplicates the
+ * smaller (on the AMX machine, column bands where N > M: umT5's 512 x 4096 x 4096 and the
+ * block's 2304 x 8960 x 1536 ran 8-30% faster). */
 static void run_plan(const plan *p, int nthr, char *bufs, size_t a_bytes, size_t b_bytes) {
     const int MR = p->u->mr, NR = p->u->nr;
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
@@ -481,7 +483,7 @@ static void run_plan(const plan *p, int nthr, char *bufs, size_t a_bytes, size_t
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         char *bbuf = bufs + (size_t)t * (a_bytes + b_bytes), *abuf = bbuf + b_bytes;
         int64_t i0 = 0, i1 = p->M, js = 0, je = p->N;
-        if (p->M >= (int64_t)nt * 4 * MR) {
+        if (p->M >= (int64_t)nt * 4 * MR && (p->N <= p->M || p->N < (int64_t)nt * 4 * NR)) {
             const int64_t per = ((p->M + MR - 1) / MR + nt - 1) / nt * MR;
             i0 = t * per < p->M ? t * per : p->M;
             i1 = i0 + per < p->M ? i0 + per : p->M;
