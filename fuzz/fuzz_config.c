@@ -166,7 +166,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         size_t total = 0;
         for (size_t f = 0; f < w->n_files; f++) total += w->files[f]->n;
-        if (w->n_files < 1 || w->n_files > 2 || total > 3) abort();
+        /* at most the seed's two shards and three tensors; an empty weight_map is a valid empty
+         * checkpoint (test_weights), so no files is fine */
+        if (w->n_files > 2 || total > 3) abort();
         const char *names[] = {"x", "y", "z"};
         for (int i = 0; i < 3; i++) {
             const char *file = NULL;
