@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/parallel.h"
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/gemm/gemm.h"
 
@@ -140,11 +139,23 @@ static hl_status linear_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K,
     return HL_OK;
 }
 
-/* Which GEMM runs (gemm.h, "routing"); with the lock held. A probe times both on this call's
- * operands (each writes y): oneDNN and ours once untimed (its run creates the primitive; ours
- * grows its packing buffers: a first run of ours measured 3-5x its later ones), then ours,
- * oneDNN, ours, oneDNN timed; the winner runs last, so y is the chosen route's result. Ours
- * must be 10% faster to be chosen (a tie keeps the library). */
+/* One linear call's operands, for the route probe. */
+typedef struct lin_call {
+    const hl_ctx *ctx;
+    int64_t M, N, K, ldx, ldy;
+    const float *x, *bias;
+    const hl_tensor *W;
+    float *y;
+} lin_call;
+
+static int lin_run(void *arg, int ours) {
+    const lin_call *l = arg;
+    return (ours ? linear_ours : linear_onednn)(l->ctx, l->M, l->N, l->K, l->x, l->ldx, l->W,
+                                                l->bias, l->y, l->ldy);
+}
+
+/* Which GEMM runs (gemm.h, "routing"); with the lock held. The probe (hl_gemm_probe) needs no
+ * reset: every run overwrites y. */
 static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
                                int64_t ldx, const hl_tensor *W, const float *bias, float *y,
                                int64_t ldy) {
@@ -154,24 +165,11 @@ static hl_status linear_locked(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
         return linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy);
     if (mode == HL_GEMM_MODE_ONEDNN) return linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy);
     hl_gemm_class c = {M, N, K, 0, W->dtype == HL_BF16, hl_cpu_nthr_for(macs)};
-    int ours = hl_gemm_route_get(&c);
+    const int ours = hl_gemm_route_get(&c);
     if (ours == 1) return linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy);
     if (ours == 0) return linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy);
-    double t_o = 1e30, t_d = 1e30;
-    HL_TRY(linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy));
-    HL_TRY(linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy));
-    for (int i = 0; i < 2; i++) {
-        double t0 = hl_time();
-        HL_TRY(linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy));
-        double t1 = hl_time();
-        HL_TRY(linear_onednn(ctx, M, N, K, x, ldx, W, bias, y, ldy));
-        double t2 = hl_time();
-        if (t1 - t0 < t_o) t_o = t1 - t0;
-        if (t2 - t1 < t_d) t_d = t2 - t1;
-    }
-    ours = t_o < 0.9 * t_d; /* a clear win only: fewer routes that flip with the noise */
-    hl_gemm_route_put(&c, ours, t_o, t_d);
-    return ours ? linear_ours(ctx, M, N, K, x, ldx, W, bias, y, ldy) : HL_OK;
+    lin_call l = {ctx, M, N, K, ldx, ldy, x, bias, W, y};
+    return (hl_status)hl_gemm_probe(&c, lin_run, NULL, &l);
 }
 
 hl_status hl_cpu_linear(const hl_ctx *ctx, int64_t M, const float *x, int64_t ldx,

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/parallel.h"
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/gemm/gemm.h"
 #include "ops/cpu/vec_math.h"
@@ -192,29 +191,38 @@ static hl_status backward_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
     return rc == 0 ? HL_OK : OOM();
 }
 
-/* The outputs a backward accumulates into (dx when accumulate_dx, dW, db), kept while a probe
- * runs both routes on them. */
-typedef struct lb_saved {
+/* One backward call, for the route probe, with copies of the outputs it accumulates into (dx
+ * when accumulate_dx, dW, db) as they were on entry. */
+typedef struct lb_call {
+    const hl_ctx *ctx;
+    int64_t M, N, K, ldx, lddy, lddx;
+    const float *x, *dy;
+    const hl_tensor *W;
     float *dx, *dW, *db;
-} lb_saved;
+    int acc_dx;
+    float *dx0, *dW0, *db0;
+} lb_call;
 
-static void lb_copy(int64_t M, int64_t N, int64_t K, float *dx, int64_t lddx, float *dW, float *db,
-                    lb_saved *s, int restore) {
-    if (s->dx)
-        for (int64_t m = 0; m < M; m++) {
-            float *a = dx + m * lddx, *b = s->dx + m * K;
-            memcpy(restore ? a : b, restore ? b : a, (size_t)K * sizeof *a);
-        }
-    if (s->dW) memcpy(restore ? dW : s->dW, restore ? s->dW : dW, (size_t)(N * K) * sizeof *dW);
-    if (s->db) memcpy(restore ? db : s->db, restore ? s->db : db, (size_t)N * sizeof *db);
+static int lb_run(void *arg, int ours) {
+    const lb_call *l = arg;
+    return (ours ? backward_ours : backward_locked)(l->ctx, l->M, l->N, l->K, l->x, l->ldx, l->W,
+                                                    l->dy, l->lddy, l->dx, l->lddx, l->acc_dx,
+                                                    l->dW, l->db);
 }
 
-/* Which GEMMs run, as the forward's linear_locked decides (gemm.h, "routing"): the first call
- * of a shape class times the whole backward on both routes on its own operands (oneDNN, then
- * ours, untimed: the primitives are created, our buffers grow; then ours, oneDNN, ours, oneDNN
- * timed), with dx (when it
- * accumulates), dW and db saved first and put back before each run; the winner then runs on
- * them. Ours must be 10% faster. Without memory for the copies, oneDNN runs unprobed. */
+static void lb_reset(void *arg) {
+    const lb_call *l = arg;
+    if (l->dx0)
+        for (int64_t m = 0; m < l->M; m++)
+            memcpy(l->dx + m * l->lddx, l->dx0 + m * l->K, (size_t)l->K * sizeof *l->dx);
+    if (l->dW0) memcpy(l->dW, l->dW0, (size_t)(l->N * l->K) * sizeof *l->dW);
+    if (l->db0) memcpy(l->db, l->db0, (size_t)l->N * sizeof *l->db);
+}
+
+/* Which GEMMs run, as the forward's linear_locked decides (gemm.h, "routing"), the class also
+ * saying which outputs are wanted and whether dx accumulates. The probe times the whole
+ * backward on both routes, its accumulated outputs saved first and put back before each run.
+ * Without memory for the copies, oneDNN runs unprobed. */
 static hl_status backward_routed(const hl_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x,
                                  int64_t ldx, const hl_tensor *W, const float *dy, int64_t lddy,
                                  float *dx, int64_t lddx, int acc_dx, float *dW, float *db) {
@@ -223,41 +231,35 @@ static hl_status backward_routed(const hl_ctx *ctx, int64_t M, int64_t N, int64_
     const int route = hl_gemm_route_get(&c);
     if (route == 1)
         return backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
-    lb_saved s = {dx && acc_dx ? malloc((size_t)(M * K) * sizeof(float)) : NULL,
-                  dW ? malloc((size_t)(N * K) * sizeof(float)) : NULL,
-                  db ? malloc((size_t)N * sizeof(float)) : NULL};
-    if (route == 0 || (dx && acc_dx && !s.dx) || (dW && !s.dW) || (db && !s.db)) {
-        free(s.dx), free(s.dW), free(s.db);
-        return backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+    lb_call l = {ctx,
+                 M,
+                 N,
+                 K,
+                 ldx,
+                 lddy,
+                 lddx,
+                 x,
+                 dy,
+                 W,
+                 dx,
+                 dW,
+                 db,
+                 acc_dx,
+                 dx && acc_dx ? malloc((size_t)(M * K) * sizeof(float)) : NULL,
+                 dW ? malloc((size_t)(N * K) * sizeof(float)) : NULL,
+                 db ? malloc((size_t)N * sizeof(float)) : NULL};
+    hl_status st;
+    if (route == 0 || (dx && acc_dx && !l.dx0) || (dW && !l.dW0) || (db && !l.db0)) {
+        st = backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
+    } else {
+        if (l.dx0)
+            for (int64_t m = 0; m < M; m++)
+                memcpy(l.dx0 + m * K, dx + m * lddx, (size_t)K * sizeof *dx);
+        if (l.dW0) memcpy(l.dW0, dW, (size_t)(N * K) * sizeof *dW);
+        if (l.db0) memcpy(l.db0, db, (size_t)N * sizeof *db);
+        st = (hl_status)hl_gemm_probe(&c, lb_run, lb_reset, &l);
     }
-    lb_copy(M, N, K, dx, lddx, dW, db, &s, 0);
-    double t_o = 1e30, t_d = 1e30;
-    hl_status st = backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
-    if (st == HL_OK) { /* ours once untimed too: its packing buffers grow on a first call */
-        lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
-        st = backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
-    }
-    for (int i = 0; i < 2 && st == HL_OK; i++) {
-        lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
-        double t0 = hl_time();
-        st = backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
-        double t1 = hl_time();
-        lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
-        if (st == HL_OK)
-            st = backward_locked(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
-        double t2 = hl_time();
-        if (t1 - t0 < t_o) t_o = t1 - t0;
-        if (t2 - t1 < t_d) t_d = t2 - t1;
-    }
-    const int ours = t_o < 0.9 * t_d;
-    if (st == HL_OK) {
-        hl_gemm_route_put(&c, ours, t_o, t_d);
-        if (ours) {
-            lb_copy(M, N, K, dx, lddx, dW, db, &s, 1);
-            st = backward_ours(ctx, M, N, K, x, ldx, W, dy, lddy, dx, lddx, acc_dx, dW, db);
-        }
-    }
-    free(s.dx), free(s.dW), free(s.db);
+    free(l.dx0), free(l.dW0), free(l.db0);
     return st;
 }
 

@@ -90,4 +90,15 @@ int hl_gemm_route_get(const hl_gemm_class *c);
 /* Stores the route for c (a full table keeps its entries; c is then probed again next time). */
 void hl_gemm_route_put(const hl_gemm_class *c, int ours, double t_ours, double t_onednn);
 
+/* The probe of a class not routed yet, on the call's own operands. run(arg, ours) runs one
+ * side (ours = 1: our GEMM, 0: oneDNN) and returns 0 or an error status, which ends the probe
+ * and is returned; reset(arg), when not NULL, puts back what a run accumulated into (each run
+ * must start from the call's inputs). Both sides run once untimed (oneDNN's run creates its
+ * primitive; ours grows its packing buffers: a first run measured 3-5x later ones), then ours
+ * and oneDNN twice each, timed, the faster of each pair counted; ours is stored when 10%
+ * faster (a tie keeps the library: fewer routes that flip with the noise), and the winner runs
+ * last, so the outputs are its result. */
+int hl_gemm_probe(const hl_gemm_class *c, int (*run)(void *arg, int ours), void (*reset)(void *arg),
+                  void *arg);
+
 #endif

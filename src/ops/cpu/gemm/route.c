@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/parallel.h"
 #include "ops/cpu/gemm/gemm.h"
 
 enum { ROUTES_MAX = 256 };
@@ -66,4 +67,29 @@ void hl_gemm_route_put(const hl_gemm_class *c, int ours, double t_ours, double t
                 ours ? "ours" : "oneDNN");
     }
     pthread_mutex_unlock(&g_lock);
+}
+
+int hl_gemm_probe(const hl_gemm_class *c, int (*run)(void *arg, int ours), void (*reset)(void *arg),
+                  void *arg) {
+    int st = run(arg, 0);
+    if (!st && reset) reset(arg);
+    if (!st) st = run(arg, 1);
+    double t_o = 1e30, t_d = 1e30;
+    for (int i = 0; i < 2 && !st; i++) {
+        if (reset) reset(arg);
+        const double t0 = hl_time();
+        st = run(arg, 1);
+        const double t1 = hl_time();
+        if (reset) reset(arg);
+        if (!st) st = run(arg, 0);
+        const double t2 = hl_time();
+        if (t1 - t0 < t_o) t_o = t1 - t0;
+        if (t2 - t1 < t_d) t_d = t2 - t1;
+    }
+    if (st) return st;
+    const int ours = t_o < 0.9 * t_d;
+    hl_gemm_route_put(c, ours, t_o, t_d);
+    if (!ours) return 0; /* oneDNN ran last */
+    if (reset) reset(arg);
+    return run(arg, 1);
 }
