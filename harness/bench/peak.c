@@ -11,13 +11,13 @@
 
 #include "bench/cpu_bench.h"
 #include "core/parallel.h"
+#include "ops/cpu/gemm/gemm.h"
+#include "ops/cpu/gemm/gemm_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HL_PEAK_X86 1
 #include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #else
 #define HL_PEAK_X86 0
 #endif
@@ -149,12 +149,6 @@ __attribute__((target("avx512f,avx512bf16"))) static void loop_avx512bf16(long i
 /* Tiles 0-3: 16 x 16 f32 accumulators; 4, 5: A (16 rows x 32 bf16); 6, 7: B (16 x 32 bf16
  * pairs). One iteration: 4 independent tdpbf16ps of 16 x 16 x 32 multiply-adds each. The
  * accumulators grow by ~1 per step: no overflow within the loop's iterations. */
-typedef struct __attribute__((aligned(64))) amx_cfg {
-    unsigned char palette, start_row, reserved[14];
-    unsigned short colsb[16];
-    unsigned char rows[16];
-} amx_cfg;
-
 __attribute__((target("amx-tile,amx-bf16"))) static void loop_amx(long iters) {
     /* Random bf16 values of magnitude 1/128 .. 1, not zeros: tdpbf16ps runs measurably faster
      * on zero tiles (3.9 vs 3.0 TFLOP/s for 2 cores of a Xeon in one test), and a GEMM's
@@ -166,12 +160,7 @@ __attribute__((target("amx-tile,amx-bf16"))) static void loop_amx(long iters) {
         src[i] = (unsigned short)(((x >> 16) & 0x807fu) | ((0x78u + ((x >> 8) & 7u)) << 7));
     }
     __asm__ volatile("" ::: "memory"); /* the tile loads below read src */
-    /* static: GCC 12 may drop the stores into a local configuration (it does not see
-     * _tile_loadconfig read them), and a half-written one faults */
-    static const amx_cfg cfg = {.palette = 1,
-                                .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
-                                .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
-    _tile_loadconfig(&cfg);
+    hl_gemm_ukr_amx.begin();           /* our GEMM's configuration: 8 tiles of 16 rows x 64 bytes */
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
@@ -188,19 +177,10 @@ __attribute__((target("amx-tile,amx-bf16"))) static void loop_amx(long iters) {
     }
     float out[16 * 16];
     _tile_stored(0, out, 64);
-    _tile_release();
+    hl_gemm_ukr_amx.end();
     g_sink = out[0];
 }
 
-/* Linux: a process must ask for the tile data state before it may use it (5.16+). */
-static int amx_permission(char *why, size_t n) {
-    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
-    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) {
-        snprintf(why, n, "the kernel refused arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)");
-        return 0;
-    }
-    return 1;
-}
 #endif
 
 /* ---- timing ---------------------------------------------------------------------------------- */
@@ -250,7 +230,12 @@ void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]) {
     if (!c.amx_tile || !c.amx_bf16) snprintf(amx->why, sizeof amx->why, "no AMX-BF16 in CPUID");
     else if (!c.os_tile) snprintf(amx->why, sizeof amx->why, "the OS does not enable tile state");
 #if HL_PEAK_AMX
-    else if (amx_permission(amx->why, sizeof amx->why)) /* 4 x 16 x 16 x 32 x 2 */
+    else if (!hl_gemm_ukr_amx.begin)
+        snprintf(amx->why, sizeof amx->why, "built by a compiler without AMX intrinsics");
+    else if (!hl_gemm_amx_permit())
+        snprintf(amx->why, sizeof amx->why,
+                 "the kernel refused arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)");
+    else /* 4 x 16 x 16 x 32 x 2 */
         amx->gflops = time_loop(loop_amx, 1000000, 4.0 * 16 * 16 * 32 * 2, reps);
 #else
     else snprintf(amx->why, sizeof amx->why, "built by a compiler without AMX intrinsics");

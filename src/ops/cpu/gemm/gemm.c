@@ -71,17 +71,20 @@ static unsigned long long xgetbv0(void) {
 }
 #endif
 
-/* AMX-BF16 in use: CPUID, the OS saving the tile state (XCR0 bits 17-18), and on Linux (5.16+)
- * the process's permission for the tile data, asked for once (it holds for every thread). */
-static int amx_usable(unsigned long long xcr0, unsigned edx7) {
-    const int cpu = ((edx7 >> 22) & 1) && ((edx7 >> 24) & 1); /* amx_bf16, amx_tile */
-    if (!cpu || (xcr0 & 0x60000) != 0x60000) return 0;
+int hl_gemm_amx_permit(void) {
 #if GEMM_X86 && defined(__linux__)
     enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 #else
     return 0;
 #endif
+}
+
+/* AMX-BF16 in use: CPUID, the OS saving the tile state (XCR0 bits 17-18), and the process's
+ * permission for the tile data, asked for once (it holds for every thread). */
+static int amx_usable(unsigned long long xcr0, unsigned edx7) {
+    const int cpu = ((edx7 >> 22) & 1) && ((edx7 >> 24) & 1); /* amx_bf16, amx_tile */
+    return cpu && (xcr0 & 0x60000) == 0x60000 && hl_gemm_amx_permit();
 }
 
 static caps caps_probe(void) {

@@ -46,6 +46,9 @@ typedef enum hl_gemm_kernel {
 int hl_gemm_kernel_available(hl_gemm_kernel k);
 /* "scalar", "avx2", "avx512", "avx512-bf16", "amx" */
 const char *hl_gemm_kernel_name(hl_gemm_kernel k);
+/* Linux (5.16+): a process must ask for the AMX tile data state before it uses tiles. Asks
+ * (arch_prctl ARCH_REQ_XCOMP_PERM); 1 when granted, 0 when refused or not Linux on x86-64. */
+int hl_gemm_amx_permit(void);
 /* The kernel HL_GEMM_AUTO runs for f32 (bf16 = 0) or bf16 (bf16 = 1) operands. */
 hl_gemm_kernel hl_gemm_kernel_best(int bf16);
 
