@@ -24,15 +24,12 @@
  * Xeon with AMX, 2 MiB L2 per core: KC 256-512 with a tile round trip per slice ran 10-30%
  * slower on the block's shapes).
  *
- * Threads: inside one parallel region, the threads pack the B block's micro-panels (a static
- * split), then share the (ic, jr-chunk) grid of the block in a static schedule; the grid has
- * more than one chunk of jr per ic only when there are too few ic blocks to keep the threads
- * busy (small M), at the price of packing an A block once per chunk. Which thread computes a
- * tile does not change its value (one thread sums it, in k order), so the results are the same
- * for every thread count.
+ * Threads: each takes a fixed band of C's rows or columns and packs its own blocks (run_plan).
+ * Which thread computes a tile does not change its value (one thread sums it, in k order), so
+ * the results are the same for every thread count.
  *
- * Memory: the packed blocks live in grow-only per-thread buffers of the calling thread
- * (B block + one A block per thread: 2 MiB + 336 KiB per thread for f32; with bf16 weights on
+ * Memory: the packed blocks live in grow-only buffers of the calling thread, one B block + one
+ * A block per thread (2 MiB + 336 KiB per thread for f32; up to 8 MiB + 1 MiB for AMX; with bf16 weights on
  * an f32 kernel (no AVX512-BF16), the panels hold the widened float32 values: the same sizes,
  * never a converted copy of the whole weight). */
 #include <pthread.h>
