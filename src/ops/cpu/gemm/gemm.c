@@ -29,9 +29,9 @@
  * the results are the same for every thread count.
  *
  * Memory: the packed blocks live in grow-only buffers of the calling thread, one B block + one
- * A block per thread (2 MiB + 336 KiB per thread for f32; up to 8 MiB + 1 MiB for AMX; with bf16 weights on
- * an f32 kernel (no AVX512-BF16), the panels hold the widened float32 values: the same sizes,
- * never a converted copy of the whole weight). */
+ * A block per thread (2 MiB + 336 KiB per thread for f32, up to 8 MiB + 1 MiB for AMX; with
+ * bf16 weights on an f32 kernel (no AVX512-BF16), the panels hold the widened float32 values:
+ * the same sizes, never a converted copy of the whole weight). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
