@@ -1,5 +1,5 @@
-/* Our GEMM (src/ops/cpu/gemm): every kernel this CPU has (scalar, avx2, avx512, avx512-bf16, amx) in
- * every form (NN, NT, TN, TT; beta 0 and 1), f32 and bf16 weights, against a scalar double
+/* Our GEMM (src/ops/cpu/gemm): every kernel this CPU has (scalar, avx2, avx512, avx512-bf16,
+ * amx) in every form (NN, NT, TN, TT; beta 0 and 1), f32 and bf16 weights, against a scalar double
  * reference: odd shapes (1, primes, K below the register tile, M, N, K across the MC / NC / KC
  * block edges) with strided operands (lda, ldb, ldc > width) and realistic ones (the block's
  * 2304 x 1536 x 1536 in full, 2304 x 8960 x 1536 on sampled elements). A kernel the CPU lacks is

@@ -10,9 +10,10 @@
  * hl_gemm_bf16 takes B in bf16 (weights) and A in float32, rounded to bf16 (RNE, as
  * hl_f32_to_bf16) while it is packed: the cpu backend's precision rule for bf16 weights
  * (ops.h). On the AVX512-BF16 kernel the products run on vdpbf16ps (pairs of k per f32 lane),
- * on the AMX kernel on tdpbf16ps tiles; on the f32 kernels the rounded A and the bf16 B are widened to float32 while packing (exact)
- * and the f32 microkernel runs (item 4: where there is no bf16 arithmetic; the packed panels
- * are float32, twice the bf16 bytes, a few MiB at most: see gemm.c).
+ * on the AMX kernel on tdpbf16ps tiles; on the f32 kernels the rounded A and the bf16 B are
+ * widened to float32 while packing (exact) and the f32 microkernel runs (item 4: where there is
+ * no bf16 arithmetic; the packed panels are float32, twice the bf16 bytes, a few MiB at most:
+ * see gemm.c).
  *
  * Results: every C element is summed by one thread in a fixed order (k in blocks of KC, each
  * block's partial sum added to C in order), so the result does not depend on the thread count
@@ -64,15 +65,16 @@ int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, 
                  float *C, int64_t ldc);
 
 /* ---- routing: our GEMM or oneDNN ------------------------------------------------------------
- * The cpu ops that multiply matrices (hl_cpu_linear) run our GEMM or oneDNN's, whichever is
- * faster for the shape, decided on the first call of each shape class by timing both (twice
- * each, the faster of each pair counted; ours must win by 10%) on the call's own operands and kept for the life of
- * the process (one table for all backend instances, so two sessions take the same route and
- * give the same bits). Below HL_GEMM_PROBE_MIN_MACS multiply-adds there is no probe: ours runs
+ * The cpu ops that multiply matrices (hl_cpu_linear, hl_cpu_linear_backward) run our GEMM or
+ * oneDNN's, whichever is faster for the shape, decided on the first call of each shape class by
+ * timing both on the call's own operands (hl_gemm_probe) and kept for the life of the process
+ * (one table for all backend instances, so two sessions take the same route and give the same
+ * bits). Below HL_GEMM_PROBE_MIN_MACS multiply-adds there is no probe: ours runs
  * (oneDNN's primitive creation alone costs more than such a GEMM). The environment variable
  * HELIOS_GEMM=ours|onednn|auto (read once) forces one side, for measurement and tests; auto
  * (the default) probes. A route that timing chose may differ between two processes when the
- * two are within noise of each other: HELIOS_GEMM pins it where runs must agree bit for bit. */
+ * two are within noise of each other: HELIOS_GEMM pins it where runs must agree bit for bit
+ * (helios train sets ours unless the environment says otherwise). */
 enum { HL_GEMM_PROBE_MIN_MACS = 1 << 24 };
 typedef enum hl_gemm_mode {
     HL_GEMM_MODE_AUTO,
