@@ -894,6 +894,54 @@ static void test_vae_loss(void) {
           "batch 0 accepted");
 }
 
+/* The seam term: two windows of (3, 2, 2, 3) (C, T, H, W); frame 1 of window a against frame
+ * 0 of window b. Value by hand in double, gradients (accumulated onto what is there) by central
+ * differences; the other frames get no gradient. */
+static double seam_at(float *ra, const float *xa, float *rb, const float *xb) {
+    return hl_vae_seam(1.7f, 3, 6, 12, ra + 6, xa + 6, rb, xb, NULL, NULL);
+}
+
+static void test_vae_seam(void) {
+    float ra[36], xa[36], rb[36], xb[36], ga[36], gb[36];
+    fill_random(ra, 36, 31), fill_random(xa, 36, 32), fill_random(rb, 36, 33);
+    fill_random(xb, 36, 34), fill_random(ga, 36, 35);
+    memcpy(gb, ga, sizeof gb);
+    float ga0[36], gb0[36];
+    memcpy(ga0, ga, sizeof ga), memcpy(gb0, gb, sizeof gb);
+    double v = hl_vae_seam(1.7f, 3, 6, 12, ra + 6, xa + 6, rb, xb, ga + 6, gb);
+    double want = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 6; i++) {
+            int a = c * 12 + 6 + i, b = c * 12 + i;
+            want += pow(((double)rb[b] - ra[a]) - ((double)xb[b] - xa[a]), 2);
+        }
+    want /= 18;
+    CHECK(fabs(v - want) < 1e-12, "seam value %.9g, by hand %.9g", v, want);
+    double worst = 0;
+    int untouched = 1;
+    for (int i = 0; i < 36; i++) {
+        int frame_a = i % 12 >= 6, frame_b = i % 12 < 6;
+        for (int side = 0; side < 2; side++) {
+            float *r = side ? rb : ra, keep = r[i], h = 1e-3f;
+            r[i] = keep + h;
+            double lp = 1.7 * seam_at(ra, xa, rb, xb);
+            float up = r[i];
+            r[i] = keep - h;
+            double lm = 1.7 * seam_at(ra, xa, rb, xb);
+            float dn = r[i];
+            r[i] = keep;
+            double fdv = (lp - lm) / ((double)up - (double)dn);
+            double got = side ? (double)gb[i] - gb0[i] : (double)ga[i] - ga0[i];
+            if ((side ? frame_b : frame_a) == 0) untouched &= got == 0.0;
+            double e = fabs(fdv - got);
+            if (e > worst) worst = e;
+        }
+    }
+    CHECK(worst < 2e-5, "seam gradient vs finite differences: max abs error %.3g", worst);
+    CHECK(untouched, "seam: gradient on a frame off the boundary");
+    printf("vae seam: gradients vs central differences max abs error %.3g\n", worst);
+}
+
 /* ---- uncompressed history (the ablation without multi-term memory) ---------------------------- */
 
 enum { NS_FLAT = 1 + NL + NM + 1 }; /* anchor + the 19 history frames */
@@ -1073,5 +1121,6 @@ int main(void) {
     test_uncompressed_layout();
     test_uncompressed_same_draws();
     test_vae_loss();
+    test_vae_seam();
     return test_done("test_train_stage1");
 }

@@ -22,10 +22,15 @@ typedef struct vae_obj {
      * the encoder's forward runs without a tape and its backward not at all */
     int decoder_only;
     int64_t dec_begin, total;
-    int64_t n_clips, n_pix, n_lat, T_lat, h, w;
-    float **clips; /* every clip's pixels (3, T, H, W), read once */
-    /* per-step buffers */
-    float *moments, *dmoments, *eps, *z, *dz, *recon, *drecon;
+    /* a clip of T frames is nwin windows of Tw frames, each encoded and decoded apart (fresh
+     * caches, as the pipelines do); seam: the weight of hl_vae_seam at each window boundary */
+    int Tw, nwin;
+    float seam;
+    int64_t n_clips, n_pix, n_lat, T_lat, h, w; /* n_pix, n_lat, T_lat: one window's */
+    float **clips;                              /* every clip's pixels (3, T, H, W), read once */
+    /* per-step buffers, nwin windows each: xw (3, Tw, H, W) copies of the clip's windows */
+    float *xw, *moments, *dmoments, *eps, *z, *dz, *recon, *drecon;
+    hl_vae_tape **te, **td;
 } vae_obj;
 
 void hl_vae_objective_destroy(void *p) {
@@ -33,8 +38,8 @@ void hl_vae_objective_destroy(void *p) {
     if (!o) return;
     for (int64_t i = 0; o->clips && i < o->n_clips; i++) free(o->clips[i]);
     free(o->clips);
-    free(o->moments), free(o->dmoments), free(o->eps), free(o->z), free(o->dz);
-    free(o->recon), free(o->drecon);
+    free(o->xw), free(o->moments), free(o->dmoments), free(o->eps), free(o->z), free(o->dz);
+    free(o->recon), free(o->drecon), free(o->te), free(o->td);
     hl_vae_flat_free(&o->f);
     hl_backend_free(o->be);
     free(o);
@@ -56,7 +61,10 @@ static hl_status read_clips(const hl_cfg_keys *parent, const hl_train_env *env, 
         HL_TRY(hl_cfg_int(&k, "seed", 0, 2147483647, &seed));
     }
     if (w % 8 || h % 8) return hl_cfg_bad(&k, "width", "width and height must be multiples of 8");
-    if ((frames - 1) % 4) return hl_cfg_bad(&k, "frames", "must be 1 + 4k (1, 5, 9, ...)");
+    if (!o->Tw && (frames - 1) % 4)
+        return hl_cfg_bad(&k, "frames", "must be 1 + 4k (1, 5, 9, ...)");
+    if (o->Tw && frames % o->Tw)
+        return hl_cfg_bad(&k, "frames", "must be a multiple of 'objective.window'");
     if (!strcmp(env->data, "synthetic"))
         return hl_fail(parent->err, HELIOS_ERR_INVALID_ARG,
                        "%s: 'data' \"synthetic\" has no pixels; the vae objective needs "
@@ -70,7 +78,9 @@ static hl_status read_clips(const hl_cfg_keys *parent, const hl_train_env *env, 
     HL_TRY(hl_dataset_open(&dc, &ds, parent->err));
     o->n_clips = hl_dataset_count(ds);
     o->T = frames, o->H = h, o->W = w;
-    o->n_pix = 3 * (int64_t)frames * h * w;
+    if (!o->Tw) o->Tw = frames;
+    o->nwin = frames / o->Tw;
+    o->n_pix = 3 * (int64_t)o->Tw * h * w;
     hl_status st = HL_OK;
     if (!(o->clips = calloc((size_t)o->n_clips + 1, sizeof *o->clips)))
         st = hl_fail(parent->err, HELIOS_ERR_OOM, "vae objective: out of memory");
@@ -83,8 +93,9 @@ static hl_status read_clips(const hl_cfg_keys *parent, const hl_train_env *env, 
     }
     hl_dataset_free(ds);
     if (st == HL_OK)
-        HL_INFO("training data: %lld clips of %s, %dx%d, %d frames", (long long)o->n_clips,
-                env->data, w, h, frames);
+        HL_INFO("training data: %lld clips of %s, %dx%d, %d frames (%d window%s of %d)",
+                (long long)o->n_clips, env->data, w, h, frames, o->nwin, o->nwin > 1 ? "s" : "",
+                o->Tw);
     return st;
 }
 
@@ -109,8 +120,9 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
                                   hl_error *err) {
     *out = NULL;
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
-    static const char *const known[] = {"type", "l1", "l2", "kl", "posterior", "train", "dataset"};
-    HL_TRY(hl_cfg_only(&k, known, 7));
+    static const char *const known[] = {"type",  "l1",     "l2",   "kl",     "posterior",
+                                        "train", "window", "seam", "dataset"};
+    HL_TRY(hl_cfg_only(&k, known, 9));
     if (!env->vae)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "%s: objective \"vae\" trains the VAE: set \"component\": \"vae\"",
@@ -133,7 +145,19 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     if (st == HL_OK && strcmp(part, "all") && strcmp(part, "decoder"))
         st = hl_cfg_bad(&k, "train", "must be \"all\" or \"decoder\"");
     o->decoder_only = !strcmp(part, "decoder");
+    if (st == HL_OK && hl_json_get(settings, "window")) {
+        st = hl_cfg_int(&k, "window", 1, 1 + 4 * 256, &o->Tw);
+        if (st == HL_OK && (o->Tw - 1) % 4)
+            st = hl_cfg_bad(&k, "window", "must be 1 + 4k (1, 5, 9, ...)");
+    }
+    double seam = 0.0;
+    if (st == HL_OK) st = hl_cfg_num(&k, "seam", 0, 1e6, &seam);
+    o->seam = (float)seam;
     if (st == HL_OK) st = read_clips(&k, env, o);
+    if (st == HL_OK && o->seam > 0.0f && o->nwin < 2)
+        st = hl_cfg_bad(&k, "seam",
+                        "needs two windows or more: 'objective.dataset.frames' a "
+                        "multiple of 'objective.window'");
     if (st == HL_OK) st = hl_vae_flat_new(env->vae, &o->f, err);
     if (st == HL_OK) st = decoder_slice(&o->f.layout, &o->dec_begin, err);
     o->total = o->f.layout.total;
@@ -143,16 +167,21 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     if (st == HL_OK && !(o->be = hl_backend_new(HELIOS_BACKEND_CPU, 0, err))) st = HELIOS_ERR_OOM;
     o->ctx = (hl_ctx){o->be, &o->err};
     if (st == HL_OK) {
-        hl_vae_latent_shape(env->vae, o->T, o->H, o->W, &o->T_lat, &o->h, &o->w);
+        hl_vae_latent_shape(env->vae, o->Tw, o->H, o->W, &o->T_lat, &o->h, &o->w);
         int64_t F = hl_vae_decoded_frames(env->vae, o->T_lat);
-        if (F != o->T)
+        if (F != o->Tw)
             st = hl_fail(err, HELIOS_ERR_INVALID_ARG,
-                         "%s: 'objective.dataset.frames' %d decodes to %lld frames with this VAE",
-                         env->config_path, o->T, (long long)F);
+                         "%s: a window of %d frames decodes to %lld "
+                         "frames with this VAE ('objective.%s')",
+                         env->config_path, o->Tw, (long long)F,
+                         o->nwin > 1 ? "window" : "dataset.frames");
         o->n_lat = (int64_t)env->vae->z_dim * o->T_lat * o->h * o->w;
     }
     if (st == HL_OK) {
-        size_t nl = (size_t)o->n_lat, np = (size_t)o->n_pix;
+        size_t nl = (size_t)o->n_lat * o->nwin, np = (size_t)o->n_pix * o->nwin;
+        o->xw = malloc(np * sizeof(float));
+        o->te = calloc((size_t)o->nwin, sizeof *o->te);
+        o->td = calloc((size_t)o->nwin, sizeof *o->td);
         o->moments = malloc(2 * nl * sizeof(float));
         o->dmoments = malloc(2 * nl * sizeof(float));
         o->eps = malloc(nl * sizeof(float));
@@ -160,7 +189,8 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
         o->dz = malloc(nl * sizeof(float));
         o->recon = malloc(np * sizeof(float));
         o->drecon = malloc(np * sizeof(float));
-        if (!o->moments || !o->dmoments || !o->eps || !o->z || !o->dz || !o->recon || !o->drecon)
+        if (!o->xw || !o->te || !o->td || !o->moments || !o->dmoments || !o->eps || !o->z ||
+            !o->dz || !o->recon || !o->drecon)
             st = hl_fail(err, HELIOS_ERR_OOM, "vae objective: out of memory");
     }
     if (st != HL_OK) {
@@ -171,6 +201,73 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     return HL_OK;
 }
 
+/* Window j of the clip x (3, T, H, W) into xw (3, Tw, H, W). */
+static void window_copy(const vae_obj *o, const float *x, int j, float *xw) {
+    int64_t hw = (int64_t)o->H * o->W, plane = (int64_t)o->Tw * hw;
+    for (int c = 0; c < 3; c++)
+        memcpy(xw + c * plane, x + (c * (int64_t)o->T + (int64_t)j * o->Tw) * hw,
+               (size_t)plane * sizeof *xw);
+}
+
+/* Window j: encode (with a tape unless decoder-only), z = the posterior's sample or mean, decode
+ * with a tape. */
+static hl_status window_forward(vae_obj *o, hl_rng *rng, int j) {
+    const float *x = o->xw + j * o->n_pix;
+    float *moments = o->moments + 2 * j * o->n_lat, *eps = o->eps + j * o->n_lat;
+    float *z = o->z + j * o->n_lat;
+    HL_TRY(o->decoder_only ? hl_vae_encode(&o->ctx, o->f.m, 1, o->Tw, o->H, o->W, x, moments)
+                           : hl_vae_encode_forward_save(&o->ctx, o->f.m, o->Tw, o->H, o->W, x,
+                                                        moments, &o->te[j]));
+    const float *mean = moments, *logvar = moments + o->n_lat;
+    hl_rng_randn_f32(rng, eps, o->n_lat); /* drawn either way: same RNG stream */
+    if (o->sample) hl_vae_loss_sample(mean, logvar, eps, o->n_lat, z);
+    else memcpy(z, mean, (size_t)o->n_lat * sizeof *z);
+    return hl_vae_decode_forward_save_unclamped(&o->ctx, o->f.m, o->T_lat, o->h, o->w, z,
+                                                o->recon + j * o->n_pix, &o->td[j]);
+}
+
+/* The loss of every window (their mean) and the seams between them (their mean, weighted);
+ * drecon and dmoments are written. */
+static hl_status windows_loss(vae_obj *o, double *loss, hl_error *err) {
+    double sum = 0.0, scale = 1.0 / o->nwin;
+    int64_t nl = o->n_lat, np = o->n_pix;
+    for (int j = 0; j < o->nwin; j++) {
+        const float *mean = o->moments + 2 * j * nl, *logvar = mean + nl;
+        float *dmean = o->dmoments + 2 * j * nl, *dlogvar = dmean + nl, *dr = o->drecon + j * np;
+        hl_vae_loss_value v;
+        HL_TRY(hl_vae_loss(&o->lp, 1, o->recon + j * np, o->xw + j * np, np, mean, logvar, nl, &v,
+                           dr, dmean, dlogvar, err));
+        sum += v.loss;
+        if (o->nwin == 1) continue; /* one window: the loss as it always was, bit for bit */
+        for (int64_t i = 0; i < np; i++) dr[i] = (float)(dr[i] * scale);
+        for (int64_t i = 0; i < 2 * nl; i++) dmean[i] = (float)(dmean[i] * scale);
+    }
+    *loss = sum * scale;
+    if (o->seam == 0.0f) return HL_OK;
+    /* boundary j: the last frame of window j against the first of window j + 1 */
+    int64_t hw = (int64_t)o->H * o->W, plane = (int64_t)o->Tw * hw, last = (o->Tw - 1) * hw;
+    float w = o->seam / (float)(o->nwin - 1);
+    for (int j = 0; j + 1 < o->nwin; j++) {
+        int64_t a = j * np + last, b = (j + 1) * np;
+        *loss += w * hl_vae_seam(w, 3, hw, plane, o->recon + a, o->xw + a, o->recon + b, o->xw + b,
+                                 o->drecon + a, o->drecon + b);
+    }
+    return HL_OK;
+}
+
+/* Window j backward: decode, the posterior, encode (unless decoder-only). */
+static hl_status window_backward(vae_obj *o, int j) {
+    int64_t nl = o->n_lat;
+    float *dz = o->dz + j * nl, *dmean = o->dmoments + 2 * j * nl, *dlogvar = dmean + nl;
+    const float *logvar = o->moments + 2 * j * nl + nl;
+    HL_TRY(hl_vae_decode_backward(o->td[j], o->drecon + j * o->n_pix, dz, o->f.grads));
+    if (o->decoder_only) return HL_OK;
+    if (o->sample) hl_vae_loss_sample_backward(logvar, o->eps + j * nl, dz, nl, dmean, dlogvar);
+    else
+        for (int64_t i = 0; i < nl; i++) dmean[i] += dz[i];
+    return hl_vae_encode_backward(o->te[j], dmean, NULL, o->f.grads);
+}
+
 hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, const float *params,
                                 float *grads, double *loss, hl_error *err) {
     vae_obj *o = p;
@@ -178,46 +275,32 @@ hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, cons
         HL_TRY(hl_vae_flat_bind(&o->f, params, grads, err));
     const float *x = o->clips[sample_index % o->n_clips];
     o->err = (hl_error){0};
-    hl_vae_tape *te = NULL, *td = NULL;
-    hl_status st = o->decoder_only
-                       ? hl_vae_encode(&o->ctx, o->f.m, 1, o->T, o->H, o->W, x, o->moments)
-                       : hl_vae_encode_forward_save(&o->ctx, o->f.m, o->T, o->H, o->W, x,
-                                                    o->moments, &te);
-    const float *mean = o->moments, *logvar = o->moments + o->n_lat;
-    if (st == HL_OK) {
-        hl_rng_randn_f32(rng, o->eps, o->n_lat); /* drawn either way: same RNG stream */
-        if (o->sample) hl_vae_loss_sample(mean, logvar, o->eps, o->n_lat, o->z);
-        else memcpy(o->z, mean, (size_t)o->n_lat * sizeof *o->z);
-        st = hl_vae_decode_forward_save_unclamped(&o->ctx, o->f.m, o->T_lat, o->h, o->w, o->z,
-                                                  o->recon, &td);
+    hl_status st = HL_OK;
+    for (int j = 0; st == HL_OK && j < o->nwin; j++) {
+        window_copy(o, x, j, o->xw + j * o->n_pix);
+        st = window_forward(o, rng, j);
     }
-    hl_vae_loss_value v;
-    float *dmean = o->dmoments, *dlogvar = o->dmoments + o->n_lat;
-    if (st == HL_OK)
-        st = hl_vae_loss(&o->lp, 1, o->recon, x, o->n_pix, mean, logvar, o->n_lat, &v, o->drecon,
-                         dmean, dlogvar, err);
-    if (st == HL_OK) st = hl_vae_decode_backward(td, o->drecon, o->dz, o->f.grads);
-    if (st == HL_OK && !o->decoder_only) {
-        if (o->sample) hl_vae_loss_sample_backward(logvar, o->eps, o->dz, o->n_lat, dmean, dlogvar);
-        else
-            for (int64_t i = 0; i < o->n_lat; i++) dmean[i] += o->dz[i];
-        st = hl_vae_encode_backward(te, o->dmoments, NULL, o->f.grads);
+    double l = 0.0;
+    if (st == HL_OK) st = windows_loss(o, &l, err);
+    for (int j = 0; st == HL_OK && j < o->nwin; j++) st = window_backward(o, j);
+    for (int j = 0; j < o->nwin; j++) {
+        hl_vae_tape_free(o->td[j]);
+        hl_vae_tape_free(o->te[j]);
+        o->td[j] = o->te[j] = NULL;
     }
-    hl_vae_tape_free(td);
-    hl_vae_tape_free(te);
     if (st != HL_OK) {
         if (o->err.msg[0] && err) *err = o->err;
         else if (err && !err->msg[0]) hl_fail(err, st, "vae objective: step failed");
         return st;
     }
-    *loss = v.loss;
+    *loss = l;
     return HL_OK;
 }
 
-/* Latent positions of one clip: T_lat x h x w (the encoder's output grid). */
+/* Latent positions of one clip: T_lat x h x w (the encoder's output grid) per window. */
 double hl_vae_objective_tokens(void *p) {
     const vae_obj *o = p;
-    return (double)o->T_lat * (double)o->h * (double)o->w;
+    return (double)o->nwin * (double)o->T_lat * (double)o->h * (double)o->w;
 }
 
 void hl_vae_objective_trained(void *p, int64_t *begin, int64_t *end) {

@@ -49,6 +49,21 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
     return HL_OK;
 }
 
+double hl_vae_seam(float w, int C, int64_t hw, int64_t stride, const float *ra, const float *xa,
+                   const float *rb, const float *xb, float *d_ra, float *d_rb) {
+    double sum = 0.0, g = 2.0 * w / ((double)C * (double)hw);
+    for (int c = 0; c < C; c++) {
+        int64_t o = c * stride;
+        for (int64_t i = o; i < o + hw; i++) {
+            double d = ((double)rb[i] - ra[i]) - ((double)xb[i] - xa[i]);
+            sum += d * d;
+            if (d_rb) d_rb[i] += (float)(g * d);
+            if (d_ra) d_ra[i] -= (float)(g * d);
+        }
+    }
+    return sum / ((double)C * (double)hw);
+}
+
 void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
                         float *z) {
     for (int64_t i = 0; i < n; i++) {
