@@ -894,11 +894,11 @@ static void test_vae_loss(void) {
           "batch 0 accepted");
 }
 
-/* The seam term: two windows of (3, 2, 2, 3) (C, T, H, W); frame 1 of window a against frame
+/* The frame-difference term: two windows of (3, 2, 2, 3) (C, T, H, W); frame 1 of window a against frame
  * 0 of window b. Value by hand in double, gradients (accumulated onto what is there) by central
  * differences; the other frames get no gradient. */
 static double seam_at(float *ra, const float *xa, float *rb, const float *xb) {
-    return hl_vae_seam(1.7f, 3, 6, 12, ra + 6, xa + 6, rb, xb, NULL, NULL);
+    return hl_vae_frame_diff(1.7f, 3, 6, 12, ra + 6, xa + 6, rb, xb, NULL, NULL);
 }
 
 static void test_vae_seam(void) {
@@ -908,7 +908,7 @@ static void test_vae_seam(void) {
     memcpy(gb, ga, sizeof gb);
     float ga0[36], gb0[36];
     memcpy(ga0, ga, sizeof ga), memcpy(gb0, gb, sizeof gb);
-    double v = hl_vae_seam(1.7f, 3, 6, 12, ra + 6, xa + 6, rb, xb, ga + 6, gb);
+    double v = hl_vae_frame_diff(1.7f, 3, 6, 12, ra + 6, xa + 6, rb, xb, ga + 6, gb);
     double want = 0;
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < 6; i++) {
@@ -916,7 +916,7 @@ static void test_vae_seam(void) {
             want += pow(((double)rb[b] - ra[a]) - ((double)xb[b] - xa[a]), 2);
         }
     want /= 18;
-    CHECK(fabs(v - want) < 1e-12, "seam value %.9g, by hand %.9g", v, want);
+    CHECK(fabs(v - want) < 1e-12, "frame difference value %.9g, by hand %.9g", v, want);
     double worst = 0;
     int untouched = 1;
     for (int i = 0; i < 36; i++) {
@@ -937,9 +937,10 @@ static void test_vae_seam(void) {
             if (e > worst) worst = e;
         }
     }
-    CHECK(worst < 2e-5, "seam gradient vs finite differences: max abs error %.3g", worst);
-    CHECK(untouched, "seam: gradient on a frame off the boundary");
-    printf("vae seam: gradients vs central differences max abs error %.3g\n", worst);
+    CHECK(worst < 2e-5, "frame difference gradient vs finite differences: max abs error %.3g",
+          worst);
+    CHECK(untouched, "frame difference: gradient on a frame off the boundary");
+    printf("vae frame difference: gradients vs central differences max abs error %.3g\n", worst);
 }
 
 /* ---- uncompressed history (the ablation without multi-term memory) ---------------------------- */

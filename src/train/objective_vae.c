@@ -23,9 +23,10 @@ typedef struct vae_obj {
     int decoder_only;
     int64_t dec_begin, total;
     /* a clip of T frames is nwin windows of Tw frames, each encoded and decoded apart (fresh
-     * caches, as the pipelines do); seam: the weight of hl_vae_seam at each window boundary */
+     * caches, as the pipelines do); temporal, seam: the weights of hl_vae_frame_diff on
+     * consecutive frames inside the windows and across their boundaries */
     int Tw, nwin;
-    float seam;
+    float temporal, seam;
     int64_t n_clips, n_pix, n_lat, T_lat, h, w; /* n_pix, n_lat, T_lat: one window's */
     float **clips;                              /* every clip's pixels (3, T, H, W), read once */
     /* per-step buffers, nwin windows each: xw (3, Tw, H, W) copies of the clip's windows */
@@ -120,9 +121,9 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
                                   hl_error *err) {
     *out = NULL;
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
-    static const char *const known[] = {"type",  "l1",     "l2",   "kl",     "posterior",
-                                        "train", "window", "seam", "dataset"};
-    HL_TRY(hl_cfg_only(&k, known, 9));
+    static const char *const known[] = {"type",  "l1",     "l2",       "kl",   "posterior",
+                                        "train", "window", "temporal", "seam", "dataset"};
+    HL_TRY(hl_cfg_only(&k, known, 10));
     if (!env->vae)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "%s: objective \"vae\" trains the VAE: set \"component\": \"vae\"",
@@ -150,9 +151,10 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
         if (st == HL_OK && (o->Tw - 1) % 4)
             st = hl_cfg_bad(&k, "window", "must be 1 + 4k (1, 5, 9, ...)");
     }
-    double seam = 0.0;
+    double temporal = 0.0, seam = 0.0;
+    if (st == HL_OK) st = hl_cfg_num(&k, "temporal", 0, 1e6, &temporal);
     if (st == HL_OK) st = hl_cfg_num(&k, "seam", 0, 1e6, &seam);
-    o->seam = (float)seam;
+    o->temporal = (float)temporal, o->seam = (float)seam;
     if (st == HL_OK) st = read_clips(&k, env, o);
     if (st == HL_OK && o->seam > 0.0f && o->nwin < 2)
         st = hl_cfg_bad(&k, "seam",
@@ -226,8 +228,8 @@ static hl_status window_forward(vae_obj *o, hl_rng *rng, int j) {
                                                 o->recon + j * o->n_pix, &o->td[j]);
 }
 
-/* The loss of every window (their mean) and the seams between them (their mean, weighted);
- * drecon and dmoments are written. */
+/* The loss of every window (their mean), the frame differences inside the windows and across
+ * their boundaries (each set's mean, weighted); drecon and dmoments are written. */
 static hl_status windows_loss(vae_obj *o, double *loss, hl_error *err) {
     double sum = 0.0, scale = 1.0 / o->nwin;
     int64_t nl = o->n_lat, np = o->n_pix;
@@ -243,14 +245,26 @@ static hl_status windows_loss(vae_obj *o, double *loss, hl_error *err) {
         for (int64_t i = 0; i < 2 * nl; i++) dmean[i] = (float)(dmean[i] * scale);
     }
     *loss = sum * scale;
-    if (o->seam == 0.0f) return HL_OK;
+    int64_t hw = (int64_t)o->H * o->W, plane = (int64_t)o->Tw * hw;
+    /* consecutive frames inside every window: frame t - 1 against frame t */
+    if (o->temporal > 0.0f && o->Tw > 1) {
+        float w = o->temporal / (float)((int64_t)o->nwin * (o->Tw - 1));
+        for (int j = 0; j < o->nwin; j++)
+            for (int t = 1; t < o->Tw; t++) {
+                int64_t a = j * np + (t - 1) * hw, b = a + hw;
+                *loss += w * hl_vae_frame_diff(w, 3, hw, plane, o->recon + a, o->xw + a,
+                                               o->recon + b, o->xw + b, o->drecon + a,
+                                               o->drecon + b);
+            }
+    }
     /* boundary j: the last frame of window j against the first of window j + 1 */
-    int64_t hw = (int64_t)o->H * o->W, plane = (int64_t)o->Tw * hw, last = (o->Tw - 1) * hw;
-    float w = o->seam / (float)(o->nwin - 1);
-    for (int j = 0; j + 1 < o->nwin; j++) {
-        int64_t a = j * np + last, b = (j + 1) * np;
-        *loss += w * hl_vae_seam(w, 3, hw, plane, o->recon + a, o->xw + a, o->recon + b, o->xw + b,
-                                 o->drecon + a, o->drecon + b);
+    if (o->seam > 0.0f) {
+        float w = o->seam / (float)(o->nwin - 1);
+        for (int j = 0; j + 1 < o->nwin; j++) {
+            int64_t a = j * np + (o->Tw - 1) * hw, b = (j + 1) * np;
+            *loss += w * hl_vae_frame_diff(w, 3, hw, plane, o->recon + a, o->xw + a, o->recon + b,
+                                           o->xw + b, o->drecon + a, o->drecon + b);
+        }
     }
     return HL_OK;
 }

@@ -49,8 +49,9 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
     return HL_OK;
 }
 
-double hl_vae_seam(float w, int C, int64_t hw, int64_t stride, const float *ra, const float *xa,
-                   const float *rb, const float *xb, float *d_ra, float *d_rb) {
+double hl_vae_frame_diff(float w, int C, int64_t hw, int64_t stride, const float *ra,
+                         const float *xa, const float *rb, const float *xb, float *d_ra,
+                         float *d_rb) {
     double sum = 0.0, g = 2.0 * w / ((double)C * (double)hw);
     for (int c = 0; c < C; c++) {
         int64_t o = c * stride;

@@ -45,18 +45,19 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
  * sample/prepare.h hl_latent_sample computes before normalising) and its backward: given dz,
  * d_mean += dz and d_logvar += dz·eps·0.5·exp(0.5·lv) (0 where clamped). These accumulate, to add
  * the decoder's path to the KL gradient hl_vae_loss wrote. n elements. */
-/* The seam term between two windows decoded apart (each with fresh caches, as the pipelines
- * decode chunk by chunk): frame a of the earlier window's reconstruction and frame b of the
- * later one's should differ as the clip's frames do,
+/* The frame-difference term: two reconstructed frames a and b (consecutive frames of a window,
+ * or the last frame of one window and the first of the next, the two decoded apart, each with
+ * fresh caches, as the pipelines decode chunk by chunk) should differ as the clip's frames do,
  *
  *   d    = (rb - ra) - (xb - xa)        per pixel of C planes of hw
- *   seam = mean d²                      (returned, unweighted)
+ *   diff = mean d²                      (returned, unweighted)
  *   d/drb += 2·w·d / (C·hw),  d/dra -= 2·w·d / (C·hw)   (accumulated where non-NULL)
  *
  * Every pointer is the frame's first pixel; plane c lies at c·stride (a window's (C, T, H, W)
- * layout: stride T·hw, the same for both windows). Sums run in double. */
-double hl_vae_seam(float w, int C, int64_t hw, int64_t stride, const float *ra, const float *xa,
-                   const float *rb, const float *xb, float *d_ra, float *d_rb);
+ * layout: stride T·hw, the same for both frames). Sums run in double. */
+double hl_vae_frame_diff(float w, int C, int64_t hw, int64_t stride, const float *ra,
+                         const float *xa, const float *rb, const float *xb, float *d_ra,
+                         float *d_rb);
 
 void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
                         float *z);
