@@ -943,6 +943,39 @@ static void test_vae_seam(void) {
     printf("vae frame difference: gradients vs central differences max abs error %.3g\n", worst);
 }
 
+/* The edge term on 2 planes of 3 x 4: value by hand, gradients by central differences. */
+static void test_vae_edges(void) {
+    float r[24], x[24], g[24], g0[24];
+    fill_random(r, 24, 41), fill_random(x, 24, 42), fill_random(g, 24, 43);
+    memcpy(g0, g, sizeof g);
+    double v = hl_vae_edge_diff(0.9f, 2, 3, 4, r, x, g);
+    double want = 0;
+    for (int c = 0; c < 2; c++)
+        for (int y = 0; y < 3; y++)
+            for (int i = 0; i < 4; i++) {
+                int p = c * 12 + y * 4 + i;
+                if (i < 3) want += pow(((double)r[p + 1] - r[p]) - ((double)x[p + 1] - x[p]), 2);
+                if (y < 2) want += pow(((double)r[p + 4] - r[p]) - ((double)x[p + 4] - x[p]), 2);
+            }
+    want /= 2 * (3 * 3 + 2 * 4);
+    CHECK(fabs(v - want) < 1e-12, "edge value %.9g, by hand %.9g", v, want);
+    double worst = 0;
+    for (int i = 0; i < 24; i++) {
+        float keep = r[i], h = 1e-3f;
+        r[i] = keep + h;
+        double lp = 0.9 * hl_vae_edge_diff(0.9f, 2, 3, 4, r, x, NULL);
+        float up = r[i];
+        r[i] = keep - h;
+        double lm = 0.9 * hl_vae_edge_diff(0.9f, 2, 3, 4, r, x, NULL);
+        float dn = r[i];
+        r[i] = keep;
+        double e = fabs((lp - lm) / ((double)up - (double)dn) - ((double)g[i] - g0[i]));
+        if (e > worst) worst = e;
+    }
+    CHECK(worst < 2e-5, "edge gradient vs finite differences: max abs error %.3g", worst);
+    printf("vae edges: gradients vs central differences max abs error %.3g\n", worst);
+}
+
 /* ---- uncompressed history (the ablation without multi-term memory) ---------------------------- */
 
 enum { NS_FLAT = 1 + NL + NM + 1 }; /* anchor + the 19 history frames */
@@ -1123,5 +1156,6 @@ int main(void) {
     test_uncompressed_same_draws();
     test_vae_loss();
     test_vae_seam();
+    test_vae_edges();
     return test_done("test_train_stage1");
 }

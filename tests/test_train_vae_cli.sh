@@ -114,12 +114,14 @@ fails "seam needs two windows" 2 "'objective.seam'" $H train "$T/bad11.json"
 W2='{"width": 32, "height": 32, "frames": 10, "clips": 4, "seed": 0}'
 cfg win1 win1 6 ', "init": "model"' ', "window": 5'
 cfg tmp1 tmp1 1 ', "init": "model"' ', "temporal": 1'
+cfg edg1 edg1 1 ', "init": "model"' ', "edges": 1'
 cfg w0 w0 1 ', "init": "model"' ', "window": 5' "$W2"
 cfg w2 w2 4 ', "init": "model"' ', "window": 5, "temporal": 1, "seam": 1' "$W2"
 cfg w2a w2a 2 ', "init": "model"' ', "window": 5, "temporal": 1, "seam": 1' "$W2"
 cfg w2b w2a 4 ', "init": "model"' ', "window": 5, "temporal": 1, "seam": 1' "$W2"
 $H train -q "$T/win1.json" >/dev/null 2>&1
 $H train -q "$T/tmp1.json" >/dev/null 2>&1
+$H train -q "$T/edg1.json" >/dev/null 2>&1
 $H train -q "$T/w0.json" >/dev/null 2>&1
 $H train "$T/w2.json" >/dev/null 2>"$T/w2.err"
 $H train -q "$T/w2a.json" >/dev/null 2>&1
@@ -127,6 +129,7 @@ $H train -q --resume "$T/w2b.json" >/dev/null 2>&1
 first() { head -1 "$T/$1/losses.tsv" | cut -f3; }
 check "window = frames: the losses of no window key" "[ -s $T/win1/losses.tsv ] && [ \"\$(cut -f3 $T/win1/losses.tsv)\" = \"\$(cut -f3 $T/ref/losses.tsv 2>/dev/null)\" ]"
 check "temporal: the frame-difference term adds to the first loss" "[ -s $T/tmp1/losses.tsv ] && [ -s $T/ref/losses.tsv ] && awk -v a=\$(first ref) -v b=\$(first tmp1) 'BEGIN{exit !(b > a)}'"
+check "edges: the spatial-difference term adds to the first loss" "[ -s $T/edg1/losses.tsv ] && [ -s $T/ref/losses.tsv ] && awk -v a=\$(first ref) -v b=\$(first edg1) 'BEGIN{exit !(b > a)}'"
 check "two windows: 4 steps, losses finite" "[ \$(wc -l <$T/w2/losses.tsv 2>/dev/null || echo 0) -eq 4 ] && ! cut -f3 $T/w2/losses.tsv | grep -qiE 'nan|inf'"
 check "two windows: the seam term adds to the first loss" "[ -s $T/w0/losses.tsv ] && [ -s $T/w2/losses.tsv ] && awk -v a=\$(first w0) -v b=\$(first w2) 'BEGIN{exit !(b > a)}'"
 check "two windows: tokens/s = 64 x samples/s" "grep 'step 4/4' $T/w2.err | awk '{for (i = 1; i < NF; i++) {if (\$(i + 1) == \"samples/s\") s = \$i; if (\$(i + 1) == \"tokens/s\") t = \$i}; r = t / s} END{exit !(r > 63 && r < 65)}'"

@@ -27,6 +27,7 @@ typedef struct vae_obj {
      * consecutive frames inside the windows and across their boundaries */
     int Tw, nwin;
     float temporal, seam;
+    float edges; /* the weight of hl_vae_edge_diff over every frame */
     int64_t n_clips, n_pix, n_lat, T_lat, h, w; /* n_pix, n_lat, T_lat: one window's */
     float **clips;                              /* every clip's pixels (3, T, H, W), read once */
     /* per-step buffers, nwin windows each: xw (3, Tw, H, W) copies of the clip's windows */
@@ -121,9 +122,9 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
                                   hl_error *err) {
     *out = NULL;
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
-    static const char *const known[] = {"type",  "l1",     "l2",       "kl",   "posterior",
-                                        "train", "window", "temporal", "seam", "dataset"};
-    HL_TRY(hl_cfg_only(&k, known, 10));
+    static const char *const known[] = {"type",   "l1",       "l2",   "kl",    "posterior", "train",
+                                        "window", "temporal", "seam", "edges", "dataset"};
+    HL_TRY(hl_cfg_only(&k, known, 11));
     if (!env->vae)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "%s: objective \"vae\" trains the VAE: set \"component\": \"vae\"",
@@ -155,6 +156,9 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     if (st == HL_OK) st = hl_cfg_num(&k, "temporal", 0, 1e6, &temporal);
     if (st == HL_OK) st = hl_cfg_num(&k, "seam", 0, 1e6, &seam);
     o->temporal = (float)temporal, o->seam = (float)seam;
+    double edges = 0.0;
+    if (st == HL_OK) st = hl_cfg_num(&k, "edges", 0, 1e6, &edges);
+    o->edges = (float)edges;
     if (st == HL_OK) st = read_clips(&k, env, o);
     if (st == HL_OK && o->seam > 0.0f && o->nwin < 2)
         st = hl_cfg_bad(&k, "seam",
@@ -228,8 +232,9 @@ static hl_status window_forward(vae_obj *o, hl_rng *rng, int j) {
                                                 o->recon + j * o->n_pix, &o->td[j]);
 }
 
-/* The loss of every window (their mean), the frame differences inside the windows and across
- * their boundaries (each set's mean, weighted); drecon and dmoments are written. */
+/* The loss of every window (their mean), the spatial differences of every frame, the frame
+ * differences inside the windows and across their boundaries (each set's mean, weighted); drecon
+ * and dmoments are written. */
 static hl_status windows_loss(vae_obj *o, double *loss, hl_error *err) {
     double sum = 0.0, scale = 1.0 / o->nwin;
     int64_t nl = o->n_lat, np = o->n_pix;
@@ -246,6 +251,12 @@ static hl_status windows_loss(vae_obj *o, double *loss, hl_error *err) {
     }
     *loss = sum * scale;
     int64_t hw = (int64_t)o->H * o->W, plane = (int64_t)o->Tw * hw;
+    /* spatial differences of every frame of every window (windows alike: the mean of means) */
+    if (o->edges > 0.0f) {
+        int64_t frames = 3 * (int64_t)o->Tw * o->nwin; /* planes of H x W */
+        *loss += o->edges *
+                 hl_vae_edge_diff(o->edges, frames, o->H, o->W, o->recon, o->xw, o->drecon);
+    }
     /* consecutive frames inside every window: frame t - 1 against frame t */
     if (o->temporal > 0.0f && o->Tw > 1) {
         float w = o->temporal / (float)((int64_t)o->nwin * (o->Tw - 1));

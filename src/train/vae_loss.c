@@ -65,6 +65,34 @@ double hl_vae_frame_diff(float w, int C, int64_t hw, int64_t stride, const float
     return sum / ((double)C * (double)hw);
 }
 
+/* one pair: p and its neighbour q */
+static double edge_pair(const float *r, const float *x, int64_t p, int64_t q, double g,
+                        float *d_r) {
+    double d = ((double)r[q] - r[p]) - ((double)x[q] - x[p]);
+    if (d_r) {
+        d_r[q] += (float)(g * d);
+        d_r[p] -= (float)(g * d);
+    }
+    return d * d;
+}
+
+double hl_vae_edge_diff(float w, int64_t n, int H, int W, const float *r, const float *x,
+                        float *d_r) {
+    double pairs = (double)n * ((double)H * (W - 1) + (double)(H - 1) * W);
+    if (pairs <= 0.0) return 0.0;
+    double sum = 0.0, g = 2.0 * w / pairs;
+    for (int64_t c = 0; c < n; c++) {
+        int64_t o = c * H * W;
+        for (int y = 0; y < H; y++)
+            for (int x0 = 0; x0 < W; x0++) {
+                int64_t p = o + (int64_t)y * W + x0;
+                if (x0 + 1 < W) sum += edge_pair(r, x, p, p + 1, g, d_r);
+                if (y + 1 < H) sum += edge_pair(r, x, p, p + W, g, d_r);
+            }
+    }
+    return sum / pairs;
+}
+
 void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
                         float *z) {
     for (int64_t i = 0; i < n; i++) {

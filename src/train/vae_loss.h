@@ -59,6 +59,19 @@ double hl_vae_frame_diff(float w, int C, int64_t hw, int64_t stride, const float
                          const float *xa, const float *rb, const float *xb, float *d_ra,
                          float *d_rb);
 
+/* The edge term: the spatial differences of the reconstruction should be the clip's,
+ *
+ *   d    = (r[q] - r[p]) - (x[q] - x[p])  for every pixel p and its right and lower neighbour q
+ *          in each of the n planes of H x W
+ *   edge = mean d²                        (returned, unweighted; over n·(H·(W-1) + (H-1)·W) pairs)
+ *   d/dr[q] += 2·w·d / pairs,  d/dr[p] -= 2·w·d / pairs   (accumulated into d_r where non-NULL)
+ *
+ * MSE weighs every spatial frequency alike and settles for blurred edges; this term weighs the
+ * error at frequency f by about f², so edges count (the "gradient difference loss" of video
+ * prediction, in its squared form). Sums run in double. */
+double hl_vae_edge_diff(float w, int64_t n, int H, int W, const float *r, const float *x,
+                        float *d_r);
+
 void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
                         float *z);
 void hl_vae_loss_sample_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
