@@ -24,10 +24,10 @@ typedef struct vae_obj {
     int64_t dec_begin, total;
     /* a clip of T frames is nwin windows of Tw frames, each encoded and decoded apart (fresh
      * caches, as the pipelines do); temporal, seam: the weights of hl_vae_frame_diff on
-     * consecutive frames inside the windows and across their boundaries */
+     * consecutive frames inside the windows and across their boundaries; edges: the weight of
+     * hl_vae_edge_diff on every frame */
     int Tw, nwin;
-    float temporal, seam;
-    float edges; /* the weight of hl_vae_edge_diff over every frame */
+    float temporal, seam, edges;
     int64_t n_clips, n_pix, n_lat, T_lat, h, w; /* n_pix, n_lat, T_lat: one window's */
     float **clips;                              /* every clip's pixels (3, T, H, W), read once */
     /* per-step buffers, nwin windows each: xw (3, Tw, H, W) copies of the clip's windows */
@@ -152,13 +152,11 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
         if (st == HL_OK && (o->Tw - 1) % 4)
             st = hl_cfg_bad(&k, "window", "must be 1 + 4k (1, 5, 9, ...)");
     }
-    double temporal = 0.0, seam = 0.0;
+    double temporal = 0.0, seam = 0.0, edges = 0.0;
     if (st == HL_OK) st = hl_cfg_num(&k, "temporal", 0, 1e6, &temporal);
     if (st == HL_OK) st = hl_cfg_num(&k, "seam", 0, 1e6, &seam);
-    o->temporal = (float)temporal, o->seam = (float)seam;
-    double edges = 0.0;
     if (st == HL_OK) st = hl_cfg_num(&k, "edges", 0, 1e6, &edges);
-    o->edges = (float)edges;
+    o->temporal = (float)temporal, o->seam = (float)seam, o->edges = (float)edges;
     if (st == HL_OK) st = read_clips(&k, env, o);
     if (st == HL_OK && o->seam > 0.0f && o->nwin < 2)
         st = hl_cfg_bad(&k, "seam",
