@@ -94,10 +94,12 @@ static hl_status read_clips(const hl_cfg_keys *parent, const hl_train_env *env, 
         hl_clip_free(&c);
     }
     hl_dataset_free(ds);
-    if (st == HL_OK)
-        HL_INFO("training data: %lld clips of %s, %dx%d, %d frames (%d window%s of %d)",
-                (long long)o->n_clips, env->data, w, h, frames, o->nwin, o->nwin > 1 ? "s" : "",
-                o->Tw);
+    if (st == HL_OK && o->nwin > 1)
+        HL_INFO("training data: %lld clips of %s, %dx%d, %d frames (%d windows of %d)",
+                (long long)o->n_clips, env->data, w, h, frames, o->nwin, o->Tw);
+    else if (st == HL_OK)
+        HL_INFO("training data: %lld clips of %s, %dx%d, %d frames", (long long)o->n_clips,
+                env->data, w, h, frames);
     return st;
 }
 
