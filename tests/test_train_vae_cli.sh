@@ -2,7 +2,8 @@
 # helios train "component": "vae" end to end on the tiny model folder's VAE with world clips of
 # 32x32x5: bad keys are named (exit 2), objective and component must agree, the loss is finite and
 # falls, 3 steps + --resume to 6 give the same losses.tsv and weights, bit for bit, as 6 straight
-# steps, and the checkpoint's vae/ folder loads with the VAE loader (helios generate uses it).
+# steps, and the checkpoint's vae/ folder loads with the VAE loader (helios generate uses it);
+# clips of two windows with the difference terms likewise.
 # usage: test_train_vae_cli.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -104,7 +105,7 @@ check "checkpoint config is the model's" "cmp -s $M/vae/config.json $C/config.js
 check "3 + resume 3: same losses.tsv" "[ -s $T/ref/losses.tsv ] && cmp -s $T/ref/losses.tsv $T/res/losses.tsv"
 check "3 + resume 3: same weights" "cmp -s $C/diffusion_pytorch_model.safetensors $T/res/checkpoint-6/vae/diffusion_pytorch_model.safetensors"
 # "window": clips of several windows, each encoded and decoded apart; "temporal" and "seam" weigh
-# the frame differences inside the windows and across their boundaries
+# the frame differences inside the windows and across their boundaries, "edges" the spatial ones
 cfg bad9 o 3 '' ', "window": 4'
 fails "window 1 + 4k" 2 "'objective.window'" $H train "$T/bad9.json"
 cfg bad10 o 3 '' ', "window": 5' '{"frames": 9}'

@@ -1,5 +1,6 @@
 /* The VAE training objective's differentiable pieces (issue 10 item 5): reconstruction L1 / L2
- * and the KL divergence of the diagonal Gaussian posterior from N(0, 1), with their gradients.
+ * and the KL divergence of the diagonal Gaussian posterior from N(0, 1), with their gradients;
+ * below them, the frame- and edge-difference terms the tiny family's VAE probes use.
  * The Wan VAE's own training recipe is not published; the form is the LDM/diffusers one
  * (DiagonalGaussianDistribution.kl: logvar clamped to [-30, 20], the per-sample sum over latent
  * elements, averaged over the batch; the reconstruction terms are element means):
@@ -41,10 +42,6 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
                       hl_vae_loss_value *v, float *d_recon, float *d_mean, float *d_logvar,
                       hl_error *err);
 
-/* The reparameterised posterior sample z = mean + exp(0.5·lv)·eps (lv clamped as above; what
- * sample/prepare.h hl_latent_sample computes before normalising) and its backward: given dz,
- * d_mean += dz and d_logvar += dz·eps·0.5·exp(0.5·lv) (0 where clamped). These accumulate, to add
- * the decoder's path to the KL gradient hl_vae_loss wrote. n elements. */
 /* The frame-difference term: two reconstructed frames a and b (consecutive frames of a window,
  * or the last frame of one window and the first of the next, the two decoded apart, each with
  * fresh caches, as the pipelines decode chunk by chunk) should differ as the clip's frames do,
@@ -72,6 +69,10 @@ double hl_vae_frame_diff(float w, int C, int64_t hw, int64_t stride, const float
 double hl_vae_edge_diff(float w, int64_t n, int H, int W, const float *r, const float *x,
                         float *d_r);
 
+/* The reparameterised posterior sample z = mean + exp(0.5·lv)·eps (lv clamped as above; what
+ * sample/prepare.h hl_latent_sample computes before normalising) and its backward: given dz,
+ * d_mean += dz and d_logvar += dz·eps·0.5·exp(0.5·lv) (0 where clamped). These accumulate, to add
+ * the decoder's path to the KL gradient hl_vae_loss wrote. n elements. */
 void hl_vae_loss_sample(const float *mean, const float *logvar, const float *eps, int64_t n,
                         float *z);
 void hl_vae_loss_sample_backward(const float *logvar, const float *eps, const float *dz, int64_t n,
