@@ -49,31 +49,30 @@ hl_status hl_vae_loss(const hl_vae_loss_params *p, int B, const float *recon, co
     return HL_OK;
 }
 
+/* Σ d² over n element pairs, d = (rb[i] - ra[i]) - (xb[i] - xa[i]); d_rb[i] += g·d and
+ * d_ra[i] -= g·d where non-NULL. The two sides may overlap (neighbours in one frame). */
+static double diff_pairs(const float *ra, const float *xa, const float *rb, const float *xb,
+                         int64_t n, double g, float *d_ra, float *d_rb) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = ((double)rb[i] - ra[i]) - ((double)xb[i] - xa[i]);
+        sum += d * d;
+        if (d_rb) d_rb[i] += (float)(g * d);
+        if (d_ra) d_ra[i] -= (float)(g * d);
+    }
+    return sum;
+}
+
 double hl_vae_frame_diff(float w, int C, int64_t hw, int64_t stride, const float *ra,
                          const float *xa, const float *rb, const float *xb, float *d_ra,
                          float *d_rb) {
-    double sum = 0.0, g = 2.0 * w / ((double)C * (double)hw);
+    double sum = 0.0, n = (double)C * (double)hw, g = 2.0 * w / n;
     for (int c = 0; c < C; c++) {
         int64_t o = c * stride;
-        for (int64_t i = o; i < o + hw; i++) {
-            double d = ((double)rb[i] - ra[i]) - ((double)xb[i] - xa[i]);
-            sum += d * d;
-            if (d_rb) d_rb[i] += (float)(g * d);
-            if (d_ra) d_ra[i] -= (float)(g * d);
-        }
+        sum += diff_pairs(ra + o, xa + o, rb + o, xb + o, hw, g, d_ra ? d_ra + o : NULL,
+                          d_rb ? d_rb + o : NULL);
     }
-    return sum / ((double)C * (double)hw);
-}
-
-/* one pair: p and its neighbour q */
-static double edge_pair(const float *r, const float *x, int64_t p, int64_t q, double g,
-                        float *d_r) {
-    double d = ((double)r[q] - r[p]) - ((double)x[q] - x[p]);
-    if (d_r) {
-        d_r[q] += (float)(g * d);
-        d_r[p] -= (float)(g * d);
-    }
-    return d * d;
+    return sum / n;
 }
 
 double hl_vae_edge_diff(float w, int64_t n, int H, int W, const float *r, const float *x,
@@ -83,12 +82,14 @@ double hl_vae_edge_diff(float w, int64_t n, int H, int W, const float *r, const 
     double sum = 0.0, g = 2.0 * w / pairs;
     for (int64_t c = 0; c < n; c++) {
         int64_t o = c * H * W;
-        for (int y = 0; y < H; y++)
-            for (int x0 = 0; x0 < W; x0++) {
-                int64_t p = o + (int64_t)y * W + x0;
-                if (x0 + 1 < W) sum += edge_pair(r, x, p, p + 1, g, d_r);
-                if (y + 1 < H) sum += edge_pair(r, x, p, p + W, g, d_r);
-            }
+        /* lower neighbours: the plane against itself one row on, (H - 1)·W pairs in a run */
+        sum += diff_pairs(r + o, x + o, r + o + W, x + o + W, (int64_t)(H - 1) * W, g,
+                          d_r ? d_r + o : NULL, d_r ? d_r + o + W : NULL);
+        for (int y = 0; y < H; y++) { /* right neighbours, row by row */
+            int64_t p = o + (int64_t)y * W;
+            sum += diff_pairs(r + p, x + p, r + p + 1, x + p + 1, W - 1, g, d_r ? d_r + p : NULL,
+                              d_r ? d_r + p + 1 : NULL);
+        }
     }
     return sum / pairs;
 }
