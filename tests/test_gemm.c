@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cpu_bench.h"
 #include "core/dtype.h"
 #include "ops/cpu/gemm/gemm.h"
 #include "test_util.h"
@@ -214,6 +215,16 @@ int main(int argc, char **argv) {
             }
             printf("kernel %s %s: checked\n", hl_gemm_kernel_name(k), bf16 ? "bf16" : "f32");
         }
+    }
+    /* the bench's AMX ceiling loops (harness/bench/amx_ceiling.c) address the panels as the GEMM
+     * packs them: every C value of one pass against its sum in double */
+    for (int pl = 0; pl < HL_AMX_PLACE_COUNT; pl++) {
+        const double e = hl_amx_ceiling_check(pl);
+        if (!hl_gemm_kernel_available(HL_GEMM_AMX)) {
+            CHECK(e < 0, "amx ceiling %d: ran without AMX", pl);
+            continue;
+        }
+        CHECK(e >= 0 && e < 1e-5, "amx ceiling %d: relative error %g", pl, e);
     }
     return test_done("test_gemm");
 }

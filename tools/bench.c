@@ -577,6 +577,20 @@ typedef struct gemm_shape {
     int64_t M, N, K;
 } gemm_shape;
 
+/* The AMX kernel by where its panels live (cpu_bench.h): what each loop structure leaves of
+ * the peak before any packing, for the GEMM lines after it. */
+static void print_amx_ceilings(int reps, const hl_peak *p) {
+    static const char *const what[HL_AMX_PLACE_COUNT] = {
+        "panels in L1 (K 256, whole K a call)",
+        "panels streaming from L2 (8 + 8 of K 1536, whole K a call: our loop)",
+        "K slices of 384 from L2, B slice in L1, C tiles stored and reloaded (BLIS loop)"};
+    double g[HL_AMX_PLACE_COUNT];
+    if (hl_amx_ceilings(reps, g) != 0) return;
+    for (int k = 0; k < HL_AMX_PLACE_COUNT; k++)
+        printf("amx kernel, %s: %.0f GFLOP/s, %.0f%% of amx-bf16 peak %.0f\n", what[k], g[k],
+               100.0 * g[k] / p->gflops, p->gflops);
+}
+
 static int run_gemm(const bench_opts *o, const hl_peak *pk) {
     const int64_t n = o->gemm_n, S = o->tokens, D = o->dim, F = o->ffn, L = o->text;
     const gemm_shape shapes[] = {
@@ -608,6 +622,7 @@ static int run_gemm(const bench_opts *o, const hl_peak *pk) {
         hl_peak now[HL_PEAK_COUNT]; /* again before each kernel: a shared machine's load moves */
         hl_cpu_peaks(o->reps, now);
         const hl_peak *p = now[runs[r].peak].gflops > 0 ? &now[runs[r].peak] : &pk[runs[r].peak];
+        if (runs[r].k == HL_GEMM_AMX) print_amx_ceilings(o->reps, p);
         for (int s = 0; s < NS; s++) {
             const gemm_shape *g = &shapes[s];
             double ours, d;

@@ -27,6 +27,20 @@ typedef struct hl_peak {
 } hl_peak;
 void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]);
 
+/* The AMX kernel's ceiling by where its packed panels live (amx_ceiling.c): GFLOP/s of
+ * hl_gemm_ukr_amx on every thread at once, each thread on its own block, median of reps runs:
+ *   L1      an A and a B panel of K 256 (16 KiB each), whole K per call: the kernel's own limit;
+ *   L2      8 A and 8 B panels of K 1536 (768 KiB each) in L2, whole K per call (the tiles
+ *           accumulate the whole K; both panels stream from L2): our GEMM's loop;
+ *   KSLICE  4 A and 8 B panels of K 1536 in slices of 384 (a B slice, 24 KiB, stays in L1 across
+ *           the A panels; the C tiles are stored and reloaded per slice): the BLIS loop.
+ * Returns 0, or -1 (every out[] < 0) where the AMX kernel is not available. */
+enum { HL_AMX_PLACE_L1, HL_AMX_PLACE_L2, HL_AMX_PLACE_KSLICE, HL_AMX_PLACE_COUNT };
+int hl_amx_ceilings(int reps, double out[HL_AMX_PLACE_COUNT]);
+/* Test hook: one pass of placement k, every C value against its sum from the packed layouts in
+ * double; the largest relative error, or < 0 where the AMX kernel is not available. */
+double hl_amx_ceiling_check(int k);
+
 /* The CPU features the peaks look for that this CPU and OS have, space-separated (CPUID and
  * XGETBV; AMX is listed from CPUID alone, the permission request comes with the measurement). */
 void hl_cpu_features(char *buf, size_t n);
