@@ -373,8 +373,9 @@ hl_status hl_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, int64
  *   dS = P ⊙ (dout·vᵀ - D),  dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = Pᵀ·dout   (overwrite)
  *   dbias[h, i, j] += dS[i, j]                                          (accumulate, or NULL)
  * dq, dk, dv: [Sq|Sk, H·hd] with their own strides, each may be NULL; none may overlap an input.
- * compute as the forward's (ref computes in float32 from double sums either way, the cpu
- * backend in float32 either way). */
+ * compute as the forward's (ref computes in float32 from double sums either way; the cpu
+ * backend rounds the operands of its matmuls to bf16 for HL_BF16, as the forward rounds q, k, v
+ * and the probabilities, and forms the softmax, dS and D in float32). */
 hl_status hl_attention_biased_backward(const hl_ctx *ctx, int64_t Sq, int64_t Sk, int H, int hd,
                                        const float *q, int64_t ldq, const float *k, int64_t ldk,
                                        const float *v, int64_t ldv, float scale, const float *bias,
