@@ -141,6 +141,12 @@ with_key s1ref s1bf '"precision": "bf16"'
 $H train -q "$T/s1bf.json" 2>>"$T/s1.err"
 rc=$?
 check "stage1 bf16: 6 steps run, other losses" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s1bf/losses.tsv) -eq 6 ] && ! cmp -s $T/s1ref/losses.tsv $T/s1bf/losses.tsv"
+# ... and resumes bit for bit too (bf16 attention backward: our GEMM inside its head tasks)
+s1 s1bfh s1bfr 3
+s1 s1bff s1bfr 6
+sed -i 's/\("type": "stage1"\)/\1, "precision": "bf16"/' "$T/s1bfh.json" "$T/s1bff.json"
+$H train -q "$T/s1bfh.json" 2>>"$T/s1.err" && $H train -q --resume "$T/s1bff.json" 2>>"$T/s1.err"
+check "stage1 bf16: 3 + resume 3: same losses.tsv" "cmp -s $T/s1bf/losses.tsv $T/s1bfr/losses.tsv"
 # the stage-2 (pyramid) objective: the same
 s1 s2ref s2ref 4 2
 $H train -q "$T/s2ref.json" 2>"$T/s2.err"
