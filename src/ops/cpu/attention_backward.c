@@ -22,8 +22,9 @@
  *      padding rows of the last block have P = dS = 0 and so add nothing;
  *   3. dk = scale·dK and dv = dV into the strided outputs.
  * Memory: the copies in dt (q, dout, k, v: (2·Sq_pad + 2·Sk)·H·hd values) and per thread
- * 2·bq·Sk + bq·hd + 2·Sk·hd floats (+ 2·bq·Sk bf16). Parallel over heads only: H = 1 runs on one
- * thread.
+ * 2·bq·Sk + bq·hd + 2·Sk·hd floats, a head's k and v in the matmuls' blocked layouts (three
+ * copies of Sk·hd values in dt) and, for bf16, 2·bq·Sk bf16. Parallel over heads only: H = 1
+ * runs on one thread.
  * Measured (2-core AMX Xeon, the 1.3B block's self-attention, Sq = Sk = 2304, 12 heads x 128,
  * and its cross-attention over 512 text tokens, both in the bf16 training step; per-op times):
  * float32 operands 392 ms, 9.4x the bf16 forward's 42 ms; bf16 operands 197 ms; k, v blocked
