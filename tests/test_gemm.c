@@ -185,8 +185,9 @@ int main(int argc, char **argv) {
         {14, 32, 1, 0},    {15, 33, 2, 1},   {29, 31, 37, 4},    {3, 101, 7, 0},
         {97, 61, 257, 3},  {31, 67, 515, 1}, {6, 16, 16, 0},     {337, 45, 19, 2},
         {41, 2053, 13, 1}, {53, 19, 1031, 0},
-        {33, 1057, 4099, 1}, /* AMX only: K past its 4096-deep block, N past the 1024-wide one
-                                (the other kernels' blocks are crossed above) */
+        {33, 1057, 4099, 1}, /* AMX only: K past its 4096-deep block, */
+        {7, 4129, 4099, 0},  /* and N past the 4096-wide one (on one thread; the other kernels'
+                                blocks are crossed above) */
     };
     /* clang-format on */
     static const int forms[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
