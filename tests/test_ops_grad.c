@@ -1420,6 +1420,9 @@ static void attention_cases(void) {
     add_att(200, 77, 3, 32, 0, 0, AM_NONE, A_DQ | A_DK | A_DV, HL_BF16, 1.0f, seed++);
     add_att(97, 301, 1, 24, 1, 1, AM_ROW, A_DK | A_DB, HL_F32, 1.0f, seed++);
     add_att(256, 256, 4, 64, 0, 1, AM_SOME, A_DQ | A_DK | A_DV | A_DB, HL_F32, 1.0f, seed++);
+    /* more queries than one block holds (256 rows at most): two blocks, the last one padded */
+    add_att(300, 40, 2, 16, 1, 1, AM_SOME, A_DQ | A_DK | A_DV | A_DB, HL_F32, 1.0f, seed++);
+    add_att(300, 40, 2, 16, 1, 1, AM_SOME, A_DQ | A_DK | A_DV | A_DB, HL_BF16, 1.0f, seed++);
 }
 
 static void pointwise_cases(void) {
