@@ -25,13 +25,6 @@ static const layout g_layouts[HL_AMX_PLACE_COUNT] = {
     [HL_AMX_PLACE_KSLICE] = {1536, 384, 4, 8}, /* the same in slices of 384: C stored, reloaded */
 };
 
-static void fill_bf16(uint16_t *p, int64_t n, uint32_t seed) {
-    for (int64_t i = 0; i < n; i++) {
-        seed = seed * 1103515245u + 12345u;
-        p[i] = (uint16_t)(((seed >> 16) & 0x807fu) | ((0x78u + ((seed >> 8) & 7u)) << 7));
-    }
-}
-
 /* One pass over the block: for each K slice, each B panel, each A panel, one kernel call on the
  * 32 x 32 tile of C (ldc = 32 nb); the first slice stores, later ones add. */
 static void pass(const layout *l, const char *a, const char *b, float *c) {
@@ -42,11 +35,6 @@ static void pass(const layout *l, const char *a, const char *b, float *c) {
                 hl_gemm_ukr_amx.fn(l->kc / 32, a + (i * 32 * l->kp + k0 * 32) * 2,
                                    b + (q * 32 * l->kp + k0 * 32) * 2, c + i * 32 * ldc + q * 32,
                                    ldc, k0 > 0);
-}
-
-static int cmp_double(const void *x, const void *y) {
-    const double u = *(const double *)x, v = *(const double *)y;
-    return (u > v) - (u < v);
 }
 
 /* GFLOP/s of layout l on all threads (median of reps runs after a warm-up), or < 0. Each
@@ -67,7 +55,7 @@ static double measure(const layout *l, int reps) {
         bufs[i] = aligned_alloc(64, (size_t)(a_n + b_n) * 2 + (size_t)c_n * sizeof(float));
         if (!bufs[i]) failed = 1;
         else {
-            fill_bf16((uint16_t *)bufs[i], a_n + b_n, 777u + (uint32_t)i);
+            hl_bench_random_bf16((uint16_t *)bufs[i], a_n + b_n, 777u + (uint32_t)i);
             memset(bufs[i] + (a_n + b_n) * 2, 0, (size_t)c_n * sizeof(float));
         }
     }
@@ -85,8 +73,7 @@ static double measure(const layout *l, int reps) {
     }
     for (int i = 0; i < nt; i++) free(bufs[i]), bufs[i] = NULL;
     if (failed) return -1.0;
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    const double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    const double med = hl_bench_median(t, reps);
     return flop * (double)passes * nt / med * 1e-9;
 }
 
@@ -102,7 +89,7 @@ double hl_amx_ceiling_check(int k) {
     double worst = -1.0;
     if (a && c) {
         const uint16_t *b = a + a_n;
-        fill_bf16(a, a_n + b_n, 99u);
+        hl_bench_random_bf16(a, a_n + b_n, 99u);
         hl_gemm_ukr_amx.begin();
         pass(l, (const char *)a, (const char *)b, c);
         hl_gemm_ukr_amx.end();

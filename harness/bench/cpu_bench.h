@@ -41,6 +41,12 @@ int hl_amx_ceilings(int reps, double out[HL_AMX_PLACE_COUNT]);
  * double; the largest relative error, or < 0 where the AMX kernel is not available. */
 double hl_amx_ceiling_check(int k);
 
+/* The median of n >= 1 values (sorts t in place), and n random bf16 values of magnitude
+ * 1/128 .. 1 and either sign from seed (not zeros: tdpbf16ps runs faster on zero tiles), the
+ * benchmarks' shared helpers (bench_util.c). */
+double hl_bench_median(double *t, int n);
+void hl_bench_random_bf16(uint16_t *p, int64_t n, uint32_t seed);
+
 /* The CPU features the peaks look for that this CPU and OS have, space-separated (CPUID and
  * XGETBV; AMX is listed from CPUID alone, the permission request comes with the measurement). */
 void hl_cpu_features(char *buf, size_t n);

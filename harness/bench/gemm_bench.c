@@ -8,14 +8,8 @@
 #include "ops/cpu/cpu_internal.h"
 #include "ops/cpu/gemm/gemm.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double med_gflops(double *t, int reps, int64_t M, int64_t N, int64_t K) {
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    double med = hl_bench_median(t, reps);
     return 2.0 * (double)M * (double)N * (double)K / med * 1e-9;
 }
 

@@ -8,11 +8,6 @@
 #include "bench/cpu_bench.h"
 #include "ops/cpu/cpu_internal.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Fills n values of dt with a fixed pattern in [-1, 1): the data does not change the work, but
  * zeros or constants could let the hardware idle. */
 static void fill(void *p, hl_dtype dt, int64_t n) {
@@ -67,8 +62,7 @@ double hl_cpu_gemm_ceiling_gflops(int64_t n, hl_dtype dt, int reps) {
     hl_cpu_unlock(hl_cpu_shared());
     double gflops = -1.0;
     if (rc == 0) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
-        double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        double med = hl_bench_median(t, reps);
         gflops = 2.0 * (double)n * (double)n * (double)n / med * 1e-9;
     }
     free(t);

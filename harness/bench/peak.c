@@ -153,12 +153,8 @@ __attribute__((target("amx-tile,amx-bf16"))) static void loop_amx(long iters) {
     /* Random bf16 values of magnitude 1/128 .. 1, not zeros: tdpbf16ps runs measurably faster
      * on zero tiles (3.9 vs 3.0 TFLOP/s for 2 cores of a Xeon in one test), and a GEMM's
      * operands are not zero. */
-    unsigned short src[16 * 32] __attribute__((aligned(64)));
-    unsigned x = 12345u;
-    for (int i = 0; i < 16 * 32; i++) {
-        x = x * 1103515245u + 12345u;
-        src[i] = (unsigned short)(((x >> 16) & 0x807fu) | ((0x78u + ((x >> 8) & 7u)) << 7));
-    }
+    uint16_t src[16 * 32] __attribute__((aligned(64)));
+    hl_bench_random_bf16(src, 16 * 32, 12345u);
     __asm__ volatile("" ::: "memory"); /* the tile loads below read src */
     hl_gemm_ukr_amx.begin();           /* our GEMM's configuration: 8 tiles of 16 rows x 64 bytes */
     _tile_zero(0);
@@ -185,11 +181,6 @@ __attribute__((target("amx-tile,amx-bf16"))) static void loop_amx(long iters) {
 
 /* ---- timing ---------------------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median GFLOP/s of reps runs of loop(iters) on every thread at once (wall time of the whole). */
 static double time_loop(void (*loop)(long), long iters, double flop_per_iter, int reps) {
     int nt = omp_get_max_threads();
@@ -201,8 +192,7 @@ static double time_loop(void (*loop)(long), long iters, double flop_per_iter, in
         loop(r < 0 ? iters / 4 : iters);
         if (r >= 0) t[r] = hl_time() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    double med = hl_bench_median(t, reps);
     return flop_per_iter * (double)iters * nt / med * 1e-9;
 }
 

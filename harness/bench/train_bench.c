@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cpu_bench.h"
 #include "core/parallel.h"
 #include "dit/tape.h"
 #include "io/json.h"
@@ -13,16 +14,6 @@
 #include "train/dit_flat.h"
 #include "train/objective_flow.h"
 #include "train/synthetic.h"
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Multiply-adds x2 of one block over S current tokens and L text tokens (as tools/bench.c). */
 static double block_flops(int64_t D_, int64_t F_, int64_t S, int64_t L) {
@@ -152,9 +143,9 @@ static hl_status block_steps(int64_t D, int heads, int64_t ffn, const hl_dit_row
         if (k >= 0) tf[k] = t1 - t0, tb[k] = t2 - t1, to[k] = t3 - t2;
     }
     if (st == HL_OK) {
-        out->fwd_s = median(tf, reps);
-        out->bwd_s = median(tb, reps);
-        out->opt_s = median(to, reps);
+        out->fwd_s = hl_bench_median(tf, reps);
+        out->bwd_s = hl_bench_median(tb, reps);
+        out->opt_s = hl_bench_median(to, reps);
         for (int i = 0; i < r->n; i++)
             out->fwd_flops += block_flops(D, ffn, r->seq[i].n_hist + r->seq[i].n_cur, L);
         out->step_flops = 3 * out->fwd_flops;
@@ -241,8 +232,8 @@ hl_status hl_train_bench_model(const char *model_dir, int stage, int pack_levels
             out->tokens = (int64_t)(hl_flow_objective_tokens(&o) + 0.5);
             out->fwd_flops = 0; /* (their FLOPs are not counted here) */
         }
-        out->fwd_s = median(ts, reps);
-        out->opt_s = median(to, reps);
+        out->fwd_s = hl_bench_median(ts, reps);
+        out->opt_s = hl_bench_median(to, reps);
         out->step_flops = 3 * out->fwd_flops;
         out->params = layout.total;
         out->act_bytes = o.peak_tape_bytes;

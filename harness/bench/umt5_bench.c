@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cpu_bench.h"
 #include "core/parallel.h"
 #include "text/umt5.h"
 
@@ -115,11 +116,6 @@ static hl_status bench_model_init(bench_model *b, hl_dtype dt, hl_error *err) {
     return HL_OK;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 hl_status hl_umt5_bench(int tokens, hl_dtype dt, int reps, double *seconds, double *gflop,
                         hl_error *err) {
     if (tokens < 1 || reps < 1 || reps > 1000 || !seconds || !gflop)
@@ -150,8 +146,7 @@ hl_status hl_umt5_bench(int tokens, hl_dtype dt, int reps, double *seconds, doub
         }
     }
     if (st == HL_OK) {
-        qsort(times, (size_t)reps, sizeof *times, cmp_double);
-        *seconds = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+        *seconds = hl_bench_median(times, reps);
         double l = (double)L, per_layer = 4 * 2 * l * D * I + 3 * 2 * l * D * F + 4 * l * l * I;
         *gflop = c->num_layers * per_layer * 1e-9;
     }
