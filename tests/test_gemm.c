@@ -19,7 +19,10 @@
  *     sums remain: (2K + 4)·u·(Σ|ab| + |c0|), the bound of test_ops.c's header without its
  *     2^-8 (its reference does not round x); vdpbf16ps sums pairs, two roundings per term.
  * Determinism: the same call twice gives the same bits, and so do 1 and 2 threads (the driver
- * sums each element on one thread in a fixed order). */
+ * sums each element on one thread in a fixed order). hl_gemm_bf16x with A and / or B stored in
+ * bf16 or float32 gives the bits of hl_gemm_bf16 on the same values (compared after each bf16
+ * case; the padding is NaN in both storages), and its row sums of A those of a plain float32
+ * loop in k order. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,10 +117,11 @@ static void gemm_case(hl_gemm_kernel k, int bf16, const gcase *g, int samples) {
     const int64_t br = g->transB ? N : K, bc = g->transB ? K : N;
     const int64_t lda = ac + g->pad, ldb = bc + g->pad, ldc = N + g->pad;
     float *A = operand(ar, ac, lda, 11), *B = operand(br, bc, ldb, 23);
-    hl_bf16 *Bh = malloc((size_t)(br * ldb) * sizeof *Bh);
+    hl_bf16 *Bh = malloc((size_t)(br * ldb) * sizeof *Bh), *Ah = malloc((size_t)(ar * lda) * 2);
     float *C0 = operand(M, N, ldc, 37), *C = falloc(M * ldc), *C2 = falloc(M * ldc);
-    if (!Bh) exit(2);
+    if (!Bh || !Ah) exit(2);
     for (int64_t i = 0; i < br * ldb; i++) Bh[i] = hl_f32_to_bf16(B[i]);
+    for (int64_t i = 0; i < ar * lda; i++) Ah[i] = hl_f32_to_bf16(A[i]);
     opnd o = {A,
               B,
               Bh,
@@ -161,6 +165,36 @@ static void gemm_case(hl_gemm_kernel k, int bf16, const gcase *g, int samples) {
                    "bound%s\n",
                    hl_gemm_kernel_name(k), bf16 ? "bf16" : "f32 ", form, (long long)M, (long long)N,
                    (long long)K, (long long)g->pad, beta, worst, ns ? " (sampled)" : "");
+        /* bf16: the same bits with A and B stored either way (hl_gemm_bf16x: float32 operands
+         * are rounded while packed, bf16 ones copied), on 2 threads */
+        for (int st = 0; bf16 && st < 3; st++) {
+            const hl_dtype ta = st != 1 ? HL_BF16 : HL_F32, tb = st == 0 ? HL_BF16 : HL_F32;
+            float *C4 = falloc(M * ldc), *as = falloc(M), *as_ref = falloc(M);
+            memcpy(C4, C2, (size_t)(M * ldc) * sizeof *C4);
+            for (int64_t i = 0; i < M; i++) as[i] = NAN; /* set, never read */
+            rc = hl_gemm_bf16x(k, 2, g->transA, g->transB, M, N, K, ta,
+                               ta == HL_BF16 ? (const void *)Ah : A, lda, tb,
+                               tb == HL_BF16 ? (const void *)Bh : B, ldb, beta, C4, ldc, as);
+            CHECK(rc == 0 && !memcmp(C4, C, (size_t)(M * ldc) * sizeof *C4),
+                  "%s bf16x (A %s, B %s) %s M %lld N %lld K %lld beta %d: other bits than "
+                  "hl_gemm_bf16",
+                  hl_gemm_kernel_name(k), hl_dtype_name(ta), hl_dtype_name(tb), form, (long long)M,
+                  (long long)N, (long long)K, beta);
+            /* the row sums of op(A) as stored: float32 from 0 in k order, the same bits */
+            for (int64_t i = 0; i < M; i++) {
+                float acc = 0;
+                for (int64_t kk = 0; kk < K; kk++) {
+                    const int64_t x = i * o.sai + kk * o.sak;
+                    acc += ta == HL_BF16 ? hl_bf16_to_f32(Ah[x]) : A[x];
+                }
+                as_ref[i] = acc;
+            }
+            CHECK(!memcmp(as, as_ref, (size_t)M * sizeof *as),
+                  "%s bf16x (A %s) %s M %lld N %lld K %lld: row sums of A differ",
+                  hl_gemm_kernel_name(k), hl_dtype_name(ta), form, (long long)M, (long long)N,
+                  (long long)K);
+            free(C4), free(as), free(as_ref);
+        }
         /* the same bits again (2 threads) and on 1 thread */
         for (int nthr = 2; nthr >= 1; nthr--) {
             float *C3 = falloc(M * ldc);
@@ -174,7 +208,7 @@ static void gemm_case(hl_gemm_kernel k, int bf16, const gcase *g, int samples) {
             if (samples) break; /* sampled shapes: once is enough time */
         }
     }
-    free(A), free(B), free(Bh), free(C0), free(C), free(C2);
+    free(A), free(Ah), free(B), free(Bh), free(C0), free(C), free(C2);
 }
 
 int main(int argc, char **argv) {

@@ -167,15 +167,18 @@ typedef struct plan {
     const hl_gemm_ukr_desc *u;
     int64_t mc, kc, nc; /* block sizes; kc a multiple of the kernel's kblk */
     int64_t M, N, K;
-    const float *A;
+    const void *A;
     int64_t sai, sak; /* op(A)(i, k) = A[i·sai + k·sak] */
     const void *B;
     int64_t sbk, sbj; /* op(B)(k, j) = B[k·sbk + j·sbj] */
-    int b_bf16;       /* B holds bf16 */
-    int round_a;      /* A rounded to bf16 while packed (bf16 GEMM on an f32 kernel) */
+    int a_bf16;       /* A holds bf16 (else float32) */
+    int b_bf16;       /* B holds bf16 (else float32) */
+    int round_a;      /* float32 A rounded to bf16 while packed into float32 panels (a bf16 */
+    int round_b;      /* GEMM on an f32 kernel); likewise B */
     int beta;
     float *C;
     int64_t ldc;
+    float *asum; /* NULL, or [M]: the row sums of op(A) (float32 values, k order) */
 } plan;
 
 /* kb k padded to the kernel's chunk (gemm_internal.h). */
@@ -184,9 +187,23 @@ static inline int64_t k_padded(const plan *p, int64_t kb) {
     return (kb + c - 1) / c * c;
 }
 
-static inline float b_at(const plan *p, int64_t k, int64_t j) {
-    const int64_t o = k * p->sbk + j * p->sbj;
+/* The stored A or B at element offset o: as float32 (bf16 widened, exact), or rounded to bf16. */
+static inline float a_f32(const plan *p, int64_t o) {
+    return p->a_bf16 ? hl_bf16_to_f32(((const hl_bf16 *)p->A)[o]) : ((const float *)p->A)[o];
+}
+static inline hl_bf16 a_bf(const plan *p, int64_t o) {
+    return p->a_bf16 ? ((const hl_bf16 *)p->A)[o] : hl_f32_to_bf16(((const float *)p->A)[o]);
+}
+static inline float b_f32(const plan *p, int64_t o) {
     return p->b_bf16 ? hl_bf16_to_f32(((const hl_bf16 *)p->B)[o]) : ((const float *)p->B)[o];
+}
+static inline hl_bf16 b_bf(const plan *p, int64_t o) {
+    return p->b_bf16 ? ((const hl_bf16 *)p->B)[o] : hl_f32_to_bf16(((const float *)p->B)[o]);
+}
+
+/* n float32 values rounded to bf16 and back, in place (RNE, as hl_f32_to_bf16). */
+static void round_f32(float *d, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
 }
 
 /* ---- packing ---------------------------------------------------------------------------------
@@ -214,20 +231,27 @@ static inline void tile_row_bf16(const float *s, hl_bf16 *d) {
     _mm256_store_si256((__m256i *)(d + 16), hl_v_to_bf16(_mm512_loadu_ps(s + 16)));
 }
 
-/* An AMX A chunk from a transposed operand: n <= 32 rows k of 32 values r (the stored A, sak
- * apart) into 32 tile rows (r) of 32 k, zero past n. The rows are rounded to bf16 a pair of k at
- * a time into t[p][r] (a pair per uint32, k even in the low half), then each tile row gathers
- * its 16 pairs. */
-static inline void tile_cols_bf16(const float *a, int64_t sak, int64_t n, uint32_t *d32) {
+/* 16 consecutive values at element offset o of a float32 (rounded) or bf16 operand, as bf16
+ * in the low halves of 16 32-bit lanes. */
+static inline __m512i row16(const void *x, int x_bf16, int64_t o) {
+    const __m256i h = x_bf16 ? _mm256_loadu_si256((const __m256i *)((const hl_bf16 *)x + o))
+                             : hl_v_to_bf16(_mm512_loadu_ps((const float *)x + o));
+    return _mm512_cvtepu16_epi32(h);
+}
+
+/* An AMX A chunk from a transposed operand: n <= 32 rows k of 32 values r (the stored A, float32
+ * or bf16 (a_bf16), from element offset o, sak apart) into 32 tile rows (r) of 32 k, zero past
+ * n. The rows are rounded to bf16 a pair of k at a time into t[p][r] (a pair per uint32, k even
+ * in the low half), then each tile row gathers its 16 pairs. */
+static inline void tile_cols_bf16(const void *a, int a_bf16, int64_t o, int64_t sak, int64_t n,
+                                  uint32_t *d32) {
     uint32_t t[16][32] __attribute__((aligned(64)));
     for (int64_t pr = 0; pr < 16; pr++)
         for (int h = 0; h < 2; h++) {
             const int64_t k = 2 * pr;
-            const __m512i lo = k < n ? _mm512_cvtepu16_epi32(
-                                           hl_v_to_bf16(_mm512_loadu_ps(a + k * sak + 16 * h)))
+            const __m512i lo = k < n ? row16(a, a_bf16, o + k * sak + 16 * h)
                                      : _mm512_setzero_si512();
-            const __m512i hi = k + 1 < n ? _mm512_cvtepu16_epi32(hl_v_to_bf16(
-                                               _mm512_loadu_ps(a + (k + 1) * sak + 16 * h)))
+            const __m512i hi = k + 1 < n ? row16(a, a_bf16, o + (k + 1) * sak + 16 * h)
                                          : _mm512_setzero_si512();
             _mm512_store_si512((void *)&t[pr][16 * h],
                                _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
@@ -240,10 +264,10 @@ static inline void tile_cols_bf16(const float *a, int64_t sak, int64_t n, uint32
                             _mm512_i32gather_epi32(off, (const void *)&t[0][r], 1));
 }
 
-/* 16 columns of two rows of B (k even, k + 1) into 16 bf16 pairs. */
-static inline void interleave16(const hl_bf16 *k0, const hl_bf16 *k1, uint32_t *d32) {
-    const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)k0));
-    const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)k1));
+/* 16 columns of two rows of B (k even at element offset o, k + 1 at o + sbk; float32, rounded,
+ * or bf16) into 16 bf16 pairs. */
+static inline void interleave16(const void *b, int b_bf16, int64_t o, int64_t sbk, uint32_t *d32) {
+    const __m512i lo = row16(b, b_bf16, o), hi = row16(b, b_bf16, o + sbk);
     _mm512_storeu_si512((void *)d32, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 }
 
@@ -261,11 +285,12 @@ static inline void pairs16(const hl_bf16 *s, int64_t sbj, int64_t np, int NR, ui
 #else
 #define PACK_VEC 0
 static inline void tile_row_bf16(const float *s, hl_bf16 *d) { (void)s, (void)d; }
-static inline void tile_cols_bf16(const float *a, int64_t sak, int64_t n, uint32_t *d32) {
-    (void)a, (void)sak, (void)n, (void)d32;
+static inline void tile_cols_bf16(const void *a, int a_bf16, int64_t o, int64_t sak, int64_t n,
+                                  uint32_t *d32) {
+    (void)a, (void)a_bf16, (void)o, (void)sak, (void)n, (void)d32;
 }
-static inline void interleave16(const hl_bf16 *k0, const hl_bf16 *k1, uint32_t *d32) {
-    (void)k0, (void)k1, (void)d32;
+static inline void interleave16(const void *b, int b_bf16, int64_t o, int64_t sbk, uint32_t *d32) {
+    (void)b, (void)b_bf16, (void)o, (void)sbk, (void)d32;
 }
 static inline int pairs16_ok(int64_t sbj) { return (void)sbj, 0; }
 static inline void pairs16(const hl_bf16 *s, int64_t sbj, int64_t np, int NR, uint32_t *d32) {
@@ -284,7 +309,7 @@ static int64_t pack_a_amx_t(const plan *p, int64_t i0, int64_t mb, int64_t k0, i
     if (!PACK_VEC || MR != 32) return 0;
     for (int64_t g = 0; g * 32 < kb; g++)
         for (int64_t ir = 0; ir < full; ir += MR)
-            tile_cols_bf16(p->A + (i0 + ir) + (k0 + g * 32) * p->sak, p->sak,
+            tile_cols_bf16(p->A, p->a_bf16, (i0 + ir) + (k0 + g * 32) * p->sak, p->sak,
                            kb - g * 32 < 32 ? kb - g * 32 : 32,
                            (uint32_t *)(d + ir * kp + g * MR * 32));
     return full;
@@ -296,11 +321,13 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
     const int64_t done = p->u->kblk == 32 && p->sak != 1 ? pack_a_amx_t(p, i0, mb, k0, kb, dst) : 0;
     for (int64_t ir = done; ir < mb; ir += MR) {
         const int64_t rows = mb - ir < MR ? mb - ir : MR;
-        const float *a = p->A + (i0 + ir) * p->sai + k0 * p->sak;
+        /* op(A)(i0 + ir + r, k0 + k) is at o + r·sai + k·sak; a: the float32 A there, or NULL */
+        const int64_t o = (i0 + ir) * p->sai + k0 * p->sak;
+        const float *a = p->a_bf16 ? NULL : (const float *)p->A + o;
         if (p->u->pair == 1) {
             float *d = (float *)dst + ir * kp;
             if (rows < MR) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
-            if (p->sak == 1) {
+            if (a && p->sak == 1) {
                 for (int64_t k0b = 0; k0b < kb; k0b += 16) {
                     const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
                     for (int64_t r = 0; r < rows; r++)
@@ -308,12 +335,10 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                 }
             } else {
                 for (int64_t k = 0; k < kb; k++)
-                    for (int64_t r = 0; r < rows; r++) d[k * MR + r] = a[k * p->sak + r];
-            }
-            if (p->round_a)
-                for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
-                        d[k * MR + r] = hl_bf16_to_f32(hl_f32_to_bf16(d[k * MR + r]));
+                        d[k * MR + r] = a_f32(p, o + k * p->sak + r * p->sai);
+            }
+            if (p->round_a) round_f32(d, kb * MR);
         } else if (p->u->kblk == 32) { /* AMX: 64-byte tile rows of 32 k */
             hl_bf16 *d = (hl_bf16 *)dst + ir * kp;
             if (rows < MR || kp != kb) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
@@ -321,14 +346,18 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                 for (int64_t r = 0; r < rows; r++)
                     for (int64_t g = 0; g * 32 < kb; g++) {
                         const int64_t n = kb - g * 32 < 32 ? kb - g * 32 : 32;
-                        if (PACK_VEC && n == 32)
-                            tile_row_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32);
-                        else hl_cpu_f32_to_bf16(a + r * p->sai + g * 32, d + (g * MR + r) * 32, n);
+                        hl_bf16 *t = d + (g * MR + r) * 32;
+                        if (!a)
+                            memcpy(t, (const hl_bf16 *)p->A + o + r * p->sai + g * 32,
+                                   (size_t)n * sizeof *t);
+                        else if (PACK_VEC && n == 32) tile_row_bf16(a + r * p->sai + g * 32, t);
+                        else hl_cpu_f32_to_bf16(a + r * p->sai + g * 32, t, n);
                     }
             } else { /* the edge panel (the whole ones: pack_a_amx_t) */
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
-                        d[((k >> 5) * MR + r) * 32 + (k & 31)] = hl_f32_to_bf16(a[k * p->sak + r]);
+                        d[((k >> 5) * MR + r) * 32 + (k & 31)] = a_bf(p,
+                                                                      o + k * p->sak + r * p->sai);
             }
         } else {
             hl_bf16 *d = (hl_bf16 *)dst + ir * kp;
@@ -338,7 +367,10 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                 static _Thread_local hl_bf16 tmp[16][KC_MAX + 2];
                 uint32_t *d32 = (uint32_t *)d;
                 for (int64_t r = 0; r < rows; r++) {
-                    hl_cpu_f32_to_bf16(a + r * p->sai, tmp[r], kb);
+                    if (a) hl_cpu_f32_to_bf16(a + r * p->sai, tmp[r], kb);
+                    else
+                        memcpy(tmp[r], (const hl_bf16 *)p->A + o + r * p->sai,
+                               (size_t)kb * sizeof tmp[r][0]);
                     tmp[r][kb] = 0;
                 }
                 for (int64_t g0 = 0; g0 < kp / 2; g0 += 16) {
@@ -347,38 +379,67 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                         for (int64_t g = g0; g < ge; g++)
                             memcpy(&d32[g * MR + r], &tmp[r][2 * g], 4);
                 }
-            } else if (p->sak == 1) {
-                for (int64_t r = 0; r < rows; r++)
-                    for (int64_t k = 0; k < kb; k++)
-                        d[((k >> 1) * MR + r) * 2 + (k & 1)] = hl_f32_to_bf16(a[r * p->sai + k]);
             } else {
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
-                        d[((k >> 1) * MR + r) * 2 + (k & 1)] = hl_f32_to_bf16(a[k * p->sak + r]);
+                        d[((k >> 1) * MR + r) * 2 + (k & 1)] = a_bf(p, o + k * p->sak + r * p->sai);
             }
         }
     }
+}
+
+/* Pairs, B stored [K, N] (sbj = 1): the whole micro-panels of [q0, q1), a pair of rows k at a
+ * time across all of them, so each stored row is read along the block (panel by panel, a row of
+ * each panel is a new page: 2304 rows of 16 KiB stride at the FFN's dW ran 1.4x slower from
+ * float32). Returns the first panel not done. */
+static int64_t pack_b_pairs_rows(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb,
+                                 int64_t q0, int64_t q1, hl_bf16 *d) {
+    const int NR = p->u->nr;
+    const int64_t kp = k_padded(p, kb), full = nb / NR, qe = q1 < full ? q1 : full;
+    if (!PACK_VEC || p->sbj != 1 || NR % 16 != 0 || qe <= q0) return q0;
+    for (int64_t k = 0; k + 2 <= kb; k += 2) {
+        const int64_t o = (k0 + k) * p->sbk + j0;
+        for (int64_t q = q0; q < qe; q++)
+            for (int64_t c = 0; c < NR; c += 16)
+                interleave16(p->B, p->b_bf16, o + q * NR + c, p->sbk,
+                             (uint32_t *)(d + q * NR * kp) + (k >> 1) * NR + c);
+    }
+    if (kb & 1) /* the last pair: row kb - 1 and a zero */
+        for (int64_t q = q0; q < qe; q++)
+            for (int64_t c = 0; c < NR; c++) {
+                hl_bf16 *t = d + q * NR * kp + ((kb >> 1) * NR + c) * 2;
+                t[0] = b_bf(p, (k0 + kb - 1) * p->sbk + j0 + q * NR + c);
+                t[1] = 0;
+            }
+    for (int64_t q = q0; q < qe && kp > kb + (kb & 1); q++) /* the padding past kb, rounded up */
+        memset(d + q * NR * kp + (kb + (kb & 1)) * NR, 0,
+               (size_t)((kp - kb - (kb & 1)) * NR) * sizeof *d);
+    return qe;
 }
 
 static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb, int64_t q0,
                    int64_t q1, void *dst) {
     const int NR = p->u->nr;
     const int64_t kp = k_padded(p, kb);
+    if (p->u->pair == 2 && !(p->sbk == 1 && p->b_bf16))
+        q0 = pack_b_pairs_rows(p, j0, nb, k0, kb, q0, q1, dst);
     for (int64_t q = q0; q < q1; q++) {
         const int64_t jr = q * NR, cols = nb - jr < NR ? nb - jr : NR;
         const int64_t jj = j0 + jr;
+        /* op(B)(k0 + k, jj + c) is at o + k·sbk + c·sbj */
+        const int64_t o = k0 * p->sbk + jj * p->sbj;
         if (p->u->pair == 1) {
             float *d = (float *)dst + jr * kp;
             if (cols < NR) memset(d, 0, (size_t)(NR * kp) * sizeof *d);
             if (p->sbk == 1 && !p->b_bf16) {
-                const float *b = (const float *)p->B + jj * p->sbj + k0;
+                const float *b = (const float *)p->B + o;
                 for (int64_t k0b = 0; k0b < kb; k0b += 16) {
                     const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
                     for (int64_t c = 0; c < cols; c++)
                         for (int64_t k = k0b; k < ke; k++) d[k * NR + c] = b[c * p->sbj + k];
                 }
             } else if (p->sbk == 1) {
-                const hl_bf16 *b = (const hl_bf16 *)p->B + jj * p->sbj + k0;
+                const hl_bf16 *b = (const hl_bf16 *)p->B + o;
                 for (int64_t c = 0; c < cols; c++) {
                     prefetch_row(b + (c + PF_AHEAD) * p->sbj, c + PF_AHEAD < cols, kb, 2);
                     for (int64_t k = 0; k < kb; k++)
@@ -386,14 +447,15 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
                 }
             } else {
                 for (int64_t k = 0; k < kb; k++)
-                    for (int64_t c = 0; c < cols; c++) d[k * NR + c] = b_at(p, k0 + k, jj + c);
+                    for (int64_t c = 0; c < cols; c++)
+                        d[k * NR + c] = b_f32(p, o + k * p->sbk + c * p->sbj);
             }
-        } else { /* pairs: B is bf16 */
-            const hl_bf16 *b = p->B;
+            if (p->round_b) round_f32(d, kb * NR);
+        } else { /* pairs */
             hl_bf16 *d = (hl_bf16 *)dst + jr * kp;
             if (cols < NR || kp != kb) memset(d, 0, (size_t)(NR * kp) * sizeof *d);
-            if (p->sbk == 1) { /* a pair of k is 4 contiguous bytes of a row of B */
-                const hl_bf16 *s = b + jj * p->sbj + k0;
+            if (p->sbk == 1 && p->b_bf16) { /* a pair of k is 4 contiguous bytes of a row of B */
+                const hl_bf16 *s = (const hl_bf16 *)p->B + o;
                 uint32_t *d32 = (uint32_t *)d;
                 int64_t c0 = 0; /* columns [0, c0) done: whole micro-panels, 16 at a time */
                 if (PACK_VEC && cols == NR && NR % 16 == 0 && pairs16_ok(p->sbj))
@@ -411,16 +473,13 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
             } else {
                 int64_t k = 0; /* pairs of rows [0, k) done 16 columns at a time */
                 if (PACK_VEC && p->sbj == 1 && cols == NR && NR % 16 == 0)
-                    for (; k + 2 <= kb; k += 2) {
-                        const hl_bf16 *s = b + (k0 + k) * p->sbk + jj;
+                    for (; k + 2 <= kb; k += 2)
                         for (int64_t c = 0; c < NR; c += 16)
-                            interleave16(s + c, s + p->sbk + c, (uint32_t *)d + (k >> 1) * NR + c);
-                    }
-                for (; k < kb; k++) {
-                    const hl_bf16 *s = b + (k0 + k) * p->sbk + jj * p->sbj;
+                            interleave16(p->B, p->b_bf16, o + k * p->sbk + c, p->sbk,
+                                         (uint32_t *)d + (k >> 1) * NR + c);
+                for (; k < kb; k++)
                     for (int64_t c = 0; c < cols; c++)
-                        d[((k >> 1) * NR + c) * 2 + (k & 1)] = s[c * p->sbj];
-                }
+                        d[((k >> 1) * NR + c) * 2 + (k & 1)] = b_bf(p, o + k * p->sbk + c * p->sbj);
             }
         }
     }
@@ -453,7 +512,31 @@ static void macro_kernel(const plan *p, int64_t i0, int64_t mb, int64_t j0, int6
     }
 }
 
-/* The loop nest over rows [i0, i1) and columns [js, je) of C, on one thread. */
+/* asum[i] (+)= op(A)(i, k) over the A block just packed (rows [i0, i0 + mb), k in [k0, k0 +
+ * kb)), from the stored values, one row's terms in k order: asum[i] is the float32 sum of row i
+ * in k order, whatever the blocks (the block is in L2 from its packing). */
+static void asum_block(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb) {
+    float *s = p->asum + i0;
+    if (k0 == 0) memset(s, 0, (size_t)mb * sizeof *s);
+    for (int64_t r = 0; r < mb && p->sak == 1; r++) {
+        float acc = s[r];
+        for (int64_t k = 0; k < kb; k++) acc += a_f32(p, (i0 + r) * p->sai + k0 + k);
+        s[r] = acc;
+    }
+    for (int64_t k = 0; k < kb && p->sak != 1; k++) {
+        const int64_t o = (k0 + k) * p->sak + i0 * p->sai;
+        if (!p->a_bf16 && p->sai == 1) { /* rows contiguous along i: vectorised across rows */
+            const float *a = (const float *)p->A + o;
+            for (int64_t r = 0; r < mb; r++) s[r] += a[r];
+        } else {
+            for (int64_t r = 0; r < mb; r++) s[r] += a_f32(p, o + r * p->sai);
+        }
+    }
+}
+
+/* The loop nest over rows [i0, i1) and columns [js, je) of C, on one thread. The row sums of A
+ * (asum) are taken by the thread whose columns start at 0, while it packs its first column
+ * block: each row by one thread, whatever the partition. */
 static void run_part(const plan *p, int64_t i0, int64_t i1, int64_t js, int64_t je, char *bbuf,
                      char *abuf) {
     const int NR = p->u->nr;
@@ -466,6 +549,7 @@ static void run_part(const plan *p, int64_t i0, int64_t i1, int64_t js, int64_t 
             for (int64_t ic = i0; ic < i1; ic += p->mc) {
                 const int64_t mb = i1 - ic < p->mc ? i1 - ic : p->mc;
                 pack_a(p, ic, mb, k0, kb, abuf);
+                if (p->asum && j0 == 0) asum_block(p, ic, mb, k0, kb);
                 macro_kernel(p, ic, mb, j0, nb, kb, add, abuf, bbuf, 0, n_q);
             }
         }
@@ -545,20 +629,33 @@ static void *buf_get(size_t bytes) {
     return p;
 }
 
+/* bf16: a bf16 GEMM (operands rounded to bf16; a_bf16 / b_bf16 say which are stored so), else
+ * float32 (both stored float32). */
 static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, int64_t M, int64_t N,
-                int64_t K, const float *A, int64_t lda, const void *B, int64_t ldb, int beta,
-                float *C, int64_t ldc) {
+                int64_t K, const void *A, int a_bf16, int64_t lda, const void *B, int b_bf16,
+                int64_t ldb, int beta, float *C, int64_t ldc, float *asum) {
     if (k == HL_GEMM_AUTO) k = hl_gemm_kernel_best(bf16);
     if (!bf16 && (k == HL_GEMM_AVX512_BF16 || k == HL_GEMM_AMX)) k = HL_GEMM_AVX512;
     if (!hl_gemm_kernel_available(k)) return -1;
+    if (asum && (N <= 0 || K <= 0))
+        for (int64_t i = 0; i < M; i++) asum[i] = 0;
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
         if (!beta)
             for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
         return 0;
     }
-    plan p = {
-        .M = M, .N = N, .K = K, .A = A, .B = B, .b_bf16 = bf16, .beta = beta, .C = C, .ldc = ldc};
+    plan p = {.M = M,
+              .N = N,
+              .K = K,
+              .A = A,
+              .B = B,
+              .a_bf16 = a_bf16,
+              .b_bf16 = b_bf16,
+              .beta = beta,
+              .C = C,
+              .ldc = ldc,
+              .asum = asum};
     p.sai = transA ? 1 : lda, p.sak = transA ? lda : 1;
     p.sbk = transB ? 1 : ldb, p.sbj = transB ? ldb : 1;
     switch (k) {
@@ -577,7 +674,8 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
     }
     default: p.u = &ukr_scalar_desc, p.mc = 128, p.kc = 256, p.nc = 1024; break;
     }
-    p.round_a = bf16 && p.u->pair == 1;
+    p.round_a = bf16 && !a_bf16 && p.u->pair == 1;
+    p.round_b = bf16 && !b_bf16 && p.u->pair == 1;
     if (nthr < 1 || omp_in_parallel()) nthr = 1;
     const int MR = p.u->mr, NR = p.u->nr, esz = p.u->pair == 2 ? 2 : 4;
     /* k padded to the kernel's chunk; blocks no larger than the problem (whole panels) */
@@ -594,11 +692,19 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
 int hl_gemm_f32(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N, int64_t K,
                 const float *A, int64_t lda, const float *B, int64_t ldb, int beta, float *C,
                 int64_t ldc) {
-    return gemm(k, 0, nthr, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return gemm(k, 0, nthr, transA, transB, M, N, K, A, 0, lda, B, 0, ldb, beta, C, ldc, NULL);
 }
 
 int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N,
                  int64_t K, const float *A, int64_t lda, const hl_bf16 *B, int64_t ldb, int beta,
                  float *C, int64_t ldc) {
-    return gemm(k, 1, nthr, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return gemm(k, 1, nthr, transA, transB, M, N, K, A, 0, lda, B, 1, ldb, beta, C, ldc, NULL);
+}
+
+int hl_gemm_bf16x(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N,
+                  int64_t K, hl_dtype ta, const void *A, int64_t lda, hl_dtype tb, const void *B,
+                  int64_t ldb, int beta, float *C, int64_t ldc, float *asum) {
+    if ((ta != HL_F32 && ta != HL_BF16) || (tb != HL_F32 && tb != HL_BF16)) return -1;
+    return gemm(k, 1, nthr, transA, transB, M, N, K, A, ta == HL_BF16, lda, B, tb == HL_BF16, ldb,
+                beta, C, ldc, asum);
 }

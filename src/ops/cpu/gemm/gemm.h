@@ -63,6 +63,17 @@ int hl_gemm_f32(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, i
 int hl_gemm_bf16(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N,
                  int64_t K, const float *A, int64_t lda, const hl_bf16 *B, int64_t ldb, int beta,
                  float *C, int64_t ldc);
+/* The bf16 GEMM with each operand stored in float32 (ta / tb HL_F32: rounded to bf16 as it is
+ * packed, as hl_gemm_bf16 rounds A) or in bf16 (HL_BF16): the products and sums, and so the
+ * result bits, are those of hl_gemm_bf16 on the rounded values. What training's backwards
+ * multiply: dW += dyᵀ·x with x float32, and attention's dK += dSᵀ·Q with dS already rounded,
+ * without a rounded copy of the float32 operand. asum (NULL, or M floats) is set to the row sums
+ * of op(A), of its stored values (float32, not rounded), each summed from 0 in k order on one
+ * thread: with A = dy transposed, a linear's db, taken while A is packed instead of in a pass of
+ * its own. -1 also for another dtype. */
+int hl_gemm_bf16x(hl_gemm_kernel k, int nthr, int transA, int transB, int64_t M, int64_t N,
+                  int64_t K, hl_dtype ta, const void *A, int64_t lda, hl_dtype tb, const void *B,
+                  int64_t ldb, int beta, float *C, int64_t ldc, float *asum);
 
 /* ---- routing: our GEMM or oneDNN ------------------------------------------------------------
  * The cpu ops that multiply matrices (hl_cpu_linear, hl_cpu_linear_backward) run our GEMM or
