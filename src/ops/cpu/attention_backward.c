@@ -14,11 +14,11 @@
  *             functions: clamps and exact zeros for masked keys, hl_cpu_att_bias_row and
  *             hl_cpu_att_exp_row_shifted);
  *        dP = dO_b·Vᵀ [bq, Sk];  dS = P ⊙ (dP - D)  (dbias[h, i, :] += dS row i);
- *             bf16: P and dS are then rounded into bf16 copies for the three matmuls below;
+ *             bf16: P normalised, dS formed and both rounded into bf16 copies for the three
+ *             matmuls below in one pass over the row (p_ds_row_bf16);
  *        dQ_b = dS·K [bq, hd] -> dq = scale·dQ_b;
  *        dK += dSᵀ·Q_b, dV += Pᵀ·dO_b  [Sk, hd]  (transposed-A matmuls with a sum post-op; bf16
- *             where the CPU has AMX: our GEMM's Aᵀ·B form on the float32 dS and P, which it
- *             rounds to bf16 as it packs them, as hl_cpu_f32_to_bf16 would);
+ *             where the CPU has AMX: our GEMM's Aᵀ·B form on the bf16 dS and P, hl_gemm_bf16x);
  *      padding rows of the last block have P = dS = 0 and so add nothing;
  *   3. dk = scale·dK and dv = dV into the strided outputs.
  * Memory: the copies in dt (q, dout, k, v: (2·Sq_pad + 2·Sk)·H·hd values) and per thread
@@ -29,7 +29,10 @@
  * and its cross-attention over 512 text tokens, both in the bf16 training step; per-op times):
  * float32 operands 392 ms, 9.4x the bf16 forward's 42 ms; bf16 operands 197 ms; k, v blocked
  * once per head 170 ms; dK, dV by our GEMM 156 ms (oneDNN's two transposed-A matmuls took 2.5x
- * the time of its two S-shaped plain ones, 108 against 43 ms of one thread's time). */
+ * the time of its two S-shaped plain ones, 108 against 43 ms of one thread's time); query
+ * blocks of 256 rows 140 ms; P and dS in one pass, rounded there, and packed from bf16 by our
+ * GEMM 120-130 ms (thread-time of that pass and the dK, dV matmuls: in the table of
+ * docs/design.md). */
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -113,6 +116,34 @@ static void ds_row(const float *p, float *ds, int64_t n, float D, float *dbias) 
     }
 }
 
+/* bf16 operands: one row's P = e·inv (e: the row's exponentials, inv: 1 / their sum), rounded
+ * into pt (NULL: not wanted), and with dp (NULL: not wanted) dS = P ⊙ (dP - D) rounded into dst,
+ * dbias row += dS in float32: the values of ds_row on the normalised float32 P, rounded as
+ * hl_cpu_f32_to_bf16 rounds, in one pass instead of three. */
+static void p_ds_row_bf16(const float *e, float inv, const float *dp, float D, int64_t n,
+                          hl_bf16 *pt, hl_bf16 *dst, float *dbias) {
+    int64_t j = 0;
+#ifdef HL_CPU_AVX512
+    const __m512 vi = _mm512_set1_ps(inv), vd = _mm512_set1_ps(D);
+    for (; j + 16 <= n; j += 16) {
+        const __m512 pv = _mm512_mul_ps(_mm512_loadu_ps(e + j), vi);
+        if (pt) _mm256_storeu_si256((__m256i *)(pt + j), hl_v_to_bf16(pv));
+        if (!dp) continue;
+        const __m512 v = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dp + j), vd));
+        _mm256_storeu_si256((__m256i *)(dst + j), hl_v_to_bf16(v));
+        if (dbias) _mm512_storeu_ps(dbias + j, _mm512_add_ps(_mm512_loadu_ps(dbias + j), v));
+    }
+#endif
+    for (; j < n; j++) {
+        const float pv = e[j] * inv;
+        if (pt) pt[j] = hl_f32_to_bf16(pv);
+        if (!dp) continue;
+        const float v = pv * (dp[j] - D);
+        dst[j] = hl_f32_to_bf16(v);
+        if (dbias) dbias[j] += v;
+    }
+}
+
 /* dst[r·ld + d] = scale·src[r·hd + d] for rows x hd. */
 static void store_scaled(const float *src, int64_t rows, int hd, float scale, float *dst,
                          int64_t ld) {
@@ -140,37 +171,44 @@ static hl_status head_task(const attb_plan *p, int tid, int h, hl_error *err) {
     for (int64_t blk = 0; blk < p->nblk; blk++) {
         const int64_t i0 = blk * bq, rows = Sq - i0 < bq ? Sq - i0 : bq;
         const char *qb = qh + (size_t)(i0 * hd) * es, *ob = oh + (size_t)(i0 * hd) * es;
-        /* P */
+        float inv[256]; /* bf16: 1 / each row's sum, P normalised in p_ds_row_bf16 (bq <= 256) */
+        /* P (bf16: the exponentials) */
         HL_TRY(hl_cpu_mm_run(p->s_mm, tid, qb, b.kbs, NULL, b.p, b.pad, err));
         for (int64_t r = 0; r < rows; r++) {
             float *pr = b.p + r * Sk;
             const float *bias = p->bias ? p->bias + ((int64_t)h * Sq + i0 + r) * Sk : NULL;
             float mx = hl_cpu_att_bias_row(pr, Sk, p->scale, bias, p->key_bias);
-            float inv = 1.0f / hl_cpu_att_exp_row_shifted(pr, Sk, mx, HL_F32, pr, NULL);
-            for (int64_t j = 0; j < Sk; j++) pr[j] *= inv;
+            inv[r] = 1.0f / hl_cpu_att_exp_row_shifted(pr, Sk, mx, HL_F32, pr, NULL);
+            if (!bf16)
+                for (int64_t j = 0; j < Sk; j++) pr[j] *= inv[r];
         }
         if (rows < bq) memset(b.p + rows * Sk, 0, (size_t)((bq - rows) * Sk) * sizeof *b.p);
-        if (bf16 && p->dv && !p->ours_kv) hl_cpu_f32_to_bf16(b.p, b.pt, bq * Sk);
-        /* dS */
-        if (need_ds) {
-            HL_TRY(hl_cpu_mm_run(p->s_mm, tid, ob, b.vbs, NULL, b.ds, b.pad, err));
-            for (int64_t r = 0; r < rows; r++)
-                ds_row(b.p + r * Sk, b.ds + r * Sk, Sk, Dh[i0 + r],
-                       p->dbias ? p->dbias + ((int64_t)h * Sq + i0 + r) * Sk : NULL);
-            if (rows < bq) memset(b.ds + rows * Sk, 0, (size_t)((bq - rows) * Sk) * sizeof *b.ds);
-            if (bf16 && (p->dq || (p->dk && !p->ours_kv))) hl_cpu_f32_to_bf16(b.ds, b.dst, bq * Sk);
+        /* dS (bf16: P and dS rounded in one pass) */
+        if (need_ds) HL_TRY(hl_cpu_mm_run(p->s_mm, tid, ob, b.vbs, NULL, b.ds, b.pad, err));
+        for (int64_t r = 0; r < rows; r++) {
+            float *dbias = p->dbias ? p->dbias + ((int64_t)h * Sq + i0 + r) * Sk : NULL;
+            if (bf16)
+                p_ds_row_bf16(b.p + r * Sk, inv[r], need_ds ? b.ds + r * Sk : NULL, Dh[i0 + r], Sk,
+                              p->dv ? (hl_bf16 *)b.pt + r * Sk : NULL, (hl_bf16 *)b.dst + r * Sk,
+                              dbias);
+            else if (need_ds) ds_row(b.p + r * Sk, b.ds + r * Sk, Sk, Dh[i0 + r], dbias);
+        }
+        if (rows < bq) {
+            const size_t tail = (size_t)((bq - rows) * Sk) * es;
+            memset((char *)b.pt + (size_t)(rows * Sk) * es, 0, tail);
+            memset((char *)b.dst + (size_t)(rows * Sk) * es, 0, tail);
         }
         if (p->dq) {
             HL_TRY(hl_cpu_mm_run(p->dq_mm, tid, b.dst, b.kbq, NULL, b.dqb, b.pad, err));
             store_scaled(b.dqb, rows, hd, p->scale, p->dq + i0 * p->lddq + (int64_t)h * hd,
                          p->lddq);
         }
-        if (p->ours_kv) { /* A = dS, P in float32, rounded to bf16 as our GEMM packs them */
-            if (p->dk && hl_gemm_bf16(HL_GEMM_AMX, 1, 1, 0, Sk, hd, bq, b.ds, Sk,
-                                      (const hl_bf16 *)qb, hd, 1, b.dk, hd) != 0)
+        if (p->ours_kv) { /* A = the bf16 dS and P, transposed */
+            if (p->dk && hl_gemm_bf16x(HL_GEMM_AMX, 1, 1, 0, Sk, hd, bq, HL_BF16, b.dst, Sk,
+                                       HL_BF16, qb, hd, 1, b.dk, hd, NULL) != 0)
                 return hl_fail(err, HELIOS_ERR_OOM, "out of memory in dK");
-            if (p->dv && hl_gemm_bf16(HL_GEMM_AMX, 1, 1, 0, Sk, hd, bq, b.p, Sk,
-                                      (const hl_bf16 *)ob, hd, 1, b.dv, hd) != 0)
+            if (p->dv && hl_gemm_bf16x(HL_GEMM_AMX, 1, 1, 0, Sk, hd, bq, HL_BF16, b.pt, Sk, HL_BF16,
+                                       ob, hd, 1, b.dv, hd, NULL) != 0)
                 return hl_fail(err, HELIOS_ERR_OOM, "out of memory in dV");
             continue;
         }
