@@ -87,6 +87,7 @@ typedef enum hl_cpu_slot {
     HL_SLOT_LINB_DY,   /* linear backward: dy as a dense copy in the GEMM dtype */
     HL_SLOT_LINB_X,    /* linear backward: x as a dense copy in the GEMM dtype */
     HL_SLOT_LINB_DX,   /* linear backward: dense dx when lddx != K */
+    HL_SLOT_LINB_DB,   /* linear backward: db's sums from our GEMM, before they are added */
     HL_SLOT_ATTB,      /* attention backward: per-thread blocks */
     HL_SLOT_CONVB,     /* conv3d backward: the GEMM blocks (conv_backward.c) */
     HL_SLOT_COUNT
