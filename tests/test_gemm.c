@@ -251,6 +251,21 @@ int main(int argc, char **argv) {
             printf("kernel %s %s: checked\n", hl_gemm_kernel_name(k), bf16 ? "bf16" : "f32");
         }
     }
+    /* row sums of A without a C to compute (N = 0; K = 0): still the sums (a linear with no
+     * input features still has a db) */
+    {
+        const float A[3 * 5] = {1, 2, 3, 4, 5, -1, 0.5f, 0, 0, 0, 7, 7, 7, 7, 7};
+        float as[5] = {NAN, NAN, NAN, NAN, NAN}, C[3] = {SENTINEL, SENTINEL, SENTINEL};
+        int rc = hl_gemm_bf16x(HL_GEMM_AUTO, 2, 0, 0, 3, 0, 5, HL_F32, A, 5, HL_F32, A, 1, 0, C, 1,
+                               as);
+        CHECK(rc == 0 && as[0] == 15 && as[1] == -0.5f && as[2] == 35 && C[0] == SENTINEL,
+              "bf16x N = 0: row sums %g %g %g", as[0], as[1], as[2]);
+        rc = hl_gemm_bf16x(HL_GEMM_AUTO, 2, 1, 0, 5, 0, 3, HL_F32, A, 5, HL_F32, A, 1, 0, C, 1, as);
+        CHECK(rc == 0 && as[0] == 7 && as[1] == 9.5f && as[4] == 12, "bf16x Aᵀ, N = 0: row sums");
+        rc = hl_gemm_bf16x(HL_GEMM_AUTO, 2, 0, 0, 3, 1, 0, HL_F32, A, 5, HL_F32, A, 1, 0, C, 1, as);
+        CHECK(rc == 0 && as[0] == 0 && as[2] == 0 && C[0] == 0 && C[2] == 0,
+              "bf16x K = 0: row sums or C not 0");
+    }
     /* the bench's AMX ceiling loops (harness/bench/amx_ceiling.c) address the panels as the GEMM
      * packs them: every C value of one pass against its sum in double */
     for (int pl = 0; pl < HL_AMX_PLACE_COUNT; pl++) {

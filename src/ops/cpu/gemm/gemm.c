@@ -637,8 +637,15 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
     if (k == HL_GEMM_AUTO) k = hl_gemm_kernel_best(bf16);
     if (!bf16 && (k == HL_GEMM_AVX512_BF16 || k == HL_GEMM_AMX)) k = HL_GEMM_AVX512;
     if (!hl_gemm_kernel_available(k)) return -1;
-    if (asum && (N <= 0 || K <= 0))
-        for (int64_t i = 0; i < M; i++) asum[i] = 0;
+    if (asum && (N <= 0 || K <= 0)) /* no C to pack A for: the row sums alone */
+        for (int64_t i = 0; i < M; i++) {
+            float acc = 0;
+            for (int64_t kk = 0; kk < K; kk++) {
+                const int64_t o = transA ? kk * lda + i : i * lda + kk;
+                acc += a_bf16 ? hl_bf16_to_f32(((const hl_bf16 *)A)[o]) : ((const float *)A)[o];
+            }
+            asum[i] = acc;
+        }
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
         if (!beta)
