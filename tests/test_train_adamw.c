@@ -70,6 +70,45 @@ static void test_adamw_first_step(void) {
     hl_adamw_free(&s);
 }
 
+/* The update written out in float, operation by operation, as adamw.c's scalar loop: the vector
+ * loop (16 lanes on AVX-512) must give its bits exactly, over steps, both lerp forms, and a length
+ * that leaves a tail. */
+static void test_vector_same_bits(double beta1) {
+    enum { N = 1003, STEPS = 3 };
+    hl_adamw_config c = {beta1, 0.95, 1e-8, 0.01};
+    hl_adamw s;
+    hl_error e = {0};
+    CHECK(hl_adamw_init(&s, N, &e) == HL_OK, "%s", e.msg);
+    float p[N], g[N], pr[N], mr[N] = {0}, vr[N] = {0};
+    fill_random(p, N, 7);
+    memcpy(pr, p, sizeof p);
+    int64_t bad = 0;
+    for (int k = 1; k <= STEPS; k++) {
+        fill_random(g, N, 200 + (uint64_t)k);
+        const double lr = 3e-3 * k, bc1 = 1.0 - pow(c.beta1, k), bc2 = 1.0 - pow(c.beta2, k);
+        const float decay = (float)(1.0 - lr * c.weight_decay), omb1 = (float)(1.0 - c.beta1),
+                    b1 = (float)(1.0 - (double)(float)(1.0 - c.beta1)), b2 = (float)c.beta2,
+                    omb2 = (float)(1.0 - c.beta2), bc2s = (float)sqrt(bc2), eps = (float)c.eps,
+                    st = (float)(lr / bc1);
+        for (int i = 0; i < N; i++) {
+            float pp = pr[i] * decay, gg = g[i];
+            float m = omb1 < 0.5f ? mr[i] + omb1 * (gg - mr[i]) : gg - (gg - mr[i]) * b1;
+            float v = vr[i] * b2 + omb2 * gg * gg;
+            float denom = sqrtf(v) / bc2s + eps;
+            pr[i] = pp - st * (m / denom);
+            mr[i] = m;
+            vr[i] = v;
+        }
+        hl_adamw_step(&s, &c, lr, p, g);
+        for (int i = 0; i < N; i++)
+            bad += memcmp(&p[i], &pr[i], 4) || memcmp(&s.m[i], &mr[i], 4) ||
+                   memcmp(&s.v[i], &vr[i], 4);
+    }
+    CHECK(bad == 0, "adamw beta1 %g: %lld values differ from the scalar formula's bits", beta1,
+          (long long)bad);
+    hl_adamw_free(&s);
+}
+
 static void test_threads_same_bits(void) {
     enum { N = 200003 };
     float *p1 = malloc(N * sizeof *p1), *p2 = malloc(N * sizeof *p2), *g = malloc(N * sizeof *g);
@@ -182,6 +221,8 @@ int main(void) {
     test_adamw(0.05, 0.9);
     test_adamw(0.01, 0.3); /* the other form of torch's lerp */
     test_adamw_first_step();
+    test_vector_same_bits(0.9);
+    test_vector_same_bits(0.3); /* 1 - beta1 >= 0.5: the other lerp form */
     test_threads_same_bits();
     test_range();
     test_clip();

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "core/parallel.h"
 
 hl_status hl_adamw_init(hl_adamw *s, int64_t n, hl_error *err) {
@@ -33,9 +37,35 @@ typedef struct adamw_args {
     float decay, one_minus_b1, b1, b2, one_minus_b2, bc2_sqrt, eps, step_size;
 } adamw_args;
 
+/* The update of one parameter (the scalar reference of adamw_slice's vector loop, which runs
+ * the same operations in the same order on 16 lanes: sqrt and division are correctly rounded
+ * either way, and no multiply-add is fused, so both give the same bits). */
 static void adamw_slice(int64_t begin, int64_t end, void *arg) {
     const adamw_args *a = arg;
-    for (int64_t i = begin; i < end; i++) {
+    int64_t i = begin;
+#if defined(__AVX512F__)
+    /* 16 parameters at a time: without it the step was bound by scalar sqrt and division, 2.5 ns
+     * a parameter on 2 threads (115 ms of the 1.3B block's 0.76 s bf16 training step) */
+    const __m512 decay = _mm512_set1_ps(a->decay), omb1 = _mm512_set1_ps(a->one_minus_b1),
+                 b1 = _mm512_set1_ps(a->b1), b2 = _mm512_set1_ps(a->b2),
+                 omb2 = _mm512_set1_ps(a->one_minus_b2), bc2s = _mm512_set1_ps(a->bc2_sqrt),
+                 eps = _mm512_set1_ps(a->eps), step = _mm512_set1_ps(a->step_size);
+    const int lerp_lo = a->one_minus_b1 < 0.5f;
+    for (; i + 16 <= end; i += 16) {
+        const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(a->p + i), decay);
+        const __m512 g = _mm512_loadu_ps(a->g + i), m0 = _mm512_loadu_ps(a->m + i);
+        const __m512 d = _mm512_sub_ps(g, m0);
+        const __m512 m = lerp_lo ? _mm512_add_ps(m0, _mm512_mul_ps(omb1, d))
+                                 : _mm512_sub_ps(g, _mm512_mul_ps(d, b1));
+        const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(a->v + i), b2),
+                                       _mm512_mul_ps(_mm512_mul_ps(omb2, g), g));
+        const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), bc2s), eps);
+        _mm512_storeu_ps(a->p + i, _mm512_sub_ps(p, _mm512_mul_ps(step, _mm512_div_ps(m, denom))));
+        _mm512_storeu_ps(a->m + i, m);
+        _mm512_storeu_ps(a->v + i, v);
+    }
+#endif
+    for (; i < end; i++) {
         float p = a->p[i] * a->decay, g = a->g[i];
         /* torch's lerp: the form depends on which side of 0.5 the weight is */
         float m = a->one_minus_b1 < 0.5f ? a->m[i] + a->one_minus_b1 * (g - a->m[i])
