@@ -333,6 +333,9 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                     for (int64_t r = 0; r < rows; r++)
                         for (int64_t k = k0b; k < ke; k++) d[k * MR + r] = a[r * p->sai + k];
                 }
+            } else if (a) {
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t r = 0; r < rows; r++) d[k * MR + r] = a[k * p->sak + r * p->sai];
             } else {
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
@@ -379,6 +382,11 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                         for (int64_t g = g0; g < ge; g++)
                             memcpy(&d32[g * MR + r], &tmp[r][2 * g], 4);
                 }
+            } else if (a) {
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t r = 0; r < rows; r++)
+                        d[((k >> 1) * MR + r) * 2 + (k & 1)] = hl_f32_to_bf16(
+                            a[k * p->sak + r * p->sai]);
             } else {
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
@@ -445,6 +453,10 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
                     for (int64_t k = 0; k < kb; k++)
                         d[k * NR + c] = hl_bf16_to_f32(b[c * p->sbj + k]);
                 }
+            } else if (!p->b_bf16) {
+                const float *b = (const float *)p->B + o;
+                for (int64_t k = 0; k < kb; k++)
+                    for (int64_t c = 0; c < cols; c++) d[k * NR + c] = b[k * p->sbk + c * p->sbj];
             } else {
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t c = 0; c < cols; c++)
