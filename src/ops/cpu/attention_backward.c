@@ -31,8 +31,7 @@
  * once per head 170 ms; dK, dV by our GEMM 156 ms (oneDNN's two transposed-A matmuls took 2.5x
  * the time of its two S-shaped plain ones, 108 against 43 ms of one thread's time); query
  * blocks of 256 rows 140 ms; P and dS in one pass, rounded there, and packed from bf16 by our
- * GEMM 120-130 ms (thread-time of that pass and the dK, dV matmuls: in the table of
- * docs/design.md). */
+ * GEMM 120-130 ms (the thread-time of each part, before and after: docs/design.md). */
 #include <float.h>
 #include <math.h>
 #include <omp.h>

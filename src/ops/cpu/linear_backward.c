@@ -170,8 +170,8 @@ static hl_status backward_ours(const hl_ctx *ctx, int64_t M, int64_t N, int64_t 
                                float *dx, int64_t lddx, int acc_dx, float *dW, float *db) {
     const int bf16 = W->dtype == HL_BF16, nthr = hl_cpu_nthr_for((double)M * N * K);
     int rc = 0;
-    float *dbs =
-        NULL; /* bf16 dW: db taken by the GEMM as it packs dyᵀ (its row sums), then added */
+    /* bf16 dW: db is the GEMM's row sums of dyᵀ, taken as it packs dy, then added */
+    float *dbs = NULL;
     if (db && dW && bf16 && !(dbs = hl_cpu_scratch(hl_cpu_of(ctx), HL_SLOT_LINB_DB, (size_t)N * 4)))
         return OOM();
     if (db && !dbs) {

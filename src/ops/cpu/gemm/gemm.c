@@ -420,9 +420,9 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
 }
 
 /* Pairs, B stored [K, N] (sbj = 1): the whole micro-panels of [q0, q1), a pair of rows k at a
- * time across all of them, so each stored row is read along the block (panel by panel, a row of
- * each panel is a new page: 2304 rows of 16 KiB stride at the FFN's dW ran 1.4x slower from
- * float32). Returns the first panel not done. */
+ * time across all of them, so each stored row is read along the block (panel by panel, each
+ * row of a panel is on another page: the FFN's dW, whose float32 x has 2304 rows 35 KiB apart,
+ * took 53 ms so against 37 ms from a bf16 copy). Returns the first panel not done. */
 static int64_t pack_b_pairs_rows(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb,
                                  int64_t q0, int64_t q1, hl_bf16 *d) {
     const int NR = p->u->nr;
