@@ -97,19 +97,25 @@ static size_t attb_carve(const attb_plan *p, char *base, attb_bufs *b) {
     return fixed + 2 * ps + pq;
 }
 
-/* dS = P ⊙ (dP - D_i) over one row (ds holds dP, overwritten); dbias row += dS. */
-static void ds_row(const float *p, float *ds, int64_t n, float D, float *dbias) {
+/* float32 operands: one row's P = e·inv in place (p holds the row's exponentials, inv is 1 /
+ * their sum) and, with ds (NULL: not wanted; it holds dP, overwritten), dS = P ⊙ (dP - D),
+ * dbias row += dS: one pass instead of two. */
+static void p_ds_row(float *p, float inv, float *ds, int64_t n, float D, float *dbias) {
     int64_t j = 0;
 #ifdef HL_CPU_AVX512
-    const __m512 vd = _mm512_set1_ps(D);
+    const __m512 vi = _mm512_set1_ps(inv), vd = _mm512_set1_ps(D);
     for (; j + 16 <= n; j += 16) {
-        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(p + j),
-                                 _mm512_sub_ps(_mm512_loadu_ps(ds + j), vd));
+        const __m512 pv = _mm512_mul_ps(_mm512_loadu_ps(p + j), vi);
+        _mm512_storeu_ps(p + j, pv);
+        if (!ds) continue;
+        const __m512 v = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(ds + j), vd));
         _mm512_storeu_ps(ds + j, v);
         if (dbias) _mm512_storeu_ps(dbias + j, _mm512_add_ps(_mm512_loadu_ps(dbias + j), v));
     }
 #endif
     for (; j < n; j++) {
+        p[j] *= inv;
+        if (!ds) continue;
         ds[j] = p[j] * (ds[j] - D);
         if (dbias) dbias[j] += ds[j];
     }
@@ -170,19 +176,17 @@ static hl_status head_task(const attb_plan *p, int tid, int h, hl_error *err) {
     for (int64_t blk = 0; blk < p->nblk; blk++) {
         const int64_t i0 = blk * bq, rows = Sq - i0 < bq ? Sq - i0 : bq;
         const char *qb = qh + (size_t)(i0 * hd) * es, *ob = oh + (size_t)(i0 * hd) * es;
-        float inv[256]; /* bf16: 1 / each row's sum, P normalised in p_ds_row_bf16 (bq <= 256) */
-        /* P (bf16: the exponentials) */
+        float inv[256]; /* 1 / each row's sum: P is normalised with dS (bq <= 256) */
+        /* the exponentials of P */
         HL_TRY(hl_cpu_mm_run(p->s_mm, tid, qb, b.kbs, NULL, b.p, b.pad, err));
         for (int64_t r = 0; r < rows; r++) {
             float *pr = b.p + r * Sk;
             const float *bias = p->bias ? p->bias + ((int64_t)h * Sq + i0 + r) * Sk : NULL;
             float mx = hl_cpu_att_bias_row(pr, Sk, p->scale, bias, p->key_bias);
             inv[r] = 1.0f / hl_cpu_att_exp_row_shifted(pr, Sk, mx, HL_F32, pr, NULL);
-            if (!bf16)
-                for (int64_t j = 0; j < Sk; j++) pr[j] *= inv[r];
         }
         if (rows < bq) memset(b.p + rows * Sk, 0, (size_t)((bq - rows) * Sk) * sizeof *b.p);
-        /* dS (bf16: P and dS rounded in one pass) */
+        /* P and dS in one pass (bf16: rounded there) */
         if (need_ds) HL_TRY(hl_cpu_mm_run(p->s_mm, tid, ob, b.vbs, NULL, b.ds, b.pad, err));
         for (int64_t r = 0; r < rows; r++) {
             float *dbias = p->dbias ? p->dbias + ((int64_t)h * Sq + i0 + r) * Sk : NULL;
@@ -190,7 +194,9 @@ static hl_status head_task(const attb_plan *p, int tid, int h, hl_error *err) {
                 p_ds_row_bf16(b.p + r * Sk, inv[r], need_ds ? b.ds + r * Sk : NULL, Dh[i0 + r], Sk,
                               p->dv ? (hl_bf16 *)b.pt + r * Sk : NULL, (hl_bf16 *)b.dst + r * Sk,
                               dbias);
-            else if (need_ds) ds_row(b.p + r * Sk, b.ds + r * Sk, Sk, Dh[i0 + r], dbias);
+            else
+                p_ds_row(b.p + r * Sk, inv[r], need_ds ? b.ds + r * Sk : NULL, Sk, Dh[i0 + r],
+                         dbias);
         }
         if (rows < bq) {
             const size_t tail = (size_t)((bq - rows) * Sk) * es;
