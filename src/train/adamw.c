@@ -37,9 +37,9 @@ typedef struct adamw_args {
     float decay, one_minus_b1, b1, b2, one_minus_b2, bc2_sqrt, eps, step_size;
 } adamw_args;
 
-/* The update of one parameter (the scalar reference of adamw_slice's vector loop, which runs
- * the same operations in the same order on 16 lanes: sqrt and division are correctly rounded
- * either way, and no multiply-add is fused, so both give the same bits). */
+/* The update of parameters [begin, end). The scalar loop is the reference of the vector loop,
+ * which runs the same operations in the same order on 16 lanes: sqrt and division are correctly
+ * rounded either way and no multiply-add is fused, so both give the same bits. */
 static void adamw_slice(int64_t begin, int64_t end, void *arg) {
     const adamw_args *a = arg;
     int64_t i = begin;

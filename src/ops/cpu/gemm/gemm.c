@@ -672,21 +672,6 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
     if (k == HL_GEMM_AUTO) k = hl_gemm_kernel_best(bf16);
     if (!bf16 && (k == HL_GEMM_AVX512_BF16 || k == HL_GEMM_AMX)) k = HL_GEMM_AVX512;
     if (!hl_gemm_kernel_available(k)) return -1;
-    if (asum && (N <= 0 || K <= 0)) /* no C to pack A for: the row sums alone */
-        for (int64_t i = 0; i < M; i++) {
-            float acc = 0;
-            for (int64_t kk = 0; kk < K; kk++) {
-                const int64_t o = transA ? kk * lda + i : i * lda + kk;
-                acc += a_bf16 ? hl_bf16_to_f32(((const hl_bf16 *)A)[o]) : ((const float *)A)[o];
-            }
-            asum[i] = acc;
-        }
-    if (M <= 0 || N <= 0) return 0;
-    if (K <= 0) {
-        if (!beta)
-            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
-        return 0;
-    }
     plan p = {.M = M,
               .N = N,
               .K = K,
@@ -700,6 +685,14 @@ static int gemm(hl_gemm_kernel k, int bf16, int nthr, int transA, int transB, in
               .asum = asum};
     p.sai = transA ? 1 : lda, p.sak = transA ? lda : 1;
     p.sbk = transB ? 1 : ldb, p.sbj = transB ? ldb : 1;
+    if (asum && M > 0 && (N <= 0 || K <= 0)) /* no C to pack A for: the row sums alone */
+        asum_block(&p, 0, M, 0, K > 0 ? K : 0);
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0) {
+        if (!beta)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+        return 0;
+    }
     switch (k) {
     case HL_GEMM_AVX2: p.u = &hl_gemm_ukr_avx2, p.mc = 288, p.kc = 512, p.nc = 2048; break;
     case HL_GEMM_AVX512: p.u = &hl_gemm_ukr_avx512, p.mc = 336, p.kc = 512, p.nc = 2048; break;
