@@ -219,15 +219,19 @@ static void run_conv_case(const conv_case *cc, hl_dtype wdt) {
     CHECK(same(dx, dx2, nx), "%s: dx alone (accumulate set) differs", cc->name);
     CHECK(hl_conv3d_backward(&g_ref, &s, x, &wt, R, NULL, dw2, db2) == HL_OK, "dw, db only");
     CHECK(same(dw, dw2, nw) && same(db, db2, cc->O), "%s: dw, db alone differ", cc->name);
-    for (int bi = 0; bi < test_n_backends; bi++) {
-        hl_ctx be = test_ctx(test_backends[bi], &g_err);
-        float *ex = filled(nx, NAN), *ew = filled(nw, 1.0f), *eb = filled(cc->O, 1.0f);
-        CHECK(hl_conv3d_backward(&be, &s, x, &wt, R, ex, ew, eb) == HL_OK, "backend status");
-        CHECK(close_to(ex, dx, nx, 1e-6) && close_to(ew, dw, nw, 1e-6) &&
-                  close_to(eb, db, cc->O, 1e-6),
-              "%s: %s differs from ref", cc->name, hl_backend_name(be.backend));
-        free(ex), free(ew), free(eb);
-    }
+    for (int bi = 0; bi < test_n_backends; bi++)
+        for (int mode = 0; mode < 2; mode++) { /* cpu: oneDNN where it can, our GEMM */
+            hl_ctx be = test_ctx(test_backends[bi], &g_err);
+            float *ex = filled(nx, NAN), *ew = filled(nw, 1.0f), *eb = filled(cc->O, 1.0f);
+            if (mode) setenv("HELIOS_CONV_BACKWARD", "gemm", 1);
+            CHECK(hl_conv3d_backward(&be, &s, x, &wt, R, ex, ew, eb) == HL_OK, "backend status");
+            unsetenv("HELIOS_CONV_BACKWARD");
+            CHECK(close_to(ex, dx, nx, 1e-6) && close_to(ew, dw, nw, 1e-6) &&
+                      close_to(eb, db, cc->O, 1e-6),
+                  "%s: %s%s differs from ref", cc->name, hl_backend_name(be.backend),
+                  mode ? " (HELIOS_CONV_BACKWARD=gemm)" : "");
+            free(ex), free(ew), free(eb);
+        }
     free(x), free(w), free(wb), free(b), free(R), free(dx), free(dw), free(db), free(dx2),
         free(dw2), free(db2), free(k.x), free(k.w), free(k.b), free(k.R);
 }
@@ -253,7 +257,8 @@ static void test_conv3d_backward(void) {
 
 /* Shapes large enough for the cpu backward's blocks of output positions (conv_backward.c: about
  * 2^18 / (taps·C) rows each) to split rows, images and the stride's phases: every backend against
- * ref (no finite differences: too slow here), and the same bits on 1 thread as on all. */
+ * ref (no finite differences: too slow here), the same bits twice, and, on our GEMM, the same
+ * bits on 1 thread as on all. */
 static void test_conv3d_backward_blocks(void) {
     /* clang-format off */
     const conv_case cases[] = {
@@ -277,25 +282,38 @@ static void test_conv3d_backward_blocks(void) {
         float *dx = filled(nx, NAN), *dw = filled(nw, 1.0f), *db = filled(cc->O, 1.0f);
         CHECK(hl_conv3d_backward(&g_ref, &s, x, &wt, R, dx, dw, db) == HL_OK, "%s: ref status",
               cc->name);
-        for (int bi = 0; bi < test_n_backends; bi++) {
-            hl_ctx be = test_ctx(test_backends[bi], &g_err);
-            float *ex[2], *ew[2], *eb[2];
-            const int saved = omp_get_max_threads();
-            for (int r = 0; r < 2; r++) { /* r = 0: all threads, r = 1: one */
-                ex[r] = filled(nx, NAN), ew[r] = filled(nw, 1.0f), eb[r] = filled(cc->O, 1.0f);
-                omp_set_num_threads(r ? 1 : saved);
-                CHECK(hl_conv3d_backward(&be, &s, x, &wt, R, ex[r], ew[r], eb[r]) == HL_OK,
-                      "%s: %s status", cc->name, hl_backend_name(be.backend));
+        for (int bi = 0; bi < test_n_backends; bi++)
+            for (int mode = 0; mode < 2; mode++) { /* cpu: oneDNN where it can, our GEMM */
+                hl_ctx be = test_ctx(test_backends[bi], &g_err);
+                char name[64];
+                snprintf(name, sizeof name, "%s%s", hl_backend_name(be.backend),
+                         mode ? " (HELIOS_CONV_BACKWARD=gemm)" : "");
+                if (mode) setenv("HELIOS_CONV_BACKWARD", "gemm", 1);
+                float *ex[3], *ew[3], *eb[3];
+                const int saved = omp_get_max_threads();
+                for (int r = 0; r < 3; r++) { /* r = 0, 1: all threads, r = 2: one */
+                    ex[r] = filled(nx, NAN), ew[r] = filled(nw, 1.0f), eb[r] = filled(cc->O, 1.0f);
+                    omp_set_num_threads(r == 2 ? 1 : saved);
+                    CHECK(hl_conv3d_backward(&be, &s, x, &wt, R, ex[r], ew[r], eb[r]) == HL_OK,
+                          "%s: %s status", cc->name, name);
+                }
+                omp_set_num_threads(saved);
+                unsetenv("HELIOS_CONV_BACKWARD");
+                /* ours sums in double across its blocks; oneDNN's float32 sums of a few
+                 * thousand terms on one thread come within 1.3e-6 of the largest value */
+                const double tol = mode ? 1e-6 : 5e-6;
+                for (int r = 0; r < 3; r++)
+                    CHECK(close_to(ex[r], dx, nx, tol) && close_to(ew[r], dw, nw, tol) &&
+                              close_to(eb[r], db, cc->O, tol),
+                          "%s: %s differs from ref (run %d)", cc->name, name, r);
+                CHECK(same(ex[0], ex[1], nx) && same(ew[0], ew[1], nw) && same(eb[0], eb[1], cc->O),
+                      "%s: %s: two runs on %d threads differ", cc->name, name, saved);
+                /* our GEMM's sums do not depend on the thread count (oneDNN's do) */
+                CHECK(!mode || (same(ex[0], ex[2], nx) && same(ew[0], ew[2], nw) &&
+                                same(eb[0], eb[2], cc->O)),
+                      "%s: %s on %d threads differs from 1 thread", cc->name, name, saved);
+                for (int r = 0; r < 3; r++) free(ex[r]), free(ew[r]), free(eb[r]);
             }
-            omp_set_num_threads(saved);
-            CHECK(close_to(ex[0], dx, nx, 1e-6) && close_to(ew[0], dw, nw, 1e-6) &&
-                      close_to(eb[0], db, cc->O, 1e-6),
-                  "%s: %s differs from ref", cc->name, hl_backend_name(be.backend));
-            CHECK(same(ex[0], ex[1], nx) && same(ew[0], ew[1], nw) && same(eb[0], eb[1], cc->O),
-                  "%s: %s on %d threads differs from 1 thread", cc->name,
-                  hl_backend_name(be.backend), saved);
-            for (int r = 0; r < 2; r++) free(ex[r]), free(ew[r]), free(eb[r]);
-        }
         free(x), free(w), free(R), free(dx), free(dw), free(db);
     }
 }

@@ -73,10 +73,10 @@ static size_t pd_pad_bytes(const_dnnl_primitive_desc_t pd) {
     return dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
 }
 
-/* A reorder from a to b with a user scratchpad; *out stays NULL when a == b. */
-static dnnl_status_t make_reorder(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
-                                  const dnnl_memory_desc_t *b, const_dnnl_primitive_attr_t attr,
-                                  dnnl_primitive_t *out, size_t *pad) {
+dnnl_status_t hl_cpu_dnnl_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
+                                       const dnnl_memory_desc_t *b,
+                                       const_dnnl_primitive_attr_t attr, dnnl_primitive_t *out,
+                                       size_t *pad) {
     *out = NULL;
     if (dnnl_memory_desc_equal(a, b)) return dnnl_success;
     dnnl_primitive_desc_t pd = NULL;
@@ -137,13 +137,17 @@ static dnnl_status_t prim_build(conv_prim *p, dnnl_primitive_attr_t attr) {
     dnnl_primitive_attr_t rattr = NULL;
     if ((st = dnnl_primitive_attr_create(&rattr)) != dnnl_success) return st;
     dnnl_primitive_attr_set_scratchpad_mode(rattr, dnnl_scratchpad_mode_user);
-    st = make_reorder(p->engine, &p->x_md, &p->src_md, rattr, &p->x_reorder, &p->pad_bytes);
+    st = hl_cpu_dnnl_reorder_make(p->engine, &p->x_md, &p->src_md, rattr, &p->x_reorder,
+                                  &p->pad_bytes);
     if (st == dnnl_success && k->acc)
-        st = make_reorder(p->engine, &p->y_md, &p->dst_md, rattr, &p->y_in, &p->pad_bytes);
+        st = hl_cpu_dnnl_reorder_make(p->engine, &p->y_md, &p->dst_md, rattr, &p->y_in,
+                                      &p->pad_bytes);
     if (st == dnnl_success)
-        st = make_reorder(p->engine, &p->dst_md, &p->y_md, rattr, &p->y_out, &p->pad_bytes);
+        st = hl_cpu_dnnl_reorder_make(p->engine, &p->dst_md, &p->y_md, rattr, &p->y_out,
+                                      &p->pad_bytes);
     if (st == dnnl_success)
-        st = make_reorder(p->engine, &p->w_md, &p->wei_md, rattr, &p->w_reorder, &p->pad_bytes);
+        st = hl_cpu_dnnl_reorder_make(p->engine, &p->w_md, &p->wei_md, rattr, &p->w_reorder,
+                                      &p->pad_bytes);
     dnnl_primitive_attr_destroy(rattr);
     dnnl_memory_desc_t pad1d;
     dnnl_dims_t padd = {(int64_t)(p->pad_bytes ? p->pad_bytes : 1)};
@@ -207,18 +211,12 @@ static hl_status prim_get(hl_cpu *cpu, const conv_key *key, conv_prim **out, hl_
 
 /* ---- execution ------------------------------------------------------------------------------- */
 
-typedef struct exec_arg {
-    int arg;
-    const dnnl_memory_desc_t *md;
-    const void *handle;
-} exec_arg;
-
-static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_arg *args, int n,
-                         int nthr, const char *what, hl_error *err) {
+hl_status hl_cpu_dnnl_run(const hl_cpu *cpu, dnnl_primitive_t prim, const hl_dnnl_arg *args, int n,
+                          int nthr, const char *what, hl_error *err) {
     dnnl_exec_arg_t ex[8];
     int m = 0;
     dnnl_status_t st = dnnl_success;
-    for (int i = 0; i < n && st == dnnl_success; i++) {
+    for (int i = 0; i < n && i < 8 && st == dnnl_success; i++) {
         if (!args[i].handle) continue;
         ex[m].arg = args[i].arg;
         st = dnnl_memory_create(&ex[m].memory, args[i].md, hl_cpu_engine(cpu),
@@ -227,15 +225,17 @@ static hl_status execute(const hl_cpu *cpu, dnnl_primitive_t prim, const exec_ar
     }
     if (st == dnnl_success) st = hl_cpu_dnnl_execute(prim, hl_cpu_stream(cpu, 0), m, ex, nthr);
     for (int i = 0; i < m; i++) dnnl_memory_destroy(ex[i].memory);
-    return st == dnnl_success ? HL_OK : dnnl_fail(err, st, what);
+    return st == dnnl_success ? HL_OK
+                              : hl_fail(err, HELIOS_ERR_INTERNAL, "%s: oneDNN failed: %s", what,
+                                        dnnl_status2str(st));
 }
 
 static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t r,
                          const dnnl_memory_desc_t *from, const void *a,
                          const dnnl_memory_desc_t *to, void *b, void *pad, hl_error *err) {
-    exec_arg args[3] = {
+    hl_dnnl_arg args[3] = {
         {DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b}, {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    return execute(cpu, r, args, 3, p->key.nthr, "reorder", err);
+    return hl_cpu_dnnl_run(cpu, r, args, 3, p->key.nthr, "conv3d: reorder", err);
 }
 
 /* ---- packs ----------------------------------------------------------------------------------- */
@@ -359,12 +359,12 @@ static hl_status conv_locked(const hl_ctx *ctx, const hl_conv3d_shape *s, const 
             return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d: out of memory (output copy)");
         if (p->y_in) HL_TRY(reorder(cpu, p, p->y_in, &p->y_md, y, &p->dst_md, dst, pad, ctx->err));
     }
-    exec_arg args[5] = {{DNNL_ARG_SRC, &p->src_md, src},
-                        {DNNL_ARG_WEIGHTS, &p->wei_md, wei},
-                        {DNNL_ARG_BIAS, &p->bias_md, bias},
-                        {DNNL_ARG_DST, &p->dst_md, dst},
-                        {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    HL_TRY(execute(cpu, p->conv, args, 5, p->key.nthr, "convolution", ctx->err));
+    hl_dnnl_arg args[5] = {{DNNL_ARG_SRC, &p->src_md, src},
+                           {DNNL_ARG_WEIGHTS, &p->wei_md, wei},
+                           {DNNL_ARG_BIAS, &p->bias_md, bias},
+                           {DNNL_ARG_DST, &p->dst_md, dst},
+                           {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
+    HL_TRY(hl_cpu_dnnl_run(cpu, p->conv, args, 5, p->key.nthr, "conv3d: convolution", ctx->err));
     if (p->y_out) HL_TRY(reorder(cpu, p, p->y_out, &p->dst_md, dst, &p->y_md, y, pad, ctx->err));
     return HL_OK;
 }

@@ -90,6 +90,8 @@ typedef enum hl_cpu_slot {
     HL_SLOT_LINB_DB,   /* linear backward: db's sums from our GEMM, before they are added */
     HL_SLOT_ATTB,      /* attention backward: per-thread blocks */
     HL_SLOT_CONVB,     /* conv3d backward: the GEMM blocks (conv_backward.c) */
+    HL_SLOT_CONVB_W,   /* conv3d backward, oneDNN: the weights in its layouts, dw, db */
+    HL_SLOT_CONVB_PAD, /* conv3d backward, oneDNN: scratchpad */
     HL_SLOT_COUNT
 } hl_cpu_slot;
 
@@ -111,12 +113,43 @@ dnnl_stream_t hl_cpu_stream(const hl_cpu *cpu, int i); /* after hl_cpu_dnnl_init
  * (logged once at info level). Call with the lock held. */
 int hl_cpu_bf16_gemm(hl_cpu *cpu);
 
+/* The convolutions' oneDNN plumbing (conv.c). An argument of a primitive: its index
+ * (DNNL_ARG_*), its memory descriptor and data; arguments without data are left out. */
+typedef struct hl_dnnl_arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    const void *handle;
+} hl_dnnl_arg;
+/* Runs prim on stream 0 with nthr threads (at most 8 arguments); a failure names `what`. */
+hl_status hl_cpu_dnnl_run(const hl_cpu *cpu, dnnl_primitive_t prim, const hl_dnnl_arg *args, int n,
+                          int nthr, const char *what, hl_error *err);
+/* A reorder from a to b with attr (a user scratchpad: *pad grows to its size); *out stays NULL
+ * when a == b. */
+dnnl_status_t hl_cpu_dnnl_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
+                                       const dnnl_memory_desc_t *b,
+                                       const_dnnl_primitive_attr_t attr, dnnl_primitive_t *out,
+                                       size_t *pad);
+
+/* conv3d backward on oneDNN (conv_backward_dnnl.c), for a geometry ops.c checked, NTHWC: the
+ * parts oneDNN has a direct kernel for, *done saying which (HL_CONVB_DX: dx; HL_CONVB_DW: dw
+ * and db); the caller computes the rest. Call with the lock held. */
+enum { HL_CONVB_DX = 1, HL_CONVB_DW = 2 };
+struct hl_conv_geom;
+hl_status hl_cpu_conv3d_backward_dnnl(const hl_ctx *ctx, const hl_conv3d_shape *s,
+                                      const struct hl_conv_geom *g, const float *x,
+                                      const hl_tensor *w, const float *dy, float *dx, float *dw,
+                                      float *db, int *done);
+
 /* ---- the primitive cache ----------------------------------------------------------------------
  * One LRU for every kind of primitive: an entry is (kind, key bytes) -> an object made by create
  * and dropped by destroy. Keys are compared byte-wise, so zero them before filling (padding).
  * The object stays valid until HL_CPU_CACHE_SIZE other keys are fetched. */
 enum { HL_CPU_CACHE_SIZE = 144, HL_CPU_KEY_MAX = 160 };
-typedef enum hl_cpu_prim_kind { HL_PRIM_MATMUL = 1, HL_PRIM_CONV = 2 } hl_cpu_prim_kind;
+typedef enum hl_cpu_prim_kind {
+    HL_PRIM_MATMUL = 1,
+    HL_PRIM_CONV = 2,
+    HL_PRIM_CONV_BWD = 3
+} hl_cpu_prim_kind;
 typedef hl_status (*hl_cpu_create_fn)(hl_cpu *cpu, const void *key, void **obj, hl_error *err);
 hl_status hl_cpu_cache_get(hl_cpu *cpu, hl_cpu_prim_kind kind, const void *key, size_t key_len,
                            hl_cpu_create_fn create, void (*destroy)(void *obj), void **out,

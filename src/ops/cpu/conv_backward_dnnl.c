@@ -1,0 +1,225 @@
+/* cpu Conv3d backward through oneDNN's convolution backward primitives, channels-last float32:
+ * backward data gives dx, backward weights gives dw and db (into scratch, then added: the op
+ * accumulates them). The weights are reordered from the stored [O, C, kt, kh, kw] (float32 or
+ * bf16, read as float32) into the primitive's layout on every call (the optimizer changes them
+ * between calls; a few thousand values). Primitives are cached per geometry with the forward's
+ * (conv.c) and made for the call's thread count; oneDNN's reduction order depends on that count,
+ * so results are the same for a given thread count, not across counts.
+ *
+ * Why: over our GEMM (conv_backward.c), dx is a GEMM with K = O (16-32 in the tiny VAE: a C
+ * tile round trip per few multiply-adds) into a taps·C-wide block that col2im then scatters,
+ * and dw reads an im2col copy 27x the input; oneDNN's direct kernels do neither (measured in
+ * conv_backward.c's header). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "core/log.h"
+#include "ops/cpu/cpu_internal.h"
+#include "ops/ref/conv_util.h"
+
+typedef struct cbw_key {
+    int64_t N, C, T, H, W, O, kt, kh, kw;
+    int stride[3], pad[6];
+    int w_dt, dx, dw, db, nthr; /* dw: the weights primitive runs (for dw or db) */
+} cbw_key;
+
+typedef struct cbw_prim {
+    cbw_key key;
+    dnnl_primitive_t bwd_d, bwd_w; /* NULL when not wanted */
+    dnnl_primitive_t w_reorder;    /* w as stored -> bwd_d's weights (NULL: the same) */
+    dnnl_primitive_t dw_reorder;   /* bwd_w's diff weights -> [O, C, kt, kh, kw] (NULL: same) */
+    dnnl_memory_desc_t x_md, y_md, w_md, wd_md, dw_md, dwu_md, db_md, pad_md;
+    size_t pad_bytes;
+} cbw_prim;
+
+static void cbw_destroy(cbw_prim *p) {
+    dnnl_primitive_t *all[] = {&p->bwd_d, &p->bwd_w, &p->w_reorder, &p->dw_reorder};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (*all[i]) dnnl_primitive_destroy(*all[i]);
+    memset(p, 0, sizeof *p);
+}
+
+/* pd's primitive into *out, its scratchpad size into *pad (the largest), its kernel logged; *out
+ * stays NULL where oneDNN has only its im2col GEMM ("gemm:jit", as on AVX2 for most weight
+ * gradients: no better than ours, and ours gives the same bits on any thread count) or its
+ * reference loops. */
+static dnnl_status_t make_prim(dnnl_primitive_desc_t pd, const char *what, dnnl_primitive_t *out,
+                               size_t *pad) {
+    const char *impl = "?";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    const int direct = !strncmp(impl, "jit", 3) || !strncmp(impl, "brg", 3);
+    HL_DEBUG("conv3d_backward: %s: %s%s", what, impl, direct ? "" : " (not used: our GEMM runs)");
+    if (!direct) return dnnl_success;
+    size_t n = dnnl_memory_desc_get_size(
+        dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+    if (n > *pad) *pad = n;
+    return dnnl_primitive_create(out, pd);
+}
+
+static dnnl_status_t cbw_build(cbw_prim *p, dnnl_engine_t eng, const_dnnl_primitive_attr_t attr) {
+    const cbw_key *k = &p->key;
+    const int64_t To = hl_conv_out_len(k->T, k->kt, k->stride[0], k->pad[0], k->pad[1]),
+                  Ho = hl_conv_out_len(k->H, k->kh, k->stride[1], k->pad[2], k->pad[3]),
+                  Wo = hl_conv_out_len(k->W, k->kw, k->stride[2], k->pad[4], k->pad[5]);
+    dnnl_dims_t xd = {k->N, k->C, k->T, k->H, k->W}, yd = {k->N, k->O, To, Ho, Wo},
+                wd = {k->O, k->C, k->kt, k->kh, k->kw}, bd = {k->O};
+    dnnl_dims_t strides = {k->stride[0], k->stride[1], k->stride[2]};
+    dnnl_dims_t pad_l = {k->pad[0], k->pad[2], k->pad[4]},
+                pad_r = {k->pad[1], k->pad[3], k->pad[5]};
+    dnnl_memory_desc_t wany;
+    dnnl_status_t st;
+    if ((st = dnnl_memory_desc_init_by_tag(&p->x_md, 5, xd, dnnl_f32, dnnl_ndhwc)) ||
+        (st = dnnl_memory_desc_init_by_tag(&p->y_md, 5, yd, dnnl_f32, dnnl_ndhwc)) ||
+        (st = dnnl_memory_desc_init_by_tag(
+             &p->w_md, 5, wd, k->w_dt == HL_BF16 ? dnnl_bf16 : dnnl_f32, dnnl_oidhw)) ||
+        (st = dnnl_memory_desc_init_by_tag(&p->dwu_md, 5, wd, dnnl_f32, dnnl_oidhw)) ||
+        (st = dnnl_memory_desc_init_by_tag(&p->db_md, 1, bd, dnnl_f32, dnnl_a)) ||
+        (st = dnnl_memory_desc_init_by_tag(&wany, 5, wd, dnnl_f32, dnnl_format_tag_any)))
+        return st;
+    /* the backward primitives are made from a forward one (the hint); a direction oneDNN has no
+     * primitive for stays NULL (our GEMM runs it) */
+    dnnl_convolution_desc_t fd, bdd, bwd;
+    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+    st = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
+                                            &p->x_md, &wany, &p->db_md, &p->y_md, strides, pad_l,
+                                            pad_r);
+    if (st == dnnl_success && dnnl_primitive_desc_create(&fpd, &fd, attr, eng, NULL))
+        return dnnl_success; /* no forward: neither direction */
+    if (st == dnnl_success && k->dx &&
+        !dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &p->x_md, &wany,
+                                                  &p->y_md, strides, pad_l, pad_r) &&
+        !dnnl_primitive_desc_create(&pd, &bdd, attr, eng, fpd)) {
+        p->wd_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        st = make_prim(pd, "data", &p->bwd_d, &p->pad_bytes);
+        dnnl_primitive_desc_destroy(pd), pd = NULL;
+        if (st == dnnl_success && p->bwd_d)
+            st = hl_cpu_dnnl_reorder_make(eng, &p->w_md, &p->wd_md, attr, &p->w_reorder,
+                                          &p->pad_bytes);
+    }
+    if (st == dnnl_success && k->dw &&
+        !dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &p->x_md, &wany,
+                                                     k->db ? &p->db_md : NULL, &p->y_md, strides,
+                                                     pad_l, pad_r) &&
+        !dnnl_primitive_desc_create(&pd, &bwd, attr, eng, fpd)) {
+        p->dw_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+        st = make_prim(pd, "weights", &p->bwd_w, &p->pad_bytes);
+        dnnl_primitive_desc_destroy(pd), pd = NULL;
+        if (st == dnnl_success && p->bwd_w)
+            st = hl_cpu_dnnl_reorder_make(eng, &p->dw_md, &p->dwu_md, attr, &p->dw_reorder,
+                                          &p->pad_bytes);
+    }
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    dnnl_dims_t padd = {(int64_t)(p->pad_bytes ? p->pad_bytes : 1)};
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&p->pad_md, 1, padd, dnnl_u8, dnnl_a);
+    return st;
+}
+
+static hl_status cbw_new(hl_cpu *cpu, const void *key, void **obj, hl_error *err) {
+    cbw_prim *p = calloc(1, sizeof *p);
+    if (!p) return hl_fail(err, HELIOS_ERR_OOM, "conv3d_backward: out of memory (primitive)");
+    p->key = *(const cbw_key *)key;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_create(&attr);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    /* oneDNN sizes its thread partitioning from omp_get_max_threads() at creation */
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(p->key.nthr);
+    if (st == dnnl_success) st = cbw_build(p, hl_cpu_engine(cpu), attr);
+    omp_set_num_threads(saved);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) {
+        cbw_destroy(p);
+        free(p);
+        return hl_fail(err, HELIOS_ERR_UNSUPPORTED, "conv3d_backward: oneDNN primitive: %s",
+                       dnnl_status2str(st));
+    }
+    *obj = p;
+    return HL_OK;
+}
+
+static void cbw_free(void *obj) {
+    cbw_destroy(obj);
+    free(obj);
+}
+
+static size_t al64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+static hl_status cbw_run(const hl_ctx *ctx, const cbw_prim *p, const float *x, const hl_tensor *w,
+                         const float *dy, float *dx, float *dw, float *db) {
+    hl_cpu *cpu = hl_cpu_of(ctx);
+    const int nthr = p->key.nthr;
+    const size_t nw = (size_t)(p->key.O * p->key.C * p->key.kt * p->key.kh * p->key.kw);
+    const size_t b_wd = p->bwd_d ? al64(dnnl_memory_desc_get_size(&p->wd_md)) : 0,
+                 b_dw = p->bwd_w ? al64(dnnl_memory_desc_get_size(&p->dw_md)) : 0,
+                 b_dwu = p->dw_reorder ? al64(nw * sizeof(float)) : 0,
+                 b_db = al64((size_t)p->key.O * sizeof(float));
+    char *buf = hl_cpu_scratch(cpu, HL_SLOT_CONVB_W, b_wd + b_dw + b_dwu + b_db);
+    void *pad = hl_cpu_scratch(cpu, HL_SLOT_CONVB_PAD, p->pad_bytes);
+    if (!buf || !pad) return hl_fail(ctx->err, HELIOS_ERR_OOM, "conv3d_backward: out of memory");
+    void *wd = buf, *dwb = buf + b_wd;
+    float *dwu = (float *)(buf + b_wd + b_dw), *dbb = (float *)(buf + b_wd + b_dw + b_dwu);
+    if (p->bwd_d) {
+        const void *wsrc = w->data;
+        if (p->w_reorder) {
+            hl_dnnl_arg r[3] = {{DNNL_ARG_FROM, &p->w_md, w->data},
+                                {DNNL_ARG_TO, &p->wd_md, wd},
+                                {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
+            HL_TRY(hl_cpu_dnnl_run(cpu, p->w_reorder, r, 3, nthr, "conv3d_backward: reorder",
+                                   ctx->err));
+            wsrc = wd;
+        }
+        hl_dnnl_arg a[4] = {{DNNL_ARG_DIFF_DST, &p->y_md, dy},
+                            {DNNL_ARG_WEIGHTS, &p->wd_md, wsrc},
+                            {DNNL_ARG_DIFF_SRC, &p->x_md, dx},
+                            {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
+        HL_TRY(hl_cpu_dnnl_run(cpu, p->bwd_d, a, 4, nthr, "conv3d_backward: data", ctx->err));
+    }
+    if (p->bwd_w) {
+        hl_dnnl_arg a[5] = {{DNNL_ARG_SRC, &p->x_md, x},
+                            {DNNL_ARG_DIFF_DST, &p->y_md, dy},
+                            {DNNL_ARG_DIFF_WEIGHTS, &p->dw_md, dwb},
+                            {DNNL_ARG_DIFF_BIAS, &p->db_md, p->key.db ? dbb : NULL},
+                            {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
+        HL_TRY(hl_cpu_dnnl_run(cpu, p->bwd_w, a, 5, nthr, "conv3d_backward: weights", ctx->err));
+        const float *g = dwb;
+        if (p->dw_reorder) {
+            hl_dnnl_arg r[3] = {{DNNL_ARG_FROM, &p->dw_md, dwb},
+                                {DNNL_ARG_TO, &p->dwu_md, dwu},
+                                {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
+            HL_TRY(hl_cpu_dnnl_run(cpu, p->dw_reorder, r, 3, nthr, "conv3d_backward: reorder",
+                                   ctx->err));
+            g = dwu;
+        }
+        if (dw)
+            for (size_t i = 0; i < nw; i++) dw[i] += g[i];
+        if (db)
+            for (int64_t o = 0; o < p->key.O; o++) db[o] += dbb[o];
+    }
+    return HL_OK;
+}
+
+hl_status hl_cpu_conv3d_backward_dnnl(const hl_ctx *ctx, const hl_conv3d_shape *s,
+                                      const hl_conv_geom *g, const float *x, const hl_tensor *w,
+                                      const float *dy, float *dx, float *dw, float *db, int *done) {
+    *done = 0;
+    cbw_key key;
+    memset(&key, 0, sizeof key); /* padding bytes take part in the cache's memcmp */
+    key.N = g->N, key.C = g->C, key.T = g->T, key.H = g->H, key.W = g->W;
+    key.O = g->O, key.kt = g->kt, key.kh = g->kh, key.kw = g->kw;
+    memcpy(key.stride, s->stride, sizeof key.stride);
+    memcpy(key.pad, s->pad, sizeof key.pad);
+    key.w_dt = w->dtype, key.dx = dx != NULL, key.dw = dw || db, key.db = db != NULL;
+    key.nthr = hl_cpu_nthr_for((double)g->N * g->O * g->C * g->kt * g->kh * g->kw * g->To * g->Ho *
+                               g->Wo);
+    void *obj = NULL;
+    HL_TRY(hl_cpu_cache_get(hl_cpu_of(ctx), HL_PRIM_CONV_BWD, &key, sizeof key, cbw_new, cbw_free,
+                            &obj, ctx->err));
+    const cbw_prim *p = obj;
+    *done = (p->bwd_d ? HL_CONVB_DX : 0) | (p->bwd_w ? HL_CONVB_DW : 0);
+    return cbw_run(ctx, p, x, w, dy, dx, dw, db);
+}
