@@ -372,7 +372,8 @@ static double norm_loss(void *p) {
 }
 
 /* The VAE's shapes (channels-last, blocks of positions with a partial last one, one thread and
- * several): every backend's dx equals ref's bit for bit, in place too, dgamma to 1e-6. */
+ * several): every backend's dx equals ref's (bit for bit, or within 2e-6 of the largest value
+ * where cpu computes in float32), in place the same bits as not, dgamma to 1e-6. */
 static void test_channel_rmsnorm_backward_shapes(void) {
     const int64_t shapes[][3] = {{1, 16, 1001}, {2, 32, 1537}, {1, 5, 70001}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
@@ -390,11 +391,15 @@ static void test_channel_rmsnorm_backward_shapes(void) {
                 float *ex = filled(n, NAN), *eg = filled(C, 0.5f), *io = xalloc((size_t)n * 4);
                 memcpy(io, R, (size_t)n * sizeof *io);
                 hl_channel_rmsnorm_backward(&be, HL_NTHWC, N, C, S, x, g, silu, R, ex, eg);
-                CHECK(same(ex, dx, n) && close_to(eg, dg, C, 1e-6),
+                /* cpu: C a multiple of 16 runs in float32 (resample_backward.c), other C in
+                 * ref's double arithmetic, bit for bit */
+                const int exact = C % 16 != 0 || strcmp(hl_backend_name(be.backend), "cpu") != 0;
+                CHECK((exact ? same(ex, dx, n) : close_to(ex, dx, n, 2e-6)) &&
+                          close_to(eg, dg, C, 1e-6),
                       "rmsnorm backward %s, %lldx%lldx%lld silu %d differs from ref",
                       hl_backend_name(be.backend), (long long)N, (long long)C, (long long)S, silu);
                 hl_channel_rmsnorm_backward(&be, HL_NTHWC, N, C, S, x, g, silu, io, io, NULL);
-                CHECK(same(io, dx, n), "rmsnorm backward %s in place, %lldx%lldx%lld differs",
+                CHECK(same(io, ex, n), "rmsnorm backward %s in place, %lldx%lldx%lld differs",
                       hl_backend_name(be.backend), (long long)N, (long long)C, (long long)S);
                 free(ex), free(eg), free(io);
             }
