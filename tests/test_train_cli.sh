@@ -167,6 +167,32 @@ with_key s2ref s2bad '"pack_levels": "yes"'
 fails "stage2: pack_levels not a boolean" 2 "'objective.pack_levels' must be true or false" $H train "$T/s2bad.json"
 with_key s1ref s1pk '"pack_levels": true'
 fails "stage1: pack_levels is stage 2's" 2 "'objective.pack_levels' is not a setting" $H train "$T/s1pk.json"
+# a micro-batch of several samples: packed into one forward (the default, "pack_batch") or in
+# turn; the same losses and gradient norms up to the GEMMs' rounding, not the same bits; a packed
+# run resumes bit for bit; stage 2 packs every sample's levels together
+close_runs() { # A B STEPS: losses.tsv of runs A and B, loss and gradient norm to 1e-5
+    paste "$T/$1/losses.tsv" "$T/$2/losses.tsv" | awk -F'\t' '{n++; for (c = 3; c <= 5; c += 2) {a = $c; b = $(NF / 2 + c); d = a - b; if (d < 0) d = -d; if (!(d <= 1e-5 * (a < 0 ? -a : a))) bad++}} END{exit !(n == '"$3"' && !bad)}'
+}
+for st in 1 2; do
+    s1 b${st}p b${st}p 4 $st
+    sed -i 's/"steps": 4,/"steps": 4, "batch": 3,/' "$T/b${st}p.json"
+    with_key b${st}p b${st}t '"pack_batch": false'
+    $H train -q "$T/b${st}p.json" 2>>"$T/s1.err" && $H train -q "$T/b${st}t.json" 2>>"$T/s1.err"
+    rc=$?
+    check "stage$st batch 3: packed and in turn, 4 steps, losses and norms to 1e-5" "[ $rc -eq 0 ] && close_runs b${st}p b${st}t 4"
+    check "stage$st batch 3: packed is not the bits of in turn" "! cmp -s $T/b${st}p/checkpoint-4/transformer/diffusion_pytorch_model.safetensors $T/b${st}t/checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
+done
+sed 's/"steps": 4,/"steps": 2,/; s#b1p#b1r#' "$T/b1p.json" >"$T/b1h.json"
+sed 's#b1p#b1r#' "$T/b1p.json" >"$T/b1f.json"
+$H train -q "$T/b1h.json" 2>>"$T/s1.err" && $H train -q --resume "$T/b1f.json" 2>>"$T/s1.err"
+check "stage1 batch 3 packed: 2 + resume 2: same losses.tsv" "cmp -s $T/b1p/losses.tsv $T/b1r/losses.tsv"
+with_key b2p b2l '"pack_levels": false'
+with_key b2l b2lt '"pack_batch": false'
+$H train -q "$T/b2l.json" 2>>"$T/s2.err" && $H train -q "$T/b2lt.json" 2>>"$T/s2.err"
+rc=$?
+check "stage2 batch 3, levels in turn: nothing packed, pack_batch or not" "[ $rc -eq 0 ] && cmp -s $T/b2l/losses.tsv $T/b2lt/losses.tsv && ! cmp -s $T/b2l/losses.tsv $T/b2p/losses.tsv"
+with_key s1ref s1pbad '"pack_batch": 1'
+fails "stage1: pack_batch not a boolean" 2 "'objective.pack_batch' must be true or false" $H train "$T/s1pbad.json"
 # --gan-memory: both peaks printed, the one with Cache Grad the smaller; nothing trained
 $H train "$T/s1ref.json" --gan-memory >"$T/gm.out" 2>>"$T/s1.err"
 rc=$?

@@ -557,6 +557,7 @@ int cmd_train(int argc, char **argv) {
     tc.updates = objective->updates;
     tc.sync = objective->sync;
     tc.hook_user = obj; /* the objective's, also under LoRA (whose loop object wraps it) */
+    tc.batch_step = c.lora_rank ? NULL : objective->step_batch; /* LoRA: sample by sample */
     if (objective->trained) objective->trained(obj, &tc.train_begin, &tc.train_end);
     if (c.lora_rank && tc.train_end) { /* the range is of the model's weights, not the adapters' */
         st = hl_fail_key(&err, HELIOS_ERR_INVALID_ARG, c.path, "objective.train",

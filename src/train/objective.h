@@ -68,6 +68,8 @@ typedef struct hl_train_objective {
     /* Optional (NULL: all): the slice [*begin, *end) of the parameters the objective trains
      * (hl_train_config.train_begin / train_end); *end == 0 also means all. */
     void (*trained)(void *obj, int64_t *begin, int64_t *end);
+    /* Optional (NULL: sample by sample): a micro-batch at once (hl_train_config.batch_step). */
+    hl_train_batch_fn step_batch;
 } hl_train_objective;
 
 /* The objective called name, or NULL. */

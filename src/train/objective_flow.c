@@ -20,6 +20,7 @@ hl_status hl_flow_objective_init(hl_flow_objective *o, const hl_ctx *ctx, const 
     o->src = src;
     o->recompute = recompute;
     o->pack_levels = 1;
+    o->pack_batch = 1;
     if (stage != 1 && stage != 2)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "flow objective: stage %d (1 or 2)", stage);
     HL_TRY(stage == 1 ? hl_stage1_config_check(&s->base, err) : hl_stage2_config_check(s, err));
@@ -106,13 +107,15 @@ static hl_status forward_backward(hl_flow_objective *o, const hl_ctx *ctx,
     return st;
 }
 
-/* Stage 2's K samples packed into one forward and one backward (dit.h,
+/* K forward inputs packed into one forward and one backward (dit.h,
  * hl_dit_forward_train_packed): the loss and gradient of forward_backward on each in turn, one
- * pass over every linear layer instead of K. */
+ * pass over every linear layer instead of K. Item k's loss term, weighted by 1 / per[k] (the
+ * forwards of its sample), is added to loss[owner[k]] (owner NULL: all to loss[0]). */
 static hl_status forward_backward_packed(hl_flow_objective *o, const hl_ctx *ctx, int K,
                                          const helios_dit_input *in, const float *const *target,
-                                         const int64_t *n, double *loss) {
-    float *pred[HL_STAGE2_MAX_SAMPLES] = {0}, *dpred[HL_STAGE2_MAX_SAMPLES] = {0};
+                                         const int64_t *n, const int *per, const int *owner,
+                                         double *loss) {
+    float *pred[HL_FLOW_PACK_MAX] = {0}, *dpred[HL_FLOW_PACK_MAX] = {0};
     hl_status st = HL_OK;
     for (int k = 0; k < K && st == HL_OK; k++) {
         pred[k] = malloc((size_t)n[k] * sizeof(float));
@@ -126,9 +129,10 @@ static hl_status forward_backward_packed(hl_flow_objective *o, const hl_ctx *ctx
         hl_dit_plan plan;
         if (hl_dit_plan_make(&o->cfg, &in[k], &plan, ctx->err) == HL_OK)
             o->tokens += (int64_t)plan.B * plan.S; /* history + current patch tokens */
-        /* as forward_backward: mean((pred - target)²) / K and its gradient */
-        *loss += hl_flow_loss(pred[k], target[k], NULL, 1, n[k], dpred[k]) / K;
-        for (int64_t i = 0; K > 1 && i < n[k]; i++) dpred[k][i] /= (float)K;
+        /* as forward_backward: mean((pred - target)²) / per and its gradient */
+        loss[owner ? owner[k] : 0] += hl_flow_loss(pred[k], target[k], NULL, 1, n[k], dpred[k]) /
+                                      per[k];
+        for (int64_t i = 0; per[k] > 1 && i < n[k]; i++) dpred[k][i] /= (float)per[k];
     }
     if (st == HL_OK)
         st = hl_dit_backward_packed(ctx, o->m, tape, (const float *const *)dpred, NULL, o->g, NULL);
@@ -175,8 +179,10 @@ static hl_status step_stage2(hl_flow_objective *o, const hl_ctx *ctx, const hl_l
         n[k] = (int64_t)s.C * s.F * it->H * it->W;
         o->last_timestep = it->t.timestep;
     }
+    int per[HL_STAGE2_MAX_SAMPLES];
+    for (int k = 0; k < s.K; k++) per[k] = s.K;
     if (st == HL_OK && o->pack_levels)
-        st = forward_backward_packed(o, ctx, s.K, in, target, n, loss);
+        st = forward_backward_packed(o, ctx, s.K, in, target, n, per, NULL, loss);
     for (int k = 0; st == HL_OK && !o->pack_levels && k < s.K; k++) /* level by level */
         st = forward_backward(o, ctx, &in[k], target[k], n[k], s.K, loss);
     o->last_task = s.base.task;
@@ -200,6 +206,118 @@ hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, c
     hl_status st = o->stage == 1 ? step_stage1(o, &ctx, &clip, rng, loss)
                                  : step_stage2(o, &ctx, &clip, rng, loss);
     if (st == HL_OK) o->token_samples++;
+    return st;
+}
+
+/* ---- a micro-batch at once ----------------------------------------------------------------- */
+
+/* One sample of a packed micro-batch: its draws and a copy of its prompt (a clip's arrays live
+ * only until the next get). */
+typedef struct batch_sample {
+    hl_stage1_sample s1;  /* stage 1 */
+    hl_stage2_sample *s2; /* stage 2 */
+    float *text;          /* (L, text_dim): the clip's prompt, or zeros when dropped */
+    int L;
+    double timestep; /* stage 1: the forward's, kept alive with its input */
+} batch_sample;
+
+static void batch_sample_free(batch_sample *b) {
+    hl_stage1_sample_free(&b->s1);
+    if (b->s2) hl_stage2_sample_free(b->s2);
+    free(b->s2);
+    free(b->text);
+    memset(b, 0, sizeof *b);
+}
+
+/* Draws sample `index` (clip index mod count) with its generator g into b, as the step does. */
+static hl_status batch_sample_make(hl_flow_objective *o, const hl_ctx *ctx, int64_t index,
+                                   hl_rng *g, batch_sample *b) {
+    hl_latent_clip clip;
+    HL_TRY(o->src.get(o->src.user, index % o->src.count, &clip, ctx->err));
+    if (clip.C != o->cfg.in_channels)
+        return hl_fail(ctx->err, HELIOS_ERR_SHAPE,
+                       "stage %d: clip %lld has %d latent channels, the transformer %d", o->stage,
+                       (long long)(index % o->src.count), clip.C, o->cfg.in_channels);
+    bool drop;
+    if (o->stage == 1) {
+        HL_TRY(hl_stage1_sample_make(&o->s.base, clip.latents, clip.C, clip.F, clip.H, clip.W, g,
+                                     &b->s1, ctx->err));
+        drop = b->s1.drop_text;
+    } else {
+        if (!(b->s2 = calloc(1, sizeof *b->s2)))
+            return hl_fail(ctx->err, HELIOS_ERR_OOM, "flow objective: out of memory");
+        HL_TRY(hl_stage2_sample_make(&o->s, clip.latents, clip.C, clip.F, clip.H, clip.W, g, b->s2,
+                                     ctx->err));
+        drop = b->s2->base.drop_text;
+    }
+    const size_t nt = (size_t)clip.L * (size_t)o->cfg.text_dim;
+    if (!(b->text = calloc(nt ? nt : 1, sizeof *b->text)))
+        return hl_fail(ctx->err, HELIOS_ERR_OOM, "flow objective: out of memory");
+    if (!drop) memcpy(b->text, clip.embeds, nt * sizeof *b->text);
+    b->L = clip.L;
+    return HL_OK;
+}
+
+/* The forwards of sample b of the micro-batch (1, or stage 2's K) appended at in + K, ...: the
+ * pack's arrays. Returns how many. */
+static int batch_items(batch_sample *bs, int b, int K, helios_dit_input *in, const float **target,
+                       int64_t *n, int *per, int *owner) {
+    batch_sample *x = &bs[b];
+    if (!x->s2) {
+        const hl_stage1_sample *s = &x->s1;
+        hl_stage1_dit_input(s, x->text, x->L, &x->timestep, &in[K]);
+        target[K] = s->target, n[K] = (int64_t)s->C * s->F * s->H * s->W;
+        per[K] = 1, owner[K] = b;
+        return 1;
+    }
+    const hl_stage2_sample *s = x->s2;
+    for (int k = 0; k < s->K; k++) {
+        hl_stage2_dit_input(s, k, x->text, x->L, &in[K + k]);
+        target[K + k] = s->items[k].target;
+        n[K + k] = (int64_t)s->C * s->F * s->items[k].H * s->items[k].W;
+        per[K + k] = s->K, owner[K + k] = b;
+    }
+    return s->K;
+}
+
+hl_status hl_flow_objective_step_batch(void *obj, int nb, hl_rng *rngs, const int64_t *sample_index,
+                                       const float *params, float *grads, double *loss,
+                                       hl_error *err) {
+    hl_flow_objective *o = obj;
+    for (int b = 0; b < nb; b++) loss[b] = 0.0;
+    if (!o->pack_batch || (o->stage == 2 && !o->pack_levels)) { /* sample by sample */
+        for (int b = 0; b < nb; b++)
+            HL_TRY(hl_flow_objective_step(obj, &rngs[b], sample_index[b], params, grads, &loss[b],
+                                          err));
+        return HL_OK;
+    }
+    hl_ctx ctx = *o->ctx;
+    ctx.err = err;
+    HL_TRY(bind(o, params, grads, err));
+    batch_sample *bs = calloc((size_t)nb, sizeof *bs);
+    if (!bs) return hl_fail(err, HELIOS_ERR_OOM, "flow objective: out of memory");
+    hl_status st = HL_OK;
+    for (int b = 0; st == HL_OK && b < nb; b++)
+        st = batch_sample_make(o, &ctx, sample_index[b], &rngs[b], &bs[b]);
+    helios_dit_input in[HL_FLOW_PACK_MAX];
+    const float *target[HL_FLOW_PACK_MAX];
+    int64_t n[HL_FLOW_PACK_MAX];
+    int per[HL_FLOW_PACK_MAX], owner[HL_FLOW_PACK_MAX];
+    for (int b0 = 0; st == HL_OK && b0 < nb;) { /* whole samples, as many as a pack holds */
+        int K = 0, b1 = b0;
+        while (b1 < nb && (b1 == b0 || K + (bs[b1].s2 ? bs[b1].s2->K : 1) <= HL_FLOW_PACK_MAX))
+            K += batch_items(bs, b1, K, in, target, n, per, owner), b1++;
+        st = forward_backward_packed(o, &ctx, K, in, target, n, per, owner, loss);
+        b0 = b1;
+    }
+    if (st == HL_OK && nb > 0) { /* the last sample, for logging */
+        const batch_sample *x = &bs[nb - 1];
+        o->last_task = x->s2 ? x->s2->base.task : x->s1.task;
+        o->last_timestep = x->s2 ? x->s2->items[x->s2->K - 1].t.timestep : x->timestep;
+        o->token_samples += nb;
+    }
+    for (int b = 0; b < nb; b++) batch_sample_free(&bs[b]);
+    free(bs);
     return st;
 }
 

@@ -51,6 +51,7 @@ typedef struct hl_flow_objective {
     hl_latent_source src;
     int recompute;   /* per-block activation recomputation (dit.h) */
     int pack_levels; /* stage 2: the K samples in one packed forward (1, init's default) */
+    int pack_batch;  /* a micro-batch's samples in one packed forward (step_batch; 1, init's) */
     int bf16;        /* bf16 compute: the GEMMs on a bf16 shadow of the f32 master weights */
     hl_bf16 *shadow; /* [layout.total] with bf16 */
     hl_dit *m, *g;   /* bound to the buffers below */
@@ -72,6 +73,14 @@ void hl_flow_objective_free(hl_flow_objective *o);
 /* hl_train_step_fn: sample `sample_index` uses clip sample_index mod count. */
 hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
                                  float *grads, double *loss, hl_error *err);
+/* hl_train_batch_fn: with pack_batch (and, in stage 2, pack_levels) the micro-batch's forwards
+ * packed into one forward and one backward (up to HL_FLOW_PACK_MAX forwards each, whole
+ * samples); the same losses and gradients as the step on each sample in turn, the sums
+ * rounded differently. Otherwise the step on each in turn. */
+#define HL_FLOW_PACK_MAX HL_STAGE2_MAX_SAMPLES
+hl_status hl_flow_objective_step_batch(void *obj, int n, hl_rng *rngs, const int64_t *sample_index,
+                                       const float *params, float *grads, double *loss,
+                                       hl_error *err);
 
 /* The mean tokens per sample of the samples stepped so far (0 before the first): per forward
  * its history tokens (long, mid, short) plus the current chunk's patch tokens, summed over a

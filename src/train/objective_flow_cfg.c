@@ -121,16 +121,17 @@ static hl_status read_history(const keys *k, int stage, hl_stage1_config *c) {
 }
 
 static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool *recompute,
-                           bool *pack_levels) {
+                           bool *pack_levels, bool *pack_batch) {
     static const char *const known[] = {
-        "type",       "chunk_frames", "history_sizes",    "p_t2v",           "p_i2v",
-        "p_v2v",      "p_drop_text",  "corrupt_history",  "corrupt",         "p_clean_history",
-        "p_noise",    "p_blur",       "p_exposure",       "noise_sigma_max", "logit_mean",
-        "logit_std",  "shift",        "recompute",        "synthetic",       "dataset",
-        "precision",  "validation",   "keep_first_frame", "history",         "ratios",
-        "pack_levels"};
+        "type",      "chunk_frames", "history_sizes",    "p_t2v",           "p_i2v",
+        "p_v2v",     "p_drop_text",  "corrupt_history",  "corrupt",         "p_clean_history",
+        "p_noise",   "p_blur",       "p_exposure",       "noise_sigma_max", "logit_mean",
+        "logit_std", "shift",        "recompute",        "synthetic",       "dataset",
+        "precision", "validation",   "keep_first_frame", "history",         "pack_batch",
+        "ratios",    "pack_levels"};
     HL_TRY(only(k, known, sizeof known / sizeof *known - 2 * (stage == 1))); /* stage 2's last */
     hl_stage1_config *c = &s2->base;
+    HL_TRY(boolean(k, "pack_batch", pack_batch));
     if (stage == 2) HL_TRY(read_ratios(k, s2));
     if (stage == 2) HL_TRY(boolean(k, "pack_levels", pack_levels));
     const char *preset = hl_json_get_string(k->s, "corrupt");
@@ -342,8 +343,8 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
     hl_stage2_config_default(&c);
     if (stage == 1) hl_stage1_config_default(&c.base);
     c.base.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
-    bool recompute = true, pack_levels = true;
-    HL_TRY(read_flow(&k, stage, &c, &recompute, &pack_levels));
+    bool recompute = true, pack_levels = true, pack_batch = true;
+    HL_TRY(read_flow(&k, stage, &c, &recompute, &pack_levels, &pack_batch));
     const char *precision = hl_json_get_string(settings, "precision");
     if (hl_json_get(settings, "precision") &&
         (!precision || (strcmp(precision, "f32") && strcmp(precision, "bf16"))))
@@ -366,6 +367,7 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
                                     recompute, err);
         s->o.bf16 = precision && !strcmp(precision, "bf16");
         s->o.pack_levels = pack_levels;
+        s->o.pack_batch = pack_batch;
     }
     if (st != HL_OK) {
         hl_flow_destroy(s);

@@ -121,6 +121,29 @@ static void scale_slice(int64_t begin, int64_t end, void *arg) {
     for (int64_t i = begin; i < end; i++) a->g[i] *= a->k;
 }
 
+/* The micro-batch of samples [first, first + batch) through c->batch_step, into g and row. */
+static hl_status batch_at_once(run *r, void *obj, const float *params, int64_t first, float *g,
+                               double *row, hl_error *err) {
+    const hl_train_config *c = r->c;
+    hl_rng *rngs = malloc((size_t)c->batch * sizeof *rngs);
+    int64_t *idx = malloc((size_t)c->batch * sizeof *idx);
+    hl_status s = rngs && idx ? HL_OK : hl_fail(err, HELIOS_ERR_OOM, "train: out of memory");
+    for (int b = 0; s == HL_OK && b < c->batch; b++) {
+        idx[b] = first + b;
+        sample_rng(&rngs[b], c->seed, idx[b]);
+        row[1 + b] = 0;
+    }
+    if (s == HL_OK) s = c->batch_step(obj, c->batch, rngs, idx, params, g, row + 1, err);
+    if (s != HL_OK) {
+        hl_error_prefix(err, "train: step %lld, samples %lld-%lld", (long long)r->step + 1,
+                        (long long)first, (long long)(first + c->batch - 1));
+        row[0] = 1;
+    }
+    free(rngs);
+    free(idx);
+    return s;
+}
+
 /* Runs micro-batch j of this rank (global micro-batch j * world + rank) into g; the exchange row
  * gets the status and the samples' losses. */
 static hl_status micro_batch(run *r, hl_train_step_fn fn, void *obj, const float *params, int64_t j,
@@ -129,6 +152,7 @@ static hl_status micro_batch(run *r, hl_train_step_fn fn, void *obj, const float
     int64_t first = r->samples + (j * r->dist.world + r->dist.rank) * c->batch;
     if (g != r->grads) memset(g, 0, (size_t)r->n * sizeof *g);
     row[0] = 0;
+    if (c->batch_step && c->batch > 1) return batch_at_once(r, obj, params, first, g, row, err);
     for (int b = 0; b < c->batch; b++) {
         hl_rng rng;
         sample_rng(&rng, c->seed, first + b);

@@ -68,6 +68,14 @@ typedef hl_status (*hl_train_step_fn)(void *obj, hl_rng *rng, int64_t sample_ind
                                       const float *params, float *grads, double *loss,
                                       hl_error *err);
 
+/* Optional: the n samples of one micro-batch at once (sample_index[b] with generator rngs[b],
+ * loss[b] set), their gradients added into grads: what n calls of the step function would do,
+ * in one pass (an objective that packs them into one forward; the sums may round differently).
+ * On failure the samples' gradients may be partly added. */
+typedef hl_status (*hl_train_batch_fn)(void *obj, int n, hl_rng *rngs, const int64_t *sample_index,
+                                       const float *params, float *grads, double *loss,
+                                       hl_error *err);
+
 /* Optional: a validation pass on the current weights (and the EMA weights, NULL without EMA);
  * *loss is reported, and sample[0..cap) names a file it wrote (a video), "" when none. Must not
  * draw from the training RNG (it gets none) nor change params or ema, so validation does not
@@ -134,6 +142,9 @@ typedef struct hl_train_config {
      * them, the others stay bit for bit (an objective that trains part of a model, e.g. the VAE's
      * decoder, leaves the rest's gradients zero; the norm and clipping still see all). */
     int64_t train_begin, train_end;
+    /* NULL: each sample of a micro-batch through the step function; else (batch > 1) the
+     * micro-batch's samples through this, at once */
+    hl_train_batch_fn batch_step;
 } hl_train_config;
 
 typedef struct hl_train_result {
