@@ -104,6 +104,19 @@ check "checkpoint has vae/ in the diffusers layout" "[ -f $C/config.json ] && [ 
 check "checkpoint config is the model's" "cmp -s $M/vae/config.json $C/config.json"
 check "3 + resume 3: same losses.tsv" "[ -s $T/ref/losses.tsv ] && cmp -s $T/ref/losses.tsv $T/res/losses.tsv"
 check "3 + resume 3: same weights" "cmp -s $C/diffusion_pytorch_model.safetensors $T/res/checkpoint-6/vae/diffusion_pytorch_model.safetensors"
+# "precision": "bf16": the convolutions compute in bf16 on a copy of the f32 weights (where the
+# CPU has bf16 kernels: then other losses than f32's, else the same); resumes bit for bit
+cfg bad12 o 3 '' ', "precision": "f16"'
+fails "precision f32 or bf16" 2 "'objective.precision'" $H train "$T/bad12.json"
+cfg bf bf 4 ', "init": "model"' ', "precision": "bf16"'
+cfg bfa bfr 2 ', "init": "model"' ', "precision": "bf16"'
+cfg bfb bfr 4 ', "init": "model"' ', "precision": "bf16"'
+$H train -q "$T/bf.json" >/dev/null 2>&1
+$H train -q "$T/bfa.json" >/dev/null 2>&1
+$H train -q --resume "$T/bfb.json" >/dev/null 2>&1
+check "bf16: 4 steps run, losses finite" "[ \$(wc -l <$T/bf/losses.tsv 2>/dev/null || echo 0) -eq 4 ] && ! cut -f3 $T/bf/losses.tsv | grep -qiE 'nan|inf'"
+check "bf16: first loss within 1% of f32's" "[ -s $T/bf/losses.tsv ] && awk -v a=\$(head -1 $T/ref/losses.tsv | cut -f3) -v b=\$(head -1 $T/bf/losses.tsv | cut -f3) 'BEGIN{d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * a)}'"
+check "bf16: 2 + resume 2 = 4" "[ -s $T/bf/losses.tsv ] && cmp -s $T/bf/losses.tsv $T/bfr/losses.tsv && cmp -s $T/bf/checkpoint-4/vae/diffusion_pytorch_model.safetensors $T/bfr/checkpoint-4/vae/diffusion_pytorch_model.safetensors"
 # "window": clips of several windows, each encoded and decoded apart; "temporal" and "seam" weigh
 # the frame differences inside the windows and across their boundaries, "edges" the spatial ones
 cfg bad9 o 3 '' ', "window": 4'

@@ -289,7 +289,9 @@ hl_status hl_upsample2x(const hl_ctx *ctx, hl_layout layout, int64_t N, int64_t 
 /* ---- VAE backward (training) --------------------------------------------------------------- */
 
 /* The backward of hl_conv3d for the same geometry s (s->accumulate is ignored: dy is the gradient
- * of y either way; s->x_dtype must be F32), w F32 or BF16 (read as float32):
+ * of y either way; s->x_dtype must be F32), w F32 or BF16, in the precision of w as the forward
+ * (bf16 weights: the cpu backend rounds dy and, for dw, x to bf16 and sums in float32 where
+ * oneDNN has bf16 kernels, else reads w as float32; ref always reads w as float32):
  *   dx  = ∂L/∂x: float32 (N, C, T, H, W) in s->layout; positions the conv never reads (cut off
  *         by the stride) get 0                                                  (overwrite)
  *   dw += Σ dy ⊗ x over the output positions: float32 [O, C, kt, kh, kw]         (accumulate)

@@ -48,11 +48,10 @@ void hl_dit_flat_free(hl_dit_flat *f);
  * views into shadow (layout.total values at the layout's offsets), while its small float32
  * vectors (norm gains, modulation tables, history_key_scale) point into the f32 master data.
  * The ops then compute as with a bf16 checkpoint (ops.h precision rule); gradients stay f32 in
- * the gradient view. hl_params_to_bf16 refreshes the shadow from the master (round to nearest
- * even) after the weights change. */
+ * the gradient view. hl_params_to_bf16 (train/params.h) refreshes the shadow from the master
+ * after the weights change. */
 hl_status hl_dit_new_flat_bf16(const hl_dit_config *c, const hl_params *layout, float *data,
                                hl_bf16 *shadow, hl_dit **out, hl_error *err);
-void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow);
 
 /* From-scratch initialisation, as Wan's WanModel.init_weights does (the Helios training recipe
  * starts from Wan weights and states none of its own):

@@ -22,6 +22,7 @@ typedef struct vae_obj {
      * the encoder's forward runs without a tape and its backward not at all */
     int decoder_only;
     int64_t dec_begin, total;
+    hl_bf16 *shadow; /* "precision": "bf16": the weights rounded to bf16 before every step */
     /* a clip of T frames is nwin windows of Tw frames, each encoded and decoded apart (fresh
      * caches, as the pipelines do); temporal, seam: the weights of hl_vae_frame_diff on
      * consecutive frames inside the windows and across their boundaries; edges: the weight of
@@ -41,7 +42,7 @@ void hl_vae_objective_destroy(void *p) {
     for (int64_t i = 0; o->clips && i < o->n_clips; i++) free(o->clips[i]);
     free(o->clips);
     free(o->xw), free(o->moments), free(o->dmoments), free(o->eps), free(o->z), free(o->dz);
-    free(o->recon), free(o->drecon), free(o->te), free(o->td);
+    free(o->recon), free(o->drecon), free(o->te), free(o->td), free(o->shadow);
     hl_vae_flat_free(&o->f);
     hl_backend_free(o->be);
     free(o);
@@ -124,9 +125,10 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
                                   hl_error *err) {
     *out = NULL;
     hl_cfg_keys k = {settings, env->config_path, "objective", err};
-    static const char *const known[] = {"type",   "l1",       "l2",   "kl",    "posterior", "train",
-                                        "window", "temporal", "seam", "edges", "dataset"};
-    HL_TRY(hl_cfg_only(&k, known, 11));
+    static const char *const known[] = {"type",      "l1",    "l2",      "kl",
+                                        "posterior", "train", "window",  "temporal",
+                                        "seam",      "edges", "dataset", "precision"};
+    HL_TRY(hl_cfg_only(&k, known, 12));
     if (!env->vae)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG,
                        "%s: objective \"vae\" trains the VAE: set \"component\": \"vae\"",
@@ -159,6 +161,11 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
     if (st == HL_OK) st = hl_cfg_num(&k, "seam", 0, 1e6, &seam);
     if (st == HL_OK) st = hl_cfg_num(&k, "edges", 0, 1e6, &edges);
     o->temporal = (float)temporal, o->seam = (float)seam, o->edges = (float)edges;
+    const char *precision = "f32";
+    if (st == HL_OK) st = hl_cfg_str(&k, "precision", &precision);
+    if (st == HL_OK && strcmp(precision, "f32") && strcmp(precision, "bf16"))
+        st = hl_cfg_bad(&k, "precision", "must be \"f32\" or \"bf16\"");
+    const int bf16 = st == HL_OK && !strcmp(precision, "bf16");
     if (st == HL_OK) st = read_clips(&k, env, o);
     if (st == HL_OK && o->seam > 0.0f && o->nwin < 2)
         st = hl_cfg_bad(&k, "seam",
@@ -166,6 +173,8 @@ hl_status hl_vae_objective_create(const hl_json *settings, const hl_train_env *e
                         "multiple of 'objective.window'");
     if (st == HL_OK) st = hl_vae_flat_new(env->vae, &o->f, err);
     if (st == HL_OK) st = decoder_slice(&o->f.layout, &o->dec_begin, err);
+    if (st == HL_OK && bf16 && !(o->shadow = malloc((size_t)o->f.layout.total * sizeof *o->shadow)))
+        st = hl_fail(err, HELIOS_ERR_OOM, "vae objective: out of memory (bf16 weights)");
     o->total = o->f.layout.total;
     if (st == HL_OK && o->f.layout.total != env->layout->total)
         st = hl_fail(err, HELIOS_ERR_INVALID_ARG, "vae objective: layout of %lld, expected %lld",
@@ -296,8 +305,10 @@ static hl_status window_backward(vae_obj *o, int j) {
 hl_status hl_vae_objective_step(void *p, hl_rng *rng, int64_t sample_index, const float *params,
                                 float *grads, double *loss, hl_error *err) {
     vae_obj *o = p;
-    if (o->f.bound_w != params || o->f.bound_g != grads)
-        HL_TRY(hl_vae_flat_bind(&o->f, params, grads, err));
+    if (o->shadow) /* the weights changed since the last step: round them again */
+        hl_params_to_bf16(&o->f.layout, params, o->shadow);
+    if (o->f.bound_w != params || o->f.bound_g != grads || o->f.bound_w16 != o->shadow)
+        HL_TRY(hl_vae_flat_bind_bf16(&o->f, params, o->shadow, grads, err));
     const float *x = o->clips[sample_index % o->n_clips];
     o->err = (hl_error){0};
     hl_status st = HL_OK;

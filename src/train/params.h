@@ -56,4 +56,8 @@ hl_status hl_binder_bind_flat(hl_binder *b, const hl_params *layout, float *data
  * not name are ignored. */
 hl_status hl_params_load(const hl_params *layout, float *data, hl_weights *w, hl_error *err);
 
+/* Mixed precision (f32 master weights, bf16 compute): shadow (layout.total values at the
+ * layout's offsets) = data rounded to bf16 (round to nearest even), on every thread. */
+void hl_params_to_bf16(const hl_params *layout, const float *data, hl_bf16 *shadow);
+
 #endif

@@ -47,6 +47,11 @@ void hl_vae_flat_free(hl_vae_flat *f) {
 }
 
 hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *err) {
+    return hl_vae_flat_bind_bf16(f, w, NULL, g, err);
+}
+
+hl_status hl_vae_flat_bind_bf16(hl_vae_flat *f, const float *w, const hl_bf16 *w16, float *g,
+                                hl_error *err) {
     hl_vae *v = f->m;
     if ((size_t)v->n_params != f->layout.n)
         return hl_fail(err, HELIOS_ERR_INVALID_ARG, "VAE: layout of %zu rows for %d parameters",
@@ -63,6 +68,9 @@ hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *e
         }
         float *slot = (float *)w + p->offset;
         if (q->gain) *(const float **)q->field = slot;
+        else if (w16 && q->ndim >= 2) /* a conv / attention weight: its bf16 copy */
+            *(hl_tensor *)q->field = hl_tensor_make((void *)(w16 + p->offset), HL_BF16, q->ndim,
+                                                    q->shape);
         else *(hl_tensor *)q->field = hl_tensor_make(slot, HL_F32, q->ndim, q->shape);
         bufs[i] = g + p->offset;
     }
@@ -76,6 +84,7 @@ hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *e
     for (size_t i = 0; i < v->n_owned; i++) free(v->owned[i]);
     v->n_owned = 0;
     f->bound_w = w;
+    f->bound_w16 = w16;
     f->bound_g = g;
     return HL_OK;
 }

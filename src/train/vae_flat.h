@@ -26,6 +26,7 @@ typedef struct hl_vae_flat {
     hl_vae *m;            /* encoder + decoder; float32 placeholder weights until bound */
     hl_vae_grads *grads;  /* bound to g (NULL before the first bind) */
     const float *bound_w; /* the buffers of the last bind */
+    const hl_bf16 *bound_w16;
     float *bound_g;
 } hl_vae_flat;
 
@@ -39,6 +40,12 @@ hl_status hl_vae_params_layout(const hl_vae *v, hl_params *out, hl_error *err);
 /* Points f->m at w and f->grads at g (both f->layout.total floats; no copies). The first bind
  * frees the placeholder weights, so a bound model costs the two flat buffers only. */
 hl_status hl_vae_flat_bind(hl_vae_flat *f, const float *w, float *g, hl_error *err);
+/* The same with the conv and attention weights (every parameter of two or more dimensions) read
+ * from w16, a bf16 copy of w laid out alike (hl_params_to_bf16): the convolutions then compute
+ * in bf16 (ops.h, the precision rule), the norm gains and biases stay float32 from w. NULL w16:
+ * hl_vae_flat_bind. The gradients are float32 either way. */
+hl_status hl_vae_flat_bind_bf16(hl_vae_flat *f, const float *w, const hl_bf16 *w16, float *g,
+                                hl_error *err);
 
 /* From-scratch initialisation (the Wan VAE's own is unpublished):
  *   - every conv / attention weight [O, C, k...]: He uniform, U(-sqrt(6/fan_in), sqrt(6/fan_in))

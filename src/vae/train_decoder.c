@@ -16,9 +16,10 @@ static hl_status new_tape(const hl_ctx *ctx, hl_vae *v, hl_vae_tape **out) {
     return HL_OK;
 }
 
-static hl_status check_f32(const hl_ctx *ctx, const hl_vae_conv *c) {
-    if (c->w.dtype != HL_F32)
-        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "VAE training: weights must be F32, not %s",
+static hl_status check_dtype(const hl_ctx *ctx, const hl_vae_conv *c) {
+    if (c->w.dtype != HL_F32 && c->w.dtype != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE,
+                       "VAE training: weights must be F32 or BF16, not %s",
                        hl_dtype_name(c->w.dtype));
     return HL_OK;
 }
@@ -66,7 +67,7 @@ static hl_status decode_save(const hl_ctx *ctx, hl_vae *v, int64_t T_lat, int64_
     *tape = NULL;
     if (T_lat < 1 || h < 1 || w < 1 || !z || !video)
         return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG, "VAE decode (training): bad sizes");
-    HL_TRY(check_f32(ctx, &v->decoder.conv_in));
+    HL_TRY(check_dtype(ctx, &v->decoder.conv_in));
     hl_vae_tape *tp;
     HL_TRY(new_tape(ctx, v, &tp));
     tp->dims[0] = T_lat, tp->dims[1] = h, tp->dims[2] = w;

@@ -50,8 +50,8 @@ hl_status hl_vae_encode_forward_save(const hl_ctx *ctx, hl_vae *v, int64_t T, in
         return hl_fail(ctx->err, HELIOS_ERR_INVALID_ARG,
                        "VAE encode (training): T=%lld must be 1 + 4k, H=%lld W=%lld", (long long)T,
                        (long long)H, (long long)W);
-    if (v->encoder.conv_in.w.dtype != HL_F32)
-        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "VAE training: weights must be F32");
+    if (v->encoder.conv_in.w.dtype != HL_F32 && v->encoder.conv_in.w.dtype != HL_BF16)
+        return hl_fail(ctx->err, HELIOS_ERR_DTYPE, "VAE training: weights must be F32 or BF16");
     hl_vae_tape *tp = calloc(1, sizeof *tp);
     if (!tp) return hl_fail(ctx->err, HELIOS_ERR_OOM, "VAE training: out of memory");
     tp->ctx = ctx, tp->v = v;

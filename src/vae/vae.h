@@ -245,8 +245,10 @@ void hl_vae_tiled_latent_shape(const hl_vae_config *c, const hl_vae_tiling *tl, 
  * frame 0 (upsample3d: frame 0 skips time_conv, the time conv of frames 1.. starts from zeros;
  * downsample3d: frame 0 passes, then time_conv stride 2 over all frames), so the output is the
  * streaming forward's, chunk for chunk (decode: one latent frame per pass; encode: frame 0, then
- * groups of 4; T must be 1 + 4k). Weights must be float32; the convs run through
- * hl_conv3d / hl_conv3d_backward (ops.h) on ctx's backend. */
+ * groups of 4; T must be 1 + 4k). Conv and attention weights are float32, or bf16 for mixed
+ * precision (the convs then compute in bf16 forward and backward, ops.h's precision rule; the
+ * gradients stay float32); the convs run through hl_conv3d / hl_conv3d_backward (ops.h) on
+ * ctx's backend. */
 
 /* Parameter gradients: one float32 buffer per hl_vae_param, zeroed at creation; the backwards
  * ACCUMULATE into them (ops.h), hl_vae_grads_zero clears them between steps. */
