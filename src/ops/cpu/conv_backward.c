@@ -213,6 +213,7 @@ hl_status hl_cpu_conv3d_backward(const hl_ctx *ctx, const hl_conv3d_shape *s, co
     int done = 0;
     hl_status st = HL_OK;
     if (onednn_wanted()) st = hl_cpu_conv3d_backward_dnnl(ctx, s, &g, x, w, dy, dx, dw, db, &done);
+    if (st == HELIOS_ERR_UNSUPPORTED) st = HL_OK, done = 0; /* no primitive: ours runs it all */
     if (st == HL_OK && (want & ~done)) {
         const int dw_done = done & HL_CONVB_DW;
         st = run(ctx, s, &g, x, w, dy, done & HL_CONVB_DX ? NULL : dx, dw_done ? NULL : dw,

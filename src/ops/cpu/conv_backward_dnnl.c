@@ -246,5 +246,5 @@ hl_status hl_cpu_conv3d_backward_dnnl(const hl_ctx *ctx, const hl_conv3d_shape *
                             &obj, ctx->err));
     const cbw_prim *p = obj;
     *done = (p->bwd_d ? HL_CONVB_DX : 0) | (p->bwd_w ? HL_CONVB_DW : 0);
-    return cbw_run(ctx, p, x, w, dy, dx, dw, db);
+    return *done ? cbw_run(ctx, p, x, w, dy, dx, dw, db) : HL_OK;
 }
