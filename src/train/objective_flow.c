@@ -190,6 +190,17 @@ static hl_status step_stage2(hl_flow_objective *o, const hl_ctx *ctx, const hl_l
     return st;
 }
 
+/* The clip of sample `index` (clip index mod count), its latent channels checked. */
+static hl_status clip_get(hl_flow_objective *o, int64_t index, hl_latent_clip *clip,
+                          hl_error *err) {
+    HL_TRY(o->src.get(o->src.user, index % o->src.count, clip, err));
+    if (clip->C != o->cfg.in_channels)
+        return hl_fail(err, HELIOS_ERR_SHAPE,
+                       "stage %d: clip %lld has %d latent channels, the transformer %d", o->stage,
+                       (long long)(index % o->src.count), clip->C, o->cfg.in_channels);
+    return HL_OK;
+}
+
 hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, const float *params,
                                  float *grads, double *loss, hl_error *err) {
     hl_flow_objective *o = obj;
@@ -197,11 +208,7 @@ hl_status hl_flow_objective_step(void *obj, hl_rng *rng, int64_t sample_index, c
     ctx.err = err;
     hl_latent_clip clip;
     HL_TRY(bind(o, params, grads, err));
-    HL_TRY(o->src.get(o->src.user, sample_index % o->src.count, &clip, err));
-    if (clip.C != o->cfg.in_channels)
-        return hl_fail(err, HELIOS_ERR_SHAPE,
-                       "stage %d: clip %lld has %d latent channels, the transformer %d", o->stage,
-                       (long long)(sample_index % o->src.count), clip.C, o->cfg.in_channels);
+    HL_TRY(clip_get(o, sample_index, &clip, err));
     *loss = 0.0;
     hl_status st = o->stage == 1 ? step_stage1(o, &ctx, &clip, rng, loss)
                                  : step_stage2(o, &ctx, &clip, rng, loss);
@@ -233,11 +240,7 @@ static void batch_sample_free(batch_sample *b) {
 static hl_status batch_sample_make(hl_flow_objective *o, const hl_ctx *ctx, int64_t index,
                                    hl_rng *g, batch_sample *b) {
     hl_latent_clip clip;
-    HL_TRY(o->src.get(o->src.user, index % o->src.count, &clip, ctx->err));
-    if (clip.C != o->cfg.in_channels)
-        return hl_fail(ctx->err, HELIOS_ERR_SHAPE,
-                       "stage %d: clip %lld has %d latent channels, the transformer %d", o->stage,
-                       (long long)(index % o->src.count), clip.C, o->cfg.in_channels);
+    HL_TRY(clip_get(o, index, &clip, ctx->err));
     bool drop;
     if (o->stage == 1) {
         HL_TRY(hl_stage1_sample_make(&o->s.base, clip.latents, clip.C, clip.F, clip.H, clip.W, g,

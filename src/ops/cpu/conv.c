@@ -230,12 +230,21 @@ hl_status hl_cpu_dnnl_run(const hl_cpu *cpu, dnnl_primitive_t prim, const hl_dnn
                                         dnnl_status2str(st));
 }
 
+hl_status hl_cpu_dnnl_reorder_run(const hl_cpu *cpu, dnnl_primitive_t r,
+                                  const dnnl_memory_desc_t *from, const void *a,
+                                  const dnnl_memory_desc_t *to, void *b,
+                                  const dnnl_memory_desc_t *pad_md, void *pad, int nthr,
+                                  const char *what, hl_error *err) {
+    hl_dnnl_arg args[3] = {
+        {DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b}, {DNNL_ARG_SCRATCHPAD, pad_md, pad}};
+    return hl_cpu_dnnl_run(cpu, r, args, 3, nthr, what, err);
+}
+
 static hl_status reorder(const hl_cpu *cpu, const conv_prim *p, dnnl_primitive_t r,
                          const dnnl_memory_desc_t *from, const void *a,
                          const dnnl_memory_desc_t *to, void *b, void *pad, hl_error *err) {
-    hl_dnnl_arg args[3] = {
-        {DNNL_ARG_FROM, from, a}, {DNNL_ARG_TO, to, b}, {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    return hl_cpu_dnnl_run(cpu, r, args, 3, p->key.nthr, "conv3d: reorder", err);
+    return hl_cpu_dnnl_reorder_run(cpu, r, from, a, to, b, &p->pad_md, pad, p->key.nthr,
+                                   "conv3d: reorder", err);
 }
 
 /* ---- packs ----------------------------------------------------------------------------------- */

@@ -165,15 +165,12 @@ static void cbw_free(void *obj) {
 
 static size_t al64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-/* from (md_from) -> to (md_to) through reorder r (nthr threads). */
+/* from (md_from) -> to (md_to) through reorder r. */
 static hl_status reorder(const hl_ctx *ctx, const cbw_prim *p, dnnl_primitive_t r,
                          const dnnl_memory_desc_t *md_from, const void *from,
                          const dnnl_memory_desc_t *md_to, void *to, void *pad) {
-    hl_dnnl_arg a[3] = {{DNNL_ARG_FROM, md_from, from},
-                        {DNNL_ARG_TO, md_to, to},
-                        {DNNL_ARG_SCRATCHPAD, &p->pad_md, pad}};
-    return hl_cpu_dnnl_run(hl_cpu_of(ctx), r, a, 3, p->key.nthr, "conv3d_backward: reorder",
-                           ctx->err);
+    return hl_cpu_dnnl_reorder_run(hl_cpu_of(ctx), r, md_from, from, md_to, to, &p->pad_md, pad,
+                                   p->key.nthr, "conv3d_backward: reorder", ctx->err);
 }
 
 static hl_status cbw_run(const hl_ctx *ctx, const cbw_prim *p, const float *x, const hl_tensor *w,

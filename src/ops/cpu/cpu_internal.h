@@ -123,6 +123,12 @@ typedef struct hl_dnnl_arg {
 /* Runs prim on stream 0 with nthr threads (at most 8 arguments); a failure names `what`. */
 hl_status hl_cpu_dnnl_run(const hl_cpu *cpu, dnnl_primitive_t prim, const hl_dnnl_arg *args, int n,
                           int nthr, const char *what, hl_error *err);
+/* Runs reorder r from a (md from) to b (md to) with its user scratchpad (pad_md, pad). */
+hl_status hl_cpu_dnnl_reorder_run(const hl_cpu *cpu, dnnl_primitive_t r,
+                                  const dnnl_memory_desc_t *from, const void *a,
+                                  const dnnl_memory_desc_t *to, void *b,
+                                  const dnnl_memory_desc_t *pad_md, void *pad, int nthr,
+                                  const char *what, hl_error *err);
 /* A reorder from a to b with attr (a user scratchpad: *pad grows to its size); *out stays NULL
  * when a == b. */
 dnnl_status_t hl_cpu_dnnl_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *a,
