@@ -7,7 +7,7 @@
 #   stage3.json   (DMD + GAN, from ode_init)    -> models/helios-tiny/transformer
 # A stage whose last checkpoint is complete is skipped; one that has started is resumed (its
 # newest complete checkpoint). The tokenizer, text encoder and VAE must be trained first
-# (train/tiny/README.md); remove runs/tiny/cache after either changes.
+# (train/tiny/README.md); remove runs/tiny/cache64 after either changes.
 # usage: sh train/tiny/family.sh [HELIOS_BINARY]   (from the repository root)
 set -eu
 H=${1:-./build/helios}
