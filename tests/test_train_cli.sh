@@ -167,6 +167,21 @@ with_key s2ref s2bad '"pack_levels": "yes"'
 fails "stage2: pack_levels not a boolean" 2 "'objective.pack_levels' must be true or false" $H train "$T/s2bad.json"
 with_key s1ref s1pk '"pack_levels": true'
 fails "stage1: pack_levels is stage 2's" 2 "'objective.pack_levels' is not a setting" $H train "$T/s1pk.json"
+# the pyramid is the model folder's (scheduler_config.json "stages", "stage_range", "gamma"): a
+# folder sampled in two stages trains two levels, "ratios" takes one number per level, and a Base
+# folder (stages 1) is refused
+pyramid_folder m2 "$M" 2 '0, 0.5, 1'
+pyramid_folder m1 "$M" 1 '0, 1'
+sed "s#\"model\": \"$M\"#\"model\": \"$T/m2\"#; s#s2ref#s2two#" "$T/s2ref.json" >"$T/s2two.json"
+with_key s2two s2tworat '"ratios": [2, 1]'
+$H train -q "$T/s2tworat.json" 2>"$T/s2two.err"
+rc=$?
+check "stage2, two levels: 4 steps run" "[ $rc -eq 0 ] && [ \$(wc -l <$T/s2tworat/losses.tsv) -eq 4 ]"
+check "stage2, two levels: other losses than three" "! cmp -s $T/s2ref/losses.tsv $T/s2tworat/losses.tsv"
+with_key s2two s2twobad '"ratios": [1, 2, 1]'
+fails "stage2, two levels: three ratios" 2 "'objective.ratios' must be 2 integers (the model's 2 pyramid levels)" $H train "$T/s2twobad.json"
+sed "s#\"model\": \"$M\"#\"model\": \"$T/m1\"#; s#s2ref#s2one#" "$T/s2ref.json" >"$T/s2one.json"
+fails "stage2: a Base folder" 2 "stage 2 trains a pyramid" $H train "$T/s2one.json"
 # a micro-batch of several samples: packed into one forward (the default, "pack_batch") or in
 # turn; the same losses and gradient norms up to the GEMMs' rounding, not the same bits; a packed
 # run resumes bit for bit; stage 2 packs every sample's levels together

@@ -639,6 +639,60 @@ static void test_batch(void) {
     hl_dit_free(m);
 }
 
+/* Two levels (a model folder with stages 2, stage_range [0, 0.5, 1]): level 0 at half the size,
+ * its path from the noise to the renoised half-size latents, level 1 from the upsampled level 0
+ * to x0 (stage2.h), recomputed here from the sample's noise and x0. */
+static void test_two_levels(void) {
+    hl_error err = {0};
+    hl_stage2_config cfg;
+    small_config(&cfg);
+    cfg.sched.stages = 2;
+    cfg.sched.n_stage_range = 3;
+    cfg.sched.stage_range[1] = 0.5, cfg.sched.stage_range[2] = 1.0;
+    cfg.ratios[0] = 2, cfg.ratios[1] = 2, cfg.ratios[2] = 0;
+    CHECK(hl_stage2_config_check(&cfg, &err) == HL_OK, "%s", err.msg);
+    hl_sched sched;
+    CHECK(hl_sched_init(&sched, &cfg.sched, &err) == HL_OK, "%s", err.msg);
+    float *clip = make_clip(2, 9);
+    hl_rng g = {0};
+    hl_rng_seed(&g, 5);
+    hl_stage2_sample s;
+    CHECK(hl_stage2_sample_make(&cfg, clip, SC, 2 * SF, SH, SW, &g, &s, &err) == HL_OK, "%s",
+          err.msg);
+    CHECK(s.K == 4 && s.pyr.levels == 2, "K %d, %d levels", s.K, s.pyr.levels);
+    const int h = SH / 2, w = SW / 2, P = SC * SF; /* planes */
+    float es0 = (float)sched.end_sigma[0], ss1 = (float)sched.start_sigma[1];
+    double worst = 0;
+    for (int k = 0; s.K == 4 && k < 4; k++) {
+        const hl_stage2_item *it = &s.items[k];
+        int lv = k / 2;
+        CHECK(it->level == lv && it->H == (lv ? SH : h) && it->W == (lv ? SW : w),
+              "item %d: level %d, %dx%d", k, it->level, it->H, it->W);
+        for (int p = 0; p < P; p++)
+            for (int y = 0; y < it->H; y++)
+                for (int x = 0; x < it->W; x++) {
+                    /* the half-size latent and noise around the pixel (y, x) of this level */
+                    int yy = lv ? y / 2 : y, xx = lv ? x / 2 : x;
+                    const float *x0 = s.base.x0 + (size_t)p * SP, *nz = s.noise + (size_t)p * SP;
+                    double l0 = 0, n0 = 0;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) {
+                            l0 += 0.25 * x0[(2 * yy + dy) * SW + 2 * xx + dx];
+                            n0 += 0.5 * nz[(2 * yy + dy) * SW + 2 * xx + dx];
+                        }
+                    double start, end;
+                    if (lv == 0) start = n0, end = es0 * n0 + (1 - es0) * l0;
+                    else start = ss1 * nz[y * SW + x] + (1 - ss1) * l0, end = x0[y * SW + x];
+                    double got = it->target[((size_t)p * it->H + y) * it->W + x];
+                    worst = fmax(worst, fabs(got - (start - end)));
+                }
+    }
+    CHECK(worst < 1e-5, "two levels: target off by %g", worst);
+    hl_stage2_sample_free(&s);
+    hl_sched_free(&sched);
+    free(clip);
+}
+
 static void test_bad_input(void) {
     hl_error err = {0};
     hl_stage2_config cfg;
@@ -699,6 +753,7 @@ int main(void) {
     test_draw_order();
     test_determinism();
     test_ratios();
+    test_two_levels();
     test_batch();
     test_bad_input();
     return test_done("test_train_stage2");

@@ -198,5 +198,22 @@ check "ode_init resume: student" \
     "same o4 o2 checkpoint-4/transformer/diffusion_pytorch_model.safetensors"
 check "ode_init: model folder" "[ -f '$T/o4/checkpoint-4/scheduler/scheduler_config.json' ]"
 
+# a student folder sampled in two pyramid stages: ode_init and stage3 train two levels ("steps"
+# one number per level), the checkpoint's scheduler keeps them, and generate runs it
+pyramid_folder m2 "$M" 2 '0, 0.5, 1'
+for ty in ode_init stage3; do
+    cfg ${ty}2 ${ty}2 2 $ty
+    sed -i "s#\"model\": \"$M\"#\"model\": \"$T/m2\"#; s#\"steps\": \[1, 1, 1\]#\"steps\": [1, 2]#" "$T/${ty}2.json"
+    "$H" train -q "$T/${ty}2.json" 2>"$T/${ty}2.log"
+    check "$ty, two levels: runs, the checkpoint's scheduler has 2 stages over [0, 0.5, 1]" \
+        "[ -f '$T/${ty}2/checkpoint-2/COMPLETE' ] && tr -d ' \n' <'$T/${ty}2/checkpoint-2/scheduler/scheduler_config.json' | grep -q '\"stages\":2,\"stage_range\":\[0,0.5,1\]'"
+done
+check "ode_init, two levels: other losses than three" "! same o2 ode_init2 losses.tsv"
+"$H" generate -m "$T/stage32/checkpoint-2" -p "a red ball" --width 128 --height 128 --chunks 1 \
+    -o "$T/g2.safetensors" --threads 2 >"$T/gen2.log" 2>&1
+check "generate runs the two-level student" "[ -s '$T/g2.safetensors' ] && grep -q 'Distilled' '$T/gen2.log'"
+sed 's#"steps": \[1, 2\]#"steps": [1, 1, 1]#' "$T/stage32.json" >"$T/stage32bad.json"
+fails "two levels: three steps" 2 "'objective.steps' must be an array of 2 numbers" "$H" train "$T/stage32bad.json"
+
 echo "test_train_stage3_cli: $n checks, $fail failed"
 [ $fail -eq 0 ]

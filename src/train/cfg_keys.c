@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/file.h"
+
 hl_status hl_cfg_bad(const hl_cfg_keys *k, const char *key, const char *why) {
     char path[128];
     snprintf(path, sizeof path, "%s.%s", k->prefix, key);
@@ -109,5 +111,26 @@ hl_status hl_cfg_dataset(const hl_cfg_keys *parent, const char *data, hl_dataset
     dc->width = w, dc->height = h, dc->frames = frames, dc->n_clips = clips;
     dc->seed = (uint64_t)seed;
     *text_len = L;
+    return HL_OK;
+}
+
+hl_status hl_cfg_model_pyramid(const char *model, hl_sched_config *sc, bool *found, hl_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", model ? model : "");
+    *found = model && hl_file_is_regular(path);
+    if (!*found) return HL_OK;
+    hl_json *j = NULL;
+    HL_TRY(hl_json_load_file(path, &j, err));
+    hl_sched_config m;
+    hl_status st = hl_sched_config_from_json(j, sc->kind, &m, err);
+    hl_json_free(j);
+    if (st != HL_OK) {
+        hl_error_prefix(err, "%s", path);
+        return st;
+    }
+    sc->stages = m.stages;
+    sc->n_stage_range = m.n_stage_range;
+    memcpy(sc->stage_range, m.stage_range, sizeof sc->stage_range);
+    sc->gamma = m.gamma;
     return HL_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/json.h"
+#include "sample/schedule.h"
 #include "train/dataset.h"
 
 typedef struct hl_cfg_keys {
@@ -34,5 +35,13 @@ hl_status hl_cfg_nums(const hl_cfg_keys *k, const char *key, int n, double lo, d
  * (a folder; *cache stays NULL when absent)}. Errors name "PREFIX.dataset.KEY". */
 hl_status hl_cfg_dataset(const hl_cfg_keys *parent, const char *data, hl_dataset_config *dc,
                          int *text_len, const char **cache);
+
+/* The pyramid a model folder is sampled with: "stages", "stage_range" and "gamma" of
+ * MODEL/scheduler/scheduler_config.json, copied over sc's (the rest of sc is kept: training has
+ * its own shift settings). The pyramid objectives (stage 2, ode_init, stage 3) build their levels
+ * from it, so that a model is trained on the pyramid `helios generate` samples it with. A folder
+ * without that file leaves sc as it is and *found false; a file that does not parse is an error
+ * naming it. */
+hl_status hl_cfg_model_pyramid(const char *model, hl_sched_config *sc, bool *found, hl_error *err);
 
 #endif

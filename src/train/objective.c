@@ -10,7 +10,7 @@ static const hl_train_objective k_objectives[] = {
      hl_quadratic_create, hl_quadratic_step, hl_quadratic_validate, hl_quadratic_destroy, NULL, NULL, NULL, "any", NULL, NULL, NULL, NULL, NULL},
     {"stage1", "flow matching of Helios stage 1 (Base): history, anchor, task mix, Frame-Aware Corrupt",
      hl_stage1_create, hl_flow_objective_step, hl_flow_validate, hl_flow_destroy, NULL, NULL, NULL, NULL, NULL, hl_flow_objective_tokens, NULL, NULL, hl_flow_objective_step_batch},
-    {"stage2", "pyramid flow matching of Helios stage 2 (Mid): 3 levels, samples per level",
+    {"stage2", "pyramid flow matching of Helios stage 2 (Mid): the model's pyramid levels, samples per level",
      hl_stage2_create, hl_flow_objective_step, hl_flow_validate, hl_flow_destroy, NULL, NULL, NULL, NULL, NULL, hl_flow_objective_tokens, NULL, NULL, hl_flow_objective_step_batch},
     {"ode_init", "staged ODE initialisation of the stage-3 student: x0 regression on cached teacher trajectories",
      hl_ode_create, hl_ode_step, hl_ode_validate, hl_ode_destroy, hl_ode_save, hl_ode_load, NULL, NULL, "ema", hl_ode_tokens, &hl_ode_sync, NULL, NULL},

@@ -100,8 +100,9 @@ void hl_quadratic_destroy(void *obj);
  * height, width, text_len, seed} ("data": "synthetic"), dataset {width, height, frames, clips,
  * seed, text_len, cache} ("data": "procedural" or a folder: clips encoded once by the model
  * folder's VAE and text encoder into a latent cache, train/latent_cache.h), validation {prompts,
- * seed, width, height, frames, chunks, steps, samples, video}; stage2 also ratios [n0, n1, n2]
- * and pack_levels (true: the K samples in one packed forward, train/objective_flow.h).
+ * seed, width, height, frames, chunks, steps, samples, video}; stage2 also ratios (samples per
+ * level, one per level of the model folder's pyramid, train/cfg_keys.h hl_cfg_model_pyramid) and
+ * pack_levels (true: the K samples in one packed forward, train/objective_flow.h).
  *
  * Validation (every validation_every steps, on the EMA weights when kept, else the current ones):
  * the flow loss over `samples` fixed samples drawn from seed ^ 0x5a5a (hl_flow_objective_validate)

@@ -36,6 +36,30 @@ static hl_status read_synthetic(const hl_cfg_keys *parent, const hl_train_env *e
     return hl_cfg_int(&k, "seed", 0, 2147483647, seed);
 }
 
+/* The student is trained on the pyramid its model folder ("model") is sampled with
+ * (train/cfg_keys.h); "steps" gives the student's steps per level, one number per level. A
+ * teacher folder with another pyramid is sampled on the student's, with a warning. */
+static hl_status read_pyramid(const hl_cfg_keys *k, const hl_train_env *env, const char *teacher,
+                              hl_distill_shape *sh) {
+    bool found;
+    HL_TRY(hl_cfg_model_pyramid(env->model, &sh->sched, &found, k->err));
+    sh->levels = sh->sched.stages;
+    hl_sched_config t = sh->sched;
+    HL_TRY(hl_cfg_model_pyramid(teacher, &t, &found, k->err));
+    if (found && t.stages != sh->levels)
+        HL_WARN("%s: the teacher %s has %d pyramid stages, the student %d: the teacher is "
+                "sampled on the student's",
+                k->file, teacher, t.stages, sh->levels);
+    double steps[HL_DISTILL_MAX_LEVELS] = {2, 2, 2};
+    if (sh->levels > HL_DISTILL_MAX_LEVELS) return HL_OK; /* hl_distill_shape_check says why */
+    HL_TRY(hl_cfg_nums(k, "steps", sh->levels, 1, 50, steps));
+    for (int i = 0; i < sh->levels; i++) {
+        if (steps[i] != (int)steps[i]) return hl_cfg_bad(k, "steps", "must be whole numbers");
+        sh->steps[i] = (int)steps[i];
+    }
+    return HL_OK;
+}
+
 /* mkdir -p */
 static hl_status make_dirs(const char *path, hl_error *err) {
     char p[4096];
@@ -142,14 +166,9 @@ hl_status hl_distill_common_init(hl_distill_common *c, const char *name, const h
     sh->C = env->dit->in_channels;
     const char *teacher = env->model;
     bool recompute = true;
-    double steps[3] = {2, 2, 2};
     int E = 2, eval_seed = 1000, clips = 8, seed = 0;
     HL_TRY(hl_cfg_str(k, "teacher", &teacher));
-    HL_TRY(hl_cfg_nums(k, "steps", 3, 1, 50, steps));
-    for (int i = 0; i < 3; i++) {
-        if (steps[i] != (int)steps[i]) return hl_cfg_bad(k, "steps", "must be whole numbers");
-        sh->steps[i] = (int)steps[i];
-    }
+    HL_TRY(read_pyramid(k, env, teacher, sh));
     HL_TRY(hl_cfg_bool(k, "amplify", &sh->amplify));
     HL_TRY(hl_cfg_int(k, "teacher_steps", 1, 1000, &sh->teacher_steps));
     HL_TRY(hl_cfg_num(k, "teacher_guidance", 0, 100, &sh->teacher_guidance));
@@ -426,15 +445,18 @@ static hl_status write_model_folder(const hl_distill_common *c, const char *dir,
     snprintf(p, sizeof p, "%s/scheduler", dir);
     if (mkdir(p, 0755) != 0 && errno != EEXIST)
         return hl_fail(err, HELIOS_ERR_IO, "%s: %s", p, strerror(errno));
+    char range[8 * 32] = "";
+    for (int i = 0; i < s->n_stage_range; i++) /* the stages + 1 (or more) the folder gave */
+        snprintf(range + strlen(range), sizeof range - strlen(range), "%s%.17g", i ? ", " : "",
+                 s->stage_range[i]);
     char sched[1024];
     snprintf(sched, sizeof sched,
              "{\n \"_class_name\": \"HeliosDMDScheduler\",\n \"num_train_timesteps\": %d,\n"
-             " \"shift\": %.17g,\n \"stages\": %d,\n \"stage_range\": [%.17g, %.17g, %.17g, "
-             "%.17g],\n \"gamma\": %.17g,\n \"prediction_type\": \"flow_prediction\",\n"
+             " \"shift\": %.17g,\n \"stages\": %d,\n \"stage_range\": [%s],\n"
+             " \"gamma\": %.17g,\n \"prediction_type\": \"flow_prediction\",\n"
              " \"use_flow_sigmas\": true,\n \"use_dynamic_shifting\": %s,\n"
              " \"time_shift_type\": \"%s\",\n \"scheduler_type\": \"dmd\"\n}\n",
-             s->num_train_timesteps, s->shift, s->stages, s->stage_range[0], s->stage_range[1],
-             s->stage_range[2], s->stage_range[3], s->gamma,
+             s->num_train_timesteps, s->shift, s->stages, range, s->gamma,
              s->use_dynamic_shifting ? "true" : "false",
              s->time_shift_type == HL_SHIFT_LINEAR ? "linear" : "exponential");
     snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", dir);

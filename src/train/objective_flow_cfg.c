@@ -97,15 +97,39 @@ static hl_status boolean(const keys *k, const char *key, bool *out) {
     return HL_OK;
 }
 
+/* "ratios": samples per pyramid level, one number per level of the model's pyramid. Without the
+ * key, three levels take the released [1, 2, 1] and other counts one sample per level. */
 static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
+    int L = c->sched.stages;
     const hl_json *r = hl_json_get(k->s, "ratios");
+    if (!r && L != 3)
+        for (int i = 0; i < L; i++) c->ratios[i] = 1;
     if (!r) return HL_OK;
-    int64_t v[3];
-    if (r->type != HL_JSON_ARRAY || hl_json_get_int_array(k->s, "ratios", v, 3) != 3 || v[0] < 0 ||
-        v[1] < 0 || v[2] < 0 || v[0] + v[1] + v[2] < 1 ||
-        v[0] + v[1] + v[2] > HL_STAGE2_MAX_SAMPLES)
-        return bad(k, "ratios", "must be [n0, n1, n2], samples per pyramid level, 1 to 64 in all");
-    for (int i = 0; i < 3; i++) c->ratios[i] = (int)v[i];
+    int64_t v[HL_STAGE2_MAX_LEVELS], sum = 0;
+    bool ok = r->type == HL_JSON_ARRAY && (int)r->n == L &&
+              hl_json_get_int_array(k->s, "ratios", v, L) == L;
+    for (int i = 0; ok && i < L; i++) ok = v[i] >= 0 && (sum += v[i]) <= HL_STAGE2_MAX_SAMPLES;
+    if (!ok || sum < 1) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "must be %d integers (the model's %d pyramid levels), samples per level, 1 to "
+                 "%d in all",
+                 L, L, HL_STAGE2_MAX_SAMPLES);
+        return bad(k, "ratios", why);
+    }
+    for (int i = 0; i < L; i++) c->ratios[i] = (int)v[i];
+    return HL_OK;
+}
+
+/* Stage 2 trains the pyramid the model folder is sampled with (train/cfg_keys.h). */
+static hl_status read_pyramid(const keys *k, const hl_train_env *env, hl_stage2_config *c) {
+    bool found;
+    HL_TRY(hl_cfg_model_pyramid(env->model, &c->sched, &found, k->err));
+    if (found && c->sched.stages < 2)
+        return hl_fail(k->err, HELIOS_ERR_INVALID_ARG,
+                       "%s: 'model' %s/scheduler/scheduler_config.json has stages %d: stage 2 "
+                       "trains a pyramid (a Mid folder, stages 2 or 3), not a Base folder",
+                       k->file, env->model, c->sched.stages);
     return HL_OK;
 }
 
@@ -132,7 +156,7 @@ static hl_status read_flow(const keys *k, int stage, hl_stage2_config *s2, bool 
     HL_TRY(only(k, known, sizeof known / sizeof *known - 2 * (stage == 1))); /* stage 2's last */
     hl_stage1_config *c = &s2->base;
     HL_TRY(boolean(k, "pack_batch", pack_batch));
-    if (stage == 2) HL_TRY(read_ratios(k, s2));
+    if (stage == 2) HL_TRY(read_ratios(k, s2)); /* after the model's pyramid */
     if (stage == 2) HL_TRY(boolean(k, "pack_levels", pack_levels));
     const char *preset = hl_json_get_string(k->s, "corrupt");
     if (hl_json_get(k->s, "corrupt") &&
@@ -344,6 +368,7 @@ static hl_status flow_create(int stage, const hl_json *settings, const hl_train_
     if (stage == 1) hl_stage1_config_default(&c.base);
     c.base.zero_history_timestep = env->dit->zero_history_timestep; /* the model decides */
     bool recompute = true, pack_levels = true, pack_batch = true;
+    if (stage == 2) HL_TRY(read_pyramid(&k, env, &c));
     HL_TRY(read_flow(&k, stage, &c, &recompute, &pack_levels, &pack_batch));
     const char *precision = hl_json_get_string(settings, "precision");
     if (hl_json_get(settings, "precision") &&

@@ -3,7 +3,7 @@
  * prepare_stage2_clean_input / prepare_stage2_noise_input, train_helios.py with
  * is_navit_pyramid).
  *
- * Levels s = 0 .. L-1 (L = the scheduler's stages, 3; s = 0 is the lowest resolution). With x0 and
+ * Levels s = 0 .. L-1 (L = the scheduler's stages, 3 as released; s = 0 is the lowest resolution). With x0 and
  * noise the (C, F, H, W) target chunk and its full-resolution noise:
  *   latents[L-1] = x0,    latents[s] = down2(latents[s+1])        bilinear, align_corners False
  *   noise[L-1]   = noise, noise[s]   = down2(noise[s+1]) · 2       (keeps unit variance)
