@@ -59,8 +59,13 @@ fails "--width 4294967424 (was 128)" 2 "--width '4294967424' is out of range" $G
 fails "--seed abc (was 0)" 2 "--seed 'abc' is not a non-negative integer" $G1 --seed abc -o $T/x.mp4
 fails "--seed -1" 2 "--seed '-1' is not a non-negative integer" $G1 --seed -1 -o $T/x.mp4
 fails "--backend gpu (ran on the cpu)" 2 "--backend 'gpu' is not one of cpu or ref" $G1 --backend gpu -o $T/x.mp4
-fails "--pyramid-steps 1,1,1,1" 2 "--pyramid-steps '1,1,1,1': wants exactly 3" $G1 --pyramid-steps 1,1,1,1 -o $T/x.mp4
+fails "--pyramid-steps 1,1,1,1" 2 "--pyramid-steps '1,1,1,1': wants 1 to 3" $G1 --pyramid-steps 1,1,1,1 -o $T/x.mp4
 fails "--pyramid-steps 1,0,1" 2 "item 2 '0' is out of range" $G1 --pyramid-steps 1,0,1 -o $T/x.mp4
+# one number per pyramid stage of the model: three for a model sampled in two stages fail, two run
+pyramid_folder m2 "$M" 2 '0, 0.5, 1'
+fails "--pyramid-steps 1,1,1 for two stages" 2 "pyramid_steps[2] = 1, but the model's scheduler has 2 pyramid stages" $H generate -m "$T/m2" -p x --chunks 1 --width 128 --height 128 --pyramid-steps 1,1,1 -o $T/x.mp4
+$H generate -q -m "$T/m2" -p x --chunks 1 --width 128 --height 128 --pyramid-steps 1,2 -o $T/p2.y4m 2>"$T/p2.err"
+check "--pyramid-steps 1,2 for two stages runs" "[ -s $T/p2.y4m ]"
 fails "--width without a value" 2 "--width needs a value" $G1 -o $T/x.mp4 --width
 fails "unknown option" 2 "unknown option '--bogus'" $G1 --bogus -o $T/x.mp4
 fails "stray argument" 2 "unexpected argument 'stray'" $G1 stray -o $T/x.mp4

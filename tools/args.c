@@ -145,21 +145,16 @@ int args_int_list(args *a, int n, long long lo, long long hi, int *out) {
     const char *opt = a->opt, *v = NULL;
     if (args_str(a, &v)) return ARGS_USAGE;
     const char *p = v;
-    for (int k = 0; k < n; k++) {
+    for (int k = 0;; k++) {
         const char *comma = strchr(p, ',');
-        if (k < n - 1 && !comma)
-            return args_fail(a, "%s '%s': wants %d comma-separated integers", opt, v, n);
-        int len = (int)(k < n - 1 ? comma - p : (int)strlen(p));
+        if (k == n)
+            return args_fail(a, "%s '%s': wants 1 to %d comma-separated integers", opt, v, n);
+        int len = comma ? (int)(comma - p) : (int)strlen(p);
         long long x;
         const char *why = args_parse_ll(p, len, lo, hi, &x);
-        if (why) {
-            if (k == n - 1 && comma) /* "1,1,1,1": a value too many */
-                return args_fail(a, "%s '%s': wants exactly %d comma-separated integers", opt, v,
-                                 n);
-            return args_fail(a, "%s '%s': item %d '%.*s' %s", opt, v, k + 1, len, p, why);
-        }
+        if (why) return args_fail(a, "%s '%s': item %d '%.*s' %s", opt, v, k + 1, len, p, why);
         out[k] = (int)x;
-        p += len + 1;
+        if (!comma) return 0;
+        p = comma + 1;
     }
-    return 0;
 }

@@ -583,6 +583,12 @@ static hl_status check_gen_params(const helios_pipeline *p, const helios_gen_par
             return range_fail(err, field, g->pyramid_steps[i], 0, HELIOS_MAX_STEPS,
                               "; 0 = the recipe's");
         }
+    for (int i = p->pyramid ? p->sched.stages : 3; i < 3; i++)
+        if (g->pyramid_steps[i] > 0)
+            return hl_fail(err, HELIOS_ERR_INVALID_ARG,
+                           "generate: pyramid_steps[%d] = %d, but the model's scheduler has %d "
+                           "pyramid stages",
+                           i, g->pyramid_steps[i], p->sched.stages);
     if (g->max_sequence_length < 0 || g->max_sequence_length > HELIOS_MAX_SEQUENCE_LENGTH)
         return range_fail(err, "max_sequence_length", g->max_sequence_length, 0,
                           HELIOS_MAX_SEQUENCE_LENGTH, "; 0 = the model's");
