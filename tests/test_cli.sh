@@ -66,6 +66,8 @@ pyramid_folder m2 "$M" 2 '0, 0.5, 1'
 fails "--pyramid-steps 1,1,1 for two stages" 2 "pyramid_steps[2] = 1, but the model's scheduler has 2 pyramid stages" $H generate -m "$T/m2" -p x --chunks 1 --width 128 --height 128 --pyramid-steps 1,1,1 -o $T/x.mp4
 $H generate -q -m "$T/m2" -p x --chunks 1 --width 128 --height 128 --pyramid-steps 1,2 -o $T/p2.y4m 2>"$T/p2.err"
 check "--pyramid-steps 1,2 for two stages runs" "[ -s $T/p2.y4m ]"
+$H generate -q -m "$T/m2" -p x --chunks 1 --width 128 --height 128 --pyramid-steps 1,1,1 --pyramid-steps 1,2 -o $T/p2b.y4m 2>"$T/p2b.err"
+check "--pyramid-steps given twice: the last, whole (not 1,2 over 1,1,1)" "cmp -s $T/p2.y4m $T/p2b.y4m"
 fails "--width without a value" 2 "--width needs a value" $G1 -o $T/x.mp4 --width
 fails "unknown option" 2 "unknown option '--bogus'" $G1 --bogus -o $T/x.mp4
 fails "stray argument" 2 "unexpected argument 'stray'" $G1 stray -o $T/x.mp4

@@ -2,6 +2,7 @@
 #include "sample/schedule.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -462,4 +463,15 @@ void hl_sched_renoise_coeffs(const hl_sched *s, int stage, double *alpha, double
     double a = 1.0 / (sqrt(1.0 + 1.0 / g) * (1.0 - ori) + ori);
     *alpha = a;
     *beta = a * (1.0 - ori) / sqrt(g);
+}
+
+const char *hl_sched_format_range(const hl_sched_config *c, int digits, char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < c->n_stage_range && n < cap; i++) {
+        int w = snprintf(buf + n, cap - n, "%s%.*g", i ? ", " : "", digits, c->stage_range[i]);
+        if (w < 0) break;
+        n += (size_t)w;
+    }
+    return buf;
 }

@@ -18,6 +18,7 @@
 #define HL_SCHEDULE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -69,6 +70,10 @@ void hl_sched_config_default(hl_sched_config *c, hl_sched_kind kind);
  * HELIOS_ERR_UNSUPPORTED. */
 hl_status hl_sched_config_from_json(const hl_json *j, hl_sched_kind fallback, hl_sched_config *c,
                                     hl_error *err);
+
+/* "0, 0.5, 1": the n_stage_range entries of stage_range with `digits` significant digits (17
+ * for a JSON file that reads back the same doubles), into buf; returns buf. */
+const char *hl_sched_format_range(const hl_sched_config *c, int digits, char *buf, size_t cap);
 
 /* diffusers calculate_shift with its defaults (base_seq 256 -> 0.5, max_seq 4096 -> 1.15). */
 double hl_sched_calculate_shift(double image_seq_len);

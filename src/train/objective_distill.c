@@ -50,6 +50,9 @@ static hl_status read_pyramid(const hl_cfg_keys *k, const hl_train_env *env, con
         HL_WARN("%s: the teacher %s has %d pyramid stages, the student %d: the teacher is "
                 "sampled on the student's",
                 k->file, teacher, t.stages, sh->levels);
+    char range[256];
+    HL_INFO("%s: %d pyramid levels over [%s]", env->model ? env->model : "student", sh->levels,
+            hl_sched_format_range(&sh->sched, 6, range, sizeof range));
     double steps[HL_DISTILL_MAX_LEVELS] = {2, 2, 2};
     if (sh->levels > HL_DISTILL_MAX_LEVELS) return HL_OK; /* hl_distill_shape_check says why */
     HL_TRY(hl_cfg_nums(k, "steps", sh->levels, 1, 50, steps));
@@ -445,11 +448,8 @@ static hl_status write_model_folder(const hl_distill_common *c, const char *dir,
     snprintf(p, sizeof p, "%s/scheduler", dir);
     if (mkdir(p, 0755) != 0 && errno != EEXIST)
         return hl_fail(err, HELIOS_ERR_IO, "%s: %s", p, strerror(errno));
-    char range[8 * 32] = "";
-    for (int i = 0; i < s->n_stage_range; i++) /* the stages + 1 (or more) the folder gave */
-        snprintf(range + strlen(range), sizeof range - strlen(range), "%s%.17g", i ? ", " : "",
-                 s->stage_range[i]);
-    char sched[1024];
+    char range[256], sched[1024];
+    hl_sched_format_range(s, 17, range, sizeof range);
     snprintf(sched, sizeof sched,
              "{\n \"_class_name\": \"HeliosDMDScheduler\",\n \"num_train_timesteps\": %d,\n"
              " \"shift\": %.17g,\n \"stages\": %d,\n \"stage_range\": [%s],\n"
