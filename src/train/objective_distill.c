@@ -41,18 +41,20 @@ static hl_status read_synthetic(const hl_cfg_keys *parent, const hl_train_env *e
  * teacher folder with another pyramid is sampled on the student's, with a warning. */
 static hl_status read_pyramid(const hl_cfg_keys *k, const hl_train_env *env, const char *teacher,
                               hl_distill_shape *sh) {
-    bool found;
+    bool found, found_teacher;
     HL_TRY(hl_cfg_model_pyramid(env->model, &sh->sched, &found, k->err));
     sh->levels = sh->sched.stages;
     hl_sched_config t = sh->sched;
-    HL_TRY(hl_cfg_model_pyramid(teacher, &t, &found, k->err));
-    if (found && t.stages != sh->levels)
+    HL_TRY(hl_cfg_model_pyramid(teacher, &t, &found_teacher, k->err));
+    if (found_teacher && t.stages != sh->levels)
         HL_WARN("%s: the teacher %s has %d pyramid stages, the student %d: the teacher is "
                 "sampled on the student's",
                 k->file, teacher, t.stages, sh->levels);
     char range[256];
-    HL_INFO("%s: %d pyramid levels over [%s]", env->model ? env->model : "student", sh->levels,
-            hl_sched_format_range(&sh->sched, 6, range, sizeof range));
+    HL_INFO("distillation: %d pyramid levels over [%s] (%s%s)", sh->levels,
+            hl_sched_format_range(&sh->sched, 6, range, sizeof range),
+            found ? env->model : "the released Distilled's: no ",
+            found ? "/scheduler/scheduler_config.json" : "scheduler_config.json in the model");
     double steps[HL_DISTILL_MAX_LEVELS] = {2, 2, 2};
     if (sh->levels > HL_DISTILL_MAX_LEVELS) return HL_OK; /* hl_distill_shape_check says why */
     HL_TRY(hl_cfg_nums(k, "steps", sh->levels, 1, 50, steps));

@@ -131,9 +131,10 @@ static hl_status read_pyramid(const keys *k, const hl_train_env *env, hl_stage2_
                        "trains a pyramid (a Mid folder, stages 2 or 3), not a Base folder",
                        k->file, env->model, c->sched.stages);
     char range[256];
-    HL_INFO("stage2: %d pyramid levels over [%s]: the scheduler's of %s", c->sched.stages,
+    HL_INFO("stage2: %d pyramid levels over [%s] (%s%s)", c->sched.stages,
             hl_sched_format_range(&c->sched, 6, range, sizeof range),
-            found ? env->model : "the released Mid (the model folder has none)");
+            found ? env->model : "the released Mid's: no ",
+            found ? "/scheduler/scheduler_config.json" : "scheduler_config.json in the model");
     return HL_OK;
 }
 
