@@ -154,7 +154,10 @@ int args_int_list(args *a, int n, long long lo, long long hi, int *out) {
         const char *why = args_parse_ll(p, len, lo, hi, &x);
         if (why) return args_fail(a, "%s '%s': item %d '%.*s' %s", opt, v, k + 1, len, p, why);
         out[k] = (int)x;
-        if (!comma) return 0;
+        if (!comma) {
+            while (++k < n) out[k] = 0; /* not given */
+            return 0;
+        }
         p = comma + 1;
     }
 }

@@ -39,7 +39,7 @@ int args_double(args *a, double lo, double hi, double *out);
 /* One of names[0..n-1]: *out is its index. */
 int args_choice(args *a, const char *const *names, int n, int *out);
 /* 1 to n integers in [lo, hi] separated by commas ("2,2,2"): out[0..] takes them, the rest of
- * out is left as it is. */
+ * out[n] is 0 (not given). */
 int args_int_list(args *a, int n, long long lo, long long hi, int *out);
 
 /* The parsers under the above, for values found inside other values (generate's "C:TEXT").

@@ -187,10 +187,9 @@ static int parse(int argc, char **argv, gen_opts *o) {
         else if (args_is(&a, NULL, "--chunks"))
             rc = args_int(&a, -1, HELIOS_MAX_CHUNKS, &o->chunks), chunks = true;
         else if (args_is(&a, NULL, "--steps")) rc = args_int(&a, 1, HELIOS_MAX_STEPS, &o->steps);
-        else if (args_is(&a, NULL, "--pyramid-steps")) {
-            memset(o->pyramid, 0, sizeof o->pyramid); /* given twice: the last, whole */
+        else if (args_is(&a, NULL, "--pyramid-steps"))
             rc = args_int_list(&a, 3, 1, HELIOS_MAX_STEPS, o->pyramid);
-        } else if (args_is(&a, NULL, "--guidance"))
+        else if (args_is(&a, NULL, "--guidance"))
             rc = args_double(&a, 0, HELIOS_MAX_GUIDANCE, &o->guidance);
         else if (args_is(&a, NULL, "--sampler")) {
             if (!(rc = args_choice(&a, samplers, 3, &k))) o->sampler = sampler_ids[k];

@@ -97,13 +97,11 @@ static hl_status boolean(const keys *k, const char *key, bool *out) {
     return HL_OK;
 }
 
-/* "ratios": samples per pyramid level, one number per level of the model's pyramid. Without the
- * key, three levels take the released [1, 2, 1] and other counts one sample per level. */
+/* "ratios": samples per pyramid level, one number per level of the model's pyramid (without the
+ * key, hl_stage2_ratios_default's). */
 static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
     int L = c->sched.stages;
     const hl_json *r = hl_json_get(k->s, "ratios");
-    if (!r && L != 3)
-        for (int i = 0; i < L; i++) c->ratios[i] = 1;
     if (!r) return HL_OK;
     int64_t v[HL_STAGE2_MAX_LEVELS], sum = 0;
     bool ok = r->type == HL_JSON_ARRAY && (int)r->n == L &&
@@ -125,6 +123,7 @@ static hl_status read_ratios(const keys *k, hl_stage2_config *c) {
 static hl_status read_pyramid(const keys *k, const hl_train_env *env, hl_stage2_config *c) {
     bool found;
     HL_TRY(hl_cfg_model_pyramid(env->model, &c->sched, &found, k->err));
+    hl_stage2_ratios_default(c);
     if (found && c->sched.stages < 2)
         return hl_fail(k->err, HELIOS_ERR_INVALID_ARG,
                        "%s: 'model' %s/scheduler/scheduler_config.json has stages %d: stage 2 "

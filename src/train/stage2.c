@@ -144,7 +144,12 @@ void hl_stage2_config_default(hl_stage2_config *c) {
     hl_stage1_config_default(&c->base);
     c->base.tsample.kind = HL_TSAMPLE_UNIFORM;
     hl_sched_config_default(&c->sched, HL_SCHED_UNIPC);
-    c->ratios[0] = 1, c->ratios[1] = 2, c->ratios[2] = 1;
+    hl_stage2_ratios_default(c);
+}
+
+void hl_stage2_ratios_default(hl_stage2_config *c) {
+    for (int s = 0; s < HL_STAGE2_MAX_LEVELS; s++) c->ratios[s] = s < c->sched.stages;
+    if (c->sched.stages == 3) c->ratios[1] = 2; /* the released [1, 2, 1] */
 }
 
 hl_status hl_stage2_config_check(const hl_stage2_config *c, hl_error *err) {

@@ -109,6 +109,8 @@ typedef struct hl_stage2_config {
 } hl_stage2_config;
 
 void hl_stage2_config_default(hl_stage2_config *c);
+/* ratios for c->sched.stages levels: the released [1, 2, 1] for three, else 1 per level. */
+void hl_stage2_ratios_default(hl_stage2_config *c);
 hl_status hl_stage2_config_check(const hl_stage2_config *c, hl_error *err);
 
 /* One of the K samples: the current chunk at its level's size. */
