@@ -1,7 +1,8 @@
 #!/bin/sh
 # helios bench --only e2e on the tiny random model folder (a Distilled folder: sizes in
 # multiples of 64): the e2e line with every field of the split and positive numbers, the ops
-# line, no temporary MP4 left behind; a missing --model exits 1 naming the folder.
+# line, no temporary MP4 left behind; a missing --model exits 1 naming the folder. Then --only
+# pack and --only tiny.
 # usage: test_bench_e2e.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -57,6 +58,21 @@ check "pack: the stage-2 step of the shipped model in turn and packed" \
 check "pack: a verdict" "grep -qE '^pack: (packing pays|in turn is faster|no difference)' $T/pack"
 fails "pack: --width 96 (not 3 levels of 2x2 patches)" 2 "multiples of 64" \
     $H bench --only pack --dim 64 --heads 2 --width 96
+
+# --only tiny: quiet, then beside the second process it starts, then the scheduler's ceiling;
+# the spinner does not outlive the bench (the arguments in this order mark its command line)
+$H bench --only tiny --reps 1 --tiny-model "$M" >"$T/tiny" 2>"$T/tiny.err"
+check "tiny: exit 0" "[ $? = 0 ]"
+check "tiny: the quiet run" "grep -qE '^tiny 256x128: 33 frames in 1 chunk: [0-9.]+ s' $T/tiny"
+check "tiny: the shared run against the target" \
+    "grep -qE '^tiny shared with one busy process: [0-9.]+ s, [0-9.]+ frames/s, [0-9.]+x the quiet run \\(target <= 1.5x\\)$' $T/tiny"
+check "tiny: the scheduler's ceiling at four region lengths" \
+    "grep -qE '^scheduler ceiling, .*:( [0-9.]+ ms [0-9.]+x,){3} 100 ms [0-9.]+x$' $T/tiny"
+left=0
+for p in /proc/[0-9]*; do
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- '--only tiny --reps 1 --tiny-model' && left=$((left + 1))
+done
+check "tiny: no second process left running" "[ $left = 0 ]"
 
 echo "$((n - fail))/$n passed"
 [ $fail -eq 0 ]

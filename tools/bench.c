@@ -9,7 +9,7 @@
  *   linear bf16 M <M> K <K> N <N>: forward <t> ms, <G> GFLOP/s, ... (quoted as above)
  *   linear bf16 M <M> K <K> N <N>: backward (dx, dW, db) <t> ms, <r>x forward, <G> GFLOP/s, ...
  * and, with --only tiny, the tiny random model's end-to-end generation (frames/s) with the share
- * of its wall time spent inside the ops, and with --only e2e a model folder (default: the shipped
+ * of its wall time spent inside the ops, quiet and beside a second busy process, and with --only e2e a model folder (default: the shipped
  * helios-tiny) from prompt to MP4 frames, timed once over a long video (run_e2e). Other figures
  * are medians over --reps runs after one warm-up. */
 #include <math.h>
@@ -332,9 +332,58 @@ static int run_umt5(const bench_opts *o, const yardstick *y) {
     return 0;
 }
 
+/* reps timed generations of the tiny random model (after one untimed warm-up: primitive
+ * creation, first touch): their wall times, the seconds inside the ops, the share of the wall
+ * time that is, and the op times of the last. 0, or 1 with the error printed. */
+typedef struct tiny_runs {
+    double wall[64], in_ops[64], share[64];
+    hl_op_times last;
+    int chunks, frames;
+} tiny_runs;
+
+static int tiny_run(const bench_opts *o, helios_session *s, helios_pipeline *pipe, int reps,
+                    tiny_runs *out) {
+    for (int r = -1; r < reps; r++) {
+        helios_gen_params gp;
+        helios_gen_params_init(&gp);
+        gp.prompt = "a red ball bouncing";
+        gp.width = o->tiny_width, gp.height = o->tiny_height;
+        gp.num_frames = o->tiny_frames;
+        gp.decode = 1;
+        hl_op_timing_set(1);
+        helios_gen *g = NULL;
+        double t0 = hl_time();
+        if (helios_gen_new(pipe, &gp, &g) != HELIOS_OK) {
+            fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
+            hl_op_timing_set(0);
+            return 1;
+        }
+        out->chunks = helios_gen_n_chunks(g), out->frames = 0;
+        for (helios_gen_progress p = {0}; !p.finished;) {
+            if (helios_gen_step(g, &p) != HELIOS_OK) {
+                fprintf(stderr, "helios bench: tiny: %s\n", helios_gen_error(g));
+                helios_gen_free(g);
+                hl_op_timing_set(0);
+                return 1;
+            }
+            if (p.chunk_done) out->frames += p.n_frames;
+        }
+        double t = hl_time() - t0, ops = 0;
+        out->last = *hl_op_times_get();
+        hl_op_timing_set(0);
+        helios_gen_free(g);
+        for (int i = 0; i < HL_OP_COUNT; i++) ops += out->last.seconds[i];
+        if (r >= 0) out->wall[r] = t, out->in_ops[r] = ops, out->share[r] = ops / t;
+    }
+    return 0;
+}
+
 /* The tiny random model end to end: helios_gen_new (prompt encoding) to the last decoded frame,
  * the pipeline loaded once; with the op timer on, the share of that wall time spent inside the
- * ops (ops_backends.h), the rest being the model code between them and the runtime. */
+ * ops (ops_backends.h), the rest being the model code between them and the runtime. Then the
+ * same beside a second CPU-bound process (a forked spinner, the same priority), against the
+ * issue's 1.5x; and what the scheduler allows perfectly balanced parallel work beside it, in
+ * regions as long as the run's mean op and longer: the ceiling for any thread pool. */
 static int run_tiny(const bench_opts *o) {
     helios_session_params sp;
     helios_session_params_init(&sp);
@@ -348,65 +397,57 @@ static int run_tiny(const bench_opts *o) {
     helios_pipeline_params_init(&pp);
     pp.model_dir = o->tiny_model;
     helios_pipeline *pipe = NULL;
-    helios_gen *g = NULL;
-    int rc = 1, reps = o->reps < 64 ? o->reps : 64, chunks = 0, frames = 0;
-    double wall[64], in_ops[64], share[64];
-    hl_op_times last;
+    int rc = 1, reps = o->reps < 64 ? o->reps : 64;
+    static tiny_runs q, sh;
     if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) {
         fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
         goto done;
     }
-    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (primitive creation, first touch) */
-        helios_gen_params gp;
-        helios_gen_params_init(&gp);
-        gp.prompt = "a red ball bouncing";
-        gp.width = o->tiny_width, gp.height = o->tiny_height;
-        gp.num_frames = o->tiny_frames;
-        gp.decode = 1;
-        hl_op_timing_set(1);
-        double t0 = hl_time();
-        if (helios_gen_new(pipe, &gp, &g) != HELIOS_OK) {
-            fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
-            goto done;
-        }
-        chunks = helios_gen_n_chunks(g), frames = 0;
-        for (helios_gen_progress p = {0}; !p.finished;) {
-            if (helios_gen_step(g, &p) != HELIOS_OK) {
-                fprintf(stderr, "helios bench: tiny: %s\n", helios_gen_error(g));
-                goto done;
-            }
-            if (p.chunk_done) frames += p.n_frames;
-        }
-        double t = hl_time() - t0, ops = 0;
-        last = *hl_op_times_get();
-        hl_op_timing_set(0);
-        helios_gen_free(g);
-        g = NULL;
-        for (int i = 0; i < HL_OP_COUNT; i++) ops += last.seconds[i];
-        if (r >= 0) wall[r] = t, in_ops[r] = ops, share[r] = ops / t;
-    }
-    double t = median(wall, reps);
+    if (tiny_run(o, s, pipe, reps, &q)) goto done;
+    double t = median(q.wall, reps);
     printf("tiny %dx%d: %d frames in %d chunk%s: %.3f s, %.1f frames/s (median of %d)\n",
-           o->tiny_width, o->tiny_height, frames, chunks, chunks == 1 ? "" : "s", t, frames / t,
-           reps);
+           o->tiny_width, o->tiny_height, q.frames, q.chunks, q.chunks == 1 ? "" : "s", t,
+           q.frames / t, reps);
     int64_t calls = 0;
-    for (int i = 0; i < HL_OP_COUNT; i++) calls += last.calls[i];
+    for (int i = 0; i < HL_OP_COUNT; i++) calls += q.last.calls[i];
+    const double in_ops = median(q.in_ops, reps);
     printf("tiny ops: %.0f%% of wall time inside the ops (median; %.3f s), %lld op calls a run;",
-           100.0 * median(share, reps), median(in_ops, reps), (long long)calls);
+           100.0 * median(q.share, reps), in_ops, (long long)calls);
     for (int n = 0; n < 6; n++) { /* the largest ops of the last run */
         int best = -1;
         for (int i = 0; i < HL_OP_COUNT; i++)
-            if (last.seconds[i] > 0 && (best < 0 || last.seconds[i] > last.seconds[best])) best = i;
+            if (q.last.seconds[i] > 0 && (best < 0 || q.last.seconds[i] > q.last.seconds[best]))
+                best = i;
         if (best < 0) break;
-        printf(" %s %.0f ms in %lld", hl_op_name((hl_op_id)best), 1e3 * last.seconds[best],
-               (long long)last.calls[best]);
-        last.seconds[best] = 0;
+        printf(" %s %.0f ms in %lld", hl_op_name((hl_op_id)best), 1e3 * q.last.seconds[best],
+               (long long)q.last.calls[best]);
+        q.last.seconds[best] = 0;
+    }
+    printf("\n");
+    const int busy = hl_bench_busy_start();
+    if (busy < 0) {
+        fprintf(stderr, "helios bench: tiny: cannot start the second process (fork failed)\n");
+        goto done;
+    }
+    const int failed = tiny_run(o, s, pipe, reps, &sh);
+    hl_bench_busy_stop(busy);
+    if (failed) goto done;
+    const double ts = median(sh.wall, reps);
+    printf("tiny shared with one busy process: %.3f s, %.1f frames/s, %.2fx the quiet run (target "
+           "<= 1.5x)\n",
+           ts, sh.frames / ts, ts / t);
+    const double mean_op = calls > 0 ? in_ops / (double)calls : 1e-3;
+    const double lens[] = {mean_op, 1e-3, 1e-2, 1e-1};
+    printf("scheduler ceiling, shared / quiet of balanced parallel regions (no memory, no serial "
+           "part):");
+    for (int i = 0; i < 4; i++) {
+        const double r = hl_bench_sched_ceiling(lens[i], 3);
+        if (r < 0) break;
+        printf("%s %.3g ms %.2fx", i ? "," : "", lens[i] * 1e3, r);
     }
     printf("\n");
     rc = 0;
 done:
-    hl_op_timing_set(0);
-    helios_gen_free(g);
     helios_pipeline_free(pipe);
     helios_session_free(s);
     return rc;
@@ -795,7 +836,10 @@ static void usage(FILE *f) {
         "  --gemm N        baseline GEMM size N x N x N (default 4096)\n"
         "  --only block|umt5|vae|tiny|linear|train|gemm|e2e|pack  run one part (default: block\n"
         "                  and linear; with --full also umt5 and vae); tiny: the tiny random\n"
-        "                  model end to end (frames/s, the share of time inside the ops);\n"
+        "                  model end to end (frames/s, the share of time inside the ops),\n"
+        "                  then beside a second busy process it starts (the slowdown,\n"
+        "                  target 1.5x) and the scheduler's ceiling for balanced parallel\n"
+        "                  work beside it;\n"
         "                  e2e: --model from prompt to frames encoded (H.264 MP4 in a\n"
         "                  temporary file), one run: frames/s against the target of %d, the\n"
         "                  time in the text encoder, transformer calls, the sampler, VAE\n"

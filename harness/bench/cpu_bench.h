@@ -47,6 +47,17 @@ double hl_amx_ceiling_check(int k);
 double hl_bench_median(double *t, int n);
 void hl_bench_random_bf16(uint16_t *p, int64_t n, uint32_t seed);
 
+/* A second process that spins on one core until hl_bench_busy_stop (or this process's death):
+ * "another CPU-bound process shares the machine". Returns its pid, or -1 if fork fails. */
+int hl_bench_busy_start(void);
+void hl_bench_busy_stop(int pid);
+
+/* What the scheduler itself allows parallel work beside one such process: regions of
+ * region_seconds of perfectly balanced, dependent arithmetic on every OpenMP thread (no memory
+ * traffic, no serial part), timed alone and beside hl_bench_busy_start; the shared / quiet ratio
+ * of their medians over reps runs of about 0.25 s each, or < 0 if the process cannot start. */
+double hl_bench_sched_ceiling(double region_seconds, int reps);
+
 /* The CPU features the peaks look for that this CPU and OS have, space-separated (CPUID and
  * XGETBV; AMX is listed from CPUID alone, the permission request comes with the measurement). */
 void hl_cpu_features(char *buf, size_t n);
