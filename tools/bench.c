@@ -332,6 +332,19 @@ static int run_umt5(const bench_opts *o, const yardstick *y) {
     return 0;
 }
 
+/* A session on --threads threads, or NULL with the error printed ("helios bench: WHAT: ..."). */
+static helios_session *bench_session(const bench_opts *o, const char *what) {
+    helios_session_params sp;
+    helios_session_params_init(&sp);
+    sp.n_threads = o->threads;
+    helios_session *s = NULL;
+    if (helios_session_new(&sp, &s) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: %s: %s\n", what, helios_session_new_error());
+        return NULL;
+    }
+    return s;
+}
+
 /* reps timed generations of the tiny random model (after one untimed warm-up: primitive
  * creation, first touch): their wall times, the seconds inside the ops, the share of the wall
  * time that is, and the op times of the last. 0, or 1 with the error printed. */
@@ -385,14 +398,8 @@ static int tiny_run(const bench_opts *o, helios_session *s, helios_pipeline *pip
  * issue's 1.5x; and what the scheduler allows perfectly balanced parallel work beside it, in
  * regions as long as the run's mean op and longer: the ceiling for any thread pool. */
 static int run_tiny(const bench_opts *o) {
-    helios_session_params sp;
-    helios_session_params_init(&sp);
-    sp.n_threads = o->threads;
-    helios_session *s;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) {
-        fprintf(stderr, "helios bench: tiny: %s\n", helios_session_new_error());
-        return 1;
-    }
+    helios_session *s = bench_session(o, "tiny");
+    if (!s) return 1;
     helios_pipeline_params pp;
     helios_pipeline_params_init(&pp);
     pp.model_dir = o->tiny_model;
@@ -484,14 +491,8 @@ static void folder_name(const char *path, char *out, size_t n) {
  * largest ops: what is left between them is the model code's own per-call overhead. */
 static int run_e2e(const bench_opts *o, const char *model) {
     enum { FPS = 24, TARGET = 24 };
-    helios_session_params sp;
-    helios_session_params_init(&sp);
-    sp.n_threads = o->threads;
-    helios_session *s;
-    if (helios_session_new(&sp, &s) != HELIOS_OK) {
-        fprintf(stderr, "helios bench: e2e: %s\n", helios_session_new_error());
-        return 1;
-    }
+    helios_session *s = bench_session(o, "e2e");
+    if (!s) return 1;
     helios_pipeline_params pp;
     helios_pipeline_params_init(&pp);
     pp.model_dir = model;
