@@ -213,6 +213,11 @@ static void gemm_case(hl_gemm_kernel k, int bf16, const gcase *g, int samples) {
 
 int main(int argc, char **argv) {
     g_verbose = argc > 1 && !strcmp(argv[1], "-v");
+    /* routing: the linear ops run ours unless HELIOS_GEMM says otherwise (a timed choice differs
+     * between processes, and so would their bits) */
+    unsetenv("HELIOS_GEMM");
+    CHECK(hl_gemm_mode_get() == HL_GEMM_MODE_OURS, "routing: the default is %d, not ours",
+          (int)hl_gemm_mode_get());
     /* clang-format off */
     static const int64_t shapes[][4] = { /* M, N, K, pad */
         {1, 1, 1, 0},      {1, 1, 1, 3},     {7, 5, 3, 2},       {13, 17, 11, 5},

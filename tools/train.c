@@ -435,11 +435,6 @@ int cmd_train(int argc, char **argv) {
      * a page fault per 4 KiB again (a quarter of a tiny model's step); keep the memory instead. */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    /* The cpu backend picks our GEMM or oneDNN's per shape by timing both (gemm.h, "routing"),
-     * and two processes may pick differently, each route summing in its own order: a resumed run
-     * or another MPI rank would then not reproduce this one's bits. Training pins our GEMM
-     * (deterministic for a given CPU and thread count) unless the environment chose a side. */
-    setenv("HELIOS_GEMM", "ours", 0);
     hl_error err = {0};
     hl_dist dist;
     if (hl_dist_init(&dist, &err) != HL_OK) {

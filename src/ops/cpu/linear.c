@@ -1,5 +1,5 @@
 /* cpu linear: y[M, N] = x[M, K] · W[N, K]ᵀ + b through our GEMM (gemm/) or a cached oneDNN
- * matmul, whichever is faster for the shape (gemm.h, "routing"; HELIOS_GEMM forces one).
+ * matmul: ours unless HELIOS_GEMM says onednn, or auto (the faster per shape; gemm.h, "routing").
  *
  * The oneDNN path:
  * W BF16: x is rounded to bf16 (RNE) into a dense scratch copy and a bf16 x bf16 -> f32 matmul

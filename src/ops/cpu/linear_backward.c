@@ -273,8 +273,8 @@ hl_status hl_cpu_linear_backward(const hl_ctx *ctx, int64_t M, const float *x, i
                                  const hl_tensor *W, const float *dy, int64_t lddy, float *dx,
                                  int64_t lddx, int accumulate_dx, float *dW, float *db) {
     const int64_t N = W->shape[0], K = hl_tensor_numel(W) / N;
-    /* Routing (gemm.h): ours when forced, and below the probe size as in the forward; above it
-     * the faster of the two, probed (backward_routed). */
+    /* Routing (gemm.h): ours by default, and under auto below the probe size as in the forward;
+     * above it the faster of the two, probed (backward_routed). */
     const hl_gemm_mode mode = hl_gemm_mode_get();
     const int ours = mode == HL_GEMM_MODE_OURS ||
                      (mode == HL_GEMM_MODE_AUTO && (double)M * N * K < HL_GEMM_PROBE_MIN_MACS);

@@ -18,11 +18,11 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static hl_gemm_mode mode_read(void) {
     const char *e = getenv("HELIOS_GEMM");
-    if (!e || !*e || !strcmp(e, "auto")) return HL_GEMM_MODE_AUTO;
-    if (!strcmp(e, "ours")) return HL_GEMM_MODE_OURS;
+    if (!e || !*e || !strcmp(e, "ours")) return HL_GEMM_MODE_OURS;
+    if (!strcmp(e, "auto")) return HL_GEMM_MODE_AUTO;
     if (!strcmp(e, "onednn")) return HL_GEMM_MODE_ONEDNN;
-    HL_WARN("HELIOS_GEMM='%s' is not ours, onednn or auto: auto", e);
-    return HL_GEMM_MODE_AUTO;
+    HL_WARN("HELIOS_GEMM='%s' is not ours, onednn or auto: ours", e);
+    return HL_GEMM_MODE_OURS;
 }
 
 hl_gemm_mode hl_gemm_mode_get(void) {
@@ -30,9 +30,13 @@ hl_gemm_mode hl_gemm_mode_get(void) {
     pthread_mutex_lock(&g_lock);
     if (mode < 0) {
         mode = (int)mode_read();
-        if (mode != HL_GEMM_MODE_AUTO)
-            HL_INFO("cpu: HELIOS_GEMM: every GEMM of the linear ops runs on %s",
-                    mode == HL_GEMM_MODE_OURS ? "our kernels" : "oneDNN");
+        const char *e = getenv("HELIOS_GEMM");
+        if (e && *e) /* the default (ours) goes unsaid */
+            HL_INFO("cpu: HELIOS_GEMM: %s",
+                    mode == HL_GEMM_MODE_OURS     ? "every GEMM of the linear ops runs on our kernels"
+                    : mode == HL_GEMM_MODE_ONEDNN ? "every GEMM of the linear ops runs on oneDNN"
+                                                  : "our GEMM or oneDNN's, the faster per shape "
+                                                    "(timed; may differ between runs)");
     }
     pthread_mutex_unlock(&g_lock);
     return (hl_gemm_mode)mode;
