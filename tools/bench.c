@@ -9,9 +9,9 @@
  *   linear bf16 M <M> K <K> N <N>: forward <t> ms, <G> GFLOP/s, ... (quoted as above)
  *   linear bf16 M <M> K <K> N <N>: backward (dx, dW, db) <t> ms, <r>x forward, <G> GFLOP/s, ...
  * and, with --only tiny, the tiny random model's end-to-end generation (frames/s) with the share
- * of its wall time spent inside the ops, quiet and beside a second busy process, and with --only e2e a model folder (default: the shipped
- * helios-tiny) from prompt to MP4 frames, timed once over a long video (run_e2e). Other figures
- * are medians over --reps runs after one warm-up. */
+ * of its wall time spent inside the ops, quiet and beside a second busy process, and with --only
+ * e2e a model folder (default: the shipped helios-tiny) from prompt to MP4 frames, timed once
+ * over a long video (run_e2e). Other figures are medians over --reps runs after one warm-up. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

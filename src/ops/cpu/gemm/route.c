@@ -31,12 +31,12 @@ hl_gemm_mode hl_gemm_mode_get(void) {
     if (mode < 0) {
         mode = (int)mode_read();
         const char *e = getenv("HELIOS_GEMM");
-        if (e && *e) /* the default (ours) goes unsaid */
-            HL_INFO("cpu: HELIOS_GEMM: %s",
-                    mode == HL_GEMM_MODE_OURS     ? "every GEMM of the linear ops runs on our kernels"
-                    : mode == HL_GEMM_MODE_ONEDNN ? "every GEMM of the linear ops runs on oneDNN"
-                                                  : "our GEMM or oneDNN's, the faster per shape "
-                                                    "(timed; may differ between runs)");
+        static const char *const said[] = {
+            [HL_GEMM_MODE_AUTO] = "our GEMM or oneDNN's, the faster per shape (timed; two runs "
+                                  "may differ)",
+            [HL_GEMM_MODE_OURS] = "every GEMM of the linear ops runs on our kernels",
+            [HL_GEMM_MODE_ONEDNN] = "every GEMM of the linear ops runs on oneDNN"};
+        if (e && *e) HL_INFO("cpu: HELIOS_GEMM: %s", said[mode]); /* the default goes unsaid */
     }
     pthread_mutex_unlock(&g_lock);
     return (hl_gemm_mode)mode;
