@@ -396,7 +396,8 @@ static int tiny_run(const bench_opts *o, helios_session *s, helios_pipeline *pip
  * ops (ops_backends.h), the rest being the model code between them and the runtime. Then the
  * same beside a second CPU-bound process (a forked spinner, the same priority), against the
  * issue's 1.5x; and what the scheduler allows perfectly balanced parallel work beside it, in
- * regions as long as the run's mean op and longer: the ceiling for any thread pool. */
+ * regions as long as the run's mean op and longer, on OpenMP's pool: the ceiling for a pool
+ * whose idle threads sleep, as libgomp's do (docs/design.md, "Threads on a shared machine"). */
 static int run_tiny(const bench_opts *o) {
     helios_session *s = bench_session(o, "tiny");
     if (!s) return 1;
