@@ -68,6 +68,8 @@ check "tiny: the shared run against the target" \
     "grep -qE '^tiny shared with one busy process: [0-9.]+ s, [0-9.]+ frames/s, [0-9.]+x the quiet run \\(target <= 1.5x\\)$' $T/tiny"
 check "tiny: the scheduler's ceiling at four region lengths" \
     "grep -qE '^scheduler ceiling, .*:( [0-9.]+ ms [0-9.]+x,){3} 100 ms [0-9.]+x$' $T/tiny"
+check "tiny: one thread beside the busy process" \
+    "grep -qE '^tiny shared, one thread: [0-9.]+ s, [0-9.]+ frames/s, [0-9.]+x the quiet run$' $T/tiny"
 left=0
 for p in /proc/[0-9]*; do
     tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- '--only tiny --reps 1 --tiny-model' && left=$((left + 1))

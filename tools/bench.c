@@ -391,13 +391,47 @@ static int tiny_run(const bench_opts *o, helios_session *s, helios_pipeline *pip
     return 0;
 }
 
+/* The tiny model on one thread beside the busy process, against quiet_s (the quiet run on all
+ * threads): what giving up the second thread under load would give. 0, or 1 with the error
+ * printed. */
+static int tiny_one_thread_shared(const bench_opts *o, double quiet_s) {
+    bench_opts one = *o;
+    one.threads = 1;
+    helios_session *s = bench_session(&one, "tiny");
+    if (!s) return 1;
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    pp.model_dir = o->tiny_model;
+    helios_pipeline *pipe = NULL;
+    static tiny_runs r;
+    const int reps = o->reps < 64 ? o->reps : 64;
+    int rc = 1;
+    if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) {
+        fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
+    } else {
+        const int busy = hl_bench_busy_start();
+        rc = busy < 0 || tiny_run(o, s, pipe, reps, &r);
+        hl_bench_busy_stop(busy);
+        if (busy < 0) fprintf(stderr, "helios bench: tiny: cannot start the second process\n");
+    }
+    if (rc == 0) {
+        const double t = median(r.wall, reps);
+        printf("tiny shared, one thread: %.3f s, %.1f frames/s, %.2fx the quiet run\n", t,
+               r.frames / t, t / quiet_s);
+    }
+    helios_pipeline_free(pipe);
+    helios_session_free(s);
+    return rc;
+}
+
 /* The tiny random model end to end: helios_gen_new (prompt encoding) to the last decoded frame,
  * the pipeline loaded once; with the op timer on, the share of that wall time spent inside the
  * ops (ops_backends.h), the rest being the model code between them and the runtime. Then the
  * same beside a second CPU-bound process (a forked spinner, the same priority), against the
  * issue's 1.5x; and what the scheduler allows perfectly balanced parallel work beside it, in
  * regions as long as the run's mean op and longer, on OpenMP's pool: the ceiling for a pool
- * whose idle threads sleep, as libgomp's do (docs/design.md, "Threads on a shared machine"). */
+ * whose idle threads sleep, as libgomp's do (docs/design.md, "Threads on a shared machine");
+ * then, with more than one thread, the model on one thread beside the busy process. */
 static int run_tiny(const bench_opts *o) {
     helios_session *s = bench_session(o, "tiny");
     if (!s) return 1;
@@ -454,7 +488,7 @@ static int run_tiny(const bench_opts *o) {
         printf("%s %.3g ms %.2fx", i ? "," : "", lens[i] * 1e3, r);
     }
     printf("\n");
-    rc = 0;
+    rc = hl_get_threads() > 1 ? tiny_one_thread_shared(o, t) : 0;
 done:
     helios_pipeline_free(pipe);
     helios_session_free(s);
@@ -840,8 +874,8 @@ static void usage(FILE *f) {
         "                  and linear; with --full also umt5 and vae); tiny: the tiny random\n"
         "                  model end to end (frames/s, the share of time inside the ops),\n"
         "                  then beside a second busy process it starts (the slowdown,\n"
-        "                  target 1.5x) and the scheduler's ceiling for balanced parallel\n"
-        "                  work beside it;\n"
+        "                  target 1.5x), the scheduler's ceiling for balanced parallel\n"
+        "                  work beside it, and one thread beside it;\n"
         "                  e2e: --model from prompt to frames encoded (H.264 MP4 in a\n"
         "                  temporary file), one run: frames/s against the target of %d, the\n"
         "                  time in the text encoder, transformer calls, the sampler, VAE\n"
