@@ -391,29 +391,46 @@ static int tiny_run(const bench_opts *o, helios_session *s, helios_pipeline *pip
     return 0;
 }
 
+/* A session on `threads` threads with the tiny model's pipeline loaded: 0, or 1 with the error
+ * printed and nothing left to free. */
+static int tiny_open(const bench_opts *o, int threads, helios_session **s, helios_pipeline **pipe) {
+    bench_opts t = *o;
+    t.threads = threads;
+    *pipe = NULL;
+    if (!(*s = bench_session(&t, "tiny"))) return 1;
+    helios_pipeline_params pp;
+    helios_pipeline_params_init(&pp);
+    pp.model_dir = o->tiny_model;
+    if (helios_pipeline_load(*s, &pp, pipe) == HELIOS_OK) return 0;
+    fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(*s));
+    helios_session_free(*s);
+    *s = NULL;
+    return 1;
+}
+
+/* tiny_run beside a second busy process (hl_bench_busy_start), stopped after. */
+static int tiny_run_shared(const bench_opts *o, helios_session *s, helios_pipeline *pipe, int reps,
+                           tiny_runs *out) {
+    const int busy = hl_bench_busy_start();
+    if (busy < 0) {
+        fprintf(stderr, "helios bench: tiny: cannot start the second process (fork failed)\n");
+        return 1;
+    }
+    const int failed = tiny_run(o, s, pipe, reps, out);
+    hl_bench_busy_stop(busy);
+    return failed;
+}
+
 /* The tiny model on one thread beside the busy process, against quiet_s (the quiet run on all
  * threads): what giving up the second thread under load would give. 0, or 1 with the error
  * printed. */
 static int tiny_one_thread_shared(const bench_opts *o, double quiet_s) {
-    bench_opts one = *o;
-    one.threads = 1;
-    helios_session *s = bench_session(&one, "tiny");
-    if (!s) return 1;
-    helios_pipeline_params pp;
-    helios_pipeline_params_init(&pp);
-    pp.model_dir = o->tiny_model;
-    helios_pipeline *pipe = NULL;
+    helios_session *s;
+    helios_pipeline *pipe;
     static tiny_runs r;
     const int reps = o->reps < 64 ? o->reps : 64;
-    int rc = 1;
-    if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) {
-        fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
-    } else {
-        const int busy = hl_bench_busy_start();
-        rc = busy < 0 || tiny_run(o, s, pipe, reps, &r);
-        hl_bench_busy_stop(busy);
-        if (busy < 0) fprintf(stderr, "helios bench: tiny: cannot start the second process\n");
-    }
+    if (tiny_open(o, 1, &s, &pipe)) return 1;
+    const int rc = tiny_run_shared(o, s, pipe, reps, &r);
     if (rc == 0) {
         const double t = median(r.wall, reps);
         printf("tiny shared, one thread: %.3f s, %.1f frames/s, %.2fx the quiet run\n", t,
@@ -433,18 +450,11 @@ static int tiny_one_thread_shared(const bench_opts *o, double quiet_s) {
  * whose idle threads sleep, as libgomp's do (docs/design.md, "Threads on a shared machine");
  * then, with more than one thread, the model on one thread beside the busy process. */
 static int run_tiny(const bench_opts *o) {
-    helios_session *s = bench_session(o, "tiny");
-    if (!s) return 1;
-    helios_pipeline_params pp;
-    helios_pipeline_params_init(&pp);
-    pp.model_dir = o->tiny_model;
-    helios_pipeline *pipe = NULL;
+    helios_session *s;
+    helios_pipeline *pipe;
     int rc = 1, reps = o->reps < 64 ? o->reps : 64;
     static tiny_runs q, sh;
-    if (helios_pipeline_load(s, &pp, &pipe) != HELIOS_OK) {
-        fprintf(stderr, "helios bench: tiny: %s\n", helios_session_error(s));
-        goto done;
-    }
+    if (tiny_open(o, o->threads, &s, &pipe)) return 1;
     if (tiny_run(o, s, pipe, reps, &q)) goto done;
     double t = median(q.wall, reps);
     printf("tiny %dx%d: %d frames in %d chunk%s: %.3f s, %.1f frames/s (median of %d)\n",
@@ -466,14 +476,7 @@ static int run_tiny(const bench_opts *o) {
         q.last.seconds[best] = 0;
     }
     printf("\n");
-    const int busy = hl_bench_busy_start();
-    if (busy < 0) {
-        fprintf(stderr, "helios bench: tiny: cannot start the second process (fork failed)\n");
-        goto done;
-    }
-    const int failed = tiny_run(o, s, pipe, reps, &sh);
-    hl_bench_busy_stop(busy);
-    if (failed) goto done;
+    if (tiny_run_shared(o, s, pipe, reps, &sh)) goto done;
     const double ts = median(sh.wall, reps);
     printf("tiny shared with one busy process: %.3f s, %.1f frames/s, %.2fx the quiet run (target "
            "<= 1.5x)\n",

@@ -16,28 +16,28 @@ static struct {
 static int g_n_routes;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* HELIOS_GEMM, said in the log when set (the default, ours, goes unsaid). */
 static hl_gemm_mode mode_read(void) {
+    static const char *const said[] = {
+        [HL_GEMM_MODE_AUTO] = "our GEMM or oneDNN's, the faster per shape (timed; two runs may "
+                              "differ)",
+        [HL_GEMM_MODE_OURS] = "every GEMM of the linear ops runs on our kernels",
+        [HL_GEMM_MODE_ONEDNN] = "every GEMM of the linear ops runs on oneDNN"};
     const char *e = getenv("HELIOS_GEMM");
-    if (!e || !*e || !strcmp(e, "ours")) return HL_GEMM_MODE_OURS;
-    if (!strcmp(e, "auto")) return HL_GEMM_MODE_AUTO;
-    if (!strcmp(e, "onednn")) return HL_GEMM_MODE_ONEDNN;
-    HL_WARN("HELIOS_GEMM='%s' is not ours, onednn or auto: ours", e);
-    return HL_GEMM_MODE_OURS;
+    if (!e || !*e) return HL_GEMM_MODE_OURS;
+    hl_gemm_mode m = !strcmp(e, "auto")     ? HL_GEMM_MODE_AUTO
+                     : !strcmp(e, "onednn") ? HL_GEMM_MODE_ONEDNN
+                                            : HL_GEMM_MODE_OURS;
+    if (m == HL_GEMM_MODE_OURS && strcmp(e, "ours"))
+        HL_WARN("HELIOS_GEMM='%s' is not ours, onednn or auto: ours", e);
+    HL_INFO("cpu: HELIOS_GEMM: %s", said[m]);
+    return m;
 }
 
 hl_gemm_mode hl_gemm_mode_get(void) {
     static int mode = -1;
     pthread_mutex_lock(&g_lock);
-    if (mode < 0) {
-        mode = (int)mode_read();
-        const char *e = getenv("HELIOS_GEMM");
-        static const char *const said[] = {
-            [HL_GEMM_MODE_AUTO] = "our GEMM or oneDNN's, the faster per shape (timed; two runs "
-                                  "may differ)",
-            [HL_GEMM_MODE_OURS] = "every GEMM of the linear ops runs on our kernels",
-            [HL_GEMM_MODE_ONEDNN] = "every GEMM of the linear ops runs on oneDNN"};
-        if (e && *e) HL_INFO("cpu: HELIOS_GEMM: %s", said[mode]); /* the default goes unsaid */
-    }
+    if (mode < 0) mode = (int)mode_read();
     pthread_mutex_unlock(&g_lock);
     return (hl_gemm_mode)mode;
 }
