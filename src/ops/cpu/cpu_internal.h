@@ -106,9 +106,10 @@ hl_status hl_cpu_dnnl_init(hl_cpu *cpu, int nstreams, hl_error *err);
 dnnl_engine_t hl_cpu_engine(const hl_cpu *cpu);
 dnnl_stream_t hl_cpu_stream(const hl_cpu *cpu, int i); /* after hl_cpu_dnnl_init(cpu, > i) */
 
-/* 1 when oneDNN has bf16 matmul and convolution kernels on this CPU (oneDNN 2.6 needs AVX-512
- * for bf16; an AVX2-only CPU has none), else 0. Probed once per instance by creating a small
- * bf16 matmul; the environment variable HELIOS_BF16_GEMM=0 forces 0 (to test the f32 path on any
+/* 1 when the CPU has bf16 dot products (AVX512-BF16 or AMX-BF16) and oneDNN bf16 matmul and
+ * convolution kernels for them, else 0 (oneDNN 2.6 emulates bf16 on other AVX-512 CPUs, slower
+ * than its f32, and has none on AVX2). Probed once per instance by creating a small bf16
+ * matmul; the environment variable HELIOS_BF16_GEMM=0 forces 0 (to test the f32 path on any
  * machine). Where it is 0, ops on bf16 weights convert them to float32 and compute in float32
  * (logged once at info level). Call with the lock held. */
 int hl_cpu_bf16_gemm(hl_cpu *cpu);
