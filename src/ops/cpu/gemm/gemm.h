@@ -36,7 +36,7 @@ typedef enum hl_gemm_kernel {
     HL_GEMM_AUTO = -1,   /* the best this CPU has: amx > bf16 > avx512 > avx2 > scalar */
     HL_GEMM_SCALAR = 0,  /* plain C, 4 x 8 tile: the fallback and the oracle of the others */
     HL_GEMM_AVX2,        /* AVX2 + FMA f32, 6 x 16 tile */
-    HL_GEMM_AVX512,      /* AVX-512F f32, 14 x 32 tile */
+    HL_GEMM_AVX512,      /* AVX-512F f32, 6 x 64 tile */
     HL_GEMM_AVX512_BF16, /* AVX512-BF16 vdpbf16ps, 14 x 32 tile (hl_gemm_bf16 only; for
                                hl_gemm_f32 it means HL_GEMM_AVX512) */
     HL_GEMM_AMX,         /* AMX-BF16 tiles, 32 x 32 (hl_gemm_bf16 only, as avx512-bf16) */
