@@ -9,12 +9,12 @@
  *
  * Block sizes for Zen 5 (48 KiB L1d, 1 MiB L2 per core, 32 MiB L3 per 8-core CCX); the same
  * reasoning holds for Zen 4 and recent Intel cores:
- *   KC  a B micro-panel, KC x NR, stays in L1 while the ir loop streams A micro-panels through
- *       it: 256 k x 32 x 4 bytes = 32 KiB (f32; bf16: 512 k x 32 x 2 bytes, the same bytes),
- *       leaving L1 room for the A micro-panel (14 KiB) and the C tile.
- *   MC  the packed A block, MC x KC, stays in L2 across the jr loop: 336 x 256 x 4 = 336 KiB
- *       (a third of L2: the B micro-panels and C stream through the rest).
- *   NC  the packed B block, KC x NC, is shared by the threads from L3: 256 x 2048 x 4 = 2 MiB.
+ *   KC  a B micro-panel, KC x NR, is reused by every A micro-panel of the block: 512 k x 64 x
+ *       4 bytes = 128 KiB for the f32 kernel, streamed from L2 (KC 256 and 384, measured on an
+ *       AVX-512 Xeon, were no faster: the C tile's load and store amortised over fewer k).
+ *   MC  the packed A block, MC x KC, stays in L2 across the jr loop: 336 x 512 x 4 = 672 KiB.
+ *   NC  the packed B block, KC x NC, each thread its own (run_plan), from L3: 512 x 2048 x 4 =
+ *       4 MiB.
  * The C tile's load + store is amortised over KC steps of MR x NR multiply-adds.
  * AMX: a 32 x 32 x 32 step of the kernel needs 4 KiB of A and B per 64 cycles of tdpbf16ps,
  * and a C tile round trip (4 KiB each way) costs about as much as a few such steps, so
@@ -32,7 +32,7 @@
  * the results are the same for every thread count.
  *
  * Memory: the packed blocks live in grow-only buffers of the calling thread, one B block + one
- * A block per thread (2 MiB + 336 KiB per thread for f32, up to 32 MiB + 1 MiB for AMX; with
+ * A block per thread (4 MiB + 672 KiB per thread for f32, up to 32 MiB + 1 MiB for AMX; with
  * bf16 weights on an f32 kernel (no AVX512-BF16), the panels hold the widened float32 values:
  * the same sizes, never a converted copy of the whole weight). */
 #include <pthread.h>
@@ -201,11 +201,6 @@ static inline hl_bf16 b_bf(const plan *p, int64_t o) {
     return p->b_bf16 ? ((const hl_bf16 *)p->B)[o] : hl_f32_to_bf16(((const float *)p->B)[o]);
 }
 
-/* n float32 values rounded to bf16 and back, in place (RNE, as hl_f32_to_bf16). */
-static void round_f32(float *d, int64_t n) {
-    for (int64_t i = 0; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
-}
-
 /* ---- packing ---------------------------------------------------------------------------------
  * A block: rows [i0, i0 + mb) of op(A), k in [k0, k0 + kb), into ceil(mb / MR) micro-panels of
  * MR·kp elements (kp = kb, or kb rounded up to even for pairs), rows past mb and the odd k zero.
@@ -305,8 +300,56 @@ static inline void pairs16(const hl_bf16 *s, int64_t sbj, int64_t np, int NR, ui
         _mm512_storeu_si512((void *)(d32 + g * NR),
                             _mm512_i32gather_epi32(off, (const void *)(s + 2 * g), 1));
 }
+
+/* Rows [0, n) (n <= 16) of a row-major float32 or bf16 (s_bf16) operand, ld elements apart, k
+ * in [0, kb16) (a multiple of 16), into the f32 kernels' panel layout d[k·ldd + r]: 16 x 16
+ * blocks transposed in registers, n lanes stored (the scalar loops wrote one value per panel
+ * row, 128 bytes apart: with bf16 weights, a fifth of umT5's encode on an AVX-512 Xeon without
+ * bf16 dot products). */
+static void pack_t16(const void *s, int s_bf16, int64_t ld, int n, int64_t kb16, float *d,
+                     int64_t ldd) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    const hl_bf16 *sb = s;
+    const float *sf = s;
+    for (int64_t k = 0; k < kb16; k += 16) {
+        __m512i r[16], t[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i >= n   ? _mm512_setzero_si512()
+                   : s_bf16 ? _mm512_castps_si512(hl_v_from_bf16(
+                                  _mm256_loadu_si256((const __m256i *)(sb + i * ld + k))))
+                            : _mm512_loadu_si512((const void *)(sf + i * ld + k));
+        transpose16(r, t);
+        for (int j = 0; j < 16; j++) _mm512_mask_storeu_epi32(d + (k + j) * ldd, m, t[j]);
+    }
+}
+
+/* n float32 values rounded to bf16 and back, in place (RNE, as hl_f32_to_bf16). */
+static void round_f32(float *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, hl_v_from_bf16(hl_v_to_bf16(_mm512_loadu_ps(d + i))));
+    for (; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
+}
+
+/* n bf16 values widened to float32 (exact). */
+static void widen_bf16(const hl_bf16 *s, float *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, hl_v_from_bf16(_mm256_loadu_si256((const __m256i *)(s + i))));
+    for (; i < n; i++) d[i] = hl_bf16_to_f32(s[i]);
+}
 #else
 #define PACK_VEC 0
+static void pack_t16(const void *s, int s_bf16, int64_t ld, int n, int64_t kb16, float *d,
+                     int64_t ldd) {
+    (void)s, (void)s_bf16, (void)ld, (void)n, (void)kb16, (void)d, (void)ldd;
+}
+static void round_f32(float *d, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
+}
+static void widen_bf16(const hl_bf16 *s, float *d, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] = hl_bf16_to_f32(s[i]);
+}
 static inline void tile_row_bf16(const float *s, hl_bf16 *d) { (void)s, (void)d; }
 static inline void tile_cols_bf16(const void *a, int a_bf16, int64_t o, int64_t sak, int64_t n,
                                   uint32_t *d32) {
@@ -350,8 +393,15 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
         if (p->u->pair == 1) {
             float *d = (float *)dst + ir * kp;
             if (rows < MR) memset(d, 0, (size_t)(MR * kp) * sizeof *d);
-            if (a && p->sak == 1) {
-                for (int64_t k0b = 0; k0b < kb; k0b += 16) {
+            /* k in [0, kv): 16 x 16 blocks in registers; the rest value by value */
+            const int64_t kv = PACK_VEC && p->sak == 1 && MR <= 16 ? kb / 16 * 16 : 0;
+            if (kv) {
+                const int esz = p->a_bf16 ? 2 : 4;
+                pack_t16((const char *)p->A + o * esz, p->a_bf16, p->sai, (int)rows, kv, d, MR);
+            }
+            if (kv == kb) {
+            } else if (a && p->sak == 1) {
+                for (int64_t k0b = kv; k0b < kb; k0b += 16) {
                     const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
                     for (int64_t r = 0; r < rows; r++)
                         for (int64_t k = k0b; k < ke; k++) d[k * MR + r] = a[r * p->sai + k];
@@ -360,7 +410,7 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++) d[k * MR + r] = a[k * p->sak + r * p->sai];
             } else {
-                for (int64_t k = 0; k < kb; k++)
+                for (int64_t k = kv; k < kb; k++)
                     for (int64_t r = 0; r < rows; r++)
                         d[k * MR + r] = a_f32(p, o + k * p->sak + r * p->sai);
             }
@@ -462,9 +512,17 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
         if (p->u->pair == 1) {
             float *d = (float *)dst + jr * kp;
             if (cols < NR) memset(d, 0, (size_t)(NR * kp) * sizeof *d);
-            if (p->sbk == 1 && !p->b_bf16) {
+            /* k in [0, kv): 16 columns x 16 k at a time in registers; the rest value by value */
+            const int64_t kv = PACK_VEC && p->sbk == 1 ? kb / 16 * 16 : 0;
+            for (int64_t c = 0; c < cols && kv; c += 16) {
+                const int esz = p->b_bf16 ? 2 : 4, n = cols - c < 16 ? (int)(cols - c) : 16;
+                pack_t16((const char *)p->B + (o + c * p->sbj) * esz, p->b_bf16, p->sbj, n, kv,
+                         d + c, NR);
+            }
+            if (kv == kb) {
+            } else if (p->sbk == 1 && !p->b_bf16) {
                 const float *b = (const float *)p->B + o;
-                for (int64_t k0b = 0; k0b < kb; k0b += 16) {
+                for (int64_t k0b = kv; k0b < kb; k0b += 16) {
                     const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
                     for (int64_t c = 0; c < cols; c++)
                         for (int64_t k = k0b; k < ke; k++) d[k * NR + c] = b[c * p->sbj + k];
@@ -472,14 +530,17 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
             } else if (p->sbk == 1) {
                 const hl_bf16 *b = (const hl_bf16 *)p->B + o;
                 for (int64_t c = 0; c < cols; c++) {
-                    prefetch_row(b + (c + PF_AHEAD) * p->sbj, c + PF_AHEAD < cols, kb, 2);
-                    for (int64_t k = 0; k < kb; k++)
+                    prefetch_row(b + (c + PF_AHEAD) * p->sbj + kv, c + PF_AHEAD < cols, kb - kv, 2);
+                    for (int64_t k = kv; k < kb; k++)
                         d[k * NR + c] = hl_bf16_to_f32(b[c * p->sbj + k]);
                 }
             } else if (!p->b_bf16) {
                 const float *b = (const float *)p->B + o;
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t c = 0; c < cols; c++) d[k * NR + c] = b[k * p->sbk + c * p->sbj];
+            } else if (p->sbj == 1) { /* bf16 rows of B along j */
+                for (int64_t k = 0; k < kb; k++)
+                    widen_bf16((const hl_bf16 *)p->B + o + k * p->sbk, d + k * NR, cols);
             } else {
                 for (int64_t k = 0; k < kb; k++)
                     for (int64_t c = 0; c < cols; c++)
