@@ -2,7 +2,7 @@
 # helios bench --only e2e on the tiny random model folder (a Distilled folder: sizes in
 # multiples of 64): the e2e line with every field of the split and positive numbers, the ops
 # line, no temporary MP4 left behind; a missing --model exits 1 naming the folder. Then --only
-# pack and --only tiny.
+# pack, --only tiny and --only block.
 # usage: test_bench_e2e.sh HELIOS_BINARY MODEL_DIR
 set -u
 H=$1 M=$2
@@ -75,6 +75,16 @@ for p in /proc/[0-9]*; do
     tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- '--only tiny --reps 1 --tiny-model' && left=$((left + 1))
 done
 check "tiny: no second process left running" "[ $left = 0 ]"
+
+# --only block on a small shape: quoted against the peak of the run's start and against the
+# peak measured beside each of its runs
+$H bench --only block --dim 64 --heads 2 --ffn 128 --text 8 --tokens 64 --gemm 256 --reps 3 \
+    >"$T/block" 2>"$T/block.err"
+check "block: exit 0" "[ $? = 0 ]"
+check "block: against the peak of the run's start" \
+    "grep -qE '^block (bf16|f32): [0-9]+ GFLOP/s, [0-9]+% of peak [0-9]+ GFLOP/s \\([a-z0-9-]+\\), [0-9]+% of the library baseline$' $T/block"
+check "block: against the peak beside each run" \
+    "grep -qE '^block (bf16|f32): [0-9]+% of the peak measured beside each run \\(median of 3, [0-9]+-[0-9]+%\\)$' $T/block"
 
 echo "$((n - fail))/$n passed"
 [ $fail -eq 0 ]

@@ -5,6 +5,7 @@
  * tokens) with random bf16 weights:
  *   peak: <isa> <G> GFLOP/s
  *   block bf16: <G> GFLOP/s, <P>% of peak <B> GFLOP/s (<isa>), <Q>% of the library baseline
+ *   block bf16: <P>% of the peak measured beside each run (median of <n>, <lo>-<hi>%)
  * then hl_linear against hl_linear_backward at the block's three linear shapes (run_linear):
  *   linear bf16 M <M> K <K> N <N>: forward <t> ms, <G> GFLOP/s, ... (quoted as above)
  *   linear bf16 M <M> K <K> N <N>: backward (dx, dW, db) <t> ms, <r>x forward, <G> GFLOP/s, ...
@@ -74,6 +75,33 @@ typedef struct yardstick {
 static void quote(const yardstick *y, double g) {
     printf("%.0f GFLOP/s, %.0f%% of peak %.0f GFLOP/s (%s), %.0f%% of the library baseline", g,
            100.0 * g / y->peak, y->peak, y->peak_isa, 100.0 * g / y->baseline);
+}
+
+/* The best ISA's peak measured now (one run of each ISA's loop, about 50 ms each): taken beside
+ * every timed run of an op, so that each ratio pairs two measurements under the same clock and
+ * load. On a shared 2-core VM the peak moved between 258 and 349 GFLOP/s from one bench run to
+ * the next, more than the ops themselves. */
+static double peak_now(const yardstick *y) {
+    hl_peak pk[HL_PEAK_COUNT];
+    hl_cpu_peaks(1, pk);
+    for (int i = 0; i < HL_PEAK_COUNT; i++)
+        if (!strcmp(pk[i].isa, y->peak_isa) && pk[i].gflops > 0) return pk[i].gflops;
+    return y->peak;
+}
+
+/* "<P>% of the peak measured beside each run (median of n, <lo>-<hi>%)": ratio[i] = the op's
+ * GFLOP/s over the peak measured right after run i; sorts ratio in place. */
+static void quote_paired(double *ratio, int n) {
+    double m = median(ratio, n); /* sorted now */
+    printf("%.0f%% of the peak measured beside each run (median of %d, %.0f-%.0f%%)", 100.0 * m, n,
+           100.0 * ratio[0], 100.0 * ratio[n - 1]);
+}
+
+/* "<P>% of the peak measured just before and after it (<b> and <a> GFLOP/s)": for a figure
+ * timed over seconds, against the mean of the two. */
+static void quote_around(double g, double before, double after) {
+    printf("%.0f%% of the peak measured just before and after it (%.0f and %.0f GFLOP/s)",
+           200.0 * g / (before + after), before, after);
 }
 
 /* splitmix64 uniform in [-a, a). */
@@ -206,7 +234,7 @@ static int run_block(const bench_opts *o, const yardstick *y) {
 
     hl_error err = {0};
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
-    double times[64];
+    double times[64], ratio[64], flops = block_flops(&c, S, L);
     int reps = o->reps < 64 ? o->reps : 64;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up (oneDNN primitive creation) */
         memcpy(x, x0, (size_t)(S * D) * sizeof *x);
@@ -215,9 +243,11 @@ static int run_block(const bench_opts *o, const yardstick *y) {
             fprintf(stderr, "helios bench: block failed: %s\n", err.msg);
             goto done;
         }
-        if (r >= 0) times[r] = hl_time() - t0;
+        if (r < 0) continue;
+        times[r] = hl_time() - t0;
+        ratio[r] = flops / times[r] * 1e-9 / peak_now(y);
     }
-    double t = median(times, reps), flops = block_flops(&c, S, L);
+    double t = median(times, reps);
     double g = flops / t * 1e-9;
     printf("block %s: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text: %.1f GFLOP in %.3f s "
            "(median of %d)\n",
@@ -225,6 +255,8 @@ static int run_block(const bench_opts *o, const yardstick *y) {
            (long long)o->ffn, (long long)S, (long long)L, flops * 1e-9, t, reps);
     printf("block %s: ", o->dtype == HL_BF16 ? "bf16" : "f32");
     quote(y, g);
+    printf("\nblock %s: ", o->dtype == HL_BF16 ? "bf16" : "f32");
+    quote_paired(ratio, reps);
     printf("\n");
     printf("block memory: activations x %.1f MiB, block scratch %.1f MiB, peak RSS %.0f MiB\n",
            (double)(S * D) * 4 / 1048576.0, (double)a.peak / 1048576.0, peak_rss_mib());
@@ -302,15 +334,19 @@ static int run_vae(const bench_opts *o, const yardstick *y) {
     static const int sizes[2][2] = {{256, 256}, {384, 640}};
     for (int i = 0; i < o->vae_sizes; i++) {
         int H = sizes[i][0], W = sizes[i][1];
-        double sec, gflop;
+        double sec, gflop, before = peak_now(y);
         if (hl_vae_bench(H, W, 33, o->dtype, &sec, &gflop) != HL_OK) {
             fprintf(stderr, "helios bench: the VAE decode failed\n");
             return 1;
         }
-        double g = gflop / sec;
-        printf("vae decode %s %dx%dx33: %.2f s, ", o->dtype == HL_BF16 ? "bf16" : "f32", H, W, sec);
+        double g = gflop / sec, after = peak_now(y);
+        const char *dt = o->dtype == HL_BF16 ? "bf16" : "f32";
+        printf("vae decode %s %dx%dx33: %.2f s, ", dt, H, W, sec);
         quote(y, g);
-        printf(" (%.0f ms per frame, %.1f TFLOP)\n", 1000.0 * sec / 33, gflop * 1e-3);
+        printf(" (%.0f ms per frame, %.1f TFLOP)\nvae decode %s %dx%dx33: ", 1000.0 * sec / 33,
+               gflop * 1e-3, dt, H, W);
+        quote_around(g, before, after);
+        printf("\n");
     }
     printf("vae memory: peak RSS %.0f MiB\n", peak_rss_mib());
     return 0;
@@ -321,14 +357,18 @@ static int run_umt5(const bench_opts *o, const yardstick *y) {
     double sec, gflop;
     hl_error err = {0};
     int reps = o->reps < 3 ? o->reps : 3; /* ~10 s a run */
+    double before = peak_now(y);
     if (hl_umt5_bench(512, o->dtype, reps, &sec, &gflop, &err) != HL_OK) {
         fprintf(stderr, "helios bench: umt5: %s\n", err.msg);
         return 1;
     }
-    double g = gflop / sec;
-    printf("umt5 %s 512 tokens: %.2f s, ", o->dtype == HL_BF16 ? "bf16" : "f32", sec);
+    double g = gflop / sec, after = peak_now(y);
+    const char *dt = o->dtype == HL_BF16 ? "bf16" : "f32";
+    printf("umt5 %s 512 tokens: %.2f s, ", dt, sec);
     quote(y, g);
-    printf(" (%.0f GFLOP)\n", gflop);
+    printf(" (%.0f GFLOP)\numt5 %s 512 tokens: ", gflop, dt);
+    quote_around(g, before, after);
+    printf("\n");
     return 0;
 }
 
@@ -731,11 +771,13 @@ static int train_block(const bench_opts *o, const yardstick *y, int bf16) {
     hl_error err = {0};
     hl_train_bench b;
     const char *dt = bf16 ? "bf16" : "f32";
+    double before = peak_now(y);
     if (hl_train_bench_block(o->dim, (int)o->heads, o->ffn, o->tokens, o->text, bf16, o->reps, &b,
                              &err) != HL_OK) {
         fprintf(stderr, "helios bench: training block %s: %s\n", dt, err.msg);
         return 1;
     }
+    double after = peak_now(y);
     printf("train block %s: D %lld, %lld heads, ffn %lld, %lld tokens, %lld text, %.1fM "
            "parameters: forward %.3f s, backward %.3f s (%.2fx the forward), AdamW %.3f s "
            "(medians of %d)\n",
@@ -749,6 +791,8 @@ static int train_block(const bench_opts *o, const yardstick *y, int bf16) {
     quote(y, 2 * b.fwd_flops / b.bwd_s * 1e-9);
     printf("\ntrain block %s step: %.0f tokens/s, ", dt, (double)b.tokens / step);
     quote(y, b.step_flops / step * 1e-9);
+    printf("\ntrain block %s step: ", dt);
+    quote_around(b.step_flops / step * 1e-9, before, after);
     printf("\ntrain block %s memory: %.0f MiB of activations and backward scratch, peak RSS %.0f "
            "MiB\n",
            dt, (double)b.act_bytes / 1048576.0, peak_rss_mib());
@@ -865,7 +909,10 @@ static void usage(FILE *f) {
         "usage: helios bench [options]\n"
         "\n"
         "Measures the peak of each ISA of this CPU and a large oneDNN GEMM (the library\n"
-        "baseline) and times one transformer block (random weights) against both.\n"
+        "baseline) and times one transformer block (random weights) against both. The\n"
+        "block, umT5, VAE and training-step lines are quoted a second time against the\n"
+        "peak measured beside them (after each block run; just before and after the\n"
+        "others): on a shared machine the peak itself moves from run to run.\n"
         "  --threads N     threads, 1..%d (default 0: all cores)\n"
         "  --reps N        timed runs, 1..64, the median is reported (default 5)\n"
         "  --f32           f32 weights and GEMMs instead of bf16\n"
