@@ -110,7 +110,8 @@ dnnl_stream_t hl_cpu_stream(const hl_cpu *cpu, int i); /* after hl_cpu_dnnl_init
  * convolution kernels for them, else 0 (oneDNN 2.6 emulates bf16 on other AVX-512 CPUs, slower
  * than its f32, and has none on AVX2). Probed once per instance by creating a small bf16
  * matmul; the environment variable HELIOS_BF16_GEMM=0 forces 0 (to test the f32 path on any
- * machine). Where it is 0, ops on bf16 weights convert them to float32 and compute in float32
+ * machine), =1 takes oneDNN's bf16 wherever it has any, emulated or not (to test the bf16 path
+ * on a CPU without bf16 dot products). Where it is 0, ops on bf16 weights convert them to float32 and compute in float32
  * (logged once at info level). Call with the lock held. */
 int hl_cpu_bf16_gemm(hl_cpu *cpu);
 

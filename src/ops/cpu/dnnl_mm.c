@@ -324,8 +324,10 @@ int hl_cpu_bf16_gemm(hl_cpu *cpu) {
     }
     /* Without bf16 dot products in the CPU (AVX512-BF16 or AMX-BF16), oneDNN 2.6 still runs
      * bf16 on AVX-512 by emulating them, at a quarter of its f32 speed (a 4096^3 GEMM on an
-     * AVX-512 Xeon without them: 62 against 256 GFLOP/s); f32 is then both faster and exact. */
-    const int native = hl_gemm_kernel_best(1) >= HL_GEMM_AVX512_BF16;
+     * AVX-512 Xeon without them: 62 against 256 GFLOP/s); f32 is then both faster and exact.
+     * HELIOS_BF16_GEMM=1 takes the emulation anyway (to test that path on such a CPU). */
+    const int forced = env && env[0] == '1' && env[1] == 0;
+    const int native = forced || hl_gemm_kernel_best(1) >= HL_GEMM_AVX512_BF16;
     hl_error err = {0};
     hl_mm_key key = {.M = 32, .N = 32, .K = 32, .dt = HL_BF16, .blayout = HL_MM_B_NK, .nthr = 1};
     hl_mm probe;
