@@ -399,7 +399,7 @@ static void pack_a(const plan *p, int64_t i0, int64_t mb, int64_t k0, int64_t kb
                 const int esz = p->a_bf16 ? 2 : 4;
                 pack_t16((const char *)p->A + o * esz, p->a_bf16, p->sai, (int)rows, kv, d, MR);
             }
-            if (kv == kb) {
+            if (kv == kb) { /* every k done */
             } else if (a && p->sak == 1) {
                 for (int64_t k0b = kv; k0b < kb; k0b += 16) {
                     const int64_t ke = kb - k0b < 16 ? kb : k0b + 16;
@@ -519,7 +519,7 @@ static void pack_b(const plan *p, int64_t j0, int64_t nb, int64_t k0, int64_t kb
                 pack_t16((const char *)p->B + (o + c * p->sbj) * esz, p->b_bf16, p->sbj, n, kv,
                          d + c, NR);
             }
-            if (kv == kb) {
+            if (kv == kb) { /* every k done */
             } else if (p->sbk == 1 && !p->b_bf16) {
                 const float *b = (const float *)p->B + o;
                 for (int64_t k0b = kv; k0b < kb; k0b += 16) {
