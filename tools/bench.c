@@ -70,6 +70,7 @@ static double peak_rss_mib(void) {
 typedef struct yardstick {
     double peak, baseline;
     const char *peak_isa;
+    int peak_index; /* HL_PEAK_* of peak_isa, or -1 (none: the baseline stands in) */
 } yardstick;
 
 static void quote(const yardstick *y, double g) {
@@ -77,16 +78,15 @@ static void quote(const yardstick *y, double g) {
            100.0 * g / y->peak, y->peak, y->peak_isa, 100.0 * g / y->baseline);
 }
 
-/* The best ISA's peak measured now (one run of each ISA's loop, about 50 ms each): taken beside
- * every timed run of an op, so that each ratio pairs two measurements under the same clock and
- * load. On a shared 2-core VM the peak moved between 258 and 349 GFLOP/s from one bench run to
- * the next, more than the ops themselves. */
+/* The best ISA's peak measured now (one run of its loop, about 50 ms): taken beside every timed
+ * run of an op, so that each ratio pairs two measurements under the same clock and load. On a
+ * shared 2-core VM the peak moved between 258 and 349 GFLOP/s from one bench run to the next,
+ * more than the ops themselves. */
 static double peak_now(const yardstick *y) {
+    if (y->peak_index < 0) return y->peak;
     hl_peak pk[HL_PEAK_COUNT];
-    hl_cpu_peaks(1, pk);
-    for (int i = 0; i < HL_PEAK_COUNT; i++)
-        if (!strcmp(pk[i].isa, y->peak_isa) && pk[i].gflops > 0) return pk[i].gflops;
-    return y->peak;
+    hl_cpu_peaks(1, y->peak_index, pk);
+    return pk[y->peak_index].gflops > 0 ? pk[y->peak_index].gflops : y->peak;
 }
 
 /* "<P>% of the peak measured beside each run (median of n, <lo>-<hi>%)": ratio[i] = the op's
@@ -740,7 +740,7 @@ static int run_gemm(const bench_opts *o, const hl_peak *pk) {
         }
         const char *dt = runs[r].bf16 ? "bf16" : "f32";
         hl_peak now[HL_PEAK_COUNT]; /* again before each kernel: a shared machine's load moves */
-        hl_cpu_peaks(o->reps, now);
+        hl_cpu_peaks(o->reps, -1, now);
         const hl_peak *p = now[runs[r].peak].gflops > 0 ? &now[runs[r].peak] : &pk[runs[r].peak];
         if (runs[r].k == HL_GEMM_AMX) print_amx_ceilings(o->reps, p);
         for (int s = 0; s < NS; s++) {
@@ -1034,12 +1034,12 @@ int cmd_bench(int argc, char **argv) {
     printf("cpu: %s\n", feat);
     if (e2e) return run_e2e(&o, model);
     hl_peak pk[HL_PEAK_COUNT];
-    hl_cpu_peaks(o.reps, pk);
-    yardstick y = {.peak = -1, .peak_isa = "none"};
+    hl_cpu_peaks(o.reps, -1, pk);
+    yardstick y = {.peak = -1, .peak_isa = "none", .peak_index = -1};
     for (int i = 0; i < HL_PEAK_COUNT; i++) {
         if (pk[i].gflops > 0) printf("peak: %s %.0f GFLOP/s\n", pk[i].isa, pk[i].gflops);
         else printf("peak: %s skipped: %s\n", pk[i].isa, pk[i].why);
-        if (pk[i].gflops > y.peak) y.peak = pk[i].gflops, y.peak_isa = pk[i].isa;
+        if (pk[i].gflops > y.peak) y.peak = pk[i].gflops, y.peak_isa = pk[i].isa, y.peak_index = i;
     }
     if (o.only && !strcmp(o.only, "tiny")) return run_tiny(&o);
     if (o.only && !strcmp(o.only, "gemm")) return run_gemm(&o, pk);

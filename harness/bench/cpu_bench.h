@@ -25,7 +25,8 @@ typedef struct hl_peak {
     double gflops;   /* < 0: skipped */
     char why[96];
 } hl_peak;
-void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]);
+/* only: one HL_PEAK_* index to measure (the others are reported skipped), or -1 for all. */
+void hl_cpu_peaks(int reps, int only, hl_peak out[HL_PEAK_COUNT]);
 
 /* The AMX kernel's ceiling by where its packed panels live (amx_ceiling.c): GFLOP/s of
  * hl_gemm_ukr_amx on every thread at once, each thread on its own block, median of reps runs:

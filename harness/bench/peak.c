@@ -196,8 +196,9 @@ static double time_loop(void (*loop)(long), long iters, double flop_per_iter, in
     return flop_per_iter * (double)iters * nt / med * 1e-9;
 }
 
-void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]) {
+void hl_cpu_peaks(int reps, int only, hl_peak out[HL_PEAK_COUNT]) {
     cpu_caps c = caps_get();
+#define WANT(i) (only < 0 || only == (i))
     static const char *const names[HL_PEAK_COUNT] = {"amx-bf16", "avx512-bf16", "avx512-f32",
                                                      "avx2-fma"};
     for (int i = 0; i < HL_PEAK_COUNT; i++) {
@@ -208,11 +209,11 @@ void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]) {
     if (reps < 1) reps = 1;
 #if HL_PEAK_X86
     /* about 40 ms a run at 2-3 GHz */
-    if (c.avx2 && c.fma && c.os_ymm) /* 12 x 8 lanes x 2 */
+    if (WANT(HL_PEAK_AVX2) && c.avx2 && c.fma && c.os_ymm) /* 12 x 8 lanes x 2 */
         out[HL_PEAK_AVX2].gflops = time_loop(loop_avx2, 8000000, 12 * 8 * 2, reps);
-    if (c.avx512f && c.os_zmm) /* 12 x 16 lanes x 2 */
+    if (WANT(HL_PEAK_AVX512_F32) && c.avx512f && c.os_zmm) /* 12 x 16 lanes x 2 */
         out[HL_PEAK_AVX512_F32].gflops = time_loop(loop_avx512, 8000000, 12 * 16 * 2, reps);
-    if (c.avx512f && c.avx512bf16 && c.os_zmm) /* 12 x 16 lanes x 2 products x 2 */
+    if (WANT(HL_PEAK_AVX512_BF16) && c.avx512f && c.avx512bf16 && c.os_zmm) /* x 2 products */
         out[HL_PEAK_AVX512_BF16].gflops = time_loop(loop_avx512bf16, 8000000, 12 * 16 * 4, reps);
     if (c.avx512f && !c.os_zmm)
         snprintf(out[HL_PEAK_AVX512_F32].why, sizeof out[0].why, "the OS does not enable zmm");
@@ -225,12 +226,14 @@ void hl_cpu_peaks(int reps, hl_peak out[HL_PEAK_COUNT]) {
     else if (!hl_gemm_amx_permit())
         snprintf(amx->why, sizeof amx->why,
                  "the kernel refused arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)");
+    else if (!WANT(HL_PEAK_AMX_BF16)) snprintf(amx->why, sizeof amx->why, "not asked for");
     else /* 4 x 16 x 16 x 32 x 2 */
         amx->gflops = time_loop(loop_amx, 1000000, 4.0 * 16 * 16 * 32 * 2, reps);
 #else
     else snprintf(amx->why, sizeof amx->why, "built by a compiler without AMX intrinsics");
 #endif
 #else
-    (void)c;
+    (void)c, (void)only;
 #endif
+#undef WANT
 }

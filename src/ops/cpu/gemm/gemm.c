@@ -323,32 +323,11 @@ static void pack_t16(const void *s, int s_bf16, int64_t ld, int n, int64_t kb16,
     }
 }
 
-/* n float32 values rounded to bf16 and back, in place (RNE, as hl_f32_to_bf16). */
-static void round_f32(float *d, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(d + i, hl_v_from_bf16(hl_v_to_bf16(_mm512_loadu_ps(d + i))));
-    for (; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
-}
-
-/* n bf16 values widened to float32 (exact). */
-static void widen_bf16(const hl_bf16 *s, float *d, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(d + i, hl_v_from_bf16(_mm256_loadu_si256((const __m256i *)(s + i))));
-    for (; i < n; i++) d[i] = hl_bf16_to_f32(s[i]);
-}
 #else
 #define PACK_VEC 0
 static void pack_t16(const void *s, int s_bf16, int64_t ld, int n, int64_t kb16, float *d,
                      int64_t ldd) {
     (void)s, (void)s_bf16, (void)ld, (void)n, (void)kb16, (void)d, (void)ldd;
-}
-static void round_f32(float *d, int64_t n) {
-    for (int64_t i = 0; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
-}
-static void widen_bf16(const hl_bf16 *s, float *d, int64_t n) {
-    for (int64_t i = 0; i < n; i++) d[i] = hl_bf16_to_f32(s[i]);
 }
 static inline void tile_row_bf16(const float *s, hl_bf16 *d) { (void)s, (void)d; }
 static inline void tile_cols_bf16(const void *a, int a_bf16, int64_t o, int64_t sak, int64_t n,
@@ -363,6 +342,26 @@ static inline void pairs16(const hl_bf16 *s, int64_t sbj, int64_t np, int NR, ui
     (void)s, (void)sbj, (void)np, (void)NR, (void)d32;
 }
 #endif
+
+/* n float32 values rounded to bf16 and back, in place (RNE, as hl_f32_to_bf16). */
+static void round_f32(float *d, int64_t n) {
+    int64_t i = 0;
+#if PACK_VEC
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, hl_v_from_bf16(hl_v_to_bf16(_mm512_loadu_ps(d + i))));
+#endif
+    for (; i < n; i++) d[i] = hl_bf16_to_f32(hl_f32_to_bf16(d[i]));
+}
+
+/* n bf16 values widened to float32 (exact). */
+static void widen_bf16(const hl_bf16 *s, float *d, int64_t n) {
+    int64_t i = 0;
+#if PACK_VEC
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, hl_v_from_bf16(_mm256_loadu_si256((const __m256i *)(s + i))));
+#endif
+    for (; i < n; i++) d[i] = hl_bf16_to_f32(s[i]);
+}
 
 /* AMX, A transposed (stored [K, M]): the whole micro-panels of the block, 32-k chunk by chunk
  * across all of them, so that each stored row k is read along the block's mb values at once

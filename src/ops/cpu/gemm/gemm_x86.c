@@ -40,6 +40,13 @@
     _mm_prefetch((const char *)(c + (int64_t)(r)*ldc + 32), _MM_HINT_T0); \
     _mm_prefetch((const char *)(c + (int64_t)(r)*ldc + 48), _MM_HINT_T0);
 
+/* Vector v (16 columns) of row r of an AVX-512 kernel's C tile (c##r##v) stored, or added to C. */
+#define STORE1(r, v)                                                                       \
+    {                                                                                      \
+        float *cr = c + (int64_t)(r)*ldc + 16 * (v);                                       \
+        _mm512_storeu_ps(cr, add ? _mm512_add_ps(_mm512_loadu_ps(cr), c##r##v) : c##r##v); \
+    }
+
 /* ---- AVX-512 f32, 6 x 64 --------------------------------------------------------------------- */
 
 __attribute__((target("avx512f"))) static void
@@ -67,15 +74,9 @@ ukr_avx512(int64_t kc, const void *pa, const void *pb, float *c, int64_t ldc, in
         a += 6;
         b += 64;
     }
-#define STORE1(r, v)                                                                       \
-    {                                                                                      \
-        float *cr = c + (int64_t)(r)*ldc + 16 * (v);                                       \
-        _mm512_storeu_ps(cr, add ? _mm512_add_ps(_mm512_loadu_ps(cr), c##r##v) : c##r##v); \
-    }
 #define STORE(r) STORE1(r, 0) STORE1(r, 1) STORE1(r, 2) STORE1(r, 3)
     ROWS6(STORE)
 #undef STORE
-#undef STORE1
 }
 
 /* ---- AVX512-BF16, 14 x 32 (pairs of k) ------------------------------------------------------- */
@@ -102,19 +103,11 @@ ukr_avx512_bf16(int64_t kp, const void *pa, const void *pb, float *c, int64_t ld
         a += 14;
         b += 64;
     }
-#define STORE(r)                                                        \
-    {                                                                   \
-        float *cr = c + (int64_t)(r)*ldc;                               \
-        if (add) {                                                      \
-            c##r##0 = _mm512_add_ps(_mm512_loadu_ps(cr), c##r##0);      \
-            c##r##1 = _mm512_add_ps(_mm512_loadu_ps(cr + 16), c##r##1); \
-        }                                                               \
-        _mm512_storeu_ps(cr, c##r##0);                                  \
-        _mm512_storeu_ps(cr + 16, c##r##1);                             \
-    }
+#define STORE(r) STORE1(r, 0) STORE1(r, 1)
     ROWS14(STORE)
 #undef STORE
 }
+#undef STORE1
 
 /* ---- AVX2 + FMA f32, 6 x 16 ------------------------------------------------------------------ */
 
