@@ -2,6 +2,7 @@
  * Calls that create something (pipeline, generation) report failures to the session; calls on
  * a generation report to the generation's own error (its hl_ctx points there). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,22 @@ struct helios_gen {
     float *frames;    /* (3, (F-1)·4+1, H, W): the decoded chunk */
     int total_frames; /* trimmed length of a bounded video */
     hl_gen_times times;
+    bool governed;   /* the session runs on all cores: the thread count follows the load */
+    hl_governor gov; /* (core/parallel.h), on the session's backend during this one's calls */
 };
+
+/* The generation's governor on the session's backend for the length of one API call. */
+static void govern_begin(helios_gen *g) {
+    if (!g->governed) return;
+    hl_backend_govern(g->ctx.backend, &g->gov);
+    omp_set_num_threads(g->gov.threads);
+}
+
+static void govern_end(helios_gen *g) {
+    if (!g->governed) return;
+    hl_backend_govern(g->ctx.backend, NULL);
+    hl_governor_stop(&g->gov);
+}
 
 void helios_pipeline_params_init(helios_pipeline_params *p) { memset(p, 0, sizeof *p); }
 
@@ -665,6 +681,9 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
         helios_gen_free(gen);
         return hl_fail(err, HELIOS_ERR_OOM, "generate: out of memory for a decoded chunk");
     }
+    gen->governed = hl_backend_threads(p->s->ctx.backend) == 0 && !omp_in_parallel();
+    if (gen->governed) hl_governor_start(&gen->gov, hl_get_threads());
+    govern_begin(gen);
     float *text = NULL, *neg = NULL;
     int L = 0, Ln = 0;
     double t0 = hl_time();
@@ -692,6 +711,7 @@ helios_status helios_gen_new(helios_pipeline *p, const helios_gen_params *g, hel
                          &gen->loop);
     hl_history_free(&hist);
     free(text), free(neg);
+    govern_end(gen);
     if (st != HL_OK) {
         helios_gen_free(gen);
         return st;
@@ -727,7 +747,7 @@ static hl_status decode_chunk(helios_gen *g, const float *latents, helios_gen_pr
     return HL_OK;
 }
 
-helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
+static hl_status gen_step(helios_gen *g, helios_gen_progress *pr) {
     memset(pr, 0, sizeof *pr);
     hl_error_clear(&g->err);
     if (g->n_chunks > 0 && g->chunks_done >= g->n_chunks) {
@@ -762,8 +782,15 @@ helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
     return HELIOS_OK;
 }
 
-helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt,
-                                    int chunks) {
+helios_status helios_gen_step(helios_gen *g, helios_gen_progress *pr) {
+    govern_begin(g);
+    hl_status st = gen_step(g, pr);
+    govern_end(g);
+    return st;
+}
+
+static hl_status gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt,
+                                int chunks) {
     helios_pipeline *p = g->p;
     hl_error_clear(&g->err);
     if (chunks < 0 || chunks > HELIOS_MAX_CHUNKS)
@@ -784,6 +811,14 @@ helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const cha
     if (p->low_memory && p->te) hl_text_encoder_release(p->te);
     if (st == HL_OK) st = hl_loop_set_prompt(g->loop, text, neg, chunks);
     free(text), free(neg);
+    return st;
+}
+
+helios_status helios_gen_prompt_set(helios_gen *g, const char *prompt, const char *negative_prompt,
+                                    int chunks) {
+    govern_begin(g);
+    hl_status st = gen_prompt_set(g, prompt, negative_prompt, chunks);
+    govern_end(g);
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* The op layer: backend instances, and per op ONE argument check shared by every backend, the
  * early return on empty work, and the dispatch through the instance's table (ops_backends.h). */
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,12 @@ helios_backend hl_backend_kind(const hl_backend *be) {
 }
 
 const char *hl_backend_name(const hl_backend *be) { return be ? be->ops->name : "none"; }
+
+int hl_backend_threads(const hl_backend *be) { return be ? be->nthreads : 0; }
+
+void hl_backend_govern(hl_backend *be, hl_governor *g) {
+    if (be) be->governor = g;
+}
 
 helios_backend hl_ctx_kind(const hl_ctx *ctx) { return hl_backend_kind(ctx ? ctx->backend : NULL); }
 
@@ -141,16 +148,26 @@ static __attribute__((noinline)) void op_time_end(hl_op_id id, double t0) {
     }
 }
 
+/* The load governor, if any, between outermost ops only: an op's thread count must not change
+ * while it runs (it may size per-thread buffers before its parallel regions). */
+static _Thread_local int t_dispatch_depth;
+static __attribute__((noinline)) void govern(hl_governor *g) {
+    if (t_dispatch_depth == 0 && !omp_in_parallel()) hl_governor_tick(g);
+}
+
 #define HL_DISPATCH(op, ...)                                                                     \
     do {                                                                                         \
         const hl_backend_ops *t_ = ctx->backend->ops;                                            \
+        if (__builtin_expect(ctx->backend->governor != NULL, 0)) govern(ctx->backend->governor); \
         const int timed_ = __builtin_expect(__atomic_load_n(&g_op_timing, __ATOMIC_RELAXED), 0); \
         const double t0_ = timed_ ? op_time_begin() : 0.0;                                       \
+        t_dispatch_depth++;                                                                      \
         hl_status st_ = t_->op ? t_->op(ctx, __VA_ARGS__) : lacks(ctx, #op);                     \
         if (st_ == HELIOS_ERR_UNSUPPORTED && t_->fallback && t_->fallback->op) {                 \
             fallback_warn(ctx, HL_OP_##op, #op);                                                 \
             st_ = t_->fallback->op(ctx, __VA_ARGS__);                                            \
         }                                                                                        \
+        t_dispatch_depth--;                                                                      \
         if (timed_) op_time_end(HL_OP_##op, t0_);                                                \
         return st_;                                                                              \
     } while (0)

@@ -81,6 +81,7 @@
 /* ---- backend instances and the ops context --------------------------------------------------- */
 
 typedef struct hl_backend hl_backend;
+struct hl_governor; /* core/parallel.h */
 
 /* A new instance of backend kind (HELIOS_BACKEND_CPU or _REF) planned for nthreads threads
  * (0: OpenMP's default); NULL on failure (message in err). */
@@ -90,6 +91,10 @@ void hl_backend_free(hl_backend *be);
 /* The kind and name ("cpu", "ref") of an instance. */
 helios_backend hl_backend_kind(const hl_backend *be);
 const char *hl_backend_name(const hl_backend *be);
+/* The thread count it was made for (0: all cores). */
+int hl_backend_threads(const hl_backend *be);
+/* Ops on be set the thread count by g (core/parallel.h) before each outermost op; NULL: off. */
+void hl_backend_govern(hl_backend *be, struct hl_governor *g);
 
 /* One process-wide instance per kind, made on first use and freed at exit, for code that has no
  * session (tools, benchmarks, the reference-vector checks). Sessions make their own. NULL when it

@@ -13,6 +13,7 @@
 #ifndef HL_OPS_BACKENDS_H
 #define HL_OPS_BACKENDS_H
 
+#include "core/parallel.h"
 #include "ops/ops.h"
 
 /* Every op of the table with its parameter list (the signature of hl_<op> in ops.h, or for
@@ -147,6 +148,9 @@ struct hl_backend {
     int nthreads;            /* as passed to hl_backend_new (0: OpenMP's default) */
     void *state;             /* the backend's own (cpu: struct hl_cpu, src/ops/cpu) */
     int warned[HL_OP_COUNT]; /* fallback already logged for this op */
+    /* NULL, or the load governor that sets the thread count before each outermost op (a
+     * generation sets its own while it runs: core/parallel.h) */
+    hl_governor *governor;
 };
 
 /* The tables (src/ops/ref/backend.c, src/ops/cpu/backend.c). */
