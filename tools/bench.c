@@ -190,6 +190,26 @@ static double block_flops(const hl_dit_config *c, int64_t S, int64_t L) {
     return self_attn + cross + ffn;
 }
 
+/* The ops' shares of `wall` seconds (summed over `runs` runs), the largest first, then the
+ * time outside them: where a model's time goes, per run. */
+static void print_op_shares(const hl_op_times *ops, double wall, int runs) {
+    hl_op_times t = *ops;
+    double in_ops = 0;
+    for (int i = 0; i < HL_OP_COUNT; i++) in_ops += t.seconds[i];
+    for (;;) {
+        int best = -1;
+        for (int i = 0; i < HL_OP_COUNT; i++)
+            if (t.seconds[i] > 0 && (best < 0 || t.seconds[i] > t.seconds[best])) best = i;
+        if (best < 0) break;
+        printf("%s %.1f ms (%.0f%%, %lld call%s), ", hl_op_name((hl_op_id)best),
+               1e3 * t.seconds[best] / runs, 100.0 * t.seconds[best] / wall,
+               (long long)(t.calls[best] / runs), t.calls[best] / runs == 1 ? "" : "s");
+        t.seconds[best] = 0;
+    }
+    printf("outside the ops %.1f ms (%.0f%%) per run", 1e3 * (wall - in_ops) / runs,
+           100.0 * (wall - in_ops) / wall);
+}
+
 static int run_block(const bench_opts *o, const yardstick *y) {
     hl_dit_config c = {
         .patch = {1, 2, 2},
@@ -236,15 +256,23 @@ static int run_block(const bench_opts *o, const yardstick *y) {
     hl_ctx ctx = {hl_backend_shared(HELIOS_BACKEND_CPU), &err};
     double times[64], ratio[64], flops = block_flops(&c, S, L);
     int reps = o->reps < 64 ? o->reps : 64;
+    hl_op_times ops = {0};            /* summed over the timed runs (a clock read per op call) */
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up (oneDNN primitive creation) */
         memcpy(x, x0, (size_t)(S * D) * sizeof *x);
+        hl_op_timing_set(r >= 0);
         double t0 = hl_time();
-        if (hl_dit_block_forward(&ctx, &c, &bb.blk, 1, 0, S, tproj, rope, L, enc, &s, x) != HL_OK) {
+        hl_status st = hl_dit_block_forward(&ctx, &c, &bb.blk, 1, 0, S, tproj, rope, L, enc, &s, x);
+        double t1 = hl_time();
+        const hl_op_times *ot = hl_op_times_get();
+        for (int i = 0; i < HL_OP_COUNT && r >= 0; i++)
+            ops.seconds[i] += ot->seconds[i], ops.calls[i] += ot->calls[i];
+        hl_op_timing_set(0);
+        if (st != HL_OK) {
             fprintf(stderr, "helios bench: block failed: %s\n", err.msg);
             goto done;
         }
         if (r < 0) continue;
-        times[r] = hl_time() - t0;
+        times[r] = t1 - t0;
         ratio[r] = flops / times[r] * 1e-9 / peak_now(y);
     }
     double t = median(times, reps);
@@ -257,6 +285,11 @@ static int run_block(const bench_opts *o, const yardstick *y) {
     quote(y, g);
     printf("\nblock %s: ", o->dtype == HL_BF16 ? "bf16" : "f32");
     quote_paired(ratio, reps);
+    printf("\n");
+    double total = 0;
+    for (int r = 0; r < reps; r++) total += times[r];
+    printf("block %s ops: ", o->dtype == HL_BF16 ? "bf16" : "f32");
+    print_op_shares(&ops, total, reps);
     printf("\n");
     printf("block memory: activations x %.1f MiB, block scratch %.1f MiB, peak RSS %.0f MiB\n",
            (double)(S * D) * 4 / 1048576.0, (double)a.peak / 1048576.0, peak_rss_mib());
