@@ -14,8 +14,8 @@ void hl_parallel_for(int64_t n, void (*fn)(int64_t begin, int64_t end, void *arg
 /* A load-adaptive thread count, for generation on a machine shared with other busy processes.
  * Our ops split their work statically over the threads, so one thread descheduled for a
  * neighbour's time slice stalls the other at every join: beside one busy process on 2 cores the
- * tiny model ran 1.6-1.8x slower on two threads, 1.2x on one (docs/design.md, "Threads on a
- * shared machine"). The governor watches what the other processes use (/proc/stat's busy time of
+ * tiny model ran 1.6-1.8x slower than quiet on two threads, where one thread ran as fast as one
+ * thread alone (docs/design.md, "Threads on a shared machine"). The governor watches what the other processes use (/proc/stat's busy time of
  * all CPUs less our own CPU time) and runs on the cores they leave: max - round(their cores)
  * threads, at least 1, re-decided at most every HL_GOVERNOR_PERIOD seconds between ops. Only
  * for work whose results do not depend on the thread count (generation: tests/test_threads.c). */
