@@ -4,6 +4,7 @@
 #include "helios.h"
 
 #include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -48,24 +49,30 @@ static double process_cpu_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* /proc/stat: the busy ticks of all CPUs (user, nice, system, irq, softirq; guest time is in
- * user; idle, iowait and the time a hypervisor stole are not busy here) and the tasks runnable
- * now. 0, or -1 where it cannot be read (not Linux). */
-static int proc_stat(unsigned long long *busy, int *running) {
+/* /proc/stat: the busy ticks of the CPUs we may run on (user, nice, system, irq, softirq; guest
+ * time is in user; idle, iowait and the time a hypervisor stole are not busy here) and the
+ * tasks runnable now (machine-wide). Only our CPUs: in a container pinned to 2 of a host's 64
+ * CPUs, the host's other work must not take our threads away. 0, or -1 where it cannot be read
+ * (not Linux). */
+static int proc_stat(const cpu_set_t *ours, unsigned long long *busy, int *running) {
     FILE *f = fopen("/proc/stat", "r");
     if (!f) return -1;
     char line[512];
-    unsigned long long v[7] = {0};
-    int got = 0;
-    *running = -1;
+    int got = 0, cpu;
+    *busy = 0, *running = -1;
     while (fgets(line, sizeof line, f)) {
-        if (!got && strncmp(line, "cpu ", 4) == 0)
-            got = sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                         &v[4], &v[5], &v[6]) == 7;
-        else if (sscanf(line, "procs_running %d", running) == 1) break;
+        unsigned long long v[7];
+        int n = 0;
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu%n", &cpu, &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &n) == 8 &&
+            n > 0) {
+            if (cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(cpu, ours))
+                *busy += v[0] + v[1] + v[2] + v[5] + v[6], got++;
+        } else if (sscanf(line, "procs_running %d", running) == 1) {
+            break;
+        }
     }
     fclose(f);
-    *busy = v[0] + v[1] + v[2] + v[5] + v[6];
     return got && *running >= 0 ? 0 : -1;
 }
 
@@ -82,7 +89,8 @@ void hl_governor_start(hl_governor *g, int max) {
     memset(g, 0, sizeof *g);
     g->max = g->threads = max < 1 ? 1 : max;
     int running = 0;
-    g->ok = proc_stat(&g->busy, &running) == 0;
+    g->ok = sched_getaffinity(0, sizeof g->cpus, &g->cpus) == 0 &&
+            proc_stat(&g->cpus, &g->busy, &running) == 0;
     g->t = hl_time(), g->cpu = process_cpu_seconds();
     /* running counts this thread; our pool's idle threads sleep between generations */
     governor_set(g, g->ok && running > 1 ? (double)(running - 1) : 0.0);
@@ -94,7 +102,7 @@ void hl_governor_tick(hl_governor *g) {
     if (t - g->t < HL_GOVERNOR_PERIOD) return;
     unsigned long long busy;
     int running;
-    if (proc_stat(&busy, &running) != 0) {
+    if (proc_stat(&g->cpus, &busy, &running) != 0) {
         g->ok = 0;
         return;
     }

@@ -3,6 +3,7 @@
 #ifndef HL_PARALLEL_H
 #define HL_PARALLEL_H
 
+#include <sched.h>
 #include <stdint.h>
 
 void hl_set_threads(int n); /* 0 = all cores */
@@ -25,6 +26,7 @@ typedef struct hl_governor {
     double t, cpu;           /* wall and process CPU seconds at the last sample */
     unsigned long long busy; /* busy clock ticks of all CPUs then */
     int ok;                  /* /proc/stat was readable */
+    cpu_set_t cpus;          /* the CPUs we may run on (sched_getaffinity; _GNU_SOURCE) */
 } hl_governor;
 
 /* Starts at max threads less the other processes running right now (/proc/stat's procs_running:
