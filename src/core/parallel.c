@@ -63,7 +63,9 @@ static int proc_stat(const cpu_set_t *ours, unsigned long long *busy, int *runni
     while (fgets(line, sizeof line, f)) {
         unsigned long long v[7];
         int n = 0;
-        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu%n", &cpu, &v[0], &v[1], &v[2],
+        /* "cpuN ..." lines only ("cpu  ..." sums them all: %d would take its first number) */
+        if (strncmp(line, "cpu", 3) == 0 && line[3] >= '0' && line[3] <= '9' &&
+            sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu%n", &cpu, &v[0], &v[1], &v[2],
                    &v[3], &v[4], &v[5], &v[6], &n) == 8 &&
             n > 0) {
             if (cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(cpu, ours))
@@ -108,7 +110,9 @@ void hl_governor_tick(hl_governor *g) {
     }
     const long hz = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
     double cpu = process_cpu_seconds();
-    double others = ((double)(busy - g->busy) / (double)hz - (cpu - g->cpu)) / (t - g->t);
+    /* (a CPU taken offline can make the sum go back: no busy time then) */
+    const double ticks = busy > g->busy ? (double)(busy - g->busy) : 0.0;
+    double others = (ticks / (double)hz - (cpu - g->cpu)) / (t - g->t);
     g->t = t, g->cpu = cpu, g->busy = busy;
     governor_set(g, others > 0 ? others : 0.0);
 }
