@@ -190,22 +190,28 @@ static double block_flops(const hl_dit_config *c, int64_t S, int64_t L) {
     return self_attn + cross + ffn;
 }
 
+/* The op with the most seconds in t, taken out of t (its seconds zeroed), or -1 when none has
+ * any left: the ops largest first, one call at a time. */
+static int take_largest_op(hl_op_times *t, double *seconds, int64_t *calls) {
+    int best = -1;
+    for (int i = 0; i < HL_OP_COUNT; i++)
+        if (t->seconds[i] > 0 && (best < 0 || t->seconds[i] > t->seconds[best])) best = i;
+    if (best < 0) return -1;
+    *seconds = t->seconds[best], *calls = t->calls[best];
+    t->seconds[best] = 0;
+    return best;
+}
+
 /* The ops' shares of `wall` seconds (summed over `runs` runs), the largest first, then the
  * time outside them: where a model's time goes, per run. */
 static void print_op_shares(const hl_op_times *ops, double wall, int runs) {
     hl_op_times t = *ops;
-    double in_ops = 0;
+    double in_ops = 0, sec;
+    int64_t calls;
     for (int i = 0; i < HL_OP_COUNT; i++) in_ops += t.seconds[i];
-    for (;;) {
-        int best = -1;
-        for (int i = 0; i < HL_OP_COUNT; i++)
-            if (t.seconds[i] > 0 && (best < 0 || t.seconds[i] > t.seconds[best])) best = i;
-        if (best < 0) break;
-        printf("%s %.1f ms (%.0f%%, %lld call%s), ", hl_op_name((hl_op_id)best),
-               1e3 * t.seconds[best] / runs, 100.0 * t.seconds[best] / wall,
-               (long long)(t.calls[best] / runs), t.calls[best] / runs == 1 ? "" : "s");
-        t.seconds[best] = 0;
-    }
+    for (int best; (best = take_largest_op(&t, &sec, &calls)) >= 0;)
+        printf("%s %.1f ms (%.0f%%, %lld call%s), ", hl_op_name((hl_op_id)best), 1e3 * sec / runs,
+               100.0 * sec / wall, (long long)(calls / runs), calls / runs == 1 ? "" : "s");
     printf("outside the ops %.1f ms (%.0f%%) per run", 1e3 * (wall - in_ops) / runs,
            100.0 * (wall - in_ops) / wall);
 }
@@ -538,15 +544,11 @@ static int run_tiny(const bench_opts *o) {
     const double in_ops = median(q.in_ops, reps);
     printf("tiny ops: %.0f%% of wall time inside the ops (median; %.3f s), %lld op calls a run;",
            100.0 * median(q.share, reps), in_ops, (long long)calls);
-    for (int n = 0; n < 6; n++) { /* the largest ops of the last run */
-        int best = -1;
-        for (int i = 0; i < HL_OP_COUNT; i++)
-            if (q.last.seconds[i] > 0 && (best < 0 || q.last.seconds[i] > q.last.seconds[best]))
-                best = i;
-        if (best < 0) break;
-        printf(" %s %.0f ms in %lld", hl_op_name((hl_op_id)best), 1e3 * q.last.seconds[best],
-               (long long)q.last.calls[best]);
-        q.last.seconds[best] = 0;
+    for (int n = 0, best; n < 6; n++) { /* the largest ops of the last run */
+        double sec;
+        int64_t c;
+        if ((best = take_largest_op(&q.last, &sec, &c)) < 0) break;
+        printf(" %s %.0f ms in %lld", hl_op_name((hl_op_id)best), 1e3 * sec, (long long)c);
     }
     printf("\n");
     if (tiny_run_shared(o, s, pipe, reps, &sh)) goto done;
@@ -699,14 +701,11 @@ static int run_e2e(const bench_opts *o, const char *model) {
            "%lld op calls, %.0f us each on average;",
            100.0 * in_ops / wall, in_ops, (long long)op_calls,
            op_calls ? 1e6 * in_ops / (double)op_calls : 0.0);
-    for (int n = 0; n < 5; n++) { /* the largest ops */
-        int best = -1;
-        for (int i = 0; i < HL_OP_COUNT; i++)
-            if (ops.seconds[i] > 0 && (best < 0 || ops.seconds[i] > ops.seconds[best])) best = i;
-        if (best < 0) break;
-        printf(" %s %.2f s in %lld", hl_op_name((hl_op_id)best), ops.seconds[best],
-               (long long)ops.calls[best]);
-        ops.seconds[best] = 0;
+    for (int n = 0, best; n < 5; n++) { /* the largest ops */
+        double sec;
+        int64_t c;
+        if ((best = take_largest_op(&ops, &sec, &c)) < 0) break;
+        printf(" %s %.2f s in %lld", hl_op_name((hl_op_id)best), sec, (long long)c);
     }
     printf("\n");
     rc = 0;
