@@ -89,6 +89,13 @@ fails "info with two paths" 2 "one PATH only" $H info a b
 # without -m: $HELIOS_MODEL, else models/helios-tiny beside the binary
 check "no -m: \$HELIOS_MODEL is the model" "HELIOS_MODEL=$M $H generate -q --width 128 --height 64 --chunks 1 -p x -o $T/env.mp4 >/dev/null 2>&1 && [ -s $T/env.mp4 ]"
 fails "no -m, \$HELIOS_MODEL not a model folder" 1 "$T/nothere/model_index.json" env HELIOS_MODEL=$T/nothere $H generate -q -p x -o $T/x.mp4
+# HELIOS_LOG: debug reaches the library's debug lines, warn silences its info lines
+check "HELIOS_LOG=debug: the memory plan is logged" \
+    "HELIOS_LOG=debug $G -p x --chunks 1 -o $T/log.mp4 2>&1 | grep -q '^helios debug: memory: '"
+check "HELIOS_LOG=warn: no info lines" \
+    "! HELIOS_LOG=warn $G -p x --chunks 1 -o $T/log.mp4 2>&1 | grep -q '^helios info:'"
+check "HELIOS_LOG=loud: said, and info" \
+    "HELIOS_LOG=loud $H version 2>&1 | grep -q \"HELIOS_LOG='loud' is not error, warn, info or debug\""
 fails "-p is required" 2 "-p PROMPT is required" $H generate -q -m $M -o $T/x.mp4
 # a ~4 KB model path: the message keeps what is wrong, not the path alone (a 1 KB cut)
 long=$T/$(printf '%0200d/' 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 | tr 0 d)

@@ -28,7 +28,13 @@ static void usage(FILE *f) {
         "  version      the library version\n"
         "  help         this text\n"
         "\n"
-        "Run 'helios <command> --help' for the options of a command.\n");
+        "Run 'helios <command> --help' for the options of a command.\n"
+        "\n"
+        "environment:\n"
+        "  HELIOS_LOG   error, warn, info (default) or debug: how much the library logs\n"
+        "               (debug adds the kernels chosen, the memory plan and thread counts)\n"
+        "  HELIOS_MODEL the model folder used when -m is not given\n"
+        "  HELIOS_GEMM  ours (default), onednn or auto: the GEMM under the linear ops\n");
 }
 
 /* Idle OpenMP threads must not spin for long: on a shared machine libgomp's default (300,000
@@ -58,9 +64,23 @@ static void keep_heap(void) {
 #endif
 }
 
+/* HELIOS_LOG: the library's log level (its debug lines are otherwise out of a CLI user's reach). */
+static void log_level_from_env(void) {
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    const char *e = getenv("HELIOS_LOG");
+    if (!e || !*e) return;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(e, names[i])) {
+            helios_log_level_set((helios_log_level)i);
+            return;
+        }
+    fprintf(stderr, "helios: HELIOS_LOG='%s' is not error, warn, info or debug: info\n", e);
+}
+
 int main(int argc, char **argv) {
     bounded_spin(argv);
     keep_heap();
+    log_level_from_env();
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);

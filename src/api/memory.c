@@ -150,11 +150,12 @@ hl_status hl_mem_admit(const hl_mem_need *n, hl_error *err) {
     uint64_t vm = proc_kb("/proc/self/status", "VmSize"),
              vdata = proc_kb("/proc/self/status", "VmData");
     uint64_t avail = proc_kb("/proc/meminfo", "MemAvailable");
-    HL_DEBUG(
-        "memory: a generation needs about %.0f MiB more (%s); in use %.0f MiB (data %.0f MiB), "
-        "limits: address space %.0f MiB, data %.0f MiB, available %.0f MiB",
-        MIB(virt), detail, MIB(vm), MIB(vdata), as == UINT64_MAX ? -1.0 : MIB(as),
-        data == UINT64_MAX ? -1.0 : MIB(data), MIB(avail));
+    char as_s[32] = "none", data_s[32] = "none";
+    if (as != UINT64_MAX) snprintf(as_s, sizeof as_s, "%.0f MiB", MIB(as));
+    if (data != UINT64_MAX) snprintf(data_s, sizeof data_s, "%.0f MiB", MIB(data));
+    HL_DEBUG("memory: a generation needs about %.0f MiB more (%s); in use %.0f MiB (data %.0f "
+             "MiB), limits: address space %s, data %s, available %.0f MiB",
+             MIB(virt), detail, MIB(vm), MIB(vdata), as_s, data_s, MIB(avail));
     /* mapped weights are already in VmSize; everything estimated is new anonymous memory, which
      * counts against both limits and needs real memory */
     const char *which = NULL;
