@@ -93,7 +93,7 @@ fails "no -m, \$HELIOS_MODEL not a model folder" 1 "$T/nothere/model_index.json"
 check "HELIOS_LOG=debug: the memory plan is logged" \
     "HELIOS_LOG=debug $G -p x --chunks 1 -o $T/log.mp4 2>&1 | grep -q '^helios debug: memory: '"
 check "HELIOS_LOG=warn: no info lines" \
-    "! HELIOS_LOG=warn $G -p x --chunks 1 -o $T/log.mp4 2>&1 | grep -q '^helios info:'"
+    "! HELIOS_LOG=warn $G -p x --chunks 1 -o $T/logw.mp4 2>&1 | grep -q '^helios info:' && [ -s $T/logw.mp4 ]"
 check "HELIOS_LOG=loud: said, and info" \
     "HELIOS_LOG=loud $H version 2>&1 | grep -q \"HELIOS_LOG='loud' is not error, warn, info or debug\""
 fails "-p is required" 2 "-p PROMPT is required" $H generate -q -m $M -o $T/x.mp4
